@@ -1,0 +1,715 @@
+"""Field ownership (``metadata.managedFields``) and server-side apply.
+
+Called by the API server's write path: every create, update and non-apply patch calls
+:func:`record_update` on the object about to be stored; an ``application/apply-patch+yaml``
+PATCH calls :func:`server_side_apply` (with ``live=None`` when the object does not exist,
+which creates it). :func:`fields_of` is the FieldsV1 encoder both use.
+
+The model follows structured-merge-diff as the real apiserver runs it:
+
+* a *field set* is a set of paths; a path is a tuple of FieldsV1 path elements:
+  ``f:<name>`` for struct fields and map keys, ``k:{"name":"nginx"}`` for an item of an
+  associative list (``x-kubernetes-list-type: map``, keys in sorted order, compact JSON),
+  ``v:<json>`` for an item of a set, ``i:<n>`` otherwise. FieldsV1 is the same set as a
+  tree, with ``".": {}`` marking a node that is a member and also has children;
+* an *applier* owns exactly the fields of its last applied configuration (leaves, list
+  items, empty maps, map keys - never the structs in between);
+* an *updater* (operation ``Update``) gains what its write added or changed; a field that
+  changes leaves every other manager's set, and a field removed leaves every set;
+* apply merges the configuration into the live object by schema (associative lists by
+  key, sets as unions, atomic lists and maps replaced), removes what the applier applied
+  last time, dropped now, and nobody else owns, and fails with 409 when the change would
+  take a field another manager owns (unless ``force``).
+
+Managers are entries keyed by (manager, operation, apiVersion for updaters, subresource).
+``apiVersion``/``kind``/``metadata.name``... are never recorded, nor ``status`` through
+the main resource nor ``spec`` through ``/status``, as the real server's reset fields.
+
+Deliberate simplification: struct-typed nodes never get ``".": {}`` (the real server marks
+pointer structs that a write creates, e.g. ``f:rollingUpdate``); it cannot tell Go pointer
+structs from value structs from the OpenAPI schema. Maps and list items do get it.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from corral.api.errors import CONFLICT, StatusError, bad_request
+from corral.api.schema import SchemaNode
+
+Path = tuple[str, ...]
+PathSet = set[Path]
+
+APPLY = "Apply"
+UPDATE = "Update"
+FIELDS_V1 = "FieldsV1"
+FIELD_MANAGER_CONFLICT = "FieldManagerConflict"
+
+# Never recorded in a field set (the fieldmanager's strip set).
+_STRIPPED: frozenset[Path] = frozenset(
+    {
+        ("f:apiVersion",),
+        ("f:kind",),
+        ("f:metadata", "f:name"),
+        ("f:metadata", "f:namespace"),
+        ("f:metadata", "f:creationTimestamp"),
+        ("f:metadata", "f:selfLink"),
+        ("f:metadata", "f:uid"),
+        ("f:metadata", "f:clusterName"),
+        ("f:metadata", "f:generation"),
+        ("f:metadata", "f:managedFields"),
+        ("f:metadata", "f:resourceVersion"),
+    }
+)
+
+_ABSENT: Any = object()
+
+
+# --- path elements and shapes ------------------------------------------------------------
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _child(node: SchemaNode | None, key: str) -> tuple[SchemaNode | None, bool]:
+    """Schema under ``key`` and whether ``key`` is a named struct field."""
+    if node is None or node.is_opaque:
+        return None, False
+    if node.is_object:
+        child = node.field(key)
+        return child, child is not None
+    if node.is_map:
+        return node.value(), False
+    return None, False
+
+
+def _shape(value: Any, node: SchemaNode | None) -> str:
+    """``struct``, ``map`` (free-form or schemaless), ``listmap``, ``set`` or ``leaf``."""
+    if isinstance(value, dict):
+        if node is None or node.is_opaque:
+            return "map"
+        if node.map_type == "atomic":
+            return "leaf"
+        if node.is_object:
+            return "struct"
+        if node.is_map:
+            return "map"
+        return "leaf"
+    if isinstance(value, list):
+        if node is None or node.is_opaque or not node.is_list:
+            return "leaf"
+        list_type = node.list_type
+        if list_type == "map" and node.list_map_keys:
+            return "listmap"
+        if list_type == "set":
+            return "set"
+        return "leaf"
+    return "leaf"
+
+
+def _item_pe(item: Any, index: int, node: SchemaNode, shape: str) -> str:
+    if shape == "set":
+        return "v:" + _json(item)
+    if isinstance(item, dict):
+        keys = {k: item[k] for k in sorted(node.list_map_keys) if k in item}
+        if keys:
+            return "k:" + _json(keys)
+    return f"i:{index}"
+
+
+def _children(value: Any, node: SchemaNode | None, shape: str) -> list[tuple[str, Any, Any, bool]]:
+    """(path element, child value, child schema, is named struct field) of a container."""
+    out: list[tuple[str, Any, Any, bool]] = []
+    if shape in ("struct", "map"):
+        for key, child_value in value.items():
+            child_node, named = _child(node, key)
+            out.append(("f:" + key, child_value, child_node, named))
+    elif shape in ("listmap", "set"):
+        assert node is not None
+        item_node = node.items()
+        for i, item in enumerate(value):
+            out.append((_item_pe(item, i, node, shape), item, item_node, False))
+    return out
+
+
+# --- field sets <-> FieldsV1 -------------------------------------------------------------
+
+
+def _to_set(value: Any, node: SchemaNode | None, path: Path, out: PathSet) -> None:
+    """structured-merge-diff's ToFieldSet: leaves, list items, empty maps, map keys."""
+    shape = _shape(value, node)
+    if shape == "leaf":
+        if path:
+            out.add(path)
+        return
+    for pe, child_value, child_node, named in _children(value, node, shape):
+        child_path = (*path, pe)
+        _to_set(child_value, child_node, child_path, out)
+        if shape in ("listmap", "set") or child_value is None or child_value == {} or not named:
+            out.add(child_path)
+
+
+def _reset_prefixes(subresource: str) -> tuple[Path, ...]:
+    if subresource == "":
+        return (("f:status",),)
+    if subresource == "status":
+        return (("f:spec",),)
+    return ()
+
+
+def _strip(paths: Iterable[Path], subresource: str) -> PathSet:
+    resets = _reset_prefixes(subresource)
+    return {
+        p
+        for p in paths
+        if p not in _STRIPPED and not any(p[: len(r)] == r for r in resets) and p != ("f:metadata",)
+    }
+
+
+def _pe_sort_key(pe: str) -> tuple[int, str]:
+    rank = {"f": 0, "k": 1, "v": 2, "i": 3}.get(pe[:1], 4)
+    if pe[:1] == "i":
+        return rank, pe[2:].rjust(12, "0")
+    return rank, pe[2:]
+
+
+def encode_fields(paths: Iterable[Path]) -> dict[str, Any]:
+    """Serialise a field set as FieldsV1 (``"."`` first, then elements in path order)."""
+    members = set(paths)
+    tree: dict[str, Any] = {}
+    for path in members:
+        cursor = tree
+        for pe in path:
+            cursor = cursor.setdefault(pe, {})
+    return _order(tree, (), members)
+
+
+def _order(tree: dict[str, Any], prefix: Path, members: PathSet) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if prefix and tree and prefix in members:
+        out["."] = {}
+    for pe in sorted(tree, key=_pe_sort_key):
+        out[pe] = _order(tree[pe], (*prefix, pe), members)
+    return out
+
+
+def decode_fields(fields: Any, prefix: Path = ()) -> PathSet:
+    """The set of paths a FieldsV1 tree holds."""
+    out: PathSet = set()
+    if not isinstance(fields, dict):
+        return out
+    for pe, sub in fields.items():
+        if pe == ".":
+            if prefix:
+                out.add(prefix)
+            continue
+        path = (*prefix, pe)
+        if not sub:
+            out.add(path)
+        else:
+            out |= decode_fields(sub, path)
+    return out
+
+
+def fields_of(obj: Any, node: SchemaNode | None, subresource: str = "") -> dict[str, Any]:
+    """The FieldsV1 an applier of ``obj`` owns (identity and reset fields left out)."""
+    paths: PathSet = set()
+    _to_set(obj, node, (), paths)
+    return encode_fields(_strip(paths, subresource))
+
+
+# --- comparison --------------------------------------------------------------------------
+
+
+@dataclass
+class _Comparison:
+    added: PathSet = field(default_factory=set)
+    modified: PathSet = field(default_factory=set)
+    removed: PathSet = field(default_factory=set)
+
+    def changed(self) -> PathSet:
+        return self.added | self.modified
+
+    def is_same(self) -> bool:
+        return not (self.added or self.modified or self.removed)
+
+
+def _equal(a: Any, b: Any) -> bool:
+    return orjson.dumps(a, option=orjson.OPT_SORT_KEYS) == orjson.dumps(
+        b, option=orjson.OPT_SORT_KEYS
+    )
+
+
+def _marks_self(shape: str, path: Path) -> bool:
+    return bool(path) and (shape == "map" or path[-1][:2] in ("k:", "v:", "i:"))
+
+
+def _one_sided(value: Any, node: SchemaNode | None, path: Path, into: PathSet) -> None:
+    shape = _shape(value, node)
+    if shape == "leaf":
+        if path:
+            into.add(path)
+        return
+    if _marks_self(shape, path):
+        into.add(path)
+    for pe, child_value, child_node, _named in _children(value, node, shape):
+        _one_sided(child_value, child_node, (*path, pe), into)
+
+
+def _compare(old: Any, new: Any, node: SchemaNode | None, path: Path, cmp: _Comparison) -> None:
+    if old is _ABSENT and new is _ABSENT:
+        return
+    if old is _ABSENT:
+        _one_sided(new, node, path, cmp.added)
+        return
+    if new is _ABSENT:
+        removed: PathSet = set()
+        _one_sided(old, node, path, removed)
+        cmp.removed |= removed
+        if path:
+            cmp.removed.add(path)
+        return
+    old_shape, new_shape = _shape(old, node), _shape(new, node)
+    if old_shape != new_shape or old_shape == "leaf":
+        if not _equal(old, new) and path:
+            cmp.modified.add(path)
+        return
+    old_children = {pe: v for pe, v, _n, _f in _children(old, node, old_shape)}
+    new_children = {pe: (v, n) for pe, v, n, _f in _children(new, node, new_shape)}
+    old_nodes = {pe: n for pe, _v, n, _f in _children(old, node, old_shape)}
+    for pe, (value, child_node) in new_children.items():
+        _compare(old_children.get(pe, _ABSENT), value, child_node, (*path, pe), cmp)
+    for pe, value in old_children.items():
+        if pe not in new_children:
+            _compare(value, _ABSENT, old_nodes[pe], (*path, pe), cmp)
+
+
+def _without_managed(obj: dict[str, Any] | None) -> dict[str, Any]:
+    if obj is None:
+        return {}
+    out = dict(obj)
+    meta = out.get("metadata")
+    if isinstance(meta, dict) and "managedFields" in meta:
+        out["metadata"] = {k: v for k, v in meta.items() if k != "managedFields"}
+    return out
+
+
+def _comparison(
+    old: dict[str, Any] | None, new: dict[str, Any], node: SchemaNode | None, subresource: str
+) -> _Comparison:
+    cmp = _Comparison()
+    _compare(_without_managed(old), _without_managed(new), node, (), cmp)
+    cmp.added = _strip(cmp.added, subresource)
+    cmp.modified = _strip(cmp.modified, subresource)
+    cmp.removed = _strip(cmp.removed, subresource)
+    return cmp
+
+
+# --- managedFields entries ---------------------------------------------------------------
+
+
+@dataclass
+class _Manager:
+    manager: str
+    operation: str
+    api_version: str
+    subresource: str
+    time: str | None
+    fields: PathSet
+
+    @property
+    def identity(self) -> tuple[str, str, str, str]:
+        version = self.api_version if self.operation == UPDATE else ""
+        return (self.manager, self.operation, version, self.subresource)
+
+    @property
+    def identifier(self) -> str:
+        """The JSON identifier structured-merge-diff sorts managers by."""
+        ident: dict[str, str] = {"manager": self.manager, "operation": self.operation}
+        if self.operation == UPDATE:
+            ident["apiVersion"] = self.api_version
+        if self.subresource:
+            ident["subresource"] = self.subresource
+        return _json(ident)
+
+    def printed(self) -> str:
+        text = _json(self.manager)
+        if self.subresource:
+            text += f" with subresource {_json(self.subresource)}"
+        if self.operation == UPDATE:
+            text += f" using {self.api_version}"
+        return text
+
+    def entry(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "manager": self.manager,
+            "operation": self.operation,
+            "apiVersion": self.api_version,
+        }
+        if self.time is not None:
+            out["time"] = self.time
+        out["fieldsType"] = FIELDS_V1
+        out["fieldsV1"] = encode_fields(self.fields)
+        if self.subresource:
+            out["subresource"] = self.subresource
+        return out
+
+
+def _decode_managers(entries: Any) -> dict[tuple[str, str, str, str], _Manager]:
+    out: dict[tuple[str, str, str, str], _Manager] = {}
+    if not isinstance(entries, list):
+        return out
+    for e in entries:
+        if not isinstance(e, dict) or (not e.get("manager") and not e.get("operation")):
+            continue
+        m = _Manager(
+            manager=str(e.get("manager", "")),
+            operation=str(e.get("operation", UPDATE)),
+            api_version=str(e.get("apiVersion", "")),
+            subresource=str(e.get("subresource", "")),
+            time=e.get("time"),
+            fields=decode_fields(e.get("fieldsV1")),
+        )
+        out[m.identity] = m
+    return out
+
+
+def _managed_of(obj: dict[str, Any] | None) -> Any:
+    if obj is None:
+        return None
+    meta = obj.get("metadata")
+    return meta.get("managedFields") if isinstance(meta, dict) else None
+
+
+def _store(obj: dict[str, Any], managers: Iterable[_Manager]) -> None:
+    kept = list(managers)
+    kept.sort(key=lambda m: (m.operation, m.time or "", m.manager, m.api_version, m.subresource))
+    meta = obj.setdefault("metadata", {})
+    if kept:
+        meta["managedFields"] = [m.entry() for m in kept]
+    else:
+        meta.pop("managedFields", None)
+
+
+def _current_managers(
+    live_new: dict[str, Any], live_old: dict[str, Any] | None, subresource: str
+) -> dict[tuple[str, str, str, str], _Manager]:
+    """The managers before this write (``decodeLiveOrNew``): the request's managedFields when
+    it carries some (``[{}]`` resets them), else the live object's."""
+    if subresource:
+        return _decode_managers(_managed_of(live_old))
+    requested = _managed_of(live_new)
+    if requested == [{}]:
+        return {}
+    if isinstance(requested, list) and requested:
+        decoded = _decode_managers(requested)
+        if decoded:
+            return decoded
+    return _decode_managers(_managed_of(live_old))
+
+
+def record_update(
+    live_new: dict[str, Any],
+    live_old: dict[str, Any] | None,
+    manager: str,
+    api_version: str,
+    now: str,
+    node: SchemaNode | None,
+    subresource: str = "",
+) -> None:
+    """Record a non-apply write (operation ``Update``) in ``live_new``'s managedFields.
+
+    ``live_old`` is the stored object (``None`` on create). Mutates only
+    ``live_new["metadata"]["managedFields"]``.
+    """
+    managers = _current_managers(live_new, live_old, subresource)
+    cmp = _comparison(live_old, live_new, node, subresource)
+    changed = cmp.changed()
+    me = _Manager(manager, UPDATE, api_version, subresource, now, set())
+    for ident, other in list(managers.items()):
+        if ident == me.identity:
+            continue
+        other.fields -= changed
+        other.fields -= cmp.removed
+    previous = managers.get(me.identity)
+    if previous is not None:
+        previous.fields -= cmp.removed
+        if changed:
+            previous.fields |= changed
+            previous.time = now
+            previous.api_version = api_version
+    elif changed:
+        me.fields = set(changed)
+        managers[me.identity] = me
+    _store(live_new, (m for m in managers.values() if m.fields))
+
+
+# --- server-side apply -------------------------------------------------------------------
+
+
+def _merge(live: Any, config: Any, node: SchemaNode | None) -> Any:
+    """Typed merge of an applied configuration into a live value (copies, never aliases)."""
+    if live is _ABSENT or live is None:
+        return _drop_nulls(copy.deepcopy(config))
+    shape = _shape(config, node)
+    if shape != _shape(live, node) or shape == "leaf":
+        return _drop_nulls(copy.deepcopy(config))
+    if shape in ("struct", "map"):
+        out = dict(live)
+        for key, value in config.items():
+            if value is None:
+                out.pop(key, None)
+                continue
+            child_node, _named = _child(node, key)
+            out[key] = _merge(live.get(key, _ABSENT), value, child_node)
+        return out
+    return _merge_list(live, config, node, shape)
+
+
+def _drop_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_nulls(v) for v in value]
+    return value
+
+
+def _merge_list(
+    live: list[Any], config: list[Any], node: SchemaNode | None, shape: str
+) -> list[Any]:
+    """Merge associative lists/sets keeping the config's order for shared items and live-only
+    items where they were (structured-merge-diff's interleaving)."""
+    assert node is not None
+    item_node = node.items()
+    lhs = [(_item_pe(v, i, node, shape), v) for i, v in enumerate(live)]
+    rhs = [(_item_pe(v, i, node, shape), v) for i, v in enumerate(config)]
+    lhs_map = dict(lhs)
+    rhs_map = dict(rhs)
+    shared = [pe for pe, _v in rhs if pe in lhs_map]
+    out: list[Any] = []
+    merged: set[str] = set()
+    li = ri = si = 0
+
+    def take(pe: str) -> None:
+        nonlocal si
+        merged.add(pe)
+        out.append(_merge(lhs_map.get(pe, _ABSENT), rhs_map[pe], item_node))
+        if si < len(shared) and shared[si] == pe:
+            si += 1
+
+    while li < len(lhs) or ri < len(rhs):
+        if li < len(lhs) and ri < len(rhs):
+            pe = lhs[li][0]
+            if pe == rhs[ri][0]:
+                take(pe)
+                li += 1
+                ri += 1
+                continue
+            if pe in rhs_map and si < len(shared) and shared[si] != pe:
+                li += 1
+                continue
+        if li < len(lhs):
+            pe, value = lhs[li]
+            if pe not in rhs_map:
+                out.append(copy.deepcopy(value))
+                li += 1
+                continue
+            if pe in merged:
+                li += 1
+                continue
+        if ri < len(rhs):
+            pe = rhs[ri][0]
+            if pe not in merged:
+                take(pe)
+            ri += 1
+        elif li < len(lhs):
+            li += 1
+    return out
+
+
+def _prefixes(paths: PathSet) -> PathSet:
+    return {p[:i] for p in paths for i in range(1, len(p))}
+
+
+def _prune(
+    value: Any,
+    node: SchemaNode | None,
+    path: Path,
+    last: PathSet,
+    last_pre: PathSet,
+    owned: PathSet,
+    owned_pre: PathSet,
+) -> Any:
+    """Remove what the applier owned last time and nobody owns now (struct fields count as
+    owned when something beneath them is, structured-merge-diff's named-field rule)."""
+    shape = _shape(value, node)
+    if shape == "leaf":
+        return value
+    kept: list[tuple[str, Any]] = []
+    for pe, child_value, child_node, named in _children(value, node, shape):
+        child_path = (*path, pe)
+        in_last = child_path in last or (named and child_path in last_pre)
+        in_owned = child_path in owned or (named and child_path in owned_pre)
+        if in_last and not in_owned:
+            continue
+        if child_path in last_pre:
+            child_value = _prune(
+                child_value, child_node, child_path, last, last_pre, owned, owned_pre
+            )
+        kept.append((pe, child_value))
+    if shape in ("struct", "map"):
+        return {pe[2:]: v for pe, v in kept}
+    return [v for _pe, v in kept]
+
+
+def _conflict_error(conflicts: list[tuple[_Manager, Path]]) -> StatusError:
+    causes = [
+        {
+            "reason": FIELD_MANAGER_CONFLICT,
+            "message": f"conflict with {m.printed()}",
+            "field": _path_string(p),
+        }
+        for m, p in conflicts
+    ]
+    if len(conflicts) == 1:
+        m, p = conflicts[0]
+        message = f"Apply failed with 1 conflict: conflict with {m.printed()}: {_path_string(p)}"
+    else:
+        lines: list[str] = []
+        by_manager: dict[str, tuple[_Manager, list[Path]]] = {}
+        for m, p in conflicts:
+            by_manager.setdefault(m.identifier, (m, []))[1].append(p)
+        for ident in sorted(by_manager):
+            m, paths = by_manager[ident]
+            lines.append(f"conflicts with {m.printed()}:")
+            lines.extend(f"- {_path_string(p)}" for p in paths)
+        message = f"Apply failed with {len(conflicts)} conflicts: " + "\n".join(lines)
+    return StatusError(409, CONFLICT, message, {"causes": causes})
+
+
+def _value_string(value: Any) -> str:
+    if isinstance(value, str):
+        return _json(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    return _json(value)
+
+
+def _path_string(path: Path) -> str:
+    """``fieldpath.Path.String()``: ``.spec.containers[name="nginx"].image``."""
+    out = ""
+    for pe in path:
+        kind, rest = pe[:1], pe[2:]
+        if kind == "f":
+            out += "." + rest
+        elif kind == "k":
+            keys = orjson.loads(rest)
+            out += "[" + ",".join(f"{k}={_value_string(v)}" for k, v in keys.items()) + "]"
+        elif kind == "v":
+            out += f"[={_value_string(orjson.loads(rest))}]"
+        else:
+            out += f"[{rest}]"
+    return out
+
+
+def _sorted_paths(paths: PathSet) -> list[Path]:
+    """Set iteration order: at each level, members first, then children, each sorted."""
+    out: list[Path] = []
+
+    def walk(prefix: Path) -> None:
+        level = {
+            p[len(prefix)]
+            for p in paths | _prefixes(paths)
+            if p[: len(prefix)] == prefix and len(p) > len(prefix)
+        }
+        ordered = sorted(level, key=_pe_sort_key)
+        for pe in ordered:
+            if (*prefix, pe) in paths:
+                out.append((*prefix, pe))
+        for pe in ordered:
+            child = (*prefix, pe)
+            if any(len(p) > len(child) and p[: len(child)] == child for p in paths):
+                walk(child)
+
+    walk(())
+    return out
+
+
+def server_side_apply(
+    live: dict[str, Any] | None,
+    applied: dict[str, Any],
+    manager: str,
+    api_version: str,
+    force: bool,
+    now: str,
+    node: SchemaNode | None,
+    subresource: str = "",
+) -> dict[str, Any]:
+    """Apply ``applied`` (the decoded apply-patch body) for ``manager``; return the new object.
+
+    ``live`` is the stored object, ``None`` to create. Raises 409 Conflict listing the fields
+    other managers own and this apply would change, unless ``force``; then they move to the
+    applier. Never mutates its inputs.
+    """
+    applied_meta = applied.get("metadata")
+    if isinstance(applied_meta, dict) and applied_meta.get("managedFields") is not None:
+        raise bad_request("metadata.managedFields must be nil")
+    patch_version = applied.get("apiVersion", "")
+    if patch_version != api_version:
+        raise bad_request(
+            "Incorrect version specified in apply patch. "
+            f"Specified patch version: {patch_version}, expected: {api_version}"
+        )
+
+    managers = _decode_managers(_managed_of(live))
+    base = _without_managed(live)
+    me = _Manager(manager, APPLY, api_version, subresource, now, set())
+    previous = managers.get(me.identity)
+
+    full_set: PathSet = set()
+    _to_set(applied, node, (), full_set)
+    merged = (
+        _merge(base, applied, node) if live is not None else _drop_nulls(copy.deepcopy(applied))
+    )
+
+    if previous is not None and previous.fields:
+        owned = set(full_set)
+        for ident, m in managers.items():
+            if ident != me.identity:
+                owned |= m.fields
+        merged = _prune(
+            merged, node, (), previous.fields, _prefixes(previous.fields), owned, _prefixes(owned)
+        )
+
+    cmp = _comparison(base, merged, node, subresource)
+    changed = cmp.changed()
+    conflicts: list[tuple[_Manager, Path]] = []
+    for ident in sorted(managers, key=lambda i: managers[i].identifier):
+        if ident == me.identity:
+            continue
+        other = managers[ident]
+        conflicts.extend((other, p) for p in _sorted_paths(other.fields & changed))
+    if conflicts and not force:
+        raise _conflict_error(conflicts)
+
+    for ident, other in managers.items():
+        if ident == me.identity:
+            continue
+        other.fields -= changed
+        other.fields -= cmp.removed
+
+    me.fields = _strip(full_set, subresource)
+    if previous is not None and cmp.is_same():
+        me.time = previous.time
+    managers[me.identity] = me
+    result: dict[str, Any] = merged
+    _store(result, (m for m in managers.values() if m.fields or m is me))
+    return result

@@ -1,0 +1,130 @@
+"""The aiohttp application: authentication, error mapping and the route table.
+
+Every request passes one middleware that checks the bearer token and turns any
+``StatusError`` into its Status body, and any unexpected exception into a 500 Status
+that is logged (no client request can stop the server). Routes are few: discovery,
+OpenAPI, health, and one catch-all that parses the Kubernetes REST path and hands it to
+the generic ``ResourceHandler``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from corral.api import errors
+from corral.apiserver.discovery import AGGREGATED_CT, Discovery, wants_aggregated
+from corral.apiserver.handlers import ResourceHandler, json_response
+from corral.apiserver.openapi import OpenAPIDocs
+from corral.apiserver.request import parse_path
+from corral.apiserver.store import Registry
+
+log = logging.getLogger("corral.apiserver")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_PUBLIC = ("/healthz", "/livez", "/readyz", "/version")
+
+
+def status_response(e: errors.StatusError) -> web.Response:
+    return web.Response(body=e.body(), status=e.code, headers={"Content-Type": "application/json"})
+
+
+class APIApp:
+    """Builds the aiohttp app over a Registry."""
+
+    def __init__(
+        self, registry: Registry, discovery: Discovery, openapi: OpenAPIDocs, tokens: set[str]
+    ) -> None:
+        self.registry = registry
+        self.discovery = discovery
+        self.openapi = openapi
+        self.tokens = tokens
+        self.handler = ResourceHandler(registry)
+
+    def build(self) -> web.Application:
+        app = web.Application(middlewares=[self.middleware], client_max_size=3 * 1024 * 1024 + 1024)
+        app.router.add_route("*", "/{tail:.*}", self.route)
+        return app
+
+    def _authorised(self, request: web.Request) -> bool:
+        if not self.tokens:
+            return True
+        auth = request.headers.get("Authorization", "")
+        if not auth.startswith("Bearer "):
+            return False
+        token = auth[7:].strip()
+        return any(hmac.compare_digest(token, t) for t in self.tokens)
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            if request.path not in _PUBLIC and not self._authorised(request):
+                raise errors.unauthorized()
+            return await handler(request)
+        except errors.StatusError as e:
+            return status_response(e)
+        except web.HTTPException as e:
+            if e.status == 413:
+                return status_response(errors.too_large())
+            raise
+        except (ConnectionResetError, TimeoutError) as e:
+            log.debug("client went away: %s", e)
+            raise
+        except Exception as e:
+            log.exception("internal error on %s %s", request.method, request.path_qs)
+            return status_response(errors.internal(f"{type(e).__name__}: {e}"))
+
+    async def route(self, request: web.Request) -> web.StreamResponse:
+        path = request.path.rstrip("/") or "/"
+        method = request.method
+        if path in ("/healthz", "/livez", "/readyz"):
+            return web.Response(text="ok")
+        if path == "/version":
+            return json_response(self.discovery.version)
+        if path == "/api":
+            return self._discovery(request, self.discovery.api, self.discovery.aggregated_api)
+        if path == "/apis":
+            return self._discovery(request, self.discovery.apis, self.discovery.aggregated_apis)
+        if path == "/openapi/v3":
+            return json_response(self.openapi.index())
+        if path.startswith("/openapi/v3/"):
+            doc = self.openapi.document(path[len("/openapi/v3/") :])
+            if doc is None:
+                raise errors.path_not_found()
+            return json_response(
+                doc,
+                headers={"Cache-Control": "public, immutable"}
+                if request.query.get("hash")
+                else None,
+            )
+        parts = path.strip("/").split("/")
+        if len(parts) == 2 and parts[0] == "apis" and method == "GET":
+            group_doc = self.discovery.group_docs.get(parts[1])
+            if group_doc is not None:
+                return json_response(group_doc)
+        p = parse_path(path)
+        if p is None:
+            raise errors.path_not_found()
+        if not p.resource:
+            if method != "GET":
+                raise errors.method_not_allowed()
+            gv = f"{p.group}/{p.version}" if p.group else p.version
+            doc = self.discovery.resource_lists.get(gv)
+            if doc is None:
+                raise errors.path_not_found()
+            return json_response(doc)
+        info = self.registry.by_gvr.get((p.group, p.version, p.resource))
+        if info is None:
+            raise errors.path_not_found()
+        return await self.handler.dispatch(request, p, info)
+
+    def _discovery(self, request: web.Request, legacy: bytes, aggregated: bytes) -> web.Response:
+        if request.method != "GET":
+            raise errors.method_not_allowed()
+        if wants_aggregated(request.headers.get("Accept", "")):
+            return json_response(aggregated, content_type=AGGREGATED_CT)
+        return json_response(legacy)

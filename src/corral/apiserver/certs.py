@@ -1,0 +1,331 @@
+"""The API server's PKI: a private CA, the serving certificate, the admin token, kubeconfigs.
+
+Called once at start-up by the server's entry point (``corral`` CLI): ``ensure_pki``
+creates, on first start, a CA (ECDSA P-256, 10 years, CN ``corral-ca``) and a serving
+certificate signed by it under ``<data_dir>/pki/``; later starts reuse them, so
+kubeconfigs written earlier keep working. The serving certificate alone is re-issued
+(by the same CA) when a requested host is missing from its SANs, when it expires within
+30 days, or when it no longer matches the CA or its key. ``ensure_admin_token`` does the
+same for the bearer token of the ``admin`` user, and ``write_kubeconfig`` hands both to
+kubectl and the ``kubernetes`` client.
+
+Files (keys and the token are mode 0600, written atomically)::
+
+    pki/ca.crt  pki/ca.key  pki/server.crt  pki/server.key  pki/admin.token
+
+``Pki.ssl_context()`` is the server side of TLS: TLS 1.2 or newer, and ALPN offering
+only ``http/1.1`` because the server does not speak HTTP/2 (Go clients such as kubectl
+offer ``h2`` first and must be told no).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import ipaddress
+import os
+import secrets
+import ssl
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+CA_COMMON_NAME = "corral-ca"
+SERVER_COMMON_NAME = "corral-apiserver"
+CA_VALIDITY = dt.timedelta(days=3650)
+SERVER_VALIDITY = dt.timedelta(days=365)
+#: a serving certificate this close to expiry is re-issued at start-up.
+RENEW_BEFORE = dt.timedelta(days=30)
+#: always in the serving certificate: loopback, and the in-cluster service names.
+DEFAULT_SANS = (
+    "127.0.0.1",
+    "::1",
+    "localhost",
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+)
+#: backdating absorbs small clock differences between the server and its clients.
+_BACKDATE = dt.timedelta(hours=1)
+
+SanName = x509.DNSName | x509.IPAddress
+
+
+@dataclass(frozen=True)
+class Pki:
+    """Where the PKI files are; the server loads its TLS context from them."""
+
+    dir: Path
+    ca_cert: Path
+    ca_key: Path
+    server_cert: Path
+    server_key: Path
+
+    @classmethod
+    def at(cls, data_dir: Path) -> Pki:
+        d = data_dir / "pki"
+        return cls(d, d / "ca.crt", d / "ca.key", d / "server.crt", d / "server.key")
+
+    @property
+    def ca_pem(self) -> bytes:
+        """The CA certificate (PEM): what clients trust."""
+        return self.ca_cert.read_bytes()
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The server's TLS context: TLS 1.2+, serving certificate, ALPN ``http/1.1`` only."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(self.server_cert, self.server_key)
+        ctx.set_alpn_protocols(["http/1.1"])
+        return ctx
+
+    def client_ssl_context(self) -> ssl.SSLContext:
+        """A client context trusting only this CA (for in-process clients and tests)."""
+        ctx = ssl.create_default_context(cafile=str(self.ca_cert))
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        return ctx
+
+
+# --- public entry points -----------------------------------------------------------
+
+
+def ensure_pki(data_dir: Path, hosts: Iterable[str], *, now: dt.datetime | None = None) -> Pki:
+    """Create or reuse the CA and serving certificate under ``data_dir/pki``.
+
+    ``hosts`` are extra DNS names or IP addresses for the serving certificate's SANs.
+    ``now`` (UTC) is injectable for tests. Raises ``ValueError`` for an empty host.
+    """
+    now = now or dt.datetime.now(dt.UTC)
+    pki = Pki.at(data_dir)
+    pki.dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(pki.dir, 0o700)
+    sans = san_names([*DEFAULT_SANS, *hosts])
+
+    loaded = _load_pair(pki.ca_cert, pki.ca_key)
+    if loaded is None:
+        ca_cert, ca_key = _issue_ca(now)
+        _write_pair(pki.ca_cert, pki.ca_key, ca_cert, ca_key)
+    else:
+        ca_cert, ca_key = loaded
+
+    server = _load_pair(pki.server_cert, pki.server_key)
+    if server is None or not _server_cert_ok(server[0], ca_cert, sans, now):
+        cert, key = _issue_server(ca_cert, ca_key, sans, now)
+        _write_pair(pki.server_cert, pki.server_key, cert, key)
+    return pki
+
+
+def ensure_admin_token(data_dir: Path) -> str:
+    """The admin bearer token, created on first call (``data_dir/pki/admin.token``, 0600)."""
+    path = data_dir / "pki" / "admin.token"
+    if path.exists():
+        token = path.read_text().strip()
+        if token:
+            return token
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    _write_atomic(path, token.encode() + b"\n", 0o600)
+    return token
+
+
+def write_kubeconfig(
+    path: Path,
+    server_url: str,
+    ca_pem: bytes | None,
+    token: str,
+    cluster_name: str = "corral",
+    user: str = "admin",
+) -> None:
+    """Write a kubeconfig for ``user`` at ``server_url`` (atomically, mode 0600).
+
+    ``ca_pem`` becomes ``certificate-authority-data``; ``None`` omits it (plain http).
+    The context is named after the cluster and made current.
+    """
+    cluster: dict[str, str] = {"server": server_url}
+    if ca_pem is not None:
+        cluster["certificate-authority-data"] = base64.b64encode(ca_pem).decode()
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": cluster_name, "cluster": cluster}],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": cluster_name, "context": {"cluster": cluster_name, "user": user}}],
+        "current-context": cluster_name,
+        "preferences": {},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(path, yaml.safe_dump(config, sort_keys=False).encode(), 0o600)
+
+
+def san_names(hosts: Iterable[str]) -> list[SanName]:
+    """Hosts as SAN entries (IP addresses as ``IPAddress``), deduplicated, order kept."""
+    out: list[SanName] = []
+    for host in hosts:
+        host = host.strip().strip("[]")
+        if not host:
+            raise ValueError("empty host name for the serving certificate")
+        try:
+            name: SanName = x509.IPAddress(ipaddress.ip_address(host))
+        except ValueError:
+            name = x509.DNSName(host.lower())
+        if name not in out:
+            out.append(name)
+    return out
+
+
+# --- issuing -------------------------------------------------------------------------
+
+
+def _issue_ca(now: dt.datetime) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, CA_COMMON_NAME)])
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _BACKDATE)
+        .not_valid_after(now + CA_VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(ski, critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return cert, key
+
+
+def _issue_server(
+    ca_cert: x509.Certificate,
+    ca_key: ec.EllipticCurvePrivateKey,
+    sans: list[SanName],
+    now: dt.datetime,
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, SERVER_COMMON_NAME)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _BACKDATE)
+        .not_valid_after(min(now + SERVER_VALIDITY, ca_cert.not_valid_after_utc))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    return cert, key
+
+
+def _server_cert_ok(
+    cert: x509.Certificate, ca_cert: x509.Certificate, sans: list[SanName], now: dt.datetime
+) -> bool:
+    """Still signed by this CA, valid past the renewal margin, and covering every SAN."""
+    try:
+        cert.verify_directly_issued_by(ca_cert)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    if cert.not_valid_after_utc - RENEW_BEFORE < now or cert.not_valid_before_utc > now:
+        return False
+    try:
+        have = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return False
+    present = set(have)
+    return all(name in present for name in sans)
+
+
+# --- files ---------------------------------------------------------------------------
+
+
+def _load_pair(
+    cert_path: Path, key_path: Path
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None:
+    """The certificate and its EC key, or None when missing, unreadable or mismatched."""
+    try:
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        return None
+    if cert.public_key() != key.public_key():
+        return None
+    return cert, key
+
+
+def _write_pair(
+    cert_path: Path,
+    key_path: Path,
+    cert: x509.Certificate,
+    key: ec.EllipticCurvePrivateKey,
+) -> None:
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    _write_atomic(key_path, key_pem, 0o600)
+    _write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+
+
+def _write_atomic(path: Path, data: bytes, mode: int) -> None:
+    """Write via a temporary file in the same directory and ``os.replace``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise

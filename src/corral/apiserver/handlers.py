@@ -1,0 +1,803 @@
+"""The generic REST handlers: one set of verbs for every resource.
+
+``ResourceHandler.dispatch`` maps (method, path) to get / list / watch / create / update /
+patch / delete / deletecollection and the ``status``, ``scale``, ``binding``,
+``eviction``, ``log`` and ``exec`` subresources, reads query parameters and bodies,
+calls the ``Registry`` and encodes its answer (plain JSON, Table or
+PartialObjectMetadata). Lists are assembled from the cached bytes of each object without
+decoding them; watch streams send each event's shared bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import builtins
+import contextlib
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from corral.api import errors
+from corral.api.selectors import (
+    FieldSelector,
+    LabelSelector,
+    parse_field_selector,
+    parse_label_selector,
+    selector_from_map,
+    selector_from_object,
+)
+from corral.apiserver import tables
+from corral.apiserver.registry.base import ResourceInfo
+from corral.apiserver.request import (
+    JSON,
+    PARTIAL,
+    TABLE,
+    Accept,
+    PathInfo,
+    decode_body,
+    negotiate,
+)
+from corral.apiserver.store import (
+    APPLY_PATCH,
+    JSON_PATCH,
+    MERGE_PATCH,
+    STRATEGIC_PATCH,
+    DeleteOptions,
+    Registry,
+    WriteOptions,
+)
+from corral.storage.base import Compacted
+from corral.storage.cache import Entry, Watcher, WatchEvent
+
+JSON_CT = "application/json"
+PATCH_TYPES = (JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, APPLY_PATCH)
+BOOKMARK_INTERVAL = 30.0
+
+
+def json_response(
+    body: bytes,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    content_type: str = JSON_CT,
+) -> web.Response:
+    h = {"Content-Type": content_type}
+    if headers:
+        h.update(headers)
+    return web.Response(body=body, status=status, headers=h)
+
+
+def status_success(info: ResourceInfo, name: str, uid: str) -> bytes:
+    details: dict[str, Any] = {"name": name}
+    if info.group:
+        details["group"] = info.group
+    details["kind"] = info.plural
+    details["uid"] = uid
+    return orjson.dumps(
+        {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Success",
+            "details": details,
+        }
+    )
+
+
+def _warning_headers(warnings: list[str]) -> dict[str, str]:
+    if not warnings:
+        return {}
+    return {"Warning": ", ".join('299 - "' + w.replace('"', '\\"') + '"' for w in warnings)}
+
+
+class ResourceHandler:
+    """HTTP verbs over the generic registry."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    # --- routing -----------------------------------------------------------------------------
+    async def dispatch(
+        self, request: web.Request, p: PathInfo, info: ResourceInfo
+    ) -> web.StreamResponse:
+        method = request.method
+        if info.namespaced and not p.namespaced_path and p.name:
+            raise errors.path_not_found()
+        if not info.namespaced and p.namespaced_path:
+            raise errors.path_not_found()
+        ns = p.namespace if info.namespaced else ""
+        sub = p.subresource
+        if sub:
+            return await self.subresource(request, info, ns, p.name, sub)
+        if not p.name:
+            if method == "GET":
+                q = request.query
+                if q.get("watch") in ("true", "1"):
+                    return await self.watch(request, info, ns if p.namespaced_path else None)
+                return await self.list(request, info, ns if p.namespaced_path else None)
+            if method == "POST":
+                if info.namespaced and not p.namespaced_path:
+                    raise errors.method_not_allowed()
+                return await self.create(request, info, ns)
+            if method == "DELETE":
+                return await self.delete_collection(
+                    request, info, ns if p.namespaced_path else None
+                )
+            raise errors.method_not_allowed()
+        if method == "GET":
+            return self.get(request, info, ns, p.name)
+        if method == "PUT":
+            return await self.update(request, info, ns, p.name, "")
+        if method == "PATCH":
+            return await self.patch(request, info, ns, p.name, "")
+        if method == "DELETE":
+            return await self.delete(request, info, ns, p.name)
+        raise errors.method_not_allowed()
+
+    # --- reads --------------------------------------------------------------------------------
+    def _encode_one(
+        self,
+        request: web.Request,
+        info: ResourceInfo,
+        entry_raw: bytes,
+        obj: dict[str, Any] | None = None,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+    ) -> web.Response:
+        acc = negotiate(request.headers.get("Accept", ""))
+        if acc.format == JSON:
+            return json_response(entry_raw, status, headers)
+        o = obj if obj is not None else orjson.loads(entry_raw)
+        if acc.format == TABLE:
+            body = self._table(request, info, [o], o["metadata"].get("resourceVersion", ""), acc)
+            return json_response(orjson.dumps(body), status, headers, _table_ct(acc))
+        return json_response(orjson.dumps(_partial(o, acc)), status, headers, _partial_ct(acc))
+
+    def get(self, request: web.Request, info: ResourceInfo, ns: str, name: str) -> web.Response:
+        e = self.registry.get(info, ns, name)
+        return self._encode_one(request, info, e.raw)
+
+    def _selectors(
+        self, request: web.Request, info: ResourceInfo
+    ) -> tuple[LabelSelector | None, FieldSelector | None]:
+        q = request.query
+        ls = parse_label_selector(q["labelSelector"]) if q.get("labelSelector") else None
+        allowed = ["metadata.name", "metadata.namespace", *info.strategy.field_selectors]
+        fs = parse_field_selector(q["fieldSelector"], allowed) if q.get("fieldSelector") else None
+        return ls, fs
+
+    async def list(self, request: web.Request, info: ResourceInfo, ns: str | None) -> web.Response:
+        q = request.query
+        acc = negotiate(request.headers.get("Accept", ""))
+        ls, fs = self._selectors(request, info)
+        rv = q.get("resourceVersion", "")
+        match = q.get("resourceVersionMatch", "")
+        current = self.registry.cache.revision
+        if match and not rv:
+            raise errors.bad_request(
+                "resourceVersionMatch is forbidden unless resourceVersion is provided"
+            )
+        if match and match not in ("NotOlderThan", "Exact"):
+            raise errors.bad_request(
+                f'resourceVersionMatch: Unsupported value: "{match}": supported values: "Exact", "NotOlderThan"'
+            )
+        if rv and rv != "0":
+            want = _parse_rv(rv)
+            if want > current:
+                raise errors.StatusError(
+                    504,
+                    errors.TIMEOUT,
+                    f"Too large resource version: {want}, current: {current}",
+                    {
+                        "causes": [
+                            {
+                                "reason": "ResourceVersionTooLarge",
+                                "message": "Too large resource version",
+                            }
+                        ],
+                        "retryAfterSeconds": 1,
+                    },
+                )
+            if match == "Exact" and want != current:
+                raise errors.expired(f"too old resource version: {want} ({current})")
+        limit = _int_param(q, "limit", 0)
+        start_after = ""
+        list_rv = current
+        if q.get("continue"):
+            if rv and rv != "0":
+                raise errors.bad_request(
+                    "specifying resource version is not allowed when using continue"
+                )
+            start_after, list_rv = _decode_continue(q["continue"], self.registry.prefix(info))
+        rc = self.registry.rcache(info)
+        items: builtins.list[Entry] = []
+        remaining = 0
+        more = False
+        it = rc.select(ns if info.namespaced else None, ls, fs, start_after)
+        for e in it:
+            if limit and len(items) >= limit:
+                more = True
+                remaining = 1 + sum(1 for _ in it)
+                break
+            items.append(e)
+        meta: dict[str, Any] = {"resourceVersion": str(list_rv)}
+        if more:
+            meta["continue"] = _encode_continue(items[-1].key, list_rv, self.registry.prefix(info))
+            if ls is None and fs is None:
+                meta["remainingItemCount"] = remaining
+        if acc.format == JSON:
+            head = orjson.dumps(
+                {"kind": info.list_kind, "apiVersion": info.group_version, "metadata": meta}
+            )
+            body = head[:-1] + b',"items":[' + b",".join(e.raw for e in items) + b"]}"
+            return json_response(body)
+        objs = [e.obj() for e in items]
+        if acc.format == TABLE:
+            table = self._table(request, info, objs, str(list_rv), acc)
+            table["metadata"] = meta
+            return json_response(orjson.dumps(table), content_type=_table_ct(acc))
+        out = {
+            "kind": "PartialObjectMetadataList",
+            "apiVersion": f"meta.k8s.io/{acc.version}",
+            "metadata": meta,
+            "items": [_partial(o, acc) for o in objs],
+        }
+        return json_response(orjson.dumps(out), content_type=_partial_ct(acc, True))
+
+    def _table(
+        self,
+        request: web.Request,
+        info: ResourceInfo,
+        objs: builtins.list[dict[str, Any]],
+        rv: str,
+        acc: Accept,
+    ) -> dict[str, Any]:
+        now = datetime.now(UTC)
+        include = request.query.get("includeObject", "Metadata")
+        rows = []
+        for o in objs:
+            row: dict[str, Any] = {"cells": tables.row(info.plural, info.group, o, now)}
+            if include == "Object":
+                row["object"] = o
+            elif include != "None":
+                row["object"] = _partial(o, acc)
+            rows.append(row)
+        return {
+            "kind": "Table",
+            "apiVersion": f"meta.k8s.io/{acc.version}",
+            "metadata": {"resourceVersion": rv},
+            "columnDefinitions": tables.columns(info.plural, info.group),
+            "rows": rows,
+        }
+
+    # --- watch ---------------------------------------------------------------------------------
+    async def watch(
+        self, request: web.Request, info: ResourceInfo, ns: str | None
+    ) -> web.StreamResponse:
+        q = request.query
+        acc = negotiate(request.headers.get("Accept", ""))
+        ls, fs = self._selectors(request, info)
+        rv = q.get("resourceVersion", "")
+        timeout = _int_param(q, "timeoutSeconds", 0)
+        bookmarks = q.get("allowWatchBookmarks") in ("true", "1")
+        initial = q.get("sendInitialEvents") in ("true", "1")
+        rc = self.registry.rcache(info)
+        w = Watcher(ns if info.namespaced else None, ls, fs)
+        from_rev: int | None = None if (rv in ("", "0") or initial) else _parse_rv(rv)
+        resp = web.StreamResponse(status=200, headers={"Content-Type": _watch_ct(acc)})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        try:
+            rc.add_watcher(w, from_rev, self.registry.cache.revision)
+        except Compacted as c:
+            err = errors.expired(f"too old resource version: {c.requested} ({c.compacted})")
+            await resp.write(orjson.dumps({"type": "ERROR", "object": err.status()}) + b"\n")
+            await resp.write_eof()
+            return resp
+        deadline = time.monotonic() + timeout if timeout > 0 else None
+        try:
+            if initial and bookmarks:
+                w.queue.put_nowait(
+                    WatchEvent(
+                        "BOOKMARK-INITIAL",
+                        Entry("", "", "", b"", self.registry.cache.revision, {}, {}),
+                    )
+                )
+            while True:
+                wait = BOOKMARK_INTERVAL
+                if deadline is not None:
+                    wait = min(wait, deadline - time.monotonic())
+                    if wait <= 0:
+                        break
+                try:
+                    ev = await asyncio.wait_for(w.queue.get(), timeout=wait)
+                except TimeoutError:
+                    if bookmarks and (deadline is None or deadline > time.monotonic()):
+                        await resp.write(self._bookmark(info, self.registry.cache.revision, False))
+                    continue
+                if ev is None:
+                    break
+                chunk = [self._event_bytes(request, info, ev, acc)]
+                while not w.queue.empty() and len(chunk) < 256:
+                    nxt = w.queue.get_nowait()
+                    if nxt is None:
+                        w.closed = True
+                        break
+                    chunk.append(self._event_bytes(request, info, nxt, acc))
+                await resp.write(b"".join(chunk))
+                if w.closed:
+                    break
+        except (ConnectionResetError, asyncio.CancelledError):
+            rc.remove_watcher(w)
+            raise
+        finally:
+            rc.remove_watcher(w)
+        with contextlib.suppress(ConnectionResetError):
+            await resp.write_eof()
+        return resp
+
+    def _bookmark(self, info: ResourceInfo, rev: int, initial_end: bool) -> bytes:
+        meta: dict[str, Any] = {"resourceVersion": str(rev)}
+        if initial_end:
+            meta["annotations"] = {"k8s.io/initial-events-end": "true"}
+        obj = {"kind": info.kind, "apiVersion": info.group_version, "metadata": meta}
+        return orjson.dumps({"type": "BOOKMARK", "object": obj}) + b"\n"
+
+    def _event_bytes(
+        self, request: web.Request, info: ResourceInfo, ev: WatchEvent, acc: Accept
+    ) -> bytes:
+        if ev.type == "BOOKMARK-INITIAL":
+            return self._bookmark(info, ev.entry.revision, True)
+        if acc.format == JSON:
+            return ev.line()
+        o = ev.entry.obj()
+        if acc.format == TABLE:
+            obj: dict[str, Any] = self._table(request, info, [o], str(ev.entry.revision), acc)
+        else:
+            obj = _partial(o, acc)
+        return orjson.dumps({"type": ev.type, "object": obj}) + b"\n"
+
+    # --- writes -----------------------------------------------------------------------------------
+    def _write_opts(self, request: web.Request) -> WriteOptions:
+        q = request.query
+        dry = q.getall("dryRun", [])
+        for d in dry:
+            if d != "All":
+                raise errors.bad_request(
+                    f'dryRun: Unsupported value: "{d}": supported values: "All"'
+                )
+        fv = q.get("fieldValidation", "Warn") or "Warn"
+        if fv not in ("Ignore", "Warn", "Strict"):
+            raise errors.bad_request(
+                f'fieldValidation: Unsupported value: "{fv}": supported values: "Ignore", "Strict", "Warn"'
+            )
+        fm = q.get("fieldManager", "")
+        if len(fm) > 128:
+            raise errors.bad_request("fieldManager: Too long: must have at most 128 bytes")
+        force = q.get("force", "") in ("true", "1")
+        return WriteOptions(bool(dry), fm or _default_manager(request), fv, force)
+
+    async def _body(self, request: web.Request) -> Any:
+        if request.content_length is not None and request.content_length > 3 * 1024 * 1024:
+            raise errors.too_large()
+        raw = await request.content.read(3 * 1024 * 1024 + 1)
+        return decode_body(raw, request.headers.get("Content-Type", JSON_CT))
+
+    async def create(self, request: web.Request, info: ResourceInfo, ns: str) -> web.Response:
+        opts = self._write_opts(request)
+        body = await self._body(request)
+        res = await self.registry.create(info, ns, body, opts)
+        return self._encode_one(
+            request, info, res.raw, res.obj, 201, _warning_headers(res.warnings)
+        )
+
+    async def update(
+        self, request: web.Request, info: ResourceInfo, ns: str, name: str, sub: str
+    ) -> web.Response:
+        opts = self._write_opts(request)
+        body = await self._body(request)
+        res = await self.registry.update(info, ns, name, body, opts, sub)
+        return self._encode_one(
+            request, info, res.raw, res.obj, 200, _warning_headers(res.warnings)
+        )
+
+    async def patch(
+        self, request: web.Request, info: ResourceInfo, ns: str, name: str, sub: str
+    ) -> web.Response:
+        ct = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if ct not in PATCH_TYPES:
+            raise errors.unsupported_media_type(ct)
+        opts = self._write_opts(request)
+        if opts.force and ct != APPLY_PATCH:
+            raise errors.bad_request(
+                "force: Invalid value: true: may not be specified for non-apply patch"
+            )
+        body = await self._body(request)
+        res = await self.registry.patch(info, ns, name, ct, body, opts, sub)
+        code = 201 if res.created else 200
+        return self._encode_one(
+            request, info, res.raw, res.obj, code, _warning_headers(res.warnings)
+        )
+
+    async def _delete_opts(self, request: web.Request) -> DeleteOptions:
+        q = request.query
+        body: dict[str, Any] = {}
+        raw = await request.content.read(3 * 1024 * 1024 + 1)
+        if raw.strip():
+            b = decode_body(raw, request.headers.get("Content-Type", JSON_CT))
+            if not isinstance(b, dict):
+                raise errors.bad_request("DeleteOptions must be an object")
+            body = b
+        policy = q.get("propagationPolicy") or body.get("propagationPolicy")
+        orphan = q.get("orphanDependents") or body.get("orphanDependents")
+        if policy and orphan is not None:
+            raise errors.invalid_object(
+                "DeleteOptions",
+                "",
+                "",
+                [
+                    errors.forbidden(
+                        "propagationPolicy",
+                        "orphanDependents and deletionPropagation cannot be both set",
+                    )
+                ],
+            )
+        if orphan is not None:
+            policy = "Orphan" if str(orphan).lower() == "true" else "Background"
+        if policy and policy not in ("Background", "Foreground", "Orphan"):
+            raise errors.invalid_object(
+                "DeleteOptions",
+                "",
+                "",
+                [
+                    errors.not_supported(
+                        "propagationPolicy", policy, ["Foreground", "Background", "Orphan", "nil"]
+                    )
+                ],
+            )
+        grace = q.get("gracePeriodSeconds")
+        gp = int(grace) if grace not in (None, "") else body.get("gracePeriodSeconds")
+        pre = body.get("preconditions") or {}
+        dry = q.getall("dryRun", []) or body.get("dryRun") or []
+        return DeleteOptions(gp, policy, pre.get("uid"), pre.get("resourceVersion"), bool(dry))
+
+    async def delete(
+        self, request: web.Request, info: ResourceInfo, ns: str, name: str
+    ) -> web.Response:
+        opts = await self._delete_opts(request)
+        res = await self.registry.delete(info, ns, name, opts)
+        if res.deleted and not info.strategy.return_deleted_object:
+            return json_response(
+                status_success(info, name, res.obj.get("metadata", {}).get("uid", ""))
+            )
+        return self._encode_one(request, info, res.raw, res.obj)
+
+    async def delete_collection(
+        self, request: web.Request, info: ResourceInfo, ns: str | None
+    ) -> web.Response:
+        opts = await self._delete_opts(request)
+        ls, fs = self._selectors(request, info)
+        rc = self.registry.rcache(info)
+        targets = [
+            (e.namespace, e.name) for e in rc.select(ns if info.namespaced else None, ls, fs)
+        ]
+        items = []
+        for t_ns, t_name in targets:
+            try:
+                res = await self.registry.delete(info, t_ns, t_name, opts)
+            except errors.StatusError as e:
+                if e.code == 404:
+                    continue
+                raise
+            items.append(res.raw)
+        head = orjson.dumps(
+            {
+                "kind": info.list_kind,
+                "apiVersion": info.group_version,
+                "metadata": {"resourceVersion": str(self.registry.cache.revision)},
+            }
+        )
+        return json_response(head[:-1] + b',"items":[' + b",".join(items) + b"]}")
+
+    # --- subresources ------------------------------------------------------------------------------
+    async def subresource(
+        self, request: web.Request, info: ResourceInfo, ns: str, name: str, sub: str
+    ) -> web.StreamResponse:
+        method = request.method
+        if sub == "status" and info.strategy.has_status:
+            if method == "GET":
+                return self.get(request, info, ns, name)
+            if method == "PUT":
+                return await self.update(request, info, ns, name, "status")
+            if method == "PATCH":
+                return await self.patch(request, info, ns, name, "status")
+            raise errors.method_not_allowed()
+        if sub == "scale" and info.scale is not None:
+            return await self.scale(request, info, ns, name)
+        if info.group == "" and info.plural == "pods":
+            if sub == "binding" and method == "POST":
+                return await self.binding(request, info, ns, name)
+            if sub == "eviction" and method == "POST":
+                return await self.eviction(request, info, ns, name)
+            if sub in ("log", "exec", "attach", "portforward"):
+                return self.no_agent(info, ns, name, sub)
+        if (
+            info.group == ""
+            and info.plural == "namespaces"
+            and sub == "finalize"
+            and method == "PUT"
+        ):
+            return await self.update(request, info, ns, name, "finalize")
+        raise errors.path_not_found()
+
+    def no_agent(self, info: ResourceInfo, ns: str, name: str, sub: str) -> web.Response:
+        e = self.registry.get(info, ns, name)
+        pod = e.obj()
+        node = (pod.get("spec") or {}).get("nodeName")
+        if not node:
+            raise errors.bad_request(f"pod {name} does not have a host assigned")
+        raise errors.StatusError(
+            400,
+            errors.BAD_REQUEST,
+            f'pods/{sub} is not available yet: no node agent serves node "{node}" (the Corral agent arrives with node support)',
+        )
+
+    async def binding(
+        self, request: web.Request, info: ResourceInfo, ns: str, name: str
+    ) -> web.Response:
+        body = await self._body(request)
+        if (
+            not isinstance(body, dict)
+            or not isinstance(body.get("target"), dict)
+            or not body["target"].get("name")
+        ):
+            raise errors.invalid_object("Binding", "", name, [errors.required("target.name")])
+        node = body["target"]["name"]
+        uid_pre = (body.get("metadata") or {}).get("uid")
+        now = self.registry.now()
+
+        def bind(pod: dict[str, Any]) -> dict[str, Any]:
+            meta = pod["metadata"]
+            if uid_pre and meta.get("uid") != uid_pre:
+                raise errors.conflict(
+                    "pods",
+                    "",
+                    name,
+                    f"Precondition failed: UID in precondition: {uid_pre}, UID in object meta: {meta.get('uid')}",
+                )
+            if meta.get("deletionTimestamp"):
+                raise errors.conflict(
+                    "pods/binding", "", name, "pod is being deleted, cannot be assigned to a host"
+                )
+            spec = pod.setdefault("spec", {})
+            if spec.get("nodeName"):
+                raise errors.conflict(
+                    "pods/binding",
+                    "",
+                    name,
+                    f'pod {name} is already assigned to node "{spec["nodeName"]}"',
+                )
+            spec["nodeName"] = node
+            st = pod.setdefault("status", {})
+            conds = [c for c in st.get("conditions") or [] if c.get("type") != "PodScheduled"]
+            conds.append(
+                {
+                    "type": "PodScheduled",
+                    "status": "True",
+                    "lastProbeTime": None,
+                    "lastTransitionTime": now,
+                }
+            )
+            st["conditions"] = conds
+            return pod
+
+        await self.registry._guaranteed_update(
+            info, ns, name, bind, self._write_opts(request), "binding"
+        )
+        return json_response(
+            orjson.dumps(
+                {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "metadata": {},
+                    "status": "Success",
+                    "code": 201,
+                }
+            ),
+            201,
+        )
+
+    async def eviction(
+        self, request: web.Request, info: ResourceInfo, ns: str, name: str
+    ) -> web.Response:
+        body = await self._body(request)
+        if not isinstance(body, dict):
+            raise errors.bad_request("the object provided is not an Eviction")
+        meta = body.get("metadata") or {}
+        if meta.get("name") and meta["name"] != name:
+            raise errors.bad_request("name in URL does not match name in Eviction object")
+        do = body.get("deleteOptions") or {}
+        pre = do.get("preconditions") or {}
+        opts = DeleteOptions(
+            do.get("gracePeriodSeconds"),
+            do.get("propagationPolicy"),
+            pre.get("uid"),
+            pre.get("resourceVersion"),
+            bool(do.get("dryRun")),
+        )
+        await self.registry.delete(info, ns, name, opts)
+        return json_response(
+            orjson.dumps(
+                {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "metadata": {},
+                    "status": "Success",
+                    "code": 201,
+                }
+            ),
+            201,
+        )
+
+    async def scale(
+        self, request: web.Request, info: ResourceInfo, ns: str, name: str
+    ) -> web.Response:
+        assert info.scale is not None
+        sa = info.scale
+        method = request.method
+        if method == "GET":
+            e = self.registry.get(info, ns, name)
+            return json_response(orjson.dumps(self._scale_of(info, e.obj())))
+        if method not in ("PUT", "PATCH"):
+            raise errors.method_not_allowed()
+        opts = self._write_opts(request)
+        ct = request.headers.get("Content-Type", JSON_CT).split(";")[0].strip().lower()
+        if method == "PATCH" and ct not in PATCH_TYPES:
+            raise errors.unsupported_media_type(ct)
+        body = await self._body(request)
+        precondition: builtins.list[str | None] = [None]
+
+        def transform(parent: dict[str, Any]) -> dict[str, Any]:
+            cur = self._scale_of(info, parent)
+            if method == "PUT":
+                new = body
+                self.registry.check_type(info, new, kind="Scale")
+                rv = (new.get("metadata") or {}).get("resourceVersion")
+                if rv and rv != parent["metadata"]["resourceVersion"]:
+                    raise errors.conflict(info.plural, info.group, name)
+            else:
+                from corral.api.patch import json_patch, merge_patch, strategic_merge_patch
+
+                if ct == JSON_PATCH:
+                    new = json_patch(cur, body)
+                elif ct == MERGE_PATCH:
+                    new = merge_patch(cur, body)
+                else:
+                    new = strategic_merge_patch(cur, body, None)
+            replicas = (new.get("spec") or {}).get("replicas", 0)
+            if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+                raise errors.invalid_object(
+                    "Scale",
+                    "autoscaling",
+                    name,
+                    [
+                        errors.invalid(
+                            "spec.replicas", replicas, "must be greater than or equal to 0"
+                        )
+                    ],
+                )
+            target = parent
+            for k in sa.replicas_path[:-1]:
+                target = target.setdefault(k, {})
+            target[sa.replicas_path[-1]] = replicas
+            return parent
+
+        res = await self.registry._guaranteed_update(
+            info, ns, name, transform, opts, "scale", precondition[0]
+        )
+        return json_response(orjson.dumps(self._scale_of(info, res.obj)))
+
+    def _scale_of(self, info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:
+        assert info.scale is not None
+        sa = info.scale
+        meta = obj["metadata"]
+        spec_r = _dig(obj, sa.replicas_path) or 0
+        status_r = _dig(obj, sa.status_replicas_path) or 0
+        sel = _dig(obj, sa.selector_path)
+        if sa.selector_is_map:
+            selector = str(selector_from_map(sel)) if sel else ""
+        else:
+            selector = str(selector_from_object(sel)) if sel is not None else ""
+        out_meta = {
+            k: meta[k]
+            for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+            if k in meta
+        }
+        return {
+            "kind": "Scale",
+            "apiVersion": "autoscaling/v1",
+            "metadata": out_meta,
+            "spec": {"replicas": spec_r},
+            "status": {"replicas": status_r, "selector": selector},
+        }
+
+
+def _dig(obj: dict[str, Any], path: tuple[str, ...]) -> Any:
+    cur: Any = obj
+    for k in path:
+        if not isinstance(cur, dict):
+            return None
+        cur = cur.get(k)
+    return cur
+
+
+def _default_manager(request: web.Request) -> str:
+    """Kubernetes uses the User-Agent's first segment when no fieldManager is sent."""
+    ua = request.headers.get("User-Agent", "unknown")
+    return ua.split("/")[0][:128] or "unknown"
+
+
+def _partial(o: dict[str, Any], acc: Accept) -> dict[str, Any]:
+    return {
+        "kind": "PartialObjectMetadata",
+        "apiVersion": f"meta.k8s.io/{acc.version}",
+        "metadata": o.get("metadata", {}),
+    }
+
+
+def _table_ct(acc: Accept) -> str:
+    return f"application/json;as=Table;v={acc.version};g=meta.k8s.io"
+
+
+def _partial_ct(acc: Accept, is_list: bool = False) -> str:
+    kind = "PartialObjectMetadataList" if is_list else "PartialObjectMetadata"
+    return f"application/json;as={kind};v={acc.version};g=meta.k8s.io"
+
+
+def _watch_ct(acc: Accept) -> str:
+    if acc.format == TABLE:
+        return _table_ct(acc)
+    if acc.format == PARTIAL:
+        return _partial_ct(acc)
+    return JSON_CT
+
+
+def _int_param(q: Any, name: str, default: int) -> int:
+    v = q.get(name)
+    if v in (None, ""):
+        return default
+    try:
+        n = int(v)
+    except ValueError:
+        raise errors.bad_request(f'invalid value for {name}: "{v}"') from None
+    if n < 0:
+        raise errors.bad_request(f"{name}: Invalid value: {n}: must be greater than or equal to 0")
+    return n
+
+
+def _parse_rv(rv: str) -> int:
+    try:
+        n = int(rv)
+    except ValueError:
+        raise errors.bad_request(f'invalid resource version "{rv}"') from None
+    if n < 0:
+        raise errors.bad_request(f'invalid resource version "{rv}"')
+    return n
+
+
+def _encode_continue(key: str, rv: int, prefix: str) -> str:
+    token = orjson.dumps({"v": "meta.k8s.io/v1", "rv": rv, "start": key[len(prefix) :]})
+    return base64.urlsafe_b64encode(token).decode().rstrip("=")
+
+
+def _decode_continue(token: str, prefix: str) -> tuple[str, int]:
+    try:
+        data = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        return prefix + str(data["start"]), int(data["rv"])
+    except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
+        raise errors.bad_request(
+            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)"
+        ) from None

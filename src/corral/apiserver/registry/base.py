@@ -1,0 +1,149 @@
+"""The strategy protocol every resource plugs into the generic store.
+
+A strategy is the per-kind part of the REST machinery, as in Kubernetes'
+``rest.RESTCreateStrategy``: it prepares an object for create and update (status is
+reset or kept, ``generation`` bumped when the spec changes), validates it (pure: returns
+field errors, never raises), and names the fields a ``fieldSelector`` may use. The
+generic handlers call it; it never does I/O.
+
+``ResourceInfo`` is one row of the registry table: the names a resource is known by and
+its strategy. Adding a resource is one strategy module plus one row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from corral.api.errors import FieldError
+from corral.api.validation import validate_object_meta
+
+Obj = dict[str, Any]
+
+
+class Strategy:
+    """Defaults shared by all kinds; subclasses override what differs."""
+
+    #: the kind has a ``status`` subresource: writes to the main resource keep status.
+    has_status: ClassVar[bool] = False
+    #: top-level fields whose change bumps ``metadata.generation`` (empty: never tracked).
+    spec_fields: ClassVar[tuple[str, ...]] = ("spec",)
+    #: deletion sets deletionTimestamp and waits (pods) instead of removing at once.
+    graceful_delete: ClassVar[bool] = False
+    #: DELETE answers with the object rather than a Status (pods, serviceaccounts).
+    return_deleted_object: ClassVar[bool] = False
+    #: propagation policy when a DELETE names none (Jobs and RCs keep the legacy Orphan).
+    default_gc_policy: ClassVar[str] = "Background"
+    #: name must be a DNS-1123 subdomain ("subdomain") or label ("label"), or anything ("path").
+    name_format: ClassVar[str] = "subdomain"
+    #: extra field selectors: selector field -> function reading it from the object.
+    field_selectors: ClassVar[dict[str, Callable[[Obj], str]]] = {}
+
+    # --- create / update ----------------------------------------------------------
+    def prepare_for_create(self, obj: Obj) -> None:
+        """Reset what a client may not set on create; called before validation."""
+        if self.has_status:
+            obj.pop("status", None)
+            self.default_status(obj)
+        if self.spec_fields:
+            obj["metadata"]["generation"] = 1
+
+    def default_status(self, obj: Obj) -> None:
+        """The status a fresh object starts with (e.g. a Pod's ``phase: Pending``)."""
+
+    def default(self, obj: Obj) -> None:
+        """Fill defaults the real server fills (restartPolicy, strategy...). Mutates ``obj``."""
+
+    def prepare_for_update(self, new: Obj, old: Obj) -> None:
+        """Keep status on main-resource writes; bump generation on a spec change."""
+        if self.has_status:
+            if "status" in old:
+                new["status"] = old["status"]
+            else:
+                new.pop("status", None)
+        self.bump_generation(new, old)
+
+    def bump_generation(self, new: Obj, old: Obj) -> None:
+        if not self.spec_fields:
+            return
+        gen = old["metadata"].get("generation", 1)
+        changed = any(new.get(f) != old.get(f) for f in self.spec_fields)
+        new["metadata"]["generation"] = gen + 1 if changed else gen
+
+    def prepare_for_status_update(self, new: Obj, old: Obj) -> None:
+        """A ``/status`` write changes status (and labels/annotations), nothing else."""
+        for key in list(new):
+            if key not in ("metadata", "status", "kind", "apiVersion"):
+                new.pop(key)
+        for key, val in old.items():
+            if key not in ("metadata", "status", "kind", "apiVersion"):
+                new[key] = val
+        if "generation" in old["metadata"]:
+            new["metadata"]["generation"] = old["metadata"]["generation"]
+
+    # --- validation ----------------------------------------------------------------
+    def validate(self, obj: Obj) -> list[FieldError]:
+        """Errors for a new object (metadata checks included via ``validate_metadata``)."""
+        return []
+
+    def validate_update(self, new: Obj, old: Obj) -> list[FieldError]:
+        """Errors for an update; by default the create rules plus immutable-field rules."""
+        return self.validate(new)
+
+    def validate_status_update(self, new: Obj, old: Obj) -> list[FieldError]:
+        return []
+
+    def validate_metadata(self, obj: Obj, namespaced: bool) -> list[FieldError]:
+        return validate_object_meta(obj.get("metadata", {}), namespaced, self.name_format)
+
+
+@dataclass(frozen=True)
+class ScaleAccess:
+    """Where a kind keeps what ``/scale`` reads and writes."""
+
+    replicas_path: tuple[str, ...] = ("spec", "replicas")
+    status_replicas_path: tuple[str, ...] = ("status", "replicas")
+    selector_path: tuple[str, ...] = ("spec", "selector")
+    #: ReplicationController's selector is a plain map, not a LabelSelector.
+    selector_is_map: bool = False
+
+
+@dataclass(frozen=True)
+class ResourceInfo:
+    """One row of the registry table."""
+
+    group: str
+    version: str
+    kind: str
+    plural: str
+    singular: str
+    namespaced: bool
+    strategy: Strategy
+    short_names: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    verbs: tuple[str, ...] = (
+        "create",
+        "delete",
+        "deletecollection",
+        "get",
+        "list",
+        "patch",
+        "update",
+        "watch",
+    )
+    scale: ScaleAccess | None = None
+    #: extra subresources beyond status/scale: name -> (kind, verbs, group, version)
+    extra_subresources: tuple[tuple[str, str, tuple[str, ...], str, str], ...] = field(default=())
+
+    @property
+    def group_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def list_kind(self) -> str:
+        return self.kind + "List"
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.plural}.{self.group}" if self.group else self.plural

@@ -1,0 +1,23 @@
+"""Strategy for coordination.k8s.io/v1 Leases (node heartbeats, leader election).
+
+A Lease has a ``spec`` but, as on the real server, no ``generation`` tracking and no
+status. Validation covers the numeric fields (``ValidateLeaseSpec``).
+
+Called by the generic store through the registry table (``table.py``).
+"""
+
+from __future__ import annotations
+
+from corral.api.errors import FieldError
+from corral.api.validation import validate_nonnegative, validate_positive
+from corral.apiserver.registry.base import Obj, Strategy
+
+
+class LeaseStrategy(Strategy):
+    spec_fields = ()
+
+    def validate(self, obj: Obj) -> list[FieldError]:
+        spec = obj.get("spec") or {}
+        errs = validate_positive(spec.get("leaseDurationSeconds"), "spec.leaseDurationSeconds")
+        errs += validate_nonnegative(spec.get("leaseTransitions"), "spec.leaseTransitions")
+        return errs

@@ -1,0 +1,76 @@
+"""The registry table: every served resource, its names and its strategy.
+
+One row per resource. The API server builds its routes, discovery documents and generic
+storage from this list; adding a kind is one strategy plus one row here. Kinds with a
+``/scale`` subresource carry a ``ScaleAccess`` saying where replicas and the selector
+live (ReplicationController's selector is a plain map).
+"""
+
+from __future__ import annotations
+
+from corral.apiserver.registry.apps import (
+    ControllerRevisionStrategy,
+    DaemonSetStrategy,
+    DeploymentStrategy,
+    ReplicaSetStrategy,
+    ReplicationControllerStrategy,
+    StatefulSetStrategy,
+)
+from corral.apiserver.registry.base import ResourceInfo, ScaleAccess
+from corral.apiserver.registry.batch import CronJobStrategy, JobStrategy
+from corral.apiserver.registry.coordination import LeaseStrategy
+from corral.apiserver.registry.core import (
+    ConfigMapStrategy,
+    EventStrategy,
+    EventV1Strategy,
+    NamespaceStrategy,
+    NodeStrategy,
+    SecretStrategy,
+    ServiceAccountStrategy,
+)
+from corral.apiserver.registry.pods import PodStrategy
+from corral.apiserver.registry.scheduling import PriorityClassStrategy
+from corral.apiserver.registry.services import (
+    EndpointSliceStrategy,
+    EndpointsStrategy,
+    ServiceStrategy,
+)
+
+ALL = ("all",)
+SCALE = ScaleAccess()
+NS_VERBS = ("create", "delete", "get", "list", "patch", "update", "watch")
+
+# fmt: off
+RESOURCES: list[ResourceInfo] = [
+    ResourceInfo("", "v1", "Namespace", "namespaces", "namespace", False, NamespaceStrategy(), ("ns",), verbs=NS_VERBS),
+    ResourceInfo("", "v1", "Node", "nodes", "node", False, NodeStrategy(), ("no",)),
+    ResourceInfo("", "v1", "Pod", "pods", "pod", True, PodStrategy(), ("po",), ALL),
+    ResourceInfo("", "v1", "Service", "services", "service", True, ServiceStrategy(), ("svc",), ALL),
+    ResourceInfo("", "v1", "Endpoints", "endpoints", "endpoints", True, EndpointsStrategy(), ("ep",)),
+    ResourceInfo("", "v1", "ConfigMap", "configmaps", "configmap", True, ConfigMapStrategy(), ("cm",)),
+    ResourceInfo("", "v1", "Secret", "secrets", "secret", True, SecretStrategy()),
+    ResourceInfo("", "v1", "Event", "events", "event", True, EventStrategy(), ("ev",)),
+    ResourceInfo("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", True, ServiceAccountStrategy(), ("sa",)),
+    ResourceInfo("", "v1", "ReplicationController", "replicationcontrollers", "replicationcontroller", True,
+                 ReplicationControllerStrategy(), ("rc",), ALL, scale=ScaleAccess(selector_is_map=True)),
+    ResourceInfo("apps", "v1", "Deployment", "deployments", "deployment", True, DeploymentStrategy(), ("deploy",), ALL, scale=SCALE),
+    ResourceInfo("apps", "v1", "ReplicaSet", "replicasets", "replicaset", True, ReplicaSetStrategy(), ("rs",), ALL, scale=SCALE),
+    ResourceInfo("apps", "v1", "DaemonSet", "daemonsets", "daemonset", True, DaemonSetStrategy(), ("ds",), ALL),
+    ResourceInfo("apps", "v1", "StatefulSet", "statefulsets", "statefulset", True, StatefulSetStrategy(), ("sts",), ALL, scale=SCALE),
+    ResourceInfo("apps", "v1", "ControllerRevision", "controllerrevisions", "controllerrevision", True, ControllerRevisionStrategy()),
+    ResourceInfo("batch", "v1", "Job", "jobs", "job", True, JobStrategy(), (), ALL),
+    ResourceInfo("batch", "v1", "CronJob", "cronjobs", "cronjob", True, CronJobStrategy(), ("cj",), ALL),
+    ResourceInfo("coordination.k8s.io", "v1", "Lease", "leases", "lease", True, LeaseStrategy()),
+    ResourceInfo("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", True, EndpointSliceStrategy()),
+    ResourceInfo("events.k8s.io", "v1", "Event", "events", "event", True, EventV1Strategy(), ("ev",)),
+    ResourceInfo("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", "priorityclass", False, PriorityClassStrategy(), ("pc",)),
+]
+# fmt: on
+
+
+def by_plural(group: str, plural: str) -> ResourceInfo | None:
+    """The row for ``plural`` in ``group`` ("" for core), or None."""
+    for info in RESOURCES:
+        if info.group == group and info.plural == plural:
+            return info
+    return None

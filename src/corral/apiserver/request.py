@@ -1,0 +1,150 @@
+"""Turning an HTTP request into what the generic handlers need.
+
+``parse_path`` splits a Kubernetes REST path (``/apis/apps/v1/namespaces/ns/deployments/web/scale``)
+into group, version, resource, namespace, name and subresource. ``negotiate`` reads the
+Accept header: plain JSON, ``as=Table`` or ``as=PartialObjectMetadata(List)``. Bodies are
+JSON or YAML (a missing Content-Type is read as JSON, as kubectl relies on).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import yaml
+
+from corral.api import errors
+
+MAX_BODY = 3 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class PathInfo:
+    group: str
+    version: str
+    resource: str = ""
+    namespace: str = ""
+    name: str = ""
+    subresource: str = ""
+    #: /api/v1/namespaces/{ns} is the namespace object itself, not a scope
+    namespaced_path: bool = False
+
+
+def parse_path(path: str) -> PathInfo | None:
+    """None when the path is not a resource path at all (the caller answers 404)."""
+    parts = [p for p in path.split("/") if p]
+    if not parts:
+        return None
+    if parts[0] == "api":
+        if len(parts) < 2:
+            return None
+        group, version, rest = "", parts[1], parts[2:]
+    elif parts[0] == "apis":
+        if len(parts) < 3:
+            return None
+        group, version, rest = parts[1], parts[2], parts[3:]
+    else:
+        return None
+    if not rest:
+        return PathInfo(group, version)
+    namespace = ""
+    namespaced = False
+    if rest[0] == "namespaces" and len(rest) >= 3:
+        namespace, rest, namespaced = rest[1], rest[2:], True
+        if rest and rest[0] == "namespaces":
+            return None
+    if namespaced and not rest:
+        return None
+    resource = rest[0]
+    name = rest[1] if len(rest) > 1 else ""
+    sub = rest[2] if len(rest) > 2 else ""
+    if len(rest) > 3:
+        return None
+    return PathInfo(group, version, resource, namespace, name, sub, namespaced)
+
+
+# --- content negotiation ---------------------------------------------------------------------
+
+JSON = "json"
+TABLE = "table"
+PARTIAL = "partial"
+
+
+@dataclass(frozen=True, slots=True)
+class Accept:
+    format: str  # json | table | partial
+    version: str = "v1"  # meta.k8s.io version for Table/Partial
+    only_special: bool = False  # no plain-JSON fallback offered: 406 if unsupported
+
+
+def negotiate(accept: str) -> Accept:
+    """Pick the answer's form from the Accept header, the first supported entry wins."""
+    if not accept:
+        return Accept(JSON)
+    fallback = False
+    chosen: Accept | None = None
+    for item in accept.split(","):
+        parts = [p.strip() for p in item.split(";")]
+        media = parts[0].lower()
+        params = {}
+        for p in parts[1:]:
+            if "=" in p:
+                k, v = p.split("=", 1)
+                params[k.strip()] = v.strip()
+        if media in ("application/json", "*/*", "application/*", "application/yaml"):
+            as_ = params.get("as")
+            if as_ is None:
+                fallback = True
+                if chosen is None:
+                    chosen = Accept(JSON)
+                continue
+            if params.get("g") == "meta.k8s.io" and chosen is None:
+                if as_ == "Table":
+                    chosen = Accept(TABLE, params.get("v", "v1"))
+                elif as_ in ("PartialObjectMetadata", "PartialObjectMetadataList"):
+                    chosen = Accept(PARTIAL, params.get("v", "v1"))
+        elif media.startswith("application/vnd.kubernetes.protobuf") or media == "application/cbor":
+            fallback = True
+    if chosen is None:
+        return Accept(JSON)
+    if chosen.format != JSON and not fallback:
+        return Accept(chosen.format, chosen.version, only_special=True)
+    return chosen
+
+
+# --- bodies ------------------------------------------------------------------------------------
+
+
+def decode_body(raw: bytes, content_type: str) -> Any:
+    """Decode a JSON or YAML body; malformed input is a 400 with the decoder's reason."""
+    if len(raw) > MAX_BODY:
+        raise errors.too_large()
+    ct = content_type.split(";")[0].strip().lower()
+    if not raw.strip():
+        raise errors.bad_request("the body of the request was empty")
+    if ct in ("application/yaml", "application/apply-patch+yaml", "text/yaml"):
+        try:
+            docs = list(yaml.safe_load_all(raw))
+        except yaml.YAMLError as e:
+            raise errors.bad_request(f"error converting YAML to JSON: {e}") from None
+        if len(docs) != 1:
+            raise errors.bad_request("the body must hold exactly one YAML document")
+        return _json_safe(docs[0])
+    if ct == "application/vnd.kubernetes.protobuf":
+        raise errors.unsupported_media_type(ct)
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise errors.bad_request(f"error decoding JSON: {e}") from None
+
+
+def _json_safe(v: Any) -> Any:
+    """YAML may yield dates and non-string keys; the API is JSON."""
+    if isinstance(v, dict):
+        return {str(k): _json_safe(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_json_safe(x) for x in v]
+    if isinstance(v, str | int | float | bool) or v is None:
+        return v
+    return str(v)

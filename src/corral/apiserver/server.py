@@ -1,0 +1,174 @@
+"""``corral server``: storage, watch cache, registry, HTTPS listener and lifecycle loops.
+
+Start-up order: open the store, seed the watch cache from it (objects and recent
+history, so watches resume across a restart), make sure the PKI, admin token and
+kubeconfig exist, create the built-in objects a cluster always has (namespaces default,
+kube-system, kube-public, kube-node-lease; the ``default/kubernetes`` Service), then
+serve. ``Server`` is also what the tests and benchmarks start in-process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from corral.api import errors
+from corral.apiserver.app import APIApp
+from corral.apiserver.certs import ensure_admin_token, ensure_pki, write_kubeconfig
+from corral.apiserver.discovery import Discovery
+from corral.apiserver.lifecycle import Lifecycle
+from corral.apiserver.openapi import OpenAPIDocs
+from corral.apiserver.registry.table import RESOURCES
+from corral.apiserver.store import Registry, WriteOptions
+from corral.storage.cache import WatchCache
+from corral.storage.sqlite import SQLiteStorage
+from corral.util.clock import Clock, SystemClock
+
+log = logging.getLogger("corral.server")
+
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+
+def parse_datastore(url: str | None, data_dir: Path) -> Path:
+    """``sqlite:///PATH`` (absolute) or ``sqlite://PATH`` (relative); default DIR/state.db."""
+    if not url:
+        return data_dir / "state.db"
+    if not url.startswith("sqlite://"):
+        raise ValueError(f"unsupported datastore {url!r}: only sqlite:///PATH is available")
+    path = url[len("sqlite://") :]
+    if not path:
+        raise ValueError("sqlite datastore needs a path: sqlite:///PATH")
+    return Path(path)
+
+
+class Server:
+    """One API server over one data directory."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        port: int = 6443,
+        bind: str = "127.0.0.1",
+        datastore: str | None = None,
+        tls: bool = True,
+        clock: Clock | None = None,
+        event_ttl: float = 24 * 3600,
+        history: int = 10_000,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.port = port
+        self.bind = bind
+        self.db_path = parse_datastore(datastore, self.data_dir)
+        self.tls = tls
+        self.clock = clock or SystemClock()
+        self.event_ttl = event_ttl
+        self.history = history
+        self.storage = SQLiteStorage(self.db_path, min_history=history)
+        self.cache = WatchCache(history)
+        self.registry: Registry | None = None
+        self.runner: web.AppRunner | None = None
+        self.token = ""
+        self.kubeconfig = self.data_dir / "kubeconfig"
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.bind in ("0.0.0.0", "") else self.bind
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
+
+    async def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        await self.storage.start()
+        registry = Registry(self.storage, self.cache, RESOURCES, self.clock)
+        self.registry = registry
+        kvs, rev = await self.storage.list("/registry/")
+        start = max(self.storage.compacted_revision, rev - self.history)
+        history = await self.storage.history("/registry/", start)
+        self.cache.load(kvs, rev, history, start)
+        self.storage.listeners.append(self.cache.apply)
+        await self._bootstrap(registry)
+
+        if self.port == 0:
+            self.port = _free_port(self.bind)
+        self.token = ensure_admin_token(self.data_dir)
+        ssl_ctx = None
+        ca_pem: bytes | None = None
+        if self.tls:
+            pki = ensure_pki(self.data_dir, [self.bind] if self.bind not in ("0.0.0.0", "") else [])
+            ssl_ctx = pki.ssl_context()
+            ca_pem = pki.ca_pem
+        write_kubeconfig(self.kubeconfig, self.url, ca_pem, self.token)
+
+        discovery = Discovery(RESOURCES, f"{self.bind}:{self.port}")
+        api = APIApp(registry, discovery, OpenAPIDocs(RESOURCES), {self.token})
+        self.runner = web.AppRunner(api.build(), handler_cancellation=True, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, self.bind, self.port, ssl_context=ssl_ctx, backlog=1024)
+        await site.start()
+        lifecycle = Lifecycle(registry, self.event_ttl)
+        self._tasks.append(asyncio.create_task(lifecycle.run(), name="lifecycle"))
+        log.info("serving on %s (kubeconfig %s)", self.url, self.kubeconfig)
+
+    async def _bootstrap(self, registry: Registry) -> None:
+        ns_info = registry.by_gvr[("", "v1", "namespaces")]
+        opts = WriteOptions(field_manager="corral-apiserver")
+        for ns in SYSTEM_NAMESPACES:
+            if registry.entry(ns_info, "", ns) is None:
+                await registry.create(ns_info, "", {"metadata": {"name": ns}}, opts)
+        svc_info = registry.by_gvr[("", "v1", "services")]
+        if registry.entry(svc_info, "default", "kubernetes") is None:
+            svc = {
+                "metadata": {
+                    "name": "kubernetes",
+                    "labels": {"component": "apiserver", "provider": "kubernetes"},
+                },
+                "spec": {
+                    "type": "ClusterIP",
+                    "clusterIP": "10.96.0.1",
+                    "clusterIPs": ["10.96.0.1"],
+                    "ports": [
+                        {
+                            "name": "https",
+                            "port": 443,
+                            "protocol": "TCP",
+                            "targetPort": self.port or 6443,
+                        }
+                    ],
+                    "sessionAffinity": "None",
+                },
+            }
+            with contextlib.suppress(errors.StatusError):
+                await registry.create(svc_info, "default", svc, opts)
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        if self.runner is not None:
+            await self.runner.cleanup()
+        await self.storage.close()
+
+    async def serve_forever(self) -> None:
+        await self.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.stop()
+
+
+def _free_port(bind: str) -> int:
+    with socket.socket(socket.AF_INET6 if ":" in bind else socket.AF_INET) as s:
+        s.bind((bind, 0))
+        port: int = s.getsockname()[1]
+        return port

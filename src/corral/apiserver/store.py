@@ -1,0 +1,650 @@
+"""The generic registry: create, read, update, patch and delete for every resource.
+
+Written once, parameterised by ``ResourceInfo`` and its strategy (Kubernetes'
+``registry/generic/registry.Store``). Reads come from the watch cache; writes go to the
+storage with optimistic concurrency (``guaranteed update``: re-read and retry on a race
+unless the client sent a ``resourceVersion`` precondition, which then gives 409).
+
+Nothing here knows HTTP: the handlers decode requests into the options below and encode
+what these methods return. Hooks for the few kinds that need more than a strategy
+(namespaces' lifecycle, pods' graceful deletion, bindings) live here too, small and named.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from corral.api import errors
+from corral.api.apply import record_update, server_side_apply
+from corral.api.patch import json_patch, merge_patch, strategic_merge_patch
+from corral.api.schema import SchemaNode, for_kind, prune_unknown
+from corral.apiserver.registry.base import ResourceInfo
+from corral.storage.base import KV, KeyExists, KeyNotFound, RevisionMismatch, Storage
+from corral.storage.cache import Entry, ResourceCache, WatchCache
+from corral.util.clock import Clock, rfc3339
+
+Obj = dict[str, Any]
+
+_NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
+_MAX_RETRIES = 16
+
+JSON_PATCH = "application/json-patch+json"
+MERGE_PATCH = "application/merge-patch+json"
+STRATEGIC_PATCH = "application/strategic-merge-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"
+APPLY_PATCH_CBOR = "application/apply-patch+cbor"
+
+
+@dataclass
+class WriteOptions:
+    dry_run: bool = False
+    field_manager: str = ""
+    field_validation: str = "Warn"  # Ignore | Warn | Strict
+    force: bool = False
+
+
+@dataclass
+class DeleteOptions:
+    grace_period: int | None = None
+    propagation: str | None = None  # Background | Foreground | Orphan
+    precondition_uid: str | None = None
+    precondition_rv: str | None = None
+    dry_run: bool = False
+
+
+@dataclass
+class Result:
+    """What a write returns: the object (bytes and dict), created or not, warnings."""
+
+    obj: Obj
+    raw: bytes
+    created: bool = False
+    warnings: list[str] = field(default_factory=list)
+    deleted: bool = False
+
+
+def new_uid() -> str:
+    return str(uuid.uuid4())
+
+
+def generate_name(prefix: str) -> str:
+    return prefix + "".join(secrets.choice(_NAME_CHARS) for _ in range(5))
+
+
+class Registry:
+    """Generic store over one Storage and one WatchCache for all registered resources."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        cache: WatchCache,
+        resources: list[ResourceInfo],
+        clock: Clock,
+    ) -> None:
+        self.storage = storage
+        self.cache = cache
+        self.clock = clock
+        self.resources = resources
+        self.by_gvr: dict[tuple[str, str, str], ResourceInfo] = {}
+        self.by_kind: dict[tuple[str, str], ResourceInfo] = {}
+        self._caches: dict[tuple[str, str], ResourceCache] = {}
+        self._schemas: dict[tuple[str, str, str], SchemaNode | None] = {}
+        #: per-kind hooks run after prepare/validate on create: (registry, obj) -> None
+        self.create_hooks: dict[tuple[str, str], list[Callable[[Registry, Obj], None]]] = {}
+        for info in resources:
+            self.by_gvr[(info.group, info.version, info.plural)] = info
+            self.by_kind[(info.group, info.kind)] = info
+            fields = dict(info.strategy.field_selectors)
+            self._caches[(info.group, info.plural)] = cache.register(self.prefix(info), fields)
+
+    # --- keys and lookups -------------------------------------------------------------
+    @staticmethod
+    def prefix(info: ResourceInfo) -> str:
+        return f"/registry/{info.group or 'core'}/{info.plural}/"
+
+    def key(self, info: ResourceInfo, namespace: str, name: str) -> str:
+        if info.namespaced:
+            return f"{self.prefix(info)}{namespace}/{name}"
+        return f"{self.prefix(info)}{name}"
+
+    def rcache(self, info: ResourceInfo) -> ResourceCache:
+        return self._caches[(info.group, info.plural)]
+
+    def schema(self, info: ResourceInfo, kind: str | None = None) -> SchemaNode | None:
+        k = (info.group, info.version, kind or info.kind)
+        if k not in self._schemas:
+            self._schemas[k] = for_kind(*k)
+        return self._schemas[k]
+
+    def now(self) -> str:
+        return rfc3339(self.clock.now())
+
+    def entry(self, info: ResourceInfo, namespace: str, name: str) -> Entry | None:
+        return self.rcache(info).entries.get(self.key(info, namespace, name))
+
+    def get(self, info: ResourceInfo, namespace: str, name: str) -> Entry:
+        e = self.entry(info, namespace, name)
+        if e is None:
+            raise errors.not_found(info.plural, info.group, name)
+        return e
+
+    # --- decoding checks --------------------------------------------------------------
+    def check_type(self, info: ResourceInfo, obj: Any, *, kind: str | None = None) -> None:
+        """The body must be an object of this resource's kind and group-version."""
+        if not isinstance(obj, dict):
+            raise errors.bad_request("the object provided is not a JSON or YAML object")
+        want_kind = kind or info.kind
+        gv = info.group_version if kind is None else obj.get("apiVersion", "")
+        api_version = obj.get("apiVersion")
+        got_kind = obj.get("kind")
+        if api_version and api_version != gv:
+            raise errors.bad_request(
+                f"the API version in the data ({api_version}) does not match the expected API version ({gv})"
+            )
+        if got_kind and got_kind != want_kind:
+            raise errors.bad_request(
+                f"the kind in the data ({got_kind}) does not match the expected kind ({want_kind})"
+            )
+        meta = obj.get("metadata")
+        if meta is not None and not isinstance(meta, dict):
+            raise errors.bad_request("metadata must be an object")
+
+    def _validate_fields(self, info: ResourceInfo, obj: Obj, opts: WriteOptions) -> list[str]:
+        """Drop unknown fields; Strict refuses them, Warn returns warnings."""
+        unknown = prune_unknown(obj, self.schema(info))
+        if not unknown or opts.field_validation == "Ignore":
+            return []
+        if opts.field_validation == "Strict":
+            raise errors.bad_request(
+                "strict decoding error: " + ", ".join(f'unknown field "{p}"' for p in unknown)
+            )
+        return [f'unknown field "{p}"' for p in unknown]
+
+    def _check_namespace(self, info: ResourceInfo, namespace: str, creating: bool) -> None:
+        if not info.namespaced:
+            return
+        ns_info = self.by_gvr[("", "v1", "namespaces")]
+        ns = self.entry(ns_info, "", namespace)
+        if ns is None:
+            raise errors.not_found("namespaces", "", namespace)
+        if creating and ns.fields.get("status.phase") == "Terminating":
+            raise errors.forbidden_error(
+                f'{info.qualified} "{{name}}" is forbidden: unable to create new content in namespace {namespace} because it is being terminated',
+            )
+
+    def _invalid(self, info: ResourceInfo, obj: Obj, errs: list[errors.FieldError]) -> None:
+        if errs:
+            name = (obj.get("metadata") or {}).get("name", "")
+            raise errors.invalid_object(info.kind, info.group, name, errs)
+
+    # --- create -------------------------------------------------------------------------
+    async def create(
+        self,
+        info: ResourceInfo,
+        namespace: str,
+        obj: Obj,
+        opts: WriteOptions,
+        managed_fields: list[Any] | None = None,
+    ) -> Result:
+        """Create ``obj``; ``managed_fields`` (from an apply) replaces the Update entry."""
+        self.check_type(info, obj)
+        obj["apiVersion"] = info.group_version
+        obj["kind"] = info.kind
+        meta = obj.setdefault("metadata", {})
+        if info.namespaced:
+            body_ns = meta.get("namespace")
+            if body_ns and body_ns != namespace:
+                raise errors.bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request"
+                )
+            meta["namespace"] = namespace
+        else:
+            meta.pop("namespace", None)
+        if meta.get("resourceVersion"):
+            raise errors.bad_request("resourceVersion should not be set on objects to be created")
+        warnings = self._validate_fields(info, obj, opts)
+        try:
+            self._check_namespace(info, namespace, True)
+        except errors.StatusError as e:
+            if e.code == 403:
+                name = meta.get("name") or meta.get("generateName", "")
+                e.message = e.message.replace("{name}", name)
+                e.details = {"name": name, "kind": info.plural}
+                if info.group:
+                    e.details = {"name": name, "group": info.group, "kind": info.plural}
+            raise
+        generated = not meta.get("name") and bool(meta.get("generateName"))
+        for attempt in range(8):
+            if generated:
+                meta["name"] = generate_name(meta["generateName"])
+            meta["uid"] = new_uid()
+            meta["creationTimestamp"] = self.now()
+            for k in ("deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
+                meta.pop(k, None)
+            info.strategy.default(obj)
+            info.strategy.prepare_for_create(obj)
+            errs = info.strategy.validate_metadata(obj, info.namespaced)
+            errs += info.strategy.validate(obj)
+            self._invalid(info, obj, errs)
+            for hook in self.create_hooks.get((info.group, info.plural), ()):
+                hook(self, obj)
+            if managed_fields is not None:
+                meta["managedFields"] = managed_fields
+            else:
+                record_update(
+                    obj,
+                    None,
+                    opts.field_manager or "unknown",
+                    info.group_version,
+                    self.now(),
+                    self.schema(info),
+                )
+            if opts.dry_run:
+                if self.entry(info, namespace, meta["name"]) is not None:
+                    raise errors.already_exists(info.plural, info.group, meta["name"])
+                return Result(obj, orjson.dumps(obj), True, warnings)
+            try:
+                kv = await self.storage.create(self.key(info, namespace, meta["name"]), obj)
+            except KeyExists:
+                if generated and attempt < 7:
+                    continue
+                raise errors.already_exists(info.plural, info.group, meta["name"]) from None
+            return Result(kv.obj, kv.raw, True, warnings)
+        raise AssertionError("unreachable")
+
+    # --- update (PUT) ----------------------------------------------------------------------
+    async def update(
+        self,
+        info: ResourceInfo,
+        namespace: str,
+        name: str,
+        obj: Obj,
+        opts: WriteOptions,
+        subresource: str = "",
+    ) -> Result:
+        self.check_type(info, obj)
+        meta = obj.setdefault("metadata", {})
+        if meta.get("name") and meta["name"] != name:
+            raise errors.bad_request(
+                f"the name of the object ({meta['name']}) does not match the name on the URL ({name})"
+            )
+        if info.namespaced and meta.get("namespace") and meta["namespace"] != namespace:
+            raise errors.bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request"
+            )
+        warnings = self._validate_fields(info, obj, opts)
+        precondition = meta.get("resourceVersion") or None
+        res = await self._guaranteed_update(
+            info, namespace, name, lambda _cur: obj, opts, subresource, precondition
+        )
+        res.warnings = warnings + res.warnings
+        return res
+
+    async def _guaranteed_update(
+        self,
+        info: ResourceInfo,
+        namespace: str,
+        name: str,
+        transform: Callable[[Obj], Obj],
+        opts: WriteOptions,
+        subresource: str = "",
+        precondition: str | None = None,
+        manager_op: str = "Update",
+    ) -> Result:
+        key = self.key(info, namespace, name)
+        for _ in range(_MAX_RETRIES):
+            entry = self.rcache(info).entries.get(key)
+            if entry is None:
+                raise errors.not_found(info.plural, info.group, name)
+            if precondition is not None and precondition != str(entry.revision):
+                raise errors.conflict(info.plural, info.group, name)
+            old = entry.obj()
+            new = transform(entry.obj())
+            new = self._prepare_update(info, new, old, subresource)
+            errs = info.strategy.validate_metadata(new, info.namespaced)
+            if subresource == "status":
+                errs += info.strategy.validate_status_update(new, old)
+            else:
+                errs += info.strategy.validate_update(new, old)
+            self._invalid(info, new, errs)
+            if manager_op == "Update":
+                record_update(
+                    new,
+                    old,
+                    opts.field_manager or "unknown",
+                    info.group_version,
+                    self.now(),
+                    self.schema(info),
+                    subresource,
+                )
+            if _same(new, old):
+                return Result(old, entry.raw)
+            if opts.dry_run:
+                return Result(new, orjson.dumps(new))
+            if _gone_when_written(info, new):
+                # The last finalizer went: the object goes with it.
+                try:
+                    kv = await self.storage.delete(key, entry.revision)
+                except RevisionMismatch:
+                    continue
+                except KeyNotFound:
+                    raise errors.not_found(info.plural, info.group, name) from None
+                return Result(kv.obj, kv.raw, deleted=True)
+            try:
+                kv = await self.storage.update(key, new, entry.revision)
+            except RevisionMismatch:
+                if precondition is not None:
+                    raise errors.conflict(info.plural, info.group, name) from None
+                continue
+            except KeyNotFound:
+                raise errors.not_found(info.plural, info.group, name) from None
+            return Result(kv.obj, kv.raw)
+        raise errors.conflict(info.plural, info.group, name, "too many concurrent updates")
+
+    def _prepare_update(self, info: ResourceInfo, new: Obj, old: Obj, subresource: str) -> Obj:
+        new["apiVersion"] = info.group_version
+        new["kind"] = info.kind
+        meta = new.setdefault("metadata", {})
+        om = old["metadata"]
+        # Immutable or server-owned metadata always comes from the stored object.
+        for k in (
+            "name",
+            "namespace",
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+        ):
+            if k in om:
+                meta[k] = om[k]
+            else:
+                meta.pop(k, None)
+        meta.pop("selfLink", None)
+        if "managedFields" not in meta and "managedFields" in om:
+            meta["managedFields"] = om["managedFields"]
+        if om.get("deletionTimestamp"):
+            added = set(meta.get("finalizers") or ()) - set(om.get("finalizers") or ())
+            if added:
+                raise errors.invalid_object(
+                    info.kind,
+                    info.group,
+                    om["name"],
+                    [
+                        errors.forbidden(
+                            "metadata.finalizers",
+                            f"no new finalizers can be added if the object is being deleted, found new finalizers {sorted(added)!r}".replace(
+                                "'", '"'
+                            ),
+                        )
+                    ],
+                )
+        if subresource == "status":
+            info.strategy.prepare_for_status_update(new, old)
+        else:
+            info.strategy.default(new)
+            info.strategy.prepare_for_update(new, old)
+        return new
+
+    # --- patch -----------------------------------------------------------------------------
+    async def patch(
+        self,
+        info: ResourceInfo,
+        namespace: str,
+        name: str,
+        patch_type: str,
+        body: Any,
+        opts: WriteOptions,
+        subresource: str = "",
+    ) -> Result:
+        if patch_type in (APPLY_PATCH, APPLY_PATCH_CBOR):
+            return await self.apply(info, namespace, name, body, opts, subresource)
+        warnings: list[str] = []
+        node = self.schema(info)
+        precondition: list[str | None] = [None]
+
+        def transform(cur: Obj) -> Obj:
+            if patch_type == JSON_PATCH:
+                new = json_patch(cur, body)
+            elif patch_type == MERGE_PATCH:
+                new = merge_patch(cur, body)
+            elif patch_type == STRATEGIC_PATCH:
+                new = strategic_merge_patch(cur, body, node)
+            else:
+                raise errors.unsupported_media_type(patch_type)
+            self.check_type(info, new)
+            rv = (new.get("metadata") or {}).get("resourceVersion")
+            if rv and rv != (cur.get("metadata") or {}).get("resourceVersion"):
+                raise errors.conflict(info.plural, info.group, name)
+            warnings.extend(self._validate_fields(info, new, opts))
+            return new
+
+        res = await self._guaranteed_update(
+            info, namespace, name, transform, opts, subresource, precondition[0]
+        )
+        res.warnings = warnings + res.warnings
+        return res
+
+    async def apply(
+        self,
+        info: ResourceInfo,
+        namespace: str,
+        name: str,
+        body: Any,
+        opts: WriteOptions,
+        subresource: str = "",
+    ) -> Result:
+        if not opts.field_manager:
+            raise errors.bad_request(
+                "PATCH, application/apply-patch+yaml requests require a fieldManager"
+            )
+        self.check_type(info, body)
+        if not body.get("apiVersion") or not body.get("kind"):
+            raise errors.bad_request("apiVersion and kind must be set in an apply configuration")
+        meta = body.setdefault("metadata", {})
+        if meta.get("name") and meta["name"] != name:
+            raise errors.bad_request(
+                f"the name of the object ({meta['name']}) does not match the name on the URL ({name})"
+            )
+        warnings = self._validate_fields(info, body, opts)
+        node = self.schema(info)
+        if self.entry(info, namespace, name) is None:
+            if subresource:
+                raise errors.not_found(info.plural, info.group, name)
+            meta["name"] = name
+            obj = server_side_apply(
+                None, body, opts.field_manager, info.group_version, opts.force, self.now(), node
+            )
+            create_opts = WriteOptions(opts.dry_run, opts.field_manager, "Ignore")
+            managed = obj["metadata"].get("managedFields")
+            res = await self.create(info, namespace, obj, create_opts, managed)
+            res.warnings = warnings
+            return res
+
+        def transform(cur: Obj) -> Obj:
+            return server_side_apply(
+                cur, body, opts.field_manager, info.group_version, opts.force, self.now(), node
+            )
+
+        res = await self._guaranteed_update(
+            info,
+            namespace,
+            name,
+            transform,
+            opts,
+            subresource,
+            meta.get("resourceVersion") or None,
+            manager_op="Apply",
+        )
+        res.warnings = warnings + res.warnings
+        return res
+
+    # --- delete ------------------------------------------------------------------------------
+    async def delete(
+        self, info: ResourceInfo, namespace: str, name: str, opts: DeleteOptions
+    ) -> Result:
+        key = self.key(info, namespace, name)
+        for _ in range(_MAX_RETRIES):
+            entry = self.rcache(info).entries.get(key)
+            if entry is None:
+                raise errors.not_found(info.plural, info.group, name)
+            obj = entry.obj()
+            meta = obj["metadata"]
+            if opts.precondition_uid and opts.precondition_uid != meta.get("uid"):
+                raise errors.conflict(
+                    info.plural,
+                    info.group,
+                    name,
+                    f"Precondition failed: UID in precondition: {opts.precondition_uid}, UID in object meta: {meta.get('uid')}",
+                )
+            if opts.precondition_rv and opts.precondition_rv != meta.get("resourceVersion"):
+                raise errors.conflict(
+                    info.plural,
+                    info.group,
+                    name,
+                    f"Precondition failed: ResourceVersion in precondition: {opts.precondition_rv}, ResourceVersion in object meta: {meta.get('resourceVersion')}",
+                )
+            policy = opts.propagation or info.strategy.default_gc_policy
+            finalizers = list(meta.get("finalizers") or [])
+            changed = False
+            if (
+                policy == "Foreground"
+                and "foregroundDeletion" not in finalizers
+                and not meta.get("deletionTimestamp")
+            ):
+                finalizers.append("foregroundDeletion")
+                changed = True
+            if (
+                policy == "Orphan"
+                and "orphan" not in finalizers
+                and not meta.get("deletionTimestamp")
+            ):
+                finalizers.append("orphan")
+                changed = True
+            grace = self._grace(info, obj, opts)
+            if grace > 0 and meta.get("deletionTimestamp") is None:
+                changed = True
+            if (
+                info.group == ""
+                and info.plural == "namespaces"
+                and (obj.get("spec") or {}).get("finalizers")
+            ):
+                changed = changed or not meta.get("deletionTimestamp")
+                held = True
+            else:
+                held = bool(finalizers)
+            if not held and grace == 0:
+                if opts.dry_run:
+                    return Result(obj, entry.raw, deleted=True)
+                try:
+                    kv = await self.storage.delete(key, entry.revision)
+                except RevisionMismatch:
+                    continue
+                except KeyNotFound:
+                    raise errors.not_found(info.plural, info.group, name) from None
+                return Result(kv.obj, kv.raw, deleted=True)
+            if not changed and meta.get("deletionTimestamp"):
+                return Result(obj, entry.raw)
+            if finalizers:
+                meta["finalizers"] = finalizers
+            if not meta.get("deletionTimestamp"):
+                meta["deletionTimestamp"] = rfc3339(self.clock.now() + grace)
+                meta["deletionGracePeriodSeconds"] = grace
+                if "generation" in meta:
+                    meta["generation"] += 1
+            if info.plural == "namespaces" and info.group == "":
+                obj.setdefault("status", {})["phase"] = "Terminating"
+            if opts.dry_run:
+                return Result(obj, orjson.dumps(obj))
+            try:
+                kv = await self.storage.update(key, obj, entry.revision)
+            except RevisionMismatch:
+                continue
+            except KeyNotFound:
+                raise errors.not_found(info.plural, info.group, name) from None
+            return Result(kv.obj, kv.raw)
+        raise errors.conflict(info.plural, info.group, name, "too many concurrent updates")
+
+    def _grace(self, info: ResourceInfo, obj: Obj, opts: DeleteOptions) -> int:
+        """Seconds of graceful deletion: pods bound to a node and still running only."""
+        if not info.strategy.graceful_delete:
+            return 0
+        spec = obj.get("spec") or {}
+        phase = (obj.get("status") or {}).get("phase")
+        if not spec.get("nodeName") or phase in ("Succeeded", "Failed"):
+            return 0
+        if opts.grace_period is not None:
+            return max(0, opts.grace_period)
+        meta = obj["metadata"]
+        if meta.get("deletionGracePeriodSeconds") is not None:
+            return int(meta["deletionGracePeriodSeconds"])
+        return int(spec.get("terminationGracePeriodSeconds", 30))
+
+    # --- binding and helpers for the GC -------------------------------------------------------
+    async def force_delete(self, info: ResourceInfo, key: str) -> KV | None:
+        entry = self.rcache(info).entries.get(key)
+        if entry is None:
+            return None
+        try:
+            return await self.storage.delete(key, entry.revision)
+        except (RevisionMismatch, KeyNotFound):
+            return None
+
+    async def update_obj(self, info: ResourceInfo, key: str, fn: Callable[[Obj], bool]) -> None:
+        """Internal read-modify-write (GC, namespace controller): ``fn`` returns False to skip."""
+        for _ in range(_MAX_RETRIES):
+            entry = self.rcache(info).entries.get(key)
+            if entry is None:
+                return
+            obj = entry.obj()
+            if not fn(obj):
+                return
+            try:
+                if _gone_when_written(info, obj):
+                    await self.storage.delete(key, entry.revision)
+                else:
+                    await self.storage.update(key, obj, entry.revision)
+                return
+            except RevisionMismatch:
+                continue
+            except KeyNotFound:
+                return
+
+
+def has_finalizers(info: ResourceInfo, obj: Obj) -> bool:
+    """Finalizers hold an object being deleted; a namespace also has ``spec.finalizers``."""
+    if (obj.get("metadata") or {}).get("finalizers"):
+        return True
+    if info.group == "" and info.plural == "namespaces":
+        return bool((obj.get("spec") or {}).get("finalizers"))
+    return False
+
+
+def _gone_when_written(info: ResourceInfo, obj: Obj) -> bool:
+    """A write that leaves a deleting object with nothing holding it deletes it."""
+    meta = obj["metadata"]
+    if not meta.get("deletionTimestamp") or has_finalizers(info, obj):
+        return False
+    return not (info.strategy.graceful_delete and meta.get("deletionGracePeriodSeconds"))
+
+
+def _strip(obj: Obj) -> Obj:
+    meta = dict(obj.get("metadata") or {})
+    meta.pop("resourceVersion", None)
+    mf = meta.pop("managedFields", None)
+    if mf:
+        meta["managedFields"] = [{k: v for k, v in m.items() if k != "time"} for m in mf]
+    out = dict(obj)
+    out["metadata"] = meta
+    return out
+
+
+def _same(new: Obj, old: Obj) -> bool:
+    """No-op detection: an update that changes nothing writes nothing (and keeps the RV)."""
+    return _strip(new) == _strip(old)

@@ -1,0 +1,102 @@
+"""The ``corral`` command: ``corral server`` and ``corral up``.
+
+``server`` runs the API server alone; ``up`` starts a local cluster (today the API
+server; the scheduler, controllers and a node agent join it as they arrive) with its
+data under ``~/.corral`` (``/var/lib/corral`` as root) and prints how to use kubectl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from corral.apiserver.server import Server
+
+
+def default_data_dir() -> Path:
+    if os.geteuid() == 0:
+        return Path("/var/lib/corral")
+    return Path.home() / ".corral"
+
+
+def _server_args(p: argparse.ArgumentParser, data_required: bool) -> None:
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        required=data_required,
+        default=None if data_required else default_data_dir(),
+        help="where state, certificates and the kubeconfig live",
+    )
+    p.add_argument("--port", type=int, default=6443, help="Kubernetes API port (HTTPS)")
+    p.add_argument("--bind", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--datastore", default=None, help="sqlite:///PATH (default DATA_DIR/state.db)")
+    p.add_argument("--event-ttl", type=float, default=24 * 3600, help="seconds events are kept")
+    p.add_argument(
+        "--history",
+        type=int,
+        default=10_000,
+        help="revisions kept for watch resumption (older ones answer 410 Expired)",
+    )
+    p.add_argument("--log-level", default="INFO")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="corral", description="A lightweight cluster manager.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _server_args(sub.add_parser("server", help="run the API server"), data_required=True)
+    _server_args(sub.add_parser("up", help="start a local cluster"), data_required=False)
+    return parser
+
+
+async def _run(server: Server, announce: bool) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    if announce:
+        print(f"Corral is up: {server.url}", flush=True)
+        print(f"  export KUBECONFIG={server.kubeconfig}", flush=True)
+        print("  kubectl get namespaces", flush=True)
+    else:
+        print(f"serving on {server.url}; kubeconfig {server.kubeconfig}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        server = Server(
+            args.data_dir,
+            port=args.port,
+            bind=args.bind,
+            datastore=args.datastore,
+            event_ttl=args.event_ttl,
+            history=args.history,
+        )
+    except ValueError as e:
+        print(f"corral: {e}", file=sys.stderr)
+        return 2
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(_run(server, args.command == "up"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,396 @@
+"""The in-memory watch cache: serves every list, get and watch so the database sees writes only.
+
+It holds, per resource prefix, the live entries (serialised bytes plus the labels and
+selectable fields pulled out once at write time; the decoded object is not kept, which
+keeps 150,000 pods affordable), a ring of recent events to resume watches from, and the
+registered watchers.
+
+Fan-out is designed for thousands of watchers (one per node agent): each watcher sits in
+one bucket — by the exact ``spec.nodeName`` it selects, else by namespace, else "all" —
+so an event costs a few dictionary look-ups, not a filter call per watcher. Each watch
+event is serialised once per type and the same bytes go to every watcher that wants it.
+An object entering or leaving a watcher's selection is sent as ADDED or DELETED.
+
+The cache follows the store synchronously (``SQLiteStorage`` calls ``apply`` before it
+acknowledges a write), so a client reads its own writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from corral.api.selectors import FieldSelector, LabelSelector
+from corral.storage.base import DELETE, Compacted, Event, Obj
+
+FieldFuncs = dict[str, Callable[[Obj], str]]
+
+ADDED = "ADDED"
+MODIFIED = "MODIFIED"
+DELETED = "DELETED"
+
+#: how many events per resource the ring keeps for watch resumption
+HISTORY = 10_000
+#: a watcher that falls this many events behind is closed (the client re-watches)
+MAX_BACKLOG = 50_000
+
+
+@dataclass(slots=True)
+class Entry:
+    """One live object as the cache keeps it."""
+
+    key: str
+    namespace: str
+    name: str
+    raw: bytes
+    revision: int
+    labels: dict[str, str]
+    fields: dict[str, str]
+    uid: str = ""
+    #: uids of the owners named in ownerReferences (for the garbage collector)
+    owners: tuple[str, ...] = ()
+    #: metadata.finalizers, and whether deletionTimestamp is set
+    finalizers: tuple[str, ...] = ()
+    deleting: bool = False
+
+    def obj(self) -> Obj:
+        """A fresh decoded copy: the caller may mutate it."""
+        d: Obj = orjson.loads(self.raw)
+        return d
+
+
+@dataclass(slots=True)
+class WatchEvent:
+    """One event as sent to watchers; its JSON line is built once and shared."""
+
+    type: str
+    entry: Entry
+    _line: bytes | None = None
+
+    def line(self) -> bytes:
+        if self._line is None:
+            self._line = (
+                b'{"type":"' + self.type.encode() + b'","object":' + self.entry.raw + b"}\n"
+            )
+        return self._line
+
+
+@dataclass(eq=False)
+class Watcher:
+    """A registered watch: its selection and the queue its HTTP stream drains."""
+
+    namespace: str | None
+    labels: LabelSelector | None
+    fields: FieldSelector | None
+    queue: asyncio.Queue[WatchEvent | None] = field(default_factory=asyncio.Queue)
+    node: str | None = None
+    closed: bool = False
+
+    def matches(self, e: Entry) -> bool:
+        if self.namespace is not None and e.namespace != self.namespace:
+            return False
+        if self.labels is not None and not self.labels.matches(e.labels):
+            return False
+        return self.fields is None or self.fields.matches(e.fields)
+
+
+class ResourceCache:
+    """Entries, history and watchers of one resource (one key prefix)."""
+
+    def __init__(self, prefix: str, field_funcs: FieldFuncs, history: int = HISTORY) -> None:
+        self.prefix = prefix
+        self.field_funcs = field_funcs
+        self.entries: dict[str, Entry] = {}
+        self.by_namespace: dict[str, dict[str, Entry]] = {}
+        self._sorted: list[str] | None = None
+        self.history: deque[tuple[int, str, Entry, Entry | None]] = deque(maxlen=history)
+        self.history_start = 0  # watches from a revision below this get 410
+        self.all_watchers: set[Watcher] = set()
+        self.ns_watchers: dict[str, set[Watcher]] = {}
+        self.node_watchers: dict[str, set[Watcher]] = {}
+
+    # --- building entries -------------------------------------------------------------
+    def make_entry(self, key: str, obj: Obj, raw: bytes, revision: int) -> Entry:
+        meta = obj.get("metadata") or {}
+        fields = {
+            "metadata.name": meta.get("name", ""),
+            "metadata.namespace": meta.get("namespace", ""),
+        }
+        for name, fn in self.field_funcs.items():
+            try:
+                fields[name] = fn(obj)
+            except (KeyError, TypeError, AttributeError):
+                fields[name] = ""
+        return Entry(
+            key,
+            meta.get("namespace", ""),
+            meta.get("name", ""),
+            raw,
+            revision,
+            dict(meta.get("labels") or {}),
+            fields,
+            meta.get("uid", ""),
+            tuple(r.get("uid", "") for r in meta.get("ownerReferences") or ()),
+            tuple(meta.get("finalizers") or ()),
+            bool(meta.get("deletionTimestamp")),
+        )
+
+    def sorted_keys(self) -> list[str]:
+        if self._sorted is None:
+            self._sorted = sorted(self.entries)
+        return self._sorted
+
+    # --- applying store events ------------------------------------------------------------
+    def apply(self, ev: Event) -> None:
+        key = ev.kv.key
+        prev = self.entries.get(key)
+        entry = self.make_entry(key, ev.kv.obj, ev.kv.raw, ev.revision)
+        if ev.type == DELETE:
+            if prev is None:
+                return
+            del self.entries[key]
+            ns_map = self.by_namespace.get(entry.namespace)
+            if ns_map is not None:
+                ns_map.pop(key, None)
+                if not ns_map:
+                    del self.by_namespace[entry.namespace]
+            self._sorted = None
+            self._record(ev.revision, DELETED, entry, prev)
+        else:
+            self.entries[key] = entry
+            self.by_namespace.setdefault(entry.namespace, {})[key] = entry
+            if prev is None:
+                self._sorted = None
+            self._record(ev.revision, MODIFIED if prev else ADDED, entry, prev)
+
+    def _record(self, revision: int, type_: str, entry: Entry, prev: Entry | None) -> None:
+        if len(self.history) == self.history.maxlen:
+            self.history_start = self.history[0][0]
+        self.history.append((revision, type_, entry, prev))
+        self._fan_out(type_, entry, prev)
+
+    def _candidates(self, entry: Entry, prev: Entry | None) -> Iterator[Watcher]:
+        yield from self.all_watchers
+        ns_set = self.ns_watchers.get(entry.namespace)
+        if ns_set:
+            yield from ns_set
+        if self.node_watchers:
+            node = entry.fields.get("spec.nodeName", "")
+            seen = self.node_watchers.get(node)
+            if seen:
+                yield from seen
+            if prev is not None:
+                old_node = prev.fields.get("spec.nodeName", "")
+                if old_node != node:
+                    old = self.node_watchers.get(old_node)
+                    if old:
+                        yield from old
+
+    def _fan_out(self, type_: str, entry: Entry, prev: Entry | None) -> None:
+        shared: dict[str, WatchEvent] = {}
+        for w in list(self._candidates(entry, prev)):
+            t = transition(w, type_, entry, prev)
+            if t is None:
+                continue
+            ev = shared.get(t)
+            if ev is None:
+                ev = shared[t] = WatchEvent(t, entry)
+            self._send(w, ev)
+
+    def _send(self, w: Watcher, ev: WatchEvent | None) -> None:
+        if w.closed:
+            return
+        if w.queue.qsize() >= MAX_BACKLOG:
+            self.remove_watcher(w)
+            return
+        w.queue.put_nowait(ev)
+
+    # --- watchers ------------------------------------------------------------------------
+    def add_watcher(self, w: Watcher, from_revision: int | None, current: int) -> None:
+        """Register ``w``; replay history after ``from_revision`` or, if None, send every
+        matching object as ADDED. Raises Compacted when the history is gone."""
+        if from_revision is None:
+            for key in self.sorted_keys():
+                e = self.entries[key]
+                if w.matches(e):
+                    w.queue.put_nowait(WatchEvent(ADDED, e))
+        else:
+            if from_revision < self.history_start and from_revision < current:
+                raise Compacted(self.prefix, from_revision, self.history_start)
+            start = bisect.bisect_right([h[0] for h in self.history], from_revision)
+            for i in range(start, len(self.history)):
+                _rev, type_, entry, prev = self.history[i]
+                t = transition(w, type_, entry, prev)
+                if t is not None:
+                    w.queue.put_nowait(WatchEvent(t, entry))
+        if w.fields is not None:
+            node = w.fields.exact_values().get("spec.nodeName")
+            if node is not None:
+                w.node = node
+                self.node_watchers.setdefault(node, set()).add(w)
+                return
+        if w.namespace is not None:
+            self.ns_watchers.setdefault(w.namespace, set()).add(w)
+        else:
+            self.all_watchers.add(w)
+
+    def remove_watcher(self, w: Watcher) -> None:
+        if w.closed:
+            return
+        w.closed = True
+        if w.node is not None:
+            s = self.node_watchers.get(w.node)
+            if s is not None:
+                s.discard(w)
+                if not s:
+                    del self.node_watchers[w.node]
+        elif w.namespace is not None:
+            s = self.ns_watchers.get(w.namespace)
+            if s is not None:
+                s.discard(w)
+                if not s:
+                    del self.ns_watchers[w.namespace]
+        else:
+            self.all_watchers.discard(w)
+        w.queue.put_nowait(None)
+
+    def watcher_count(self) -> int:
+        n = len(self.all_watchers)
+        n += sum(len(s) for s in self.ns_watchers.values())
+        n += sum(len(s) for s in self.node_watchers.values())
+        return n
+
+    # --- reads ----------------------------------------------------------------------------
+    def select(
+        self,
+        namespace: str | None,
+        labels: LabelSelector | None,
+        fields: FieldSelector | None,
+        start_after: str = "",
+    ) -> Iterator[Entry]:
+        """Matching entries in key order, those with key > ``start_after``."""
+        keys = self.sorted_keys()
+        i = bisect.bisect_right(keys, start_after) if start_after else 0
+        prefix = f"{self.prefix}{namespace}/" if namespace is not None else self.prefix
+        if namespace is not None:
+            i = max(i, bisect.bisect_left(keys, prefix))
+        entries = self.entries
+        for k in keys[i:]:
+            if not k.startswith(prefix):
+                break
+            e = entries[k]
+            if labels is not None and not labels.matches(e.labels):
+                continue
+            if fields is not None and not fields.matches(e.fields):
+                continue
+            yield e
+
+
+def transition(w: Watcher, type_: str, entry: Entry, prev: Entry | None) -> str | None:
+    """What ``w`` sees of a change: ADDED/MODIFIED/DELETED, or None (not its business)."""
+    if type_ == DELETED:
+        return DELETED if w.matches(prev or entry) else None
+    now = w.matches(entry)
+    before = prev is not None and w.matches(prev)
+    if now and before:
+        return MODIFIED
+    if now:
+        return ADDED
+    if before:
+        return DELETED
+    return None
+
+
+ChangeListener = Callable[[str, Entry, "Entry | None", ResourceCache], None]
+
+
+class WatchCache:
+    """All resource caches, fed synchronously from the store's commit path.
+
+    Besides the per-resource caches it keeps two global indexes the garbage collector
+    needs: live objects by uid, and dependents by owner uid.
+    """
+
+    def __init__(self, history: int = HISTORY) -> None:
+        self.history = history
+        self.resources: dict[str, ResourceCache] = {}
+        self.revision = 0
+        self.by_uid: dict[str, tuple[ResourceCache, str]] = {}
+        self.dependents: dict[str, set[tuple[ResourceCache, str]]] = {}
+        #: called after each applied change: (type, entry, prev, resource cache)
+        self.listeners: list[ChangeListener] = []
+
+    def _index(self, rc: ResourceCache, entry: Entry | None, prev: Entry | None) -> None:
+        if prev is not None:
+            if prev.uid and (entry is None or entry.uid != prev.uid):
+                self.by_uid.pop(prev.uid, None)
+            for o in prev.owners:
+                deps = self.dependents.get(o)
+                if deps is not None:
+                    deps.discard((rc, prev.key))
+                    if not deps:
+                        del self.dependents[o]
+        if entry is not None:
+            if entry.uid:
+                self.by_uid[entry.uid] = (rc, entry.key)
+            for o in entry.owners:
+                self.dependents.setdefault(o, set()).add((rc, entry.key))
+
+    def register(self, prefix: str, field_funcs: FieldFuncs) -> ResourceCache:
+        rc = self.resources.get(prefix)
+        if rc is None:
+            rc = self.resources[prefix] = ResourceCache(prefix, field_funcs, self.history)
+        return rc
+
+    def resource_for(self, key: str) -> ResourceCache | None:
+        # keys: /registry/<group>/<plural>/... ; prefix is the first three segments.
+        parts = key.split("/", 4)
+        if len(parts) < 4:
+            return None
+        return self.resources.get("/".join(parts[:4]) + "/")
+
+    def load(self, kvs: list[Any], revision: int, history: list[Event], history_start: int) -> None:
+        """Seed from a list at ``revision`` and the store's recent history."""
+        for kv in kvs:
+            rc = self.resource_for(kv.key)
+            if rc is None:
+                continue
+            e = rc.make_entry(kv.key, kv.obj, kv.raw, kv.mod_revision)
+            rc.entries[kv.key] = e
+            rc.by_namespace.setdefault(e.namespace, {})[kv.key] = e
+            rc._sorted = None
+            self._index(rc, e, None)
+        for rc in self.resources.values():
+            rc.history_start = history_start
+        for ev in history:
+            rc = self.resource_for(ev.kv.key)
+            if rc is None:
+                continue
+            entry = rc.make_entry(ev.kv.key, ev.kv.obj, ev.kv.raw, ev.revision)
+            type_ = DELETED if ev.type == DELETE else MODIFIED
+            if ev.kv.create_revision == ev.revision:
+                type_ = ADDED
+            if len(rc.history) == rc.history.maxlen:
+                rc.history_start = rc.history[0][0]
+            rc.history.append((ev.revision, type_, entry, None))
+        self.revision = revision
+
+    def apply(self, ev: Event) -> None:
+        rc = self.resource_for(ev.kv.key)
+        self.revision = ev.revision
+        if rc is None:
+            return
+        prev = rc.entries.get(ev.kv.key)
+        rc.apply(ev)
+        entry = rc.entries.get(ev.kv.key)
+        self._index(rc, entry, prev)
+        if rc.history and rc.history[-1][0] == ev.revision:
+            _, type_, e, p = rc.history[-1]
+            for cb in self.listeners:
+                cb(type_, e, p, rc)

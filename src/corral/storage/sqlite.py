@@ -1,0 +1,399 @@
+"""The embedded SQLite backend of the storage protocol.
+
+Layout: ``current`` holds one row per live key (the latest value and its revisions);
+``log`` holds one row per revision (a PUT's new value or a DELETE's last value) so that
+watches can resume from a revision after a restart, as etcd's history allows; ``meta``
+keeps the compacted revision.
+
+Why it is shaped so (k3s' kine on SQLite is known for "database is locked", runaway file
+growth, compaction that never finishes and constant disk writes on an idle cluster):
+
+- **One writer.** Every write goes through one asyncio writer task and one dedicated
+  thread that owns the write connection, so SQLite never sees two writers and never says
+  "database is locked". Optimistic-concurrency checks run in the writer task against an
+  in-memory map of key -> (mod revision, create revision), in submission order.
+- **Group commit.** Writes that arrive while a commit is in flight are gathered and
+  committed together in one transaction: one fsync (``synchronous=FULL`` in WAL mode)
+  acknowledges them all. A write's future resolves only after that commit returns.
+- **Compaction in small bites.** History older than a window (as many revisions as there
+  are live keys, at least ``min_history``) is deleted in chunks that go through the same
+  writer lane, so a compaction never holds the write lock for long and always completes.
+  The file therefore stays near twice the live data; SQLite reuses freed pages.
+- **Quiet when idle.** Nothing runs on a timer that writes unless there is history to
+  compact; WAL checkpoints ride on writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from corral.storage.base import (
+    DELETE,
+    KV,
+    PUT,
+    Compacted,
+    Event,
+    KeyExists,
+    KeyNotFound,
+    Obj,
+    RevisionMismatch,
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS current (
+  key TEXT PRIMARY KEY,
+  mod_rev INTEGER NOT NULL,
+  create_rev INTEGER NOT NULL,
+  value BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS log (
+  rev INTEGER PRIMARY KEY,
+  key TEXT NOT NULL,
+  type INTEGER NOT NULL,
+  create_rev INTEGER NOT NULL,
+  value BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
+"""
+
+_COMPACT_CHUNK = 2000
+
+
+@dataclass(slots=True)
+class _Op:
+    type: int  # PUT or DELETE
+    key: str
+    obj: Obj | None
+    expected: int  # 0: must not exist (create); -1: any; >0: mod revision
+    future: asyncio.Future[KV]
+
+
+def stamp(obj: Obj, revision: int) -> bytes:
+    """Set ``metadata.resourceVersion`` and serialise: the versioner of this store."""
+    obj.setdefault("metadata", {})["resourceVersion"] = str(revision)
+    return orjson.dumps(obj)
+
+
+class SQLiteStorage:
+    """Storage protocol on one SQLite file (see the module docstring)."""
+
+    def __init__(self, path: str | Path, *, min_history: int = 1000) -> None:
+        self.path = str(path)
+        self.min_history = min_history
+        self._revision = 0
+        self._compacted = 0
+        self._revs: dict[str, tuple[int, int]] = {}
+        self._pending: list[_Op] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="corral-sqlite")
+        self._conn: sqlite3.Connection | None = None
+        self._watchers: list[tuple[str, asyncio.Queue[Event | None]]] = []
+        #: called synchronously, in revision order, after each commit and before the
+        #: write is acknowledged (the watch cache hangs here: read-your-writes)
+        self.listeners: list[Callable[[Event], None]] = []
+        self._lock = threading.Lock()
+        self.commits = 0  # number of transactions, for the benchmark's group-commit ratio
+
+    # --- lifecycle ------------------------------------------------------------------
+    @property
+    def revision(self) -> int:
+        return self._revision
+
+    @property
+    def compacted_revision(self) -> int:
+        return self._compacted
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._thread, self._open)
+        self._writer = asyncio.create_task(self._write_loop(), name="sqlite-writer")
+
+    def _open(self) -> None:
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA busy_timeout=60000")
+        conn.execute("PRAGMA wal_autocheckpoint=1000")
+        conn.executescript(_SCHEMA)
+        self._conn = conn
+        self._load_state()
+
+    def _load_state(self) -> None:
+        assert self._conn is not None
+        c = self._conn
+        self._revs = {
+            k: (m, cr) for k, m, cr in c.execute("SELECT key, mod_rev, create_rev FROM current")
+        }
+        row = c.execute("SELECT v FROM meta WHERE k='compacted'").fetchone()
+        self._compacted = int(row[0]) if row else 0
+        top_log = c.execute("SELECT max(rev) FROM log").fetchone()[0] or 0
+        top_cur = c.execute("SELECT max(mod_rev) FROM current").fetchone()[0] or 0
+        self._revision = max(top_log, top_cur, self._compacted)
+
+    async def close(self) -> None:
+        self._closing = True
+        self._wake.set()
+        if self._writer is not None:
+            await self._writer
+        for _, q in self._watchers:
+            q.put_nowait(None)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._thread, self._close_conn)
+        self._thread.shutdown(wait=True)
+
+    def _close_conn(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._conn.close()
+            self._conn = None
+
+    # --- writes -----------------------------------------------------------------------
+    def _submit(self, type_: int, key: str, obj: Obj | None, expected: int) -> asyncio.Future[KV]:
+        if self._closing:
+            raise RuntimeError("storage is closed")
+        fut: asyncio.Future[KV] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Op(type_, key, obj, expected, fut))
+        self._wake.set()
+        return fut
+
+    async def create(self, key: str, obj: Obj) -> KV:
+        return await self._submit(PUT, key, obj, 0)
+
+    async def update(self, key: str, obj: Obj, expected_revision: int) -> KV:
+        return await self._submit(PUT, key, obj, expected_revision)
+
+    async def delete(self, key: str, expected_revision: int) -> KV:
+        return await self._submit(DELETE, key, None, expected_revision)
+
+    async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not self._pending:
+                if self._closing:
+                    return
+                continue
+            batch, self._pending = self._pending, []
+            rows: list[tuple[_Op, KV, int]] = []
+            for op in batch:
+                if op.future.done():
+                    continue
+                cur = self._revs.get(op.key)
+                if op.expected == 0 and op.type == PUT and cur is not None:
+                    op.future.set_exception(KeyExists(op.key))
+                    continue
+                if op.expected != 0 and cur is None:
+                    op.future.set_exception(KeyNotFound(op.key))
+                    continue
+                if op.expected > 0 and cur is not None and cur[0] != op.expected:
+                    op.future.set_exception(RevisionMismatch(op.key))
+                    continue
+                self._revision += 1
+                rev = self._revision
+                create_rev = rev if cur is None else cur[1]
+                if op.type == PUT:
+                    assert op.obj is not None
+                    raw = stamp(op.obj, rev)
+                    kv = KV(op.key, op.obj, raw, rev, create_rev)
+                    self._revs[op.key] = (rev, create_rev)
+                else:
+                    kv = KV(op.key, {}, b"", rev, create_rev)
+                    del self._revs[op.key]
+                rows.append((op, kv, op.type))
+            if not rows:
+                continue
+            try:
+                await loop.run_in_executor(self._thread, self._commit, rows)
+            except Exception as exc:  # disk full, I/O error: fail the batch, resync
+                await loop.run_in_executor(self._thread, self._load_state)
+                for op, _, _ in rows:
+                    if not op.future.done():
+                        op.future.set_exception(exc)
+                continue
+            self.commits += 1
+            for op, kv, type_ in rows:
+                self._dispatch(Event(type_, kv, None, kv.mod_revision))
+                if not op.future.done():
+                    op.future.set_result(kv)
+
+    def _commit(self, rows: list[tuple[_Op, KV, int]]) -> None:
+        c = self._conn
+        assert c is not None
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            for _, kv, type_ in rows:
+                if type_ == PUT:
+                    c.execute(
+                        "INSERT INTO current(key, mod_rev, create_rev, value) VALUES (?,?,?,?) "
+                        "ON CONFLICT(key) DO UPDATE SET mod_rev=excluded.mod_rev, value=excluded.value",
+                        (kv.key, kv.mod_revision, kv.create_revision, kv.raw),
+                    )
+                else:
+                    row = c.execute("SELECT value FROM current WHERE key=?", (kv.key,)).fetchone()
+                    c.execute("DELETE FROM current WHERE key=?", (kv.key,))
+                    # The DELETE event carries the last value, stamped with the new revision.
+                    last = orjson.loads(row[0]) if row else {}
+                    kv.obj = last
+                    kv.raw = stamp(last, kv.mod_revision)
+                c.execute(
+                    "INSERT INTO log(rev, key, type, create_rev, value) VALUES (?,?,?,?,?)",
+                    (kv.mod_revision, kv.key, type_, kv.create_revision, kv.raw),
+                )
+            c.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                c.execute("ROLLBACK")
+            raise
+
+    # --- reads --------------------------------------------------------------------------
+    async def get(self, key: str) -> KV | None:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, self._get, key)
+
+    def _get(self, key: str) -> KV | None:
+        assert self._conn is not None
+        row = self._conn.execute(
+            "SELECT value, mod_rev, create_rev FROM current WHERE key=?", (key,)
+        ).fetchone()
+        if row is None:
+            return None
+        return KV(key, orjson.loads(row[0]), bytes(row[0]), row[1], row[2])
+
+    async def list(self, prefix: str) -> tuple[list[KV], int]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, self._list, prefix)
+
+    def _list(self, prefix: str) -> tuple[builtins.list[KV], int]:
+        assert self._conn is not None
+        rows = self._conn.execute(
+            "SELECT key, value, mod_rev, create_rev FROM current WHERE key >= ? AND key < ? ORDER BY key",
+            (prefix, prefix + "\uffff"),
+        ).fetchall()
+        out = [KV(k, orjson.loads(v), bytes(v), m, c) for k, v, m, c in rows]
+        return out, self._revision
+
+    async def history(self, prefix: str, after: int) -> builtins.list[Event]:
+        """Logged events under ``prefix`` with revision > ``after`` (for seeding a cache)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._thread, self._history, prefix, after, self._revision
+        )
+
+    def _history(self, prefix: str, after: int, upto: int) -> builtins.list[Event]:
+        assert self._conn is not None
+        rows = self._conn.execute(
+            "SELECT rev, key, type, create_rev, value FROM log WHERE rev > ? AND rev <= ? "
+            "AND key >= ? AND key < ? ORDER BY rev",
+            (after, upto, prefix, prefix + "\uffff"),
+        ).fetchall()
+        return [
+            Event(t, KV(k, orjson.loads(v), bytes(v), rev, cr), None, rev)
+            for rev, k, t, cr, v in rows
+        ]
+
+    # --- watch ----------------------------------------------------------------------------
+    def _dispatch(self, ev: Event) -> None:
+        for cb in self.listeners:
+            cb(ev)
+        for prefix, q in self._watchers:
+            if ev.kv.key.startswith(prefix):
+                q.put_nowait(ev)
+
+    async def watch(self, prefix: str, from_revision: int) -> AsyncIterator[Event]:  # type: ignore[override]
+        """Events with revision > ``from_revision`` under ``prefix``, history first."""
+        if from_revision < self._compacted:
+            raise Compacted(prefix, from_revision, self._compacted)
+        q: asyncio.Queue[Event | None] = asyncio.Queue()
+        entry = (prefix, q)
+        self._watchers.append(entry)
+        try:
+            upto = self._revision
+            loop = asyncio.get_running_loop()
+            history = await loop.run_in_executor(
+                self._thread, self._history, prefix, from_revision, upto
+            )
+            for past in history:
+                yield past
+            while True:
+                ev = await q.get()
+                if ev is None:
+                    return
+                if ev.revision <= upto:
+                    continue
+                yield ev
+        finally:
+            self._watchers.remove(entry)
+
+    # --- compaction ------------------------------------------------------------------------
+    def compaction_target(self) -> int:
+        window = max(self.min_history, len(self._revs))
+        return max(0, self._revision - window)
+
+    async def compact(self, revision: int) -> None:
+        """Drop history at or below ``revision`` in small transactions."""
+        loop = asyncio.get_running_loop()
+        while True:
+            done = await loop.run_in_executor(self._thread, self._compact_chunk, revision)
+            if done:
+                break
+            await asyncio.sleep(0)  # let queued writes through between chunks
+        self._compacted = max(self._compacted, revision)
+
+    def _compact_chunk(self, revision: int) -> bool:
+        c = self._conn
+        assert c is not None
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            cur = c.execute(
+                "DELETE FROM log WHERE rev IN (SELECT rev FROM log WHERE rev <= ? ORDER BY rev LIMIT ?)",
+                (revision, _COMPACT_CHUNK),
+            )
+            n = cur.rowcount
+            c.execute(
+                "INSERT INTO meta(k, v) VALUES ('compacted', ?) "
+                "ON CONFLICT(k) DO UPDATE SET v=max(v, excluded.v)",
+                (revision,),
+            )
+            c.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                c.execute("ROLLBACK")
+            raise
+        return bool(n < _COMPACT_CHUNK)
+
+    async def needs_compaction(self) -> bool:
+        target = self.compaction_target()
+        if target <= self._compacted:
+            return False
+        loop = asyncio.get_running_loop()
+        oldest = await loop.run_in_executor(self._thread, self._oldest_log)
+        return oldest is not None and oldest <= target
+
+    def _oldest_log(self) -> int | None:
+        assert self._conn is not None
+        row = self._conn.execute("SELECT min(rev) FROM log").fetchone()
+        return int(row[0]) if row and row[0] is not None else None
+
+    def file_sizes(self) -> dict[str, Any]:
+        """Sizes of the database and its WAL, for the benchmark and metrics."""
+        out: dict[str, Any] = {}
+        for suffix in ("", "-wal"):
+            p = Path(self.path + suffix)
+            out["db" + suffix.replace("-", "_")] = p.stat().st_size if p.exists() else 0
+        return out

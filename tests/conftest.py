@@ -1,0 +1,149 @@
+"""Shared fixtures: a real ``corral server`` subprocess, kubectl and the kubernetes client."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class RunningServer:
+    proc: subprocess.Popen[bytes]
+    data_dir: Path
+    port: int
+    log: Path
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.data_dir / "kubeconfig"
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+def start_server(
+    data_dir: Path, port: int | None = None, extra: list[str] | None = None
+) -> RunningServer:
+    port = port or free_port()
+    log = data_dir.parent / f"{data_dir.name}-server-{port}.log"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "corral",
+                "server",
+                "--data-dir",
+                str(data_dir),
+                "--port",
+                str(port),
+                "--log-level",
+                "WARNING",
+                *(extra or []),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    srv = RunningServer(proc, data_dir, port, log)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {log.read_text()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                if srv.kubeconfig.exists():
+                    return srv
+        except OSError:
+            pass
+        time.sleep(0.05)
+    srv.stop()
+    raise RuntimeError(f"server did not start: {log.read_text()}")
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    srv = start_server(tmp_path_factory.mktemp("corral") / "data")
+    yield srv
+    srv.stop()
+
+
+@dataclass
+class Kubectl:
+    kubeconfig: Path
+    cache_dir: Path
+
+    def __call__(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        cmd = [
+            "kubectl",
+            "--kubeconfig",
+            str(self.kubeconfig),
+            "--cache-dir",
+            str(self.cache_dir),
+            *args,
+        ]
+        env = dict(os.environ, KUBECONFIG=str(self.kubeconfig))
+        res = subprocess.run(
+            cmd, input=input, capture_output=True, text=True, timeout=timeout, env=env
+        )
+        if check and res.returncode != 0:
+            raise AssertionError(
+                f"kubectl {' '.join(args)} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}"
+            )
+        return res
+
+
+@pytest.fixture(scope="session")
+def kubectl(server: RunningServer, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
+    return Kubectl(server.kubeconfig, tmp_path_factory.mktemp("kubecache"))
+
+
+@pytest.fixture(scope="session")
+def api_client(server: RunningServer):  # type: ignore[no-untyped-def]
+    from kubernetes import client, config
+
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=str(server.kubeconfig), client_configuration=cfg)
+    with client.ApiClient(cfg) as c:
+        yield c
+
+
+@pytest.fixture
+def ns(api_client) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    from kubernetes import client
+
+    name = "t-" + uuid.uuid4().hex[:8]
+    client.CoreV1Api(api_client).create_namespace({"metadata": {"name": name}})
+    yield name
