@@ -68,7 +68,12 @@ class SchemaNode:
     def __init__(self, raw: dict[str, Any], name: str = "") -> None:
         while "$ref" in raw:
             name = raw["$ref"][len(_REF_PREFIX) :]
+            siblings = {k: v for k, v in raw.items() if k.startswith("x-kubernetes-")}
             raw = definitions()[name]
+            if siblings:
+                # Extensions written beside a $ref (e.g. retainKeys on
+                # DeploymentSpec.strategy) belong to this position.
+                raw = {**raw, **siblings}
         self.raw = raw
         self.name = name
 

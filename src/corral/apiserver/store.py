@@ -387,6 +387,12 @@ class Registry:
                 )
         if subresource == "status":
             info.strategy.prepare_for_status_update(new, old)
+        elif subresource == "finalize":
+            # namespaces/finalize changes spec.finalizers and nothing else
+            finalizers = (new.get("spec") or {}).get("finalizers") or []
+            new.clear()
+            new.update(old)
+            new["spec"] = {**(old.get("spec") or {}), "finalizers": finalizers}
         else:
             info.strategy.default(new)
             info.strategy.prepare_for_update(new, old)
