@@ -310,6 +310,8 @@ class Registry:
             errs = info.strategy.validate_metadata(new, info.namespaced)
             if subresource == "status":
                 errs += info.strategy.validate_status_update(new, old)
+            elif subresource == "binding":
+                pass  # the binding handler sets nodeName and a condition, nothing a user wrote
             else:
                 errs += info.strategy.validate_update(new, old)
             self._invalid(info, new, errs)
@@ -387,6 +389,8 @@ class Registry:
                 )
         if subresource == "status":
             info.strategy.prepare_for_status_update(new, old)
+        elif subresource == "binding":
+            pass
         elif subresource == "finalize":
             # namespaces/finalize changes spec.finalizers and nothing else
             finalizers = (new.get("spec") or {}).get("finalizers") or []

@@ -1,0 +1,431 @@
+"""Raw HTTP against the API edge: bad input, content negotiation, subresources, durability."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from conftest import RunningServer, start_server
+
+
+class Raw:
+    """A tiny HTTPS client so tests can send exactly the bytes they mean."""
+
+    def __init__(self, srv: RunningServer) -> None:
+        cfg = yaml.safe_load(srv.kubeconfig.read_text())
+        self.token = cfg["users"][0]["user"]["token"]
+        self.url = srv.url
+        self.ctx = ssl.create_default_context(cafile=str(srv.data_dir / "pki" / "ca.crt"))
+
+    def __call__(
+        self,
+        method: str,
+        path: str,
+        body: bytes | dict[str, Any] | list[Any] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: bool = True,
+    ) -> tuple[int, dict[str, str], bytes]:
+        data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+        h = {"Content-Type": "application/json"} if data is not None else {}
+        if auth:
+            h["Authorization"] = f"Bearer {self.token}"
+        h.update(headers or {})
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=h)
+        try:
+            with urllib.request.urlopen(req, context=self.ctx, timeout=20) as r:
+                return r.status, dict(r.headers), r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers), e.read()
+
+
+@pytest.fixture(scope="module")
+def raw(server: RunningServer) -> Raw:
+    return Raw(server)
+
+
+def status_of(body: bytes) -> dict[str, Any]:
+    s = json.loads(body)
+    assert s["kind"] == "Status" and s["apiVersion"] == "v1"
+    return s
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "ctype", "code", "reason", "message"),
+    [
+        ("POST", "/api/v1/namespaces/default/configmaps", b"{not json", "application/json", 400, "BadRequest", "error decoding JSON"),
+        ("POST", "/api/v1/namespaces/default/configmaps", b"a: [b", "application/yaml", 400, "BadRequest", "error converting YAML to JSON"),
+        ("POST", "/api/v1/namespaces/default/configmaps", b'{"kind":"Secret","apiVersion":"v1","metadata":{"name":"x"}}', "application/json", 400, "BadRequest", "does not match the expected kind"),
+        ("POST", "/api/v1/namespaces/default/configmaps", b'{"apiVersion":"apps/v1","metadata":{"name":"x"}}', "application/json", 400, "BadRequest", "does not match the expected API version"),
+        ("POST", "/api/v1/namespaces/default/configmaps", b"[1,2]", "application/json", 400, "BadRequest", "not a JSON or YAML object"),
+        ("POST", "/api/v1/namespaces/default/configmaps", b'{"metadata":{"name":"Bad_Name"}}', "application/json", 422, "Invalid", 'ConfigMap "Bad_Name" is invalid: metadata.name: Invalid value: "Bad_Name"'),
+        ("POST", "/api/v1/namespaces/default/configmaps", b'{"metadata":{"name":"x","namespace":"other"}}', "application/json", 400, "BadRequest", "does not match the namespace"),
+        ("POST", "/api/v1/namespaces/nosuchns/configmaps", b'{"metadata":{"name":"x"}}', "application/json", 404, "NotFound", 'namespaces "nosuchns" not found'),
+        ("GET", "/api/v1/namespaces/default/configmaps?labelSelector=a%20in%20(", None, "", 400, "BadRequest", "unable to parse requirement"),
+        ("GET", "/api/v1/namespaces/default/pods?fieldSelector=spec.bogus%3D1", None, "", 400, "BadRequest", "field label not supported: spec.bogus"),
+        ("GET", "/api/v1/nosuchresource", None, "", 404, "NotFound", "the server could not find the requested resource"),
+        ("GET", "/apis/nosuch.group/v1/things", None, "", 404, "NotFound", "the server could not find the requested resource"),
+        ("GET", "/totally/unknown", None, "", 404, "NotFound", "the server could not find the requested resource"),
+        ("PUT", "/api/v1/namespaces/default/configmaps", b"{}", "application/json", 405, "MethodNotAllowed", ""),
+        ("PATCH", "/api/v1/namespaces/default/configmaps/x", b"{}", "text/plain", 415, "UnsupportedMediaType", ""),
+        ("GET", "/api/v1/namespaces/default/configmaps?limit=abc", None, "", 400, "BadRequest", ""),
+    ],
+    ids=["json", "yaml", "kind", "apiversion", "array", "invalid-name", "ns-mismatch", "no-ns", "label-sel",
+         "field-sel", "no-resource", "no-group", "no-path", "method", "media-type", "limit"],
+)  # fmt: skip
+def test_bad_input_gets_status(
+    raw: Raw,
+    method: str,
+    path: str,
+    body: bytes | None,
+    ctype: str,
+    code: int,
+    reason: str,
+    message: str,
+) -> None:
+    status, headers, out = raw(method, path, body, {"Content-Type": ctype} if ctype else None)
+    assert status == code, out
+    s = status_of(out)
+    assert s["code"] == code and s["reason"] == reason and s["status"] == "Failure"
+    assert message in s["message"]
+    assert out.endswith(b"}\n") or out.endswith(b"}")
+
+
+def test_status_bytes_exact(raw: Raw) -> None:
+    _, _, out = raw("GET", "/api/v1/namespaces/default/services/nosuch")
+    assert (
+        out
+        == b'{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"services \\"nosuch\\" not found","reason":"NotFound","details":{"name":"nosuch","kind":"services"},"code":404}\n'
+    )
+
+
+def test_unauthenticated_is_401(raw: Raw) -> None:
+    status, _, out = raw("GET", "/api/v1/namespaces", auth=False)
+    assert status == 401 and status_of(out)["reason"] == "Unauthorized"
+    status, _, _ = raw(
+        "GET", "/api/v1/namespaces", headers={"Authorization": "Bearer wrong"}, auth=False
+    )
+    assert status == 401
+
+
+def test_body_over_3mib_is_refused(raw: Raw) -> None:
+    big = json.dumps(
+        {"metadata": {"name": "big"}, "data": {"k": "x" * (3 * 1024 * 1024 + 10)}}
+    ).encode()
+    status, _, out = raw("POST", "/api/v1/namespaces/default/configmaps", big)
+    assert status == 413
+    assert status_of(out)["reason"] == "RequestEntityTooLarge"
+    assert raw("GET", "/api/v1/namespaces/default/configmaps/big")[0] == 404
+
+
+def test_warn_field_validation_header(raw: Raw) -> None:
+    status, headers, out = raw(
+        "POST",
+        "/api/v1/namespaces/default/configmaps?fieldValidation=Warn",
+        {"metadata": {"name": "warned"}, "bogus": 1},
+    )
+    assert status == 201
+    assert headers.get("Warning") == '299 - "unknown field \\"bogus\\""'
+    assert "bogus" not in json.loads(out)
+
+
+def test_dry_run_stores_nothing(raw: Raw) -> None:
+    rv = json.loads(raw("GET", "/api/v1/namespaces/default/configmaps")[2])["metadata"][
+        "resourceVersion"
+    ]
+    status, _, out = raw(
+        "POST", "/api/v1/namespaces/default/configmaps?dryRun=All", {"metadata": {"name": "dry"}}
+    )
+    assert status == 201 and json.loads(out)["metadata"]["name"] == "dry"
+    assert raw("GET", "/api/v1/namespaces/default/configmaps/dry")[0] == 404
+    rv2 = json.loads(raw("GET", "/api/v1/namespaces/default/configmaps")[2])["metadata"][
+        "resourceVersion"
+    ]
+    assert rv == rv2
+
+
+def test_table_and_partial_metadata(raw: Raw) -> None:
+    raw(
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        {"metadata": {"name": "tab", "labels": {"a": "b"}}, "data": {"x": "1"}},
+    )
+    status, headers, out = raw(
+        "GET",
+        "/api/v1/namespaces/default/configmaps/tab",
+        headers={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"},
+    )
+    t = json.loads(out)
+    assert t["kind"] == "Table" and [c["name"] for c in t["columnDefinitions"]] == [
+        "Name",
+        "Data",
+        "Age",
+    ]
+    assert t["rows"][0]["cells"][:2] == ["tab", 1]
+    assert t["rows"][0]["object"]["kind"] == "PartialObjectMetadata"
+    assert headers["Content-Type"].startswith("application/json;as=Table")
+    _, _, out = raw(
+        "GET",
+        "/api/v1/namespaces/default/configmaps",
+        headers={"Accept": "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io"},
+    )
+    lst = json.loads(out)
+    assert lst["kind"] == "PartialObjectMetadataList" and lst["apiVersion"] == "meta.k8s.io/v1"
+    assert all(i["kind"] == "PartialObjectMetadata" and "data" not in i for i in lst["items"])
+    # protobuf first, JSON offered: JSON, never 406
+    status, _, _ = raw(
+        "GET",
+        "/api/v1/namespaces/default/configmaps/tab",
+        headers={"Accept": "application/vnd.kubernetes.protobuf,application/json"},
+    )
+    assert status == 200
+
+
+def test_aggregated_discovery(raw: Raw) -> None:
+    status, headers, out = raw(
+        "GET",
+        "/apis",
+        headers={
+            "Accept": "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
+        },
+    )
+    assert (
+        headers["Content-Type"]
+        == "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+    )
+    doc = json.loads(out)
+    apps = next(i for i in doc["items"] if i["metadata"]["name"] == "apps")
+    deploy = next(r for r in apps["versions"][0]["resources"] if r["resource"] == "deployments")
+    assert {s["subresource"] for s in deploy["subresources"]} == {"scale", "status"}
+    legacy = json.loads(raw("GET", "/apis")[2])
+    assert legacy["kind"] == "APIGroupList"
+    group = json.loads(raw("GET", "/apis/apps")[2])
+    assert group["kind"] == "APIGroup" and group["preferredVersion"]["groupVersion"] == "apps/v1"
+
+
+def test_status_subresource_and_generation(raw: Raw) -> None:
+    dep = {
+        "metadata": {"name": "gen"},
+        "spec": {
+            "selector": {"matchLabels": {"a": "b"}},
+            "template": {
+                "metadata": {"labels": {"a": "b"}},
+                "spec": {"containers": [{"name": "c", "image": "i"}]},
+            },
+        },
+        "status": {"replicas": 99},
+    }
+    status, _, out = raw("POST", "/apis/apps/v1/namespaces/default/deployments", dep)
+    assert status == 201
+    made = json.loads(out)
+    assert made["metadata"]["generation"] == 1 and made["status"].get("replicas") is None
+    _, _, out = raw(
+        "PATCH",
+        "/apis/apps/v1/namespaces/default/deployments/gen/status",
+        {"status": {"replicas": 3}, "spec": {"replicas": 9}},
+        {"Content-Type": "application/merge-patch+json"},
+    )
+    after = json.loads(out)
+    assert after["status"]["replicas"] == 3 and after["spec"]["replicas"] == 1
+    assert after["metadata"]["generation"] == 1
+    _, _, out = raw(
+        "PATCH",
+        "/apis/apps/v1/namespaces/default/deployments/gen",
+        {"spec": {"replicas": 4}, "status": {"replicas": 0}},
+        {"Content-Type": "application/merge-patch+json"},
+    )
+    after = json.loads(out)
+    assert after["metadata"]["generation"] == 2 and after["status"]["replicas"] == 3
+
+
+def test_pod_binding_graceful_delete_and_eviction(raw: Raw) -> None:
+    pod = {"metadata": {"name": "p1"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+    assert raw("POST", "/api/v1/namespaces/default/pods", pod)[0] == 201
+    raw("POST", "/api/v1/nodes", {"metadata": {"name": "n1"}})
+    binding = {
+        "apiVersion": "v1",
+        "kind": "Binding",
+        "metadata": {"name": "p1"},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": "n1"},
+    }
+    status, _, out = raw("POST", "/api/v1/namespaces/default/pods/p1/binding", binding)
+    assert status == 201, out
+    status, _, out = raw("POST", "/api/v1/namespaces/default/pods/p1/binding", binding)
+    assert status == 409
+    p = json.loads(raw("GET", "/api/v1/namespaces/default/pods/p1")[2])
+    assert p["spec"]["nodeName"] == "n1"
+    assert any(
+        c["type"] == "PodScheduled" and c["status"] == "True" for c in p["status"]["conditions"]
+    )
+    # graceful: a bound pod stays with deletionTimestamp until confirmed with grace 0
+    status, _, out = raw("DELETE", "/api/v1/namespaces/default/pods/p1")
+    assert status == 200 and json.loads(out)["metadata"]["deletionGracePeriodSeconds"] == 30
+    assert raw("GET", "/api/v1/namespaces/default/pods/p1")[0] == 200
+    raw("DELETE", "/api/v1/namespaces/default/pods/p1", {"gracePeriodSeconds": 0})
+    assert raw("GET", "/api/v1/namespaces/default/pods/p1")[0] == 404
+    # logs and exec say clearly that no agent is there
+    raw(
+        "POST",
+        "/api/v1/namespaces/default/pods",
+        {"metadata": {"name": "p2"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}},
+    )
+    status, _, out = raw("GET", "/api/v1/namespaces/default/pods/p2/log")
+    assert status == 400 and "does not have a host assigned" in status_of(out)["message"]
+    ev = {
+        "apiVersion": "policy/v1",
+        "kind": "Eviction",
+        "metadata": {"name": "p2", "namespace": "default"},
+    }
+    assert raw("POST", "/api/v1/namespaces/default/pods/p2/eviction", ev)[0] == 201
+    assert raw("GET", "/api/v1/namespaces/default/pods/p2")[0] == 404
+
+
+def test_delete_collection(raw: Raw) -> None:
+    for i in range(3):
+        raw(
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            {"metadata": {"name": f"dc{i}", "labels": {"dc": "y"}}},
+        )
+    status, _, out = raw("DELETE", "/api/v1/namespaces/default/configmaps?labelSelector=dc%3Dy")
+    assert status == 200 and len(json.loads(out)["items"]) == 3
+    left = json.loads(raw("GET", "/api/v1/namespaces/default/configmaps?labelSelector=dc%3Dy")[2])
+    assert left["items"] == []
+
+
+def test_events_field_selector_and_order(raw: Raw) -> None:
+    for i, ts in enumerate(["2026-11-27T10:00:02Z", "2026-11-27T10:00:01Z"]):
+        ev = {
+            "metadata": {"name": f"ev{i}"},
+            "involvedObject": {"kind": "Pod", "name": "px", "namespace": "default"},
+            "reason": "Tested",
+            "message": f"m{i}",
+            "type": "Normal",
+            "firstTimestamp": ts,
+            "lastTimestamp": ts,
+            "count": 1,
+        }
+        assert raw("POST", "/api/v1/namespaces/default/events", ev)[0] == 201
+    out = json.loads(
+        raw(
+            "GET",
+            "/api/v1/namespaces/default/events?fieldSelector=involvedObject.name%3Dpx,involvedObject.kind%3DPod",
+        )[2]
+    )
+    assert {e["metadata"]["name"] for e in out["items"]} == {"ev0", "ev1"}
+
+
+def _watch_lines(raw: Raw, path: str, n: int, out: list[dict[str, Any]]) -> None:
+    req = urllib.request.Request(raw.url + path, headers={"Authorization": f"Bearer {raw.token}"})
+    with urllib.request.urlopen(req, context=raw.ctx, timeout=20) as r:
+        for line in r:
+            out.append(json.loads(line))
+            if len(out) >= n:
+                return
+
+
+def test_watch_stays_open_and_bookmarks_on_initial_events(raw: Raw) -> None:
+    got: list[dict[str, Any]] = []
+    t = threading.Thread(
+        target=_watch_lines,
+        args=(
+            raw,
+            "/api/v1/namespaces/kube-public/configmaps?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true",
+            2,
+            got,
+        ),
+    )
+    t.start()
+    time.sleep(0.5)
+    raw("POST", "/api/v1/namespaces/kube-public/configmaps", {"metadata": {"name": "late"}})
+    t.join(15)
+    assert got[0]["type"] == "BOOKMARK"
+    assert got[0]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+    assert got[1]["type"] == "ADDED" and got[1]["object"]["metadata"]["name"] == "late"
+
+
+def test_restart_keeps_objects_and_resource_versions_grow(tmp_path: Path) -> None:
+    srv = start_server(tmp_path / "d")
+    try:
+        r = Raw(srv)
+        for i in range(20):
+            r(
+                "POST",
+                "/api/v1/namespaces/default/configmaps",
+                {"metadata": {"name": f"k{i}"}, "data": {"i": str(i)}},
+            )
+        before = json.loads(r("GET", "/api/v1/namespaces/default/configmaps")[2])
+        rv = int(before["metadata"]["resourceVersion"])
+    finally:
+        srv.stop()
+    srv = start_server(tmp_path / "d", port=srv.port)
+    try:
+        r = Raw(srv)
+        after = json.loads(r("GET", "/api/v1/namespaces/default/configmaps")[2])
+        assert [i["metadata"] for i in after["items"]] == [i["metadata"] for i in before["items"]]
+        _, _, out = r(
+            "POST", "/api/v1/namespaces/default/configmaps", {"metadata": {"name": "new"}}
+        )
+        assert int(json.loads(out)["metadata"]["resourceVersion"]) > rv
+        # a watch from before the restart resumes from the stored history
+        got: list[dict[str, Any]] = []
+        _watch_lines(
+            r,
+            f"/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={rv - 5}&timeoutSeconds=2",
+            6,
+            got,
+        )
+        assert [e["type"] for e in got][:5] == ["ADDED"] * 5
+    finally:
+        srv.stop()
+
+
+def test_kill_9_loses_no_acknowledged_write(tmp_path: Path) -> None:
+    """Acknowledged creates survive SIGKILL of the server mid-stream."""
+    srv = start_server(tmp_path / "d")
+    acked: list[str] = []
+    stop = threading.Event()
+    r = Raw(srv)
+
+    def writer(w: int) -> None:
+        i = 0
+        while not stop.is_set():
+            name = f"w{w}-{i}"
+            try:
+                status, _, _ = r(
+                    "POST", "/api/v1/namespaces/default/configmaps", {"metadata": {"name": name}}
+                )
+            except (OSError, urllib.error.URLError):
+                return
+            if status == 201:
+                acked.append(name)
+            i += 1
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(1.5)
+    srv.kill()
+    stop.set()
+    for t in threads:
+        t.join(10)
+    assert len(acked) > 50
+    srv = start_server(tmp_path / "d", port=srv.port)
+    try:
+        r = Raw(srv)
+        names = {
+            i["metadata"]["name"]
+            for i in json.loads(r("GET", "/api/v1/namespaces/default/configmaps")[2])["items"]
+        }
+        missing = [a for a in acked if a not in names]
+        assert not missing
+    finally:
+        srv.stop()
