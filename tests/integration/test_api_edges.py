@@ -91,7 +91,7 @@ def test_bad_input_gets_status(
     reason: str,
     message: str,
 ) -> None:
-    status, headers, out = raw(method, path, body, {"Content-Type": ctype} if ctype else None)
+    status, _headers, out = raw(method, path, body, {"Content-Type": ctype} if ctype else None)
     assert status == code, out
     s = status_of(out)
     assert s["code"] == code and s["reason"] == reason and s["status"] == "Failure"
@@ -190,7 +190,7 @@ def test_table_and_partial_metadata(raw: Raw) -> None:
 
 
 def test_aggregated_discovery(raw: Raw) -> None:
-    status, headers, out = raw(
+    _status, headers, out = raw(
         "GET",
         "/apis",
         headers={
