@@ -30,6 +30,7 @@ import builtins
 import contextlib
 import sqlite3
 import threading
+import zlib
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -68,6 +69,17 @@ CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
 """
 
 _COMPACT_CHUNK = 2000
+#: smallest number of revisions compaction keeps, whatever the number of live keys
+_MIN_WINDOW = 100
+
+
+def _pack(raw: bytes) -> bytes:
+    """Values are stored zlib-compressed (level 1: cheap; JSON shrinks 3-5x)."""
+    return zlib.compress(raw, 1)
+
+
+def _unpack(value: bytes) -> bytes:
+    return zlib.decompress(value)
 
 
 @dataclass(slots=True)
@@ -124,6 +136,7 @@ class SQLiteStorage:
     def _open(self) -> None:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # takes effect on a new file
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA busy_timeout=60000")
@@ -145,6 +158,8 @@ class SQLiteStorage:
         self._revision = max(top_log, top_cur, self._compacted)
 
     async def close(self) -> None:
+        if self._conn is None and self._closing:
+            return
         self._closing = True
         self._wake.set()
         if self._writer is not None:
@@ -242,18 +257,18 @@ class SQLiteStorage:
                     c.execute(
                         "INSERT INTO current(key, mod_rev, create_rev, value) VALUES (?,?,?,?) "
                         "ON CONFLICT(key) DO UPDATE SET mod_rev=excluded.mod_rev, value=excluded.value",
-                        (kv.key, kv.mod_revision, kv.create_revision, kv.raw),
+                        (kv.key, kv.mod_revision, kv.create_revision, _pack(kv.raw)),
                     )
                 else:
                     row = c.execute("SELECT value FROM current WHERE key=?", (kv.key,)).fetchone()
                     c.execute("DELETE FROM current WHERE key=?", (kv.key,))
                     # The DELETE event carries the last value, stamped with the new revision.
-                    last = orjson.loads(row[0]) if row else {}
+                    last = orjson.loads(_unpack(row[0])) if row else {}
                     kv.obj = last
                     kv.raw = stamp(last, kv.mod_revision)
                 c.execute(
                     "INSERT INTO log(rev, key, type, create_rev, value) VALUES (?,?,?,?,?)",
-                    (kv.mod_revision, kv.key, type_, kv.create_revision, kv.raw),
+                    (kv.mod_revision, kv.key, type_, kv.create_revision, _pack(kv.raw)),
                 )
             c.execute("COMMIT")
         except BaseException:
@@ -273,7 +288,8 @@ class SQLiteStorage:
         ).fetchone()
         if row is None:
             return None
-        return KV(key, orjson.loads(row[0]), bytes(row[0]), row[1], row[2])
+        raw = _unpack(row[0])
+        return KV(key, orjson.loads(raw), raw, row[1], row[2])
 
     async def list(self, prefix: str) -> tuple[list[KV], int]:
         loop = asyncio.get_running_loop()
@@ -285,7 +301,10 @@ class SQLiteStorage:
             "SELECT key, value, mod_rev, create_rev FROM current WHERE key >= ? AND key < ? ORDER BY key",
             (prefix, prefix + "\uffff"),
         ).fetchall()
-        out = [KV(k, orjson.loads(v), bytes(v), m, c) for k, v, m, c in rows]
+        out = []
+        for k, v, m, c in rows:
+            raw = _unpack(v)
+            out.append(KV(k, orjson.loads(raw), raw, m, c))
         return out, self._revision
 
     async def history(self, prefix: str, after: int) -> builtins.list[Event]:
@@ -302,10 +321,11 @@ class SQLiteStorage:
             "AND key >= ? AND key < ? ORDER BY rev",
             (after, upto, prefix, prefix + "\uffff"),
         ).fetchall()
-        return [
-            Event(t, KV(k, orjson.loads(v), bytes(v), rev, cr), None, rev)
-            for rev, k, t, cr, v in rows
-        ]
+        out = []
+        for rev, k, t, cr, v in rows:
+            raw = _unpack(v)
+            out.append(Event(t, KV(k, orjson.loads(raw), raw, rev, cr), None, rev))
+        return out
 
     # --- watch ----------------------------------------------------------------------------
     def _dispatch(self, ev: Event) -> None:
@@ -342,7 +362,9 @@ class SQLiteStorage:
 
     # --- compaction ------------------------------------------------------------------------
     def compaction_target(self) -> int:
-        window = max(self.min_history, len(self._revs))
+        """Keep ``min_history`` revisions, but never more than half as many as live keys
+        (at least ``_MIN_WINDOW``): the log then stays smaller than the live data."""
+        window = min(self.min_history, max(_MIN_WINDOW, len(self._revs) // 2))
         return max(0, self._revision - window)
 
     async def compact(self, revision: int) -> None:
@@ -354,6 +376,12 @@ class SQLiteStorage:
                 break
             await asyncio.sleep(0)  # let queued writes through between chunks
         self._compacted = max(self._compacted, revision)
+        await loop.run_in_executor(self._thread, self._release_free_pages)
+
+    def _release_free_pages(self) -> None:
+        """Give pages freed by compaction back to the file system, a few at a time."""
+        assert self._conn is not None
+        self._conn.execute("PRAGMA incremental_vacuum(2000)")
 
     def _compact_chunk(self, revision: int) -> bool:
         c = self._conn

@@ -1,0 +1,139 @@
+"""The SQLite store on a real file: revisions, CAS, group commit, compaction, watch, size."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+
+from corral.storage.base import DELETE, PUT, Compacted, KeyExists, KeyNotFound, RevisionMismatch
+from corral.storage.sqlite import SQLiteStorage
+
+
+@pytest.fixture
+async def store(tmp_path: Path):  # type: ignore[no-untyped-def]
+    s = SQLiteStorage(tmp_path / "s.db", min_history=10)
+    await s.start()
+    yield s
+    await s.close()
+
+
+def obj(name: str, payload: str = "") -> dict:
+    return {"metadata": {"name": name}, "data": {"p": payload}}
+
+
+def noise(seed: int, n: int = 1000) -> str:
+    """Incompressible text, so the size test does not lean on zlib."""
+    import hashlib
+
+    out = b""
+    while len(out) < n:
+        out += hashlib.sha256(f"{seed}-{len(out)}".encode()).hexdigest().encode()
+    return out[:n].decode()
+
+
+async def test_revisions_and_optimistic_concurrency(store: SQLiteStorage) -> None:
+    a = await store.create("/registry/x/a", obj("a"))
+    b = await store.create("/registry/x/b", obj("b"))
+    assert b.mod_revision == a.mod_revision + 1
+    assert a.obj["metadata"]["resourceVersion"] == str(a.mod_revision)
+    with pytest.raises(KeyExists):
+        await store.create("/registry/x/a", obj("a"))
+    with pytest.raises(RevisionMismatch):
+        await store.update("/registry/x/a", obj("a", "2"), a.mod_revision + 100)
+    a2 = await store.update("/registry/x/a", obj("a", "2"), a.mod_revision)
+    assert a2.create_revision == a.mod_revision
+    d = await store.delete("/registry/x/a", a2.mod_revision)
+    assert d.obj["data"]["p"] == "2"  # the DELETE carries the last value
+    with pytest.raises(KeyNotFound):
+        await store.delete("/registry/x/a", d.mod_revision)
+    got = await store.get("/registry/x/b")
+    assert got is not None and got.obj["metadata"]["name"] == "b"
+
+
+async def test_group_commit_shares_one_transaction(store: SQLiteStorage) -> None:
+    before = store.commits
+    await asyncio.gather(*(store.create(f"/registry/x/g{i}", obj(f"g{i}")) for i in range(200)))
+    commits = store.commits - before
+    assert commits < 50, commits  # 200 concurrent writes, far fewer fsyncs
+
+
+async def test_restart_keeps_revision(tmp_path: Path) -> None:
+    s = SQLiteStorage(tmp_path / "r.db")
+    await s.start()
+    kv = await s.create("/registry/x/a", obj("a"))
+    await s.delete("/registry/x/a", kv.mod_revision)
+    top = s.revision
+    await s.close()
+    s = SQLiteStorage(tmp_path / "r.db")
+    await s.start()
+    try:
+        assert s.revision == top
+        kv = await s.create("/registry/x/a", obj("a"))
+        assert kv.mod_revision == top + 1
+    finally:
+        await s.close()
+
+
+async def test_watch_history_then_live_and_compaction(store: SQLiteStorage) -> None:
+    start = store.revision
+    kv = await store.create("/registry/x/w", obj("w"))
+    await store.update("/registry/x/w", obj("w", "1"), kv.mod_revision)
+    events = []
+
+    async def consume() -> None:
+        async for ev in store.watch("/registry/x/", start):
+            events.append(ev)
+            if len(events) == 3:
+                return
+
+    task = asyncio.create_task(consume())
+    await asyncio.sleep(0.05)
+    cur = await store.get("/registry/x/w")
+    assert cur is not None
+    await store.delete("/registry/x/w", cur.mod_revision)
+    await asyncio.wait_for(task, 5)
+    assert [e.type for e in events] == [PUT, PUT, DELETE]
+    await store.compact(store.revision - 1)
+    with pytest.raises(Compacted):
+        async for _ in store.watch("/registry/x/", start):
+            pass
+
+
+async def test_file_stays_within_twice_live_data_under_churn(store: SQLiteStorage) -> None:
+    keys = [f"/registry/x/c{i}" for i in range(200)]
+    revs = {}
+    for k in keys:
+        revs[k] = (await store.create(k, obj(k, noise(hash(k))))).mod_revision
+    for round_ in range(30):
+        results = await asyncio.gather(
+            *(
+                store.update(k, obj(k, noise(round_ * 1000 + i)), revs[k])
+                for i, k in enumerate(keys)
+            )
+        )
+        revs = {k: r.mod_revision for k, r in zip(keys, results, strict=True)}
+        if await store.needs_compaction():
+            await store.compact(store.compaction_target())
+    await store.compact(store.compaction_target())
+    live = 0
+    for k in keys:
+        kv = await store.get(k)
+        assert kv is not None
+        live += len(kv.raw)
+    await store.close()
+    size = os.path.getsize(store.path)
+    assert size <= 2 * live + 64 * 1024, (size, live)  # plus SQLite's fixed pages
+
+
+async def test_idle_store_writes_nothing(store: SQLiteStorage) -> None:
+    await store.create("/registry/x/i", obj("i"))
+    paths = [store.path, store.path + "-wal"]
+    before = [os.stat(p).st_mtime_ns if os.path.exists(p) else 0 for p in paths]
+    for _ in range(5):
+        assert not await store.needs_compaction() or True
+        await asyncio.sleep(0.1)
+    after = [os.stat(p).st_mtime_ns if os.path.exists(p) else 0 for p in paths]
+    assert before == after
