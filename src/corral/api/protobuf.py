@@ -33,7 +33,6 @@ has no table.
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -41,7 +40,7 @@ from typing import Any
 
 import orjson
 
-from corral.api.errors import StatusError, bad_request, unsupported_media_type
+from corral.api.errors import bad_request, unsupported_media_type
 
 PROTOBUF_CONTENT_TYPE = "application/vnd.kubernetes.protobuf"
 MAGIC = b"k8s\x00"
@@ -763,7 +762,7 @@ def _special(type_: str, buf: memoryview) -> Any:
         return _text(_bytes(parts.get(1, memoryview(b"")))) or "0"
     if type_ == "IntOrString":
         if _int(parts.get(1, 0)) == 0:
-            return _signed(_int(parts.get(2, 0))) & 0xFFFFFFFF ^ 0x80000000 - 0x80000000
+            return _signed(_int(parts.get(2, 0)))
         return _text(_bytes(parts.get(3, memoryview(b""))))
     # FieldsV1 and RawExtension: embedded JSON bytes.
     raw = bytes(_bytes(parts.get(1, memoryview(b""))))
@@ -807,12 +806,3 @@ def _format_time(seconds: int, nanos: int, *, micro: bool) -> str:
     if micro:
         return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-__all__ = [
-    "MAGIC",
-    "PROTOBUF_CONTENT_TYPE",
-    "SUPPORTED_KINDS",
-    "StatusError",
-    "decode_k8s_protobuf",
-]

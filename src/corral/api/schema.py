@@ -215,3 +215,36 @@ def prune_unknown(obj: Any, node: SchemaNode | None, path: str = "") -> list[str
         for i, val in enumerate(obj):
             out.extend(prune_unknown(val, inode, f"{path}[{i}]"))
     return out
+
+
+_ZERO = {"integer": 0, "number": 0, "boolean": False, "string": ""}
+
+
+def fill_required(obj: Any, node: SchemaNode | None) -> None:
+    """Give required scalar fields that are missing their zero value, in place.
+
+    Go structs serialise non-omitempty fields always (a new ReplicaSet's status reads
+    ``{"replicas": 0}``), and the typed clients rely on it: the ``kubernetes`` Python
+    client refuses an object whose required field is absent. Used on ``status``, which
+    servers and controllers write, never on what a user must supply.
+    """
+    if node is None or obj is None:
+        return
+    if isinstance(obj, dict) and node.is_object:
+        for name in node.raw.get("required", ()):
+            if name not in obj:
+                child = node.field(name)
+                if child is not None:
+                    kinds = _types(child.raw)
+                    if len(kinds) == 1:
+                        zero = _ZERO.get(next(iter(kinds)))
+                        if zero is not None:
+                            obj[name] = zero
+        for key, val in obj.items():
+            if isinstance(val, dict | list):
+                fill_required(val, node.field(key))
+    elif isinstance(obj, list) and node.is_list:
+        inode = node.items()
+        for val in obj:
+            if isinstance(val, dict):
+                fill_required(val, inode)

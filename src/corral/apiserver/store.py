@@ -23,7 +23,7 @@ import orjson
 from corral.api import errors
 from corral.api.apply import record_update, server_side_apply
 from corral.api.patch import json_patch, merge_patch, strategic_merge_patch
-from corral.api.schema import SchemaNode, for_kind, prune_unknown
+from corral.api.schema import SchemaNode, fill_required, for_kind, prune_unknown
 from corral.apiserver.registry.base import ResourceInfo
 from corral.storage.base import KV, KeyExists, KeyNotFound, RevisionMismatch, Storage
 from corral.storage.cache import Entry, ResourceCache, WatchCache
@@ -178,6 +178,12 @@ class Registry:
                 f'{info.qualified} "{{name}}" is forbidden: unable to create new content in namespace {namespace} because it is being terminated',
             )
 
+    def _fill_status(self, info: ResourceInfo, obj: Obj) -> None:
+        status = obj.get("status")
+        node = self.schema(info)
+        if isinstance(status, dict) and node is not None:
+            fill_required(status, node.field("status"))
+
     def _invalid(self, info: ResourceInfo, obj: Obj, errs: list[errors.FieldError]) -> None:
         if errs:
             name = (obj.get("metadata") or {}).get("name", "")
@@ -229,6 +235,7 @@ class Registry:
                 meta.pop(k, None)
             info.strategy.default(obj)
             info.strategy.prepare_for_create(obj)
+            self._fill_status(info, obj)
             errs = info.strategy.validate_metadata(obj, info.namespaced)
             errs += info.strategy.validate(obj)
             self._invalid(info, obj, errs)
@@ -307,6 +314,7 @@ class Registry:
             old = entry.obj()
             new = transform(entry.obj())
             new = self._prepare_update(info, new, old, subresource)
+            self._fill_status(info, new)
             errs = info.strategy.validate_metadata(new, info.namespaced)
             if subresource == "status":
                 errs += info.strategy.validate_status_update(new, old)
