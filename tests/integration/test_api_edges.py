@@ -187,6 +187,15 @@ def test_table_and_partial_metadata(raw: Raw) -> None:
         headers={"Accept": "application/vnd.kubernetes.protobuf,application/json"},
     )
     assert status == 200
+    for accept in (
+        "application/vnd.kubernetes.protobuf",
+        "application/json;as=Table;v=v9;g=meta.k8s.io",
+        "text/html",
+    ):
+        status, _, out = raw(
+            "GET", "/api/v1/namespaces/default/configmaps", headers={"Accept": accept}
+        )
+        assert status == 406 and status_of(out)["reason"] == "NotAcceptable", accept
 
 
 def test_aggregated_discovery(raw: Raw) -> None:
@@ -320,7 +329,22 @@ def test_events_field_selector_and_order(raw: Raw) -> None:
             "/api/v1/namespaces/default/events?fieldSelector=involvedObject.name%3Dpx,involvedObject.kind%3DPod",
         )[2]
     )
-    assert {e["metadata"]["name"] for e in out["items"]} == {"ev0", "ev1"}
+    assert [e["metadata"]["name"] for e in out["items"]] == ["ev1", "ev0"]  # time order
+    first = json.loads(
+        raw(
+            "GET",
+            "/api/v1/namespaces/default/events?limit=1&fieldSelector=involvedObject.name%3Dpx",
+        )[2]
+    )
+    assert [e["metadata"]["name"] for e in first["items"]] == ["ev1"]
+    token = first["metadata"]["continue"]
+    rest = json.loads(
+        raw(
+            "GET",
+            f"/api/v1/namespaces/default/events?limit=5&continue={token}&fieldSelector=involvedObject.name%3Dpx",
+        )[2]
+    )
+    assert [e["metadata"]["name"] for e in rest["items"]] == ["ev0"]
 
 
 def _watch_lines(raw: Raw, path: str, n: int, out: list[dict[str, Any]]) -> None:

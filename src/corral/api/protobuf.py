@@ -13,8 +13,9 @@ protobuf message with the field numbers of k8s.io/api's ``generated.proto``.
 Protobuf is not self-describing, so the module carries a field table per message (``_SCHEMA``),
 written as ``"<number> <jsonName> <type>"`` entries: ``s`` string, ``i`` int32/int64, ``b`` bool,
 ``y`` bytes (base64 in JSON), or a message name; ``*T`` repeated, ``{T}`` map<string, T>, ``^T``
-a Go struct embedded inline (its fields are merged into the parent object). The numbers were
-read from the descriptors of k8s.io/api v1.32.
+a Go struct embedded inline (its fields are merged into the parent object). Numbers and types
+are those of k8s.io/api v1.32 (read from the file descriptors registered in kubectl 1.32); names
+are the JSON names, which equal the proto names except ``BoundObjectReference.uid`` (``uID``).
 
 Presence follows what Go's JSON encoder would have produced from the same Go object, because
 kubectl's ``--dry-run=client -o json`` of the same command is the reference: the Go marshaller
@@ -136,7 +137,7 @@ _SCHEMA: dict[str, str] = {
     "TokenRequestSpec": (
         "1 audiences *s; 3 boundObjectRef BoundObjectReference; 4 expirationSeconds i!"
     ),
-    "BoundObjectReference": "1 kind s; 2 apiVersion s; 3 name s; 4 uID s",
+    "BoundObjectReference": "1 kind s; 2 apiVersion s; 3 name s; 4 uid s",
     "PodDisruptionBudget": (
         "1 metadata ObjectMeta; 2 spec PodDisruptionBudgetSpec; 3 status PodDisruptionBudgetStatus"
     ),
@@ -512,7 +513,7 @@ _SCHEMA: dict[str, str] = {
 }
 
 # Messages that map to one JSON scalar rather than an object.
-_SPECIAL = frozenset({"Time", "MicroTime", "Quantity", "IntOrString", "FieldsV1", "RawExtension"})
+_SPECIAL = frozenset({"Time", "MicroTime", "Quantity", "IntOrString", "FieldsV1"})
 _SCALARS = frozenset({"s", "i", "b", "y"})
 
 
@@ -524,10 +525,6 @@ class _Field:
     map: bool = False
     inline: bool = False
     keep_zero: bool = False
-
-    @property
-    def wire_type(self) -> int:
-        return _VARINT if self.type in ("i", "b") else _LEN
 
 
 def _parse_schema(schema: dict[str, str]) -> dict[str, dict[int, _Field]]:
@@ -550,7 +547,12 @@ def _parse_schema(schema: dict[str, str]) -> dict[str, dict[int, _Field]]:
         tables[message] = table
     for table in tables.values():
         for field in table.values():
-            assert field.type in _SCALARS or field.type in _SPECIAL or field.type in tables, field
+            if (
+                field.type not in _SCALARS
+                and field.type not in _SPECIAL
+                and field.type not in tables
+            ):
+                raise ValueError(f"protobuf schema: no table for message {field.type}")
     return tables
 
 
@@ -740,7 +742,9 @@ def _map_entry(field: _Field, buf: memoryview) -> tuple[str, Any]:
             key = _text(_expect_len(wire_type, value, field.name + " key"))
         elif number == 2:
             item = _value(field, wire_type, value)
-    if item is None:
+    if item is None and field.type in ("i", "b"):
+        item = _scalar(field, 0)
+    elif item is None:
         item = _value(field, _LEN, memoryview(b""))
     return key, item
 
@@ -764,7 +768,7 @@ def _special(type_: str, buf: memoryview) -> Any:
         if _int(parts.get(1, 0)) == 0:
             return _signed(_int(parts.get(2, 0)))
         return _text(_bytes(parts.get(3, memoryview(b""))))
-    # FieldsV1 and RawExtension: embedded JSON bytes.
+    # FieldsV1: the field set as embedded JSON bytes.
     raw = bytes(_bytes(parts.get(1, memoryview(b""))))
     if not raw:
         return None
@@ -780,7 +784,6 @@ _SPECIAL_WIRE: dict[str, dict[int, int]] = {
     "Quantity": {1: _LEN},
     "IntOrString": {1: _VARINT, 2: _VARINT, 3: _LEN},
     "FieldsV1": {1: _LEN},
-    "RawExtension": {1: _LEN},
 }
 
 

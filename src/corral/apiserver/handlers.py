@@ -34,6 +34,7 @@ from corral.apiserver import tables
 from corral.apiserver.registry.base import ResourceInfo
 from corral.apiserver.request import (
     JSON,
+    NOT_ACCEPTABLE_MESSAGE,
     PARTIAL,
     TABLE,
     Accept,
@@ -104,6 +105,8 @@ class ResourceHandler:
         self, request: web.Request, p: PathInfo, info: ResourceInfo
     ) -> web.StreamResponse:
         method = request.method
+        if not negotiate(request.headers.get("Accept", "")).acceptable:
+            raise errors.not_acceptable(NOT_ACCEPTABLE_MESSAGE)
         if info.namespaced and not p.namespaced_path and p.name:
             raise errors.path_not_found()
         if not info.namespaced and p.namespaced_path:
@@ -211,7 +214,7 @@ class ResourceHandler:
                 raise errors.bad_request(
                     "specifying resource version is not allowed when using continue"
                 )
-            start_after, list_rv = _decode_continue(q["continue"], self.registry.prefix(info))
+            start_after, list_rv = _decode_continue(q["continue"])
         rc = self.registry.rcache(info)
         items: builtins.list[Entry] = []
         remaining = 0
@@ -225,7 +228,7 @@ class ResourceHandler:
             items.append(e)
         meta: dict[str, Any] = {"resourceVersion": str(list_rv)}
         if more:
-            meta["continue"] = _encode_continue(items[-1].key, list_rv, self.registry.prefix(info))
+            meta["continue"] = _encode_continue(rc.position(items[-1]), list_rv)
             if ls is None and fs is None:
                 meta["remainingItemCount"] = remaining
         if acc.format == JSON:
@@ -788,16 +791,18 @@ def _parse_rv(rv: str) -> int:
     return n
 
 
-def _encode_continue(key: str, rv: int, prefix: str) -> str:
-    token = orjson.dumps({"v": "meta.k8s.io/v1", "rv": rv, "start": key[len(prefix) :]})
+def _encode_continue(position: str, rv: int) -> str:
+    token = orjson.dumps({"v": "meta.k8s.io/v1", "rv": rv, "start": position})
     return base64.urlsafe_b64encode(token).decode().rstrip("=")
 
 
-def _decode_continue(token: str, prefix: str) -> tuple[str, int]:
+def _decode_continue(token: str) -> tuple[str, int]:
     try:
         data = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        return prefix + str(data["start"]), int(data["rv"])
-    except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
+        if data.get("v") != "meta.k8s.io/v1":
+            raise ValueError(data.get("v"))
+        return str(data["start"]), int(data["rv"])
+    except (ValueError, KeyError, TypeError, AttributeError, orjson.JSONDecodeError):
         raise errors.bad_request(
             "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)"
         ) from None

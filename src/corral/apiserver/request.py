@@ -75,12 +75,17 @@ PARTIAL = "partial"
 class Accept:
     format: str  # json | table | partial
     version: str = "v1"  # meta.k8s.io version for Table/Partial
-    only_special: bool = False  # no plain-JSON fallback offered: 406 if unsupported
+    only_special: bool = False  # no plain-JSON fallback offered
+    acceptable: bool = True  # False: nothing in Accept can be produced (406)
 
 
 def negotiate(accept: str) -> Accept:
-    """Pick the answer's form from the Accept header, the first supported entry wins."""
-    if not accept:
+    """Pick the answer's form from the Accept header, the first supported entry wins.
+
+    Protobuf and CBOR are never produced: offered beside JSON they fall back to JSON,
+    offered alone they make the answer 406, as does an unknown Table version.
+    """
+    if not accept.strip():
         return Accept(JSON)
     fallback = False
     chosen: Accept | None = None
@@ -92,25 +97,32 @@ def negotiate(accept: str) -> Accept:
             if "=" in p:
                 k, v = p.split("=", 1)
                 params[k.strip()] = v.strip()
-        if media in ("application/json", "*/*", "application/*", "application/yaml"):
-            as_ = params.get("as")
-            if as_ is None:
-                fallback = True
-                if chosen is None:
-                    chosen = Accept(JSON)
-                continue
-            if params.get("g") == "meta.k8s.io" and chosen is None:
-                if as_ == "Table":
-                    chosen = Accept(TABLE, params.get("v", "v1"))
-                elif as_ in ("PartialObjectMetadata", "PartialObjectMetadataList"):
-                    chosen = Accept(PARTIAL, params.get("v", "v1"))
-        elif media.startswith("application/vnd.kubernetes.protobuf") or media == "application/cbor":
+        if media not in ("application/json", "*/*", "application/*", "application/yaml"):
+            continue
+        as_ = params.get("as")
+        if as_ is None:
             fallback = True
+            if chosen is None:
+                chosen = Accept(JSON)
+            continue
+        version = params.get("v", "v1")
+        if chosen is None and params.get("g") == "meta.k8s.io" and version in ("v1", "v1beta1"):
+            if as_ == "Table":
+                chosen = Accept(TABLE, version)
+            elif as_ in ("PartialObjectMetadata", "PartialObjectMetadataList"):
+                chosen = Accept(PARTIAL, version)
     if chosen is None:
-        return Accept(JSON)
+        return Accept(JSON, acceptable=False)
     if chosen.format != JSON and not fallback:
         return Accept(chosen.format, chosen.version, only_special=True)
     return chosen
+
+
+NOT_ACCEPTABLE_MESSAGE = (
+    "only the following media types are accepted: application/json, application/yaml, "
+    "application/json;as=Table;v=v1;g=meta.k8s.io, "
+    "application/json;as=PartialObjectMetadata;v=v1;g=meta.k8s.io"
+)
 
 
 # --- bodies ------------------------------------------------------------------------------------

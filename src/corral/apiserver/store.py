@@ -101,6 +101,8 @@ class Registry:
             self.by_gvr[(info.group, info.version, info.plural)] = info
             self.by_kind[(info.group, info.kind)] = info
             fields = dict(info.strategy.field_selectors)
+            if info.strategy.ordered_lists:
+                fields[ResourceCache.ORDER_FIELD] = info.strategy.list_position
             self._caches[(info.group, info.plural)] = cache.register(self.prefix(info), fields)
 
     # --- keys and lookups -------------------------------------------------------------

@@ -267,6 +267,19 @@ class ResourceCache:
         return n
 
     # --- reads ----------------------------------------------------------------------------
+    #: field holding a custom list order (events list in time order); "" = key order
+    ORDER_FIELD = "__order"
+
+    @property
+    def ordered(self) -> bool:
+        return self.ORDER_FIELD in self.field_funcs
+
+    def position(self, e: Entry) -> str:
+        """Where ``e`` sits in list order (what continue tokens record)."""
+        if self.ordered:
+            return e.fields.get(self.ORDER_FIELD, "") + "\x00" + e.key
+        return e.key
+
     def select(
         self,
         namespace: str | None,
@@ -274,22 +287,37 @@ class ResourceCache:
         fields: FieldSelector | None,
         start_after: str = "",
     ) -> Iterator[Entry]:
-        """Matching entries in key order, those with key > ``start_after``."""
+        """Matching entries in list order, those after position ``start_after``."""
+        if self.ordered:
+            pool = (
+                self.by_namespace.get(namespace, {}).values()
+                if namespace is not None
+                else self.entries.values()
+            )
+            ranked = sorted((self.position(e), e) for e in pool)
+            i = bisect.bisect_right([r[0] for r in ranked], start_after) if start_after else 0
+            candidates: Iterator[Entry] = (e for _, e in ranked[i:])
+        else:
+            candidates = self._in_key_order(namespace, start_after)
+        for e in candidates:
+            if labels is not None and not labels.matches(e.labels):
+                continue
+            if fields is not None and not fields.matches(e.fields):
+                continue
+            yield e
+
+    def _in_key_order(self, namespace: str | None, start_after: str) -> Iterator[Entry]:
         keys = self.sorted_keys()
         i = bisect.bisect_right(keys, start_after) if start_after else 0
         prefix = f"{self.prefix}{namespace}/" if namespace is not None else self.prefix
         if namespace is not None:
             i = max(i, bisect.bisect_left(keys, prefix))
         entries = self.entries
-        for k in keys[i:]:
+        for j in range(i, len(keys)):
+            k = keys[j]
             if not k.startswith(prefix):
                 break
-            e = entries[k]
-            if labels is not None and not labels.matches(e.labels):
-                continue
-            if fields is not None and not fields.matches(e.fields):
-                continue
-            yield e
+            yield entries[k]
 
 
 def transition(w: Watcher, type_: str, entry: Entry, prev: Entry | None) -> str | None:

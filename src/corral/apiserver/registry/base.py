@@ -39,6 +39,12 @@ class Strategy:
     name_format: ClassVar[str] = "subdomain"
     #: extra field selectors: selector field -> function reading it from the object.
     field_selectors: ClassVar[dict[str, Callable[[Obj], str]]] = {}
+    #: lists are ordered by ``list_position`` (then by key) instead of by key alone
+    ordered_lists: ClassVar[bool] = False
+
+    def list_position(self, obj: Obj) -> str:
+        """The value lists sort by when ``ordered_lists`` (events: their time)."""
+        return ""
 
     # --- create / update ----------------------------------------------------------
     def prepare_for_create(self, obj: Obj) -> None:

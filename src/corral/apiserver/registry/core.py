@@ -271,10 +271,32 @@ EVENT_V1_IMMUTABLE = ("regarding", "related", "reportingController", "reportingI
                       "action", "reason", "type", "eventTime", "note")  # fmt: skip
 
 
+def event_time(obj: Obj) -> str:
+    """When an event (either API version) last happened; lists are in this order."""
+    series = obj.get("series") or {}
+    for t in (
+        obj.get("lastTimestamp"),
+        series.get("lastObservedTime"),
+        obj.get("deprecatedLastTimestamp"),
+        obj.get("eventTime"),
+        obj.get("firstTimestamp"),
+        (obj.get("metadata") or {}).get("creationTimestamp"),
+    ):
+        if t:
+            # second-precision and microsecond times must sort together
+            return str(t).replace("Z", ".000000Z") if "." not in str(t) else str(t)
+    return ""
+
+
 class EventStrategy(Strategy):
     """core/v1 Event (the legacy shape written by kubectl, kubelets and most clients)."""
 
     spec_fields = ()
+    ordered_lists = True
+
+    def list_position(self, obj: Obj) -> str:
+        return event_time(obj)
+
     field_selectors: ClassVar[dict[str, Any]] = {
         **{
             f"involvedObject.{k}": field_getter("involvedObject", k)
@@ -318,6 +340,11 @@ class EventV1Strategy(Strategy):
     """events.k8s.io/v1 Event: the newer shape, with the stricter create-time rules."""
 
     spec_fields = ()
+    ordered_lists = True
+
+    def list_position(self, obj: Obj) -> str:
+        return event_time(obj)
+
     field_selectors: ClassVar[dict[str, Any]] = {
         **{
             f"involvedObject.{k}": field_getter("regarding", k)
