@@ -45,7 +45,7 @@ def test_get_watch_stays_open_and_prints_changes(kubectl, ns) -> None:
         assert proc.poll() is None  # the watch is still open
     finally:
         proc.kill()
-        proc.wait()
+        proc.communicate()
 
 
 def _rs_with_pods(api_client, ns: str, name: str) -> str:  # type: ignore[no-untyped-def]

@@ -15,6 +15,7 @@ import orjson
 import yaml
 
 from corral.api import errors
+from corral.api.protobuf import PROTOBUF_CONTENT_TYPE, decode_k8s_protobuf
 
 MAX_BODY = 3 * 1024 * 1024
 
@@ -143,8 +144,8 @@ def decode_body(raw: bytes, content_type: str) -> Any:
         if len(docs) != 1:
             raise errors.bad_request("the body must hold exactly one YAML document")
         return _json_safe(docs[0])
-    if ct == "application/vnd.kubernetes.protobuf":
-        raise errors.unsupported_media_type(ct)
+    if ct == PROTOBUF_CONTENT_TYPE:
+        return decode_k8s_protobuf(raw)
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as e:
