@@ -428,6 +428,25 @@ def record_update(
     ``live_old`` is the stored object (``None`` on create). Mutates only
     ``live_new["metadata"]["managedFields"]``.
     """
+    if live_old is None and not _managed_of(live_new):
+        # Create: the updater owns everything it wrote; build FieldsV1 in one walk.
+        tree = _created_fields(live_new, node, subresource)
+        meta = live_new.setdefault("metadata", {})
+        if tree:
+            entry: dict[str, Any] = {
+                "manager": manager,
+                "operation": UPDATE,
+                "apiVersion": api_version,
+                "time": now,
+                "fieldsType": FIELDS_V1,
+                "fieldsV1": tree,
+            }
+            if subresource:
+                entry["subresource"] = subresource
+            meta["managedFields"] = [entry]
+        else:
+            meta.pop("managedFields", None)
+        return
     managers = _current_managers(live_new, live_old, subresource)
     cmp = _comparison(live_old, live_new, node, subresource)
     changed = cmp.changed()
@@ -448,6 +467,45 @@ def record_update(
         me.fields = set(changed)
         managers[me.identity] = me
     _store(live_new, (m for m in managers.values() if m.fields))
+
+
+def _update_tree(value: Any, node: SchemaNode | None, shape: str) -> dict[str, Any]:
+    """FieldsV1 of everything under a container, with the updater's membership rules
+    (leaves, map nodes and list items are members; structs only through their fields)."""
+    items: list[tuple[str, dict[str, Any]]] = []
+    for pe, child_value, child_node, _named in _children(value, node, shape):
+        child_shape = _shape(child_value, child_node)
+        if child_shape == "leaf":
+            items.append((pe, {}))
+            continue
+        sub = _update_tree(child_value, child_node, child_shape)
+        member = child_shape == "map" or pe[:2] in ("k:", "v:", "i:")
+        if member:
+            items.append((pe, {".": {}, **sub} if sub else {}))
+        elif sub:
+            items.append((pe, sub))
+    if any(pe[0] == "i" for pe, _ in items):
+        items.sort(key=lambda item: _pe_sort_key(item[0]))
+    else:
+        items.sort()  # "f:" < "k:" < "v:" already sort as FieldsV1 orders them
+    return dict(items)
+
+
+def _created_fields(
+    obj: dict[str, Any], node: SchemaNode | None, subresource: str
+) -> dict[str, Any]:
+    """What a create's updater owns: ``_one_sided`` over the new object, then stripped."""
+    tree = _update_tree(_without_managed(obj), node, _shape(obj, node))
+    for path in _STRIPPED:
+        parent = tree
+        for pe in path[:-1]:
+            parent = parent.get(pe, {})
+        parent.pop(path[-1], None)
+    for reset in _reset_prefixes(subresource):
+        tree.pop(reset[0], None)
+    if not tree.get("f:metadata"):
+        tree.pop("f:metadata", None)
+    return tree
 
 
 # --- server-side apply -------------------------------------------------------------------

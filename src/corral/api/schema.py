@@ -61,9 +61,29 @@ def _types(raw: dict[str, Any]) -> set[str]:
 
 
 class SchemaNode:
-    """One schema position. Navigation returns ``None`` where the schema says nothing."""
+    """One schema position. Navigation returns ``None`` where the schema says nothing.
 
-    __slots__ = ("name", "raw")
+    Nodes are immutable and navigation is memoised (a node caches its children), and
+    the shape predicates are computed once: every write walks the schema several
+    times (field pruning, managedFields, patches), so this is a hot path.
+    """
+
+    __slots__ = (
+        "_fields",
+        "_items",
+        "_value",
+        "is_list",
+        "is_map",
+        "is_object",
+        "is_opaque",
+        "list_map_keys",
+        "list_type",
+        "map_type",
+        "name",
+        "patch_merge_key",
+        "patch_strategy",
+        "raw",
+    )
 
     def __init__(self, raw: dict[str, Any], name: str = "") -> None:
         while "$ref" in raw:
@@ -76,85 +96,63 @@ class SchemaNode:
                 raw = {**raw, **siblings}
         self.raw = raw
         self.name = name
-
-    # --- shape -----------------------------------------------------------------
-    @property
-    def is_object(self) -> bool:
-        return "properties" in self.raw
-
-    @property
-    def is_map(self) -> bool:
-        """A free-form map (``additionalProperties``), e.g. labels or ConfigMap data."""
-        return "additionalProperties" in self.raw and "properties" not in self.raw
-
-    @property
-    def is_list(self) -> bool:
-        return "array" in _types(self.raw) or "items" in self.raw
-
-    @property
-    def is_opaque(self) -> bool:
-        """Anything goes (RawExtension, JSON, x-kubernetes-preserve-unknown-fields)."""
-        r = self.raw
-        if r.get("x-kubernetes-preserve-unknown-fields"):
-            return True
-        return not (self.is_object or self.is_map or self.is_list or _types(r) or "oneOf" in r)
+        types = _types(raw)
+        #: a struct with named fields
+        self.is_object: bool = "properties" in raw
+        #: a free-form map (``additionalProperties``), e.g. labels or ConfigMap data
+        self.is_map: bool = "additionalProperties" in raw and not self.is_object
+        self.is_list: bool = "array" in types or "items" in raw
+        #: anything goes (RawExtension, JSON, x-kubernetes-preserve-unknown-fields)
+        self.is_opaque: bool = bool(raw.get("x-kubernetes-preserve-unknown-fields")) or not (
+            self.is_object or self.is_map or self.is_list or types or "oneOf" in raw
+        )
+        self.patch_strategy: str = str(raw.get("x-kubernetes-patch-strategy", ""))
+        self.patch_merge_key: str = str(raw.get("x-kubernetes-patch-merge-key", ""))
+        lt = raw.get("x-kubernetes-list-type")
+        #: ``atomic`` (default), ``set`` or ``map`` (server-side apply semantics)
+        self.list_type: str = str(lt) if lt else ("map" if self.patch_merge_key else "atomic")
+        keys = raw.get("x-kubernetes-list-map-keys")
+        self.list_map_keys: list[str] = (
+            list(keys) if keys else ([self.patch_merge_key] if self.patch_merge_key else [])
+        )
+        self.map_type: str = str(raw.get("x-kubernetes-map-type", "granular"))
+        self._fields: dict[str, SchemaNode | None] = {}
+        self._items: SchemaNode | None | bool = False
+        self._value: SchemaNode | None | bool = False
 
     def field(self, name: str) -> SchemaNode | None:
+        try:
+            return self._fields[name]
+        except KeyError:
+            pass
         props = self.raw.get("properties")
-        if props is not None and name in props:
-            return SchemaNode(props[name], self.name)
-        return None
+        node = SchemaNode(props[name], self.name) if props is not None and name in props else None
+        self._fields[name] = node
+        return node
 
     def value(self) -> SchemaNode | None:
         """The schema of a map's values."""
-        ap = self.raw.get("additionalProperties")
-        if isinstance(ap, dict):
-            return SchemaNode(ap, self.name)
-        return None
+        if self._value is False:
+            ap = self.raw.get("additionalProperties")
+            self._value = SchemaNode(ap, self.name) if isinstance(ap, dict) else None
+        assert not isinstance(self._value, bool)
+        return self._value
 
     def items(self) -> SchemaNode | None:
-        it = self.raw.get("items")
-        if isinstance(it, dict):
-            return SchemaNode(it, self.name)
-        return None
+        if self._items is False:
+            it = self.raw.get("items")
+            self._items = SchemaNode(it, self.name) if isinstance(it, dict) else None
+        assert not isinstance(self._items, bool)
+        return self._items
 
     def fields(self) -> list[str]:
         return list(self.raw.get("properties", {}))
-
-    # --- list semantics ----------------------------------------------------------
-    @property
-    def patch_strategy(self) -> str:
-        return str(self.raw.get("x-kubernetes-patch-strategy", ""))
-
-    @property
-    def patch_merge_key(self) -> str:
-        return str(self.raw.get("x-kubernetes-patch-merge-key", ""))
-
-    @property
-    def list_type(self) -> str:
-        """``atomic`` (default), ``set`` or ``map`` (server-side apply semantics)."""
-        lt = self.raw.get("x-kubernetes-list-type")
-        if lt:
-            return str(lt)
-        if self.patch_merge_key:
-            return "map"
-        return "atomic"
-
-    @property
-    def list_map_keys(self) -> list[str]:
-        keys = self.raw.get("x-kubernetes-list-map-keys")
-        if keys:
-            return list(keys)
-        return [self.patch_merge_key] if self.patch_merge_key else []
-
-    @property
-    def map_type(self) -> str:
-        return str(self.raw.get("x-kubernetes-map-type", "granular"))
 
     def __repr__(self) -> str:
         return f"SchemaNode({self.name})"
 
 
+@functools.cache
 def for_kind(group: str, version: str, kind: str) -> SchemaNode | None:
     name = gvk_index().get((group, version, kind))
     if name is None:

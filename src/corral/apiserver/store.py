@@ -12,6 +12,7 @@ what these methods return. Hooks for the few kinds that need more than a strateg
 
 from __future__ import annotations
 
+import os
 import secrets
 import uuid
 from collections.abc import Callable
@@ -69,8 +70,15 @@ class Result:
     deleted: bool = False
 
 
+_uid_pool: list[bytes] = []
+
+
 def new_uid() -> str:
-    return str(uuid.uuid4())
+    """A random (version 4) UUID; random bytes are drawn 256 UUIDs at a time."""
+    if not _uid_pool:
+        block = os.urandom(16 * 256)
+        _uid_pool.extend(block[i : i + 16] for i in range(0, len(block), 16))
+    return str(uuid.UUID(bytes=_uid_pool.pop(), version=4))
 
 
 def generate_name(prefix: str) -> str:

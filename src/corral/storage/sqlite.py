@@ -247,29 +247,41 @@ class SQLiteStorage:
                 if not op.future.done():
                     op.future.set_result(kv)
 
-    def _commit(self, rows: list[tuple[_Op, KV, int]]) -> None:
+    def _commit(self, rows: builtins.list[tuple[_Op, KV, int]]) -> None:
         c = self._conn
         assert c is not None
+        puts: builtins.list[tuple[str, int, int, bytes]] = []
+        log: builtins.list[tuple[int, str, int, int, bytes]] = []
+
+        def flush() -> None:
+            if puts:
+                c.executemany(
+                    "INSERT INTO current(key, mod_rev, create_rev, value) VALUES (?,?,?,?) "
+                    "ON CONFLICT(key) DO UPDATE SET mod_rev=excluded.mod_rev, value=excluded.value",
+                    puts,
+                )
+                puts.clear()
+
         c.execute("BEGIN IMMEDIATE")
         try:
             for _, kv, type_ in rows:
                 if type_ == PUT:
-                    c.execute(
-                        "INSERT INTO current(key, mod_rev, create_rev, value) VALUES (?,?,?,?) "
-                        "ON CONFLICT(key) DO UPDATE SET mod_rev=excluded.mod_rev, value=excluded.value",
-                        (kv.key, kv.mod_revision, kv.create_revision, _pack(kv.raw)),
-                    )
+                    packed = _pack(kv.raw)
+                    puts.append((kv.key, kv.mod_revision, kv.create_revision, packed))
                 else:
+                    flush()  # a delete must see the puts before it in this batch
                     row = c.execute("SELECT value FROM current WHERE key=?", (kv.key,)).fetchone()
                     c.execute("DELETE FROM current WHERE key=?", (kv.key,))
                     # The DELETE event carries the last value, stamped with the new revision.
                     last = orjson.loads(_unpack(row[0])) if row else {}
                     kv.obj = last
                     kv.raw = stamp(last, kv.mod_revision)
-                c.execute(
-                    "INSERT INTO log(rev, key, type, create_rev, value) VALUES (?,?,?,?,?)",
-                    (kv.mod_revision, kv.key, type_, kv.create_revision, _pack(kv.raw)),
-                )
+                    packed = _pack(kv.raw)
+                log.append((kv.mod_revision, kv.key, type_, kv.create_revision, packed))
+            flush()
+            c.executemany(
+                "INSERT INTO log(rev, key, type, create_rev, value) VALUES (?,?,?,?,?)", log
+            )
             c.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):

@@ -7,6 +7,7 @@ structured-merge-diff conflict wording the real apiserver answers with.
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -436,3 +437,82 @@ def test_apply_bad_request(applied: dict[str, Any], message: str) -> None:
     with pytest.raises(StatusError) as info:
         server_side_apply(None, applied, "kubectl", "apps/v1", False, T0, DEPLOY)
     assert (info.value.code, info.value.message) == (400, message)
+
+
+# --- the create fast path records exactly what the general comparison would ---------------
+
+_CREATED = [
+    (
+        "",
+        "v1",
+        "Pod",
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": "p",
+                "namespace": "d",
+                "labels": {"a": "b"},
+                "finalizers": ["x/y"],
+            },
+            "spec": {
+                "containers": [
+                    {
+                        "name": "c",
+                        "image": "i",
+                        "ports": [{"containerPort": 80, "protocol": "TCP"}],
+                        "env": [{"name": "E", "value": "1"}],
+                        "resources": {},
+                    }
+                ],
+                "securityContext": {},
+                "tolerations": [{"key": "k", "operator": "Exists"}],
+            },
+            "status": {"phase": "Pending"},
+        },
+    ),
+    (
+        "apps",
+        "v1",
+        "Deployment",
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "d", "annotations": {"x": "y"}},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": {"a": "b"}},
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%"}},
+                "template": {
+                    "metadata": {"labels": {"a": "b"}},
+                    "spec": {"containers": [{"name": "c", "image": "i"}]},
+                },
+            },
+        },
+    ),
+    (
+        "",
+        "v1",
+        "ConfigMap",
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {}},
+    ),
+    ("", "v1", "ConfigMap", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}),
+]
+
+
+@pytest.mark.parametrize(
+    ("group", "version", "kind", "obj"), _CREATED, ids=["pod", "deployment", "empty-data", "bare"]
+)
+def test_create_fast_path_matches_comparison(
+    group: str, version: str, kind: str, obj: dict
+) -> None:
+    from corral.api.apply import _comparison, encode_fields
+    from corral.api.schema import for_kind
+
+    node = for_kind(group, version, kind)
+    fast = copy.deepcopy(obj)
+    record_update(fast, None, "m", f"{group}/{version}".lstrip("/"), "2026-11-27T00:00:00Z", node)
+    slow = encode_fields(_comparison(None, obj, node, "").changed())
+    got = fast["metadata"].get("managedFields", [{}])[0].get("fieldsV1", {})
+    assert got == slow
+    assert json.dumps(got) == json.dumps(slow)  # same order at every level
