@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 
 def free_port() -> int:
@@ -147,3 +153,38 @@ def ns(api_client) -> Iterator[str]:  # type: ignore[no-untyped-def]
     name = "t-" + uuid.uuid4().hex[:8]
     client.CoreV1Api(api_client).create_namespace({"metadata": {"name": name}})
     yield name
+
+
+class Raw:
+    """A tiny HTTPS client so tests can send exactly the bytes they mean."""
+
+    def __init__(self, srv: RunningServer) -> None:
+        cfg = yaml.safe_load(srv.kubeconfig.read_text())
+        self.token = cfg["users"][0]["user"]["token"]
+        self.url = srv.url
+        self.ctx = ssl.create_default_context(cafile=str(srv.data_dir / "pki" / "ca.crt"))
+
+    def __call__(
+        self,
+        method: str,
+        path: str,
+        body: bytes | dict[str, Any] | list[Any] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: bool = True,
+    ) -> tuple[int, dict[str, str], bytes]:
+        data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+        h = {"Content-Type": "application/json"} if data is not None else {}
+        if auth:
+            h["Authorization"] = f"Bearer {self.token}"
+        h.update(headers or {})
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=h)
+        try:
+            with urllib.request.urlopen(req, context=self.ctx, timeout=20) as r:
+                return r.status, dict(r.headers), r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers), e.read()
+
+
+@pytest.fixture(scope="session")
+def raw(server: RunningServer) -> Raw:
+    return Raw(server)

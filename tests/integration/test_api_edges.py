@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import ssl
 import threading
 import time
 import urllib.error
@@ -12,44 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from conftest import RunningServer, start_server
-
-
-class Raw:
-    """A tiny HTTPS client so tests can send exactly the bytes they mean."""
-
-    def __init__(self, srv: RunningServer) -> None:
-        cfg = yaml.safe_load(srv.kubeconfig.read_text())
-        self.token = cfg["users"][0]["user"]["token"]
-        self.url = srv.url
-        self.ctx = ssl.create_default_context(cafile=str(srv.data_dir / "pki" / "ca.crt"))
-
-    def __call__(
-        self,
-        method: str,
-        path: str,
-        body: bytes | dict[str, Any] | list[Any] | None = None,
-        headers: dict[str, str] | None = None,
-        auth: bool = True,
-    ) -> tuple[int, dict[str, str], bytes]:
-        data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
-        h = {"Content-Type": "application/json"} if data is not None else {}
-        if auth:
-            h["Authorization"] = f"Bearer {self.token}"
-        h.update(headers or {})
-        req = urllib.request.Request(self.url + path, data=data, method=method, headers=h)
-        try:
-            with urllib.request.urlopen(req, context=self.ctx, timeout=20) as r:
-                return r.status, dict(r.headers), r.read()
-        except urllib.error.HTTPError as e:
-            return e.code, dict(e.headers), e.read()
-
-
-@pytest.fixture(scope="module")
-def raw(server: RunningServer) -> Raw:
-    return Raw(server)
+from conftest import Raw, start_server
 
 
 def status_of(body: bytes) -> dict[str, Any]:

@@ -117,8 +117,8 @@ class SchemaNode:
         )
         self.map_type: str = str(raw.get("x-kubernetes-map-type", "granular"))
         self._fields: dict[str, SchemaNode | None] = {}
-        self._items: SchemaNode | None | bool = False
-        self._value: SchemaNode | None | bool = False
+        self._items: SchemaNode | bool | None = False
+        self._value: SchemaNode | bool | None = False
 
     def field(self, name: str) -> SchemaNode | None:
         try:
@@ -246,3 +246,144 @@ def fill_required(obj: Any, node: SchemaNode | None) -> None:
         for val in obj:
             if isinstance(val, dict):
                 fill_required(val, inode)
+
+
+# --- typed decoding ----------------------------------------------------------------------
+
+_QUANTITY = "io.k8s.apimachinery.pkg.api.resource.Quantity"
+_INT_OR_STRING = "io.k8s.apimachinery.pkg.util.intstr.IntOrString"
+
+
+def _go_type(node: SchemaNode) -> str:
+    """The Go type name a decoding error names (``int32``, ``v1.OwnerReference``...)."""
+    if node.name == _QUANTITY:
+        return "resource.Quantity"
+    if node.name == _INT_OR_STRING:
+        return "intstr.IntOrString"
+    types = _types(node.raw)
+    if node.is_object:
+        parts = node.name.split(".")
+        return f"{parts[-2]}.{parts[-1]}" if len(parts) >= 2 else "struct"
+    if node.is_map:
+        inner = node.value()
+        return "map[string]" + (_go_type(inner) if inner is not None else "interface {}")
+    if node.is_list:
+        inner = node.items()
+        return "[]" + (_go_type(inner) if inner is not None else "interface {}")
+    if "integer" in types:
+        return str(node.raw.get("format") or "int")
+    if "number" in types:
+        return "float64"
+    if "boolean" in types:
+        return "bool"
+    return "string"
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return f"number {value}"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+class TypeMismatch(ValueError):
+    """A value of the wrong JSON type for its field (what Go's decoder refuses)."""
+
+    def __init__(self, kind: str, parent: str, path: str, go_type: str) -> None:
+        where = f"Go struct field {parent}.{path}" if parent else "Go value"
+        super().__init__(f"json: cannot unmarshal {kind} into {where} of type {go_type}")
+
+
+def _value_ok(value: Any, node: SchemaNode) -> tuple[bool, Any]:
+    """Whether a scalar fits ``node``; integral floats are taken as integers."""
+    if node.name == _QUANTITY:
+        from corral.api.quantity import is_valid_quantity
+
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            return False, value
+        return is_valid_quantity(value), value
+    if node.name == _INT_OR_STRING:
+        if isinstance(value, float) and value.is_integer():
+            return True, int(value)
+        return isinstance(value, str) or (
+            isinstance(value, int) and not isinstance(value, bool)
+        ), value
+    types = _types(node.raw)
+    if not types or "oneOf" in node.raw:
+        return True, value
+    if "integer" in types:
+        if isinstance(value, float) and value.is_integer():
+            return True, int(value)
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if "number" in types:
+        return isinstance(value, int | float) and not isinstance(value, bool), value
+    if "boolean" in types:
+        return isinstance(value, bool), value
+    if "string" in types:
+        return isinstance(value, str), value
+    return True, value
+
+
+def _zero(node: SchemaNode | None) -> Any:
+    if node is None:
+        return None
+    if node.is_object or node.is_map:
+        return {}
+    if node.is_list:
+        return []
+    types = _types(node.raw)
+    if len(types) == 1:
+        return _ZERO.get(next(iter(types)))
+    return None
+
+
+def check_types(obj: Any, node: SchemaNode | None, path: str = "", parent: str = "") -> Any:
+    """Decode ``obj`` as Go would into the typed object ``node`` describes.
+
+    Returns the value with nulls dropped from maps (a nil pointer is an absent field)
+    and null list items turned into their zero value; raises ``TypeMismatch`` on the
+    first value of the wrong JSON type, worded as Go's ``json: cannot unmarshal``.
+    """
+    if node is None or node.is_opaque:
+        return obj
+    if node.is_object:
+        if not isinstance(obj, dict):
+            raise TypeMismatch(_json_kind(obj), parent, path, _go_type(node))
+        me = node.name.rsplit(".", 1)[-1]
+        out: dict[str, Any] = {}
+        for key, val in obj.items():
+            if val is None:
+                continue
+            child = node.field(key)
+            out[key] = (
+                check_types(val, child, f"{path}.{key}" if path else key, me) if child else val
+            )
+        return out
+    if node.is_map:
+        if not isinstance(obj, dict):
+            raise TypeMismatch(_json_kind(obj), parent, path, _go_type(node))
+        vnode = node.value()
+        return {
+            k: check_types(v, vnode, f"{path}.{k}", parent) if v is not None else _zero(vnode)
+            for k, v in obj.items()
+        }
+    if node.is_list:
+        if not isinstance(obj, list):
+            raise TypeMismatch(_json_kind(obj), parent, path, _go_type(node))
+        inode = node.items()
+        return [check_types(v, inode, path, parent) if v is not None else _zero(inode) for v in obj]
+    if isinstance(obj, dict | list):
+        raise TypeMismatch(_json_kind(obj), parent, path, _go_type(node))
+    ok, value = _value_ok(obj, node)
+    if not ok:
+        if node.name == _QUANTITY and isinstance(obj, str):
+            raise TypeMismatch("string", parent, path, "resource.Quantity") from ValueError(
+                "quantities must match the regular expression"
+            )
+        raise TypeMismatch(_json_kind(obj), parent, path, _go_type(node))
+    return value

@@ -24,7 +24,14 @@ import orjson
 from corral.api import errors
 from corral.api.apply import record_update, server_side_apply
 from corral.api.patch import json_patch, merge_patch, strategic_merge_patch
-from corral.api.schema import SchemaNode, fill_required, for_kind, prune_unknown
+from corral.api.schema import (
+    SchemaNode,
+    TypeMismatch,
+    check_types,
+    fill_required,
+    for_kind,
+    prune_unknown,
+)
 from corral.apiserver.registry.base import ResourceInfo
 from corral.storage.base import KV, KeyExists, KeyNotFound, RevisionMismatch, Storage
 from corral.storage.cache import Entry, ResourceCache, WatchCache
@@ -162,12 +169,36 @@ class Registry:
                 f"the kind in the data ({got_kind}) does not match the expected kind ({want_kind})"
             )
         meta = obj.get("metadata")
-        if meta is not None and not isinstance(meta, dict):
-            raise errors.bad_request("metadata must be an object")
+        if meta is None:
+            obj["metadata"] = {}
+        elif not isinstance(meta, dict):
+            k = kind or info.kind
+            raise errors.bad_request(
+                f'{k} in version "{info.version}" cannot be handled as a {k}: json: cannot '
+                f"unmarshal {type(meta).__name__} into Go struct field {k}.metadata of type v1.ObjectMeta"
+            )
+
+    def _decode_typed(self, info: ResourceInfo, obj: Obj, kind: str | None = None) -> None:
+        """Check every value's JSON type as Go's typed decoding does (400 if wrong), and
+        drop nulls the way a Go struct has no nil fields. Rewrites ``obj`` in place."""
+        node = self.schema(info, kind)
+        if node is None:
+            return
+        try:
+            typed = check_types(obj, node)
+        except TypeMismatch as e:
+            k = kind or info.kind
+            raise errors.bad_request(
+                f'{k} in version "{info.version}" cannot be handled as a {k}: {e}'
+            ) from None
+        obj.clear()
+        obj.update(typed)
 
     def _validate_fields(self, info: ResourceInfo, obj: Obj, opts: WriteOptions) -> list[str]:
-        """Drop unknown fields; Strict refuses them, Warn returns warnings."""
+        """Drop unknown fields (Strict refuses them, Warn returns warnings), then
+        decode the rest by type."""
         unknown = prune_unknown(obj, self.schema(info))
+        self._decode_typed(info, obj)
         if not unknown or opts.field_validation == "Ignore":
             return []
         if opts.field_validation == "Strict":

@@ -133,11 +133,15 @@ class ResourceCache:
             meta.get("name", ""),
             raw,
             revision,
-            dict(meta.get("labels") or {}),
+            labels if isinstance(labels := meta.get("labels"), dict) else {},
             fields,
-            meta.get("uid", ""),
-            tuple(r.get("uid", "") for r in meta.get("ownerReferences") or ()),
-            tuple(meta.get("finalizers") or ()),
+            str(meta.get("uid", "")),
+            tuple(
+                str(r.get("uid", ""))
+                for r in _list(meta.get("ownerReferences"))
+                if isinstance(r, dict)
+            ),
+            tuple(str(f) for f in _list(meta.get("finalizers"))),
             bool(meta.get("deletionTimestamp")),
         )
 
@@ -318,6 +322,10 @@ class ResourceCache:
             if not k.startswith(prefix):
                 break
             yield entries[k]
+
+
+def _list(v: Any) -> list[Any]:
+    return v if isinstance(v, list) else []
 
 
 def transition(w: Watcher, type_: str, entry: Entry, prev: Entry | None) -> str | None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import logging
 import sqlite3
 import threading
 import zlib
@@ -67,6 +68,8 @@ CREATE TABLE IF NOT EXISTS log (
 );
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
 """
+
+log = logging.getLogger("corral.storage")
 
 _COMPACT_CHUNK = 2000
 #: smallest number of revisions compaction keeps, whatever the number of live keys
@@ -196,7 +199,7 @@ class SQLiteStorage:
         return await self._submit(DELETE, key, None, expected_revision)
 
     async def _write_loop(self) -> None:
-        loop = asyncio.get_running_loop()
+        """Never dies: a failure fails the batch it happened in, not the store."""
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -205,47 +208,63 @@ class SQLiteStorage:
                     return
                 continue
             batch, self._pending = self._pending, []
-            rows: list[tuple[_Op, KV, int]] = []
-            for op in batch:
-                if op.future.done():
-                    continue
-                cur = self._revs.get(op.key)
-                if op.expected == 0 and op.type == PUT and cur is not None:
-                    op.future.set_exception(KeyExists(op.key))
-                    continue
-                if op.expected != 0 and cur is None:
-                    op.future.set_exception(KeyNotFound(op.key))
-                    continue
-                if op.expected > 0 and cur is not None and cur[0] != op.expected:
-                    op.future.set_exception(RevisionMismatch(op.key))
-                    continue
-                self._revision += 1
-                rev = self._revision
-                create_rev = rev if cur is None else cur[1]
-                if op.type == PUT:
-                    assert op.obj is not None
-                    raw = stamp(op.obj, rev)
-                    kv = KV(op.key, op.obj, raw, rev, create_rev)
-                    self._revs[op.key] = (rev, create_rev)
-                else:
-                    kv = KV(op.key, {}, b"", rev, create_rev)
-                    del self._revs[op.key]
-                rows.append((op, kv, op.type))
-            if not rows:
-                continue
             try:
-                await loop.run_in_executor(self._thread, self._commit, rows)
-            except Exception as exc:  # disk full, I/O error: fail the batch, resync
-                await loop.run_in_executor(self._thread, self._load_state)
-                for op, _, _ in rows:
+                await self._write_batch(batch)
+            except Exception as exc:
+                log.exception("storage batch failed")
+                for op in batch:
                     if not op.future.done():
                         op.future.set_exception(exc)
+            if self._pending:
+                self._wake.set()
+
+    async def _write_batch(self, batch: builtins.list[_Op]) -> None:
+        """Check, number, commit and announce one batch (one transaction, one fsync)."""
+        loop = asyncio.get_running_loop()
+        rows: builtins.list[tuple[_Op, KV, int]] = []
+        for op in batch:
+            if op.future.done():
                 continue
-            self.commits += 1
-            for op, kv, type_ in rows:
-                self._dispatch(Event(type_, kv, None, kv.mod_revision))
+            cur = self._revs.get(op.key)
+            if op.expected == 0 and op.type == PUT and cur is not None:
+                op.future.set_exception(KeyExists(op.key))
+                continue
+            if op.expected != 0 and cur is None:
+                op.future.set_exception(KeyNotFound(op.key))
+                continue
+            if op.expected > 0 and cur is not None and cur[0] != op.expected:
+                op.future.set_exception(RevisionMismatch(op.key))
+                continue
+            self._revision += 1
+            rev = self._revision
+            create_rev = rev if cur is None else cur[1]
+            if op.type == PUT:
+                assert op.obj is not None
+                raw = stamp(op.obj, rev)
+                kv = KV(op.key, op.obj, raw, rev, create_rev)
+                self._revs[op.key] = (rev, create_rev)
+            else:
+                kv = KV(op.key, {}, b"", rev, create_rev)
+                del self._revs[op.key]
+            rows.append((op, kv, op.type))
+        if not rows:
+            return
+        try:
+            await loop.run_in_executor(self._thread, self._commit, rows)
+        except Exception as exc:  # disk full, I/O error: fail the batch, resync
+            await loop.run_in_executor(self._thread, self._load_state)
+            for op, _, _ in rows:
                 if not op.future.done():
-                    op.future.set_result(kv)
+                    op.future.set_exception(exc)
+            return
+        self.commits += 1
+        for op, kv, type_ in rows:
+            try:
+                self._dispatch(Event(type_, kv, None, kv.mod_revision))
+            except Exception:
+                log.exception("listener failed on %s at revision %d", kv.key, kv.mod_revision)
+            if not op.future.done():
+                op.future.set_result(kv)
 
     def _commit(self, rows: builtins.list[tuple[_Op, KV, int]]) -> None:
         c = self._conn
