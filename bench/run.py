@@ -127,8 +127,7 @@ class Bench:
                     ),
                 )
                 await self.section("pod_size", lambda: scenarios.pod_size(s))
-                n_pods = plan.list_pods + 1  # and the warm-up pods written below: none yet
-                await self.section("list", lambda: scenarios.list_pods(s, plan, n_pods - 1))
+                await self.section("list", lambda: scenarios.list_pods(s, plan, plan.list_pods))
                 await self.section(
                     "watch_all", lambda: scenarios.watch_fanout(srv, s, plan, per_node=False)
                 )
@@ -199,13 +198,21 @@ def summary(fig: dict[str, Any], plan: Plan) -> list[tuple[str, str, str]]:
             f"{num(get('watch_all', 'write_to_all_delivered_p50_ms'), ' ms', 1)} / {num(get('watch_all', 'write_to_all_delivered_p99_ms'), ' ms', 1)}",
             "",
         ),
-        ("5a. watch 1,000 x all pods: events delivered/s", num(get("watch_all", "events_delivered_per_s")), ""),
+        (
+            "5a. watch 1,000 x all pods: events delivered/s",
+            num(get("watch_all", "events_delivered_per_s")),
+            "",
+        ),
         (
             "5b. watch 1,000 x per node: write->watcher p50 / p99",
             f"{num(get('watch_per_node', 'write_to_all_delivered_p50_ms'), ' ms', 1)} / {num(get('watch_per_node', 'write_to_all_delivered_p99_ms'), ' ms', 1)}",
             "",
         ),
-        ("5b. watch 1,000 x per node: burst writes/s", num(get("watch_per_node", "burst_writes_per_s")), ""),
+        (
+            "5b. watch 1,000 x per node: burst writes/s",
+            num(get("watch_per_node", "burst_writes_per_s")),
+            "",
+        ),
         ("6. RSS idle", num(get("rss", "idle_mb"), " MB", 1), ""),
         (f"6. RSS with {plan.rss_pods:,} pods", num(get("rss", "with_pods_mb"), " MB", 1), ""),
         (
@@ -215,7 +222,13 @@ def summary(fig: dict[str, Any], plan: Plan) -> list[tuple[str, str, str]]:
         ),
     ]
     for w in plan.group_commit_writers:
-        rows.append((f"7. group commit: {w} writer(s) creates/s", num(get("group_commit", str(w), "median_per_s")), ""))
+        rows.append(
+            (
+                f"7. group commit: {w} writer(s) creates/s",
+                num(get("group_commit", str(w), "median_per_s")),
+                "",
+            )
+        )
     return rows
 
 
@@ -237,7 +250,12 @@ def main(argv: list[str] | None = None) -> int:
     started = dt.datetime.now(dt.UTC)
     t0 = time.monotonic()
     report: dict[str, Any] = {
-        "command": [sys.executable, "-m", "bench.run", *(argv if argv is not None else sys.argv[1:])],
+        "command": [
+            sys.executable,
+            "-m",
+            "bench.run",
+            *(argv if argv is not None else sys.argv[1:]),
+        ],
         "mode": "quick" if plan.quick else "full",
         "started": started.isoformat(timespec="seconds"),
         "machine": machine_info(),
@@ -259,9 +277,11 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
     print()
-    print(f"Corral API server benchmark ({report['mode']}, {report['duration_s']} s, "
-          f"{report['machine']['nproc']} cores, Python {report['machine']['python']}, "
-          f"commit {report['git']['commit'][:10]})")
+    print(
+        f"Corral API server benchmark ({report['mode']}, {report['duration_s']} s, "
+        f"{report['machine']['nproc']} cores, Python {report['machine']['python']}, "
+        f"commit {report['git']['commit'][:10]})"
+    )
     print_table(rows)
     print(f"\nreport: {args.out}")
     return 0

@@ -215,7 +215,10 @@ async def pod_size(s: aiohttp.ClientSession) -> Figures:
 async def list_pods(s: aiohttp.ClientSession, plan: Plan, expected: int) -> Figures:
     """LIST every pod (all namespaces) as JSON and as a Table, ``plan.runs`` times each."""
     out: Figures = {"pods": expected}
-    for label, headers in (("json", {"Accept": "application/json"}), ("table", {"Accept": TABLE_ACCEPT})):
+    for label, headers in (
+        ("json", {"Accept": "application/json"}),
+        ("table", {"Accept": TABLE_ACCEPT}),
+    ):
         times = []
         size = 0
         for _ in range(plan.runs):

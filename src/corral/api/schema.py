@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import os
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -103,8 +104,11 @@ class SchemaNode:
         self.is_map: bool = "additionalProperties" in raw and not self.is_object
         self.is_list: bool = "array" in types or "items" in raw
         #: anything goes (RawExtension, JSON, x-kubernetes-preserve-unknown-fields)
-        self.is_opaque: bool = bool(raw.get("x-kubernetes-preserve-unknown-fields")) or not (
-            self.is_object or self.is_map or self.is_list or types or "oneOf" in raw
+        self.is_opaque: bool = (
+            bool(raw.get("x-kubernetes-preserve-unknown-fields"))
+            or not (self.is_object or self.is_map or self.is_list or types or "oneOf" in raw)
+            # a bare "object" (FieldsV1, RawExtension, Patch) holds anything
+            or (types == {"object"} and not self.is_object and not self.is_map)
         )
         self.patch_strategy: str = str(raw.get("x-kubernetes-patch-strategy", ""))
         self.patch_merge_key: str = str(raw.get("x-kubernetes-patch-merge-key", ""))
@@ -325,8 +329,22 @@ def _value_ok(value: Any, node: SchemaNode) -> tuple[bool, Any]:
     if "boolean" in types:
         return isinstance(value, bool), value
     if "string" in types:
+        if isinstance(value, str) and node.raw.get("format") == "date-time" and value:
+            try:
+                datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                raise BadTime(value) from None
         return isinstance(value, str), value
     return True, value
+
+
+class BadTime(ValueError):
+    """A metav1.Time that does not parse as RFC 3339."""
+
+    def __init__(self, value: str) -> None:
+        super().__init__(
+            f'parsing time "{value}" as "2006-01-02T15:04:05Z07:00": cannot parse "{value}" as "2006"'
+        )
 
 
 def _zero(node: SchemaNode | None) -> Any:

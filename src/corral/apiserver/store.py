@@ -25,6 +25,7 @@ from corral.api import errors
 from corral.api.apply import record_update, server_side_apply
 from corral.api.patch import json_patch, merge_patch, strategic_merge_patch
 from corral.api.schema import (
+    BadTime,
     SchemaNode,
     TypeMismatch,
     check_types,
@@ -186,7 +187,7 @@ class Registry:
             return
         try:
             typed = check_types(obj, node)
-        except TypeMismatch as e:
+        except (TypeMismatch, BadTime) as e:
             k = kind or info.kind
             raise errors.bad_request(
                 f'{k} in version "{info.version}" cannot be handled as a {k}: {e}'
@@ -241,6 +242,7 @@ class Registry:
     ) -> Result:
         """Create ``obj``; ``managed_fields`` (from an apply) replaces the Update entry."""
         self.check_type(info, obj)
+        warnings = self._validate_fields(info, obj, opts)
         obj["apiVersion"] = info.group_version
         obj["kind"] = info.kind
         meta = obj.setdefault("metadata", {})
@@ -255,7 +257,6 @@ class Registry:
             meta.pop("namespace", None)
         if meta.get("resourceVersion"):
             raise errors.bad_request("resourceVersion should not be set on objects to be created")
-        warnings = self._validate_fields(info, obj, opts)
         try:
             self._check_namespace(info, namespace, True)
         except errors.StatusError as e:
@@ -317,6 +318,7 @@ class Registry:
         subresource: str = "",
     ) -> Result:
         self.check_type(info, obj)
+        warnings = self._validate_fields(info, obj, opts)
         meta = obj.setdefault("metadata", {})
         if meta.get("name") and meta["name"] != name:
             raise errors.bad_request(
@@ -326,7 +328,6 @@ class Registry:
             raise errors.bad_request(
                 "the namespace of the provided object does not match the namespace sent on the request"
             )
-        warnings = self._validate_fields(info, obj, opts)
         precondition = meta.get("resourceVersion") or None
         res = await self._guaranteed_update(
             info, namespace, name, lambda _cur: obj, opts, subresource, precondition
@@ -506,12 +507,12 @@ class Registry:
         self.check_type(info, body)
         if not body.get("apiVersion") or not body.get("kind"):
             raise errors.bad_request("apiVersion and kind must be set in an apply configuration")
+        warnings = self._validate_fields(info, body, opts)
         meta = body.setdefault("metadata", {})
         if meta.get("name") and meta["name"] != name:
             raise errors.bad_request(
                 f"the name of the object ({meta['name']}) does not match the name on the URL ({name})"
             )
-        warnings = self._validate_fields(info, body, opts)
         node = self.schema(info)
         if self.entry(info, namespace, name) is None:
             if subresource:
