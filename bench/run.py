@@ -10,7 +10,7 @@ stopped in a ``finally`` block.
 Order (one server "A" for everything but the churn, so the pod figures see a realistic
 store): idle RSS, creates/s, gets/s, open-loop write latency, group commit, fill 10,000
 pods, LIST, watch fan-out (all pods, then per node), fill to 150,000 pods (20,000 with
-``--quick``), RSS. Then server "B" (``--history 1000``) for the churn and file sizes.
+``--quick``), RSS. Then a fresh server "B" for the churn and file sizes.
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ class Bench:
         finally:
             srv.stop()
 
-        srv = BenchServer.start(self.work / "b", ["--history", str(plan.churn_history)])
+        srv = BenchServer.start(self.work / "b")
         self.servers["b"] = srv.argv
         try:
             async with srv.session(plan.clients) as s:

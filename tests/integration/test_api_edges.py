@@ -100,6 +100,35 @@ def test_warn_field_validation_header(raw: Raw) -> None:
     assert "bogus" not in json.loads(out)
 
 
+def test_strict_duplicate_and_unknown_fields(raw: Raw) -> None:
+    body = b'{"metadata":{"name":"dup"},"data":{"a":"1"},"data":{"b":"2"},"extra":1}'
+    status, _, out = raw(
+        "POST", "/api/v1/namespaces/default/configmaps?fieldValidation=Strict", body
+    )
+    assert status == 400
+    assert status_of(out)["message"] == (
+        'ConfigMap in version "v1" cannot be handled as a ConfigMap: strict decoding error: '
+        'unknown field "extra", duplicate field "data"'
+    )
+    status, headers, _ = raw(
+        "POST", "/api/v1/namespaces/default/configmaps?fieldValidation=Warn", body
+    )
+    assert status == 201 and 'duplicate field \\"data\\"' in headers["Warning"]
+
+
+def test_wrong_type_is_a_decoding_error(raw: Raw) -> None:
+    status, _, out = raw(
+        "POST",
+        "/apis/apps/v1/namespaces/default/deployments",
+        {"metadata": {"name": "typed"}, "spec": {"replicas": "three"}},
+    )
+    assert status == 400
+    assert status_of(out)["message"] == (
+        'Deployment in version "v1" cannot be handled as a Deployment: json: cannot unmarshal '
+        "string into Go struct field DeploymentSpec.spec.replicas of type int32"
+    )
+
+
 def test_dry_run_stores_nothing(raw: Raw) -> None:
     rv = json.loads(raw("GET", "/api/v1/namespaces/default/configmaps")[2])["metadata"][
         "resourceVersion"

@@ -40,6 +40,7 @@ from corral.apiserver.request import (
     Accept,
     PathInfo,
     decode_body,
+    duplicate_fields,
     negotiate,
 )
 from corral.apiserver.store import (
@@ -383,15 +384,19 @@ class ResourceHandler:
         force = q.get("force", "") in ("true", "1")
         return WriteOptions(bool(dry), fm or _default_manager(request), fv, force)
 
-    async def _body(self, request: web.Request) -> Any:
+    async def _body(self, request: web.Request, opts: WriteOptions | None = None) -> Any:
         if request.content_length is not None and request.content_length > 3 * 1024 * 1024:
             raise errors.too_large()
         raw = await request.content.read(3 * 1024 * 1024 + 1)
-        return decode_body(raw, request.headers.get("Content-Type", JSON_CT))
+        ct = request.headers.get("Content-Type", JSON_CT)
+        body = decode_body(raw, ct)
+        if opts is not None and opts.field_validation != "Ignore" and "json" in ct.lower():
+            opts.duplicates = duplicate_fields(raw)
+        return body
 
     async def create(self, request: web.Request, info: ResourceInfo, ns: str) -> web.Response:
         opts = self._write_opts(request)
-        body = await self._body(request)
+        body = await self._body(request, opts)
         res = await self.registry.create(info, ns, body, opts)
         return self._encode_one(
             request, info, res.raw, res.obj, 201, _warning_headers(res.warnings)
@@ -401,7 +406,7 @@ class ResourceHandler:
         self, request: web.Request, info: ResourceInfo, ns: str, name: str, sub: str
     ) -> web.Response:
         opts = self._write_opts(request)
-        body = await self._body(request)
+        body = await self._body(request, opts)
         res = await self.registry.update(info, ns, name, body, opts, sub)
         return self._encode_one(
             request, info, res.raw, res.obj, 200, _warning_headers(res.warnings)

@@ -8,6 +8,7 @@ JSON or YAML (a missing Content-Type is read as JSON, as kubectl relies on).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,6 +151,47 @@ def decode_body(raw: bytes, content_type: str) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as e:
         raise errors.bad_request(f"error decoding JSON: {e}") from None
+
+
+class _Pairs(dict[str, Any]):
+    """A JSON object that remembers the keys it saw twice."""
+
+    dupes: list[str]
+
+
+def _pairs(items: list[tuple[str, Any]]) -> _Pairs:
+    out = _Pairs()
+    out.dupes = []
+    for k, v in items:
+        if k in out:
+            out.dupes.append(k)
+        out[k] = v
+    return out
+
+
+def duplicate_fields(raw: bytes) -> list[str]:
+    """Paths (``spec.replicas``) of keys a JSON body repeats; Go's strict decoder names
+    them (``fieldValidation``), orjson keeps the last silently. Only called when a client
+    asked for field validation."""
+    if b'"' not in raw:
+        return []
+    try:
+        doc = json.loads(raw, object_pairs_hook=_pairs)
+    except ValueError:
+        return []
+    out: list[str] = []
+
+    def walk(v: Any, path: str) -> None:
+        if isinstance(v, _Pairs):
+            out.extend(f"{path}.{k}" if path else k for k in v.dupes)
+            for k, x in v.items():
+                walk(x, f"{path}.{k}" if path else k)
+        elif isinstance(v, list):
+            for i, x in enumerate(v):
+                walk(x, f"{path}[{i}]")
+
+    walk(doc, "")
+    return out
 
 
 def _json_safe(v: Any) -> Any:

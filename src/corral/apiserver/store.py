@@ -56,6 +56,8 @@ class WriteOptions:
     field_manager: str = ""
     field_validation: str = "Warn"  # Ignore | Warn | Strict
     force: bool = False
+    #: keys the request body repeated (found by the HTTP layer), reported like unknown ones
+    duplicates: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -200,13 +202,17 @@ class Registry:
         decode the rest by type."""
         unknown = prune_unknown(obj, self.schema(info))
         self._decode_typed(info, obj)
-        if not unknown or opts.field_validation == "Ignore":
+        problems = [f'unknown field "{p}"' for p in unknown]
+        problems += [f'duplicate field "{p}"' for p in opts.duplicates]
+        if not problems or opts.field_validation == "Ignore":
             return []
         if opts.field_validation == "Strict":
+            k = info.kind
             raise errors.bad_request(
-                "strict decoding error: " + ", ".join(f'unknown field "{p}"' for p in unknown)
+                f'{k} in version "{info.version}" cannot be handled as a {k}: strict decoding error: '
+                + ", ".join(problems)
             )
-        return [f'unknown field "{p}"' for p in unknown]
+        return problems
 
     def _check_namespace(self, info: ResourceInfo, namespace: str, creating: bool) -> None:
         if not info.namespaced:
