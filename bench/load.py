@@ -63,7 +63,10 @@ class CpuMeter:
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self._cpu0 = 0.0
+        self._own0 = 0.0
         self._t0 = 0.0
+        #: this (load-generating) process's CPU over the same span, % of one core
+        self.client_pct = 0.0
 
     def _cpu(self) -> float:
         fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -71,11 +74,16 @@ class CpuMeter:
 
     def start(self) -> None:
         self._cpu0 = self._cpu()
+        self._own0 = time.process_time()
         self._t0 = time.monotonic()
 
     def stop(self) -> float:
+        """The server's CPU % of one core since ``start`` (sets ``client_pct`` too)."""
         dt = time.monotonic() - self._t0
-        return 100.0 * (self._cpu() - self._cpu0) / dt if dt > 0 else 0.0
+        if dt <= 0:
+            return 0.0
+        self.client_pct = 100.0 * (time.process_time() - self._own0) / dt
+        return 100.0 * (self._cpu() - self._cpu0) / dt
 
 
 async def send(
@@ -102,6 +110,7 @@ class Throughput:
     errors: int
     seconds: float
     server_cpu_pct: float
+    client_cpu_pct: float
 
     @property
     def per_second(self) -> float:
@@ -136,7 +145,8 @@ async def closed_loop(
         for _ in range(clients):
             tg.create_task(client())
     elapsed = time.monotonic() - t0
-    return Throughput(done, errors, elapsed, meter.stop())
+    server = meter.stop()
+    return Throughput(done, errors, elapsed, server, meter.client_pct)
 
 
 @dataclass
@@ -146,6 +156,7 @@ class OpenLoopResult:
     offered_per_s: float
     achieved_per_s: float
     server_cpu_pct: float
+    client_cpu_pct: float
 
 
 async def open_loop(
@@ -175,7 +186,10 @@ async def open_loop(
                 await asyncio.sleep(delay)
             tg.create_task(one(i, due))
     elapsed = time.monotonic() - t0
-    return OpenLoopResult(latencies, errors, rate, len(latencies) / elapsed, meter.stop())
+    server = meter.stop()
+    return OpenLoopResult(
+        latencies, errors, rate, len(latencies) / elapsed, server, meter.client_pct
+    )
 
 
 # --- objects ------------------------------------------------------------------------------------

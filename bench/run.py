@@ -96,6 +96,9 @@ class Bench:
         self.work = work
         self.figures: dict[str, Any] = {}
         self.servers: dict[str, list[str]] = {}
+        self.srv: BenchServer | None = None
+        #: the server's RSS after each section, to see what memory comes from where
+        self.rss_timeline: list[dict[str, Any]] = []
 
     async def section(self, name: str, fn: Callable[[], Awaitable[Any]]) -> None:
         _log(f"{name} ...")
@@ -105,11 +108,19 @@ class Bench:
         except Exception as e:
             traceback.print_exc()
             self.figures[name] = {"error": f"{type(e).__name__}: {e}"}
+        if self.srv is not None and self.srv.proc.poll() is None:
+            self.rss_timeline.append(
+                {
+                    "after": name,
+                    "rss_mb": round(self.srv.rss_bytes() / 2**20, 1),
+                    "peak_mb": round(self.srv.rss_bytes("VmHWM") / 2**20, 1),
+                }
+            )
         _log(f"{name} done in {time.monotonic() - t0:.1f}s")
 
     async def run(self) -> None:
         plan = self.plan
-        srv = BenchServer.start(self.work / "a")
+        srv = self.srv = BenchServer.start(self.work / "a")
         self.servers["a"] = srv.argv
         try:
             await asyncio.sleep(0.5)
@@ -150,11 +161,14 @@ class Bench:
                 "other_objects": "plus the ConfigMaps of the throughput sections and the watch pods",
                 "with_pods_bytes": rss_full,
                 "with_pods_mb": round(rss_full / 2**20, 1),
+                "peak_mb": round(srv.rss_bytes("VmHWM") / 2**20, 1),
+                "timeline": self.rss_timeline,
                 "db_files_bytes": srv.db_bytes(),
             }
         finally:
             srv.stop()
 
+        self.srv = None
         srv = BenchServer.start(self.work / "b")
         self.servers["b"] = srv.argv
         try:

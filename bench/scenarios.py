@@ -90,6 +90,7 @@ async def _seq_runs(
         "seconds_per_run": seconds,
         "errors": sum(r.errors for r in results),
         "server_cpu_pct": [_r(r.server_cpu_pct) for r in results],
+        "client_cpu_pct": [_r(r.client_cpu_pct) for r in results],
     }
 
 
@@ -157,6 +158,7 @@ async def write_latency(srv: BenchServer, s: aiohttp.ClientSession, plan: Plan) 
         "achieved_per_s": [_r(r.achieved_per_s) for r in runs],
         "errors": sum(r.errors for r in runs),
         "server_cpu_pct": [_r(r.server_cpu_pct) for r in runs],
+        "client_cpu_pct": [_r(r.client_cpu_pct) for r in runs],
         "target_p99_ms": 20,
     }
 
@@ -203,6 +205,7 @@ async def fill_pods(
         "clients": clients,
         "errors": errors,
         "server_cpu_pct": _r(meter.stop()),
+        "client_cpu_pct": _r(meter.client_pct),
     }
 
 
@@ -345,6 +348,8 @@ async def watch_fanout(
                 return t0, acked, d.done[name]
 
             await write(f"{tag}-warm")  # every stream is live and past its replay
+            meter = load.CpuMeter(srv.pid)
+            meter.start()
             lat, ack, first = [], [], []
             for k in range(plan.watch_writes):
                 name = f"{tag}-{k}"
@@ -371,6 +376,7 @@ async def watch_fanout(
                     btg.create_task(burst_writer())
             burst_s = time.monotonic() - t0
             delivered = d.total - before
+            server_cpu = meter.stop()
         finally:
             for t in tasks:
                 t.cancel()
@@ -389,6 +395,8 @@ async def watch_fanout(
         "burst_writes_per_s": _r(plan.watch_burst / burst_s),
         "events_delivered_per_s": _r(delivered / burst_s),
         "unexpected_events": d.unexpected,
+        "server_cpu_pct": _r(server_cpu),
+        "client_cpu_pct": _r(meter.client_pct),
     }
 
 

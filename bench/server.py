@@ -105,11 +105,12 @@ class BenchServer:
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=30),
         )
 
-    def rss_bytes(self) -> int:
+    def rss_bytes(self, field: str = "VmRSS") -> int:
+        """``VmRSS`` (or ``VmHWM``, the peak) of the server process, in bytes."""
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
-        raise RuntimeError("VmRSS not found")
+        raise RuntimeError(f"{field} not found")
 
     def db_path(self) -> Path:
         return self.data_dir / "state.db"

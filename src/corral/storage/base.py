@@ -13,7 +13,7 @@ stored bytes, the watch event and the HTTP answer are the same bytes.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -97,6 +97,13 @@ class Storage(Protocol):
     async def delete(self, key: str, expected_revision: int) -> KV: ...
 
     async def get(self, key: str) -> KV | None: ...
+
+    async def guaranteed_update(
+        self, key: str, update: Callable[[Obj], Obj | None], current: KV | None = None
+    ) -> KV | None:
+        """Read-modify-write until it sticks (etcd's GuaranteedUpdate): ``update`` gets a
+        fresh copy of the live object and returns the new one, or None to leave it."""
+        ...
 
     async def list(self, prefix: str) -> tuple[list[KV], int]: ...
 

@@ -307,6 +307,28 @@ class SQLiteStorage:
                 c.execute("ROLLBACK")
             raise
 
+    async def guaranteed_update(
+        self, key: str, update: Callable[[Obj], Obj | None], current: KV | None = None
+    ) -> KV | None:
+        """Read-modify-write with optimistic concurrency, retried on a race.
+
+        ``current`` (e.g. from the watch cache) saves the first read; if it is stale the
+        compare fails and the loop re-reads from the database. Returns the stored value,
+        or None when ``update`` returned None (nothing to do)."""
+        kv = current
+        while True:
+            if kv is None:
+                kv = await self.get(key)
+                if kv is None:
+                    raise KeyNotFound(key)
+            new = update(orjson.loads(kv.raw))
+            if new is None:
+                return None
+            try:
+                return await self.update(key, new, kv.mod_revision)
+            except RevisionMismatch:
+                kv = None
+
     # --- reads --------------------------------------------------------------------------
     async def get(self, key: str) -> KV | None:
         loop = asyncio.get_running_loop()

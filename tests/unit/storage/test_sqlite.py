@@ -137,3 +137,20 @@ async def test_idle_store_writes_nothing(store: SQLiteStorage) -> None:
         await asyncio.sleep(0.1)
     after = [os.stat(p).st_mtime_ns if os.path.exists(p) else 0 for p in paths]
     assert before == after
+
+
+async def test_guaranteed_update_retries_a_race(store: SQLiteStorage) -> None:
+    kv = await store.create("/registry/x/gu", {"metadata": {"name": "gu"}, "n": 0})
+    stale = kv
+    await store.update("/registry/x/gu", {"metadata": {"name": "gu"}, "n": 1}, kv.mod_revision)
+    calls = []
+
+    def bump(o: dict) -> dict:
+        calls.append(o["n"])
+        o["n"] += 1
+        return o
+
+    out = await store.guaranteed_update("/registry/x/gu", bump, current=stale)
+    assert out is not None and out.obj["n"] == 2
+    assert calls == [0, 1]  # the stale copy lost the race, the re-read won
+    assert await store.guaranteed_update("/registry/x/gu", lambda o: None) is None
