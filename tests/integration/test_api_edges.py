@@ -445,3 +445,39 @@ def test_kill_9_loses_no_acknowledged_write(tmp_path: Path) -> None:
         assert not missing
     finally:
         srv.stop()
+
+
+def test_service_cluster_ip_and_node_port_allocation(raw: Raw) -> None:
+    def svc(name: str, **spec: Any) -> dict[str, Any]:
+        return {"metadata": {"name": name}, "spec": {"ports": [{"port": 80}], **spec}}
+
+    status, _, out = raw("POST", "/api/v1/namespaces/default/services", svc("a1"))
+    assert status == 201
+    ip = json.loads(out)["spec"]["clusterIP"]
+    assert ip.startswith("10.") and ip != "10.96.0.1"
+    status, _, out = raw("POST", "/api/v1/namespaces/default/services", svc("a2", clusterIP=ip))
+    assert status == 422
+    assert status_of(out)["message"] == (
+        f'Service "a2" is invalid: spec.clusterIPs: Invalid value: []string{{"{ip}"}}: '
+        f"failed to allocate IP {ip}: provided IP is already allocated"
+    )
+    status, _, out = raw("POST", "/api/v1/namespaces/default/services", svc("a3", clusterIP="None"))
+    assert status == 201 and json.loads(out)["spec"]["clusterIP"] == "None"
+    status, _, out = raw("POST", "/api/v1/namespaces/default/services", svc("np1", type="NodePort"))
+    port = json.loads(out)["spec"]["ports"][0]["nodePort"]
+    assert 30000 <= port <= 32767
+    clash = svc("np2", type="NodePort")
+    clash["spec"]["ports"][0]["nodePort"] = port
+    status, _, out = raw("POST", "/api/v1/namespaces/default/services", clash)
+    assert status == 422 and "provided port is already allocated" in status_of(out)["message"]
+    # deleting frees the address
+    raw("DELETE", "/api/v1/namespaces/default/services/a1")
+    status, _, _ = raw("POST", "/api/v1/namespaces/default/services", svc("a4", clusterIP=ip))
+    assert status == 201
+
+
+def test_system_priority_classes_exist(raw: Raw) -> None:
+    out = json.loads(raw("GET", "/apis/scheduling.k8s.io/v1/priorityclasses")[2])
+    values = {i["metadata"]["name"]: i["value"] for i in out["items"]}
+    assert values["system-node-critical"] == 2000001000
+    assert values["system-cluster-critical"] == 2000000000

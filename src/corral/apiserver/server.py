@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from corral.api import errors
+from corral.apiserver.allocation import ServiceAllocator
 from corral.apiserver.app import APIApp
 from corral.apiserver.certs import ensure_admin_token, ensure_pki, write_kubeconfig
 from corral.apiserver.discovery import Discovery
@@ -33,6 +34,18 @@ from corral.util.clock import Clock, SystemClock
 log = logging.getLogger("corral.server")
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+SYSTEM_PRIORITY_CLASSES = (
+    (
+        "system-node-critical",
+        2000001000,
+        "Used for system critical pods that must not be moved from their current node.",
+    ),
+    (
+        "system-cluster-critical",
+        2000000000,
+        "Used for system critical pods that must run in the cluster, but can be moved to another node if necessary.",
+    ),
+)
 
 
 def parse_datastore(url: str | None, data_dir: Path) -> Path:
@@ -61,6 +74,8 @@ class Server:
         clock: Clock | None = None,
         event_ttl: float = 24 * 3600,
         history: int = 10_000,
+        service_cidr: str = "10.96.0.0/12",
+        node_port_range: tuple[int, int] = (30000, 32767),
     ) -> None:
         self.data_dir = Path(data_dir)
         self.port = port
@@ -70,6 +85,8 @@ class Server:
         self.clock = clock or SystemClock()
         self.event_ttl = event_ttl
         self.history = history
+        self.service_cidr = service_cidr
+        self.node_port_range = node_port_range
         self.storage = SQLiteStorage(self.db_path, min_history=history)
         self.cache = WatchCache(history)
         self.registry: Registry | None = None
@@ -95,6 +112,12 @@ class Server:
         history = await self.storage.history("/registry/", start)
         self.cache.load(kvs, rev, history, start)
         self.storage.listeners.append(self.cache.apply)
+        svc_info = registry.by_gvr[("", "v1", "services")]
+        allocator = ServiceAllocator(
+            registry.rcache(svc_info), self.service_cidr, self.node_port_range
+        )
+        registry.write_hooks[("", "services")] = [allocator.allocate]
+        self.kubernetes_ip = allocator.first_ip
         await self._bootstrap(registry)
 
         if self.port == 0:
@@ -133,8 +156,8 @@ class Server:
                 },
                 "spec": {
                     "type": "ClusterIP",
-                    "clusterIP": "10.96.0.1",
-                    "clusterIPs": ["10.96.0.1"],
+                    "clusterIP": self.kubernetes_ip,
+                    "clusterIPs": [self.kubernetes_ip],
                     "ports": [
                         {
                             "name": "https",
@@ -148,6 +171,11 @@ class Server:
             }
             with contextlib.suppress(errors.StatusError):
                 await registry.create(svc_info, "default", svc, opts)
+        pc_info = registry.by_gvr[("scheduling.k8s.io", "v1", "priorityclasses")]
+        for name, value, desc in SYSTEM_PRIORITY_CLASSES:
+            if registry.entry(pc_info, "", name) is None:
+                pc = {"metadata": {"name": name}, "value": value, "description": desc}
+                await registry.create(pc_info, "", pc, opts)
 
     async def stop(self) -> None:
         for t in self._tasks:

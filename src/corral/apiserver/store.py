@@ -39,6 +39,8 @@ from corral.storage.cache import Entry, ResourceCache, WatchCache
 from corral.util.clock import Clock, rfc3339
 
 Obj = dict[str, Any]
+#: (object about to be written, its key) -> release of what it reserved, or None
+WriteHook = Callable[[Obj, str], Callable[[], None] | None]
 
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 _MAX_RETRIES = 16
@@ -113,8 +115,9 @@ class Registry:
         self.by_kind: dict[tuple[str, str], ResourceInfo] = {}
         self._caches: dict[tuple[str, str], ResourceCache] = {}
         self._schemas: dict[tuple[str, str, str], SchemaNode | None] = {}
-        #: per-kind hooks run after prepare/validate on create: (registry, obj) -> None
-        self.create_hooks: dict[tuple[str, str], list[Callable[[Registry, Obj], None]]] = {}
+        #: per-kind hooks run after prepare/validate on create and update (allocations);
+        #: each may return a release called once the write is done or failed
+        self.write_hooks: dict[tuple[str, str], list[WriteHook]] = {}
         for info in resources:
             self.by_gvr[(info.group, info.version, info.plural)] = info
             self.by_kind[(info.group, info.kind)] = info
@@ -287,31 +290,55 @@ class Registry:
             errs = info.strategy.validate_metadata(obj, info.namespaced)
             errs += info.strategy.validate(obj)
             self._invalid(info, obj, errs)
-            for hook in self.create_hooks.get((info.group, info.plural), ()):
-                hook(self, obj)
-            if managed_fields is not None:
-                meta["managedFields"] = managed_fields
-            else:
-                record_update(
-                    obj,
-                    None,
-                    opts.field_manager or "unknown",
-                    info.group_version,
-                    self.now(),
-                    self.schema(info),
-                )
-            if opts.dry_run:
-                if self.entry(info, namespace, meta["name"]) is not None:
-                    raise errors.already_exists(info.plural, info.group, meta["name"])
-                return Result(obj, orjson.dumps(obj), True, warnings)
+            key = self.key(info, namespace, meta["name"])
+            releases = self._run_hooks(info, obj, key)
             try:
-                kv = await self.storage.create(self.key(info, namespace, meta["name"]), obj)
+                result = await self._store_created(info, obj, key, opts, managed_fields, warnings)
             except KeyExists:
                 if generated and attempt < 7:
                     continue
                 raise errors.already_exists(info.plural, info.group, meta["name"]) from None
-            return Result(kv.obj, kv.raw, True, warnings)
+            finally:
+                for release in releases:
+                    release()
+            return result
         raise AssertionError("unreachable")
+
+    def _run_hooks(self, info: ResourceInfo, obj: Obj, key: str) -> list[Callable[[], None]]:
+        releases = []
+        for hook in self.write_hooks.get((info.group, info.plural), ()):
+            release = hook(obj, key)
+            if release is not None:
+                releases.append(release)
+        return releases
+
+    async def _store_created(
+        self,
+        info: ResourceInfo,
+        obj: Obj,
+        key: str,
+        opts: WriteOptions,
+        managed_fields: list[Any] | None,
+        warnings: list[str],
+    ) -> Result:
+        meta = obj["metadata"]
+        if managed_fields is not None:
+            meta["managedFields"] = managed_fields
+        else:
+            record_update(
+                obj,
+                None,
+                opts.field_manager or "unknown",
+                info.group_version,
+                self.now(),
+                self.schema(info),
+            )
+        if opts.dry_run:
+            if self.rcache(info).entries.get(key) is not None:
+                raise errors.already_exists(info.plural, info.group, meta["name"])
+            return Result(obj, orjson.dumps(obj), True, warnings)
+        kv = await self.storage.create(key, obj)
+        return Result(kv.obj, kv.raw, True, warnings)
 
     # --- update (PUT) ----------------------------------------------------------------------
     async def update(
@@ -383,27 +410,48 @@ class Registry:
                 )
             if _same(new, old):
                 return Result(old, entry.raw)
-            if opts.dry_run:
-                return Result(new, orjson.dumps(new))
-            if _gone_when_written(info, new):
-                # The last finalizer went: the object goes with it.
-                try:
-                    kv = await self.storage.delete(key, entry.revision)
-                except RevisionMismatch:
-                    continue
-                except KeyNotFound:
-                    raise errors.not_found(info.plural, info.group, name) from None
-                return Result(kv.obj, kv.raw, deleted=True)
+            releases = self._run_hooks(info, new, key) if subresource == "" else []
             try:
-                kv = await self.storage.update(key, new, entry.revision)
-            except RevisionMismatch:
-                if precondition is not None:
-                    raise errors.conflict(info.plural, info.group, name) from None
+                result = await self._store_updated(info, key, entry, new, opts, precondition, name)
+            finally:
+                for release in releases:
+                    release()
+            if result is None:
                 continue
+            return result
+        raise errors.conflict(info.plural, info.group, name, "too many concurrent updates")
+
+    async def _store_updated(
+        self,
+        info: ResourceInfo,
+        key: str,
+        entry: Entry,
+        new: Obj,
+        opts: WriteOptions,
+        precondition: str | None,
+        name: str,
+    ) -> Result | None:
+        """Write ``new`` over ``entry``; None means "lost a race, read again"."""
+        if opts.dry_run:
+            return Result(new, orjson.dumps(new))
+        if _gone_when_written(info, new):
+            # The last finalizer went: the object goes with it.
+            try:
+                kv = await self.storage.delete(key, entry.revision)
+            except RevisionMismatch:
+                return None
             except KeyNotFound:
                 raise errors.not_found(info.plural, info.group, name) from None
-            return Result(kv.obj, kv.raw)
-        raise errors.conflict(info.plural, info.group, name, "too many concurrent updates")
+            return Result(kv.obj, kv.raw, deleted=True)
+        try:
+            kv = await self.storage.update(key, new, entry.revision)
+        except RevisionMismatch:
+            if precondition is not None:
+                raise errors.conflict(info.plural, info.group, name) from None
+            return None
+        except KeyNotFound:
+            raise errors.not_found(info.plural, info.group, name) from None
+        return Result(kv.obj, kv.raw)
 
     def _prepare_update(self, info: ResourceInfo, new: Obj, old: Obj, subresource: str) -> Obj:
         new["apiVersion"] = info.group_version

@@ -42,7 +42,20 @@ def _server_args(p: argparse.ArgumentParser, data_required: bool) -> None:
         default=10_000,
         help="revisions kept for watch resumption (older ones answer 410 Expired)",
     )
+    p.add_argument("--service-cidr", default="10.96.0.0/12", help="ClusterIP range of Services")
+    p.add_argument("--service-node-port-range", default="30000-32767", help="NodePort range")
     p.add_argument("--log-level", default="INFO")
+
+
+def _port_range(text: str) -> tuple[int, int]:
+    lo, _, hi = text.partition("-")
+    try:
+        low, high = int(lo), int(hi)
+    except ValueError:
+        raise ValueError(f"invalid port range {text!r}: want LOW-HIGH") from None
+    if not 0 < low <= high < 65536:
+        raise ValueError(f"invalid port range {text!r}")
+    return low, high
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
             datastore=args.datastore,
             event_ttl=args.event_ttl,
             history=args.history,
+            service_cidr=args.service_cidr,
+            node_port_range=_port_range(args.service_node_port_range),
         )
     except ValueError as e:
         print(f"corral: {e}", file=sys.stderr)
