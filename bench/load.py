@@ -49,6 +49,25 @@ def percentile(values: list[float], p: float) -> float:
     return s[k]
 
 
+def stalls(
+    samples: list[tuple[float, float]], over_ms: float, gap_s: float = 0.05
+) -> list[dict[str, float]]:
+    """Group the requests slower than ``over_ms`` into stalls: runs of slow requests
+    scheduled less than ``gap_s`` apart. Periodic stalls point at a timer in the server;
+    irregular ones at pauses such as garbage collection."""
+    out: list[dict[str, float]] = []
+    last = -1.0
+    for at, ms in sorted(s for s in samples if s[1] > over_ms):
+        if out and at - last <= gap_s:
+            cur = out[-1]
+            cur["requests"] += 1
+            cur["worst_ms"] = max(cur["worst_ms"], round(ms, 1))
+        else:
+            out.append({"at_s": round(at, 2), "requests": 1, "worst_ms": round(ms, 1)})
+        last = at
+    return out
+
+
 def median(values: list[float]) -> float:
     s = sorted(values)
     n = len(s)
@@ -152,6 +171,8 @@ async def closed_loop(
 @dataclass
 class OpenLoopResult:
     latencies_ms: list[float]
+    #: (scheduled offset from the start in s, latency in ms) of every request
+    samples: list[tuple[float, float]]
     errors: int
     offered_per_s: float
     achieved_per_s: float
@@ -165,13 +186,16 @@ async def open_loop(
     """Request i is due at ``t0 + i / rate``; latency counts from that due time."""
     total = int(rate * seconds)
     latencies: list[float] = []
+    samples: list[tuple[float, float]] = []
     errors = 0
 
     async def one(i: int, due: float) -> None:
         nonlocal errors
         try:
             await request(first_seq + i)
-            latencies.append((time.monotonic() - due) * 1000.0)
+            ms = (time.monotonic() - due) * 1000.0
+            latencies.append(ms)
+            samples.append((due - t0, ms))
         except (RequestFailed, aiohttp.ClientError):
             errors += 1
 
@@ -188,7 +212,7 @@ async def open_loop(
     elapsed = time.monotonic() - t0
     server = meter.stop()
     return OpenLoopResult(
-        latencies, errors, rate, len(latencies) / elapsed, server, meter.client_pct
+        latencies, samples, errors, rate, len(latencies) / elapsed, server, meter.client_pct
     )
 
 

@@ -156,6 +156,7 @@ async def write_latency(srv: BenchServer, s: aiohttp.ClientSession, plan: Plan) 
         "runs_p99_ms": [_r(x, 2) for x in p99],
         "runs_max_ms": [_r(max(r.latencies_ms, default=0.0), 2) for r in runs],
         "achieved_per_s": [_r(r.achieved_per_s) for r in runs],
+        "stalls_over_20ms": [load.stalls(r.samples, 20.0) for r in runs],
         "errors": sum(r.errors for r in runs),
         "server_cpu_pct": [_r(r.server_cpu_pct) for r in runs],
         "client_cpu_pct": [_r(r.client_cpu_pct) for r in runs],

@@ -31,6 +31,7 @@ import contextlib
 import logging
 import sqlite3
 import threading
+import time
 import zlib
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -71,7 +72,15 @@ CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
 
 log = logging.getLogger("corral.storage")
 
-_COMPACT_CHUNK = 2000
+_COMPACT_CHUNK = 200
+#: pause between compaction steps (seconds), so that commits get the writer thread
+_COMPACT_PAUSE = 0.005
+#: commits slower than this (seconds) are logged
+_SLOW_COMMIT = 0.05
+#: WAL pages after which the checkpointer copies them back into the database
+_CHECKPOINT_PAGES = 256
+#: bytes the WAL file is cut back to once a checkpoint lets it restart
+_WAL_LIMIT = 1024 * 1024
 #: smallest number of revisions compaction keeps, whatever the number of live keys
 _MIN_WINDOW = 100
 
@@ -114,6 +123,8 @@ class SQLiteStorage:
         self._wake = asyncio.Event()
         self._closing = False
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="corral-sqlite")
+        self._ckpt_running = False
+        self._wal_pages = 0
         self._conn: sqlite3.Connection | None = None
         self._watchers: list[tuple[str, asyncio.Queue[Event | None]]] = []
         #: called synchronously, in revision order, after each commit and before the
@@ -143,7 +154,11 @@ class SQLiteStorage:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA busy_timeout=60000")
-        conn.execute("PRAGMA wal_autocheckpoint=1000")
+        # Checkpoints are ours (``_checkpoint``): small, frequent, queued after a commit
+        # so that no commit pays for copying the WAL back into the database.
+        conn.execute("PRAGMA wal_autocheckpoint=0")
+        # After a checkpoint lets the WAL restart, shrink the file back to this size.
+        conn.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT}")
         conn.executescript(_SCHEMA)
         self._conn = conn
         self._load_state()
@@ -159,6 +174,23 @@ class SQLiteStorage:
         top_log = c.execute("SELECT max(rev) FROM log").fetchone()[0] or 0
         top_cur = c.execute("SELECT max(mod_rev) FROM current").fetchone()[0] or 0
         self._revision = max(top_log, top_cur, self._compacted)
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL back into the database (PASSIVE) on the writer's own connection.
+
+        Done often (every ``_CHECKPOINT_PAGES`` pages), each one is short; and because
+        the writer's next transaction then finds the WAL fully copied, SQLite restarts
+        the WAL and cuts the file back to ``_WAL_LIMIT``. (A checkpoint from a second
+        connection, tried first, let the WAL grow without bound under steady writes:
+        the writer's next transaction always began before the copy was complete.)"""
+        assert self._conn is not None
+        self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    def _checkpoint_done(self, fut: Any) -> None:
+        self._ckpt_running = False
+        exc = fut.exception()
+        if exc is not None:
+            log.warning("WAL checkpoint failed: %s", exc)
 
     async def close(self) -> None:
         if self._conn is None and self._closing:
@@ -249,6 +281,7 @@ class SQLiteStorage:
             rows.append((op, kv, op.type))
         if not rows:
             return
+        started = time.monotonic()
         try:
             await loop.run_in_executor(self._thread, self._commit, rows)
         except Exception as exc:  # disk full, I/O error: fail the batch, resync
@@ -257,7 +290,19 @@ class SQLiteStorage:
                 if not op.future.done():
                     op.future.set_exception(exc)
             return
+        took = time.monotonic() - started
+        if took > _SLOW_COMMIT:
+            log.info("slow commit: %d writes took %.0f ms", len(rows), took * 1000)
         self.commits += 1
+        self._wal_pages += len(rows)  # about a page per row
+        if self._wal_pages >= _CHECKPOINT_PAGES and not self._ckpt_running:
+            # Queued behind this commit on the writer thread: the writes just committed
+            # are acknowledged first; only a write arriving during the (small)
+            # checkpoint waits for it.
+            self._wal_pages = 0
+            self._ckpt_running = True
+            fut = loop.run_in_executor(self._thread, self._checkpoint)
+            fut.add_done_callback(self._checkpoint_done)
         for op, kv, type_ in rows:
             try:
                 self._dispatch(Event(type_, kv, None, kv.mod_revision))
@@ -427,14 +472,22 @@ class SQLiteStorage:
             done = await loop.run_in_executor(self._thread, self._compact_chunk, revision)
             if done:
                 break
-            await asyncio.sleep(0)  # let queued writes through between chunks
+            await asyncio.sleep(_COMPACT_PAUSE)  # let queued writes through between chunks
         self._compacted = max(self._compacted, revision)
-        await loop.run_in_executor(self._thread, self._release_free_pages)
+        while await loop.run_in_executor(self._thread, self._release_free_pages):
+            await asyncio.sleep(_COMPACT_PAUSE)
+        # Let the freed pages leave the file now, not at the next burst of writes.
+        await loop.run_in_executor(self._thread, self._checkpoint)
 
-    def _release_free_pages(self) -> None:
-        """Give pages freed by compaction back to the file system, a few at a time."""
+    def _release_free_pages(self) -> bool:
+        """Give pages freed by compaction back to the file system, a few at a time;
+        True while some are left."""
         assert self._conn is not None
-        self._conn.execute("PRAGMA incremental_vacuum(2000)")
+        # Through execute() the pragma frees one page per step; executescript() runs
+        # it to completion (we are in autocommit mode, so its implicit COMMIT is moot).
+        self._conn.executescript("PRAGMA incremental_vacuum(64);")
+        free = self._conn.execute("PRAGMA freelist_count").fetchone()[0]
+        return bool(free)
 
     def _compact_chunk(self, revision: int) -> bool:
         c = self._conn
