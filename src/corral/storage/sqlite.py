@@ -104,9 +104,12 @@ class _Op:
 
 
 def stamp(obj: Obj, revision: int) -> bytes:
-    """Set ``metadata.resourceVersion`` and serialise: the versioner of this store."""
+    """Set ``metadata.resourceVersion`` and serialise: the versioner of this store.
+
+    The bytes live on in the watch cache, so they are copied to their exact size:
+    orjson hands back a buffer with its growth capacity (a 1 KB object held 4 KB)."""
     obj.setdefault("metadata", {})["resourceVersion"] = str(revision)
-    return orjson.dumps(obj)
+    return memoryview(orjson.dumps(obj)).tobytes()
 
 
 class SQLiteStorage:
