@@ -1,99 +1,27 @@
 """A ``corral server`` subprocess for the benchmarks, and the client session that drives it.
 
-Called by ``bench.scenarios``: ``BenchServer.start`` runs ``python -m corral server`` on a
-fresh data directory and a free port (as the integration tests do), waits until it
-accepts connections and has written its kubeconfig, and reads the admin token and CA the
-server wrote. ``stop`` always terminates (then kills) the process; callers hold it in
-``try/finally`` so no server outlives a benchmark. ``rss_bytes`` reads the process's
+Called by ``bench.scenarios``: ``BenchServer`` is the test kit's ``ServerProcess``
+(``python -m corral server`` on a fresh data directory and a free port, as the
+integration tests run it) plus a client session; callers hold it in ``try/finally`` so
+no server outlives a benchmark. ``rss_bytes`` reads the process's
 ``VmRSS`` from ``/proc``; ``db_bytes`` sizes the SQLite file and its WAL.
 """
 
 from __future__ import annotations
 
-import socket
 import sqlite3
-import ssl
-import subprocess
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from corral.testing.process import ServerProcess
 
 
 @dataclass
-class BenchServer:
-    """One running server: its process, data directory, URL, token and TLS context."""
-
-    proc: subprocess.Popen[bytes]
-    data_dir: Path
-    port: int
-    log: Path
-    argv: list[str]
-    token: str = ""
-
-    @classmethod
-    def start(cls, data_dir: Path, extra: list[str] | None = None) -> BenchServer:
-        port = free_port()
-        data_dir.mkdir(parents=True, exist_ok=True)
-        log = data_dir.parent / f"{data_dir.name}-server.log"
-        argv = [
-            sys.executable,
-            "-m",
-            "corral",
-            "server",
-            "--data-dir",
-            str(data_dir),
-            "--port",
-            str(port),
-            "--log-level",
-            "WARNING",
-            *(extra or []),
-        ]
-        with open(log, "ab") as out:
-            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
-        srv = cls(proc, data_dir, port, log, argv)
-        try:
-            srv._wait_ready(60.0)
-        except BaseException:
-            srv.stop()
-            raise
-        srv.token = (data_dir / "pki" / "admin.token").read_text().strip()
-        return srv
-
-    def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log.read_text()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    if (self.data_dir / "kubeconfig").exists():
-                        return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"server did not start: {self.log.read_text()}")
-
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def ssl_context(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=str(self.data_dir / "pki" / "ca.crt"))
+class BenchServer(ServerProcess):
+    """A server process plus what the benchmarks read of it."""
 
     def session(self, limit: int) -> aiohttp.ClientSession:
         """A keep-alive session with at most ``limit`` connections (call inside a loop)."""
@@ -150,12 +78,3 @@ class BenchServer:
             "page_count": int(page_count),
             "freelist_pages": int(freelist),
         }
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import ssl
 import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -20,81 +17,15 @@ from typing import Any
 import pytest
 import yaml
 
+from corral.testing.process import ServerProcess
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@dataclass
-class RunningServer:
-    proc: subprocess.Popen[bytes]
-    data_dir: Path
-    port: int
-    log: Path
-
-    @property
-    def kubeconfig(self) -> Path:
-        return self.data_dir / "kubeconfig"
-
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
+RunningServer = ServerProcess
 
 
 def start_server(
     data_dir: Path, port: int | None = None, extra: list[str] | None = None
-) -> RunningServer:
-    port = port or free_port()
-    log = data_dir.parent / f"{data_dir.name}-server-{port}.log"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "corral",
-                "server",
-                "--data-dir",
-                str(data_dir),
-                "--port",
-                str(port),
-                "--log-level",
-                "WARNING",
-                *(extra or []),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    srv = RunningServer(proc, data_dir, port, log)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {log.read_text()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                if srv.kubeconfig.exists():
-                    return srv
-        except OSError:
-            pass
-        time.sleep(0.05)
-    srv.stop()
-    raise RuntimeError(f"server did not start: {log.read_text()}")
+) -> ServerProcess:
+    return ServerProcess.start(data_dir, port=port, extra=extra, timeout=30.0)
 
 
 @pytest.fixture(scope="session")
