@@ -1,0 +1,274 @@
+"""An async Kubernetes REST client: what Corral's own components use to talk to the API.
+
+Every loop in Corral (scheduler, controllers, agents) is an ordinary API client, so it can
+run in the server's process or on another machine. ``Client`` reads a kubeconfig (server
+URL, CA, bearer token), keeps one aiohttp session, and offers the verbs by resource:
+``get``, ``list``, ``watch``, ``create``, ``update``, ``patch``, ``delete`` and
+subresource calls. Errors come back as ``corral.api.errors.StatusError`` rebuilt from the
+server's Status body, so callers handle 404/409 the same way the server raised them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import ssl
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import yaml
+
+from corral.api.errors import StatusError
+
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Resource:
+    """Where a kind lives: group, version, plural, namespaced."""
+
+    group: str
+    version: str
+    plural: str
+    namespaced: bool = True
+
+    def path(self, namespace: str | None = None, name: str = "", sub: str = "") -> str:
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{namespace}"
+        base += f"/{self.plural}"
+        if name:
+            base += f"/{name}"
+        if sub:
+            base += f"/{sub}"
+        return base
+
+
+PODS = Resource("", "v1", "pods")
+NODES = Resource("", "v1", "nodes", namespaced=False)
+EVENTS = Resource("", "v1", "events")
+NAMESPACES = Resource("", "v1", "namespaces", namespaced=False)
+LEASES = Resource("coordination.k8s.io", "v1", "leases")
+PRIORITY_CLASSES = Resource("scheduling.k8s.io", "v1", "priorityclasses", namespaced=False)
+
+
+@dataclass(frozen=True)
+class KubeConfig:
+    server: str
+    token: str
+    ca_pem: bytes | None
+
+    @classmethod
+    def load(cls, path: str | Path) -> KubeConfig:
+        cfg = yaml.safe_load(Path(path).read_text())
+        ctx_name = cfg.get("current-context")
+        ctx = next(c["context"] for c in cfg["contexts"] if c["name"] == ctx_name)
+        cluster = next(c["cluster"] for c in cfg["clusters"] if c["name"] == ctx["cluster"])
+        user = next(u["user"] for u in cfg["users"] if u["name"] == ctx["user"])
+        ca = cluster.get("certificate-authority-data")
+        ca_pem = base64.b64decode(ca) if ca else None
+        if ca_pem is None and cluster.get("certificate-authority"):
+            ca_pem = Path(cluster["certificate-authority"]).read_bytes()
+        return cls(cluster["server"].rstrip("/"), user.get("token", ""), ca_pem)
+
+    def ssl_context(self) -> ssl.SSLContext | bool:
+        if not self.server.startswith("https"):
+            return False
+        if self.ca_pem is None:
+            return ssl.create_default_context()
+        with tempfile.NamedTemporaryFile() as f:
+            f.write(self.ca_pem)
+            f.flush()
+            return ssl.create_default_context(cafile=f.name)
+
+
+def _raise_for(status: int, body: bytes) -> None:
+    try:
+        s = orjson.loads(body)
+        raise StatusError(status, s.get("reason", ""), s.get("message", ""), s.get("details"))
+    except (orjson.JSONDecodeError, AttributeError):
+        raise StatusError(status, "", body.decode(errors="replace")[:500]) from None
+
+
+class Client:
+    """One session to one API server; safe to share by every task of a process."""
+
+    def __init__(
+        self, config: KubeConfig, *, connections: int = 64, user_agent: str = "corral"
+    ) -> None:
+        self.config = config
+        self._connections = connections
+        self._user_agent = user_agent
+        self._session: aiohttp.ClientSession | None = None
+
+    @classmethod
+    def from_kubeconfig(cls, path: str | Path, **kw: Any) -> Client:
+        return cls(KubeConfig.load(path), **kw)
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            conn = aiohttp.TCPConnector(limit=self._connections, ssl=self.config.ssl_context())
+            self._session = aiohttp.ClientSession(
+                base_url=self.config.server,
+                connector=conn,
+                headers={
+                    "Authorization": f"Bearer {self.config.token}",
+                    "User-Agent": self._user_agent,
+                },
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        timeout: float = 30,
+    ) -> Any:
+        data = orjson.dumps(body) if body is not None else None
+        headers = {"Content-Type": content_type} if data is not None else {}
+        async with asyncio.timeout(timeout):
+            async with self.session.request(
+                method, path, params=params, data=data, headers=headers
+            ) as r:
+                raw = await r.read()
+                if r.status >= 400:
+                    _raise_for(r.status, raw)
+                return orjson.loads(raw) if raw else None
+
+    # --- verbs -------------------------------------------------------------------------
+    async def get(self, res: Resource, name: str, namespace: str | None = None) -> Obj:
+        out: Obj = await self.request("GET", res.path(namespace, name))
+        return out
+
+    async def list(
+        self,
+        res: Resource,
+        namespace: str | None = None,
+        *,
+        label_selector: str = "",
+        field_selector: str = "",
+        resource_version: str = "",
+        limit: int = 0,
+    ) -> Obj:
+        """All pages of a list (follows ``continue``); returns a list object."""
+        params: dict[str, str] = {}
+        if label_selector:
+            params["labelSelector"] = label_selector
+        if field_selector:
+            params["fieldSelector"] = field_selector
+        if resource_version:
+            params["resourceVersion"] = resource_version
+        if limit:
+            params["limit"] = str(limit)
+        items: list[Obj] = []
+        while True:
+            page: Obj = await self.request("GET", res.path(namespace), params=params, timeout=120)
+            items.extend(page.get("items") or [])
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                page["items"] = items
+                return page
+            params = {**params, "continue": token}
+            params.pop("resourceVersion", None)
+
+    async def watch(
+        self,
+        res: Resource,
+        namespace: str | None = None,
+        *,
+        resource_version: str = "",
+        label_selector: str = "",
+        field_selector: str = "",
+        timeout_seconds: int = 0,
+        bookmarks: bool = True,
+    ) -> AsyncIterator[Obj]:
+        """Events as dicts (``{"type":..., "object":...}``) until the server ends the stream."""
+        params = {"watch": "true"}
+        if resource_version:
+            params["resourceVersion"] = resource_version
+        if label_selector:
+            params["labelSelector"] = label_selector
+        if field_selector:
+            params["fieldSelector"] = field_selector
+        if timeout_seconds:
+            params["timeoutSeconds"] = str(timeout_seconds)
+        if bookmarks:
+            params["allowWatchBookmarks"] = "true"
+        async with self.session.get(res.path(namespace), params=params) as r:
+            if r.status >= 400:
+                _raise_for(r.status, await r.read())
+            buf = b""
+            async for chunk in r.content.iter_any():
+                buf += chunk
+                while True:
+                    nl = buf.find(b"\n")
+                    if nl < 0:
+                        break
+                    line, buf = buf[:nl], buf[nl + 1 :]
+                    if line.strip():
+                        yield orjson.loads(line)
+
+    async def create(self, res: Resource, obj: Obj, namespace: str | None = None) -> Obj:
+        out: Obj = await self.request("POST", res.path(namespace), body=obj)
+        return out
+
+    async def update(
+        self, res: Resource, obj: Obj, namespace: str | None = None, sub: str = ""
+    ) -> Obj:
+        name = obj["metadata"]["name"]
+        out: Obj = await self.request("PUT", res.path(namespace, name, sub), body=obj)
+        return out
+
+    async def patch(
+        self,
+        res: Resource,
+        name: str,
+        patch: Any,
+        namespace: str | None = None,
+        *,
+        sub: str = "",
+        patch_type: str = "application/merge-patch+json",
+    ) -> Obj:
+        out: Obj = await self.request(
+            "PATCH", res.path(namespace, name, sub), body=patch, content_type=patch_type
+        )
+        return out
+
+    async def delete(
+        self,
+        res: Resource,
+        name: str,
+        namespace: str | None = None,
+        *,
+        grace_period: int | None = None,
+        propagation: str | None = None,
+    ) -> Obj:
+        body: Obj = {}
+        if grace_period is not None:
+            body["gracePeriodSeconds"] = grace_period
+        if propagation:
+            body["propagationPolicy"] = propagation
+        out: Obj = await self.request("DELETE", res.path(namespace, name), body=body or None)
+        return out
+
+    async def post_sub(
+        self, res: Resource, name: str, sub: str, body: Obj, namespace: str | None = None
+    ) -> Obj:
+        out: Obj = await self.request("POST", res.path(namespace, name, sub), body=body)
+        return out
