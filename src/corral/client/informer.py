@@ -190,7 +190,7 @@ class Informer:
                 log.warning("informer %s: %s", self.resource.plural, e.message)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10)
-            except Exception as e:  # noqa: BLE001 - connection trouble: retry with back-off
+            except Exception as e:  # connection trouble: retry with back-off
                 log.info("informer %s: %s; retrying", self.resource.plural, e)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10)
