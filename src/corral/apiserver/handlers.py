@@ -51,6 +51,7 @@ from corral.apiserver.store import (
     DeleteOptions,
     Registry,
     WriteOptions,
+    apply_patch,
 )
 from corral.storage.base import Compacted
 from corral.storage.cache import Entry, Watcher, WatchEvent
@@ -666,7 +667,6 @@ class ResourceHandler:
         if method == "PATCH" and ct not in PATCH_TYPES:
             raise errors.unsupported_media_type(ct)
         body = await self._body(request)
-        precondition: builtins.list[str | None] = [None]
 
         def transform(parent: dict[str, Any]) -> dict[str, Any]:
             cur = self._scale_of(info, parent)
@@ -677,14 +677,7 @@ class ResourceHandler:
                 if rv and rv != parent["metadata"]["resourceVersion"]:
                     raise errors.conflict(info.plural, info.group, name)
             else:
-                from corral.api.patch import json_patch, merge_patch, strategic_merge_patch
-
-                if ct == JSON_PATCH:
-                    new = json_patch(cur, body)
-                elif ct == MERGE_PATCH:
-                    new = merge_patch(cur, body)
-                else:
-                    new = strategic_merge_patch(cur, body, None)
+                new = apply_patch(ct, cur, body, self.registry.schema(info, "Scale"))
             replicas = (new.get("spec") or {}).get("replicas", 0)
             if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
                 raise errors.invalid_object(
@@ -703,9 +696,7 @@ class ResourceHandler:
             target[sa.replicas_path[-1]] = replicas
             return parent
 
-        res = await self.registry._guaranteed_update(
-            info, ns, name, transform, opts, "scale", precondition[0]
-        )
+        res = await self.registry._guaranteed_update(info, ns, name, transform, opts, "scale")
         return json_response(orjson.dumps(self._scale_of(info, res.obj)))
 
     def _scale_of(self, info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:

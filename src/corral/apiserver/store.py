@@ -521,17 +521,9 @@ class Registry:
             return await self.apply(info, namespace, name, body, opts, subresource)
         warnings: list[str] = []
         node = self.schema(info)
-        precondition: list[str | None] = [None]
 
         def transform(cur: Obj) -> Obj:
-            if patch_type == JSON_PATCH:
-                new = json_patch(cur, body)
-            elif patch_type == MERGE_PATCH:
-                new = merge_patch(cur, body)
-            elif patch_type == STRATEGIC_PATCH:
-                new = strategic_merge_patch(cur, body, node)
-            else:
-                raise errors.unsupported_media_type(patch_type)
+            new = apply_patch(patch_type, cur, body, node)
             self.check_type(info, new)
             rv = (new.get("metadata") or {}).get("resourceVersion")
             if rv and rv != (cur.get("metadata") or {}).get("resourceVersion"):
@@ -539,9 +531,7 @@ class Registry:
             warnings.extend(self._validate_fields(info, new, opts))
             return new
 
-        res = await self._guaranteed_update(
-            info, namespace, name, transform, opts, subresource, precondition[0]
-        )
+        res = await self._guaranteed_update(info, namespace, name, transform, opts, subresource)
         res.warnings = warnings + res.warnings
         return res
 
@@ -729,6 +719,17 @@ class Registry:
                 continue
             except KeyNotFound:
                 return
+
+
+def apply_patch(patch_type: str, doc: Obj, body: Any, node: SchemaNode | None) -> Obj:
+    """``doc`` patched by a JSON, merge or strategic merge patch (a new object)."""
+    if patch_type == JSON_PATCH:
+        return json_patch(doc, body)
+    if patch_type == MERGE_PATCH:
+        return merge_patch(doc, body)
+    if patch_type == STRATEGIC_PATCH:
+        return strategic_merge_patch(doc, body, node)
+    raise errors.unsupported_media_type(patch_type)
 
 
 def has_finalizers(info: ResourceInfo, obj: Obj) -> bool:
