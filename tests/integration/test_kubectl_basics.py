@@ -215,3 +215,23 @@ def test_wait_for_condition(kubectl, ns, api_client) -> None:
         "wait", "deploy/web", "-n", ns, "--for=condition=Available", "--timeout=20s"
     ).stdout
     assert "condition met" in out
+
+
+SVC = """
+apiVersion: v1
+kind: Service
+metadata: {name: ssa-svc}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+"""
+
+
+def test_server_side_apply_is_idempotent_with_defaulted_keys(kubectl, ns) -> None:
+    for _ in range(2):
+        kubectl("apply", "--server-side", "-n", ns, "-f", "-", input=SVC)
+        kubectl("apply", "--server-side", "-n", ns, "-f", "-", input=DEPLOY)
+    svc = json.loads(kubectl("get", "svc", "ssa-svc", "-n", ns, "-o", "json").stdout)
+    assert [(p["port"], p["protocol"]) for p in svc["spec"]["ports"]] == [(80, "TCP")]
+    dep = json.loads(kubectl("get", "deploy", "web", "-n", ns, "-o", "json").stdout)
+    assert len(dep["spec"]["template"]["spec"]["containers"][0]["ports"]) == 1

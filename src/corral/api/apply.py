@@ -113,11 +113,21 @@ def _shape(value: Any, node: SchemaNode | None) -> str:
     return "leaf"
 
 
+#: schema defaults of list-map key fields: a key left out means its default (since
+#: Kubernetes 1.21), so ``{port: 80}`` and ``{port: 80, protocol: TCP}`` are one item
+_KEY_DEFAULTS = {"protocol": "TCP"}
+
+
 def _item_pe(item: Any, index: int, node: SchemaNode, shape: str) -> str:
     if shape == "set":
         return "v:" + _json(item)
     if isinstance(item, dict):
-        keys = {k: item[k] for k in sorted(node.list_map_keys) if k in item}
+        keys = {}
+        for k in sorted(node.list_map_keys):
+            if k in item:
+                keys[k] = item[k]
+            elif k in _KEY_DEFAULTS:
+                keys[k] = _KEY_DEFAULTS[k]
         if keys:
             return "k:" + _json(keys)
     return f"i:{index}"

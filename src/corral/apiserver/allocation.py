@@ -87,7 +87,7 @@ class ServiceAllocator:
             for i, port in enumerate(spec.get("ports") or []):
                 want = port.get("nodePort")
                 if want:
-                    self._check_port(i, want, ports)
+                    self._check_port(i, want, ports, key.rsplit("/", 1)[-1])
                 else:
                     np = self._free_port(ports)
                     port["nodePort"] = np
@@ -137,30 +137,17 @@ class ServiceAllocator:
                 ],
             )
 
-    def _check_port(self, i: int, port: int, taken: set[int]) -> None:
+    def _check_port(self, i: int, port: int, taken: set[int], name: str) -> None:
         lo, hi = self.node_ports
-        field = f"spec.ports[{i}].nodePort"
         if not lo <= port <= hi:
-            raise errors.invalid_object(
-                "Service",
-                "",
-                "",
-                [
-                    errors.invalid(
-                        field,
-                        port,
-                        f"provided port is not in the valid range. The range of valid ports is {lo}-{hi}",
-                    )
-                ],
-            )
-        if port in taken:
-            raise errors.invalid_object(
-                "Service",
-                "",
-                "",
-                [errors.invalid(field, port, "provided port is already allocated")],
-            )
-        taken.add(port)
+            why = f"provided port is not in the valid range. The range of valid ports is {lo}-{hi}"
+        elif port in taken:
+            why = "provided port is already allocated"
+        else:
+            taken.add(port)
+            return
+        field = f"spec.ports[{i}].nodePort"
+        raise errors.invalid_object("Service", "", name, [errors.invalid(field, port, why)])
 
     def _free_ip(self, taken: set[str]) -> str:
         size = self.network.num_addresses

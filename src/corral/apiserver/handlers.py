@@ -383,6 +383,14 @@ class ResourceHandler:
         if len(fm) > 128:
             raise errors.bad_request("fieldManager: Too long: must have at most 128 bytes")
         force = q.get("force", "") in ("true", "1")
+        is_apply = request.headers.get("Content-Type", "").startswith("application/apply-patch")
+        if is_apply and not fm:
+            raise errors.invalid_object(
+                "PatchOptions",
+                "meta.k8s.io",
+                "",
+                [errors.required("fieldManager", "is required for apply patch")],
+            )
         return WriteOptions(bool(dry), fm or _default_manager(request), fv, force)
 
     async def _body(self, request: web.Request, opts: WriteOptions | None = None) -> Any:
@@ -567,6 +575,8 @@ class ResourceHandler:
         node = body["target"]["name"]
         uid_pre = (body.get("metadata") or {}).get("uid")
         now = self.registry.now()
+        key = self.registry.key(info, ns, name)
+        held: builtins.list[Any] = []
 
         def bind(pod: dict[str, Any]) -> dict[str, Any]:
             meta = pod["metadata"]
@@ -590,6 +600,8 @@ class ResourceHandler:
                     f'pod {name} is already assigned to node "{spec["nodeName"]}"',
                 )
             spec["nodeName"] = node
+            self._release_binding(held)
+            held.extend(self._admit_binding(pod, key))
             st = pod.setdefault("status", {})
             conds = [c for c in st.get("conditions") or [] if c.get("type") != "PodScheduled"]
             conds.append(
@@ -603,9 +615,12 @@ class ResourceHandler:
             st["conditions"] = conds
             return pod
 
-        await self.registry._guaranteed_update(
-            info, ns, name, bind, self._write_opts(request), "binding"
-        )
+        try:
+            await self.registry._guaranteed_update(
+                info, ns, name, bind, self._write_opts(request), "binding"
+            )
+        finally:
+            self._release_binding(held)
         return json_response(
             orjson.dumps(
                 {
@@ -618,6 +633,21 @@ class ResourceHandler:
             ),
             201,
         )
+
+    def _admit_binding(self, pod: dict[str, Any], key: str) -> builtins.list[Any]:
+        """Run the ``("", "pods/binding")`` hooks (the API server's overcommit guard,
+        admission.NodeUsage.reserve) on the pod as bound; returns their releases."""
+        releases = []
+        for hook in self.registry.write_hooks.get(("", "pods/binding"), ()):
+            release = hook(pod, key)
+            if release is not None:
+                releases.append(release)
+        return releases
+
+    @staticmethod
+    def _release_binding(held: builtins.list[Any]) -> None:
+        while held:
+            held.pop()()
 
     async def eviction(
         self, request: web.Request, info: ResourceInfo, ns: str, name: str

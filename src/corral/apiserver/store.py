@@ -42,6 +42,9 @@ Obj = dict[str, Any]
 #: (object about to be written, its key) -> release of what it reserved, or None
 WriteHook = Callable[[Obj, str], Callable[[], None] | None]
 
+#: namespaces the NamespaceLifecycle admission plugin never lets go
+IMMORTAL_NAMESPACES = ("default", "kube-system", "kube-public")
+
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 _MAX_RETRIES = 16
 
@@ -388,6 +391,7 @@ class Registry:
                 raise errors.conflict(info.plural, info.group, name)
             old = entry.obj()
             new = transform(entry.obj())
+            self._check_identity(info, new, old, name)
             new = self._prepare_update(info, new, old, subresource)
             self._fill_status(info, new)
             errs = info.strategy.validate_metadata(new, info.namespaced)
@@ -452,6 +456,26 @@ class Registry:
         except KeyNotFound:
             raise errors.not_found(info.plural, info.group, name) from None
         return Result(kv.obj, kv.raw)
+
+    def _check_identity(self, info: ResourceInfo, new: Obj, old: Obj, name: str) -> None:
+        """A write may not rename an object or name another one's uid."""
+        meta = new.get("metadata") if isinstance(new.get("metadata"), dict) else {}
+        assert isinstance(meta, dict)
+        new_name = meta.get("name")
+        if new_name and new_name != name:
+            raise errors.bad_request(
+                f"the name of the object ({new_name}) does not match the name on the URL ({name})"
+            )
+        uid, old_uid = meta.get("uid"), old["metadata"].get("uid")
+        if uid and uid != old_uid:
+            raise errors.conflict(
+                info.plural,
+                info.group,
+                name,
+                f"StorageError: invalid object, Code: 4, Key: {self.key(info, old['metadata'].get('namespace', ''), name)}, "
+                f"ResourceVersion: 0, AdditionalErrorMsg: Precondition failed: UID in precondition: {uid}, "
+                f"UID in object meta: {old_uid}",
+            )
 
     def _prepare_update(self, info: ResourceInfo, new: Obj, old: Obj, subresource: str) -> Obj:
         new["apiVersion"] = info.group_version
@@ -594,6 +618,13 @@ class Registry:
         self, info: ResourceInfo, namespace: str, name: str, opts: DeleteOptions
     ) -> Result:
         key = self.key(info, namespace, name)
+        if info.group == "" and info.plural == "namespaces" and name in IMMORTAL_NAMESPACES:
+            raise errors.forbidden_error(
+                f'namespaces "{name}" is forbidden: this namespace may not be deleted',
+                "namespaces",
+                "",
+                name,
+            )
         for _ in range(_MAX_RETRIES):
             entry = self.rcache(info).entries.get(key)
             if entry is None:
@@ -653,6 +684,17 @@ class Registry:
                 except KeyNotFound:
                     raise errors.not_found(info.plural, info.group, name) from None
                 return Result(kv.obj, kv.raw, deleted=True)
+            shorter = (
+                grace > 0
+                and meta.get("deletionTimestamp")
+                and opts.grace_period is not None
+                and opts.grace_period < int(meta.get("deletionGracePeriodSeconds") or 0)
+            )
+            if shorter:
+                # a second delete may only shorten the grace period
+                meta["deletionTimestamp"] = rfc3339(self.clock.now() + grace)
+                meta["deletionGracePeriodSeconds"] = grace
+                changed = True
             if not changed and meta.get("deletionTimestamp"):
                 return Result(obj, entry.raw)
             if finalizers:

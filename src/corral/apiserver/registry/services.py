@@ -60,8 +60,36 @@ def _validate_port_num_or_name(value: Any, path: str) -> list[FieldError]:
     return [invalid(path, value, m) for m in is_valid_port_num(value)]
 
 
+def _drop_type_dependent_fields(new: Obj, old: Obj) -> None:
+    """What a type change leaves behind goes, unless the client changed it too
+    (Kubernetes' dropTypeDependentFields)."""
+    new_type, old_type = new.get("type", "ClusterIP"), old.get("type", "ClusterIP")
+    if new_type == old_type:
+        return
+    if new_type == "ExternalName":
+        for key in ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"):
+            if new.get(key) == old.get(key):
+                new.pop(key, None)
+    if new_type not in ("NodePort", "LoadBalancer"):
+        old_ports = {
+            (p.get("port"), p.get("protocol")): p.get("nodePort") for p in old.get("ports") or []
+        }
+        for p in new.get("ports") or []:
+            if p.get("nodePort") and p.get("nodePort") == old_ports.get(
+                (p.get("port"), p.get("protocol"))
+            ):
+                p.pop("nodePort")
+        if new.get("externalTrafficPolicy") == old.get("externalTrafficPolicy"):
+            new.pop("externalTrafficPolicy", None)
+    if new_type != "LoadBalancer":
+        for key in ("healthCheckNodePort", "allocateLoadBalancerNodePorts", "loadBalancerClass"):
+            if new.get(key) == old.get(key):
+                new.pop(key, None)
+
+
 class ServiceStrategy(Strategy):
     has_status = True
+    spec_fields = ()  # Services carry no generation
 
     def default(self, obj: Obj) -> None:
         spec = obj.setdefault("spec", {})
@@ -93,8 +121,15 @@ class ServiceStrategy(Strategy):
         obj["status"] = {"loadBalancer": {}}
 
     def prepare_for_update(self, new: Obj, old: Obj) -> None:
-        """Carry allocated clusterIP(s) and nodePorts over when the client left them out."""
+        """Carry allocated clusterIP(s) and nodePorts over when the client left them out;
+        keep clusterIP and clusterIPs[0] together; drop what the new type cannot have."""
         new_spec, old_spec = new.setdefault("spec", {}), old.get("spec") or {}
+        _drop_type_dependent_fields(new_spec, old_spec)
+        ip, ips = new_spec.get("clusterIP"), new_spec.get("clusterIPs")
+        if ip and ips and ip != ips[0] and ips == old_spec.get("clusterIPs"):
+            # a client changed only clusterIP: it speaks for clusterIPs[0] (then fails
+            # validation: an allocated address may not change)
+            new_spec["clusterIPs"] = [ip, *ips[1:]]
         if new_spec.get("type") != "ExternalName" and old_spec.get("type") != "ExternalName":
             for key in ("clusterIP", "clusterIPs"):
                 if not new_spec.get(key) and old_spec.get(key):
