@@ -68,6 +68,12 @@ class PodInfo:
     spread: list[Obj] = field(default_factory=list)  # topologySpreadConstraints
     scheduler_name: str = "default-scheduler"
     preemption_policy: str = "PreemptLowerPriority"
+    #: cpu millicores and memory bytes with Kubernetes' scoring defaults (100m, 200Mi)
+    #: for containers that request none: what LeastAllocated/MostAllocated weigh
+    nonzero_requests: npt.NDArray[np.int64] = field(
+        default_factory=lambda: np.zeros(2, dtype=np.int64)
+    )
+    start_time: str = ""  # status.startTime (preemption prefers younger victims)
 
 
 class NodeTableView(Protocol):
@@ -77,6 +83,8 @@ class NodeTableView(Protocol):
     #: allocatable and requested, shape (n, len(RESOURCES)), int64
     allocatable: npt.NDArray[np.int64]
     requested: npt.NDArray[np.int64]
+    #: cpu and memory requested with the scoring defaults, shape (n, 2)
+    nonzero_requested: npt.NDArray[np.int64]
     unschedulable: Mask
     labels: list[dict[str, str]]
     taints: list[list[Obj]]
@@ -91,9 +99,28 @@ class NodeTableView(Protocol):
 
     def __len__(self) -> int: ...
 
+    def row(self, name: str) -> int | None: ...
+
+    def taint_groups(self) -> dict[tuple[tuple[str, str, str], ...], Index]:
+        """Node rows grouped by their (key, value, effect) taints (untainted nodes left out)."""
+        ...
+
+    def pods_with_anti_affinity(self) -> list[tuple[int, PodInfo]]:
+        """(row, pod) of the placed pods that carry required pod anti-affinity."""
+        ...
+
+    def all_pods(self) -> list[tuple[int, PodInfo]]:
+        """(row, pod) of every placed pod (plugins use it only when the pod needs it)."""
+        ...
+
 
 class FilterPlugin(Protocol):
+    """A filter; its reasons that preemption can fix (evicting lower-priority pods frees
+    resources, ports, anti-affinity and spread) are listed in ``resolvable``, like the
+    Unschedulable (not UnschedulableAndUnresolvable) statuses of Kubernetes."""
+
     name: ClassVar[str]
+    resolvable: ClassVar[frozenset[str]]
 
     def filter(self, pod: PodInfo, table: NodeTableView, candidates: Index) -> list[Failure]: ...
 
