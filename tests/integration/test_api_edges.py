@@ -487,36 +487,70 @@ def test_immortal_namespaces(raw: Raw) -> None:
     for ns in ("default", "kube-system", "kube-public"):
         status, _, out = raw("DELETE", f"/api/v1/namespaces/{ns}")
         assert status == 403
-        assert status_of(out)["message"] == f'namespaces "{ns}" is forbidden: this namespace may not be deleted'
+        assert (
+            status_of(out)["message"]
+            == f'namespaces "{ns}" is forbidden: this namespace may not be deleted'
+        )
 
 
 def test_identity_is_not_writable(raw: Raw) -> None:
     raw("POST", "/api/v1/namespaces/default/configmaps", {"metadata": {"name": "ident"}})
-    status, _, out = raw("PATCH", "/api/v1/namespaces/default/configmaps/ident", {"metadata": {"name": "other"}},
-                         {"Content-Type": "application/merge-patch+json"})
+    status, _, out = raw(
+        "PATCH",
+        "/api/v1/namespaces/default/configmaps/ident",
+        {"metadata": {"name": "other"}},
+        {"Content-Type": "application/merge-patch+json"},
+    )
     assert status == 400
-    assert status_of(out)["message"] == "the name of the object (other) does not match the name on the URL (ident)"
-    status, _, out = raw("PUT", "/api/v1/namespaces/default/configmaps/ident", {"metadata": {"name": "ident", "uid": "abc"}})
-    assert status == 409 and "Precondition failed: UID in precondition: abc" in status_of(out)["message"]
+    assert (
+        status_of(out)["message"]
+        == "the name of the object (other) does not match the name on the URL (ident)"
+    )
+    status, _, out = raw(
+        "PUT",
+        "/api/v1/namespaces/default/configmaps/ident",
+        {"metadata": {"name": "ident", "uid": "abc"}},
+    )
+    assert (
+        status == 409
+        and "Precondition failed: UID in precondition: abc" in status_of(out)["message"]
+    )
 
 
 def test_apply_needs_a_field_manager(raw: Raw) -> None:
-    status, _, out = raw("PATCH", "/api/v1/namespaces/default/configmaps/nofm",
-                         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "nofm"}},
-                         {"Content-Type": "application/apply-patch+yaml"})
+    status, _, out = raw(
+        "PATCH",
+        "/api/v1/namespaces/default/configmaps/nofm",
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "nofm"}},
+        {"Content-Type": "application/apply-patch+yaml"},
+    )
     assert status == 422
-    assert status_of(out)["message"] == 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch'
+    assert (
+        status_of(out)["message"]
+        == 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch'
+    )
 
 
 def test_second_delete_only_shortens_grace(raw: Raw) -> None:
     raw("POST", "/api/v1/nodes", {"metadata": {"name": "grace-node"}})
-    raw("POST", "/api/v1/namespaces/default/pods", {"metadata": {"name": "gp"}, "spec": {"nodeName": "grace-node", "containers": [{"name": "c", "image": "i"}]}})
+    raw(
+        "POST",
+        "/api/v1/namespaces/default/pods",
+        {
+            "metadata": {"name": "gp"},
+            "spec": {"nodeName": "grace-node", "containers": [{"name": "c", "image": "i"}]},
+        },
+    )
     first = json.loads(raw("DELETE", "/api/v1/namespaces/default/pods/gp")[2])
     assert first["metadata"]["deletionGracePeriodSeconds"] == 30
-    second = json.loads(raw("DELETE", "/api/v1/namespaces/default/pods/gp", {"gracePeriodSeconds": 5})[2])
+    second = json.loads(
+        raw("DELETE", "/api/v1/namespaces/default/pods/gp", {"gracePeriodSeconds": 5})[2]
+    )
     assert second["metadata"]["deletionGracePeriodSeconds"] == 5
     assert second["metadata"]["deletionTimestamp"] < first["metadata"]["deletionTimestamp"]
-    longer = json.loads(raw("DELETE", "/api/v1/namespaces/default/pods/gp", {"gracePeriodSeconds": 60})[2])
+    longer = json.loads(
+        raw("DELETE", "/api/v1/namespaces/default/pods/gp", {"gracePeriodSeconds": 60})[2]
+    )
     assert longer["metadata"]["deletionGracePeriodSeconds"] == 5
     raw("DELETE", "/api/v1/namespaces/default/pods/gp", {"gracePeriodSeconds": 0})
 
@@ -524,16 +558,28 @@ def test_second_delete_only_shortens_grace(raw: Raw) -> None:
 def test_service_ip_and_type_changes(raw: Raw) -> None:
     svc = {"metadata": {"name": "tc"}, "spec": {"type": "NodePort", "ports": [{"port": 80}]}}
     made = json.loads(raw("POST", "/api/v1/namespaces/default/services", svc)[2])
-    status, _, out = raw("PATCH", "/api/v1/namespaces/default/services/tc", {"spec": {"clusterIP": "10.96.0.99"}},
-                         {"Content-Type": "application/merge-patch+json"})
+    status, _, out = raw(
+        "PATCH",
+        "/api/v1/namespaces/default/services/tc",
+        {"spec": {"clusterIP": "10.96.0.99"}},
+        {"Content-Type": "application/merge-patch+json"},
+    )
     assert status == 422 and "may not change once set" in status_of(out)["message"]
-    status, _, out = raw("PATCH", "/api/v1/namespaces/default/services/tc", {"spec": {"type": "ClusterIP"}},
-                         {"Content-Type": "application/merge-patch+json"})
+    status, _, out = raw(
+        "PATCH",
+        "/api/v1/namespaces/default/services/tc",
+        {"spec": {"type": "ClusterIP"}},
+        {"Content-Type": "application/merge-patch+json"},
+    )
     assert status == 200, out
     after = json.loads(out)
     assert "nodePort" not in after["spec"]["ports"][0]
     assert after["spec"]["clusterIP"] == made["spec"]["clusterIP"]
-    status, _, out = raw("PATCH", "/api/v1/namespaces/default/services/tc", {"spec": {"type": "ExternalName", "externalName": "a.example"}},
-                         {"Content-Type": "application/merge-patch+json"})
+    status, _, out = raw(
+        "PATCH",
+        "/api/v1/namespaces/default/services/tc",
+        {"spec": {"type": "ExternalName", "externalName": "a.example"}},
+        {"Content-Type": "application/merge-patch+json"},
+    )
     assert status == 200, out
     assert "clusterIP" not in json.loads(out)["spec"]

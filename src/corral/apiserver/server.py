@@ -14,12 +14,15 @@ import contextlib
 import gc
 import logging
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from corral.api import errors
+from corral.apiserver.admission import NodeUsage, PriorityAdmission
 from corral.apiserver.allocation import ServiceAllocator
 from corral.apiserver.app import APIApp
 from corral.apiserver.certs import ensure_admin_token, ensure_pki, write_kubeconfig
@@ -77,6 +80,7 @@ class Server:
         history: int = 10_000,
         service_cidr: str = "10.96.0.0/12",
         node_port_range: tuple[int, int] = (30000, 32767),
+        scheduler: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.port = port
@@ -95,6 +99,9 @@ class Server:
         self.token = ""
         self.kubeconfig = self.data_dir / "kubeconfig"
         self._tasks: list[asyncio.Task[Any]] = []
+        #: run ``corral scheduler`` beside the API server, in its own process
+        self.scheduler = scheduler
+        self.scheduler_proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -126,6 +133,13 @@ class Server:
         )
         registry.write_hooks[("", "services")] = [allocator.allocate]
         self.kubernetes_ip = allocator.first_ip
+        pod_info = registry.by_gvr[("", "v1", "pods")]
+        pods = registry.rcache(pod_info)
+        classes = registry.rcache(registry.by_gvr[("scheduling.k8s.io", "v1", "priorityclasses")])
+        registry.write_hooks[("", "pods")] = [PriorityAdmission(pods, classes).admit]
+        usage = NodeUsage(pods, registry.rcache(registry.by_gvr[("", "v1", "nodes")]))
+        self.cache.listeners.append(usage.on_change)
+        registry.write_hooks[("", "pods/binding")] = [usage.reserve]
         await self._bootstrap(registry)
 
         if self.port == 0:
@@ -147,7 +161,20 @@ class Server:
         await site.start()
         lifecycle = Lifecycle(registry, self.event_ttl)
         self._tasks.append(asyncio.create_task(lifecycle.run(), name="lifecycle"))
+        if self.scheduler:
+            self._start_scheduler()
         log.info("serving on %s (kubeconfig %s)", self.url, self.kubeconfig)
+
+    def _start_scheduler(self) -> None:
+        """``corral scheduler`` as a child process (the loops use the second core); it
+        exits when its stdin closes, so it never outlives this process."""
+        argv = [sys.executable, "-m", "corral", "scheduler", "--kubeconfig", str(self.kubeconfig)]
+        argv += [
+            "--exit-on-stdin-eof",
+            "--log-level",
+            logging.getLevelName(log.getEffectiveLevel()),
+        ]
+        self.scheduler_proc = subprocess.Popen(argv, stdin=subprocess.PIPE)
 
     async def _bootstrap(self, registry: Registry) -> None:
         ns_info = registry.by_gvr[("", "v1", "namespaces")]
@@ -186,6 +213,16 @@ class Server:
                 await registry.create(pc_info, "", pc, opts)
 
     async def stop(self) -> None:
+        proc, self.scheduler_proc = self.scheduler_proc, None
+        if proc is not None:
+            if proc.stdin is not None:
+                proc.stdin.close()  # the child's signal to stop
+            proc.terminate()
+            try:
+                await asyncio.to_thread(proc.wait, 10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                await asyncio.to_thread(proc.wait)
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:

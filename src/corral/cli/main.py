@@ -1,8 +1,9 @@
-"""The ``corral`` command: ``corral server`` and ``corral up``.
+"""The ``corral`` command: ``corral server``, ``corral up``, ``corral scheduler``, ``corral why``.
 
-``server`` runs the API server alone; ``up`` starts a local cluster (today the API
-server; the scheduler, controllers and a node agent join it as they arrive) with its
-data under ``~/.corral`` (``/var/lib/corral`` as root) and prints how to use kubectl.
+``server`` runs the API server and, in a child process, the scheduler (unless
+``--no-scheduler``); ``scheduler`` and ``why`` live in ``cli/scheduler.py``. ``up``
+starts a local cluster (the API server and the scheduler; controllers and a node agent
+join it as they arrive) with its data under ``~/.corral`` (``/var/lib/corral`` as root) and prints how to use kubectl.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 from pathlib import Path
 
 from corral.apiserver.server import Server
+from corral.cli import scheduler as scheduler_cli
 
 
 def default_data_dir() -> Path:
@@ -45,6 +47,9 @@ def _server_args(p: argparse.ArgumentParser, data_required: bool) -> None:
     p.add_argument("--service-cidr", default="10.96.0.0/12", help="ClusterIP range of Services")
     p.add_argument("--service-node-port-range", default="30000-32767", help="NodePort range")
     p.add_argument("--log-level", default="INFO")
+    p.add_argument(
+        "--no-scheduler", action="store_true", help="do not start the scheduler beside it"
+    )
 
 
 def _port_range(text: str) -> tuple[int, int]:
@@ -63,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _server_args(sub.add_parser("server", help="run the API server"), data_required=True)
     _server_args(sub.add_parser("up", help="start a local cluster"), data_required=False)
+    scheduler_cli.add_parsers(sub)
     return parser
 
 
@@ -86,6 +92,10 @@ async def _run(server: Server, announce: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "scheduler":
+        return scheduler_cli.run_scheduler(args)
+    if args.command == "why":
+        return scheduler_cli.why(args)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -99,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             history=args.history,
             service_cidr=args.service_cidr,
             node_port_range=_port_range(args.service_node_port_range),
+            scheduler=not args.no_scheduler,
         )
     except ValueError as e:
         print(f"corral: {e}", file=sys.stderr)

@@ -1,0 +1,166 @@
+"""``corral scheduler`` and ``corral why``: the scheduler's two commands.
+
+``corral scheduler --kubeconfig FILE [--config FILE] [--scheduler-name NAME]`` runs
+``scheduler.Scheduler`` against any API server (``corral server`` starts one itself, in
+a child process, unless ``--no-scheduler``). ``corral why pod/NAME [-n NS]`` prints why
+a pod is pending: the scheduler's Kubernetes message and Corral's nearest miss, read
+from the pod's condition and latest FailedScheduling Event. Called by ``cli.main``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from corral.api.errors import StatusError
+from corral.client.rest import EVENTS, PODS, Client
+from corral.scheduler import config
+from corral.scheduler.framework import Profile
+from corral.scheduler.scheduler import DEFAULT_SCHEDULER, FAILED_SCHEDULING, Scheduler
+
+Obj = dict[str, Any]
+
+#: how the scheduler appends the nearest miss to Kubernetes' text in its Event
+NEAREST_OPEN = "(nearest miss: "
+
+
+def default_kubeconfig() -> str:
+    env = os.environ.get("KUBECONFIG", "")
+    if env:
+        return env.split(os.pathsep)[0]
+    root = Path("/var/lib/corral") if os.geteuid() == 0 else Path.home() / ".corral"
+    return str(root / "kubeconfig")
+
+
+def add_parsers(sub: Any) -> None:
+    p = sub.add_parser("scheduler", help="run the scheduler against an API server")
+    p.add_argument("--kubeconfig", default=None, help="how to reach the API server")
+    p.add_argument("--config", default=None, help="KubeSchedulerConfiguration file")
+    p.add_argument("--scheduler-name", default=DEFAULT_SCHEDULER, help="pods it places")
+    p.add_argument("--max-in-flight", type=int, default=64, help="concurrent bindings")
+    p.add_argument("--log-level", default="INFO")
+    p.add_argument("--exit-on-stdin-eof", action="store_true", help=argparse.SUPPRESS)
+    w = sub.add_parser("why", help="explain why a pod is not scheduled")
+    w.add_argument("target", help="pod/NAME (or NAME)")
+    w.add_argument("-n", "--namespace", default="default")
+    w.add_argument("--kubeconfig", default=None)
+
+
+async def _stdin_eof() -> None:
+    """Returns when stdin closes: the parent that started this process stopped or died."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while await reader.read(4096):
+        pass
+
+
+async def _run_scheduler(args: argparse.Namespace, profile: Profile) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    client = Client.from_kubeconfig(
+        args.kubeconfig or default_kubeconfig(), user_agent="corral-scheduler"
+    )
+    sched = Scheduler(
+        client, name=args.scheduler_name, profile=profile, max_in_flight=args.max_in_flight
+    )
+    task = asyncio.create_task(sched.run(), name="scheduler")
+    waits: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait())]
+    if args.exit_on_stdin_eof:
+        waits.append(asyncio.create_task(_stdin_eof()))
+    try:
+        await asyncio.wait([task, *waits], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in [task, *waits]:
+            t.cancel()
+        for t in [task, *waits]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        await client.close()
+    if task.done() and not task.cancelled() and task.exception() is not None:
+        raise task.exception()  # type: ignore[misc]
+
+
+def run_scheduler(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        cfg = config.load(args.config) if args.config else config.SchedulerConfig()
+        profile = cfg.profile(args.scheduler_name)
+    except config.ConfigError as e:
+        print(f"corral scheduler: {e}", file=sys.stderr)
+        return 2
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        uvloop.install()
+    asyncio.run(_run_scheduler(args, profile))
+    return 0
+
+
+# --- corral why ---------------------------------------------------------------------------------
+async def explain(client: Client, namespace: str, name: str) -> list[str]:
+    """The lines ``corral why`` prints for one pod."""
+    pod = await client.get(PODS, name, namespace)
+    spec = pod.get("spec") or {}
+    if spec.get("nodeName"):
+        return [f"pod/{name} is scheduled on node {spec['nodeName']}"]
+    conds = (pod.get("status") or {}).get("conditions") or []
+    cond = next((c for c in conds if c.get("type") == "PodScheduled"), None)
+    uid = pod["metadata"].get("uid", "")
+    events = await client.list(
+        EVENTS,
+        namespace,
+        field_selector=f"involvedObject.name={name},reason={FAILED_SCHEDULING}",
+    )
+    mine = [
+        e for e in events.get("items") or [] if (e.get("involvedObject") or {}).get("uid") == uid
+    ]
+    mine.sort(key=lambda e: (e.get("lastTimestamp") or "", e.get("count") or 0))
+    message = (cond or {}).get("message") or ""
+    event_msg = (mine[-1].get("message") or "") if mine else ""
+    if not message and not event_msg:
+        who = spec.get("schedulerName") or DEFAULT_SCHEDULER
+        return [f"pod/{name} is pending: {who} has not reported on it yet"]
+    lines = [f"pod/{name}: {message or event_msg}"]
+    if event_msg and message and event_msg.startswith(message):
+        nearest = event_msg[len(message) :].strip()
+        if nearest.startswith(NEAREST_OPEN) and nearest.endswith(")"):
+            nearest = nearest[len(NEAREST_OPEN) : -1]
+        if nearest:
+            lines.append(f"nearest miss: {nearest}")
+    nominated = (pod.get("status") or {}).get("nominatedNodeName")
+    if nominated:
+        lines.append(f"nominated to node {nominated} (waiting for preempted pods to go)")
+    return lines
+
+
+async def _why(args: argparse.Namespace, name: str) -> int:
+    client = Client.from_kubeconfig(args.kubeconfig or default_kubeconfig())
+    try:
+        lines = await explain(client, args.namespace, name)
+    except StatusError as e:
+        print(f"Error from server ({e.reason}): {e.message}", file=sys.stderr)
+        return 1
+    finally:
+        await client.close()
+    print("\n".join(lines))
+    return 0
+
+
+def why(args: argparse.Namespace) -> int:
+    kind, _, name = args.target.rpartition("/")
+    if kind not in ("", "pod", "pods", "po") or not name:
+        print(f"corral why: want pod/NAME, got {args.target!r}", file=sys.stderr)
+        return 2
+    return asyncio.run(_why(args, name))
