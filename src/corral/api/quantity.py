@@ -15,6 +15,8 @@ as an argument.
 
 from __future__ import annotations
 
+import functools
+
 import math
 from fractions import Fraction
 
@@ -120,6 +122,7 @@ def _round_and_cap(v: Fraction) -> Fraction:
     return sign * mag
 
 
+@functools.lru_cache(maxsize=8192)
 def _parse(raw: str) -> _Parsed:
     if not raw:
         raise ValueError(REGEX_ERROR)

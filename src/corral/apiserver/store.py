@@ -402,7 +402,9 @@ class Registry:
             else:
                 errs += info.strategy.validate_update(new, old)
             self._invalid(info, new, errs)
-            if manager_op == "Update":
+            # A binding is the scheduler's, not a field owner's write: like the real
+            # BindingREST it bypasses the field manager.
+            if manager_op == "Update" and subresource != "binding":
                 record_update(
                     new,
                     old,
