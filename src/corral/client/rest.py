@@ -215,12 +215,9 @@ class Client:
                 _raise_for(r.status, await r.read())
             buf = b""
             async for chunk in r.content.iter_any():
-                buf += chunk
-                while True:
-                    nl = buf.find(b"\n")
-                    if nl < 0:
-                        break
-                    line, buf = buf[:nl], buf[nl + 1 :]
+                # one split per chunk: a chunk can carry hundreds of events
+                *lines, buf = (buf + chunk).split(b"\n")
+                for line in lines:
                     if line.strip():
                         yield orjson.loads(line)
 
