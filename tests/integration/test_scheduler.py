@@ -460,3 +460,74 @@ async def test_binding_overcommit_refused(cluster: Cluster) -> None:
     loser = "y" if winner == "x" else "x"
     await cluster.client.post_sub(PODS, loser, "binding", {"target": {"name": node}}, cluster.ns)
     assert await node_of(cluster, loser) == node
+
+
+# --- inter-pod affinity and spread -----------------------------------------------------------
+async def test_pod_anti_affinity_and_affinity(cluster: Cluster) -> None:
+    nodes = [await cluster.node(f"aa{i}", labels={"zone": f"z{i % 2}"}) for i in range(3)]
+    anti = {
+        "podAntiAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "labelSelector": {"matchLabels": {"app": "db"}},
+                    "topologyKey": "kubernetes.io/hostname",
+                }
+            ]
+        }
+    }
+    near = {
+        "podAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [
+                {"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "zone"}
+            ]
+        }
+    }
+    async with scheduling(cluster):
+        for i in range(4):
+            body = {
+                "metadata": {"name": f"db{i}", "labels": {"app": "db"}},
+                "spec": {"affinity": anti, "containers": [{"name": "c", "image": "busybox"}]},
+            }
+            await cluster.client.create(PODS, body, cluster.ns)
+        await until(lambda: all_decided(cluster, 4))
+        placed = [await node_of(cluster, f"db{i}") for i in range(4)]
+        bound = [n for n in placed if n]
+        assert sorted(bound) == sorted(nodes)  # one per node, the fourth has nowhere to go
+        stuck = next(f"db{i}" for i in range(4) if not placed[i])
+        assert (
+            "didn't match pod anti-affinity rules" in condition(await cluster.get(stuck))["message"]
+        )
+        await cluster.pod("web", affinity=near)
+        await until(lambda: all_decided(cluster, 5))
+        assert await node_of(cluster, "web") in nodes
+
+
+async def test_topology_spread_do_not_schedule(cluster: Cluster) -> None:
+    for i in range(4):
+        await cluster.node(f"sp{i}", labels={"zone": "a" if i < 2 else "b"})
+    spread = [
+        {
+            "maxSkew": 1,
+            "topologyKey": "zone",
+            "whenUnsatisfiable": "DoNotSchedule",
+            "labelSelector": {"matchLabels": {"app": "spread"}},
+        }
+    ]
+    async with scheduling(cluster):
+        for i in range(6):
+            body = {
+                "metadata": {"name": f"s{i}", "labels": {"app": "spread"}},
+                "spec": {
+                    "topologySpreadConstraints": spread,
+                    "containers": [{"name": "c", "image": "busybox"}],
+                },
+            }
+            await cluster.client.create(PODS, body, cluster.ns)
+        await until(lambda: all_decided(cluster, 6))
+        zones: dict[str, int] = {}
+        for i in range(6):
+            node = await node_of(cluster, f"s{i}")
+            assert node, f"s{i} was not placed"
+            z = "a" if node.startswith("sp0") or node.startswith("sp1") else "b"
+            zones[z] = zones.get(z, 0) + 1
+        assert zones == {"a": 3, "b": 3}
