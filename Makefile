@@ -42,8 +42,9 @@ fmt: install ## format the code
 	$(BIN)/ruff check --fix src tests bench
 
 .PHONY: bench
-bench: install ## run the benchmarks, write bench/results/report.json
+bench: install ## run the benchmarks, write bench/results/report.json and scheduler.json
 	$(BIN)/python -m bench.run --out bench/results/report.json
+	$(BIN)/python -m bench.scheduler_perf --out bench/results/scheduler.json
 
 .PHONY: clean
 clean: ## remove the virtualenv and caches
