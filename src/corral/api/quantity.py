@@ -16,7 +16,6 @@ as an argument.
 from __future__ import annotations
 
 import functools
-
 import math
 from fractions import Fraction
 

@@ -17,13 +17,14 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from corral.api.errors import StatusError
 from corral.client.rest import EVENTS, PODS, Client
-from corral.scheduler import config
-from corral.scheduler.framework import Profile
-from corral.scheduler.scheduler import DEFAULT_SCHEDULER, FAILED_SCHEDULING, Scheduler
+from corral.scheduler import DEFAULT_SCHEDULER, FAILED_SCHEDULING
+
+if TYPE_CHECKING:
+    from corral.scheduler.framework import Profile
 
 Obj = dict[str, Any]
 
@@ -70,6 +71,8 @@ async def _run_scheduler(args: argparse.Namespace, profile: Profile) -> None:
     client = Client.from_kubeconfig(
         args.kubeconfig or default_kubeconfig(), user_agent="corral-scheduler"
     )
+    from corral.scheduler.scheduler import Scheduler
+
     sched = Scheduler(
         client, name=args.scheduler_name, profile=profile, max_in_flight=args.max_in_flight
     )
@@ -95,6 +98,8 @@ def run_scheduler(args: argparse.Namespace) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
+        from corral.scheduler import config
+
         cfg = config.load(args.config) if args.config else config.SchedulerConfig()
         profile = cfg.profile(args.scheduler_name)
     except config.ConfigError as e:

@@ -87,6 +87,11 @@ class KubeConfig:
             return ssl.create_default_context(cafile=f.name)
 
 
+def _params(**given: str) -> dict[str, str]:
+    """Query parameters, leaving out the empty ones."""
+    return {k: v for k, v in given.items() if v}
+
+
 def _raise_for(status: int, body: bytes) -> None:
     try:
         s = orjson.loads(body)
@@ -167,15 +172,12 @@ class Client:
         limit: int = 0,
     ) -> Obj:
         """All pages of a list (follows ``continue``); returns a list object."""
-        params: dict[str, str] = {}
-        if label_selector:
-            params["labelSelector"] = label_selector
-        if field_selector:
-            params["fieldSelector"] = field_selector
-        if resource_version:
-            params["resourceVersion"] = resource_version
-        if limit:
-            params["limit"] = str(limit)
+        params = _params(
+            labelSelector=label_selector,
+            fieldSelector=field_selector,
+            resourceVersion=resource_version,
+            limit=str(limit) if limit else "",
+        )
         items: list[Obj] = []
         while True:
             page: Obj = await self.request("GET", res.path(namespace), params=params, timeout=120)
@@ -199,17 +201,14 @@ class Client:
         bookmarks: bool = True,
     ) -> AsyncIterator[Obj]:
         """Events as dicts (``{"type":..., "object":...}``) until the server ends the stream."""
-        params = {"watch": "true"}
-        if resource_version:
-            params["resourceVersion"] = resource_version
-        if label_selector:
-            params["labelSelector"] = label_selector
-        if field_selector:
-            params["fieldSelector"] = field_selector
-        if timeout_seconds:
-            params["timeoutSeconds"] = str(timeout_seconds)
-        if bookmarks:
-            params["allowWatchBookmarks"] = "true"
+        params = _params(
+            watch="true",
+            resourceVersion=resource_version,
+            labelSelector=label_selector,
+            fieldSelector=field_selector,
+            timeoutSeconds=str(timeout_seconds) if timeout_seconds else "",
+            allowWatchBookmarks="true" if bookmarks else "",
+        )
         async with self.session.get(res.path(namespace), params=params) as r:
             if r.status >= 400:
                 _raise_for(r.status, await r.read())

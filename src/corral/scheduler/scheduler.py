@@ -38,6 +38,7 @@ from typing import Any
 from corral.api.errors import StatusError
 from corral.client.informer import Informer, key_of
 from corral.client.rest import EVENTS, NODES, PODS, PRIORITY_CLASSES, Client
+from corral.scheduler import DEFAULT_SCHEDULER, FAILED_SCHEDULING
 from corral.scheduler.decide import Decision, build_plugins, decide
 from corral.scheduler.framework import PodInfo, Profile
 from corral.scheduler.preemption import Preemption
@@ -49,8 +50,6 @@ log = logging.getLogger("corral.scheduler")
 
 Obj = dict[str, Any]
 
-DEFAULT_SCHEDULER = "default-scheduler"
-FAILED_SCHEDULING = "FailedScheduling"
 PREEMPTED = "Preempted"
 UNSCHEDULABLE = "Unschedulable"
 STRATEGIC = "application/strategic-merge-patch+json"

@@ -189,6 +189,10 @@ class SQLiteStorage:
         assert self._conn is not None
         self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
+    def _truncate_wal(self) -> None:
+        assert self._conn is not None
+        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
     def _checkpoint_done(self, fut: Any) -> None:
         self._ckpt_running = False
         exc = fut.exception()
@@ -479,8 +483,10 @@ class SQLiteStorage:
         self._compacted = max(self._compacted, revision)
         while await loop.run_in_executor(self._thread, self._release_free_pages):
             await asyncio.sleep(_COMPACT_PAUSE)
-        # Let the freed pages leave the file now, not at the next burst of writes.
-        await loop.run_in_executor(self._thread, self._checkpoint)
+        # Let the freed pages leave the file now, not at the next burst of writes, and
+        # cut the WAL back to nothing: compaction runs when writes have left history
+        # behind, a good moment to pay for one full checkpoint.
+        await loop.run_in_executor(self._thread, self._truncate_wal)
 
     def _release_free_pages(self) -> bool:
         """Give pages freed by compaction back to the file system, a few at a time;
