@@ -235,3 +235,18 @@ def test_server_side_apply_is_idempotent_with_defaulted_keys(kubectl, ns) -> Non
     assert [(p["port"], p["protocol"]) for p in svc["spec"]["ports"]] == [(80, "TCP")]
     dep = json.loads(kubectl("get", "deploy", "web", "-n", ns, "-o", "json").stdout)
     assert len(dep["spec"]["template"]["spec"]["containers"][0]["ports"]) == 1
+
+
+def test_apply_a_list_file_uses_openapi_v2(kubectl, ns) -> None:
+    kubectl("create", "configmap", "l1", "-n", ns, "--from-literal=a=1")
+    exported = kubectl("get", "configmap", "l1", "-n", ns, "-o", "yaml").stdout
+    as_list = (
+        "apiVersion: v1\nkind: List\nitems:\n- " + exported.replace("\n", "\n  ").rstrip() + "\n"
+    )
+    out = kubectl("apply", "-n", ns, "-f", "-", input=as_list.replace('a: "1"', 'a: "2"'))
+    assert "configmap/l1" in out.stdout
+    bad = as_list.replace("data:", "bogus: 1\n  data:")
+    res = kubectl("apply", "-n", ns, "-f", "-", input=bad, check=False)
+    assert res.returncode == 1 and 'unknown field "bogus"' in res.stderr
+    out = kubectl("explain", "--output=plaintext-openapiv2", "pods.spec").stdout
+    assert "containers" in out

@@ -19,6 +19,7 @@ from corral.api import errors
 from corral.apiserver.discovery import AGGREGATED_CT, Discovery, wants_aggregated
 from corral.apiserver.handlers import ResourceHandler, json_response
 from corral.apiserver.openapi import OpenAPIDocs
+from corral.apiserver.openapi_v2 import OpenAPIV2
 from corral.apiserver.request import parse_path
 from corral.apiserver.store import Registry
 
@@ -42,6 +43,7 @@ class APIApp:
         self.registry = registry
         self.discovery = discovery
         self.openapi = openapi
+        self.openapi_v2 = OpenAPIV2(openapi)
         self.tokens = tokens
         self.handler = ResourceHandler(registry)
 
@@ -89,6 +91,8 @@ class APIApp:
             return self._discovery(request, self.discovery.api, self.discovery.aggregated_api)
         if path == "/apis":
             return self._discovery(request, self.discovery.apis, self.discovery.aggregated_apis)
+        if path == "/openapi/v2" and method == "GET":
+            return self.openapi_v2.response(request)
         if path == "/openapi/v3":
             return json_response(self.openapi.index())
         if path.startswith("/openapi/v3/"):
