@@ -5,7 +5,9 @@ patch / delete / deletecollection and the ``status``, ``scale``, ``binding``,
 ``eviction``, ``log`` and ``exec`` subresources, reads query parameters and bodies,
 calls the ``Registry`` and encodes its answer (plain JSON, Table or
 PartialObjectMetadata). Lists are assembled from the cached bytes of each object without
-decoding them; watch streams send each event's shared bytes.
+decoding them; watch streams send each event's shared bytes. A view resource (another
+version of a stored one, ``ResourceInfo.storage``) is the exception: its objects are
+decoded and converted one by one, and its field selectors renamed to the stored fields.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import asyncio
 import base64
 import builtins
 import contextlib
+import dataclasses
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -163,7 +166,7 @@ class ResourceHandler:
 
     def get(self, request: web.Request, info: ResourceInfo, ns: str, name: str) -> web.Response:
         e = self.registry.get(info, ns, name)
-        return self._encode_one(request, info, e.raw)
+        return self._encode_one(request, info, self.registry.raw(info, e))
 
     def _selectors(
         self, request: web.Request, info: ResourceInfo
@@ -172,6 +175,15 @@ class ResourceHandler:
         ls = parse_label_selector(q["labelSelector"]) if q.get("labelSelector") else None
         allowed = ["metadata.name", "metadata.namespace", *info.strategy.field_selectors]
         fs = parse_field_selector(q["fieldSelector"], allowed) if q.get("fieldSelector") else None
+        if fs is not None and info.converter is not None:
+            # a view selects on the stored object's fields: rename to their stored names
+            names = info.converter.field_labels
+            fs = FieldSelector(
+                tuple(
+                    dataclasses.replace(r, field=names.get(r.field, r.field))
+                    for r in fs.requirements
+                )
+            )
         return ls, fs
 
     async def list(self, request: web.Request, info: ResourceInfo, ns: str | None) -> web.Response:
@@ -237,9 +249,13 @@ class ResourceHandler:
             head = orjson.dumps(
                 {"kind": info.list_kind, "apiVersion": info.group_version, "metadata": meta}
             )
-            body = head[:-1] + b',"items":[' + b",".join(e.raw for e in items) + b"]}"
+            if info.converter is None:
+                raws = [e.raw for e in items]
+            else:
+                raws = [self.registry.raw(info, e) for e in items]
+            body = head[:-1] + b',"items":[' + b",".join(raws) + b"]}"
             return json_response(body)
-        objs = [e.obj() for e in items]
+        objs = [self.registry.decode(info, e) for e in items]
         if acc.format == TABLE:
             table = self._table(request, info, objs, str(list_rv), acc)
             table["metadata"] = meta
@@ -357,8 +373,11 @@ class ResourceHandler:
         if ev.type == "BOOKMARK-INITIAL":
             return self._bookmark(info, ev.entry.revision, True)
         if acc.format == JSON:
-            return ev.line()
-        o = ev.entry.obj()
+            if info.converter is None:
+                return ev.line()
+            raw = self.registry.raw(info, ev.entry)
+            return b'{"type":"' + ev.type.encode() + b'","object":' + raw + b"}\n"
+        o = self.registry.decode(info, ev.entry)
         if acc.format == TABLE:
             obj: dict[str, Any] = self._table(request, info, [o], str(ev.entry.revision), acc)
         else:

@@ -46,7 +46,9 @@ class Lifecycle:
         self.event_ttl = event_ttl
         self.queue: asyncio.Queue[tuple[str, str, str]] = asyncio.Queue()
         self._queued: set[tuple[str, str, str]] = set()
-        self._info_by_prefix = {registry.prefix(i): i for i in registry.resources}
+        # views (events.k8s.io Events) share their storage row's prefix: that row owns it
+        stored = [i for i in registry.resources if i.storage is None]
+        self._info_by_prefix = {registry.prefix(i): i for i in stored}
         self._ns_info = registry.by_gvr[("", "v1", "namespaces")]
         self._event_seen: dict[str, float] = {}
         self._event_prefixes = {
@@ -264,7 +266,7 @@ class Lifecycle:
             return
         remaining = 0
         for rinfo in self.registry.resources:
-            if not rinfo.namespaced:
+            if not rinfo.namespaced or rinfo.storage is not None:
                 continue
             rc = self.registry.rcache(rinfo)
             for d in list(rc.by_namespace.get(ns, {}).values()):

@@ -8,6 +8,11 @@ unless the client sent a ``resourceVersion`` precondition, which then gives 409)
 Nothing here knows HTTP: the handlers decode requests into the options below and encode
 what these methods return. Hooks for the few kinds that need more than a strategy
 (namespaces' lifecycle, pods' graceful deletion, bindings) live here too, small and named.
+
+A *view* row (``ResourceInfo.storage``, e.g. events.k8s.io/v1 Events) shares its storage
+row's keys and cache. It is checked, defaulted, validated and field-managed in its own
+shape; its converter turns it into the storage shape just before the write and every
+object read or returned back into the view's shape (``decode``, ``raw``).
 """
 
 from __future__ import annotations
@@ -121,9 +126,13 @@ class Registry:
         #: per-kind hooks run after prepare/validate on create and update (allocations);
         #: each may return a release called once the write is done or failed
         self.write_hooks: dict[tuple[str, str], list[WriteHook]] = {}
-        for info in resources:
+        # views after the rows they share a cache with: that row's fields are the cache's
+        for info in sorted(resources, key=lambda i: i.storage is not None):
             self.by_gvr[(info.group, info.version, info.plural)] = info
             self.by_kind[(info.group, info.kind)] = info
+            if info.storage is not None:
+                self._caches[(info.group, info.plural)] = self._caches[info.storage]
+                continue
             fields = dict(info.strategy.field_selectors)
             if info.strategy.ordered_lists:
                 fields[ResourceCache.ORDER_FIELD] = info.strategy.list_position
@@ -132,7 +141,8 @@ class Registry:
     # --- keys and lookups -------------------------------------------------------------
     @staticmethod
     def prefix(info: ResourceInfo) -> str:
-        return f"/registry/{info.group or 'core'}/{info.plural}/"
+        group, plural = info.storage or (info.group, info.plural)
+        return f"/registry/{group or 'core'}/{plural}/"
 
     def key(self, info: ResourceInfo, namespace: str, name: str) -> str:
         if info.namespaced:
@@ -159,6 +169,33 @@ class Registry:
         if e is None:
             raise errors.not_found(info.plural, info.group, name)
         return e
+
+    # --- views: one stored object, served in another version's shape -------------------
+    @staticmethod
+    def decode(info: ResourceInfo, entry: Entry) -> Obj:
+        """A fresh decoded copy of ``entry`` in ``info``'s shape (converted for a view)."""
+        if info.converter is None:
+            return entry.obj()
+        return info.converter.from_storage(entry.obj())
+
+    @staticmethod
+    def raw(info: ResourceInfo, entry: Entry) -> bytes:
+        """``entry``'s JSON in ``info``'s shape: the cached bytes unless ``info`` is a view."""
+        if info.converter is None:
+            return entry.raw
+        return orjson.dumps(info.converter.from_storage(entry.obj()))
+
+    @staticmethod
+    def _to_storage(info: ResourceInfo, obj: Obj) -> Obj:
+        return obj if info.converter is None else info.converter.to_storage(obj)
+
+    @staticmethod
+    def _stored(info: ResourceInfo, kv: KV, **kw: Any) -> Result:
+        """The Result of a storage write, in ``info``'s shape."""
+        if info.converter is None:
+            return Result(kv.obj, kv.raw, **kw)
+        obj = info.converter.from_storage(kv.obj)
+        return Result(obj, orjson.dumps(obj), **kw)
 
     # --- decoding checks --------------------------------------------------------------
     def check_type(self, info: ResourceInfo, obj: Any, *, kind: str | None = None) -> None:
@@ -340,8 +377,8 @@ class Registry:
             if self.rcache(info).entries.get(key) is not None:
                 raise errors.already_exists(info.plural, info.group, meta["name"])
             return Result(obj, orjson.dumps(obj), True, warnings)
-        kv = await self.storage.create(key, obj)
-        return Result(kv.obj, kv.raw, True, warnings)
+        kv = await self.storage.create(key, self._to_storage(info, obj))
+        return self._stored(info, kv, created=True, warnings=warnings)
 
     # --- update (PUT) ----------------------------------------------------------------------
     async def update(
@@ -389,8 +426,8 @@ class Registry:
                 raise errors.not_found(info.plural, info.group, name)
             if precondition is not None and precondition != str(entry.revision):
                 raise errors.conflict(info.plural, info.group, name)
-            old = entry.obj()
-            new = transform(entry.obj())
+            old = self.decode(info, entry)
+            new = transform(self.decode(info, entry))
             self._check_identity(info, new, old, name)
             new = self._prepare_update(info, new, old, subresource)
             self._fill_status(info, new)
@@ -415,7 +452,7 @@ class Registry:
                     subresource,
                 )
             if _same(new, old):
-                return Result(old, entry.raw)
+                return Result(old, self.raw(info, entry))
             releases = self._run_hooks(info, new, key) if subresource == "" else []
             try:
                 result = await self._store_updated(info, key, entry, new, opts, precondition, name)
@@ -448,16 +485,16 @@ class Registry:
                 return None
             except KeyNotFound:
                 raise errors.not_found(info.plural, info.group, name) from None
-            return Result(kv.obj, kv.raw, deleted=True)
+            return self._stored(info, kv, deleted=True)
         try:
-            kv = await self.storage.update(key, new, entry.revision)
+            kv = await self.storage.update(key, self._to_storage(info, new), entry.revision)
         except RevisionMismatch:
             if precondition is not None:
                 raise errors.conflict(info.plural, info.group, name) from None
             return None
         except KeyNotFound:
             raise errors.not_found(info.plural, info.group, name) from None
-        return Result(kv.obj, kv.raw)
+        return self._stored(info, kv)
 
     def _check_identity(self, info: ResourceInfo, new: Obj, old: Obj, name: str) -> None:
         """A write may not rename an object or name another one's uid."""
@@ -619,6 +656,16 @@ class Registry:
     async def delete(
         self, info: ResourceInfo, namespace: str, name: str, opts: DeleteOptions
     ) -> Result:
+        res = await self._delete(info, namespace, name, opts)
+        if info.converter is None:
+            return res
+        obj = info.converter.from_storage(res.obj)
+        return Result(obj, orjson.dumps(obj), deleted=res.deleted)
+
+    async def _delete(
+        self, info: ResourceInfo, namespace: str, name: str, opts: DeleteOptions
+    ) -> Result:
+        """``delete`` on the stored shape (a view's answer is converted by the caller)."""
         key = self.key(info, namespace, name)
         if info.group == "" and info.plural == "namespaces" and name in IMMORTAL_NAMESPACES:
             raise errors.forbidden_error(

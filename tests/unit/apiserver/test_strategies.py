@@ -487,7 +487,7 @@ def test_cron_schedule_error(schedule: str, message: str | None) -> None:
         ("apps", "replicasets", {"status": {"replicas": 2}}, "status.replicas", "2"),
         ("batch", "jobs", {"status": {}}, "status.successful", "0"),
         ("batch", "jobs", {"status": {"succeeded": 2}}, "status.successful", "2"),
-        ("events.k8s.io", "events", {"regarding": {"kind": "Pod"}}, "involvedObject.kind", "Pod"),
+        ("events.k8s.io", "events", {"regarding": {"kind": "Pod"}}, "regarding.kind", "Pod"),
     ],
     ids=["pod-node", "pod-node-empty", "pod-hostnetwork", "pod-phase", "event-uid", "event-source", "secret-type",
          "ns-phase", "node-unsched-false", "node-unsched-true", "rs-replicas", "job-successful", "job-succeeded", "eventv1-kind"],

@@ -8,13 +8,18 @@ generic handlers call it; it never does I/O.
 
 ``ResourceInfo`` is one row of the registry table: the names a resource is known by and
 its strategy. Adding a resource is one strategy module plus one row.
+
+A row may be a *view*: another API version of a resource stored under a different row
+(``events.k8s.io/v1`` Events are core/v1 Events, as in Kubernetes where both are one
+stored resource). A view names that row in ``storage`` and carries a ``Converter``
+between the two shapes; the store keeps one copy, in the storage row's shape.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from corral.api.errors import FieldError
 from corral.api.validation import validate_object_meta
@@ -115,6 +120,21 @@ class ScaleAccess:
     selector_is_map: bool = False
 
 
+class Converter(Protocol):
+    """Converts a view's objects to and from the shape of the resource it is stored as.
+
+    Both functions return a new object (the argument is not mutated) and keep
+    ``metadata`` as it is; ``field_labels`` maps each field selector the view accepts to
+    the storage resource's selectable field holding the same value.
+    """
+
+    field_labels: ClassVar[dict[str, str]]
+
+    def to_storage(self, obj: Obj) -> Obj: ...
+
+    def from_storage(self, obj: Obj) -> Obj: ...
+
+
 @dataclass(frozen=True)
 class ResourceInfo:
     """One row of the registry table."""
@@ -141,6 +161,10 @@ class ResourceInfo:
     scale: ScaleAccess | None = None
     #: extra subresources beyond status/scale: name -> (kind, verbs, group, version)
     extra_subresources: tuple[tuple[str, str, tuple[str, ...], str, str], ...] = field(default=())
+    #: (group, plural) of the row whose storage this one shares: a view, converted by
+    #: ``converter`` on every read and write (None: stored as itself)
+    storage: tuple[str, str] | None = None
+    converter: Converter | None = None
 
     @property
     def group_version(self) -> str:

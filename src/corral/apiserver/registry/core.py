@@ -7,8 +7,12 @@ finalizer and the ``kubernetes.io/metadata.name`` label; a Node may be created w
 status; a Secret's ``stringData`` is folded (base64) into ``data`` and dropped; ConfigMaps
 and Secrets marked ``immutable`` refuse data changes.
 
-events.k8s.io/v1 Events are stored as their own resource for now (the real server
-shares one storage with core/v1 Events and converts between the two shapes).
+events.k8s.io/v1 Events are a view of core/v1 Events, as in Kubernetes: one stored
+object, served in either shape. ``EventConverter`` maps the renamed fields (``regarding``
+is ``involvedObject``, ``note`` is ``message``, ``reportingController`` is
+``reportingComponent``, ``deprecatedSource``/``deprecatedFirstTimestamp``/
+``deprecatedLastTimestamp``/``deprecatedCount`` are ``source``/``firstTimestamp``/
+``lastTimestamp``/``count``); each API validates with its own rules on its own shape.
 
 Called by the generic store through the registry table (``table.py``).
 """
@@ -288,6 +292,66 @@ def event_time(obj: Obj) -> str:
     return ""
 
 
+#: the ObjectReference fields an event's object may be selected by
+OBJECT_REFERENCE_FIELDS = ("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion",
+                           "fieldPath")  # fmt: skip
+#: events.k8s.io/v1 name -> core/v1 name of each renamed field
+EVENT_V1_RENAMES = {
+    "regarding": "involvedObject",
+    "note": "message",
+    "reportingController": "reportingComponent",
+    "deprecatedSource": "source",
+    "deprecatedFirstTimestamp": "firstTimestamp",
+    "deprecatedLastTimestamp": "lastTimestamp",
+    "deprecatedCount": "count",
+}
+_EVENT_CORE_RENAMES = {core: v1 for v1, core in EVENT_V1_RENAMES.items()}
+
+
+def event_source(obj: Obj) -> str:
+    """The ``source`` field selector of a core/v1 Event: ``source.component``, else the
+    reporting controller (``reportingComponent``)."""
+    return str(_get(obj, "source", "component") or obj.get("reportingComponent") or "")
+
+
+def _renamed(obj: Obj, renames: dict[str, str], api_version: str) -> Obj:
+    out: Obj = {"apiVersion": api_version, "kind": "Event"}
+    for key, value in obj.items():
+        if key not in ("apiVersion", "kind"):
+            out[renames.get(key, key)] = value
+    return out
+
+
+class EventConverter:
+    """events.k8s.io/v1 Event <-> core/v1 Event (Kubernetes' ``pkg/apis/events/v1``
+    conversion): fields renamed, the rest (eventTime, series, action, reason, type,
+    related, reportingInstance, metadata) carried as they are.
+
+    The object reference is a struct in both versions, never absent: ``regarding`` and
+    ``involvedObject`` are ``{}`` when the other side had none.
+    """
+
+    field_labels: ClassVar[dict[str, str]] = {
+        **{f"regarding.{k}": f"involvedObject.{k}" for k in OBJECT_REFERENCE_FIELDS},
+        "reason": "reason",
+        "reportingController": "reportingComponent",
+        "source": "source",
+        "type": "type",
+    }
+
+    def to_storage(self, obj: Obj) -> Obj:
+        """An events.k8s.io/v1 Event as a core/v1 Event."""
+        out = _renamed(obj, EVENT_V1_RENAMES, "v1")
+        out.setdefault("involvedObject", {})
+        return out
+
+    def from_storage(self, obj: Obj) -> Obj:
+        """A core/v1 Event as an events.k8s.io/v1 Event."""
+        out = _renamed(obj, _EVENT_CORE_RENAMES, "events.k8s.io/v1")
+        out.setdefault("regarding", {})
+        return out
+
+
 class EventStrategy(Strategy):
     """core/v1 Event (the legacy shape written by kubectl, kubelets and most clients)."""
 
@@ -300,19 +364,11 @@ class EventStrategy(Strategy):
     field_selectors: ClassVar[dict[str, Any]] = {
         **{
             f"involvedObject.{k}": field_getter("involvedObject", k)
-            for k in (
-                "kind",
-                "namespace",
-                "name",
-                "uid",
-                "apiVersion",
-                "resourceVersion",
-                "fieldPath",
-            )
+            for k in OBJECT_REFERENCE_FIELDS
         },
         "reason": field_getter("reason"),
         "reportingComponent": field_getter("reportingComponent"),
-        "source": field_getter("source", "component"),
+        "source": event_source,
         "type": field_getter("type"),
     }
 
@@ -345,22 +401,13 @@ class EventV1Strategy(Strategy):
     def list_position(self, obj: Obj) -> str:
         return event_time(obj)
 
+    #: the events.k8s.io names (selection itself runs on the stored core/v1 fields,
+    #: through ``EventConverter.field_labels``)
     field_selectors: ClassVar[dict[str, Any]] = {
-        **{
-            f"involvedObject.{k}": field_getter("regarding", k)
-            for k in (
-                "kind",
-                "namespace",
-                "name",
-                "uid",
-                "apiVersion",
-                "resourceVersion",
-                "fieldPath",
-            )
-        },
+        **{f"regarding.{k}": field_getter("regarding", k) for k in OBJECT_REFERENCE_FIELDS},
         "reason": field_getter("reason"),
-        "reportingComponent": field_getter("reportingController"),
-        "source": field_getter("deprecatedSource", "component"),
+        "reportingController": field_getter("reportingController"),
+        "source": lambda o: event_source(EventConverter().to_storage(o)),
         "type": field_getter("type"),
     }
 

@@ -3,7 +3,8 @@
 One row per resource. The API server builds its routes, discovery documents and generic
 storage from this list; adding a kind is one strategy plus one row here. Kinds with a
 ``/scale`` subresource carry a ``ScaleAccess`` saying where replicas and the selector
-live (ReplicationController's selector is a plain map).
+live (ReplicationController's selector is a plain map). A row with ``storage`` is a view
+of another row's objects (events.k8s.io/v1 Events are core/v1 Events).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from corral.apiserver.registry.batch import CronJobStrategy, JobStrategy
 from corral.apiserver.registry.coordination import LeaseStrategy
 from corral.apiserver.registry.core import (
     ConfigMapStrategy,
+    EventConverter,
     EventStrategy,
     EventV1Strategy,
     NamespaceStrategy,
@@ -62,7 +64,8 @@ RESOURCES: list[ResourceInfo] = [
     ResourceInfo("batch", "v1", "CronJob", "cronjobs", "cronjob", True, CronJobStrategy(), ("cj",), ALL),
     ResourceInfo("coordination.k8s.io", "v1", "Lease", "leases", "lease", True, LeaseStrategy()),
     ResourceInfo("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", True, EndpointSliceStrategy()),
-    ResourceInfo("events.k8s.io", "v1", "Event", "events", "event", True, EventV1Strategy(), ("ev",)),
+    ResourceInfo("events.k8s.io", "v1", "Event", "events", "event", True, EventV1Strategy(), ("ev",),
+                 storage=("", "events"), converter=EventConverter()),
     ResourceInfo("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", "priorityclass", False, PriorityClassStrategy(), ("pc",)),
 ]
 # fmt: on
