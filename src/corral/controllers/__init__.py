@@ -1,0 +1,1 @@
+"""Workload controllers: level-triggered loops that are ordinary API clients."""

@@ -1,0 +1,207 @@
+"""What every controller shares: informers, a work queue, a sync loop and an event recorder.
+
+A controller (CONVENTIONS.md) is ``async def sync(self, key)``: event handlers only
+enqueue keys (``"namespace/name"``; a dependent maps to its owner's key), ``sync`` reads
+the informer caches (gone: return), compares desired with observed, writes the difference
+through the client, records status with ``observedGeneration``, and raises to be retried
+with back-off. It never mutates a cached object (copy first: ``clone``).
+
+``Controller.run`` starts its informers (shared ones come from an ``InformerFactory``),
+waits for them to sync, then runs ``workers`` concurrent sync loops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from corral.api.errors import StatusError
+from corral.client.informer import Informer, WorkQueue, key_of
+from corral.client.rest import EVENTS, Client, Resource
+from corral.util.clock import Clock, SystemClock, rfc3339
+
+log = logging.getLogger("corral.controllers")
+
+Obj = dict[str, Any]
+
+
+def clone(obj: Obj) -> Obj:
+    """A deep copy to mutate (cached objects are shared and read-only)."""
+    return copy.deepcopy(obj)
+
+
+def owner_key(obj: Obj, kind: str) -> str | None:
+    """``namespace/name`` of the controller owner of ``obj`` if it is of ``kind``."""
+    meta = obj.get("metadata") or {}
+    for ref in meta.get("ownerReferences") or ():
+        if ref.get("controller") and ref.get("kind") == kind:
+            ns = meta.get("namespace")
+            return f"{ns}/{ref['name']}" if ns else str(ref["name"])
+    return None
+
+
+def controller_ref(owner: Obj, api_version: str, kind: str) -> Obj:
+    """The ownerReference a controller puts on what it creates."""
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "name": owner["metadata"]["name"],
+        "uid": owner["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+class InformerFactory:
+    """One informer per resource, shared by every controller of a process."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self._informers: dict[Resource, Informer] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def informer(self, resource: Resource) -> Informer:
+        inf = self._informers.get(resource)
+        if inf is None:
+            inf = self._informers[resource] = Informer(self.client, resource)
+        return inf
+
+    def start(self) -> None:
+        for inf in self._informers.values():
+            if not any(t.get_name() == f"informer-{inf.resource.plural}" for t in self._tasks):
+                self._tasks.append(
+                    asyncio.create_task(inf.run(), name=f"informer-{inf.resource.plural}")
+                )
+
+    async def wait_for_sync(self, timeout: float = 60) -> None:
+        await asyncio.gather(*(i.wait_for_sync(timeout) for i in self._informers.values()))
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._tasks.clear()
+
+
+class EventRecorder:
+    """Writes core/v1 Events as Kubernetes components do (repeats bump ``count``)."""
+
+    def __init__(self, client: Client, component: str, clock: Clock | None = None) -> None:
+        self.client = client
+        self.component = component
+        self.clock = clock or SystemClock()
+        self._seen: dict[tuple[str, str, str, str], tuple[str, int]] = {}
+
+    async def event(self, obj: Obj, type_: str, reason: str, message: str) -> None:
+        """Record an event on ``obj``; never raises (an event is best effort)."""
+        meta = obj.get("metadata") or {}
+        ns = meta.get("namespace") or "default"
+        now = rfc3339(self.clock.now())
+        key = (ns, meta.get("uid", ""), reason, message)
+        try:
+            seen = self._seen.get(key)
+            if seen is not None:
+                name, count = seen
+                await self.client.patch(
+                    EVENTS, name, {"count": count + 1, "lastTimestamp": now}, ns
+                )
+                self._seen[key] = (name, count + 1)
+                return
+            ev = {
+                "metadata": {"generateName": f"{meta.get('name', 'x')}."},
+                "involvedObject": {
+                    "apiVersion": obj.get("apiVersion", ""),
+                    "kind": obj.get("kind", ""),
+                    "name": meta.get("name", ""),
+                    "namespace": meta.get("namespace", ""),
+                    "uid": meta.get("uid", ""),
+                    "resourceVersion": meta.get("resourceVersion", ""),
+                },
+                "reason": reason,
+                "message": message,
+                "type": type_,
+                "source": {"component": self.component},
+                "reportingComponent": self.component,
+                "firstTimestamp": now,
+                "lastTimestamp": now,
+                "count": 1,
+            }
+            made = await self.client.create(EVENTS, ev, ns)
+            if len(self._seen) > 10_000:
+                self._seen.clear()
+            self._seen[key] = (made["metadata"]["name"], 1)
+        except Exception as e:  # events are best effort: never fail a sync for one
+            log.debug("event %s on %s not recorded: %s", reason, meta.get("name"), e)
+
+
+class Controller:
+    """Base: subclasses set ``name``, register handlers in ``__init__`` and write ``sync``."""
+
+    name: ClassVar[str] = "controller"
+
+    def __init__(
+        self,
+        client: Client,
+        factory: InformerFactory,
+        *,
+        workers: int = 4,
+        clock: Clock | None = None,
+    ) -> None:
+        self.client = client
+        self.factory = factory
+        self.workers = workers
+        self.clock = clock or SystemClock()
+        self.queue = WorkQueue()
+        self.recorder = EventRecorder(client, self.component, self.clock)
+
+    @property
+    def component(self) -> str:
+        return f"{self.name}-controller"
+
+    def enqueue(self, obj: Obj) -> None:
+        self.queue.add(key_of(obj))
+
+    def enqueue_owner(self, kind: str) -> Callable[[str, Obj, Obj | None], None]:
+        """A handler for dependents: enqueue the controller owner (old and new)."""
+
+        def handler(_type: str, obj: Obj, old: Obj | None) -> None:
+            for o in (obj, old):
+                if o is not None:
+                    k = owner_key(o, kind)
+                    if k is not None:
+                        self.queue.add(k)
+
+        return handler
+
+    async def sync(self, key: str) -> None:
+        raise NotImplementedError
+
+    async def _worker(self) -> None:
+        while True:
+            key = await self.queue.get()
+            try:
+                await self.sync(key)
+                self.queue.forget(key)
+            except StatusError as e:
+                delay = self.queue.retry(key)
+                log.info("%s sync %s: %s (retry in %.2fs)", self.name, key, e.message, delay)
+            except Exception:
+                delay = self.queue.retry(key)
+                log.exception("%s sync %s failed (retry in %.2fs)", self.name, key, delay)
+            finally:
+                self.queue.done(key)
+
+    async def run(self) -> None:
+        """Start the shared informers, wait for them, then work until cancelled."""
+        self.factory.start()
+        await self.factory.wait_for_sync()
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(self.workers):
+                tg.create_task(self._worker())
