@@ -360,12 +360,22 @@ def _zero(node: SchemaNode | None) -> Any:
     return None
 
 
-def check_types(obj: Any, node: SchemaNode | None, path: str = "", parent: str = "") -> Any:
+def check_types(
+    obj: Any,
+    node: SchemaNode | None,
+    path: str = "",
+    parent: str = "",
+    unknown: list[str] | None = None,
+    upath: str = "",
+) -> Any:
     """Decode ``obj`` as Go would into the typed object ``node`` describes.
 
     Returns the value with nulls dropped from maps (a nil pointer is an absent field)
     and null list items turned into their zero value; raises ``TypeMismatch`` on the
     first value of the wrong JSON type, worded as Go's ``json: cannot unmarshal``.
+    With ``unknown`` (a list), fields the schema does not know are dropped and their
+    paths (``spec.containers[0].foo``) appended: pruning and decoding in one walk.
+    ``path`` is Go's field path for messages, ``upath`` the indexed one for ``unknown``.
     """
     if node is None or node.is_opaque:
         return obj
@@ -375,11 +385,23 @@ def check_types(obj: Any, node: SchemaNode | None, path: str = "", parent: str =
         me = node.name.rsplit(".", 1)[-1]
         out: dict[str, Any] = {}
         for key, val in obj.items():
+            child = node.field(key)
+            if child is None:
+                if unknown is None:
+                    if val is not None:
+                        out[key] = val
+                else:
+                    unknown.append(f"{upath}.{key}" if upath else key)
+                continue
             if val is None:
                 continue
-            child = node.field(key)
-            out[key] = (
-                check_types(val, child, f"{path}.{key}" if path else key, me) if child else val
+            out[key] = check_types(
+                val,
+                child,
+                f"{path}.{key}" if path else key,
+                me,
+                unknown,
+                f"{upath}.{key}" if upath else key,
             )
         return out
     if node.is_map:
@@ -387,14 +409,21 @@ def check_types(obj: Any, node: SchemaNode | None, path: str = "", parent: str =
             raise TypeMismatch(_json_kind(obj), parent, path, _go_type(node))
         vnode = node.value()
         return {
-            k: check_types(v, vnode, f"{path}.{k}", parent) if v is not None else _zero(vnode)
+            k: check_types(v, vnode, f"{path}.{k}", parent, unknown, f"{upath}.{k}")
+            if v is not None
+            else _zero(vnode)
             for k, v in obj.items()
         }
     if node.is_list:
         if not isinstance(obj, list):
             raise TypeMismatch(_json_kind(obj), parent, path, _go_type(node))
         inode = node.items()
-        return [check_types(v, inode, path, parent) if v is not None else _zero(inode) for v in obj]
+        return [
+            check_types(v, inode, path, parent, unknown, f"{upath}[{i}]")
+            if v is not None
+            else _zero(inode)
+            for i, v in enumerate(obj)
+        ]
     if isinstance(obj, dict | list):
         raise TypeMismatch(_json_kind(obj), parent, path, _go_type(node))
     ok, value = _value_ok(obj, node)

@@ -36,7 +36,6 @@ from corral.api.schema import (
     check_types,
     fill_required,
     for_kind,
-    prune_unknown,
 )
 from corral.apiserver.registry.base import ResourceInfo
 from corral.storage.base import KV, KeyExists, KeyNotFound, RevisionMismatch, Storage
@@ -224,14 +223,21 @@ class Registry:
                 f"unmarshal {type(meta).__name__} into Go struct field {k}.metadata of type v1.ObjectMeta"
             )
 
-    def _decode_typed(self, info: ResourceInfo, obj: Obj, kind: str | None = None) -> None:
+    def _decode_typed(
+        self,
+        info: ResourceInfo,
+        obj: Obj,
+        kind: str | None = None,
+        unknown: list[str] | None = None,
+    ) -> None:
         """Check every value's JSON type as Go's typed decoding does (400 if wrong), and
-        drop nulls the way a Go struct has no nil fields. Rewrites ``obj`` in place."""
+        drop nulls the way a Go struct has no nil fields; with ``unknown``, also drop the
+        fields the schema does not know and list their paths. Rewrites ``obj`` in place."""
         node = self.schema(info, kind)
         if node is None:
             return
         try:
-            typed = check_types(obj, node)
+            typed = check_types(obj, node, unknown=unknown)
         except (TypeMismatch, BadTime) as e:
             k = kind or info.kind
             raise errors.bad_request(
@@ -243,8 +249,8 @@ class Registry:
     def _validate_fields(self, info: ResourceInfo, obj: Obj, opts: WriteOptions) -> list[str]:
         """Drop unknown fields (Strict refuses them, Warn returns warnings), then
         decode the rest by type."""
-        unknown = prune_unknown(obj, self.schema(info))
-        self._decode_typed(info, obj)
+        unknown: list[str] = []
+        self._decode_typed(info, obj, unknown=unknown)
         problems = [f'unknown field "{p}"' for p in unknown]
         problems += [f'duplicate field "{p}"' for p in opts.duplicates]
         if not problems or opts.field_validation == "Ignore":
