@@ -222,9 +222,13 @@ class WorkQueue:
             self._queue.put_nowait(key)
 
     def add_after(self, key: str, delay: float) -> None:
-        if key in self._timers:
-            return
+        """Queue ``key`` in ``delay`` seconds; an earlier request wins over a later one."""
         loop = asyncio.get_running_loop()
+        timer = self._timers.get(key)
+        if timer is not None:
+            if timer.when() <= loop.time() + delay:
+                return
+            timer.cancel()
 
         def fire() -> None:
             self._timers.pop(key, None)

@@ -114,8 +114,10 @@ class EventRecorder:
                 )
                 self._seen[key] = (name, count + 1)
                 return
+            # named as client-go names events: <object>.<unix nanoseconds in hex>
+            stamp = int(self.clock.now() * 1e9)
             ev = {
-                "metadata": {"generateName": f"{meta.get('name', 'x')}."},
+                "metadata": {"name": f"{meta.get('name', 'x')}.{stamp:x}"},
                 "involvedObject": {
                     "apiVersion": obj.get("apiVersion", ""),
                     "kind": obj.get("kind", ""),
