@@ -23,13 +23,23 @@ RunningServer = ServerProcess
 
 
 def start_server(
-    data_dir: Path, port: int | None = None, extra: list[str] | None = None
+    data_dir: Path,
+    port: int | None = None,
+    extra: list[str] | None = None,
+    controllers: bool = False,
 ) -> ServerProcess:
-    return ServerProcess.start(data_dir, port=port, extra=extra, timeout=30.0)
+    """A ``corral server`` subprocess; the workload controllers only when asked for
+    (most tests create pods, ReplicaSets and Jobs by hand or run a controller in-process)."""
+    args = list(extra or [])
+    if not controllers:
+        args.append("--no-controllers")
+    return ServerProcess.start(data_dir, port=port, extra=args, timeout=30.0)
 
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    # the shared server runs the scheduler but not the workload controllers: tests here
+    # create ReplicaSets and their pods by hand
     srv = start_server(tmp_path_factory.mktemp("corral") / "data")
     yield srv
     srv.stop()

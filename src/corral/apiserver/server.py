@@ -81,6 +81,7 @@ class Server:
         service_cidr: str = "10.96.0.0/12",
         node_port_range: tuple[int, int] = (30000, 32767),
         scheduler: bool = False,
+        controllers: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.port = port
@@ -99,9 +100,11 @@ class Server:
         self.token = ""
         self.kubeconfig = self.data_dir / "kubeconfig"
         self._tasks: list[asyncio.Task[Any]] = []
-        #: run ``corral scheduler`` beside the API server, in its own process
+        #: run ``corral scheduler`` / ``corral controller-manager`` beside the API
+        #: server, each in its own process (the loops use the second core)
         self.scheduler = scheduler
-        self.scheduler_proc: subprocess.Popen[bytes] | None = None
+        self.controllers = controllers
+        self.children: list[subprocess.Popen[bytes]] = []
 
     @property
     def url(self) -> str:
@@ -162,19 +165,21 @@ class Server:
         lifecycle = Lifecycle(registry, self.event_ttl)
         self._tasks.append(asyncio.create_task(lifecycle.run(), name="lifecycle"))
         if self.scheduler:
-            self._start_scheduler()
+            self._start_child("scheduler")
+        if self.controllers:
+            self._start_child("controller-manager")
         log.info("serving on %s (kubeconfig %s)", self.url, self.kubeconfig)
 
-    def _start_scheduler(self) -> None:
-        """``corral scheduler`` as a child process (the loops use the second core); it
-        exits when its stdin closes, so it never outlives this process."""
-        argv = [sys.executable, "-m", "corral", "scheduler", "--kubeconfig", str(self.kubeconfig)]
+    def _start_child(self, command: str) -> None:
+        """``corral COMMAND --kubeconfig ...`` as a child process; it exits when its stdin
+        closes, so it never outlives this process (even after a SIGKILL)."""
+        argv = [sys.executable, "-m", "corral", command, "--kubeconfig", str(self.kubeconfig)]
         argv += [
             "--exit-on-stdin-eof",
             "--log-level",
             logging.getLevelName(log.getEffectiveLevel()),
         ]
-        self.scheduler_proc = subprocess.Popen(argv, stdin=subprocess.PIPE)
+        self.children.append(subprocess.Popen(argv, stdin=subprocess.PIPE))
 
     async def _bootstrap(self, registry: Registry) -> None:
         ns_info = registry.by_gvr[("", "v1", "namespaces")]
@@ -213,8 +218,8 @@ class Server:
                 await registry.create(pc_info, "", pc, opts)
 
     async def stop(self) -> None:
-        proc, self.scheduler_proc = self.scheduler_proc, None
-        if proc is not None:
+        children, self.children = self.children, []
+        for proc in children:
             if proc.stdin is not None:
                 proc.stdin.close()  # the child's signal to stop
             proc.terminate()

@@ -50,6 +50,11 @@ def _server_args(p: argparse.ArgumentParser, data_required: bool) -> None:
     p.add_argument(
         "--no-scheduler", action="store_true", help="do not start the scheduler beside it"
     )
+    p.add_argument(
+        "--no-controllers",
+        action="store_true",
+        help="do not start the controller manager beside it",
+    )
 
 
 def _port_range(text: str) -> tuple[int, int]:
@@ -69,7 +74,28 @@ def build_parser() -> argparse.ArgumentParser:
     _server_args(sub.add_parser("server", help="run the API server"), data_required=True)
     _server_args(sub.add_parser("up", help="start a local cluster"), data_required=False)
     scheduler_cli.add_parsers(sub)
+    # these two parse their own flags (``corral controller-manager --help``)
+    for name, text in _DELEGATED.items():
+        sub.add_parser(name, help=text, add_help=False).add_argument(
+            "rest", nargs=argparse.REMAINDER
+        )
     return parser
+
+
+_DELEGATED = {
+    "controller-manager": "run the workload controllers against an API server",
+    "agent": "run a node agent (for now the hollow runtime: simulated nodes)",
+}
+
+
+def _delegate(command: str, argv: list[str]) -> int:
+    if command == "controller-manager":
+        from corral.controllers.manager import main as manager_main
+
+        return manager_main(argv)
+    from corral.agent.hollow import main as agent_main
+
+    return agent_main(argv)
 
 
 async def _run(server: Server, announce: bool) -> None:
@@ -91,6 +117,9 @@ async def _run(server: Server, announce: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in _DELEGATED:
+        return _delegate(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "scheduler":
         return scheduler_cli.run_scheduler(args)
@@ -110,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             service_cidr=args.service_cidr,
             node_port_range=_port_range(args.service_node_port_range),
             scheduler=not args.no_scheduler,
+            controllers=not args.no_controllers,
         )
     except ValueError as e:
         print(f"corral: {e}", file=sys.stderr)

@@ -1,0 +1,307 @@
+"""A node agent's presence in the API: the Node it registers and the Lease it renews.
+
+Every runtime (hollow now; process and oci later) registers its Node(s) with
+``register_nodes`` and keeps them alive with ``LeaseRenewer``; both take many nodes at
+once so that one process can speak for thousands of hollow nodes. The object builders
+(``node_object``, ``lease_object``, ``node_status``) are pure and unit-tested.
+
+Shapes follow the kubelet (1.32): the Node carries the well-known labels, capacity and
+allocatable, InternalIP/Hostname addresses, the four standard conditions with the
+kubelet's reasons and messages, and ``nodeInfo``. The Lease lives in ``kube-node-lease``,
+is named after the node, is owned by the Node (so the garbage collector removes it with
+the node), and is renewed every 10 s with a 40 s duration.
+
+Requests are pipelined: ``bounded`` runs a batch of coroutines through a fixed pool of
+workers, never one task per node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from corral.api.errors import StatusError
+from corral.client.rest import LEASES, NODES, Client
+from corral.util.clock import Clock, SystemClock, rfc3339, rfc3339_micro
+
+log = logging.getLogger("corral.agent")
+
+Obj = dict[str, Any]
+
+LEASE_NAMESPACE = "kube-node-lease"
+KUBELET_VERSION = "v1.32.0"
+LEASE_DURATION = 40
+RENEW_INTERVAL = 10.0
+
+DEFAULT_CAPACITY: dict[str, str] = {
+    "cpu": "4",
+    "memory": "32Gi",
+    "ephemeral-storage": "100Gi",
+    "pods": "110",
+}
+
+#: (type, status, reason, message) of a healthy node, as the kubelet reports them
+HEALTHY_CONDITIONS: tuple[tuple[str, str, str, str], ...] = (
+    ("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+    ("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+    ("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+    ("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """What an agent says about one node: its name, labels, resources and address."""
+
+    name: str
+    internal_ip: str
+    labels: dict[str, str] = field(default_factory=dict)
+    capacity: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_CAPACITY))
+    allocatable: dict[str, str] | None = None
+    runtime_version: str = "hollow://1.0"
+    os_image: str = "Corral hollow node"
+    kernel_version: str = "hollow"
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    """``k=v,k2=v2`` as ``--labels`` takes it (a bare key gets the empty value)."""
+    out: dict[str, str] = {}
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        k, _, v = part.partition("=")
+        if not k.strip():
+            raise ValueError(f"invalid label {part!r}: empty key")
+        out[k.strip()] = v.strip()
+    return out
+
+
+def node_labels(name: str, extra: dict[str, str]) -> dict[str, str]:
+    """The kubelet's well-known labels plus the agent's own (which win)."""
+    return {
+        "beta.kubernetes.io/arch": "amd64",
+        "beta.kubernetes.io/os": "linux",
+        "kubernetes.io/arch": "amd64",
+        "kubernetes.io/hostname": name,
+        "kubernetes.io/os": "linux",
+        **extra,
+    }
+
+
+def _uuid_of(text: str) -> str:
+    h = hashlib.sha256(text.encode()).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+
+
+def node_conditions(now: float, since: float | None = None) -> list[Obj]:
+    """The four healthy conditions, heartbeat ``now``, transition ``since`` (or now)."""
+    beat, moved = rfc3339(now), rfc3339(now if since is None else since)
+    return [
+        {
+            "type": t,
+            "status": s,
+            "reason": r,
+            "message": m,
+            "lastHeartbeatTime": beat,
+            "lastTransitionTime": moved,
+        }
+        for t, s, r, m in HEALTHY_CONDITIONS
+    ]
+
+
+def node_status(spec: NodeSpec, now: float, since: float | None = None) -> Obj:
+    """``status`` of a healthy node as its kubelet would write it."""
+    return {
+        "capacity": dict(spec.capacity),
+        "allocatable": dict(spec.allocatable if spec.allocatable is not None else spec.capacity),
+        "conditions": node_conditions(now, since),
+        "addresses": [
+            {"type": "InternalIP", "address": spec.internal_ip},
+            {"type": "Hostname", "address": spec.name},
+        ],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "nodeInfo": {
+            "machineID": _uuid_of("machine/" + spec.name).replace("-", ""),
+            "systemUUID": _uuid_of("system/" + spec.name),
+            "bootID": _uuid_of("boot/" + spec.name),
+            "kernelVersion": spec.kernel_version,
+            "osImage": spec.os_image,
+            "containerRuntimeVersion": spec.runtime_version,
+            "kubeletVersion": KUBELET_VERSION,
+            "kubeProxyVersion": "",
+            "operatingSystem": "linux",
+            "architecture": "amd64",
+        },
+    }
+
+
+def node_object(spec: NodeSpec, now: float) -> Obj:
+    """The Node an agent registers (POSTed with its status, as the kubelet does)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": spec.name,
+            "labels": node_labels(spec.name, spec.labels),
+            "annotations": {
+                "node.alpha.kubernetes.io/ttl": "0",
+                "volumes.kubernetes.io/controller-managed-attach-detach": "true",
+            },
+        },
+        "spec": {},
+        "status": node_status(spec, now),
+    }
+
+
+def lease_object(node: str, now: float, node_uid: str = "", duration: int = LEASE_DURATION) -> Obj:
+    """The node's Lease in ``kube-node-lease``, owned by its Node when the uid is known."""
+    meta: Obj = {"name": node, "namespace": LEASE_NAMESPACE}
+    if node_uid:
+        meta["ownerReferences"] = [
+            {"apiVersion": "v1", "kind": "Node", "name": node, "uid": node_uid}
+        ]
+    return {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": meta,
+        "spec": {
+            "holderIdentity": node,
+            "leaseDurationSeconds": duration,
+            "renewTime": rfc3339_micro(now),
+        },
+    }
+
+
+async def bounded(jobs: Iterable[Callable[[], Awaitable[None]]], limit: int) -> None:
+    """Run ``jobs`` with at most ``limit`` in flight, by ``limit`` workers (not one task
+    per job). A job that raises is logged and does not stop the others."""
+    it = iter(jobs)
+
+    async def worker() -> None:
+        for job in it:  # the shared iterator hands each job to exactly one worker
+            try:
+                await job()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.warning("agent request failed: %s", e)
+
+    async with asyncio.TaskGroup() as tg:
+        for _ in range(max(1, limit)):
+            tg.create_task(worker())
+
+
+async def register_node(client: Client, spec: NodeSpec, clock: Clock) -> Obj:
+    """Create the Node, or when it exists refresh its labels and status; returns it."""
+    body = node_object(spec, clock.now())
+    try:
+        return await client.create(NODES, body)
+    except StatusError as e:
+        if e.code != 409:
+            raise
+    await client.patch(NODES, spec.name, {"metadata": {"labels": body["metadata"]["labels"]}})
+    out: Obj = await client.patch(NODES, spec.name, {"status": body["status"]}, sub="status")
+    return out
+
+
+async def register_nodes(
+    client: Client, specs: Sequence[NodeSpec], clock: Clock, concurrency: int = 32
+) -> dict[str, str]:
+    """Register every node (pipelined); returns node name -> uid of those registered."""
+    uids: dict[str, str] = {}
+
+    def job(spec: NodeSpec) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            node = await register_node(client, spec, clock)
+            uids[spec.name] = node["metadata"].get("uid", "")
+
+        return run
+
+    await bounded((job(s) for s in specs), concurrency)
+    return uids
+
+
+class LeaseRenewer:
+    """Keeps one Lease per node fresh: every ``interval`` seconds, all nodes' renewals run
+    through ``concurrency`` workers (a merge patch of ``spec``; a missing Lease is
+    created). ``renewals`` and ``failures`` count requests, for logs and benchmarks."""
+
+    def __init__(
+        self,
+        client: Client,
+        nodes: Sequence[str],
+        *,
+        uids: dict[str, str] | None = None,
+        interval: float = RENEW_INTERVAL,
+        duration: int = LEASE_DURATION,
+        concurrency: int = 32,
+        clock: Clock | None = None,
+    ) -> None:
+        self.client = client
+        self.nodes = list(nodes)
+        self.uids = uids if uids is not None else {}
+        self.interval = interval
+        self.duration = duration
+        self.concurrency = concurrency
+        self.clock = clock or SystemClock()
+        self.renewals = 0
+        self.failures = 0
+        self._exists: set[str] = set()
+
+    async def renew(self, node: str) -> None:
+        now = self.clock.now()
+        if node in self._exists:
+            patch = {
+                "spec": {
+                    "holderIdentity": node,
+                    "leaseDurationSeconds": self.duration,
+                    "renewTime": rfc3339_micro(now),
+                }
+            }
+            try:
+                await self.client.patch(LEASES, node, patch, LEASE_NAMESPACE)
+                self.renewals += 1
+                return
+            except StatusError as e:
+                if e.code != 404:
+                    raise
+                self._exists.discard(node)
+        body = lease_object(node, now, self.uids.get(node, ""), self.duration)
+        try:
+            await self.client.create(LEASES, body, LEASE_NAMESPACE)
+        except StatusError as e:
+            if e.code != 409:
+                raise
+            self._exists.add(node)  # someone (an earlier run) made it: patch it now
+            await self.renew(node)
+            return
+        self._exists.add(node)
+        self.renewals += 1
+
+    async def renew_all(self) -> None:
+        """One round: every node's lease, pipelined."""
+
+        def job(node: str) -> Callable[[], Awaitable[None]]:
+            async def run() -> None:
+                try:
+                    await self.renew(node)
+                except Exception:
+                    self.failures += 1
+                    raise
+
+            return run
+
+        await bounded((job(n) for n in self.nodes), self.concurrency)
+
+    async def run(self) -> None:
+        """Renew forever; a round that overruns the interval starts the next at once."""
+        while True:
+            started = self.clock.monotonic()
+            await self.renew_all()
+            left = self.interval - (self.clock.monotonic() - started)
+            await asyncio.sleep(max(0.0, left))

@@ -1,0 +1,168 @@
+"""The controller manager: runs the registered workload controllers on shared informers.
+
+``ControllerManager(client, controllers=[...])`` builds one ``InformerFactory``, creates
+every named controller on it (so each resource is listed and watched once per process,
+whatever the number of controllers), then ``run`` starts the informers and all the
+controllers' workers until cancelled. ``main`` is ``corral controller-manager
+--kubeconfig FILE [--controllers a,b]``, wired by the CLI; ``corral server`` / ``corral
+up`` start it beside the API server.
+
+``CONTROLLERS`` maps the names of ``--controllers`` (kube-controller-manager's, e.g.
+``replicaset``) to controller classes; a new controller is one entry here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Iterable
+
+from corral.client.rest import Client
+from corral.controllers.base import Controller, InformerFactory
+from corral.controllers.cronjob import CronJobController
+from corral.controllers.deployment import DeploymentController
+from corral.controllers.job import JobController, TTLAfterFinishedController
+from corral.controllers.replicaset import ReplicaSetController, ReplicationControllerController
+from corral.util.clock import Clock
+
+log = logging.getLogger("corral.controllers.manager")
+
+#: ``--controllers`` name -> controller class (constructed as ``cls(client, factory, clock=)``)
+CONTROLLERS: dict[str, type[Controller]] = {
+    "deployment": DeploymentController,
+    "replicaset": ReplicaSetController,
+    "replicationcontroller": ReplicationControllerController,
+    "job": JobController,
+    "ttl-after-finished": TTLAfterFinishedController,
+    "cronjob": CronJobController,
+}
+
+
+def select_controllers(spec: str, known: Iterable[str] | None = None) -> list[str]:
+    """Names enabled by a ``--controllers`` value: ``*`` (all), ``name``, ``-name`` (off).
+
+    Raises ``ValueError`` on a name that is not registered.
+    """
+    known_list = sorted(CONTROLLERS if known is None else known)
+    chosen: list[str] = []
+    off: set[str] = set()
+    for item in (s.strip() for s in spec.split(",")):
+        if not item:
+            continue
+        if item == "*":
+            chosen.extend(known_list)
+            continue
+        name = item[1:] if item.startswith("-") else item
+        if name not in known_list:
+            raise ValueError(f'unknown controller "{name}" (known: {", ".join(known_list)})')
+        if item.startswith("-"):
+            off.add(name)
+        else:
+            chosen.append(name)
+    return [n for n in dict.fromkeys(chosen) if n not in off]
+
+
+class ControllerManager:
+    """Every named controller on one informer factory; ``run`` until cancelled."""
+
+    def __init__(
+        self,
+        client: Client,
+        controllers: Iterable[str] | None = None,
+        *,
+        clock: Clock | None = None,
+        workers: int = 4,
+    ) -> None:
+        self.client = client
+        self.factory = InformerFactory(client)
+        names = list(CONTROLLERS) if controllers is None else list(controllers)
+        self.controllers: dict[str, Controller] = {}
+        for name in names:
+            cls = CONTROLLERS.get(name)
+            if cls is None:
+                raise ValueError(f'unknown controller "{name}"')
+            self.controllers[name] = cls(client, self.factory, workers=workers, clock=clock)
+        self.ready = asyncio.Event()
+
+    async def run(self) -> None:
+        """Start the shared informers, wait for their first lists, run every controller."""
+        self.factory.start()
+        try:
+            await self.factory.wait_for_sync(timeout=120)
+            log.info("controllers running: %s", ", ".join(self.controllers) or "none")
+            self.ready.set()
+            async with asyncio.TaskGroup() as tg:
+                for name, c in self.controllers.items():
+                    tg.create_task(c.run(), name=f"controller-{name}")
+        finally:
+            for c in self.controllers.values():
+                c.queue.close()
+            await self.factory.stop()
+
+
+async def _stdin_eof() -> None:
+    """Returns when stdin closes: the parent that started this process is gone."""
+    await asyncio.to_thread(sys.stdin.buffer.read)
+
+
+async def _serve(client: Client, names: list[str], exit_on_stdin_eof: bool = False) -> None:
+    manager = ControllerManager(client, names)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    task = asyncio.create_task(manager.run())
+    waiter = asyncio.create_task(stop.wait())
+    waits = {task, waiter}
+    if exit_on_stdin_eof:
+        waits.add(asyncio.create_task(_stdin_eof()))
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in waits:
+            t.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        await client.close()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="corral controller-manager", description="Run the workload controllers."
+    )
+    p.add_argument("--kubeconfig", required=True, help="how to reach the API server")
+    p.add_argument("--exit-on-stdin-eof", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--controllers",
+        default="*",
+        help="comma-separated names to run; '*' is all, '-name' turns one off "
+        f"(known: {', '.join(sorted(CONTROLLERS))})",
+    )
+    p.add_argument(
+        "--log-level", default="info", type=str.lower, choices=["debug", "info", "warning", "error"]
+    )
+    return p
+
+
+def main(argv: list[str]) -> int:
+    """``corral controller-manager --kubeconfig FILE [--controllers a,b]``; exit status."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        names = select_controllers(args.controllers)
+    except ValueError as e:
+        print(f"corral controller-manager: {e}", file=sys.stderr)
+        return 2
+    try:
+        client = Client.from_kubeconfig(args.kubeconfig, user_agent="corral-controller-manager")
+    except (OSError, KeyError, StopIteration, TypeError) as e:
+        print(f"corral controller-manager: cannot read {args.kubeconfig}: {e}", file=sys.stderr)
+        return 2
+    asyncio.run(_serve(client, names, args.exit_on_stdin_eof))
+    return 0
