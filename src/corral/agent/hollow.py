@@ -32,6 +32,7 @@ import hashlib
 import logging
 import re
 import signal
+import sys
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -694,6 +695,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, default=None, help="hollow nodes NAME-0..NAME-{N-1}")
     p.add_argument("--data-dir", default="", help="agent state directory")
     p.add_argument("--labels", default="", help="extra node labels, k=v,k2=v2")
+    p.add_argument("--log-level", default="INFO")
+    p.add_argument("--exit-on-stdin-eof", action="store_true", help=argparse.SUPPRESS)
     return p
 
 
@@ -703,13 +706,17 @@ def node_names(name: str, count: int | None) -> list[str]:
     return [name] if count is None else [f"{name}-{i}" for i in range(count)]
 
 
-async def _serve(agent: HollowAgent) -> None:
+async def _serve(agent: HollowAgent, exit_on_stdin_eof: bool = False) -> None:
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, task.cancel)
+    if exit_on_stdin_eof:
+        # the parent (corral server / up) is gone when our stdin closes
+        eof = loop.run_in_executor(None, sys.stdin.buffer.read)
+        eof.add_done_callback(lambda _f: task.cancel())
     try:
         await agent.run()
     except asyncio.CancelledError:
@@ -733,13 +740,15 @@ def main(argv: list[str]) -> int:
     cfg = KubeConfig.load(args.kubeconfig)
     if args.server:
         cfg = KubeConfig(args.server.rstrip("/"), cfg.token, cfg.ca_pem)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     client = Client(cfg, connections=64, user_agent="corral-agent/hollow")
     agent = HollowAgent(client, node_names(args.name, args.count), labels)
     try:
         import uvloop
 
-        uvloop.run(_serve(agent))
+        uvloop.run(_serve(agent, args.exit_on_stdin_eof))
     except ImportError:
-        asyncio.run(_serve(agent))
+        asyncio.run(_serve(agent, args.exit_on_stdin_eof))
     return 0

@@ -82,6 +82,7 @@ class Server:
         node_port_range: tuple[int, int] = (30000, 32767),
         scheduler: bool = False,
         controllers: bool = False,
+        hollow_nodes: int = 0,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.port = port
@@ -104,6 +105,8 @@ class Server:
         #: server, each in its own process (the loops use the second core)
         self.scheduler = scheduler
         self.controllers = controllers
+        #: simulated nodes (``corral agent --runtime hollow``) to start beside it
+        self.hollow_nodes = hollow_nodes
         self.children: list[subprocess.Popen[bytes]] = []
 
     @property
@@ -168,13 +171,19 @@ class Server:
             self._start_child("scheduler")
         if self.controllers:
             self._start_child("controller-manager")
+        if self.hollow_nodes:
+            self._start_child(
+                "agent",
+                ["--name", "hollow", "--runtime", "hollow", "--count", str(self.hollow_nodes)],
+            )
         log.info("serving on %s (kubeconfig %s)", self.url, self.kubeconfig)
 
-    def _start_child(self, command: str) -> None:
+    def _start_child(self, command: str, extra: list[str] | None = None) -> None:
         """``corral COMMAND --kubeconfig ...`` as a child process; it exits when its stdin
         closes, so it never outlives this process (even after a SIGKILL)."""
         argv = [sys.executable, "-m", "corral", command, "--kubeconfig", str(self.kubeconfig)]
         argv += [
+            *(extra or []),
             "--exit-on-stdin-eof",
             "--log-level",
             logging.getLevelName(log.getEffectiveLevel()),

@@ -51,6 +51,13 @@ def _server_args(p: argparse.ArgumentParser, data_required: bool) -> None:
         "--no-scheduler", action="store_true", help="do not start the scheduler beside it"
     )
     p.add_argument(
+        "--hollow-nodes",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also start N simulated nodes (corral agent --runtime hollow)",
+    )
+    p.add_argument(
         "--no-controllers",
         action="store_true",
         help="do not start the controller manager beside it",
@@ -140,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             node_port_range=_port_range(args.service_node_port_range),
             scheduler=not args.no_scheduler,
             controllers=not args.no_controllers,
+            hollow_nodes=args.hollow_nodes,
         )
     except ValueError as e:
         print(f"corral: {e}", file=sys.stderr)
