@@ -42,9 +42,10 @@ fmt: install ## format the code
 	$(BIN)/ruff check --fix src tests bench
 
 .PHONY: bench
-bench: install ## run the benchmarks, write bench/results/report.json and scheduler.json
+bench: install ## run the benchmarks, write bench/results/{report,scheduler,controllers}.json
 	$(BIN)/python -m bench.run --out bench/results/report.json
 	$(BIN)/python -m bench.scheduler_perf --out bench/results/scheduler.json
+	$(BIN)/python -m bench.controllers_perf --out bench/results/controllers.json
 
 .PHONY: clean
 clean: ## remove the virtualenv and caches

@@ -96,3 +96,13 @@ def test_job_runs_to_completion(cluster: tuple[RunningServer, Kubectl], tmp_path
     assert (
         json.loads(kubectl("get", "job", "once", "-o", "json").stdout)["status"]["succeeded"] == 3
     )
+
+
+def test_foreground_delete_of_a_deployment(cluster: tuple[RunningServer, Kubectl]) -> None:
+    _, kubectl = cluster
+    kubectl("create", "deployment", "fg", "--image=busybox", "--replicas=20")
+    kubectl("rollout", "status", "deploy/fg", "--timeout=60s")
+    kubectl("delete", "deploy", "fg", "--cascade=foreground", "--timeout=60s")
+    assert kubectl("get", "deploy", "fg", check=False).returncode == 1
+    assert not kubectl("get", "pods", "-l", "app=fg", "-o", "name").stdout.split()
+    assert not kubectl("get", "rs", "-l", "app=fg", "-o", "name").stdout.split()

@@ -739,9 +739,10 @@ class Registry:
                 except KeyNotFound:
                     raise errors.not_found(info.plural, info.group, name) from None
                 return Result(kv.obj, kv.raw, deleted=True)
+            # a second delete may only shorten the grace period, down to 0 (a kubelet's
+            # final delete): then the object goes as soon as its finalizers do
             shorter = (
-                grace > 0
-                and meta.get("deletionTimestamp")
+                meta.get("deletionTimestamp")
                 and opts.grace_period is not None
                 and opts.grace_period < int(meta.get("deletionGracePeriodSeconds") or 0)
             )
