@@ -4,6 +4,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DATA ?= $(HOME)/.corral
+UP_FLAGS ?=
 
 .DEFAULT_GOAL := help
 
@@ -22,7 +23,7 @@ install: $(BIN)/corral ## create .venv with corral and the test and dev tools
 
 .PHONY: up
 up: install ## start a local cluster (kubeconfig in DATA/kubeconfig)
-	$(BIN)/corral up --data-dir $(DATA)
+	$(BIN)/corral up --data-dir $(DATA) $(UP_FLAGS)
 
 .PHONY: test
 test: install ## install everything the tests need and run the whole suite
