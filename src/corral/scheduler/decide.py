@@ -217,7 +217,19 @@ def decide(
     n = len(table)
     if n == 0:
         return Decision(None, NO_NODES, {}, 0, 0, NO_NODES)
-    filtered = run_filters(pod, table, profile, plugins)
+    want = num_nodes_to_score(n, profile.percentage_of_nodes_to_score)
+    start = cursor.next_start % n
+    filtered = None
+    if want < n:
+        # Kubernetes stops filtering once it has found ``want`` feasible nodes, going
+        # round from the rotating start: filter a window of twice that many first, and
+        # the whole table only when the window is not enough (same answer, less work).
+        window = (start + np.arange(min(n, 2 * want), dtype=np.intp)) % n
+        filtered = run_filters(pod, table, profile, plugins, window)
+        if len(filtered.feasible) < want:
+            filtered = None
+    if filtered is None:
+        filtered = run_filters(pod, table, profile, plugins)
     feasible = filtered.feasible
     if not len(feasible):
         message = fit_error(n, filtered.reasons)
@@ -230,8 +242,6 @@ def decide(
                 message = fit_error(n, filtered.reasons, post)
         miss = nearest_miss(pod, table, filtered)
         return Decision(None, message, filtered.reasons, 0, n, miss, found)
-    want = num_nodes_to_score(n, profile.percentage_of_nodes_to_score)
-    start = cursor.next_start % n
     evaluated = n
     if len(feasible) > want:
         order = np.argsort((feasible - start) % n, kind="stable")[:want]
