@@ -33,14 +33,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter  # type: ignore[import-untyped]
 
 from corral.api.errors import StatusError
-from corral.client.rest import Client, Resource
+from corral.client.rest import CRONJOBS, Client
 from corral.controllers.base import Controller, InformerFactory, clone, controller_ref, owner_key
 from corral.controllers.job import JOBS, finished_condition
 from corral.util.clock import Clock, parse_rfc3339, rfc3339
 
 Obj = dict[str, Any]
 
-CRONJOBS = Resource("batch", "v1", "cronjobs")
 SCHEDULED_TIMESTAMP = "batch.kubernetes.io/cronjob-scheduled-timestamp"
 #: requeue a little after the schedule time, for clock skew (nextScheduleDelta)
 NEXT_SCHEDULE_DELTA = 0.1

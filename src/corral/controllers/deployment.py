@@ -39,7 +39,7 @@ from typing import Any, ClassVar
 from corral.api.errors import StatusError
 from corral.api.selectors import SelectorError, try_selector_from_object
 from corral.client.informer import Informer
-from corral.client.rest import PODS, Client, Resource
+from corral.client.rest import DEPLOYMENTS, PODS, REPLICASETS, Client
 from corral.controllers import deployment_util as du
 from corral.controllers.base import (
     Controller,
@@ -53,8 +53,6 @@ log = logging.getLogger("corral.controllers.deployment")
 
 Obj = dict[str, Any]
 
-DEPLOYMENTS = Resource("apps", "v1", "deployments")
-REPLICASETS = Resource("apps", "v1", "replicasets")
 STRATEGIC = "application/strategic-merge-patch+json"
 
 SCALING_REPLICA_SET = "ScalingReplicaSet"

@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 
 from corral.api.errors import StatusError
 from corral.client.informer import Informer
-from corral.client.rest import PODS, Client, Resource
+from corral.client.rest import JOBS, PODS, Client
 from corral.controllers.base import Controller, InformerFactory, clone, controller_ref, owner_key
 from corral.util.clock import Clock, parse_rfc3339, rfc3339
 
@@ -43,7 +43,6 @@ log = logging.getLogger("corral.controllers.job")
 
 Obj = dict[str, Any]
 
-JOBS = Resource("batch", "v1", "jobs")
 
 TRACKING_FINALIZER = "batch.kubernetes.io/job-tracking"
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"  # annotation and label

@@ -42,7 +42,7 @@ from corral.api.selectors import (
     try_selector_from_object,
 )
 from corral.client.informer import Informer
-from corral.client.rest import PODS, Client, Resource
+from corral.client.rest import PODS, REPLICASETS, REPLICATIONCONTROLLERS, Client, Resource
 from corral.controllers.base import (
     Controller,
     InformerFactory,
@@ -55,8 +55,6 @@ log = logging.getLogger("corral.controllers.replicaset")
 
 Obj = dict[str, Any]
 
-REPLICASETS = Resource("apps", "v1", "replicasets")
-REPLICATIONCONTROLLERS = Resource("", "v1", "replicationcontrollers")
 
 #: at most this many creations or deletions per sync (kube-controller-manager's BurstReplicas)
 BURST_REPLICAS = 500
