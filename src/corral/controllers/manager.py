@@ -27,6 +27,7 @@ from corral.controllers.cronjob import CronJobController
 from corral.controllers.deployment import DeploymentController
 from corral.controllers.job import JobController, TTLAfterFinishedController
 from corral.controllers.replicaset import ReplicaSetController, ReplicationControllerController
+from corral.controllers.statefulset import StatefulSetController
 from corral.util.clock import Clock
 
 log = logging.getLogger("corral.controllers.manager")
@@ -39,6 +40,7 @@ CONTROLLERS: dict[str, type[Controller]] = {
     "job": JobController,
     "ttl-after-finished": TTLAfterFinishedController,
     "cronjob": CronJobController,
+    "statefulset": StatefulSetController,
 }
 
 
