@@ -43,10 +43,11 @@ fmt: install ## format the code
 	$(BIN)/ruff check --fix src tests bench
 
 .PHONY: bench
-bench: install ## run the benchmarks, write bench/results/{report,scheduler,controllers}.json
+bench: install ## run the benchmarks, write bench/results/*.json
 	$(BIN)/python -m bench.run --out bench/results/report.json
 	$(BIN)/python -m bench.scheduler_perf --out bench/results/scheduler.json
 	$(BIN)/python -m bench.controllers_perf --out bench/results/controllers.json
+	$(BIN)/python -m bench.cronjob_perf --out bench/results/cronjobs.json
 
 .PHONY: clean
 clean: ## remove the virtualenv and caches

@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from corral.client.rest import Client
 from corral.controllers.base import Controller, InformerFactory
 from corral.controllers.cronjob import CronJobController
+from corral.controllers.daemonset import DaemonSetController
 from corral.controllers.deployment import DeploymentController
 from corral.controllers.job import JobController, TTLAfterFinishedController
 from corral.controllers.replicaset import ReplicaSetController, ReplicationControllerController
@@ -41,6 +42,7 @@ CONTROLLERS: dict[str, type[Controller]] = {
     "ttl-after-finished": TTLAfterFinishedController,
     "cronjob": CronJobController,
     "statefulset": StatefulSetController,
+    "daemonset": DaemonSetController,
 }
 
 
