@@ -56,6 +56,8 @@ SUCCESSFUL_CREATE = "SuccessfulCreate"
 SUCCESSFUL_DELETE = "SuccessfulDelete"
 FAILED_CREATE = "FailedCreate"
 FAILED_DAEMON_POD = "FailedDaemonPod"
+#: the longest pause before a daemon pod that keeps failing on a node is recreated
+FAILED_POD_MAX_BACKOFF = 15 * 60.0
 #: how long a create or delete may stay unobserved before the sync stops waiting for it
 EXPECTATION_TIMEOUT = 30.0
 
@@ -418,6 +420,8 @@ class DaemonSetController(Controller):
         clock: Clock | None = None,
     ) -> None:
         super().__init__(client, factory, workers=workers, clock=clock)
+        #: (daemonset key, node) -> (back-off, monotonic time it ends) after failed pods
+        self._failures: dict[tuple[str, str], tuple[float, float]] = {}
         self.daemonsets: Informer = factory.informer(DAEMONSETS)
         self.pods: Informer = factory.informer(PODS)
         self.nodes: Informer = factory.informer(NODES)
@@ -533,17 +537,25 @@ class DaemonSetController(Controller):
             if not run and not pods:
                 continue
             failed = [p for p in pods if (p.get("status") or {}).get("phase") == "Failed"]
+            ds_key = f"{_ns(ds)}/{_meta(ds)['name']}"
             for p in failed:
                 msg = (
                     f"Found failed daemon pod {_ns(p)}/{_meta(p)['name']} on node {name}, "
                     "will try to kill it"
                 )
                 await self.recorder.event(ds, "Warning", FAILED_DAEMON_POD, msg)
+                self._note_failure(ds_key, name)
             to_delete.extend(failed)
             live = [p for p in pods if p not in failed]
             if not live:
                 if run and not failed:
-                    to_create.append(name)
+                    wait = self._backoff_left(ds_key, name)
+                    if wait > 0:
+                        # a pod that keeps failing is replaced after a growing pause
+                        # (1 s doubling to 15 min, as Kubernetes), never in a hot loop
+                        self.queue.add_after(ds_key, wait)
+                    else:
+                        to_create.append(name)
                 continue
             keep_pods = pods_to_keep(live, hash_, surge_on)
             to_delete.extend(p for p in live if p not in keep_pods)
@@ -553,6 +565,15 @@ class DaemonSetController(Controller):
         created = await self._create_pods(ds, to_create, hash_)
         deleted = await self._delete_pods(ds, to_delete)
         return created, deleted
+
+    def _note_failure(self, ds_key: str, node: str) -> None:
+        delay, _ = self._failures.get((ds_key, node), (0.0, 0.0))
+        delay = min(max(1.0, delay * 2), FAILED_POD_MAX_BACKOFF)
+        self._failures[(ds_key, node)] = (delay, self.clock.monotonic() + delay)
+
+    def _backoff_left(self, ds_key: str, node: str) -> float:
+        entry = self._failures.get((ds_key, node))
+        return 0.0 if entry is None else max(0.0, entry[1] - self.clock.monotonic())
 
     async def _rolling_update(
         self, ds: Obj, nodes: list[Obj], node_pods: dict[str, list[Obj]], hash_: str

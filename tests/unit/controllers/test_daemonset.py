@@ -332,3 +332,32 @@ def test_calculate_status() -> None:
         "updatedNumberScheduled": 1,
         "observedGeneration": 2,
     }
+
+
+def test_failed_pod_backoff_grows_and_caps() -> None:
+    from corral.client.rest import Client, KubeConfig
+    from corral.controllers.base import InformerFactory
+    from corral.controllers.daemonset import FAILED_POD_MAX_BACKOFF, DaemonSetController
+
+    class Clock:
+        t = 100.0
+
+        def now(self) -> float:
+            return self.t
+
+        def monotonic(self) -> float:
+            return self.t
+
+    clock = Clock()
+    client = Client(KubeConfig("http://127.0.0.1:1", "", None))
+    ctrl = DaemonSetController(client, InformerFactory(client), clock=clock)
+    assert ctrl._backoff_left("ns/ds", "n1") == 0
+    ctrl._note_failure("ns/ds", "n1")
+    assert ctrl._backoff_left("ns/ds", "n1") == 1.0
+    ctrl._note_failure("ns/ds", "n1")
+    assert ctrl._backoff_left("ns/ds", "n1") == 2.0
+    clock.t += 2.0
+    assert ctrl._backoff_left("ns/ds", "n1") == 0
+    for _ in range(20):
+        ctrl._note_failure("ns/ds", "n1")
+    assert ctrl._backoff_left("ns/ds", "n1") == FAILED_POD_MAX_BACKOFF
