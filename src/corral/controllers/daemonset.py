@@ -39,11 +39,11 @@ from typing import Any, ClassVar
 
 from corral.api.errors import StatusError
 from corral.api.selectors import SelectorError, try_selector_from_object
+from corral.api.taints import tolerates
 from corral.client.informer import Informer
 from corral.client.rest import CONTROLLERREVISIONS, DAEMONSETS, NODES, PODS, Client
 from corral.controllers import deployment_util as du
 from corral.controllers.base import Controller, InformerFactory, clone, controller_ref
-from corral.scheduler.plugins.tainttoleration import tolerates
 from corral.util.clock import Clock, parse_rfc3339
 
 log = logging.getLogger("corral.controllers.daemonset")

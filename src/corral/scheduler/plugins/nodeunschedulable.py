@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from corral.api.taints import tolerates
 from corral.scheduler.framework import Failure, Index, NodeTableView, PodInfo, register
-from corral.scheduler.plugins.tainttoleration import tolerates
 
 REASON = "node(s) were unschedulable"
 TAINT = {"key": "node.kubernetes.io/unschedulable", "value": "", "effect": "NoSchedule"}

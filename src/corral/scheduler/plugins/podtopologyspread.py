@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from corral.api.selectors import NOTHING, LabelSelector, SelectorError, try_selector_from_object
+from corral.api.taints import tolerates
 from corral.scheduler.framework import (
     Failure,
     Index,
@@ -34,7 +35,6 @@ from corral.scheduler.framework import (
     register,
 )
 from corral.scheduler.plugins.nodeaffinity import required_mask
-from corral.scheduler.plugins.tainttoleration import tolerates
 
 REASON = "node(s) didn't match pod topology spread constraints"
 MISSING_LABEL_REASON = REASON + " (missing required label)"

@@ -12,6 +12,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from corral.api.taints import tolerates
 from corral.scheduler.framework import (
     Failure,
     Index,
@@ -27,22 +28,6 @@ HARD_EFFECTS = ("NoSchedule", "NoExecute")
 
 def untolerated_reason(key: str, value: str) -> str:
     return f"node(s) had untolerated taint {{{key}: {value}}}"
-
-
-def tolerates(toleration: Obj, taint: Obj) -> bool:
-    """``Toleration.ToleratesTaint``: effect, key and value (Equal) or key only (Exists)."""
-    effect = toleration.get("effect") or ""
-    if effect and effect != taint.get("effect", ""):
-        return False
-    key = toleration.get("key") or ""
-    if key and key != taint.get("key", ""):
-        return False
-    op = toleration.get("operator") or "Equal"
-    if op == "Exists":
-        return True
-    if op == "Equal":
-        return bool((toleration.get("value") or "") == (taint.get("value") or ""))
-    return False
 
 
 def _tolerated(tolerations: list[Obj], key: str, value: str, effect: str) -> bool:
