@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -32,6 +32,7 @@ from corral.client.rest import (
 )
 from corral.controllers.base import InformerFactory
 from corral.controllers.daemonset import HASH_LABEL, DaemonSetController, target_node
+from corral.testing.wait import until
 from corral.util.clock import rfc3339
 
 Obj = dict[str, Any]
@@ -47,12 +48,6 @@ def ds_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServe
 @pytest.fixture(scope="module")
 def kctl(ds_server: RunningServer, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
     return Kubectl(ds_server.kubeconfig, tmp_path_factory.mktemp("kubecache"))
-
-
-async def until(pred: Callable[[], Awaitable[bool]], timeout: float = 30) -> None:
-    async with asyncio.timeout(timeout):
-        while not await pred():
-            await asyncio.sleep(0.05)
 
 
 class Cluster:

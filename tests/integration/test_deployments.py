@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -25,6 +25,7 @@ from corral.controllers.base import InformerFactory
 from corral.controllers.deployment import DEPLOYMENTS, REPLICASETS, DeploymentController
 from corral.controllers.deployment_util import HASH_LABEL, REVISION
 from corral.controllers.replicaset import ReplicaSetController
+from corral.testing.wait import until
 from corral.util.clock import rfc3339
 
 Obj = dict[str, Any]
@@ -42,12 +43,6 @@ def dep_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServ
 @pytest.fixture(scope="module")
 def kctl(dep_server: RunningServer, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
     return Kubectl(dep_server.kubeconfig, tmp_path_factory.mktemp("kubecache"))
-
-
-async def until(pred: Callable[[], Awaitable[bool]], timeout: float = 30) -> None:
-    async with asyncio.timeout(timeout):
-        while not await pred():
-            await asyncio.sleep(0.05)
 
 
 class Cluster:

@@ -27,6 +27,7 @@ from corral.agent.hollow import EXIT_AFTER, EXIT_CODE, HollowAgent
 from corral.agent.node import bounded
 from corral.api.errors import StatusError
 from corral.client.rest import LEASES, NAMESPACES, NODES, PODS, Client
+from corral.testing.wait import until
 from corral.util.clock import parse_rfc3339
 
 Obj = dict[str, Any]
@@ -42,12 +43,6 @@ def hollow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningS
 @pytest.fixture(scope="module")
 def hkubectl(hollow_server: RunningServer, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
     return Kubectl(hollow_server.kubeconfig, tmp_path_factory.mktemp("hkube"))
-
-
-async def until(pred: Callable[[], Awaitable[bool]], timeout: float = 30) -> None:
-    async with asyncio.timeout(timeout):
-        while not await pred():
-            await asyncio.sleep(0.05)
 
 
 class Env:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -23,6 +23,7 @@ from corral.client.rest import EVENTS, NAMESPACES, PODS, Client
 from corral.controllers.base import Controller, InformerFactory
 from corral.controllers.cronjob import CRONJOBS, CronJobController
 from corral.controllers.job import JOBS, TRACKING_FINALIZER, JobController
+from corral.testing.wait import until
 from corral.util.clock import rfc3339
 
 Obj = dict[str, Any]
@@ -80,12 +81,6 @@ async def running(*controllers: Controller) -> AsyncIterator[None]:
         for c in controllers:
             c.queue.close()
             await c.factory.stop()
-
-
-async def until(pred: Callable[[], Awaitable[bool]], timeout: float = 30) -> None:
-    async with asyncio.timeout(timeout):
-        while not await pred():
-            await asyncio.sleep(0.05)
 
 
 def job_body(name: str, **spec: Any) -> Obj:

@@ -12,7 +12,7 @@ import random
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -23,6 +23,7 @@ from corral.api.errors import StatusError
 from corral.api.quantity import milli_value, parse_quantity, value
 from corral.client.rest import NAMESPACES, NODES, PODS, PRIORITY_CLASSES, Client
 from corral.scheduler.scheduler import Scheduler
+from corral.testing.wait import until
 
 Obj = dict[str, Any]
 
@@ -139,12 +140,6 @@ async def scheduling(c: Cluster, name: str = "default-scheduler") -> AsyncIterat
             await task
         except asyncio.CancelledError:
             pass
-
-
-async def until(pred: Callable[[], Awaitable[bool]], timeout: float = 30) -> None:
-    async with asyncio.timeout(timeout):
-        while not await pred():
-            await asyncio.sleep(0.05)
 
 
 def condition(pod: Obj) -> Obj:

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -29,6 +29,7 @@ from corral.controllers.statefulset import (
     STATEFULSETS,
     StatefulSetController,
 )
+from corral.testing.wait import until
 from corral.util.clock import rfc3339
 
 Obj = dict[str, Any]
@@ -46,12 +47,6 @@ def sts_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServ
 @pytest.fixture(scope="module")
 def kctl(sts_server: RunningServer, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
     return Kubectl(sts_server.kubeconfig, tmp_path_factory.mktemp("kubecache"))
-
-
-async def until(pred: Callable[[], Awaitable[bool]], timeout: float = 30) -> None:
-    async with asyncio.timeout(timeout):
-        while not await pred():
-            await asyncio.sleep(0.05)
 
 
 class Cluster:

@@ -1,0 +1,17 @@
+"""Waiting in tests: poll a condition until it holds or a deadline passes.
+
+For integration tests, where the system under test runs in another process (or task)
+and a state is reached "soon"; unit tests use a fake clock instead and never wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+
+async def until(pred: Callable[[], Awaitable[bool]], timeout: float = 30) -> None:
+    """Return once ``await pred()`` is true; ``TimeoutError`` after ``timeout`` seconds."""
+    async with asyncio.timeout(timeout):
+        while not await pred():
+            await asyncio.sleep(0.05)
