@@ -38,7 +38,7 @@ from typing import Any, ClassVar
 from corral.api.errors import StatusError
 from corral.api.selectors import SelectorError, try_selector_from_object
 from corral.client.informer import Informer
-from corral.client.rest import PODS, Client, Resource
+from corral.client.rest import CONTROLLERREVISIONS, PODS, STATEFULSETS, Client
 from corral.controllers.base import Controller, InformerFactory, clone, controller_ref
 from corral.controllers.deployment_util import compute_hash
 from corral.controllers.replicaset import available_in, is_pod_ready
@@ -48,8 +48,6 @@ log = logging.getLogger("corral.controllers.statefulset")
 
 Obj = dict[str, Any]
 
-STATEFULSETS = Resource("apps", "v1", "statefulsets")
-CONTROLLERREVISIONS = Resource("apps", "v1", "controllerrevisions")
 
 POD_NAME_LABEL = "statefulset.kubernetes.io/pod-name"
 POD_INDEX_LABEL = "apps.kubernetes.io/pod-index"
