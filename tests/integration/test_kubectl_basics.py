@@ -250,3 +250,32 @@ def test_apply_a_list_file_uses_openapi_v2(kubectl, ns) -> None:
     assert res.returncode == 1 and 'unknown field "bogus"' in res.stderr
     out = kubectl("explain", "--output=plaintext-openapiv2", "pods.spec").stdout
     assert "containers" in out
+
+
+def test_quota_limitrange_pdb_are_served(kubectl, ns) -> None:
+    kubectl("create", "quota", "q", "-n", ns, "--hard=pods=3,cpu=2")
+    kubectl("create", "pdb", "web", "-n", ns, "--selector=app=web", "--min-available=1")
+    lr = {
+        "apiVersion": "v1",
+        "kind": "LimitRange",
+        "metadata": {"name": "lr"},
+        "spec": {"limits": [{"type": "Container", "default": {"cpu": "500m"}}]},
+    }
+    kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(lr))
+    quota = json.loads(kubectl("get", "quota", "q", "-n", ns, "-o", "json").stdout)
+    assert quota["spec"]["hard"] == {"pods": "3", "cpu": "2"}
+    pdb = json.loads(kubectl("get", "pdb", "web", "-n", ns, "-o", "json").stdout)
+    assert pdb["spec"]["minAvailable"] == 1 and pdb["status"]["disruptionsAllowed"] == 0
+    assert "lr" in kubectl("get", "limits", "-n", ns).stdout
+    bad = kubectl(
+        "create",
+        "pdb",
+        "both",
+        "-n",
+        ns,
+        "--selector=a=b",
+        "--min-available=1",
+        "--max-unavailable=1",
+        check=False,
+    )
+    assert bad.returncode != 0

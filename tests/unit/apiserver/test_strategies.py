@@ -97,6 +97,10 @@ VALID: list[tuple[str, str, dict[str, Any]]] = [
     ("", "secrets", {"data": {"k": b64("v")}, "stringData": {"s": "t"}}),
     ("", "events", {"involvedObject": {"kind": "Pod", "name": "p", "namespace": "default"}, "reason": "R", "type": "Normal"}),
     ("", "serviceaccounts", {}),
+    ("", "resourcequotas", {"spec": {"hard": {"pods": "10", "requests.cpu": "4"}}}),
+    ("", "limitranges", {"spec": {"limits": [{"type": "Container", "default": {"cpu": "500m"}}]}}),
+    ("", "podtemplates", {"template": template()}),
+    ("policy", "poddisruptionbudgets", {"spec": {"minAvailable": 1, "selector": {"matchLabels": {"a": "b"}}}}),
     ("", "replicationcontrollers", {"spec": {"template": template()}}),
     ("apps", "deployments", deployment()),
     ("apps", "replicasets", deployment()),
@@ -184,6 +188,9 @@ INVALID: list[tuple[str, str, dict[str, Any], str]] = [
     ("scheduling.k8s.io", "priorityclasses", {"metadata": {"name": "system-x"}, "value": 1},
      "priority class names with 'system-' prefix are reserved for system use only"),
     ("scheduling.k8s.io", "priorityclasses", {"value": 2_000_000_000}, "value: Forbidden: maximum allowed value of a user defined priority is 1000000000"),
+    ("", "resourcequotas", {"spec": {"hard": {"pods": "ten"}}}, "spec.hard[pods]: Invalid value"),
+    ("policy", "poddisruptionbudgets", {"spec": {"minAvailable": 1, "maxUnavailable": 1}}, "minAvailable and maxUnavailable cannot be both set"),
+    ("policy", "poddisruptionbudgets", {"spec": {"maxUnavailable": -1}}, "spec.maxUnavailable: Invalid value: -1"),
 ]
 # fmt: on
 

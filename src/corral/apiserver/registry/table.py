@@ -31,6 +31,12 @@ from corral.apiserver.registry.core import (
     ServiceAccountStrategy,
 )
 from corral.apiserver.registry.pods import PodStrategy
+from corral.apiserver.registry.policy import (
+    LimitRangeStrategy,
+    PodDisruptionBudgetStrategy,
+    PodTemplateStrategy,
+    ResourceQuotaStrategy,
+)
 from corral.apiserver.registry.scheduling import PriorityClassStrategy
 from corral.apiserver.registry.services import (
     EndpointSliceStrategy,
@@ -53,6 +59,9 @@ RESOURCES: list[ResourceInfo] = [
     ResourceInfo("", "v1", "Secret", "secrets", "secret", True, SecretStrategy()),
     ResourceInfo("", "v1", "Event", "events", "event", True, EventStrategy(), ("ev",)),
     ResourceInfo("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", True, ServiceAccountStrategy(), ("sa",)),
+    ResourceInfo("", "v1", "ResourceQuota", "resourcequotas", "resourcequota", True, ResourceQuotaStrategy(), ("quota",)),
+    ResourceInfo("", "v1", "LimitRange", "limitranges", "limitrange", True, LimitRangeStrategy(), ("limits",)),
+    ResourceInfo("", "v1", "PodTemplate", "podtemplates", "podtemplate", True, PodTemplateStrategy()),
     ResourceInfo("", "v1", "ReplicationController", "replicationcontrollers", "replicationcontroller", True,
                  ReplicationControllerStrategy(), ("rc",), ALL, scale=ScaleAccess(selector_is_map=True)),
     ResourceInfo("apps", "v1", "Deployment", "deployments", "deployment", True, DeploymentStrategy(), ("deploy",), ALL, scale=SCALE),
@@ -66,6 +75,8 @@ RESOURCES: list[ResourceInfo] = [
     ResourceInfo("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", True, EndpointSliceStrategy()),
     ResourceInfo("events.k8s.io", "v1", "Event", "events", "event", True, EventV1Strategy(), ("ev",),
                  storage=("", "events"), converter=EventConverter()),
+    ResourceInfo("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", True,
+                 PodDisruptionBudgetStrategy(), ("pdb",)),
     ResourceInfo("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", "priorityclass", False, PriorityClassStrategy(), ("pc",)),
 ]
 # fmt: on
