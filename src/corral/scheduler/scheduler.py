@@ -113,6 +113,8 @@ class Scheduler:
         self._assumed: dict[str, str] = {}
         #: preemptor key -> keys of the victims it waits for
         self._victims: dict[str, set[str]] = {}
+        #: pods a preemption nominated to a node (status.nominatedNodeName), not yet bound
+        self._nominated: dict[str, tuple[str, PodInfo]] = {}
         self._events: dict[str, _Recorded] = {}  # pod uid -> its FailedScheduling Event
         self._queued_at: dict[str, float] = {}
         self._wake = asyncio.Event()
@@ -183,6 +185,7 @@ class Scheduler:
         key = key_of(pod)
         node = (pod.get("spec") or {}).get("nodeName") or ""
         if type_ == "DELETED":
+            self._nominated.pop(key, None)
             self.queue.delete(key)
             self._assumed.pop(key, None)
             self._victims.pop(key, None)
@@ -192,6 +195,7 @@ class Scheduler:
                 self._moved()
             return
         if node:
+            self._nominated.pop(key, None)
             self.queue.delete(key)
             self._assumed.pop(key, None)
             self._victims.pop(key, None)
@@ -201,6 +205,15 @@ class Scheduler:
             else:
                 self._account(key, pod, node)
             return
+        nominated = (pod.get("status") or {}).get("nominatedNodeName")
+        if (
+            nominated
+            and not is_terminal(pod)
+            and not (pod.get("metadata") or {}).get("deletionTimestamp")
+        ):
+            self._nominated[key] = (nominated, pod_info(pod))
+        else:
+            self._nominated.pop(key, None)
         if key in self._assumed:
             return  # our binding is in flight; this is an older state
         if (
@@ -237,6 +250,21 @@ class Scheduler:
         self.table.remove_pod(key)
         return True
 
+    def _hold_nominated(self, incoming: PodInfo) -> list[str]:
+        """Put pods nominated to a node by a preemption, of priority at least
+        ``incoming``'s, on the table for this decision (as Kubernetes' filters count
+        them), so the room a preemption freed goes to its preemptor; returns their keys
+        for removal after the decision."""
+        held: list[str] = []
+        for key, (node, info) in self._nominated.items():
+            if key == incoming.key or key in self._accounted or info.priority < incoming.priority:
+                continue
+            if self.table.row(node) is None:
+                continue
+            self.table.add_pod(info, node)
+            held.append(key)
+        return held
+
     def _moved(self) -> None:
         """Something freed or added capacity: unschedulable pods may fit now."""
         self.queue.move_all()
@@ -254,7 +282,12 @@ class Scheduler:
         if info.priority == 0 and spec.get("priority") is None:
             info.priority = self.priority(pod)
         waiting = self._waiting_for_victims(key)
-        d = decide(info, self.table, self.profile, self._plugins, preemption=not waiting)
+        held = self._hold_nominated(info)
+        try:
+            d = decide(info, self.table, self.profile, self._plugins, preemption=not waiting)
+        finally:
+            for k in held:
+                self.table.remove_pod(k)
         if d.node:
             self.table.add_pod(info, d.node)
             self._accounted[key] = (info.uid, d.node)

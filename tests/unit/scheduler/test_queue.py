@@ -192,3 +192,42 @@ def test_counts_and_has_active() -> None:
     assert q.has_active()
     q.pop()
     assert not q.has_active()
+
+
+def test_nominated_pods_hold_their_room_against_lower_priority() -> None:
+    """A pod a preemption nominated to a node keeps that room from lower-priority pods
+    (Kubernetes' filters count nominated pods of priority >= the incoming one)."""
+    from corral.client.rest import Client, KubeConfig
+    from corral.scheduler.decide import decide
+    from corral.scheduler.scheduler import Scheduler
+    from corral.scheduler.snapshot import pod_info
+
+    def pod(name: str, cpu: str, priority: int, nominated: str = "") -> dict:
+        p = {
+            "metadata": {"name": name, "namespace": "d", "uid": name},
+            "spec": {
+                "priority": priority,
+                "containers": [{"name": "c", "resources": {"requests": {"cpu": cpu}}}],
+            },
+            "status": {},
+        }
+        if nominated:
+            p["status"]["nominatedNodeName"] = nominated
+        return p
+
+    s = Scheduler(Client(KubeConfig("http://127.0.0.1:1", "", None)))
+    s.table.upsert_node(
+        {
+            "metadata": {"name": "n1"},
+            "status": {"allocatable": {"cpu": "1", "memory": "1Gi", "pods": "10"}},
+        }
+    )
+    s._on_pod("ADDED", pod("vip", "1", 1000, nominated="n1"), None)
+    low = pod_info(pod("low", "500m", 10))
+    held = s._hold_nominated(low)
+    assert decide(low, s.table, s.profile).node is None  # the room is the vip's
+    for k in held:
+        s.table.remove_pod(k)
+    assert decide(low, s.table, s.profile).node == "n1"  # without the hold it would fit
+    high = pod_info(pod("other", "500m", 5000))
+    assert s._hold_nominated(high) == []  # a higher-priority pod is not held back
