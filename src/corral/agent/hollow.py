@@ -423,7 +423,7 @@ class HollowAgent:
         base = ip_base if ip_base is not None else zlib.crc32(self.names[0].encode()) % BLOCKS
         self.pools = {n: IPPool(node_block(i, base)) for i, n in enumerate(self.names)}
         self.specs = [
-            NodeSpec(n, host_ip(self.pools[n].block), self.labels, self.capacity)
+            NodeSpec(n, host_ip(self.pools[n].block), self.labels, self.capacity, kubelet_port=0)
             for n in self.names
         ]
         self.uids: dict[str, str] = {}

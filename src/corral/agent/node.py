@@ -65,6 +65,7 @@ class NodeSpec:
     runtime_version: str = "hollow://1.0"
     os_image: str = "Corral hollow node"
     kernel_version: str = "hollow"
+    kubelet_port: int = 10250  # where the agent serves logs and exec (daemonEndpoints)
 
 
 def parse_labels(text: str) -> dict[str, str]:
@@ -124,7 +125,7 @@ def node_status(spec: NodeSpec, now: float, since: float | None = None) -> Obj:
             {"type": "InternalIP", "address": spec.internal_ip},
             {"type": "Hostname", "address": spec.name},
         ],
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": spec.kubelet_port}},
         "nodeInfo": {
             "machineID": _uuid_of("machine/" + spec.name).replace("-", ""),
             "systemUUID": _uuid_of("system/" + spec.name),

@@ -19,9 +19,10 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from corral.api.errors import StatusError
+from corral.client.events import EventRecorder
 from corral.client.informer import Informer, WorkQueue, key_of
-from corral.client.rest import EVENTS, Client, Resource
-from corral.util.clock import Clock, SystemClock, rfc3339
+from corral.client.rest import Client, Resource
+from corral.util.clock import Clock, SystemClock
 
 log = logging.getLogger("corral.controllers")
 
@@ -88,59 +89,6 @@ class InformerFactory:
             except (asyncio.CancelledError, Exception):
                 pass
         self._tasks.clear()
-
-
-class EventRecorder:
-    """Writes core/v1 Events as Kubernetes components do (repeats bump ``count``)."""
-
-    def __init__(self, client: Client, component: str, clock: Clock | None = None) -> None:
-        self.client = client
-        self.component = component
-        self.clock = clock or SystemClock()
-        self._seen: dict[tuple[str, str, str, str], tuple[str, int]] = {}
-
-    async def event(self, obj: Obj, type_: str, reason: str, message: str) -> None:
-        """Record an event on ``obj``; never raises (an event is best effort)."""
-        meta = obj.get("metadata") or {}
-        ns = meta.get("namespace") or "default"
-        now = rfc3339(self.clock.now())
-        key = (ns, meta.get("uid", ""), reason, message)
-        try:
-            seen = self._seen.get(key)
-            if seen is not None:
-                name, count = seen
-                await self.client.patch(
-                    EVENTS, name, {"count": count + 1, "lastTimestamp": now}, ns
-                )
-                self._seen[key] = (name, count + 1)
-                return
-            # named as client-go names events: <object>.<unix nanoseconds in hex>
-            stamp = int(self.clock.now() * 1e9)
-            ev = {
-                "metadata": {"name": f"{meta.get('name', 'x')}.{stamp:x}"},
-                "involvedObject": {
-                    "apiVersion": obj.get("apiVersion", ""),
-                    "kind": obj.get("kind", ""),
-                    "name": meta.get("name", ""),
-                    "namespace": meta.get("namespace", ""),
-                    "uid": meta.get("uid", ""),
-                    "resourceVersion": meta.get("resourceVersion", ""),
-                },
-                "reason": reason,
-                "message": message,
-                "type": type_,
-                "source": {"component": self.component},
-                "reportingComponent": self.component,
-                "firstTimestamp": now,
-                "lastTimestamp": now,
-                "count": 1,
-            }
-            made = await self.client.create(EVENTS, ev, ns)
-            if len(self._seen) > 10_000:
-                self._seen.clear()
-            self._seen[key] = (made["metadata"]["name"], 1)
-        except Exception as e:  # events are best effort: never fail a sync for one
-            log.debug("event %s on %s not recorded: %s", reason, meta.get("name"), e)
 
 
 class Controller:
