@@ -63,6 +63,7 @@ _KINDS: dict[tuple[str, str], str] = {
     ("scheduling.k8s.io/v1", "PriorityClass"): "PriorityClass",
     ("policy/v1", "PodDisruptionBudget"): "PodDisruptionBudget",
     ("policy/v1", "Eviction"): "Eviction",
+    ("v1", "DeleteOptions"): "DeleteOptions",  # kubectl drain --disable-eviction's DELETE body
     ("authentication.k8s.io/v1", "TokenRequest"): "TokenRequest",
     ("rbac.authorization.k8s.io/v1", "Role"): "Role",
     ("rbac.authorization.k8s.io/v1", "ClusterRole"): "ClusterRole",

@@ -1,5 +1,15 @@
-"""Pod admission the scheduler relies on: priority resolution and the binding guard.
+"""Pod admission: default toleration seconds, priority resolution and the binding guard.
 
+- ``DefaultTolerationSeconds.admit`` is a pod write hook doing what Kubernetes'
+  DefaultTolerationSeconds admission plugin does: a pod created without a toleration of
+  ``node.kubernetes.io/not-ready:NoExecute`` (or ``unreachable``) gets one, operator
+  Exists, with ``tolerationSeconds`` from ``corral server
+  --default-not-ready-toleration-seconds`` / ``--default-unreachable-toleration-seconds``
+  (300 each). A toleration with an empty key or empty effect counts as one. The taint
+  eviction controller then deletes the pod that long after its node became NotReady or
+  unreachable. Upstream also runs it on updates; here updates are left alone because the
+  hook runs after update validation and field ownership (a pod keeps what it was
+  created with, and pod updates may not remove tolerations).
 - ``PriorityAdmission.admit`` is a pod write hook (``registry.write_hooks[("",
   "pods")]``) doing what Kubernetes' Priority admission plugin does on create: a pod
   naming ``priorityClassName`` gets that class's ``value`` as ``spec.priority`` and its
@@ -13,6 +23,18 @@
   Corral has it so that two schedulers can never double-book a node. A reservation
   covers the write in flight: two bindings racing for the last cpu see each other.
 
+- ``DisruptionBudgets.admit`` is the ``("", "pods/eviction")`` hook run by the
+  ``eviction`` handler before it deletes: the pod's PodDisruptionBudget (policy/v1) is
+  evaluated on the spot from the watch cache, since no disruption controller maintains
+  PDB status: expected pods = live pods the budget selects, healthy = those Ready and
+  not being deleted or evicted right now, desired healthy from ``minAvailable`` or
+  ``maxUnavailable`` (percentages round up), ``unhealthyPodEvictionPolicy`` as upstream.
+  No room answers 429 TooManyRequests "Cannot evict pod as it would violate the pod's
+  disruption budget." (kubectl drain retries it); two budgets on one pod answer 500, as
+  upstream. An eviction in flight is reserved until its delete returns, so concurrent
+  evictions (kubectl drain sends them in parallel) cannot overrun a budget together.
+  Pending, finished and terminating pods are evicted without consulting a budget.
+
 The API server must not import the scheduler (sibling layers), so pod requests are
 computed here from ``corral.api.quantity`` as the scheduler's NodeResourcesFit counts
 them: max(sum of containers (plus restartable init containers), each init container)
@@ -21,6 +43,7 @@ plus the pod overhead.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +51,7 @@ import orjson
 
 from corral.api import errors
 from corral.api.quantity import milli_value, value
+from corral.api.selectors import SelectorError, try_selector_from_object
 from corral.storage.cache import DELETED, Entry, ResourceCache
 
 Obj = dict[str, Any]
@@ -97,6 +121,51 @@ def _format(resource: str, amount: int) -> str:
 
 
 # --- priority ------------------------------------------------------------------------------
+TAINT_NOT_READY = "node.kubernetes.io/not-ready"
+TAINT_UNREACHABLE = "node.kubernetes.io/unreachable"
+DEFAULT_TOLERATION_SECONDS = 300
+
+
+class DefaultTolerationSeconds:
+    """Adds the not-ready/unreachable ``NoExecute`` tolerations on pod create."""
+
+    def __init__(
+        self,
+        pods: ResourceCache,
+        not_ready_seconds: int = DEFAULT_TOLERATION_SECONDS,
+        unreachable_seconds: int = DEFAULT_TOLERATION_SECONDS,
+    ) -> None:
+        self.pods = pods
+        self.defaults = (
+            (TAINT_NOT_READY, not_ready_seconds),
+            (TAINT_UNREACHABLE, unreachable_seconds),
+        )
+
+    def admit(self, pod: Obj, key: str) -> None:
+        if key in self.pods.entries:
+            return None  # an update
+        spec = pod.setdefault("spec", {})
+        tolerations = spec.get("tolerations")
+        if not isinstance(tolerations, list):
+            tolerations = spec["tolerations"] = []
+        have = [t for t in tolerations if isinstance(t, dict)]
+        for taint_key, seconds in self.defaults:
+            if not any(
+                (t.get("key") or "") in (taint_key, "")
+                and (t.get("effect") or "") in ("NoExecute", "")
+                for t in have
+            ):
+                tolerations.append(
+                    {
+                        "key": taint_key,
+                        "operator": "Exists",
+                        "effect": "NoExecute",
+                        "tolerationSeconds": seconds,
+                    }
+                )
+        return None
+
+
 class PriorityAdmission:
     """Resolves ``priorityClassName`` into ``spec.priority`` on pod create."""
 
@@ -267,5 +336,126 @@ class NodeUsage:
                 h[i] -= r
             if not any(h):
                 del self.reserved[node]
+
+        return release
+
+
+# --- disruption budgets at eviction ----------------------------------------------------------
+PDB_VIOLATION = "Cannot evict pod as it would violate the pod's disruption budget."
+DISRUPTION_BUDGET_CAUSE = "DisruptionBudget"
+TOO_MANY_REQUESTS = "TooManyRequests"
+
+
+def _is_ready(pod: Obj) -> bool:
+    for c in (pod.get("status") or {}).get("conditions") or ():
+        if isinstance(c, dict) and c.get("type") == "Ready":
+            return bool(c.get("status") == "True")
+    return False
+
+
+def _scaled(v: Any, total: int) -> int | None:
+    """An IntOrString against ``total``: ints as they are, ``N%`` rounded up."""
+    if isinstance(v, bool) or v is None:
+        return None
+    if isinstance(v, int):
+        return v
+    text = str(v)
+    if text.endswith("%"):
+        try:
+            return math.ceil(int(text[:-1]) * total / 100)
+        except ValueError:
+            return None
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def desired_healthy(spec: Obj, expected: int) -> int:
+    """How many selected pods the budget wants healthy, out of ``expected``."""
+    if spec.get("maxUnavailable") is not None:
+        unavailable = _scaled(spec["maxUnavailable"], expected) or 0
+        return max(expected - unavailable, 0)
+    if spec.get("minAvailable") is not None:
+        return _scaled(spec["minAvailable"], expected) or 0
+    return 0
+
+
+class DisruptionBudgets:
+    """Refuses an eviction that would take a budget's healthy pods below its minimum."""
+
+    def __init__(self, pods: ResourceCache, pdbs: ResourceCache) -> None:
+        self.pods = pods
+        self.pdbs = pdbs
+        self._evicting: set[str] = set()
+
+    def _budgets_of(self, ns: str, labels: dict[str, str]) -> list[Obj]:
+        out = []
+        for e in self.pdbs.entries.values():
+            if e.namespace != ns:
+                continue
+            pdb = e.obj()
+            try:
+                sel = try_selector_from_object((pdb.get("spec") or {}).get("selector"))
+            except SelectorError:
+                continue
+            if sel.matches(labels):
+                out.append(pdb)
+        return out
+
+    def admit(self, pod: Obj, key: str) -> Callable[[], None] | None:
+        meta = pod.get("metadata") or {}
+        phase = (pod.get("status") or {}).get("phase")
+        if phase in ("Succeeded", "Failed", "Pending") or meta.get("deletionTimestamp"):
+            return None
+        if key in self._evicting:
+            return None  # the same pod evicted twice at once: the first one reserved
+        ns = str(meta.get("namespace") or "")
+        budgets = self._budgets_of(ns, dict(meta.get("labels") or {}))
+        if not budgets:
+            return None
+        if len(budgets) > 1:
+            raise errors.internal(
+                "This pod has more than one PodDisruptionBudget, which the eviction "
+                "subresource does not support."
+            )
+        pdb = budgets[0]
+        spec = pdb.get("spec") or {}
+        sel = try_selector_from_object(spec.get("selector"))
+        expected = healthy = 0
+        for e in self.pods.entries.values():
+            if e.namespace != ns or e.deleting or not sel.matches(e.labels):
+                continue
+            other = e.obj()
+            if (other.get("status") or {}).get("phase") in _TERMINAL:
+                continue
+            expected += 1
+            if _is_ready(other) and e.key not in self._evicting:
+                healthy += 1
+        desired = desired_healthy(spec, expected)
+        if not _is_ready(pod):
+            policy = spec.get("unhealthyPodEvictionPolicy") or "IfHealthyBudget"
+            if policy == "AlwaysAllow" or (healthy >= desired and desired > 0):
+                return None
+        if healthy - desired <= 0:
+            name = (pdb.get("metadata") or {}).get("name", "")
+            raise errors.StatusError(
+                429,
+                TOO_MANY_REQUESTS,
+                PDB_VIOLATION,
+                {
+                    "causes": [
+                        {
+                            "reason": DISRUPTION_BUDGET_CAUSE,
+                            "message": f"The disruption budget {name} needs {desired} "
+                            f"healthy pods and has {healthy} currently",
+                        }
+                    ]
+                },
+            )
+        self._evicting.add(key)
+
+        def release() -> None:
+            self._evicting.discard(key)
 
         return release

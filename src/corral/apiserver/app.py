@@ -46,6 +46,8 @@ class APIApp:
         self.openapi_v2 = OpenAPIV2(openapi)
         self.tokens = tokens
         self.handler = ResourceHandler(registry)
+        # pods/log and pods/exec reach node agents with the API server's own token
+        self.handler.agent_token = min(tokens) if tokens else None
 
     def build(self) -> web.Application:
         app = web.Application(middlewares=[self.middleware], client_max_size=3 * 1024 * 1024 + 1024)

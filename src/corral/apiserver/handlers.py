@@ -17,6 +17,7 @@ import base64
 import builtins
 import contextlib
 import dataclasses
+import functools
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -34,6 +35,7 @@ from corral.api.selectors import (
     selector_from_object,
 )
 from corral.apiserver import tables
+from corral.apiserver.proxy import AgentProxy
 from corral.apiserver.registry.base import ResourceInfo
 from corral.apiserver.request import (
     JSON,
@@ -539,6 +541,14 @@ class ResourceHandler:
         return json_response(head[:-1] + b',"items":[' + b",".join(items) + b"]}")
 
     # --- subresources ------------------------------------------------------------------------------
+    #: the bearer token ``pods/log`` and ``pods/exec`` present to node agents (set by
+    #: ``APIApp``: the admin token); None forwards the caller's own token
+    agent_token: str | None = None
+
+    @functools.cached_property
+    def agent_proxy(self) -> AgentProxy:
+        return AgentProxy(self.registry, self.agent_token)
+
     async def subresource(
         self, request: web.Request, info: ResourceInfo, ns: str, name: str, sub: str
     ) -> web.StreamResponse:
@@ -558,7 +568,15 @@ class ResourceHandler:
                 return await self.binding(request, info, ns, name)
             if sub == "eviction" and method == "POST":
                 return await self.eviction(request, info, ns, name)
-            if sub in ("log", "exec", "attach", "portforward"):
+            if sub == "log":
+                if method != "GET":
+                    raise errors.method_not_allowed()
+                return await self.agent_proxy.log(request, ns, name)
+            if sub == "exec":
+                if method not in ("GET", "POST"):
+                    raise errors.method_not_allowed()
+                return await self.agent_proxy.exec(request, ns, name)
+            if sub in ("attach", "portforward"):
                 return self.no_agent(info, ns, name, sub)
         if (
             info.group == ""
@@ -578,7 +596,7 @@ class ResourceHandler:
         raise errors.StatusError(
             400,
             errors.BAD_REQUEST,
-            f'pods/{sub} is not available yet: no node agent serves node "{node}" (the Corral agent arrives with node support)',
+            f'pods/{sub} is not supported by Corral yet (pod {name} on node "{node}"); pods/log and pods/exec are',
         )
 
     async def binding(
@@ -679,14 +697,29 @@ class ResourceHandler:
             raise errors.bad_request("name in URL does not match name in Eviction object")
         do = body.get("deleteOptions") or {}
         pre = do.get("preconditions") or {}
+        dry = bool(do.get("dryRun")) or bool(request.query.getall("dryRun", []))
         opts = DeleteOptions(
             do.get("gracePeriodSeconds"),
             do.get("propagationPolicy"),
             pre.get("uid"),
             pre.get("resourceVersion"),
-            bool(do.get("dryRun")),
+            dry,
         )
-        await self.registry.delete(info, ns, name, opts)
+        # the ("", "pods/eviction") hooks (admission.DisruptionBudgets) may refuse (429)
+        # and reserve the pod while its delete is in flight
+        pod = self.registry.get(info, ns, name).obj()
+        key = self.registry.key(info, ns, name)
+        held: builtins.list[Any] = []
+        try:
+            for hook in self.registry.write_hooks.get(("", "pods/eviction"), ()):
+                release = hook(pod, key)
+                if release is not None:
+                    held.append(release)
+            if not dry and not (pod.get("metadata") or {}).get("deletionTimestamp"):
+                await self._mark_evicted(info, ns, name, pre.get("uid"))
+            await self.registry.delete(info, ns, name, opts)
+        finally:
+            self._release_binding(held)
         return json_response(
             orjson.dumps(
                 {
@@ -698,6 +731,38 @@ class ResourceHandler:
                 }
             ),
             201,
+        )
+
+    async def _mark_evicted(self, info: ResourceInfo, ns: str, name: str, uid: str | None) -> None:
+        """The DisruptionTarget condition an evicted pod carries while it terminates."""
+        now = self.registry.now()
+
+        def add(pod: dict[str, Any]) -> dict[str, Any]:
+            if uid and pod["metadata"].get("uid") != uid:
+                raise errors.conflict(
+                    "pods",
+                    "",
+                    name,
+                    f"Precondition failed: UID in precondition: {uid}, "
+                    f"UID in object meta: {pod['metadata'].get('uid')}",
+                )
+            st = pod.setdefault("status", {})
+            conds = [c for c in st.get("conditions") or [] if c.get("type") != "DisruptionTarget"]
+            conds.append(
+                {
+                    "type": "DisruptionTarget",
+                    "status": "True",
+                    "lastProbeTime": None,
+                    "lastTransitionTime": now,
+                    "reason": "EvictionByEvictionAPI",
+                    "message": "Eviction API: evicting",
+                }
+            )
+            st["conditions"] = conds
+            return pod
+
+        await self.registry._guaranteed_update(
+            info, ns, name, add, WriteOptions(field_manager="corral-apiserver"), "status"
         )
 
     async def scale(

@@ -16,13 +16,20 @@ import logging
 import socket
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from corral.api import errors
-from corral.apiserver.admission import NodeUsage, PriorityAdmission
+from corral.apiserver.admission import (
+    DEFAULT_TOLERATION_SECONDS,
+    DefaultTolerationSeconds,
+    DisruptionBudgets,
+    NodeUsage,
+    PriorityAdmission,
+)
 from corral.apiserver.allocation import ServiceAllocator
 from corral.apiserver.app import APIApp
 from corral.apiserver.certs import ensure_admin_token, ensure_pki, write_kubeconfig
@@ -83,6 +90,9 @@ class Server:
         scheduler: bool = False,
         controllers: bool = False,
         hollow_nodes: int = 0,
+        agents: Sequence[Sequence[str]] = (),
+        default_not_ready_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS,
+        default_unreachable_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.port = port
@@ -107,6 +117,13 @@ class Server:
         self.controllers = controllers
         #: simulated nodes (``corral agent --runtime hollow``) to start beside it
         self.hollow_nodes = hollow_nodes
+        #: node agents (``corral agent ARGS...``) to start beside it, one per entry
+        self.agents = [list(a) for a in agents]
+        #: tolerationSeconds of the DefaultTolerationSeconds admission (not-ready, unreachable)
+        self.default_toleration_seconds = (
+            default_not_ready_toleration_seconds,
+            default_unreachable_toleration_seconds,
+        )
         self.children: list[subprocess.Popen[bytes]] = []
 
     @property
@@ -142,10 +159,16 @@ class Server:
         pod_info = registry.by_gvr[("", "v1", "pods")]
         pods = registry.rcache(pod_info)
         classes = registry.rcache(registry.by_gvr[("scheduling.k8s.io", "v1", "priorityclasses")])
-        registry.write_hooks[("", "pods")] = [PriorityAdmission(pods, classes).admit]
+        tolerations = DefaultTolerationSeconds(pods, *self.default_toleration_seconds)
+        registry.write_hooks[("", "pods")] = [
+            tolerations.admit,
+            PriorityAdmission(pods, classes).admit,
+        ]
         usage = NodeUsage(pods, registry.rcache(registry.by_gvr[("", "v1", "nodes")]))
         self.cache.listeners.append(usage.on_change)
         registry.write_hooks[("", "pods/binding")] = [usage.reserve]
+        pdbs = registry.rcache(registry.by_gvr[("policy", "v1", "poddisruptionbudgets")])
+        registry.write_hooks[("", "pods/eviction")] = [DisruptionBudgets(pods, pdbs).admit]
         await self._bootstrap(registry)
 
         if self.port == 0:
@@ -176,6 +199,8 @@ class Server:
                 "agent",
                 ["--name", "hollow", "--runtime", "hollow", "--count", str(self.hollow_nodes)],
             )
+        for extra in self.agents:
+            self._start_child("agent", extra)
         log.info("serving on %s (kubeconfig %s)", self.url, self.kubeconfig)
 
     def _start_child(self, command: str, extra: list[str] | None = None) -> None:

@@ -14,10 +14,13 @@ import logging
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 from corral.apiserver.server import Server
+from corral.cli import image as image_cli
 from corral.cli import scheduler as scheduler_cli
+from corral.cli import up as up_cli
 
 
 def default_data_dir() -> Path:
@@ -62,6 +65,15 @@ def _server_args(p: argparse.ArgumentParser, data_required: bool) -> None:
         action="store_true",
         help="do not start the controller manager beside it",
     )
+    for what in ("not-ready", "unreachable"):  # the DefaultTolerationSeconds admission
+        p.add_argument(
+            f"--default-{what}-toleration-seconds",
+            type=int,
+            default=300,
+            metavar="N",
+            help=f"tolerationSeconds of the {what}:NoExecute toleration added to every pod "
+            "that has none",
+        )
 
 
 def _port_range(text: str) -> tuple[int, int]:
@@ -79,8 +91,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="corral", description="A lightweight cluster manager.")
     sub = parser.add_subparsers(dest="command", required=True)
     _server_args(sub.add_parser("server", help="run the API server"), data_required=True)
-    _server_args(sub.add_parser("up", help="start a local cluster"), data_required=False)
+    up = sub.add_parser("up", help="start a local cluster")
+    _server_args(up, data_required=False)
+    up.add_argument("--agents", type=int, default=1, metavar="N", help="local node agents")
+    up.add_argument(
+        "--runtime",
+        choices=["oci", "process"],
+        default=None,
+        help="the agents' runtime (default: oci as root with runc, else process)",
+    )
     scheduler_cli.add_parsers(sub)
+    image_cli.add_parser(sub)
     # these two parse their own flags (``corral controller-manager --help``)
     for name, text in _DELEGATED.items():
         sub.add_parser(name, help=text, add_help=False).add_argument(
@@ -91,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 _DELEGATED = {
     "controller-manager": "run the workload controllers against an API server",
-    "agent": "run a node agent (for now the hollow runtime: simulated nodes)",
+    "agent": "run a node agent (runtime process, oci or hollow)",
 }
 
 
@@ -100,18 +121,21 @@ def _delegate(command: str, argv: list[str]) -> int:
         from corral.controllers.manager import main as manager_main
 
         return manager_main(argv)
-    from corral.agent.hollow import main as agent_main
+    from corral.cli.agent import main as agent_main
 
     return agent_main(argv)
 
 
-async def _run(server: Server, announce: bool) -> None:
+async def _run(server: Server, announce: bool, nodes: list[str] | None = None) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    t0 = time.monotonic()
     await server.start()
     if announce:
+        print(f"  API server on {server.url} ({time.monotonic() - t0:.1f} s)", flush=True)
+        await up_cli.report_progress(server, nodes or [], t0, timeout=60.0)
         print(f"Corral is up: {server.url}", flush=True)
         print(f"  export KUBECONFIG={server.kubeconfig}", flush=True)
         print("  kubectl get namespaces", flush=True)
@@ -132,9 +156,27 @@ def main(argv: list[str] | None = None) -> int:
         return scheduler_cli.run_scheduler(args)
     if args.command == "why":
         return scheduler_cli.why(args)
+    if args.command == "image":
+        return image_cli.run(args)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    agents: list[list[str]] = []
+    nodes: list[str] = []
+    if args.command == "up" and args.agents > 0:
+        from corral.cli.agent import pick_runtime
+
+        runtime, why = pick_runtime()
+        if args.runtime == "oci" and runtime != "oci":
+            print(f"corral: --runtime oci: {why}", file=sys.stderr)
+            return 2
+        if args.runtime is None and runtime == "process":
+            print(f"  runtime process: {why}", flush=True)
+        runtime = args.runtime or runtime
+        print(f"Starting Corral in {args.data_dir} ({args.agents} {runtime} agent(s))", flush=True)
+        agents = up_cli.agent_commands(args.data_dir, args.agents, runtime)
+        nodes = up_cli.node_names(args.agents)
+        up_cli.prepare_agents(args.data_dir, nodes)
     try:
         server = Server(
             args.data_dir,
@@ -148,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
             scheduler=not args.no_scheduler,
             controllers=not args.no_controllers,
             hollow_nodes=args.hollow_nodes,
+            agents=agents,
+            default_not_ready_toleration_seconds=args.default_not_ready_toleration_seconds,
+            default_unreachable_toleration_seconds=args.default_unreachable_toleration_seconds,
         )
     except ValueError as e:
         print(f"corral: {e}", file=sys.stderr)
@@ -158,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(_run(server, args.command == "up"))
+    asyncio.run(_run(server, args.command == "up", nodes))
     return 0
 
 

@@ -103,17 +103,32 @@ def _controller_of(obj: Obj) -> Obj | None:
     return None
 
 
+#: added too when the pod uses the host network (it needs no pod network to run)
+HOST_NETWORK_TOLERATION = _taint_toleration("node.kubernetes.io/network-unavailable", "NoSchedule")
+
+
 def add_default_tolerations(pod_spec: Obj) -> None:
-    """Add each default DaemonSet toleration the pod spec lacks (same key and effect)."""
+    """``AddOrUpdateDaemonPodTolerations``: each default DaemonSet toleration (and, with
+    ``hostNetwork``, network-unavailable) replaces a toleration of the same key, effect,
+    operator and value (so a user's ``tolerationSeconds`` on it becomes forever), or is
+    appended."""
     tols: list[Obj] = list(pod_spec.get("tolerations") or [])
-    for t in DEFAULT_TOLERATIONS:
-        if not any(
-            x.get("key") == t["key"]
-            and x.get("effect") == t["effect"]
+    defaults = list(DEFAULT_TOLERATIONS)
+    if pod_spec.get("hostNetwork"):
+        defaults.append(HOST_NETWORK_TOLERATION)
+    for t in defaults:
+        same = [
+            i
+            for i, x in enumerate(tols)
+            if (x.get("key") or "") == t["key"]
+            and (x.get("effect") or "") == t["effect"]
             and (x.get("operator") or "Equal") == "Exists"
-            for x in tols
-        ):
+            and not x.get("value")
+        ]
+        if not same:
             tols.append(dict(t))
+        for i in same:
+            tols[i] = dict(t)
     pod_spec["tolerations"] = tols
 
 

@@ -8,7 +8,10 @@ controllers' workers until cancelled. ``main`` is ``corral controller-manager
 up`` start it beside the API server.
 
 ``CONTROLLERS`` maps the names of ``--controllers`` (kube-controller-manager's, e.g.
-``replicaset``) to controller classes; a new controller is one entry here.
+``replicaset``) to controller classes; a new controller is one entry here. A controller
+with settings of its own (the node lifecycle controller's periods) gets them as keyword
+arguments through ``ControllerManager(options={name: {...}})``, which ``main`` fills
+from its flags.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from corral.client.rest import Client
 from corral.controllers.base import Controller, InformerFactory
@@ -27,8 +31,16 @@ from corral.controllers.cronjob import CronJobController
 from corral.controllers.daemonset import DaemonSetController
 from corral.controllers.deployment import DeploymentController
 from corral.controllers.job import JobController, TTLAfterFinishedController
+from corral.controllers.nodelifecycle import (
+    NODE_MONITOR_GRACE_PERIOD,
+    NODE_MONITOR_PERIOD,
+    NODE_STARTUP_GRACE_PERIOD,
+    NodeLifecycleController,
+    parse_duration,
+)
 from corral.controllers.replicaset import ReplicaSetController, ReplicationControllerController
 from corral.controllers.statefulset import StatefulSetController
+from corral.controllers.taint_eviction import TaintEvictionController
 from corral.util.clock import Clock
 
 log = logging.getLogger("corral.controllers.manager")
@@ -43,6 +55,8 @@ CONTROLLERS: dict[str, type[Controller]] = {
     "cronjob": CronJobController,
     "statefulset": StatefulSetController,
     "daemonset": DaemonSetController,
+    "nodelifecycle": NodeLifecycleController,
+    "taint-eviction-controller": TaintEvictionController,
 }
 
 
@@ -80,6 +94,7 @@ class ControllerManager:
         *,
         clock: Clock | None = None,
         workers: int = 4,
+        options: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         self.client = client
         self.factory = InformerFactory(client)
@@ -89,7 +104,10 @@ class ControllerManager:
             cls = CONTROLLERS.get(name)
             if cls is None:
                 raise ValueError(f'unknown controller "{name}"')
-            self.controllers[name] = cls(client, self.factory, workers=workers, clock=clock)
+            extra = dict((options or {}).get(name) or {})
+            self.controllers[name] = cls(
+                client, self.factory, workers=workers, clock=clock, **extra
+            )
         self.ready = asyncio.Event()
 
     async def run(self) -> None:
@@ -113,8 +131,13 @@ async def _stdin_eof() -> None:
     await asyncio.to_thread(sys.stdin.buffer.read)
 
 
-async def _serve(client: Client, names: list[str], exit_on_stdin_eof: bool = False) -> None:
-    manager = ControllerManager(client, names)
+async def _serve(
+    client: Client,
+    names: list[str],
+    exit_on_stdin_eof: bool = False,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> None:
+    manager = ControllerManager(client, names, options=options)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -147,6 +170,28 @@ def build_parser() -> argparse.ArgumentParser:
         f"(known: {', '.join(sorted(CONTROLLERS))})",
     )
     p.add_argument(
+        "--node-monitor-grace-period",
+        type=parse_duration,
+        default=NODE_MONITOR_GRACE_PERIOD,
+        metavar="DURATION",
+        help="how long a node's Lease may go unrenewed before it is Ready=Unknown and "
+        "tainted unreachable (default 40s)",
+    )
+    p.add_argument(
+        "--node-monitor-period",
+        type=parse_duration,
+        default=NODE_MONITOR_PERIOD,
+        metavar="DURATION",
+        help="how often every node's health is checked (default 5s)",
+    )
+    p.add_argument(
+        "--node-startup-grace-period",
+        type=parse_duration,
+        default=NODE_STARTUP_GRACE_PERIOD,
+        metavar="DURATION",
+        help="how long a new node may go without posting Ready (default 1m)",
+    )
+    p.add_argument(
         "--log-level", default="info", type=str.lower, choices=["debug", "info", "warning", "error"]
     )
     return p
@@ -168,5 +213,12 @@ def main(argv: list[str]) -> int:
     except (OSError, KeyError, StopIteration, TypeError) as e:
         print(f"corral controller-manager: cannot read {args.kubeconfig}: {e}", file=sys.stderr)
         return 2
-    asyncio.run(_serve(client, names, args.exit_on_stdin_eof))
+    options = {
+        "nodelifecycle": {
+            "node_monitor_grace_period": args.node_monitor_grace_period,
+            "node_monitor_period": args.node_monitor_period,
+            "node_startup_grace_period": args.node_startup_grace_period,
+        }
+    }
+    asyncio.run(_serve(client, names, args.exit_on_stdin_eof, options))
     return 0

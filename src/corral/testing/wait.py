@@ -7,6 +7,7 @@ and a state is reached "soon"; unit tests use a fake clock instead and never wai
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 
 
@@ -15,3 +16,13 @@ async def until(pred: Callable[[], Awaitable[bool]], timeout: float = 30) -> Non
     async with asyncio.timeout(timeout):
         while not await pred():
             await asyncio.sleep(0.05)
+
+
+def eventually(pred: Callable[[], bool], timeout: float = 30, interval: float = 0.05) -> None:
+    """Blocking ``until`` for tests that drive subprocesses (kubectl) synchronously:
+    return once ``pred()`` is true; ``AssertionError`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)

@@ -246,10 +246,9 @@ def test_pod_defaults_and_initial_status() -> None:
     assert c["terminationMessagePolicy"] == "File"
     assert c["resources"] == {}
     assert c["ports"] == [{"containerPort": 80, "protocol": "TCP"}]
-    assert [t["key"] for t in spec["tolerations"]] == [
-        "node.kubernetes.io/not-ready",
-        "node.kubernetes.io/unreachable",
-    ]
+    # the default not-ready/unreachable tolerations come from an admission hook
+    # (admission.DefaultTolerationSeconds, tested in test_eviction_admission.py)
+    assert "tolerations" not in spec
     assert pod["status"] == {"phase": "Pending", "qosClass": "BestEffort"}
 
 
@@ -387,7 +386,11 @@ def _stored(group: str, plural: str, obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_pod_update_image_allowed_other_fields_forbidden() -> None:
-    old = _stored("", "pods", {"spec": pod_spec()})
+    old = _stored(
+        "",
+        "pods",
+        {"spec": pod_spec(tolerations=[{"key": "a", "operator": "Exists", "effect": "NoExecute"}])},
+    )
     new = copy.deepcopy(old)
     new["spec"]["containers"][0]["image"] = "nginx:1.28"
     new["spec"]["tolerations"].append({"key": "k", "operator": "Exists"})
@@ -403,7 +406,11 @@ def test_pod_update_image_allowed_other_fields_forbidden() -> None:
 
 
 def test_pod_update_removing_toleration_forbidden() -> None:
-    old = _stored("", "pods", {"spec": pod_spec()})
+    old = _stored(
+        "",
+        "pods",
+        {"spec": pod_spec(tolerations=[{"key": "a", "operator": "Exists", "effect": "NoExecute"}])},
+    )
     new = copy.deepcopy(old)
     new["spec"]["tolerations"] = []
     assert any(e.startswith("spec: Forbidden") for e in update("", "pods", old, new))

@@ -29,7 +29,6 @@ Contract, shared by all drivers:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -167,7 +166,7 @@ class ExitInfo:
 
     @property
     def reason(self) -> str:
-        if self.oom_killed:
+        if self.oom_killed and self.exit_code != 0:  # (a child was killed, main survived)
             return OOM_KILLED
         return COMPLETED if self.exit_code == 0 else ERROR
 
@@ -215,6 +214,3 @@ class Driver(Protocol):
         self, handle: ContainerHandle, argv: list[str], *, tty: bool, stdin: bool
     ) -> ExecSession: ...
     def stats(self, handle: ContainerHandle) -> Stats | None: ...
-
-
-AwaitableExit = Awaitable[ExitInfo]

@@ -2,8 +2,9 @@
 
 A Pod gets the shared pod-spec defaults (``podspec.default_pod_spec``) plus what the real
 server adds on the Pod alone: requests copied from limits, ``enableServiceLinks``, the
-``default`` service account, ``priority`` 0, and the not-ready/unreachable ``NoExecute``
-tolerations that the DefaultTolerationSeconds admission plugin adds. Its status starts
+``default`` service account and ``priority`` 0 (the not-ready/unreachable ``NoExecute``
+tolerations are added by ``admission.DefaultTolerationSeconds``, a write hook, so that
+their seconds can be configured per server). Its status starts
 as ``phase: Pending`` with the computed ``qosClass``. On update the spec is immutable
 except container images, ``activeDeadlineSeconds`` (set or lowered), tolerations
 (additions) and a negative grace period going to 1, as in ``ValidatePodUpdate``.
@@ -26,11 +27,6 @@ POD_UPDATE_FORBIDDEN = (
     "`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` "
     "(only additions to existing tolerations),`spec.terminationGracePeriodSeconds` "
     "(allow it to be set to 1 if it was previously negative)"
-)
-
-DEFAULT_TOLERATIONS = (
-    ("node.kubernetes.io/not-ready", 300),
-    ("node.kubernetes.io/unreachable", 300),
 )
 
 _SUFFIX: dict[str, Decimal | int] = {
@@ -142,28 +138,13 @@ class PodStrategy(Strategy):
             spec["serviceAccountName"] = spec["serviceAccount"]
 
     def prepare_for_create(self, obj: Obj) -> None:
-        """Admission-time additions (service account, priority, tolerations), then status."""
+        """Admission-time additions (service account, priority), then status."""
         spec = obj.setdefault("spec", {})
         spec.setdefault("serviceAccountName", "default")
         spec.setdefault("serviceAccount", spec["serviceAccountName"])
         if not spec.get("priorityClassName"):
             spec.setdefault("priority", 0)
         spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
-        tolerations = spec.setdefault("tolerations", [])
-        for key, seconds in DEFAULT_TOLERATIONS:
-            if not any(
-                t.get("key") == key and t.get("effect") in ("NoExecute", None, "")
-                for t in tolerations
-                if isinstance(t, dict)
-            ):
-                tolerations.append(
-                    {
-                        "key": key,
-                        "operator": "Exists",
-                        "effect": "NoExecute",
-                        "tolerationSeconds": seconds,
-                    }
-                )
         super().prepare_for_create(obj)
 
     def default_status(self, obj: Obj) -> None:

@@ -52,7 +52,9 @@ NS_VERBS = ("create", "delete", "get", "list", "patch", "update", "watch")
 RESOURCES: list[ResourceInfo] = [
     ResourceInfo("", "v1", "Namespace", "namespaces", "namespace", False, NamespaceStrategy(), ("ns",), verbs=NS_VERBS),
     ResourceInfo("", "v1", "Node", "nodes", "node", False, NodeStrategy(), ("no",)),
-    ResourceInfo("", "v1", "Pod", "pods", "pod", True, PodStrategy(), ("po",), ALL),
+    ResourceInfo("", "v1", "Pod", "pods", "pod", True, PodStrategy(), ("po",), ALL,
+                 extra_subresources=(("binding", "Binding", ("create",), "", "v1"),
+                                     ("eviction", "Eviction", ("create",), "policy", "v1"))),
     ResourceInfo("", "v1", "Service", "services", "service", True, ServiceStrategy(), ("svc",), ALL),
     ResourceInfo("", "v1", "Endpoints", "endpoints", "endpoints", True, EndpointsStrategy(), ("ep",)),
     ResourceInfo("", "v1", "ConfigMap", "configmaps", "configmap", True, ConfigMapStrategy(), ("cm",)),

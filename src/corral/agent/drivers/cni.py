@@ -1,0 +1,153 @@
+"""Invoking CNI plugins: how ``OciDriver`` gives a pod's network namespace an address.
+
+The CNI contract is small: exec the plugin binary with ``CNI_COMMAND`` (ADD, DEL),
+``CNI_CONTAINERID``, ``CNI_NETNS``, ``CNI_IFNAME`` and ``CNI_PATH`` in the environment and
+the network configuration as JSON on stdin; it prints a result (or an error) as JSON.
+``PodNetwork`` holds Corral's default configuration, a ``bridge`` (``corral0``,
+``10.88.0.0/16``, the host is the gateway, no masquerading) with ``host-local`` IPAM whose
+leases live under the driver's data directory, plus ``loopback`` for ``lo``. Errors become
+``StartError`` with ``CreateContainerError`` (the sandbox could not be set up).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from corral.agent.drivers.base import CREATE_CONTAINER_ERROR, StartError
+
+CNI_VERSION = "1.0.0"
+DEFAULT_CNI_PATH = ("/opt/cni/bin", "/usr/lib/cni", "/usr/libexec/cni")
+
+
+class CniError(StartError):
+    """A plugin failed; ``message`` is its error text."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(CREATE_CONTAINER_ERROR, message)
+
+
+async def invoke(
+    plugin: str,
+    command: str,
+    config: dict[str, Any],
+    *,
+    container_id: str,
+    netns: str,
+    ifname: str,
+    cni_path: str,
+    timeout: float = 30.0,
+) -> dict[str, Any]:
+    """Run one CNI plugin; return its parsed result (``{}`` for DEL)."""
+    binary = next(
+        (Path(d) / plugin for d in cni_path.split(":") if (Path(d) / plugin).is_file()), None
+    )
+    if binary is None:
+        raise CniError(f"CNI plugin {plugin!r} not found in {cni_path}")
+    env = {
+        "CNI_COMMAND": command,
+        "CNI_CONTAINERID": container_id,
+        "CNI_NETNS": netns,
+        "CNI_IFNAME": ifname,
+        "CNI_PATH": cni_path,
+        "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        str(binary),
+        env=env,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            out, err = await proc.communicate(json.dumps(config).encode())
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise CniError(f"CNI {plugin} {command} timed out") from None
+    result: dict[str, Any] = {}
+    if out.strip():
+        try:
+            result = json.loads(out)
+        except ValueError:
+            raise CniError(f"CNI {plugin} {command}: bad output {out[:200]!r}") from None
+    if proc.returncode != 0:
+        msg = result.get("msg") or err.decode(errors="replace").strip() or "failed"
+        details = result.get("details")
+        raise CniError(f"CNI {plugin} {command}: {msg}" + (f" ({details})" if details else ""))
+    return result
+
+
+@dataclass(frozen=True)
+class PodNetwork:
+    """Corral's pod network: bridge + host-local IPAM, and loopback."""
+
+    ipam_dir: Path
+    bridge: str = "corral0"
+    subnet: str = "10.88.0.0/16"
+    network_name: str = "corral"
+    cni_path: str = field(default=":".join(DEFAULT_CNI_PATH))
+
+    def bridge_config(self) -> dict[str, Any]:
+        return {
+            "cniVersion": CNI_VERSION,
+            "name": self.network_name,
+            "type": "bridge",
+            "bridge": self.bridge,
+            "isGateway": True,
+            "ipMasq": False,
+            "hairpinMode": True,
+            "ipam": {
+                "type": "host-local",
+                "ranges": [[{"subnet": self.subnet}]],
+                "routes": [{"dst": "0.0.0.0/0"}],
+                "dataDir": str(self.ipam_dir),
+            },
+        }
+
+    def loopback_config(self) -> dict[str, Any]:
+        return {"cniVersion": CNI_VERSION, "name": "lo", "type": "loopback"}
+
+    async def add(self, container_id: str, netns: str) -> str:
+        """Attach ``netns`` to the pod network; return the pod IP (no prefix length)."""
+        self.ipam_dir.mkdir(parents=True, exist_ok=True)
+        await invoke(
+            "loopback",
+            "ADD",
+            self.loopback_config(),
+            container_id=container_id,
+            netns=netns,
+            ifname="lo",
+            cni_path=self.cni_path,
+        )
+        result = await invoke(
+            "bridge",
+            "ADD",
+            self.bridge_config(),
+            container_id=container_id,
+            netns=netns,
+            ifname="eth0",
+            cni_path=self.cni_path,
+        )
+        for ip in result.get("ips", []):
+            address = str(ip.get("address", ""))
+            if address and ":" not in address:
+                return address.split("/")[0]
+        raise CniError(f"CNI bridge ADD returned no IPv4 address: {result}")
+
+    async def delete(self, container_id: str, netns: str) -> None:
+        """Detach and release the address (idempotent; a missing netns is fine)."""
+        await invoke(
+            "bridge",
+            "DEL",
+            self.bridge_config(),
+            container_id=container_id,
+            netns=netns,
+            ifname="eth0",
+            cni_path=self.cni_path,
+        )

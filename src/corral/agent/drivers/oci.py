@@ -1,0 +1,394 @@
+"""``OciDriver``: real containers through runc, a pause process per pod, CNI networking.
+
+Used by the node agent on machines where it runs as root. A pod's sandbox is a named
+network namespace (``ip netns add corral-<uid>``) attached to the ``corral0`` bridge by the
+CNI plugins (``cni.py``), plus a pause container (busybox ``sleep``) that holds the pod's
+IPC and UTS namespaces and its hostname. Each app container gets a bundle under its state
+directory: ``config.json`` from ``ocispec.py`` and a rootfs that is an overlay of the
+image's shared, read-only unpacked rootfs with a per-container upper directory. The shim
+(``shim.py``) drives ``runc create``/``start``/``delete`` and records the exit; the OOM
+counter is read from ``/corral/<pod-uid>/<id>`` before runc removes that cgroup.
+
+Layout under ``data_dir``: ``runc/`` (runc's ``--root``), ``cni/`` (IPAM leases),
+``pause-rootfs/``, ``sandboxes/<pod-uid>.json`` and ``sandboxes/<pod-uid>/`` (the pause
+shim's state), ``containers/<id>/`` (state, bundle, overlay upper/work).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from corral.agent.drivers.base import (
+    CREATE_CONTAINER_ERROR,
+    ContainerHandle,
+    ContainerSpec,
+    ExecSession,
+    ExitInfo,
+    Recovered,
+    Sandbox,
+    SandboxSpec,
+    StartError,
+    Stats,
+)
+from corral.agent.drivers.cgroups import Cgroups
+from corral.agent.drivers.cni import PodNetwork
+from corral.agent.drivers.ocispec import container_config, pause_config
+from corral.agent.drivers.process import default_env
+from corral.agent.drivers.shimctl import (
+    launch_shim,
+    load_handles,
+    new_container_id,
+    read_exit,
+    read_json,
+    running,
+    spawn_exec,
+    wait_exit,
+    write_json_atomic,
+)
+
+CGROUP_PARENT = "corral"
+MNT_DETACH = 2
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def mount_overlay(lower: Path, upper: Path, work: Path, target: Path) -> None:
+    opts = f"lowerdir={lower},upperdir={upper},workdir={work}"
+    if _libc.mount(b"overlay", str(target).encode(), b"overlay", 0, opts.encode()) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount overlay on {target}: {os.strerror(err)}")
+
+
+def umount(target: Path) -> None:
+    """Detach a mount (ignores "not mounted")."""
+    _libc.umount2(str(target).encode(), MNT_DETACH)
+
+
+class OciDriver:
+    """runc containers. Needs root, ``runc``, the CNI plugins and a static busybox."""
+
+    name = "oci"
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        host_ip: str = "127.0.0.1",
+        runc: str = "runc",
+        network: PodNetwork | None = None,
+        busybox: Path = Path("/bin/busybox"),
+        cgroup_parent: str = CGROUP_PARENT,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.containers_dir = self.data_dir / "containers"
+        self.sandboxes_dir = self.data_dir / "sandboxes"
+        self.runc_root = self.data_dir / "runc"
+        self.host_ip = host_ip
+        self.runc_binary = shutil.which(runc) or runc
+        self.network = network or PodNetwork(ipam_dir=self.data_dir / "cni")
+        self.busybox = busybox
+        self.cgroup_parent = cgroup_parent
+        self.cgroups = Cgroups.detect()
+        self._version: str | None = None
+        for d in (self.containers_dir, self.sandboxes_dir, self.runc_root):
+            d.mkdir(parents=True, exist_ok=True)
+
+    def runtime_version(self) -> str:
+        if self._version is None:
+            out = subprocess.run(
+                [self.runc_binary, "--version"], capture_output=True, text=True, check=False
+            ).stdout
+            first = out.splitlines()[0] if out else "runc version unknown"
+            self._version = f"oci://runc-{first.split()[-1]}"
+        return self._version
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _runc_cmd(self, *args: str) -> list[str]:
+        return [self.runc_binary, "--root", str(self.runc_root), *args]
+
+    async def _runc(self, *args: str) -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(
+            *self._runc_cmd(*args),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await proc.communicate()
+        return proc.returncode or 0, out.decode(errors="replace")
+
+    async def _run(self, *argv: str) -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await proc.communicate()
+        return proc.returncode or 0, out.decode(errors="replace")
+
+    def _pause_rootfs(self) -> Path:
+        root = self.data_dir / "pause-rootfs"
+        if not (root / "bin" / "busybox").exists():
+            tmp = self.data_dir / "pause-rootfs.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            for sub in ("bin", "proc", "dev", "etc", "tmp"):
+                (tmp / sub).mkdir(parents=True)
+            shutil.copy2(self.busybox, tmp / "bin" / "busybox")
+            shutil.rmtree(root, ignore_errors=True)
+            tmp.rename(root)
+        return root
+
+    def _cgroup(self, pod_uid: str, cid: str) -> str:
+        return f"{self.cgroup_parent}/{pod_uid}/{cid}"
+
+    @staticmethod
+    def _netns_name(pod_uid: str) -> str:
+        return "corral-" + pod_uid.replace("-", "")[:16]
+
+    @staticmethod
+    def _etc_files(pod_dir: Path) -> dict[str, Path]:
+        return {
+            "/etc/hosts": pod_dir / "etc-hosts",
+            "/etc/hostname": pod_dir / "etc-hostname",
+            "/etc/resolv.conf": pod_dir / "etc-resolv.conf",
+        }
+
+    def _write_etc_files(self, spec: SandboxSpec, ip: str) -> None:
+        files = self._etc_files(spec.dir)
+        files["/etc/hostname"].write_text(spec.hostname + "\n")
+        files["/etc/hosts"].write_text(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+            f"{ip}\t{spec.hostname}\n"
+        )
+        try:
+            resolv = Path("/etc/resolv.conf").read_text()
+        except OSError:
+            resolv = ""
+        files["/etc/resolv.conf"].write_text(resolv)
+
+    # -- sandboxes ---------------------------------------------------------------------------
+
+    async def create_sandbox(self, spec: SandboxSpec) -> Sandbox:
+        record = self.sandboxes_dir / f"{spec.pod_uid}.json"
+        if (existing := read_json(record)) is not None:
+            return Sandbox(**existing)
+        spec.dir.mkdir(parents=True, exist_ok=True)
+        state_dir = self.sandboxes_dir / spec.pod_uid
+        shutil.rmtree(state_dir, ignore_errors=True)
+        state_dir.mkdir(parents=True)
+        pause_id = f"corral-pause-{spec.pod_uid}"
+        data: dict[str, Any] = {
+            "pause_id": pause_id,
+            "state_dir": str(state_dir),
+            "host_network": spec.host_network,
+            "netns": None,
+        }
+        partial = Sandbox(pod_uid=spec.pod_uid, dir=str(spec.dir), ip="", data=data)
+        try:
+            ip = self.host_ip
+            if not spec.host_network:
+                name = self._netns_name(spec.pod_uid)
+                rc, out = await self._run("ip", "netns", "add", name)
+                if rc != 0 and "exists" not in out:
+                    raise StartError(CREATE_CONTAINER_ERROR, f"ip netns add {name}: {out}")
+                data["netns"] = f"/run/netns/{name}"
+                ip = await self.network.add(spec.pod_uid, data["netns"])
+            self._write_etc_files(spec, ip)
+            bundle = state_dir / "bundle"
+            bundle.mkdir()
+            config = pause_config(
+                busybox_root=str(self._pause_rootfs()),
+                hostname=spec.hostname,
+                netns=data["netns"],
+                cgroups_path="/" + self._cgroup(spec.pod_uid, "pause"),
+            )
+            (bundle / "config.json").write_text(json.dumps(config))
+            state = await launch_shim(
+                state_dir,
+                {
+                    "mode": "runc",
+                    "log_path": str(state_dir / "pause.log"),
+                    "runc": self._runc_spec(pause_id, bundle),
+                },
+            )
+        except BaseException:
+            await self._teardown_sandbox(partial)
+            raise
+        sandbox = Sandbox(
+            pod_uid=spec.pod_uid, dir=str(spec.dir), ip=ip, pid=int(state["pid"]), data=data
+        )
+        write_json_atomic(record, sandbox.to_json())
+        return sandbox
+
+    def _runc_spec(self, cid: str, bundle: Path) -> dict[str, str]:
+        return {
+            "binary": self.runc_binary,
+            "root": str(self.runc_root),
+            "id": cid,
+            "bundle": str(bundle),
+        }
+
+    async def remove_sandbox(self, sandbox: Sandbox) -> None:
+        handles, _ = load_handles(self.containers_dir)
+        for h in handles:
+            if h.pod_uid == sandbox.pod_uid:
+                await self.remove(h)
+        await self._teardown_sandbox(sandbox)
+        with contextlib.suppress(FileNotFoundError):
+            (self.sandboxes_dir / f"{sandbox.pod_uid}.json").unlink()
+
+    async def _teardown_sandbox(self, sandbox: Sandbox) -> None:
+        data = sandbox.data
+        pause_id = data.get("pause_id", f"corral-pause-{sandbox.pod_uid}")
+        state_dir = Path(data.get("state_dir", self.sandboxes_dir / sandbox.pod_uid))
+        await self._runc("kill", pause_id, "KILL")
+        state = read_json(state_dir / "state.json")
+        if state is not None:
+            pause = ContainerHandle(
+                id=pause_id,
+                pod_uid=sandbox.pod_uid,
+                name="pause",
+                attempt=0,
+                pid=int(state["pid"]),
+                started_at=float(state["started_at"]),
+                state_dir=str(state_dir),
+            )
+            async with asyncio.timeout(10):
+                await wait_exit(pause)
+        await self._runc("delete", "--force", pause_id)
+        netns = data.get("netns")
+        if netns:
+            with contextlib.suppress(StartError):
+                await self.network.delete(sandbox.pod_uid, netns)
+            await self._run("ip", "netns", "delete", Path(netns).name)
+        if self.cgroups is not None:
+            self.cgroups.remove(f"{self.cgroup_parent}/{sandbox.pod_uid}")
+        for f in self._etc_files(Path(sandbox.dir)).values():
+            with contextlib.suppress(FileNotFoundError):
+                f.unlink()
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+    # -- containers --------------------------------------------------------------------------
+
+    async def start(self, sandbox: Sandbox, spec: ContainerSpec) -> ContainerHandle:
+        if spec.image is None:
+            raise StartError(CREATE_CONTAINER_ERROR, "the oci driver needs an image")
+        if not spec.argv:
+            raise StartError(CREATE_CONTAINER_ERROR, "no command given")
+        cid = new_container_id()
+        state_dir = self.containers_dir / cid
+        bundle = state_dir / "bundle"
+        rootfs = bundle / "rootfs"
+        upper, work = state_dir / "upper", state_dir / "work"
+        for d in (rootfs, upper, work):
+            d.mkdir(parents=True)
+        cgroup = self._cgroup(spec.pod_uid, cid)
+        env = default_env(spec.env)
+        try:
+            try:
+                mount_overlay(spec.image.rootfs, upper, work, rootfs)
+            except OSError as e:
+                raise StartError(CREATE_CONTAINER_ERROR, str(e)) from e
+            etc = {k: str(v) for k, v in self._etc_files(Path(sandbox.dir)).items()}
+            etc = {k: v for k, v in etc.items() if os.path.exists(v)}
+            config = container_config(
+                spec,
+                rootfs=str(rootfs),
+                env=env,
+                pause_pid=sandbox.pid,
+                netns=sandbox.data.get("netns"),
+                etc_files=etc,
+                cgroups_path="/" + cgroup,
+            )
+            (bundle / "config.json").write_text(json.dumps(config))
+            shim_spec: dict[str, Any] = {
+                "mode": "runc",
+                "log_path": str(spec.log_path),
+                "stdin": spec.stdin,
+                "runc": self._runc_spec(cid, bundle),
+                "oom_control": self.cgroups.oom_file(cgroup) if self.cgroups else None,
+            }
+            state = await launch_shim(state_dir, shim_spec)
+        except BaseException:
+            await self._cleanup(cid, state_dir, cgroup)
+            raise
+        handle = ContainerHandle(
+            id=cid,
+            pod_uid=spec.pod_uid,
+            name=spec.name,
+            attempt=spec.attempt,
+            pid=int(state["pid"]),
+            started_at=float(state["started_at"]),
+            state_dir=str(state_dir),
+            data={"cgroup": cgroup},
+        )
+        write_json_atomic(state_dir / "handle.json", handle.to_json())
+        return handle
+
+    async def _cleanup(self, cid: str, state_dir: Path, cgroup: str | None) -> None:
+        await self._runc("delete", "--force", cid)
+        umount(state_dir / "bundle" / "rootfs")
+        if cgroup is not None and self.cgroups is not None:
+            self.cgroups.remove(cgroup)
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+    async def wait(self, handle: ContainerHandle) -> ExitInfo:
+        return await wait_exit(handle)
+
+    async def stop(self, handle: ContainerHandle, grace: float) -> ExitInfo:
+        if running(handle):
+            await self._runc("kill", handle.id, "TERM")
+            try:
+                async with asyncio.timeout(max(grace, 0.0)):
+                    return await self.wait(handle)
+            except TimeoutError:
+                pass
+            await self._runc("kill", "--all", handle.id, "KILL")
+        return await self.wait(handle)
+
+    async def remove(self, handle: ContainerHandle) -> None:
+        if running(handle):
+            await self.stop(handle, 0)
+        await self._cleanup(handle.id, Path(handle.state_dir), handle.data.get("cgroup"))
+
+    async def recover(self) -> tuple[list[Sandbox], list[Recovered]]:
+        sandboxes = [
+            Sandbox(**d)
+            for p in sorted(self.sandboxes_dir.glob("*.json"))
+            if (d := read_json(p)) is not None
+        ]
+        handles, debris = load_handles(self.containers_dir)
+        for debris_dir in debris:
+            await self._cleanup(debris_dir.name, debris_dir, None)
+        found: list[Recovered] = []
+        for h in handles:
+            info = read_exit(Path(h.state_dir), h.started_at)
+            if info is None and not running(h):
+                info = await wait_exit(h)  # gone without a record: a lost exit
+            found.append(Recovered(handle=h, exit=info))
+        return sandboxes, found
+
+    async def exec(
+        self, handle: ContainerHandle, argv: list[str], *, tty: bool, stdin: bool
+    ) -> ExecSession:
+        cmd = self._runc_cmd("exec", *(["--tty"] if tty else []), handle.id, *argv)
+
+        def forward_winch(proc: asyncio.subprocess.Process) -> None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(28)  # SIGWINCH: runc copies our pty's size to the container's
+
+        return await spawn_exec(cmd, tty=tty, stdin=stdin, on_resize=forward_winch)
+
+    def stats(self, handle: ContainerHandle) -> Stats | None:
+        cgroup = handle.data.get("cgroup")
+        if cgroup and self.cgroups is not None:
+            return self.cgroups.stats(cgroup)
+        return None

@@ -1,0 +1,265 @@
+"""The node agent for real pods (``corral agent --runtime process|oci``): the kubelet's job.
+
+``NodeAgent.run``:
+
+1. registers its Node (capacity read off this machine, ``daemonEndpoints`` naming the port
+   its ``AgentServer`` listens on) and renews its Lease every 10 s (``agent/node.py``);
+2. asks the driver what survived the last agent (``Driver.recover``): containers keep
+   running while the agent restarts, and each pod worker adopts its own;
+3. watches the pods bound to this node (field selector ``spec.nodeName=NAME``) and runs
+   one ``PodWorker`` (``agent/pods.py``) per pod uid; event handlers only hand the new
+   object to the worker and wake it;
+4. once the first list is in, removes what the driver recovered for pods that no longer
+   exist;
+5. serves logs and exec to the API server (``agent/server.py``), answering through the
+   ``ContainerLookup`` this class implements.
+
+Workers never raise out of ``run`` (a failed sync is logged and retried), so one bad pod
+cannot take the agent down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from corral.api.errors import StatusError
+from corral.client.events import EventRecorder
+from corral.client.informer import Informer
+from corral.client.rest import NODES, PODS, Client
+from corral.util.clock import Clock, SystemClock
+
+from .drivers.base import ContainerHandle, Driver, ExitInfo, Recovered, Sandbox
+from .images import ImageStore
+from .node import LeaseRenewer, NodeSpec, node_status, register_node
+from .objects import ClientLookup
+from .pods import NodeContext, PodWorker
+from .server import AgentServer
+
+log = logging.getLogger("corral.agent")
+
+Obj = dict[str, Any]
+
+STATUS_INTERVAL = 60.0  # the Node's status (heartbeat in its conditions) is refreshed this often
+
+
+def host_capacity(data_dir: Path) -> dict[str, str]:
+    """cpu, memory, ephemeral-storage and pods of this machine, as the kubelet reports."""
+    mem_kib = 0
+    with contextlib.suppress(OSError), open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem_kib = int(line.split()[1])
+                break
+    st = os.statvfs(data_dir)
+    return {
+        "cpu": str(os.cpu_count() or 1),
+        "memory": f"{mem_kib}Ki",
+        "ephemeral-storage": f"{st.f_blocks * st.f_frsize // 1024}Ki",
+        "pods": "110",
+    }
+
+
+def _kernel() -> str:
+    return os.uname().release
+
+
+def _os_image() -> str:
+    with contextlib.suppress(OSError), open("/etc/os-release") as f:
+        for line in f:
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip().strip('"')
+    return "Linux"
+
+
+class NodeAgent:
+    """One real node: registers it, renews its Lease, runs the pods bound to it."""
+
+    def __init__(
+        self,
+        client: Client,
+        name: str,
+        driver: Driver,
+        *,
+        data_dir: Path,
+        images: ImageStore | None,
+        node_ip: str = "127.0.0.1",
+        port: int = 10250,
+        labels: dict[str, str] | None = None,
+        token: str = "",
+        clock: Clock | None = None,
+        pids_limit: int | None = None,
+    ) -> None:
+        self.client = client
+        self.name = name
+        self.driver = driver
+        self.data_dir = data_dir
+        self.node_ip = node_ip
+        self.port = port
+        self.labels = dict(labels or {})
+        self.clock = clock or SystemClock()
+        self.images = images
+        self.pods_dir = data_dir / "pods"
+        self.pods_dir.mkdir(parents=True, exist_ok=True)
+        capacity = host_capacity(data_dir)
+        self.ctx = NodeContext(
+            client=client,
+            driver=driver,
+            images=images,
+            recorder=EventRecorder(client, "kubelet", self.clock),
+            lookup=ClientLookup(client),
+            node_name=name,
+            host_ip=node_ip,
+            pods_dir=self.pods_dir,
+            clock=self.clock,
+            allocatable=capacity,
+            is_root=os.geteuid() == 0,
+            pids_limit=pids_limit,
+        )
+        self.capacity = capacity
+        self.server = AgentServer(self, token, node_ip, port)
+        self.workers: dict[str, PodWorker] = {}
+        self.pods = Informer(client, PODS, field_selector=f"spec.nodeName={name}")
+        self.pods.add_handler(self._on_pod)
+        self.ready = asyncio.Event()
+        self._recovered: dict[str, tuple[Sandbox | None, list[Recovered]]] = {}
+        self._tg: asyncio.TaskGroup | None = None
+        self.leases: LeaseRenewer | None = None
+
+    def _spec(self) -> NodeSpec:
+        return NodeSpec(
+            self.name,
+            self.node_ip,
+            self.labels,
+            self.capacity,
+            runtime_version=self.driver.runtime_version(),
+            os_image=_os_image(),
+            kernel_version=_kernel(),
+            kubelet_port=self.server.port,
+        )
+
+    async def run(self) -> None:
+        """Run until cancelled; running containers are left running on the way out."""
+        sandboxes, containers = await self.driver.recover()
+        for sb in sandboxes:
+            self._recovered.setdefault(sb.pod_uid, (sb, []))
+        for r in containers:
+            sandbox, found = self._recovered.get(r.handle.pod_uid, (None, []))
+            found.append(r)
+            self._recovered[r.handle.pod_uid] = (sandbox, found)
+        await self.server.start()
+        try:
+            node = await register_node(self.client, self._spec(), self.clock)
+            uids = {self.name: node["metadata"].get("uid", "")}
+            self.leases = LeaseRenewer(self.client, [self.name], uids=uids, clock=self.clock)
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                tg.create_task(self.leases.run(), name="agent-lease")
+                tg.create_task(self.pods.run(), name="agent-pods")
+                tg.create_task(self._heartbeat(), name="agent-node-status")
+                await self.pods.wait_for_sync()
+                tg.create_task(self._remove_orphans(), name="agent-orphans")
+                self.ready.set()
+        finally:
+            self._tg = None
+            await self.server.stop()
+
+    async def _heartbeat(self) -> None:
+        since = self.clock.now()
+        while True:
+            await asyncio.sleep(STATUS_INTERVAL)
+            try:
+                status = node_status(self._spec(), self.clock.now(), since)
+                await self.client.patch(NODES, self.name, {"status": status}, sub="status")
+            except StatusError as e:
+                if e.code == 404:
+                    await register_node(self.client, self._spec(), self.clock)
+                else:
+                    log.warning("node status update failed: %s", e)
+            except OSError as e:
+                log.warning("node status update failed: %s", e)
+
+    async def _remove_orphans(self) -> None:
+        """Containers recovered for pods that are no longer bound here are removed."""
+        live = {(p["metadata"].get("uid") or "") for p in self.pods.store.values()}
+        for uid in [u for u in self._recovered if u not in live]:
+            sandbox, found = self._recovered.pop(uid)
+            for r in found:
+                try:
+                    if r.exit is None:
+                        await self.driver.stop(r.handle, 2.0)
+                    await self.driver.remove(r.handle)
+                except Exception as e:
+                    log.warning("removing orphan container %s: %s", r.handle.id, e)
+            if sandbox is not None:
+                with contextlib.suppress(Exception):
+                    await self.driver.remove_sandbox(sandbox)
+            log.info("removed the containers of pod %s, no longer on this node", uid)
+
+    def _on_pod(self, type_: str, pod: Obj, old: Obj | None) -> None:
+        uid = pod["metadata"].get("uid") or ""
+        worker = self.workers.get(uid)
+        if type_ == "DELETED":
+            if worker is not None:
+                worker.deleted()
+            return
+        if worker is not None:
+            worker.update(pod)
+            return
+        if self._tg is None:
+            return
+        worker = PodWorker(self.ctx, pod)
+        sandbox, found = self._recovered.pop(uid, (None, []))
+        if sandbox is not None or found:
+            pairs: list[tuple[ContainerHandle, ExitInfo | None]] = [
+                (r.handle, r.exit) for r in found
+            ]
+            worker.adopt(sandbox, pairs)
+        self.workers[uid] = worker
+        self._tg.create_task(self._run_worker(uid, worker), name=f"pod-{uid}")
+
+    async def _run_worker(self, uid: str, worker: PodWorker) -> None:
+        try:
+            await worker.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("pod worker %s stopped", uid)
+        finally:
+            if self.workers.get(uid) is worker:
+                del self.workers[uid]
+
+    # --- ContainerLookup, for the AgentServer ----------------------------------------------------
+    def _find(self, ns: str, pod: str) -> PodWorker | None:
+        for w in self.workers.values():
+            if w.st.namespace == ns and w.st.name == pod:
+                return w
+        return None
+
+    def log_files(self, ns: str, pod: str, container: str) -> list[Path] | None:
+        w = self._find(ns, pod)
+        if w is None or container not in w.st.containers:
+            return None
+        d = w.dir / "logs" / container
+        if not d.is_dir():
+            return []
+        files = [p for p in d.glob("*.log") if p.stem.isdigit()]
+        return sorted(files, key=lambda p: int(p.stem))
+
+    def is_running(self, ns: str, pod: str, container: str) -> bool:
+        w = self._find(ns, pod)
+        c = w.st.containers.get(container) if w is not None else None
+        return bool(c is not None and c.running)
+
+    def exec_target(
+        self, ns: str, pod: str, container: str
+    ) -> tuple[Driver, ContainerHandle] | None:
+        w = self._find(ns, pod)
+        c = w.st.containers.get(container) if w is not None else None
+        if c is None or not c.running or c.handle is None:
+            return None
+        return self.driver, c.handle

@@ -1,0 +1,325 @@
+"""The node agent's HTTP API, the counterpart of the kubelet's port 10250.
+
+The API server proxies ``pods/log`` and ``pods/exec`` here (``apiserver/proxy.py``); it
+has already checked the pod, the container and its state against the Pod object, so
+this server only serves what the node has:
+
+``GET /containerLogs/{namespace}/{pod}/{container}``
+    ``follow``, ``tailLines``, ``sinceSeconds``, ``sinceTime``, ``timestamps``,
+    ``previous``, ``limitBytes`` (``agent/logs.py``). ``text/plain``; chunked and open
+    until the container exits when following.
+``GET /exec/{namespace}/{pod}/{container}?command=..&command=..&stdin&stdout&stderr&tty``
+    A WebSocket speaking ``v5.channel.k8s.io`` or ``v4.channel.k8s.io``: each binary
+    message is ``<channel><payload>``; channels 0 stdin, 1 stdout, 2 stderr, 3 status,
+    4 resize (``{"Width":80,"Height":24}``); in v5, ``[255, ch]`` closes channel ``ch``
+    (the client half-closes stdin so). The last message is the Status on channel 3
+    (``Success``, or ``Failure`` with reason ``NonZeroExitCode`` and the exit code in
+    ``details.causes[0].message``), then a normal close.
+``GET /healthz``
+    ``ok``, unauthenticated.
+
+Errors before a WebSocket upgrade are Kubernetes ``Status`` bodies (JSON), so the API
+server can relay them as they are; errors after it are a ``Failure`` Status on channel 3.
+
+Authentication: every other request needs ``Authorization: Bearer <token>`` equal to the
+token given at construction. The agent passes the token of its own kubeconfig, which is
+the cluster's shared admin credential, and the API server presents its admin token. This
+is a known simplification: the kubelet has its own serving certificate and checks the
+API server's client certificate (and authorises through SubjectAccessReviews). The
+server also listens on plain HTTP; put it on a trusted node network.
+
+The server learns about containers only through ``ContainerLookup``, which the pod
+lifecycle implements; it keeps no state of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+from aiohttp import WSMsgType, web
+
+from corral.agent.drivers.base import ContainerHandle, Driver, ExecSession
+from corral.agent.logs import options_from_query, stream_log
+from corral.api import errors
+
+log = logging.getLogger("corral.agent.server")
+
+EXEC_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
+STDIN, STDOUT, STDERR, STATUS, RESIZE = 0, 1, 2, 3, 4
+CLOSE_CHANNEL = 255  # v5: [255, ch] closes channel ch
+#: once the command has exited, how long its stdout/stderr may still take to reach EOF
+#: (a background child that inherited the pipes would otherwise hold the session open)
+DRAIN_TIMEOUT = 2.0
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ContainerLookup(Protocol):
+    """What the agent server needs to know about the containers on this node.
+
+    Implemented by the pod lifecycle. Every method is called on the server's event loop
+    and must not block (read in-memory state; no I/O beyond a directory listing).
+    """
+
+    def log_files(self, namespace: str, pod: str, container: str) -> list[Path] | None:
+        """The log files of every attempt of the container, oldest first (the last one
+        is the current or latest attempt); ``[]`` if none has started yet; ``None`` if
+        this node knows no such pod or container."""
+        ...
+
+    def is_running(self, namespace: str, pod: str, container: str) -> bool:
+        """Whether the container's current attempt is running (ends ``logs -f``)."""
+        ...
+
+    def exec_target(
+        self, namespace: str, pod: str, container: str
+    ) -> tuple[Driver, ContainerHandle] | None:
+        """The driver and handle to ``exec`` in, or ``None`` if not running here."""
+        ...
+
+
+def _status_response(e: errors.StatusError) -> web.Response:
+    return web.Response(body=e.body(), status=e.code, content_type="application/json")
+
+
+def _not_found(namespace: str, pod: str, container: str) -> errors.StatusError:
+    return errors.StatusError(
+        404,
+        errors.NOT_FOUND,
+        f'container "{container}" in pod "{namespace}/{pod}" not found on this node',
+    )
+
+
+def exit_status(code: int, argv: list[str]) -> dict[str, Any]:
+    """The channel-3 Status that ends an exec, as the kubelet words it."""
+    if code == 0:
+        return {"metadata": {}, "status": "Success"}
+    return {
+        "metadata": {},
+        "status": "Failure",
+        "message": (
+            f"command terminated with non-zero exit code: "
+            f"error executing command [{' '.join(argv)}], exit code {code}"
+        ),
+        "reason": "NonZeroExitCode",
+        "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]},
+    }
+
+
+def error_status(message: str) -> dict[str, Any]:
+    """The channel-3 Status for an exec that could not run at all."""
+    return {
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": errors.INTERNAL_ERROR,
+        "code": 500,
+    }
+
+
+class AgentServer:
+    """The agent's HTTP API over a ``ContainerLookup``; ``port=0`` picks a free port
+    (read ``.port`` after ``start``)."""
+
+    def __init__(
+        self, lookup: ContainerLookup, token: str, host: str = "0.0.0.0", port: int = 10250
+    ) -> None:
+        if not token:
+            raise ValueError("the agent server needs a token to check requests against")
+        self.lookup = lookup
+        self.token = token
+        self.host = host
+        self.port = port
+        self._runner: web.AppRunner | None = None
+        #: log streams being served right now (a client that leaves ends its stream)
+        self.active_log_streams = 0
+
+    def build(self) -> web.Application:
+        app = web.Application(middlewares=[self._auth])
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self._logs)
+        app.router.add_get("/exec/{namespace}/{pod}/{container}", self._exec)
+        return app
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.build(), handler_cancellation=True, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        if self.port == 0:
+            self.port = int(self._runner.addresses[0][1])
+        log.info("agent API on %s:%d", self.host, self.port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # --- plumbing ------------------------------------------------------------------------
+    @web.middleware
+    async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            if request.path != "/healthz":
+                auth = request.headers.get("Authorization", "")
+                token = auth[7:].strip() if auth.startswith("Bearer ") else ""
+                if not token or not hmac.compare_digest(token, self.token):
+                    raise errors.unauthorized()
+            return await handler(request)
+        except errors.StatusError as e:
+            return _status_response(e)
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    # --- logs ----------------------------------------------------------------------------
+    async def _logs(self, request: web.Request) -> web.StreamResponse:
+        ns, pod, name = (request.match_info[k] for k in ("namespace", "pod", "container"))
+        try:
+            opts = options_from_query(request.query, time.time())
+        except ValueError as e:
+            raise errors.bad_request(str(e)) from None
+        files = self.lookup.log_files(ns, pod, name)
+        if files is None:
+            raise _not_found(ns, pod, name)
+        if opts.previous:
+            if len(files) < 2:
+                raise errors.bad_request(
+                    f'previous terminated container "{name}" in pod "{pod}" not found'
+                )
+            path = files[-2]
+
+            def exited() -> bool:
+                return True
+        else:
+            if not files:
+                raise errors.bad_request(
+                    f'container "{name}" in pod "{pod}" is waiting to start - no logs yet'
+                )
+            path = files[-1]
+
+            def exited() -> bool:
+                # gone, or replaced by a newer attempt (whose file we are not reading)
+                current = self.lookup.log_files(ns, pod, name)
+                return (
+                    not current or current[-1] != path or not self.lookup.is_running(ns, pod, name)
+                )
+
+        resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        if opts.follow:
+            resp.enable_chunked_encoding()
+        gen = stream_log(path, opts, exited)
+        self.active_log_streams += 1
+        try:
+            await resp.prepare(request)
+            async for chunk in gen:
+                await resp.write(chunk)
+        except FileNotFoundError:
+            pass  # the pod was removed while following: the log simply ends
+        finally:
+            self.active_log_streams -= 1
+            await gen.aclose()
+        await resp.write_eof()
+        return resp
+
+    # --- exec ----------------------------------------------------------------------------
+    async def _exec(self, request: web.Request) -> web.StreamResponse:
+        ns, pod, name = (request.match_info[k] for k in ("namespace", "pod", "container"))
+        q = request.query
+        argv = q.getall("command", [])
+        if not argv:
+            raise errors.bad_request("you must specify at least 1 command")
+        flags = {k: q.get(k, "") in ("1", "true", "True", "TRUE", "t", "T") for k in _FLAGS}
+        ws = web.WebSocketResponse(protocols=EXEC_PROTOCOLS, max_msg_size=0, autoping=True)
+        if not ws.can_prepare(request).ok:
+            raise errors.bad_request("Upgrade request required")
+        await ws.prepare(request)
+        v5 = ws.ws_protocol == "v5.channel.k8s.io"
+        try:
+            target = self.lookup.exec_target(ns, pod, name)
+            if target is None:
+                status = error_status(f'container not found ("{name}")')
+            else:
+                driver, handle = target
+                try:
+                    session = await driver.exec(
+                        handle, list(argv), tty=flags["tty"], stdin=flags["stdin"]
+                    )
+                except Exception as e:  # the driver's own error, told to the client
+                    log.info("exec in %s/%s/%s failed: %s", ns, pod, name, e)
+                    status = error_status(f"failed to exec in container: {e}")
+                else:
+                    status = await _run_session(ws, session, list(argv), flags, v5)
+            if not ws.closed:
+                with contextlib.suppress(ConnectionError):
+                    await ws.send_bytes(bytes([STATUS]) + orjson.dumps(status))
+        finally:
+            await ws.close()
+        return ws
+
+
+_FLAGS = ("stdin", "stdout", "stderr", "tty")
+
+
+async def _run_session(
+    ws: web.WebSocketResponse,
+    session: ExecSession,
+    argv: list[str],
+    flags: dict[str, bool],
+    v5: bool,
+) -> dict[str, Any]:
+    """Pump one exec session through the WebSocket until the command exits; its Status.
+
+    If the client goes away first, the command is killed.
+    """
+
+    async def pump(read: Callable[[], Awaitable[bytes]], channel: int) -> None:
+        wanted = flags["stdout" if channel == STDOUT else "stderr"]
+        while data := await read():  # read to EOF even if unwanted: never block the command
+            if wanted and not ws.closed:
+                with contextlib.suppress(ConnectionError):
+                    await ws.send_bytes(bytes([channel]) + data)
+
+    async def from_client() -> None:
+        stdin_open = flags["stdin"]
+        async for msg in ws:
+            if msg.type != WSMsgType.BINARY or not msg.data:
+                continue
+            channel, payload = msg.data[0], msg.data[1:]
+            if channel == STDIN and stdin_open and payload:
+                await session.write_stdin(payload)
+            elif channel == RESIZE and payload:
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    size = orjson.loads(payload)
+                    await session.resize(int(size["Width"]), int(size["Height"]))
+            elif v5 and channel == CLOSE_CHANNEL and payload[:1] == b"\x00" and stdin_open:
+                stdin_open = False
+                await session.close_stdin()
+
+    readers = [asyncio.create_task(pump(session.read_stdout, STDOUT))]
+    if not flags["tty"]:
+        readers.append(asyncio.create_task(pump(session.read_stderr, STDERR)))
+    client = asyncio.create_task(from_client())
+    waiter = asyncio.create_task(session.wait())
+    try:
+        if not flags["stdin"]:
+            await session.close_stdin()
+        await asyncio.wait([waiter, client], return_when=asyncio.FIRST_COMPLETED)
+        if not waiter.done():  # the client left: stop the command
+            await session.kill()
+        code = await waiter
+        await asyncio.wait(readers, timeout=DRAIN_TIMEOUT)
+        return exit_status(code, argv)
+    finally:
+        for t in (*readers, client, waiter):
+            t.cancel()
+        for t in (*readers, client, waiter):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t

@@ -1,0 +1,397 @@
+"""``pods/log`` and ``pods/exec``: checked here against the Pod, then proxied to the agent.
+
+``ResourceHandler.subresource`` calls ``AgentProxy.log`` / ``AgentProxy.exec``. Each reads
+the pod from the watch cache and validates the request as the real API server (and,
+for the container's state, the kubelet) would, with their exact messages:
+
+- no ``container`` and several containers → 400 ``a container name must be specified
+  for pod p1, choose one of: [c1 c2]`` (`` or one of the init containers: [i1]``);
+- an unknown container → 400 ``container c9 is not valid for pod p1``;
+- a pod without a node → 400 ``pod p1 does not have a host assigned``;
+- logs of a container that has not started → 400 ``container "c1" in pod "p1" is
+  waiting to start: ContainerCreating``; ``previous`` without a terminated previous
+  attempt → 400 ``previous terminated container "c1" in pod "p1" not found``;
+- exec without a command → 400 ``you must specify at least 1 command``; exec in a
+  container that is not running → 400 ``container not found ("c1")``.
+
+Then it finds the agent from the Node object (``status.addresses`` InternalIP, else
+Hostname; ``status.daemonEndpoints.kubeletEndpoint.Port``) and opens
+``http://<address>:<port>/containerLogs/...`` or ``/exec/...`` (``agent/server.py``)
+with ``Authorization: Bearer <token>``, the API server's own admin token (the agent
+checks it against its kubeconfig's; see the agent server's docstring for why that is a
+simplification). The log stream is copied through chunk by chunk as it arrives; an exec
+WebSocket is accepted from the client with the subprotocol the agent chose, and frames
+are pumped both ways until either side closes, then both are closed. When the client
+goes away, aiohttp cancels the handler and the upstream connection closes with it.
+
+A node whose agent cannot be reached answers a 500 Status worded like upstream's
+(``Get "http://...": dial tcp 10.0.0.1:10250: connect: connection refused``); a node
+with no agent port (no ``daemonEndpoints``) answers a 500 that says so.
+
+Kept apart from ``handlers.py`` because it is the API server's only outgoing HTTP, and
+its validation is pure functions over the pod dict (unit-testable without a server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import WSMsgType, web
+from yarl import URL
+
+from corral.api import errors
+from corral.apiserver.store import Registry
+
+log = logging.getLogger("corral.apiserver.proxy")
+
+EXEC_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
+CONNECT_TIMEOUT = 10.0
+_TRUE = ("1", "t", "T", "true", "TRUE", "True")
+_LOG_INTS = ("tailLines", "sinceSeconds", "limitBytes")
+
+Obj = dict[str, Any]
+
+
+# --- validation (pure) ------------------------------------------------------------------------
+def _names(containers: Any) -> list[str]:
+    return [c.get("name", "") for c in containers or [] if isinstance(c, dict)]
+
+
+def choose_container(pod: Obj, requested: str) -> str:
+    """The container a request means, or a 400 as ``streamLocation`` words it."""
+    spec = pod.get("spec") or {}
+    name = pod["metadata"]["name"]
+    containers = _names(spec.get("containers"))
+    if not requested:
+        if len(containers) == 1:
+            return containers[0]
+        if not containers:
+            raise errors.bad_request(f"a container name must be specified for pod {name}")
+        msg = (
+            f"a container name must be specified for pod {name}, "
+            f"choose one of: [{' '.join(containers)}]"
+        )
+        inits = _names(spec.get("initContainers"))
+        if inits:
+            msg += f" or one of the init containers: [{' '.join(inits)}]"
+        raise errors.bad_request(msg)
+    every = (
+        containers + _names(spec.get("initContainers")) + _names(spec.get("ephemeralContainers"))
+    )
+    if requested not in every:
+        raise errors.bad_request(f"container {requested} is not valid for pod {name}")
+    return requested
+
+
+def node_of(pod: Obj) -> str:
+    """The pod's node, or 400 ``pod p1 does not have a host assigned``."""
+    node = (pod.get("spec") or {}).get("nodeName")
+    if not node:
+        raise errors.bad_request(f"pod {pod['metadata']['name']} does not have a host assigned")
+    return str(node)
+
+
+def container_status(pod: Obj, container: str) -> Obj | None:
+    st = pod.get("status") or {}
+    for key in ("containerStatuses", "initContainerStatuses", "ephemeralContainerStatuses"):
+        for cs in st.get(key) or []:
+            if isinstance(cs, dict) and cs.get("name") == container:
+                return cs
+    return None
+
+
+def check_log_state(pod: Obj, container: str, previous: bool) -> None:
+    """Raise 400 when the container has no log to show, as the kubelet's
+    ``validateContainerLogStatus`` words it (read from the Pod's status here)."""
+    name = pod["metadata"]["name"]
+    cs = container_status(pod, container)
+    if cs is None:  # nothing reported yet: the kubelet would still be creating it
+        cs = {"state": {"waiting": {"reason": "ContainerCreating"}}}
+    state, last = cs.get("state") or {}, cs.get("lastState") or {}
+    who = f'container "{container}" in pod "{name}"'
+    if previous:
+        if not (last.get("terminated") or {}).get("containerID"):
+            raise errors.bad_request(
+                f'previous terminated container "{container}" in pod "{name}" not found'
+            )
+        return
+    if state.get("running") is not None:
+        return
+    if state.get("terminated") is not None:
+        if state["terminated"].get("containerID") or (last.get("terminated") or {}).get(
+            "containerID"
+        ):
+            return
+        raise errors.bad_request(f"{who} is terminated")
+    if last.get("terminated") is not None:
+        if last["terminated"].get("containerID"):
+            return
+        raise errors.bad_request(f"{who} is terminated")
+    waiting = state.get("waiting")
+    if waiting is not None:
+        reason = waiting.get("reason") or ""
+        if reason == "ErrImagePull":
+            raise errors.bad_request(f"{who} is waiting to start: image can't be pulled")
+        if reason == "ImagePullBackOff":
+            raise errors.bad_request(f"{who} is waiting to start: trying and failing to pull image")
+        raise errors.bad_request(f"{who} is waiting to start: {reason}")
+    raise errors.bad_request(f"{who} is waiting to start - no logs yet")
+
+
+def log_params(pod_name: str, q: Any) -> dict[str, str]:
+    """The agent's query for a ``pods/log`` request, validated as ``PodLogOptions``."""
+    out: dict[str, str] = {}
+    for flag in ("follow", "previous", "timestamps"):
+        if q.get(flag, "") in _TRUE:
+            out[flag] = "true"
+    values: dict[str, int] = {}
+    for key in _LOG_INTS:
+        raw = q.get(key)
+        if raw in (None, ""):
+            continue
+        try:
+            values[key] = int(raw)
+        except ValueError:
+            raise errors.bad_request(f'strconv.ParseInt: parsing "{raw}": invalid syntax') from None
+        out[key] = str(values[key])
+    since_time = q.get("sinceTime")
+    if since_time:
+        try:
+            datetime.fromisoformat(since_time)
+        except ValueError:
+            raise errors.bad_request(
+                f'parsing time "{since_time}" as "2006-01-02T15:04:05Z07:00": cannot parse'
+            ) from None
+        out["sinceTime"] = since_time
+    problems = []
+    if values.get("tailLines", 0) < 0:
+        problems.append(
+            errors.invalid("tailLines", values["tailLines"], "must be greater than or equal to 0")
+        )
+    if values.get("limitBytes", 1) < 1:
+        problems.append(
+            errors.invalid("limitBytes", values["limitBytes"], "must be greater than 0")
+        )
+    if "sinceSeconds" in values and since_time:
+        problems.append(
+            errors.forbidden("", "at most one of `sinceTime` or `sinceSeconds` may be specified")
+        )
+    elif values.get("sinceSeconds", 1) < 1:
+        problems.append(
+            errors.invalid("sinceSeconds", values["sinceSeconds"], "must be greater than 0")
+        )
+    if problems:
+        raise errors.invalid_object("PodLogOptions", "", pod_name, problems)
+    return out
+
+
+def agent_endpoint(node: Obj) -> tuple[str, int]:
+    """(address, port) of the node's agent, or a 500 that says what is missing."""
+    name = node["metadata"]["name"]
+    st = node.get("status") or {}
+    port = ((st.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port") or 0
+    if not port:
+        raise errors.internal(
+            f'node "{name}" has no agent endpoint (status.daemonEndpoints.kubeletEndpoint.Port '
+            "is not set): no Corral agent serves logs and exec there"
+        )
+    addrs: dict[str, str] = {}
+    for a in st.get("addresses") or []:
+        if isinstance(a, dict) and a.get("address"):
+            addrs.setdefault(str(a.get("type")), str(a["address"]))
+    host = addrs.get("InternalIP") or addrs.get("Hostname") or addrs.get("ExternalIP")
+    if not host:
+        raise errors.internal(f"no preferred addresses found; known addresses: {list(addrs)}")
+    return host, int(port)
+
+
+# --- the proxy --------------------------------------------------------------------------------
+def _dial_error(method: str, url: URL, e: aiohttp.ClientConnectorError) -> errors.StatusError:
+    """Upstream's wording: ``Get "URL": dial tcp HOST:PORT: connect: connection refused``."""
+    os_err = e.os_error
+    why = os.strerror(os_err.errno).lower() if os_err.errno else str(os_err)
+    if os_err.errno in (errno.ETIMEDOUT, None) and isinstance(os_err, TimeoutError):
+        why = "i/o timeout"
+    return errors.StatusError(
+        500,
+        errors.INTERNAL_ERROR,
+        f'{method} "{url}": dial tcp {url.host}:{url.port}: connect: {why}',
+    )
+
+
+async def _relay_error(resp: aiohttp.ClientResponse) -> web.Response:
+    """An agent's non-success answer, relayed as a Status with its code."""
+    body = await resp.read()
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        doc = None
+    if isinstance(doc, dict) and doc.get("kind") == "Status":
+        return web.Response(body=body, status=resp.status, content_type="application/json")
+    text = body.decode("utf-8", "replace").strip() or resp.reason or "error"
+    e = errors.StatusError(
+        resp.status, errors.INTERNAL_ERROR if resp.status >= 500 else errors.BAD_REQUEST, text
+    )
+    return web.Response(body=e.body(), status=e.code, content_type="application/json")
+
+
+class AgentProxy:
+    """Validates and proxies ``pods/log`` and ``pods/exec`` to node agents.
+
+    ``token`` is the bearer token presented to agents; ``None`` forwards the caller's own
+    ``Authorization`` header (which the API server has just accepted).
+    """
+
+    def __init__(self, registry: Registry, token: str | None) -> None:
+        self.registry = registry
+        self.token = token
+
+    def _pod(self, ns: str, name: str) -> Obj:
+        info = self.registry.by_gvr[("", "v1", "pods")]
+        pod: Obj = self.registry.get(info, ns, name).obj()
+        return pod
+
+    def _endpoint(self, node_name: str) -> tuple[str, int]:
+        info = self.registry.by_gvr[("", "v1", "nodes")]
+        entry = self.registry.entry(info, "", node_name)
+        if entry is None:
+            raise errors.not_found("nodes", "", node_name)
+        return agent_endpoint(entry.obj())
+
+    def _headers(self, request: web.Request) -> dict[str, str]:
+        if self.token:
+            return {"Authorization": f"Bearer {self.token}"}
+        auth = request.headers.get("Authorization")
+        return {"Authorization": auth} if auth else {}
+
+    @staticmethod
+    def _session() -> aiohttp.ClientSession:
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT)
+        return aiohttp.ClientSession(timeout=timeout, auto_decompress=False)
+
+    # --- pods/log -----------------------------------------------------------------------
+    async def log(self, request: web.Request, ns: str, name: str) -> web.StreamResponse:
+        pod = self._pod(ns, name)
+        q = request.query
+        container = choose_container(pod, q.get("container", ""))
+        params = log_params(name, q)
+        node = node_of(pod)
+        check_log_state(pod, container, "previous" in params)
+        host, port = self._endpoint(node)
+        url = URL.build(
+            scheme="http",
+            host=host,
+            port=port,
+            path=f"/containerLogs/{ns}/{name}/{container}",
+            query=params,
+        )
+        async with self._session() as session:
+            try:
+                upstream = await session.get(url, headers=self._headers(request))
+            except aiohttp.ClientConnectorError as e:
+                raise _dial_error("Get", url, e) from None
+            async with upstream:
+                if upstream.status != 200:
+                    return await _relay_error(upstream)
+                resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
+                resp.enable_chunked_encoding()
+                await resp.prepare(request)
+                async for chunk in upstream.content.iter_any():
+                    await resp.write(chunk)
+                await resp.write_eof()
+                return resp
+
+    # --- pods/exec ----------------------------------------------------------------------
+    async def exec(self, request: web.Request, ns: str, name: str) -> web.StreamResponse:
+        pod = self._pod(ns, name)
+        q = request.query
+        container = choose_container(pod, q.get("container", ""))
+        node = node_of(pod)
+        argv = q.getall("command", [])
+        if not argv:
+            raise errors.bad_request("you must specify at least 1 command")
+        cs = container_status(pod, container) or {}
+        if (cs.get("state") or {}).get("running") is None:
+            raise errors.bad_request(f'container not found ("{container}")')
+        host, port = self._endpoint(node)
+        query = [(k, v) for k, v in q.items() if k != "container"]
+        url = URL.build(
+            scheme="http", host=host, port=port, path=f"/exec/{ns}/{name}/{container}"
+        ).with_query(query)
+        offered = [
+            p.strip()
+            for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")
+            if p.strip() in EXEC_PROTOCOLS
+        ]
+        client = web.WebSocketResponse(protocols=offered, max_msg_size=0)
+        async with self._session() as session:
+            if not client.can_prepare(request).ok or not offered:
+                # kubectl's SPDY fallback, or a client without a channel protocol we speak:
+                # let the agent say what is wrong (unauthorised, or an upgrade is required)
+                return await self._probe(session, url, request)
+            try:
+                upstream = await session.ws_connect(
+                    url, protocols=offered, headers=self._headers(request), max_msg_size=0
+                )
+            except aiohttp.ClientConnectorError as e:
+                raise _dial_error("Get", url, e) from None
+            except aiohttp.WSServerHandshakeError:
+                return await self._probe(session, url, request)
+            async with upstream:
+                client = web.WebSocketResponse(
+                    protocols=[upstream.protocol or offered[0]], max_msg_size=0
+                )
+                await client.prepare(request)
+                await _pump(client, upstream)
+                return client
+
+    async def _probe(
+        self, session: aiohttp.ClientSession, url: URL, request: web.Request
+    ) -> web.Response:
+        """The agent's answer to a plain GET of the exec URL (it runs nothing without an
+        upgrade): its Status, e.g. 401 or 400 ``Upgrade request required``."""
+        try:
+            async with session.get(url, headers=self._headers(request)) as resp:
+                return await _relay_error(resp)
+        except aiohttp.ClientConnectorError as e:
+            raise _dial_error("Get", url, e) from None
+
+
+async def _pump(client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse) -> None:
+    """Copy frames both ways until one side closes; then close both."""
+
+    async def to_agent() -> None:
+        async for msg in client:
+            if msg.type == WSMsgType.BINARY:
+                await upstream.send_bytes(msg.data)
+            elif msg.type == WSMsgType.TEXT:
+                await upstream.send_str(msg.data)
+
+    async def to_client() -> None:
+        async for msg in upstream:
+            if msg.type == WSMsgType.BINARY:
+                await client.send_bytes(msg.data)
+            elif msg.type == WSMsgType.TEXT:
+                await client.send_str(msg.data)
+
+    tasks = [asyncio.create_task(to_agent()), asyncio.create_task(to_client())]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        with contextlib.suppress(Exception):
+            await upstream.close()
+        with contextlib.suppress(Exception):
+            await client.close()

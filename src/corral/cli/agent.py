@@ -1,0 +1,155 @@
+"""``corral agent``: run a node agent with the ``process``, ``oci`` or ``hollow`` runtime.
+
+``hollow`` (simulated nodes) is ``corral.agent.hollow.main``; ``process`` and ``oci`` build
+a driver, an image store and a ``NodeAgent`` here. Without ``--runtime`` the agent picks
+``oci`` when it runs as root and finds ``runc``, and says why when it falls back to
+``process``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import sys
+from pathlib import Path
+
+from corral.agent import hollow
+from corral.agent.drivers.base import Driver
+from corral.agent.images import RegistryHosts
+from corral.agent.images.store import ImageStore
+from corral.agent.kubelet import NodeAgent
+from corral.agent.node import parse_labels
+from corral.client.rest import Client, KubeConfig
+
+log = logging.getLogger("corral.agent")
+
+
+def pick_runtime() -> tuple[str, str]:
+    """(runtime, why): ``oci`` when root and runc are there, else ``process``."""
+    if os.geteuid() != 0:
+        return "process", "not running as root, so containers cannot be created"
+    if shutil.which("runc") is None:
+        return "process", "runc is not installed (apt install runc)"
+    return "oci", "running as root with runc"
+
+
+def default_data_dir(name: str) -> Path:
+    base = Path("/var/lib/corral") if os.geteuid() == 0 else Path.home() / ".corral"
+    return base / "agents" / name
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="corral agent", description="Run a node agent.")
+    p.add_argument("--server", default="", help="API server URL (overrides the kubeconfig's)")
+    p.add_argument("--kubeconfig", required=True, help="kubeconfig with the agent's credentials")
+    p.add_argument(
+        "--name", default=socket.gethostname(), help="node name (hollow --count: prefix)"
+    )
+    p.add_argument(
+        "--runtime",
+        choices=["process", "oci", "hollow"],
+        default=None,
+        help="runtime driver (default: oci as root with runc, else process)",
+    )
+    p.add_argument("--count", type=int, default=None, help="hollow: nodes NAME-0..NAME-{N-1}")
+    p.add_argument("--data-dir", type=Path, default=None, help="agent state (pods, images)")
+    p.add_argument("--labels", default="", help="extra node labels, k=v,k2=v2")
+    p.add_argument("--node-ip", default="127.0.0.1", help="the node's InternalIP")
+    p.add_argument("--port", type=int, default=10250, help="logs/exec port (0: any free)")
+    p.add_argument(
+        "--registry-mirror",
+        action="append",
+        default=[],
+        metavar="REGISTRY=URL[,URL]",
+        help="pull REGISTRY's images from URL first (repeatable), e.g. docker.io=http://127.0.0.1:5000",
+    )
+    p.add_argument("--pod-pids-limit", type=int, default=None, help="pids limit of every container")
+    p.add_argument("--log-level", default="INFO")
+    p.add_argument("--exit-on-stdin-eof", action="store_true", help=argparse.SUPPRESS)
+    return p
+
+
+def make_driver(runtime: str, data_dir: Path, node_ip: str) -> Driver:
+    if runtime == "oci":
+        from corral.agent.drivers.oci import OciDriver
+
+        return OciDriver(data_dir / "oci", host_ip=node_ip)
+    from corral.agent.drivers.process import ProcessDriver
+
+    return ProcessDriver(data_dir / "process", ip=node_ip)
+
+
+async def _serve(agent: NodeAgent, exit_on_stdin_eof: bool) -> None:
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, task.cancel)
+    if exit_on_stdin_eof:
+        eof = loop.run_in_executor(None, sys.stdin.buffer.read)
+        eof.add_done_callback(lambda _f: task.cancel())
+    try:
+        await agent.run()
+    except asyncio.CancelledError:
+        pass
+    finally:
+        await agent.client.close()
+
+
+def main(argv: list[str]) -> int:
+    """``corral agent ...``: run until SIGINT/SIGTERM (running pods keep running)."""
+    parser = build_parser()
+    args, _ = parser.parse_known_args(argv)
+    if args.runtime == "hollow":
+        return hollow.main(argv)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    runtime = args.runtime
+    if runtime is None:
+        runtime, why = pick_runtime()
+        log.info("runtime %s: %s", runtime, why)
+    elif runtime == "oci":
+        chosen, why = pick_runtime()
+        if chosen != "oci":
+            parser.error(f"--runtime oci: {why}")
+    try:
+        labels = parse_labels(args.labels)
+        data_dir: Path = args.data_dir or default_data_dir(args.name)
+        hosts = RegistryHosts.from_flags(args.registry_mirror, (), data_dir / "certs.d")
+    except ValueError as e:
+        parser.error(str(e))
+    data_dir.mkdir(parents=True, exist_ok=True)
+    cfg = KubeConfig.load(args.kubeconfig)
+    if args.server:
+        cfg = KubeConfig(args.server.rstrip("/"), cfg.token, cfg.ca_pem)
+    images = ImageStore(data_dir / "images", hosts)
+    driver = make_driver(runtime, data_dir, args.node_ip)
+    client = Client(cfg, connections=16, user_agent=f"corral-agent/{runtime}")
+    agent = NodeAgent(
+        client,
+        args.name,
+        driver,
+        data_dir=data_dir,
+        images=images,
+        node_ip=args.node_ip,
+        port=args.port,
+        labels=labels,
+        token=cfg.token,
+        pids_limit=args.pod_pids_limit,
+    )
+    try:
+        import uvloop
+
+        uvloop.run(_serve(agent, args.exit_on_stdin_eof))
+    except ImportError:
+        asyncio.run(_serve(agent, args.exit_on_stdin_eof))
+    return 0

@@ -1,0 +1,94 @@
+"""``corral up``: the pieces of a local cluster beyond the API server.
+
+``main`` (cli/main.py) builds the ``Server`` with the agent command lines from
+``agent_commands`` (N local agents, each with its own data directory and logs/exec port),
+then ``report_progress`` prints what is up as it comes up: the API server, then each node
+as it turns Ready. The demo image (``ensure_demo_image``) is imported into each agent's
+image store before the agents start, so the README's tour runs with no registry at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+from corral.apiserver.server import Server
+
+log = logging.getLogger("corral.up")
+
+DEMO_IMAGE = "corral.local/busybox:1.35"
+
+
+def node_names(count: int) -> list[str]:
+    host = socket.gethostname().split(".")[0].lower() or "node"
+    return [host] if count == 1 else [f"{host}-{i}" for i in range(count)]
+
+
+def agent_commands(data_dir: Path, count: int, runtime: str) -> list[list[str]]:
+    """``corral agent`` arguments of each local agent (ports 10250, 10251, ...)."""
+    out = []
+    for i, name in enumerate(node_names(count)):
+        out.append(
+            [
+                "--name",
+                name,
+                "--runtime",
+                runtime,
+                "--data-dir",
+                str(data_dir / "agents" / name),
+                "--port",
+                str(10250 + i),
+            ]
+        )
+    return out
+
+
+def _ready(node: dict[str, Any]) -> bool:
+    for c in (node.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Ready":
+            return bool(c.get("status") == "True")
+    return False
+
+
+async def report_progress(server: Server, names: list[str], t0: float, timeout: float) -> None:
+    """Print each node as it becomes Ready (from the server's own cache)."""
+    registry = server.registry
+    assert registry is not None
+    info = registry.by_gvr[("", "v1", "nodes")]
+    waiting = list(names)
+    deadline = time.monotonic() + timeout
+    while waiting and time.monotonic() < deadline:
+        for name in list(waiting):
+            entry = registry.entry(info, "", name)
+            if entry is not None and _ready(registry.decode(info, entry)):
+                print(f"  node {name} Ready ({time.monotonic() - t0:.1f} s)", flush=True)
+                waiting.remove(name)
+        await asyncio.sleep(0.05)
+    for name in waiting:
+        print(f"  node {name} not Ready after {timeout:.0f} s; see the agent's log", flush=True)
+
+
+def prepare_agents(data_dir: Path, names: list[str]) -> None:
+    """Import the demo image (busybox from this host) into each agent's image store."""
+    from corral.agent.images.demo import build_busybox, demo_tools_missing
+    from corral.agent.images.store import ImageStore
+
+    missing = demo_tools_missing()
+    if missing:
+        print(f"  demo image {DEMO_IMAGE} skipped: {missing}", flush=True)
+        return
+    layout: Path | None = None
+    for name in names:
+        store = ImageStore(data_dir / "agents" / name / "images")
+        if store.lookup(DEMO_IMAGE) is not None:
+            continue
+        if layout is None:
+            layout = data_dir / "demo-image"
+            if not (layout / "index.json").exists():
+                build_busybox(layout, "1.35")
+        asyncio.run(store.import_archive(layout, name=DEMO_IMAGE))
+        print(f"  demo image {DEMO_IMAGE} imported for {name}", flush=True)

@@ -1,0 +1,139 @@
+"""Test kit: a real ``corral agent`` subprocess (process or oci runtime) for e2e tests.
+
+``AgentProcess.start`` runs ``python -m corral agent ...`` against a server's kubeconfig
+and returns once its Node is Ready; ``stop`` (SIGTERM: the agent leaves its pods
+running, as a kubelet does), ``kill`` (SIGKILL) and ``restart`` let tests check that
+pods survive the agent. Output goes to ``DATA_DIR/agent.log`` for failure messages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from corral.testing.process import free_port
+
+
+def _node_ready(server: str, token: str, ctx: ssl.SSLContext | bool, name: str) -> bool:
+    req = urllib.request.Request(
+        f"{server}/api/v1/nodes/{name}", headers={"Authorization": f"Bearer {token}"}
+    )
+    try:
+        context = ctx if isinstance(ctx, ssl.SSLContext) else None
+        with urllib.request.urlopen(req, context=context, timeout=5) as r:
+            node = json.loads(r.read())
+    except OSError:
+        return False
+    for c in (node.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Ready":
+            return bool(c.get("status") == "True")
+    return False
+
+
+@dataclass
+class AgentProcess:
+    kubeconfig: Path
+    name: str
+    runtime: str
+    data_dir: Path
+    port: int
+    extra: list[str] = field(default_factory=list)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def start(
+        cls,
+        kubeconfig: Path,
+        name: str,
+        runtime: str,
+        data_dir: Path,
+        *,
+        extra: list[str] | None = None,
+        timeout: float = 30.0,
+    ) -> AgentProcess:
+        agent = cls(kubeconfig, name, runtime, data_dir, free_port(), list(extra or []))
+        agent.launch(timeout)
+        return agent
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "agent.log"
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def launch(self, timeout: float = 30.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        argv = [
+            sys.executable, "-m", "corral", "agent",
+            "--kubeconfig", str(self.kubeconfig),
+            "--name", self.name,
+            "--runtime", self.runtime,
+            "--data-dir", str(self.data_dir),
+            "--port", str(self.port),
+            *self.extra,
+        ]  # fmt: skip
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        self._wait_ready(timeout)
+
+    def _wait_ready(self, timeout: float) -> None:
+        from corral.client.rest import KubeConfig
+
+        cfg = KubeConfig.load(self.kubeconfig)
+        ctx = cfg.ssl_context()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"agent exited ({self.proc.returncode}):\n{self.log_tail()}")
+            if self._serving() and _node_ready(cfg.server, cfg.token, ctx, self.name):
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"agent {self.name} not Ready after {timeout}s:\n{self.log_tail()}")
+
+    def _serving(self) -> bool:
+        """The agent's own server answers (any status): this process is up."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2):
+                return True
+        except urllib.error.HTTPError:
+            return True
+        except OSError:
+            return False
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def restart(self, timeout: float = 30.0) -> None:
+        self.stop()
+        self.launch(timeout)

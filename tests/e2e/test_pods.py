@@ -1,0 +1,386 @@
+"""Real pods end to end: a real server and scheduler, a real ``corral agent`` with the
+``oci`` runtime (runc, CNI bridge, images pulled from a local registry built from
+busybox-static) and the ``process`` runtime, driven with the real kubectl.
+
+The oci module needs root, runc, the CNI plugins, skopeo, umoci and docker-registry; it
+skips with the reason when one is missing (CI installs them all, see scripts/test-deps.sh).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import Kubectl, RunningServer, start_server
+from corral.testing.agent import AgentProcess
+from corral.testing.registry import LocalRegistry, build_busybox, missing_tools, push
+from corral.testing.wait import eventually as until
+
+Obj = dict[str, Any]
+
+RUNTIMES = ["process", "oci"]
+
+
+def _skip_reason(runtime: str) -> str | None:
+    if os.geteuid() != 0:
+        return "e2e pods need root (cgroups, runc)"
+    if runtime == "oci":
+        if shutil.which("runc") is None:
+            return "runc is not installed (apt-get install runc)"
+        if not Path("/usr/lib/cni/bridge").exists():
+            return "the CNI plugins are not installed (apt-get install containernetworking-plugins)"
+        return missing_tools()
+    return None
+
+
+@dataclass
+class Cluster:
+    server: RunningServer
+    kubectl: Kubectl
+    agent: AgentProcess
+    runtime: str
+    image: str
+    registry: LocalRegistry | None
+
+    def ns(self) -> str:
+        name = "e2e-" + uuid.uuid4().hex[:8]
+        self.kubectl("create", "namespace", name)
+        return name
+
+    def pod(self, ns: str, name: str) -> Obj:
+        out = self.kubectl("get", "pod", name, "-n", ns, "-o", "json").stdout
+        pod: Obj = json.loads(out)
+        return pod
+
+    def apply(self, ns: str, manifest: Obj) -> None:
+        self.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(manifest))
+
+    def wait_pod(self, ns: str, name: str, pred: Any, timeout: float = 30.0) -> Obj:
+        last: list[Obj] = []
+
+        def check() -> bool:
+            p = self.pod(ns, name)
+            last[:] = [p]
+            return bool(pred(p))
+
+        try:
+            until(check, timeout=timeout)
+        except AssertionError:
+            raise AssertionError(
+                f"pod {ns}/{name} never matched; last status:\n"
+                f"{json.dumps(last[0].get('status') if last else None, indent=1)}\n"
+                f"agent log:\n{self.agent.log_tail()}"
+            ) from None
+        return last[0]
+
+
+def container_state(pod: Obj, name: str | None = None) -> Obj:
+    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        if name is None or cs["name"] == name:
+            return dict(cs)
+    return {}
+
+
+def running(pod: Obj) -> bool:
+    return (pod.get("status") or {}).get("phase") == "Running" and "running" in (
+        container_state(pod).get("state") or {}
+    )
+
+
+def phase(want: str) -> Any:
+    return lambda p: (p.get("status") or {}).get("phase") == want
+
+
+def pod_manifest(name: str, image: str, command: list[str], **spec: Any) -> Obj:
+    container: Obj = {"name": "main", "image": image, "command": command}
+    container.update(spec.pop("container", {}))
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {"containers": [container], "terminationGracePeriodSeconds": 5, **spec},
+    }
+
+
+@pytest.fixture(scope="module", params=RUNTIMES)
+def cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    runtime: str = request.param
+    reason = _skip_reason(runtime)
+    if reason:
+        pytest.skip(reason)
+    base = tmp_path_factory.mktemp(f"e2e-{runtime}")
+    srv = start_server(base / "server")
+    registry: LocalRegistry | None = None
+    extra: list[str] = []
+    image = "busybox:1.35"
+    try:
+        if runtime == "oci":
+            registry = LocalRegistry.start(base / "registry")
+            layout = build_busybox(base / "layout", "1.35")
+            push(layout, "1.35", f"{registry.host}/library/busybox:1.35")
+            extra = ["--registry-mirror", f"docker.io=http://{registry.host}"]
+        agent = AgentProcess.start(
+            srv.kubeconfig, f"e2e-{runtime}-{uuid.uuid4().hex[:4]}", runtime, base / "agent",
+            extra=extra,
+        )  # fmt: skip
+    except BaseException:
+        if registry is not None:
+            registry.stop()
+        srv.stop()
+        raise
+    kubectl = Kubectl(srv.kubeconfig, base / "kubecache")
+    yield Cluster(srv, kubectl, agent, runtime, image, registry)
+    kubectl("delete", "pods", "--all", "-A", "--wait=false", check=False)
+    try:
+        until(
+            lambda: not json.loads(kubectl("get", "pods", "-A", "-o", "json").stdout)["items"],
+            timeout=30,
+        )
+    finally:
+        agent.stop()
+        if registry is not None:
+            registry.stop()
+        srv.stop()
+
+
+def test_pod_runs_and_its_output_is_in_kubectl_logs(cluster: Cluster) -> None:
+    ns = cluster.ns()
+    cmd = ["sh", "-c", "echo hello from $0; echo to-stderr >&2; sleep 3600"]
+    cluster.apply(ns, pod_manifest("hello", cluster.image, cmd))
+    pod = cluster.wait_pod(ns, "hello", running)
+    assert pod["status"]["podIP"]
+    assert pod["status"]["hostIP"] == "127.0.0.1"
+    conds = {c["type"]: c["status"] for c in pod["status"]["conditions"]}
+    assert conds["Ready"] == "True" and conds["ContainersReady"] == "True"
+
+    def logged() -> bool:
+        out = cluster.kubectl("logs", "hello", "-n", ns).stdout
+        return "hello from sh" in out and "to-stderr" in out
+
+    until(logged, timeout=10)
+    out = cluster.kubectl("logs", "hello", "-n", ns, "--timestamps").stdout
+    assert out.splitlines()[0].split(" ", 1)[0].endswith("Z")
+    table = cluster.kubectl("get", "pod", "hello", "-n", ns).stdout
+    assert "Running" in table and "1/1" in table
+
+
+def test_exec_prints_the_pod_hostname_and_returns_exit_codes(cluster: Cluster) -> None:
+    ns = cluster.ns()
+    cluster.apply(ns, pod_manifest("ex", cluster.image, ["sleep", "3600"]))
+    cluster.wait_pod(ns, "ex", running)
+    if cluster.runtime == "oci":
+        out = cluster.kubectl("exec", "ex", "-n", ns, "--", "hostname").stdout
+        assert out.strip() == "ex"
+    res = cluster.kubectl("exec", "ex", "-n", ns, "--", "sh", "-c", "echo out; exit 3", check=False)
+    assert res.returncode == 3
+    assert "out" in res.stdout
+    assert "command terminated with exit code 3" in res.stderr
+
+
+def test_graceful_delete_delivers_sigterm_first(cluster: Cluster, tmp_path: Path) -> None:
+    ns = cluster.ns()
+    out = tmp_path / "out"
+    out.mkdir()
+    out.chmod(0o777)
+    # a hostPath mounted at its own path: the same file for both runtimes
+    script = (
+        f"trap 'echo TERM >> {out}/signals; exit 0' TERM; echo started; "
+        "while true; do sleep 0.1; done"
+    )
+    manifest = pod_manifest(
+        "grace", cluster.image, ["sh", "-c", script],
+        container={"volumeMounts": [{"name": "out", "mountPath": str(out)}]},
+    )  # fmt: skip
+    manifest["spec"]["volumes"] = [{"name": "out", "hostPath": {"path": str(out)}}]
+    cluster.apply(ns, manifest)
+    cluster.wait_pod(ns, "grace", running)
+    until(lambda: "started" in cluster.kubectl("logs", "grace", "-n", ns).stdout, timeout=10)
+    cluster.kubectl("delete", "pod", "grace", "-n", ns, "--wait=true", timeout=60)
+    assert (out / "signals").read_text().split() == ["TERM"]
+
+
+def test_memory_hog_is_oom_killed_and_64mi_limit_holds(cluster: Cluster) -> None:
+    ns = cluster.ns()
+    limits = {"resources": {"limits": {"memory": "64Mi"}}}
+    hog = ["sh", "-c", "echo hogging; exec dd if=/dev/zero of=/dev/null bs=200M count=1"]
+    cluster.apply(
+        ns, pod_manifest("hog", cluster.image, hog, container=limits, restartPolicy="Never")
+    )
+    pod = cluster.wait_pod(ns, "hog", phase("Failed"))
+    term = container_state(pod)["state"]["terminated"]
+    assert term["reason"] == "OOMKilled"
+    assert term["exitCode"] == 137
+    ok = ["sh", "-c", "dd if=/dev/zero of=/dev/null bs=16M count=1 && echo fits"]
+    cluster.apply(
+        ns, pod_manifest("fits", cluster.image, ok, container=limits, restartPolicy="Never")
+    )
+    cluster.wait_pod(ns, "fits", phase("Succeeded"))
+    assert "fits" in cluster.kubectl("logs", "fits", "-n", ns).stdout
+
+
+def test_failing_liveness_probe_restarts_the_container(cluster: Cluster) -> None:
+    ns = cluster.ns()
+    probe = {
+        "livenessProbe": {
+            "exec": {"command": ["sh", "-c", "test -e /tmp/healthy-$HOSTNAME_MARK"]},
+            "periodSeconds": 1,
+            "failureThreshold": 1,
+        },
+        "env": [{"name": "HOSTNAME_MARK", "value": uuid.uuid4().hex}],
+    }
+    cmd = [
+        "sh",
+        "-c",
+        "touch /tmp/healthy-$HOSTNAME_MARK; sleep 2; rm -f /tmp/healthy-$HOSTNAME_MARK; sleep 3600",
+    ]
+    cluster.apply(ns, pod_manifest("live", cluster.image, cmd, container=probe))
+    pod = cluster.wait_pod(
+        ns, "live", lambda p: container_state(p).get("restartCount", 0) >= 1, timeout=40
+    )
+    events = cluster.kubectl("get", "events", "-n", ns, "-o", "json").stdout
+    reasons = {e["reason"] for e in json.loads(events)["items"]}
+    assert "Unhealthy" in reasons and "Killing" in reasons
+    assert pod["status"]["containerStatuses"][0]["lastState"]["terminated"]
+
+
+def test_crash_loop_backs_off_with_growing_delays(cluster: Cluster) -> None:
+    ns = cluster.ns()
+    cluster.apply(ns, pod_manifest("crash", cluster.image, ["sh", "-c", "echo boom; exit 1"]))
+    pod = cluster.wait_pod(
+        ns, "crash",
+        lambda p: (container_state(p).get("state") or {}).get("waiting", {}).get("reason") == "CrashLoopBackOff",
+        timeout=40,
+    )  # fmt: skip
+    cs = container_state(pod)
+    assert cs["lastState"]["terminated"]["exitCode"] == 1
+    assert (
+        "back-off 10s" in cs["state"]["waiting"]["message"]
+        or "back-off 20s" in cs["state"]["waiting"]["message"]
+    )
+    table = cluster.kubectl("get", "pod", "crash", "-n", ns).stdout
+    assert "CrashLoopBackOff" in table
+    describe = cluster.kubectl("describe", "pod", "crash", "-n", ns).stdout
+    assert "Back-off restarting failed container" in describe
+
+
+def test_agent_restart_keeps_running_pods(cluster: Cluster) -> None:
+    ns = cluster.ns()
+    cluster.apply(ns, pod_manifest("keep", cluster.image, ["sleep", "3600"]))
+    pod = cluster.wait_pod(ns, "keep", running)
+    cid = container_state(pod)["containerID"]
+    state = json.loads(cluster.kubectl("get", "pod", "keep", "-n", ns, "-o", "json").stdout)
+    uid = state["metadata"]["uid"]
+    pids_before = _container_pids(cluster, uid)
+    assert pids_before
+    cluster.agent.restart()
+    # the agent found its container again: same container, same process, no restart
+    time.sleep(1.0)
+    pod = cluster.wait_pod(ns, "keep", running)
+    assert container_state(pod)["containerID"] == cid
+    assert container_state(pod)["restartCount"] == 0
+    assert _container_pids(cluster, uid) == pids_before
+    res = cluster.kubectl("exec", "keep", "-n", ns, "--", "echo", "still-here")
+    assert "still-here" in res.stdout
+
+
+def _container_pids(cluster: Cluster, uid: str) -> list[int]:
+    """The main pids the agent's driver recorded for the pod's containers."""
+    pids = []
+    for state in cluster.agent.data_dir.rglob("state.json"):
+        try:
+            doc = json.loads(state.read_text())
+            handle = json.loads((state.parent / "handle.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if handle.get("pod_uid") == uid:
+            pid = int(doc.get("pid") or 0)
+            if pid and Path(f"/proc/{pid}").exists():
+                pids.append(pid)
+    return sorted(pids)
+
+
+def test_bad_input_shows_the_kubernetes_reason(cluster: Cluster) -> None:
+    ns = cluster.ns()
+
+    def waiting_reason(p: Obj) -> str:
+        return str((container_state(p).get("state") or {}).get("waiting", {}).get("reason", ""))
+
+    vol = pod_manifest("novol", cluster.image, ["sleep", "3600"])
+    vol["spec"]["volumes"] = [{"name": "cfg", "configMap": {"name": "absent"}}]
+    vol["spec"]["containers"][0]["volumeMounts"] = [{"name": "cfg", "mountPath": "/cfg"}]
+    cluster.apply(ns, vol)
+    env = pod_manifest("noenv", cluster.image, ["sleep", "3600"])
+    env["spec"]["containers"][0]["env"] = [
+        {"name": "X", "valueFrom": {"configMapKeyRef": {"name": "absent", "key": "k"}}}
+    ]
+    cluster.apply(ns, env)
+    badcmd = pod_manifest("badcmd", cluster.image, ["/no/such/binary"])
+    cluster.apply(ns, badcmd)
+    cluster.wait_pod(ns, "noenv", lambda p: waiting_reason(p) == "CreateContainerConfigError")
+    cluster.wait_pod(
+        ns,
+        "badcmd",
+        lambda p: (
+            waiting_reason(p) in ("RunContainerError", "CrashLoopBackOff", "StartError")
+            or (container_state(p).get("lastState") or {}).get("terminated")
+        ),
+    )
+    until(
+        lambda: "FailedMount" in cluster.kubectl("describe", "pod", "novol", "-n", ns).stdout,
+        timeout=20,
+    )
+    assert waiting_reason(cluster.pod(ns, "novol")) == "ContainerCreating"
+    if cluster.runtime == "oci":
+        assert cluster.registry is not None  # never Docker Hub: the local registry only
+        missing = pod_manifest("noimg", f"{cluster.registry.host}/library/nope:1", ["true"])
+        cluster.apply(ns, missing)
+        cluster.wait_pod(
+            ns, "noimg", lambda p: waiting_reason(p) in ("ErrImagePull", "ImagePullBackOff")
+        )
+        cluster.wait_pod(ns, "noimg", lambda p: waiting_reason(p) == "ImagePullBackOff", timeout=20)
+    # the node is undisturbed: a good pod still runs beside them
+    cluster.apply(ns, pod_manifest("good", cluster.image, ["sleep", "3600"]))
+    cluster.wait_pod(ns, "good", running)
+    # the ConfigMap appears: the pods waiting on it start
+    cluster.kubectl("create", "configmap", "absent", "-n", ns, "--from-literal=k=v")
+    cluster.wait_pod(ns, "noenv", running, timeout=30)
+    cluster.wait_pod(ns, "novol", running, timeout=60)
+
+
+def test_init_containers_env_and_configmap_volume(cluster: Cluster) -> None:
+    ns = cluster.ns()
+    cluster.kubectl("create", "configmap", "cfg", "-n", ns, "--from-literal=greeting=hi")
+    manifest = pod_manifest(
+        "full",
+        cluster.image,
+        ["sh", "-c", "echo G=$G N=$N; cat /cfg/greeting; echo; sleep 3600"],
+        container={
+            "env": [
+                {"name": "G", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "greeting"}}},
+                {"name": "N", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            ],
+            "volumeMounts": [{"name": "cfg", "mountPath": "/cfg"}],
+        },
+    )
+    manifest["spec"]["initContainers"] = [
+        {"name": "init", "image": cluster.image, "command": ["sh", "-c", "echo init-ran"]}
+    ]
+    manifest["spec"]["volumes"] = [{"name": "cfg", "configMap": {"name": "cfg"}}]
+    cluster.apply(ns, manifest)
+    pod = cluster.wait_pod(ns, "full", running)
+    assert pod["status"]["initContainerStatuses"][0]["state"]["terminated"]["reason"] == "Completed"
+    until(lambda: "G=hi N=full" in cluster.kubectl("logs", "full", "-n", ns).stdout, timeout=10)
+    if cluster.runtime == "oci":  # the process runtime has no mount namespace
+        assert "hi" in cluster.kubectl("logs", "full", "-n", ns).stdout.splitlines()[1]
+    assert "init-ran" in cluster.kubectl("logs", "full", "-n", ns, "-c", "init").stdout
