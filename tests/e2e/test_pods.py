@@ -149,6 +149,7 @@ def cluster(
         )
     finally:
         agent.stop()
+        agent.reset()
         if registry is not None:
             registry.stop()
         srv.stop()

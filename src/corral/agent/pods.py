@@ -645,6 +645,9 @@ class PodWorker:
                 c.done = True
             if not self.st.terminal:
                 await self._write_status()
+        # as the kubelet, the pod object goes only once its resources are reclaimed
+        await self.cleanup()
+        if not self.gone:
             body = {"gracePeriodSeconds": 0, "preconditions": {"uid": self.uid}}
             try:
                 await self.ctx.client.request(
@@ -653,7 +656,6 @@ class PodWorker:
             except StatusError as e:
                 if e.code not in (404, 409):
                     raise
-        await self.cleanup()
 
     async def cleanup(self) -> None:
         """Remove every container, the sandbox, the volumes and the pod's directory."""

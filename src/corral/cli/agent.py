@@ -47,7 +47,7 @@ def default_data_dir(name: str) -> Path:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="corral agent", description="Run a node agent.")
     p.add_argument("--server", default="", help="API server URL (overrides the kubeconfig's)")
-    p.add_argument("--kubeconfig", required=True, help="kubeconfig with the agent's credentials")
+    p.add_argument("--kubeconfig", default="", help="kubeconfig with the agent's credentials")
     p.add_argument(
         "--name", default=socket.gethostname(), help="node name (hollow --count: prefix)"
     )
@@ -70,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="pull REGISTRY's images from URL first (repeatable), e.g. docker.io=http://127.0.0.1:5000",
     )
     p.add_argument("--pod-pids-limit", type=int, default=None, help="pids limit of every container")
+    p.add_argument(
+        "--reset",
+        action="store_true",
+        help="stop and remove every container and sandbox this data dir holds, then exit",
+    )
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--exit-on-stdin-eof", action="store_true", help=argparse.SUPPRESS)
     return p
@@ -83,6 +88,19 @@ def make_driver(runtime: str, data_dir: Path, node_ip: str) -> Driver:
     from corral.agent.drivers.process import ProcessDriver
 
     return ProcessDriver(data_dir / "process", ip=node_ip)
+
+
+async def reset(driver: Driver) -> int:
+    """Stop and remove everything ``driver`` recovers (``corral agent --reset``)."""
+    sandboxes, containers = await driver.recover()
+    for r in containers:
+        if r.exit is None:
+            await driver.stop(r.handle, 2.0)
+        await driver.remove(r.handle)
+    for sb in sandboxes:
+        await driver.remove_sandbox(sb)
+    print(f"removed {len(containers)} containers and {len(sandboxes)} pod sandboxes", flush=True)
+    return 0
 
 
 async def _serve(agent: NodeAgent, exit_on_stdin_eof: bool) -> None:
@@ -128,11 +146,15 @@ def main(argv: list[str]) -> int:
     except ValueError as e:
         parser.error(str(e))
     data_dir.mkdir(parents=True, exist_ok=True)
+    driver = make_driver(runtime, data_dir, args.node_ip)
+    if args.reset:
+        return asyncio.run(reset(driver))
+    if not args.kubeconfig:
+        parser.error("--kubeconfig is required")
     cfg = KubeConfig.load(args.kubeconfig)
     if args.server:
         cfg = KubeConfig(args.server.rstrip("/"), cfg.token, cfg.ca_pem)
     images = ImageStore(data_dir / "images", hosts)
-    driver = make_driver(runtime, data_dir, args.node_ip)
     client = Client(cfg, connections=16, user_agent=f"corral-agent/{runtime}")
     agent = NodeAgent(
         client,

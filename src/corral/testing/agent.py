@@ -134,6 +134,13 @@ class AgentProcess:
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
 
+    def reset(self) -> None:
+        """Stop and remove every container and sandbox left in the data dir
+        (``corral agent --reset``): what a test's teardown does after ``stop``."""
+        argv = [sys.executable, "-m", "corral", "agent", "--reset", "--runtime", self.runtime]
+        argv += ["--data-dir", str(self.data_dir), "--name", self.name]
+        subprocess.run(argv, check=True, capture_output=True, timeout=120)
+
     def restart(self, timeout: float = 30.0) -> None:
         self.stop()
         self.launch(timeout)
