@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from corral.apiserver.server import Server
+from corral.util.clock import parse_rfc3339
 
 log = logging.getLogger("corral.up")
 
@@ -47,10 +48,16 @@ def agent_commands(data_dir: Path, count: int, runtime: str) -> list[list[str]]:
     return out
 
 
-def _ready(node: dict[str, Any]) -> bool:
+def _ready(node: dict[str, Any], since: float) -> bool:
+    """Ready, as reported by an agent that has run since ``since`` (unix seconds): the
+    Ready condition of a node from before a restart does not count."""
     for c in (node.get("status") or {}).get("conditions") or []:
         if c.get("type") == "Ready":
-            return bool(c.get("status") == "True")
+            try:
+                beat = parse_rfc3339(str(c.get("lastHeartbeatTime")))
+            except ValueError:
+                return False
+            return bool(c.get("status") == "True") and beat >= int(since)
     return False
 
 
@@ -59,12 +66,13 @@ async def report_progress(server: Server, names: list[str], t0: float, timeout: 
     registry = server.registry
     assert registry is not None
     info = registry.by_gvr[("", "v1", "nodes")]
+    since = time.time() - (time.monotonic() - t0)
     waiting = list(names)
     deadline = time.monotonic() + timeout
     while waiting and time.monotonic() < deadline:
         for name in list(waiting):
             entry = registry.entry(info, "", name)
-            if entry is not None and _ready(registry.decode(info, entry)):
+            if entry is not None and _ready(registry.decode(info, entry), since):
                 print(f"  node {name} Ready ({time.monotonic() - t0:.1f} s)", flush=True)
                 waiting.remove(name)
         await asyncio.sleep(0.05)

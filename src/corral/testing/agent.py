@@ -8,6 +8,7 @@ pods survive the agent. Output goes to ``DATA_DIR/agent.log`` for failure messag
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -144,3 +145,42 @@ class AgentProcess:
     def restart(self, timeout: float = 30.0) -> None:
         self.stop()
         self.launch(timeout)
+
+
+def simulate_reboot(data_dir: Path) -> None:
+    """What a host reboot does to a cluster kept in ``data_dir``, and to nothing else on
+    this machine: every process of it killed (shims, containers, agents), its overlay
+    mounts and pod network namespaces gone. The data directory itself stays."""
+    d = str(data_dir)
+    ps = subprocess.run(["pgrep", "-f", f"shim.py {d}"], capture_output=True, text=True)
+    for shim in ps.stdout.split():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(shim), signal.SIGKILL)
+    for root in data_dir.rglob("runc"):
+        if not root.is_dir():
+            continue
+        ids = subprocess.run(
+            ["runc", "--root", str(root), "list", "-q"], capture_output=True, text=True
+        )
+        for cid in ids.stdout.split():
+            subprocess.run(["runc", "--root", str(root), "kill", cid, "KILL"], capture_output=True)
+        time.sleep(0.2)
+        for cid in ids.stdout.split():
+            subprocess.run(["runc", "--root", str(root), "delete", "-f", cid], capture_output=True)
+    for state in data_dir.rglob("state.json"):  # process-runtime containers: their pids
+        try:
+            pid = int(json.loads(state.read_text()).get("pid", 0))
+        except (OSError, ValueError):
+            continue
+        if pid > 1:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    with open("/proc/self/mountinfo") as f:
+        mounts = [line.split()[4] for line in f]
+    for target in reversed(mounts):
+        if target.startswith(d + "/"):
+            subprocess.run(["umount", "-l", target], capture_output=True)
+    for pods in data_dir.glob("agents/*/pods"):
+        for uid in (p.name for p in pods.iterdir()):
+            ns = "corral-" + uid.replace("-", "")[:16]
+            subprocess.run(["ip", "netns", "delete", ns], capture_output=True)

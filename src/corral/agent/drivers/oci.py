@@ -43,6 +43,7 @@ from corral.agent.drivers.cni import PodNetwork
 from corral.agent.drivers.ocispec import container_config, pause_config
 from corral.agent.drivers.process import default_env
 from corral.agent.drivers.shimctl import (
+    alive,
     launch_shim,
     load_handles,
     new_container_id,
@@ -245,6 +246,14 @@ class OciDriver:
         with contextlib.suppress(FileNotFoundError):
             (self.sandboxes_dir / f"{sandbox.pod_uid}.json").unlink()
 
+    def _pause_alive(self, sandbox: Sandbox) -> bool:
+        data = sandbox.data
+        state_dir = Path(data.get("state_dir", self.sandboxes_dir / sandbox.pod_uid))
+        state = read_json(state_dir / "state.json")
+        if state is None:
+            return False
+        return alive(int(state.get("pid", 0)), state.get("start_ticks"))
+
     async def _teardown_sandbox(self, sandbox: Sandbox) -> None:
         data = sandbox.data
         pause_id = data.get("pause_id", f"corral-pause-{sandbox.pod_uid}")
@@ -360,11 +369,17 @@ class OciDriver:
         await self._cleanup(handle.id, Path(handle.state_dir), handle.data.get("cgroup"))
 
     async def recover(self) -> tuple[list[Sandbox], list[Recovered]]:
-        sandboxes = [
-            Sandbox(**d)
-            for p in sorted(self.sandboxes_dir.glob("*.json"))
-            if (d := read_json(p)) is not None
-        ]
+        sandboxes = []
+        for p in sorted(self.sandboxes_dir.glob("*.json")):
+            d = read_json(p)
+            if d is None:
+                continue
+            sb = Sandbox(**d)
+            if self._pause_alive(sb):
+                sandboxes.append(sb)
+            else:  # after a reboot: its namespaces are gone; the pod gets a new sandbox
+                await self._teardown_sandbox(sb)
+                p.unlink(missing_ok=True)
         handles, debris = load_handles(self.containers_dir)
         for debris_dir in debris:
             await self._cleanup(debris_dir.name, debris_dir, None)
