@@ -23,6 +23,7 @@ install: $(BIN)/corral ## create .venv with corral and the test and dev tools
 
 .PHONY: up
 up: install ## start a local cluster (kubeconfig in DATA/kubeconfig)
+	bash scripts/agent-deps.sh
 	$(BIN)/corral up --data-dir $(DATA) $(UP_FLAGS)
 
 .PHONY: test

@@ -45,6 +45,14 @@ log = logging.getLogger("corral.agent")
 Obj = dict[str, Any]
 
 STATUS_INTERVAL = 60.0  # the Node's status (heartbeat in its conditions) is refreshed this often
+CHECK_INTERVAL = 10.0  # ... and looked at this often (the kubelet's nodeStatusUpdateFrequency)
+
+
+def _reports_ready(node: Obj) -> bool:
+    for c in (node.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Ready":
+            return bool(c.get("status") == "True")
+    return False
 
 
 def host_capacity(data_dir: Path) -> dict[str, str]:
@@ -169,12 +177,19 @@ class NodeAgent:
             await self.server.stop()
 
     async def _heartbeat(self) -> None:
+        """Every 10 s look at the Node; post its status when the node lifecycle controller
+        marked it otherwise than Ready (the agent was away), or every ``STATUS_INTERVAL``."""
         since = self.clock.now()
+        posted = since
         while True:
-            await asyncio.sleep(STATUS_INTERVAL)
+            await asyncio.sleep(CHECK_INTERVAL)
             try:
-                status = node_status(self._spec(), self.clock.now(), since)
-                await self.client.patch(NODES, self.name, {"status": status}, sub="status")
+                node = await self.client.get(NODES, self.name)
+                due = self.clock.now() - posted >= STATUS_INTERVAL
+                if due or not _reports_ready(node):
+                    status = node_status(self._spec(), self.clock.now(), since)
+                    await self.client.patch(NODES, self.name, {"status": status}, sub="status")
+                    posted = self.clock.now()
             except StatusError as e:
                 if e.code == 404:
                     await register_node(self.client, self._spec(), self.clock)
