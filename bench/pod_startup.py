@@ -100,16 +100,17 @@ async def one_batch(srv: BenchServer, runtime: str, count: int) -> list[float]:
         lat = await asyncio.wait_for(watch, 300)
         async with s.delete(f"/api/v1/namespaces/{ns}") as r:
             assert r.status in (200, 202), await r.text()
-        # wait for the namespace's pods to go, so the next batch starts on an idle node
-
-        async def empty() -> bool:
-            async with s.get(f"/api/v1/namespaces/{ns}/pods") as r:
-                return not orjson.loads(await r.read())["items"]
-
-        deadline = time.monotonic() + 120
-        while not await empty() and time.monotonic() < deadline:
-            await asyncio.sleep(0.2)
+        await _wait_empty(s, ns)  # the next batch starts on an idle node
         return list(lat.values())
+
+
+async def _wait_empty(s: Any, ns: str) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        async with s.get(f"/api/v1/namespaces/{ns}/pods") as r:
+            if not orjson.loads(await r.read())["items"]:
+                return
+        await asyncio.sleep(0.2)
 
 
 async def rss_with(srv: BenchServer, agent: AgentProcess, runtime: str, count: int) -> float:
@@ -131,7 +132,8 @@ async def rss_with(srv: BenchServer, agent: AgentProcess, runtime: str, count: i
         await asyncio.sleep(2.0)  # settle: probes, status writes
         mb = rss_mb(agent.pid)
         async with s.delete(f"/api/v1/namespaces/{ns}") as r:
-            pass
+            assert r.status in (200, 202), await r.text()
+        await _wait_empty(s, ns)
         return mb
 
 
@@ -167,6 +169,7 @@ async def bench_runtime(runtime: str, counts: list[int], runs: int, work: Path) 
         return result
     finally:
         agent.stop()
+        agent.reset()
         srv.stop()
 
 

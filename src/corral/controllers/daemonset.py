@@ -8,9 +8,11 @@ pkg/controller/daemon; the decisions are pure functions here (``node_should_run`
 ``sync(key)`` for one DaemonSet, level-triggered::
 
     gone or being deleted ------------------------------> done (the GC removes pods)
+    claim ControllerRevisions, then pods (refmanager.py): adopt orphans the selector
+        matches, release owned ones it no longer matches
     history: the ControllerRevision whose data is the current template (created as
         ``<ds>-<hash>`` with revision max+1, or bumped to max+1 after ``rollout undo``)
-    pods owned by the DaemonSet, grouped by target node (spec.nodeName, or the
+    claimed pods, grouped by target node (spec.nodeName, or the
         ``matchFields metadata.name`` of a pod not yet bound)
     creates/deletes still in flight -------------------------> status only
     manage: a pod on each node that should run one (template + the node's name as
@@ -38,12 +40,13 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
 from corral.api.errors import StatusError
-from corral.api.selectors import SelectorError, try_selector_from_object
+from corral.api.selectors import LabelSelector, SelectorError, try_selector_from_object
 from corral.api.taints import tolerates
 from corral.client.informer import Informer
 from corral.client.rest import CONTROLLERREVISIONS, DAEMONSETS, NODES, PODS, Client
 from corral.controllers import deployment_util as du
 from corral.controllers.base import Controller, InformerFactory, clone, controller_ref
+from corral.controllers.refmanager import RefManager, orphan_handler, selector_matches
 from corral.util.clock import Clock, parse_rfc3339
 
 log = logging.getLogger("corral.controllers.daemonset")
@@ -64,6 +67,7 @@ EXPECTATION_TIMEOUT = 30.0
 _NS_INDEX = "daemonset/namespace"
 _POD_OWNER_INDEX = "daemonset/pod-controller-uid"
 _CR_OWNER_INDEX = "daemonset/revision-controller-uid"
+_ORPHAN_INDEX = "daemonset/orphan-namespace"
 
 
 def _taint_toleration(key: str, effect: str) -> Obj:
@@ -101,6 +105,22 @@ def _controller_of(obj: Obj) -> Obj | None:
         if ref.get("controller"):
             return dict(ref)
     return None
+
+
+def _selector(ds: Obj) -> LabelSelector | None:
+    try:
+        return try_selector_from_object(_spec(ds).get("selector"))
+    except SelectorError:
+        return None
+
+
+def _pods_by_node(pods: Iterable[Obj]) -> dict[str, list[Obj]]:
+    """Live (not terminating) pods grouped by ``target_node``."""
+    out: dict[str, list[Obj]] = {}
+    for pod in pods:
+        if not _meta(pod).get("deletionTimestamp"):
+            out.setdefault(target_node(pod), []).append(pod)
+    return out
 
 
 #: added too when the pod uses the host network (it needs no pod network to run)
@@ -448,9 +468,16 @@ class DaemonSetController(Controller):
         self.revisions.add_index(
             _CR_OWNER_INDEX, lambda p: [str(r.get("uid"))] if (r := _controller_of(p)) else []
         )
+        for inf in (self.pods, self.revisions):
+            inf.add_index(_ORPHAN_INDEX, lambda o: [] if _controller_of(o) else [_ns(o)])
         self.daemonsets.add_handler(lambda _t, o, _old: self.enqueue(o))
-        self.pods.add_handler(self.enqueue_owner("DaemonSet"))
-        self.revisions.add_handler(self.enqueue_owner("DaemonSet"))
+        for inf in (self.pods, self.revisions):
+            inf.add_handler(self.enqueue_owner("DaemonSet"))
+            inf.add_handler(
+                orphan_handler(
+                    lambda ns: self.daemonsets.by_index(_NS_INDEX, ns), _selector, self.enqueue
+                )
+            )
         self.nodes.add_handler(self._on_node)
         # DaemonSet key -> (pod names created not yet seen, names deleted not yet gone, when)
         self._expect: dict[str, tuple[set[str], set[str], float]] = {}
@@ -502,10 +529,16 @@ class DaemonSetController(Controller):
             return
         if sel.empty:
             return
-        cur, old_revs = await self._history(ds)
+        refs = RefManager(self.client, DAEMONSETS, ds, "apps/v1", "DaemonSet")
+        uid, matches = str(_meta(ds).get("uid")), selector_matches(sel)
+        revisions = await refs.claim(
+            CONTROLLERREVISIONS, self._candidates(self.revisions, _CR_OWNER_INDEX, ds), matches
+        )
+        cur, old_revs = await self._history(ds, revisions)
         hash_ = str((_meta(cur).get("labels") or {}).get(HASH_LABEL, ""))
         nodes = list(self.nodes.store.values())
-        node_pods = self._pods_by_node(ds, sel.matches)
+        pods = await refs.claim(PODS, self._candidates(self.pods, _POD_OWNER_INDEX, ds), matches)
+        node_pods = _pods_by_node(pods)
         if self._satisfied(key):
             created, deleted = await self._manage(ds, nodes, node_pods, hash_)
             if not created and not deleted:
@@ -515,19 +548,15 @@ class DaemonSetController(Controller):
             if created or deleted:
                 self._expect[key] = (created, deleted, time.monotonic())
             await self._cleanup_history(ds, old_revs, node_pods)
-        await self._update_status(ds, nodes, self._pods_by_node(ds, sel.matches), hash_)
+        owned = [p for p in self.pods.by_index(_POD_OWNER_INDEX, uid) if matches(p)]
+        await self._update_status(ds, nodes, _pods_by_node(owned), hash_)
 
-    def _pods_by_node(
-        self, ds: Obj, matches: Callable[[Mapping[str, str]], bool]
-    ) -> dict[str, list[Obj]]:
-        out: dict[str, list[Obj]] = {}
-        for pod in self.pods.by_index(_POD_OWNER_INDEX, str(_meta(ds).get("uid"))):
-            if _meta(pod).get("deletionTimestamp"):
-                continue
-            if not matches(_meta(pod).get("labels") or {}):
-                continue
-            out.setdefault(target_node(pod), []).append(pod)
-        return out
+    @staticmethod
+    def _candidates(inf: Informer, owner_index: str, ds: Obj) -> list[Obj]:
+        """What ``ds`` may claim: what it controls, and the orphans of its namespace."""
+        return inf.by_index(owner_index, str(_meta(ds).get("uid"))) + inf.by_index(
+            _ORPHAN_INDEX, _ns(ds)
+        )
 
     async def _manage(
         self, ds: Obj, nodes: list[Obj], node_pods: dict[str, list[Obj]], hash_: str
@@ -645,12 +674,11 @@ class DaemonSetController(Controller):
         return out
 
     # --- ControllerRevisions ----------------------------------------------------------------
-    async def _history(self, ds: Obj) -> tuple[Obj, list[Obj]]:
-        """(current revision, the others); creates or bumps the current one."""
+    async def _history(self, ds: Obj, claimed: list[Obj]) -> tuple[Obj, list[Obj]]:
+        """(current revision, the others) of the ``claimed`` revisions; creates or bumps
+        the current one."""
         uid = str(_meta(ds).get("uid"))
-        revs = sorted(
-            self.revisions.by_index(_CR_OWNER_INDEX, uid), key=lambda r: int(r.get("revision") or 0)
-        )
+        revs = sorted(claimed, key=lambda r: int(r.get("revision") or 0))
         data = revision_data(ds)
         max_rev = max((int(r.get("revision") or 0) for r in revs), default=0)
         same = [r for r in revs if r.get("data") == data]

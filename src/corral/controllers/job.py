@@ -10,6 +10,8 @@ loses nor double-counts a pod.
 
 One sync, in order::
 
+    claim pods (refmanager.py): adopt orphans the selector matches (adding the tracking
+        finalizer), release owned pods it no longer matches (removing it)
     count finished pods (uncounted -> finalizer off -> counted)
     suspend / resume            (Suspended condition; delete active pods)
     failure?  pod failure policy FailJob, failed > backoffLimit, activeDeadlineSeconds
@@ -34,9 +36,11 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from corral.api.errors import StatusError
+from corral.api.selectors import LabelSelector, SelectorError, try_selector_from_object
 from corral.client.informer import Informer
 from corral.client.rest import JOBS, PODS, Client
 from corral.controllers.base import Controller, InformerFactory, clone, controller_ref, owner_key
+from corral.controllers.refmanager import RefManager, controller_of, orphan_handler
 from corral.util.clock import Clock, parse_rfc3339, rfc3339
 
 log = logging.getLogger("corral.controllers.job")
@@ -378,6 +382,8 @@ class JobController(Controller):
 
     name: ClassVar[str] = "job"
     POD_INDEX: ClassVar[str] = "job-owner"
+    ORPHAN_INDEX: ClassVar[str] = "job/orphan-namespace"
+    NS_INDEX: ClassVar[str] = "job/namespace"
 
     def __init__(
         self,
@@ -391,8 +397,15 @@ class JobController(Controller):
         self.jobs = factory.informer(JOBS)
         self.pods = factory.informer(PODS)
         self.pods.add_index(self.POD_INDEX, _job_owner_index)
+        self.pods.add_index(self.ORPHAN_INDEX, _orphan_namespace)
+        self.jobs.add_index(self.NS_INDEX, lambda o: [str(_meta(o).get("namespace") or "")])
         self.jobs.add_handler(lambda _t, obj, _old: self.enqueue(obj))
         self.pods.add_handler(self.enqueue_owner("Job"))
+        self.pods.add_handler(
+            orphan_handler(
+                lambda ns: self.jobs.by_index(self.NS_INDEX, ns), _selector, self.enqueue
+            )
+        )
         self.expectations = Expectations(self.clock)
         self._backoff: dict[str, _Backoff] = {}
 
@@ -475,6 +488,19 @@ class JobController(Controller):
         if finished_condition(job) and not (uncounted.get("succeeded") or uncounted.get("failed")):
             await self._release(mine)
             return
+        sel = _selector(job)
+        if sel is not None and not sel.empty:
+            # adopt matching orphans (adding the tracking finalizer), release owned pods
+            # the selector no longer matches (removing it), as getPodsForJob
+            refs = RefManager(
+                self.client, JOBS, job, "batch/v1", "Job", finalizers=[TRACKING_FINALIZER]
+            )
+            ns = str(job["metadata"].get("namespace") or "")
+            mine = await refs.claim(
+                PODS,
+                mine + self.pods.by_index(self.ORPHAN_INDEX, ns),
+                lambda p: sel.matches(_meta(p).get("labels") or {}),
+            )
         await self._sync_job(key, job, mine)
 
     async def _sync_job(self, key: str, job: Obj, pods: list[Obj]) -> None:
@@ -697,6 +723,22 @@ class JobController(Controller):
         body["status"] = status
         out: Obj = await self.client.update(JOBS, body, job["metadata"]["namespace"], sub="status")
         return out
+
+
+def _meta(obj: Obj) -> Obj:
+    m: Obj = obj.get("metadata") or {}
+    return m
+
+
+def _orphan_namespace(pod: Obj) -> list[str]:
+    return [] if controller_of(pod) else [str(_meta(pod).get("namespace") or "")]
+
+
+def _selector(job: Obj) -> LabelSelector | None:
+    try:
+        return try_selector_from_object((job.get("spec") or {}).get("selector"))
+    except SelectorError:
+        return None
 
 
 def _int(value: Any, default: int) -> int:

@@ -14,7 +14,10 @@ alpha maxUnavailable):
 * every template is recorded in an ``apps/v1 ControllerRevision`` ``<sts>-<hash>`` with
   increasing ``revision`` numbers; ``status.currentRevision`` / ``updateRevision`` name them.
 
-One sync is a pure plan (``plan``) followed by its execution::
+Each sync first claims (refmanager.py, upstream's ``adoptOrphanRevisions`` and
+``getPodsForStatefulSet``): orphan ControllerRevisions the selector matches are adopted;
+orphan pods the selector matches and named ``<sts>-<n>`` are adopted, owned pods that no
+longer match are released. Then one sync is a pure plan (``plan``) and its execution::
 
     slots 0..n-1 (ascending)   missing -> Create; Failed/Succeeded -> Delete (recreated next)
                                OrderedReady: stop after one create, or at the first pod
@@ -32,15 +35,17 @@ cause a harmless AlreadyExists/NotFound/Conflict (no expectations are needed).
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from corral.api.errors import StatusError
-from corral.api.selectors import SelectorError, try_selector_from_object
+from corral.api.selectors import LabelSelector, SelectorError, try_selector_from_object
 from corral.client.informer import Informer
 from corral.client.rest import CONTROLLERREVISIONS, PODS, STATEFULSETS, Client
 from corral.controllers.base import Controller, InformerFactory, clone, controller_ref
 from corral.controllers.deployment_util import compute_hash
+from corral.controllers.refmanager import RefManager, controller_of, orphan_handler
 from corral.controllers.replicaset import available_in, is_pod_ready
 from corral.util.clock import Clock
 
@@ -77,6 +82,17 @@ def parse_ordinal(sts_name: str, pod_name: str) -> int | None:
     if not rest.isdigit() or (len(rest) > 1 and rest[0] == "0"):
         return None
     return int(rest)
+
+
+#: upstream's statefulPodRegex: ``<parent>-<ordinal>``
+_MEMBER = re.compile(r"(.*)-([0-9]+)")
+
+
+def is_member_of(sts_name: str, pod: Obj) -> bool:
+    """The pod's name is ``<sts_name>-<digits>`` (``isMemberOf``: only such pods are
+    adopted; an owned pod of another shape is released)."""
+    m = _MEMBER.fullmatch(str(_meta(pod).get("name", "")))
+    return m is not None and m.group(1) == sts_name
 
 
 def pod_revision(pod: Obj) -> str:
@@ -287,11 +303,20 @@ class StatefulSetController(Controller):
         self.pods: Informer = factory.informer(PODS)
         self.revisions: Informer = factory.informer(CONTROLLERREVISIONS)
         self._owner_index = "statefulset/owner-uid"
+        self._orphan_index = "statefulset/orphan-namespace"
+        self._ns_index = "statefulset/namespace"
+        self.sets.add_index(self._ns_index, lambda o: [str(_meta(o).get("namespace") or "")])
         for inf in (self.pods, self.revisions):
             inf.add_index(self._owner_index, _controller_uid)
+            inf.add_index(self._orphan_index, _orphan_namespace)
         self.sets.add_handler(lambda _t, o, _old: self.enqueue(o))
-        self.pods.add_handler(self.enqueue_owner("StatefulSet"))
-        self.revisions.add_handler(self.enqueue_owner("StatefulSet"))
+        for inf in (self.pods, self.revisions):
+            inf.add_handler(self.enqueue_owner("StatefulSet"))
+            inf.add_handler(
+                orphan_handler(
+                    lambda ns: self.sets.by_index(self._ns_index, ns), _selector, self.enqueue
+                )
+            )
 
     def _involved(self, sts: Obj) -> Obj:
         return {**sts, "apiVersion": "apps/v1", "kind": "StatefulSet"}
@@ -307,12 +332,24 @@ class StatefulSetController(Controller):
             log.warning("StatefulSet %s: invalid selector: %s", key, e)
             return
         uid = str(m.get("uid", ""))
-        pods = [
-            p
-            for p in self.pods.by_index(self._owner_index, uid)
-            if selector.matches(_meta(p).get("labels") or {})
-        ]
-        revisions = self.revisions.by_index(self._owner_index, uid)
+        ns = str(m.get("namespace") or "")
+        refs = RefManager(self.client, STATEFULSETS, sts, "apps/v1", "StatefulSet")
+
+        def labelled(obj: Obj) -> bool:
+            return selector.matches(_meta(obj).get("labels") or {})
+
+        # orphan revisions the selector matches are adopted; owned ones are never released
+        revisions = await refs.claim(
+            CONTROLLERREVISIONS,
+            self.revisions.by_index(self._owner_index, uid)
+            + self.revisions.by_index(self._orphan_index, ns),
+            lambda r: controller_of(r) is not None or labelled(r),
+        )
+        pods = await refs.claim(
+            PODS,
+            self.pods.by_index(self._owner_index, uid) + self.pods.by_index(self._orphan_index, ns),
+            lambda p: labelled(p) and is_member_of(str(m["name"]), p),
+        )
         current, update, revisions = await self._revisions(sts, revisions)
         spec = sts.get("spec") or {}
         strategy = spec.get("updateStrategy") or {}
@@ -480,6 +517,17 @@ class StatefulSetController(Controller):
         except StatusError as e:
             if e.code != 404:
                 raise
+
+
+def _orphan_namespace(obj: Obj) -> list[str]:
+    return [] if controller_of(obj) else [str(_meta(obj).get("namespace") or "")]
+
+
+def _selector(sts: Obj) -> LabelSelector | None:
+    try:
+        return try_selector_from_object((sts.get("spec") or {}).get("selector"))
+    except SelectorError:
+        return None
 
 
 def _controller_uid(obj: Obj) -> list[str]:

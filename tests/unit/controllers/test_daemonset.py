@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pytest
+from test_job import FakeClient, FakeClock
 
+from corral.client.rest import CONTROLLERREVISIONS, DAEMONSETS, NODES, PODS, Client
+from corral.controllers.base import InformerFactory
 from corral.controllers.daemonset import (
     DEFAULT_TOLERATIONS,
     HASH_LABEL,
+    DaemonSetController,
     add_default_tolerations,
     budgets,
     calculate_status,
@@ -361,3 +365,81 @@ def test_failed_pod_backoff_grows_and_caps() -> None:
     for _ in range(20):
         ctrl._note_failure("ns/ds", "n1")
     assert ctrl._backoff_left("ns/ds", "n1") == FAILED_POD_MAX_BACKOFF
+
+
+# --- adoption and release (sync against the fake client) --------------------------------------
+
+
+class SyncHarness:
+    def __init__(self, daemonset: Obj) -> None:
+        self.client = FakeClient(FakeClock())
+        factory = InformerFactory(cast(Client, self.client))
+        self.ctrl = DaemonSetController(cast(Client, self.client), factory, clock=self.client.clock)
+        self.client.attach(factory, DAEMONSETS, PODS, NODES, CONTROLLERREVISIONS)
+        self.pods_res, self.revs_res = PODS, CONTROLLERREVISIONS
+        self.client.seed(NODES, node("n1"))
+        self.ds = daemonset
+        self.client.seed(DAEMONSETS, {"apiVersion": "apps/v1", "kind": "DaemonSet", **daemonset})
+
+    def pod(self, name: str, labels: dict[str, str], owner_uid: str | None = None) -> Obj:
+        meta: Obj = {"name": name, "namespace": "ns", "labels": labels}
+        if owner_uid:
+            meta["ownerReferences"] = [
+                {"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "d", "uid": owner_uid,
+                 "controller": True}
+            ]  # fmt: skip
+        body = {"metadata": meta, "spec": {"nodeName": "n1"}, "status": {"phase": "Running"}}
+        return self.client.seed(self.pods_res, body)
+
+    def stored(self, plural: str, name: str) -> Obj:
+        return self.client.objects[(plural, "ns", name)]
+
+    def creates(self, plural: str) -> list[str]:
+        return [a[2] for a in self.client.actions if a[:2] == ("create", plural)]
+
+
+ON_DELETE = {"type": "OnDelete"}
+
+
+async def test_sync_adopts_orphan_pod_and_revision() -> None:
+    h = SyncHarness(ds(ON_DELETE))
+    rev = {
+        "metadata": {"name": "d-old", "namespace": "ns", "labels": {"app": "d"}},
+        "data": revision_data(h.ds),
+        "revision": 1,
+    }
+    h.client.seed(h.revs_res, rev)
+    h.pod("orphan", {"app": "d"})
+    h.pod("stranger", {"app": "other"})
+    await h.ctrl.sync("ns/d")
+    for plural, name in (("pods", "orphan"), ("controllerrevisions", "d-old")):
+        (ref,) = h.stored(plural, name)["metadata"]["ownerReferences"]
+        assert (ref["kind"], ref["uid"], ref["controller"], ref["blockOwnerDeletion"]) == (
+            "DaemonSet", "u1", True, True,
+        )  # fmt: skip
+    assert not h.stored("pods", "stranger")["metadata"].get("ownerReferences")
+    # the adopted pod is the node's daemon pod, the adopted revision the current one
+    assert h.creates("pods") == [] and h.creates("controllerrevisions") == []
+    await h.ctrl.sync("ns/d")
+    assert h.stored("daemonsets", "d")["status"]["currentNumberScheduled"] == 1
+
+
+async def test_sync_releases_owned_pod_that_stopped_matching() -> None:
+    h = SyncHarness(ds(ON_DELETE))
+    h.pod("stray", {"app": "other"}, owner_uid="u1")
+    await h.ctrl.sync("ns/d")
+    assert not h.stored("pods", "stray")["metadata"].get("ownerReferences")
+    assert len(h.creates("pods")) == 1  # the node gets a daemon pod of its own
+
+
+async def test_sync_of_a_daemonset_being_deleted_adopts_nothing() -> None:
+    h = SyncHarness(
+        {
+            **ds(ON_DELETE),
+            "metadata": {**ds()["metadata"], "deletionTimestamp": "2026-01-01T00:00:00Z"},
+        }
+    )
+    h.pod("orphan", {"app": "d"})
+    await h.ctrl.sync("ns/d")
+    assert not h.stored("pods", "orphan")["metadata"].get("ownerReferences")
+    assert h.client.actions == []

@@ -14,6 +14,8 @@ from typing import Any, cast
 import pytest
 
 from corral.api.errors import StatusError, already_exists, not_found
+from corral.api.patch import strategic_merge_patch
+from corral.api.schema import for_kind
 from corral.client.informer import Informer
 from corral.client.rest import PODS, Client, Resource
 from corral.controllers.base import InformerFactory
@@ -56,6 +58,15 @@ def _merge(into: Obj, patch: Obj) -> None:
             _merge(into[k], v)
         else:
             into[k] = v
+
+
+_KINDS = {
+    "pods": ("", "v1", "Pod"),
+    "controllerrevisions": ("apps", "v1", "ControllerRevision"),
+    "jobs": ("batch", "v1", "Job"),
+    "daemonsets": ("apps", "v1", "DaemonSet"),
+    "statefulsets": ("apps", "v1", "StatefulSet"),
+}
 
 
 class FakeClient:
@@ -138,8 +149,16 @@ class FakeClient:
         if old is None:
             raise not_found(res.plural, res.group, name)
 
-        new = copy.deepcopy(old)
-        _merge(new, patch)
+        if kw.get("patch_type") == "application/strategic-merge-patch+json":
+            # as the API server: the patch's metadata.uid must be the object's (uid is
+            # immutable: 422), lists merge by their schema's strategy
+            want_uid = (patch.get("metadata") or {}).get("uid")
+            if want_uid is not None and want_uid != old["metadata"].get("uid"):
+                raise StatusError(422, "Invalid", "metadata.uid: field is immutable")
+            new = strategic_merge_patch(old, patch, for_kind(*_KINDS[res.plural]))
+        else:
+            new = copy.deepcopy(old)
+            _merge(new, patch)
         new["metadata"]["resourceVersion"] = str(next(self._seq))
         self.actions.append(("patch", res.plural, name))
         meta = new["metadata"]
@@ -512,3 +531,77 @@ async def test_missing_object_is_not_an_error() -> None:
     await h.ttl.sync("ns/nothing")
     with pytest.raises(StatusError):
         await h.client.get(JOBS, "nothing", "ns")
+
+
+# --- adoption and release (getPodsForJob) ----------------------------------------------------
+
+
+def _bare_pod(name: str, labels: dict[str, str], phase: str = "Running") -> Obj:
+    return {
+        "metadata": {"name": name, "namespace": "ns", "labels": labels},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+        "status": {"phase": phase},
+    }
+
+
+JOB_LABELS = {"batch.kubernetes.io/controller-uid": "u1"}
+
+
+async def test_job_adopts_a_matching_orphan_with_the_tracking_finalizer() -> None:
+    h = Harness()
+    h.client.seed(PODS, _bare_pod("orphan", JOB_LABELS))
+    h.client.seed(PODS, _bare_pod("other", {"app": "x"}))
+    h.add(_job())
+    job = await h.sync()
+    pod = h.client.objects[("pods", "ns", "orphan")]
+    refs = pod["metadata"]["ownerReferences"]
+    assert refs == [
+        {"apiVersion": "batch/v1", "kind": "Job", "name": "pi", "uid": "u1",
+         "controller": True, "blockOwnerDeletion": True}
+    ]  # fmt: skip
+    assert TRACKING_FINALIZER in pod["metadata"]["finalizers"]
+    # the adopted pod is the one active pod: nothing created, the other pod untouched
+    assert job["status"]["active"] == 1
+    assert ("create", "pods", "orphan") not in h.client.actions
+    assert not [a for a in h.client.actions if a[:2] == ("create", "pods")]
+    assert not h.client.objects[("pods", "ns", "other")]["metadata"].get("ownerReferences")
+    # it finishes: counted as the Job's success
+    await h.finish(pod, "Succeeded")
+    job = await h.sync()
+    assert job["status"]["succeeded"] == 1 and conds(job)["Complete"]["status"] == "True"
+
+
+async def test_job_releases_a_pod_that_stopped_matching_and_replaces_it() -> None:
+    h = Harness()
+    h.add(_job())
+    await h.sync()
+    (mine,) = h.pods()
+    name = mine["metadata"]["name"]
+    await h.client.patch(
+        PODS, name, {"metadata": {"labels": {"batch.kubernetes.io/controller-uid": "zzz"}}}, "ns"
+    )
+    job = await h.sync()
+    released = h.client.objects[("pods", "ns", name)]
+    assert not released["metadata"].get("ownerReferences")
+    assert TRACKING_FINALIZER not in (released["metadata"].get("finalizers") or [])
+    assert job["status"]["active"] == 1 and len(h.pods()) == 2  # a replacement
+
+
+@pytest.mark.parametrize(
+    ("deleting", "orphan_deleting"),
+    [(True, False), (False, True)],
+    ids=["job-being-deleted", "orphan-being-deleted"],
+)
+async def test_job_does_not_adopt(deleting: bool, orphan_deleting: bool) -> None:
+    h = Harness()
+    pod = _bare_pod("orphan", JOB_LABELS)
+    if orphan_deleting:
+        pod["metadata"]["deletionTimestamp"] = rfc3339(h.clock.now())
+        pod["metadata"]["finalizers"] = ["hold"]
+    h.client.seed(PODS, pod)
+    job = _job()
+    if deleting:
+        job["metadata"]["deletionTimestamp"] = rfc3339(h.clock.now())
+    h.add(job)
+    await h.sync()
+    assert not h.client.objects[("pods", "ns", "orphan")]["metadata"].get("ownerReferences")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pytest
+from test_job import FakeClient, FakeClock
 
+from corral.client.rest import CONTROLLERREVISIONS, PODS, STATEFULSETS, Client
+from corral.controllers.base import InformerFactory
 from corral.controllers.statefulset import (
     POD_INDEX_LABEL,
     POD_NAME_LABEL,
@@ -13,7 +16,9 @@ from corral.controllers.statefulset import (
     Action,
     Create,
     Delete,
+    StatefulSetController,
     compute_status,
+    is_member_of,
     new_pod,
     parse_ordinal,
     plan,
@@ -236,3 +241,104 @@ def test_new_pod_identity_and_revision_round_trip() -> None:
     assert (p["spec"]["hostname"], p["spec"]["subdomain"]) == ("web-2", "svc")
     assert p["spec"]["volumes"] == [{"name": "data", "emptyDir": {}}]
     assert p["metadata"]["ownerReferences"][0]["uid"] == "s1"
+
+
+# --- adoption and release (sync against the fake client) --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "want"),
+    [("web-0", True), ("web-12", True), ("web-01", True), ("web", False), ("webx-0", False),
+     ("web-web-0", False), ("web-0x", False)],
+    ids=["zero", "twelve", "leading-zero", "no-ordinal", "other-set", "nested", "suffix"],
+)  # fmt: skip
+def test_is_member_of(name: str, want: bool) -> None:
+    assert is_member_of("web", {"metadata": {"name": name}}) is want
+
+
+class SyncHarness:
+    def __init__(self, **meta: Any) -> None:
+        self.client = FakeClient(FakeClock())
+        factory = InformerFactory(cast(Client, self.client))
+        self.ctrl = StatefulSetController(
+            cast(Client, self.client), factory, clock=self.client.clock
+        )
+        self.client.attach(factory, STATEFULSETS, PODS, CONTROLLERREVISIONS)
+        self.sts = sts("OnDelete")
+        self.sts["metadata"].update(namespace="ns", **meta)
+        self.sts["spec"].update(replicas=1, selector={"matchLabels": {"app": "web"}})
+        self.client.seed(STATEFULSETS, self.sts)
+
+    def pod(self, name: str, app: str = "web", owner_uid: str | None = None) -> Obj:
+        meta: Obj = {"name": name, "namespace": "ns", "labels": {"app": app}}
+        if owner_uid:
+            meta["ownerReferences"] = [
+                {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "web",
+                 "uid": owner_uid, "controller": True}
+            ]  # fmt: skip
+        status = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
+        return self.client.seed(PODS, {"metadata": meta, "spec": {}, "status": status})
+
+    def refs(self, plural: str, name: str) -> list[Obj]:
+        refs: list[Obj] = (
+            self.client.objects[(plural, "ns", name)]["metadata"].get("ownerReferences") or []
+        )
+        return refs
+
+    def creates(self, plural: str) -> list[str]:
+        return [a[2] for a in self.client.actions if a[:2] == ("create", plural)]
+
+
+async def test_sync_adopts_orphan_member_pod_and_revision() -> None:
+    h = SyncHarness()
+    rev = {
+        "metadata": {"name": "web-rev", "namespace": "ns", "labels": {"app": "web"}},
+        "data": revision_data(h.sts),
+        "revision": 1,
+    }
+    h.client.seed(CONTROLLERREVISIONS, rev)
+    h.pod("web-0")
+    h.pod("other-0")  # matches the selector, but not a member by name
+    await h.ctrl.sync("ns/web")
+    for plural, name in (("pods", "web-0"), ("controllerrevisions", "web-rev")):
+        (ref,) = h.refs(plural, name)
+        assert (ref["kind"], ref["uid"], ref["controller"], ref["blockOwnerDeletion"]) == (
+            "StatefulSet", "s1", True, True,
+        )  # fmt: skip
+    assert h.refs("pods", "other-0") == []
+    assert h.creates("pods") == [] and h.creates("controllerrevisions") == []
+    status = h.client.objects[("statefulsets", "ns", "web")]["status"]
+    assert status["replicas"] == 1 and status["updateRevision"] == "web-rev"
+
+
+async def test_sync_releases_pod_that_stopped_matching_and_recreates_its_slot() -> None:
+    h = SyncHarness()
+    h.pod("web-0", app="gone", owner_uid="s1")
+    await h.ctrl.sync("ns/web")
+    assert h.refs("pods", "web-0") == []
+    # the slot's name is taken by the released pod: the create meets AlreadyExists
+    assert ("create", "pods", "web-0") not in h.client.actions
+
+
+async def test_sync_keeps_owned_revision_whatever_its_labels() -> None:
+    h = SyncHarness()
+    owned = {
+        "metadata": {
+            "name": "web-x", "namespace": "ns", "labels": {"app": "elsewhere"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet",
+                                 "name": "web", "uid": "s1", "controller": True}],
+        },
+        "data": revision_data(h.sts),
+        "revision": 1,
+    }  # fmt: skip
+    h.client.seed(CONTROLLERREVISIONS, owned)
+    await h.ctrl.sync("ns/web")
+    assert [r["uid"] for r in h.refs("controllerrevisions", "web-x")] == ["s1"]
+    assert h.creates("controllerrevisions") == []
+
+
+async def test_sync_of_a_statefulset_being_deleted_adopts_nothing() -> None:
+    h = SyncHarness(deletionTimestamp="2026-01-01T00:00:00Z")
+    h.pod("web-0")
+    await h.ctrl.sync("ns/web")
+    assert h.refs("pods", "web-0") == []
