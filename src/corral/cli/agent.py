@@ -19,7 +19,6 @@ import socket
 import sys
 from pathlib import Path
 
-from corral.agent import hollow
 from corral.agent.drivers.base import Driver
 from corral.agent.images import RegistryHosts
 from corral.agent.images.store import ImageStore
@@ -126,6 +125,8 @@ def main(argv: list[str]) -> int:
     parser = build_parser()
     args, _ = parser.parse_known_args(argv)
     if args.runtime == "hollow":
+        from corral.agent import hollow
+
         return hollow.main(argv)
     args = parser.parse_args(argv)
     logging.basicConfig(

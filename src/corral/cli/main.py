@@ -16,11 +16,13 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from corral.apiserver.server import Server
-from corral.cli import image as image_cli
-from corral.cli import scheduler as scheduler_cli
-from corral.cli import up as up_cli
+if TYPE_CHECKING:
+    from corral.apiserver.server import Server
+
+# The API server, the scheduler (numpy) and the image tools are imported by the commands
+# that use them: ``corral agent`` and ``corral controller-manager`` stay light.
 
 
 def default_data_dir() -> Path:
@@ -100,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="the agents' runtime (default: oci as root with runc, else process)",
     )
+    from corral.cli import image as image_cli
+    from corral.cli import scheduler as scheduler_cli
+
     scheduler_cli.add_parsers(sub)
     image_cli.add_parser(sub)
     # these two parse their own flags (``corral controller-manager --help``)
@@ -135,6 +140,8 @@ async def _run(server: Server, announce: bool, nodes: list[str] | None = None) -
     await server.start()
     if announce:
         print(f"  API server on {server.url} ({time.monotonic() - t0:.1f} s)", flush=True)
+        from corral.cli import up as up_cli
+
         await up_cli.report_progress(server, nodes or [], t0, timeout=60.0)
         print(f"Corral is up: {server.url}", flush=True)
         print(f"  export KUBECONFIG={server.kubeconfig}", flush=True)
@@ -152,6 +159,11 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in _DELEGATED:
         return _delegate(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
+    from corral.apiserver.server import Server
+    from corral.cli import image as image_cli
+    from corral.cli import scheduler as scheduler_cli
+    from corral.cli import up as up_cli
+
     if args.command == "scheduler":
         return scheduler_cli.run_scheduler(args)
     if args.command == "why":

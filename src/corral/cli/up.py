@@ -14,9 +14,10 @@ import logging
 import socket
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from corral.apiserver.server import Server
+if TYPE_CHECKING:
+    from corral.apiserver.server import Server
 from corral.util.clock import parse_rfc3339
 
 log = logging.getLogger("corral.up")
