@@ -271,6 +271,12 @@ def test_crash_loop_backs_off_with_growing_delays(cluster: Cluster) -> None:
     )
     table = cluster.kubectl("get", "pod", "crash", "-n", ns).stdout
     assert "CrashLoopBackOff" in table
+    # the back-off grows: 10 s after the second exit, 20 s after the third
+    cluster.wait_pod(
+        ns, "crash",
+        lambda p: "back-off 20s" in str((container_state(p).get("state") or {}).get("waiting")),
+        timeout=60,
+    )  # fmt: skip
     describe = cluster.kubectl("describe", "pod", "crash", "-n", ns).stdout
     assert "Back-off restarting failed container" in describe
 
@@ -350,6 +356,25 @@ def test_bad_input_shows_the_kubernetes_reason(cluster: Cluster) -> None:
             ns, "noimg", lambda p: waiting_reason(p) in ("ErrImagePull", "ImagePullBackOff")
         )
         cluster.wait_pod(ns, "noimg", lambda p: waiting_reason(p) == "ImagePullBackOff", timeout=20)
+    needs_8m = ["sh", "-c", "dd if=/dev/zero of=/dev/null bs=8M count=1 && sleep 3600"]
+    tiny = pod_manifest("tiny", cluster.image, needs_8m, restartPolicy="Never")
+    tiny["spec"]["containers"][0]["resources"] = {"limits": {"memory": "1Mi"}}
+    cluster.apply(ns, tiny)  # too little memory to even start: a reason, not a hang
+    cluster.wait_pod(
+        ns, "tiny",
+        lambda p: waiting_reason(p) in ("RunContainerError", "CreateContainerError")
+        or (p.get("status") or {}).get("phase") == "Failed",
+    )  # fmt: skip
+    huge = pod_manifest("huge", cluster.image, ["sleep", "3600"])
+    huge["spec"]["containers"][0]["resources"] = {"requests": {"memory": "100Ti"}}
+    cluster.apply(ns, huge)  # more than any node has: Pending, and the scheduler says why
+    until(
+        lambda: (
+            "Insufficient memory" in cluster.kubectl("describe", "pod", "huge", "-n", ns).stdout
+        ),
+        timeout=20,
+    )
+    assert cluster.pod(ns, "huge")["status"]["phase"] == "Pending"
     # the node is undisturbed: a good pod still runs beside them
     cluster.apply(ns, pod_manifest("good", cluster.image, ["sleep", "3600"]))
     cluster.wait_pod(ns, "good", running)

@@ -336,7 +336,7 @@ class PodWorker:
             if pulling and failed is not None and now >= failed + PULL_BACKOFF_SHOW:
                 image = self._spec(c.name).get("image", "")
                 c.waiting = (IMAGE_PULL_BACKOFF, f'Back-off pulling image "{image}"')
-                await self._event("Normal", "BackOff", f'Back-off pulling image "{image}"')
+                await self._event("Normal", "BackOff", f'Back-off pulling image "{image}"', c)
             return
         await self._start(c)
 
@@ -357,6 +357,7 @@ class PodWorker:
                     "BackOff",
                     f"Back-off restarting failed container {c.name} in pod "
                     f"{self.st.name}_{self.st.namespace}({self.uid})",
+                    c,
                 )
         return now >= c.restart_at
 
@@ -379,14 +380,16 @@ class PodWorker:
         present = images.lookup(ref)
         if present is not None and policy != "Always":
             await self._event(
-                "Normal", "Pulled", f'Container image "{ref}" already present on machine'
+                "Normal", "Pulled", f'Container image "{ref}" already present on machine', c
             )
             return present
-        await self._event("Normal", "Pulling", f'Pulling image "{ref}"')
+        await self._event("Normal", "Pulling", f'Pulling image "{ref}"', c)
         t0 = time.monotonic()
         info = await images.ensure(ref, policy)
         took = time.monotonic() - t0
-        await self._event("Normal", "Pulled", f'Successfully pulled image "{ref}" in {took:.3f}s')
+        await self._event(
+            "Normal", "Pulled", f'Successfully pulled image "{ref}" in {took:.3f}s', c
+        )
         return info
 
     async def _start(self, c: ContainerState) -> None:
@@ -398,8 +401,8 @@ class PodWorker:
             image = await self._image(c, spec)
         except ImagePullError as e:
             image_ref = spec.get("image", "")
-            await self._event("Warning", "Failed", f'Failed to pull image "{image_ref}": {e}')
-            await self._event("Warning", "Failed", f"Error: {e.reason}")
+            await self._event("Warning", "Failed", f'Failed to pull image "{image_ref}": {e}', c)
+            await self._event("Warning", "Failed", f"Error: {e.reason}", c)
             c.waiting = (e.reason, str(e))
             self._pull_failed[c.name] = now
             backoff = self._pull_backoff.setdefault(c.name, BackOff())
@@ -426,7 +429,7 @@ class PodWorker:
         except ConfigError as e:
             c.waiting = (CONFIG_ERROR, str(e))
             c.restart_at = now + CONFIG_RETRY
-            await self._event("Warning", "Failed", f"Error: {e}")
+            await self._event("Warning", "Failed", f"Error: {e}", c)
             return
         sec = _security(pod, spec)
         caps = sec["capabilities"]
@@ -458,7 +461,7 @@ class PodWorker:
             handle = await ctx.driver.start(sandbox, cspec)
         except StartError as e:
             c.waiting = (e.reason, e.message)
-            await self._event("Warning", "Failed", f"Error: {e.message}")
+            await self._event("Warning", "Failed", f"Error: {e.message}", c)
             c.restart_at = now + max(c.backoff.after_exit(0), 1.0)
             return
         if c.handle is not None:  # keep the previous attempt (for --previous), drop older
@@ -477,8 +480,8 @@ class PodWorker:
         c.ready = "readinessProbe" not in spec
         self._arm_probes(c, spec)
         self._watch(c, handle)
-        await self._event("Normal", "Created", f"Created container {c.name}")
-        await self._event("Normal", "Started", f"Started container {c.name}")
+        await self._event("Normal", "Created", f"Created container {c.name}", c)
+        await self._event("Normal", "Started", f"Started container {c.name}", c)
 
     def _watch(self, c: ContainerState, handle: ContainerHandle) -> None:
         old = self._waits.pop(c.name, None)
@@ -530,6 +533,7 @@ class PodWorker:
                         "Warning",
                         "Unhealthy",
                         f"{label} probe errored and resulted in unknown state: {res}",
+                        c,
                     )
                     tracker.last_probe_at = now  # try again a period later
                 elif isinstance(res, BaseException):
@@ -570,7 +574,7 @@ class PodWorker:
         verdict = tracker.record(ok, now)
         label = kind.capitalize()
         if not ok:
-            await self._event("Warning", "Unhealthy", f"{label} probe failed: {message}")
+            await self._event("Warning", "Unhealthy", f"{label} probe failed: {message}", c)
         if kind == "readiness":
             if verdict.success is not None:
                 c.ready = verdict.success
@@ -591,15 +595,22 @@ class PodWorker:
             return
         policy = (self.pod.get("spec") or {}).get("restartPolicy") or "Always"
         tail = "will be restarted" if policy != "Never" else "will not be restarted"
-        await self._event("Normal", "Killing", f"Container {c.name} failed {kind} probe, {tail}")
+        await self._event("Normal", "Killing", f"Container {c.name} failed {kind} probe, {tail}", c)
         grace = float((self.pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
         info = await self.ctx.driver.stop(handle, grace)
         if c.handle is handle:
             c.exit, c.ready = info, False
 
     # --- status and events -----------------------------------------------------------------------
-    async def _event(self, type_: str, reason: str, message: str) -> None:
-        await self.ctx.recorder.event(_pod_ref(self.pod), type_, reason, message)
+    async def _event(
+        self, type_: str, reason: str, message: str, c: ContainerState | None = None
+    ) -> None:
+        """Record an Event on the pod; about one of its containers when ``c`` is given
+        (``involvedObject.fieldPath`` as the kubelet's ``spec.containers{name}``)."""
+        path = ""
+        if c is not None:
+            path = f"spec.{'initContainers' if c.init else 'containers'}{{{c.name}}}"
+        await self.ctx.recorder.event(_pod_ref(self.pod), type_, reason, message, field_path=path)
 
     async def _write_status(self) -> None:
         status = pod_status(
@@ -628,7 +639,7 @@ class PodWorker:
             grace = min(float(grace), 2.0)
         running = [c for c in self.st.containers.values() if c.running and c.handle]
         for c in running:
-            await self._event("Normal", "Killing", f"Stopping container {c.name}")
+            await self._event("Normal", "Killing", f"Stopping container {c.name}", c)
 
         async def stop(c: ContainerState) -> None:
             assert c.handle is not None

@@ -245,19 +245,23 @@ def pod_status(pod: Obj, st: PodState, driver: str, host_ip: str, now: float) ->
     incomplete = [c.name for c in st.init_states() if not (c.exit and c.exit.exit_code == 0)]
     unready = [c["name"] for c in apps if not c["ready"]]
     terminal = phase in ("Succeeded", "Failed")
-    why = "PodCompleted" if terminal else "ContainersNotReady"
+    # as the kubelet's status/generate.go: a finished pod is not ready "PodCompleted"
+    # (Succeeded) or "PodFailed"; it counts as initialized once it succeeded or any app
+    # container ever started, so a pod failed by an init container stays uninitialized
+    # (which kubectl shows as Init:Error)
+    why = {"Succeeded": "PodCompleted", "Failed": "PodFailed"}.get(phase, "ContainersNotReady")
     unready_msg = f"containers with unready status: [{' '.join(unready)}]"
+    app_started = any(c.attempt >= 0 for c in st.app_states())
+    initialized = not incomplete or phase == "Succeeded" or app_started
     conds = [
         _condition(prior, "PodReadyToStartContainers", st.sandbox is not None and not terminal,
                    "", "", at),
-        _condition(prior, "Initialized", not incomplete or terminal, "ContainersNotInitialized",
+        _condition(prior, "Initialized", initialized, "ContainersNotInitialized",
                    f"containers with incomplete status: [{' '.join(incomplete)}]", at),
         _condition(prior, "Ready", not unready, why, "" if terminal else unready_msg, at),
         _condition(prior, "ContainersReady", not unready, why, "" if terminal else unready_msg,
                    at),
     ]  # fmt: skip
-    if not (init_done(st) or terminal):
-        conds[1]["reason"] = "ContainersNotInitialized"
     scheduled = prior.get("PodScheduled") or {
         "type": "PodScheduled",
         "status": "True",

@@ -27,12 +27,15 @@ class EventRecorder:
         self.clock = clock or SystemClock()
         self._seen: dict[tuple[str, str, str, str], tuple[str, int]] = {}
 
-    async def event(self, obj: Obj, type_: str, reason: str, message: str) -> None:
-        """Record an event on ``obj``; never raises (an event is best effort)."""
+    async def event(
+        self, obj: Obj, type_: str, reason: str, message: str, *, field_path: str = ""
+    ) -> None:
+        """Record an event on ``obj`` (on a part of it: ``field_path``, as the kubelet's
+        ``spec.containers{name}``); never raises (an event is best effort)."""
         meta = obj.get("metadata") or {}
         ns = meta.get("namespace") or "default"
         now = rfc3339(self.clock.now())
-        key = (ns, meta.get("uid", ""), reason, message)
+        key = (ns, meta.get("uid", "") + field_path, reason, message)
         try:
             seen = self._seen.get(key)
             if seen is not None:
@@ -53,6 +56,7 @@ class EventRecorder:
                     "namespace": meta.get("namespace", ""),
                     "uid": meta.get("uid", ""),
                     "resourceVersion": meta.get("resourceVersion", ""),
+                    **({"fieldPath": field_path} if field_path else {}),
                 },
                 "reason": reason,
                 "message": message,

@@ -169,6 +169,41 @@ def test_failed_init_with_never_fails_the_pod() -> None:
     init = st.containers["init"]
     init.handle, init.attempt, init.exit, init.done = _handle("init"), 0, _exit(2), True
     assert pod_phase(pod, st) == "Failed"
+    # as the kubelet: still not initialized (kubectl shows Init:Error, not the app
+    # container's PodInitializing), and not ready because the pod failed
+    status = pod_status(pod, st, "oci", "h", 2000.0)
+    conds = {c["type"]: c for c in status["conditions"]}
+    assert conds["Initialized"]["status"] == "False"
+    assert conds["Initialized"]["reason"] == "ContainersNotInitialized"
+    assert conds["Initialized"]["message"] == "containers with incomplete status: [init]"
+    assert status["initContainerStatuses"][0]["state"]["terminated"]["reason"] == "Error"
+    assert status["containerStatuses"][0]["state"] == {"waiting": {"reason": "PodInitializing"}}
+    for type_ in ("Ready", "ContainersReady"):
+        assert (conds[type_]["status"], conds[type_]["reason"]) == ("False", "PodFailed")
+        assert "message" not in conds[type_]
+
+
+@pytest.mark.parametrize(
+    ("code", "phase", "reason"),
+    [(0, "Succeeded", "PodCompleted"), (1, "Failed", "PodFailed")],
+    ids=["succeeded", "failed"],
+)
+def test_finished_pod_conditions(code: int, phase: str, reason: str) -> None:
+    pod = _pod("Never", init=True)
+    st = new_pod_state(pod)
+    init = st.containers["init"]
+    init.handle, init.attempt, init.exit = _handle("init"), 0, _exit(0)
+    c = st.containers["c0"]
+    c.handle, c.attempt, c.exit, c.done = _handle("c0"), 0, _exit(code), True
+    status = pod_status(pod, st, "oci", "h", 2000.0)
+    assert status["phase"] == phase
+    conds = {c["type"]: c for c in status["conditions"]}
+    assert conds["Initialized"]["status"] == "True"
+    assert (conds["Ready"]["status"], conds["Ready"]["reason"]) == ("False", reason)
+    assert (conds["ContainersReady"]["status"], conds["ContainersReady"]["reason"]) == (
+        "False",
+        reason,
+    )
 
 
 def test_transition_time_kept_while_status_unchanged() -> None:

@@ -350,7 +350,13 @@ async def spawn_exec(
     master, slave = os.openpty()
 
     def setup() -> None:
-        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+        # Make the pty the child's controlling terminal. The stdlib runs preexec_fn after
+        # setsid() and the dup2 of stdio, but uvloop (the agent's loop) runs it right
+        # after fork, before libuv's setsid() and dup2: so start the session here (EPERM:
+        # already a leader) and name the slave by its own descriptor, not by fd 0.
+        with contextlib.suppress(OSError):
+            os.setsid()
+        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
         if preexec_fn is not None:
             preexec_fn()
 
