@@ -655,6 +655,11 @@ class PodWorker:
             for c in self.st.containers.values():
                 c.done = True
             if not self.st.terminal:
+                # as the kubelet (1.27+) for a deleted pod: terminal once stopped,
+                # Succeeded only when every container that ran exited 0
+                ran = [c.exit for c in self.st.app_states() if c.exit is not None]
+                ok = bool(ran) and all(e.exit_code == 0 for e in ran)
+                self.st.terminal = "Succeeded" if ok else "Failed"
                 await self._write_status()
         # as the kubelet, the pod object goes only once its resources are reclaimed
         await self.cleanup()

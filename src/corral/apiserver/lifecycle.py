@@ -274,7 +274,7 @@ class Lifecycle:
                 if not d.deleting:
                     await self._delete(rinfo, d.obj(), "Background")
                 elif rinfo.plural == "pods" and rinfo.group == "":
-                    await self._pod(rinfo, d.key, force=True)
+                    await self._pod(rinfo, d.key)  # only if no agent will finish it
         if remaining:
             # Content is still going: look again shortly (finalizers may hold some).
             await asyncio.sleep(0.2)

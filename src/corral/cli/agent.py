@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="REGISTRY=URL[,URL]",
         help="pull REGISTRY's images from URL first (repeatable), e.g. docker.io=http://127.0.0.1:5000",
     )
+    p.add_argument("--pod-cidr", default="10.88.0.0/16", help="oci: pod IPs come from here")
+    p.add_argument("--bridge", default="corral0", help="oci: the CNI bridge of this agent")
     p.add_argument("--pod-pids-limit", type=int, default=None, help="pids limit of every container")
     p.add_argument(
         "--reset",
@@ -79,11 +81,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def make_driver(runtime: str, data_dir: Path, node_ip: str) -> Driver:
+def make_driver(
+    runtime: str,
+    data_dir: Path,
+    node_ip: str,
+    pod_cidr: str = "10.88.0.0/16",
+    bridge: str = "corral0",
+) -> Driver:
     if runtime == "oci":
+        from corral.agent.drivers.cni import PodNetwork
         from corral.agent.drivers.oci import OciDriver
 
-        return OciDriver(data_dir / "oci", host_ip=node_ip)
+        network = PodNetwork(ipam_dir=data_dir / "oci" / "cni", bridge=bridge, subnet=pod_cidr)
+        return OciDriver(data_dir / "oci", host_ip=node_ip, network=network)
     from corral.agent.drivers.process import ProcessDriver
 
     return ProcessDriver(data_dir / "process", ip=node_ip)
@@ -147,7 +157,7 @@ def main(argv: list[str]) -> int:
     except ValueError as e:
         parser.error(str(e))
     data_dir.mkdir(parents=True, exist_ok=True)
-    driver = make_driver(runtime, data_dir, args.node_ip)
+    driver = make_driver(runtime, data_dir, args.node_ip, args.pod_cidr, args.bridge)
     if args.reset:
         return asyncio.run(reset(driver))
     if not args.kubeconfig:

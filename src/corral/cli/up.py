@@ -46,6 +46,8 @@ def agent_commands(data_dir: Path, count: int, runtime: str) -> list[list[str]]:
                 str(10250 + i),
             ]
         )
+        if count > 1:  # one bridge and /24 of pod IPs per agent
+            out[-1] += ["--pod-cidr", f"10.88.{i}.0/24", "--bridge", f"corral{i}"]
     return out
 
 
