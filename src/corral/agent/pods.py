@@ -140,6 +140,8 @@ class PodWorker:
         self.volumes = VolumeManager(self.dir, ctx.lookup, ctx.is_root)
         self.paths: dict[str, Path] | None = None
         self._volume_retry = 0.0
+        self._sandbox_retry = 0.0
+        self._sandbox_backoff = BackOff()
         self._volume_backoff = BackOff()
         self._refresh_at = 0.0
         self._waits: dict[str, asyncio.Task[None]] = {}
@@ -217,6 +219,8 @@ class PodWorker:
         dues = [now + 3600.0]
         if self.st.terminal:
             return dues[0]
+        if self.st.sandbox is None:
+            dues.append(self._sandbox_retry)
         if self.paths is None:
             dues.append(self._volume_retry)
         else:
@@ -284,6 +288,8 @@ class PodWorker:
             except ConfigError as e:
                 log.info("pod %s: volume refresh: %s", self.st.name, e)
         if self.st.sandbox is None:
+            if now < self._sandbox_retry:
+                return False
             spec = pod.get("spec") or {}
             sandbox_spec = SandboxSpec(
                 pod_uid=self.uid,
@@ -299,9 +305,9 @@ class PodWorker:
                 await self._event(
                     "Warning", "FailedCreatePodSandBox", f"Failed to create pod sandbox: {e}"
                 )
-                self._volume_retry = now + 2.0
-                self.paths = None if self.paths is None else self.paths
-                raise
+                # the pod waits in ContainerCreating; the sandbox is tried again
+                self._sandbox_retry = now + max(2.0, self._sandbox_backoff.after_exit(0))
+                return False
         return True
 
     async def _step_init(self, policy: str, now: float) -> None:

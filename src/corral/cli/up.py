@@ -47,7 +47,7 @@ def agent_commands(data_dir: Path, count: int, runtime: str) -> list[list[str]]:
             ]
         )
         if count > 1:  # one bridge and /24 of pod IPs per agent
-            out[-1] += ["--pod-cidr", f"10.88.{i}.0/24", "--bridge", f"corral{i}"]
+            out[-1] += ["--pod-cidr", f"10.89.{i}.0/24", "--bridge", f"corral-n{i}"]
     return out
 
 

@@ -8,12 +8,15 @@ never raises: an event is best effort and must not fail the work that caused it.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from typing import Any
 
 from corral.client.rest import EVENTS, Client
 from corral.util.clock import Clock, SystemClock, rfc3339
 
 log = logging.getLogger("corral.events")
+
+SEEN_MAX = 4096
 
 Obj = dict[str, Any]
 
@@ -25,7 +28,8 @@ class EventRecorder:
         self.client = client
         self.component = component
         self.clock = clock or SystemClock()
-        self._seen: dict[tuple[str, str, str, str], tuple[str, int]] = {}
+        # an LRU of recent events, as client-go's correlator keeps (4,096 entries)
+        self._seen: OrderedDict[tuple[str, str, str, str], tuple[str, int]] = OrderedDict()
 
     async def event(
         self, obj: Obj, type_: str, reason: str, message: str, *, field_path: str = ""
@@ -44,6 +48,7 @@ class EventRecorder:
                     EVENTS, name, {"count": count + 1, "lastTimestamp": now}, ns
                 )
                 self._seen[key] = (name, count + 1)
+                self._seen.move_to_end(key)
                 return
             # named as client-go names events: <object>.<unix nanoseconds in hex>
             stamp = int(self.clock.now() * 1e9)
@@ -68,8 +73,8 @@ class EventRecorder:
                 "count": 1,
             }
             made = await self.client.create(EVENTS, ev, ns)
-            if len(self._seen) > 10_000:
-                self._seen.clear()
             self._seen[key] = (made["metadata"]["name"], 1)
+            while len(self._seen) > SEEN_MAX:
+                self._seen.popitem(last=False)
         except Exception as e:  # events are best effort: never fail a sync for one
             log.debug("event %s on %s not recorded: %s", reason, meta.get("name"), e)
