@@ -144,6 +144,12 @@ def standard_mounts(privileged: bool) -> list[dict[str, Any]]:
             "options": ["nosuid", "noexec", "nodev"],
         },
         {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": sys_opts},
+        {  # the container's own cgroups, read-only (containerd's default spec has it)
+            "destination": "/sys/fs/cgroup",
+            "type": "cgroup",
+            "source": "cgroup",
+            "options": ["nosuid", "noexec", "nodev", "relatime", "ro"],
+        },
     ]
 
 
