@@ -14,61 +14,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
-
-from conftest import Kubectl, RunningServer, start_server
-from corral.testing.agent import AgentProcess
-from corral.testing.wait import eventually
-
-Obj = dict[str, Any]
+from e2ekit import Cluster, Obj, running_cluster
 
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 SLEEP = [BUSYBOX, "sleep", "3600"]
+WORKLOADS = "deployments,replicasets,replicationcontrollers,statefulsets,daemonsets,jobs"
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists(BUSYBOX) or shutil.which("kubectl") is None,
     reason="needs kubectl and busybox on the host (the process runtime runs host binaries)",
 )
-
-
-@dataclass
-class Cluster:
-    server: RunningServer
-    kubectl: Kubectl
-    agent: AgentProcess
-
-    def ns(self) -> str:
-        name = "ctl-" + uuid.uuid4().hex[:8]
-        self.kubectl("create", "namespace", name)
-        return name
-
-    def apply(self, ns: str, manifest: Obj) -> None:
-        self.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(manifest))
-
-    def get(self, ns: str, what: str) -> Obj:
-        out: Obj = json.loads(self.kubectl("get", what, "-n", ns, "-o", "json").stdout)
-        return out
-
-    def pods(self, ns: str, selector: str) -> list[Obj]:
-        out = self.kubectl("get", "pods", "-n", ns, "-l", selector, "-o", "json").stdout
-        items: list[Obj] = json.loads(out)["items"]
-        return items
-
-    def live_pods(self, ns: str, selector: str) -> list[Obj]:
-        return [p for p in self.pods(ns, selector) if not p["metadata"].get("deletionTimestamp")]
-
-    def wait(self, what: str, pred: Callable[[], bool], timeout: float = 40.0) -> None:
-        try:
-            eventually(pred, timeout=timeout, interval=0.1)
-        except AssertionError:
-            raise AssertionError(
-                f"{what}: not reached within {timeout} s\nagent log:\n{self.agent.log_tail(30)}"
-            ) from None
 
 
 def running(pod: Obj) -> bool:
@@ -103,30 +62,8 @@ def template(labels: dict[str, str], command: list[str], **spec: Any) -> Obj:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     base = tmp_path_factory.mktemp("ctl-pods")
-    srv = start_server(base / "server", controllers=True)
-    try:
-        agent = AgentProcess.start(
-            srv.kubeconfig, f"ctl-{uuid.uuid4().hex[:4]}", "process", base / "agent"
-        )
-    except BaseException:
-        srv.stop()
-        raise
-    kubectl = Kubectl(srv.kubeconfig, base / "kubecache")
-    try:
-        yield Cluster(srv, kubectl, agent)
-        kinds = "deployments,replicasets,replicationcontrollers,statefulsets,daemonsets,jobs"
-        kubectl("delete", kinds, "--all", "-A", "--wait=false", check=False)
-        kubectl("delete", "pods", "--all", "-A", "--wait=false", check=False)
-
-        def no_pods() -> bool:
-            out = kubectl("get", "pods", "-A", "-o", "json").stdout
-            return not json.loads(out)["items"]
-
-        eventually(no_pods, timeout=30, interval=0.1)
-    finally:
-        agent.stop()
-        agent.reset()
-        srv.stop()
+    with running_cluster(base, "process", "ctl", controllers=True, workloads=WORKLOADS) as cluster:
+        yield cluster
 
 
 # --- Deployment ----------------------------------------------------------------------------

@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the fixture ``cluster`` is imported from e2ekit; see its docstring)
 """The pod lifecycle end to end, as Kubernetes defines it: probes (httpGet, tcpSocket, exec,
 the startup gate), restart policies and the crash-loop back-off, init container failure,
 envFrom and the downward API, configMap/secret/emptyDir volumes (a configMap updated in
@@ -13,7 +14,6 @@ containers use are unique per test. Needs root; skips with the reason otherwise.
 
 from __future__ import annotations
 
-import json
 import os
 import pty
 import select
@@ -22,147 +22,29 @@ import subprocess
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
+from e2ekit import (
+    Cluster,
+    Obj,
+    cluster,  # noqa: F401
+    condition,
+    container_state,
+    phase,
+    pod_manifest,
+    running,
+    state_of,
+)
 
-from conftest import Kubectl, RunningServer, start_server
-from corral.agent.images.demo import build_busybox
-from corral.testing.agent import AgentProcess
 from corral.testing.process import free_port
-from corral.testing.registry import LocalRegistry, missing_tools, push
 from corral.testing.wait import eventually as until
-
-Obj = dict[str, Any]
-
-RUNTIMES = ["process", "oci"]
-
-
-def _skip_reason(runtime: str) -> str | None:
-    if os.geteuid() != 0:
-        return "e2e pods need root (cgroups, runc)"
-    if runtime == "oci":
-        if shutil.which("runc") is None:
-            return "runc is not installed (apt-get install runc)"
-        if not Path("/usr/lib/cni/bridge").exists():
-            return "the CNI plugins are not installed (apt-get install containernetworking-plugins)"
-        return missing_tools()
-    return None
-
-
-@dataclass
-class Cluster:
-    server: RunningServer
-    kubectl: Kubectl
-    agent: AgentProcess
-    runtime: str
-    image: str
-    registry: LocalRegistry | None
-
-    def ns(self) -> str:
-        name = "lc-" + uuid.uuid4().hex[:8]
-        self.kubectl("create", "namespace", name)
-        return name
-
-    def pod(self, ns: str, name: str) -> Obj:
-        pod: Obj = json.loads(self.kubectl("get", "pod", name, "-n", ns, "-o", "json").stdout)
-        return pod
-
-    def apply(self, ns: str, manifest: Obj) -> None:
-        self.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(manifest))
-
-    def logs(self, ns: str, name: str, *args: str) -> str:
-        return str(self.kubectl("logs", name, "-n", ns, *args).stdout)
-
-    def exec(self, ns: str, name: str, *argv: str, check: bool = True) -> str:
-        return str(self.kubectl("exec", name, "-n", ns, "--", *argv, check=check).stdout)
-
-    def events(self, ns: str, name: str) -> list[Obj]:
-        """The Events about pod ``name``."""
-        items = json.loads(self.kubectl("get", "events", "-n", ns, "-o", "json").stdout)["items"]
-        return [e for e in items if e["involvedObject"].get("name") == name]
-
-    def wait_pod(self, ns: str, name: str, pred: Any, timeout: float = 30.0) -> Obj:
-        last: list[Obj] = []
-
-        def check() -> bool:
-            p = self.pod(ns, name)
-            last[:] = [p]
-            return bool(pred(p))
-
-        try:
-            until(check, timeout=timeout, interval=0.2)
-        except AssertionError:
-            raise AssertionError(
-                f"pod {ns}/{name} never matched; last status:\n"
-                f"{json.dumps(last[0].get('status') if last else None, indent=1)}\n"
-                f"agent log:\n{self.agent.log_tail()}"
-            ) from None
-        return last[0]
-
-    def wait_event(
-        self, ns: str, name: str, reason: str, contains: str = "", timeout: float = 30.0
-    ) -> Obj:
-        """The first Event about pod ``name`` with ``reason`` and ``contains`` in its message."""
-        found: list[Obj] = []
-
-        def check() -> bool:
-            found[:] = [
-                e
-                for e in self.events(ns, name)
-                if e["reason"] == reason and contains in e["message"]
-            ]
-            return bool(found)
-
-        until(check, timeout=timeout, interval=0.2)
-        return found[0]
-
-
-def container_state(pod: Obj, name: str | None = None, init: bool = False) -> Obj:
-    key = "initContainerStatuses" if init else "containerStatuses"
-    for cs in (pod.get("status") or {}).get(key) or []:
-        if name is None or cs["name"] == name:
-            return dict(cs)
-    return {}
-
-
-def state_of(pod: Obj, name: str | None = None, init: bool = False) -> Obj:
-    return dict(container_state(pod, name, init).get("state") or {})
-
-
-def running(pod: Obj) -> bool:
-    return (pod.get("status") or {}).get("phase") == "Running" and "running" in state_of(pod)
-
-
-def phase(want: str) -> Any:
-    return lambda p: (p.get("status") or {}).get("phase") == want
-
-
-def condition(pod: Obj, type_: str) -> str:
-    for c in (pod.get("status") or {}).get("conditions") or []:
-        if c["type"] == type_:
-            return str(c["status"])
-    return ""
 
 
 def table_status(cluster: Cluster, ns: str, name: str) -> str:
     """The STATUS column of ``kubectl get pod``."""
     out = cluster.kubectl("get", "pod", name, "-n", ns, "--no-headers").stdout
     return str(out.split()[2])
-
-
-def pod_manifest(name: str, image: str, command: list[str], **spec: Any) -> Obj:
-    container: Obj = {"name": "main", "image": image, "command": command}
-    container.update(spec.pop("container", {}))
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name},
-        "spec": {"containers": [container], "terminationGracePeriodSeconds": 5, **spec},
-    }
 
 
 def host_dir(manifest: Obj, path: Path) -> None:
@@ -175,49 +57,6 @@ def host_dir(manifest: Obj, path: Path) -> None:
     )
     for c in manifest["spec"]["containers"]:
         c.setdefault("volumeMounts", []).append({"name": "host", "mountPath": str(path)})
-
-
-@pytest.fixture(scope="module", params=RUNTIMES)
-def cluster(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Cluster]:
-    runtime: str = request.param
-    reason = _skip_reason(runtime)
-    if reason:
-        pytest.skip(reason)
-    base = tmp_path_factory.mktemp(f"lifecycle-{runtime}")
-    srv = start_server(base / "server")
-    registry: LocalRegistry | None = None
-    extra: list[str] = []
-    try:
-        if runtime == "oci":
-            registry = LocalRegistry.start(base / "registry")
-            layout = build_busybox(base / "layout", "1.35")
-            push(layout, "1.35", f"{registry.host}/library/busybox:1.35")
-            extra = ["--registry-mirror", f"docker.io=http://{registry.host}"]
-        agent = AgentProcess.start(
-            srv.kubeconfig, f"lc-{runtime}-{uuid.uuid4().hex[:4]}", runtime, base / "agent",
-            extra=extra,
-        )  # fmt: skip
-    except BaseException:
-        if registry is not None:
-            registry.stop()
-        srv.stop()
-        raise
-    kubectl = Kubectl(srv.kubeconfig, base / "kubecache")
-    yield Cluster(srv, kubectl, agent, runtime, "busybox:1.35", registry)
-    kubectl("delete", "pods", "--all", "-A", "--wait=false", check=False)
-    try:
-        until(
-            lambda: not json.loads(kubectl("get", "pods", "-A", "-o", "json").stdout)["items"],
-            timeout=30,
-        )
-    finally:
-        agent.stop()
-        agent.reset()
-        if registry is not None:
-            registry.stop()
-        srv.stop()
 
 
 def _is_pod_event(ev: Obj, pod: Obj, container: str = "main") -> bool:

@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the fixture ``cluster`` is imported from e2ekit; see its docstring)
 """Real pods end to end: a real server and scheduler, a real ``corral agent`` with the
 ``oci`` runtime (runc, CNI bridge, images pulled from a local registry built from
 busybox-static) and the ``process`` runtime, driven with the real kubectl.
@@ -9,150 +10,23 @@ skips with the reason when one is missing (CI installs them all, see scripts/tes
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from e2ekit import (
+    Cluster,
+    Obj,
+    cluster,  # noqa: F401
+    container_state,
+    phase,
+    pod_manifest,
+    running,
+)
 
-from conftest import Kubectl, RunningServer, start_server
-from corral.testing.agent import AgentProcess
-from corral.testing.registry import LocalRegistry, build_busybox, missing_tools, push
 from corral.testing.wait import eventually as until
-
-Obj = dict[str, Any]
-
-RUNTIMES = ["process", "oci"]
-
-
-def _skip_reason(runtime: str) -> str | None:
-    if os.geteuid() != 0:
-        return "e2e pods need root (cgroups, runc)"
-    if runtime == "oci":
-        if shutil.which("runc") is None:
-            return "runc is not installed (apt-get install runc)"
-        if not Path("/usr/lib/cni/bridge").exists():
-            return "the CNI plugins are not installed (apt-get install containernetworking-plugins)"
-        return missing_tools()
-    return None
-
-
-@dataclass
-class Cluster:
-    server: RunningServer
-    kubectl: Kubectl
-    agent: AgentProcess
-    runtime: str
-    image: str
-    registry: LocalRegistry | None
-
-    def ns(self) -> str:
-        name = "e2e-" + uuid.uuid4().hex[:8]
-        self.kubectl("create", "namespace", name)
-        return name
-
-    def pod(self, ns: str, name: str) -> Obj:
-        out = self.kubectl("get", "pod", name, "-n", ns, "-o", "json").stdout
-        pod: Obj = json.loads(out)
-        return pod
-
-    def apply(self, ns: str, manifest: Obj) -> None:
-        self.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(manifest))
-
-    def wait_pod(self, ns: str, name: str, pred: Any, timeout: float = 30.0) -> Obj:
-        last: list[Obj] = []
-
-        def check() -> bool:
-            p = self.pod(ns, name)
-            last[:] = [p]
-            return bool(pred(p))
-
-        try:
-            until(check, timeout=timeout)
-        except AssertionError:
-            raise AssertionError(
-                f"pod {ns}/{name} never matched; last status:\n"
-                f"{json.dumps(last[0].get('status') if last else None, indent=1)}\n"
-                f"agent log:\n{self.agent.log_tail()}"
-            ) from None
-        return last[0]
-
-
-def container_state(pod: Obj, name: str | None = None) -> Obj:
-    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
-        if name is None or cs["name"] == name:
-            return dict(cs)
-    return {}
-
-
-def running(pod: Obj) -> bool:
-    return (pod.get("status") or {}).get("phase") == "Running" and "running" in (
-        container_state(pod).get("state") or {}
-    )
-
-
-def phase(want: str) -> Any:
-    return lambda p: (p.get("status") or {}).get("phase") == want
-
-
-def pod_manifest(name: str, image: str, command: list[str], **spec: Any) -> Obj:
-    container: Obj = {"name": "main", "image": image, "command": command}
-    container.update(spec.pop("container", {}))
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name},
-        "spec": {"containers": [container], "terminationGracePeriodSeconds": 5, **spec},
-    }
-
-
-@pytest.fixture(scope="module", params=RUNTIMES)
-def cluster(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Cluster]:
-    runtime: str = request.param
-    reason = _skip_reason(runtime)
-    if reason:
-        pytest.skip(reason)
-    base = tmp_path_factory.mktemp(f"e2e-{runtime}")
-    srv = start_server(base / "server")
-    registry: LocalRegistry | None = None
-    extra: list[str] = []
-    image = "busybox:1.35"
-    try:
-        if runtime == "oci":
-            registry = LocalRegistry.start(base / "registry")
-            layout = build_busybox(base / "layout", "1.35")
-            push(layout, "1.35", f"{registry.host}/library/busybox:1.35")
-            extra = ["--registry-mirror", f"docker.io=http://{registry.host}"]
-        agent = AgentProcess.start(
-            srv.kubeconfig, f"e2e-{runtime}-{uuid.uuid4().hex[:4]}", runtime, base / "agent",
-            extra=extra,
-        )  # fmt: skip
-    except BaseException:
-        if registry is not None:
-            registry.stop()
-        srv.stop()
-        raise
-    kubectl = Kubectl(srv.kubeconfig, base / "kubecache")
-    yield Cluster(srv, kubectl, agent, runtime, image, registry)
-    kubectl("delete", "pods", "--all", "-A", "--wait=false", check=False)
-    try:
-        until(
-            lambda: not json.loads(kubectl("get", "pods", "-A", "-o", "json").stdout)["items"],
-            timeout=30,
-        )
-    finally:
-        agent.stop()
-        agent.reset()
-        if registry is not None:
-            registry.stop()
-        srv.stop()
 
 
 def test_pod_runs_and_its_output_is_in_kubectl_logs(cluster: Cluster) -> None:

@@ -27,7 +27,8 @@ from kubernetes import client, config
 from kubernetes.stream import stream
 
 from conftest import Kubectl, Raw, RunningServer, start_server
-from corral.agent.drivers.base import ContainerHandle
+from corral.agent.drivers.base import ContainerHandle, ExecSession
+from corral.agent.drivers.shimctl import spawn_exec
 from corral.agent.server import AgentServer
 from corral.testing.process import free_port
 
@@ -37,89 +38,16 @@ STARTED = "2026-01-01T00:00:00Z"
 
 
 # --- a ContainerLookup over files and host processes ----------------------------------------
-class ProcSession:
-    """An ExecSession over a host subprocess (no tty)."""
-
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-
-    async def write_stdin(self, data: bytes) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(data)
-        await self.proc.stdin.drain()
-
-    async def close_stdin(self) -> None:
-        if self.proc.stdin is not None and not self.proc.stdin.is_closing():
-            self.proc.stdin.close()
-
-    async def read_stdout(self) -> bytes:
-        assert self.proc.stdout is not None
-        return await self.proc.stdout.read(65536)
-
-    async def read_stderr(self) -> bytes:
-        assert self.proc.stderr is not None
-        return await self.proc.stderr.read(65536)
-
-    async def resize(self, width: int, height: int) -> None:
-        pass
-
-    async def wait(self) -> int:
-        return await self.proc.wait()
-
-    async def kill(self) -> None:
-        if self.proc.returncode is None:
-            self.proc.kill()
-
-
-class PtySession(ProcSession):
-    """An ExecSession whose command runs on a pseudo-terminal (stdout and stderr merged)."""
-
-    def __init__(self, proc: asyncio.subprocess.Process, master: int) -> None:
-        super().__init__(proc)
-        self.master = master
-        self.reader = asyncio.StreamReader()
-        self.ready = asyncio.get_running_loop().connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(self.reader), os.fdopen(master, "rb", 0)
-        )
-
-    async def write_stdin(self, data: bytes) -> None:
-        os.write(self.master, data)
-
-    async def close_stdin(self) -> None:
-        pass
-
-    async def read_stdout(self) -> bytes:
-        try:
-            return await self.reader.read(65536)
-        except OSError:  # EIO: the terminal's other end closed
-            return b""
-
-    async def read_stderr(self) -> bytes:
-        return b""
-
-
 class HostExecDriver:
-    """Just the ``exec`` part of a Driver: runs the command on the host."""
+    """Just the ``exec`` part of a Driver: runs the command on the host, with the drivers'
+    own exec sessions (pipes, or a pty for ``tty``)."""
 
     name = "test"
 
     async def exec(
         self, handle: ContainerHandle, argv: list[str], *, tty: bool, stdin: bool
-    ) -> ProcSession:
-        if tty:
-            master, slave = os.openpty()
-            proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=slave, stdout=slave, stderr=slave, cwd=handle.state_dir
-            )
-            os.close(slave)
-            session = PtySession(proc, master)
-            await session.ready
-            return session
-        pipe = asyncio.subprocess.PIPE
-        proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=pipe, stdout=pipe, stderr=pipe, cwd=handle.state_dir
-        )
-        return ProcSession(proc)
+    ) -> ExecSession:
+        return await spawn_exec(argv, tty=tty, stdin=stdin, cwd=handle.state_dir)
 
 
 class FileLookup:

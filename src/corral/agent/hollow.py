@@ -27,12 +27,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import hashlib
 import logging
 import re
-import signal
-import sys
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -54,6 +51,8 @@ from .node import (
     parse_labels,
     register_node,
     register_nodes,
+    run_loop,
+    serve_until_signalled,
 )
 
 log = logging.getLogger("corral.agent.hollow")
@@ -706,25 +705,6 @@ def node_names(name: str, count: int | None) -> list[str]:
     return [name] if count is None else [f"{name}-{i}" for i in range(count)]
 
 
-async def _serve(agent: HollowAgent, exit_on_stdin_eof: bool = False) -> None:
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    assert task is not None
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, task.cancel)
-    if exit_on_stdin_eof:
-        # the parent (corral server / up) is gone when our stdin closes
-        eof = loop.run_in_executor(None, sys.stdin.buffer.read)
-        eof.add_done_callback(lambda _f: task.cancel())
-    try:
-        await agent.run()
-    except asyncio.CancelledError:
-        pass
-    finally:
-        await agent.client.close()
-
-
 def main(argv: list[str]) -> int:
     """``corral agent ...``: run until SIGINT/SIGTERM; 2 on bad arguments."""
     parser = build_parser()
@@ -745,10 +725,5 @@ def main(argv: list[str]) -> int:
     )
     client = Client(cfg, connections=64, user_agent="corral-agent/hollow")
     agent = HollowAgent(client, node_names(args.name, args.count), labels)
-    try:
-        import uvloop
-
-        uvloop.run(_serve(agent, args.exit_on_stdin_eof))
-    except ImportError:
-        asyncio.run(_serve(agent, args.exit_on_stdin_eof))
+    run_loop(lambda: serve_until_signalled(agent.run, client, args.exit_on_stdin_eof))
     return 0

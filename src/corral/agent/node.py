@@ -18,9 +18,12 @@ workers, never one task per node.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -306,3 +309,42 @@ class LeaseRenewer:
             await self.renew_all()
             left = self.interval - (self.clock.monotonic() - started)
             await asyncio.sleep(max(0.0, left))
+
+
+# --- the agent process ---------------------------------------------------------------------
+
+
+async def serve_until_signalled(
+    run: Callable[[], Awaitable[None]], client: Client, exit_on_stdin_eof: bool
+) -> None:
+    """Await ``run()`` until SIGINT or SIGTERM (with ``exit_on_stdin_eof`` also until stdin
+    closes: the parent, ``corral server`` or ``corral up``, is gone), then close ``client``.
+
+    What an agent process's ``main`` runs (``corral agent`` with any runtime). Cancelling
+    ``run()`` is the normal way out: it returns, it does not raise ``CancelledError``.
+    """
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, task.cancel)
+    if exit_on_stdin_eof:
+        eof = loop.run_in_executor(None, sys.stdin.buffer.read)
+        eof.add_done_callback(lambda _f: task.cancel())
+    try:
+        await run()
+    except asyncio.CancelledError:
+        pass
+    finally:
+        await client.close()
+
+
+def run_loop(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run ``main()`` to the end on uvloop when it is installed, else on asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main())
+    else:
+        uvloop.run(main())

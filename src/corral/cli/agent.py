@@ -10,20 +10,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
 import shutil
-import signal
 import socket
-import sys
 from pathlib import Path
 
 from corral.agent.drivers.base import Driver
 from corral.agent.images import RegistryHosts
 from corral.agent.images.store import ImageStore
 from corral.agent.kubelet import NodeAgent
-from corral.agent.node import parse_labels
+from corral.agent.node import parse_labels, run_loop, serve_until_signalled
 from corral.client.rest import Client, KubeConfig
 
 log = logging.getLogger("corral.agent")
@@ -112,24 +109,6 @@ async def reset(driver: Driver) -> int:
     return 0
 
 
-async def _serve(agent: NodeAgent, exit_on_stdin_eof: bool) -> None:
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    assert task is not None
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, task.cancel)
-    if exit_on_stdin_eof:
-        eof = loop.run_in_executor(None, sys.stdin.buffer.read)
-        eof.add_done_callback(lambda _f: task.cancel())
-    try:
-        await agent.run()
-    except asyncio.CancelledError:
-        pass
-    finally:
-        await agent.client.close()
-
-
 def main(argv: list[str]) -> int:
     """``corral agent ...``: run until SIGINT/SIGTERM (running pods keep running)."""
     parser = build_parser()
@@ -179,10 +158,5 @@ def main(argv: list[str]) -> int:
         token=cfg.token,
         pids_limit=args.pod_pids_limit,
     )
-    try:
-        import uvloop
-
-        uvloop.run(_serve(agent, args.exit_on_stdin_eof))
-    except ImportError:
-        asyncio.run(_serve(agent, args.exit_on_stdin_eof))
+    run_loop(lambda: serve_until_signalled(agent.run, client, args.exit_on_stdin_eof))
     return 0

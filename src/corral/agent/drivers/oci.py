@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import json
 import os
 import shutil
@@ -47,10 +48,13 @@ from corral.agent.drivers.shimctl import (
     launch_shim,
     load_handles,
     new_container_id,
-    read_exit,
+    pod_containers,
     read_json,
+    record_handle,
+    recover_containers,
     running,
     spawn_exec,
+    stop_with_grace,
     wait_exit,
     write_json_atomic,
 )
@@ -116,16 +120,10 @@ class OciDriver:
         return [self.runc_binary, "--root", str(self.runc_root), *args]
 
     async def _runc(self, *args: str) -> tuple[int, str]:
-        proc = await asyncio.create_subprocess_exec(
-            *self._runc_cmd(*args),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        out, _ = await proc.communicate()
-        return proc.returncode or 0, out.decode(errors="replace")
+        return await self._run(*self._runc_cmd(*args))
 
     async def _run(self, *argv: str) -> tuple[int, str]:
+        """Run ``argv`` to its end: (exit code, stdout and stderr)."""
         proc = await asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.DEVNULL,
@@ -238,10 +236,8 @@ class OciDriver:
         }
 
     async def remove_sandbox(self, sandbox: Sandbox) -> None:
-        handles, _ = load_handles(self.containers_dir)
-        for h in handles:
-            if h.pod_uid == sandbox.pod_uid:
-                await self.remove(h)
+        for h in pod_containers(self.containers_dir, sandbox.pod_uid):
+            await self.remove(h)
         await self._teardown_sandbox(sandbox)
         with contextlib.suppress(FileNotFoundError):
             (self.sandboxes_dir / f"{sandbox.pod_uid}.json").unlink()
@@ -329,18 +325,7 @@ class OciDriver:
         except BaseException:
             await self._cleanup(cid, state_dir, cgroup)
             raise
-        handle = ContainerHandle(
-            id=cid,
-            pod_uid=spec.pod_uid,
-            name=spec.name,
-            attempt=spec.attempt,
-            pid=int(state["pid"]),
-            started_at=float(state["started_at"]),
-            state_dir=str(state_dir),
-            data={"cgroup": cgroup},
-        )
-        write_json_atomic(state_dir / "handle.json", handle.to_json())
-        return handle
+        return record_handle(state_dir, cid, spec, state, {"cgroup": cgroup})
 
     async def _cleanup(self, cid: str, state_dir: Path, cgroup: str | None) -> None:
         await self._runc("delete", "--force", cid)
@@ -353,15 +338,11 @@ class OciDriver:
         return await wait_exit(handle)
 
     async def stop(self, handle: ContainerHandle, grace: float) -> ExitInfo:
-        if running(handle):
-            await self._runc("kill", handle.id, "TERM")
-            try:
-                async with asyncio.timeout(max(grace, 0.0)):
-                    return await self.wait(handle)
-            except TimeoutError:
-                pass
-            await self._runc("kill", "--all", handle.id, "KILL")
-        return await self.wait(handle)
+        if not running(handle):
+            return await self.wait(handle)
+        terminate = functools.partial(self._runc, "kill", handle.id, "TERM")
+        kill = functools.partial(self._runc, "kill", "--all", handle.id, "KILL")
+        return await stop_with_grace(handle, grace, terminate, kill)
 
     async def remove(self, handle: ContainerHandle) -> None:
         if running(handle):
@@ -383,13 +364,7 @@ class OciDriver:
         handles, debris = load_handles(self.containers_dir)
         for debris_dir in debris:
             await self._cleanup(debris_dir.name, debris_dir, None)
-        found: list[Recovered] = []
-        for h in handles:
-            info = read_exit(Path(h.state_dir), h.started_at)
-            if info is None and not running(h):
-                info = await wait_exit(h)  # gone without a record: a lost exit
-            found.append(Recovered(handle=h, exit=info))
-        return sandboxes, found
+        return sandboxes, await recover_containers(handles)
 
     async def exec(
         self, handle: ContainerHandle, argv: list[str], *, tty: bool, stdin: bool

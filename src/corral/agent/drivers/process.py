@@ -14,8 +14,8 @@ new driver object on the same directory ``recover``s everything.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import functools
 import logging
 import os
 import shutil
@@ -37,15 +37,19 @@ from corral.agent.drivers.base import (
     Stats,
 )
 from corral.agent.drivers.cgroups import Cgroups
+from corral.agent.drivers.shim import join_cgroups
 from corral.agent.drivers.shimctl import (
     alive,
     launch_shim,
     load_handles,
     new_container_id,
-    read_exit,
+    pod_containers,
     read_json,
+    record_handle,
+    recover_containers,
     running,
     spawn_exec,
+    stop_with_grace,
     wait_exit,
     write_json_atomic,
 )
@@ -120,10 +124,8 @@ class ProcessDriver:
         return sandbox
 
     async def remove_sandbox(self, sandbox: Sandbox) -> None:
-        handles, _ = load_handles(self.containers_dir)
-        for h in handles:
-            if h.pod_uid == sandbox.pod_uid:
-                await self.remove(h)
+        for h in pod_containers(self.containers_dir, sandbox.pod_uid):
+            await self.remove(h)
         if self.cgroups is not None:
             self.cgroups.remove(f"{self.cgroup_parent}/{sandbox.pod_uid}")
         with contextlib.suppress(FileNotFoundError):
@@ -167,24 +169,14 @@ class ProcessDriver:
         except BaseException:
             self._cleanup(state_dir, cgroup)
             raise
-        handle = ContainerHandle(
-            id=cid,
-            pod_uid=spec.pod_uid,
-            name=spec.name,
-            attempt=spec.attempt,
-            pid=int(state["pid"]),
-            started_at=float(state["started_at"]),
-            state_dir=str(state_dir),
-            data={
-                "cgroup": cgroup,
-                "env": env,
-                "cwd": cwd,
-                "uid": shim_spec["uid"],
-                "gid": shim_spec["gid"],
-            },
-        )
-        write_json_atomic(state_dir / "handle.json", handle.to_json())
-        return handle
+        data = {
+            "cgroup": cgroup,
+            "env": env,
+            "cwd": cwd,
+            "uid": shim_spec["uid"],
+            "gid": shim_spec["gid"],
+        }
+        return record_handle(state_dir, cid, spec, state, data)
 
     def _cleanup(self, state_dir: Path, cgroup: str | None) -> None:
         if cgroup is not None and self.cgroups is not None:
@@ -194,21 +186,17 @@ class ProcessDriver:
     async def wait(self, handle: ContainerHandle) -> ExitInfo:
         return await wait_exit(handle)
 
-    def _signal(self, handle: ContainerHandle, sig: int) -> None:
+    async def _signal(self, handle: ContainerHandle, sig: int) -> None:
+        """Signal the container's process group, if its main process still runs."""
         state = read_json(Path(handle.state_dir) / "state.json") or {}
         if not alive(handle.pid, state.get("start_ticks")):
             return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(handle.pid, sig)
 
-    async def stop(self, handle: ContainerHandle, grace: float) -> ExitInfo:
-        self._signal(handle, signal.SIGTERM)
-        try:
-            async with asyncio.timeout(max(grace, 0.0)):
-                return await self.wait(handle)
-        except TimeoutError:
-            pass
-        self._signal(handle, signal.SIGKILL)
+    async def _kill(self, handle: ContainerHandle) -> None:
+        """SIGKILL the process group and everything else in the container's cgroup."""
+        await self._signal(handle, signal.SIGKILL)
         cgroup = handle.data.get("cgroup")
         if cgroup and self.cgroups is not None:
             # whatever left the process group (setsid'd daemons) dies with the container
@@ -217,7 +205,11 @@ class ProcessDriver:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
                 break
-        return await self.wait(handle)
+
+    async def stop(self, handle: ContainerHandle, grace: float) -> ExitInfo:
+        terminate = functools.partial(self._signal, handle, signal.SIGTERM)
+        kill = functools.partial(self._kill, handle)
+        return await stop_with_grace(handle, grace, terminate, kill)
 
     async def remove(self, handle: ContainerHandle) -> None:
         if running(handle):
@@ -243,28 +235,13 @@ class ProcessDriver:
                 pod_uid = Path(procs[0]).parent.parent.name
                 cgroup = f"{self.cgroup_parent}/{pod_uid}/{debris_dir.name}"
             self._cleanup(debris_dir, cgroup)
-        found: list[Recovered] = []
-        for h in handles:
-            info = read_exit(Path(h.state_dir), h.started_at)
-            if info is None and not running(h):
-                info = await wait_exit(h)  # gone without a record: a lost exit
-            found.append(Recovered(handle=h, exit=info))
-        return sandboxes, found
+        return sandboxes, await recover_containers(handles)
 
     async def exec(
         self, handle: ContainerHandle, argv: list[str], *, tty: bool, stdin: bool
     ) -> ExecSession:
         cgroup = handle.data.get("cgroup")
         procs = self.cgroups.procs_files(cgroup) if cgroup and self.cgroups else []
-
-        def join_cgroups() -> None:
-            for p in procs:
-                fd = os.open(p, os.O_WRONLY)
-                try:
-                    os.write(fd, b"0")
-                finally:
-                    os.close(fd)
-
         try:
             return await spawn_exec(
                 argv,
@@ -272,7 +249,7 @@ class ProcessDriver:
                 stdin=stdin,
                 env=handle.data.get("env"),
                 cwd=handle.data.get("cwd"),
-                preexec_fn=join_cgroups if procs else None,
+                preexec_fn=functools.partial(join_cgroups, procs) if procs else None,
                 user=handle.data.get("uid"),
                 group=handle.data.get("gid"),
             )

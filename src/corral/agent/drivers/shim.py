@@ -25,6 +25,7 @@ OOM counter before ``runc delete`` removes the cgroup.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import selectors
@@ -49,6 +50,17 @@ def proc_start_ticks(pid: int) -> int:
     with open(f"/proc/{pid}/stat", "rb") as f:
         data = f.read()
     return int(data[data.rindex(b")") + 2 :].split()[19])
+
+
+def join_cgroups(procs: list[str]) -> None:
+    """Write the calling process into each cgroup ``procs`` file: a container's command (or
+    an exec in it, see ``ProcessDriver.exec``) runs this between fork and exec."""
+    for p in procs:
+        fd = os.open(p, os.O_WRONLY)
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
 
 
 def write_json_atomic(path: str, obj: dict[str, Any]) -> None:
@@ -145,15 +157,6 @@ class Shim:
 
     def start_process(self, stdin: int, out_w: int, err_w: int) -> int:
         procs: list[str] = list(self.spec.get("cgroup_procs") or [])
-
-        def join_cgroups() -> None:
-            for p in procs:
-                fd = os.open(p, os.O_WRONLY)
-                try:
-                    os.write(fd, b"0")
-                finally:
-                    os.close(fd)
-
         uid, gid = self.spec.get("uid"), self.spec.get("gid")
         try:
             child = subprocess.Popen(
@@ -164,7 +167,7 @@ class Shim:
                 stdout=out_w,
                 stderr=err_w,
                 start_new_session=True,
-                preexec_fn=join_cgroups if procs else None,
+                preexec_fn=functools.partial(join_cgroups, procs) if procs else None,
                 user=uid,
                 group=gid,
                 extra_groups=[] if (uid is not None or gid is not None) else None,

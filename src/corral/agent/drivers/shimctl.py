@@ -6,7 +6,10 @@ driver's ``handle.json``. This module launches shims, waits for their exits with
 polling (a pidfd on the shim, which works although the shim is not the agent's child),
 tells a live pid from a reused one (``/proc/PID/stat`` start ticks), reads a state
 directory back into a ``ContainerHandle``/``ExitInfo`` for ``recover``, and implements
-``ExecSession`` over pipes or a pty. Nothing here knows about runc or cgroups.
+``ExecSession`` over pipes or a pty. It also holds the steps both drivers take alike
+around a shim (``record_handle`` after a start, ``stop_with_grace``, ``pod_containers``,
+``recover_containers``), each driver passing in what only it knows (how to signal).
+Nothing here knows about runc or cgroups.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import secrets
 import struct
 import sys
 import termios
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +32,9 @@ from corral.agent.drivers.base import (
     CREATE_CONTAINER_ERROR,
     RUN_CONTAINER_ERROR,
     ContainerHandle,
+    ContainerSpec,
     ExitInfo,
+    Recovered,
     StartError,
 )
 
@@ -205,14 +210,85 @@ def load_handles(containers_dir: Path) -> tuple[list[ContainerHandle], list[Path
     return handles, debris
 
 
+def pod_containers(containers_dir: Path, pod_uid: str) -> list[ContainerHandle]:
+    """The handles on disk of pod ``pod_uid``'s containers."""
+    handles, _ = load_handles(containers_dir)
+    return [h for h in handles if h.pod_uid == pod_uid]
+
+
+# -- the container steps both drivers share -------------------------------------------------------
+
+
+def record_handle(
+    state_dir: Path, cid: str, spec: ContainerSpec, state: dict[str, Any], data: dict[str, Any]
+) -> ContainerHandle:
+    """The handle of container ``cid`` that ``launch_shim`` started (``state``: its
+    ``state.json``), written to ``handle.json``: from then on the container is the
+    driver's to ``recover``. ``data``: the driver's own serialisable part."""
+    handle = ContainerHandle(
+        id=cid,
+        pod_uid=spec.pod_uid,
+        name=spec.name,
+        attempt=spec.attempt,
+        pid=int(state["pid"]),
+        started_at=float(state["started_at"]),
+        state_dir=str(state_dir),
+        data=data,
+    )
+    write_json_atomic(state_dir / "handle.json", handle.to_json())
+    return handle
+
+
+async def stop_with_grace(
+    handle: ContainerHandle,
+    grace: float,
+    terminate: Callable[[], Awaitable[object]],
+    kill: Callable[[], Awaitable[object]],
+) -> ExitInfo:
+    """``terminate()`` (SIGTERM), wait up to ``grace`` seconds for the exit, then ``kill()``
+    (SIGKILL) and wait for it: the driver's ``stop``. The exit is the shim's record."""
+    await terminate()
+    try:
+        async with asyncio.timeout(max(grace, 0.0)):
+            return await wait_exit(handle)
+    except TimeoutError:
+        pass
+    await kill()
+    return await wait_exit(handle)
+
+
+async def recover_containers(handles: Sequence[ContainerHandle]) -> list[Recovered]:
+    """Each container on disk with its exit: None while it runs, the shim's record once it
+    ended, or a lost exit when the shim died without one (e.g. the host rebooted)."""
+    found: list[Recovered] = []
+    for h in handles:
+        info = read_exit(Path(h.state_dir), h.started_at)
+        if info is None and not running(h):
+            info = await wait_exit(h)  # gone without a record: a lost exit
+        found.append(Recovered(handle=h, exit=info))
+    return found
+
+
 # -- exec sessions -------------------------------------------------------------------------------
 
 
-class PipeExecSession:
-    """An ``ExecSession`` over an asyncio subprocess with stdin/stdout/stderr pipes."""
+class _ProcessSession:
+    """What both exec sessions do alike: wait for and kill their process."""
 
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
+
+    async def wait(self) -> int:
+        rc = await self.proc.wait()
+        return 128 - rc if rc < 0 else rc
+
+    async def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.kill()
+
+
+class PipeExecSession(_ProcessSession):
+    """An ``ExecSession`` over an asyncio subprocess with stdin/stdout/stderr pipes."""
 
     async def write_stdin(self, data: bytes) -> None:
         if self.proc.stdin is None:
@@ -237,16 +313,8 @@ class PipeExecSession:
     async def resize(self, width: int, height: int) -> None:
         return None
 
-    async def wait(self) -> int:
-        rc = await self.proc.wait()
-        return 128 - rc if rc < 0 else rc
 
-    async def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            self.proc.kill()
-
-
-class PtyExecSession:
+class PtyExecSession(_ProcessSession):
     """An ``ExecSession`` whose process runs on a pty; stdout carries both streams."""
 
     def __init__(
@@ -255,7 +323,7 @@ class PtyExecSession:
         master: int,
         on_resize: Callable[[], None] | None = None,
     ) -> None:
-        self.proc = proc
+        super().__init__(proc)
         self.master = master
         self.on_resize = on_resize
         os.set_blocking(master, False)
@@ -304,14 +372,6 @@ class PtyExecSession:
         fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
         if self.on_resize is not None:
             self.on_resize()
-
-    async def wait(self) -> int:
-        rc = await self.proc.wait()
-        return 128 - rc if rc < 0 else rc
-
-    async def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            self.proc.kill()
 
     def __del__(self) -> None:
         with contextlib.suppress(OSError):
