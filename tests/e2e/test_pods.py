@@ -261,10 +261,18 @@ def test_bad_input_shows_the_kubernetes_reason(cluster: Cluster) -> None:
 def test_init_containers_env_and_configmap_volume(cluster: Cluster) -> None:
     ns = cluster.ns()
     cluster.kubectl("create", "configmap", "cfg", "-n", ns, "--from-literal=greeting=hi")
+    cluster.kubectl("create", "service", "clusterip", "web", "-n", ns, "--tcp=80:8080")
+    svc_ip = cluster.kubectl(
+        "get", "svc", "web", "-n", ns, "-o", "jsonpath={.spec.clusterIP}"
+    ).stdout
     manifest = pod_manifest(
         "full",
         cluster.image,
-        ["sh", "-c", "echo G=$G N=$N; cat /cfg/greeting; echo; sleep 3600"],
+        [
+            "sh",
+            "-c",
+            "echo G=$G N=$N; cat /cfg/greeting; echo; echo S=$WEB_SERVICE_HOST:$WEB_SERVICE_PORT; sleep 3600",
+        ],
         container={
             "env": [
                 {"name": "G", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "greeting"}}},
@@ -284,6 +292,8 @@ def test_init_containers_env_and_configmap_volume(cluster: Cluster) -> None:
     if cluster.runtime == "oci":  # the process runtime has no mount namespace
         assert "hi" in cluster.kubectl("logs", "full", "-n", ns).stdout.splitlines()[1]
     assert "init-ran" in cluster.kubectl("logs", "full", "-n", ns, "-c", "init").stdout
+    # the service variables of the pod's namespace, as the kubelet sets them
+    assert f"S={svc_ip}:80" in cluster.kubectl("logs", "full", "-n", ns).stdout
 
 
 def test_security_context_and_limits_reach_the_container(cluster: Cluster) -> None:

@@ -281,8 +281,10 @@ async def kubelet_env(
     host_ips: Sequence[str] = (),
     node_allocatable: Mapping[str, str] | None = None,
     warnings: list[str] | None = None,
+    services: Sequence[Obj] = (),
 ) -> dict[str, str]:
-    """The variables the kubelet itself computes: envFrom, then env (no image env).
+    """The variables the kubelet itself computes: envFrom, then env, then the service
+    variables of ``services`` that neither defines (no image env).
 
     This is also the mapping that ``$(VAR)`` in command and args expands against.
     ``warnings`` (if given) receives ``InvalidEnvironmentVariableNames`` event messages.
@@ -292,6 +294,7 @@ async def kubelet_env(
         pod = {**pod, "spec": {**(pod.get("spec") or {}), "nodeName": node_name}}
     objects = _Objects(lookup, ns)
     env: dict[str, str] = {}
+    svc_env = service_env(pod_services(pod, services))
 
     for src in container.get("envFrom") or []:
         prefix = str(src.get("prefix") or "")
@@ -329,7 +332,7 @@ async def kubelet_env(
         value = var.get("value")
         source = var.get("valueFrom")
         if value:
-            env[name] = expand(str(value), env)
+            env[name] = expand(str(value), {**svc_env, **env})
             continue
         if not source:
             env[name] = ""
@@ -371,7 +374,62 @@ async def kubelet_env(
             env[name] = _text(sec[key])
         else:
             env[name] = ""
+    for k, v in svc_env.items():
+        env.setdefault(k, v)
     return env
+
+
+def _service_ip_set(svc: Obj) -> bool:
+    ip = str((svc.get("spec") or {}).get("clusterIP") or "")
+    return ip not in ("", "None")
+
+
+def service_env(services: Sequence[Obj]) -> dict[str, str]:
+    """The Kubernetes service variables (``WEB_SERVICE_HOST``, ``WEB_SERVICE_PORT``,
+    ``WEB_PORT_80_TCP``...) and Docker-link style ones for ``services``, as the kubelet's
+    ``envvars.FromServices`` writes them; services without a ClusterIP are skipped."""
+    out: dict[str, str] = {}
+    for svc in services:
+        if not _service_ip_set(svc):
+            continue
+        spec = svc.get("spec") or {}
+        name = str(svc["metadata"]["name"]).upper().replace("-", "_")
+        ip = str(spec["clusterIP"])
+        ports = spec.get("ports") or []
+        if not ports:
+            continue
+        out[f"{name}_SERVICE_HOST"] = ip
+        out[f"{name}_SERVICE_PORT"] = str(ports[0].get("port"))
+        for p in ports:
+            if p.get("name"):
+                pname = str(p["name"]).upper().replace("-", "_")
+                out[f"{name}_SERVICE_PORT_{pname}"] = str(p.get("port"))
+        first = ports[0]
+        proto = str(first.get("protocol") or "TCP").lower()
+        out[f"{name}_PORT"] = f"{proto}://{ip}:{first.get('port')}"
+        for p in ports:
+            proto = str(p.get("protocol") or "TCP")
+            prefix = f"{name}_PORT_{p.get('port')}_{proto.upper()}"
+            out[prefix] = f"{proto.lower()}://{ip}:{p.get('port')}"
+            out[prefix + "_PROTO"] = proto.lower()
+            out[prefix + "_PORT"] = str(p.get("port"))
+            out[prefix + "_ADDR"] = ip
+    return out
+
+
+def pod_services(pod: Obj, services: Sequence[Obj]) -> list[Obj]:
+    """The services whose variables a pod gets: those of its namespace when
+    ``enableServiceLinks`` (default true), and always ``default/kubernetes``."""
+    ns = str((pod.get("metadata") or {}).get("namespace") or "default")
+    links = (pod.get("spec") or {}).get("enableServiceLinks", True) is not False
+    out = []
+    for svc in services:
+        meta = svc.get("metadata") or {}
+        mine = meta.get("namespace") == ns
+        master = meta.get("namespace") == "default" and meta.get("name") == "kubernetes"
+        if (links and mine) or master:
+            out.append(svc)
+    return out
 
 
 def merge_env(
@@ -400,6 +458,7 @@ async def container_env(
     host_ips: Sequence[str] = (),
     node_allocatable: Mapping[str, str] | None = None,
     warnings: list[str] | None = None,
+    services: Sequence[Obj] = (),
 ) -> dict[str, str]:
     """The full environment of one container: :func:`kubelet_env` merged over the image's.
 
@@ -418,6 +477,7 @@ async def container_env(
         host_ips=host_ips,
         node_allocatable=node_allocatable,
         warnings=warnings,
+        services=services,
     )
     return merge_env(own, image_env, hostname)
 

@@ -30,7 +30,7 @@ from typing import Any
 from corral.api.errors import StatusError
 from corral.client.events import EventRecorder
 from corral.client.informer import Informer
-from corral.client.rest import NODES, PODS, Client
+from corral.client.rest import NODES, PODS, SERVICES, Client
 from corral.util.clock import Clock, SystemClock
 
 from .drivers.base import ContainerHandle, Driver, ExitInfo, Recovered, Sandbox
@@ -129,6 +129,8 @@ class NodeAgent:
             pids_limit=pids_limit,
         )
         self.capacity = capacity
+        self.services = Informer(client, SERVICES)
+        self.ctx.services = lambda: list(self.services.store.values())
         self.server = AgentServer(self, token, node_ip, port)
         self.workers: dict[str, PodWorker] = {}
         self.pods = Informer(client, PODS, field_selector=f"spec.nodeName={name}")
@@ -167,6 +169,8 @@ class NodeAgent:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 tg.create_task(self.leases.run(), name="agent-lease")
+                tg.create_task(self.services.run(), name="agent-services")
+                await self.services.wait_for_sync()
                 tg.create_task(self.pods.run(), name="agent-pods")
                 tg.create_task(self._heartbeat(), name="agent-node-status")
                 await self.pods.wait_for_sync()

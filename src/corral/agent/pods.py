@@ -26,6 +26,7 @@ import contextlib
 import logging
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,8 @@ class NodeContext:
     allocatable: dict[str, str] = field(default_factory=dict)
     is_root: bool = False
     pids_limit: int | None = None
+    #: the cluster's Services (for the service environment variables)
+    services: Callable[[], Sequence[Obj]] = lambda: ()
 
 
 def _pod_ref(pod: Obj) -> Obj:
@@ -429,6 +432,7 @@ class PodWorker:
                 image_env=(image.config.get("Env") if image else None),
                 node_allocatable=ctx.allocatable,
                 hostname=str((pod.get("spec") or {}).get("hostname") or self.st.name)[:63],
+                services=ctx.services(),
             )
             argv = resolve_argv(spec, image.config if image else None, env)
             mounts = self.volumes.mounts(pod, spec, self.paths)

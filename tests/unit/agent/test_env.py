@@ -490,3 +490,72 @@ def test_resolve_argv(container: Obj, image: Obj | None, want: list[str]) -> Non
 def test_resolve_argv_nothing(image: Obj | None) -> None:
     with pytest.raises(ConfigError, match=r"^no command specified$"):
         resolve_argv({}, image, {})
+
+
+# --- service variables ------------------------------------------------------------------------
+def _svc(name: str, ns: str, ip: str, ports: list[dict]) -> dict:  # type: ignore[type-arg]
+    return {"metadata": {"name": name, "namespace": ns}, "spec": {"clusterIP": ip, "ports": ports}}
+
+
+def test_service_env_as_the_kubelet_writes_it() -> None:
+    from corral.agent.env import service_env
+
+    web = _svc(
+        "web-app",
+        "ns",
+        "10.96.0.7",
+        [{"name": "http", "port": 80, "protocol": "TCP"}, {"port": 53, "protocol": "UDP"}],
+    )
+    env = service_env([web, _svc("headless", "ns", "None", [{"port": 1}])])
+    assert env == {
+        "WEB_APP_SERVICE_HOST": "10.96.0.7",
+        "WEB_APP_SERVICE_PORT": "80",
+        "WEB_APP_SERVICE_PORT_HTTP": "80",
+        "WEB_APP_PORT": "tcp://10.96.0.7:80",
+        "WEB_APP_PORT_80_TCP": "tcp://10.96.0.7:80",
+        "WEB_APP_PORT_80_TCP_PROTO": "tcp",
+        "WEB_APP_PORT_80_TCP_PORT": "80",
+        "WEB_APP_PORT_80_TCP_ADDR": "10.96.0.7",
+        "WEB_APP_PORT_53_UDP": "udp://10.96.0.7:53",
+        "WEB_APP_PORT_53_UDP_PROTO": "udp",
+        "WEB_APP_PORT_53_UDP_PORT": "53",
+        "WEB_APP_PORT_53_UDP_ADDR": "10.96.0.7",
+    }
+
+
+async def test_service_links_env_overridden_by_env_and_off_by_flag() -> None:
+    from corral.agent.env import kubelet_env
+
+    class NoObjects:
+        async def configmap(self, ns: str, name: str) -> None:
+            return None
+
+        async def secret(self, ns: str, name: str) -> None:
+            return None
+
+    services = [
+        _svc("web", "ns", "10.96.0.7", [{"port": 80}]),
+        _svc("other", "elsewhere", "10.96.0.8", [{"port": 81}]),
+        _svc("kubernetes", "default", "10.96.0.1", [{"name": "https", "port": 443}]),
+    ]
+    pod = {"metadata": {"name": "p", "namespace": "ns"}, "spec": {}}
+    container = {
+        "name": "c",
+        "env": [
+            {"name": "WEB_SERVICE_PORT", "value": "8080"},
+            {"name": "URL", "value": "http://$(WEB_SERVICE_HOST)"},
+        ],
+    }
+    env = await kubelet_env(
+        pod, container, NoObjects(), pod_ip="10.88.0.2", host_ip="h", services=services
+    )
+    assert env["WEB_SERVICE_HOST"] == "10.96.0.7"
+    assert env["WEB_SERVICE_PORT"] == "8080"  # the container's own env wins
+    assert env["URL"] == "http://10.96.0.7"  # and may refer to service variables
+    assert env["KUBERNETES_SERVICE_HOST"] == "10.96.0.1"
+    assert "OTHER_SERVICE_HOST" not in env
+    pod["spec"]["enableServiceLinks"] = False
+    env = await kubelet_env(
+        pod, {"name": "c"}, NoObjects(), pod_ip="x", host_ip="h", services=services
+    )
+    assert "WEB_SERVICE_HOST" not in env and env["KUBERNETES_SERVICE_HOST"] == "10.96.0.1"
