@@ -101,6 +101,8 @@ class NodeAgent:
         token: str = "",
         clock: Clock | None = None,
         pids_limit: int | None = None,
+        cluster_dns: tuple[str, ...] = (),
+        cluster_domain: str = "cluster.local",
     ) -> None:
         self.client = client
         self.name = name
@@ -127,6 +129,8 @@ class NodeAgent:
             allocatable=capacity,
             is_root=os.geteuid() == 0,
             pids_limit=pids_limit,
+            cluster_dns=cluster_dns,
+            cluster_domain=cluster_domain,
         )
         self.capacity = capacity
         self.services = Informer(client, SERVICES)

@@ -37,6 +37,7 @@ from corral.client.events import EventRecorder
 from corral.client.rest import PODS, Client
 from corral.util.clock import Clock
 
+from .dns import pod_resolv_conf
 from .drivers.base import (
     ContainerHandle,
     ContainerSpec,
@@ -93,6 +94,16 @@ class NodeContext:
     pids_limit: int | None = None
     #: the cluster's Services (for the service environment variables)
     services: Callable[[], Sequence[Obj]] = lambda: ()
+    cluster_dns: tuple[str, ...] = ()  # --cluster-dns: the pods' nameservers
+    cluster_domain: str = "cluster.local"
+
+
+def _host_resolv() -> str:
+    try:
+        with open("/etc/resolv.conf") as f:
+            return f.read()
+    except OSError:
+        return ""
 
 
 def _pod_ref(pod: Obj) -> Obj:
@@ -301,6 +312,9 @@ class PodWorker:
                 hostname=str(spec.get("hostname") or self.st.name)[:63],
                 dir=self.dir,
                 host_network=bool(spec.get("hostNetwork")),
+                resolv_conf=pod_resolv_conf(
+                    pod, self.ctx.cluster_dns, self.ctx.cluster_domain, _host_resolv()
+                ),
             )
             try:
                 self.st.sandbox = await self.ctx.driver.create_sandbox(sandbox_spec)

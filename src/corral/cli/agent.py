@@ -65,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="REGISTRY=URL[,URL]",
         help="pull REGISTRY's images from URL first (repeatable), e.g. docker.io=http://127.0.0.1:5000",
     )
+    p.add_argument(
+        "--cluster-dns",
+        default="",
+        metavar="IP[,IP]",
+        help="the pods' nameservers (the cluster DNS Service's IP); empty: the host's",
+    )
+    p.add_argument("--cluster-domain", default="cluster.local", help="the cluster's DNS domain")
     p.add_argument("--pod-cidr", default="10.88.0.0/16", help="oci: pod IPs come from here")
     p.add_argument("--bridge", default="corral0", help="oci: the CNI bridge of this agent")
     p.add_argument("--pod-pids-limit", type=int, default=None, help="pids limit of every container")
@@ -157,6 +164,8 @@ def main(argv: list[str]) -> int:
         labels=labels,
         token=cfg.token,
         pids_limit=args.pod_pids_limit,
+        cluster_dns=tuple(x.strip() for x in args.cluster_dns.split(",") if x.strip()),
+        cluster_domain=args.cluster_domain,
     )
     run_loop(lambda: serve_until_signalled(agent.run, client, args.exit_on_stdin_eof))
     return 0

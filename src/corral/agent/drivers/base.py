@@ -80,6 +80,7 @@ class SandboxSpec:
     hostname: str
     dir: Path  # the pod's directory on this node (volumes, logs, state live under it)
     host_network: bool = False
+    resolv_conf: str | None = None  # the pod's /etc/resolv.conf (None: the host's)
 
 
 @dataclass(frozen=True)

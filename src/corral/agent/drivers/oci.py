@@ -167,10 +167,12 @@ class OciDriver:
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
             f"{ip}\t{spec.hostname}\n"
         )
-        try:
-            resolv = Path("/etc/resolv.conf").read_text()
-        except OSError:
-            resolv = ""
+        resolv = spec.resolv_conf
+        if resolv is None:
+            try:
+                resolv = Path("/etc/resolv.conf").read_text()
+            except OSError:
+                resolv = ""
         files["/etc/resolv.conf"].write_text(resolv)
 
     # -- sandboxes ---------------------------------------------------------------------------
