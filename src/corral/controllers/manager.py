@@ -30,6 +30,8 @@ from corral.controllers.base import Controller, InformerFactory
 from corral.controllers.cronjob import CronJobController
 from corral.controllers.daemonset import DaemonSetController
 from corral.controllers.deployment import DeploymentController
+from corral.controllers.endpoints import EndpointsController
+from corral.controllers.endpointslice import EndpointSliceController
 from corral.controllers.job import JobController, TTLAfterFinishedController
 from corral.controllers.nodelifecycle import (
     NODE_MONITOR_GRACE_PERIOD,
@@ -57,6 +59,8 @@ CONTROLLERS: dict[str, type[Controller]] = {
     "daemonset": DaemonSetController,
     "nodelifecycle": NodeLifecycleController,
     "taint-eviction-controller": TaintEvictionController,
+    "endpoints": EndpointsController,
+    "endpointslice": EndpointSliceController,
 }
 
 
