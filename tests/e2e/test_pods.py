@@ -330,3 +330,27 @@ def test_security_context_and_limits_reach_the_container(cluster: Cluster) -> No
     # the limits are the container's cgroup's (runc shows a container its own cgroup)
     assert sh("cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us").stdout.strip() == "25000"
     assert sh("cat /sys/fs/cgroup/memory/memory.limit_in_bytes").stdout.strip() == str(64 << 20)
+
+
+def test_pods_resolve_services_through_the_node_local_dns(cluster: Cluster) -> None:
+    if cluster.runtime != "oci":
+        pytest.skip("process-runtime pods use the host's resolver")
+    ns = cluster.ns()
+    cluster.kubectl("create", "service", "clusterip", "web", "-n", ns, "--tcp=80:8080")
+    ip = cluster.kubectl("get", "svc", "web", "-n", ns, "-o", "jsonpath={.spec.clusterIP}").stdout
+    cluster.apply(ns, pod_manifest("dig", cluster.image, ["sleep", "3600"]))
+    cluster.wait_pod(ns, "dig", running)
+    resolv = cluster.kubectl("exec", "dig", "-n", ns, "--", "cat", "/etc/resolv.conf").stdout
+    assert f"search {ns}.svc.cluster.local svc.cluster.local cluster.local" in resolv
+    assert "options ndots:5" in resolv
+
+    def resolves(name: str) -> bool:
+        res = cluster.kubectl("exec", "dig", "-n", ns, "--", "nslookup", name, check=False)
+        return ip in res.stdout
+
+    until(lambda: resolves(f"web.{ns}.svc.cluster.local"), timeout=20)
+    assert resolves("web")  # through the search path
+    res = cluster.kubectl(
+        "exec", "dig", "-n", ns, "--", "nslookup", f"nope.{ns}.svc.cluster.local", check=False
+    )
+    assert res.returncode != 0

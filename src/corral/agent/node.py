@@ -23,6 +23,7 @@ import hashlib
 import logging
 import signal
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -330,8 +331,14 @@ async def serve_until_signalled(
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, task.cancel)
     if exit_on_stdin_eof:
-        eof = loop.run_in_executor(None, sys.stdin.buffer.read)
-        eof.add_done_callback(lambda _f: task.cancel())
+        # a daemon thread, not the loop's executor: its blocking read must not hold the
+        # process open at exit when run() ends by itself (an error)
+        def wait_eof() -> None:
+            sys.stdin.buffer.read()
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
+                loop.call_soon_threadsafe(task.cancel)
+
+        threading.Thread(target=wait_eof, name="stdin-eof", daemon=True).start()
     try:
         await run()
     except asyncio.CancelledError:

@@ -10,18 +10,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import os
 import shutil
 import socket
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from corral.agent.dns import parse_resolv_conf
 from corral.agent.drivers.base import Driver
 from corral.agent.images import RegistryHosts
 from corral.agent.images.store import ImageStore
 from corral.agent.kubelet import NodeAgent
 from corral.agent.node import parse_labels, run_loop, serve_until_signalled
 from corral.client.rest import Client, KubeConfig
+
+if TYPE_CHECKING:
+    from corral.proxy.proxier import Proxier
 
 log = logging.getLogger("corral.agent")
 
@@ -72,6 +79,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="the pods' nameservers (the cluster DNS Service's IP); empty: the host's",
     )
     p.add_argument("--cluster-domain", default="cluster.local", help="the cluster's DNS domain")
+    p.add_argument(
+        "--node-dns",
+        choices=["auto", "off"],
+        default="auto",
+        help="oci: serve the cluster zone on the pod bridge's gateway, port 53, and make it "
+        "the pods' nameserver (auto, unless --cluster-dns names one)",
+    )
+    p.add_argument(
+        "--proxy",
+        choices=["off", "auto", "iptables", "userspace"],
+        default="off",
+        help="also run this node's Service proxy (kube-proxy's job): auto = iptables as "
+        "root, else userspace; corral up turns it on for its first agent",
+    )
     p.add_argument("--pod-cidr", default="10.88.0.0/16", help="oci: pod IPs come from here")
     p.add_argument("--bridge", default="corral0", help="oci: the CNI bridge of this agent")
     p.add_argument("--pod-pids-limit", type=int, default=None, help="pids limit of every container")
@@ -101,6 +122,53 @@ def make_driver(
     from corral.agent.drivers.process import ProcessDriver
 
     return ProcessDriver(data_dir / "process", ip=node_ip)
+
+
+def _host_upstreams() -> list[tuple[str, int]]:
+    """The host's own nameservers: where the node-local DNS sends other names."""
+    try:
+        text = Path("/etc/resolv.conf").read_text()
+    except OSError:
+        return []
+    servers, _, _ = parse_resolv_conf(text)
+    return [(ip, 53) for ip in servers]
+
+
+async def _guarded(work: Coroutine[Any, Any, None], what: str) -> None:
+    """Run a companion of the agent (the proxy); its failure is logged, and the agent and
+    its pods go on."""
+    try:
+        await work
+    except Exception:
+        log.exception("%s stopped", what)
+
+
+def _proxier(client: Client, args: argparse.Namespace) -> Proxier:
+    """The Service proxy of this node (``corral.proxy``), in the agent's own loop."""
+    from corral.proxy.cmd import default_mode, make_backend
+    from corral.proxy.proxier import Proxier
+
+    mode = default_mode() if args.proxy == "auto" else args.proxy
+    log.info("service proxy: %s", mode)
+    backend = make_backend(mode, args.pod_cidr)
+    return Proxier(client, args.name, args.node_ip, backend)
+
+
+async def _node_dns(client: Client, ip: str, domain: str) -> None:
+    """The node-local cluster DNS (``corral.dns``) on the pod bridge's gateway, port 53;
+    a failure to bind is logged, not fatal (the pods then cannot resolve cluster names)."""
+    from corral.dns.server import serve_zone
+
+    def ready(host: str, port: int) -> None:
+        log.info("node-local DNS for %s on %s:%d", domain, host, port)
+
+    try:
+        await serve_zone(
+            client, (ip, 53), domain=domain, upstreams=_host_upstreams(), freebind=True,
+            on_ready=ready,
+        )  # fmt: skip
+    except OSError as e:
+        log.warning("node-local DNS on %s:53 not started: %s", ip, e)
 
 
 async def reset(driver: Driver) -> int:
@@ -153,6 +221,11 @@ def main(argv: list[str]) -> int:
         cfg = KubeConfig(args.server.rstrip("/"), cfg.token, cfg.ca_pem)
     images = ImageStore(data_dir / "images", hosts)
     client = Client(cfg, connections=16, user_agent=f"corral-agent/{runtime}")
+    cluster_dns = tuple(x.strip() for x in args.cluster_dns.split(",") if x.strip())
+    node_dns: str | None = None
+    if runtime == "oci" and not cluster_dns and args.node_dns == "auto":
+        node_dns = str(ipaddress.ip_network(args.pod_cidr, strict=False)[1])  # the gateway
+        cluster_dns = (node_dns,)
     agent = NodeAgent(
         client,
         args.name,
@@ -164,8 +237,19 @@ def main(argv: list[str]) -> int:
         labels=labels,
         token=cfg.token,
         pids_limit=args.pod_pids_limit,
-        cluster_dns=tuple(x.strip() for x in args.cluster_dns.split(",") if x.strip()),
+        cluster_dns=cluster_dns,
         cluster_domain=args.cluster_domain,
     )
-    run_loop(lambda: serve_until_signalled(agent.run, client, args.exit_on_stdin_eof))
+
+    proxier = _proxier(client, args) if args.proxy != "off" else None
+
+    async def run() -> None:
+        async with asyncio.TaskGroup() as tg:
+            if node_dns is not None:
+                tg.create_task(_node_dns(client, node_dns, args.cluster_domain))
+            if proxier is not None:
+                tg.create_task(_guarded(proxier.run(), "the service proxy"))
+            await agent.run()
+
+    run_loop(lambda: serve_until_signalled(run, client, args.exit_on_stdin_eof))
     return 0

@@ -118,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
 _DELEGATED = {
     "controller-manager": "run the workload controllers against an API server",
     "agent": "run a node agent (runtime process, oci or hollow)",
+    "proxy": "run a node's Service proxy (iptables or userspace)",
+    "dns": "serve cluster DNS (<service>.<namespace>.svc.cluster.local)",
 }
 
 
@@ -126,6 +128,14 @@ def _delegate(command: str, argv: list[str]) -> int:
         from corral.controllers.manager import main as manager_main
 
         return manager_main(argv)
+    if command == "dns":
+        from corral.dns.server import main as dns_main
+
+        return dns_main(argv)
+    if command == "proxy":
+        from corral.proxy.cmd import main as proxy_main
+
+        return proxy_main(argv)
     from corral.cli.agent import main as agent_main
 
     return agent_main(argv)

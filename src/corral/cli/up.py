@@ -44,6 +44,8 @@ def agent_commands(data_dir: Path, count: int, runtime: str) -> list[list[str]]:
                 str(data_dir / "agents" / name),
                 "--port",
                 str(10250 + i),
+                "--proxy",
+                "auto" if i == 0 else "off",  # one proxy per host: the iptables are shared
             ]
         )
         if count > 1:  # one bridge and /24 of pod IPs per agent

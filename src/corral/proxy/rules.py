@@ -1,0 +1,368 @@
+"""The Service data path as data: Services + EndpointSlices -> kube-proxy's iptables rules.
+
+Pure functions, no I/O; ``proxier.py`` applies what they return and ``userspace.py``
+relays by the same ``ServicePort`` table, so both modes follow one reading of the API.
+
+Why iptables-restore and not nftables: this is kube-proxy's iptables mode, rule for rule
+(chain names, hashes, comments, the 0x4000 masquerade mark, ``-m statistic --mode random``
+and ``-m recent`` session affinity), so its behaviour and its ``iptables-save`` look are
+the ones every Kubernetes operator and tool knows. ``iptables-restore --noflush`` applies
+all our chains of both tables in one atomic commit while leaving every other rule on the
+host alone (a ``:CHAIN`` line flushes only that chain); on the nf_tables backend
+(``iptables-nft``) the same text is one nftables transaction.
+
+The ruleset (``nat``)::
+
+    PREROUTING, OUTPUT --> KUBE-SERVICES --(clusterIP:port)--> KUBE-SVC-<h>
+                               |  (last) dst-type LOCAL --> KUBE-NODEPORTS
+    KUBE-NODEPORTS --(nodePort)--> KUBE-EXT-<h> --> KUBE-MARK-MASQ, KUBE-SVC-<h>
+    KUBE-SVC-<h>: [mark masq if from outside the pod CIDR]
+                  [affinity: -m recent --rcheck per endpoint]
+                  statistic random 1/n, 1/(n-1), ... --> KUBE-SEP-<h'>
+    KUBE-SEP-<h'>: hairpin (src == endpoint) -> KUBE-MARK-MASQ; DNAT to ip:port
+    POSTROUTING --> KUBE-POSTROUTING: MASQUERADE what carries mark 0x4000
+
+``filter``: a Service port without endpoints is REJECTed (icmp-port-unreachable, so a
+client sees "connection refused" at once) in KUBE-SERVICES (from OUTPUT and FORWARD) and,
+for its nodePort, in KUBE-EXTERNAL-SERVICES (from INPUT and FORWARD).
+
+The jumps from the built-in chains are not part of the restore text (appending them on
+every sync would duplicate them); ``JUMPS`` lists them for ``proxier`` to ensure once.
+Chain hashes are upstream's: base32(sha256(servicePortName + protocol [+ endpoint]))[:16].
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+Obj = dict[str, Any]
+
+MASQ_MARK = "0x4000"
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+DEFAULT_AFFINITY_SECONDS = 10800
+
+#: (table, built-in chain, rule spec): the jumps into our chains, ensured with -C/-I
+JUMPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("nat", "PREROUTING", ("-m", "comment", "--comment", "kubernetes service portals", "-j", "KUBE-SERVICES")),
+    ("nat", "OUTPUT", ("-m", "comment", "--comment", "kubernetes service portals", "-j", "KUBE-SERVICES")),
+    ("nat", "POSTROUTING", ("-m", "comment", "--comment", "kubernetes postrouting rules", "-j", "KUBE-POSTROUTING")),
+    ("filter", "INPUT", ("-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", "kubernetes externally-visible service portals", "-j", "KUBE-EXTERNAL-SERVICES")),
+    ("filter", "FORWARD", ("-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", "kubernetes service portals", "-j", "KUBE-SERVICES")),
+    ("filter", "FORWARD", ("-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", "kubernetes externally-visible service portals", "-j", "KUBE-EXTERNAL-SERVICES")),
+    ("filter", "FORWARD", ("-m", "comment", "--comment", "kubernetes forwarding rules", "-j", "KUBE-FORWARD")),
+    ("filter", "OUTPUT", ("-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", "kubernetes service portals", "-j", "KUBE-SERVICES")),
+)  # fmt: skip
+
+#: the chains every ruleset declares, per table
+FIXED_CHAINS: dict[str, tuple[str, ...]] = {
+    "filter": ("KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-FORWARD"),
+    "nat": ("KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ"),
+}
+OUR_PREFIXES = ("KUBE-",)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    ip: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.ip}:{self.port}"
+
+
+@dataclass(frozen=True)
+class ServicePort:
+    """One port of one Service and where its traffic goes (only the usable endpoints)."""
+
+    namespace: str
+    name: str
+    port_name: str
+    protocol: str  # TCP, UDP, SCTP
+    cluster_ip: str
+    port: int
+    node_port: int = 0
+    affinity_seconds: int = 0  # > 0: sessionAffinity ClientIP
+    endpoints: tuple[Endpoint, ...] = field(default=())
+
+    @property
+    def port_key(self) -> str:
+        """Upstream's ServicePortName.String(): ``ns/name`` plus ``:port`` when named."""
+        base = f"{self.namespace}/{self.name}"
+        return f"{base}:{self.port_name}" if self.port_name else base
+
+    @property
+    def proto(self) -> str:
+        return self.protocol.lower()
+
+    def _hash(self, extra: str = "") -> str:
+        digest = hashlib.sha256((self.port_key + self.proto + extra).encode()).digest()
+        return base64.b32encode(digest).decode()[:16]
+
+    @property
+    def svc_chain(self) -> str:
+        return "KUBE-SVC-" + self._hash()
+
+    @property
+    def ext_chain(self) -> str:
+        return "KUBE-EXT-" + self._hash()
+
+    def sep_chain(self, ep: Endpoint) -> str:
+        return "KUBE-SEP-" + self._hash(str(ep))
+
+
+# --- reading the API objects ---------------------------------------------------------------
+
+
+def _usable(endpoints: list[Obj]) -> list[Obj]:
+    """Ready endpoints; when none is, the serving-and-terminating ones (as upstream)."""
+
+    def cond(ep: Obj, name: str, default: bool) -> bool:
+        v = (ep.get("conditions") or {}).get(name)
+        return default if v is None else bool(v)
+
+    ready = [e for e in endpoints if cond(e, "ready", True)]
+    if ready:
+        return ready
+    return [
+        e
+        for e in endpoints
+        if cond(e, "serving", cond(e, "ready", True)) and cond(e, "terminating", False)
+    ]
+
+
+def _is_ipv4(text: str) -> bool:
+    try:
+        return ipaddress.ip_address(text).version == 4
+    except ValueError:
+        return False
+
+
+def service_ports(
+    services: Iterable[Obj], slices: Iterable[Obj], *, node_name: str = ""
+) -> list[ServicePort]:
+    """Every proxied port of ``services`` with its endpoints from ``slices``, sorted.
+
+    Skipped as upstream: ExternalName and headless Services, non-IPv4 ClusterIPs and
+    addresses. Endpoints are de-duplicated across the slices of one Service.
+    ``node_name`` is accepted for the topology rules a later version may add.
+    """
+    del node_name
+    by_service: dict[tuple[str, str], list[Obj]] = {}
+    for sl in slices:
+        meta = sl.get("metadata") or {}
+        svc = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
+        if svc and sl.get("addressType") == "IPv4":
+            by_service.setdefault((meta.get("namespace") or "", svc), []).append(sl)
+    out: list[ServicePort] = []
+    for svc in services:
+        meta = svc.get("metadata") or {}
+        spec = svc.get("spec") or {}
+        ip = spec.get("clusterIP") or ""
+        if spec.get("type") == "ExternalName" or not _is_ipv4(ip):
+            continue
+        ns, name = meta.get("namespace") or "", meta["name"]
+        affinity = 0
+        if spec.get("sessionAffinity") == "ClientIP":
+            cfg = (spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}
+            affinity = int(cfg.get("timeoutSeconds") or DEFAULT_AFFINITY_SECONDS)
+        for p in spec.get("ports") or []:
+            pname, proto = p.get("name") or "", p.get("protocol") or "TCP"
+            eps: set[Endpoint] = set()
+            for sl in by_service.get((ns, name), []):
+                sport = next(
+                    (
+                        sp
+                        for sp in sl.get("ports") or []
+                        if (sp.get("name") or "") == pname
+                        and (sp.get("protocol") or "TCP") == proto
+                    ),
+                    None,
+                )
+                if sport is None or not sport.get("port"):
+                    continue
+                for ep in _usable(sl.get("endpoints") or []):
+                    eps.update(
+                        Endpoint(a, int(sport["port"]))
+                        for a in ep.get("addresses") or []
+                        if _is_ipv4(a)
+                    )
+            out.append(
+                ServicePort(
+                    ns,
+                    name,
+                    pname,
+                    proto,
+                    ip,
+                    int(p["port"]),
+                    int(p.get("nodePort") or 0),
+                    affinity,
+                    tuple(sorted(eps, key=lambda e: (ipaddress.ip_address(e.ip), e.port))),
+                )
+            )
+    out.sort(key=lambda sp: (sp.namespace, sp.name, sp.port_name, sp.protocol))
+    return out
+
+
+# --- the iptables-restore text ---------------------------------------------------------------
+
+
+def _q(comment: str) -> str:
+    return f'"{comment}"' if any(c in comment for c in " \t'") else comment
+
+
+def _match(sp: ServicePort) -> str:
+    return f"-m {sp.proto} -p {sp.proto}"
+
+
+@dataclass
+class Ruleset:
+    """The restore text and the chains it declares (``chains[table]``), for stale-chain
+    removal on the next sync."""
+
+    text: str
+    chains: dict[str, set[str]]
+
+
+def iptables_ruleset(
+    ports: Iterable[ServicePort],
+    *,
+    cluster_cidr: str = "",
+    stale: Mapping[str, Iterable[str]] | None = None,
+) -> Ruleset:
+    """The complete ``iptables-restore --noflush`` input for ``ports``.
+
+    ``cluster_cidr``: traffic to a ClusterIP from outside it is masqueraded (as
+    kube-proxy's ``--cluster-cidr``); empty: all of it (``--masquerade-all``).
+    ``stale``: chains of an earlier ruleset (per table) to delete when no longer declared.
+    """
+    filt: list[str] = []
+    nat: list[str] = []
+    chains: dict[str, list[str]] = {t: list(c) for t, c in FIXED_CHAINS.items()}
+    nat += [
+        f"-A KUBE-POSTROUTING -m mark ! --mark {MASQ_MARK}/{MASQ_MARK} -j RETURN",
+        f"-A KUBE-POSTROUTING -j MARK --xor-mark {MASQ_MARK}",
+        '-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT"'
+        " -j MASQUERADE --random-fully",
+        f"-A KUBE-MARK-MASQ -j MARK --or-mark {MASQ_MARK}",
+    ]
+    filt += [
+        "-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP",
+        '-A KUBE-FORWARD -m comment --comment "kubernetes forwarding rules"'
+        f" -m mark --mark {MASQ_MARK}/{MASQ_MARK} -j ACCEPT",
+        '-A KUBE-FORWARD -m comment --comment "kubernetes forwarding conntrack rule"'
+        " -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+    ]
+    nodeports: list[str] = []
+    for sp in ports:
+        key, m = sp.port_key, _match(sp)
+        dst = f"-d {sp.cluster_ip}/32 --dport {sp.port}"
+        if not sp.endpoints:
+            filt.append(
+                f"-A KUBE-SERVICES -m comment --comment {_q(f'{key} has no endpoints')}"
+                f" {m} {dst} -j REJECT --reject-with icmp-port-unreachable"
+            )
+            if sp.node_port:
+                filt.append(
+                    f"-A KUBE-EXTERNAL-SERVICES -m comment --comment"
+                    f" {_q(f'{key} has no endpoints')} -m addrtype --dst-type LOCAL"
+                    f" {m} --dport {sp.node_port} -j REJECT --reject-with icmp-port-unreachable"
+                )
+            continue
+        svc = sp.svc_chain
+        chains["nat"].append(svc)
+        nat.append(
+            f"-A KUBE-SERVICES -m comment --comment {_q(f'{key} cluster IP')} {m} {dst} -j {svc}"
+        )
+        src = f"! -s {cluster_cidr} " if cluster_cidr else ""
+        nat.append(
+            f"-A {svc} -m comment --comment {_q(f'{key} cluster IP')} {m} {dst} {src}-j KUBE-MARK-MASQ"
+        )
+        if sp.node_port:
+            ext = sp.ext_chain
+            chains["nat"].append(ext)
+            nodeports.append(
+                f"-A KUBE-NODEPORTS -m comment --comment {_q(key)} {m} --dport {sp.node_port} -j {ext}"
+            )
+            nat.append(
+                f"-A {ext} -m comment --comment {_q(f'masquerade traffic for {key} external destinations')} -j KUBE-MARK-MASQ"
+            )
+            nat.append(f"-A {ext} -j {svc}")
+        if sp.affinity_seconds:
+            for ep in sp.endpoints:
+                sep = sp.sep_chain(ep)
+                nat.append(
+                    f"-A {svc} -m comment --comment {_q(f'{key} -> {ep}')} -m recent --name {sep}"
+                    f" --mask 255.255.255.255 --rsource --rcheck --seconds {sp.affinity_seconds}"
+                    f" --reap -j {sep}"
+                )
+        n = len(sp.endpoints)
+        for i, ep in enumerate(sp.endpoints):
+            sep = sp.sep_chain(ep)
+            prob = (
+                ""
+                if i == n - 1
+                else f" -m statistic --mode random --probability {1 / (n - i):.10f}"
+            )
+            nat.append(f"-A {svc} -m comment --comment {_q(f'{key} -> {ep}')}{prob} -j {sep}")
+        for ep in sp.endpoints:
+            sep = sp.sep_chain(ep)
+            chains["nat"].append(sep)
+            recent = (
+                f" -m recent --name {sep} --mask 255.255.255.255 --rsource --set"
+                if sp.affinity_seconds
+                else ""
+            )
+            nat.append(f"-A {sep} -m comment --comment {_q(key)} -s {ep.ip}/32 -j KUBE-MARK-MASQ")
+            nat.append(
+                f"-A {sep} -m comment --comment {_q(key)}{recent} {m} -j DNAT --to-destination {ep}"
+            )
+    nat += nodeports
+    nat.append(
+        '-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must'
+        ' be the last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS'
+    )
+    declared = {t: set(c) for t, c in chains.items()}
+    gone = {t: sorted(set((stale or {}).get(t, ())) - declared[t]) for t in chains}
+    lines: list[str] = []
+    for table, rules in (("filter", filt), ("nat", nat)):
+        lines.append(f"*{table}")
+        lines += [f":{c} - [0:0]" for c in chains[table]]
+        lines += [f":{c} - [0:0]" for c in gone[table]]
+        lines += rules
+        lines += [f"-X {c}" for c in gone[table]]
+        lines.append("COMMIT")
+    return Ruleset("\n".join(lines) + "\n", declared)
+
+
+def cleanup_ruleset(chains: Mapping[str, Iterable[str]]) -> str:
+    """Restore text that flushes and deletes ``chains`` (per table); the jumps into them
+    must be gone first."""
+    lines: list[str] = []
+    for table in ("filter", "nat"):
+        names = sorted(set(chains.get(table, ())))
+        if not names:
+            continue
+        lines.append(f"*{table}")
+        lines += [f":{c} - [0:0]" for c in names]
+        lines += [f"-X {c}" for c in names]
+        lines.append("COMMIT")
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+def our_chains(save_output: str) -> dict[str, set[str]]:
+    """The KUBE-* chains (per table) in ``iptables-save`` output."""
+    found: dict[str, set[str]] = {}
+    table = ""
+    for line in save_output.splitlines():
+        if line.startswith("*"):
+            table = line[1:].strip()
+        elif line.startswith(":") and table:
+            name = line[1:].split(" ", 1)[0]
+            if name.startswith(OUR_PREFIXES):
+                found.setdefault(table, set()).add(name)
+    return found
