@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -79,6 +80,33 @@ def up(tmp_path: Path) -> Iterator[Up]:
         )  # fmt: skip
 
 
+def _check_service(k: Kubectl) -> None:
+    """The Service path of a ``corral up`` cluster: EndpointSlices from the controller, the
+    agent's proxy (ClusterIP from the host reaches both pods), its node-local DNS."""
+    k("expose", "deployment", "web", "--port=80", "--target-port=8080")
+    ip = k("get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}").stdout
+    names = {p["metadata"]["name"] for p in _pods(k)}
+    seen: set[str] = set()
+
+    def both_answer() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{ip}/", timeout=2) as r:
+                seen.add(r.read().decode().strip())
+        except OSError:
+            return False
+        return seen == names
+
+    eventually(both_answer, timeout=30)
+    pod = sorted(names)[0]
+
+    def resolves() -> bool:
+        res = k("exec", pod, "--", "nslookup", "web.default.svc.cluster.local", check=False)
+        return ip in res.stdout
+
+    eventually(resolves, timeout=20)
+    assert k("exec", pod, "--", "wget", "-qO-", "http://web/").stdout.strip() in names
+
+
 def _pods(k: Kubectl) -> list[dict]:  # type: ignore[type-arg]
     return list(json.loads(k("get", "pods", "-o", "json").stdout)["items"])
 
@@ -100,17 +128,12 @@ def test_up_runs_the_demo_image_resumes_after_a_reboot_and_stops_on_ctrl_c(up: U
     k = Kubectl(up.data / "kubeconfig", up.data.parent / "kubecache")
     nodes = json.loads(k("get", "nodes", "-o", "json").stdout)["items"]
     assert len(nodes) == 1
-    k(
-        "create",
-        "deployment",
-        "web",
-        "--image=corral.local/busybox:1.35",
-        "--replicas=2",
-        "--",
-        "sleep",
-        "3600",
-    )
+    serve = "echo $(hostname) > /tmp/index.html; exec httpd -f -p 8080 -h /tmp"
+    image = "--image=corral.local/busybox:1.35"
+    k("create", "deployment", "web", image, "--replicas=2", "--", "sh", "-c", serve)
     eventually(lambda: _all_running(k, 2), timeout=60)
+    if shutil.which("runc") and shutil.which("iptables-restore"):
+        _check_service(k)
     before = {p["metadata"]["uid"] for p in _pods(k)}
     rs_before = json.loads(k("get", "rs", "-o", "json").stdout)["items"]
 
