@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -354,3 +355,27 @@ def test_pods_resolve_services_through_the_node_local_dns(cluster: Cluster) -> N
         "exec", "dig", "-n", ns, "--", "nslookup", f"nope.{ns}.svc.cluster.local", check=False
     )
     assert res.returncode != 0
+
+
+def test_host_port_reaches_the_pod(cluster: Cluster) -> None:
+    if cluster.runtime != "oci":
+        pytest.skip("process-runtime pods bind the host's ports themselves")
+    ns = cluster.ns()
+    serve = ["sh", "-c", "echo from-hostport > /tmp/index.html; exec httpd -f -p 8080 -h /tmp"]
+    manifest = pod_manifest(
+        "hp", cluster.image, serve,
+        container={"ports": [{"containerPort": 8080, "hostPort": 18080}]},
+    )  # fmt: skip
+    cluster.apply(ns, manifest)
+    cluster.wait_pod(ns, "hp", running)
+
+    def answers(host: str) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{host}:18080/", timeout=2) as r:
+                return bool(r.read().decode().strip() == "from-hostport")
+        except OSError:
+            return False
+
+    until(lambda: answers("127.0.0.1"), timeout=10)  # the node's address
+    cluster.kubectl("delete", "pod", "hp", "-n", ns, "--wait=true", timeout=60)
+    assert not answers("127.0.0.1")  # the mapping went with the pod

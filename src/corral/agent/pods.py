@@ -98,6 +98,27 @@ class NodeContext:
     cluster_domain: str = "cluster.local"
 
 
+def host_ports(pod: Obj) -> tuple[tuple[int, int, str, str], ...]:
+    """The pod's hostPorts: (hostPort, containerPort, protocol, hostIP), as the sandbox's
+    port mappings (hostNetwork pods have none: they bind the host's ports themselves)."""
+    spec = pod.get("spec") or {}
+    if spec.get("hostNetwork"):
+        return ()
+    out = []
+    for c in spec.get("containers") or []:
+        for p in c.get("ports") or []:
+            if p.get("hostPort"):
+                out.append(
+                    (
+                        int(p["hostPort"]),
+                        int(p["containerPort"]),
+                        str(p.get("protocol") or "TCP"),
+                        str(p.get("hostIP") or ""),
+                    )
+                )
+    return tuple(out)
+
+
 def _host_resolv() -> str:
     try:
         with open("/etc/resolv.conf") as f:
@@ -315,6 +336,7 @@ class PodWorker:
                 resolv_conf=pod_resolv_conf(
                     pod, self.ctx.cluster_dns, self.ctx.cluster_domain, _host_resolv()
                 ),
+                port_mappings=host_ports(pod),
             )
             try:
                 self.st.sandbox = await self.ctx.driver.create_sandbox(sandbox_spec)

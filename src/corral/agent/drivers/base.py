@@ -81,6 +81,8 @@ class SandboxSpec:
     dir: Path  # the pod's directory on this node (volumes, logs, state live under it)
     host_network: bool = False
     resolv_conf: str | None = None  # the pod's /etc/resolv.conf (None: the host's)
+    #: hostPorts: (hostPort, containerPort, protocol, hostIP) (``oci``: CNI portmap)
+    port_mappings: tuple[tuple[int, int, str, str], ...] = ()
 
 
 @dataclass(frozen=True)

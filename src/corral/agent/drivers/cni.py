@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,9 @@ from typing import Any
 from corral.agent.drivers.base import CREATE_CONTAINER_ERROR, StartError
 
 CNI_VERSION = "1.0.0"
+
+#: (hostPort, containerPort, protocol, hostIP) of one hostPort
+PortMapping = tuple[int, int, str, str]
 DEFAULT_CNI_PATH = ("/opt/cni/bin", "/usr/lib/cni", "/usr/libexec/cni")
 
 
@@ -113,8 +117,34 @@ class PodNetwork:
     def loopback_config(self) -> dict[str, Any]:
         return {"cniVersion": CNI_VERSION, "name": "lo", "type": "loopback"}
 
-    async def add(self, container_id: str, netns: str) -> str:
-        """Attach ``netns`` to the pod network; return the pod IP (no prefix length)."""
+    def portmap_config(
+        self, mappings: Sequence[PortMapping], prev: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The ``portmap`` plugin's config: hostPorts DNATed to the pod (SNAT for hairpin
+        and localhost), as containerd chains it after the bridge."""
+        cfg: dict[str, Any] = {
+            "cniVersion": CNI_VERSION,
+            "name": self.network_name,
+            "type": "portmap",
+            "capabilities": {"portMappings": True},
+            "snat": True,
+            "runtimeConfig": {
+                "portMappings": [
+                    {"hostPort": h, "containerPort": c, "protocol": p.lower()}
+                    | ({"hostIP": ip} if ip else {})
+                    for h, c, p, ip in mappings
+                ]
+            },
+        }
+        if prev is not None:
+            cfg["prevResult"] = prev
+        return cfg
+
+    async def add(
+        self, container_id: str, netns: str, port_mappings: Sequence[PortMapping] = ()
+    ) -> str:
+        """Attach ``netns`` to the pod network (and its hostPorts, through ``portmap``);
+        return the pod IP (no prefix length)."""
         self.ipam_dir.mkdir(parents=True, exist_ok=True)
         await invoke(
             "loopback",
@@ -134,14 +164,36 @@ class PodNetwork:
             ifname="eth0",
             cni_path=self.cni_path,
         )
+        if port_mappings:
+            await invoke(
+                "portmap",
+                "ADD",
+                self.portmap_config(port_mappings, result),
+                container_id=container_id,
+                netns=netns,
+                ifname="eth0",
+                cni_path=self.cni_path,
+            )
         for ip in result.get("ips", []):
             address = str(ip.get("address", ""))
             if address and ":" not in address:
                 return address.split("/")[0]
         raise CniError(f"CNI bridge ADD returned no IPv4 address: {result}")
 
-    async def delete(self, container_id: str, netns: str) -> None:
+    async def delete(
+        self, container_id: str, netns: str, port_mappings: Sequence[PortMapping] = ()
+    ) -> None:
         """Detach and release the address (idempotent; a missing netns is fine)."""
+        if port_mappings:
+            await invoke(
+                "portmap",
+                "DEL",
+                self.portmap_config(port_mappings),
+                container_id=container_id,
+                netns=netns,
+                ifname="eth0",
+                cni_path=self.cni_path,
+            )
         await invoke(
             "bridge",
             "DEL",

@@ -201,7 +201,8 @@ class OciDriver:
                 if rc != 0 and "exists" not in out:
                     raise StartError(CREATE_CONTAINER_ERROR, f"ip netns add {name}: {out}")
                 data["netns"] = f"/run/netns/{name}"
-                ip = await self.network.add(spec.pod_uid, data["netns"])
+                data["port_mappings"] = [list(m) for m in spec.port_mappings]
+                ip = await self.network.add(spec.pod_uid, data["netns"], spec.port_mappings)
             self._write_etc_files(spec, ip)
             bundle = state_dir / "bundle"
             bundle.mkdir()
@@ -274,7 +275,11 @@ class OciDriver:
         netns = data.get("netns")
         if netns:
             with contextlib.suppress(StartError):
-                await self.network.delete(sandbox.pod_uid, netns)
+                mappings = [
+                    (int(h), int(c), str(p), str(i))
+                    for h, c, p, i in data.get("port_mappings") or []
+                ]
+                await self.network.delete(sandbox.pod_uid, netns, mappings)
             await self._run("ip", "netns", "delete", Path(netns).name)
         if self.cgroups is not None:
             self.cgroups.remove(f"{self.cgroup_parent}/{sandbox.pod_uid}")
