@@ -4,6 +4,9 @@
 and returns once its Node is Ready; ``stop`` (SIGTERM: the agent leaves its pods
 running, as a kubelet does), ``kill`` (SIGKILL) and ``restart`` let tests check that
 pods survive the agent. Output goes to ``DATA_DIR/agent.log`` for failure messages.
+``prefix`` (e.g. ``nsenter --net=/run/netns/NS``) runs the agent and its ``--reset``
+under another command, and ``host`` is where its logs/exec port answers (a test host's
+node IP: ``corral.testing.hosts``).
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ class AgentProcess:
     port: int
     extra: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
+    prefix: list[str] = field(default_factory=list)
+    host: str = "127.0.0.1"
 
     @classmethod
     def start(
@@ -78,7 +83,7 @@ class AgentProcess:
     def launch(self, timeout: float = 30.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         argv = [
-            sys.executable, "-m", "corral", "agent",
+            *self.prefix, sys.executable, "-m", "corral", "agent",
             "--kubeconfig", str(self.kubeconfig),
             "--name", self.name,
             "--runtime", self.runtime,
@@ -108,7 +113,7 @@ class AgentProcess:
     def _serving(self) -> bool:
         """The agent's own server answers (any status): this process is up."""
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2):
+            with urllib.request.urlopen(f"http://{self.host}:{self.port}/healthz", timeout=2):
                 return True
         except urllib.error.HTTPError:
             return True
@@ -138,7 +143,8 @@ class AgentProcess:
     def reset(self) -> None:
         """Stop and remove every container and sandbox left in the data dir
         (``corral agent --reset``): what a test's teardown does after ``stop``."""
-        argv = [sys.executable, "-m", "corral", "agent", "--reset", "--runtime", self.runtime]
+        argv = [*self.prefix, sys.executable, "-m", "corral", "agent", "--reset"]
+        argv += ["--runtime", self.runtime]
         argv += ["--data-dir", str(self.data_dir), "--name", self.name]
         subprocess.run(argv, check=True, capture_output=True, timeout=120)
 
