@@ -20,7 +20,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,23 +152,30 @@ class Cluster:
 
 @contextlib.contextmanager
 def running_cluster(
-    base: Path, runtime: str, prefix: str, *, controllers: bool = False, workloads: str = ""
+    base: Path,
+    runtime: str,
+    prefix: str,
+    *,
+    controllers: bool = False,
+    workloads: str = "",
+    agent_args: Sequence[str] = (),
 ) -> Iterator[Cluster]:
     """A cluster under ``base`` whose one agent runs ``runtime``, named ``PREFIX-RUNTIME-*``.
 
     ``controllers``: the server runs the controller manager too; ``workloads`` (kinds,
     comma-separated) are deleted before the pods on the way out, so that no controller
-    makes new ones while the agent finishes them.
+    makes new ones while the agent finishes them; ``agent_args`` are added to the agent's
+    command line (e.g. ``["--proxy", "auto"]``).
     """
     srv = start_server(base / "server", controllers=controllers)
     registry: LocalRegistry | None = None
-    extra: list[str] = []
+    extra: list[str] = list(agent_args)
     try:
         if runtime == "oci":
             registry = LocalRegistry.start(base / "registry")
             layout = build_busybox(base / "layout", "1.35")
             push(layout, "1.35", f"{registry.host}/library/{IMAGE}")
-            extra = ["--registry-mirror", f"docker.io=http://{registry.host}"]
+            extra += ["--registry-mirror", f"docker.io=http://{registry.host}"]
         agent = AgentProcess.start(
             srv.kubeconfig, f"{prefix}-{runtime}-{uuid.uuid4().hex[:4]}", runtime, base / "agent",
             extra=extra,
