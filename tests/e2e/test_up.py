@@ -7,6 +7,7 @@ and stops cleanly on Ctrl-C.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
@@ -128,10 +129,15 @@ def test_up_runs_the_demo_image_resumes_after_a_reboot_and_stops_on_ctrl_c(up: U
     k = Kubectl(up.data / "kubeconfig", up.data.parent / "kubecache")
     nodes = json.loads(k("get", "nodes", "-o", "json").stdout)["items"]
     assert len(nodes) == 1
+    if shutil.which("runc"):  # oci: the server gave the node a pod CIDR; pods take IPs in it
+        cidr = ipaddress.ip_network(nodes[0]["spec"]["podCIDR"])
+        assert cidr.subnet_of(ipaddress.ip_network("10.89.0.0/16"))
     serve = "echo $(hostname) > /tmp/index.html; exec httpd -f -p 8080 -h /tmp"
     image = "--image=corral.local/busybox:1.35"
     k("create", "deployment", "web", image, "--replicas=2", "--", "sh", "-c", serve)
     eventually(lambda: _all_running(k, 2), timeout=60)
+    if shutil.which("runc"):
+        assert all(ipaddress.ip_address(p["status"]["podIP"]) in cidr for p in _pods(k))
     if shutil.which("runc") and shutil.which("iptables-restore"):
         _check_service(k)
     before = {p["metadata"]["uid"] for p in _pods(k)}

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -103,10 +104,13 @@ class NodeAgent:
         pids_limit: int | None = None,
         cluster_dns: tuple[str, ...] = (),
         cluster_domain: str = "cluster.local",
+        on_registered: Callable[[Obj], Awaitable[None]] | None = None,
     ) -> None:
         self.client = client
         self.name = name
         self.driver = driver
+        #: awaited once the Node is registered, before any pod is looked at
+        self.on_registered = on_registered
         self.data_dir = data_dir
         self.node_ip = node_ip
         self.port = port
@@ -168,6 +172,8 @@ class NodeAgent:
         await self.server.start()
         try:
             node = await register_node(self.client, self._spec(), self.clock)
+            if self.on_registered is not None:  # e.g. the pod network from spec.podCIDR
+                await self.on_registered(node)
             uids = {self.name: node["metadata"].get("uid", "")}
             self.leases = LeaseRenewer(self.client, [self.name], uids=uids, clock=self.clock)
             async with asyncio.TaskGroup() as tg:

@@ -91,6 +91,7 @@ class Server:
         controllers: bool = False,
         hollow_nodes: int = 0,
         agents: Sequence[Sequence[str]] = (),
+        controller_args: Sequence[str] = (),
         default_not_ready_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS,
         default_unreachable_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS,
     ) -> None:
@@ -119,6 +120,8 @@ class Server:
         self.hollow_nodes = hollow_nodes
         #: node agents (``corral agent ARGS...``) to start beside it, one per entry
         self.agents = [list(a) for a in agents]
+        #: extra flags of the controller manager (``corral up``: node CIDR allocation)
+        self.controller_args = list(controller_args)
         #: tolerationSeconds of the DefaultTolerationSeconds admission (not-ready, unreachable)
         self.default_toleration_seconds = (
             default_not_ready_toleration_seconds,
@@ -193,7 +196,7 @@ class Server:
         if self.scheduler:
             self._start_child("scheduler")
         if self.controllers:
-            self._start_child("controller-manager")
+            self._start_child("controller-manager", self.controller_args)
         if self.hollow_nodes:
             self._start_child(
                 "agent",

@@ -25,7 +25,7 @@ from corral.agent.images import RegistryHosts
 from corral.agent.images.store import ImageStore
 from corral.agent.kubelet import NodeAgent
 from corral.agent.node import parse_labels, run_loop, serve_until_signalled
-from corral.client.rest import Client, KubeConfig
+from corral.client.rest import NODES, Client, KubeConfig
 
 if TYPE_CHECKING:
     from corral.proxy.proxier import Proxier
@@ -93,7 +93,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="also run this node's Service proxy (kube-proxy's job): auto = iptables as "
         "root, else userspace; corral up turns it on for its first agent",
     )
-    p.add_argument("--pod-cidr", default="10.88.0.0/16", help="oci: pod IPs come from here")
+    p.add_argument(
+        "--pod-cidr",
+        default="10.88.0.0/16",
+        help="oci: pod IPs come from here; 'auto': the Node's spec.podCIDR, which the "
+        "server allocates (controller-manager --allocate-node-cidrs; corral up does)",
+    )
+    p.add_argument(
+        "--cluster-cidr",
+        default="",
+        help="all pods' IPs (the proxy masquerades traffic from outside it); default: --pod-cidr",
+    )
     p.add_argument("--bridge", default="corral0", help="oci: the CNI bridge of this agent")
     p.add_argument("--pod-pids-limit", type=int, default=None, help="pids limit of every container")
     p.add_argument(
@@ -150,8 +160,21 @@ def _proxier(client: Client, args: argparse.Namespace) -> Proxier:
 
     mode = default_mode() if args.proxy == "auto" else args.proxy
     log.info("service proxy: %s", mode)
-    backend = make_backend(mode, args.pod_cidr)
+    backend = make_backend(mode, args.cluster_cidr or args.pod_cidr)
     return Proxier(client, args.name, args.node_ip, backend)
+
+
+async def _wait_pod_cidr(client: Client, name: str, node: dict[str, Any]) -> str:
+    """The Node's ``spec.podCIDR``: polled until the server's nodeipam controller sets it."""
+    for attempt in range(600):
+        cidr = str((node.get("spec") or {}).get("podCIDR") or "")
+        if cidr:
+            return cidr
+        if attempt % 50 == 49:
+            log.info("waiting for node %s to get a pod CIDR (controller-manager nodeipam)", name)
+        await asyncio.sleep(0.1)
+        node = await client.get(NODES, name)
+    raise RuntimeError(f"node {name} got no pod CIDR in 60 s: is nodeipam running?")
 
 
 async def _node_dns(client: Client, ip: str, domain: str) -> None:
@@ -211,7 +234,11 @@ def main(argv: list[str]) -> int:
     except ValueError as e:
         parser.error(str(e))
     data_dir.mkdir(parents=True, exist_ok=True)
-    driver = make_driver(runtime, data_dir, args.node_ip, args.pod_cidr, args.bridge)
+    auto_cidr = args.pod_cidr == "auto"
+    if auto_cidr and not args.cluster_cidr:
+        parser.error("--pod-cidr auto needs --cluster-cidr")
+    first_cidr = args.cluster_cidr if auto_cidr else args.pod_cidr
+    driver = make_driver(runtime, data_dir, args.node_ip, first_cidr, args.bridge)
     if args.reset:
         return asyncio.run(reset(driver))
     if not args.kubeconfig:
@@ -223,7 +250,7 @@ def main(argv: list[str]) -> int:
     client = Client(cfg, connections=16, user_agent=f"corral-agent/{runtime}")
     cluster_dns = tuple(x.strip() for x in args.cluster_dns.split(",") if x.strip())
     node_dns: str | None = None
-    if runtime == "oci" and not cluster_dns and args.node_dns == "auto":
+    if runtime == "oci" and not cluster_dns and args.node_dns == "auto" and not auto_cidr:
         node_dns = str(ipaddress.ip_network(args.pod_cidr, strict=False)[1])  # the gateway
         cluster_dns = (node_dns,)
     agent = NodeAgent(
@@ -245,6 +272,25 @@ def main(argv: list[str]) -> int:
 
     async def run() -> None:
         async with asyncio.TaskGroup() as tg:
+
+            async def pod_network(node: dict[str, Any]) -> None:
+                """--pod-cidr auto: the bridge's subnet (and node-local DNS) from the
+                Node's spec.podCIDR, once the server has allocated it."""
+                cidr = await _wait_pod_cidr(client, args.name, node)
+                from corral.agent.drivers.cni import PodNetwork
+
+                network = PodNetwork(
+                    ipam_dir=data_dir / "oci" / "cni", bridge=args.bridge, subnet=cidr
+                )
+                driver.network = network  # type: ignore[attr-defined]
+                log.info("pod network %s on %s", cidr, args.bridge)
+                if args.node_dns == "auto" and not args.cluster_dns:
+                    gateway = str(ipaddress.ip_network(cidr, strict=False)[1])
+                    agent.ctx.cluster_dns = (gateway,)
+                    tg.create_task(_node_dns(client, gateway, args.cluster_domain))
+
+            if auto_cidr and runtime == "oci":
+                agent.on_registered = pod_network
             if node_dns is not None:
                 tg.create_task(_node_dns(client, node_dns, args.cluster_domain))
             if proxier is not None:

@@ -213,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             controllers=not args.no_controllers,
             hollow_nodes=args.hollow_nodes,
             agents=agents,
+            controller_args=up_cli.controller_args() if agents else [],
             default_not_ready_toleration_seconds=args.default_not_ready_toleration_seconds,
             default_unreachable_toleration_seconds=args.default_unreachable_toleration_seconds,
         )

@@ -23,6 +23,13 @@ from corral.util.clock import parse_rfc3339
 log = logging.getLogger("corral.up")
 
 DEMO_IMAGE = "corral.local/busybox:1.35"
+#: pod IPs of a ``corral up`` cluster (outside the agents' stand-alone default 10.88/16)
+CLUSTER_CIDR = "10.89.0.0/16"
+
+
+def controller_args() -> list[str]:
+    """The controller manager of ``corral up`` gives each Node a pod CIDR (nodeipam)."""
+    return ["--allocate-node-cidrs", "--cluster-cidr", CLUSTER_CIDR]
 
 
 def node_names(count: int) -> list[str]:
@@ -48,8 +55,16 @@ def agent_commands(data_dir: Path, count: int, runtime: str) -> list[list[str]]:
                 "auto" if i == 0 else "off",  # one proxy per host: the iptables are shared
             ]
         )
-        if count > 1:  # one bridge and /24 of pod IPs per agent
-            out[-1] += ["--pod-cidr", f"10.89.{i}.0/24", "--bridge", f"corral-n{i}"]
+        # one bridge per agent; its /24 of pod IPs is the Node's spec.podCIDR, which the
+        # controller manager allocates from CLUSTER_CIDR (controller_args)
+        out[-1] += [
+            "--pod-cidr",
+            "auto",
+            "--cluster-cidr",
+            CLUSTER_CIDR,
+            "--bridge",
+            f"corral-n{i}",
+        ]
     return out
 
 

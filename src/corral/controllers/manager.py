@@ -33,6 +33,7 @@ from corral.controllers.deployment import DeploymentController
 from corral.controllers.endpoints import EndpointsController
 from corral.controllers.endpointslice import EndpointSliceController
 from corral.controllers.job import JobController, TTLAfterFinishedController
+from corral.controllers.nodeipam import NodeIpamController
 from corral.controllers.nodelifecycle import (
     NODE_MONITOR_GRACE_PERIOD,
     NODE_MONITOR_PERIOD,
@@ -61,7 +62,12 @@ CONTROLLERS: dict[str, type[Controller]] = {
     "taint-eviction-controller": TaintEvictionController,
     "endpoints": EndpointsController,
     "endpointslice": EndpointSliceController,
+    "nodeipam": NodeIpamController,
 }
+
+
+#: controllers that run only when asked for by name or flag (upstream's defaults)
+OFF_BY_DEFAULT = frozenset({"nodeipam"})
 
 
 def select_controllers(spec: str, known: Iterable[str] | None = None) -> list[str]:
@@ -102,7 +108,11 @@ class ControllerManager:
     ) -> None:
         self.client = client
         self.factory = InformerFactory(client)
-        names = list(CONTROLLERS) if controllers is None else list(controllers)
+        names = (
+            [n for n in CONTROLLERS if n not in OFF_BY_DEFAULT]
+            if controllers is None
+            else list(controllers)
+        )
         self.controllers: dict[str, Controller] = {}
         for name in names:
             cls = CONTROLLERS.get(name)
@@ -196,6 +206,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long a new node may go without posting Ready (default 1m)",
     )
     p.add_argument(
+        "--allocate-node-cidrs",
+        action="store_true",
+        help="give each Node a pod CIDR from --cluster-cidr (the nodeipam controller)",
+    )
+    p.add_argument("--cluster-cidr", default="10.88.0.0/16", help="pod IPs of the cluster")
+    p.add_argument("--node-cidr-mask-size", type=int, default=24, help="size of a node's block")
+    p.add_argument(
         "--log-level", default="info", type=str.lower, choices=["debug", "info", "warning", "error"]
     )
     return p
@@ -212,6 +229,8 @@ def main(argv: list[str]) -> int:
     except ValueError as e:
         print(f"corral controller-manager: {e}", file=sys.stderr)
         return 2
+    if not args.allocate_node_cidrs:  # off unless asked for, as upstream
+        names = [n for n in names if n != "nodeipam"]
     try:
         client = Client.from_kubeconfig(args.kubeconfig, user_agent="corral-controller-manager")
     except (OSError, KeyError, StopIteration, TypeError) as e:
@@ -222,7 +241,11 @@ def main(argv: list[str]) -> int:
             "node_monitor_grace_period": args.node_monitor_grace_period,
             "node_monitor_period": args.node_monitor_period,
             "node_startup_grace_period": args.node_startup_grace_period,
-        }
+        },
+        "nodeipam": {
+            "cluster_cidr": args.cluster_cidr,
+            "node_cidr_mask_size": args.node_cidr_mask_size,
+        },
     }
     asyncio.run(_serve(client, names, args.exit_on_stdin_eof, options))
     return 0
