@@ -16,6 +16,8 @@ The ruleset (``nat``)::
     PREROUTING, OUTPUT --> KUBE-SERVICES --(clusterIP:port)--> KUBE-SVC-<h>
                                |  (last) dst-type LOCAL --> KUBE-NODEPORTS
     KUBE-NODEPORTS --(nodePort)--> KUBE-EXT-<h> --> KUBE-MARK-MASQ, KUBE-SVC-<h>
+        externalTrafficPolicy Local: KUBE-EXT-<h> --> [pod CIDR / src-type LOCAL: KUBE-SVC-<h>]
+                                     else KUBE-SVL-<h> (this node's endpoints, no masquerade)
     KUBE-SVC-<h>: [mark masq if from outside the pod CIDR]
                   [affinity: -m recent --rcheck per endpoint]
                   statistic random 1/n, 1/(n-1), ... --> KUBE-SEP-<h'>
@@ -24,7 +26,9 @@ The ruleset (``nat``)::
 
 ``filter``: a Service port without endpoints is REJECTed (icmp-port-unreachable, so a
 client sees "connection refused" at once) in KUBE-SERVICES (from OUTPUT and FORWARD) and,
-for its nodePort, in KUBE-EXTERNAL-SERVICES (from INPUT and FORWARD).
+for its nodePort, in KUBE-EXTERNAL-SERVICES (from INPUT and FORWARD). With
+``externalTrafficPolicy: Local`` and no endpoint on this node, the nodePort is DROPped
+there instead ("has no local endpoints"); its ClusterIP still reaches every endpoint.
 
 The jumps from the built-in chains are not part of the restore text (appending them on
 every sync would duplicate them); ``JUMPS`` lists them for ``proxier`` to ensure once.
@@ -88,6 +92,10 @@ class ServicePort:
     node_port: int = 0
     affinity_seconds: int = 0  # > 0: sessionAffinity ClientIP
     endpoints: tuple[Endpoint, ...] = field(default=())
+    #: externalTrafficPolicy Local (NodePort/LoadBalancer): external traffic only to
+    #: ``local_endpoints`` (those of ``endpoints`` on this node), source IP kept
+    external_local: bool = False
+    local_endpoints: tuple[Endpoint, ...] = field(default=())
 
     @property
     def port_key(self) -> str:
@@ -110,6 +118,11 @@ class ServicePort:
     @property
     def ext_chain(self) -> str:
         return "KUBE-EXT-" + self._hash()
+
+    @property
+    def svl_chain(self) -> str:
+        """Upstream's servicePortPolicyLocalChainName: the same hash as KUBE-SVC."""
+        return "KUBE-SVL-" + self._hash()
 
     def sep_chain(self, ep: Endpoint) -> str:
         return "KUBE-SEP-" + self._hash(str(ep))
@@ -149,9 +162,9 @@ def service_ports(
 
     Skipped as upstream: ExternalName and headless Services, non-IPv4 ClusterIPs and
     addresses. Endpoints are de-duplicated across the slices of one Service.
-    ``node_name`` is accepted for the topology rules a later version may add.
+    ``node_name``: this proxy's node; endpoints whose ``nodeName`` is it are the local
+    ones, used for external traffic of an ``externalTrafficPolicy: Local`` Service.
     """
-    del node_name
     by_service: dict[tuple[str, str], list[Obj]] = {}
     for sl in slices:
         meta = sl.get("metadata") or {}
@@ -170,9 +183,14 @@ def service_ports(
         if spec.get("sessionAffinity") == "ClientIP":
             cfg = (spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}
             affinity = int(cfg.get("timeoutSeconds") or DEFAULT_AFFINITY_SECONDS)
+        external_local = spec.get("externalTrafficPolicy") == "Local" and spec.get("type") in (
+            "NodePort",
+            "LoadBalancer",
+        )
         for p in spec.get("ports") or []:
             pname, proto = p.get("name") or "", p.get("protocol") or "TCP"
             eps: set[Endpoint] = set()
+            local: set[Endpoint] = set()
             for sl in by_service.get((ns, name), []):
                 sport = next(
                     (
@@ -185,12 +203,12 @@ def service_ports(
                 )
                 if sport is None or not sport.get("port"):
                     continue
-                for ep in _usable(sl.get("endpoints") or []):
-                    eps.update(
-                        Endpoint(a, int(sport["port"]))
-                        for a in ep.get("addresses") or []
-                        if _is_ipv4(a)
-                    )
+                raw = sl.get("endpoints") or []
+                for ep in _usable(raw):
+                    eps.update(_addresses(ep, int(sport["port"])))
+                if node_name:  # upstream: the local set falls back to terminating on its own
+                    for ep in _usable([e for e in raw if e.get("nodeName") == node_name]):
+                        local.update(_addresses(ep, int(sport["port"])))
             out.append(
                 ServicePort(
                     ns,
@@ -201,11 +219,21 @@ def service_ports(
                     int(p["port"]),
                     int(p.get("nodePort") or 0),
                     affinity,
-                    tuple(sorted(eps, key=lambda e: (ipaddress.ip_address(e.ip), e.port))),
+                    _sorted(eps),
+                    external_local,
+                    _sorted(local) if external_local else (),
                 )
             )
     out.sort(key=lambda sp: (sp.namespace, sp.name, sp.port_name, sp.protocol))
     return out
+
+
+def _addresses(ep: Obj, port: int) -> list[Endpoint]:
+    return [Endpoint(a, port) for a in ep.get("addresses") or [] if _is_ipv4(a)]
+
+
+def _sorted(eps: Iterable[Endpoint]) -> tuple[Endpoint, ...]:
+    return tuple(sorted(eps, key=lambda e: (ipaddress.ip_address(e.ip), e.port)))
 
 
 # --- the iptables-restore text ---------------------------------------------------------------
@@ -226,6 +254,25 @@ class Ruleset:
 
     text: str
     chains: dict[str, set[str]]
+
+
+def _balance(sp: ServicePort, chain: str, endpoints: tuple[Endpoint, ...]) -> list[str]:
+    """Upstream's writeServiceToEndpointRules: affinity checks, then a random split."""
+    key, out = sp.port_key, []
+    if sp.affinity_seconds:
+        for ep in endpoints:
+            sep = sp.sep_chain(ep)
+            out.append(
+                f"-A {chain} -m comment --comment {_q(f'{key} -> {ep}')} -m recent --name {sep}"
+                f" --mask 255.255.255.255 --rsource --rcheck --seconds {sp.affinity_seconds}"
+                f" --reap -j {sep}"
+            )
+    n = len(endpoints)
+    for i, ep in enumerate(endpoints):
+        sep = sp.sep_chain(ep)
+        prob = "" if i == n - 1 else f" -m statistic --mode random --probability {1 / (n - i):.10f}"
+        out.append(f"-A {chain} -m comment --comment {_q(f'{key} -> {ep}')}{prob} -j {sep}")
+    return out
 
 
 def iptables_ruleset(
@@ -288,28 +335,40 @@ def iptables_ruleset(
             nodeports.append(
                 f"-A KUBE-NODEPORTS -m comment --comment {_q(key)} {m} --dport {sp.node_port} -j {ext}"
             )
-            nat.append(
-                f"-A {ext} -m comment --comment {_q(f'masquerade traffic for {key} external destinations')} -j KUBE-MARK-MASQ"
-            )
-            nat.append(f"-A {ext} -j {svc}")
-        if sp.affinity_seconds:
-            for ep in sp.endpoints:
-                sep = sp.sep_chain(ep)
+            if not sp.external_local:
                 nat.append(
-                    f"-A {svc} -m comment --comment {_q(f'{key} -> {ep}')} -m recent --name {sep}"
-                    f" --mask 255.255.255.255 --rsource --rcheck --seconds {sp.affinity_seconds}"
-                    f" --reap -j {sep}"
+                    f"-A {ext} -m comment --comment {_q(f'masquerade traffic for {key} external destinations')} -j KUBE-MARK-MASQ"
                 )
-        n = len(sp.endpoints)
-        for i, ep in enumerate(sp.endpoints):
-            sep = sp.sep_chain(ep)
-            prob = (
-                ""
-                if i == n - 1
-                else f" -m statistic --mode random --probability {1 / (n - i):.10f}"
-            )
-            nat.append(f"-A {svc} -m comment --comment {_q(f'{key} -> {ep}')}{prob} -j {sep}")
-        for ep in sp.endpoints:
+                nat.append(f"-A {ext} -j {svc}")
+            else:
+                # as upstream: pods and the node itself are not "external" (they go by
+                # the cluster policy); the rest keeps its source IP on a local endpoint
+                if cluster_cidr:
+                    nat.append(
+                        f"-A {ext} -m comment --comment {_q(f'pod traffic for {key} external destinations')}"
+                        f" -s {cluster_cidr} -j {svc}"
+                    )
+                nat.append(
+                    f"-A {ext} -m comment --comment {_q(f'masquerade LOCAL traffic for {key} external destinations')}"
+                    " -m addrtype --src-type LOCAL -j KUBE-MARK-MASQ"
+                )
+                nat.append(
+                    f"-A {ext} -m comment --comment {_q(f'route LOCAL traffic for {key} external destinations')}"
+                    f" -m addrtype --src-type LOCAL -j {svc}"
+                )
+                if sp.local_endpoints:
+                    nat.append(f"-A {ext} -j {sp.svl_chain}")
+                else:
+                    filt.append(
+                        f"-A KUBE-EXTERNAL-SERVICES -m comment --comment"
+                        f" {_q(f'{key} has no local endpoints')} -m addrtype --dst-type LOCAL"
+                        f" {m} --dport {sp.node_port} -j DROP"
+                    )
+        nat += _balance(sp, svc, sp.endpoints)
+        if sp.node_port and sp.external_local and sp.local_endpoints:
+            chains["nat"].append(sp.svl_chain)
+            nat += _balance(sp, sp.svl_chain, sp.local_endpoints)
+        for ep in _sorted({*sp.endpoints, *sp.local_endpoints}):
             sep = sp.sep_chain(ep)
             chains["nat"].append(sep)
             recent = (

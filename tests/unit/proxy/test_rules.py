@@ -258,3 +258,149 @@ def test_our_chains_reads_iptables_save() -> None:
         "COMMIT\n*nat\n:KUBE-SVC-ABC - [0:0]\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n"
     )
     assert our_chains(save) == {"filter": {"KUBE-SERVICES"}, "nat": {"KUBE-SVC-ABC"}}
+
+
+# --- externalTrafficPolicy: Local ------------------------------------------------------------
+
+
+def local_ep(ip: str, node: str, **conditions: bool) -> Obj:
+    return {"addresses": [ip], "nodeName": node, "conditions": conditions}
+
+
+@pytest.mark.parametrize(
+    ("spec", "endpoints", "node", "want_local", "want_eps"),
+    [
+        (
+            {"type": "NodePort", "externalTrafficPolicy": "Local"},
+            [local_ep("10.88.0.2", "n1"), local_ep("10.88.0.3", "n2")],
+            "n1",
+            (True, ["10.88.0.2:8080"]),
+            ["10.88.0.2:8080", "10.88.0.3:8080"],
+        ),
+        (
+            {"type": "LoadBalancer", "externalTrafficPolicy": "Local"},
+            [local_ep("10.88.0.3", "n2")],
+            "n1",
+            (True, []),
+            ["10.88.0.3:8080"],
+        ),
+        (  # a terminating local endpoint serves when no local one is ready
+            {"type": "NodePort", "externalTrafficPolicy": "Local"},
+            [
+                local_ep("10.88.0.2", "n1", ready=False, serving=True, terminating=True),
+                local_ep("10.88.0.3", "n2"),
+            ],
+            "n1",
+            (True, ["10.88.0.2:8080"]),
+            ["10.88.0.3:8080"],
+        ),
+        (
+            {"type": "NodePort", "externalTrafficPolicy": "Cluster"},
+            [local_ep("10.88.0.2", "n1")],
+            "n1",
+            (False, []),
+            ["10.88.0.2:8080"],
+        ),
+        (  # not externally reachable: the policy does not apply
+            {"type": "ClusterIP", "externalTrafficPolicy": "Local"},
+            [local_ep("10.88.0.2", "n1")],
+            "n1",
+            (False, []),
+            ["10.88.0.2:8080"],
+        ),
+        (  # no node name: nothing is local
+            {"type": "NodePort", "externalTrafficPolicy": "Local"},
+            [local_ep("10.88.0.2", "n1")],
+            "",
+            (True, []),
+            ["10.88.0.2:8080"],
+        ),
+    ],
+    ids=["nodeport", "lb-none-local", "local-terminating", "cluster", "clusterip", "no-node"],
+)
+def test_service_ports_local_endpoints(
+    spec: Obj,
+    endpoints: list[Obj],
+    node: str,
+    want_local: tuple[bool, list[str]],
+    want_eps: list[str],
+) -> None:
+    s = svc("web", ports=[{"name": "http", "port": 80, "nodePort": 30080}], **spec)
+    (sp,) = service_ports([s], [slice_("web", endpoints)], node_name=node)
+    assert (sp.external_local, [str(e) for e in sp.local_endpoints]) == want_local
+    assert [str(e) for e in sp.endpoints] == want_eps
+
+
+def test_svl_chain_is_upstreams_hash() -> None:
+    sp = ServicePort("ns1", "svc1", "p80", "TCP", "172.30.0.41", 80)
+    assert sp.svl_chain == "KUBE-SVL-XPGD46QRK7WJZT7O"  # servicePortPolicyLocalChainName
+
+
+def local_port(n_endpoints: int, local: tuple[int, ...], affinity: int = 0) -> ServicePort:
+    eps = tuple(Endpoint(f"10.88.0.{i + 2}", 8080) for i in range(n_endpoints))
+    return ServicePort(
+        "ns", "web", "http", "TCP", "10.96.0.10", 80, 30080, affinity, eps, True,
+        tuple(eps[i] for i in local),
+    )  # fmt: skip
+
+
+LP = local_port(3, (1,))
+EXT, SVC, SVL = LP.ext_chain, LP.svc_chain, LP.svl_chain
+SEP = [LP.sep_chain(Endpoint(f"10.88.0.{i + 2}", 8080)) for i in range(3)]
+
+
+@pytest.mark.parametrize(
+    ("sp", "want", "absent"),
+    [
+        (
+            LP,
+            [
+                f"-A KUBE-NODEPORTS -m comment --comment ns/web:http -m tcp -p tcp --dport 30080 -j {EXT}",
+                f'-A {EXT} -m comment --comment "pod traffic for ns/web:http external destinations"'
+                f" -s 10.88.0.0/16 -j {SVC}",
+                f'-A {EXT} -m comment --comment "masquerade LOCAL traffic for ns/web:http external'
+                ' destinations" -m addrtype --src-type LOCAL -j KUBE-MARK-MASQ',
+                f'-A {EXT} -m comment --comment "route LOCAL traffic for ns/web:http external'
+                f' destinations" -m addrtype --src-type LOCAL -j {SVC}',
+                f"-A {EXT} -j {SVL}",
+                f'-A {SVL} -m comment --comment "ns/web:http -> 10.88.0.3:8080" -j {SEP[1]}',
+                # ClusterIP traffic still balances over every endpoint
+                f"-d 10.96.0.10/32 --dport 80 -j {SVC}",
+                f'-A {SVC} -m comment --comment "ns/web:http -> 10.88.0.4:8080" -j {SEP[2]}',
+                f":{SVL} - [0:0]",
+            ],
+            ["masquerade traffic for", f"-A {EXT} -j {SVC}", "has no local endpoints"],
+        ),
+        (
+            local_port(3, ()),
+            [
+                '-A KUBE-EXTERNAL-SERVICES -m comment --comment "ns/web:http has no local'
+                ' endpoints" -m addrtype --dst-type LOCAL -m tcp -p tcp --dport 30080 -j DROP',
+                f"--src-type LOCAL -j {SVC}",
+                f"-d 10.96.0.10/32 --dport 80 -j {SVC}",
+            ],
+            ["KUBE-SVL-", f"-A {EXT} -j", "REJECT"],
+        ),
+        (
+            local_port(3, (0, 2), affinity=60),
+            [
+                f'-A {SVL} -m comment --comment "ns/web:http -> 10.88.0.2:8080" -m recent --name'
+                f" {SEP[0]} --mask 255.255.255.255 --rsource --rcheck --seconds 60 --reap -j {SEP[0]}",
+                f'-A {SVL} -m comment --comment "ns/web:http -> 10.88.0.2:8080" -m statistic'
+                f" --mode random --probability 0.5000000000 -j {SEP[0]}",
+                f'-A {SVL} -m comment --comment "ns/web:http -> 10.88.0.4:8080" -j {SEP[2]}',
+            ],
+            [],
+        ),
+    ],
+    ids=["local-endpoint", "no-local-endpoint", "two-local-affinity"],
+)
+def test_external_traffic_policy_local(sp: ServicePort, want: list[str], absent: list[str]) -> None:
+    rs = iptables_ruleset([sp], cluster_cidr="10.88.0.0/16")
+    for line in want:
+        assert line in rs.text
+    for never in absent:
+        assert never not in rs.text
+    assert (SVL in rs.chains["nat"]) == bool(sp.local_endpoints)
+    # every endpoint keeps its KUBE-SEP chain (ClusterIP traffic reaches all of them)
+    assert all(f":{c} - [0:0]" in rs.text for c in SEP)
