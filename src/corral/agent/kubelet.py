@@ -105,12 +105,14 @@ class NodeAgent:
         cluster_dns: tuple[str, ...] = (),
         cluster_domain: str = "cluster.local",
         on_registered: Callable[[Obj], Awaitable[None]] | None = None,
+        pod_cidr: str = "",
     ) -> None:
         self.client = client
         self.name = name
         self.driver = driver
         #: awaited once the Node is registered, before any pod is looked at
         self.on_registered = on_registered
+        self.pod_cidr = pod_cidr  # published as the Node's spec.podCIDR
         self.data_dir = data_dir
         self.node_ip = node_ip
         self.port = port
@@ -158,6 +160,7 @@ class NodeAgent:
             os_image=_os_image(),
             kernel_version=_kernel(),
             kubelet_port=self.server.port,
+            pod_cidr=self.pod_cidr,
         )
 
     async def run(self) -> None:

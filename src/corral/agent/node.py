@@ -70,6 +70,7 @@ class NodeSpec:
     os_image: str = "Corral hollow node"
     kernel_version: str = "hollow"
     kubelet_port: int = 10250  # where the agent serves logs and exec (daemonEndpoints)
+    pod_cidr: str = ""  # published as spec.podCIDR when the agent was given one
 
 
 def parse_labels(text: str) -> dict[str, str]:
@@ -158,7 +159,7 @@ def node_object(spec: NodeSpec, now: float) -> Obj:
                 "volumes.kubernetes.io/controller-managed-attach-detach": "true",
             },
         },
-        "spec": {},
+        "spec": {"podCIDR": spec.pod_cidr, "podCIDRs": [spec.pod_cidr]} if spec.pod_cidr else {},
         "status": node_status(spec, now),
     }
 
@@ -209,7 +210,12 @@ async def register_node(client: Client, spec: NodeSpec, clock: Clock) -> Obj:
     except StatusError as e:
         if e.code != 409:
             raise
-    await client.patch(NODES, spec.name, {"metadata": {"labels": body["metadata"]["labels"]}})
+    patch: Obj = {"metadata": {"labels": body["metadata"]["labels"]}}
+    if spec.pod_cidr:
+        current = await client.get(NODES, spec.name)
+        if not (current.get("spec") or {}).get("podCIDR"):
+            patch["spec"] = body["spec"]
+    await client.patch(NODES, spec.name, patch)
     out: Obj = await client.patch(NODES, spec.name, {"status": body["status"]}, sub="status")
     return out
 

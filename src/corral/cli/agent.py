@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("corral.agent")
 
+DEFAULT_POD_CIDR = "10.88.0.0/16"
+
 
 def pick_runtime() -> tuple[str, str]:
     """(runtime, why): ``oci`` when root and runc are there, else ``process``."""
@@ -95,9 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--pod-cidr",
-        default="10.88.0.0/16",
-        help="oci: pod IPs come from here; 'auto': the Node's spec.podCIDR, which the "
-        "server allocates (controller-manager --allocate-node-cidrs; corral up does)",
+        default=None,
+        help="oci: pod IPs come from here, published as the Node's spec.podCIDR (default "
+        "10.88.0.0/16, not published); 'auto': the spec.podCIDR the server allocates "
+        "(controller-manager --allocate-node-cidrs; corral up does)",
     )
     p.add_argument(
         "--cluster-cidr",
@@ -234,6 +237,9 @@ def main(argv: list[str]) -> int:
     except ValueError as e:
         parser.error(str(e))
     data_dir.mkdir(parents=True, exist_ok=True)
+    published_cidr = args.pod_cidr if args.pod_cidr not in (None, "auto") else ""
+    if args.pod_cidr is None:
+        args.pod_cidr = DEFAULT_POD_CIDR
     auto_cidr = args.pod_cidr == "auto"
     if auto_cidr and not args.cluster_cidr:
         parser.error("--pod-cidr auto needs --cluster-cidr")
@@ -266,6 +272,7 @@ def main(argv: list[str]) -> int:
         pids_limit=args.pod_pids_limit,
         cluster_dns=cluster_dns,
         cluster_domain=args.cluster_domain,
+        pod_cidr=published_cidr,
     )
 
     proxier = _proxier(client, args) if args.proxy != "off" else None
@@ -295,6 +302,12 @@ def main(argv: list[str]) -> int:
                 tg.create_task(_node_dns(client, node_dns, args.cluster_domain))
             if proxier is not None:
                 tg.create_task(_guarded(proxier.run(), "the service proxy"))
+            if runtime == "oci" and os.geteuid() == 0:
+                from corral.agent.routes import PodRoutes
+
+                own = args.pod_cidr if not auto_cidr else ""
+                routes = PodRoutes(client, args.name, args.node_ip, own)
+                tg.create_task(_guarded(routes.run(), "the pod routes"))
             await agent.run()
 
     run_loop(lambda: serve_until_signalled(run, client, args.exit_on_stdin_eof))

@@ -181,11 +181,11 @@ class TestHosts:
             ip("link", "set", "eth0", "up", netns=h.netns)
             ip("route", "add", "default", "via", self.gateway, netns=h.netns)
             h.run("sysctl", "-qw", "net.ipv4.ip_forward=1")
-        for h in self.hosts:  # host-gw: each pod CIDR via its host, everywhere else
+        # host-gw: the root namespace (the test process) reaches each host's pods via the
+        # host; between the hosts, the agents install these routes themselves
+        # (agent/routes.py, from the Nodes' spec.podCIDR)
+        for h in self.hosts:
             ip("route", "add", h.pod_cidr, "via", h.ip, "dev", self.bridge)
-            for other in self.hosts:
-                if other is not h:
-                    ip("route", "add", h.pod_cidr, "via", h.ip, "dev", "eth0", netns=other.netns)
 
     def start_server(self, *, controllers: bool = True) -> BoundServer:
         """``corral server --bind <gateway>`` under ``base/server``."""
