@@ -4,7 +4,7 @@ node-local DNS), a server with the controllers bound to the bridge's address.
 
 A 3-replica Deployment of busybox httpd (each pod serves its hostname) is spread one
 pod per host by required pod anti-affinity; a ClusterIP Service selects it. Checked:
-pod to pod across hosts (host-gw routes), pod to Service from every host (all three
+pod to pod across hosts (host-gw routes), NodePort on every host, pod to Service from every host (all three
 pods answer), cluster DNS from a pod, and ``kubectl logs``/``exec`` for a pod on every
 host (the API server proxies to each agent's node IP). The hosts cannot reach a
 registry on 127.0.0.1, so the demo image is imported into each agent's image store
@@ -137,7 +137,11 @@ SERVICE: Obj = {
     "apiVersion": "v1",
     "kind": "Service",
     "metadata": {"name": "web"},
-    "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]},
+    "spec": {
+        "type": "NodePort",
+        "selector": {"app": "web"},
+        "ports": [{"port": 80, "targetPort": 8080}],
+    },
 }
 
 
@@ -145,6 +149,7 @@ SERVICE: Obj = {
 class Web:
     by_node: dict[str, tuple[str, str]]  # node -> (pod name, pod IP)
     cluster_ip: str
+    node_port: int
 
     @property
     def names(self) -> set[str]:
@@ -168,7 +173,7 @@ def web(cluster: Cluster) -> Web:
     cluster.wait("a ready web pod on every host", one_ready_per_host, timeout=60)
     by_node = {p["spec"]["nodeName"]: (p["metadata"]["name"], p["status"]["podIP"]) for p in ready}
     svc = json.loads(cluster.kubectl("get", "service/web", "-n", NS, "-o", "json").stdout)
-    return Web(by_node, svc["spec"]["clusterIP"])
+    return Web(by_node, svc["spec"]["clusterIP"], int(svc["spec"]["ports"][0]["nodePort"]))
 
 
 def test_pods_get_their_hosts_pod_cidr(cluster: Cluster, web: Web) -> None:
@@ -205,6 +210,28 @@ def test_pod_to_service_from_every_host(cluster: Cluster, web: Web) -> None:
 
         cluster.wait(f"all three pods answer the Service from {node}", all_answered, 60)
         assert seen == web.names, f"from {node}: {sorted(seen)}"
+
+
+def test_node_port_on_every_host(cluster: Cluster, web: Web) -> None:
+    """From outside the hosts (the root namespace), each host's NodePort reaches all
+    three pods, wherever they run."""
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    for h in cluster.hosts.hosts:
+        seen: set[str] = set()
+
+        def all_answered(ip: str = h.ip, seen: set[str] = seen) -> bool:
+            for _ in range(10):
+                try:
+                    with direct.open(f"http://{ip}:{web.node_port}/", timeout=5) as r:
+                        seen.add(r.read().decode().strip())
+                except OSError:
+                    return False
+            return seen >= web.names
+
+        cluster.wait(
+            f"all three pods answer NodePort {web.node_port} on {h.name}", all_answered, 60
+        )
+        assert seen == web.names
 
 
 def test_cluster_dns_from_a_pod(cluster: Cluster, web: Web) -> None:
