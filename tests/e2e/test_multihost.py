@@ -3,9 +3,9 @@ one real ``oci`` agent in each (with its in-process iptables Service proxy and i
 node-local DNS), a server with the controllers bound to the bridge's address.
 
 A 3-replica Deployment of busybox httpd (each pod serves its hostname) is spread one
-pod per host by required pod anti-affinity; a ClusterIP Service selects it. Checked:
-pod to pod across hosts (host-gw routes), NodePort on every host, pod to Service from every host (all three
-pods answer), cluster DNS from a pod, and ``kubectl logs``/``exec`` for a pod on every
+pod per host by required pod anti-affinity; a NodePort Service selects it. Checked:
+pod to pod across hosts (host-gw routes the agents install), the NodePort on every host,
+pod to Service from every host (all three pods answer), cluster DNS from a pod, and ``kubectl logs``/``exec`` for a pod on every
 host (the API server proxies to each agent's node IP). The hosts cannot reach a
 registry on 127.0.0.1, so the demo image is imported into each agent's image store
 before it starts. Root only; skips with the reason otherwise.
