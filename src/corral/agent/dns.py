@@ -28,6 +28,15 @@ MAX_NAMESERVERS = 3
 MAX_SEARCHES = 32
 
 
+def host_resolv_conf(path: str = "/etc/resolv.conf") -> str:
+    """This host's resolv.conf text ('' when there is none)."""
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
 def parse_resolv_conf(text: str) -> tuple[list[str], list[str], list[str]]:
     """(nameservers, search domains, options) of a resolv.conf."""
     servers: list[str] = []

@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from corral.api.conditions import condition_true
 from corral.api.errors import StatusError
 from corral.client.events import EventRecorder
 from corral.client.informer import Informer
@@ -47,13 +48,6 @@ Obj = dict[str, Any]
 
 STATUS_INTERVAL = 60.0  # the Node's status (heartbeat in its conditions) is refreshed this often
 CHECK_INTERVAL = 10.0  # ... and looked at this often (the kubelet's nodeStatusUpdateFrequency)
-
-
-def _reports_ready(node: Obj) -> bool:
-    for c in (node.get("status") or {}).get("conditions") or []:
-        if c.get("type") == "Ready":
-            return bool(c.get("status") == "True")
-    return False
 
 
 def host_capacity(data_dir: Path) -> dict[str, str]:
@@ -203,7 +197,7 @@ class NodeAgent:
             try:
                 node = await self.client.get(NODES, self.name)
                 due = self.clock.now() - posted >= STATUS_INTERVAL
-                if due or not _reports_ready(node):
+                if due or not condition_true(node, "Ready"):
                     status = node_status(self._spec(), self.clock.now(), since)
                     await self.client.patch(NODES, self.name, {"status": status}, sub="status")
                     posted = self.clock.now()

@@ -37,7 +37,7 @@ from corral.client.events import EventRecorder
 from corral.client.rest import PODS, Client
 from corral.util.clock import Clock
 
-from .dns import pod_resolv_conf
+from .dns import host_resolv_conf, pod_resolv_conf
 from .drivers.base import (
     ContainerHandle,
     ContainerSpec,
@@ -117,14 +117,6 @@ def host_ports(pod: Obj) -> tuple[tuple[int, int, str, str], ...]:
                     )
                 )
     return tuple(out)
-
-
-def _host_resolv() -> str:
-    try:
-        with open("/etc/resolv.conf") as f:
-            return f.read()
-    except OSError:
-        return ""
 
 
 def _pod_ref(pod: Obj) -> Obj:
@@ -334,7 +326,7 @@ class PodWorker:
                 dir=self.dir,
                 host_network=bool(spec.get("hostNetwork")),
                 resolv_conf=pod_resolv_conf(
-                    pod, self.ctx.cluster_dns, self.ctx.cluster_domain, _host_resolv()
+                    pod, self.ctx.cluster_dns, self.ctx.cluster_domain, host_resolv_conf()
                 ),
                 port_mappings=host_ports(pod),
             )

@@ -19,7 +19,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from corral.agent.dns import parse_resolv_conf
+from corral.agent.dns import host_resolv_conf, parse_resolv_conf
 from corral.agent.drivers.base import Driver
 from corral.agent.images import RegistryHosts
 from corral.agent.images.store import ImageStore
@@ -139,11 +139,7 @@ def make_driver(
 
 def _host_upstreams() -> list[tuple[str, int]]:
     """The host's own nameservers: where the node-local DNS sends other names."""
-    try:
-        text = Path("/etc/resolv.conf").read_text()
-    except OSError:
-        return []
-    servers, _, _ = parse_resolv_conf(text)
+    servers, _, _ = parse_resolv_conf(host_resolv_conf())
     return [(ip, 53) for ip in servers]
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from corral.apiserver.server import Server
+from corral.api.conditions import find_condition
 from corral.util.clock import parse_rfc3339
 
 log = logging.getLogger("corral.up")
@@ -71,14 +72,14 @@ def agent_commands(data_dir: Path, count: int, runtime: str) -> list[list[str]]:
 def _ready(node: dict[str, Any], since: float) -> bool:
     """Ready, as reported by an agent that has run since ``since`` (unix seconds): the
     Ready condition of a node from before a restart does not count."""
-    for c in (node.get("status") or {}).get("conditions") or []:
-        if c.get("type") == "Ready":
-            try:
-                beat = parse_rfc3339(str(c.get("lastHeartbeatTime")))
-            except ValueError:
-                return False
-            return bool(c.get("status") == "True") and beat >= int(since)
-    return False
+    c = find_condition(node, "Ready")
+    if c is None:
+        return False
+    try:
+        beat = parse_rfc3339(str(c.get("lastHeartbeatTime")))
+    except ValueError:
+        return False
+    return bool(c.get("status") == "True") and beat >= int(since)
 
 
 async def report_progress(server: Server, names: list[str], t0: float, timeout: float) -> None:

@@ -24,6 +24,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from corral.api.conditions import condition_true
 from corral.testing.process import free_port
 
 
@@ -37,10 +38,7 @@ def _node_ready(server: str, token: str, ctx: ssl.SSLContext | bool, name: str) 
             node = json.loads(r.read())
     except OSError:
         return False
-    for c in (node.get("status") or {}).get("conditions") or []:
-        if c.get("type") == "Ready":
-            return bool(c.get("status") == "True")
-    return False
+    return condition_true(node, "Ready")
 
 
 @dataclass
