@@ -20,6 +20,7 @@ containers counted with the containers, limits standing in for missing requests)
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -162,6 +163,9 @@ class NodeTable:
         self._label_cache: dict[str, dict[str, Index]] = {}
         self._taint_cache: dict[tuple[tuple[str, str, str], ...], Index] | None = None
         self.cursor = Cursor()
+        #: told of every pod accounted (+1) or released (-1), with the node it is on: the
+        #: offer allocator charges pods to roles and frameworks through it
+        self.pod_listeners: list[Callable[[PodInfo, str, int], None]] = []
         self._views()
 
     # -- views -------------------------------------------------------------------------
@@ -326,6 +330,8 @@ class NodeTable:
         if pod.key in self._pod_node:
             self.remove_pod(pod.key)
         self._pod_node[pod.key] = node
+        for listener in self.pod_listeners:
+            listener(pod, node, 1)
         if has_required_anti_affinity(pod):
             self._anti[pod.key] = pod
         r = self._rows.get(node)
@@ -346,8 +352,11 @@ class NodeTable:
             pod = waiting.pop(key, None)
             if not waiting:
                 self._waiting.pop(node, None)
-            return pod
-        pod = self._pods[r].get(key)
+        else:
+            pod = self._pods[r].get(key)
+            if pod is not None:
+                self._account(r, pod, -1)
         if pod is not None:
-            self._account(r, pod, -1)
+            for listener in self.pod_listeners:
+                listener(pod, node, -1)
         return pod
