@@ -88,6 +88,7 @@ class Server:
         service_cidr: str = "10.96.0.0/12",
         node_port_range: tuple[int, int] = (30000, 32767),
         scheduler: bool = False,
+        mesos_port: int = 0,
         controllers: bool = False,
         hollow_nodes: int = 0,
         agents: Sequence[Sequence[str]] = (),
@@ -115,6 +116,8 @@ class Server:
         #: run ``corral scheduler`` / ``corral controller-manager`` beside the API
         #: server, each in its own process (the loops use the second core)
         self.scheduler = scheduler
+        #: the scheduler process also serves the Mesos master API on this port (0: off)
+        self.mesos_port = mesos_port
         self.controllers = controllers
         #: simulated nodes (``corral agent --runtime hollow``) to start beside it
         self.hollow_nodes = hollow_nodes
@@ -194,7 +197,12 @@ class Server:
         lifecycle = Lifecycle(registry, self.event_ttl)
         self._tasks.append(asyncio.create_task(lifecycle.run(), name="lifecycle"))
         if self.scheduler:
-            self._start_child("scheduler")
+            mesos = (
+                ["--mesos-port", str(self.mesos_port), "--mesos-bind", self.bind]
+                if self.mesos_port
+                else []
+            )
+            self._start_child("scheduler", mesos)
         if self.controllers:
             self._start_child("controller-manager", self.controller_args)
         if self.hollow_nodes:

@@ -56,6 +56,13 @@ def _server_args(p: argparse.ArgumentParser, data_required: bool) -> None:
         "--no-scheduler", action="store_true", help="do not start the scheduler beside it"
     )
     p.add_argument(
+        "--mesos-port",
+        type=int,
+        default=0 if data_required else 5050,
+        metavar="PORT",
+        help="serve the Mesos master API on this port, bound like the API server (0: off)",
+    )
+    p.add_argument(
         "--hollow-nodes",
         type=int,
         default=0,
@@ -174,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     from corral.cli import scheduler as scheduler_cli
     from corral.cli import up as up_cli
 
-    if args.command == "scheduler":
+    if args.command in ("scheduler", "mesos-master"):
         return scheduler_cli.run_scheduler(args)
     if args.command == "why":
         return scheduler_cli.why(args)
@@ -210,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             service_cidr=args.service_cidr,
             node_port_range=_port_range(args.service_node_port_range),
             scheduler=not args.no_scheduler,
+            mesos_port=args.mesos_port,
             controllers=not args.no_controllers,
             hollow_nodes=args.hollow_nodes,
             agents=agents,

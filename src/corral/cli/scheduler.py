@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from corral.scheduler.framework import Profile
 
 Obj = dict[str, Any]
+log = logging.getLogger("corral.scheduler")
 
 #: how the scheduler appends the nearest miss to Kubernetes' text in its Event
 NEAREST_OPEN = "(nearest miss: "
@@ -48,6 +49,28 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--max-in-flight", type=int, default=64, help="concurrent bindings")
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--exit-on-stdin-eof", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--mesos-port",
+        type=int,
+        default=0,
+        help="also serve the Mesos master API on this port (0: off); offers and pods "
+        "share this scheduler's node table",
+    )
+    p.add_argument("--mesos-bind", default="127.0.0.1", help="address of the Mesos master API")
+    m = sub.add_parser(
+        "mesos-master",
+        help="run the Mesos master (offers under DRF) with the scheduler it shares placement with",
+        description="The Mesos master API and its allocator, in one process with the Kubernetes "
+        "scheduler (they own placement together): point it at a `corral server --no-scheduler`.",
+    )
+    m.add_argument("--kubeconfig", default=None, help="how to reach the API server")
+    m.add_argument("--port", type=int, default=5050, help="Mesos master API port")
+    m.add_argument("--bind", default="127.0.0.1", help="address to listen on")
+    m.add_argument("--config", default=None, help="KubeSchedulerConfiguration file")
+    m.add_argument("--scheduler-name", default=DEFAULT_SCHEDULER, help=argparse.SUPPRESS)
+    m.add_argument("--max-in-flight", type=int, default=64, help=argparse.SUPPRESS)
+    m.add_argument("--log-level", default="INFO")
+    m.add_argument("--exit-on-stdin-eof", action="store_true", help=argparse.SUPPRESS)
     w = sub.add_parser("why", help="explain why a pod is not scheduled")
     w.add_argument("target", help="pod/NAME (or NAME)")
     w.add_argument("-n", "--namespace", default="default")
@@ -76,7 +99,7 @@ async def _run_scheduler(args: argparse.Namespace, profile: Profile) -> None:
     sched = Scheduler(
         client, name=args.scheduler_name, profile=profile, max_in_flight=args.max_in_flight
     )
-    task = asyncio.create_task(sched.run(), name="scheduler")
+    task = asyncio.create_task(_placement(sched, client, args), name="scheduler")
     waits: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait())]
     if args.exit_on_stdin_eof:
         waits.append(asyncio.create_task(_stdin_eof()))
@@ -91,6 +114,35 @@ async def _run_scheduler(args: argparse.Namespace, profile: Profile) -> None:
         await client.close()
     if task.done() and not task.cancelled() and task.exception() is not None:
         raise task.exception()  # type: ignore[misc]
+
+
+async def _placement(sched: Any, client: Client, args: argparse.Namespace) -> None:
+    """The scheduler, and with a Mesos port the allocator and master over its table."""
+    port = getattr(args, "mesos_port", 0)
+    if args.command == "mesos-master":
+        port = args.port
+    if not port:
+        await sched.run()
+        return
+    from aiohttp import web
+
+    from corral.mesos.http import build_app
+    from corral.mesos.master import Master
+    from corral.offers.allocator import Allocator
+
+    bind = args.bind if args.command == "mesos-master" else args.mesos_bind
+    allocator = Allocator(sched.table, sched.clock)
+    master = Master(client, sched, allocator, hostname=bind, port=port)
+    runner = web.AppRunner(build_app(master), handler_cancellation=True, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, bind, port, backlog=1024).start()
+        log.info("Mesos master API on http://%s:%d", bind, port)
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(sched.run(), name="scheduler")
+            tg.create_task(master.run(), name="mesos-master")
+    finally:
+        await runner.cleanup()
 
 
 def run_scheduler(args: argparse.Namespace) -> int:

@@ -31,7 +31,7 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,6 +121,10 @@ class Scheduler:
         self._slots = asyncio.Semaphore(max_in_flight)
         self._tg: asyncio.TaskGroup | None = None
         self.ready = asyncio.Event()
+        #: set by a Mesos master sharing this table (corral.mesos): given a decision
+        #: function, frees the outstanding offers a pending pod needs and returns the node
+        #: they were on (or None); the allocator lives above this layer, hence a callable
+        self.reclaimer: Callable[[Callable[[], str | None]], str | None] | None = None
 
     # --- running ----------------------------------------------------------------------------
     async def run(self) -> None:
@@ -288,6 +292,13 @@ class Scheduler:
         finally:
             for k in held:
                 self.table.remove_pod(k)
+        if not d.node and self.reclaimer is not None:
+            # offered resources never starve a pod: rescind the offers it needs
+            node = self.reclaimer(
+                lambda: decide(info, self.table, self.profile, self._plugins, preemption=False).node
+            )
+            if node:
+                d.node = node
         if d.node:
             self.table.add_pod(info, d.node)
             self._accounted[key] = (info.uid, d.node)
@@ -343,6 +354,25 @@ class Scheduler:
         started = self._queued_at.pop(pod.key, None)
         if started is not None:
             self.stats.latencies.append(time.monotonic() - started)
+
+    def resources_freed(self) -> None:
+        """Capacity came back (offers declined or rescinded): pending pods may fit now."""
+        self._moved()
+
+    def assume(self, pod: Obj, node: str) -> None:
+        """Account ``pod`` on ``node`` now, before it exists or is bound: the Mesos master
+        launching a task into an accepted offer hands the offer's hold over to the pod in
+        the same step, so nothing else can take those resources meanwhile."""
+        key = key_of(pod)
+        self.table.add_pod(pod_info(pod), node)
+        self._accounted[key] = ((pod.get("metadata") or {}).get("uid", ""), node)
+        self._assumed[key] = node
+
+    def forget(self, key: str) -> None:
+        """Undo ``assume`` (the pod could not be created or bound)."""
+        node = self._assumed.get(key)
+        if node is not None:
+            self._forget(key, node)
 
     def _forget(self, key: str, node: str) -> None:
         """Undo an assumption whose binding failed (unless the pod got bound meanwhile)."""

@@ -1,0 +1,290 @@
+"""The Mesos master's HTTP face (port 5050): the v1 scheduler API, the operator API and
+the read-only endpoints that frameworks, dashboards and tools read.
+
+- ``POST /api/v1/scheduler``: SUBSCRIBE answers a chunked RecordIO stream with a
+  ``Mesos-Stream-Id`` (``stream.py``); every other call needs that header and answers
+  ``202``; malformed calls ``400`` with a text message, a wrong or missing stream id
+  ``403`` — the codes and words of Mesos' ``master/http.cpp``.
+- ``POST /api/v1`` (and ``/api/v1/operator``): operator calls, ``200`` with JSON.
+- ``GET /version``, ``/state`` (= ``/master/state``), ``/state-summary``,
+  ``/metrics/snapshot``, ``/master/redirect`` (= ``/redirect``), ``/health``.
+
+Built by ``build_app``; ``serve`` runs it beside the scheduler (cli/mesos.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import orjson
+from aiohttp import web
+
+from corral.mesos import state as st
+from corral.mesos.master import VERSION, CallError, Master
+from corral.mesos.stream import EventStream
+from corral.offers.resources import to_vector
+
+log = logging.getLogger("corral.mesos.http")
+
+Obj = dict[str, Any]
+MASTER_KEY = web.AppKey("master", Master)
+
+
+def _json(obj: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(obj), status=status, content_type="application/json")
+
+
+def _text(message: str, status: int) -> web.Response:
+    return web.Response(text=message, status=status, content_type="text/plain")
+
+
+async def _read_call(request: web.Request) -> Obj:
+    ctype = request.content_type
+    if ctype == "application/x-protobuf":
+        raise CallError(
+            415, "Corral's Mesos master speaks JSON: send 'Content-Type: application/json'"
+        )
+    if ctype not in ("application/json", "application/octet-stream", ""):
+        raise CallError(415, f"Expecting 'Content-Type' of application/json; got '{ctype}'")
+    accept = request.headers.get("Accept", "")
+    if accept and "json" not in accept and "*/*" not in accept:
+        raise CallError(406, "Expecting 'Accept' to allow application/json")
+    raw = await request.read()
+    try:
+        call = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise CallError(400, f"Failed to parse body into JSON: {e}") from None
+    if not isinstance(call, dict):
+        raise CallError(400, "Failed to validate call: expecting a JSON object")
+    if not isinstance(call.get("type"), str):
+        raise CallError(400, "Failed to validate call: Expecting 'type' to be present")
+    return call
+
+
+async def scheduler_api(request: web.Request) -> web.StreamResponse:
+    m = request.app[MASTER_KEY]
+    try:
+        call = await _read_call(request)
+        if call["type"] == "SUBSCRIBE":
+            if "Mesos-Stream-Id" in request.headers:
+                raise CallError(
+                    400, "Subscribe calls should not include the 'Mesos-Stream-Id' header"
+                )
+            fw, stream = await m.subscribe(call)
+        else:
+            fw = m.framework_for_call(call, request.headers.get("Mesos-Stream-Id"))
+            m.handle(fw, call)
+            return web.Response(status=202)
+    except CallError as e:
+        m.metrics.invalid_calls += 1
+        return _text(e.message, e.code)
+    try:
+        await stream.pump(request)
+    finally:
+        m.disconnected(fw, stream)
+    return web.Response(status=200)  # never sent: the stream response was prepared
+
+
+async def version(request: web.Request) -> web.Response:
+    return _json(
+        {
+            "version": VERSION,
+            "build_date": "",
+            "build_time": 0,
+            "build_user": "corral",
+            "git_sha": "",
+            "git_tag": VERSION,
+        }
+    )
+
+
+async def state(request: web.Request) -> web.Response:
+    return _json(st.state_v0(request.app[MASTER_KEY]))
+
+
+async def state_summary(request: web.Request) -> web.Response:
+    return _json(st.state_summary(request.app[MASTER_KEY]))
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return _json(st.metrics_snapshot(request.app[MASTER_KEY]))
+
+
+async def redirect(request: web.Request) -> web.Response:
+    m = request.app[MASTER_KEY]
+    raise web.HTTPTemporaryRedirect(f"//{m.hostname}:{m.port}")
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.Response(status=200)
+
+
+# --- operator API ------------------------------------------------------------------------------
+async def operator_api(request: web.Request) -> web.StreamResponse:
+    m = request.app[MASTER_KEY]
+    try:
+        call = await _read_call(request)
+        kind = call["type"]
+        if kind == "SUBSCRIBE":
+            stream = EventStream(m.heartbeat)
+            stream.send(
+                {
+                    "type": "SUBSCRIBED",
+                    "subscribed": {
+                        "get_state": st.get_state(m),
+                        "heartbeat_interval_seconds": m.heartbeat,
+                    },
+                }
+            )
+            m.operator_streams.append(stream)
+            try:
+                await stream.pump(request)
+            finally:
+                stream.close()
+            return web.Response(status=200)
+        answer = await _operator_call(m, kind, call)
+    except CallError as e:
+        return _text(e.message, e.code)
+    if answer is None:
+        return web.Response(status=200)
+    return _json({"type": kind, kind.lower(): answer} if answer else {"type": kind})
+
+
+async def _operator_call(m: Master, kind: str, call: Obj) -> Obj | None:
+    body = call.get(kind.lower()) or {}
+    if kind == "GET_HEALTH":
+        return {"healthy": True}
+    if kind == "GET_VERSION":
+        return {"version_info": {"version": VERSION, "build_user": "corral"}}
+    if kind == "GET_STATE":
+        return st.get_state(m)
+    if kind == "GET_AGENTS":
+        return st.get_agents(m)
+    if kind == "GET_FRAMEWORKS":
+        return st.get_frameworks(m)
+    if kind == "GET_TASKS":
+        return st.get_tasks(m)
+    if kind == "GET_EXECUTORS":
+        return {"executors": [], "orphan_executors": []}
+    if kind == "GET_ROLES":
+        return st.get_roles(m)
+    if kind == "GET_WEIGHTS":
+        return st.get_weights(m)
+    if kind == "GET_MASTER":
+        return {
+            "master_info": m.master_info(),
+            "start_time": m.start_time,
+            "elected_time": m.start_time,
+        }
+    if kind == "GET_METRICS":
+        snap = st.metrics_snapshot(m)
+        return {"metrics": [{"name": k, "value": v} for k, v in snap.items()]}
+    if kind == "GET_FLAGS":
+        return {"flags": [{"name": k, "value": v} for k, v in st.state_v0(m)["flags"].items()]}
+    if kind == "GET_QUOTA":
+        return st.get_quota(m)
+    if kind == "UPDATE_WEIGHTS":
+        infos = body.get("weight_infos")
+        if not isinstance(infos, list) or not infos:
+            raise CallError(400, "Expecting 'update_weights.weight_infos' to be present")
+        parsed = []
+        for w in infos:
+            role, weight = (w or {}).get("role"), (w or {}).get("weight")
+            if (
+                not isinstance(role, str)
+                or not role
+                or not isinstance(weight, int | float)
+                or weight <= 0
+            ):
+                raise CallError(
+                    400, f"Invalid weight info {w!r}: want a role and a positive weight"
+                )
+            parsed.append((role, float(weight)))
+        for role, weight in parsed:
+            m.allocator.set_weight(role, weight)
+        await m.save_policy()
+        m.wake()
+        return None
+    if kind in ("UPDATE_QUOTA", "SET_QUOTA", "REMOVE_QUOTA"):
+        for role, g, lim in _quota_configs(kind, body):
+            try:
+                m.allocator.set_quota(role, g, lim)
+            except ValueError as e:
+                raise CallError(400, f"Invalid quota for role '{role}': {e}") from None
+        await m.save_policy()
+        m.wake()
+        return None
+    raise CallError(400, f"Unsupported operator call type '{kind}'")
+
+
+def _quota_configs(kind: str, body: Obj) -> list[tuple[str, Any, Any]]:
+    out: list[tuple[str, Any, Any]] = []
+    if kind == "REMOVE_QUOTA":
+        role = body.get("role")
+        if not isinstance(role, str) or not role:
+            raise CallError(400, "Expecting 'remove_quota.role' to be present")
+        return [(role, None, None)]
+    if kind == "SET_QUOTA":
+        req = body.get("quota_request") or {}
+        role = req.get("role")
+        if not isinstance(role, str) or not role:
+            raise CallError(400, "Expecting 'set_quota.quota_request.role' to be present")
+        g = _resource_list(req.get("guarantee") or [])
+        return [(role, g, g)]
+    configs = body.get("quota_configs")
+    if not isinstance(configs, list) or not configs:
+        raise CallError(400, "Expecting 'update_quota.quota_configs' to be present")
+    for c in configs:
+        role = (c or {}).get("role")
+        if not isinstance(role, str) or not role:
+            raise CallError(400, "Each quota config needs a 'role'")
+        g = _scalar_map(c.get("guarantees"))
+        lim = _scalar_map(c.get("limits"))
+        out.append((role, g, lim))
+    return out
+
+
+def _scalar_map(m: Any) -> Any:
+    if m is None:
+        return None
+    if not isinstance(m, dict):
+        raise CallError(400, "Quota guarantees and limits are maps of resource name to {value}")
+    vals: dict[str, float] = {}
+    for k, v in m.items():
+        if k not in ("cpus", "mem", "disk"):
+            raise CallError(400, f"Quota on '{k}' is not supported (cpus, mem, disk)")
+        val = (v or {}).get("value") if isinstance(v, dict) else None
+        if not isinstance(val, int | float) or val < 0:
+            raise CallError(400, f"Invalid quota value for '{k}': {v!r}")
+        vals[k] = float(val)
+    return to_vector(vals.get("cpus", 0.0), vals.get("mem", 0.0), vals.get("disk", 0.0))
+
+
+def _resource_list(res: list[Obj]) -> Any:
+    from corral.offers.resources import parse_resources
+
+    try:
+        vec, _ = parse_resources(res)
+    except ValueError as e:
+        raise CallError(400, str(e)) from None
+    return np.asarray(vec)
+
+
+def build_app(master: Master) -> web.Application:
+    app = web.Application(client_max_size=16 * 2**20)
+    app[MASTER_KEY] = master
+    r = app.router
+    r.add_post("/api/v1/scheduler", scheduler_api)
+    r.add_post("/api/v1", operator_api)
+    r.add_post("/api/v1/operator", operator_api)
+    r.add_get("/version", version)
+    for prefix in ("", "/master"):
+        r.add_get(f"{prefix}/state", state)
+        r.add_get(f"{prefix}/state.json", state)
+        r.add_get(f"{prefix}/state-summary", state_summary)
+        r.add_get(f"{prefix}/redirect", redirect)
+        r.add_get(f"{prefix}/health", health)
+    r.add_get("/metrics/snapshot", metrics)
+    return app
