@@ -10,11 +10,13 @@ do not serve) and patch metadata.
 
 The documents are generated at run time from the registry table and the Kubernetes 1.32
 definitions shipped by ``kubernetes-validate`` (``corral.api.schema.definitions()``, JSON
-Schema ``$defs``). The definitions are converted back to the OpenAPI 3.0 dialect the real
-server publishes: ``$ref`` points into ``#/components/schemas``, a ``$ref`` with sibling
-keys is wrapped in ``allOf``, nullable type lists become a single type, the ``enum`` that
-``kubernetes-validate`` adds on ``apiVersion``/``kind`` is dropped, ``IntOrString`` and
-``Quantity`` take their upstream ``oneOf`` shape.
+Schema ``$defs``), plus the definitions Corral's own kinds declare in their strategies
+(``Strategy.definitions``, e.g. mesos.corral.dev Frameworks). The definitions are
+converted back to the OpenAPI 3.0 dialect the real server publishes: ``$ref`` points into
+``#/components/schemas``, a ``$ref`` with sibling keys is wrapped in ``allOf``, nullable
+type lists become a single type, the ``enum`` that ``kubernetes-validate`` adds on
+``apiVersion``/``kind`` is dropped, ``IntOrString`` and ``Quantity`` take their upstream
+``oneOf`` shape.
 
 Each document is built once, on first use, and kept as bytes; its hash (uppercase hex
 SHA-512 of those bytes, as the real server computes it) is the cache key kubectl puts in
@@ -251,11 +253,13 @@ _REASONS = {"200": "OK", "201": "Created", "202": "Accepted"}
 
 
 class _GVBuilder:
-    """Collects the paths and schema roots of one group-version."""
+    """Collects the paths and schema roots of one group-version; ``gvks`` names the
+    definition of each (group, version, kind)."""
 
-    def __init__(self, group: str, version: str) -> None:
+    def __init__(self, group: str, version: str, gvks: dict[tuple[str, str, str], str]) -> None:
         self.group = group
         self.version = version
+        self.gvks = gvks
         self.prefix = "/" + gv_path(group, version)
         self.paths: dict[str, Schema] = {}
         self.roots: set[str] = {STATUS_DEF, API_RESOURCE_LIST_DEF, PATCH_DEF, DELETE_OPTIONS_DEF}
@@ -269,7 +273,7 @@ class _GVBuilder:
         }
 
     def _definition(self, group: str, version: str, kind: str) -> str | None:
-        name = gvk_index().get((group, version, kind))
+        name = self.gvks.get((group, version, kind))
         if name is not None:
             self.roots.add(name)
         return name
@@ -490,8 +494,16 @@ class OpenAPIDocs:
 
     def __init__(self, resources: Sequence[ResourceInfo]) -> None:
         self._resources: dict[str, list[ResourceInfo]] = {}
+        #: definitions the strategies of kinds outside Kubernetes 1.32 declare
+        self._declared: dict[str, Schema] = {}
         for res in resources:
             self._resources.setdefault(gv_path(res.group, res.version), []).append(res)
+            self._declared.update(res.strategy.definitions)
+        self._gvks = dict(gvk_index())
+        for name, node in self._declared.items():
+            for gvk in node.get("x-kubernetes-group-version-kind", ()):
+                self._gvks.setdefault((gvk.get("group", ""), gvk["version"], gvk["kind"]), name)
+        self._definitions: dict[str, Schema] | None = None
         self._docs: dict[str, bytes] = {}
         self._hashes: dict[str, str] = {}
         self._converted: dict[str, Schema] = {}
@@ -533,6 +545,13 @@ class OpenAPIDocs:
             return ""
         return self._hashes[gv]
 
+    def all_definitions(self) -> dict[str, Schema]:
+        """Every definition the documents may name: Kubernetes 1.32's and the declared ones
+        (JSON Schema ``$defs`` dialect; ``openapi_v2`` converts them too)."""
+        if self._definitions is None:
+            self._definitions = {**definitions(), **self._declared}
+        return self._definitions
+
     def _schema(self, name: str, defs: dict[str, Schema]) -> Schema:
         out = self._converted.get(name)
         if out is None:
@@ -541,10 +560,10 @@ class OpenAPIDocs:
 
     def _build(self, resources: Sequence[ResourceInfo]) -> Schema:
         first = resources[0]
-        builder = _GVBuilder(first.group, first.version)
+        builder = _GVBuilder(first.group, first.version, self._gvks)
         for res in resources:
             builder.add(res)
-        defs = definitions()
+        defs = self.all_definitions()
         schemas = {name: self._schema(name, defs) for name in reachable(builder.roots, defs)}
         return {
             "openapi": "3.0.0",

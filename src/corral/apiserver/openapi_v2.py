@@ -9,11 +9,12 @@ definition's ``x-kubernetes-group-version-kind`` extension. ``kubectl explain
 --output=plaintext-openapiv2`` reads it too. ``APIApp`` routes the path to
 ``OpenAPIV2.response``.
 
-The document is built once, on first request, from the same two sources as the v3
+The document is built once, on first request, from the same sources as the v3
 documents: the paths come from ``OpenAPIDocs`` (converted back to the Swagger 2.0
 shapes: ``requestBody`` becomes a ``body`` parameter, response ``content`` becomes
 ``schema`` plus ``produces``) and the definitions from ``corral.api.schema.definitions()``
-(JSON Schema turned into Swagger 2.0: ``#/definitions/`` references, single types,
+and the strategies of Corral's own kinds (``OpenAPIDocs.all_definitions``; JSON Schema
+turned into Swagger 2.0: ``#/definitions/`` references, single types,
 ``IntOrString`` and ``Quantity`` as the strings upstream publishes). Only the definitions
 the served group-versions reach are published, as upstream does.
 
@@ -38,7 +39,7 @@ import orjson
 import yaml
 from aiohttp import web
 
-from corral.api.schema import KUBE_VERSION, definitions
+from corral.api.schema import KUBE_VERSION
 
 if TYPE_CHECKING:
     from corral.apiserver.openapi import OpenAPIDocs
@@ -206,7 +207,7 @@ def build_document(docs: OpenAPIDocs) -> Schema:
         v3 = orjson.loads(raw)
         paths.update(convert_paths(v3.get("paths", {})))
         names.update(v3.get("components", {}).get("schemas", {}))
-    defs = definitions()
+    defs = docs.all_definitions()
     return {
         "swagger": "2.0",
         "info": {"title": "Kubernetes", "version": KUBE_VERSION},

@@ -104,6 +104,15 @@ def generate_name(prefix: str) -> str:
     return prefix + "".join(secrets.choice(_NAME_CHARS) for _ in range(5))
 
 
+def _declared_schema(info: ResourceInfo, gvk: tuple[str, str, str]) -> SchemaNode | None:
+    """The definition of ``gvk`` among those ``info``'s strategy declares, or None."""
+    for name, raw in info.strategy.definitions.items():
+        for d in raw.get("x-kubernetes-group-version-kind", ()):
+            if (d.get("group", ""), d.get("version"), d.get("kind")) == gvk:
+                return SchemaNode(raw, name)
+    return None
+
+
 class Registry:
     """Generic store over one Storage and one WatchCache for all registered resources."""
 
@@ -152,9 +161,11 @@ class Registry:
         return self._caches[(info.group, info.plural)]
 
     def schema(self, info: ResourceInfo, kind: str | None = None) -> SchemaNode | None:
+        """The type schema of ``kind`` (the row's own by default): Kubernetes 1.32's, or
+        the one a Corral kind's strategy declares (``Strategy.definitions``)."""
         k = (info.group, info.version, kind or info.kind)
         if k not in self._schemas:
-            self._schemas[k] = for_kind(*k)
+            self._schemas[k] = for_kind(*k) or _declared_schema(info, k)
         return self._schemas[k]
 
     def now(self) -> str:

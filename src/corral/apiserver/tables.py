@@ -10,6 +10,8 @@ unless ``-o wide``), so every cell here is formatted as
 (``GenerateOptions{Wide: true}``), so rows always carry every column.
 
 Kinds without a printer get the generic convertor's ``Name`` and ``Created At`` columns.
+Corral's own kinds (mesos.corral.dev Frameworks) have printers here too, in the same
+style (wide columns at priority 1).
 Column descriptions are the OpenAPI field docs, read lazily from :mod:`corral.api.schema`.
 Time is injected (``now``) so tests are deterministic.
 """
@@ -319,6 +321,20 @@ _COLUMNS: dict[tuple[str, str], tuple[_Col, ...]] = {
         _Col("Ports", doc=("io.k8s.api.discovery.v1.EndpointSlice", "ports")),
         _Col("Endpoints", doc=("io.k8s.api.discovery.v1.EndpointSlice", "endpoints")),
         _AGE,
+    ),
+    ("mesos.corral.dev", "frameworks"): (
+        _NAME,
+        _Col("Framework", doc="The name the framework registered with (frameworkInfo.name)."),
+        _Col("Roles", doc="The roles the framework subscribed to (* by default)."),
+        _Col("Connected", doc="Whether the framework's scheduler is connected to the master."),
+        _Col("Tasks", "integer", "Number of the framework's running tasks."),
+        _Col("CPUs", "number", "CPUs allocated to the framework's tasks."),
+        _Col("Mem", "number", "Memory (MB) allocated to the framework's tasks."),
+        _AGE,
+        _Col("Active", doc="Whether the framework receives offers.", priority=1),
+        _Col("User", doc="The user the framework's tasks run as.", priority=1),
+        _Col("Principal", doc="The principal the framework authenticated as.", priority=1),
+        _Col("Hostname", doc="The host the framework's scheduler runs on.", priority=1),
     ),
 }
 
@@ -1005,6 +1021,41 @@ def _priority_class_row(obj: Obj, now: datetime) -> list[Any]:
     ]
 
 
+def _true_false(value: Any) -> str:
+    return "True" if value is True else "False"
+
+
+def _amount(obj: Obj, key: str) -> int | float:
+    """A resource amount as a JSON number kubectl prints plainly (``128``, not ``128.0``)."""
+    v = obj.get(key)
+    if not isinstance(v, int | float) or isinstance(v, bool):
+        return 0
+    return int(v) if isinstance(v, int) or v.is_integer() else v
+
+
+def _framework_row(obj: Obj, now: datetime) -> list[Any]:
+    info = _m(_m(obj, "spec"), "frameworkInfo")
+    status = _m(obj, "status")
+    roles = [r for r in _l(info, "roles") if isinstance(r, str)]
+    if not roles and _s(info, "role"):
+        roles = [_s(info, "role")]
+    allocated = _m(status, "allocated")
+    return [
+        _name(obj),
+        _s(info, "name"),
+        ",".join(roles) or "*",
+        _true_false(status.get("connected")),
+        _i(_m(status, "tasks"), "running"),
+        _amount(allocated, "cpus"),
+        _amount(allocated, "mem"),
+        _age(obj, now),
+        _true_false(status.get("active")),
+        _s(info, "user"),
+        _s(info, "principal"),
+        _s(info, "hostname"),
+    ]
+
+
 def _default_row(obj: Obj, now: datetime) -> list[Any]:
     t = _parse_time(_m(obj, "metadata").get("creationTimestamp"))
     created = t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if t else "0001-01-01T00:00:00Z"
@@ -1033,6 +1084,7 @@ _ROWS: dict[tuple[str, str], Callable[[Obj, datetime], list[Any]]] = {
     ("apps", "controllerrevisions"): _controller_revision_row,
     ("scheduling.k8s.io", "priorityclasses"): _priority_class_row,
     ("discovery.k8s.io", "endpointslices"): _endpoint_slice_row,
+    ("mesos.corral.dev", "frameworks"): _framework_row,
 }
 
 

@@ -68,6 +68,7 @@ CONTROLLERREVISIONS = Resource("apps", "v1", "controllerrevisions")
 JOBS = Resource("batch", "v1", "jobs")
 CRONJOBS = Resource("batch", "v1", "cronjobs")
 ENDPOINTSLICES = Resource("discovery.k8s.io", "v1", "endpointslices")
+FRAMEWORKS = Resource("mesos.corral.dev", "v1", "frameworks", namespaced=False)
 
 
 @dataclass(frozen=True)

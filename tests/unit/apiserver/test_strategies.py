@@ -114,6 +114,7 @@ VALID: list[tuple[str, str, dict[str, Any]]] = [
     ("events.k8s.io", "events", {"eventTime": "2024-01-01T00:00:00.000000Z", "type": "Normal", "reason": "R", "action": "A",
                                  "reportingController": "example.com/c", "reportingInstance": "i"}),
     ("scheduling.k8s.io", "priorityclasses", {"value": 1000}),
+    ("mesos.corral.dev", "frameworks", {"spec": {"frameworkInfo": {"user": "root", "name": "f"}}}),  # more: test_registry_mesos.py
 ]
 
 INVALID: list[tuple[str, str, dict[str, Any], str]] = [

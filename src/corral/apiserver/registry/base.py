@@ -46,6 +46,12 @@ class Strategy:
     field_selectors: ClassVar[dict[str, Callable[[Obj], str]]] = {}
     #: lists are ordered by ``list_position`` (then by key) instead of by key alone
     ordered_lists: ClassVar[bool] = False
+    #: OpenAPI definitions of a kind the Kubernetes 1.32 schemas lack (Corral's own
+    #: kinds, as a CRD carries its schema): definition name -> JSON Schema in the
+    #: ``$defs`` dialect of ``corral.api.schema``, each with its
+    #: ``x-kubernetes-group-version-kind`` (the kind and its List). The store decodes and
+    #: prunes by them, OpenAPI v3/v2 publish them. Empty: the 1.32 set describes the kind.
+    definitions: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def list_position(self, obj: Obj) -> str:
         """The value lists sort by when ``ordered_lists`` (events: their time)."""

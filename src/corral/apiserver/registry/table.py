@@ -30,6 +30,7 @@ from corral.apiserver.registry.core import (
     SecretStrategy,
     ServiceAccountStrategy,
 )
+from corral.apiserver.registry.mesos import FrameworkStrategy
 from corral.apiserver.registry.pods import PodStrategy
 from corral.apiserver.registry.policy import (
     LimitRangeStrategy,
@@ -80,6 +81,7 @@ RESOURCES: list[ResourceInfo] = [
     ResourceInfo("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", True,
                  PodDisruptionBudgetStrategy(), ("pdb",)),
     ResourceInfo("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", "priorityclass", False, PriorityClassStrategy(), ("pc",)),
+    ResourceInfo("mesos.corral.dev", "v1", "Framework", "frameworks", "framework", False, FrameworkStrategy(), ("fw",), ("mesos",)),
 ]
 # fmt: on
 
