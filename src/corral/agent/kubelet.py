@@ -10,7 +10,7 @@
    one ``PodWorker`` (``agent/pods.py``) per pod uid; event handlers only hand the new
    object to the worker and wake it;
 4. once the first list is in, removes what the driver recovered for pods that no longer
-   exist;
+   exist, and the Mesos task sandboxes (``DATA/mesos/sandboxes/<uid>``) of such pods;
 5. serves logs and exec to the API server (``agent/server.py``), answering through the
    ``ContainerLookup`` this class implements.
 
@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from corral.util.clock import Clock, SystemClock
 
 from .drivers.base import ContainerHandle, Driver, ExitInfo, Recovered, Sandbox
 from .images import ImageStore
+from .mesos_task import orphan_sandboxes, sandboxes_dir
 from .node import LeaseRenewer, NodeSpec, node_status, register_node
 from .objects import ClientLookup
 from .pods import NodeContext, PodWorker
@@ -131,6 +133,7 @@ class NodeAgent:
             pids_limit=pids_limit,
             cluster_dns=cluster_dns,
             cluster_domain=cluster_domain,
+            mesos_sandboxes=sandboxes_dir(data_dir),
         )
         self.capacity = capacity
         self.services = Informer(client, SERVICES)
@@ -212,6 +215,11 @@ class NodeAgent:
     async def _remove_orphans(self) -> None:
         """Containers recovered for pods that are no longer bound here are removed."""
         live = {(p["metadata"].get("uid") or "") for p in self.pods.store.values()}
+        assert self.ctx.mesos_sandboxes is not None
+        # (listed with no await since ``live`` was read: no worker made one in between)
+        for path in orphan_sandboxes(self.ctx.mesos_sandboxes, live):
+            log.info("removing the Mesos sandbox of pod %s, no longer on this node", path.name)
+            await asyncio.to_thread(shutil.rmtree, path, True)
         for uid in [u for u in self._recovered if u not in live]:
             sandbox, found = self._recovered.pop(uid)
             for r in found:

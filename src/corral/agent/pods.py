@@ -7,7 +7,9 @@ brings the pod one ``sync`` closer to its spec, as the kubelet's pod workers do:
 
 1. deleted (deletionTimestamp set or gone): stop the containers (SIGTERM, the grace
    period, SIGKILL), write the final status, delete the pod for good (grace 0), clean up;
-2. sandbox (``Driver.create_sandbox``) and volumes (``VolumeManager.setup``);
+2. sandbox (``Driver.create_sandbox``) and volumes (``VolumeManager.setup``); for a
+   Mesos task pod also its Mesos sandbox directory, with the task's URIs fetched into it
+   (``mesos_task.py``, ``mesos_fetch.py``);
 3. init containers one at a time, each to a zero exit, then the app containers together;
    an exited container restarts by ``restartPolicy`` after the crash-loop back-off;
 4. probes (startup gates liveness and readiness; a liveness failure kills the container);
@@ -17,6 +19,12 @@ The decisions (phase, back-off, restart) are the pure functions of ``podstate``;
 module only awaits the driver, the image store and the API. Events are recorded as the
 kubelet words them (Pulling, Pulled, Created, Started, Killing, BackOff, Unhealthy,
 Failed, FailedMount).
+
+A Mesos task that cannot be launched (its URIs cannot be fetched, or the driver cannot
+create its container) fails for good when its ``restartPolicy`` is ``Never``, as every
+task pod's is: the pod turns ``Failed`` with the container still waiting, reason
+``CreateContainerError`` and the cause as its message (the master reports TASK_FAILED,
+REASON_CONTAINER_LAUNCH_FAILED). With another policy the launch is retried with back-off.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ from corral.util.clock import Clock
 
 from .dns import host_resolv_conf, pod_resolv_conf
 from .drivers.base import (
+    CREATE_CONTAINER_ERROR,
     ContainerHandle,
     ContainerSpec,
     Driver,
@@ -50,6 +59,18 @@ from .drivers.base import (
 )
 from .env import ConfigError, ObjectLookup, container_env, resolve_argv
 from .images import ImagePullError, ImageStore
+from .mesos_fetch import FetchError
+from .mesos_task import (
+    FETCHED_MARKER,
+    MesosTask,
+    container_sandbox,
+    prepare_sandbox_in_thread,
+    remove_sandbox,
+    sandboxes_dir,
+    task_env,
+    task_mounts,
+    task_of,
+)
 from .podstate import (
     CONFIG_ERROR,
     CRASH_LOOP,
@@ -96,6 +117,8 @@ class NodeContext:
     services: Callable[[], Sequence[Obj]] = lambda: ()
     cluster_dns: tuple[str, ...] = ()  # --cluster-dns: the pods' nameservers
     cluster_domain: str = "cluster.local"
+    #: where Mesos task sandboxes live (None: ``<pods_dir>/../mesos/sandboxes``)
+    mesos_sandboxes: Path | None = None
 
 
 def host_ports(pod: Obj) -> tuple[tuple[int, int, str, str], ...]:
@@ -171,6 +194,11 @@ class PodWorker:
         self._sandbox_backoff = BackOff()
         self._volume_backoff = BackOff()
         self._refresh_at = 0.0
+        sandboxes = ctx.mesos_sandboxes or sandboxes_dir(ctx.pods_dir.parent)
+        self.task: MesosTask | None = task_of(pod, sandboxes)
+        self._fetched = False
+        self._fetch_retry = 0.0
+        self._fetch_backoff = BackOff()
         self._waits: dict[str, asyncio.Task[None]] = {}
         self._old: dict[str, list[ContainerHandle]] = {}  # earlier attempts, for cleanup
         self._written: Obj | None = None
@@ -248,6 +276,8 @@ class PodWorker:
             return dues[0]
         if self.st.sandbox is None:
             dues.append(self._sandbox_retry)
+        if self.task is not None and not self._fetched:
+            dues.append(self._fetch_retry)
         if self.paths is None:
             dues.append(self._volume_retry)
         else:
@@ -339,13 +369,57 @@ class PodWorker:
                 # the pod waits in ContainerCreating; the sandbox is tried again
                 self._sandbox_retry = now + max(2.0, self._sandbox_backoff.after_exit(0))
                 return False
+        if self.task is not None and not self._fetched:
+            return await self._fetch(self.task, now)
         return True
+
+    # --- Mesos tasks ---------------------------------------------------------------------------
+    async def _fetch(self, task: MesosTask, now: float) -> bool:
+        """Make the task's sandbox and fetch its URIs into it, once (an agent restart finds
+        the marker, or the containers already started); False while that is not done."""
+        marker = self.dir / FETCHED_MARKER
+        if marker.exists() or any(c.attempt >= 0 for c in self.st.containers.values()):
+            self._fetched = True
+            return True
+        if now < self._fetch_retry:
+            return False
+        containers = (self.pod.get("spec") or {}).get("containers") or [{}]
+        sec = _security(self.pod, containers[0])  # the task's user owns its sandbox
+        owner = (sec["runAsUser"], sec["runAsGroup"]) if self.ctx.is_root else (None, None)
+        t0 = time.monotonic()
+        try:
+            count = await prepare_sandbox_in_thread(task, *owner)
+        except FetchError as e:
+            await self._launch_failed(f"failed to fetch the task's URIs: {e.message}")
+            self._fetch_retry = now + max(1.0, self._fetch_backoff.after_exit(0))
+            return False
+        log.info(
+            "pod %s/%s: task %s: %d URIs fetched into %s in %.3fs",
+            self.st.namespace, self.st.name, task.task_id, count, task.sandbox,
+            time.monotonic() - t0,
+        )  # fmt: skip
+        self.dir.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+        self._fetched = True
+        return True
+
+    async def _launch_failed(self, message: str) -> None:
+        """No container of this task pod could start: each waits with ``message``; with
+        restartPolicy Never the pod fails for good (Mesos: TASK_FAILED, launch failed)."""
+        never = (self.pod.get("spec") or {}).get("restartPolicy") == "Never"
+        for c in self.st.containers.values():
+            if c.attempt < 0:
+                c.waiting = (CREATE_CONTAINER_ERROR, message)
+                c.done = c.done or never
+        await self._event("Warning", "Failed", f"Error: {message}")
+        if never and not any(c.running for c in self.st.containers.values()):
+            self.st.terminal = "Failed"
 
     async def _step_init(self, policy: str, now: float) -> None:
         for c in self.st.init_states():
             if c.exit is not None and c.exit.exit_code == 0:
                 continue
-            if c.running:
+            if c.running or c.done:
                 return
             if c.exit is not None:  # failed
                 if policy == "Never":
@@ -409,8 +483,8 @@ class PodWorker:
     async def _image(self, c: ContainerState, spec: Obj) -> ImageInfo | None:
         """The container's image (pulled per imagePullPolicy) or None (process driver)."""
         images, ref = self.ctx.images, str(spec.get("image") or "")
-        if images is None:
-            return None
+        if images is None or (self.task is not None and self.task.host_command):
+            return None  # (a host-command task runs on the host's filesystem)
         if self.ctx.driver.name == "process":
             return images.lookup(ref)  # only for the image's default command, if present
         policy = spec.get("imagePullPolicy") or "IfNotPresent"
@@ -449,6 +523,7 @@ class PodWorker:
             return
         self._pull_failed.pop(c.name, None)
         self._pull_backoff.pop(c.name, None)
+        task = self.task
         try:
             env = await container_env(
                 pod,
@@ -462,8 +537,13 @@ class PodWorker:
                 hostname=str((pod.get("spec") or {}).get("hostname") or self.st.name)[:63],
                 services=ctx.services(),
             )
+            if task is not None:
+                own = [str(e.get("name")) for e in spec.get("env") or []]
+                task_env(task, ctx.driver.name, env, own)
             argv = resolve_argv(spec, image.config if image else None, env)
             mounts = self.volumes.mounts(pod, spec, self.paths)
+            if task is not None:  # the sandbox first: volumes may lie inside it
+                mounts = (*task_mounts(task, ctx.driver.name), *mounts)
         except ConfigError as e:
             c.waiting = (CONFIG_ERROR, str(e))
             c.restart_at = now + CONFIG_RETRY
@@ -472,7 +552,14 @@ class PodWorker:
         sec = _security(pod, spec)
         caps = sec["capabilities"]
         attempt = c.attempt + 1
-        workdir = spec.get("workingDir") or (image.config.get("WorkingDir") if image else None)
+        workdir = spec.get("workingDir")
+        if not workdir and task is not None:  # a Mesos task runs in its sandbox
+            workdir = container_sandbox(task, ctx.driver.name)
+        if not workdir and image is not None:
+            workdir = image.config.get("WorkingDir")
+        stdio = None
+        if task is not None:  # Mesos' sandbox files, beside the CRI log
+            stdio = (str(task.sandbox / "stdout"), str(task.sandbox / "stderr"))
         cspec = ContainerSpec(
             pod_uid=self.uid,
             namespace=self.st.namespace,
@@ -494,6 +581,8 @@ class PodWorker:
             read_only_root=sec["readOnlyRootFilesystem"],
             stdin=bool(spec.get("stdin")),
             tty=bool(spec.get("tty")),
+            host_rootfs=task is not None and task.host_command,
+            stdio_files=stdio,
         )
         try:
             handle = await ctx.driver.start(sandbox, cspec)
@@ -501,6 +590,8 @@ class PodWorker:
             c.waiting = (e.reason, e.message)
             await self._event("Warning", "Failed", f"Error: {e.message}", c)
             c.restart_at = now + max(c.backoff.after_exit(0), 1.0)
+            if task is not None and (pod.get("spec") or {}).get("restartPolicy") == "Never":
+                c.done = True  # a task's launch failed: not retried (pod_phase: Failed)
             return
         if c.handle is not None:  # keep the previous attempt (for --previous), drop older
             old = self._old.setdefault(c.name, [])
@@ -730,4 +821,6 @@ class PodWorker:
             await self.volumes.teardown()
         except Exception as e:
             log.warning("pod %s: tearing down volumes: %s", self.st.name, e)
+        if self.task is not None:
+            await asyncio.to_thread(remove_sandbox, self.task)
         await asyncio.to_thread(shutil.rmtree, self.dir, True)

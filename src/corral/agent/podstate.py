@@ -84,7 +84,7 @@ class ContainerState:
     ready: bool = False
     started: bool = False  # startup probe passed (or none)
     image_id: str = ""
-    done: bool = False  # exited for good (no restart)
+    done: bool = False  # exited for good (no restart), or never to start (launch failed)
 
     @property
     def running(self) -> bool:
@@ -135,8 +135,8 @@ def pod_phase(pod: Obj, st: PodState) -> str:
         return st.terminal
     policy = (pod.get("spec") or {}).get("restartPolicy") or "Always"
     for c in st.init_states():
-        if c.exit is not None and c.exit.exit_code != 0 and c.done:
-            return "Failed"  # an init container failed for good (restartPolicy Never)
+        if c.done and (c.exit is None or c.exit.exit_code != 0):
+            return "Failed"  # an init container failed (or never started) for good
     if not init_done(st):
         return "Pending"
     running = waiting = stopped = succeeded = 0
@@ -149,6 +149,8 @@ def pod_phase(pod: Obj, st: PodState) -> str:
         elif c.last_exit is not None:
             stopped += 1  # waiting with a last termination (crash loop)
             succeeded += c.last_exit.exit_code == 0
+        elif c.done:
+            stopped += 1  # given up before it ever ran (a Mesos task's launch failure)
         else:
             waiting += 1
     if waiting:

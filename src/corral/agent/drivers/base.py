@@ -133,6 +133,14 @@ class ContainerSpec:
     read_only_root: bool = False
     stdin: bool = False
     tty: bool = False
+    #: run on the host's own root filesystem, read-only, instead of an image (a Mesos
+    #: host-command task; ``image`` is None). ``process`` always runs on the host; ``oci``
+    #: gives the container a recursive read-only bind of ``/`` as its root, ``mounts``
+    #: (which must name paths that exist on the host) on top
+    host_rootfs: bool = False
+    #: (stdout, stderr) files the raw output is also appended to, besides ``log_path``
+    #: (a Mesos task's sandbox ``stdout`` and ``stderr``)
+    stdio_files: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)

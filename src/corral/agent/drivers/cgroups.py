@@ -129,6 +129,25 @@ class Cgroups:
             for sub in [*sorted(subdirs, key=lambda p: -len(p.parts)), d]:
                 self._remove_dir(sub, deadline)
 
+    def remove_everywhere(self, rel: str, timeout: float = 2.0) -> None:
+        """``remove`` in every mounted v1 hierarchy, not only the four this module manages:
+        runc makes a container's cgroup, and so its parents, in all of them (cpuset,
+        devices, freezer, blkio, the named ``systemd`` one, ``unified``...)."""
+        if self.version == 2:
+            self.remove(rel, timeout)
+            return
+        deadline = time.monotonic() + timeout
+        seen: set[Path] = set()
+        for h in sorted(self.root.iterdir()):
+            real = h.resolve()  # (cpu and cpuacct may be links to "cpu,cpuacct")
+            d = real / rel
+            if real in seen or not d.is_dir():
+                continue
+            seen.add(real)
+            subdirs = [p for p in d.rglob("*") if p.is_dir()]
+            for sub in [*sorted(subdirs, key=lambda p: -len(p.parts)), d]:
+                self._remove_dir(sub, deadline)
+
     def _remove_dir(self, d: Path, deadline: float) -> None:
         while True:
             for pid in self.pids(d):

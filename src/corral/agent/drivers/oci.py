@@ -5,7 +5,10 @@ network namespace (``ip netns add corral-<uid>``) attached to the ``corral0`` br
 CNI plugins (``cni.py``), plus a pause container (busybox ``sleep``) that holds the pod's
 IPC and UTS namespaces and its hostname. Each app container gets a bundle under its state
 directory: ``config.json`` from ``ocispec.py`` and a rootfs that is an overlay of the
-image's shared, read-only unpacked rootfs with a per-container upper directory. The shim
+image's shared, read-only unpacked rootfs with a per-container upper directory, or, for
+a host-root container (``ContainerSpec.host_rootfs``, a Mesos host-command task), an
+empty directory onto which runc binds the host's ``/`` read-only inside the container's
+own mount namespace (``ocispec.py``), so nothing is mounted on the host for it. The shim
 (``shim.py``) drives ``runc create``/``start``/``delete`` and records the exit; the OOM
 counter is read from ``/corral/<pod-uid>/<id>`` before runc removes that cgroup.
 
@@ -24,6 +27,7 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +37,7 @@ from corral.agent.drivers.base import (
     ContainerSpec,
     ExecSession,
     ExitInfo,
+    Mount,
     Recovered,
     Sandbox,
     SandboxSpec,
@@ -74,6 +79,41 @@ def mount_overlay(lower: Path, upper: Path, work: Path, target: Path) -> None:
 def umount(target: Path) -> None:
     """Detach a mount (ignores "not mounted")."""
     _libc.umount2(str(target).encode(), MNT_DETACH)
+
+
+def host_mount_problem(mounts: Sequence[Mount]) -> str | None:
+    """Why runc could not make ``mounts`` on a read-only host root, or None.
+
+    A mount point must exist already unless it lies inside an earlier writable mount (or
+    the container's own ``/dev`` tmpfs), where runc creates it; e.g. a volume inside the
+    sandbox is fine, ``/data`` is only if the host has it.
+    """
+    covers: list[Mount] = [Mount("", "/dev")]
+    for m in mounts:
+        dest = os.path.normpath(m.container_path)
+        cover = max(
+            (
+                c
+                for c in covers
+                if dest == c.container_path or dest.startswith(c.container_path + "/")
+            ),
+            key=lambda c: len(c.container_path),
+            default=None,
+        )
+        if cover is None:
+            where = dest
+        elif cover.read_only:
+            where = os.path.join(cover.host_path, os.path.relpath(dest, cover.container_path))
+        else:
+            where = ""
+        if where and not os.path.lexists(where):
+            return (
+                f'mount point "{dest}" does not exist: a host-command container runs on the '
+                "host's root filesystem, read-only, so its volumes must be mounted at paths "
+                "that exist on the host or inside the sandbox"
+            )
+        covers.append(Mount(m.host_path, dest, m.read_only))
+    return None
 
 
 class OciDriver:
@@ -281,8 +321,8 @@ class OciDriver:
                 ]
                 await self.network.delete(sandbox.pod_uid, netns, mappings)
             await self._run("ip", "netns", "delete", Path(netns).name)
-        if self.cgroups is not None:
-            self.cgroups.remove(f"{self.cgroup_parent}/{sandbox.pod_uid}")
+        if self.cgroups is not None:  # (what runc made for the pod in every hierarchy)
+            self.cgroups.remove_everywhere(f"{self.cgroup_parent}/{sandbox.pod_uid}")
         for f in self._etc_files(Path(sandbox.dir)).values():
             with contextlib.suppress(FileNotFoundError):
                 f.unlink()
@@ -291,10 +331,12 @@ class OciDriver:
     # -- containers --------------------------------------------------------------------------
 
     async def start(self, sandbox: Sandbox, spec: ContainerSpec) -> ContainerHandle:
-        if spec.image is None:
+        if spec.image is None and not spec.host_rootfs:
             raise StartError(CREATE_CONTAINER_ERROR, "the oci driver needs an image")
         if not spec.argv:
             raise StartError(CREATE_CONTAINER_ERROR, "no command given")
+        if spec.host_rootfs and (problem := host_mount_problem(spec.mounts)):
+            raise StartError(CREATE_CONTAINER_ERROR, problem)
         cid = new_container_id()
         state_dir = self.containers_dir / cid
         bundle = state_dir / "bundle"
@@ -305,12 +347,18 @@ class OciDriver:
         cgroup = self._cgroup(spec.pod_uid, cid)
         env = default_env(spec.env)
         try:
-            try:
-                mount_overlay(spec.image.rootfs, upper, work, rootfs)
-            except OSError as e:
-                raise StartError(CREATE_CONTAINER_ERROR, str(e)) from e
+            if spec.image is not None and not spec.host_rootfs:
+                try:
+                    mount_overlay(spec.image.rootfs, upper, work, rootfs)
+                except OSError as e:
+                    raise StartError(CREATE_CONTAINER_ERROR, str(e)) from e
             etc = {k: str(v) for k, v in self._etc_files(Path(sandbox.dir)).items()}
             etc = {k: v for k, v in etc.items() if os.path.exists(v)}
+            if spec.host_rootfs:
+                # on the host's network the host's own files are right; in a pod network
+                # ours go over them (a read-only root has no place for new mount points)
+                host_net = sandbox.data.get("netns") is None
+                etc = {} if host_net else {k: v for k, v in etc.items() if os.path.exists(k)}
             config = container_config(
                 spec,
                 rootfs=str(rootfs),
@@ -324,6 +372,7 @@ class OciDriver:
             shim_spec: dict[str, Any] = {
                 "mode": "runc",
                 "log_path": str(spec.log_path),
+                "stdio_files": list(spec.stdio_files) if spec.stdio_files else None,
                 "stdin": spec.stdin,
                 "runc": self._runc_spec(cid, bundle),
                 "oom_control": self.cgroups.oom_file(cgroup) if self.cgroups else None,

@@ -5,6 +5,16 @@ pod's sandbox process; runc reads the result from the bundle. Defaults follow
 ``runc spec`` and Docker (capabilities, masked and read-only ``/proc`` paths, the standard
 ``/proc``, ``/dev``, ``/dev/pts``, ``/dev/shm``, ``/dev/mqueue``, ``/sys`` mounts), so a
 container here behaves like one run by containerd or Docker.
+
+A host-root container (``ContainerSpec.host_rootfs``: a Mesos host-command task) has an
+empty directory as ``root.path`` and, as its first mount, the host's ``/`` bound onto
+it recursively and recursively read-only (``rbind`` + runc's ``rro``, i.e.
+``mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY)``: runc >= 1.1, Linux >= 5.12; a
+plain ``ro`` would leave every submount of ``/`` writable). The standard mounts go on
+top, except ``/sys`` in the host's network namespace: sysfs is per network namespace,
+and mounting the host's own sysfs again over the bound ``/sys`` fails with EBUSY, so the
+bound (read-only) ``/sys`` stays. Everything lives in the container's mount namespace
+and goes with it: nothing is mounted on the host.
 """
 
 from __future__ import annotations
@@ -153,6 +163,15 @@ def standard_mounts(privileged: bool) -> list[dict[str, Any]]:
     ]
 
 
+#: the host's root as a container's root filesystem, read-only all the way down
+HOST_ROOT_MOUNT: dict[str, Any] = {
+    "destination": "/",
+    "type": "bind",
+    "source": "/",
+    "options": ["rbind", "rro"],
+}
+
+
 def bind_mount(m: Mount) -> dict[str, Any]:
     options = ["rbind", "rprivate", "ro" if m.read_only else "rw"]
     return {
@@ -263,7 +282,8 @@ def container_config(
     etc_files: dict[str, str],
     cgroups_path: str,
 ) -> dict[str, Any]:
-    """An app container joining the sandbox's network, IPC and UTS namespaces."""
+    """An app container joining the sandbox's network, IPC and UTS namespaces; with
+    ``spec.host_rootfs``, on the host's read-only root (``rootfs`` is an empty directory)."""
     namespaces: list[dict[str, Any]] = [
         {"type": "pid"},
         {"type": "mount"},
@@ -275,6 +295,11 @@ def container_config(
             {"type": "uts", "path": f"/proc/{pause_pid}/ns/uts"},
         ]
     mounts = standard_mounts(spec.privileged)
+    if spec.host_rootfs:
+        keep_sys = netns is None  # the host's sysfs is already there (and cannot be remounted)
+        mounts = [HOST_ROOT_MOUNT] + [
+            m for m in mounts if not (keep_sys and m["destination"] == "/sys")
+        ]
     mounts += [
         {"destination": dest, "type": "bind", "source": src, "options": ["rbind", "rprivate"]}
         for dest, src in etc_files.items()
@@ -290,7 +315,7 @@ def container_config(
         caps=caps,
         no_new_privileges=False,  # Kubernetes' allowPrivilegeEscalation defaults to true
         root=rootfs,
-        readonly_root=spec.read_only_root,
+        readonly_root=spec.read_only_root and not spec.host_rootfs,  # (rro does it)
         mounts=mounts,
         namespaces=namespaces,
         cgroups_path=cgroups_path,

@@ -2,11 +2,13 @@
 
 Used by the node agent when no container runtime is wanted (development, tests, trusted
 batch work). There is no image, no namespace and no network isolation: the pod IP is the
-host's address, a sandbox is just the pod's directory. What it does give, when the agent
-runs as root with cgroups: a cgroup per container (``corral/<pod-uid>/<id>`` in the
-memory, cpu, cpuacct and pids hierarchies, or the v2 tree) with the container's limits,
-which the child joins before exec, so limits, ``stats`` and OOM detection work as with
-``oci``. As non-root it runs without cgroups and says so once in the log.
+host's address, a sandbox is just the pod's directory, and every container runs on the
+host's filesystem (``ContainerSpec.host_rootfs`` changes nothing; ``mounts`` are not
+made). What it does give, when the agent runs as root with cgroups: a cgroup per
+container (``corral/<pod-uid>/<id>`` in the memory, cpu, cpuacct and pids hierarchies,
+or the v2 tree) with the container's limits, which the child joins before exec, so
+limits, ``stats`` and OOM detection work as with ``oci``. As non-root it runs without
+cgroups and says so once in the log.
 
 State lives under ``data_dir`` (``containers/<id>/``, ``sandboxes/<pod-uid>.json``) so a
 new driver object on the same directory ``recover``s everything.
@@ -152,6 +154,7 @@ class ProcessDriver:
             "stdin": spec.stdin,
             "uid": spec.run_as_user if root else None,
             "gid": spec.run_as_group if root else None,
+            "stdio_files": list(spec.stdio_files) if spec.stdio_files else None,
         }
         cgroup: str | None = None
         try:

@@ -10,7 +10,8 @@ outlives an agent restart. Protocol, all through files in ``STATE_DIR``:
   ``uid``/``gid`` and ``cgroup_procs`` (files the child writes itself into before exec;
   process mode), ``oom_control`` (the memory cgroup file whose ``oom_kill`` counter tells
   an OOM kill; ``memory.events`` on cgroup v2), ``runc`` (``binary``, ``root``, ``id``,
-  ``bundle``; runc mode);
+  ``bundle``; runc mode), ``stdio_files`` ([stdout, stderr]: files the raw output is
+  also appended to, e.g. a Mesos sandbox's ``stdout`` and ``stderr``; optional);
 - once the container's main process runs, writes ``state.json`` {pid, started_at,
   start_ticks, shim_pid, shim_start_ticks} atomically, then reports ``ok PID`` (or
   ``error MESSAGE`` and exits 1) on its stdout, which the driver reads, and closes it;
@@ -269,9 +270,31 @@ class Shim:
         status = self.pump(pid, pidfd, out_r, err_r, log_fd)
         self.finish(status)
 
+    def raw_files(self) -> tuple[int, int]:
+        """Descriptors of the ``stdio_files`` (-1 where there is none or it cannot be
+        opened: a missing copy never stops the container)."""
+        fds = [-1, -1]
+        for i, path in enumerate((self.spec.get("stdio_files") or [])[:2]):
+            try:
+                fds[i] = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except OSError:
+                pass
+        return fds[0], fds[1]
+
     def pump(self, pid: int, pidfd: int, out_r: int, err_r: int, log_fd: int) -> int:
         """Copy output into the log until the main process exits; return its wait status."""
         writers = {out_r: CriLogWriter(log_fd, "stdout"), err_r: CriLogWriter(log_fd, "stderr")}
+        raw_out, raw_err = self.raw_files()
+        raw = {out_r: raw_out, err_r: raw_err}
+
+        def feed(fd: int, data: bytes) -> None:
+            writers[fd].feed(data)
+            if raw[fd] >= 0:
+                try:
+                    os.write(raw[fd], data)
+                except OSError:
+                    pass
+
         sel = selectors.DefaultSelector()
         for fd in writers:
             sel.register(fd, selectors.EVENT_READ)
@@ -285,7 +308,7 @@ class Shim:
                     continue
                 data = os.read(fd, 65536)
                 if data:
-                    writers[fd].feed(data)
+                    feed(fd, data)
                 else:
                     sel.unregister(fd)
             status = self.reap(pid)
@@ -295,11 +318,13 @@ class Shim:
             os.set_blocking(fd, False)
             try:
                 while data := os.read(fd, 65536):
-                    w.feed(data)
+                    feed(fd, data)
             except BlockingIOError:
                 pass
             w.close()
             os.close(fd)
+            if raw[fd] >= 0:
+                os.close(raw[fd])
         return status
 
     def reap(self, pid: int) -> int | None:
