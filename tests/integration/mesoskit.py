@@ -74,6 +74,7 @@ class Recorder(pymesos.Scheduler):  # type: ignore[misc]
 
     def reregistered(self, driver: Any, master_info: Any) -> None:
         with self.lock:
+            self.framework_id = driver.framework_id
             self.registrations += 1
 
     def disconnected(self, driver: Any) -> None:
@@ -153,6 +154,16 @@ class MesosCluster:
     server: ServerProcess
     port: int
     agents: list[AgentProcess]
+    server_args: list[str] = field(default_factory=list)
+
+    def restart_server(self) -> None:
+        """Stop the server (and with it the master) and start it again on the same data
+        directory and ports."""
+        self.server.stop()
+        self.server = ServerProcess.start(
+            self.server.data_dir, port=self.server.port, extra=self.server_args, log_level="INFO"
+        )
+        wait(lambda: _serving(self), "the Mesos master API again", 30)
 
     @property
     def master(self) -> str:
@@ -180,6 +191,19 @@ class MesosCluster:
         with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
             return json.loads(r.read())
 
+    def kube_post(self, path: str, body: Obj) -> Any:
+        ctx = ssl.create_default_context(cafile=str(self.server.ca_file))
+        req = urllib.request.Request(
+            f"{self.server.url}{path}",
+            data=json.dumps(body).encode(),
+            headers={
+                "Authorization": f"Bearer {self.server.token}",
+                "Content-Type": "application/json",
+            },
+        )
+        with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
+            return json.loads(r.read())
+
     def task_pods(self) -> list[Obj]:
         items: list[Obj] = self.kube("/api/v1/namespaces/mesos/pods")["items"]
         return items
@@ -193,7 +217,7 @@ def mesos_cluster(
     args = ["--mesos-port", str(port), *(extra or [])]
     if hollow:
         args += ["--hollow-nodes", str(hollow)]
-    srv = ServerProcess.start(base / "server", extra=args)
+    srv = ServerProcess.start(base / "server", extra=args, log_level="INFO")
     agents: list[AgentProcess] = []
     try:
         for i, runtime in enumerate(runtimes):
@@ -205,13 +229,15 @@ def mesos_cluster(
                     base / f"agent-{i}",
                 )
             )
-        cluster = MesosCluster(srv, port, agents)
+        cluster = MesosCluster(srv, port, agents, args)
         wait(lambda: _serving(cluster), "the Mesos master API", 30)
         yield cluster
     finally:
         for a in agents:
             a.stop()
         srv.stop()
+        if "cluster" in locals():
+            cluster.server.stop()
         for a in agents:
             with contextlib.suppress(Exception):
                 a.reset()

@@ -3,11 +3,13 @@ real agent, offers on hollow nodes, kills, reconciliation, teardown and failover
 
 from __future__ import annotations
 
+import json
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
-from mesoskit import Framework, command_task, mesos_cluster, scalar, wait
+from mesoskit import Framework, Recorder, command_task, mesos_cluster, pymesos, scalar, wait
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -39,5 +41,406 @@ def test_command_tasks_run_and_finish_on_a_real_agent(tmp_path: Path) -> None:
             assert pods[0]["status"]["phase"] == "Succeeded"
             state = c.get("/state")
             assert state["frameworks"][0]["name"] == "smoke"
+        finally:
+            fw.stop()
+
+
+def one_task_per_offer(
+    prefix: str, cpus: float, mem: float, go: threading.Event | None = None
+) -> tuple[list[str], Any]:
+    """An offer policy: launch one task of <cpus, mem> when it fits, decline the rest with
+    a zero filter (as the DRF paper's frameworks do); nothing before ``go`` is set."""
+    launched: list[str] = []
+
+    def on_offers(driver: Any, offers: list[Any]) -> None:
+        for offer in offers:
+            fits = scalar(offer.resources, "cpus") >= cpus and scalar(offer.resources, "mem") >= mem
+            if not fits or (go is not None and not go.is_set()):
+                driver.declineOffer(offer.id, {"refuse_seconds": 0})
+                continue
+            name = f"{prefix}-{len(launched)}"
+            launched.append(name)
+            driver.launchTasks(
+                offer.id,
+                [command_task(offer, name, "sleep 3600", cpus, mem)],
+                {"refuse_seconds": 0},
+            )
+
+    return launched, on_offers
+
+
+def test_weights_1_and_2_converge_to_a_1_to_2_dominant_share_split(tmp_path: Path) -> None:
+    with mesos_cluster(tmp_path, hollow=4) as c:  # 4 x (4 cpus, 32 GiB)
+        wait(lambda: len(c.get("/state")["slaves"]) == 4, "4 hollow agents")
+        c.operator(
+            {
+                "type": "UPDATE_WEIGHTS",
+                "update_weights": {"weight_infos": [{"role": "b", "weight": 2.0}]},
+            }
+        )
+        weights = c.operator({"type": "GET_WEIGHTS"})["get_weights"]["weight_infos"]
+        assert {"role": "b", "weight": 2.0} in weights
+        go = threading.Event()  # both frameworks subscribed: DRF starts from zero shares
+        _, a_policy = one_task_per_offer("a", 0.5, 256, go)
+        _, b_policy = one_task_per_offer("b", 0.5, 256, go)
+        fa = Framework.start(
+            c.master, "fw-a", a_policy, roles=["a"], capabilities=[{"type": "MULTI_ROLE"}]
+        )
+        fb = Framework.start(
+            c.master, "fw-b", b_policy, roles=["b"], capabilities=[{"type": "MULTI_ROLE"}]
+        )
+        try:
+            go.set()
+
+            def running(f: Framework) -> int:
+                with f.recorder.lock:
+                    return len(
+                        {
+                            u["task_id"]["value"]
+                            for u in f.recorder.updates
+                            if u["state"] == "TASK_RUNNING"
+                        }
+                    )
+
+            # 16 cpus hold 32 tasks of 0.5 cpu: wait for the pool to fill
+            wait(lambda: running(fa) + running(fb) >= 32, "32 running tasks", 90)
+            ratio = running(fb) / running(fa)
+            assert 1.6 <= ratio <= 2.5, (running(fa), running(fb))
+            bad = [
+                u
+                for f in (fa, fb)
+                for u in f.recorder.updates
+                if u["state"] not in ("TASK_STARTING", "TASK_RUNNING")
+            ]
+            assert not bad
+            roles = {r["name"]: r for r in c.operator({"type": "GET_ROLES"})["get_roles"]["roles"]}
+            assert roles["b"]["weight"] == 2.0
+        finally:
+            fa.stop()
+            fb.stop()
+
+
+def test_a_zero_filter_decliner_starves_no_one(tmp_path: Path) -> None:
+    seen_first: dict[str, float] = {}
+
+    def decline_all(driver: Any, offers: list[Any]) -> None:
+        for offer in offers:
+            driver.declineOffer(offer.id, {"refuse_seconds": 0})
+
+    with mesos_cluster(tmp_path, hollow=1) as c:
+        wait(lambda: len(c.get("/state")["slaves"]) == 1, "the hollow agent")
+        greedy = Framework.start(c.master, "decliner", decline_all)
+        try:
+            wait(lambda: len(greedy.recorder.offers) >= 3, "the decliner is offered again")
+            import time as _time
+
+            t0 = _time.monotonic()
+
+            def record(driver: Any, offers: list[Any]) -> None:
+                seen_first.setdefault("at", _time.monotonic())
+                for offer in offers:
+                    driver.declineOffer(offer.id, {"refuse_seconds": 60})
+
+            other = Framework.start(c.master, "patient", record)
+            try:
+                wait(lambda: "at" in seen_first, "an offer for the second framework", 10)
+                # registration included; the bound is 2 s of waiting for an offer
+                assert seen_first["at"] - t0 < 4.0
+            finally:
+                other.stop()
+        finally:
+            greedy.stop()
+
+
+def launch_n(
+    prefix: str, n: int, cpus: float = 0.1, mem: float = 32, cmd: str = "sleep 3600"
+) -> tuple[list[str], Any]:
+    """An offer policy: launch ``n`` tasks in all, one per offer, and decline the rest."""
+    launched: list[str] = []
+    lock = threading.Lock()
+
+    def on_offers(driver: Any, offers: list[Any]) -> None:
+        for offer in offers:
+            with lock:
+                want = len(launched) < n and scalar(offer.resources, "cpus") >= cpus
+                if want:
+                    name = f"{prefix}-{len(launched)}"
+                    launched.append(name)
+            if not want:
+                driver.declineOffer(offer.id, {"refuse_seconds": 1})
+                continue
+            driver.launchTasks(
+                offer.id, [command_task(offer, name, cmd, cpus, mem)], {"refuse_seconds": 0}
+            )
+
+    return launched, on_offers
+
+
+def test_failover_keeps_tasks_reconcile_and_teardown(tmp_path: Path) -> None:
+    with mesos_cluster(tmp_path, hollow=1) as c:
+        wait(lambda: len(c.get("/state")["slaves"]) == 1, "the hollow agent")
+        tasks, policy = launch_n("fo", 2)
+        fw = Framework.start(c.master, "failover", policy, failover_timeout=60)
+        fid = fw.recorder.framework_id
+        wait(
+            lambda: all("TASK_RUNNING" in fw.recorder.states(t) for t in tasks) and len(tasks) == 2,
+            "2 running",
+        )
+        fw.stop(failover=True)  # disconnect without TEARDOWN: the tasks stay
+        wait(lambda: not c.get("/state")["frameworks"][0]["connected"], "disconnected")
+        assert len(c.task_pods()) == 2
+        wait(
+            lambda: (
+                c.kube(f"/apis/mesos.corral.dev/v1/frameworks/{fid}")["status"]["connected"]
+                is False
+            ),
+            "the Framework object says disconnected",
+        )
+        # the same framework id fails over to a new driver: tasks are still there
+        back = Framework.start(c.master, "failover", None, failover_timeout=60, id={"value": fid})
+        try:
+            assert back.recorder.framework_id == fid
+            back.driver.reconcileTasks([])
+            wait(
+                lambda: (
+                    sorted(
+                        u["task_id"]["value"]
+                        for u in back.recorder.updates
+                        if u.get("reason") == "REASON_RECONCILIATION"
+                    )
+                    == sorted(tasks)
+                ),
+                "implicit reconciliation",
+            )
+            assert {u["state"] for u in back.recorder.updates} == {"TASK_RUNNING"}
+            back.driver.reconcileTasks([{"task_id": {"value": "no-such-task"}}])
+            wait(lambda: "TASK_LOST" in back.recorder.states("no-such-task"), "unknown task LOST")
+            back.driver.killTask({"value": tasks[0]})
+            wait(lambda: "TASK_KILLED" in back.recorder.states(tasks[0]), "TASK_KILLED")
+        finally:
+            back.stop()  # TEARDOWN: every task killed, the framework removed
+        wait(lambda: not c.task_pods(), "task pods gone after TEARDOWN")
+        state = c.get("/state")
+        assert not state["frameworks"]
+        assert [f["id"] for f in state["completed_frameworks"]] == [fid]
+
+
+def test_failover_timeout_removes_the_framework_and_its_tasks(tmp_path: Path) -> None:
+    with mesos_cluster(tmp_path, hollow=1) as c:
+        wait(lambda: len(c.get("/state")["slaves"]) == 1, "the hollow agent")
+        tasks, policy = launch_n("gone", 1)
+        fw = Framework.start(c.master, "short-lived", policy, failover_timeout=2)
+        wait(lambda: tasks and "TASK_RUNNING" in fw.recorder.states(tasks[0]), "running")
+        fw.stop(failover=True)
+        wait(lambda: not c.get("/state")["frameworks"], "removed after its failover timeout", 20)
+        wait(lambda: not c.task_pods(), "its tasks killed")
+        # it may not come back with that id
+        again = Recorder()
+        driver = pymesos.MesosSchedulerDriver(
+            again,
+            {"user": "root", "name": "short-lived", "id": {"value": fw.recorder.framework_id}},
+            c.master,
+            use_addict=True,
+        )
+        driver.start()
+        try:
+            wait(lambda: again.errors, "an ERROR event")
+            assert "removed" in again.errors[0]
+        finally:
+            driver.stop()
+
+
+def test_a_master_restart_keeps_frameworks_and_tasks(tmp_path: Path) -> None:
+    with mesos_cluster(tmp_path, hollow=1) as c:
+        wait(lambda: len(c.get("/state")["slaves"]) == 1, "the hollow agent")
+        tasks, policy = launch_n("r", 2)
+        fw = Framework.start(c.master, "survivor", policy, failover_timeout=120)
+        try:
+            wait(
+                lambda: (
+                    len(tasks) == 2 and all("TASK_RUNNING" in fw.recorder.states(t) for t in tasks)
+                ),
+                "2 running",
+            )
+            c.restart_server()
+            wait(lambda: fw.recorder.registrations >= 2, "re-registered after the restart", 60)
+            state = c.get("/state")
+            assert [f["id"] for f in state["frameworks"]] == [fw.recorder.framework_id]
+            assert state["frameworks"][0]["connected"]
+            assert sorted(t["id"] for t in state["frameworks"][0]["tasks"]) == sorted(tasks)
+            before = len(fw.recorder.updates)
+            fw.driver.reconcileTasks([])
+            wait(lambda: len(fw.recorder.updates) >= before + 2, "reconciliation after the restart")
+            assert {u["state"] for u in fw.recorder.updates[before:]} == {"TASK_RUNNING"}
+            assert len(c.task_pods()) == 2
+        finally:
+            fw.stop()
+        wait(lambda: not c.task_pods(), "task pods gone after TEARDOWN")
+
+
+def _call(
+    c: Any, body: Any, stream_id: str | None = None, raw: bytes | None = None
+) -> tuple[int, str]:
+    import urllib.error
+    import urllib.request
+
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    if stream_id is not None:
+        headers["Mesos-Stream-Id"] = stream_id
+    data = raw if raw is not None else json.dumps(body).encode()
+    req = urllib.request.Request(f"http://{c.master}/api/v1/scheduler", data=data, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def test_bad_calls_get_mesos_errors_and_leak_nothing(tmp_path: Path) -> None:
+    held: list[Any] = []
+
+    def hold(driver: Any, offers: list[Any]) -> None:
+        held.extend(offers)
+
+    with mesos_cluster(tmp_path, hollow=1) as c:
+        wait(lambda: len(c.get("/state")["slaves"]) == 1, "the hollow agent")
+        assert _call(c, None, raw=b"{not json")[0] == 400
+        assert _call(c, {"no": "type"})[0] == 400
+        code, text = _call(c, {"type": "SUBSCRIBE", "subscribe": {"framework_info": {"name": "x"}}})
+        assert code == 400 and "user" in text
+        fw = Framework.start(c.master, "bad-input", hold)
+        try:
+            fid = fw.recorder.framework_id
+            code, text = _call(
+                c, {"type": "REVIVE", "framework_id": {"value": fid}}, "wrong-stream"
+            )
+            assert code == 403 and "stream" in text.lower()
+            code, _ = _call(c, {"type": "REVIVE", "framework_id": {"value": fid}})
+            assert code == 403
+            wait(lambda: held, "an offer")
+            offer = held[0]
+            total_cpus = scalar(offer.resources, "cpus")
+            # over-committing the offer: TASK_ERROR, and the offer's resources come back
+            big = command_task(offer, "too-big", "sleep 1", cpus=total_cpus + 1, mem=32)
+            fw.driver.launchTasks(offer.id, [big], {"refuse_seconds": 0})
+            wait(lambda: fw.recorder.states("too-big"), "an update for the over-committing task")
+            update = next(u for u in fw.recorder.updates if u["task_id"]["value"] == "too-big")
+            assert update["state"] == "TASK_ERROR"
+            assert update["reason"] == "REASON_TASK_INVALID"
+            # the same offer again: it was used, so TASK_DROPPED with REASON_INVALID_OFFERS
+            fw.driver.launchTasks(offer.id, [command_task(offer, "reused", "sleep 1")], {})
+            wait(lambda: fw.recorder.states("reused"), "an update for the reused offer")
+            update = next(u for u in fw.recorder.updates if u["task_id"]["value"] == "reused")
+            assert (update["state"], update["reason"]) == ("TASK_DROPPED", "REASON_INVALID_OFFERS")
+            # an unknown offer id
+            fw.driver.launchTasks(
+                {"value": "no-such-offer"}, [command_task(offer, "ghost", "sleep 1")], {}
+            )
+            wait(
+                lambda: fw.recorder.states("ghost") == ["TASK_DROPPED"],
+                "TASK_DROPPED for an unknown offer",
+            )
+            # nothing leaked: the agent's whole cpus are offered again and no pod exists
+            wait(
+                lambda: any(scalar(o.resources, "cpus") == total_cpus for o in held[1:]),
+                "the whole agent offered again",
+                20,
+            )
+            assert not c.task_pods()
+        finally:
+            fw.stop()
+
+
+def test_kubernetes_pods_and_a_framework_share_nodes_without_overcommit(tmp_path: Path) -> None:
+    held: list[Any] = []
+    lock = threading.Lock()
+
+    def hoard(driver: Any, offers: list[Any]) -> None:  # never answers: holds every offer
+        with lock:
+            held.extend(offers)
+
+    with mesos_cluster(tmp_path, hollow=2) as c:  # 2 x 4 cpus
+        wait(lambda: len(c.get("/state")["slaves"]) == 2, "2 hollow agents")
+        fw = Framework.start(c.master, "hoarder", hoard)
+        try:
+            wait(lambda: len({o.agent_id.value for o in held}) == 2, "offers on both agents")
+            # 6 pods of 1 cpu fit only into the offered resources: offers are rescinded
+            deployment = {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "web", "namespace": "default"},
+                "spec": {
+                    "replicas": 6,
+                    "selector": {"matchLabels": {"app": "web"}},
+                    "template": {
+                        "metadata": {"labels": {"app": "web"}},
+                        "spec": {
+                            "containers": [
+                                {
+                                    "name": "c",
+                                    "image": "busybox",
+                                    "resources": {"requests": {"cpu": "1", "memory": "64Mi"}},
+                                }
+                            ]
+                        },
+                    },
+                },
+            }
+            c.kube_post("/apis/apps/v1/namespaces/default/deployments", deployment)
+
+            def bound() -> int:
+                pods = c.kube("/api/v1/namespaces/default/pods?labelSelector=app%3Dweb")["items"]
+                return sum(1 for p in pods if p["spec"].get("nodeName"))
+
+            wait(lambda: bound() == 6, "6 Kubernetes pods placed", 60)
+            assert fw.recorder.rescinded, "offers were rescinded for the pending pods"
+            # the framework now launches into what is left; nothing is over-committed
+            with lock:
+                held.clear()
+            fw.driver.reviveOffers()
+            wait(lambda: held, "offers of what is left")
+            with lock:
+                offers = list(held)
+            for o in offers:
+                cpus = scalar(o.resources, "cpus")
+                if cpus >= 1:
+                    fw.driver.launchTasks(
+                        o.id,
+                        [
+                            command_task(
+                                o, f"fill-{o.agent_id.value}", "sleep 600", cpus=cpus, mem=64
+                            )
+                        ],
+                        {},
+                    )
+            wait(
+                lambda: (
+                    sum(
+                        "TASK_RUNNING" in fw.recorder.states(f"fill-{o.agent_id.value}")
+                        for o in offers
+                        if scalar(o.resources, "cpus") >= 1
+                    )
+                    >= 1
+                ),
+                "fill tasks running",
+                30,
+            )
+            nodes = {n["metadata"]["name"]: n for n in c.kube("/api/v1/nodes")["items"]}
+            used: dict[str, float] = {}
+            for p in c.kube("/api/v1/pods")["items"]:
+                node = p["spec"].get("nodeName")
+                if not node or p["status"].get("phase") in ("Succeeded", "Failed"):
+                    continue
+                for ctr in p["spec"]["containers"]:
+                    req = (ctr.get("resources") or {}).get("requests") or {}
+                    cpu = str(req.get("cpu", "0"))
+                    used[node] = used.get(node, 0.0) + (
+                        float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
+                    )
+            for name, cpus in used.items():
+                assert cpus <= float(nodes[name]["status"]["allocatable"]["cpu"]) + 1e-9, (
+                    name,
+                    cpus,
+                )
         finally:
             fw.stop()

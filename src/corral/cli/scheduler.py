@@ -133,7 +133,9 @@ async def _placement(sched: Any, client: Client, args: argparse.Namespace) -> No
     bind = args.bind if args.command == "mesos-master" else args.mesos_bind
     allocator = Allocator(sched.table, sched.clock)
     master = Master(client, sched, allocator, hostname=bind, port=port)
-    runner = web.AppRunner(build_app(master), handler_cancellation=True, access_log=None)
+    runner = web.AppRunner(
+        build_app(master), handler_cancellation=True, access_log=None, shutdown_timeout=2.0
+    )
     await runner.setup()
     try:
         await web.TCPSite(runner, bind, port, backlog=1024).start()
@@ -142,6 +144,7 @@ async def _placement(sched: Any, client: Client, args: argparse.Namespace) -> No
             tg.create_task(sched.run(), name="scheduler")
             tg.create_task(master.run(), name="mesos-master")
     finally:
+        master.close_streams()
         await runner.cleanup()
 
 
@@ -216,6 +219,11 @@ async def _why(args: argparse.Namespace, name: str) -> int:
 
 
 def why(args: argparse.Namespace) -> int:
+    from corral.cli import mesos as mesos_cli
+
+    fkind, _, who = args.target.partition("/")
+    if fkind in mesos_cli.FRAMEWORK_KINDS and who:
+        return mesos_cli.why_framework(args, who)
     kind, _, name = args.target.rpartition("/")
     if kind not in ("", "pod", "pods", "po") or not name:
         print(f"corral why: want pod/NAME, got {args.target!r}", file=sys.stderr)

@@ -272,6 +272,14 @@ def _resource_list(res: list[Obj]) -> Any:
     return np.asarray(vec)
 
 
+async def corral_top(request: web.Request) -> web.Response:
+    return _json(st.top(request.app[MASTER_KEY]))
+
+
+async def corral_why(request: web.Request) -> web.Response:
+    return _json(st.why(request.app[MASTER_KEY], request.match_info["who"]))
+
+
 def build_app(master: Master) -> web.Application:
     app = web.Application(client_max_size=16 * 2**20)
     app[MASTER_KEY] = master
@@ -287,4 +295,6 @@ def build_app(master: Master) -> web.Application:
         r.add_get(f"{prefix}/redirect", redirect)
         r.add_get(f"{prefix}/health", health)
     r.add_get("/metrics/snapshot", metrics)
+    r.add_get("/corral/top", corral_top)
+    r.add_get("/corral/why/{who}", corral_why)
     return app

@@ -196,6 +196,7 @@ class Master:
         self._tg: asyncio.TaskGroup | None = None
         self.ready = asyncio.Event()
         self._accepted_at: dict[str, float] = {}  # pod key -> monotonic ACCEPT time
+        self.stopping = False
         scheduler.pods.add_handler(self._on_pod)
         scheduler.nodes.add_handler(self._on_node)
         scheduler.reclaimer = self._reclaim
@@ -216,10 +217,13 @@ class Master:
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str = "mesos-write") -> None:
         """Run an API write as a supervised task (logged, never lost silently)."""
-        if self._tg is None:
+        if self._tg is None or self.stopping:
             coro.close()
             return
-        self._tg.create_task(self._guarded(coro), name=name)
+        try:
+            self._tg.create_task(self._guarded(coro), name=name)
+        except RuntimeError:  # the group is shutting down
+            coro.close()
 
     async def _guarded(self, coro: Coroutine[Any, Any, Any]) -> None:
         try:
@@ -319,6 +323,16 @@ class Master:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(wait, 0.01)):
                     await self._wake.wait()
+
+    def close_streams(self) -> None:
+        """Shutting down: end every subscriber's stream now, so frameworks notice at once
+        and fail over to the next master (instead of waiting on a dying one)."""
+        self.stopping = True
+        for fw in self.frameworks.values():
+            if fw.stream is not None:
+                fw.stream.close()
+        for s in self.operator_streams:
+            s.close()
 
     def wake(self) -> None:
         self._wake.set()

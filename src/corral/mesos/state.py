@@ -467,3 +467,78 @@ def _unix(text: Any) -> float:
         return parse_rfc3339(str(text))
     except ValueError:
         return 0.0
+
+
+# --- Corral's own views: `corral top` and `corral why framework/NAME` -------------------------
+def _sc(vec: Any) -> Obj:
+    return scalars(np.asarray(vec))
+
+
+def top(m: Master) -> Obj:
+    """Per role and framework (the Kubernetes role included): allocated, offered, used,
+    dominant share, weight, quota and pending demand."""
+    from corral.scheduler.snapshot import pod_info
+
+    k8s_role = m.allocator.config.kubernetes_role
+    pending = np.zeros(4, dtype=np.int64)
+    pending_pods = 0
+    queue = m.scheduler.queue
+    for key in list(queue.pods):
+        pod = m.scheduler.pods.get(key)
+        if pod is not None:
+            pending_pods += 1
+            pending = pending + pod_info(pod).requests
+    running: dict[str, int] = {}
+    for t in m.tasks.values():
+        if t.state == "TASK_RUNNING":
+            running[t.framework_id] = running.get(t.framework_id, 0) + 1
+    roles = []
+    for name, rep in sorted(m.allocator.role_report().items()):
+        g, lim = rep.get("guarantee"), rep.get("limit")
+        roles.append(
+            {
+                "role": name,
+                "kubernetes": name == k8s_role,
+                "weight": rep.get("weight", 1.0),
+                "allocated": _sc(rep.get("allocated", _zero())),
+                "offered": _sc(rep.get("offered", _zero())),
+                "dominant_share": rep.get("dominant_share", 0.0),
+                "guarantee": None if g is None else _sc(g),
+                "limit": None if lim is None else _sc(lim),
+                "frameworks": rep.get("frameworks", []),
+                "pending": (
+                    {"pods": pending_pods, **_sc(pending)} if name == k8s_role else None
+                ),
+            }
+        )
+    frameworks = []
+    for fw in m.frameworks.values():
+        rep = m.allocator.framework_report(fw.id) if m.allocator.has_framework(fw.id) else {}
+        frameworks.append(
+            {
+                "id": fw.id,
+                "name": fw.info.get("name", ""),
+                "roles": fw.roles,
+                "connected": fw.connected,
+                "allocated": _sc(rep.get("allocated", _zero())),
+                "offered": _sc(rep.get("offered", _zero())),
+                "dominant_share": rep.get("dominant_share", 0.0),
+                "outstanding_offers": rep.get("outstanding_offers", 0),
+                "pending_demand": bool(rep.get("pending_demand")),
+                "suppressed_roles": rep.get("suppressed_roles", []),
+                "tasks_running": running.get(fw.id, 0),
+            }
+        )
+    return {"total": _sc(m.allocator.total()), "roles": roles, "frameworks": frameworks}
+
+
+def why(m: Master, who: str) -> Obj:
+    """Why framework ``who`` (an id or a name) gets no offers."""
+    matches = [f for f in m.frameworks.values() if who in (f.id, f.info.get("name"))]
+    if not matches:
+        gone = [f for f in m.completed_frameworks.values() if who in (f.id, f.info.get("name"))]
+        if gone:
+            return {"framework": gone[0].id, "reasons": ["the framework was removed"]}
+        return {"framework": who, "reasons": [f"no framework with id or name {who!r}"]}
+    fw = matches[0]
+    return {"framework": fw.id, "name": fw.info.get("name", ""), "reasons": m.allocator.why(fw.id)}
