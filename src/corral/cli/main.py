@@ -110,9 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="the agents' runtime (default: oci as root with runc, else process)",
     )
     from corral.cli import image as image_cli
+    from corral.cli import mesos as mesos_cli
     from corral.cli import scheduler as scheduler_cli
 
     scheduler_cli.add_parsers(sub)
+    mesos_cli.add_parsers(sub)  # `corral top`, and `--master` for `corral why framework/NAME`
     image_cli.add_parser(sub)
     # these two parse their own flags (``corral controller-manager --help``)
     for name, text in _DELEGATED.items():
@@ -176,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in _DELEGATED:
         return _delegate(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
+    if args.command == "top":
+        from corral.cli import mesos as mesos_cli
+
+        return mesos_cli.top(args)
     from corral.apiserver.server import Server
     from corral.cli import image as image_cli
     from corral.cli import scheduler as scheduler_cli

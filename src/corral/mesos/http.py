@@ -23,7 +23,7 @@ from aiohttp import web
 
 from corral.mesos import state as st
 from corral.mesos.master import VERSION, CallError, Master
-from corral.mesos.stream import EventStream
+from corral.util.eventstream import EventStream
 from corral.offers.resources import to_vector
 
 log = logging.getLogger("corral.mesos.http")

@@ -50,7 +50,7 @@ from corral.api.errors import StatusError
 from corral.client.informer import Informer, key_of
 from corral.client.rest import CONFIGMAPS, FRAMEWORKS, NAMESPACES, PODS, Client
 from corral.mesos import tasks as taskmod
-from corral.mesos.stream import EventStream
+from corral.util.eventstream import EventStream
 from corral.offers.allocator import (
     Allocator,
     Instruction,
