@@ -1,8 +1,9 @@
 """One subscriber's event stream: a chunked HTTP response of RecordIO-framed JSON events.
 
-The Mesos master (``corral.mesos``) owns one ``EventStream`` per subscribed framework (and per
-operator subscriber), the agent one per subscribed executor. Handlers put events with ``send`` (never awaiting, so the master's
-state changes stay atomic); the HTTP handler runs ``pump``, which writes each event as
+The Mesos master (``corral.mesos``) owns one ``EventStream`` per subscribed framework
+(and per operator subscriber), the agent one per subscribed executor. Handlers put events
+with ``send`` (never awaiting, so the owner's state changes stay atomic); the HTTP
+handler runs ``pump``, which writes each event as
 one chunk, adds a HEARTBEAT every ``heartbeat`` seconds of silence, and returns when the
 stream is closed by the master (``close``) or the peer went away (a failed write). Mesos
 requires ``200``, ``Transfer-Encoding: chunked`` and a ``Mesos-Stream-Id`` header; the
