@@ -22,9 +22,10 @@ import orjson
 from aiohttp import web
 
 from corral.mesos import state as st
-from corral.mesos.master import VERSION, CallError, Master
-from corral.util.eventstream import EventStream
+from corral.mesos.master import Master
+from corral.mesos.model import VERSION, CallError
 from corral.offers.resources import to_vector
+from corral.util.eventstream import EventStream
 
 log = logging.getLogger("corral.mesos.http")
 
@@ -277,7 +278,8 @@ async def corral_top(request: web.Request) -> web.Response:
 
 
 async def corral_why(request: web.Request) -> web.Response:
-    return _json(st.why(request.app[MASTER_KEY], request.match_info["who"]))
+    answer = st.why(request.app[MASTER_KEY], request.match_info["who"])
+    return _json(answer, 200 if answer.get("found") else 404)
 
 
 def build_app(master: Master) -> web.Application:

@@ -17,7 +17,8 @@ import numpy as np
 from corral.offers.resources import render_resources, scalars
 
 if TYPE_CHECKING:
-    from corral.mesos.master import FrameworkState, Master, TaskState
+    from corral.mesos.master import Master
+    from corral.mesos.model import FrameworkState, TaskState
 
 Obj = dict[str, Any]
 
@@ -506,9 +507,7 @@ def top(m: Master) -> Obj:
                 "guarantee": None if g is None else _sc(g),
                 "limit": None if lim is None else _sc(lim),
                 "frameworks": rep.get("frameworks", []),
-                "pending": (
-                    {"pods": pending_pods, **_sc(pending)} if name == k8s_role else None
-                ),
+                "pending": ({"pods": pending_pods, **_sc(pending)} if name == k8s_role else None),
             }
         )
     frameworks = []
@@ -538,7 +537,21 @@ def why(m: Master, who: str) -> Obj:
     if not matches:
         gone = [f for f in m.completed_frameworks.values() if who in (f.id, f.info.get("name"))]
         if gone:
-            return {"framework": gone[0].id, "reasons": ["the framework was removed"]}
-        return {"framework": who, "reasons": [f"no framework with id or name {who!r}"]}
+            return {
+                "found": True,
+                "framework": gone[0].id,
+                "name": gone[0].info.get("name", ""),
+                "reasons": ["the framework was removed"],
+            }
+        return {
+            "found": False,
+            "framework": who,
+            "reasons": [f"no framework with id or name {who!r}"],
+        }
     fw = matches[0]
-    return {"framework": fw.id, "name": fw.info.get("name", ""), "reasons": m.allocator.why(fw.id)}
+    return {
+        "found": True,
+        "framework": fw.id,
+        "name": fw.info.get("name", ""),
+        "reasons": m.allocator.why(fw.id),
+    }
