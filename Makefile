@@ -29,6 +29,7 @@ up: install ## start a local cluster (kubeconfig in DATA/kubeconfig)
 .PHONY: test
 test: install ## install everything the tests need and run the whole suite
 	bash scripts/test-deps.sh
+	bash scripts/pymesos-deps.sh $(BIN)/python
 	$(BIN)/pytest -q tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
 .PHONY: check
