@@ -112,7 +112,7 @@ def test_weights_1_and_2_converge_to_a_1_to_2_dominant_share_split(tmp_path: Pat
                 for u in f.recorder.updates
                 if u["state"] not in ("TASK_STARTING", "TASK_RUNNING")
             ]
-            assert not bad
+            assert not bad, [(u["task_id"]["value"], u["state"], u.get("reason"), u.get("message")) for u in bad]
             roles = {r["name"]: r for r in c.operator({"type": "GET_ROLES"})["get_roles"]["roles"]}
             assert roles["b"]["weight"] == 2.0
         finally:

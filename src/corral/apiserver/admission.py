@@ -252,6 +252,9 @@ class NodeUsage:
         self._requests: dict[str, tuple[str, Vector]] = {}  # key -> (uid, requests)
         self.used: dict[str, list[int]] = {}
         self.reserved: dict[str, list[int]] = {}
+        #: pod key -> release of its in-flight binding hold; the hold ends as soon as the
+        #: cache listener counts the pod, so a pod is never counted twice (used + held)
+        self._holds: dict[str, Callable[[], None]] = {}
         for e in list(pods.entries.values()):
             self._apply_pod("ADDED", e)
 
@@ -276,6 +279,9 @@ class NodeUsage:
             req = self._requests_of(e)
             self._counted[e.key] = (e.uid, node, req)
             self._add(node, req, 1)
+            hold = self._holds.pop(e.key, None)
+            if hold is not None:
+                hold()
 
     def _requests_of(self, e: Entry) -> Vector:
         known = self._requests.get(e.key)
@@ -329,6 +335,8 @@ class NodeUsage:
             if done:
                 return
             done = True
+            if self._holds.get(key) is release:
+                del self._holds[key]
             h = self.reserved.get(node)
             if h is None:
                 return
@@ -337,6 +345,7 @@ class NodeUsage:
             if not any(h):
                 del self.reserved[node]
 
+        self._holds[key] = release
         return release
 
 

@@ -176,16 +176,16 @@ async def launch(m: Master, fw: FrameworkState, t: TaskState, pod: Obj) -> None:
         )
     except StatusError as e:
         m.scheduler.forget(t.pod_key)
-        if created:
-            with contextlib.suppress(StatusError):
-                await m.client.delete(PODS, name, names.NAMESPACE, grace_period=0)
         state, reason = (
             ("TASK_DROPPED", "REASON_INVALID_OFFERS")
             if e.code == 409
             else ("TASK_ERROR", "REASON_TASK_INVALID")
         )
+        # the task ends here, before its pod goes (its deletion says nothing more)
         updates.finish_locally(m, t, state, reason, e.message)
-        return
+        if created:
+            with contextlib.suppress(StatusError):
+                await m.client.delete(PODS, name, names.NAMESPACE, grace_period=0)
 
 
 def decline(m: Master, fw: FrameworkState, body: Obj) -> None:

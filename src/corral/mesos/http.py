@@ -24,7 +24,7 @@ from aiohttp import web
 from corral.mesos import state as st
 from corral.mesos.master import Master
 from corral.mesos.model import VERSION, CallError
-from corral.offers.resources import to_vector
+from corral.offers.resources import UNLIMITED, to_vector
 from corral.util.eventstream import EventStream
 
 log = logging.getLogger("corral.mesos.http")
@@ -221,6 +221,8 @@ async def _operator_call(m: Master, kind: str, call: Obj) -> Obj | None:
 
 
 def _quota_configs(kind: str, body: Obj) -> list[tuple[str, Any, Any]]:
+    """(role, guarantee, limit) of UPDATE_QUOTA, SET_QUOTA (a guarantee; Mesos 1.9+
+    treats it as a limit too, of the resources it names) and REMOVE_QUOTA."""
     out: list[tuple[str, Any, Any]] = []
     if kind == "REMOVE_QUOTA":
         role = body.get("role")
@@ -233,7 +235,12 @@ def _quota_configs(kind: str, body: Obj) -> list[tuple[str, Any, Any]]:
         if not isinstance(role, str) or not role:
             raise CallError(400, "Expecting 'set_quota.quota_request.role' to be present")
         g = _resource_list(req.get("guarantee") or [])
-        return [(role, g, g)]
+        named = {r.get("name") for r in req.get("guarantee") or [] if isinstance(r, dict)}
+        lim = np.array(g, copy=True)
+        for i, name in enumerate(("cpus", "mem", "disk")):
+            if name not in named:
+                lim[i] = UNLIMITED
+        return [(role, g, lim)]
     configs = body.get("quota_configs")
     if not isinstance(configs, list) or not configs:
         raise CallError(400, "Expecting 'update_quota.quota_configs' to be present")
@@ -241,13 +248,13 @@ def _quota_configs(kind: str, body: Obj) -> list[tuple[str, Any, Any]]:
         role = (c or {}).get("role")
         if not isinstance(role, str) or not role:
             raise CallError(400, "Each quota config needs a 'role'")
-        g = _scalar_map(c.get("guarantees"))
-        lim = _scalar_map(c.get("limits"))
-        out.append((role, g, lim))
+        out.append((role, _scalar_map(c.get("guarantees"), 0), _scalar_map(c.get("limits"), None)))
     return out
 
 
-def _scalar_map(m: Any) -> Any:
+def _scalar_map(m: Any, unnamed: int | None) -> Any:
+    """A ``{name: {value}}`` map as a table vector; a resource it does not name is
+    ``unnamed`` (0 for a guarantee) or unlimited (None, for a limit)."""
     if m is None:
         return None
     if not isinstance(m, dict):
@@ -260,7 +267,11 @@ def _scalar_map(m: Any) -> Any:
         if not isinstance(val, int | float) or val < 0:
             raise CallError(400, f"Invalid quota value for '{k}': {v!r}")
         vals[k] = float(val)
-    return to_vector(vals.get("cpus", 0.0), vals.get("mem", 0.0), vals.get("disk", 0.0))
+    vec = to_vector(vals.get("cpus", 0.0), vals.get("mem", 0.0), vals.get("disk", 0.0))
+    for i, name in enumerate(("cpus", "mem", "disk")):
+        if name not in vals:
+            vec[i] = UNLIMITED if unnamed is None else unnamed
+    return vec
 
 
 def _resource_list(res: list[Obj]) -> Any:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from corral.offers.resources import render_resources, scalars
+from corral.offers.resources import UNLIMITED, render_resources, scalars
 
 if TYPE_CHECKING:
     from corral.mesos.master import Master
@@ -433,8 +433,15 @@ def _quota_v1(role: str, rep: Obj) -> Obj:
     if g is not None:
         out["guarantees"] = {k: {"value": v} for k, v in scalars(np.asarray(g)).items() if v}
     if lim is not None:
-        out["limits"] = {k: {"value": v} for k, v in scalars(np.asarray(lim)).items() if v}
+        out["limits"] = _limits(lim)
     return out
+
+
+def _limits(lim: Any) -> Obj:
+    """A quota limit vector as ``{name: {value}}``, without its unlimited columns."""
+    vec = np.asarray(lim)
+    s = scalars(np.where(vec >= UNLIMITED, 0, vec))
+    return {k: {"value": s[k]} for i, k in enumerate(("cpus", "mem", "disk")) if vec[i] < UNLIMITED}
 
 
 def get_weights(m: Master) -> Obj:
@@ -451,7 +458,7 @@ def get_quota(m: Master) -> Obj:
             info["guarantee"] = _scalar_list(g)
             info["guarantees"] = {k: {"value": v} for k, v in scalars(np.asarray(g)).items() if v}
         if lim is not None:
-            info["limits"] = {k: {"value": v} for k, v in scalars(np.asarray(lim)).items() if v}
+            info["limits"] = _limits(lim)
         infos.append(info)
     return {"status": {"infos": infos}}
 
@@ -505,7 +512,7 @@ def top(m: Master) -> Obj:
                 "offered": _sc(rep.get("offered", _zero())),
                 "dominant_share": rep.get("dominant_share", 0.0),
                 "guarantee": None if g is None else _sc(g),
-                "limit": None if lim is None else _sc(lim),
+                "limit": None if lim is None else {k: v["value"] for k, v in _limits(lim).items()},
                 "frameworks": rep.get("frameworks", []),
                 "pending": ({"pods": pending_pods, **_sc(pending)} if name == k8s_role else None),
             }

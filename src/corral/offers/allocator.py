@@ -551,10 +551,14 @@ class Allocator:
         cluster_free: Vec3,
     ) -> list[Draft]:
         by_role, by_fw = self.usage.totals()
+        # DRF charges what frameworks use and the offers they sit on; an offer made in the
+        # last cycle is not charged yet, so a framework that answers quickly is not ranked
+        # by whole-agent offers it is about to turn into tasks (or decline)
+        held_role, held_fw = self.book.offered_before(now - self.config.interval)
         p = AllocationPass(total, self._min_cpu, self._min_mem, now, self._cycle, self._ports_of)
         for role in sorted(play):
             g, lim = self._quotas.get(role, (None, None))
-            consumed = add3(by_role.get(role), self.book.offered_role.get(role))
+            consumed = add3(by_role.get(role), held_role.get(role))
             weight = self._weights.get(role, 1.0)
             p.add_role(
                 role,
@@ -568,7 +572,7 @@ class Allocator:
                 p.add_framework(
                     role,
                     fw.id,
-                    add3(by_fw.get(k), self.book.offered_fw.get(k)),
+                    add3(by_fw.get(k), held_fw.get(k)),
                     self._filters.of(fw.id),
                 )
         for role, (g, _) in self._quotas.items():

@@ -148,6 +148,20 @@ class OfferBook:
             old.append(oid)
         return old
 
+    def offered_before(self, cutoff: float) -> tuple[dict[str, Vec3], dict[tuple[str, str], Vec3]]:
+        """Resources of the offers made at or before ``cutoff`` (monotonic), per role and
+        per (framework, role): what DRF charges a framework for offers it sits on."""
+        by_role: dict[str, Vec3] = {}
+        by_fw: dict[tuple[str, str], Vec3] = {}
+        for o in self.offers.values():
+            if o.created > cutoff:
+                break
+            v: Vec3 = [int(o.resources[0]), int(o.resources[1]), int(o.resources[2])]
+            by_role[o.role] = add3(by_role.get(o.role), v)
+            k = (o.framework_id, o.role)
+            by_fw[k] = add3(by_fw.get(k), v)
+        return by_role, by_fw
+
     def oldest(self) -> Offer | None:
         return next(iter(self.offers.values()), None)
 
