@@ -89,6 +89,7 @@ class Server:
         node_port_range: tuple[int, int] = (30000, 32767),
         scheduler: bool = False,
         mesos_port: int = 0,
+        mesos_args: Sequence[str] = (),
         controllers: bool = False,
         hollow_nodes: int = 0,
         agents: Sequence[Sequence[str]] = (),
@@ -118,6 +119,8 @@ class Server:
         self.scheduler = scheduler
         #: the scheduler process also serves the Mesos master API on this port (0: off)
         self.mesos_port = mesos_port
+        #: allocator flags for that scheduler process (roles, offer timeout, interval)
+        self.mesos_args = list(mesos_args)
         self.controllers = controllers
         #: simulated nodes (``corral agent --runtime hollow``) to start beside it
         self.hollow_nodes = hollow_nodes
@@ -198,7 +201,7 @@ class Server:
         self._tasks.append(asyncio.create_task(lifecycle.run(), name="lifecycle"))
         if self.scheduler:
             mesos = (
-                ["--mesos-port", str(self.mesos_port), "--mesos-bind", self.bind]
+                ["--mesos-port", str(self.mesos_port), "--mesos-bind", self.bind, *self.mesos_args]
                 if self.mesos_port
                 else []
             )

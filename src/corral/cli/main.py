@@ -62,6 +62,9 @@ def _server_args(p: argparse.ArgumentParser, data_required: bool) -> None:
         metavar="PORT",
         help="serve the Mesos master API on this port, bound like the API server (0: off)",
     )
+    from corral.cli.scheduler import add_mesos_flags
+
+    add_mesos_flags(p)
     p.add_argument(
         "--hollow-nodes",
         type=int,
@@ -162,6 +165,8 @@ async def _run(server: Server, announce: bool, nodes: list[str] | None = None) -
         from corral.cli import up as up_cli
 
         await up_cli.report_progress(server, nodes or [], t0, timeout=60.0)
+        if server.mesos_port:
+            await up_cli.report_mesos(server.bind, server.mesos_port, t0)
         print(f"Corral is up: {server.url}", flush=True)
         print(f"  export KUBECONFIG={server.kubeconfig}", flush=True)
         print("  kubectl get namespaces", flush=True)
@@ -213,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         nodes = up_cli.node_names(args.agents)
         up_cli.prepare_agents(args.data_dir, nodes)
     try:
+        scheduler_cli.allocator_config(args)
         server = Server(
             args.data_dir,
             port=args.port,
@@ -224,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             node_port_range=_port_range(args.service_node_port_range),
             scheduler=not args.no_scheduler,
             mesos_port=args.mesos_port,
+            mesos_args=scheduler_cli.mesos_flag_args(args),
             controllers=not args.no_controllers,
             hollow_nodes=args.hollow_nodes,
             agents=agents,

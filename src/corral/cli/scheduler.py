@@ -57,6 +57,7 @@ def add_parsers(sub: Any) -> None:
         "share this scheduler's node table",
     )
     p.add_argument("--mesos-bind", default="127.0.0.1", help="address of the Mesos master API")
+    add_mesos_flags(p)
     m = sub.add_parser(
         "mesos-master",
         help="run the Mesos master (offers under DRF) with the scheduler it shares placement with",
@@ -71,6 +72,7 @@ def add_parsers(sub: Any) -> None:
     m.add_argument("--max-in-flight", type=int, default=64, help=argparse.SUPPRESS)
     m.add_argument("--log-level", default="INFO")
     m.add_argument("--exit-on-stdin-eof", action="store_true", help=argparse.SUPPRESS)
+    add_mesos_flags(m)
     w = sub.add_parser("why", help="explain why a pod is not scheduled")
     w.add_argument("target", help="pod/NAME (or NAME)")
     w.add_argument("-n", "--namespace", default="default")
@@ -116,6 +118,60 @@ async def _run_scheduler(args: argparse.Namespace, profile: Profile) -> None:
         raise task.exception()  # type: ignore[misc]
 
 
+def allocator_config(args: argparse.Namespace) -> Any:
+    """The allocator's settings from the Mesos flags (``add_mesos_flags``)."""
+    from corral.offers.allocator import AllocatorConfig
+
+    roles: dict[str, str] = {}
+    for item in args.namespace_role or []:
+        ns, sep, role = item.partition("=")
+        if not sep or not ns or not role:
+            raise ValueError(f"--namespace-role {item!r}: want NAMESPACE=ROLE")
+        roles[ns] = role
+    return AllocatorConfig(
+        interval=args.allocation_interval,
+        offer_timeout=args.offer_timeout,
+        kubernetes_role=args.kubernetes_role,
+        namespace_roles=roles,
+    )
+
+
+def add_mesos_flags(p: argparse.ArgumentParser) -> None:
+    """Allocator flags, shared by ``corral scheduler``, ``mesos-master``, ``server``, ``up``."""
+    p.add_argument(
+        "--kubernetes-role",
+        default="kubernetes",
+        help="the DRF role Kubernetes pods count toward (default: kubernetes)",
+    )
+    p.add_argument(
+        "--namespace-role",
+        action="append",
+        metavar="NAMESPACE=ROLE",
+        help="pods of NAMESPACE count toward ROLE instead (repeatable)",
+    )
+    p.add_argument(
+        "--offer-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="rescind offers outstanding this long (default: never, as Mesos)",
+    )
+    p.add_argument(
+        "--allocation-interval", type=float, default=1.0, metavar="SECONDS", help="DRF cycle"
+    )
+
+
+def mesos_flag_args(args: argparse.Namespace) -> list[str]:
+    """The Mesos flags of ``args`` as a command line (``corral server`` -> its scheduler)."""
+    out = ["--kubernetes-role", args.kubernetes_role]
+    out += ["--allocation-interval", str(args.allocation_interval)]
+    for item in args.namespace_role or []:
+        out += ["--namespace-role", item]
+    if args.offer_timeout is not None:
+        out += ["--offer-timeout", str(args.offer_timeout)]
+    return out
+
+
 async def _placement(sched: Any, client: Client, args: argparse.Namespace) -> None:
     """The scheduler, and with a Mesos port the allocator and master over its table."""
     port = getattr(args, "mesos_port", 0)
@@ -131,14 +187,22 @@ async def _placement(sched: Any, client: Client, args: argparse.Namespace) -> No
     from corral.offers.allocator import Allocator
 
     bind = args.bind if args.command == "mesos-master" else args.mesos_bind
-    allocator = Allocator(sched.table, sched.clock)
-    master = Master(client, sched, allocator, hostname=bind, port=port)
+    allocator = Allocator(sched.table, sched.clock, allocator_config(args))
+    master = Master(
+        client, sched, allocator, hostname=bind, port=port, interval=args.allocation_interval
+    )
     runner = web.AppRunner(
         build_app(master), handler_cancellation=True, access_log=None, shutdown_timeout=2.0
     )
     await runner.setup()
     try:
-        await web.TCPSite(runner, bind, port, backlog=1024).start()
+        try:
+            await web.TCPSite(runner, bind, port, backlog=1024).start()
+        except OSError as e:
+            # the Kubernetes side keeps working; say plainly why Mesos is not there
+            log.error("Mesos master: cannot listen on %s:%d: %s (use --mesos-port)", bind, port, e)
+            await sched.run()
+            return
         log.info("Mesos master API on http://%s:%d", bind, port)
         async with asyncio.TaskGroup() as tg:
             tg.create_task(sched.run(), name="scheduler")
@@ -159,6 +223,11 @@ def run_scheduler(args: argparse.Namespace) -> int:
         profile = cfg.profile(args.scheduler_name)
     except config.ConfigError as e:
         print(f"corral scheduler: {e}", file=sys.stderr)
+        return 2
+    try:
+        allocator_config(args)
+    except ValueError as e:
+        print(f"corral {args.command}: {e}", file=sys.stderr)
         return 2
     with contextlib.suppress(ImportError):
         import uvloop

@@ -101,6 +101,30 @@ async def report_progress(server: Server, names: list[str], t0: float, timeout: 
         print(f"  node {name} not Ready after {timeout:.0f} s; see the agent's log", flush=True)
 
 
+async def report_mesos(bind: str, port: int, t0: float, timeout: float = 20.0) -> None:
+    """Print the Mesos master's address once it answers (it runs in the scheduler)."""
+    import aiohttp
+
+    host = "127.0.0.1" if bind in ("0.0.0.0", "::") else bind
+    url = f"http://{host}:{port}"
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+        while time.monotonic() < deadline:
+            try:
+                async with session.get(f"{url}/version") as r:
+                    if r.status == 200:
+                        print(
+                            f"  Mesos master on {url} ({time.monotonic() - t0:.1f} s): "
+                            "pymesos frameworks, `corral top`",
+                            flush=True,
+                        )
+                        return
+            except (aiohttp.ClientError, OSError, TimeoutError):
+                pass
+            await asyncio.sleep(0.1)
+    print(f"  Mesos master not answering on {url}; see the scheduler's log", flush=True)
+
+
 def prepare_agents(data_dir: Path, names: list[str]) -> None:
     """Import the demo image (busybox from this host) into each agent's image store."""
     from corral.agent.images.demo import build_busybox, demo_tools_missing
