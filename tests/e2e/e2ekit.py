@@ -159,15 +159,17 @@ def running_cluster(
     controllers: bool = False,
     workloads: str = "",
     agent_args: Sequence[str] = (),
+    server_args: Sequence[str] = (),
 ) -> Iterator[Cluster]:
     """A cluster under ``base`` whose one agent runs ``runtime``, named ``PREFIX-RUNTIME-*``.
 
     ``controllers``: the server runs the controller manager too; ``workloads`` (kinds,
     comma-separated) are deleted before the pods on the way out, so that no controller
     makes new ones while the agent finishes them; ``agent_args`` are added to the agent's
-    command line (e.g. ``["--proxy", "auto"]``).
+    command line (e.g. ``["--proxy", "auto"]``), ``server_args`` to the server's (e.g.
+    ``["--mesos-port", "P"]``).
     """
-    srv = start_server(base / "server", controllers=controllers)
+    srv = start_server(base / "server", controllers=controllers, extra=list(server_args))
     registry: LocalRegistry | None = None
     extra: list[str] = list(agent_args)
     try:

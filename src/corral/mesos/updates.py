@@ -151,6 +151,29 @@ def refresh(m: Master, t: TaskState) -> None:
     if not prev.get("uuid") and state == t.acked_state and t.pending is None:
         t.last = {**status, "timestamp": time.time()}  # acknowledged before a restart
         return
+    ran = state in _AFTER_RUNNING and _container_ran(t.pod)
+    if ran and not any(x["state"] == "TASK_RUNNING" for x in t.statuses):
+        # the task ran and ended between two looks at its pod: Mesos always reports
+        # TASK_RUNNING first (its executor sends it once the process is launched)
+        running = {k: v for k, v in status.items() if k not in ("reason", "message", "limitation")}
+        emit(m, fw, t, {**running, "state": "TASK_RUNNING"})
+    emit(m, fw, t, status)
+    if taskmod.is_terminal_state(state) or state in ("TASK_LOST",):
+        m._accepted_at.pop(t.pod_key, None)
+        pod_meta = (t.pod or {}).get("metadata") or {}
+        phase = ((t.pod or {}).get("status") or {}).get("phase")
+        if (
+            t.pod is not None
+            and phase not in ("Succeeded", "Failed")
+            and not pod_meta.get("deletionTimestamp")
+        ):
+            # a task that failed to launch (or was lost) holds nothing: remove its pod
+            m.spawn(calls.delete_pod(m, t.pod_key, 0))
+
+
+def emit(m: Master, fw: FrameworkState, t: TaskState, status: Obj) -> None:
+    """Send ``status`` (new uuid; pending until acknowledged) and tell operators."""
+    state = status["state"]
     status["timestamp"] = time.time()
     status["uuid"] = base64.b64encode(uuid.uuid4().bytes).decode()
     t.last = status
@@ -175,17 +198,18 @@ def refresh(m: Master, t: TaskState) -> None:
             },
         }
     )
-    if taskmod.is_terminal_state(state) or state in ("TASK_LOST",):
-        m._accepted_at.pop(t.pod_key, None)
-        pod_meta = (t.pod or {}).get("metadata") or {}
-        phase = ((t.pod or {}).get("status") or {}).get("phase")
-        if (
-            t.pod is not None
-            and phase not in ("Succeeded", "Failed")
-            and not pod_meta.get("deletionTimestamp")
-        ):
-            # a task that failed to launch (or was lost) holds nothing: remove its pod
-            m.spawn(calls.delete_pod(m, t.pod_key, 0))
+
+
+_AFTER_RUNNING = ("TASK_FINISHED", "TASK_FAILED", "TASK_KILLED")
+
+
+def _container_ran(pod: Obj | None) -> bool:
+    """Whether a container of ``pod`` started (running now, or ended after starting)."""
+    for cs in ((pod or {}).get("status") or {}).get("containerStatuses") or []:
+        st = cs.get("state") or {}
+        if "running" in st or (st.get("terminated") or {}).get("startedAt"):
+            return True
+    return False
 
 
 def send_update(m: Master, fw: FrameworkState, status: Obj, ack: bool = True) -> None:
