@@ -112,7 +112,9 @@ def test_weights_1_and_2_converge_to_a_1_to_2_dominant_share_split(tmp_path: Pat
                 for u in f.recorder.updates
                 if u["state"] not in ("TASK_STARTING", "TASK_RUNNING")
             ]
-            assert not bad, [(u["task_id"]["value"], u["state"], u.get("reason"), u.get("message")) for u in bad]
+            assert not bad, [
+                (u["task_id"]["value"], u["state"], u.get("reason"), u.get("message")) for u in bad
+            ]
             roles = {r["name"]: r for r in c.operator({"type": "GET_ROLES"})["get_roles"]["roles"]}
             assert roles["b"]["weight"] == 2.0
         finally:
@@ -442,5 +444,54 @@ def test_kubernetes_pods_and_a_framework_share_nodes_without_overcommit(tmp_path
                     name,
                     cpus,
                 )
+        finally:
+            fw.stop()
+
+
+def _mark_node_unknown(c: Any, node: str) -> None:
+    """What the node lifecycle controller writes when a node's lease runs out."""
+    cond = {
+        "type": "Ready",
+        "status": "Unknown",
+        "reason": "NodeStatusUnknown",
+        "message": "Kubelet stopped posting node status.",
+        "lastHeartbeatTime": "2026-01-01T00:00:00Z",
+        "lastTransitionTime": "2026-01-01T00:00:00Z",
+    }
+    c.kube_post(
+        f"/api/v1/nodes/{node}/status",
+        {"status": {"conditions": [cond]}},
+        method="PATCH",
+        content_type="application/strategic-merge-patch+json",
+    )
+
+
+@pytest.mark.parametrize("partition_aware", [True, False], ids=["partition-aware", "classic"])
+def test_a_lost_agent_gives_unreachable_or_lost(tmp_path: Path, partition_aware: bool) -> None:
+    with mesos_cluster(tmp_path, runtimes=("process",)) as c:
+        agent = c.agents[0]
+        tasks, policy = launch_n("p", 1, cmd="sleep 600")
+        caps = [{"type": "PARTITION_AWARE"}] if partition_aware else []
+        fw = Framework.start(c.master, "partitioned", policy, capabilities=caps)
+        try:
+            wait(lambda: tasks and "TASK_RUNNING" in fw.recorder.states(tasks[0]), "running", 60)
+            agent.stop()  # its pods keep running, as under a kubelet restart
+            _mark_node_unknown(c, agent.name)
+            want = "TASK_UNREACHABLE" if partition_aware else "TASK_LOST"
+            wait(lambda: want in fw.recorder.states(tasks[0]), want, 30)
+            update = next(u for u in fw.recorder.updates if u["state"] == want)
+            assert update["source"] == "SOURCE_MASTER"
+            agent.launch()
+            if partition_aware:
+                # the agent is back and the task kept running: TASK_RUNNING again
+                wait(
+                    lambda: fw.recorder.states(tasks[0])[-1] == "TASK_RUNNING",
+                    "TASK_RUNNING after the agent came back",
+                    30,
+                )
+            else:
+                # Mesos kills a non-partition-aware framework's lost task when its
+                # agent comes back: the pod goes
+                wait(lambda: not c.task_pods(), "the lost task's pod removed", 60)
         finally:
             fw.stop()

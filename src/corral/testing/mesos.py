@@ -189,14 +189,21 @@ class MesosCluster:
         with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
             return json.loads(r.read())
 
-    def kube_post(self, path: str, body: Obj) -> Any:
+    def kube_post(
+        self,
+        path: str,
+        body: Obj,
+        method: str = "POST",
+        content_type: str = "application/json",
+    ) -> Any:
         ctx = ssl.create_default_context(cafile=str(self.server.ca_file))
         req = urllib.request.Request(
             f"{self.server.url}{path}",
             data=json.dumps(body).encode(),
+            method=method,
             headers={
                 "Authorization": f"Bearer {self.server.token}",
-                "Content-Type": "application/json",
+                "Content-Type": content_type,
             },
         )
         with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
