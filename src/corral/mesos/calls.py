@@ -44,6 +44,7 @@ from corral.mesos.model import (
     roles_of,
     value,
 )
+from corral.mesos.state import task_v1
 from corral.offers.allocator import InvalidOffers
 from corral.offers.resources import parse_resources, subtract_ranges
 
@@ -144,6 +145,8 @@ def accept(m: Master, fw: FrameworkState, body: Obj) -> None:
         m.by_pod[key] = (fw.id, tid)
         m._accepted_at[key] = time.monotonic()
         launched.append(t)
+        if m.operator_streams:
+            m._operator_event({"type": "TASK_ADDED", "task_added": {"task": task_v1(t)}})
         m.spawn(launch(m, fw, t, pod), name="mesos-launch")
     m.metrics.tasks_launched += len(launched)
     m.allocator.refuse(fw.id, agent, role, np.maximum(remaining, 0), ports, refuse)

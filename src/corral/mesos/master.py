@@ -531,6 +531,15 @@ class Master:
             "address": {"hostname": self.hostname, "ip": "127.0.0.1", "port": self.port},
         }
 
+    def agent_v1(self, name: str) -> Obj:
+        """One agent as the operator API shows it (``state.agent_v1``)."""
+        from corral.mesos import state
+
+        for a in state.agents_v0(self):
+            if a["id"] == name:
+                return state.agent_v1(self, a)
+        return {"agent_info": {"id": {"value": name}, "hostname": name}}
+
     def framework_v1(self, fw: FrameworkState) -> Obj:
         return {
             "framework_info": fw.info,

@@ -115,6 +115,10 @@ def framework_connected(m: Master, fid: str) -> bool:
 
 def on_node(m: Master, type_: str, node: Obj, old: Obj | None) -> None:
     name = (node.get("metadata") or {}).get("name", "")
+    if type_ == "DELETED" and m.operator_streams:
+        m._operator_event({"type": "AGENT_REMOVED", "agent_removed": {"agent_id": {"value": name}}})
+    elif old is None and m.operator_streams:
+        m._operator_event({"type": "AGENT_ADDED", "agent_added": {"agent": m.agent_v1(name)}})
     if old is not None and type_ != "DELETED" and node_state_of(node) == node_state_of(old):
         return
     for t in list(m.tasks.values()):
