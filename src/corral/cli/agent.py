@@ -193,8 +193,13 @@ async def _node_dns(client: Client, ip: str, domain: str) -> None:
         log.warning("node-local DNS on %s:53 not started: %s", ip, e)
 
 
-async def reset(driver: Driver) -> int:
-    """Stop and remove everything ``driver`` recovers (``corral agent --reset``)."""
+async def reset(driver: Driver, data_dir: Path) -> int:
+    """Stop and remove everything ``driver`` recovers (``corral agent --reset``), and the
+    Mesos task sandboxes of those pods."""
+    import shutil
+
+    from corral.agent.mesos_task import sandboxes_dir
+
     sandboxes, containers = await driver.recover()
     for r in containers:
         if r.exit is None:
@@ -202,7 +207,14 @@ async def reset(driver: Driver) -> int:
         await driver.remove(r.handle)
     for sb in sandboxes:
         await driver.remove_sandbox(sb)
-    print(f"removed {len(containers)} containers and {len(sandboxes)} pod sandboxes", flush=True)
+    tasks = sandboxes_dir(data_dir)
+    n = len(list(tasks.iterdir())) if tasks.is_dir() else 0
+    shutil.rmtree(tasks, ignore_errors=True)
+    print(
+        f"removed {len(containers)} containers, {len(sandboxes)} pod sandboxes "
+        f"and {n} Mesos task sandboxes",
+        flush=True,
+    )
     return 0
 
 
@@ -242,7 +254,7 @@ def main(argv: list[str]) -> int:
     first_cidr = args.cluster_cidr if auto_cidr else args.pod_cidr
     driver = make_driver(runtime, data_dir, args.node_ip, first_cidr, args.bridge)
     if args.reset:
-        return asyncio.run(reset(driver))
+        return asyncio.run(reset(driver, data_dir))
     if not args.kubeconfig:
         parser.error("--kubeconfig is required")
     cfg = KubeConfig.load(args.kubeconfig)

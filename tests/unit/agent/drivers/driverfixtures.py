@@ -29,7 +29,7 @@ from corral.agent.drivers.cgroups import Cgroups
 def _remove_test_cgroup_parent() -> Iterator[None]:
     yield
     if (cgroups := Cgroups.detect()) is not None:
-        cgroups.remove("corral-test")
+        cgroups.remove_everywhere("corral-test")
 
 
 @pytest.fixture(scope="session")
