@@ -495,3 +495,48 @@ def test_a_lost_agent_gives_unreachable_or_lost(tmp_path: Path, partition_aware:
                 wait(lambda: not c.task_pods(), "the lost task's pod removed", 60)
         finally:
             fw.stop()
+
+
+def test_launch_group_tasks_live_and_die_together(tmp_path: Path) -> None:
+    sent: list[str] = []
+
+    def on_offers(driver: Any, offers: list[Any]) -> None:
+        for offer in offers:
+            if sent:
+                driver.declineOffer(offer.id, {"refuse_seconds": 5})
+                continue
+            sent.append(offer.id.value)
+            tasks = [
+                command_task(offer, "group-long", "sleep 600"),
+                command_task(offer, "group-fails", "sleep 1; exit 2"),
+            ]
+            executor = {
+                "executor_id": {"value": "group-executor"},
+                "type": "DEFAULT",
+                "resources": [
+                    {"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}},
+                    {"name": "mem", "type": "SCALAR", "scalar": {"value": 32}},
+                ],
+            }
+            driver.acceptOffers(
+                [offer.id],
+                [
+                    {
+                        "type": "LAUNCH_GROUP",
+                        "launch_group": {"executor": executor, "task_group": {"tasks": tasks}},
+                    }
+                ],
+                {"refuse_seconds": 5},
+            )
+
+    with mesos_cluster(tmp_path, runtimes=("process",)) as c:
+        fw = Framework.start(c.master, "grouped", on_offers)
+        try:
+            wait(lambda: "TASK_RUNNING" in fw.recorder.states("group-long"), "group running", 60)
+            wait(lambda: "TASK_FAILED" in fw.recorder.states("group-fails"), "one fails", 60)
+            # Mesos' default executor kills the rest of the group
+            wait(lambda: "TASK_KILLED" in fw.recorder.states("group-long"), "the rest killed", 60)
+            pods = c.task_pods()
+            assert {p["spec"]["nodeName"] for p in pods} == {c.agents[0].name}
+        finally:
+            fw.stop()

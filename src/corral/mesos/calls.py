@@ -74,7 +74,7 @@ def accept(m: Master, fw: FrameworkState, body: Obj) -> None:
             launches += [(t, None) for t in (op.get("launch") or {}).get("task_infos") or []]
         elif kind == "LAUNCH_GROUP":
             lg = op.get("launch_group") or {}
-            ex = lg.get("executor") or {}
+            ex = {**(lg.get("executor") or {}), "type": "DEFAULT"}  # a group's executor
             launches += [(t, ex) for t in (lg.get("task_group") or {}).get("tasks") or []]
         else:
             log.info("mesos: %s ignores unsupported operation %s", fw.id, kind)

@@ -162,6 +162,8 @@ def refresh(m: Master, t: TaskState) -> None:
         running = {k: v for k, v in status.items() if k not in ("reason", "message", "limitation")}
         emit(m, fw, t, {**running, "state": "TASK_RUNNING"})
     emit(m, fw, t, status)
+    if state in _GROUP_FAILURES:
+        _kill_group(m, t)
     if taskmod.is_terminal_state(state) or state in ("TASK_LOST",):
         m._accepted_at.pop(t.pod_key, None)
         pod_meta = (t.pod or {}).get("metadata") or {}
@@ -205,6 +207,31 @@ def emit(m: Master, fw: FrameworkState, t: TaskState, status: Obj) -> None:
 
 
 _AFTER_RUNNING = ("TASK_FINISHED", "TASK_FAILED", "TASK_KILLED")
+#: a task of a group (LAUNCH_GROUP) ending so takes the others with it, as Mesos'
+#: default executor does
+_GROUP_FAILURES = ("TASK_FAILED", "TASK_KILLED", "TASK_ERROR", "TASK_LOST", "TASK_GONE")
+
+
+def group_of(t: TaskState) -> str:
+    """The executor id of a task launched in a group (LAUNCH_GROUP), else ""."""
+    ex = t.info.get("executor") or {}
+    return value(ex.get("executor_id")) if ex.get("type") == "DEFAULT" else ""
+
+
+def _kill_group(m: Master, t: TaskState) -> None:
+    group = group_of(t)
+    if not group:
+        return
+    for other in list(m.tasks.values()):
+        if (
+            other is not t
+            and other.framework_id == t.framework_id
+            and other.agent == t.agent
+            and group_of(other) == group
+            and not other.kill_requested
+            and not taskmod.is_terminal_state(other.state)
+        ):
+            calls.kill_task(m, other, {})
 
 
 def _container_ran(pod: Obj | None) -> bool:
