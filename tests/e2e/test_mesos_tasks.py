@@ -167,6 +167,33 @@ def test_tasks_run_as_mesos_runs_them(mesos: tuple[Cluster, str], files: str) ->
         wait(lambda: "TASK_RUNNING" in fw.recorder.states("long"), "long running", 60)
         fw.driver.killTask({"value": "long"})
         assert _final(fw, "long")["state"] == "TASK_KILLED"
+        # a health check: TASK_RUNNING with healthy true once it passes
+        launcher.add(
+            fw.driver,
+            lambda o: _task(
+                o,
+                "healthy",
+                command={"value": "touch ok; sleep 600"},
+                health_check={
+                    "type": "COMMAND",
+                    "command": {"value": "test -f ok"},
+                    "delay_seconds": 0,
+                    "interval_seconds": 1,
+                    "grace_period_seconds": 0,
+                },
+            ),
+        )
+
+        def healthy() -> bool:
+            with fw.recorder.lock:
+                return any(
+                    u["task_id"]["value"] == "healthy" and u.get("healthy") is True
+                    for u in fw.recorder.updates
+                )
+
+        wait(healthy, "a healthy TASK_RUNNING", 60)
+        fw.driver.killTask({"value": "healthy"})
+        assert _final(fw, "healthy")["state"] == "TASK_KILLED"
         # kubectl shows the framework and its tasks
         out = c.kubectl("get", "frameworks").stdout
         assert f"e2e-{c.runtime}" in out
