@@ -305,47 +305,27 @@ async def record_ack(m: Master, t: TaskState, state: str) -> None:
 
 
 def reconcile(m: Master, fw: FrameworkState, body: Obj) -> None:
+    """Explicit (the tasks named) or implicit (every task the master knows that is not
+    terminal) reconciliation: the latest state, reason REASON_RECONCILIATION, no uuid."""
     wanted = body.get("tasks") or []
-    partition_aware = "PARTITION_AWARE" in fw.capabilities
     t: TaskState | None
-    if not wanted:  # implicit: every task the master knows that is not terminal
+    if not wanted:
         for t in m.tasks.values():
-            if (
-                t.framework_id == fw.id
-                and t.last is not None
-                and not taskmod.is_terminal_state(t.state)
-            ):
-                updates.send_update(
-                    m,
-                    fw,
-                    {**t.last, "reason": "REASON_RECONCILIATION", "timestamp": time.time()},
-                    ack=False,
-                )
+            if t.framework_id == fw.id and not taskmod.is_terminal_state(t.state):
+                _reconciled(m, fw, t)
         return
     for item in wanted:
         tid = value(item.get("task_id"))
         t = m.tasks.get((fw.id, tid))
+        if t is None:
+            t = next((c for c in m.completed.get(fw.id, []) if c.task_id == tid), None)
         if t is not None and t.last is not None:
-            updates.send_update(
-                m,
-                fw,
-                {**t.last, "reason": "REASON_RECONCILIATION", "timestamp": time.time()},
-                ack=False,
-            )
-            continue
-        done = next((c for c in m.completed.get(fw.id, []) if c.task_id == tid), None)
-        if done is not None and done.last is not None:
-            updates.send_update(
-                m,
-                fw,
-                {**done.last, "reason": "REASON_RECONCILIATION", "timestamp": time.time()},
-                ack=False,
-            )
+            _reconciled(m, fw, t)
             continue
         if t is not None:  # launched, no status yet
             state = "TASK_STAGING"
         else:
-            state = "TASK_UNKNOWN" if partition_aware else "TASK_LOST"
+            state = "TASK_UNKNOWN" if "PARTITION_AWARE" in fw.capabilities else "TASK_LOST"
         updates.master_update(
             m,
             fw,
@@ -356,6 +336,14 @@ def reconcile(m: Master, fw: FrameworkState, body: Obj) -> None:
             agent_id=value(item.get("agent_id")),
             reconcile=True,
         )
+
+
+def _reconciled(m: Master, fw: FrameworkState, t: TaskState) -> None:
+    if t.last is None:
+        return
+    status = {k: v for k, v in t.last.items() if k != "uuid"}
+    status.update(reason="REASON_RECONCILIATION", timestamp=time.time())
+    updates.send_update(m, fw, status, ack=False)
 
 
 def message(m: Master, fw: FrameworkState, body: Obj) -> None:
