@@ -12,7 +12,8 @@
 4. once the first list is in, removes what the driver recovered for pods that no longer
    exist, and the Mesos task sandboxes (``DATA/mesos/sandboxes/<uid>``) of such pods;
 5. serves logs and exec to the API server (``agent/server.py``), answering through the
-   ``ContainerLookup`` this class implements.
+   ``ContainerLookup`` this class implements, and the Mesos executor API to the custom
+   executors of its task pods (``agent/mesos_executor.py``).
 
 Workers never raise out of ``run`` (a failed sync is logged and retried), so one bad pod
 cannot take the agent down.
@@ -38,6 +39,7 @@ from corral.util.clock import Clock, SystemClock
 
 from .drivers.base import ContainerHandle, Driver, ExitInfo, Recovered, Sandbox
 from .images import ImageStore
+from .mesos_executor import MesosExecutors
 from .mesos_task import orphan_sandboxes, sandboxes_dir
 from .node import LeaseRenewer, NodeSpec, node_status, register_node
 from .objects import ClientLookup
@@ -139,6 +141,8 @@ class NodeAgent:
         self.services = Informer(client, SERVICES)
         self.ctx.services = lambda: list(self.services.store.values())
         self.server = AgentServer(self, token, node_ip, port)
+        self.executors = MesosExecutors(client, name, node_ip, self.server, clock=self.clock)
+        self.server.executors = self.ctx.executors = self.executors
         self.workers: dict[str, PodWorker] = {}
         self.pods = Informer(client, PODS, field_selector=f"spec.nodeName={name}")
         self.pods.add_handler(self._on_pod)

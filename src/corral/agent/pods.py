@@ -20,6 +20,11 @@ module only awaits the driver, the image store and the API. Events are recorded 
 kubelet words them (Pulling, Pulled, Created, Started, Killing, BackOff, Unhealthy,
 Failed, FailedMount).
 
+A Mesos task pod that runs a custom executor (``mesos_executor.py``) is attached to the
+node's executor API before its container starts (which adds ``MESOS_AGENT_ENDPOINT`` and
+the rest of the executor's environment); its deletion first sends KILL and SHUTDOWN on
+the executor's stream (``MesosExecutors.terminate``), and its exit ends that stream.
+
 A Mesos task that cannot be launched (its URIs cannot be fetched, or the driver cannot
 create its container) fails for good when its ``restartPolicy`` is ``Never``, as every
 task pod's is: the pod turns ``Failed`` with the container still waiting, reason
@@ -59,6 +64,7 @@ from .drivers.base import (
 )
 from .env import ConfigError, ObjectLookup, container_env, resolve_argv
 from .images import ImagePullError, ImageStore
+from .mesos_executor import Executor, MesosExecutors, executor_env, is_custom_executor_pod
 from .mesos_fetch import FetchError
 from .mesos_task import (
     FETCHED_MARKER,
@@ -119,6 +125,8 @@ class NodeContext:
     cluster_domain: str = "cluster.local"
     #: where Mesos task sandboxes live (None: ``<pods_dir>/../mesos/sandboxes``)
     mesos_sandboxes: Path | None = None
+    #: the Mesos executor API of this node (None: custom executors get no endpoint)
+    executors: MesosExecutors | None = None
 
 
 def host_ports(pod: Obj) -> tuple[tuple[int, int, str, str], ...]:
@@ -196,6 +204,8 @@ class PodWorker:
         self._refresh_at = 0.0
         sandboxes = ctx.mesos_sandboxes or sandboxes_dir(ctx.pods_dir.parent)
         self.task: MesosTask | None = task_of(pod, sandboxes)
+        self._custom = self.task is not None and is_custom_executor_pod(pod)
+        self.executor: Executor | None = None  # once attached to ``ctx.executors``
         self._fetched = False
         self._fetch_retry = 0.0
         self._fetch_backoff = BackOff()
@@ -369,8 +379,14 @@ class PodWorker:
                 # the pod waits in ContainerCreating; the sandbox is tried again
                 self._sandbox_retry = now + max(2.0, self._sandbox_backoff.after_exit(0))
                 return False
-        if self.task is not None and not self._fetched:
-            return await self._fetch(self.task, now)
+        if self.task is not None and not self._fetched and not await self._fetch(self.task, now):
+            return False
+        if self._custom and self.executor is None and self.ctx.executors is not None:
+            spec = pod.get("spec") or {}
+            assert self.st.sandbox is not None
+            ip = self.st.sandbox.ip
+            host_net = bool(spec.get("hostNetwork")) or ip == self.ctx.host_ip
+            self.executor = await self.ctx.executors.attach(pod, ip, host_net)
         return True
 
     # --- Mesos tasks ---------------------------------------------------------------------------
@@ -540,6 +556,8 @@ class PodWorker:
             if task is not None:
                 own = [str(e.get("name")) for e in spec.get("env") or []]
                 task_env(task, ctx.driver.name, env, own)
+                if self.executor is not None:
+                    executor_env(self.executor, ctx.node_name, env, own)
             argv = resolve_argv(spec, image.config if image else None, env)
             mounts = self.volumes.mounts(pod, spec, self.paths)
             if task is not None:  # the sandbox first: volumes may lie inside it
@@ -603,6 +621,8 @@ class PodWorker:
             c.last_exit = c.exit
             c.last_id = f"{ctx.driver.name}://{c.handle.id}"
         c.handle, c.exit, c.attempt = handle, None, attempt
+        if self.executor is not None and ctx.executors is not None and not c.init:
+            ctx.executors.started(self.uid)
         c.restart_at, c.waiting = None, ("", "")
         c.image_id = image.digest if image is not None else ""
         c.started = "startupProbe" not in spec
@@ -629,6 +649,10 @@ class PodWorker:
         if c.handle is handle:
             c.exit, c.ready = info, False
             self.wake.set()
+            executors = self.ctx.executors
+            idle = not any(a.running for a in self.st.app_states())
+            if self.executor is not None and executors is not None and idle:
+                executors.exited(self.uid)  # its stream ends with it
 
     # --- probes ----------------------------------------------------------------------------------
     def _arm_probes(self, c: ContainerState, spec: Obj) -> None:
@@ -764,8 +788,12 @@ class PodWorker:
         grace = meta.get("deletionGracePeriodSeconds")
         if grace is None:
             grace = spec.get("terminationGracePeriodSeconds", 30)
+        grace = float(grace)
         if self.gone:
-            grace = min(float(grace), 2.0)
+            grace = min(grace, 2.0)
+        if self.executor is not None and self.ctx.executors is not None:
+            # KILL, then SHUTDOWN, each with a grace period to exit (mesos_executor.py)
+            grace = await self.ctx.executors.terminate(self.uid, grace, self._exited_within)
         running = [c for c in self.st.containers.values() if c.running and c.handle]
         for c in running:
             await self._event("Normal", "Killing", f"Stopping container {c.name}", c)
@@ -773,7 +801,7 @@ class PodWorker:
         async def stop(c: ContainerState) -> None:
             assert c.handle is not None
             try:
-                c.exit = await self.ctx.driver.stop(c.handle, float(grace))
+                c.exit = await self.ctx.driver.stop(c.handle, grace)
             except Exception as e:
                 log.warning("pod %s: stopping %s: %s", self.st.name, c.name, e)
 
@@ -802,9 +830,18 @@ class PodWorker:
                 if e.code not in (404, 409):
                     raise
 
+    async def _exited_within(self, timeout: float) -> bool:
+        """Whether every container has exited, waiting up to ``timeout`` for that."""
+        waits = [t for name, t in self._waits.items() if self.st.containers[name].running]
+        if waits:
+            await asyncio.wait(waits, timeout=timeout)
+        return not any(c.running for c in self.st.containers.values())
+
     async def cleanup(self) -> None:
         """Remove every container, the sandbox, the volumes and the pod's directory."""
         driver = self.ctx.driver
+        if self.ctx.executors is not None:
+            await self.ctx.executors.detach(self.uid)
         handles = [h for hs in self._old.values() for h in hs]
         handles += [c.handle for c in self.st.containers.values() if c.handle is not None]
         for h in handles:

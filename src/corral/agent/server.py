@@ -17,6 +17,13 @@ this server only serves what the node has:
     ``details.causes[0].message``), then a normal close.
 ``GET /healthz``
     ``ok``, unauthenticated.
+``POST /api/v1/executor``
+    The Mesos v1 executor API (``agent/mesos_executor.py``), unauthenticated (executors
+    have no token; a call is only accepted for an executor pod on this node). Also
+    served, alone, on the extra addresses that module asks for (``listen``).
+``POST /mesos/executor-message``
+    ``{"framework_id", "executor_id", "data"}``: the master relays a framework's MESSAGE
+    to that executor's stream; 202, or 404 if no such executor is subscribed here.
 
 Errors before a WebSocket upgrade are Kubernetes ``Status`` bodies (JSON), so the API
 server can relay them as they are; errors after it are a ``Failure`` Status on channel 3.
@@ -48,7 +55,9 @@ from aiohttp import WSMsgType, web
 
 from corral.agent.drivers.base import ContainerHandle, Driver, ExecSession
 from corral.agent.logs import options_from_query, stream_log
+from corral.agent.mesos_executor import Answer, MesosExecutors
 from corral.api import errors
+from corral.util.eventstream import EventStream
 
 log = logging.getLogger("corral.agent.server")
 
@@ -60,6 +69,8 @@ CLOSE_CHANNEL = 255  # v5: [255, ch] closes channel ch
 DRAIN_TIMEOUT = 2.0
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+EXECUTOR_API = "/api/v1/executor"
+UNAUTHENTICATED = ("/healthz", EXECUTOR_API)
 
 
 class ContainerLookup(Protocol):
@@ -138,7 +149,13 @@ class AgentServer:
         self.token = token
         self.host = host
         self.port = port
+        #: the Mesos executor API (None: answered 404)
+        self.executors: MesosExecutors | None = None
         self._runner: web.AppRunner | None = None
+        #: the executor API alone, on addresses executors are given (``listen``)
+        self._executor_runner: web.AppRunner | None = None
+        self._extra: dict[str, tuple[web.TCPSite, int]] = {}  # host -> (site, users)
+        self._extra_lock = asyncio.Lock()
         #: log streams being served right now (a client that leaves ends its stream)
         self.active_log_streams = 0
 
@@ -147,6 +164,13 @@ class AgentServer:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self._logs)
         app.router.add_get("/exec/{namespace}/{pod}/{container}", self._exec)
+        app.router.add_post(EXECUTOR_API, self._executor_call)
+        app.router.add_post("/mesos/executor-message", self._executor_message)
+        return app
+
+    def build_executor_api(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post(EXECUTOR_API, self._executor_call)
         return app
 
     async def start(self) -> None:
@@ -159,15 +183,59 @@ class AgentServer:
         log.info("agent API on %s:%d", self.host, self.port)
 
     async def stop(self) -> None:
+        if self._executor_runner is not None:
+            await self._executor_runner.cleanup()
+            self._executor_runner = None
+            self._extra.clear()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    def _covers(self, host: str) -> bool:
+        return host == self.host or self.host in ("", "0.0.0.0", "::")
+
+    async def listen(self, host: str) -> bool:
+        """Serve the executor API on ``host`` too, on the same port (one more user of it);
+        False if ``host`` cannot be bound. Nothing to do where the main site listens."""
+        if self._covers(host):
+            return True
+        async with self._extra_lock:
+            site, users = self._extra.get(host, (None, 0))
+            if site is None:
+                if self._executor_runner is None:
+                    runner = web.AppRunner(
+                        self.build_executor_api(), handler_cancellation=True, access_log=None
+                    )
+                    await runner.setup()
+                    self._executor_runner = runner
+                site = web.TCPSite(self._executor_runner, host, self.port)
+                try:
+                    await site.start()
+                except OSError as e:
+                    log.warning("executor API on %s:%d: %s", host, self.port, e)
+                    return False
+            self._extra[host] = (site, users + 1)
+            return True
+
+    async def unlisten(self, host: str) -> None:
+        """One user less of ``host``; the last one closes its listener."""
+        if self._covers(host):
+            return
+        async with self._extra_lock:
+            site, users = self._extra.get(host, (None, 0))
+            if site is None:
+                return
+            if users > 1:
+                self._extra[host] = (site, users - 1)
+                return
+            del self._extra[host]
+            await site.stop()
 
     # --- plumbing ------------------------------------------------------------------------
     @web.middleware
     async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
-            if request.path != "/healthz":
+            if request.path not in UNAUTHENTICATED:
                 auth = request.headers.get("Authorization", "")
                 token = auth[7:].strip() if auth.startswith("Bearer ") else ""
                 if not token or not hmac.compare_digest(token, self.token):
@@ -178,6 +246,39 @@ class AgentServer:
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")
+
+    # --- the Mesos executor API -------------------------------------------------------------
+    async def _executor_call(self, request: web.Request) -> web.StreamResponse:
+        if self.executors is None:
+            return web.Response(status=404, text="No executor API on this agent")
+        sock = request.transport.get_extra_info("sockname") if request.transport else None
+        answer = await self.executors.call(
+            await request.read(),
+            request.headers.get("Content-Type"),
+            accept=request.headers.get("Accept"),
+            local=str(sock[0]) if sock else None,
+            peer=request.remote,
+        )
+        if isinstance(answer, Answer):
+            return web.Response(status=answer.status, text=answer.text)
+        return await _serve(request, answer)
+
+    async def _executor_message(self, request: web.Request) -> web.StreamResponse:
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError as e:
+            raise errors.bad_request(f"invalid JSON: {e}") from None
+        fields = [_id(body.get(k)) if isinstance(body, dict) else None for k in _MESSAGE]
+        if not all(isinstance(f, str) and f for f in fields):
+            raise errors.bad_request('expected {"framework_id", "executor_id", "data"} strings')
+        fid, eid, data = (str(f) for f in fields)
+        if self.executors is None or not self.executors.deliver(fid, eid, data):
+            raise errors.StatusError(
+                404,
+                errors.NOT_FOUND,
+                f'executor "{eid}" of framework "{fid}" is not subscribed here',
+            )
+        return web.Response(status=202)
 
     # --- logs ----------------------------------------------------------------------------
     async def _logs(self, request: web.Request) -> web.StreamResponse:
@@ -266,6 +367,21 @@ class AgentServer:
 
 
 _FLAGS = ("stdin", "stdout", "stderr", "tty")
+_MESSAGE = ("framework_id", "executor_id", "data")
+
+
+def _id(raw: Any) -> Any:
+    """An id as a string or as the Mesos ``{"value": ...}`` form."""
+    return raw.get("value") if isinstance(raw, dict) else raw
+
+
+async def _serve(request: web.Request, stream: EventStream) -> web.StreamResponse:
+    """Serve ``stream`` as the request's response until it ends."""
+    try:
+        await stream.pump(request)
+    finally:
+        stream.close()
+    return web.Response(status=200)  # never sent: the stream's response was prepared
 
 
 async def _run_session(
