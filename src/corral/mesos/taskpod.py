@@ -325,8 +325,10 @@ def _environment(
         "MESOS_FRAMEWORK_ID": framework_id,
         "MESOS_EXECUTOR_ID": value_of((executor or {}).get("executor_id")) or task_id,
         "MESOS_SLAVE_ID": agent,
-        "MESOS_CHECKPOINT": "1" if framework_info.get("checkpoint") else "0",
     }
+    if framework_info.get("checkpoint"):
+        # only when set: pymesos' executor takes any non-empty value for true
+        env["MESOS_CHECKPOINT"] = "1"
     if custom:
         assert executor is not None
         grace = duration_ns(executor.get("shutdown_grace_period"))

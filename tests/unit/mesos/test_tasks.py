@@ -314,7 +314,6 @@ POD_CASES: list[tuple[str, Obj, Obj, Obj]] = [
                 {"name": "MESOS_FRAMEWORK_ID", "value": FW},
                 {"name": "MESOS_EXECUTOR_ID", "value": TASK_ID},
                 {"name": "MESOS_SLAVE_ID", "value": AGENT},
-                {"name": "MESOS_CHECKPOINT", "value": "0"},
                 {"name": "MESOS_TASK_ID", "value": "mine"},
                 {"name": "A", "value": "1"},
                 {"name": "B", "value": ""},
@@ -567,7 +566,6 @@ POD_CASES: list[tuple[str, Obj, Obj, Obj]] = [
                 {"name": "MESOS_FRAMEWORK_ID", "value": FW},
                 {"name": "MESOS_EXECUTOR_ID", "value": "ex-1"},
                 {"name": "MESOS_SLAVE_ID", "value": AGENT},
-                {"name": "MESOS_CHECKPOINT", "value": "0"},
                 {"name": "MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD", "value": "5secs"},
                 {"name": "E", "value": "1"},
             ],
@@ -586,7 +584,7 @@ POD_CASES: list[tuple[str, Obj, Obj, Obj]] = [
         {
             C + "command": [*SHELL, "python executor.py"],
             "spec.terminationGracePeriodSeconds": 20,
-            C + "env.4": {"name": "MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD", "value": "20secs"},
+            C + "env.3": {"name": "MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD", "value": "20secs"},
         },
     ),
     (
@@ -616,7 +614,7 @@ POD_CASES: list[tuple[str, Obj, Obj, Obj]] = [
             C + "image": "busybox:1.36",
             "metadata.annotations." + names.EXECUTOR_ID: "default-ex",
             C + "env.1": {"name": "MESOS_EXECUTOR_ID", "value": "default-ex"},
-            C + "env.4": {"name": "MESOS_TASK_ID", "value": TASK_ID},
+            C + "env.3": {"name": "MESOS_TASK_ID", "value": TASK_ID},
             C + "livenessProbe.tcpSocket": {"port": 80},
             C + "resources.requests": {"cpu": "600m", "memory": "96Mi"},
         },
