@@ -540,3 +540,27 @@ def test_launch_group_tasks_live_and_die_together(tmp_path: Path) -> None:
             assert {p["spec"]["nodeName"] for p in pods} == {c.agents[0].name}
         finally:
             fw.stop()
+
+
+def test_unacknowledged_updates_are_resent_until_acknowledged(tmp_path: Path) -> None:
+    with mesos_cluster(tmp_path, hollow=1) as c:
+        wait(lambda: len(c.get("/state")["slaves"]) == 1, "the hollow agent")
+        tasks, policy = launch_n("ack", 1)
+        fw = Framework.start(c.master, "slow-acker", policy, implicit_acknowledgements=False)
+        try:
+            wait(lambda: tasks and "TASK_RUNNING" in fw.recorder.states(tasks[0]), "running")
+            first = next(u for u in fw.recorder.updates if u["state"] == "TASK_RUNNING")
+            # not acknowledged: the same update (same uuid) comes again after 10 s
+            wait(lambda: fw.recorder.states(tasks[0]).count("TASK_RUNNING") >= 2, "a resend", 20)
+            again = [u for u in fw.recorder.updates if u["state"] == "TASK_RUNNING"][1]
+            assert again["uuid"] == first["uuid"]
+            fw.driver.acknowledgeStatusUpdate(again)
+            wait(
+                lambda: (
+                    c.task_pods()[0]["metadata"]["annotations"].get("mesos.corral.dev/acked-state")
+                    == "TASK_RUNNING"
+                ),
+                "the acknowledgement recorded on the pod",
+            )
+        finally:
+            fw.stop()

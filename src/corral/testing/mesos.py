@@ -120,11 +120,14 @@ class Framework:
         master: str,
         name: str = "",
         on_offers: Callable[[Any, list[Any]], None] | None = None,
+        implicit_acknowledgements: bool = True,
         **info: Any,
     ) -> Framework:
         rec = Recorder(on_offers)
         fw = {"user": "root", "name": name or f"fw-{uuid.uuid4().hex[:6]}", **info}
-        driver = pymesos.MesosSchedulerDriver(rec, fw, master, use_addict=True)
+        driver = pymesos.MesosSchedulerDriver(
+            rec, fw, master, use_addict=True, implicit_acknowledgements=implicit_acknowledgements
+        )
         driver.start()
         out = cls(rec, driver, fw)
         wait(lambda: rec.framework_id != "", "framework registered", 20)
