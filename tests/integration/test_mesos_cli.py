@@ -13,7 +13,12 @@ from mesoskit import Framework, mesos_cluster, wait
 
 from corral.testing.process import free_port
 
-pytestmark = pytest.mark.timeout(120)
+# pymesos 0.3.15 drops sockets without closing them (its call connection after errors,
+# its stream connection on failover): their ResourceWarning is not ours to fail on
+pytestmark = [
+    pytest.mark.timeout(120),
+    pytest.mark.filterwarnings("ignore::ResourceWarning"),
+]
 
 
 def corral(*args: str) -> subprocess.CompletedProcess[str]:

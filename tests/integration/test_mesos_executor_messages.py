@@ -12,7 +12,12 @@ from typing import Any
 import pytest
 from mesoskit import Framework, mesos_cluster, wait
 
-pytestmark = pytest.mark.timeout(180)
+# pymesos 0.3.15 drops sockets without closing them (its call connection after errors,
+# its stream connection on failover): their ResourceWarning is not ours to fail on
+pytestmark = [
+    pytest.mark.timeout(180),
+    pytest.mark.filterwarnings("ignore::ResourceWarning"),
+]
 
 EXECUTOR = """
 import sys, threading, time
