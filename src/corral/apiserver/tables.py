@@ -10,8 +10,8 @@ unless ``-o wide``), so every cell here is formatted as
 (``GenerateOptions{Wide: true}``), so rows always carry every column.
 
 Kinds without a printer get the generic convertor's ``Name`` and ``Created At`` columns.
-Corral's own kinds (mesos.corral.dev Frameworks) have printers here too, in the same
-style (wide columns at priority 1).
+Corral's own kinds (mesos.corral.dev Frameworks, chronos.corral.dev ChronosJobs) have
+printers here too, in the same style (wide columns at priority 1).
 Column descriptions are the OpenAPI field docs, read lazily from :mod:`corral.api.schema`.
 Time is injected (``now``) so tests are deterministic.
 """
@@ -335,6 +335,20 @@ _COLUMNS: dict[tuple[str, str], tuple[_Col, ...]] = {
         _Col("User", doc="The user the framework's tasks run as.", priority=1),
         _Col("Principal", doc="The principal the framework authenticated as.", priority=1),
         _Col("Hostname", doc="The host the framework's scheduler runs on.", priority=1),
+    ),
+    # NAME is the Chronos name ([\w.-]+, not a DNS name); the object's own name (the
+    # "name"-format column kubectl prefixes with the kind) is the wide OBJECT column
+    ("chronos.corral.dev", "chronosjobs"): (
+        _Col("Name", doc="The job's Chronos name (spec.job.name)."),
+        _Col("Schedule", doc="The ISO 8601 repeating interval; - for a dependent job."),
+        _Col("Parents", doc="The jobs this dependent job runs after; - for a scheduled job."),
+        _Col("Last Success", doc="When the job last succeeded; <none> if it never did."),
+        _Col("Last Error", doc="When the job last failed; <none> if it never did."),
+        _Col("Success", "integer", "Number of successful runs."),
+        _Col("Errors", "integer", "Number of failed runs."),
+        _Col("Disabled", doc="Whether the job is disabled (not run)."),
+        _AGE,
+        _Col("Object", "string", (_META, "name"), 1, "name"),
     ),
 }
 
@@ -1056,6 +1070,24 @@ def _framework_row(obj: Obj, now: datetime) -> list[Any]:
     ]
 
 
+def _chronos_job_row(obj: Obj, now: datetime) -> list[Any]:
+    job = _m(_m(obj, "spec"), "job")
+    status = _m(obj, "status")
+    parents = [p for p in _l(job, "parents") if isinstance(p, str)]
+    return [
+        _s(job, "name"),
+        _s(job, "schedule") or "-",
+        ",".join(parents) or "-",
+        _s(status, "lastSuccess") or "<none>",
+        _s(status, "lastError") or "<none>",
+        _i(status, "successCount"),
+        _i(status, "errorCount"),
+        _true_false(job.get("disabled")),
+        _age(obj, now),
+        _name(obj),
+    ]
+
+
 def _default_row(obj: Obj, now: datetime) -> list[Any]:
     t = _parse_time(_m(obj, "metadata").get("creationTimestamp"))
     created = t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if t else "0001-01-01T00:00:00Z"
@@ -1085,6 +1117,7 @@ _ROWS: dict[tuple[str, str], Callable[[Obj, datetime], list[Any]]] = {
     ("scheduling.k8s.io", "priorityclasses"): _priority_class_row,
     ("discovery.k8s.io", "endpointslices"): _endpoint_slice_row,
     ("mesos.corral.dev", "frameworks"): _framework_row,
+    ("chronos.corral.dev", "chronosjobs"): _chronos_job_row,
 }
 
 

@@ -69,6 +69,7 @@ JOBS = Resource("batch", "v1", "jobs")
 CRONJOBS = Resource("batch", "v1", "cronjobs")
 ENDPOINTSLICES = Resource("discovery.k8s.io", "v1", "endpointslices")
 FRAMEWORKS = Resource("mesos.corral.dev", "v1", "frameworks", namespaced=False)
+CHRONOS_JOBS = Resource("chronos.corral.dev", "v1", "chronosjobs")
 
 
 @dataclass(frozen=True)

@@ -115,6 +115,7 @@ VALID: list[tuple[str, str, dict[str, Any]]] = [
                                  "reportingController": "example.com/c", "reportingInstance": "i"}),
     ("scheduling.k8s.io", "priorityclasses", {"value": 1000}),
     ("mesos.corral.dev", "frameworks", {"spec": {"frameworkInfo": {"user": "root", "name": "f"}}}),  # more: test_registry_mesos.py
+    ("chronos.corral.dev", "chronosjobs", {"spec": {"job": {"name": "j", "command": "true", "schedule": "R/2026-01-01T00:00:00Z/PT1H"}}}),  # more: test_registry_chronos.py
 ]
 
 INVALID: list[tuple[str, str, dict[str, Any], str]] = [

@@ -19,6 +19,7 @@ from corral.apiserver.registry.apps import (
 )
 from corral.apiserver.registry.base import ResourceInfo, ScaleAccess
 from corral.apiserver.registry.batch import CronJobStrategy, JobStrategy
+from corral.apiserver.registry.chronos import ChronosJobStrategy
 from corral.apiserver.registry.coordination import LeaseStrategy
 from corral.apiserver.registry.core import (
     ConfigMapStrategy,
@@ -82,6 +83,7 @@ RESOURCES: list[ResourceInfo] = [
                  PodDisruptionBudgetStrategy(), ("pdb",)),
     ResourceInfo("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", "priorityclass", False, PriorityClassStrategy(), ("pc",)),
     ResourceInfo("mesos.corral.dev", "v1", "Framework", "frameworks", "framework", False, FrameworkStrategy(), ("fw",), ("mesos",)),
+    ResourceInfo("chronos.corral.dev", "v1", "ChronosJob", "chronosjobs", "chronosjob", True, ChronosJobStrategy(), ("chj",), ("chronos",)),
 ]
 # fmt: on
 

@@ -1,0 +1,441 @@
+"""Strategy for chronos.corral.dev/v1 ChronosJobs: the jobs of the Chronos framework.
+
+The Chronos service (``corral.chronos``, docs/chronos.md) keeps each job as one
+namespaced ChronosJob in namespace ``chronos``; the API is its only state. It writes
+``spec.job`` from what a client sent to its REST API and ``status`` (through the
+``status`` subresource) from what it learns by running the job::
+
+    metadata.name   a DNS label derived from the job name (Chronos names are [\\w.-]+)
+    spec.job        the Chronos job JSON, camelCase, server defaults filled in:
+                    {name, command, schedule | parents, scheduleTimeZone, owner, cpus,
+                     mem, disk, retries, disabled, ...}
+    status          {successCount, errorCount, errorsSinceLastSuccess,
+                     lastSuccess, lastError ("" when unset, else RFC 3339),
+                     lastSlot (ms since the epoch), schedule (as rewritten by claims),
+                     lastFinishedSlot, lastFinishedAttempt, runs: [{taskId, slot,
+                     attempt, startTime, endTime, duration, status, agent}],
+                     state: idle|queued|running}
+
+The strategy is the stock one (status reset on create and kept on main-resource writes,
+``generation`` bumped on a spec change). Validation checks the *shape* of what the
+service writes, not Chronos' semantics (a parseable ISO 8601 schedule, known parents,
+no cycles), which the Chronos API edge checks with Chronos' own messages: ``spec.job``
+with a ``[\\w.-]+`` name, a string command, exactly one of ``schedule`` and a non-empty
+``parents``, non-negative numbers and the JSON types of the fields Chronos serialises;
+the name is immutable (``metadata.name`` is derived from it). Unknown job fields are
+kept (``x-kubernetes-preserve-unknown-fields``), as Chronos versions add fields.
+
+ChronosJob is not one of Kubernetes' 1.32 kinds, so its OpenAPI definitions are declared
+here (``ChronosJobStrategy.definitions``), the way a CRD carries its schema: ``spec.job``
+and each of ``status.runs`` preserve unknown fields (their properties are documentation
+for ``kubectl explain``), the rest of ``status`` is typed. ``spec.job.name`` is a field
+selector, so a job can be found by its Chronos name. Table columns are in
+``apiserver/tables.py`` with every other kind's.
+
+Called by the generic store through the registry table (``table.py``); pure, no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, ClassVar
+
+from corral.api.errors import FieldError, duplicate, forbidden, invalid, not_supported, required
+from corral.api.validation import NEGATIVE_ERROR
+from corral.apiserver.registry.base import Obj, Strategy
+
+GROUP = "chronos.corral.dev"
+VERSION = "v1"
+KIND = "ChronosJob"
+#: the namespace the Chronos service keeps its jobs in
+NAMESPACE = "chronos"
+#: OpenAPI definition names, by the convention of CRDs (reversed group, version, kind)
+DEFINITION = "dev.corral.chronos.v1.ChronosJob"
+LIST_DEFINITION = "dev.corral.chronos.v1.ChronosJobList"
+
+#: a Chronos job name (Scala's ``[\w\.-]+``: ``\w`` is ASCII there)
+JOB_NAME = re.compile(r"[\w.-]+", re.ASCII)
+NAME_ERROR = (
+    "must consist of letters, digits, '_', '.' or '-' (regex used for validation is '[\\w.-]+')"
+)
+STATES = ("idle", "queued", "running")
+
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|z|[+-]\d{2}:\d{2})", re.ASCII)
+_TIME_ERROR = 'must be empty or an RFC 3339 date and time, e.g. "2026-12-04T10:00:00.000Z"'
+
+# the job fields Chronos serialises, by JSON type (others are kept unchecked)
+_JOB_STRINGS = (
+    "scheduleTimeZone",
+    "epsilon",
+    "owner",
+    "ownerName",
+    "description",
+    "runAsUser",
+    "executor",
+    "executorFlags",
+)
+_JOB_BOOLEANS = (
+    "disabled",
+    "shell",
+    "async",
+    "concurrent",
+    "highPriority",
+    "softError",
+    "dataProcessingJobType",
+)
+_JOB_ARRAYS = ("arguments", "uris", "fetch", "environmentVariables", "constraints")
+_JOB_NUMBERS = ("cpus", "mem", "disk", "gpus")
+_JOB_INTEGERS = ("retries", "successCount", "errorCount", "errorsSinceLastSuccess")
+_STATUS_INTEGERS = (
+    "successCount",
+    "errorCount",
+    "errorsSinceLastSuccess",
+    "lastSlot",
+    "lastFinishedSlot",
+    "lastFinishedAttempt",
+)
+_TIMES = ("lastSuccess", "lastError")
+
+
+def _type_invalid(path: str, value: Any, type_: str) -> FieldError:
+    return FieldError("FieldValueTypeInvalid", path, value, f"must be of type {type_}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_integer(value: Any) -> bool:
+    return _is_number(value) and (isinstance(value, int) or float(value).is_integer())
+
+
+def _parses(value: str) -> bool:
+    try:
+        datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
+
+def _non_negative(obj: Obj, key: str, path: str, integer: bool) -> list[FieldError]:
+    """``obj[key]``, when present, a non-negative number (an integer when ``integer``)."""
+    value = obj.get(key)
+    if value is None:
+        return []
+    at = f"{path}.{key}"
+    if not (_is_integer(value) if integer else _is_number(value)):
+        return [_type_invalid(at, value, "integer" if integer else "number")]
+    if value < 0:
+        return [invalid(at, value, NEGATIVE_ERROR)]
+    return []
+
+
+def _typed(obj: Obj, keys: tuple[str, ...], path: str, type_: str) -> list[FieldError]:
+    check = {"string": str, "boolean": bool, "array": list, "object": dict}[type_]
+    return [
+        _type_invalid(f"{path}.{key}", obj[key], type_)
+        for key in keys
+        if obj.get(key) is not None and not isinstance(obj[key], check)
+    ]
+
+
+def _time(obj: Obj, key: str, path: str) -> list[FieldError]:
+    """``obj[key]``, when present, ``""`` or an RFC 3339 time (Chronos' last run times)."""
+    value = obj.get(key)
+    if value is None or value == "":
+        return []
+    at = f"{path}.{key}"
+    if not isinstance(value, str):
+        return [_type_invalid(at, value, "string")]
+    if not _RFC3339.fullmatch(value) or not _parses(value):
+        return [invalid(at, value, _TIME_ERROR)]
+    return []
+
+
+def _name_errors(value: Any, path: str) -> list[FieldError]:
+    if value is None or value == "":
+        return [required(path)]
+    if not isinstance(value, str):
+        return [_type_invalid(path, value, "string")]
+    if not JOB_NAME.fullmatch(value):
+        return [invalid(path, value, NAME_ERROR)]
+    return []
+
+
+def _validate_trigger(job: Obj, path: str) -> list[FieldError]:
+    """Exactly one of a ``schedule`` and a non-empty ``parents`` (``""`` and ``[]`` are
+    unset: Chronos serialises a scheduled job with ``parents: []``)."""
+    schedule = job.get("schedule")
+    parents = job.get("parents")
+    errs: list[FieldError] = []
+    if schedule is not None and not isinstance(schedule, str):
+        errs.append(_type_invalid(f"{path}.schedule", schedule, "string"))
+    if parents is not None and not isinstance(parents, list):
+        errs.append(_type_invalid(f"{path}.parents", parents, "array"))
+    if errs:
+        return errs
+    if parents:
+        seen: set[str] = set()
+        for i, parent in enumerate(parents):
+            at = f"{path}.parents[{i}]"
+            errs += _name_errors(parent, at)
+            if isinstance(parent, str):
+                if parent in seen:
+                    errs.append(duplicate(at, parent))
+                seen.add(parent)
+        if schedule:
+            errs.append(forbidden(f"{path}.parents", "may not be set together with `schedule`"))
+    elif not schedule:
+        errs.append(required(f"{path}.schedule", "one of `schedule` or `parents` is required"))
+    return errs
+
+
+def validate_job(job: Any, path: str = "spec.job") -> list[FieldError]:
+    """The Chronos job JSON's shape (not its semantics: those are the Chronos API's)."""
+    if job is None:
+        return [required(path)]
+    if not isinstance(job, dict):
+        return [_type_invalid(path, job, "object")]
+    errs = _name_errors(job.get("name"), f"{path}.name")
+    command = job.get("command")
+    if command is None:
+        errs.append(required(f"{path}.command"))
+    elif not isinstance(command, str):
+        errs.append(_type_invalid(f"{path}.command", command, "string"))
+    errs += _validate_trigger(job, path)
+    errs += _typed(job, _JOB_STRINGS, path, "string")
+    errs += _typed(job, _JOB_BOOLEANS, path, "boolean")
+    errs += _typed(job, _JOB_ARRAYS, path, "array")
+    errs += _typed(job, ("container",), path, "object")
+    for key in _JOB_NUMBERS:
+        errs += _non_negative(job, key, path, integer=False)
+    for key in _JOB_INTEGERS:
+        errs += _non_negative(job, key, path, integer=True)
+    for key in _TIMES:
+        errs += _time(job, key, path)
+    return errs
+
+
+def _validate_run(run: Any, path: str) -> list[FieldError]:
+    if not isinstance(run, dict):
+        return [_type_invalid(path, run, "object")]
+    errs = _typed(run, ("taskId", "startTime", "endTime", "status", "agent"), path, "string")
+    for key in ("slot", "attempt"):
+        errs += _non_negative(run, key, path, integer=True)
+    return errs + _non_negative(run, "duration", path, integer=False)
+
+
+def validate_status(status: Any, path: str = "status") -> list[FieldError]:
+    """The status fields the Chronos service writes, each checked when present."""
+    if status is None:
+        return []
+    if not isinstance(status, dict):
+        return [_type_invalid(path, status, "object")]
+    errs = _typed(status, ("schedule",), path, "string")
+    for key in _STATUS_INTEGERS:
+        errs += _non_negative(status, key, path, integer=True)
+    for key in _TIMES:
+        errs += _time(status, key, path)
+    runs = status.get("runs")
+    if runs is not None:
+        if not isinstance(runs, list):
+            errs.append(_type_invalid(f"{path}.runs", runs, "array"))
+        else:
+            for i, run in enumerate(runs):
+                errs += _validate_run(run, f"{path}.runs[{i}]")
+    state = status.get("state")
+    if state is not None and state not in STATES:
+        errs.append(not_supported(f"{path}.state", state, list(STATES)))
+    return errs
+
+
+def job_name(obj: Obj) -> str:
+    """The Chronos name of a ChronosJob (``spec.job.name``), ``""`` when absent."""
+    spec = obj.get("spec")
+    job = spec.get("job") if isinstance(spec, dict) else None
+    name = job.get("name") if isinstance(job, dict) else None
+    return name if isinstance(name, str) else ""
+
+
+# --- OpenAPI definitions (JSON Schema, the ``$defs`` dialect of corral.api.schema) --------
+
+_META = "#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1."
+_API_VERSION_DOC = (
+    "APIVersion defines the versioned schema of this representation of an object. "
+    "Servers should convert recognized schemas to the latest internal value, and may "
+    "reject unrecognized values."
+)
+_KIND_DOC = "Kind is a string value representing the REST resource this object represents."
+
+
+def _prop(type_: str, doc: str, fmt: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {"type": type_, "description": doc}
+    if fmt:
+        out["format"] = fmt
+    return out
+
+
+def _strings(doc: str) -> dict[str, Any]:
+    return {"type": "array", "description": doc, "items": {"type": "string"}}
+
+
+_JOB = {
+    "type": "object",
+    "description": (
+        "The job as Chronos serialises it (camelCase JSON, the server defaults filled in). "
+        "Exactly one of schedule and parents is set. Fields a newer Chronos adds are kept."
+    ),
+    "properties": {
+        "name": _prop("string", "The job's Chronos name ([\\w.-]+); immutable."),
+        "command": _prop("string", "The command the job runs."),
+        "shell": _prop("boolean", "Run the command through a shell (default true)."),
+        "arguments": _strings("Arguments of the command when shell is false."),
+        "schedule": _prop(
+            "string",
+            "The ISO 8601 repeating interval R[n]/<start>/<period>, e.g. "
+            "R/2026-01-01T00:00:00Z/PT1H; unset for a dependent job.",
+        ),
+        "scheduleTimeZone": _prop(
+            "string", "A time zone name overriding the zone of the schedule's start."
+        ),
+        "parents": _strings("The jobs that must all succeed before this dependent job runs."),
+        "epsilon": _prop("string", "How late a run may start (ISO 8601 duration)."),
+        "owner": _prop("string", "E-mail address(es) of the job's owner."),
+        "ownerName": _prop("string", "The owner's name."),
+        "description": _prop("string", "What the job does."),
+        "disabled": _prop("boolean", "A disabled job is not run."),
+        "retries": _prop("integer", "How many times a failed run is retried.", "int32"),
+        "cpus": _prop("number", "CPUs a run asks for.", "double"),
+        "mem": _prop("number", "Memory (MB) a run asks for.", "double"),
+        "disk": _prop("number", "Disk (MB) a run asks for.", "double"),
+        "concurrent": _prop("boolean", "Whether runs of the job may overlap."),
+        "runAsUser": _prop("string", "The user a run's command runs as."),
+        "container": {
+            "type": "object",
+            "description": "The container a run uses: type, image, network, volumes...",
+            "x-kubernetes-preserve-unknown-fields": True,
+        },
+    },
+    "required": ["name", "command"],
+    "x-kubernetes-preserve-unknown-fields": True,
+}
+
+_SPEC = {
+    "type": "object",
+    "description": "The Chronos job.",
+    "properties": {"job": _JOB},
+    "required": ["job"],
+}
+
+_RUN = {
+    "type": "object",
+    "description": "One run of the job (one Mesos task).",
+    "properties": {
+        "taskId": _prop("string", "The Mesos task id, ct:<slot ms>:<attempt>:<job name>."),
+        "slot": _prop("integer", "The instant the run is for, in ms since the epoch.", "int64"),
+        "attempt": _prop("integer", "The attempt number (retries count up).", "int32"),
+        "startTime": _prop("string", "When the run started."),
+        "endTime": _prop("string", "When the run ended; unset while running."),
+        "duration": _prop("number", "How long the run took, in seconds.", "double"),
+        "status": _prop("string", "How the run went (its Mesos task state)."),
+        "agent": _prop("string", "The agent the run's task ran on."),
+    },
+    "x-kubernetes-preserve-unknown-fields": True,
+}
+
+_STATUS = {
+    "type": "object",
+    "description": "What the Chronos service learnt by running the job.",
+    "properties": {
+        "successCount": _prop("integer", "Number of successful runs.", "int64"),
+        "errorCount": _prop("integer", "Number of failed runs.", "int64"),
+        "errorsSinceLastSuccess": _prop(
+            "integer", "Number of failed runs since the last success.", "int64"
+        ),
+        "lastSuccess": _prop(
+            "string", 'When the job last succeeded (RFC 3339), "" if it never did.'
+        ),
+        "lastError": _prop("string", 'When the job last failed (RFC 3339), "" if it never did.'),
+        "lastSlot": _prop(
+            "integer", "The last slot claimed for a run, in ms since the epoch.", "int64"
+        ),
+        "schedule": _prop(
+            "string",
+            "The schedule as rewritten when a slot is claimed (its start moved to the slot, "
+            "its repetitions down by one); unset until then.",
+        ),
+        "lastFinishedSlot": _prop(
+            "integer", "The slot of the last run whose result is recorded.", "int64"
+        ),
+        "lastFinishedAttempt": _prop(
+            "integer", "The attempt of the last run whose result is recorded.", "int32"
+        ),
+        "runs": {"type": "array", "description": "Recent runs.", "items": _RUN},
+        "state": _prop("string", "idle, queued or running."),
+    },
+}
+
+DEFINITIONS: dict[str, dict[str, Any]] = {
+    DEFINITION: {
+        "description": (
+            "ChronosJob is a batch job of Corral's Chronos framework, run on an ISO 8601 "
+            "schedule or after its parents succeeded. Its runs are Pods in namespace mesos."
+        ),
+        "type": "object",
+        "properties": {
+            "apiVersion": {"type": "string", "description": _API_VERSION_DOC},
+            "kind": {"type": "string", "description": _KIND_DOC},
+            "metadata": {"$ref": _META + "ObjectMeta", "description": "Standard object metadata."},
+            "spec": _SPEC,
+            "status": _STATUS,
+        },
+        "x-kubernetes-group-version-kind": [{"group": GROUP, "kind": KIND, "version": VERSION}],
+    },
+    LIST_DEFINITION: {
+        "description": "ChronosJobList is a list of ChronosJobs.",
+        "type": "object",
+        "properties": {
+            "apiVersion": {"type": "string", "description": _API_VERSION_DOC},
+            "items": {
+                "type": "array",
+                "description": "The ChronosJobs.",
+                "items": {"$ref": "#/$defs/" + DEFINITION},
+            },
+            "kind": {"type": "string", "description": _KIND_DOC},
+            "metadata": {"$ref": _META + "ListMeta", "description": "Standard list metadata."},
+        },
+        "required": ["items"],
+        "x-kubernetes-group-version-kind": [
+            {"group": GROUP, "kind": KIND + "List", "version": VERSION}
+        ],
+    },
+}
+
+
+class ChronosJobStrategy(Strategy):
+    """Namespaced; ``spec.job`` and ``status`` both from the Chronos service."""
+
+    has_status = True
+    #: ``chronos.jobs.object_name``: a lowercase slug of the job name plus a short hash
+    name_format = "label"
+    definitions: ClassVar[dict[str, dict[str, Any]]] = DEFINITIONS
+    field_selectors: ClassVar[dict[str, Any]] = {"spec.job.name": job_name}
+
+    def validate(self, obj: Obj) -> list[FieldError]:
+        spec = obj.get("spec")
+        if spec is None or isinstance(spec, dict):
+            errs = validate_job((spec or {}).get("job"))
+        else:
+            errs = [_type_invalid("spec", spec, "object")]
+        return errs + validate_status(obj.get("status"))
+
+    def validate_update(self, new: Obj, old: Obj) -> list[FieldError]:
+        errs = self.validate(new)
+        before, after = job_name(old), job_name(new)
+        if before and after and after != before:
+            errs.append(invalid("spec.job.name", after, "field is immutable"))
+        return errs
+
+    def validate_status_update(self, new: Obj, old: Obj) -> list[FieldError]:
+        return validate_status(new.get("status"))
