@@ -569,3 +569,97 @@ def test_unacknowledged_updates_are_resent_until_acknowledged(tmp_path: Path) ->
             )
         finally:
             fw.stop()
+
+
+def test_malformed_calls_are_400_and_take_nothing(tmp_path: Path) -> None:
+    held: list[Any] = []
+    with mesos_cluster(tmp_path, hollow=1) as c:
+        fw = Framework.start(c.master, "malformed", lambda d, offers: held.extend(offers))
+        try:
+            wait(lambda: held, "an offer")
+            fid, sid = fw.recorder.framework_id, fw.driver.stream_id
+            oid = {"value": held[0].id.value}
+            bad_bodies = [
+                {"type": "ACCEPT", "accept": [1]},
+                {"type": "ACCEPT", "accept": {"offer_ids": [oid], "operations": [1]}},
+                {
+                    "type": "ACCEPT",
+                    "accept": {
+                        "offer_ids": [oid],
+                        "operations": [{"type": "LAUNCH", "launch": [1]}],
+                    },
+                },
+                {"type": "DECLINE", "decline": "x"},
+                {"type": "RECONCILE", "reconcile": {"tasks": {"a": 1}}},
+                {"type": "KILL", "kill": {"task_id": 5}},
+            ]
+            for body in bad_bodies:
+                code, _ = _call(c, {**body, "framework_id": {"value": fid}}, sid)
+                assert code == 400, body
+            # the offer was not used up: it can still be launched into
+            tasks = [command_task(held[0], "after-bad", "sleep 1")]
+            fw.driver.launchTasks(held[0].id, tasks, {})
+            wait(lambda: "TASK_RUNNING" in fw.recorder.states("after-bad"), "launched")
+            assert (
+                _call(
+                    c,
+                    None,
+                    raw=b'{"type":"SUBSCRIBE","subscribe":{"framework_info":'
+                    b'{"user":"u","name":"n","capabilities":"PARTITION_AWARE"}}}',
+                )[0]
+                == 400
+            )
+            assert c.get("/state")["frameworks"]
+        finally:
+            fw.stop()
+
+
+def test_a_task_id_can_be_used_again_once_it_ended(tmp_path: Path) -> None:
+    runs: list[str] = []
+
+    def on_offers(driver: Any, offers: list[Any]) -> None:
+        for offer in offers:
+            if len(runs) >= 2 or (
+                runs and "TASK_FINISHED" not in fw_ref[0].recorder.states("again")
+            ):
+                driver.declineOffer(offer.id, {"refuse_seconds": 0.5})
+                continue
+            runs.append(offer.id.value)
+            driver.launchTasks(offer.id, [command_task(offer, "again", "true")], {})
+
+    fw_ref: list[Framework] = []
+    with mesos_cluster(tmp_path, runtimes=("process",)) as c:
+        fw = Framework.start(c.master, "reuser", on_offers)
+        fw_ref.append(fw)
+        try:
+            wait(lambda: fw.recorder.states("again").count("TASK_FINISHED") >= 2, "two runs", 60)
+            assert "TASK_ERROR" not in fw.recorder.states("again")
+            state = c.get("/state")["frameworks"][0]
+            assert [t["id"] for t in state["completed_tasks"]] == ["again", "again"]
+        finally:
+            fw.stop()
+
+
+def test_a_resubscription_rescinds_the_old_streams_offers(tmp_path: Path) -> None:
+    held: list[Any] = []
+    with mesos_cluster(tmp_path, hollow=1) as c:
+        first = Framework.start(c.master, "twice", lambda d, o: held.extend(o), failover_timeout=60)
+        try:
+            wait(lambda: held, "an offer to the first instance")
+            fid = first.recorder.framework_id
+            second = Framework.start(
+                c.master, "twice", None, failover_timeout=60, id={"value": fid}
+            )
+            try:
+                # the old instance's offer is gone (rescinded and offered anew)
+                wait(
+                    lambda: all(
+                        o["id"] != held[0].id.value
+                        for o in c.get("/state")["frameworks"][0]["offers"]
+                    ),
+                    "the old offer rescinded",
+                )
+            finally:
+                second.stop()
+        finally:
+            first.stop(failover=True)

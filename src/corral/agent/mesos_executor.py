@@ -465,6 +465,10 @@ class MesosExecutors:
         return found[0]
 
     async def _subscribe(self, ex: Executor, subscribe: Obj) -> EventStream:
+        for name in ("unacknowledged_tasks", "unacknowledged_updates"):
+            items = subscribe.get(name, [])
+            if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+                raise CallError(400, f"Expecting 'subscribe.{name}' to be a list of objects")
         framework_info = await self._framework_info(ex.framework_id)
         # from here to the return nothing awaits: the takeover is atomic
         if ex.stream is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 
 #: the API group of the Framework kind (``kubectl get frameworks``)
 GROUP = "mesos.corral.dev"
@@ -63,3 +64,33 @@ def task_pod_name(framework_id: str, task_id: str) -> str:
     slug = re.sub(r"[^a-z0-9-]+", "-", task_id.lower()).strip("-")[:40].strip("-") or "task"
     digest = hashlib.sha1(f"{framework_id}\0{task_id}".encode()).hexdigest()[:10]
     return f"{slug}-{digest}"
+
+
+def role_error(role: str) -> str | None:
+    """Why ``role`` is not a valid Mesos role name (``mesos::roles::validate``), or None.
+
+    ``*`` is the default role; others are ``/``-separated paths of components that are
+    neither ``.``, ``..`` nor ``*``, do not start with ``-`` and hold no whitespace or
+    control character.
+    """
+    if role == "*":
+        return None
+    if not role:
+        return "Role names cannot be the empty string"
+    if role.startswith("/"):
+        return "Role cannot start with a slash"
+    if role.endswith("/"):
+        return "Role cannot end with a slash"
+    if "//" in role:
+        return "Role cannot contain two adjacent slashes"
+    for component in role.split("/"):
+        if component in (".", "..", "*"):
+            return f"Role cannot include '{component}' as a component"
+        if component.startswith("-"):
+            return f"Role component '{component}' is invalid because it starts with a dash"
+        if any(c.isspace() or unicodedata.category(c) == "Cc" for c in component):
+            return (
+                f"Role component {component!r} is invalid because it contains "
+                "whitespace or a control character"
+            )
+    return None

@@ -17,10 +17,11 @@ ACCEPT, the one call with real work::
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import numpy as np
@@ -61,35 +62,62 @@ def handle(m: Master, fw: FrameworkState, call: Obj) -> None:
     handler = HANDLERS.get(kind)
     if handler is None:
         raise CallError(400, f"Unsupported call type {kind!r}")
-    handler(m, fw, call.get(kind.lower()) or {})
+    body = call.get(kind.lower(), {})
+    if not isinstance(body, dict):
+        raise CallError(400, f"Expecting '{kind.lower()}' to be an object")
+    try:
+        handler(m, fw, body)
+    except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as e:
+        # a shape the checks below missed: still the caller's error, never a 500
+        raise CallError(400, f"Failed to validate scheduler::Call {kind}: {e}") from None
+
+
+def _objects(value_: Any, what: str) -> list[Obj]:
+    if not isinstance(value_, list) or not all(isinstance(x, dict) for x in value_):
+        raise CallError(400, f"Expecting '{what}' to be a list of objects")
+    return value_
+
+
+def _object(value_: Any, what: str) -> Obj:
+    if not isinstance(value_, dict):
+        raise CallError(400, f"Expecting '{what}' to be an object")
+    return value_
 
 
 def accept(m: Master, fw: FrameworkState, body: Obj) -> None:
-    offer_ids = [value(o) for o in body.get("offer_ids") or []]
+    """ACCEPT (see the module docstring). The call's shape is checked whole before the
+    offers are taken; a LAUNCH_GROUP's tasks launch all or none."""
+    offer_ids = [value(o) for o in _objects(body.get("offer_ids", []), "accept.offer_ids")]
     refuse = refuse_seconds(body.get("filters"))
-    launches: list[tuple[Obj, Obj | None]] = []
-    for op in body.get("operations") or []:
+    # (tasks, the group's executor, launched all or none)
+    groups: list[tuple[list[Obj], Obj | None, bool]] = []
+    for op in _objects(body.get("operations", []), "accept.operations"):
         kind = op.get("type")
         if kind == "LAUNCH":
-            launches += [(t, None) for t in (op.get("launch") or {}).get("task_infos") or []]
+            launch_ = _object(op.get("launch", {}), "launch")
+            for t in _objects(launch_.get("task_infos", []), "launch.task_infos"):
+                groups.append(([t], None, False))
         elif kind == "LAUNCH_GROUP":
-            lg = op.get("launch_group") or {}
-            ex = {**(lg.get("executor") or {}), "type": "DEFAULT"}  # a group's executor
-            launches += [(t, ex) for t in (lg.get("task_group") or {}).get("tasks") or []]
+            lg = _object(op.get("launch_group"), "launch_group")
+            ex = _object(lg.get("executor"), "launch_group.executor")
+            tg = _object(lg.get("task_group"), "launch_group.task_group")
+            tasks = _objects(tg.get("tasks", []), "launch_group.task_group.tasks")
+            groups.append((tasks, {**ex, "type": "DEFAULT"}, True))
         else:
             log.info("mesos: %s ignores unsupported operation %s", fw.id, kind)
     try:
         offers = m.allocator.take(fw.id, offer_ids)
     except InvalidOffers as e:
-        for task, _ in launches:
-            updates.master_update(
-                m,
-                fw,
-                task,
-                "TASK_DROPPED",
-                "REASON_INVALID_OFFERS",
-                f"Task launched with invalid offers: {e}",
-            )
+        for tasks, _, _ in groups:
+            for task in tasks:
+                updates.master_update(
+                    m,
+                    fw,
+                    task,
+                    "TASK_DROPPED",
+                    "REASON_INVALID_OFFERS",
+                    f"Task launched with invalid offers: {e}",
+                )
         return
     if not offers:
         return
@@ -99,66 +127,135 @@ def accept(m: Master, fw: FrameworkState, body: Obj) -> None:
     ports: list[tuple[int, int]] = [r for o in offers for r in o.ports]
     launched: list[TaskState] = []
     seen: set[str] = set()
-    for task, executor in launches:
-        tid = value(task.get("task_id"))
-        if (fw.id, tid) in m.tasks or tid in seen:
-            updates.master_update(
-                m, fw, task, "TASK_ERROR", "REASON_TASK_INVALID", f"Task has duplicate ID: {tid}"
-            )
+    charged: set[str] = set()  # executors whose resources this ACCEPT counted already
+    for tasks, group_executor, atomic in groups:
+        plan: list[tuple[Obj, str, Obj]] = []
+        rem, free_ports = remaining, ports
+        failed: str | None = None
+        for task in tasks:
+            tid = value(task.get("task_id"))
+            if group_executor is not None and not task.get("executor"):
+                task = {**task, "executor": group_executor}
+            err: str | None = None
+            if (fw.id, tid) in m.tasks or tid in seen:
+                err = f"Task has duplicate ID: {tid}"
+            else:
+                err = taskmod.validate_task(
+                    task, agent_id=agent, offered=rem, offered_ports=free_ports
+                )
+            if err is None:
+                try:
+                    pod, vec, task_ports = _task_pod(m, fw, task, role, agent, charged)
+                except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as e:
+                    err = f"Task is invalid: {e}"
+            if err is not None:
+                if atomic:
+                    failed = err
+                    break
+                updates.master_update(m, fw, task, "TASK_ERROR", "REASON_TASK_INVALID", err)
+                continue
+            rem = rem - vec
+            free_ports = list(subtract_ranges(free_ports, task_ports))
+            seen.add(tid)
+            plan.append((task, tid, pod))
+        if failed is not None:
+            for task in tasks:
+                updates.master_update(
+                    m,
+                    fw,
+                    task,
+                    "TASK_ERROR",
+                    "REASON_TASK_INVALID",
+                    f"Task group is invalid: {failed}",
+                )
             continue
-        if executor is not None and not task.get("executor"):
-            task = {**task, "executor": executor}
-        err = taskmod.validate_task(task, agent_id=agent, offered=remaining, offered_ports=ports)
-        if err:
-            updates.master_update(m, fw, task, "TASK_ERROR", "REASON_TASK_INVALID", err)
-            continue
-        vec, task_ports = parse_resources(list(task.get("resources") or []))
-        exec_info = task.get("executor")
-        if exec_info:
-            evec, eports = parse_resources(list(exec_info.get("resources") or []))
-            vec, task_ports = vec + evec, task_ports + eports
-        remaining = remaining - vec
-        ports = list(subtract_ranges(ports, task_ports))
-        seen.add(tid)
-        pod = taskmod.task_pod(
-            task,
-            framework_id=fw.id,
-            framework_uid=fw.uid,
-            framework_info=fw.info,
-            role=role,
-            agent=agent,
-            executor=exec_info,
-        )
-        m.scheduler.assume(pod, agent)
-        key = key_of(pod)
-        t = TaskState(
-            framework_id=fw.id,
-            task_id=tid,
-            pod_key=key,
-            agent=agent,
-            role=role,
-            info=task,
-            launched=time.time(),
-        )
-        t.statuses.append({"state": "TASK_STAGING", "timestamp": time.time()})
-        m.tasks[(fw.id, tid)] = t
-        m.by_pod[key] = (fw.id, tid)
-        m._accepted_at[key] = time.monotonic()
-        launched.append(t)
-        if m.operator_streams:
-            m._operator_event({"type": "TASK_ADDED", "task_added": {"task": task_v1(t)}})
-        m.spawn(launch(m, fw, t, pod), name="mesos-launch")
+        remaining, ports = rem, free_ports
+        for task, tid, pod in plan:
+            launched.append(_start(m, fw, task, tid, pod, role, agent))
     m.metrics.tasks_launched += len(launched)
     m.allocator.refuse(fw.id, agent, role, np.maximum(remaining, 0), ports, refuse)
     m.scheduler.resources_freed()
     m.wake()
 
 
+def _executor_id(task: Obj) -> str:
+    ex = task.get("executor")
+    return value(ex.get("executor_id")) if isinstance(ex, dict) else ""
+
+
+def _task_pod(
+    m: Master, fw: FrameworkState, task: Obj, role: str, agent: str, charged: set[str]
+) -> tuple[Obj, Any, list[tuple[int, int]]]:
+    """The task's pod and what it takes from the offer. An executor's resources count
+    once per (framework, executor, agent), as Mesos charges them: on the first of its
+    tasks here (its later tasks' pods request only their own)."""
+    vec, task_ports = parse_resources(list(task.get("resources") or []))
+    exec_info = task.get("executor")
+    if isinstance(exec_info, dict) and exec_info:
+        eid = _executor_id(task)
+        running = any(
+            t.framework_id == fw.id
+            and t.agent == agent
+            and _executor_id(t.info) == eid
+            and not taskmod.is_terminal_state(t.state)
+            for t in m.tasks.values()
+        )
+        if eid in charged or running:
+            exec_info = {**exec_info, "resources": []}
+        else:
+            charged.add(eid)
+            evec, eports = parse_resources(list(exec_info.get("resources") or []))
+            vec, task_ports = vec + evec, task_ports + eports
+    pod = taskmod.task_pod(
+        task,
+        framework_id=fw.id,
+        framework_uid=fw.uid,
+        framework_info=fw.info,
+        role=role,
+        agent=agent,
+        executor=exec_info,
+    )
+    return pod, vec, task_ports
+
+
+def _start(
+    m: Master, fw: FrameworkState, task: Obj, tid: str, pod: Obj, role: str, agent: str
+) -> TaskState:
+    """Account the pod on its node now (the offer's hold moves to it), then create and
+    bind it in a supervised task."""
+    m.scheduler.assume(pod, agent)
+    key = key_of(pod)
+    t = TaskState(
+        framework_id=fw.id,
+        task_id=tid,
+        pod_key=key,
+        agent=agent,
+        role=role,
+        info=task,
+        launched=time.time(),
+    )
+    t.statuses.append({"state": "TASK_STAGING", "timestamp": time.time()})
+    m.tasks[(fw.id, tid)] = t
+    m.by_pod[key] = (fw.id, tid)
+    m._accepted_at[key] = time.monotonic()
+    if m.operator_streams:
+        m._operator_event({"type": "TASK_ADDED", "task_added": {"task": task_v1(t)}})
+    m.spawn(launch(m, fw, t, pod), name="mesos-launch")
+    return t
+
+
 async def launch(m: Master, fw: FrameworkState, t: TaskState, pod: Obj) -> None:
+    """Create and bind a task's pod. A pod of the same name left by an earlier task of
+    that id (completed) is removed first. Any failure ends the task with one status."""
     name = pod["metadata"]["name"]
     created = False
     try:
-        made = await m.client.create(PODS, pod, names.NAMESPACE)
+        try:
+            made = await m.client.create(PODS, pod, names.NAMESPACE)
+        except StatusError as e:
+            if e.code != 409 or not await _remove_completed_pod(m, name, t):
+                raise
+            made = await m.client.create(PODS, pod, names.NAMESPACE)
         created = True
         t.created = True
         await m.client.post_sub(
@@ -177,18 +274,53 @@ async def launch(m: Master, fw: FrameworkState, t: TaskState, pod: Obj) -> None:
             },
             names.NAMESPACE,
         )
-    except StatusError as e:
+    except asyncio.CancelledError:
+        raise
+    except Exception as e:
         m.scheduler.forget(t.pod_key)
-        state, reason = (
-            ("TASK_DROPPED", "REASON_INVALID_OFFERS")
-            if e.code == 409
-            else ("TASK_ERROR", "REASON_TASK_INVALID")
-        )
-        # the task ends here, before its pod goes (its deletion says nothing more)
-        updates.finish_locally(m, t, state, reason, e.message)
+        message = e.message if isinstance(e, StatusError) else f"Failed to launch: {e}"
+        if t.kill_requested:
+            state, reason = "TASK_KILLED", "REASON_TASK_KILLED_DURING_LAUNCH"
+        elif isinstance(e, StatusError) and e.code == 409:
+            state, reason = "TASK_DROPPED", "REASON_INVALID_OFFERS"
+        elif isinstance(e, StatusError) and e.code in (400, 403, 422):
+            state, reason = "TASK_ERROR", "REASON_TASK_INVALID"
+        else:
+            state, reason = "TASK_DROPPED", "REASON_CONTAINER_LAUNCH_FAILED"
+        # the task ends here, once (not again when its pod goes)
+        if not (t.last and t.last.get("uuid") and taskmod.is_terminal_state(t.state)):
+            updates.finish_locally(m, t, state, reason, message)
         if created:
             with contextlib.suppress(StatusError):
                 await m.client.delete(PODS, name, names.NAMESPACE, grace_period=0)
+
+
+async def _remove_completed_pod(m: Master, name: str, t: TaskState) -> bool:
+    """Whether the pod ``name`` was a finished task's (left for its logs; ``t`` reuses
+    its task id) and is gone now."""
+    try:
+        old = await m.client.get(PODS, name, names.NAMESPACE)
+    except StatusError:
+        return False
+    key = f"{names.NAMESPACE}/{name}"
+    phase = (old.get("status") or {}).get("phase")
+    if m.by_pod.get(key, (t.framework_id, t.task_id)) != (t.framework_id, t.task_id):
+        return False
+    if phase not in ("Succeeded", "Failed") and key not in m.completed_pods:
+        return False
+    m.completed_pods.discard(key)
+    m.replaced_pods.add(str(old["metadata"].get("uid", "")))  # its events are not t's
+    with contextlib.suppress(StatusError):
+        await m.client.delete(PODS, name, names.NAMESPACE, grace_period=0)
+    for _ in range(100):
+        try:
+            await m.client.get(PODS, name, names.NAMESPACE)
+        except StatusError as e:
+            if e.code == 404:
+                return True
+            raise
+        await asyncio.sleep(0.05)
+    return False
 
 
 def decline(m: Master, fw: FrameworkState, body: Obj) -> None:
@@ -289,7 +421,7 @@ def acknowledge(m: Master, fw: FrameworkState, body: Obj) -> None:
     t.acked_state = state
     if t.created:
         m.spawn(record_ack(m, t, state))
-    if taskmod.is_terminal_state(state) and (t.pod is None or not t.created):
+    if taskmod.is_terminal_state(state):
         updates.complete(m, t)
 
 
@@ -307,7 +439,7 @@ async def record_ack(m: Master, t: TaskState, state: str) -> None:
 def reconcile(m: Master, fw: FrameworkState, body: Obj) -> None:
     """Explicit (the tasks named) or implicit (every task the master knows that is not
     terminal) reconciliation: the latest state, reason REASON_RECONCILIATION, no uuid."""
-    wanted = body.get("tasks") or []
+    wanted = _objects(body.get("tasks", []), "reconcile.tasks")
     t: TaskState | None
     if not wanted:
         for t in m.tasks.values():

@@ -21,6 +21,7 @@ import numpy as np
 import orjson
 from aiohttp import web
 
+from corral.api.mesos import role_error
 from corral.mesos import state as st
 from corral.mesos.master import Master
 from corral.mesos.model import VERSION, CallError
@@ -119,7 +120,8 @@ async def redirect(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
-    return web.Response(status=200)
+    """200 once the master has recovered its state and takes calls, 503 before."""
+    return web.Response(status=200 if request.app[MASTER_KEY].ready.is_set() else 503)
 
 
 # --- operator API ------------------------------------------------------------------------------
@@ -128,6 +130,10 @@ async def operator_api(request: web.Request) -> web.StreamResponse:
     try:
         call = await _read_call(request)
         kind = call["type"]
+        if not m.ready.is_set():
+            raise CallError(503, "Master is not ready yet: recovering its state")
+        if not isinstance(call.get(kind.lower(), {}), dict):
+            raise CallError(400, f"Expecting '{kind.lower()}' to be an object")
         if kind == "SUBSCRIBE":
             stream = EventStream(m.heartbeat)
             stream.send(
@@ -145,7 +151,10 @@ async def operator_api(request: web.Request) -> web.StreamResponse:
             finally:
                 stream.close()
             return web.Response(status=200)
-        answer = await _operator_call(m, kind, call)
+        try:
+            answer = await _operator_call(m, kind, call)
+        except (TypeError, ValueError, AttributeError, OverflowError) as e:
+            raise CallError(400, f"Invalid '{kind}' call: {e}") from None
     except CallError as e:
         return _text(e.message, e.code)
     if answer is None:
@@ -192,16 +201,18 @@ async def _operator_call(m: Master, kind: str, call: Obj) -> Obj | None:
             raise CallError(400, "Expecting 'update_weights.weight_infos' to be present")
         parsed = []
         for w in infos:
-            role, weight = (w or {}).get("role"), (w or {}).get("weight")
+            role = w.get("role") if isinstance(w, dict) else None
+            weight = w.get("weight") if isinstance(w, dict) else None
             if (
                 not isinstance(role, str)
-                or not role
+                or isinstance(weight, bool)
                 or not isinstance(weight, int | float)
-                or weight <= 0
+                or not 0 < weight < 1e9
             ):
                 raise CallError(
                     400, f"Invalid weight info {w!r}: want a role and a positive weight"
                 )
+            _check_role(role)
             parsed.append((role, float(weight)))
         for role, weight in parsed:
             m.allocator.set_weight(role, weight)
@@ -220,6 +231,12 @@ async def _operator_call(m: Master, kind: str, call: Obj) -> Obj | None:
     raise CallError(400, f"Unsupported operator call type '{kind}'")
 
 
+def _check_role(role: Any) -> None:
+    why = role_error(role) if isinstance(role, str) else "a role name is a string"
+    if why:
+        raise CallError(400, f"Invalid role {role!r}: {why}")
+
+
 def _quota_configs(kind: str, body: Obj) -> list[tuple[str, Any, Any]]:
     """(role, guarantee, limit) of UPDATE_QUOTA, SET_QUOTA (a guarantee; Mesos 1.9+
     treats it as a limit too, of the resources it names) and REMOVE_QUOTA."""
@@ -228,12 +245,16 @@ def _quota_configs(kind: str, body: Obj) -> list[tuple[str, Any, Any]]:
         role = body.get("role")
         if not isinstance(role, str) or not role:
             raise CallError(400, "Expecting 'remove_quota.role' to be present")
+        _check_role(role)
         return [(role, None, None)]
     if kind == "SET_QUOTA":
-        req = body.get("quota_request") or {}
+        req = body.get("quota_request")
+        if not isinstance(req, dict) or not isinstance(req.get("guarantee", []), list):
+            raise CallError(400, "Expecting 'set_quota.quota_request' with a 'guarantee' list")
         role = req.get("role")
         if not isinstance(role, str) or not role:
             raise CallError(400, "Expecting 'set_quota.quota_request.role' to be present")
+        _check_role(role)
         g = _resource_list(req.get("guarantee") or [])
         named = {r.get("name") for r in req.get("guarantee") or [] if isinstance(r, dict)}
         lim = np.array(g, copy=True)
@@ -245,9 +266,10 @@ def _quota_configs(kind: str, body: Obj) -> list[tuple[str, Any, Any]]:
     if not isinstance(configs, list) or not configs:
         raise CallError(400, "Expecting 'update_quota.quota_configs' to be present")
     for c in configs:
-        role = (c or {}).get("role")
+        role = c.get("role") if isinstance(c, dict) else None
         if not isinstance(role, str) or not role:
             raise CallError(400, "Each quota config needs a 'role'")
+        _check_role(role)
         out.append((role, _scalar_map(c.get("guarantees"), 0), _scalar_map(c.get("limits"), None)))
     return out
 
@@ -263,8 +285,8 @@ def _scalar_map(m: Any, unnamed: int | None) -> Any:
     for k, v in m.items():
         if k not in ("cpus", "mem", "disk"):
             raise CallError(400, f"Quota on '{k}' is not supported (cpus, mem, disk)")
-        val = (v or {}).get("value") if isinstance(v, dict) else None
-        if not isinstance(val, int | float) or val < 0:
+        val = v.get("value") if isinstance(v, dict) else None
+        if isinstance(val, bool) or not isinstance(val, int | float) or not 0 <= val < 1e12:
             raise CallError(400, f"Invalid quota value for '{k}': {v!r}")
         vals[k] = float(val)
     vec = to_vector(vals.get("cpus", 0.0), vals.get("mem", 0.0), vals.get("disk", 0.0))
@@ -279,8 +301,8 @@ def _resource_list(res: list[Obj]) -> Any:
 
     try:
         vec, _ = parse_resources(res)
-    except ValueError as e:
-        raise CallError(400, str(e)) from None
+    except (ValueError, TypeError, AttributeError, OverflowError) as e:
+        raise CallError(400, f"Invalid resources: {e}") from None
     return np.asarray(vec)
 
 

@@ -46,11 +46,12 @@ import orjson
 
 from corral.api import mesos as names
 from corral.api.errors import StatusError
-from corral.client.informer import Informer
+from corral.client.informer import Informer, key_of
 from corral.client.rest import CONFIGMAPS, EVENTS, FRAMEWORKS, NAMESPACES, Client
 from corral.mesos import calls, updates
 from corral.mesos.model import (
     EXECUTOR_MESSAGE,
+    MAX_COMPLETED_FRAMEWORKS,
     POLICY_CONFIGMAP,
     RETRY_MAX,
     VERSION,
@@ -75,6 +76,10 @@ from corral.util.clock import Clock, SystemClock, rfc3339
 from corral.util.eventstream import EventStream
 
 log = logging.getLogger("corral.mesos")
+
+#: how long a recovered framework has to re-subscribe after a master restart (Mesos
+#: never removes a framework for not having found the new master yet)
+RECOVERY_WINDOW = 600.0
 
 
 class Master:
@@ -108,6 +113,10 @@ class Master:
         self.tasks: dict[tuple[str, str], TaskState] = {}
         self.by_pod: dict[str, tuple[str, str]] = {}
         self.completed: dict[str, list[TaskState]] = {}
+        #: pods of finished, acknowledged tasks (kept for their logs; events ignored)
+        self.completed_pods: set[str] = set()
+        #: uids of such pods removed so that a new task may reuse the id (and pod name)
+        self.replaced_pods: set[str] = set()
         self.metrics = Metrics()
         self.operator_streams: list[EventStream] = []
         self.frameworks_informer = Informer(client, FRAMEWORKS)
@@ -119,6 +128,7 @@ class Master:
         self._tg: asyncio.TaskGroup | None = None
         self.ready = asyncio.Event()
         self._accepted_at: dict[str, float] = {}  # pod key -> monotonic ACCEPT time
+        self._subscribing: dict[str, asyncio.Lock] = {}
         self.stopping = False
         scheduler.pods.add_handler(functools.partial(updates.on_pod, self))
         scheduler.nodes.add_handler(functools.partial(updates.on_node, self))
@@ -223,12 +233,29 @@ class Master:
                 registered=parse_ts(status.get("registeredTime")) or time.time(),
             )
             fw.disconnected = time.time()
-            fw.deadline = now + fw.failover_timeout
+            # after a master failover a framework has time to find the new master
+            # before its own failover timeout counts (Mesos never removes it for that)
+            fw.deadline = now + max(fw.failover_timeout, RECOVERY_WINDOW)
+            if fid in self.frameworks:
+                continue
+            try:
+                self.allocator.add_framework(fid, fw.roles)
+            except ValueError as e:
+                log.warning("mesos: framework %s not recovered: %s", fid, e)
+                continue
             self.frameworks[fid] = fw
-            self.allocator.add_framework(fid, fw.roles)
             self.allocator.deactivate_framework(fid)
         for pod in list(self.scheduler.pods.store.values()):
             updates.on_pod(self, "ADDED", pod, None)
+            meta = pod.get("metadata") or {}
+            if (
+                meta.get("namespace") == names.NAMESPACE
+                and names.TASK_ID in (meta.get("annotations") or {})
+                and not (pod.get("spec") or {}).get("nodeName")
+                and not meta.get("deletionTimestamp")
+            ):
+                # created but never bound before the restart: its launch did not happen
+                self.spawn(calls.delete_pod(self, key_of(pod), 0))
         log.info(
             "mesos master %s: recovered %d frameworks, %d tasks",
             self.id,
@@ -339,42 +366,27 @@ class Master:
 
     # --- frameworks ---------------------------------------------------------------------------
     async def subscribe(self, call: Obj) -> tuple[FrameworkState, EventStream]:
-        """Validate a SUBSCRIBE and register (or re-register) the framework; the caller
-        pumps the returned stream."""
-        sub = call.get("subscribe")
-        if not isinstance(sub, dict) or not isinstance(sub.get("framework_info"), dict):
-            raise CallError(400, "Expecting 'subscribe' to be present")
-        info = dict(sub["framework_info"])
-        for f in ("user", "name"):
-            if not isinstance(info.get(f), str):
-                raise CallError(
-                    400, f"Failed to validate scheduler::Call: 'framework_info.{f}' is required"
-                )
-        roles = info.get("roles")
-        if roles is not None and (
-            not isinstance(roles, list) or not all(isinstance(r, str) and r for r in roles)
-        ):
-            raise CallError(400, "'framework_info.roles' must be a list of role names")
-        if "failover_timeout" in info:
-            try:
-                if float(info["failover_timeout"]) < 0:
-                    raise ValueError
-            except (TypeError, ValueError):
-                raise CallError(
-                    400, "'framework_info.failover_timeout' must be a non-negative number"
-                ) from None
-        top = (
-            (call.get("framework_id") or {}).get("value")
-            if isinstance(call.get("framework_id"), dict)
-            else None
-        )
-        inner = (info.get("id") or {}).get("value") if isinstance(info.get("id"), dict) else None
-        if top and inner and top != inner:
-            raise CallError(400, "'framework_id' differs from 'subscribe.framework_info.id'")
-        fid = top or inner
-        suppressed = [r for r in sub.get("suppressed_roles") or [] if isinstance(r, str)]
+        """Validate a SUBSCRIBE (all of it, before anything changes) and register or
+        re-register the framework; the caller pumps the returned stream. SUBSCRIBEs of
+        one framework id are serialised (the object write is awaited)."""
+        if not self.ready.is_set():
+            raise CallError(503, "Master is not ready yet: recovering its state")
+        info, fid, suppressed = _validate_subscribe(call)
+        if fid is None:
+            return await self._subscribe(info, None, suppressed)
+        lock = self._subscribing.setdefault(fid, asyncio.Lock())
+        async with lock:
+            return await self._subscribe(info, fid, suppressed)
+
+    async def _subscribe(
+        self, info: Obj, fid: str | None, suppressed: list[str]
+    ) -> tuple[FrameworkState, EventStream]:
         stream = EventStream(self.heartbeat)
         now = time.time()
+        roles = FrameworkState(id="", info=info).roles
+        bad = [r for r in suppressed if r not in roles]
+        if bad:
+            raise CallError(400, f"Suppressed roles {bad} are not roles of the framework")
         if fid:
             if fid in self.removed_ids or fid in self.completed_frameworks:
                 stream.close({"type": "ERROR", "error": {"message": "Framework has been removed"}})
@@ -392,6 +404,10 @@ class Master:
                     fw.stream.close(
                         {"type": "ERROR", "error": {"message": "Framework failed over"}}
                     )
+                    fw.stream = None
+                # as Mesos' failoverFramework: the old scheduler's offers are rescinded
+                # (it will never answer them) and recovered
+                self.dispatch(self.allocator.deactivate_framework(fid))
                 fw.info = {**info, "id": {"value": fid}}
                 fw.reregistered = now
                 self.dispatch(self.allocator.update_framework(fid, fw.roles, suppressed))
@@ -483,6 +499,9 @@ class Master:
             return
         self.removed_ids.add(fid)
         self.completed_frameworks[fid] = fw
+        for old in list(self.completed_frameworks)[:-MAX_COMPLETED_FRAMEWORKS]:
+            del self.completed_frameworks[old]
+            self.completed.pop(old, None)
         self.metrics.frameworks_removed += 1
         self.dispatch(self.allocator.remove_framework(fid))
         if fw.stream is not None:
@@ -560,3 +579,57 @@ class Master:
                 self.operator_streams.remove(s)
             else:
                 s.send(event)
+
+
+def _validate_subscribe(call: Obj) -> tuple[Obj, str | None, list[str]]:
+    """(framework_info, framework id or None, suppressed roles) of a SUBSCRIBE, or
+    ``CallError(400)`` with what is wrong (Mesos validates the whole call first)."""
+    sub = call.get("subscribe")
+    if not isinstance(sub, dict) or not isinstance(sub.get("framework_info"), dict):
+        raise CallError(400, "Expecting 'subscribe' to be present")
+    info = dict(sub["framework_info"])
+    for f in ("user", "name"):
+        if not isinstance(info.get(f), str):
+            raise CallError(
+                400, f"Failed to validate scheduler::Call: 'framework_info.{f}' is required"
+            )
+    roles = info.get("roles")
+    if roles is not None:
+        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            raise CallError(400, "'framework_info.roles' must be a list of role names")
+    elif info.get("role") is not None and not isinstance(info.get("role"), str):
+        raise CallError(400, "'framework_info.role' must be a role name")
+    for role in roles if roles is not None else [info.get("role") or "*"]:
+        why = names.role_error(role)
+        if why:
+            raise CallError(400, f"Invalid role '{role}': {why}")
+    caps = info.get("capabilities", [])
+    if not isinstance(caps, list) or not all(
+        isinstance(c, dict) and isinstance(c.get("type"), str) for c in caps
+    ):
+        raise CallError(400, "'framework_info.capabilities' must be a list of {\"type\": NAME}")
+    labels = info.get("labels")
+    if labels is not None and not (
+        isinstance(labels, dict) and isinstance(labels.get("labels", []), list)
+    ):
+        raise CallError(400, "'framework_info.labels' must be {\"labels\": [...]}")
+    for f in ("hostname", "principal", "webui_url"):
+        if info.get(f) is not None and not isinstance(info.get(f), str):
+            raise CallError(400, f"'framework_info.{f}' must be a string")
+    if "failover_timeout" in info:
+        ft = info["failover_timeout"]
+        if isinstance(ft, bool) or not isinstance(ft, int | float) or not ft >= 0:
+            raise CallError(400, "'framework_info.failover_timeout' must be a non-negative number")
+    ids = []
+    for where in (call.get("framework_id"), info.get("id")):
+        if where is None:
+            continue
+        if not isinstance(where, dict) or not isinstance(where.get("value"), str):
+            raise CallError(400, 'A framework id is {"value": "..."}')
+        ids.append(where["value"])
+    if len(set(ids)) > 1:
+        raise CallError(400, "'framework_id' differs from 'subscribe.framework_info.id'")
+    suppressed = sub.get("suppressed_roles", [])
+    if not isinstance(suppressed, list) or not all(isinstance(r, str) for r in suppressed):
+        raise CallError(400, "'subscribe.suppressed_roles' must be a list of role names")
+    return info, (ids[0] if ids else None) or None, list(suppressed)

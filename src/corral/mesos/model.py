@@ -18,6 +18,10 @@ RETRY_FIRST = 10.0
 RETRY_MAX = 600.0
 #: completed tasks remembered per framework (Mesos' --max_completed_tasks_per_framework)
 MAX_COMPLETED_TASKS = 1000
+#: finished tasks whose pods are kept (for ``kubectl logs``) per framework
+KEEP_COMPLETED_PODS = 100
+#: removed frameworks remembered (Mesos' --max_completed_frameworks)
+MAX_COMPLETED_FRAMEWORKS = 50
 #: the reason of the Events an agent records for an executor's MESSAGE call
 EXECUTOR_MESSAGE = "ExecutorMessage"
 #: the ConfigMap (namespace ``mesos``) holding role weights and quotas
@@ -56,7 +60,10 @@ class FrameworkState:
 
     @property
     def capabilities(self) -> set[str]:
-        return {c.get("type", "") for c in self.info.get("capabilities") or []}
+        caps = self.info.get("capabilities")
+        if not isinstance(caps, list):
+            return set()
+        return {str(c.get("type", "")) for c in caps if isinstance(c, dict)}
 
     @property
     def failover_timeout(self) -> float:

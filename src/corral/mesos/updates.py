@@ -25,6 +25,7 @@ from corral.client.informer import key_of
 from corral.mesos import calls
 from corral.mesos import tasks as taskmod
 from corral.mesos.model import (
+    KEEP_COMPLETED_PODS,
     MAX_COMPLETED_TASKS,
     RETRY_FIRST,
     FrameworkState,
@@ -50,8 +51,17 @@ def on_pod(m: Master, type_: str, pod: Obj, old: Obj | None) -> None:
     if tid is None or fid_label is None:
         return
     key = key_of(pod)
+    if key in m.completed_pods:
+        return  # a finished task's pod, kept for its logs
+    if meta.get("uid") in m.replaced_pods:
+        if type_ == "DELETED":
+            m.replaced_pods.discard(meta.get("uid"))
+        return  # an earlier task's pod of this name, removed for a new task of the id
     ref = m.by_pod.get(key)
     if ref is None:
+        if ann.get(names.ACKED_STATE) and taskmod.is_terminal_state(ann[names.ACKED_STATE]):
+            m.completed_pods.add(key)  # ended and acknowledged before a restart
+            return
         fid = next(
             (
                 o.get("name")
@@ -85,6 +95,8 @@ def on_pod(m: Master, type_: str, pod: Obj, old: Obj | None) -> None:
         m.by_pod[key] = ref
     t0 = m.tasks.get(ref)
     if t0 is None:
+        if type_ == "DELETED":
+            m.by_pod.pop(key, None)
         return
     t = t0
     if type_ == "DELETED":
@@ -100,11 +112,11 @@ def on_pod(m: Master, type_: str, pod: Obj, old: Obj | None) -> None:
     refresh(m, t)
     if type_ == "DELETED":
         m.by_pod.pop(key, None)
-        if (
-            t.pending is None or not framework_connected(m, t.framework_id)
-        ) and taskmod.is_terminal_state(t.state):
-            complete(m, t)
-        if m.frameworks.get(t.framework_id) is None:
+        # a terminal update leaves with its acknowledgement (it is resent meanwhile,
+        # across a framework's failover too), or with its framework
+        if (t.pending is None and taskmod.is_terminal_state(t.state)) or m.frameworks.get(
+            t.framework_id
+        ) is None:
             complete(m, t)
 
 
@@ -150,10 +162,10 @@ def refresh(m: Master, t: TaskState) -> None:
     if state == "TASK_STAGING":
         return
     prev = t.last or {}
-    if prev.get("state") == state and prev.get("healthy") == status.get("healthy"):
-        return
     if not prev.get("uuid") and state == t.acked_state and t.pending is None:
         t.last = {**status, "timestamp": time.time()}  # acknowledged before a restart
+        return
+    if prev.get("state") == state and prev.get("healthy") == status.get("healthy"):
         return
     ran = state in _AFTER_RUNNING and _container_ran(t.pod)
     if ran and not any(x["state"] == "TASK_RUNNING" for x in t.statuses):
@@ -292,21 +304,28 @@ def finish_locally(m: Master, t: TaskState, state: str, reason: str, message: st
     }
     t.last = status
     t.pending = status
-    t.created = False
     t.pod = None
     t.next_retry = m.clock.monotonic() + RETRY_FIRST
-    m.by_pod.pop(t.pod_key, None)
     if fw is not None:
         send_update(m, fw, status)
 
 
 def complete(m: Master, t: TaskState) -> None:
-    """A terminal, acknowledged task leaves the active set for the completed list."""
+    """A terminal, acknowledged task leaves the active set for the completed list (its
+    id may be used again). Its pod stays for ``kubectl logs`` while it is among the
+    last ``KEEP_COMPLETED_PODS`` of its framework, then goes."""
     if m.tasks.get((t.framework_id, t.task_id)) is not t:
         return
     del m.tasks[(t.framework_id, t.task_id)]
-    if m.by_pod.get(t.pod_key) == (t.framework_id, t.task_id) and t.pod is None:
-        m.by_pod.pop(t.pod_key, None)
+    if m.by_pod.get(t.pod_key) == (t.framework_id, t.task_id):
+        del m.by_pod[t.pod_key]
+        if t.pod is not None:
+            m.completed_pods.add(t.pod_key)
     done = m.completed.setdefault(t.framework_id, [])
     done.append(t)
     del done[:-MAX_COMPLETED_TASKS]
+    kept = [c for c in done if c.pod_key in m.completed_pods]
+    for old in kept[:-KEEP_COMPLETED_PODS]:
+        m.completed_pods.discard(old.pod_key)
+        if old.pod_key not in m.by_pod:
+            m.spawn(calls.delete_pod(m, old.pod_key, 0))

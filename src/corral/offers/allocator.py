@@ -72,6 +72,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from corral.api.mesos import role_error
 from corral.offers import report
 from corral.offers.agents import AgentView
 from corral.offers.book import OfferBook
@@ -133,8 +134,9 @@ def _check_roles(roles: Sequence[str]) -> tuple[str, ...]:
         raise ValueError("roles must be a list of role names, not a string")
     out = tuple(dict.fromkeys(roles)) or ("*",)
     for r in out:
-        if not isinstance(r, str) or not r or r.strip() != r or r in (".", ".."):
-            raise ValueError(f"invalid role name {r!r}")
+        why = role_error(r) if isinstance(r, str) else "a role name is a string"
+        if why:
+            raise ValueError(f"invalid role name {r!r}: {why}")
     return out
 
 

@@ -252,7 +252,9 @@ def mesos_cluster(
 
 
 def _serving(c: MesosCluster) -> bool:
+    """The master answers and has recovered (``/health`` is 200)."""
     try:
-        return bool(c.get("/version")["version"])
+        with urllib.request.urlopen(f"http://{c.master}/health", timeout=5) as r:
+            return bool(r.status == 200)
     except OSError:
         return False

@@ -32,12 +32,12 @@ Called by the generic store through the registry table (``table.py``); pure, no 
 from __future__ import annotations
 
 import re
-import unicodedata
 from datetime import datetime
 from typing import Any, ClassVar
 
 from corral.api import mesos
 from corral.api.errors import FieldError, duplicate, forbidden, invalid, required
+from corral.api.mesos import role_error
 from corral.api.validation import NEGATIVE_ERROR
 from corral.apiserver.registry.base import Obj, Strategy
 
@@ -49,36 +49,6 @@ LIST_DEFINITION = "dev.corral.mesos.v1.FrameworkList"
 _TIMES = ("registeredTime", "reregisteredTime", "disconnectedTime")
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|z|[+-]\d{2}:\d{2})$")
 _TIME_ERROR = 'must be an RFC 3339 date and time, e.g. "2026-12-04T10:00:00Z"'
-
-
-def role_error(role: str) -> str | None:
-    """Why ``role`` is not a valid Mesos role name (``mesos::roles::validate``), or None.
-
-    ``*`` is the default role; others are ``/``-separated paths of components that are
-    neither ``.``, ``..`` nor ``*``, do not start with ``-`` and hold no whitespace or
-    control character.
-    """
-    if role == "*":
-        return None
-    if not role:
-        return "Role names cannot be the empty string"
-    if role.startswith("/"):
-        return "Role cannot start with a slash"
-    if role.endswith("/"):
-        return "Role cannot end with a slash"
-    if "//" in role:
-        return "Role cannot contain two adjacent slashes"
-    for component in role.split("/"):
-        if component in (".", "..", "*"):
-            return f"Role cannot include '{component}' as a component"
-        if component.startswith("-"):
-            return f"Role component '{component}' is invalid because it starts with a dash"
-        if any(c.isspace() or unicodedata.category(c) == "Cc" for c in component):
-            return (
-                f"Role component {component!r} is invalid because it contains "
-                "whitespace or a control character"
-            )
-    return None
 
 
 def _type_invalid(path: str, value: Any, type_: str) -> FieldError:
