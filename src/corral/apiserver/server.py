@@ -90,6 +90,7 @@ class Server:
         scheduler: bool = False,
         mesos_port: int = 0,
         mesos_args: Sequence[str] = (),
+        chronos_port: int = 0,
         controllers: bool = False,
         hollow_nodes: int = 0,
         agents: Sequence[Sequence[str]] = (),
@@ -121,6 +122,8 @@ class Server:
         self.mesos_port = mesos_port
         #: allocator flags for that scheduler process (roles, offer timeout, interval)
         self.mesos_args = list(mesos_args)
+        #: ``corral chronos`` on this port, a framework on that master (0: off)
+        self.chronos_port = chronos_port
         self.controllers = controllers
         #: simulated nodes (``corral agent --runtime hollow``) to start beside it
         self.hollow_nodes = hollow_nodes
@@ -206,6 +209,19 @@ class Server:
                 else []
             )
             self._start_child("scheduler", mesos)
+            if self.chronos_port and self.mesos_port:
+                master = "127.0.0.1" if self.bind in ("0.0.0.0", "::") else self.bind
+                self._start_child(
+                    "chronos",
+                    [
+                        "--port",
+                        str(self.chronos_port),
+                        "--bind",
+                        self.bind,
+                        "--master",
+                        f"{master}:{self.mesos_port}",
+                    ],
+                )
         if self.controllers:
             self._start_child("controller-manager", self.controller_args)
         if self.hollow_nodes:

@@ -66,6 +66,14 @@ def _server_args(p: argparse.ArgumentParser, data_required: bool) -> None:
 
     add_mesos_flags(p)
     p.add_argument(
+        "--chronos-port",
+        type=int,
+        default=0 if data_required else 4400,
+        metavar="PORT",
+        help="serve the Chronos API on this port, bound like the API server (0: off; "
+        "needs the Mesos master)",
+    )
+    p.add_argument(
         "--hollow-nodes",
         type=int,
         default=0,
@@ -118,6 +126,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     scheduler_cli.add_parsers(sub)
     mesos_cli.add_parsers(sub)  # `corral top`, and `--master` for `corral why framework/NAME`
+    from corral.cli import chronos as chronos_cli
+
+    chronos_cli.add_parsers(sub)
+    why = sub.choices.get("why")
+    if why is not None:
+        why.add_argument(
+            "--chronos",
+            default=chronos_cli.DEFAULT_CHRONOS,
+            metavar="HOST:PORT",
+            help=f"for job/NAME: the Chronos API (default {chronos_cli.DEFAULT_CHRONOS})",
+        )
     image_cli.add_parser(sub)
     # these two parse their own flags (``corral controller-manager --help``)
     for name, text in _DELEGATED.items():
@@ -166,7 +185,15 @@ async def _run(server: Server, announce: bool, nodes: list[str] | None = None) -
 
         await up_cli.report_progress(server, nodes or [], t0, timeout=60.0)
         if server.mesos_port:
-            await up_cli.report_mesos(server.bind, server.mesos_port, t0)
+            await up_cli.report_service(
+                "Mesos master", server.bind, server.mesos_port, "/version",
+                "pymesos frameworks, `corral top`", t0,
+            )  # fmt: skip
+        if server.chronos_port:
+            await up_cli.report_service(
+                "Chronos", server.bind, server.chronos_port, "/ping",
+                "chronos-python, `kubectl get chronosjobs -n chronos`", t0,
+            )  # fmt: skip
         print(f"Corral is up: {server.url}", flush=True)
         print(f"  export KUBECONFIG={server.kubeconfig}", flush=True)
         print("  kubectl get namespaces", flush=True)
@@ -192,6 +219,10 @@ def main(argv: list[str] | None = None) -> int:
     from corral.cli import scheduler as scheduler_cli
     from corral.cli import up as up_cli
 
+    if args.command == "chronos":
+        from corral.cli import chronos as chronos_cli
+
+        return chronos_cli.run(args)
     if args.command in ("scheduler", "mesos-master"):
         return scheduler_cli.run_scheduler(args)
     if args.command == "why":
@@ -219,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
         up_cli.prepare_agents(args.data_dir, nodes)
     try:
         scheduler_cli.allocator_config(args)
+        if args.chronos_port and not args.mesos_port:
+            raise ValueError("--chronos-port needs the Mesos master (--mesos-port)")
         server = Server(
             args.data_dir,
             port=args.port,
@@ -231,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
             scheduler=not args.no_scheduler,
             mesos_port=args.mesos_port,
             mesos_args=scheduler_cli.mesos_flag_args(args),
+            chronos_port=args.chronos_port,
             controllers=not args.no_controllers,
             hollow_nodes=args.hollow_nodes,
             agents=agents,

@@ -293,6 +293,10 @@ def why(args: argparse.Namespace) -> int:
     fkind, _, who = args.target.partition("/")
     if fkind in mesos_cli.FRAMEWORK_KINDS and who:
         return mesos_cli.why_framework(args, who)
+    if fkind in ("job", "jobs", "chronosjob", "chj") and who:
+        from corral.cli import chronos as chronos_cli
+
+        return chronos_cli.why_job(args, who)
     kind, _, name = args.target.rpartition("/")
     if kind not in ("", "pod", "pods", "po") or not name:
         print(f"corral why: want pod/NAME, got {args.target!r}", file=sys.stderr)

@@ -101,8 +101,11 @@ async def report_progress(server: Server, names: list[str], t0: float, timeout: 
         print(f"  node {name} not Ready after {timeout:.0f} s; see the agent's log", flush=True)
 
 
-async def report_mesos(bind: str, port: int, t0: float, timeout: float = 20.0) -> None:
-    """Print the Mesos master's address once it answers (it runs in the scheduler)."""
+async def report_service(
+    what: str, bind: str, port: int, path: str, hint: str, t0: float, timeout: float = 20.0
+) -> None:
+    """Print a service's address once ``path`` answers 200 there (the Mesos master runs
+    in the scheduler process, Chronos in its own)."""
     import aiohttp
 
     host = "127.0.0.1" if bind in ("0.0.0.0", "::") else bind
@@ -111,18 +114,16 @@ async def report_mesos(bind: str, port: int, t0: float, timeout: float = 20.0) -
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
         while time.monotonic() < deadline:
             try:
-                async with session.get(f"{url}/version") as r:
+                async with session.get(f"{url}{path}") as r:
                     if r.status == 200:
                         print(
-                            f"  Mesos master on {url} ({time.monotonic() - t0:.1f} s): "
-                            "pymesos frameworks, `corral top`",
-                            flush=True,
+                            f"  {what} on {url} ({time.monotonic() - t0:.1f} s): {hint}", flush=True
                         )
                         return
             except (aiohttp.ClientError, OSError, TimeoutError):
                 pass
             await asyncio.sleep(0.1)
-    print(f"  Mesos master not answering on {url}; see the scheduler's log", flush=True)
+    print(f"  {what} not answering on {url}; see its log", flush=True)
 
 
 def prepare_agents(data_dir: Path, names: list[str]) -> None:
