@@ -229,7 +229,7 @@ def why(a: Allocator, fid: str) -> list[str]:
     if not open_rows:
         reasons.append(f"all {rows.size} agent(s) with free resources filter it out")
         blocking = True
-    if a._has_demand(fw) and cfg.starvation_bound is not None and not held:
+    if a._has_demand(fw) and cfg.starvation_bound is not None and not held and open_rows:
         last = -math.inf if fw.last_offered is None else fw.last_offered
         waited = now - max(fw.demand_since, last)
         if waited >= cfg.starvation_bound / 2:
