@@ -10,8 +10,9 @@ unless ``-o wide``), so every cell here is formatted as
 (``GenerateOptions{Wide: true}``), so rows always carry every column.
 
 Kinds without a printer get the generic convertor's ``Name`` and ``Created At`` columns.
-Corral's own kinds (mesos.corral.dev Frameworks, chronos.corral.dev ChronosJobs) have
-printers here too, in the same style (wide columns at priority 1).
+Corral's own kinds (mesos.corral.dev Frameworks, chronos.corral.dev ChronosJobs,
+marathon.corral.dev Apps) have printers here too, in the same style (wide columns at
+priority 1).
 Column descriptions are the OpenAPI field docs, read lazily from :mod:`corral.api.schema`.
 Time is injected (``now``) so tests are deterministic.
 """
@@ -349,6 +350,22 @@ _COLUMNS: dict[tuple[str, str], tuple[_Col, ...]] = {
         _Col("Disabled", doc="Whether the job is disabled (not run)."),
         _AGE,
         _Col("Object", "string", (_META, "name"), 1, "name"),
+    ),
+    # ID is the Marathon id (/web/api, not a DNS name), as NAME is for ChronosJobs; the
+    # object's own name is the wide OBJECT column. Amounts absent from the definition are
+    # Marathon's defaults (1 instance, 1 CPU, 128 MB), as the app would run with them.
+    ("marathon.corral.dev", "apps"): (
+        _Col("ID", doc="The app's Marathon id (spec.app.id)."),
+        _Col("Instances", "integer", "Number of instances the app asks for (1 by default)."),
+        _Col("Running", "integer", "Number of the app's running tasks."),
+        _Col("Healthy", "integer", "Number of the app's tasks whose health checks pass."),
+        _Col("Deployments", "integer", "Number of the deployments in progress for the app."),
+        _Col("CPUs", "number", "CPUs each instance asks for (1 by default)."),
+        _Col("Mem", "number", "Memory (MB) each instance asks for (128 by default)."),
+        _AGE,
+        _Col("Object", "string", (_META, "name"), 1, "name"),
+        _Col("Image", doc="The container image; <none> for a command without one.", priority=1),
+        _Col("Cmd", doc="The command (cmd, else args); <none> for the image's own.", priority=1),
     ),
 }
 
@@ -1088,6 +1105,31 @@ def _chronos_job_row(obj: Obj, now: datetime) -> list[Any]:
     ]
 
 
+def _amount_or(obj: Obj, key: str, default: int | float) -> int | float:
+    """``_amount`` of ``obj[key]``, ``default`` when absent or not a number."""
+    v = obj.get(key)
+    return _amount(obj, key) if isinstance(v, int | float) and not isinstance(v, bool) else default
+
+
+def _marathon_app_row(obj: Obj, now: datetime) -> list[Any]:
+    app = _m(_m(obj, "spec"), "app")
+    status = _m(obj, "status")
+    args = [a for a in _l(app, "args") if isinstance(a, str)]
+    return [
+        _s(app, "id"),
+        _i(app, "instances", 1),
+        _i(status, "tasksRunning"),
+        _i(status, "tasksHealthy"),
+        len(_l(status, "deployments")),
+        _amount_or(app, "cpus", 1),
+        _amount_or(app, "mem", 128),
+        _age(obj, now),
+        _name(obj),
+        _s(_m(_m(app, "container"), "docker"), "image") or "<none>",
+        _s(app, "cmd") or " ".join(args) or "<none>",
+    ]
+
+
 def _default_row(obj: Obj, now: datetime) -> list[Any]:
     t = _parse_time(_m(obj, "metadata").get("creationTimestamp"))
     created = t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if t else "0001-01-01T00:00:00Z"
@@ -1118,6 +1160,7 @@ _ROWS: dict[tuple[str, str], Callable[[Obj, datetime], list[Any]]] = {
     ("discovery.k8s.io", "endpointslices"): _endpoint_slice_row,
     ("mesos.corral.dev", "frameworks"): _framework_row,
     ("chronos.corral.dev", "chronosjobs"): _chronos_job_row,
+    ("marathon.corral.dev", "apps"): _marathon_app_row,
 }
 
 

@@ -70,6 +70,7 @@ CRONJOBS = Resource("batch", "v1", "cronjobs")
 ENDPOINTSLICES = Resource("discovery.k8s.io", "v1", "endpointslices")
 FRAMEWORKS = Resource("mesos.corral.dev", "v1", "frameworks", namespaced=False)
 CHRONOS_JOBS = Resource("chronos.corral.dev", "v1", "chronosjobs")
+MARATHON_APPS = Resource("marathon.corral.dev", "v1", "apps")
 
 
 @dataclass(frozen=True)

@@ -116,6 +116,7 @@ VALID: list[tuple[str, str, dict[str, Any]]] = [
     ("scheduling.k8s.io", "priorityclasses", {"value": 1000}),
     ("mesos.corral.dev", "frameworks", {"spec": {"frameworkInfo": {"user": "root", "name": "f"}}}),  # more: test_registry_mesos.py
     ("chronos.corral.dev", "chronosjobs", {"spec": {"job": {"name": "j", "command": "true", "schedule": "R/2026-01-01T00:00:00Z/PT1H"}}}),  # more: test_registry_chronos.py
+    ("marathon.corral.dev", "apps", {"spec": {"app": {"id": "/web/api", "cmd": "sleep 1000", "instances": 2}}}),  # more: test_registry_marathon.py
 ]
 
 INVALID: list[tuple[str, str, dict[str, Any], str]] = [

@@ -31,6 +31,7 @@ from corral.apiserver.registry.core import (
     SecretStrategy,
     ServiceAccountStrategy,
 )
+from corral.apiserver.registry.marathon import MarathonAppStrategy
 from corral.apiserver.registry.mesos import FrameworkStrategy
 from corral.apiserver.registry.pods import PodStrategy
 from corral.apiserver.registry.policy import (
@@ -84,6 +85,7 @@ RESOURCES: list[ResourceInfo] = [
     ResourceInfo("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", "priorityclass", False, PriorityClassStrategy(), ("pc",)),
     ResourceInfo("mesos.corral.dev", "v1", "Framework", "frameworks", "framework", False, FrameworkStrategy(), ("fw",), ("mesos",)),
     ResourceInfo("chronos.corral.dev", "v1", "ChronosJob", "chronosjobs", "chronosjob", True, ChronosJobStrategy(), ("chj",), ("chronos",)),
+    ResourceInfo("marathon.corral.dev", "v1", "App", "apps", "app", True, MarathonAppStrategy(), ("mapp",), ("marathon",)),
 ]
 # fmt: on
 
