@@ -128,6 +128,7 @@ def accept(m: Master, fw: FrameworkState, body: Obj) -> None:
     launched: list[TaskState] = []
     seen: set[str] = set()
     charged: set[str] = set()  # executors whose resources this ACCEPT counted already
+    pod_room = _pod_room(m, agent)  # a task is a pod: the node's pods limit holds too
     for tasks, group_executor, atomic in groups:
         plan: list[tuple[Obj, str, Obj]] = []
         rem, free_ports = remaining, ports
@@ -143,6 +144,8 @@ def accept(m: Master, fw: FrameworkState, body: Obj) -> None:
                 err = taskmod.validate_task(
                     task, agent_id=agent, offered=rem, offered_ports=free_ports
                 )
+            if err is None and pod_room is not None and len(plan) + len(launched) >= pod_room:
+                err = f"Agent {agent} has no room for more pods (its pods limit is reached)"
             if err is None:
                 try:
                     pod, vec, task_ports = _task_pod(m, fw, task, role, agent, charged)
@@ -176,6 +179,15 @@ def accept(m: Master, fw: FrameworkState, body: Obj) -> None:
     m.allocator.refuse(fw.id, agent, role, np.maximum(remaining, 0), ports, refuse)
     m.scheduler.resources_freed()
     m.wake()
+
+
+def _pod_room(m: Master, agent: str) -> int | None:
+    """How many more pods ``agent`` takes (None: no pods limit known)."""
+    table = m.scheduler.table
+    row = table.row(agent)
+    if row is None or table.allocatable[row, 3] <= 0:
+        return None
+    return max(0, int(table.allocatable[row, 3] - table.requested[row, 3]))
 
 
 def _executor_id(task: Obj) -> str:

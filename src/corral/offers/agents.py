@@ -38,9 +38,12 @@ class AgentView:
         self._attrs: dict[str, tuple[dict[str, str], Attributes]] = {}
 
     def mask(self) -> Mask:
-        """Rows that are agents."""
+        """Rows that are agents: schedulable, not tainted NoSchedule/NoExecute, with room
+        for another pod (a task is a pod: a node at its pods limit has nothing to offer)."""
         t = self.table
         mask: Mask = ~t.unschedulable
+        pods = t.allocatable[:, 3]
+        mask &= (pods <= 0) | (t.requested[:, 3] < pods)
         for sig, rows in t.taint_groups().items():
             if any(effect in BLOCKING_EFFECTS for _, _, effect in sig):
                 mask[rows] = False

@@ -911,3 +911,13 @@ def test_next_wakeup_none_when_idle() -> None:
 
 def test_mem_units_are_bytes() -> None:
     assert to_vector(0, 1)[1] == MB == Mi
+
+
+def test_a_node_at_its_pods_limit_is_not_offered() -> None:
+    full = node("full")
+    full["status"]["allocatable"]["pods"] = "2"
+    alloc, table, _ = setup(full, node("roomy"), frameworks={"f": ["*"]})
+    place(table, pod("a", 100, 2**20), "full")
+    place(table, pod("b", 100, 2**20), "full")
+    offers = sent(alloc.allocate())["f"]
+    assert [o.agent for o in offers] == ["roomy"]  # 2 of 2 pods: cpu is free, yet no room
