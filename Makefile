@@ -53,6 +53,7 @@ bench: install ## run the benchmarks, write bench/results/*.json
 	$(BIN)/python -m bench.pod_startup --out bench/results/pod_startup.json
 	$(BIN)/python -m bench.services_perf --out bench/results/services.json
 	$(BIN)/python -m bench.mesos_perf --out bench/results/mesos.json
+	$(BIN)/python -m bench.chronos_perf --out bench/results/chronos.json
 
 .PHONY: clean
 clean: ## remove the virtualenv and caches
