@@ -156,7 +156,7 @@ def test_host_command_task_runs_in_its_fetched_sandbox(cluster: Cluster, files_u
     if cluster.runtime == "oci":  # (under process a write would really land on the host)
         probe = (
             "if touch /usr/corral-ro-probe 2>/dev/null; then echo root-writable;"
-            " else echo root-read-only; fi; echo tmp > /tmp/t && echo tmp-writable; "
+            " else echo root-read-only; fi; echo tmp > \"$TMPDIR/t\" && echo tmp-writable; "
         )
     script = (
         'set -e; ./app/hello.sh > "$MESOS_SANDBOX/out"; ./bin/tool >> out; '
@@ -174,7 +174,7 @@ def test_host_command_task_runs_in_its_fetched_sandbox(cluster: Cluster, files_u
     assert f"sandbox={sandbox} directory={sandbox} pwd={sandbox}" in logs
     assert "hello from the fetched script\ntool ran\n" in logs
     assert Path("/etc/hostname").read_text().strip() in logs.splitlines()  # the host's file
-    if cluster.runtime == "oci":  # the host's root read-only, a private /tmp in the sandbox
+    if cluster.runtime == "oci":  # the host's root read-only, a TMPDIR in the sandbox
         assert "root-read-only" in logs and "tmp-writable" in logs
         assert (sandbox / "tmp" / "t").read_text() == "tmp\n"
     # the sandbox holds what was fetched, what the task wrote, and Mesos' stdout/stderr

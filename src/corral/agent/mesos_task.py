@@ -17,7 +17,7 @@ Where the sandbox appears, as Mesos puts it::
 
                        process driver     oci driver
     host-command task  host path          host path (host root read-only, sandbox rw,
-                                          /tmp = <sandbox>/tmp)
+                                          TMPDIR = <sandbox>/tmp)
     image task         host path          /mnt/mesos/sandbox (bind of the host path)
 
 ``MESOS_DIRECTORY`` is always the host path (as Mesos sets it for executors). The task's
@@ -50,7 +50,7 @@ from .mesos_fetch import FetchError, chown_tree, fetch_all, parse_uris
 CONTAINER_SANDBOX = "/mnt/mesos/sandbox"
 #: under the pod's directory once the URIs are in the sandbox (an agent restart keeps it)
 FETCHED_MARKER = "mesos-fetched"
-#: the sandbox subdirectory a host-command task under ``oci`` gets as its private /tmp
+#: the sandbox subdirectory a host-command task under ``oci`` gets as its TMPDIR
 #: (the host's root is read-only; Mesos' documented ``filesystem/shared`` recipe)
 TMP_DIR = "tmp"
 
@@ -107,6 +107,10 @@ def task_env(task: MesosTask, driver: str, env: dict[str, str], own: Iterable[st
         "MESOS_SANDBOX": container_sandbox(task, driver),
         "MESOS_DIRECTORY": str(task.sandbox),
     }
+    if driver == "oci" and task.host_command:
+        tmp = scratch_dir(task)  # the host's /tmp is read-only in there
+        if tmp is not None:
+            values["TMPDIR"] = str(tmp)
     for k, v in values.items():
         if k not in mine:
             env[k] = v
@@ -119,16 +123,25 @@ def task_mounts(task: MesosTask, driver: str) -> tuple[Mount, ...]:
         return ()
     if not task.host_command:
         return (Mount(str(task.sandbox), CONTAINER_SANDBOX),)
-    sandbox = Mount(str(task.sandbox), str(task.sandbox))
+    # the host's /tmp stays visible (read-only, as the rest of the host's root: programs
+    # and virtualenvs living there must still run); the task's scratch space is TMPDIR,
+    # a directory of its sandbox (``task_env``)
+    return (Mount(str(task.sandbox), str(task.sandbox)),)
+
+
+def scratch_dir(task: MesosTask) -> Path | None:
+    """``<sandbox>/tmp``, made world-writable (sticky) as a /tmp is, or None when the
+    task made that name something else."""
     tmp = task.sandbox / TMP_DIR
     try:
         tmp.mkdir()
         tmp.chmod(0o1777)
     except FileExistsError:
-        if not stat.S_ISDIR(tmp.lstat().st_mode):  # the task's own file or link: no /tmp
-            return (sandbox,)
-    # /tmp first: the sandbox may itself lie under /tmp
-    return (Mount(str(tmp), "/tmp"), sandbox)
+        if not stat.S_ISDIR(tmp.lstat().st_mode):
+            return None
+    except OSError:
+        return None
+    return tmp
 
 
 def prepare_sandbox(task: MesosTask, uid: int | None = None, gid: int | None = None) -> int:

@@ -57,7 +57,7 @@ def test_only_pods_with_a_task_id_are_tasks(tmp_path: Path) -> None:
     ("host_command", "driver", "inside", "mounts"),
     [
         (True, "process", "SANDBOX", []),
-        (True, "oci", "SANDBOX", [("SANDBOX/tmp", "/tmp"), ("SANDBOX", "SANDBOX")]),
+        (True, "oci", "SANDBOX", [("SANDBOX", "SANDBOX")]),
         (False, "process", "SANDBOX", []),
         (False, "oci", CONTAINER_SANDBOX, [("SANDBOX", CONTAINER_SANDBOX)]),
     ],
@@ -72,16 +72,18 @@ def test_where_the_sandbox_appears(
     env = {"PATH": "/bin"}
     task_env(task, driver, env, own=())
     fill = str(sandbox)
+    scratch = {"TMPDIR": f"{fill}/tmp"} if host_command and driver == "oci" else {}
     assert env == {
         "PATH": "/bin",
         "MESOS_SANDBOX": inside.replace("SANDBOX", fill),
         "MESOS_DIRECTORY": fill,
+        **scratch,
     }
     got = [(m.host_path, m.container_path, m.read_only) for m in task_mounts(task, driver)]
     assert got == [
         (h.replace("SANDBOX", fill), c.replace("SANDBOX", fill), False) for h, c in mounts
     ]
-    if mounts and host_command:
+    if scratch:  # a scratch dir as a /tmp is: the host's /tmp stays visible, read-only
         assert (sandbox / "tmp").stat().st_mode & 0o7777 == 0o1777
 
 
