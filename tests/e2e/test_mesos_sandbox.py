@@ -156,7 +156,7 @@ def test_host_command_task_runs_in_its_fetched_sandbox(cluster: Cluster, files_u
     if cluster.runtime == "oci":  # (under process a write would really land on the host)
         probe = (
             "if touch /usr/corral-ro-probe 2>/dev/null; then echo root-writable;"
-            " else echo root-read-only; fi; echo tmp > \"$TMPDIR/t\" && echo tmp-writable; "
+            ' else echo root-read-only; fi; echo tmp > "$TMPDIR/t" && echo tmp-writable; '
         )
     script = (
         'set -e; ./app/hello.sh > "$MESOS_SANDBOX/out"; ./bin/tool >> out; '
