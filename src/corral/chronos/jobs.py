@@ -195,6 +195,13 @@ def normalize(
     if not dependent and has_parents:
         raise JobError("a job with parents is added with POST /scheduler/dependency")
 
+    # the trigger first, as Chronos checks the schedule right after the name
+    trigger: Obj = {}
+    if dependent:
+        trigger["parents"] = _parents(name, b["parents"], known)
+    else:
+        trigger.update(_schedule(b["schedule"], b.get("scheduleTimeZone", ""), now))
+
     job: Obj = {"name": name}
     container = _container(b["container"]) if "container" in b else None
     command = b.get("command", "")
@@ -205,7 +212,7 @@ def normalize(
     job["command"] = command
 
     for key in DEFAULTS:
-        if key == "command" or key in job:
+        if key == "command":
             continue
         value = b.get(key, base[key])
         if key in _STRINGS:
@@ -214,7 +221,7 @@ def normalize(
             job[key] = _boolean(key, value)
         elif key in ("cpus", "mem", "disk"):
             n = _number(key, value)
-            job[key] = n if n > 0 else float(base[key])
+            job[key] = float(n if n > 0 else base[key])
         elif key == "retries":
             job[key] = _integer(key, value)
         elif key in ("maxCompletionTime", "maxRunSeconds"):
@@ -233,34 +240,30 @@ def normalize(
             if value not in CATCH_UP:
                 raise JobError(f"catchUp must be one of {', '.join(CATCH_UP)}")
             job[key] = value
+    if job["uris"] and job["fetch"]:
+        raise JobError(f"Tried to add both uri (deprecated) and fetch parameters on {name}")
     if "maxRunSeconds" not in b and job["maxCompletionTime"]:
         job["maxRunSeconds"] = job["maxCompletionTime"]
-    for key in ("cpus", "mem", "disk"):
-        job[key] = float(job[key])
     if container is not None:
         job["container"] = container
     job = {k: job[k] for k in (*_ORDER, *DEFAULTS) if k in job}  # Chronos' order
-    if job["uris"] and job["fetch"]:
-        raise JobError(f"Tried to add both uri (deprecated) and fetch parameters on {name}")
-
-    if dependent:
-        job["parents"] = _parents(name, b["parents"], known)
-    else:
-        text = b["schedule"]
-        tz = b.get("scheduleTimeZone", "")
-        if not isinstance(text, str):
-            raise JobError("schedule must be a string")
-        if not isinstance(tz, str):
-            raise JobError("scheduleTimeZone must be a string")
-        try:
-            parsed = sched.parse(text, tz, now)
-        except sched.ScheduleError as e:
-            raise JobError(str(e)) from None
-        # an empty start is "now - 1 s": fixed here, or every reading would move it
-        m = sched.SCHEDULE_RE.fullmatch(text)
-        job["schedule"] = parsed.text() if m is not None and m.group(2) == "" else text
-        job["scheduleTimeZone"] = tz
+    job.update(trigger)
     return job
+
+
+def _schedule(text: Any, tz: Any, now: float) -> Obj:
+    if not isinstance(text, str):
+        raise JobError("schedule must be a string")
+    if not isinstance(tz, str):
+        raise JobError("scheduleTimeZone must be a string")
+    try:
+        parsed = sched.parse(text, tz, now)
+    except sched.ScheduleError as e:
+        raise JobError(str(e)) from None
+    # an empty start is "now - 1 s": fixed here, or every reading would move it
+    m = sched.SCHEDULE_RE.fullmatch(text)
+    shown = parsed.text() if m is not None and m.group(2) == "" else text
+    return {"schedule": shown, "scheduleTimeZone": tz}
 
 
 def _parents(name: str, value: Any, known: Callable[[str], bool]) -> list[str]:

@@ -17,6 +17,11 @@ A run's life::
 
 Task ids are ``ct:<slot ms>:<attempt>:<job name>`` (Chronos' shape), so an update names
 its job, slot and attempt without any other state.
+
+A manual run (``PUT job/NAME``) is a "rerun from here": once it succeeds, the jobs below
+it run again, a child waiting only for its parents below NAME (a parent outside them
+counts with its last result, which must be a success). Another Chronos' claims and
+results are adopted as the stored status shows them (``observe``).
 """
 
 from __future__ import annotations
@@ -124,6 +129,9 @@ class Run:
     started: float | None = None  # TASK_RUNNING seen (unix s)
     launched: float | None = None
     state: str = "queued"  # queued | launched | running
+    #: the job a "rerun from here" (``PUT job/NAME``) started at, "" for other runs;
+    #: retries and the children this run triggers carry it on
+    rerun: str = ""
 
 
 @dataclass
@@ -153,6 +161,7 @@ class Planner:
         self.unconfirmed: dict[str, int] = {}
         self.skipped = 0
         self._args: dict[str, tuple[str, ...]] = {}  # arguments of manual runs being claimed
+        self._rerun: dict[tuple[str, int], str] = {}  # (job, slot) being claimed -> rerun root
 
     # --- jobs ---------------------------------------------------------------------------------
     def upsert(self, job: Obj, status: Obj, now: float) -> list[Instruction]:
@@ -236,13 +245,21 @@ class Planner:
         self, name: str, slot_ms: int, arguments: tuple[str, ...] = ()
     ) -> list[Instruction]:
         """The claim is durable: queue the run."""
+        rerun = self._rerun.pop((name, slot_ms), "")
         if name not in self.jobs:
             return []
-        self.queue.append(Run(name, slot_ms, 0, arguments))
+        self.queue.append(Run(name, slot_ms, 0, arguments, rerun=rerun))
         return self._want_offers()
 
     def run_now(self, name: str, now: float, arguments: tuple[str, ...] = ()) -> list[Instruction]:
-        """A manual run (``PUT job/NAME``) or a dependency trigger: claim the instant."""
+        """A manual run (``PUT job/NAME``): claim the instant. It is a "rerun from
+        here": once it succeeds, the jobs below it run again (``_children_after``)."""
+        return self._trigger(name, now, arguments, rerun=name)
+
+    def _trigger(
+        self, name: str, now: float, arguments: tuple[str, ...] = (), *, rerun: str = ""
+    ) -> list[Instruction]:
+        """A manual run or a dependency trigger: claim the instant."""
         st = self.jobs.get(name)
         if st is None:
             return []
@@ -250,6 +267,8 @@ class Planner:
         st.status["lastSlot"] = slot_ms
         st.last_trigger = now
         self._args[name] = arguments
+        if rerun:
+            self._rerun[(name, slot_ms)] = rerun
         return [Claim(name, slot_ms, None)]
 
     def arguments_for(self, name: str) -> tuple[str, ...]:
@@ -262,9 +281,39 @@ class Planner:
         out: list[Instruction] = []
         for name, slot_ms in list(self.unconfirmed.items()):
             del self.unconfirmed[name]
+            st = self.jobs.get(name)
+            if st is None or _recorded(st.status, slot_ms, 0):
+                continue  # its result came in meanwhile (an update, or another Chronos)
             if not any(r.job == name and r.slot_ms == slot_ms for r in self.running.values()):
                 out += self.claimed(name, slot_ms)
         return out
+
+    def observe(self, name: str, status: Obj) -> bool:
+        """The job's status as stored, which another Chronos may have written: adopt
+        results this planner has not seen (``successCount + errorCount`` grows by one
+        per result, whoever records it), so the next result written here builds on them
+        instead of overwriting them, and a later claim (its slot is not claimed again
+        here). A claim with no result yet is unconfirmed, as after a restart: the other
+        process may have been fenced off (Mesos failed its framework over to this one)
+        before launching it. True when there is such a slot: the caller reconciles and
+        then ``settle``s, so that it runs once, here, unless its task shows up."""
+        st = self.jobs.get(name)
+        if st is None:
+            return False
+        if _results(status) > _results(st.status):
+            for key in RESULT_FIELDS:
+                if key in status:
+                    st.status[key] = status[key]
+        slot = status.get("lastSlot")
+        if slot is None or int(slot) <= int(st.status.get("lastSlot") or -1):
+            return False
+        st.status["lastSlot"] = slot_ms = int(slot)
+        if _recorded(st.status, slot_ms, 0) or any(
+            r.job == name and r.slot_ms == slot_ms for r in self.running.values()
+        ):
+            return False
+        self.unconfirmed[name] = slot_ms
+        return True
 
     # --- offers -------------------------------------------------------------------------------
     def offers(self, offers: list[Obj], now: float) -> list[Instruction]:
@@ -386,7 +435,7 @@ class Planner:
         )
         disable = bool(st.schedule is not None and st.schedule.repeats == 0)
         out: list[Instruction] = [WriteStatus(st.name, patch, disable)]
-        return out + self._children_after(st.name, now)
+        return out + self._children_after(st.name, now, r.rerun)
 
     def mark_success(self, name: str, now: float) -> list[Instruction]:
         """``PUT job/success/NAME``: the job's last run counts as a success now (async
@@ -402,7 +451,7 @@ class Planner:
     ) -> list[Instruction]:
         retries = int(_number(st.job.get("retries")))
         if r.attempt < retries and st.name in self.jobs:
-            self.queue.append(Run(st.name, r.slot_ms, r.attempt + 1, r.arguments))
+            self.queue.append(Run(st.name, r.slot_ms, r.attempt + 1, r.arguments, rerun=r.rerun))
             return self._want_offers()
         patch = self._record(st, r, now, "failure")
         st.status["errorCount"] = int(st.status.get("errorCount") or 0) + 1
@@ -415,17 +464,45 @@ class Planner:
         )
         return [WriteStatus(st.name, patch)]
 
-    def _children_after(self, parent: str, now: float) -> list[Instruction]:
+    def _children_after(self, parent: str, now: float, rerun: str = "") -> list[Instruction]:
         """A parent succeeded: each child whose every parent succeeded since the child's
-        own last trigger runs now."""
+        own last trigger runs now. In a rerun from job R (``rerun``), a parent outside
+        the jobs below R is not rerun, so its last result counts: the child runs when
+        each parent below R succeeded since the child's last trigger and each other
+        parent's last result is a success (rerun B in A->B, A->C, B+C->D: D runs again
+        after B, with C's last success)."""
         out: list[Instruction] = []
+        below = self._below(rerun) if rerun else set()
         for st in self.jobs.values():
             if parent not in st.parents or st.job.get("disabled"):
                 continue
             st.parent_success[parent] = now
-            if all(st.parent_success.get(p, 0.0) > st.last_trigger for p in st.parents):
-                out += self.run_now(st.name, now)
+            if all(
+                st.parent_success.get(p, 0.0) > st.last_trigger
+                or (rerun and p not in below and self._last_succeeded(p))
+                for p in st.parents
+            ):
+                out += self._trigger(st.name, now, rerun=rerun)
         return out
+
+    def _below(self, root: str) -> set[str]:
+        """``root`` and every job that depends on it, directly or not."""
+        seen = {root}
+        todo = [root]
+        while todo:
+            name = todo.pop()
+            for st in self.jobs.values():
+                if name in st.parents and st.name not in seen:
+                    seen.add(st.name)
+                    todo.append(st.name)
+        return seen
+
+    def _last_succeeded(self, name: str) -> bool:
+        st = self.jobs.get(name)
+        if st is None:
+            return False
+        ok, err = _ts(st.status.get("lastSuccess")), _ts(st.status.get("lastError"))
+        return ok is not None and (err is None or ok >= err)
 
     # --- API helpers --------------------------------------------------------------------------
     def kill_all(self, name: str) -> list[Instruction]:
@@ -529,6 +606,23 @@ def task_info(job: Obj, r: Run, agent: str) -> Obj:
             docker["network"] = network
         info["container"] = {"type": "DOCKER", "docker": docker}
     return info
+
+
+#: the status fields a recorded result writes (``_record``, ``_success``, ``_failure``)
+RESULT_FIELDS = (
+    "runs",
+    "lastFinishedSlot",
+    "lastFinishedAttempt",
+    "successCount",
+    "errorCount",
+    "lastSuccess",
+    "lastError",
+    "errorsSinceLastSuccess",
+)
+
+
+def _results(status: Obj) -> int:
+    return int(status.get("successCount") or 0) + int(status.get("errorCount") or 0)
 
 
 def _recorded(status: Obj, slot_ms: int, attempt: int) -> bool:

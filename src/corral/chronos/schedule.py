@@ -23,8 +23,12 @@ What Chronos does, and so what this does (mesos/chronos ``Iso8601Expressions``,
   start's zone (a month end clamps: Jan 31 + P1M is Feb 28 or 29, Feb 29 + P1Y is
   Feb 28; P1D keeps 09:00 at 09:00 across a DST change), then hours, minutes, seconds
   as elapsed time (PT1H across DST is 3600 s). A wall-clock time that a DST change
-  skips moves forward by the gap (02:30 -> 03:30); one that happens twice is the
-  earlier instant, unless the offset the previous instant had fits (Joda's rule).
+  skips is the instant the gap moves it to (02:30 is 03:30 EDT); one that happens
+  twice is the earlier instant, unless the offset the previous instant had fits
+  (Joda's rule). So a daily 02:30 job in ``America/New_York`` runs at 03:30 EDT on the
+  spring-forward day and at 02:30 again from the next day on (see below); on the
+  fall-back day 02:30 comes once (EST, 25 h after the run before), and a daily 01:30
+  job runs at the first 01:30 (EDT), once, then at 01:30 EST the day after.
 - After a run Chronos rewrites the schedule: the start moves to the first slot after
   it and ``n`` goes down. The rewritten start is a new origin, so a month-end start
   drifts across rewrites exactly as in Chronos (Jan 31, then Feb 28, then Mar 28).
@@ -36,7 +40,9 @@ instant is found exactly, where 3.x estimates it with standard (24 h) days. A ze
 period, which Chronos accepts and then loops on, is refused, and so is an unknown
 ``scheduleTimeZone`` (Java silently uses GMT). An empty start with a time zone is "now
 minus one second" in that zone (Chronos leaves it in UTC, then reads the rewritten UTC
-start as wall-clock time of the zone). ISO 8601 allows a week period only alone
+start as wall-clock time of the zone). A start rewritten onto a skipped wall-clock
+time keeps it on the clock (``02:30-05:00``, the instant of 03:30 EDT), so the next day
+is 02:30 again; Joda would go on at 03:30. ISO 8601 allows a week period only alone
 (``P2W``); Joda also took ``P1W2D``.
 
 Library: ``aniso8601`` parses the datetimes, dates and durations (with its
@@ -201,7 +207,7 @@ def parse(text: str, tz: str = "", now: float | None = None) -> Schedule:
     else:
         try:
             start = _parse_start(start_text)
-        except (ValueError, OverflowError):
+        except (ValueError, OverflowError, NotImplementedError):  # aniso8601: "+YYYYY"
             raise bad from None
         if zone is not None:  # Joda's withZoneRetainFields
             start = _attach(start.replace(tzinfo=None), zone, start.utcoffset())
@@ -213,7 +219,10 @@ def parse(text: str, tz: str = "", now: float | None = None) -> Schedule:
 def parse_period(text: str) -> Period:
     """An ISO 8601 duration as Joda's standard period: integer fields, seconds to the ms.
     Raises ``ValueError`` (fractions other than of seconds, unreadable text)."""
-    d = aniso8601.parse_duration(text, builder=TupleBuilder)
+    try:
+        d = aniso8601.parse_duration(text, builder=TupleBuilder)
+    except NotImplementedError as e:  # forms aniso8601 knows but does not build
+        raise ValueError(str(e)) from None
     fields: list[int] = []
     for part in (d.PnY, d.PnM, d.PnW, d.PnD, d.TnH, d.TnM):
         if part is None:
@@ -313,7 +322,10 @@ def _attach(naive: datetime, zone: tzinfo, hint: timedelta | None) -> datetime:
     if back == naive and second.utcoffset() == hint:  # twice on the clock: keep the offset
         return second.astimezone(UTC).astimezone(zone)
     # skipped: fold=0 reads it with the offset before the change, i.e. moves it forward
-    return first.astimezone(UTC).astimezone(zone)
+    # by the gap (02:30 is the instant of 03:30). The wall-clock fields stay 02:30, so a
+    # start rewritten onto that slot keeps counting days from 02:30 (no drift to 03:30)
+    # and prints as 02:30 with the offset before the change (the same instant)
+    return first
 
 
 def _plus(s: Schedule, k: int) -> datetime:
@@ -350,6 +362,7 @@ def _at(s: Schedule, k: int) -> int:
 
 def _index_after(s: Schedule, after: float) -> int:
     """The smallest k >= 0 whose slot is strictly after ``after`` (unix seconds)."""
+    after = min(after, (_FAR_MS - 1) / 1000)  # past year 9999 every slot is "never"
     start_ms = _to_ms(s.start)
     if start_ms / 1000 > after:
         return 0

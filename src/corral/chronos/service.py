@@ -11,7 +11,11 @@ Exactly once: a ``Claim`` is a status write conditional on the object's
 durable is the run queued for an offer. After a restart, reconciliation shows which
 claimed slots have a task; ``Planner.settle`` runs the others once (docs/chronos.md).
 UPDATEs are acknowledged only after their result is written (the client acknowledges
-after ``_on_event`` returns), so a crash before the write gets the update again.
+after ``_on_event`` returns), so a crash before the write gets the update again. The
+slots due when it starts (the catch-up after downtime) are claimed like any other. Jobs
+changed by another process (a second Chronos, fenced off by Mesos' failover once this
+one subscribes) reach the planner through the informer: its claims and results are
+adopted, and a claim of its with neither a task nor a result runs here, once.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from typing import Any
 
 from corral.api.errors import StatusError
 from corral.chronos import dag, jobs, stats
-from corral.chronos.framework import SchedulerClient
+from corral.chronos.framework import SchedulerCallError, SchedulerClient
 from corral.chronos.planner import (
     Claim,
     Decline,
@@ -83,10 +87,14 @@ class ChronosService:
             tg.create_task(self.informer.run(), name="chronos-jobs-informer")
             await self.informer.wait_for_sync(timeout=120)
             now = self.now()
+            # the slots due now (catch-up after downtime) are claimed below, once the
+            # framework client exists: dropping them would skip the catch-up run
+            due: list[Instruction] = []
             for obj in list(self.informer.store.values()):
                 job = _current(obj)
                 if job.get("name"):
-                    self.planner.upsert(job, dict(obj.get("status") or {}), now)
+                    due += self.planner.upsert(job, dict(obj.get("status") or {}), now)
+            self.informer.add_handler(self._on_job_event)
             info = {
                 "user": "root",
                 "name": "chronos",
@@ -100,14 +108,19 @@ class ChronosService:
                 self.master, info, on_event=self._on_event, framework_id=fid, implicit_acks=True
             )
             tg.create_task(self.framework.run(), name="chronos-framework")
+            await self.dispatch(due)
             self.ready.set()
             tg.create_task(self._loop(), name="chronos-loop")
 
     async def _loop(self) -> None:
         while True:
             self._wake.clear()
-            await self.dispatch(self.planner.tick(self.now()))
-            nxt = self.planner.next_due(self.now())
+            # one ``now`` for the tick and the next wake-up: with a second reading, a slot
+            # falling between the two would be slept over (up to 1 s late, and skipped
+            # under ``catchUp: none`` with a shorter ``epsilon``)
+            now = self.now()
+            await self.dispatch(self.planner.tick(now))
+            nxt = self.planner.next_due(now)
             wait = 1.0 if nxt is None else min(1.0, max(0.0, nxt - self.now()))
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(wait, 0.005)):
@@ -179,7 +192,31 @@ class ChronosService:
         elif kind == "ERROR":
             log.error("chronos: the master says: %s", (event.get("error") or {}).get("message"))
 
-    async def _settle_later(self) -> None:
+    def _on_job_event(self, kind: str, obj: Obj, old: Obj | None) -> None:
+        """A ChronosJob changed, maybe by another Chronos (two at once, or one being
+        replaced): a job this planner does not know is added, a deleted one removed, and
+        the claims and results another process recorded are adopted (so the next result
+        written here does not overwrite them, and a slot recorded there is not run again
+        here). A job replaced through another Chronos is re-read at the next start."""
+        job = _current(obj)
+        name = str(job.get("name") or "")
+        if not name:
+            return
+        if kind == "DELETED":
+            if name in self.planner.jobs and self._object(name) is None:
+                self._spawn(self.dispatch(self.planner.remove(name)))
+            return
+        status = dict(obj.get("status") or {})
+        if name not in self.planner.jobs:
+            self._spawn(self.dispatch(self.planner.upsert(job, status, self.now())))
+        elif self.planner.observe(name, status):
+            self._spawn(self._settle_later(reconcile=True))
+
+    async def _settle_later(self, *, reconcile: bool = False) -> None:
+        """Run the claimed slots no task was found for, once reconciliation had time."""
+        if reconcile and self.framework is not None:
+            with contextlib.suppress(SchedulerCallError):
+                await self.framework.reconcile([])
         await asyncio.sleep(SETTLE_SECONDS)
         await self.dispatch(self.planner.settle())
 
@@ -226,7 +263,9 @@ class ChronosService:
             if obj is None:
                 return False
             status = dict(obj.get("status") or {})
-            if int(status.get("lastSlot") or -1) > ins.slot_ms:
+            # ``>=``: after a 409 the fresh object may show this very slot claimed by
+            # another Chronos, which then runs it (not this one)
+            if int(status.get("lastSlot") or -1) >= ins.slot_ms:
                 self.counters["claims_lost"] += 1
                 return False
             status["lastSlot"] = ins.slot_ms
@@ -301,8 +340,18 @@ class ChronosService:
             if job.get("schedule") != ((obj.get("spec") or {}).get("job") or {}).get("schedule"):
                 status.pop("schedule", None)
                 status.pop("lastSlot", None)
-        self.informer.apply("MODIFIED" if obj else "ADDED", made)
-        await self.dispatch(self.planner.upsert(job, status, now))
+                # the old schedule as runs rewrote it goes from the stored status too, or
+                # the API and a restarted Chronos (``_current``) would go on with it
+                if "schedule" in (made.get("status") or {}):
+                    made = await self.client.patch(
+                        CHRONOS_JOBS, oname, {"status": {"schedule": None}}, NAMESPACE, sub="status"
+                    )
+                known = self.planner.jobs.get(name)
+                if known is not None:
+                    known.status.pop("schedule", None)
+        out = self.planner.upsert(job, status, now)  # first: the informer's handler
+        self.informer.apply("MODIFIED" if obj else "ADDED", made)  # then knows the job
+        await self.dispatch(out)
         self._wake.set()
 
     def _chronos(self, name: str) -> Obj | None:

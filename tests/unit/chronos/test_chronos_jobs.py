@@ -562,3 +562,8 @@ def test_a_job_read_back_and_posted_again_is_the_same(body: dict[str, Any], dep:
     job = norm(body, dep)
     shown = jobs.to_chronos(job, {"successCount": 2, "lastSuccess": NOW})
     assert norm(shown, dep) == job
+
+
+def test_the_schedule_is_checked_first_as_in_chronos() -> None:
+    with pytest.raises(JobError, match=r"^Cannot parse schedule 'R/x/PT1H' \(wtf bro\)$"):
+        norm(scheduled(schedule="R/x/PT1H", shell="yes", command=""))

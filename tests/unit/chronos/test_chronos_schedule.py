@@ -126,6 +126,8 @@ def test_an_empty_start_needs_now() -> None:
         "R/2026-01-01T00:00:00Z/PT1H\n",
         " R/2026-01-01T00:00:00Z/PT1H",
         "R/2026-01-01T00:00:00Z",
+        "R/2026-01-01T00:00:00Z/PT2147483648S",
+        "R/+12026-01-01T00:00:00Z/PT1H",
         "",
     ],
     ids=[
@@ -143,6 +145,8 @@ def test_an_empty_start_needs_now() -> None:
         "trailing-newline",
         "leading-space",
         "no-period",
+        "field-over-a-java-int",
+        "extended-year",
         "empty",
     ],
 )
@@ -557,3 +561,22 @@ def test_catch_up_of_R0_and_a_bad_policy() -> None:
     assert sched.catch_up(s, None, T0 + 10 * H, "all") == ([], s)
     with pytest.raises(ValueError):
         sched.catch_up(s, None, T0, "some")
+
+
+def test_slots_past_year_9999_never_come() -> None:
+    s = sched.parse("R/9999-12-30T00:00:00Z/P1D")
+    last = ts("9999-12-31T00:00:00+00:00")
+    assert sched.occurrences(s, 0, 1e15) == [s.start.timestamp(), last]
+    assert sched.next_slot(s, last) is None
+    assert sched.advance(s, last).text() == "R0/9999-12-30T00:00:00.000Z/P1D"
+
+
+def test_a_start_rewritten_into_a_dst_gap_keeps_its_wall_clock() -> None:
+    """02:30 on the spring-forward day is the instant of 03:30 EDT; the rewritten start
+    keeps 02:30 on the clock, so the next day is 02:30 again (Joda would go on at 03:30)."""
+    s = sched.parse("R/2026-03-07T02:30:00/P1D", NY)
+    s = sched.advance(s, ts("2026-03-07T02:30:00-05:00"))
+    assert s.text() == "R/2026-03-08T02:30:00.000-05:00/P1D"
+    assert sched.parse(s.text(), NY) == s
+    assert iso(sched.next_slot(s, 0) or 0) == "2026-03-08T07:30:00Z"
+    assert iso(sched.next_slot(s, ts("2026-03-08T07:30:00+00:00")) or 0) == "2026-03-09T06:30:00Z"
