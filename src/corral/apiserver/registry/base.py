@@ -183,3 +183,66 @@ class ResourceInfo:
     @property
     def qualified(self) -> str:
         return f"{self.plural}.{self.group}" if self.group else self.plural
+
+
+# --- OpenAPI definitions of Corral's own kinds ----------------------------------------------
+META_REF = "#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1."
+API_VERSION_DOC = (
+    "APIVersion defines the versioned schema of this representation of an object. "
+    "Servers should convert recognized schemas to the latest internal value, and may "
+    "reject unrecognized values."
+)
+KIND_DOC = "Kind is a string value representing the REST resource this object represents."
+
+
+def kind_definitions(
+    group: str,
+    version: str,
+    kind: str,
+    definition: str,
+    description: str,
+    spec: dict[str, Any],
+    status: dict[str, Any],
+    plural_doc: str,
+) -> dict[str, dict[str, Any]]:
+    """The object and list schemas of a Corral kind (``Strategy.definitions``), as the
+    OpenAPI documents and ``kubectl explain`` read them; ``plural_doc`` names the items
+    (``"Frameworks"``)."""
+    return {
+        definition: {
+            "description": description,
+            "type": "object",
+            "properties": {
+                "apiVersion": {"type": "string", "description": API_VERSION_DOC},
+                "kind": {"type": "string", "description": KIND_DOC},
+                "metadata": {
+                    "$ref": META_REF + "ObjectMeta",
+                    "description": "Standard object metadata.",
+                },
+                "spec": spec,
+                "status": status,
+            },
+            "x-kubernetes-group-version-kind": [{"group": group, "kind": kind, "version": version}],
+        },
+        definition + "List": {
+            "description": f"{kind}List is a list of {plural_doc}.",
+            "type": "object",
+            "properties": {
+                "apiVersion": {"type": "string", "description": API_VERSION_DOC},
+                "items": {
+                    "type": "array",
+                    "description": f"The {plural_doc}.",
+                    "items": {"$ref": "#/$defs/" + definition},
+                },
+                "kind": {"type": "string", "description": KIND_DOC},
+                "metadata": {
+                    "$ref": META_REF + "ListMeta",
+                    "description": "Standard list metadata.",
+                },
+            },
+            "required": ["items"],
+            "x-kubernetes-group-version-kind": [
+                {"group": group, "kind": kind + "List", "version": version}
+            ],
+        },
+    }

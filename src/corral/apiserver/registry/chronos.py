@@ -43,7 +43,7 @@ from typing import Any, ClassVar
 
 from corral.api.errors import FieldError, duplicate, forbidden, invalid, not_supported, required
 from corral.api.validation import NEGATIVE_ERROR
-from corral.apiserver.registry.base import Obj, Strategy
+from corral.apiserver.registry.base import Obj, Strategy, kind_definitions
 
 GROUP = "chronos.corral.dev"
 VERSION = "v1"
@@ -260,14 +260,6 @@ def job_name(obj: Obj) -> str:
 
 # --- OpenAPI definitions (JSON Schema, the ``$defs`` dialect of corral.api.schema) --------
 
-_META = "#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1."
-_API_VERSION_DOC = (
-    "APIVersion defines the versioned schema of this representation of an object. "
-    "Servers should convert recognized schemas to the latest internal value, and may "
-    "reject unrecognized values."
-)
-_KIND_DOC = "Kind is a string value representing the REST resource this object represents."
-
 
 def _prop(type_: str, doc: str, fmt: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {"type": type_, "description": doc}
@@ -376,41 +368,19 @@ _STATUS = {
     },
 }
 
-DEFINITIONS: dict[str, dict[str, Any]] = {
-    DEFINITION: {
-        "description": (
-            "ChronosJob is a batch job of Corral's Chronos framework, run on an ISO 8601 "
-            "schedule or after its parents succeeded. Its runs are Pods in namespace mesos."
-        ),
-        "type": "object",
-        "properties": {
-            "apiVersion": {"type": "string", "description": _API_VERSION_DOC},
-            "kind": {"type": "string", "description": _KIND_DOC},
-            "metadata": {"$ref": _META + "ObjectMeta", "description": "Standard object metadata."},
-            "spec": _SPEC,
-            "status": _STATUS,
-        },
-        "x-kubernetes-group-version-kind": [{"group": GROUP, "kind": KIND, "version": VERSION}],
-    },
-    LIST_DEFINITION: {
-        "description": "ChronosJobList is a list of ChronosJobs.",
-        "type": "object",
-        "properties": {
-            "apiVersion": {"type": "string", "description": _API_VERSION_DOC},
-            "items": {
-                "type": "array",
-                "description": "The ChronosJobs.",
-                "items": {"$ref": "#/$defs/" + DEFINITION},
-            },
-            "kind": {"type": "string", "description": _KIND_DOC},
-            "metadata": {"$ref": _META + "ListMeta", "description": "Standard list metadata."},
-        },
-        "required": ["items"],
-        "x-kubernetes-group-version-kind": [
-            {"group": GROUP, "kind": KIND + "List", "version": VERSION}
-        ],
-    },
-}
+DEFINITIONS: dict[str, dict[str, Any]] = kind_definitions(
+    GROUP,
+    VERSION,
+    KIND,
+    DEFINITION,
+    (
+        "ChronosJob is a batch job of Corral's Chronos framework, run on an ISO 8601 "
+        "schedule or after its parents succeeded. Its runs are Pods in namespace mesos."
+    ),
+    _SPEC,
+    _STATUS,
+    "ChronosJobs",
+)
 
 
 class ChronosJobStrategy(Strategy):

@@ -39,7 +39,7 @@ from corral.api import mesos
 from corral.api.errors import FieldError, duplicate, forbidden, invalid, required
 from corral.api.mesos import role_error
 from corral.api.validation import NEGATIVE_ERROR
-from corral.apiserver.registry.base import Obj, Strategy
+from corral.apiserver.registry.base import META_REF, Obj, Strategy, kind_definitions
 
 KIND = "Framework"
 #: OpenAPI definition names, by the convention of CRDs (reversed group, version, kind)
@@ -174,17 +174,9 @@ def _parses(value: str) -> bool:
 
 # --- OpenAPI definitions (JSON Schema, the ``$defs`` dialect of corral.api.schema) --------
 
-_META = "#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1."
-_API_VERSION_DOC = (
-    "APIVersion defines the versioned schema of this representation of an object. "
-    "Servers should convert recognized schemas to the latest internal value, and may "
-    "reject unrecognized values."
-)
-_KIND_DOC = "Kind is a string value representing the REST resource this object represents."
-
 
 def _time(doc: str) -> dict[str, Any]:
-    return {"$ref": _META + "Time", "description": doc}
+    return {"$ref": META_REF + "Time", "description": doc}
 
 
 def _amounts(doc: str, type_: str, fmt: str) -> dict[str, Any]:
@@ -240,43 +232,19 @@ _STATUS = {
     },
 }
 
-DEFINITIONS: dict[str, dict[str, Any]] = {
-    DEFINITION: {
-        "description": (
-            "Framework is a Mesos framework (a scheduler) subscribed to Corral's Mesos "
-            "master. Its tasks are Pods in namespace mesos owned by it."
-        ),
-        "type": "object",
-        "properties": {
-            "apiVersion": {"type": "string", "description": _API_VERSION_DOC},
-            "kind": {"type": "string", "description": _KIND_DOC},
-            "metadata": {"$ref": _META + "ObjectMeta", "description": "Standard object metadata."},
-            "spec": _SPEC,
-            "status": _STATUS,
-        },
-        "x-kubernetes-group-version-kind": [
-            {"group": mesos.GROUP, "kind": KIND, "version": mesos.VERSION}
-        ],
-    },
-    LIST_DEFINITION: {
-        "description": "FrameworkList is a list of Frameworks.",
-        "type": "object",
-        "properties": {
-            "apiVersion": {"type": "string", "description": _API_VERSION_DOC},
-            "items": {
-                "type": "array",
-                "description": "The Frameworks.",
-                "items": {"$ref": "#/$defs/" + DEFINITION},
-            },
-            "kind": {"type": "string", "description": _KIND_DOC},
-            "metadata": {"$ref": _META + "ListMeta", "description": "Standard list metadata."},
-        },
-        "required": ["items"],
-        "x-kubernetes-group-version-kind": [
-            {"group": mesos.GROUP, "kind": KIND + "List", "version": mesos.VERSION}
-        ],
-    },
-}
+DEFINITIONS: dict[str, dict[str, Any]] = kind_definitions(
+    mesos.GROUP,
+    mesos.VERSION,
+    KIND,
+    DEFINITION,
+    (
+        "Framework is a Mesos framework (a scheduler) subscribed to Corral's Mesos "
+        "master. Its tasks are Pods in namespace mesos owned by it."
+    ),
+    _SPEC,
+    _STATUS,
+    "Frameworks",
+)
 
 
 class FrameworkStrategy(Strategy):
