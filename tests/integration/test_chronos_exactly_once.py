@@ -30,7 +30,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +38,7 @@ from typing import Any
 
 import pytest
 
+from corral.chronos.framework import SchedulerClient
 from corral.chronos.jobs import object_name
 from corral.chronos.planner import Claim, parse_task_id
 from corral.chronos.service import ChronosService
@@ -336,6 +337,17 @@ def each_slot_once(mc: MesosCluster, name: str, timeout: float = 20) -> list[int
     return sorted(runs)
 
 
+def framework_id(mc: MesosCluster) -> Callable[[], str | None]:
+    def get() -> str | None:
+        try:
+            cm = mc.kube("/api/v1/namespaces/chronos/configmaps/chronos-framework")
+        except urllib.error.HTTPError:
+            return None
+        return str(cm["data"]["frameworkId"])
+
+    return get
+
+
 # --- time ----------------------------------------------------------------------------------------
 def iso(ts: float) -> str:
     ms = round(ts * 1000)
@@ -555,6 +567,53 @@ def test_a_replaced_schedule_is_kept_across_a_restart(
         assert not [r for r in runs_of(mc, name) if r["slot"] > replaced * 1000]
     finally:
         delete(sup.where, name)
+
+
+def test_a_new_chronos_is_not_starved_by_the_filters_of_the_one_before(
+    shared: tuple[MesosCluster, Supervisor],
+) -> None:
+    """The master keeps a framework's refusal filters across a failover: a Chronos that
+    declined the agent's offers for a long while, then died, must not leave its
+    successor without offers. The successor revives (or suppresses, then revives when
+    a run waits) as it subscribes."""
+    mc, sup = shared
+    sup.ensure()
+    fid = wait(framework_id(mc), "Chronos to store its framework id", 20)
+    sup.kill()
+
+    async def decline_for_long() -> None:
+        declined = asyncio.Event()
+        holder: list[SchedulerClient] = []
+
+        async def on_event(event: Obj) -> None:
+            if event["type"] == "OFFERS" and not declined.is_set():
+                ids = [o["id"]["value"] for o in event["offers"]["offers"]]
+                await holder[0].decline(ids, refuse_seconds=600)
+                declined.set()
+
+        info = {"user": "root", "name": "chronos", "roles": ["*"], "failover_timeout": 3600.0}
+        client = SchedulerClient(mc.master, info, on_event=on_event, framework_id=fid)
+        holder.append(client)
+        task = asyncio.create_task(client.run())
+        try:
+            async with asyncio.timeout(20):
+                await client.connected.wait()
+                await client.revive()  # whatever the one killed left, offers come
+                await declined.wait()
+        finally:
+            await client.close()  # no TEARDOWN: the framework stays, its filter too
+            await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(decline_for_long())
+    sup.start()
+    where = sup.ensure()
+    name = "after-filters"
+    add(where, job(name, schedule="R/2030-01-01T00:00:00Z/P1D"))
+    try:
+        run(where, name)
+        wait_count(mc, name, 1, timeout=20)
+    finally:
+        delete(where, name)
 
 
 # --- 2. two Chronos at once -----------------------------------------------------------------------

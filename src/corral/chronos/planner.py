@@ -362,6 +362,15 @@ class Planner:
             out.append(Suppress())
         return out
 
+    def subscribed(self) -> list[Instruction]:
+        """A new subscription (this process's first, or after a failover): the master
+        may still hold the framework's refusal filters and suppression from before (a
+        previous Chronos declined offers for a minute as it stopped), which a new
+        process does not know of. Revive when runs wait (that drops the filters), else
+        suppress, so that the next run to queue revives."""
+        self.suppressed = not self.queue
+        return [Suppress()] if self.suppressed else [Revive()]
+
     def _want_offers(self) -> list[Instruction]:
         if self.suppressed:
             self.suppressed = False

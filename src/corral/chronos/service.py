@@ -182,6 +182,7 @@ class ChronosService:
             await self._store_framework_id(fid)
             assert self.framework is not None
             await self.framework.reconcile([])
+            await self.dispatch(self.planner.subscribed())
             self._spawn(self._settle_later())
         elif kind == "OFFERS":
             offers = (event.get("offers") or {}).get("offers") or []

@@ -21,6 +21,8 @@ from corral.chronos.planner import (
     Kill,
     Launch,
     Planner,
+    Revive,
+    Suppress,
     WriteStatus,
     parse_task_id,
     task_id,
@@ -326,6 +328,15 @@ def test_a_claim_seen_with_its_task_running_is_not_run_again() -> None:
     assert second.planner.settle() == []
     second.update(tid, "TASK_FINISHED", T0 + 1)
     assert second.stored["tick"]["successCount"] == 1
+
+
+def test_a_new_subscription_revives_when_runs_wait_else_suppresses() -> None:
+    """The master may hold filters and suppression from a previous process."""
+    p = Planner()
+    assert p.subscribed() == [Suppress()]
+    p.upsert(job("x", schedule=f"R/{iso(T0)}/PT1H"), {}, T0 + 1)
+    assert p.claimed("x", int(T0 * 1000)) == [Revive()]  # the first run to queue revives
+    assert p.subscribed() == [Revive()]  # a re-subscription with runs waiting
 
 
 # --- DAG: rerun from here, mark success -------------------------------------------------------------
