@@ -38,12 +38,16 @@ Called by the generic store through the registry table (``table.py``); pure, no 
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Any, ClassVar
 
 from corral.api.errors import FieldError, duplicate, forbidden, invalid, not_supported, required
-from corral.api.validation import NEGATIVE_ERROR
 from corral.apiserver.registry.base import Obj, Strategy, kind_definitions
+from corral.apiserver.registry.fields import (
+    non_negative,
+    parses,
+    type_invalid,
+    typed,
+)
 
 GROUP = "chronos.corral.dev"
 VERSION = "v1"
@@ -98,48 +102,6 @@ _STATUS_INTEGERS = (
 _TIMES = ("lastSuccess", "lastError")
 
 
-def _type_invalid(path: str, value: Any, type_: str) -> FieldError:
-    return FieldError("FieldValueTypeInvalid", path, value, f"must be of type {type_}")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _is_integer(value: Any) -> bool:
-    return _is_number(value) and (isinstance(value, int) or float(value).is_integer())
-
-
-def _parses(value: str) -> bool:
-    try:
-        datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    return True
-
-
-def _non_negative(obj: Obj, key: str, path: str, integer: bool) -> list[FieldError]:
-    """``obj[key]``, when present, a non-negative number (an integer when ``integer``)."""
-    value = obj.get(key)
-    if value is None:
-        return []
-    at = f"{path}.{key}"
-    if not (_is_integer(value) if integer else _is_number(value)):
-        return [_type_invalid(at, value, "integer" if integer else "number")]
-    if value < 0:
-        return [invalid(at, value, NEGATIVE_ERROR)]
-    return []
-
-
-def _typed(obj: Obj, keys: tuple[str, ...], path: str, type_: str) -> list[FieldError]:
-    check = {"string": str, "boolean": bool, "array": list, "object": dict}[type_]
-    return [
-        _type_invalid(f"{path}.{key}", obj[key], type_)
-        for key in keys
-        if obj.get(key) is not None and not isinstance(obj[key], check)
-    ]
-
-
 def _time(obj: Obj, key: str, path: str) -> list[FieldError]:
     """``obj[key]``, when present, ``""`` or an RFC 3339 time (Chronos' last run times)."""
     value = obj.get(key)
@@ -147,8 +109,8 @@ def _time(obj: Obj, key: str, path: str) -> list[FieldError]:
         return []
     at = f"{path}.{key}"
     if not isinstance(value, str):
-        return [_type_invalid(at, value, "string")]
-    if not _RFC3339.fullmatch(value) or not _parses(value):
+        return [type_invalid(at, value, "string")]
+    if not _RFC3339.fullmatch(value) or not parses(value):
         return [invalid(at, value, _TIME_ERROR)]
     return []
 
@@ -157,7 +119,7 @@ def _name_errors(value: Any, path: str) -> list[FieldError]:
     if value is None or value == "":
         return [required(path)]
     if not isinstance(value, str):
-        return [_type_invalid(path, value, "string")]
+        return [type_invalid(path, value, "string")]
     if not JOB_NAME.fullmatch(value):
         return [invalid(path, value, NAME_ERROR)]
     return []
@@ -170,9 +132,9 @@ def _validate_trigger(job: Obj, path: str) -> list[FieldError]:
     parents = job.get("parents")
     errs: list[FieldError] = []
     if schedule is not None and not isinstance(schedule, str):
-        errs.append(_type_invalid(f"{path}.schedule", schedule, "string"))
+        errs.append(type_invalid(f"{path}.schedule", schedule, "string"))
     if parents is not None and not isinstance(parents, list):
-        errs.append(_type_invalid(f"{path}.parents", parents, "array"))
+        errs.append(type_invalid(f"{path}.parents", parents, "array"))
     if errs:
         return errs
     if parents:
@@ -196,22 +158,22 @@ def validate_job(job: Any, path: str = "spec.job") -> list[FieldError]:
     if job is None:
         return [required(path)]
     if not isinstance(job, dict):
-        return [_type_invalid(path, job, "object")]
+        return [type_invalid(path, job, "object")]
     errs = _name_errors(job.get("name"), f"{path}.name")
     command = job.get("command")
     if command is None:
         errs.append(required(f"{path}.command"))
     elif not isinstance(command, str):
-        errs.append(_type_invalid(f"{path}.command", command, "string"))
+        errs.append(type_invalid(f"{path}.command", command, "string"))
     errs += _validate_trigger(job, path)
-    errs += _typed(job, _JOB_STRINGS, path, "string")
-    errs += _typed(job, _JOB_BOOLEANS, path, "boolean")
-    errs += _typed(job, _JOB_ARRAYS, path, "array")
-    errs += _typed(job, ("container",), path, "object")
+    errs += typed(job, _JOB_STRINGS, path, "string")
+    errs += typed(job, _JOB_BOOLEANS, path, "boolean")
+    errs += typed(job, _JOB_ARRAYS, path, "array")
+    errs += typed(job, ("container",), path, "object")
     for key in _JOB_NUMBERS:
-        errs += _non_negative(job, key, path, integer=False)
+        errs += non_negative(job, key, path, integer=False)
     for key in _JOB_INTEGERS:
-        errs += _non_negative(job, key, path, integer=True)
+        errs += non_negative(job, key, path, integer=True)
     for key in _TIMES:
         errs += _time(job, key, path)
     return errs
@@ -219,11 +181,11 @@ def validate_job(job: Any, path: str = "spec.job") -> list[FieldError]:
 
 def _validate_run(run: Any, path: str) -> list[FieldError]:
     if not isinstance(run, dict):
-        return [_type_invalid(path, run, "object")]
-    errs = _typed(run, ("taskId", "startTime", "endTime", "status", "agent"), path, "string")
+        return [type_invalid(path, run, "object")]
+    errs = typed(run, ("taskId", "startTime", "endTime", "status", "agent"), path, "string")
     for key in ("slot", "attempt"):
-        errs += _non_negative(run, key, path, integer=True)
-    return errs + _non_negative(run, "duration", path, integer=False)
+        errs += non_negative(run, key, path, integer=True)
+    return errs + non_negative(run, "duration", path, integer=False)
 
 
 def validate_status(status: Any, path: str = "status") -> list[FieldError]:
@@ -231,16 +193,16 @@ def validate_status(status: Any, path: str = "status") -> list[FieldError]:
     if status is None:
         return []
     if not isinstance(status, dict):
-        return [_type_invalid(path, status, "object")]
-    errs = _typed(status, ("schedule",), path, "string")
+        return [type_invalid(path, status, "object")]
+    errs = typed(status, ("schedule",), path, "string")
     for key in _STATUS_INTEGERS:
-        errs += _non_negative(status, key, path, integer=True)
+        errs += non_negative(status, key, path, integer=True)
     for key in _TIMES:
         errs += _time(status, key, path)
     runs = status.get("runs")
     if runs is not None:
         if not isinstance(runs, list):
-            errs.append(_type_invalid(f"{path}.runs", runs, "array"))
+            errs.append(type_invalid(f"{path}.runs", runs, "array"))
         else:
             for i, run in enumerate(runs):
                 errs += _validate_run(run, f"{path}.runs[{i}]")
@@ -397,7 +359,7 @@ class ChronosJobStrategy(Strategy):
         if spec is None or isinstance(spec, dict):
             errs = validate_job((spec or {}).get("job"))
         else:
-            errs = [_type_invalid("spec", spec, "object")]
+            errs = [type_invalid("spec", spec, "object")]
         return errs + validate_status(obj.get("status"))
 
     def validate_update(self, new: Obj, old: Obj) -> list[FieldError]:

@@ -48,12 +48,16 @@ Called by the generic store through the registry table (``table.py``); pure, no 
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Any, ClassVar
 
 from corral.api.errors import FieldError, duplicate, invalid, required
-from corral.api.validation import NEGATIVE_ERROR
 from corral.apiserver.registry.base import Obj, Strategy, kind_definitions
+from corral.apiserver.registry.fields import (
+    non_negative,
+    parses,
+    type_invalid,
+    typed,
+)
 
 GROUP = "marathon.corral.dev"
 VERSION = "v1"
@@ -117,57 +121,15 @@ _APP_INTEGERS = (
 _STATUS_INTEGERS = ("tasksRunning", "tasksStaged", "tasksHealthy", "tasksUnhealthy", "queued")
 
 
-def _type_invalid(path: str, value: Any, type_: str) -> FieldError:
-    return FieldError("FieldValueTypeInvalid", path, value, f"must be of type {type_}")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _is_integer(value: Any) -> bool:
-    return _is_number(value) and (isinstance(value, int) or float(value).is_integer())
-
-
-def _parses(value: str) -> bool:
-    try:
-        datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    return True
-
-
-def _non_negative(obj: Obj, key: str, path: str, integer: bool) -> list[FieldError]:
-    """``obj[key]``, when present, a non-negative number (an integer when ``integer``)."""
-    value = obj.get(key)
-    if value is None:
-        return []
-    at = f"{path}.{key}"
-    if not (_is_integer(value) if integer else _is_number(value)):
-        return [_type_invalid(at, value, "integer" if integer else "number")]
-    if value < 0:
-        return [invalid(at, value, NEGATIVE_ERROR)]
-    return []
-
-
-def _typed(obj: Obj, keys: tuple[str, ...], path: str, type_: str) -> list[FieldError]:
-    check = {"string": str, "boolean": bool, "array": list, "object": dict}[type_]
-    return [
-        _type_invalid(f"{path}.{key}", obj[key], type_)
-        for key in keys
-        if obj.get(key) is not None and not isinstance(obj[key], check)
-    ]
-
-
 def _strings(obj: Obj, key: str, path: str) -> list[FieldError]:
     """``obj[key]``, when present, an array of strings."""
     value = obj.get(key)
     if value is None:
         return []
     if not isinstance(value, list):
-        return [_type_invalid(f"{path}.{key}", value, "array")]
+        return [type_invalid(f"{path}.{key}", value, "array")]
     return [
-        _type_invalid(f"{path}.{key}[{i}]", item, "string")
+        type_invalid(f"{path}.{key}[{i}]", item, "string")
         for i, item in enumerate(value)
         if not isinstance(item, str)
     ]
@@ -178,8 +140,8 @@ def _time(value: Any, path: str, empty_ok: bool) -> list[FieldError]:
     if value is None or (empty_ok and value == ""):
         return []
     if not isinstance(value, str):
-        return [_type_invalid(path, value, "string")]
-    if not _RFC3339.fullmatch(value) or not _parses(value):
+        return [type_invalid(path, value, "string")]
+    if not _RFC3339.fullmatch(value) or not parses(value):
         return [invalid(path, value, _TIME_ERROR)]
     return []
 
@@ -190,7 +152,7 @@ def path_id_errors(value: Any, path: str, app: bool = True) -> list[FieldError]:
     if value is None or value == "":
         return [required(path)]
     if not isinstance(value, str):
-        return [_type_invalid(path, value, "string")]
+        return [type_invalid(path, value, "string")]
     if not value.startswith("/"):
         return [invalid(path, value, "must be absolute (start with '/')")]
     if value == "/":
@@ -207,7 +169,7 @@ def _validate_dependencies(app: Obj, path: str) -> list[FieldError]:
     if deps is None:
         return []
     if not isinstance(deps, list):
-        return [_type_invalid(f"{path}.dependencies", deps, "array")]
+        return [type_invalid(f"{path}.dependencies", deps, "array")]
     errs: list[FieldError] = []
     seen: set[str] = set()
     for i, dep in enumerate(deps):
@@ -227,18 +189,18 @@ def validate_app(app: Any, path: str = "spec.app") -> list[FieldError]:
     if app is None:
         return [required(path)]
     if not isinstance(app, dict):
-        return [_type_invalid(path, app, "object")]
+        return [type_invalid(path, app, "object")]
     errs = path_id_errors(app.get("id"), f"{path}.id")
-    errs += _typed(app, _APP_STRINGS, path, "string")
-    errs += _typed(app, _APP_BOOLEANS, path, "boolean")
-    errs += _typed(app, _APP_ARRAYS, path, "array")
-    errs += _typed(app, _APP_OBJECTS, path, "object")
+    errs += typed(app, _APP_STRINGS, path, "string")
+    errs += typed(app, _APP_BOOLEANS, path, "boolean")
+    errs += typed(app, _APP_ARRAYS, path, "array")
+    errs += typed(app, _APP_OBJECTS, path, "object")
     for key in _APP_STRING_ARRAYS:
         errs += _strings(app, key, path)
     for key in _APP_NUMBERS:
-        errs += _non_negative(app, key, path, integer=False)
+        errs += non_negative(app, key, path, integer=False)
     for key in _APP_INTEGERS:
-        errs += _non_negative(app, key, path, integer=True)
+        errs += non_negative(app, key, path, integer=True)
     errs += _validate_dependencies(app, path)
     return errs + _time(app.get("version"), f"{path}.version", empty_ok=False)
 
@@ -248,7 +210,7 @@ def validate_versions(versions: Any, path: str = "spec.versions") -> list[FieldE
     if versions is None:
         return []
     if not isinstance(versions, list):
-        return [_type_invalid(path, versions, "array")]
+        return [type_invalid(path, versions, "array")]
     errs: list[FieldError] = []
     seen: set[str] = set()
     for i, version in enumerate(versions):
@@ -268,18 +230,18 @@ def _validate_deployments(status: Obj, path: str) -> list[FieldError]:
         return []
     at = f"{path}.deployments"
     if not isinstance(deployments, list):
-        return [_type_invalid(at, deployments, "array")]
+        return [type_invalid(at, deployments, "array")]
     errs: list[FieldError] = []
     seen: set[str] = set()
     for i, item in enumerate(deployments):
         if not isinstance(item, dict):
-            errs.append(_type_invalid(f"{at}[{i}]", item, "object"))
+            errs.append(type_invalid(f"{at}[{i}]", item, "object"))
             continue
         did = item.get("id")
         if did is None or did == "":
             errs.append(required(f"{at}[{i}].id"))
         elif not isinstance(did, str):
-            errs.append(_type_invalid(f"{at}[{i}].id", did, "string"))
+            errs.append(type_invalid(f"{at}[{i}].id", did, "string"))
         elif did in seen:
             errs.append(duplicate(f"{at}[{i}].id", did))
         else:
@@ -292,12 +254,12 @@ def validate_status(status: Any, path: str = "status") -> list[FieldError]:
     if status is None:
         return []
     if not isinstance(status, dict):
-        return [_type_invalid(path, status, "object")]
+        return [type_invalid(path, status, "object")]
     errs: list[FieldError] = []
     for key in _STATUS_INTEGERS:
-        errs += _non_negative(status, key, path, integer=True)
+        errs += non_negative(status, key, path, integer=True)
     errs += _validate_deployments(status, path)
-    errs += _typed(status, ("lastTaskFailure",), path, "object")
+    errs += typed(status, ("lastTaskFailure",), path, "object")
     return errs + _time(status.get("version"), f"{path}.version", empty_ok=True)
 
 
@@ -477,7 +439,7 @@ class MarathonAppStrategy(Strategy):
             spec = spec or {}
             errs = validate_app(spec.get("app")) + validate_versions(spec.get("versions"))
         else:
-            errs = [_type_invalid("spec", spec, "object")]
+            errs = [type_invalid("spec", spec, "object")]
         return errs + validate_status(obj.get("status"))
 
     def validate_update(self, new: Obj, old: Obj) -> list[FieldError]:

@@ -32,7 +32,6 @@ Called by the generic store through the registry table (``table.py``); pure, no 
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Any, ClassVar
 
 from corral.api import mesos
@@ -40,6 +39,7 @@ from corral.api.errors import FieldError, duplicate, forbidden, invalid, require
 from corral.api.mesos import role_error
 from corral.api.validation import NEGATIVE_ERROR
 from corral.apiserver.registry.base import META_REF, Obj, Strategy, kind_definitions
+from corral.apiserver.registry.fields import is_number, parses, type_invalid
 
 KIND = "Framework"
 #: OpenAPI definition names, by the convention of CRDs (reversed group, version, kind)
@@ -51,20 +51,12 @@ _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|z|[+-]\d{
 _TIME_ERROR = 'must be an RFC 3339 date and time, e.g. "2026-12-04T10:00:00Z"'
 
 
-def _type_invalid(path: str, value: Any, type_: str) -> FieldError:
-    return FieldError("FieldValueTypeInvalid", path, value, f"must be of type {type_}")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def _required_string(info: Obj, key: str, path: str) -> list[FieldError]:
     value = info.get(key)
     if value is None or value == "":
         return [required(f"{path}.{key}")]
     if not isinstance(value, str):
-        return [_type_invalid(f"{path}.{key}", value, "string")]
+        return [type_invalid(f"{path}.{key}", value, "string")]
     return []
 
 
@@ -73,12 +65,12 @@ def _validate_roles(info: Obj, path: str) -> list[FieldError]:
     roles = info.get("roles")
     if roles is not None:
         if not isinstance(roles, list):
-            return [_type_invalid(f"{path}.roles", roles, "array")]
+            return [type_invalid(f"{path}.roles", roles, "array")]
         seen: set[str] = set()
         for i, role in enumerate(roles):
             at = f"{path}.roles[{i}]"
             if not isinstance(role, str):
-                errs.append(_type_invalid(at, role, "string"))
+                errs.append(type_invalid(at, role, "string"))
             elif (why := role_error(role)) is not None:
                 errs.append(invalid(at, role, why))
             elif role in seen:
@@ -88,7 +80,7 @@ def _validate_roles(info: Obj, path: str) -> list[FieldError]:
     role = info.get("role")
     if role is not None:
         if not isinstance(role, str):
-            errs.append(_type_invalid(f"{path}.role", role, "string"))
+            errs.append(type_invalid(f"{path}.role", role, "string"))
         elif (why := role_error(role)) is not None:
             errs.append(invalid(f"{path}.role", role, why))
         elif roles:
@@ -102,20 +94,20 @@ def validate_framework_info(info: Any, name: str, path: str) -> list[FieldError]
     if info is None:
         return [required(path)]
     if not isinstance(info, dict):
-        return [_type_invalid(path, info, "object")]
+        return [type_invalid(path, info, "object")]
     errs = _required_string(info, "name", path)
     errs += _required_string(info, "user", path)
     timeout = info.get("failover_timeout")
     if timeout is not None:
-        if not _is_number(timeout):
-            errs.append(_type_invalid(f"{path}.failover_timeout", timeout, "number"))
+        if not is_number(timeout):
+            errs.append(type_invalid(f"{path}.failover_timeout", timeout, "number"))
         elif timeout < 0:
             errs.append(invalid(f"{path}.failover_timeout", timeout, NEGATIVE_ERROR))
     errs += _validate_roles(info, path)
     fid = info.get("id")
     if fid is not None:
         if not isinstance(fid, dict):
-            errs.append(_type_invalid(f"{path}.id", fid, "object"))
+            errs.append(type_invalid(f"{path}.id", fid, "object"))
         elif fid.get("value") is None or fid.get("value") == "":
             errs.append(required(f"{path}.id.value"))
         elif fid["value"] != name:
@@ -126,12 +118,12 @@ def validate_framework_info(info: Any, name: str, path: str) -> list[FieldError]
 def _validate_counts(value: Any, path: str, integer: bool) -> list[FieldError]:
     """A map of non-negative numbers (integers when ``integer``)."""
     if not isinstance(value, dict):
-        return [_type_invalid(path, value, "object")]
+        return [type_invalid(path, value, "object")]
     errs: list[FieldError] = []
     for key, n in value.items():
         at = f"{path}.{key}"
-        if not _is_number(n) or (integer and isinstance(n, float) and not n.is_integer()):
-            errs.append(_type_invalid(at, n, "integer" if integer else "number"))
+        if not is_number(n) or (integer and isinstance(n, float) and not n.is_integer()):
+            errs.append(type_invalid(at, n, "integer" if integer else "number"))
         elif n < 0:
             errs.append(invalid(at, n, NEGATIVE_ERROR))
     return errs
@@ -142,19 +134,19 @@ def validate_status(status: Any, path: str = "status") -> list[FieldError]:
     if status is None:
         return []
     if not isinstance(status, dict):
-        return [_type_invalid(path, status, "object")]
+        return [type_invalid(path, status, "object")]
     errs: list[FieldError] = []
     for key in ("connected", "active"):
         value = status.get(key)
         if value is not None and not isinstance(value, bool):
-            errs.append(_type_invalid(f"{path}.{key}", value, "boolean"))
+            errs.append(type_invalid(f"{path}.{key}", value, "boolean"))
     for key in _TIMES:
         value = status.get(key)
         if value is None:
             continue
         if not isinstance(value, str):
-            errs.append(_type_invalid(f"{path}.{key}", value, "string"))
-        elif not _RFC3339.match(value) or not _parses(value):
+            errs.append(type_invalid(f"{path}.{key}", value, "string"))
+        elif not _RFC3339.match(value) or not parses(value):
             errs.append(invalid(f"{path}.{key}", value, _TIME_ERROR))
     if status.get("tasks") is not None:
         errs += _validate_counts(status["tasks"], f"{path}.tasks", integer=True)
@@ -162,14 +154,6 @@ def validate_status(status: Any, path: str = "status") -> list[FieldError]:
         if status.get(key) is not None:
             errs += _validate_counts(status[key], f"{path}.{key}", integer=False)
     return errs
-
-
-def _parses(value: str) -> bool:
-    try:
-        datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    return True
 
 
 # --- OpenAPI definitions (JSON Schema, the ``$defs`` dialect of corral.api.schema) --------
