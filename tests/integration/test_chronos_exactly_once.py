@@ -38,11 +38,11 @@ from typing import Any
 
 import pytest
 
-from corral.chronos.framework import SchedulerClient
 from corral.chronos.jobs import object_name
 from corral.chronos.planner import Claim, parse_task_id
 from corral.chronos.service import ChronosService
 from corral.client.rest import Client
+from corral.mesos.framework_client import SchedulerClient
 from corral.testing.mesos import MesosCluster, mesos_cluster, wait
 from corral.testing.process import free_port
 

@@ -1,4 +1,4 @@
-"""``corral.chronos.framework.SchedulerClient`` (the asyncio Mesos v1 scheduler client of
+"""``corral.mesos.framework_client.SchedulerClient`` (the asyncio Mesos v1 scheduler client of
 the in-tree frameworks) against Corral's real Mesos master: offers, launches on a real
 agent with acknowledgements, declines with filters, suppress and revive, kills,
 reconciliation, executor messages, failover to a new client, a master restart, teardown.
@@ -21,7 +21,7 @@ import pytest
 from aiohttp import web
 from mesoskit import MesosCluster, command_task, mesos_cluster, scalar
 
-from corral.chronos.framework import (
+from corral.mesos.framework_client import (
     CallFailed,
     CallRefused,
     FrameworkError,

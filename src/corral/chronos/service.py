@@ -29,7 +29,6 @@ from typing import Any
 
 from corral.api.errors import StatusError
 from corral.chronos import dag, jobs, stats
-from corral.chronos.framework import SchedulerCallError, SchedulerClient
 from corral.chronos.planner import (
     Claim,
     Decline,
@@ -43,6 +42,7 @@ from corral.chronos.planner import (
 )
 from corral.client.informer import Informer
 from corral.client.rest import CHRONOS_JOBS, CONFIGMAPS, NAMESPACES, Client
+from corral.mesos.framework_client import SchedulerCallError, SchedulerClient
 
 log = logging.getLogger("corral.chronos")
 

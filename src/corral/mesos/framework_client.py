@@ -1,5 +1,5 @@
 """A Mesos v1 scheduler HTTP client (asyncio, aiohttp, JSON): how an in-tree framework
-(Chronos now, Marathon later) talks to the Mesos master exactly as it would to Mesos.
+(Chronos and Marathon) talks to the Mesos master exactly as it would to Mesos.
 
 ``SchedulerClient.run`` owns the SUBSCRIBE stream: it posts SUBSCRIBE, reads the
 RecordIO body (``corral.util.recordio``) and hands every event, HEARTBEAT included, to
@@ -62,7 +62,7 @@ import orjson
 
 from corral.util.recordio import Decoder
 
-log = logging.getLogger("corral.chronos.framework")
+log = logging.getLogger("corral.mesos.framework_client")
 
 Obj = dict[str, Any]
 EventHandler = Callable[[Obj], Awaitable[None] | None]
