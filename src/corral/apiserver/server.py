@@ -91,6 +91,7 @@ class Server:
         mesos_port: int = 0,
         mesos_args: Sequence[str] = (),
         chronos_port: int = 0,
+        marathon_port: int = 0,
         controllers: bool = False,
         hollow_nodes: int = 0,
         agents: Sequence[Sequence[str]] = (),
@@ -124,6 +125,8 @@ class Server:
         self.mesos_args = list(mesos_args)
         #: ``corral chronos`` on this port, a framework on that master (0: off)
         self.chronos_port = chronos_port
+        #: ``corral marathon`` on this port, a framework on that master (0: off)
+        self.marathon_port = marathon_port
         self.controllers = controllers
         #: simulated nodes (``corral agent --runtime hollow``) to start beside it
         self.hollow_nodes = hollow_nodes
@@ -216,6 +219,19 @@ class Server:
                     [
                         "--port",
                         str(self.chronos_port),
+                        "--bind",
+                        self.bind,
+                        "--master",
+                        f"{master}:{self.mesos_port}",
+                    ],
+                )
+            if self.marathon_port and self.mesos_port:
+                master = "127.0.0.1" if self.bind in ("0.0.0.0", "::") else self.bind
+                self._start_child(
+                    "marathon",
+                    [
+                        "--port",
+                        str(self.marathon_port),
                         "--bind",
                         self.bind,
                         "--master",

@@ -74,6 +74,14 @@ def _server_args(p: argparse.ArgumentParser, data_required: bool) -> None:
         "needs the Mesos master)",
     )
     p.add_argument(
+        "--marathon-port",
+        type=int,
+        default=0 if data_required else 8080,
+        metavar="PORT",
+        help="serve the Marathon API on this port, bound like the API server (0: off; "
+        "needs the Mesos master)",
+    )
+    p.add_argument(
         "--hollow-nodes",
         type=int,
         default=0,
@@ -129,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     from corral.cli import chronos as chronos_cli
 
     chronos_cli.add_parsers(sub)
+    from corral.cli import marathon as marathon_cli
+
+    marathon_cli.add_parsers(sub)
     why = sub.choices.get("why")
     if why is not None:
         why.add_argument(
@@ -136,6 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
             default=chronos_cli.DEFAULT_CHRONOS,
             metavar="HOST:PORT",
             help=f"for job/NAME: the Chronos API (default {chronos_cli.DEFAULT_CHRONOS})",
+        )
+        why.add_argument(
+            "--marathon",
+            default=marathon_cli.DEFAULT_MARATHON,
+            metavar="HOST:PORT",
+            help=f"for app/ID: the Marathon API (default {marathon_cli.DEFAULT_MARATHON})",
         )
     image_cli.add_parser(sub)
     # these two parse their own flags (``corral controller-manager --help``)
@@ -194,6 +211,11 @@ async def _run(server: Server, announce: bool, nodes: list[str] | None = None) -
                 "Chronos", server.bind, server.chronos_port, "/ping",
                 "chronos-python, `kubectl get chronosjobs -n chronos`", t0,
             )  # fmt: skip
+        if server.marathon_port:
+            await up_cli.report_service(
+                "Marathon", server.bind, server.marathon_port, "/ping",
+                "the marathon client, `kubectl get apps.marathon.corral.dev -n marathon`", t0,
+            )  # fmt: skip
         print(f"Corral is up: {server.url}", flush=True)
         print(f"  export KUBECONFIG={server.kubeconfig}", flush=True)
         print("  kubectl get namespaces", flush=True)
@@ -223,6 +245,10 @@ def main(argv: list[str] | None = None) -> int:
         from corral.cli import chronos as chronos_cli
 
         return chronos_cli.run(args)
+    if args.command == "marathon":
+        from corral.cli import marathon as marathon_cli
+
+        return marathon_cli.run(args)
     if args.command in ("scheduler", "mesos-master"):
         return scheduler_cli.run_scheduler(args)
     if args.command == "why":
@@ -252,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
         scheduler_cli.allocator_config(args)
         if args.chronos_port and not args.mesos_port:
             raise ValueError("--chronos-port needs the Mesos master (--mesos-port)")
+        if args.marathon_port and not args.mesos_port:
+            raise ValueError("--marathon-port needs the Mesos master (--mesos-port)")
         server = Server(
             args.data_dir,
             port=args.port,
@@ -265,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
             mesos_port=args.mesos_port,
             mesos_args=scheduler_cli.mesos_flag_args(args),
             chronos_port=args.chronos_port,
+            marathon_port=args.marathon_port,
             controllers=not args.no_controllers,
             hollow_nodes=args.hollow_nodes,
             agents=agents,

@@ -297,6 +297,10 @@ def why(args: argparse.Namespace) -> int:
         from corral.cli import chronos as chronos_cli
 
         return chronos_cli.why_job(args, who)
+    if fkind in ("app", "apps", "mapp") and who:
+        from corral.cli import marathon as marathon_cli
+
+        return marathon_cli.why_app(args, who)
     kind, _, name = args.target.rpartition("/")
     if kind not in ("", "pod", "pods", "po") or not name:
         print(f"corral why: want pod/NAME, got {args.target!r}", file=sys.stderr)

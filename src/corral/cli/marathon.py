@@ -1,0 +1,142 @@
+"""``corral marathon`` (the Marathon service: the v2 REST API + a framework on the Mesos
+master) and ``corral why app/ID``. Called by ``cli.main``; ``corral server
+--marathon-port`` starts ``corral marathon`` as a child process beside the scheduler.
+
+The REST API is ``corral.marathon.http.make_app(service, bus)``; this adds
+``GET /corral/why/{id}`` (what ``corral why app/ID`` reads) to the app it returns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+log = logging.getLogger("corral.marathon")
+
+DEFAULT_MARATHON = "127.0.0.1:8080"
+WHY_PATH = "/corral/why/"
+
+
+def add_parsers(sub: Any) -> None:
+    p = sub.add_parser(
+        "marathon",
+        help="run Marathon (long-running services) as a framework on the Mesos master",
+    )
+    p.add_argument("--kubeconfig", default=None, help="how to reach the API server")
+    p.add_argument("--port", type=int, default=8080, help="Marathon REST API port")
+    p.add_argument("--bind", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--master", default="127.0.0.1:5050", help="the Mesos master, HOST:PORT")
+    p.add_argument("--role", default="*", help="the Mesos role its instances are offered under")
+    p.add_argument("--log-level", default="INFO")
+    p.add_argument("--exit-on-stdin-eof", action="store_true", help=argparse.SUPPRESS)
+
+
+def build_web_app(service: Any, bus: Any) -> Any:
+    """The REST API (``http.make_app``) plus the ``why`` route."""
+    from aiohttp import web
+
+    from corral.marathon.http import make_app
+
+    app = make_app(service, bus)
+
+    async def why(request: web.Request) -> web.Response:
+        app_id = "/" + request.match_info["app_id"].strip("/")
+        if service.app(app_id) is None:
+            return web.json_response({"message": f"App '{app_id}' does not exist"}, status=404)
+        return web.json_response({"reasons": service.why(app_id)})
+
+    app.router.add_get(WHY_PATH + "{app_id:.+}", why)
+    return app
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    from aiohttp import web
+
+    from corral.cli.scheduler import _stdin_eof, default_kubeconfig
+    from corral.client.rest import Client
+    from corral.marathon.events import EventBus
+    from corral.marathon.service import MarathonService
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    client = Client.from_kubeconfig(
+        args.kubeconfig or default_kubeconfig(), user_agent="corral-marathon"
+    )
+    host = "127.0.0.1" if args.bind in ("0.0.0.0", "::") else args.bind
+    bus = EventBus()
+    service = MarathonService(
+        client, args.master, leader=f"{host}:{args.port}", events=bus, role=args.role
+    )
+    runner = web.AppRunner(build_web_app(service, bus), access_log=None, shutdown_timeout=2.0)
+    await runner.setup()
+    await web.TCPSite(runner, args.bind, args.port).start()
+    log.info("Marathon API on http://%s:%d (Mesos master %s)", args.bind, args.port, args.master)
+    task = asyncio.create_task(service.run(), name="marathon")
+    waits: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait())]
+    if args.exit_on_stdin_eof:
+        waits.append(asyncio.create_task(_stdin_eof()))
+    try:
+        await asyncio.wait([task, *waits], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in [task, *waits]:
+            t.cancel()
+        for t in [task, *waits]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        await service.close()
+        bus.close_all()
+        await runner.cleanup()
+        await client.close()
+    if task.done() and not task.cancelled() and task.exception() is not None:
+        raise task.exception()  # type: ignore[misc]
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        uvloop.install()
+    try:
+        asyncio.run(_serve(args))
+    except OSError as e:
+        print(f"corral marathon: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def why_app(args: argparse.Namespace, app_id: str) -> int:
+    """``corral why app/ID``: what the app waits for (a deployment, offers, back-off)."""
+    where = getattr(args, "marathon", None) or DEFAULT_MARATHON
+    path = urllib.parse.quote(app_id.strip("/"), safe="/")
+    url = f"http://{where}{WHY_PATH}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            data = json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        try:
+            message = json.loads(e.read()).get("message") or f"HTTP {e.code}"
+        except ValueError:
+            message = f"HTTP {e.code}"
+        print(f"corral why: app/{app_id}: {message}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as e:
+        print(f"corral why: cannot reach Marathon at {where}: {e}", file=sys.stderr)
+        return 1
+    print(f"app/{app_id.strip('/')}:")
+    for line in data.get("reasons") or []:
+        print(f"  {line}")
+    return 0
