@@ -166,12 +166,13 @@ def test_a_group_with_dependencies(client: MarathonClient) -> None:
     assert shop.apps[1].dependencies == ["/shop/db"]
     client.delete_group("/shop", force=True)
     wait(lambda: not client.list_apps(), "the group gone", 120)
+    wait(lambda: not client.list_deployments(), "the group's removal done", 120)
 
 
 def test_a_concurrent_change_is_409_until_forced(client: MarathonClient) -> None:
     # an app no agent can place: its deployment runs until something replaces it
     client.create_app("/stuck", MarathonApp(cmd="sleep 3600", cpus=1000, mem=16, instances=1))
-    [running_deployment] = client.list_deployments()
+    [running_deployment] = [d for d in client.list_deployments() if "/stuck" in d.affected_apps]
     assert running_deployment.affected_apps == ["/stuck"]
     with pytest.raises(ConflictError):
         client.scale_app("/stuck", instances=0)
