@@ -30,19 +30,12 @@
 
    Phases (contiguous in simulated time; each slot belongs to the phase it falls in):
 
-   - ``stock`` (k = 1, ``--stock-seconds`` 25): the service as shipped. It loses a
-     REVIVE to a SUPPRESS still in flight (bench/README.md) and then launches nothing:
-     ``stalled`` says so. The benchmark then turns on ``ordered_offer_calls`` (below)
-     and sends one REVIVE;
-   - ``settle`` (k = 1, 15 s, not reported): the stalled runs start, and end;
-   - ``realtime-1..W`` (k = 1, ``--windows`` 3 of ``--window-seconds`` 60, i.e. 1,000 runs
-     each): the issue's load, 16.7 runs/s, with ``ordered_offer_calls``: REVIVE and
-     SUPPRESS sent one at a time, each as the planner's ``suppressed`` flag stands when it
-     is sent. The headline figures are the medians over these windows;
+   - ``realtime-1..W`` (k = 1, ``--windows`` 1 of ``--window-seconds`` 60, i.e. 1,000 runs
+     each): the issue's load, 16.7 runs/s, on the service as shipped;
    - ``gap`` (k = 1, 3 s, not reported): the last real-time runs start;
-   - ``accelerated`` (k = ``--k`` 30, ``--accelerated-minutes`` 15 simulated minutes, 30 s):
-     the simulated hour would need k = 30-60; this phase shows what Chronos does at
-     that rate (500 runs/s offered): how many it runs, how late, and that none runs twice.
+   - ``hour`` (k = ``--k`` 20, ``--accelerated-minutes`` 60 simulated minutes, 180 s): the
+     issue's simulated hour (60,000 runs), sped up k times: how many run, how late (in
+     simulated seconds: what the 1 s target is about; and in real ms), none twice.
 
    Per run (a slot of a job): when it was claimed (the tick that returned it), launched
    (the ``offers`` call that put it into an ACCEPT) and reached TASK_RUNNING, at the
@@ -52,8 +45,9 @@
    slot in it), claimed, launched, reached TASK_RUNNING; slots claimed, launched (attempt
    0) or running twice (must be 0); the latency of ``GET /v1/scheduler/jobs`` (a poller,
    every 0.5 s); CPU of the machine, of this process (Chronos, its REST API, the run ender,
-   the poller) and of the server's process tree; where the service's serial paths wait
-   (``service_awaits``: claim writes in the loop, event handling on the stream).
+   the poller) and of the server's process tree; how long the service spends handling an
+   event of the scheduler stream (``service_awaits``: the stream is read serially) and
+   what its writes cost (``service_counters``).
 
    Under an accelerated clock the service's loop sleeps for the simulated seconds its
    clock says are left, as real seconds (``service._loop``), k times too long; a waker
@@ -94,8 +88,6 @@ from corral.chronos.planner import (
     Instruction,
     Launch,
     Planner,
-    Revive,
-    Suppress,
     parse_task_id,
 )
 from corral.chronos.service import ChronosService
@@ -157,6 +149,13 @@ def planner_run(jobs: int, cycles: int) -> Obj:
         due.append(time.perf_counter() - t0)
         if sum(isinstance(i, Claim) for i in out) != jobs:
             raise RuntimeError(f"cycle {c}: {len(out)} instructions, want {jobs} claims")
+        # as the service goes on: each claim written, its run launched and done
+        for ins in out:
+            if isinstance(ins, Claim):
+                planner.claimed(ins.job, ins.slot_ms)
+        planner.queue.clear()
+        for st in planner.jobs.values():
+            st.open.clear()
         t0 = time.perf_counter()
         idle_out = planner.tick(clock.now() + 0.1)
         idle.append(time.perf_counter() - t0)
@@ -298,29 +297,16 @@ class RecordingPlanner(Planner):
 
 
 class BenchService(ChronosService):
-    """``ChronosService`` as shipped, timing where its serial paths wait, and counting
-    the REVIVE and SUPPRESS calls it sends. With ``ordered_offer_calls`` (the workaround,
-    bench/README.md) each REVIVE or SUPPRESS instruction sends, one at a time, the call
-    the planner's ``suppressed`` flag asks for when it is sent, so that the last call the
-    master gets is the planner's last decision."""
+    """``ChronosService`` as shipped, timing how long it handles each event of the
+    scheduler stream (read serially: the next event waits for it)."""
 
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
-        self.ordered_offer_calls = False
-        self._offer_calls = asyncio.Lock()
-        self.counters.update(revive_calls=0, suppress_calls=0)
         #: seconds spent awaiting, by what
         self.spent: dict[str, list[float]] = {}
 
     def _note(self, what: str, t0: float) -> None:
         self.spent.setdefault(what, []).append(time.perf_counter() - t0)
-
-    async def _claim(self, ins: Claim) -> bool:
-        t0 = time.perf_counter()
-        try:
-            return await super()._claim(ins)
-        finally:
-            self._note("claim write (loop)", t0)
 
     async def _on_event(self, event: Obj) -> None:
         t0 = time.perf_counter()
@@ -331,23 +317,6 @@ class BenchService(ChronosService):
             await super()._on_event(event)
         finally:
             self._note(f"event {kind} (stream)", t0)
-
-    async def _carry_out(self, ins: Instruction) -> None:
-        fw = self.framework
-        if fw is None or not isinstance(ins, (Revive, Suppress)):
-            await super()._carry_out(ins)
-            return
-        if not self.ordered_offer_calls:
-            self.counters["revive_calls" if isinstance(ins, Revive) else "suppress_calls"] += 1
-            await super()._carry_out(ins)
-            return
-        async with self._offer_calls:
-            if self.planner.suppressed:
-                self.counters["suppress_calls"] += 1
-                await fw.suppress()
-            else:
-                self.counters["revive_calls"] += 1
-                await fw.revive()
 
 
 async def waker(svc: ChronosService, clock: AccelClock, slots: list[float]) -> None:
@@ -370,7 +339,6 @@ class Phase:
     name: str
     rate: float
     sim_seconds: float
-    ordered: bool
     reported: bool = True
     # filled in while it runs
     start: float = 0.0  # simulated
@@ -498,14 +466,11 @@ async def cluster_run(args: argparse.Namespace, work: Path) -> Obj:
         rec.on_running = on_running
 
         # the phases
-        phases = [Phase("stock", 1.0, args.stock_seconds, ordered=False)]
-        phases.append(Phase("settle", 1.0, 15.0, ordered=True, reported=False))
-        for w in range(args.windows):
-            phases.append(Phase(f"realtime-{w + 1}", 1.0, args.window_seconds, ordered=True))
+        phases = [Phase(f"realtime-{w + 1}", 1.0, args.window_seconds) for w in range(args.windows)]
         if args.accelerated_minutes > 0:
             # the real-time window's last runs reach TASK_RUNNING before the clock speeds up
-            phases.append(Phase("gap", 1.0, 3.0, ordered=True, reported=False))
-            phases.append(Phase("accelerated", args.k, 60.0 * args.accelerated_minutes, True))
+            phases.append(Phase("gap", 1.0, 3.0, reported=False))
+            phases.append(Phase("hour", args.k, 60.0 * args.accelerated_minutes))
         total = sum(p.sim_seconds for p in phases)
         minutes = int(total // 60) + 2
         slots = sorted(s / 1000 + 60.0 * m for s in starts for m in range(minutes))
@@ -530,20 +495,11 @@ async def cluster_run(args: argparse.Namespace, work: Path) -> Obj:
 
         background.append(asyncio.create_task(waker(svc, clock, slots), name="waker"))
         background.append(asyncio.create_task(poll(), name="poller"))
-        stock_end: Obj = {}
         for i, ph in enumerate(phases):
             if i == 0:  # the first slot 0.2 s (simulated) after the start
                 clock.stretches[-1] = (time.time(), begin_ms / 1000 - 0.2, 0.0)
             ph.start = clock.set_rate(ph.rate)
             ph.real_start, ph.jiffies = time.time(), jiffies()
-            if ph.ordered and not svc.ordered_offer_calls:
-                stock_end = {
-                    "queued_runs": len(svc.planner.queue),
-                    "planner_thinks_suppressed": svc.planner.suppressed,
-                    "seconds_since_last_launch": round(time.time() - rec.last_launch, 1),
-                }
-                svc.ordered_offer_calls = True
-                await svc.dispatch([Revive()])
             svc._wake.set()
             end = ph.start + ph.sim_seconds
             while clock() < end:
@@ -576,14 +532,6 @@ async def cluster_run(args: argparse.Namespace, work: Path) -> Obj:
             by_phase.append(
                 _phase_report(ph, nxt, bodies, starts, rec, running, clock, api_lat, svc)
             )
-            if ph.name == "stock":
-                by_phase[-1]["at_its_end"] = stock_end
-                # at 16.7 runs/s a working service has a run or two queued, launched
-                # within ~0.1 s
-                by_phase[-1]["stalled"] = bool(
-                    stock_end.get("queued_runs", 0) > 5
-                    and stock_end["seconds_since_last_launch"] > 1.0
-                )
         out.update(
             {
                 "jobs": args.jobs,
@@ -670,7 +618,6 @@ def _phase_report(
     out: Obj = {
         "phase": ph.name,
         "rate": ph.rate,
-        "ordered_offer_calls": ph.ordered,
         "simulated_s": round(ph.end - ph.start, 2),
         "real_s": round(ph.real_end - ph.real_start, 2),
         "runs_expected": len(expected),
@@ -778,7 +725,7 @@ def _reap(pids: set[int], timeout: float = 10.0) -> int:
 
 def bench_cluster(args: argparse.Namespace) -> Obj:
     print(
-        f"cluster: {args.jobs} jobs on {args.nodes} hollow nodes; stock {args.stock_seconds:g} s, "
+        f"cluster: {args.jobs} jobs on {args.nodes} hollow nodes; "
         f"{args.windows} real-time windows of {args.window_seconds:g} s, "
         f"{args.accelerated_minutes} simulated minutes at x{args.k:g}",
         flush=True,
@@ -827,13 +774,9 @@ def bench_cluster(args: argparse.Namespace) -> Obj:
             "end_of_runs": f"pod status written Succeeded {args.run_seconds:g} simulated s "
             "after TASK_RUNNING (as a hollow node does when its container exits 0)",
             "phases": [
-                f"stock: x1, {args.stock_seconds:g} s, the service as shipped",
-                "settle: x1, 15 s, the workaround turned on, one REVIVE (not reported)",
-                f"realtime-1..{args.windows}: x1, {args.window_seconds:g} s each, "
-                "ordered_offer_calls",
+                f"realtime-1..{args.windows}: x1, {args.window_seconds:g} s each",
                 "gap: x1, 3 s (not reported)",
-                f"accelerated: x{args.k:g}, {args.accelerated_minutes} simulated minutes, "
-                "ordered_offer_calls",
+                f"hour: x{args.k:g}, {args.accelerated_minutes} simulated minutes",
             ],
         },
         "median_of_realtime_windows": med,
@@ -850,11 +793,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=JOBS)
     p.add_argument("--cycles", type=int, default=30, help="planner cycles per run")
     p.add_argument("--nodes", type=int, default=10, help="hollow nodes")
-    p.add_argument("--stock-seconds", type=float, default=25.0)
-    p.add_argument("--windows", type=int, default=3, help="real-time windows")
+    p.add_argument("--windows", type=int, default=1, help="real-time windows")
     p.add_argument("--window-seconds", type=float, default=60.0)
-    p.add_argument("--k", type=float, default=30.0, help="rate of the accelerated phase")
-    p.add_argument("--accelerated-minutes", type=int, default=15)
+    p.add_argument("--k", type=float, default=20.0, help="rate of the simulated hour")
+    p.add_argument("--accelerated-minutes", type=int, default=60)
     p.add_argument("--run-seconds", type=float, default=10.0, help="simulated run length")
     p.add_argument(
         "--task-mem",

@@ -891,3 +891,114 @@ def test_bad_jobs_are_refused_with_chronos_words_and_nothing_is_stored(
         assert "parents" not in chronos_job(where, "bad-root")
     finally:
         delete(where, "bad-child", "bad-root")
+
+
+# --- 6. what the review of issue 12 found ------------------------------------------------------------
+def test_a_job_stored_by_kubectl_with_a_bad_schedule_is_skipped_not_fatal(
+    shared: tuple[MesosCluster, Supervisor],
+) -> None:
+    """ChronosJobs written past the REST API (kubectl) with a schedule Chronos cannot
+    parse or an unknown ``catchUp``: Chronos keeps serving, skips them with a reason
+    that ``corral why job/NAME`` gives, and starts again with them stored."""
+    mc, sup = shared
+    where = sup.ensure()
+    bad = {
+        "kube-bad-schedule": {"schedule": "every minute"},
+        "kube-bad-catchup": {"schedule": "R/2030-01-01T00:00:00Z/P1D", "catchUp": "sometimes"},
+    }
+    for name, fields in bad.items():
+        body = {
+            "apiVersion": "chronos.corral.dev/v1",
+            "kind": "ChronosJob",
+            "metadata": {"name": object_name(name), "namespace": "chronos"},
+            "spec": {"job": {"name": name, "command": "true", **fields}},
+        }
+        mc.kube_post(CHRONOSJOBS, body)
+    try:
+        wait(lambda: set(bad) <= set(listed(where)), "Chronos to list the stored jobs", 20)
+        why = http(where, "GET", "/corral/why/kube-bad-schedule")[1]["reasons"]
+        assert any("Cannot parse schedule 'every minute'" in r for r in why), why
+        why = http(where, "GET", "/corral/why/kube-bad-catchup")[1]["reasons"]
+        assert any("catchUp" in r for r in why), why
+        sup.kill()  # a Chronos starting with them stored
+        where = sup.ensure()
+        wait(lambda: set(bad) <= set(listed(where)), "the restarted Chronos to list them", 20)
+        name = "after-bad"
+        add(where, job(name, schedule="R/2030-01-01T00:00:00Z/P1D"))
+        run(where, name)
+        wait_count(mc, name, 1)
+        delete(where, name)
+    finally:
+        delete(sup.ensure(), *bad)
+
+
+def test_deleting_a_parent_takes_it_out_of_the_parents_of_its_children(
+    api: tuple[MesosCluster, str],
+) -> None:
+    """Chronos' ``deregisterJob``: a child with other parents loses the deleted one (in
+    its stored spec too) and runs after the others; an only child keeps it, and ``why``
+    says its parent does not exist."""
+    mc, where = api
+    add(where, job("rp-a", schedule="R/2030-01-01T00:00:00Z/P1D"))
+    add(where, job("rp-b", schedule="R/2030-01-01T00:00:00Z/P1D"))
+    add(where, job("rp-both", parents=["rp-a", "rp-b"]))
+    add(where, job("rp-only", parents=["rp-a"]))
+    try:
+        delete(where, "rp-a")
+        wait(lambda: chronos_job(where, "rp-both")["parents"] == ["rp-b"], "rp-both re-parented")
+        assert (stored(mc, "rp-both") or {})["spec"]["job"]["parents"] == ["rp-b"]
+        assert chronos_job(where, "rp-only")["parents"] == ["rp-a"]
+        why = http(where, "GET", "/corral/why/rp-only")[1]["reasons"]
+        assert any("do not exist" in r for r in why), why
+        run(where, "rp-b")
+        wait_count(mc, "rp-both", 1)  # it no longer waits for rp-a
+    finally:
+        delete(where, "rp-only", "rp-both", "rp-b")
+
+
+def test_a_task_killed_through_the_api_is_neither_retried_nor_an_error(
+    api: tuple[MesosCluster, str],
+) -> None:
+    mc, where = api
+    name = "killed-by-user"
+    add(where, job(name, schedule="R/2030-01-01T00:00:00Z/P1D", command="sleep 600", retries=2))
+    try:
+        run(where, name)
+        wait(lambda: "TASK_RUNNING" in task_states(mc, name).values(), "its task to run", 40)
+        status, answer = http(where, "DELETE", f"/v1/scheduler/task/kill/{name}")
+        assert status == 204, answer
+        wait(lambda: [r["status"] for r in runs_of(mc, name)] == ["killed"], "the kill recorded")
+        time.sleep(2)  # a retry would be queued and launched by now
+        assert list(task_states(mc, name).values()) == ["TASK_KILLED"]
+        assert count(mc, name, "errorCount") == 0 and count(mc, name) == 0
+        assert not status_of(mc, name).get("openRuns")
+    finally:
+        delete(where, name)
+
+
+def test_a_fenced_off_chronos_exits_cleanly_with_one_line(
+    shared: tuple[MesosCluster, Supervisor], tmp_path: Path
+) -> None:
+    """Another Chronos takes the framework over: the one fenced off stops, exit code 0,
+    a one-line reason in its log and no traceback."""
+    mc, sup = shared
+    sup.ensure()
+    first = ChronosProcess.start(mc, free_port(), tmp_path / "first.log")
+    second: ChronosProcess | None = None
+    try:
+        wait(lambda: http(first.where, "GET", "/ping")[0] == 200, "the first Chronos", 30)
+        fid = framework_id(mc)
+        wait(lambda: "subscribed" in (tmp_path / "first.log").read_text(), "it to subscribe", 30)
+        second = ChronosProcess.start(mc, free_port(), tmp_path / "second.log")
+        wait(lambda: first.proc.poll() is not None, "the first Chronos to stop", 30)
+        assert first.proc.returncode == 0
+        text = (tmp_path / "first.log").read_text()
+        assert "Traceback" not in text, text
+        (line,) = [x for x in text.splitlines() if "chronos: stopping:" in x]
+        assert "another Chronos took it over" in line
+        assert fid() is not None
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+        sup.ensure()

@@ -1,22 +1,30 @@
 """The Chronos brain, sans-I/O: which run is due, where it goes, what its end means.
 
 ``service.py`` feeds it events (the clock, jobs added or removed, offers, task status
-updates, API requests) and carries out what it returns: claim a slot in the job's
-object before launching (exactly once: the write is conditional, see docs/chronos.md),
-launch tasks into offers, kill tasks, write a job's status, decline, revive, suppress.
-Nothing here awaits or reads the wall clock: ``now`` is always given.
+updates, API requests) and carries out what it returns (``instructions.py``): claim a
+slot in the job's object before launching (exactly once: the write is conditional, see
+docs/chronos.md), launch tasks into offers, kill tasks, write a job's status, and keep
+the master's offer suppression equal to ``suppressed``. Nothing here awaits or reads the
+wall clock: ``now`` is always given.
 
 A run's life::
 
-    due slot ──Claim──> claimed ──(service wrote it)──> queued ──offer fits──> Launch
-        (scheduled: catch-up policy, epsilon; dependent: every parent succeeded since
-         the child's last trigger; manual: run now)
+    due slot ──Claim──> claiming ──claimed──> queued ──offer fits──> Launch ──> launched
+        │   (scheduled: catch-up policy, epsilon; dependent: every parent's run for
+        │    the same trigger succeeded; manual: run now)         │ ACCEPT failed:
+        └──claim_failed: rolled back, due again at the next tick  └──> queued again
     launched ──TASK_RUNNING──> running ──TASK_FINISHED──> success (children may follow)
-                                   └──TASK_FAILED/KILLED/LOST/ERROR──> attempt < retries?
-                                          yes: queued again (attempt + 1), no: error
+                                   ├──TASK_KILLED (asked by a user / job deleted)──> killed:
+                                   │      no retry, not an error (Chronos' handleKilledTask)
+                                   └──TASK_FAILED/LOST/ERROR (or killed past maxRunSeconds)
+                                          ──> attempt < retries? yes: queued again
+                                              (attempt + 1), no: error
 
-Task ids are ``ct:<slot ms>:<attempt>:<job name>`` (Chronos' shape), so an update names
-its job, slot and attempt without any other state.
+A claimed slot stays in ``status.openRuns`` (with its trigger, rerun root and arguments)
+until its result is recorded, so after a restart every claimed slot without a result is
+looked for among the framework's tasks and run once if none is found (``settle``),
+concurrent jobs included. A terminal update is handled once per task id (a duplicate is
+dropped). Children remember their parents' last successful runs in ``status.parentRuns``.
 
 A manual run (``PUT job/NAME``) is a "rerun from here": once it succeeds, the jobs below
 it run again, a child waiting only for its parents below NAME (a parent outside them
@@ -26,13 +34,43 @@ results are adopted as the stored status shows them (``observe``).
 
 from __future__ import annotations
 
-import math
-import re
-import shlex
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 from corral.chronos import schedule as sched
+from corral.chronos.instructions import (
+    Claim,
+    Decline,
+    Instruction,
+    Kill,
+    Launch,
+    Revive,
+    Run,
+    Suppress,
+    WriteStatus,
+    parse_task_id,
+    task_id,
+)
+from corral.chronos.taskinfo import constraints_ok, needs, number, scalars, seconds, task_info
+from corral.chronos.taskinfo import iso as _iso
+from corral.chronos.taskinfo import ts as _ts
+
+__all__ = [
+    "Claim",
+    "Decline",
+    "Instruction",
+    "Kill",
+    "Launch",
+    "Planner",
+    "Revive",
+    "Run",
+    "Suppress",
+    "WriteStatus",
+    "parse_task_id",
+    "task_id",
+    "task_info",
+]
 
 Obj = dict[str, Any]
 
@@ -48,90 +86,17 @@ TERMINAL_FAILURES = (
 )
 #: recent runs kept per job (for job/stat and the percentile lists)
 KEEP_RUNS = 100
-MB = 1.0
+#: a run over ``maxRunSeconds`` is killed once, then again after this long if it lingers
+KILL_AGAIN_SECONDS = 30.0
+#: terminal task ids remembered to drop duplicated updates
+KEEP_ENDED = 20_000
+#: ``catchUp: all`` on a job that never ran: slots this long before its creation count
+CREATED_GRACE_SECONDS = 60.0
+LOOK_NOW = float("-inf")
 
-
-def task_id(name: str, slot_ms: int, attempt: int) -> str:
-    return f"ct:{slot_ms}:{attempt}:{name}"
-
-
-def parse_task_id(tid: str) -> tuple[str, int, int] | None:
-    """(job name, slot ms, attempt) of a Chronos task id, or None."""
-    parts = tid.split(":", 3)
-    if len(parts) != 4 or parts[0] != "ct":
-        return None
-    try:
-        return parts[3], int(parts[1]), int(parts[2])
-    except ValueError:
-        return None
-
-
-# --- instructions (what the service carries out) ----------------------------------------------
-@dataclass(frozen=True)
-class Claim:
-    """Write ``status.lastSlot = slot`` (and the advanced schedule) conditionally, then
-    tell the planner ``claimed`` (or ``claim_lost``)."""
-
-    job: str
-    slot_ms: int
-    schedule: str | None  # the rewritten schedule text (scheduled jobs), else None
-
-
-@dataclass(frozen=True)
-class Launch:
-    offer_id: str
-    agent_id: str
-    tasks: tuple[Obj, ...]
-
-
-@dataclass(frozen=True)
-class Decline:
-    offer_ids: tuple[str, ...]
-    refuse_seconds: float
-
-
-@dataclass(frozen=True)
-class Kill:
-    task_id: str
-    agent_id: str
-
-
-@dataclass(frozen=True)
-class WriteStatus:
-    """Merge ``status`` into the job's object status (and ``disable`` the job)."""
-
-    job: str
-    status: Obj
-    disable: bool = False
-
-
-@dataclass(frozen=True)
-class Revive:
-    pass
-
-
-@dataclass(frozen=True)
-class Suppress:
-    pass
-
-
-Instruction = Claim | Launch | Decline | Kill | WriteStatus | Revive | Suppress
-
-
-@dataclass
-class Run:
-    job: str
-    slot_ms: int
-    attempt: int
-    arguments: tuple[str, ...] = ()
-    task_id: str = ""
-    agent: str = ""
-    started: float | None = None  # TASK_RUNNING seen (unix s)
-    launched: float | None = None
-    state: str = "queued"  # queued | launched | running
-    #: the job a "rerun from here" (``PUT job/NAME``) started at, "" for other runs;
-    #: retries and the children this run triggers carry it on
-    rerun: str = ""
+#: why a job is not scheduled (``JobState.invalid``; ``corral why job/NAME`` says it)
+BAD_SCHEDULE = "its schedule cannot be used"
+BAD_CATCH_UP = "its catchUp is not one of none, last, all"
 
 
 @dataclass
@@ -140,13 +105,34 @@ class JobState:
     job: Obj
     status: Obj
     schedule: sched.Schedule | None = None
-    #: parent name -> unix time of its last success seen by this child's trigger logic
-    parent_success: dict[str, float] = field(default_factory=dict)
-    last_trigger: float = 0.0  # when a dependent job last ran (its own trigger)
+    #: parent name -> {"trigger": "<job>@<slot ms>", "at": unix s} of its last success
+    #: seen by this child's trigger logic (stored as ``status.parentRuns``)
+    parent_runs: dict[str, Obj] = field(default_factory=dict)
+    last_trigger: float = 0.0  # when a dependent job last ran (``status.lastTriggerAt``)
+    #: claimed slots whose result is not recorded: slot -> {trigger, rerun, arguments}
+    open: dict[int, Obj] = field(default_factory=dict)
+    claiming: set[int] = field(default_factory=set)  # claims being written
+    epsilon_s: float | None = None  # parsed once per upsert, not per tick
+    policy: str = "last"
+    created: float | None = None  # the object's creationTimestamp (unix s)
+    #: when ``tick`` has to look at the job next (its next slot, cached; ``LOOK_NOW``:
+    #: at the next tick, after anything that may make a slot due)
+    next_at: float | None = None
+    invalid: str = ""  # not scheduled, and why (a job stored by kubectl, not the API)
 
     @property
     def parents(self) -> list[str]:
         return list(self.job.get("parents") or [])
+
+
+@dataclass
+class _Pending:
+    """A claim being written: what its run carries, and what to roll back to."""
+
+    info: Obj
+    last_slot: Any
+    schedule: sched.Schedule | None
+    last_trigger: float
 
 
 class Planner:
@@ -156,136 +142,314 @@ class Planner:
         self.jobs: dict[str, JobState] = {}
         self.queue: list[Run] = []  # claimed runs waiting for an offer
         self.running: dict[str, Run] = {}  # task id -> launched/running run
+        #: whether the master should hold offers back (the shell converges to it)
         self.suppressed = False
-        #: slots claimed but whose run is not known yet (after a restart): name -> slot
-        self.unconfirmed: dict[str, int] = {}
+        #: claimed slots whose run is not known yet (after a restart): (name, slot ms)
+        self.unconfirmed: set[tuple[str, int]] = set()
         self.skipped = 0
-        self._args: dict[str, tuple[str, ...]] = {}  # arguments of manual runs being claimed
-        self._rerun: dict[tuple[str, int], str] = {}  # (job, slot) being claimed -> rerun root
+        self._pending: dict[tuple[str, int], _Pending] = {}  # claims being written
+        self._ended: OrderedDict[str, None] = OrderedDict()  # terminal task ids seen
 
     # --- jobs ---------------------------------------------------------------------------------
-    def upsert(self, job: Obj, status: Obj, now: float) -> list[Instruction]:
+    def upsert(
+        self, job: Obj, status: Obj, now: float, *, created: float | None = None
+    ) -> list[Instruction]:
+        """A job added or replaced. A job whose schedule or ``catchUp`` cannot be used
+        (stored past the API's checks) is kept with ``invalid`` set and never run."""
         name = str(job["name"])
         st = self.jobs.get(name)
-        schedule = None
+        schedule, invalid = None, ""
         if job.get("schedule"):
-            schedule = sched.parse(
-                str(job["schedule"]), str(job.get("scheduleTimeZone") or ""), now
-            )
+            try:
+                schedule = sched.parse(
+                    str(job["schedule"]), str(job.get("scheduleTimeZone") or ""), now
+                )
+            except Exception as e:  # any unusable schedule: skip the job
+                invalid = f"{BAD_SCHEDULE}: {e}"
+        policy = str(job.get("catchUp") or "last")
+        if policy not in sched.POLICIES and not invalid:
+            invalid = f"{BAD_CATCH_UP}: {policy!r}"
         if st is None:
             st = JobState(name, job, dict(status), schedule)
             self.jobs[name] = st
+            st.created = created
             last = _ts(status.get("lastSuccess"))
-            st.last_trigger = last or 0.0
-            claimed = status.get("lastSlot")
-            if claimed is not None and not _recorded(status, int(claimed), 0):
-                # claimed before a restart, its end unknown: run it once unless the
-                # framework's tasks show it (``settle`` after reconciliation)
-                self.unconfirmed[name] = int(claimed)
+            st.last_trigger = float(status.get("lastTriggerAt") or last or 0.0)
+            st.parent_runs = dict(status.get("parentRuns") or {})
+            st.open = _open_runs(status)
+            for slot in st.open:
+                if not _recorded(status, slot, 0):
+                    # claimed before a restart, its end unknown: run it once unless the
+                    # framework's tasks show it (``settle`` after reconciliation)
+                    self.unconfirmed.add((name, slot))
         else:
             st.job, st.schedule = job, schedule
             st.status = {**st.status, **status}
+        st.epsilon_s = seconds(job.get("epsilon"))
+        st.policy = policy
+        st.invalid = invalid
+        st.next_at = LOOK_NOW
         return self.tick(now)
 
     def remove(self, name: str) -> list[Instruction]:
+        """A job deleted: its runs are dropped and killed; a child with other parents
+        loses it from its ``parents`` (Chronos' ``deregisterJob``), which the shell
+        writes (``WriteStatus`` of the child's ``parentsRemoved``, see ``reparent``)."""
         self.jobs.pop(name, None)
         self.queue = [r for r in self.queue if r.job != name]
-        return [Kill(r.task_id, r.agent) for r in self.running.values() if r.job == name]
-
-    # --- time ---------------------------------------------------------------------------------
-    def tick(self, now: float) -> list[Instruction]:
-        """Claim every scheduled slot now due; kill runs over ``maxRunSeconds``."""
+        self.unconfirmed = {u for u in self.unconfirmed if u[0] != name}
         out: list[Instruction] = []
-        for st in self.jobs.values():
-            if st.schedule is None or st.job.get("disabled"):
-                continue
-            last = st.status.get("lastSlot")
-            last_s = None if last is None else float(last) / 1000.0
-            epsilon = _seconds(st.job.get("epsilon"))
-            slots, advanced = sched.catch_up(
-                st.schedule,
-                last_s,
-                now,
-                str(st.job.get("catchUp") or "last"),
-                epsilon_s=epsilon,
-            )
-            st.schedule = advanced  # past now: missed slots run (by policy) or are skipped
-            for slot in slots:
-                if not st.job.get("concurrent") and self._busy(st.name):
-                    self.skipped += 1
-                    continue
-                slot_ms = round(slot * 1000)
-                st.status["lastSlot"] = slot_ms
-                out.append(Claim(st.name, slot_ms, advanced.text()))
-        for r in list(self.running.values()):
-            limit = _number(self.jobs[r.job].job.get("maxRunSeconds")) if r.job in self.jobs else 0
-            began = r.started or r.launched
-            if limit and began is not None and now - began > limit:
+        for r in self.running.values():
+            if r.job == name:
+                r.killed_at, r.kill_reason = r.killed_at or 0.0, "removed"
                 out.append(Kill(r.task_id, r.agent))
         return out
 
+    def orphans_of(self, name: str) -> list[tuple[str, list[str]]]:
+        """Chronos' ``deregisterJob``: each child of ``name`` with more than one parent
+        gets ``name`` taken out of its parents (the new parents listed here, for the
+        shell to store in the child's spec); a child whose only parent it is keeps it
+        and waits until a job of that name exists again (``waiting_for`` says so)."""
+        out = []
+        for st in self.jobs.values():
+            parents = st.parents
+            if name in parents and len(parents) > 1:
+                out.append((st.name, [p for p in parents if p != name]))
+        return out
+
+    # --- time ---------------------------------------------------------------------------------
+    def tick(self, now: float) -> list[Instruction]:
+        """Claim every scheduled slot now due; kill runs over ``maxRunSeconds``. Cheap
+        when nothing is due: a job is looked at only once its next slot has come."""
+        out: list[Instruction] = []
+        for st in self.jobs.values():
+            if st.schedule is None or st.invalid or st.job.get("disabled"):
+                continue
+            if st.next_at is None:
+                st.next_at = sched.next_slot(st.schedule, now - 1e-6)
+            if st.next_at is None or now < st.next_at:
+                continue
+            out += self._due(st, now)
+        for r in list(self.running.values()):
+            owner = self.jobs.get(r.job)
+            limit = number(owner.job.get("maxRunSeconds")) if owner is not None else 0
+            began = r.started or r.launched
+            if not limit or began is None or now - began <= limit:
+                continue
+            if r.killed_at is None or now - r.killed_at >= KILL_AGAIN_SECONDS:
+                r.killed_at = now
+                r.kill_reason = r.kill_reason or "maxRunSeconds"
+                out.append(Kill(r.task_id, r.agent))
+        for name, slot_ms in [k for k, p in self._pending.items() if p.info.get("again")]:
+            again = self.jobs.get(name)
+            p = self._pending[(name, slot_ms)]
+            if again is None:
+                del self._pending[(name, slot_ms)]
+            elif int(again.status.get("lastSlot") or -1) == slot_ms:  # no later claim
+                p.info.pop("again", None)
+                out.append(Claim(name, slot_ms, None, self._claim_status(again, slot_ms, p.info)))
+        return out
+
+    def _due(self, st: JobState, now: float) -> list[Instruction]:
+        assert st.schedule is not None
+        out: list[Instruction] = []
+        last = st.status.get("lastSlot")
+        last_s = None if last is None else float(last) / 1000.0
+        policy = st.policy
+        if last_s is None and policy == "all":
+            # nothing to catch up from before the job existed
+            if st.created is None:
+                policy = "last"
+            else:
+                last_s = st.created - max(st.epsilon_s or 0.0, CREATED_GRACE_SECONDS)
+        serial = not st.job.get("concurrent")
+        busy = serial and self._busy(st.name)
+        if busy and policy == "all":
+            st.next_at = LOOK_NOW  # missed slots wait for the run to end, then run in turn
+            return out
+        slots, advanced = sched.catch_up(st.schedule, last_s, now, policy, epsilon_s=st.epsilon_s)
+        partial = serial and len(slots) > 1
+        if partial:  # one after another: the rest stay due (the schedule not past them)
+            slots = slots[:1]
+            advanced = sched.advance(st.schedule, slots[0])
+        previous, st.schedule = st.schedule, advanced
+        for slot in slots:
+            if busy:
+                self.skipped += 1
+                continue
+            slot_ms = round(slot * 1000)
+            out.append(self._claim(st, slot_ms, advanced.text(), previous=previous))
+        st.next_at = LOOK_NOW if partial else sched.next_slot(st.schedule, now)
+        return out
+
     def _busy(self, name: str) -> bool:
+        st = self.jobs.get(name)
+        if st is not None and st.claiming:
+            return True
         return any(r.job == name for r in self.queue) or any(
             r.job == name for r in self.running.values()
         )
 
     def next_due(self, now: float) -> float | None:
-        """When ``tick`` next has something to do (for the service's sleep)."""
-        times: list[float] = []
+        """When ``tick`` next has something to do (for the service's sleep); a job
+        whose missed slots wait for its run to end is looked at on the next tick."""
+        best: float | None = None
         for st in self.jobs.values():
-            if st.schedule is None or st.job.get("disabled"):
+            if st.schedule is None or st.invalid or st.job.get("disabled"):
                 continue
-            nxt = sched.next_slot(st.schedule, now - 1e-6)
-            if nxt is not None:
-                times.append(nxt)
-        return min(times) if times else None
+            if st.next_at is None:
+                st.next_at = sched.next_slot(st.schedule, now - 1e-6)
+            nxt = st.next_at
+            if nxt == LOOK_NOW:
+                nxt = sched.next_slot(st.schedule, now - 1e-6)
+            if nxt is not None and nxt > now - 1e-6 and (best is None or nxt < best):
+                best = nxt
+        return best
 
     # --- claims -------------------------------------------------------------------------------
+    def _claim(
+        self,
+        st: JobState,
+        slot_ms: int,
+        schedule: str | None,
+        *,
+        previous: sched.Schedule | None = None,
+        info: Obj | None = None,
+        extra: Obj | None = None,
+    ) -> Claim:
+        info = {"trigger": f"{st.name}@{slot_ms}", **(info or {})}
+        self._pending[(st.name, slot_ms)] = _Pending(
+            info, st.status.get("lastSlot"), previous or st.schedule, st.last_trigger
+        )
+        st.status["lastSlot"] = slot_ms
+        st.claiming.add(slot_ms)
+        status = {**self._claim_status(st, slot_ms, info), **(extra or {})}
+        return Claim(st.name, slot_ms, schedule, status)
+
+    def _claim_status(self, st: JobState, slot_ms: int, info: Obj) -> Obj:
+        runs = self.open_runs(st.name) or {}
+        runs[str(slot_ms)] = _open_out({slot_ms: info})[str(slot_ms)]
+        return {"openRuns": runs}
+
     def claimed(
-        self, name: str, slot_ms: int, arguments: tuple[str, ...] = ()
+        self, name: str, slot_ms: int, arguments: tuple[str, ...] | None = None
     ) -> list[Instruction]:
-        """The claim is durable: queue the run."""
-        rerun = self._rerun.pop((name, slot_ms), "")
-        if name not in self.jobs:
-            return []
-        self.queue.append(Run(name, slot_ms, 0, arguments, rerun=rerun))
-        return self._want_offers()
-
-    def run_now(self, name: str, now: float, arguments: tuple[str, ...] = ()) -> list[Instruction]:
-        """A manual run (``PUT job/NAME``): claim the instant. It is a "rerun from
-        here": once it succeeds, the jobs below it run again (``_children_after``)."""
-        return self._trigger(name, now, arguments, rerun=name)
-
-    def _trigger(
-        self, name: str, now: float, arguments: tuple[str, ...] = (), *, rerun: str = ""
-    ) -> list[Instruction]:
-        """A manual run or a dependency trigger: claim the instant."""
+        """The claim is durable: queue the run (with what the claim carried)."""
+        p = self._pending.pop((name, slot_ms), None)
+        info: Obj = dict(p.info) if p is not None else {"trigger": f"{name}@{slot_ms}"}
+        info.pop("again", None)
+        if arguments is not None:
+            info["arguments"] = list(arguments)
         st = self.jobs.get(name)
         if st is None:
             return []
+        st.claiming.discard(slot_ms)
+        st.open[slot_ms] = info
+        self.queue.append(_run(name, slot_ms, 0, info))
+        # an earlier claim of the job whose own write failed is in this one's openRuns
+        for key in [k for k, p in self._pending.items() if k[0] == name and k[1] < slot_ms]:
+            if self._pending[key].info.get("again"):
+                earlier = self._pending.pop(key).info
+                earlier.pop("again", None)
+                st.claiming.discard(key[1])
+                st.open[key[1]] = earlier
+                self.queue.append(_run(name, key[1], 0, earlier))
+        st.status["openRuns"] = _open_out(st.open)
+        return self._want_offers()
+
+    def claim_lost(self, name: str, slot_ms: int) -> list[Instruction]:
+        """Another process holds the slot (the stored ``lastSlot`` is as late): it runs
+        it; nothing to roll back (its claim is what the status shows)."""
+        self._pending.pop((name, slot_ms), None)
+        st = self.jobs.get(name)
+        if st is not None:
+            st.claiming.discard(slot_ms)
+            st.next_at = LOOK_NOW
+        return []
+
+    def claim_failed(self, name: str, slot_ms: int) -> list[Instruction]:
+        """The claim could not be written (the API server failed, not another
+        process). A scheduled or manual claim that is the job's newest is rolled back:
+        the planner's state is what it was before it (a scheduled slot is due again at
+        the next tick; a manual run is refused to its caller). Any other claim (a
+        dependency trigger, or one a later claim of a concurrent job followed) is
+        written again at the next tick."""
+        p = self._pending.get((name, slot_ms))
+        st = self.jobs.get(name)
+        if p is None or st is None:
+            self._pending.pop((name, slot_ms), None)
+            if st is not None:
+                st.claiming.discard(slot_ms)
+            return []
+        newest = int(st.status.get("lastSlot") or -1) == slot_ms
+        if newest and p.info.get("kind") != "dependent":
+            del self._pending[(name, slot_ms)]
+            st.claiming.discard(slot_ms)
+            if p.last_slot is None:
+                st.status.pop("lastSlot", None)
+            else:
+                st.status["lastSlot"] = p.last_slot
+            if p.schedule is not None:
+                st.schedule = p.schedule
+            st.last_trigger = p.last_trigger
+            st.next_at = LOOK_NOW
+            return []
+        p.info["again"] = True
+        return []
+
+    def run_now(self, name: str, now: float, arguments: tuple[str, ...] = ()) -> list[Instruction]:
+        """A manual run (``PUT job/NAME``): claim the instant. It is a "rerun from
+        here": once it succeeds, the jobs below it run again (``_children_after``).
+        Its arguments go with this run only (kept in its claim, by slot)."""
+        st = self.jobs.get(name)
+        if st is None:
+            return []
+        info = {"arguments": list(arguments), "rerun": name, "kind": "manual"}
+        return self._trigger(st, now, info)
+
+    def _trigger(
+        self, st: JobState, now: float, info: Obj, extra: Obj | None = None
+    ) -> list[Instruction]:
+        """A manual run or a dependency trigger: claim the instant."""
         slot_ms = max(int(now * 1000), int(st.status.get("lastSlot") or 0) + 1)
-        st.status["lastSlot"] = slot_ms
+        claim = self._claim(st, slot_ms, None, info=info, extra=extra)
         st.last_trigger = now
-        self._args[name] = arguments
-        if rerun:
-            self._rerun[(name, slot_ms)] = rerun
-        return [Claim(name, slot_ms, None)]
+        return [claim]
 
     def arguments_for(self, name: str) -> tuple[str, ...]:
-        """The arguments of the manual run whose claim is being written."""
-        return self._args.pop(name, ())
+        """Kept for callers of the old API: arguments now travel with their claim."""
+        return ()
+
+    def open_runs(self, name: str) -> Obj | None:
+        """What ``status.openRuns`` of the job is to be now: the claimed slots without
+        a result and those being claimed (None: no such job)."""
+        st = self.jobs.get(name)
+        if st is None:
+            return None
+        runs = dict(st.open)
+        for s in st.claiming:
+            p = self._pending.get((name, s))
+            if p is not None:
+                runs[s] = p.info
+        return _open_out(runs)
 
     def settle(self) -> list[Instruction]:
         """Reconciliation is over: each claimed slot no task was found for runs now
         (attempt 0), so that it runs exactly once."""
         out: list[Instruction] = []
-        for name, slot_ms in list(self.unconfirmed.items()):
-            del self.unconfirmed[name]
+        for name, slot_ms in sorted(self.unconfirmed):
             st = self.jobs.get(name)
-            if st is None or _recorded(st.status, slot_ms, 0):
+            if st is None or (_recorded(st.status, slot_ms, 0) and slot_ms not in st.open):
                 continue  # its result came in meanwhile (an update, or another Chronos)
-            if not any(r.job == name and r.slot_ms == slot_ms for r in self.running.values()):
-                out += self.claimed(name, slot_ms)
+            if any(r.job == name and r.slot_ms == slot_ms for r in self.queue) or any(
+                r.job == name and r.slot_ms == slot_ms for r in self.running.values()
+            ):
+                continue
+            info = st.open.get(slot_ms) or {"trigger": f"{name}@{slot_ms}"}
+            st.open[slot_ms] = info
+            self.queue.append(_run(name, slot_ms, 0, info))
+            out += self._want_offers()
+        self.unconfirmed.clear()
         return out
 
     def observe(self, name: str, status: Obj) -> bool:
@@ -304,15 +468,21 @@ class Planner:
             for key in RESULT_FIELDS:
                 if key in status:
                     st.status[key] = status[key]
+            stored_open = _open_runs(status)
+            stored_last = int(status.get("lastSlot") or -1)
+            st.open = {s: i for s, i in st.open.items() if s in stored_open or s > stored_last}
+            st.status["openRuns"] = _open_out(st.open)
         slot = status.get("lastSlot")
         if slot is None or int(slot) <= int(st.status.get("lastSlot") or -1):
             return False
         st.status["lastSlot"] = slot_ms = int(slot)
+        st.next_at = LOOK_NOW
         if _recorded(st.status, slot_ms, 0) or any(
             r.job == name and r.slot_ms == slot_ms for r in self.running.values()
         ):
             return False
-        self.unconfirmed[name] = slot_ms
+        st.open[slot_ms] = _open_runs(status).get(slot_ms) or {"trigger": f"{name}@{slot_ms}"}
+        self.unconfirmed.add((name, slot_ms))
         return True
 
     # --- offers -------------------------------------------------------------------------------
@@ -327,19 +497,21 @@ class Planner:
                 else (True, r.slot_ms)
             ),
         )
+        placed: set[int] = set()
         for offer in offers:
-            free = _scalars(offer.get("resources") or [])
+            free = scalars(offer.get("resources") or [])
             tasks: list[Obj] = []
-            for r in list(order):
+            for r in order:
+                if id(r) in placed:
+                    continue
                 st = self.jobs.get(r.job)
                 if st is None:
-                    order.remove(r)
-                    self.queue.remove(r)
+                    placed.add(id(r))
                     continue
-                need = _needs(st.job)
+                need = needs(st.job)
                 if any(free[k] + 1e-9 < need[k] for k in need):
                     continue
-                if not _constraints_ok(st.job, offer):
+                if not constraints_ok(st.job, offer):
                     continue
                 for k in need:
                     free[k] -= need[k]
@@ -348,19 +520,33 @@ class Planner:
                 r.launched = now
                 r.state = "launched"
                 tasks.append(task_info(st.job, r, r.agent))
-                order.remove(r)
-                self.queue.remove(r)
+                placed.add(id(r))
                 self.running[r.task_id] = r
             if tasks:
                 out.append(Launch(offer["id"]["value"], offer["agent_id"]["value"], tuple(tasks)))
             else:
                 declined.append(offer["id"]["value"])
+        if placed:
+            self.queue = [r for r in self.queue if id(r) not in placed]
         if declined:
             out.append(Decline(tuple(declined), 5.0 if self.queue else 60.0))
         if not self.queue and not self.suppressed:
             self.suppressed = True
             out.append(Suppress())
         return out
+
+    def launch_failed(self, task_ids: list[str]) -> list[Instruction]:
+        """The ACCEPT carrying these tasks failed: their runs wait for an offer again
+        (a status update for one of them later shows it launched after all)."""
+        for tid in task_ids:
+            r = self.running.get(tid)
+            if r is None or r.state != "launched":
+                continue
+            del self.running[tid]
+            r.state, r.task_id, r.agent, r.launched = "queued", "", "", None
+            if r.job in self.jobs:
+                self.queue.append(r)
+        return self._want_offers() if self.queue else []
 
     def subscribed(self) -> list[Instruction]:
         """A new subscription (this process's first, or after a failover): the master
@@ -385,34 +571,54 @@ class Planner:
             return []
         name, slot_ms, attempt = parsed
         state = str(status.get("state") or "")
+        terminal = state == "TASK_FINISHED" or state in TERMINAL_FAILURES
+        if terminal and tid in self._ended:
+            return []  # a duplicated terminal update: handled once
         agent = (status.get("agent_id") or {}).get("value", "")
         st = self.jobs.get(name)
         r = self.running.get(tid)
         if r is None:
-            # a run from before a restart (reconciliation, or an update resent until
-            # acknowledged); one whose result is recorded already is not counted twice
-            if st is None or _recorded(st.status, slot_ms, attempt):
+            queued = next((q for q in self.queue if q.job == name and q.slot_ms == slot_ms), None)
+            if queued is not None and queued.attempt == attempt:
+                # launched after all (its ACCEPT's answer was lost): no second launch
+                self.queue.remove(queued)
+                r = queued
+                r.task_id, r.agent, r.launched, r.state = tid, agent, now, "launched"
+                self.running[tid] = r
+            elif queued is not None or _retried(self.running.values(), name, slot_ms, attempt):
+                return []  # an older attempt's update: its retry is under way
+            elif st is None or (_recorded(st.status, slot_ms, attempt) and slot_ms not in st.open):
+                # a run from before a restart whose result is recorded already is not
+                # counted twice
                 return []
-            r = Run(name, slot_ms, attempt, task_id=tid, agent=agent, launched=now)
-            self.running[tid] = r
-        if self.unconfirmed.get(name) == slot_ms:
-            del self.unconfirmed[name]
-        if state == "TASK_RUNNING":
-            r.state = "running"
-            r.started = r.started or now
+            else:
+                info = st.open.get(slot_ms) or {"trigger": f"{name}@{slot_ms}"}
+                st.open.setdefault(slot_ms, info)
+                r = _run(name, slot_ms, attempt, info)
+                r.task_id, r.agent, r.launched = tid, agent, now
+                self.running[tid] = r
+        self.unconfirmed.discard((name, slot_ms))
+        if state in ("TASK_RUNNING", "TASK_STARTING", "TASK_STAGING"):
+            if state == "TASK_RUNNING":
+                r.state = "running"
+                r.started = r.started or now
             r.agent = agent or r.agent
             return []
+        if not terminal:
+            return []
+        self._ended[tid] = None
+        while len(self._ended) > KEEP_ENDED:
+            self._ended.popitem(last=False)
+        del self.running[tid]
+        if st is None:
+            return []
         if state == "TASK_FINISHED":
-            del self.running[tid]
-            if st is None or st.job.get("async"):
+            if st.job.get("async"):
                 return []  # an async job succeeds when told (job/success)
             return self._success(st, r, now)
-        if state in TERMINAL_FAILURES:
-            del self.running[tid]
-            if st is None:
-                return []
-            return self._failure(st, r, now, state, str(status.get("message") or ""))
-        return []
+        if state == "TASK_KILLED" and r.kill_reason != "maxRunSeconds":
+            return self._killed(st, r, now)
+        return self._failure(st, r, now, state, str(status.get("message") or ""))
 
     def _record(self, st: JobState, r: Run, now: float, outcome: str) -> Obj:
         began = r.started or r.launched or now
@@ -428,9 +634,25 @@ class Planner:
         }
         runs = [*(st.status.get("runs") or []), entry][-KEEP_RUNS:]
         st.status["runs"] = runs
-        st.status["lastFinishedSlot"] = r.slot_ms
-        st.status["lastFinishedAttempt"] = r.attempt
-        return {"runs": runs, "lastFinishedSlot": r.slot_ms, "lastFinishedAttempt": r.attempt}
+        done = st.status.get("lastFinishedSlot")
+        if done is None or r.slot_ms > int(done):
+            st.status["lastFinishedSlot"] = r.slot_ms
+            st.status["lastFinishedAttempt"] = r.attempt
+        elif r.slot_ms == int(done):
+            st.status["lastFinishedAttempt"] = max(
+                r.attempt, int(st.status.get("lastFinishedAttempt") or 0)
+            )
+        st.open.pop(r.slot_ms, None)
+        st.status["openRuns"] = _open_out(st.open)
+        st.status["lastRunTrigger"] = r.trigger
+        st.next_at = LOOK_NOW  # a serial job's waiting slots may run now
+        return {
+            "runs": runs,
+            "lastFinishedSlot": st.status["lastFinishedSlot"],
+            "lastFinishedAttempt": st.status["lastFinishedAttempt"],
+            "openRuns": st.status["openRuns"],
+            "lastRunTrigger": r.trigger,
+        }
 
     def _success(self, st: JobState, r: Run, now: float) -> list[Instruction]:
         patch = self._record(st, r, now, "success")
@@ -444,7 +666,12 @@ class Planner:
         )
         disable = bool(st.schedule is not None and st.schedule.repeats == 0)
         out: list[Instruction] = [WriteStatus(st.name, patch, disable)]
-        return out + self._children_after(st.name, now, r.rerun)
+        return out + self._children_after(st.name, r, now)
+
+    def _killed(self, st: JobState, r: Run, now: float) -> list[Instruction]:
+        """Killed on request (``DELETE task/kill``, the job deleted): the slot is done,
+        neither retried nor an error (Chronos' ``handleKilledTask`` only notifies)."""
+        return [WriteStatus(st.name, self._record(st, r, now, "killed"))]
 
     def mark_success(self, name: str, now: float) -> list[Instruction]:
         """``PUT job/success/NAME``: the job's last run counts as a success now (async
@@ -452,15 +679,23 @@ class Planner:
         st = self.jobs.get(name)
         if st is None:
             return []
-        r = Run(name, int(st.status.get("lastSlot") or now * 1000), 0, task_id="", started=now)
+        slot = int(st.status.get("lastSlot") or now * 1000)
+        info = st.open.get(slot) or {
+            "trigger": str(st.status.get("lastRunTrigger") or f"{name}@{slot}")
+        }
+        r = _run(name, slot, 0, info)
+        r.started = now
         return self._success(st, r, now)
 
     def _failure(
         self, st: JobState, r: Run, now: float, state: str, message: str
     ) -> list[Instruction]:
-        retries = int(_number(st.job.get("retries")))
+        retries = int(number(st.job.get("retries")))
         if r.attempt < retries and st.name in self.jobs:
-            self.queue.append(Run(st.name, r.slot_ms, r.attempt + 1, r.arguments, rerun=r.rerun))
+            again = Run(
+                st.name, r.slot_ms, r.attempt + 1, r.arguments, rerun=r.rerun, trigger=r.trigger
+            )
+            self.queue.append(again)
             return self._want_offers()
         patch = self._record(st, r, now, "failure")
         st.status["errorCount"] = int(st.status.get("errorCount") or 0) + 1
@@ -473,25 +708,38 @@ class Planner:
         )
         return [WriteStatus(st.name, patch)]
 
-    def _children_after(self, parent: str, now: float, rerun: str = "") -> list[Instruction]:
-        """A parent succeeded: each child whose every parent succeeded since the child's
-        own last trigger runs now. In a rerun from job R (``rerun``), a parent outside
-        the jobs below R is not rerun, so its last result counts: the child runs when
-        each parent below R succeeded since the child's last trigger and each other
-        parent's last result is a success (rerun B in A->B, A->C, B+C->D: D runs again
-        after B, with C's last success)."""
+    def _children_after(self, parent: str, run: Run, now: float) -> list[Instruction]:
+        """A parent's run succeeded: each child whose every parent succeeded since the
+        child's own last trigger, and whose parents set off by the same root job did so
+        for the same trigger (a diamond A->B, A->C, B+C->D runs D for A's slot T only
+        after both B and C succeeded for T), runs now with that trigger. In a rerun from
+        job R (``run.rerun``), a parent outside the jobs below R is not rerun, so its
+        last result counts: the child runs when each parent below R succeeded since the
+        child's last trigger and each other parent's last result is a success. The
+        children's ``parentRuns`` are written (in their claim when they run)."""
         out: list[Instruction] = []
+        rerun = run.rerun
         below = self._below(rerun) if rerun else set()
         for st in self.jobs.values():
-            if parent not in st.parents or st.job.get("disabled"):
+            if parent not in st.parents or st.job.get("disabled") or st.invalid:
                 continue
-            st.parent_success[parent] = now
-            if all(
-                st.parent_success.get(p, 0.0) > st.last_trigger
-                or (rerun and p not in below and self._last_succeeded(p))
+            st.parent_runs[parent] = {"trigger": run.trigger, "at": now}
+            extra: Obj = {"parentRuns": dict(st.parent_runs)}
+            fresh = [
+                p
                 for p in st.parents
-            ):
-                out += self._trigger(st.name, now, rerun=rerun)
+                if float((st.parent_runs.get(p) or {}).get("at") or 0.0) > st.last_trigger
+            ]
+            ok = all(
+                p in fresh or (rerun and p not in below and self._last_succeeded(p))
+                for p in st.parents
+            )
+            if ok and _same_trigger([str(st.parent_runs[p]["trigger"]) for p in fresh]):
+                extra["lastTriggerAt"] = now
+                info = {"trigger": run.trigger, "rerun": rerun, "kind": "dependent"}
+                out += self._trigger(st, now, info, extra)
+            else:
+                out.append(WriteStatus(st.name, extra))
         return out
 
     def _below(self, root: str) -> set[str]:
@@ -514,10 +762,24 @@ class Planner:
         return ok is not None and (err is None or ok >= err)
 
     # --- API helpers --------------------------------------------------------------------------
-    def kill_all(self, name: str) -> list[Instruction]:
-        """``DELETE task/kill/NAME``: its queued runs dropped, its running tasks killed."""
+    def kill_all(self, name: str, now: float = 0.0) -> list[Instruction]:
+        """``DELETE task/kill/NAME``: its queued runs dropped (their slots done), its
+        running tasks killed (neither retried nor counted as errors)."""
+        out: list[Instruction] = []
+        st = self.jobs.get(name)
+        dropped = [r for r in self.queue if r.job == name]
         self.queue = [r for r in self.queue if r.job != name]
-        return [Kill(r.task_id, r.agent) for r in self.running.values() if r.job == name]
+        if st is not None and dropped:
+            for r in dropped:
+                st.open.pop(r.slot_ms, None)
+            st.status["openRuns"] = _open_out(st.open)
+            st.next_at = LOOK_NOW
+            out.append(WriteStatus(name, {"openRuns": st.status["openRuns"]}))
+        for r in self.running.values():
+            if r.job == name:
+                r.killed_at, r.kill_reason = now, "user"
+                out.append(Kill(r.task_id, r.agent))
+        return out
 
     def current_state(self, name: str) -> str:
         if any(r.job == name for r in self.running.values()):
@@ -532,23 +794,33 @@ class Planner:
         if st is None:
             return [f"no job named {name!r}"]
         out: list[str] = []
+        if st.invalid:
+            out.append(f"it is skipped: {st.invalid}")
         if st.job.get("disabled"):
             out.append("it is disabled")
         for r in self.queue:
             if r.job == name:
                 out.append(
                     f"run of slot {_iso(r.slot_ms / 1000)} (attempt {r.attempt}) waits for an "
-                    f"offer with cpus {_number(st.job.get('cpus'))}, mem {_number(st.job.get('mem'))} MB"
+                    f"offer with cpus {number(st.job.get('cpus'))}, mem {number(st.job.get('mem'))} MB"
                     + (" matching its constraints" if st.job.get("constraints") else "")
                 )
         for r in self.running.values():
             if r.job == name:
                 out.append(f"run {r.task_id} is {r.state} on {r.agent or 'an agent'}")
         if st.parents:
-            missing = [p for p in st.parents if st.parent_success.get(p, 0.0) <= st.last_trigger]
+            gone = [p for p in st.parents if p not in self.jobs]
+            if gone:
+                out.append("its parent(s) do not exist (deleted?): " + ", ".join(gone))
+            missing = [
+                p
+                for p in st.parents
+                if p in self.jobs
+                and float((st.parent_runs.get(p) or {}).get("at") or 0.0) <= st.last_trigger
+            ]
             if missing:
                 out.append("it waits for a success of its parent(s): " + ", ".join(missing))
-        elif st.schedule is not None and not st.job.get("disabled"):
+        elif st.schedule is not None and not st.job.get("disabled") and not st.invalid:
             nxt = sched.next_slot(st.schedule, now)
             out.append(
                 f"its next slot is {_iso(nxt)}"
@@ -559,64 +831,6 @@ class Planner:
 
 
 # --- helpers ------------------------------------------------------------------------------------
-def task_info(job: Obj, r: Run, agent: str) -> Obj:
-    """The Mesos TaskInfo of one run."""
-    cmd: Obj = {"value": str(job.get("command") or ""), "shell": bool(job.get("shell", True))}
-    args = [str(a) for a in (job.get("arguments") or [])] + list(r.arguments)
-    if args:
-        if cmd["shell"]:
-            cmd["value"] = " ".join([cmd["value"], *(shlex.quote(a) for a in args)])
-        else:
-            cmd["arguments"] = [cmd["value"], *args]
-    env = [
-        {"name": str(e.get("name")), "value": str(e.get("value", ""))}
-        for e in job.get("environmentVariables") or []
-        if isinstance(e, dict) and e.get("name")
-    ]
-    env += [
-        {"name": "CHRONOS_JOB_NAME", "value": str(job["name"])},
-        {"name": "CHRONOS_RESOURCE_CPU", "value": str(_number(job.get("cpus")))},
-        {"name": "CHRONOS_RESOURCE_MEM", "value": str(_number(job.get("mem")))},
-        {"name": "CHRONOS_RESOURCE_DISK", "value": str(_number(job.get("disk")))},
-    ]
-    cmd["environment"] = {"variables": env}
-    uris = [{"value": u} for u in job.get("uris") or [] if isinstance(u, str)]
-    uris += [
-        {"value": f["uri"], **{k: f[k] for k in ("executable", "extract", "cache") if k in f}}
-        for f in job.get("fetch") or []
-        if isinstance(f, dict) and f.get("uri")
-    ]
-    if uris:
-        cmd["uris"] = uris
-    need = _needs(job)
-    resources = [
-        {"name": "cpus", "type": "SCALAR", "scalar": {"value": need["cpus"]}},
-        {"name": "mem", "type": "SCALAR", "scalar": {"value": need["mem"]}},
-    ]
-    if need["disk"]:
-        resources.append({"name": "disk", "type": "SCALAR", "scalar": {"value": need["disk"]}})
-    info: Obj = {
-        "name": f"ChronosTask:{job['name']}",
-        "task_id": {"value": r.task_id},
-        "agent_id": {"value": agent},
-        "resources": resources,
-        "command": cmd,
-        "labels": {
-            "labels": [{"key": "chronos.corral.dev/job", "value": _label(str(job["name"]))}]
-        },
-    }
-    container = job.get("container")
-    if isinstance(container, dict) and container.get("image"):
-        docker: Obj = {"image": container["image"]}
-        if container.get("forcePullImage"):
-            docker["force_pull_image"] = True
-        network = str(container.get("network") or "").upper()
-        if network in ("HOST", "BRIDGE"):
-            docker["network"] = network
-        info["container"] = {"type": "DOCKER", "docker": docker}
-    return info
-
-
 #: the status fields a recorded result writes (``_record``, ``_success``, ``_failure``)
 RESULT_FIELDS = (
     "runs",
@@ -630,101 +844,66 @@ RESULT_FIELDS = (
 )
 
 
+def _run(name: str, slot_ms: int, attempt: int, info: Obj) -> Run:
+    return Run(
+        name,
+        slot_ms,
+        attempt,
+        tuple(str(a) for a in info.get("arguments") or ()),
+        rerun=str(info.get("rerun") or ""),
+        trigger=str(info.get("trigger") or f"{name}@{slot_ms}"),
+    )
+
+
+def _open_runs(status: Obj) -> dict[int, Obj]:
+    """``status.openRuns`` (slot ms as text -> run info) read back; an object written
+    before it existed has its ``lastSlot`` open unless its result is recorded."""
+    raw = status.get("openRuns")
+    if isinstance(raw, dict):
+        out: dict[int, Obj] = {}
+        for k, v in raw.items():
+            try:
+                out[int(k)] = dict(v) if isinstance(v, dict) else {}
+            except (TypeError, ValueError):
+                continue
+        return out
+    claimed = status.get("lastSlot")
+    if claimed is not None and not _recorded(status, int(claimed), 0):
+        return {int(claimed): {}}
+    return {}
+
+
+def _open_out(runs: dict[int, Obj]) -> Obj:
+    return {str(s): {k: v for k, v in i.items() if k != "again"} for s, i in sorted(runs.items())}
+
+
+def _same_trigger(triggers: list[str]) -> bool:
+    """Whether runs set off by the same root job were set off by the same slot of it."""
+    by_root: dict[str, str] = {}
+    for t in triggers:
+        root = t.rsplit("@", 1)[0]
+        if by_root.setdefault(root, t) != t:
+            return False
+    return True
+
+
+def _retried(runs: Any, name: str, slot_ms: int, attempt: int) -> bool:
+    return any(r.job == name and r.slot_ms == slot_ms and r.attempt > attempt for r in runs)
+
+
 def _results(status: Obj) -> int:
     return int(status.get("successCount") or 0) + int(status.get("errorCount") or 0)
 
 
 def _recorded(status: Obj, slot_ms: int, attempt: int) -> bool:
-    """Whether the result of (slot, attempt) is in the job's status already."""
+    """Whether the result of (slot, attempt) is in the job's status already (a slot
+    still in ``openRuns`` is not: runs of a concurrent job may end out of order)."""
+    raw = status.get("openRuns")
+    if isinstance(raw, dict) and str(slot_ms) in raw:
+        return False
     done = status.get("lastFinishedSlot")
     if done is None:
         return False
     if slot_ms != int(done):
         return slot_ms < int(done)
     return attempt <= int(status.get("lastFinishedAttempt") or 0)
-
-
-def _label(value: str) -> str:
-    from corral.api.mesos import label_safe
-
-    return label_safe(value)
-
-
-def _needs(job: Obj) -> dict[str, float]:
-    return {
-        "cpus": _number(job.get("cpus")) or 0.1,
-        "mem": _number(job.get("mem")) or 128.0,
-        "disk": _number(job.get("disk")),
-    }
-
-
-def _scalars(resources: list[Obj]) -> dict[str, float]:
-    out = {"cpus": 0.0, "mem": 0.0, "disk": 0.0}
-    for r in resources:
-        if r.get("name") in out and r.get("type", "SCALAR") == "SCALAR":
-            out[r["name"]] += float((r.get("scalar") or {}).get("value") or 0.0)
-    return out
-
-
-def _constraints_ok(job: Obj, offer: Obj) -> bool:
-    """Chronos' constraints: [attribute, EQUALS|LIKE|UNLIKE, value]; ``hostname`` too."""
-    attrs = {"hostname": str(offer.get("hostname") or "")}
-    for a in offer.get("attributes") or []:
-        if a.get("type") == "TEXT":
-            attrs[str(a.get("name"))] = str((a.get("text") or {}).get("value") or "")
-        elif a.get("type") == "SCALAR":
-            attrs[str(a.get("name"))] = str((a.get("scalar") or {}).get("value"))
-
-    for c in job.get("constraints") or []:
-        if not isinstance(c, list) or len(c) < 2:
-            continue
-        field_, op = str(c[0]), str(c[1]).upper()
-        value = str(c[2]) if len(c) > 2 else ""
-        have = attrs.get(field_)
-        if op == "EQUALS" and have != value:
-            return False
-        if op == "LIKE" and (have is None or not re.fullmatch(value, have)):
-            return False
-        if op == "UNLIKE" and have is not None and re.fullmatch(value, have):
-            return False
-    return True
-
-
-def _number(v: Any) -> float:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return 0.0
-    return f if math.isfinite(f) and f > 0 else 0.0
-
-
-def _seconds(v: Any) -> float | None:
-    """An ISO 8601 duration (``PT60S``) in seconds, None when absent or unreadable."""
-    if not isinstance(v, str) or not v:
-        return None
-    try:
-        return sched.duration_seconds(v)
-    except ValueError:
-        return None
-
-
-def _iso(ts: float | None) -> str:
-    if ts is None:
-        return ""
-    from datetime import UTC, datetime
-
-    return (
-        datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
-        + f"{int(ts * 1000) % 1000:03d}Z"
-    )
-
-
-def _ts(text: Any) -> float | None:
-    if not isinstance(text, str) or not text:
-        return None
-    from datetime import datetime
-
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None

@@ -1,21 +1,30 @@
 """The Chronos service: the I/O shell around the planner.
 
 ``run`` keeps ChronosJob objects (namespace ``chronos``) in an informer, subscribes to
-the Mesos master as a framework (``framework.SchedulerClient``; its id is kept in the
-ConfigMap ``chronos/chronos-framework`` so a restarted Chronos fails over and keeps its
-tasks), ticks the planner at every due slot (at least once a second), and carries out
-its instructions. It is also the ``http.Service`` the REST API calls.
+the Mesos master as a framework (``framework_client.SchedulerClient``; its id is kept in
+the ConfigMap ``chronos/chronos-framework`` so a restarted Chronos fails over and keeps
+its tasks), ticks the planner at every due slot (at least once a second), and carries
+out its instructions. The REST API's calls are ``api.ChronosApi``'s (a base class).
+
+Nothing the planner asks for is awaited where events are read: ``dispatch`` hands
+claims and status writes to ``writes.JobWrites`` (per job in order, across jobs at
+once) and master calls (ACCEPT, DECLINE, KILL) to tasks of their own, so neither the
+tick loop nor the SUBSCRIBE stream waits on the API server or an unreachable master.
+REVIVE and SUPPRESS go through one ``offercalls.OfferState`` task, serially, as the
+planner's flag stands when each is sent.
 
 Exactly once: a ``Claim`` is a status write conditional on the object's
-``resourceVersion`` (``status.lastSlot`` and the rewritten schedule); only once it is
-durable is the run queued for an offer. After a restart, reconciliation shows which
-claimed slots have a task; ``Planner.settle`` runs the others once (docs/chronos.md).
-UPDATEs are acknowledged only after their result is written (the client acknowledges
-after ``_on_event`` returns), so a crash before the write gets the update again. The
-slots due when it starts (the catch-up after downtime) are claimed like any other. Jobs
-changed by another process (a second Chronos, fenced off by Mesos' failover once this
-one subscribes) reach the planner through the informer: its claims and results are
-adopted, and a claim of its with neither a task nor a result runs here, once.
+``resourceVersion`` (``status.lastSlot``, the rewritten schedule and ``openRuns``); only
+once it is durable is the run queued for an offer; a failed claim rolls the planner
+back. Status UPDATEs are acknowledged explicitly, only once every write their result
+caused is durable (a failed write: no acknowledgement, so the master sends the update
+again, and the job's results are written again before that one is acknowledged).
+After a restart, reconciliation shows which claimed slots (``openRuns``) have a task;
+``Planner.settle`` runs the others once (docs/chronos.md). Jobs changed by another
+process (a second Chronos, fenced off by Mesos' failover once this one subscribes)
+reach the planner through the informer: its claims and results are adopted. Fenced off
+itself (the master says the framework failed over to another Chronos), ``run`` logs one
+line and returns.
 """
 
 from __future__ import annotations
@@ -24,36 +33,46 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from corral.api.errors import StatusError
-from corral.chronos import dag, jobs, stats
-from corral.chronos.planner import (
+from corral.chronos import dag, jobs
+from corral.chronos.api import ChronosApi
+from corral.chronos.instructions import (
     Claim,
     Decline,
     Instruction,
     Kill,
     Launch,
-    Planner,
     Revive,
     Suppress,
     WriteStatus,
+    parse_task_id,
 )
+from corral.chronos.offercalls import OfferState
+from corral.chronos.planner import RESULT_FIELDS, TERMINAL_FAILURES, Planner
+from corral.chronos.taskinfo import ts
+from corral.chronos.writes import LOST, WON, JobWrites
 from corral.client.informer import Informer
 from corral.client.rest import CHRONOS_JOBS, CONFIGMAPS, NAMESPACES, Client
-from corral.mesos.framework_client import SchedulerCallError, SchedulerClient
+from corral.mesos.framework_client import FrameworkError, SchedulerCallError, SchedulerClient
 
 log = logging.getLogger("corral.chronos")
 
 Obj = dict[str, Any]
 NAMESPACE = "chronos"
 FRAMEWORK_CONFIGMAP = "chronos-framework"
+TERMINAL_STATES = ("TASK_FINISHED", *TERMINAL_FAILURES)
 #: how long after SUBSCRIBED reconciliation may take before unconfirmed slots run
 SETTLE_SECONDS = 3.0
 
 
-class ChronosService:
+class Fenced(Exception):
+    """Another Chronos took the framework over: this one stops."""
+
+
+class ChronosService(ChronosApi):
     """See the module docstring."""
 
     def __init__(
@@ -64,6 +83,7 @@ class ChronosService:
         leader: str = "127.0.0.1:4400",
         clock: Callable[[], float] = time.time,
         role: str = "*",
+        write_concurrency: int | None = None,
     ) -> None:
         self.client = client
         self.master = master
@@ -75,11 +95,32 @@ class ChronosService:
         self.framework: SchedulerClient | None = None
         self._wake = asyncio.Event()
         self._tg: asyncio.TaskGroup | None = None
+        self._loose: set[asyncio.Task[None]] = set()  # before ``run`` (tests)
         self.ready = asyncio.Event()
-        self.counters: dict[str, int] = {"runs_launched": 0, "claims_lost": 0}
+        self.fenced = ""  # why this process stopped, once another Chronos took over
+        self._counters: dict[str, int] = {"runs_launched": 0, "accepts_failed": 0}
+        self._skipped_logged: dict[str, str] = {}
+        kw = {} if write_concurrency is None else {"concurrency": write_concurrency}
+        self.writes = JobWrites(client, self.informer, self._spawn, self.planner_open_runs, **kw)
+        self.offer_state = OfferState(lambda: self.framework, lambda: self.planner.suppressed)
+
+    def planner_open_runs(self, name: str) -> Obj | None:
+        return self.planner.open_runs(name)
+
+    @property
+    def counters(self) -> dict[str, int]:
+        return {**self._counters, **self.writes.counters, **self.offer_state.calls}
 
     # --- running ------------------------------------------------------------------------------
     async def run(self) -> None:
+        """Serve until cancelled; return (after one log line) when fenced off."""
+        try:
+            await self._run()
+        except* Fenced as eg:
+            self.fenced = str(eg.exceptions[0])
+            log.error("chronos: stopping: %s", self.fenced)
+
+    async def _run(self) -> None:
         await self._ensure_namespace()
         fid = await self._stored_framework_id()
         async with asyncio.TaskGroup() as tg:
@@ -91,9 +132,7 @@ class ChronosService:
             # framework client exists: dropping them would skip the catch-up run
             due: list[Instruction] = []
             for obj in list(self.informer.store.values()):
-                job = _current(obj)
-                if job.get("name"):
-                    due += self.planner.upsert(job, dict(obj.get("status") or {}), now)
+                due += self._upsert_stored(obj, now)
             self.informer.add_handler(self._on_job_event)
             info = {
                 "user": "root",
@@ -105,12 +144,22 @@ class ChronosService:
                 "webui_url": f"http://{self.leader_address}",
             }
             self.framework = SchedulerClient(
-                self.master, info, on_event=self._on_event, framework_id=fid, implicit_acks=True
+                self.master, info, on_event=self._on_event, framework_id=fid, implicit_acks=False
             )
-            tg.create_task(self.framework.run(), name="chronos-framework")
-            await self.dispatch(due)
+            tg.create_task(self._framework_run(self.framework), name="chronos-framework")
+            tg.create_task(self.offer_state.run(), name="chronos-offer-state")
+            self.dispatch(due)
             self.ready.set()
             tg.create_task(self._loop(), name="chronos-loop")
+
+    async def _framework_run(self, fw: SchedulerClient) -> None:
+        try:
+            await fw.run()
+        except FrameworkError as e:
+            why = "another Chronos took it over" if "failed over" in str(e) else "torn down"
+            raise Fenced(
+                f"the master ended framework {fw.framework_id} for this Chronos ({e}): {why}"
+            ) from None
 
     async def _loop(self) -> None:
         while True:
@@ -119,26 +168,29 @@ class ChronosService:
             # falling between the two would be slept over (up to 1 s late, and skipped
             # under ``catchUp: none`` with a shorter ``epsilon``)
             now = self.now()
-            await self.dispatch(self.planner.tick(now))
+            self.dispatch(self.planner.tick(now))
             nxt = self.planner.next_due(now)
             wait = 1.0 if nxt is None else min(1.0, max(0.0, nxt - self.now()))
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(wait, 0.005)):
                     await self._wake.wait()
 
-    def _spawn(self, coro: Any) -> None:
-        if self._tg is None:
-            coro.close()
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` supervised (in ``run``'s task group; before it, kept here)."""
+        if self._tg is not None:
+            self._tg.create_task(self._guarded(coro))
             return
-        self._tg.create_task(self._guarded(coro))
+        task = asyncio.get_running_loop().create_task(self._guarded(coro))
+        self._loose.add(task)
+        task.add_done_callback(self._loose.discard)
 
-    async def _guarded(self, coro: Any) -> None:
+    async def _guarded(self, coro: Coroutine[Any, Any, None]) -> None:
         try:
             await coro
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("chronos: a write failed")
+            log.exception("chronos: a background step failed")
 
     async def _ensure_namespace(self) -> None:
         try:
@@ -173,45 +225,80 @@ class ChronosService:
                 raise
             await self.client.update(CONFIGMAPS, body, NAMESPACE)
 
-    # --- events from the master -----------------------------------------------------------------
-    async def _on_event(self, event: Obj) -> None:
-        kind = event.get("type")
-        now = self.now()
-        if kind == "SUBSCRIBED":
-            fid = event["subscribed"]["framework_id"]["value"]
-            await self._store_framework_id(fid)
-            assert self.framework is not None
-            await self.framework.reconcile([])
-            await self.dispatch(self.planner.subscribed())
-            self._spawn(self._settle_later())
-        elif kind == "OFFERS":
-            offers = (event.get("offers") or {}).get("offers") or []
-            await self.dispatch(self.planner.offers(offers, now))
-        elif kind == "UPDATE":
-            status = (event.get("update") or {}).get("status") or {}
-            await self.dispatch(self.planner.update(status, now))
-        elif kind == "ERROR":
-            log.error("chronos: the master says: %s", (event.get("error") or {}).get("message"))
+    # --- jobs as stored -------------------------------------------------------------------------
+    def _upsert_stored(self, obj: Obj, now: float) -> list[Instruction]:
+        """A ChronosJob as stored (maybe by kubectl, past the API's checks): into the
+        planner; one that cannot be used is skipped with a logged reason, never fatal."""
+        name = ""
+        try:
+            job = _current(obj)
+            name = str(job.get("name") or "")
+            if not name:
+                return []
+            created = ts((obj.get("metadata") or {}).get("creationTimestamp"))
+            out = self.planner.upsert(job, dict(obj.get("status") or {}), now, created=created)
+        except Exception as e:  # one bad object must not stop Chronos
+            key = (obj.get("metadata") or {}).get("name", "?")
+            log.warning("chronos: job %s skipped: it cannot be read: %s", name or key, e)
+            return []
+        self._note_skipped(name)
+        return out
+
+    def _note_skipped(self, name: str) -> None:
+        st = self.planner.jobs.get(name)
+        why = st.invalid if st is not None else ""
+        if why and self._skipped_logged.get(name) != why:
+            log.warning("chronos: job %s skipped: %s", name, why)
+        self._skipped_logged[name] = why
 
     def _on_job_event(self, kind: str, obj: Obj, old: Obj | None) -> None:
         """A ChronosJob changed, maybe by another Chronos (two at once, or one being
-        replaced): a job this planner does not know is added, a deleted one removed, and
-        the claims and results another process recorded are adopted (so the next result
-        written here does not overwrite them, and a slot recorded there is not run again
-        here). A job replaced through another Chronos is re-read at the next start."""
-        job = _current(obj)
-        name = str(job.get("name") or "")
+        replaced) or kubectl: a job this planner does not know is added, a deleted one
+        removed (its children re-parented as Chronos does), and the claims and results
+        another process recorded are adopted (so the next result written here does not
+        overwrite them, and a slot recorded there is not run again here). A job replaced
+        through another Chronos is re-read at the next start."""
+        try:
+            job = _current(obj)
+            name = str(job.get("name") or "")
+        except Exception:  # an unreadable object: skipped at upsert
+            return
         if not name:
             return
         if kind == "DELETED":
             if name in self.planner.jobs and self._object(name) is None:
-                self._spawn(self.dispatch(self.planner.remove(name)))
+                self._spawn(self._removed(name))
             return
         status = dict(obj.get("status") or {})
         if name not in self.planner.jobs:
-            self._spawn(self.dispatch(self.planner.upsert(job, status, self.now())))
+            self.dispatch(self._upsert_stored(obj, self.now()))
         elif self.planner.observe(name, status):
             self._spawn(self._settle_later(reconcile=True))
+
+    async def _removed(self, name: str) -> None:
+        """Chronos' ``deregisterJob``: the children with other parents lose this one."""
+        orphans = self.planner.orphans_of(name)
+        await self.carry_out(self.planner.remove(name))
+        for child, parents in orphans:
+            await self._reparent(child, parents)
+
+    async def _reparent(self, child: str, parents: list[str]) -> None:
+        st = self.planner.jobs.get(child)
+        if st is None:
+            return
+        job = {**st.job, "parents": parents}
+        try:
+            made = await self.client.patch(
+                CHRONOS_JOBS,
+                jobs.object_name(child),
+                {"spec": {"job": {"parents": parents}}},
+                NAMESPACE,
+            )
+            self.informer.apply("MODIFIED", made)
+        except StatusError as e:
+            if e.code != 404:
+                raise
+        self.dispatch(self.planner.upsert(job, {}, self.now()))
 
     async def _settle_later(self, *, reconcile: bool = False) -> None:
         """Run the claimed slots no task was found for, once reconciliation had time."""
@@ -219,93 +306,141 @@ class ChronosService:
             with contextlib.suppress(SchedulerCallError):
                 await self.framework.reconcile([])
         await asyncio.sleep(SETTLE_SECONDS)
-        await self.dispatch(self.planner.settle())
+        self.dispatch(self.planner.settle())
+
+    # --- events from the master -----------------------------------------------------------------
+    async def _on_event(self, event: Obj) -> None:
+        kind = event.get("type")
+        now = self.now()
+        if kind == "SUBSCRIBED":
+            fid = event["subscribed"]["framework_id"]["value"]
+            await self._store_framework_id(fid)
+            self._spawn(self._reconcile())
+            self.dispatch(self.planner.subscribed())
+            self.offer_state.subscribed()
+            self._spawn(self._settle_later())
+        elif kind == "OFFERS":
+            offers = (event.get("offers") or {}).get("offers") or []
+            self.dispatch(self.planner.offers(offers, now))
+        elif kind == "UPDATE":
+            status = (event.get("update") or {}).get("status") or {}
+            waits = self.dispatch(self.planner.update(status, now))
+            self._spawn(self._acknowledge(status, waits))
+        elif kind == "ERROR":
+            log.info("chronos: the master says: %s", (event.get("error") or {}).get("message"))
+
+    async def _reconcile(self) -> None:
+        if self.framework is not None:
+            with contextlib.suppress(SchedulerCallError):
+                await self.framework.reconcile([])
+
+    async def _acknowledge(self, status: Obj, waits: list[asyncio.Future[Any]]) -> None:
+        """ACKNOWLEDGE an update once what it caused is durable: its own writes, and
+        the job's writes still in flight (an update sent again while its result is
+        being written). A job whose last write failed has its results written again
+        first. Nothing is acknowledged when a write fails: the master resends."""
+        if not status.get("uuid") or self.framework is None:
+            return
+        parsed = parse_task_id((status.get("task_id") or {}).get("value", ""))
+        name = parsed[0] if parsed else ""
+        ends = status.get("state") in TERMINAL_STATES
+        # only an end has a result to be durable; TASK_RUNNING and the like go at once
+        last = self.writes.last.get(name) if ends else None
+        if last is not None and last.done() and not last.cancelled() and last.exception():
+            st = self.planner.jobs.get(name)
+            if st is not None:
+                again = {k: st.status[k] for k in (*RESULT_FIELDS, "openRuns") if k in st.status}
+                waits.append(self.writes.patch(name, again))
+        elif last is not None and not last.done():
+            waits.append(last)
+        for fut in waits:
+            try:
+                await fut
+            except Exception as e:  # not durable: not acknowledged
+                log.info("chronos: update of %s not acknowledged: %s", name or "?", e)
+                return
+        try:
+            await self.framework.acknowledge(status)
+        except SchedulerCallError as e:  # the master resends what is not acknowledged
+            log.info("chronos: acknowledgement not delivered: %s", e)
 
     # --- instructions -------------------------------------------------------------------------
-    async def dispatch(self, instructions: list[Instruction]) -> None:
+    def dispatch(self, instructions: list[Instruction]) -> list[asyncio.Future[Any]]:
+        """Start carrying out ``instructions`` without waiting; the futures of the
+        writes among them (a claim's resolves once the planner was told its outcome)."""
+        waits: list[asyncio.Future[Any]] = []
         for ins in instructions:
-            try:
-                await self._carry_out(ins)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("chronos: %s failed", type(ins).__name__)
+            if isinstance(ins, Claim):
+                waits.append(self._start_claim(ins))
+            elif isinstance(ins, WriteStatus):
+                fut = self.writes.patch(ins.job, ins.status, ins.disable)
+                fut.add_done_callback(lambda _f: self._wake.set())
+                waits.append(fut)
+            elif isinstance(ins, Revive | Suppress):
+                self.offer_state.poke()
+            elif self.framework is not None:
+                self._spawn(self._master_call(ins))
+        return waits
 
-    async def _carry_out(self, ins: Instruction) -> None:
+    async def carry_out(self, instructions: list[Instruction]) -> None:
+        """``dispatch`` and wait until the writes are durable (raises if one failed)."""
+        for fut in self.dispatch(instructions):
+            await fut
+
+    def _start_claim(self, ins: Claim) -> asyncio.Future[str]:
+        done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        done.add_done_callback(lambda f: f.cancelled() or f.exception())
+        written = self.writes.claim(ins)
+
+        def told(f: asyncio.Future[str]) -> None:
+            if f.cancelled():
+                done.cancel()
+                return
+            error = f.exception()
+            if error is not None:
+                log.warning("chronos: claim of %s slot %d failed: %s", ins.job, ins.slot_ms, error)
+                self.dispatch(self.planner.claim_failed(ins.job, ins.slot_ms))
+                self._wake.set()
+                done.set_exception(error)
+                return
+            outcome = f.result()
+            if outcome == WON:
+                self.dispatch(self.planner.claimed(ins.job, ins.slot_ms))
+            else:
+                self.dispatch(self.planner.claim_lost(ins.job, ins.slot_ms))
+            done.set_result(outcome)
+
+        written.add_done_callback(told)
+        return done
+
+    async def _claim(self, ins: Claim) -> bool:
+        """Claim one slot and wait for the outcome (True: this process runs it)."""
+        return await self._start_claim(ins) == WON
+
+    async def _master_call(self, ins: Instruction) -> None:
         fw = self.framework
-        if isinstance(ins, Claim):
-            if await self._claim(ins):
-                args = self.planner.arguments_for(ins.job)
-                await self.dispatch(self.planner.claimed(ins.job, ins.slot_ms, args))
-        elif isinstance(ins, WriteStatus):
-            await self._write_status(ins.job, ins.status, ins.disable)
-            self._wake.set()
-        elif fw is None:
+        if fw is None:
             return
-        elif isinstance(ins, Launch):
-            self.counters["runs_launched"] += len(ins.tasks)
-            await fw.launch(ins.offer_id, list(ins.tasks), refuse_seconds=1.0)
-        elif isinstance(ins, Decline):
-            await fw.decline(list(ins.offer_ids), refuse_seconds=ins.refuse_seconds)
-        elif isinstance(ins, Kill):
-            await fw.kill(ins.task_id, ins.agent_id or None)
-        elif isinstance(ins, Revive):
-            await fw.revive()
-        elif isinstance(ins, Suppress):
-            await fw.suppress()
+        try:
+            if isinstance(ins, Launch):
+                self._counters["runs_launched"] += len(ins.tasks)
+                await fw.launch(ins.offer_id, list(ins.tasks), refuse_seconds=1.0)
+            elif isinstance(ins, Decline):
+                await fw.decline(list(ins.offer_ids), refuse_seconds=ins.refuse_seconds)
+            elif isinstance(ins, Kill):
+                await fw.kill(ins.task_id, ins.agent_id or None)
+        except SchedulerCallError as e:
+            log.warning("chronos: %s failed: %s", type(ins).__name__, e)
+            if isinstance(ins, Launch):
+                self._counters["accepts_failed"] += 1
+                self._counters["runs_launched"] -= len(ins.tasks)
+                tids = [t["task_id"]["value"] for t in ins.tasks]
+                self.dispatch(self.planner.launch_failed(tids))
 
     def _object(self, name: str) -> Obj | None:
         return self.informer.get(f"{NAMESPACE}/{jobs.object_name(name)}")
 
-    async def _claim(self, ins: Claim) -> bool:
-        """The conditional status write that makes a slot this process's to run."""
-        for _ in range(3):
-            obj = self._object(ins.job)
-            if obj is None:
-                return False
-            status = dict(obj.get("status") or {})
-            # ``>=``: after a 409 the fresh object may show this very slot claimed by
-            # another Chronos, which then runs it (not this one)
-            if int(status.get("lastSlot") or -1) >= ins.slot_ms:
-                self.counters["claims_lost"] += 1
-                return False
-            status["lastSlot"] = ins.slot_ms
-            if ins.schedule:
-                status["schedule"] = ins.schedule
-            body = {**obj, "status": status}
-            try:
-                made = await self.client.update(CHRONOS_JOBS, body, NAMESPACE, sub="status")
-            except StatusError as e:
-                if e.code != 409:
-                    raise
-                fresh = await self.client.get(CHRONOS_JOBS, obj["metadata"]["name"], NAMESPACE)
-                self.informer.apply("MODIFIED", fresh)
-                continue
-            self.informer.apply("MODIFIED", made)
-            return True
-        self.counters["claims_lost"] += 1
-        return False
-
-    async def _write_status(self, name: str, patch: Obj, disable: bool) -> None:
-        oname = jobs.object_name(name)
-        try:
-            made = await self.client.patch(
-                CHRONOS_JOBS, oname, {"status": patch}, NAMESPACE, sub="status"
-            )
-            self.informer.apply("MODIFIED", made)
-            if disable:
-                made = await self.client.patch(
-                    CHRONOS_JOBS, oname, {"spec": {"job": {"disabled": True}}}, NAMESPACE
-                )
-                self.informer.apply("MODIFIED", made)
-                st = self.planner.jobs.get(name)
-                if st is not None:
-                    st.job = {**st.job, "disabled": True}
-        except StatusError as e:
-            if e.code != 404:
-                raise
-
-    # --- the REST API's service (http.Service) ---------------------------------------------------
+    # --- the REST API's writes (http.Service; the reads are ``ChronosApi``'s) --------------------
     def _known(self, name: str) -> bool:
         return name in self.planner.jobs
 
@@ -350,114 +485,43 @@ class ChronosService:
                 known = self.planner.jobs.get(name)
                 if known is not None:
                     known.status.pop("schedule", None)
-        out = self.planner.upsert(job, status, now)  # first: the informer's handler
-        self.informer.apply("MODIFIED" if obj else "ADDED", made)  # then knows the job
-        await self.dispatch(out)
+        created = ts((made.get("metadata") or {}).get("creationTimestamp"))
+        out = self.planner.upsert(job, status, now, created=created)  # first: the informer's
+        self.informer.apply("MODIFIED" if obj else "ADDED", made)  # handler then knows it
+        await self.carry_out(out)
         self._wake.set()
-
-    def _chronos(self, name: str) -> Obj | None:
-        st = self.planner.jobs.get(name)
-        if st is None:
-            return None
-        obj = self._object(name) or {}
-        status = {**(obj.get("status") or {}), **st.status}
-        job = dict(st.job)
-        if st.schedule is not None:
-            job["schedule"] = st.schedule.text()  # as Chronos shows it: rewritten by runs
-        return jobs.to_chronos(job, status)
-
-    def jobs(self) -> list[Obj]:
-        out = [self._chronos(n) for n in sorted(self.planner.jobs)]
-        return [j for j in out if j is not None]
-
-    def job(self, name: str) -> Obj | None:
-        return self._chronos(name)
 
     async def delete(self, name: str) -> bool:
         if name not in self.planner.jobs:
             return False
-        await self.dispatch(self.planner.remove(name))
+        orphans = self.planner.orphans_of(name)
+        await self.carry_out(self.planner.remove(name))
         try:
             await self.client.delete(CHRONOS_JOBS, jobs.object_name(name), NAMESPACE)
         except StatusError as e:
             if e.code != 404:
                 raise
+        for child, parents in orphans:
+            await self._reparent(child, parents)
         return True
 
     async def run_now(self, name: str, arguments: list[str] | None) -> bool:
         if name not in self.planner.jobs:
             return False
-        await self.dispatch(self.planner.run_now(name, self.now(), tuple(arguments or ())))
+        await self.carry_out(self.planner.run_now(name, self.now(), tuple(arguments or ())))
         return True
 
     async def kill_tasks(self, name: str) -> bool:
         if name not in self.planner.jobs:
             return False
-        await self.dispatch(self.planner.kill_all(name))
+        await self.carry_out(self.planner.kill_all(name, self.now()))
         return True
 
     async def mark_success(self, name: str) -> bool:
         if name not in self.planner.jobs:
             return False
-        await self.dispatch(self.planner.mark_success(name, self.now()))
+        await self.carry_out(self.planner.mark_success(name, self.now()))
         return True
-
-    def _runs(self, name: str) -> list[Obj]:
-        st = self.planner.jobs.get(name)
-        return list((st.status.get("runs") if st else None) or [])
-
-    def job_stat(self, name: str) -> Obj | None:
-        if name not in self.planner.jobs:
-            return None
-        runs = self._runs(name)
-        durations = [float(r.get("duration") or 0.0) for r in runs]
-        return {
-            "histogram": stats.histogram(durations),
-            "taskStatHistory": [stats.task_stat({**r, "jobName": name}) for r in runs],
-        }
-
-    def percentiles(self, which: str) -> list[Obj]:
-        by_job = {
-            n: [float(r.get("duration") or 0.0) for r in self._runs(n)] for n in self.planner.jobs
-        }
-        return stats.percentile_list(by_job, which)
-
-    def graph_csv(self) -> str:
-        all_jobs = {n: st.job for n, st in self.planner.jobs.items()}
-        last = {n: _last_state(st.status) for n, st in self.planner.jobs.items()}
-        current = {n: self.planner.current_state(n) for n in self.planner.jobs}
-        return dag.csv(all_jobs, last, current)
-
-    def graph_dot(self) -> str:
-        return dag.dot({n: st.job for n, st in self.planner.jobs.items()})
-
-    def metrics(self) -> Obj:
-        success = sum(int(st.status.get("successCount") or 0) for st in self.planner.jobs.values())
-        errors = sum(int(st.status.get("errorCount") or 0) for st in self.planner.jobs.values())
-        return {
-            "version": "3.0.0",
-            "gauges": {
-                "jobs.count": {"value": len(self.planner.jobs)},
-                "jobs.queued": {"value": len(self.planner.queue)},
-                "jobs.running": {"value": len(self.planner.running)},
-            },
-            "counters": {
-                "runs.success": {"count": success},
-                "runs.failure": {"count": errors},
-                "runs.launched": {"count": self.counters["runs_launched"]},
-                "runs.skipped": {"count": self.planner.skipped},
-                "claims.lost": {"count": self.counters["claims_lost"]},
-            },
-            "histograms": {},
-            "meters": {},
-            "timers": {},
-        }
-
-    def leader(self) -> str:
-        return self.leader_address
-
-    def why(self, name: str) -> list[str]:
-        return self.planner.waiting_for(name, self.now())
 
 
 def _current(obj: Obj) -> Obj:
@@ -469,8 +533,4 @@ def _current(obj: Obj) -> Obj:
     return job
 
 
-def _last_state(status: Obj) -> str:
-    ok, err = str(status.get("lastSuccess") or ""), str(status.get("lastError") or "")
-    if not ok and not err:
-        return "fresh"
-    return "success" if ok >= err else "failure"
+__all__ = ["LOST", "WON", "ChronosService", "Fenced"]

@@ -51,6 +51,7 @@ _STATUS = {
     "fail": "Fail",
     "failure": "Fail",
     "error": "Fail",
+    "killed": "Fail",
     "running": "Running",
     "task_running": "Running",
     "idle": "Idle",

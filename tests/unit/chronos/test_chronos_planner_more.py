@@ -77,9 +77,9 @@ class Shell:
                 status["lastSlot"] = ins.slot_ms
                 if ins.schedule:
                     status["schedule"] = ins.schedule
+                status.update(ins.status)
                 self.claims.append((ins.job, ins.slot_ms))
-                args = self.planner.arguments_for(ins.job)
-                self.do(self.planner.claimed(ins.job, ins.slot_ms, args))
+                self.do(self.planner.claimed(ins.job, ins.slot_ms))
             elif isinstance(ins, WriteStatus):
                 self.stored.setdefault(ins.job, {}).update(ins.status)
             elif isinstance(ins, Kill):
@@ -285,7 +285,7 @@ def test_a_claimed_slot_whose_result_came_meanwhile_is_not_run_again() -> None:
     slot = int(T0 * 1000)
     p = Planner()
     p.upsert(job("x", schedule=f"R/{iso(T0)}/PT1H"), {"lastSlot": slot}, T0 + 1)
-    assert p.unconfirmed == {"x": slot}
+    assert p.unconfirmed == {("x", slot)}
     p.observe(
         "x",
         {"lastSlot": slot, "lastFinishedSlot": slot, "lastFinishedAttempt": 0, "successCount": 1},
@@ -299,7 +299,7 @@ def test_a_second_chronos_adopts_the_results_and_claims_of_the_first() -> None:
     shell.add(every2(), T0 + 0.01)
     second = shell.restart()  # a second process, started while the first runs
     second.add(every2(), T0 + 0.5)
-    assert second.claims == [] and second.planner.unconfirmed == {"tick": int(T0 * 1000)}
+    assert second.claims == [] and second.planner.unconfirmed == {("tick", int(T0 * 1000))}
     tid = shell.finish(T0 + 0.6)[0]
     # the second sees the first's result: it does not run the slot and builds on it
     assert second.planner.observe("tick", dict(shell.stored["tick"])) is False
@@ -456,8 +456,9 @@ async def test_the_loop_does_not_sleep_over_a_slot_that_came_due_while_it_ticked
     svc.planner.upsert(spec, {}, T0 + 0.1)
     claimed: list[int] = []
 
-    async def dispatch(out: list[Instruction]) -> None:
+    def dispatch(out: list[Instruction]) -> list[Any]:
         claimed.extend(i.slot_ms for i in out if isinstance(i, Claim))
+        return []
 
     svc.dispatch = dispatch  # type: ignore[method-assign]
     loop = asyncio.create_task(svc._loop())

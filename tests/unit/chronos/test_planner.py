@@ -53,7 +53,7 @@ def claim_all(p: Planner, out: list[Any]) -> list[Any]:
     more: list[Any] = []
     for ins in out:
         if isinstance(ins, Claim):
-            more += p.claimed(ins.job, ins.slot_ms, p.arguments_for(ins.job))
+            more += p.claimed(ins.job, ins.slot_ms)
         else:
             more.append(ins)
     return more
