@@ -14,7 +14,6 @@ import contextlib
 import gc
 import logging
 import socket
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,6 +32,7 @@ from corral.apiserver.admission import (
 from corral.apiserver.allocation import ServiceAllocator
 from corral.apiserver.app import APIApp
 from corral.apiserver.certs import ensure_admin_token, ensure_pki, write_kubeconfig
+from corral.apiserver.children import Children
 from corral.apiserver.discovery import Discovery
 from corral.apiserver.lifecycle import Lifecycle
 from corral.apiserver.openapi import OpenAPIDocs
@@ -139,7 +139,7 @@ class Server:
             default_not_ready_toleration_seconds,
             default_unreachable_toleration_seconds,
         )
-        self.children: list[subprocess.Popen[bytes]] = []
+        self.children = Children()
 
     @property
     def url(self) -> str:
@@ -199,7 +199,9 @@ class Server:
 
         discovery = Discovery(RESOURCES, f"{self.bind}:{self.port}")
         api = APIApp(registry, discovery, OpenAPIDocs(RESOURCES), {self.token})
-        self.runner = web.AppRunner(api.build(), handler_cancellation=True, access_log=None)
+        self.runner = web.AppRunner(
+            api.build(), handler_cancellation=True, access_log=None, shutdown_timeout=3.0
+        )
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.bind, self.port, ssl_context=ssl_ctx, backlog=1024)
         await site.start()
@@ -259,7 +261,7 @@ class Server:
             "--log-level",
             logging.getLevelName(log.getEffectiveLevel()),
         ]
-        self.children.append(subprocess.Popen(argv, stdin=subprocess.PIPE))
+        self.children.start(command, argv)
 
     async def _bootstrap(self, registry: Registry) -> None:
         ns_info = registry.by_gvr[("", "v1", "namespaces")]
@@ -298,16 +300,7 @@ class Server:
                 await registry.create(pc_info, "", pc, opts)
 
     async def stop(self) -> None:
-        children, self.children = self.children, []
-        for proc in children:
-            if proc.stdin is not None:
-                proc.stdin.close()  # the child's signal to stop
-            proc.terminate()
-            try:
-                await asyncio.to_thread(proc.wait, 10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                await asyncio.to_thread(proc.wait)
+        await self.children.stop()
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
