@@ -54,6 +54,11 @@ bench: install ## run the benchmarks, write bench/results/*.json
 	$(BIN)/python -m bench.services_perf --out bench/results/services.json
 	$(BIN)/python -m bench.mesos_perf --out bench/results/mesos.json
 	$(BIN)/python -m bench.chronos_perf --out bench/results/chronos.json
+	$(BIN)/python -m bench.marathon_perf --out bench/results/marathon.json
+
+.PHONY: bench-hour
+bench-hour: install ## Chronos over a real-time hour: 1,000 one-minute jobs on hollow agents (60 min)
+	$(BIN)/python -m bench.chronos_perf --sections cluster --windows 60 --accelerated-minutes 0 --out bench/results/chronos-hour.json
 
 .PHONY: clean
 clean: ## remove the virtualenv and caches

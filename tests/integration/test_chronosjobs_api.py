@@ -17,6 +17,7 @@ from typing import Any, cast
 
 import pytest
 import yaml
+from kindkit import CustomObjects, json_paths, with_value
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -99,55 +100,14 @@ STATUS: Obj = {
 }
 
 
-class ChronosJobs:
+class ChronosJobs(CustomObjects):
     """The ``kubernetes`` client's custom-object calls for ChronosJobs, typed."""
 
     def __init__(self, api_client: client.ApiClient) -> None:
-        self.api = client.CustomObjectsApi(api_client)
-        try:
-            client.CoreV1Api(api_client).create_namespace(cast(Any, {"metadata": {"name": NS}}))
-        except ApiException as e:
-            assert e.status == 409
+        super().__init__(api_client, GROUP, VERSION, PLURAL, NS)
 
     def create(self, obj_name: str, job_name: str, **kw: Any) -> Obj:
-        body = chronos_job(obj_name, job_name, **kw)
-        api = self.api
-        return cast(Obj, api.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, body))
-
-    def list(self) -> Obj:
-        return cast(Obj, self.api.list_namespaced_custom_object(GROUP, VERSION, NS, PLURAL))
-
-    def list_all(self) -> Obj:
-        return cast(Obj, self.api.list_cluster_custom_object(GROUP, VERSION, PLURAL))
-
-    def get(self, obj_name: str) -> Obj:
-        return cast(
-            Obj, self.api.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, obj_name)
-        )
-
-    def patch(self, obj_name: str, body: Obj) -> Obj:
-        api = self.api
-        return cast(
-            Obj, api.patch_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, obj_name, body)
-        )
-
-    def patch_status(self, obj_name: str, body: Obj) -> Obj:
-        api = self.api
-        return cast(
-            Obj,
-            api.patch_namespaced_custom_object_status(GROUP, VERSION, NS, PLURAL, obj_name, body),
-        )
-
-    def delete(self, obj_name: str) -> None:
-        self.api.delete_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, obj_name)
-
-    def exists(self, obj_name: str) -> bool:
-        try:
-            self.get(obj_name)
-        except ApiException as e:
-            assert e.status == 404
-            return False
-        return True
+        return self.create_body(chronos_job(obj_name, job_name, **kw))
 
 
 @pytest.fixture
@@ -445,13 +405,13 @@ def test_mutations_never_500(raw: Raw, jobs: ChronosJobs) -> None:
     replacements: list[Any] = [1, -1, 2.5, "x", True, None, [], ["x"], {}, {"x": 1}, ""]
     rnd = random.Random("chronosjobs")
     bad: list[str] = []
-    for i, path in enumerate(_paths(seed)):
+    for i, path in enumerate(json_paths(seed)):
         if path[:2] == ("metadata", "name") or path in (("apiVersion",), ("kind",)):
             continue
         if path[:2] == ("metadata", "namespace"):
             continue
         for value in rnd.sample(replacements, 4):
-            body = _set(seed, path, value)
+            body = with_value(seed, path, value)
             obj_name = f"fz-{i}-{rnd.randrange(10**6)}"
             if isinstance(body.get("metadata"), dict):
                 body["metadata"]["name"] = obj_name
@@ -462,30 +422,10 @@ def test_mutations_never_500(raw: Raw, jobs: ChronosJobs) -> None:
                 s2, _, o2 = raw(
                     "PATCH",
                     f"{URL}/{obj_name}/status",
-                    {"status": _set(seed, path, value).get("status")},
+                    {"status": with_value(seed, path, value).get("status")},
                     {"Content-Type": "application/merge-patch+json"},
                 )
                 if s2 >= 500:
                     bad.append(f"PATCH status {path}={value!r}: {o2[:300]!r}")
                 raw("DELETE", f"{URL}/{obj_name}")
     assert not bad, "\n".join(bad[:20])
-
-
-def _paths(obj: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [prefix] if prefix else []
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            out += _paths(v, (*prefix, k))
-    elif isinstance(obj, list):
-        for i, v in enumerate(obj):
-            out += _paths(v, (*prefix, i))
-    return out
-
-
-def _set(obj: Any, path: tuple[Any, ...], value: Any) -> Any:
-    out = copy.deepcopy(obj)
-    cur = out
-    for p in path[:-1]:
-        cur = cur[p]
-    cur[path[-1]] = value
-    return out

@@ -4,7 +4,6 @@ removing a deleted Framework's task pods in namespace ``mesos``."""
 
 from __future__ import annotations
 
-import copy
 import json
 import random
 import subprocess
@@ -14,6 +13,7 @@ from typing import Any, cast
 
 import pytest
 import yaml
+from kindkit import CustomObjects, json_paths, with_value
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -52,39 +52,14 @@ def framework(fid: str, **info: Any) -> dict[str, Any]:
     }
 
 
-class Frameworks:
+class Frameworks(CustomObjects):
     """The ``kubernetes`` client's custom-object calls for Frameworks, typed."""
 
     def __init__(self, api_client: client.ApiClient) -> None:
-        self.api = client.CustomObjectsApi(api_client)
+        super().__init__(api_client, GROUP, VERSION, PLURAL)
 
     def create(self, fid: str, **info: Any) -> Obj:
-        body = framework(fid, **info)
-        return cast(Obj, self.api.create_cluster_custom_object(GROUP, VERSION, PLURAL, body))
-
-    def list(self) -> Obj:
-        return cast(Obj, self.api.list_cluster_custom_object(GROUP, VERSION, PLURAL))
-
-    def get(self, fid: str) -> Obj:
-        return cast(Obj, self.api.get_cluster_custom_object(GROUP, VERSION, PLURAL, fid))
-
-    def patch(self, fid: str, body: Obj) -> Obj:
-        return cast(Obj, self.api.patch_cluster_custom_object(GROUP, VERSION, PLURAL, fid, body))
-
-    def patch_status(self, fid: str, body: Obj) -> Obj:
-        api = self.api
-        return cast(Obj, api.patch_cluster_custom_object_status(GROUP, VERSION, PLURAL, fid, body))
-
-    def delete(self, fid: str) -> None:
-        self.api.delete_cluster_custom_object(GROUP, VERSION, PLURAL, fid)
-
-    def exists(self, fid: str) -> bool:
-        try:
-            self.get(fid)
-        except ApiException as e:
-            assert e.status == 404
-            return False
-        return True
+        return self.create_body(framework(fid, **info))
 
 
 def task_pod(api_client: client.ApiClient, fw: Obj, name: str) -> None:
@@ -358,13 +333,13 @@ def test_mutations_never_500(raw: Raw) -> None:
     seed["status"] = {"connected": True, "tasks": {"running": 1}, "allocated": {"cpus": 1}}
     replacements: list[Any] = [1, -1, 2.5, "x", True, None, [], ["x"], {}, {"x": 1}, ""]
     rnd = random.Random("frameworks")
-    paths = list(_paths(seed))
+    paths = list(json_paths(seed))
     bad: list[str] = []
     for i, path in enumerate(paths):
         if path[:2] == ("metadata", "name") or path in (("apiVersion",), ("kind",)):
             continue
         for value in rnd.sample(replacements, 4):
-            body = _set(seed, path, value)
+            body = with_value(seed, path, value)
             fid = f"fz-{i}-{rnd.randrange(10**6)}"
             if isinstance(body.get("metadata"), dict):
                 body["metadata"]["name"] = fid
@@ -386,30 +361,10 @@ def test_mutations_never_500(raw: Raw) -> None:
                 s2, _, o2 = raw(
                     "PATCH",
                     f"{URL}/{fid}/status",
-                    {"status": _set(seed, path, value).get("status")},
+                    {"status": with_value(seed, path, value).get("status")},
                     {"Content-Type": "application/merge-patch+json"},
                 )
                 if s2 >= 500:
                     bad.append(f"PATCH status {path}={value!r}: {o2[:300]!r}")
                 raw("DELETE", f"{URL}/{fid}")
     assert not bad, "\n".join(bad[:20])
-
-
-def _paths(obj: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [prefix] if prefix else []
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            out += _paths(v, (*prefix, k))
-    elif isinstance(obj, list):
-        for i, v in enumerate(obj):
-            out += _paths(v, (*prefix, i))
-    return out
-
-
-def _set(obj: Any, path: tuple[Any, ...], value: Any) -> Any:
-    out = copy.deepcopy(obj)
-    cur = out
-    for p in path[:-1]:
-        cur = cur[p]
-    cur[path[-1]] = value
-    return out

@@ -7,12 +7,12 @@ Status with a 4xx code or a success, never 500, and the server must keep serving
 
 from __future__ import annotations
 
-import copy
 import json
 import random
 from typing import Any
 
 import pytest
+from kindkit import json_paths, with_value
 
 from conftest import Raw
 
@@ -239,39 +239,19 @@ REPLACEMENTS: list[Any] = [
 ]
 
 
-def _paths(obj: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [prefix] if prefix else []
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            out += _paths(v, (*prefix, k))
-    elif isinstance(obj, list):
-        for i, v in enumerate(obj):
-            out += _paths(v, (*prefix, i))
-    return out
-
-
-def _set(obj: Any, path: tuple[Any, ...], value: Any) -> Any:
-    out = copy.deepcopy(obj)
-    cur = out
-    for p in path[:-1]:
-        cur = cur[p]
-    cur[path[-1]] = value
-    return out
-
-
 @pytest.mark.parametrize("resource", sorted(SEEDS))
 def test_mutations_never_500(raw: Raw, resource: str) -> None:
     url, seed = SEEDS[resource]
     rnd = random.Random(resource)
     paths = [
         p
-        for p in _paths(seed)
+        for p in json_paths(seed)
         if p[:2] != ("metadata", "name") and p != ("apiVersion",) and p != ("kind",)
     ]
     bad: list[str] = []
     for i, path in enumerate(paths):
         for value in rnd.sample(REPLACEMENTS, 5):
-            body = _set(seed, path, value)
+            body = with_value(seed, path, value)
             name = f"fz-{i}-{rnd.randrange(10**6)}"
             body["metadata"] = (
                 {**body["metadata"], "name": name}
@@ -284,7 +264,7 @@ def test_mutations_never_500(raw: Raw, resource: str) -> None:
             item = f"{url}/{name}"
             if status == 201:
                 for ctype, patch in (
-                    ("application/merge-patch+json", _set({"spec": {}}, ("spec",), value)),
+                    ("application/merge-patch+json", with_value({"spec": {}}, ("spec",), value)),
                     ("application/strategic-merge-patch+json", body),
                     (
                         "application/json-patch+json",
