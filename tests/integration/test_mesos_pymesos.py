@@ -358,6 +358,60 @@ def test_bad_calls_get_mesos_errors_and_leak_nothing(tmp_path: Path) -> None:
             fw.stop()
 
 
+def _pods(value: float) -> dict[str, Any]:
+    return {"name": "pods", "type": "SCALAR", "scalar": {"value": value}}
+
+
+def test_offers_carry_free_pod_slots_and_tasks_may_request_pods(tmp_path: Path) -> None:
+    """The custom scalar ``pods``: an agent's pods limit, an offer's free slots (one
+    fewer per task launched), a task's request up to the offer's (or none)."""
+    held: list[Any] = []
+
+    def hold(driver: Any, offers: list[Any]) -> None:
+        held.extend(offers)
+
+    with mesos_cluster(tmp_path, hollow=1) as c:
+        wait(lambda: len(c.get("/state")["slaves"]) == 1, "the hollow agent")
+        assert c.get("/state")["slaves"][0]["resources"]["pods"] == 110.0
+        [agent] = c.operator({"type": "GET_AGENTS"})["get_agents"]["agents"]
+        assert scalar(agent["total_resources"], "pods") == 110
+        fw = Framework.start(c.master, "pods", hold)
+        try:
+            wait(lambda: held, "an offer")
+            offer = held[0]
+            assert scalar(offer.resources, "pods") == 110
+            with_pods = command_task(offer, "with-pods", "sleep 3600")
+            with_pods["resources"].append(_pods(1))
+            plain = command_task(offer, "plain", "sleep 3600")
+            greedy = command_task(offer, "greedy", "sleep 3600")
+            greedy["resources"].append(_pods(111))
+            fw.driver.launchTasks(offer.id, [with_pods, plain, greedy], {"refuse_seconds": 0})
+            for name in ("with-pods", "plain"):
+                wait(lambda n=name: "TASK_RUNNING" in fw.recorder.states(n), f"{name} running")
+            wait(lambda: fw.recorder.states("greedy"), "an update for the greedy task")
+            update = next(u for u in fw.recorder.updates if u["task_id"]["value"] == "greedy")
+            assert update["state"] == "TASK_ERROR"
+            assert "pods:111 required" in update["message"], update["message"]
+            # the node's next offer advertises the slots left
+            wait(
+                lambda: any(scalar(o.resources, "pods") == 108 for o in held[1:]),
+                "an offer of 108 pods",
+                20,
+            )
+            state = c.get("/state")
+            assert state["slaves"][0]["used_resources"]["pods"] == 2.0
+            tasks = {t["id"]: t for t in state["frameworks"][0]["tasks"]}
+            assert tasks["with-pods"]["resources"]["pods"] == 1.0
+            assert "pods" not in tasks["plain"]["resources"]
+            got = c.operator({"type": "GET_TASKS"})["get_tasks"]["tasks"]
+            v1 = {t["task_id"]["value"]: t for t in got}
+            assert scalar(v1["with-pods"]["resources"], "pods") == 1
+            assert scalar(v1["plain"]["resources"], "pods") == 0
+            assert len(c.task_pods()) == 2
+        finally:
+            fw.stop()
+
+
 def test_kubernetes_pods_and_a_framework_share_nodes_without_overcommit(tmp_path: Path) -> None:
     held: list[Any] = []
     lock = threading.Lock()

@@ -2,7 +2,8 @@
 
 ``corral top [--master HOST:PORT] [-n ITERATIONS] [-d DELAY]`` reads the master's
 ``GET /corral/top`` every DELAY seconds and draws a ``top``-like screen: the pool's
-total and how much of it is allocated and offered, one row per role (the Kubernetes
+total (pod slots too: the ``pods`` resource offers advertise) and how much of it is
+allocated and offered, one row per role (the Kubernetes
 role included, with its pending pods) and one per framework. On a terminal the screen is
 redrawn in place with ANSI codes; otherwise (a pipe, a file, a test) each refresh is a
 plain block followed by a blank line. ``-n 1`` prints once and exits.
@@ -206,19 +207,26 @@ def render_top(data: Obj, master: str = DEFAULT_MASTER, now: float | None = None
     alloc = {k: sum(float((r.get("allocated") or {}).get(k, 0.0)) for r in roles) for k in total}
     offer = {k: sum(float((r.get("offered") or {}).get(k, 0.0)) for r in roles) for k in total}
     t = {k: float(total.get(k, 0.0)) for k in ("cpus", "mem", "disk")}
+    pods = data.get("pods") or {}
+    slots = int(pods.get("total", 0))
     lines.append(
-        f"Total:   cpus {_cpus(t['cpus'])}, mem {_mem(t['mem'])}, disk {_mem(t['disk'])}; "
-        f"{len(roles)} role(s), {len(frameworks)} framework(s), "
+        f"Total:   cpus {_cpus(t['cpus'])}, mem {_mem(t['mem'])}, disk {_mem(t['disk'])}"
+        + (f", pods {slots}" if slots else "")
+        + f"; {len(roles)} role(s), {len(frameworks)} framework(s), "
         f"{sum(1 for f in frameworks if f.get('connected'))} connected"
     )
     for label, used, what in (
         ("Used:", alloc, "allocated to tasks and pods"),
         ("Offered:", offer, "held by outstanding offers"),
     ):
+        # pod slots are used by pods only: offers advertise them but do not hold them
+        in_use = f", pods {_pct(float(pods.get('used', 0)), slots)}" if slots else ""
         lines.append(
             f"{label:<8} cpus {_pct(used.get('cpus', 0.0), t['cpus'])}, "
             f"mem {_pct(used.get('mem', 0.0), t['mem'])}, "
-            f"disk {_pct(used.get('disk', 0.0), t['disk'])} ({what})"
+            f"disk {_pct(used.get('disk', 0.0), t['disk'])}"
+            + (in_use if label == "Used:" else "")
+            + f" ({what})"
         )
     lines.append("")
     role_rows = []

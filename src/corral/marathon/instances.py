@@ -50,6 +50,9 @@ FAILURES = frozenset({"TASK_FAILED", "TASK_ERROR", "TASK_FINISHED"})
 #: the agent is gone: the task is replaced elsewhere
 LOST = frozenset({"TASK_LOST", "TASK_DROPPED", "TASK_GONE", "TASK_GONE_BY_OPERATOR"})
 UNREACHABLE = "TASK_UNREACHABLE"
+#: what the master's TASK_ERROR says of a task past its node's pods limit
+#: (``mesos/calls.py`` ``POD_LIMIT_REACHED``): the offer had no room, the task no fault
+POD_LIMIT_REACHED = "pods limit is reached"
 #: Marathon's instance conditions, by Mesos state (``instance_changed_event``)
 CONDITIONS = {
     "TASK_STAGING": "Staging",
@@ -102,6 +105,9 @@ class Instance:
     staged_at: float = 0.0
     started_at: float | None = None
     killing: bool = False
+    #: when the last KILL was seen sent (the scheduler's tick stamps it; a kill not
+    #: answered for ``scheduler.KILL_RETRY_SECONDS`` is sent again)
+    kill_sent: float | None = None
     ip: str = ""
     attributes: dict[str, str] = field(default_factory=dict)
     unreachable_since: float | None = None
@@ -215,6 +221,16 @@ def counts(insts: list[Instance], *, has_health: bool) -> dict[str, int]:
         "healthy": sum(1 for i in running if has_health and i.healthy is True),
         "unhealthy": sum(1 for i in running if has_health and i.healthy is False),
     }
+
+
+def no_room(status: Obj) -> bool:
+    """A TASK_ERROR because the node had no pod slot left (its offer advertised more
+    ``pods`` than were free at launch, e.g. another framework took them): the instance
+    is simply gone and queued again, without a failure or back-off, as a launch that
+    never reached the master."""
+    return status.get("state") == "TASK_ERROR" and POD_LIMIT_REACHED in str(
+        status.get("message") or ""
+    )
 
 
 def failure(inst: Instance, status: Obj, now: float) -> Obj:

@@ -5,7 +5,10 @@ Pure. ``scheduler.Scheduler.offers`` calls ``OfferSpace.of`` once per offer, the
 reason the offer was declined, counted in the queue's ``processedOffersSummary``), and
 ``task_info`` for the placement it takes (``OfferSpace.take`` consumes its resources).
 
-What an instance needs: ``cpus``, ``mem``, ``disk`` and a host port for every port
+What an instance needs: ``cpus``, ``mem``, ``disk``, one pod slot (when the offer carries
+the custom resource ``pods``, the node's free pod slots: every Mesos task is a pod, so an
+offer takes at most that many instances however small they are; the task does not
+request ``pods``) and a host port for every port
 definition (host networking) or port mapping with a ``hostPort`` (bridge): ``0`` is any
 port of the offer's ``ports`` ranges, another number that very port (host networking
 only with ``requirePorts``; without it Marathon picks dynamic ports too). Constraints
@@ -43,11 +46,14 @@ INSUFFICIENT_CPUS = "InsufficientCpus"
 INSUFFICIENT_MEMORY = "InsufficientMemory"
 INSUFFICIENT_DISK = "InsufficientDisk"
 INSUFFICIENT_PORTS = "InsufficientPorts"
+#: Corral's: the offer's ``pods`` (free pod slots of its node) are used up
+INSUFFICIENT_PODS = "InsufficientPods"
 REASONS = (
     UNFULFILLED_ROLE,
     UNFULFILLED_CONSTRAINT,
     "NoCorrespondingReservationFound",
     "AgentMaintenance",
+    INSUFFICIENT_PODS,
     INSUFFICIENT_CPUS,
     INSUFFICIENT_MEMORY,
     INSUFFICIENT_DISK,
@@ -67,7 +73,8 @@ _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
 
 @dataclass
 class OfferSpace:
-    """What is left of one offer while instances are placed into it."""
+    """What is left of one offer while instances are placed into it. ``pods``: the
+    pod slots left (None: the offer carries no ``pods`` resource, nothing to count)."""
 
     offer_id: str
     agent_id: str
@@ -77,15 +84,19 @@ class OfferSpace:
     mem: float
     disk: float
     ports: list[tuple[int, int]] = field(default_factory=list)
+    pods: int | None = None
 
     @classmethod
     def of(cls, offer: Obj) -> OfferSpace:
         scalars = {"cpus": 0.0, "mem": 0.0, "disk": 0.0}
+        pods: float | None = None
         ports: list[tuple[int, int]] = []
         for r in offer.get("resources") or []:
             name = r.get("name")
             if name in scalars and r.get("type", "SCALAR") == "SCALAR":
                 scalars[name] += float((r.get("scalar") or {}).get("value") or 0.0)
+            elif name == "pods" and r.get("type", "SCALAR") == "SCALAR":
+                pods = (pods or 0.0) + float((r.get("scalar") or {}).get("value") or 0.0)
             elif name == "ports":
                 for rng in (r.get("ranges") or {}).get("range") or []:
                     ports.append((int(rng["begin"]), int(rng["end"])))
@@ -98,12 +109,19 @@ class OfferSpace:
             mem=scalars["mem"],
             disk=scalars["disk"],
             ports=sorted(ports),
+            pods=None if pods is None else int(pods + 1e-9),
         )
 
     def has_port(self, port: int) -> bool:
         return any(b <= port <= e for b, e in self.ports)
 
+    def full(self) -> bool:
+        """No pod slot left: no instance fits, whatever it needs."""
+        return self.pods is not None and self.pods <= 0
+
     def take(self, app: Obj, ports: list[int]) -> None:
+        if self.pods is not None:
+            self.pods -= 1
         self.cpus -= float(app.get("cpus") or 0)
         self.mem -= float(app.get("mem") or 0)
         self.disk -= float(app.get("disk") or 0)
@@ -215,6 +233,8 @@ def match(app: Obj, space: OfferSpace, placed: list[Placed], role: str = "*") ->
     for c in app.get("constraints") or []:
         if not constraint_ok(list(c), space, placed):
             return UNFULFILLED_CONSTRAINT
+    if space.full():
+        return INSUFFICIENT_PODS
     if space.cpus + 1e-9 < float(app.get("cpus") or 0):
         return INSUFFICIENT_CPUS
     if space.mem + 1e-9 < float(app.get("mem") or 0):

@@ -12,7 +12,8 @@ of new instances ``plan.replace_step`` allows (``limits``). The queue is derived
                 = targets[app] - active instances          otherwise
 
 and offers are matched (``launcher.match``) for every app with ``wanted > 0`` whose
-back-off delay has passed. Every event ends with ``_settle``: restarts take their next
+back-off delay has passed; an offer takes at most its ``pods`` instances (its node's
+free pod slots, which the offers of one agent in a batch share). Every event ends with ``_settle``: restarts take their next
 ``replace_step`` (kill old, allow new), the running step of every deployment is checked
 (``deployments.Run``), extra instances outside a restart are killed (``killSelection``),
 instances of apps that are gone (and no step will stop) are killed, and offers are
@@ -22,11 +23,15 @@ Failures (TASK_FAILED, TASK_ERROR, a finished long-running task) record
 ``lastTaskFailure`` and delay the app's next launch: ``backoffSeconds``, times
 ``backoffFactor`` after each further failure, at most ``maxLaunchDelaySeconds``
 (``reset_delay`` and a new config clear it). A lost agent's tasks (TASK_LOST, GONE,
-DROPPED) are simply gone, so the queue replaces them elsewhere; TASK_UNREACHABLE
+DROPPED) are simply gone, so the queue replaces them elsewhere, and so is a task the
+master refused because its node's pods limit was reached (TASK_ERROR ``no_room``: the
+offer's ``pods`` were advisory, not held, and another launch took them); TASK_UNREACHABLE
 instances become inactive (replaced, and killed should they come back) after the app's
 ``unreachableStrategy.inactiveAfterSeconds`` and are forgotten after
 ``expungeAfterSeconds``. Unhealthy instances are killed by the agent (the health check
-is the pod's liveness probe, with ``maxConsecutiveFailures``) and so replaced.
+is the pod's liveness probe, with ``maxConsecutiveFailures``) and so replaced. A KILL
+that no terminal state answers within ``KILL_RETRY_SECONDS`` is sent again (the master
+may have failed to carry it out), as Marathon's ``kill_retry_timeout``.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from corral.marathon.instances import (
     UNREACHABLE,
     Instance,
     failure,
+    no_room,
     task_id,
 )
 from corral.marathon.launcher import (
@@ -58,6 +64,9 @@ from corral.marathon.launcher import (
 )
 
 Obj = dict[str, Any]
+#: a KILL not answered by a terminal state within this long is sent again (Marathon's
+#: ``kill_retry_timeout``): the master may have failed to carry it out
+KILL_RETRY_SECONDS = 10.0
 
 
 # --- instructions -----------------------------------------------------------------------------
@@ -159,7 +168,10 @@ class Scheduler:
         self.apps: dict[str, Obj] = {}
         self.targets: dict[str, int] = {}
         self.limits: dict[str, int] = {}
+        #: every instance by task id (read it; change it through ``_add``/``_forget``)
         self.instances: dict[str, Instance] = {}
+        #: the same instances by app, in launch order (``of_app`` is O(the app's))
+        self._by_app: dict[str, dict[str, Instance]] = {}
         self.backoff: dict[str, Backoff] = {}
         self.summaries: dict[str, OfferSummary] = {}
         self.failures: dict[str, Obj] = {}
@@ -175,10 +187,25 @@ class Scheduler:
 
     def adopt(self, inst: Instance) -> None:
         """An instance found running (its pod) when the service started."""
+        self._add(inst)
+
+    def _add(self, inst: Instance) -> None:
+        self._forget(inst.task_id)
         self.instances[inst.task_id] = inst
+        self._by_app.setdefault(inst.app_id, {})[inst.task_id] = inst
+
+    def _forget(self, tid: str) -> None:
+        inst = self.instances.pop(tid, None)
+        if inst is None:
+            return
+        group = self._by_app.get(inst.app_id)
+        if group is not None:
+            group.pop(tid, None)
+            if not group:
+                del self._by_app[inst.app_id]
 
     def of_app(self, app_id: str) -> list[Instance]:
-        return [i for i in self.instances.values() if i.app_id == app_id]
+        return list(self._by_app.get(app_id, {}).values())
 
     def wanted(self, app_id: str) -> int:
         """How many instances the app waits to launch."""
@@ -327,12 +354,22 @@ class Scheduler:
         wanted = {a: n for a, n in wanted.items() if n > 0}
         out: list[Instruction] = []
         declined: list[str] = []
+        room: dict[str, int] = {}  # pod slots left per agent (its offers share them)
         for offer in offers:
             space = OfferSpace.of(offer)
+            if space.pods is not None:
+                space.pods = min(space.pods, room.get(space.agent_id, space.pods))
             tasks: list[Obj] = []
             for app_id in list(wanted):
+                if space.full():
+                    break  # the node takes no more pods: the other apps wait for the next
                 app = self.apps[app_id]
-                placed = [Placed(i.host, i.attributes) for i in self.of_app(app_id) if i.active]
+                # where the app runs matters to its constraints only
+                placed = (
+                    [Placed(i.host, i.attributes) for i in self.of_app(app_id) if i.active]
+                    if app.get("constraints")
+                    else []
+                )
                 summary = self.summaries.setdefault(app_id, OfferSummary(now))
                 first = True
                 while wanted[app_id] > 0:
@@ -358,11 +395,14 @@ class Scheduler:
                         attributes=dict(space.attributes),
                         readiness_ok=not app.get("readinessChecks"),
                     )
-                    self.instances[tid] = inst
-                    placed.append(Placed(inst.host, inst.attributes))
+                    self._add(inst)
+                    if app.get("constraints"):
+                        placed.append(Placed(inst.host, inst.attributes))
                     wanted[app_id] -= 1
                     self.launched += 1
                     out.append(Publish(ev.instance_changed(inst, now)))
+            if space.pods is not None:
+                room[space.agent_id] = space.pods
             if tasks:
                 out.append(Launch(space.offer_id, space.agent_id, tuple(tasks)))
             else:
@@ -380,6 +420,12 @@ class Scheduler:
 
     # --- status updates ---------------------------------------------------------------------
     def update(self, status: Obj, now: float) -> list[Instruction]:
+        """A status update taken in (``observe``), then ``settle``."""
+        return self.observe(status, now) + self._settle(now)
+
+    def observe(self, status: Obj, now: float) -> list[Instruction]:
+        """A status update taken in, without settling: a shell fed a burst of updates
+        calls ``settle`` once after them (settling reads every instance)."""
         tid = str((status.get("task_id") or {}).get("value") or "")
         agent = str((status.get("agent_id") or {}).get("value") or "")
         state = str(status.get("state") or "")
@@ -399,16 +445,20 @@ class Scheduler:
         if health_changed and app is not None and _has_health(app):
             out.append(Publish(ev.health_changed(inst, now)))
         if inst.terminal:
-            del self.instances[tid]
+            self._forget(tid)
             if inst.healthy is False and not inst.killing and app is not None:
                 out.append(Publish(ev.unhealthy_killed(inst, now)))
-            if state in FAILURES and not inst.killing:
+            if state in FAILURES and not inst.killing and not no_room(status):
                 self.failures[inst.app_id] = failure(inst, status, now)
                 if app is not None:
                     self._back_off(app, now)
         elif state == UNREACHABLE and app is not None:
             out += self._unreachable(app, inst, now)
-        return out + self._settle(now)
+        return out
+
+    def settle(self, now: float) -> list[Instruction]:
+        """What every event ends with (see the module docstring); for ``observe``."""
+        return self._settle(now)
 
     def _back_off(self, app: Obj, now: float) -> None:
         b = self.backoff.get(app["id"])
@@ -430,16 +480,23 @@ class Scheduler:
             inst.inactive = True
             out += self._kill(inst)
         if since >= float(strategy.get("expungeAfterSeconds", 0)) and inst.inactive:
-            self.instances.pop(inst.task_id, None)
+            self._forget(inst.task_id)
         return out
 
     def tick(self, now: float) -> list[Instruction]:
-        """The clock moved: unreachable instances age, back-off delays end."""
+        """The clock moved: unreachable instances age, back-off delays end, kills not
+        answered within ``KILL_RETRY_SECONDS`` are sent again."""
         out: list[Instruction] = []
         for inst in list(self.instances.values()):
             app = self.apps.get(inst.app_id)
             if inst.state == UNREACHABLE and app is not None:
                 out += self._unreachable(app, inst, now)
+            if inst.killing and not inst.terminal:
+                if inst.kill_sent is None:
+                    inst.kill_sent = now
+                elif now - inst.kill_sent >= KILL_RETRY_SECONDS:
+                    inst.kill_sent = now
+                    out.append(Kill(inst.task_id, inst.agent_id))
         return out + self._settle(now)
 
     # --- readiness checks -------------------------------------------------------------------
@@ -517,23 +574,28 @@ class Scheduler:
         stopping: set[str] = set()
         for run in self.runs.values():
             stopping |= run.pending_stops()
-        for inst in list(self.instances.values()):
-            if inst.app_id not in self.apps and inst.app_id not in stopping and not inst.killing:
-                out += self._kill(inst)
+        for app_id in [a for a in self._by_app if a not in self.apps and a not in stopping]:
+            for inst in self.of_app(app_id):
+                if not inst.killing:
+                    out += self._kill(inst)
+        # one pass over each app's instances: kill the extra ones, count what it waits for
+        short: dict[str, int] = {}
         for app_id, target in self.targets.items():
             if app_id in self.limits or app_id not in self.apps:
                 continue
             active = [i for i in self.of_app(app_id) if i.active]
             extra = len(active) - target
+            short[app_id] = -extra
             if extra > 0:
                 app = self.apps[app_id]
                 health = _has_health(app)
                 order = sorted(active, key=lambda i: (i.ready(health), _age_key(app, i)))
                 for inst in order[:extra]:
                     out += self._kill(inst)
-        queued = [a for a in self.apps if self.wanted(a) > 0]
+        queued = [a for a in self.apps if (short[a] if a in short else self.wanted(a)) > 0]
+        waiting = set(queued)
         for app_id in list(self.summaries):
-            if app_id not in queued:
+            if app_id not in waiting:
                 del self.summaries[app_id]
         launchable = any(self.delayed(a, now) == 0 for a in queued)
         if launchable and self.suppressed:

@@ -10,6 +10,8 @@ ACCEPT, the one call with real work::
 
     take the offers (all valid, one agent, this framework's) --else--> TASK_DROPPED
       for each task: validate against what is left --bad--> TASK_ERROR
+                     (cpus, mem, disk, ports, and the ``pods`` the offers advertised)
+                     room for one more pod on the node --none--> TASK_ERROR (POD_LIMIT_REACHED)
                      make the pod, assume it on the node (the offer's hold moves to it)
       refuse the unused rest for filters.refuse_seconds
       then: create the pod, bind it (the binding guard checks again) --fails--> TASK_DROPPED
@@ -53,6 +55,10 @@ if TYPE_CHECKING:
     from corral.mesos.master import Master
 
 log = logging.getLogger("corral.mesos")
+
+#: the TASK_ERROR message of a task past its node's pods limit (frameworks may match
+#: "pods limit is reached" to retry elsewhere rather than count a failure)
+POD_LIMIT_REACHED = "Agent {agent} has no room for more pods (its pods limit is reached)"
 
 
 def handle(m: Master, fw: FrameworkState, call: Obj) -> None:
@@ -124,6 +130,9 @@ def accept(m: Master, fw: FrameworkState, body: Obj) -> None:
     m.metrics.offers_accepted += len(offers)
     agent, role = offers[0].agent, offers[0].role
     remaining = np.sum([o.resources for o in offers], axis=0)
+    # the pods column: what the offers advertised (each the node's free slots, not held,
+    # so offers of one node are not summed); a task may request up to that
+    remaining[3] = max((o.pods for o in offers if o.pods is not None), default=0)
     ports: list[tuple[int, int]] = [r for o in offers for r in o.ports]
     launched: list[TaskState] = []
     seen: set[str] = set()
@@ -145,7 +154,7 @@ def accept(m: Master, fw: FrameworkState, body: Obj) -> None:
                     task, agent_id=agent, offered=rem, offered_ports=free_ports
                 )
             if err is None and pod_room is not None and len(plan) + len(launched) >= pod_room:
-                err = f"Agent {agent} has no room for more pods (its pods limit is reached)"
+                err = POD_LIMIT_REACHED.format(agent=agent)
             if err is None:
                 try:
                     pod, vec, task_ports = _task_pod(m, fw, task, role, agent, charged)
@@ -432,13 +441,14 @@ def acknowledge(m: Master, fw: FrameworkState, body: Obj) -> None:
     t.backoff = RETRY_FIRST
     t.acked_state = state
     if t.created:
-        m.spawn(record_ack(m, t, state))
+        m.record_ack(t.pod_key, state)
     if taskmod.is_terminal_state(state):
         updates.complete(m, t)
 
 
-async def record_ack(m: Master, t: TaskState, state: str) -> None:
-    ns, name = t.pod_key.split("/", 1)
+async def record_ack(m: Master, pod_key: str, state: str) -> None:
+    """Write the acknowledged state on the task's pod (``Master.record_ack`` calls it)."""
+    ns, name = pod_key.split("/", 1)
     try:
         await m.client.patch(
             PODS, name, {"metadata": {"annotations": {names.ACKED_STATE: state}}}, ns

@@ -299,6 +299,8 @@ def _scalar_map(m: Any, unnamed: int | None) -> Any:
 def _resource_list(res: list[Obj]) -> Any:
     from corral.offers.resources import parse_resources
 
+    if isinstance(res, list) and any(isinstance(r, dict) and r.get("name") == "pods" for r in res):
+        raise CallError(400, "Quota on 'pods' is not supported (cpus, mem, disk)")
     try:
         vec, _ = parse_resources(res)
     except (ValueError, TypeError, AttributeError, OverflowError) as e:

@@ -15,7 +15,9 @@ pod that fits only into offered resources has those offers rescinded
 
 HTTP is in ``http.py``; this class holds the state and the calls' semantics. Handlers
 never await between reading and changing the allocator and the table (one event loop,
-so a call is atomic); API writes run as supervised tasks afterwards.
+so a call is atomic); API writes run as supervised tasks afterwards, at most
+``API_WRITES`` at a time (10,000 tasks launched or killed at once would otherwise queue
+past their timeouts in the API server), acknowledged states through ``record_ack``.
 
 Framework lifecycle::
 
@@ -80,6 +82,11 @@ log = logging.getLogger("corral.mesos")
 #: how long a recovered framework has to re-subscribe after a master restart (Mesos
 #: never removes a framework for not having found the new master yet)
 RECOVERY_WINDOW = 600.0
+#: API writes (task pods created and bound, killed, deleted, ...) in flight at a time;
+#: the rest wait their turn here rather than past their timeout in the API server's queue
+API_WRITES = 64
+#: acknowledged states written on task pods at a time (``Master.record_ack``)
+ACK_WRITERS = 8
 
 
 class Master:
@@ -129,6 +136,11 @@ class Master:
         self.ready = asyncio.Event()
         self._accepted_at: dict[str, float] = {}  # pod key -> monotonic ACCEPT time
         self._subscribing: dict[str, asyncio.Lock] = {}
+        #: pod key -> acknowledged state not yet written on the pod (``record_ack``)
+        self._acks: dict[str, str] = {}
+        self._acks_writing: set[str] = set()
+        self._ack_writer = False
+        self._writes = asyncio.Semaphore(API_WRITES)
         self.stopping = False
         scheduler.pods.add_handler(functools.partial(updates.on_pod, self))
         scheduler.nodes.add_handler(functools.partial(updates.on_node, self))
@@ -149,19 +161,73 @@ class Master:
             tg.create_task(self._allocation_loop(), name="mesos-allocation")
             tg.create_task(self._housekeeping(), name="mesos-housekeeping")
 
-    def spawn(self, coro: Coroutine[Any, Any, Any], name: str = "mesos-write") -> None:
-        """Run an API write as a supervised task (logged, never lost silently)."""
+    def spawn(
+        self, coro: Coroutine[Any, Any, Any], name: str = "mesos-write", *, bounded: bool = True
+    ) -> None:
+        """Run an API write as a supervised task (logged, never lost silently); at most
+        ``API_WRITES`` of them at a time unless not ``bounded`` (a writer of its own)."""
         if self._tg is None or self.stopping:
             coro.close()
             return
         try:
-            self._tg.create_task(self._guarded(coro), name=name)
+            self._tg.create_task(self._guarded(coro, bounded), name=name)
         except RuntimeError:  # the group is shutting down
             coro.close()
 
-    async def _guarded(self, coro: Coroutine[Any, Any, Any]) -> None:
+    def record_ack(self, pod_key: str, state: str) -> None:
+        """Record an acknowledged state on its pod, soon. The writes go through at most
+        ``ACK_WRITERS`` at a time and a newer acknowledgement of a pod replaces one not
+        yet written: thousands of tasks starting at once acknowledge two or three
+        states each, and a patch apiece, all at once, would queue past their timeout
+        at the API server (only a restarted master reads the annotation, to resend
+        what was not acknowledged)."""
+        self._acks[pod_key] = state
+        if not self._ack_writer:
+            self._ack_writer = True
+            self.spawn(self._write_acks(), name="mesos-acks", bounded=False)
+
+    async def _write_acks(self) -> None:
+        async def writer() -> None:
+            while True:
+                # not a pod whose earlier state is being written: keep them in order
+                key = next((k for k in self._acks if k not in self._acks_writing), None)
+                if key is None:
+                    return
+                state = self._acks.pop(key)
+                self._acks_writing.add(key)
+                try:
+                    await calls.record_ack(self, key, state)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("mesos master: recording the acknowledgement of %s failed", key)
+                finally:
+                    self._acks_writing.discard(key)
+
         try:
-            await coro
+            async with asyncio.TaskGroup() as tg:
+                for _ in range(ACK_WRITERS):
+                    tg.create_task(writer())
+        finally:
+            self._ack_writer = False
+            if self._acks and not self.stopping:  # came in as the last writer ended
+                self._ack_writer = True
+                self.spawn(self._write_acks(), name="mesos-acks", bounded=False)
+
+    async def _guarded(self, coro: Coroutine[Any, Any, Any], bounded: bool = True) -> None:
+        try:
+            if not bounded:
+                await coro
+                return
+            try:
+                await self._writes.acquire()
+            except BaseException:
+                coro.close()  # cancelled before its turn: it never ran
+                raise
+            try:
+                await coro
+            finally:
+                self._writes.release()
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -347,7 +413,7 @@ class Master:
             "framework_id": {"value": o.framework_id},
             "agent_id": {"value": o.agent},
             "hostname": self.agent_hostname(o.agent),
-            "resources": render_resources(o.resources, list(o.ports), o.role),
+            "resources": render_resources(o.resources, list(o.ports), o.role, o.pods),
             "attributes": [dict(a) for a in o.attributes],
             "allocation_info": {"role": o.role},
         }

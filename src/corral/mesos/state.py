@@ -4,7 +4,11 @@
 Pure renderings of a ``Master`` (master.py) for ``http.py``; nothing here changes state.
 The shapes follow Mesos' ``readonly_handler.cpp`` (v0: resources as a map with ranges
 as a string, times in seconds) and ``master.proto`` (v1: ``Resource`` lists, times in
-``{"nanoseconds": ...}``), since dashboards and tools read those keys.
+``{"nanoseconds": ...}``), since dashboards and tools read those keys. An agent with a
+pods limit shows the custom scalar resource ``pods`` as one started with
+``--resources=pods:N`` would (used: the pods on it; offers do not hold pod slots, so
+offered resources carry none), an offer the ``pods`` it advertises, a task the ``pods``
+it requested (if any).
 """
 
 from __future__ import annotations
@@ -40,9 +44,14 @@ _TASK_STATES = (
 )
 
 
-def v0_resources(vec: Any, ports: list[tuple[int, int]] | None = None) -> Obj:
+def v0_resources(
+    vec: Any, ports: list[tuple[int, int]] | None = None, pods: int | None = None
+) -> Obj:
+    """Mesos' v0 resource map; ``pods`` (the custom resource) only when given."""
     s = scalars(np.asarray(vec))
     out: Obj = {"cpus": s["cpus"], "gpus": 0.0, "mem": s["mem"], "disk": s["disk"]}
+    if pods is not None:
+        out["pods"] = float(pods)
     if ports:
         out["ports"] = "[" + ", ".join(f"{b}-{e}" for b, e in ports) + "]"
     return out
@@ -50,6 +59,11 @@ def v0_resources(vec: Any, ports: list[tuple[int, int]] | None = None) -> Obj:
 
 def _zero() -> Any:
     return np.zeros(4, dtype=np.int64)
+
+
+def _requested_pods(vec: Any) -> int | None:
+    """The ``pods`` a task's resources request (None: it requests none)."""
+    return int(vec[3]) or None
 
 
 def _task_vector(t: TaskState) -> tuple[Any, list[tuple[int, int]]]:
@@ -71,6 +85,10 @@ def agents_v0(m: Master) -> list[Obj]:
     for row, name in enumerate(table.names):
         alloc = table.allocatable[row]
         used = table.requested[row] - offered.get(name, _zero())
+        # the custom resource ``pods`` (as ``--resources=pods:N``): the node's pods limit,
+        # and the pods on it as used (offers advertise free slots but do not hold them)
+        pods = int(alloc[3]) if int(alloc[3]) > 0 else None
+        used_pods = None if pods is None else max(0, int(used[3]))
         node = m.scheduler.nodes.get(name) or {}
         meta = node.get("metadata") or {}
         out.append(
@@ -81,11 +99,11 @@ def agents_v0(m: Master) -> list[Obj]:
                 "pid": f"slave(1)@{m.agent_hostname(name)}:{_agent_port(node)}",
                 "attributes": dict(meta.get("labels") or {}),
                 "registered_time": _unix(meta.get("creationTimestamp")),
-                "resources": v0_resources(alloc, [m.allocator.config.port_range]),
-                "used_resources": v0_resources(np.maximum(used, 0)),
+                "resources": v0_resources(alloc, [m.allocator.config.port_range], pods),
+                "used_resources": v0_resources(np.maximum(used, 0), None, used_pods),
                 "offered_resources": v0_resources(offered.get(name, _zero())),
                 "reserved_resources": {},
-                "unreserved_resources": v0_resources(alloc, [m.allocator.config.port_range]),
+                "unreserved_resources": v0_resources(alloc, [m.allocator.config.port_range], pods),
                 "active": m.node_state(name) == "ready" and not bool(table.unschedulable[row]),
                 "version": "1.11.0",
             }
@@ -103,7 +121,7 @@ def task_v0(t: TaskState) -> Obj:
         "executor_id": (ex.get("executor_id") or {}).get("value", ""),
         "slave_id": t.agent,
         "state": t.state,
-        "resources": v0_resources(vec, ports),
+        "resources": v0_resources(vec, ports, _requested_pods(vec)),
         "role": t.role,
         "statuses": [{"state": s["state"], "timestamp": s["timestamp"]} for s in t.statuses],
         "labels": list((t.info.get("labels") or {}).get("labels") or []),
@@ -147,7 +165,7 @@ def framework_v0(m: Master, fw: FrameworkState, active_tasks: list[TaskState]) -
                 "id": o.id,
                 "framework_id": o.framework_id,
                 "slave_id": o.agent,
-                "resources": v0_resources(o.resources, list(o.ports)),
+                "resources": v0_resources(o.resources, list(o.ports), o.pods),
             }
             for o in m.allocator.outstanding(fw.id)
         ],
@@ -339,9 +357,10 @@ def _v0_to_v1(res: Obj) -> list[Obj]:
             if "-" in part:
                 b, e = part.strip().split("-")
                 ports.append((int(b), int(e)))
+    pods = res.get("pods")
     return [
         {k: v for k, v in r.items() if k != "allocation_info"}
-        for r in render_resources(vec, ports, "*")
+        for r in render_resources(vec, ports, "*", None if pods is None else int(pods))
     ]
 
 
@@ -355,7 +374,7 @@ def task_v1(t: TaskState) -> Obj:
         "state": t.state,
         "resources": [
             {k: v for k, v in r.items() if k != "allocation_info"}
-            for r in render_resources(vec, ports, t.role)
+            for r in render_resources(vec, ports, t.role, _requested_pods(vec))
         ],
         "statuses": [dict(s) for s in ([t.last] if t.last else [])],
         "role": t.role,
@@ -484,7 +503,7 @@ def _sc(vec: Any) -> Obj:
 
 def top(m: Master) -> Obj:
     """Per role and framework (the Kubernetes role included): allocated, offered, used,
-    dominant share, weight, quota and pending demand."""
+    dominant share, weight, quota and pending demand; and the pool's pod slots."""
     from corral.scheduler.snapshot import pod_info
 
     k8s_role = m.allocator.config.kubernetes_role
@@ -535,7 +554,19 @@ def top(m: Master) -> Obj:
                 "tasks_running": running.get(fw.id, 0),
             }
         )
-    return {"total": _sc(m.allocator.total()), "roles": roles, "frameworks": frameworks}
+    # pod slots (the ``pods`` resource offers advertise) of the nodes with a pods limit
+    table = m.scheduler.table
+    limited = table.allocatable[:, 3] > 0
+    pods = {
+        "total": int(table.allocatable[limited, 3].sum()),
+        "used": int(table.requested[limited, 3].sum()),
+    }
+    return {
+        "total": _sc(m.allocator.total()),
+        "pods": pods,
+        "roles": roles,
+        "frameworks": frameworks,
+    }
 
 
 def why(m: Master, who: str) -> Obj:

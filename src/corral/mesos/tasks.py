@@ -285,8 +285,8 @@ def _executor_error(task: Obj, executor: Obj | None) -> str | None:
 
 def _fmt_resources(vec: Any, ports: Sequence[tuple[int, int]]) -> str:
     parts = []
-    for i, (name, unit) in enumerate((("cpus", 1000), ("mem", MB), ("disk", MB))):
-        if int(vec[i]) > 0:
+    for i, (name, unit) in enumerate((("cpus", 1000), ("mem", MB), ("disk", MB), ("pods", 1))):
+        if i < len(vec) and int(vec[i]) > 0:
             parts.append(f"{name}:{int(vec[i]) / unit:g}")
     if ports:
         parts.append(f"ports:{format_ranges(ports)}")
@@ -323,7 +323,8 @@ def validate_task(
     offered_ports: Sequence[tuple[int, int]],
 ) -> str | None:
     """None if ``task`` can be launched on this offer (``offered``: the node-table vector
-    left of the offers; ``offered_ports``: their port ranges), else the TASK_ERROR message.
+    left of the offers, its pods column the ``pods`` they advertise; ``offered_ports``:
+    their port ranges), else the TASK_ERROR message. A task need not request ``pods``.
 
     ``task["executor"]`` is the task's ExecutorInfo (for LAUNCH_GROUP the master puts the
     group's executor there); its resources count toward the offer."""

@@ -5,7 +5,9 @@ The allocator (``offers/allocator.py``) and its reports (``offers/report.py``) r
 scheduler's ``NodeTable`` only through this view, so the Kubernetes-to-Mesos mapping is
 in one place: an agent is a node that is neither cordoned nor tainted NoSchedule or
 NoExecute (PreferNoSchedule still schedules), its agent id is the node name, free is
-allocatable minus requested (pods and offer holds alike), and attributes are the node's
+allocatable minus requested (pods and offer holds alike), its free pod slots (what an
+offer advertises as the ``pods`` resource) allocatable pods minus the pods placed (offer
+holds take none), and attributes are the node's
 labels as Mesos TEXT attributes. Whole-table answers are numpy arrays computed at once;
 per-row answers (ports, attributes) are asked only for rows about to be offered.
 """
@@ -54,6 +56,14 @@ class AgentView:
         t = self.table
         free: npt.NDArray[np.int64] = t.allocatable[:, :3] - t.requested[:, :3]
         return free
+
+    def pod_room(self, row: int) -> int | None:
+        """How many more pods the row's node takes now (None: it has no pods limit)."""
+        t = self.table
+        limit = int(t.allocatable[row, 3])
+        if limit <= 0:
+            return None
+        return max(0, limit - int(t.requested[row, 3]))
 
     def ports(self, row: int, offered: Iterable[Ranges] = ()) -> Ranges:
         """The port range minus the host ports of the row's pods and ``offered`` ranges."""

@@ -11,7 +11,9 @@ Kubernetes scheduler's ``NodeTable`` (``scheduler/snapshot.py``). Agents are its
 that are neither cordoned nor tainted NoSchedule/NoExecute; free is allocatable minus
 requested. An outstanding offer holds its resources in the table as a pseudo-pod keyed
 ``offer/<id>``, so the Kubernetes scheduler never binds into offered resources and the
-allocator never offers what a pod holds. Usage by role and framework arrives through the
+allocator never offers what a pod holds. Pod slots are not held: an offer advertises
+the node's free ones (``Offer.pods``, the ``pods`` resource) for frameworks to size their
+launches, and the master refuses a task past the node's pods limit. Usage by role and framework arrives through the
 table's ``pod_listeners``: a pod labelled ``api.mesos.FRAMEWORK_ID`` is a task of that
 framework in the role of its ``api.mesos.ROLE`` label (``"*"`` when absent; the value
 may be the role itself or ``api.mesos.label_safe(role)``); any other pod counts toward
@@ -588,7 +590,7 @@ class Allocator:
     def _materialise(self, now: float, drafts: list[Draft]) -> list[Instruction]:
         """Make the drafted offers and group them per framework."""
         grouped: dict[str, list[Offer]] = {}
-        for offer in self.book.create(drafts, self.agents.attributes, now):
+        for offer in self.book.create(drafts, self.agents.attributes, now, self.agents.pod_room):
             grouped.setdefault(offer.framework_id, []).append(offer)
         for fid in grouped:
             self._frameworks[fid].last_offered = now

@@ -74,8 +74,10 @@ class OfferBook:
         drafts: Sequence[NewOffer],
         attributes: Callable[[int, str], tuple[dict[str, Any], ...]],
         now: float,
+        pod_room: Callable[[int], int | None] = lambda row: None,
     ) -> list[Offer]:
-        """Make, record and hold one offer per draft (ids count up)."""
+        """Make, record and hold one offer per draft (ids count up). ``pod_room`` gives
+        the free pod slots an offer on a row advertises (not held: see ``Offer``)."""
         if not drafts:
             return []
         t = self.table
@@ -89,7 +91,15 @@ class OfferBook:
             self._next_id += 1
             vec = vecs[i]
             offer = Offer(
-                oid, d.framework_id, d.agent, d.role, vec, d.ports, attributes(d.row, d.agent), now
+                oid,
+                d.framework_id,
+                d.agent,
+                d.role,
+                vec,
+                d.ports,
+                attributes(d.row, d.agent),
+                now,
+                pod_room(d.row),
             )
             hold = PodInfo(
                 obj=_NO_OBJ,

@@ -24,8 +24,11 @@ class Offer:
     """An outstanding offer. ``resources`` is a read-only table vector (cpu millicores,
     memory bytes, disk bytes, pods 0); ``ports`` inclusive ranges; ``attributes`` Mesos
     TEXT attributes from the node's labels (shared between offers: do not mutate);
-    ``created`` is monotonic time. Render with ``resources.render_resources``. Offers
-    compare (and hash) by identity: there is one object per offer id."""
+    ``created`` is monotonic time; ``pods`` the node's free pod slots when the offer was
+    made (None: the node has no pods limit), advertised as the ``pods`` resource but not
+    held (two offers on one node may both carry them; the master refuses a task past the
+    limit). Render with ``resources.render_resources``. Offers compare (and hash) by
+    identity: there is one object per offer id."""
 
     id: str
     framework_id: str
@@ -35,6 +38,7 @@ class Offer:
     ports: tuple[tuple[int, int], ...]
     attributes: tuple[dict[str, Any], ...]
     created: float
+    pods: int | None = None
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ The allocator keeps every quantity in the units of the scheduler's node table
 (``scheduler/snapshot.py``: cpu millicores, memory and ephemeral-storage bytes, a pods
 count), so an offer can be held in that table beside Kubernetes pods (columns cpu, memory,
 ephemeral-storage, pods = ``framework.RESOURCES``; Mesos cpus, mem, disk map to the first
-three). Mesos speaks in
+three, the custom resource ``pods`` to the fourth). Mesos speaks in
 ``Resource`` JSON (cpus as a float, mem and disk in MB, ports as ranges). This module is
 the one place the two meet:
 
@@ -14,6 +14,13 @@ the one place the two meet:
   event, so messages are meant for framework authors).
 - ``render_resources``: an offer's resources as Mesos ``Resource`` JSON.
 - Port range helpers over inclusive ``(begin, end)`` ranges.
+
+``pods`` is a custom scalar resource, as a Mesos agent started with
+``--resources='pods:110'`` advertises one: an offer carries the node's free pod slots at
+offer time (advisory: the allocator does not hold pod slots for outstanding offers, and
+the master still refuses a task past the node's pods limit). A task may request
+``pods`` (at most what the offer carries; its pod is one pod all the same) or not. In a
+vector it is the pods column, so the ``fits`` check of a launch compares it like the rest.
 
 Called by the allocator and the Mesos master. Pure functions, no state.
 
@@ -40,14 +47,14 @@ MB = 2**20
 UNLIMITED = int(np.iinfo(np.int64).max)
 MAX_PORT = 65535
 
-_SCALARS = {"cpus": 0, "mem": 1, "disk": 2, "gpus": -1}
-_SUPPORTED = "cpus, mem, disk, gpus, ports"
+_SCALARS = {"cpus": 0, "mem": 1, "disk": 2, "pods": 3, "gpus": -1}
+_SUPPORTED = "cpus, mem, disk, gpus, pods, ports"
 
 
-def to_vector(cpus: float, mem_mb: float, disk_mb: float = 0.0) -> Vector:
-    """A node-table vector (cpu millicores, memory bytes, disk bytes, pods 0)."""
+def to_vector(cpus: float, mem_mb: float, disk_mb: float = 0.0, pods: float = 0.0) -> Vector:
+    """A node-table vector (cpu millicores, memory bytes, disk bytes, pods)."""
     return np.array(
-        [round(cpus * 1000), round(mem_mb * MB), round(disk_mb * MB), 0], dtype=np.int64
+        [round(cpus * 1000), round(mem_mb * MB), round(disk_mb * MB), round(pods)], dtype=np.int64
     )
 
 
@@ -99,13 +106,14 @@ def _range_values(i: int, r: dict[str, Any]) -> list[tuple[int, int]]:
 def parse_resources(resources: list[dict[str, Any]]) -> tuple[Vector, list[tuple[int, int]]]:
     """Sum a list of Mesos ``Resource`` JSON into a table vector and merged port ranges.
 
-    Accepts cpus, mem, disk (SCALAR), gpus (must be 0) and ports (RANGES); other names,
-    wrong types, negative, infinite or NaN values raise ``ValueError``. Fields such as
-    ``role``, ``reservations`` and ``allocation_info`` are ignored.
+    Accepts cpus, mem, disk, pods (SCALAR; pods a whole number), gpus (must be 0) and
+    ports (RANGES); other names, wrong types, negative, infinite or NaN values raise
+    ``ValueError``. Fields such as ``role``, ``reservations`` and ``allocation_info`` are
+    ignored.
     """
     if not isinstance(resources, list):
         raise ValueError("resources must be a list")
-    sums = [0.0, 0.0, 0.0]
+    sums = [0.0, 0.0, 0.0, 0.0]
     gpus = 0.0
     ports: list[tuple[int, int]] = []
     for i, r in enumerate(resources):
@@ -116,6 +124,8 @@ def parse_resources(resources: list[dict[str, Any]]) -> tuple[Vector, list[tuple
             ports.extend(_range_values(i, r))
         elif isinstance(name, str) and name in _SCALARS:
             value = _scalar_value(i, name, r)
+            if name == "pods" and value != math.floor(value):
+                raise ValueError(f"resource {i} ('pods') must be a whole number, not {value:g}")
             if _SCALARS[name] < 0:
                 gpus += value
             else:
@@ -138,16 +148,22 @@ def _scalar_json(name: str, value: float, role: str) -> dict[str, Any]:
 
 
 def render_resources(
-    vec: Sequence[int] | Vector, ports: Iterable[tuple[int, int]], role: str
+    vec: Sequence[int] | Vector,
+    ports: Iterable[tuple[int, int]],
+    role: str,
+    pods: int | None = None,
 ) -> list[dict[str, Any]]:
-    """An offer's resources as Mesos JSON: cpus and mem always, disk when > 0, ports
-    when any; each unreserved (``"role": "*"``) and allocated to ``role``."""
+    """An offer's resources as Mesos JSON: cpus and mem always, disk when > 0, ``pods``
+    when given (an offer's free pod slots, a task's request; ``vec``'s pods column is not
+    read), ports when any; each unreserved (``"role": "*"``) and allocated to ``role``."""
     out = [
         _scalar_json("cpus", int(vec[0]) / 1000, role),
         _scalar_json("mem", _fixed(int(vec[1]) / MB), role),
     ]
     if int(vec[2]) > 0:
         out.append(_scalar_json("disk", _fixed(int(vec[2]) / MB), role))
+    if pods is not None:
+        out.append(_scalar_json("pods", float(pods), role))
     ranges = normalize_ranges(ports)
     if ranges:
         out.append(

@@ -12,6 +12,7 @@ from corral.marathon.launcher import (
     APP_LABEL,
     INSUFFICIENT_CPUS,
     INSUFFICIENT_MEMORY,
+    INSUFFICIENT_PODS,
     INSUFFICIENT_PORTS,
     UNFULFILLED_CONSTRAINT,
     OfferSpace,
@@ -68,6 +69,29 @@ def app(**kw: Any) -> Obj:
 )
 def test_declines_with_the_reason(kw: Obj, space: Obj, want: str) -> None:
     assert match(app(**kw), OfferSpace.of(space), []) == want
+
+
+def _with_pods(o: Obj, pods: float) -> Obj:
+    o["resources"].append({"name": "pods", "type": "SCALAR", "scalar": {"value": pods}})
+    return o
+
+
+@pytest.mark.parametrize(
+    ("pods", "fits"),
+    [(None, 400), (0, 0), (1, 1), (3, 3), (110, 110)],
+    ids=["no-pods-resource", "none-free", "one", "three", "hollow-node"],
+)
+def test_an_offer_holds_at_most_its_pods(pods: int | None, fits: int) -> None:
+    """Every task is a pod: 0.01 cpu instances fill a 4-cpu offer only up to its pods."""
+    a = app(cpus=0.01, mem=1, portDefinitions=[])
+    space = OfferSpace.of(offer() if pods is None else _with_pods(offer(), pods))
+    assert space.pods == pods
+    placed = 0
+    while not isinstance(placement := match(a, space, []), str):
+        space.take(a, placement.host_ports)
+        placed += 1
+    assert placed == fits
+    assert placement == (INSUFFICIENT_CPUS if pods is None else INSUFFICIENT_PODS)
 
 
 def test_dynamic_ports_come_from_the_ranges_and_are_used_up() -> None:

@@ -49,10 +49,9 @@ class Harness:
         self.out += self.s.start(Run(p, dict(current), target), self.now)
         return did
 
-    def offer(self, host: str = "node-1", cpus: float = 1.0) -> list[Obj]:
-        """One offer; answers the tasks launched into it."""
+    def make_offer(self, host: str = "node-1", cpus: float = 1.0, pods: int | None = None) -> Obj:
         oid = f"o{next(self.offer_ids)}"
-        offer = {
+        offer: Obj = {
             "id": {"value": oid},
             "agent_id": {"value": f"agent-{host}"},
             "hostname": host,
@@ -66,7 +65,15 @@ class Harness:
                 },
             ],
         }
-        out = self.s.offers([offer], self.now)
+        if pods is not None:
+            offer["resources"].append(
+                {"name": "pods", "type": "SCALAR", "scalar": {"value": float(pods)}}
+            )
+        return offer
+
+    def offer(self, host: str = "node-1", cpus: float = 1.0, pods: int | None = None) -> list[Obj]:
+        """One offer; answers the tasks launched into it."""
+        out = self.s.offers([self.make_offer(host, cpus, pods)], self.now)
         self.out += out
         return [t for ins in out if isinstance(ins, Launch) for t in ins.tasks]
 
@@ -154,6 +161,77 @@ def test_reset_delay_and_lost_agent_replacement() -> None:
     h.status(second, "TASK_RUNNING")
     h.status(second, "TASK_GONE")  # the agent is gone: no back-off
     assert len(h.offer(host="node-2")) == 1
+
+
+def _tiny(app_id: str, instances: int, **kw: Any) -> Obj:
+    return _app(instances, id=app_id, cpus=0.01, mem=1, portDefinitions=[], **kw)
+
+
+def test_an_offer_takes_at_most_its_pods_across_apps() -> None:
+    """A 4-cpu offer could hold 400 instances of 0.01 cpu; its node has 3 pod slots."""
+    h = Harness()
+    h.deploy({"/a": _tiny("/a", 2), "/b": _tiny("/b", 2)})
+    launched = h.offer(cpus=4, pods=3)
+    assert len(launched) == 3
+    assert h.s.wanted("/a") + h.s.wanted("/b") == 1
+    assert len(h.offer(host="node-2", cpus=4, pods=110)) == 1
+
+
+def test_offers_of_one_agent_in_a_batch_share_its_pods() -> None:
+    h = Harness()
+    h.deploy({"/a": _tiny("/a", 10)})
+    both = [h.make_offer(cpus=4, pods=4), h.make_offer(cpus=4, pods=4)]
+    out = h.s.offers(both, h.now)
+    launches = [i for i in out if isinstance(i, Launch)]
+    assert [len(i.tasks) for i in launches] == [4]
+    assert [i.offer_ids for i in out if isinstance(i, Decline)] == [(both[1]["id"]["value"],)]
+    assert h.s.wanted("/a") == 6
+
+
+def test_a_task_refused_at_the_pods_limit_is_queued_again_without_backoff() -> None:
+    """The master's TASK_ERROR for a node at its pods limit means no room, not a
+    failure: no ``lastTaskFailure``, no back-off, the next offer launches it."""
+    from corral.marathon.instances import POD_LIMIT_REACHED
+    from corral.mesos.calls import POD_LIMIT_REACHED as MASTER_MESSAGE
+
+    assert POD_LIMIT_REACHED in MASTER_MESSAGE
+    h = Harness()
+    h.deploy({"/web": _app(2, backoffSeconds=300)})
+    first, second = (t["task_id"]["value"] for t in h.offer())
+    message = MASTER_MESSAGE.format(agent="agent-node-1")
+    h.status(second, "TASK_ERROR", reason="REASON_TASK_INVALID", message=message)
+    assert second not in h.s.instances
+    assert h.s.wanted("/web") == 1
+    assert h.s.delayed("/web", h.now) == 0
+    assert "/web" not in h.s.failures
+    assert [t["task_id"]["value"] for t in h.offer(host="node-2")] != []
+    # any other TASK_ERROR is the task's failure: back-off
+    h.status(first, "TASK_ERROR", reason="REASON_TASK_INVALID", message="Task uses no resources")
+    assert h.s.delayed("/web", h.now) > 0
+    assert h.s.failures["/web"]["message"] == "Task uses no resources"
+    assert h.offer(host="node-3") == []
+
+
+def test_an_unanswered_kill_is_sent_again() -> None:
+    from corral.marathon.scheduler import KILL_RETRY_SECONDS
+
+    h = Harness()
+    h.deploy({"/web": _app(1)})
+    [tid] = [t["task_id"]["value"] for t in h.offer()]
+    h.run_all()
+    h.deploy({"/web": None})
+    assert h.kills() == [tid]
+    h.out += h.s.tick(h.now)  # stamps the kill
+    h.now += KILL_RETRY_SECONDS - 1
+    h.out += h.s.tick(h.now)
+    assert h.kills() == [tid]
+    h.now += 1
+    h.out += h.s.tick(h.now)
+    assert h.kills() == [tid, tid]
+    h.status(tid, "TASK_KILLED")
+    h.now += 2 * KILL_RETRY_SECONDS
+    h.out += h.s.tick(h.now)
+    assert h.kills() == [tid, tid]
 
 
 def test_unplaceable_app_stays_queued_with_the_reasons() -> None:

@@ -676,7 +676,7 @@ def _without(key: str) -> Obj:
     return t
 
 
-TOTAL = "Total resources {} required by task and its executor is more than available cpus:2; mem:1024; disk:4096; ports:[31000-32000]"
+TOTAL = "Total resources {} required by task and its executor is more than available cpus:2; mem:1024; disk:4096; pods:110; ports:[31000-32000]"
 
 # (id, TaskInfo, message: exact, or a prefix when it ends with "...")
 INVALID: list[tuple[str, Any, str]] = [
@@ -1026,6 +1026,52 @@ def test_validate_task_against_a_node_table_offer() -> None:
     ) == (
         "Total resources cpus:0.6; mem:64 required by task and its executor is more than available cpus:0.5; mem:64"
     )
+
+
+def _pods(value: Any) -> Obj:
+    return {"name": "pods", "type": "SCALAR", "scalar": {"value": value}}
+
+
+@pytest.mark.parametrize(
+    ("pods", "offered_pods", "message"),
+    [
+        (None, 110, None),
+        (1, 110, None),
+        (110, 110, None),
+        (
+            111,
+            110,
+            "Total resources cpus:0.5; mem:64; pods:111 required by task and its executor"
+            " is more than available cpus:2; mem:1024; pods:110",
+        ),
+        (
+            1,
+            0,
+            "Total resources cpus:0.5; mem:64; pods:1 required by task and its executor"
+            " is more than available cpus:2; mem:1024",
+        ),
+        (
+            0.5,
+            110,
+            "Task uses invalid resources: resource 2 ('pods') must be a whole number, not 0.5",
+        ),
+    ],
+    ids=["none", "one", "all-offered", "more-than-offered", "offer-without-pods", "fraction"],
+)
+def test_validate_task_pods(pods: Any, offered_pods: int, message: str | None) -> None:
+    """A task may request the offer's ``pods`` (up to what it carries) or not."""
+    t = task(resources=res() + ([] if pods is None else [_pods(pods)]))
+    offered = np.array([2000, 1024 * 2**20, 0, offered_pods], dtype=np.int64)
+    assert tasks.validate_task(t, agent_id=AGENT, offered=offered, offered_ports=[]) == message
+
+
+def test_a_task_requesting_pods_is_one_pod() -> None:
+    """``pods`` is not a container resource: the pod requests cpu and memory only."""
+    pod = make_pod(task(resources=[*res(), _pods(3)]))
+    for c in pod["spec"]["containers"]:
+        requests = (c.get("resources") or {}).get("requests") or {}
+        assert "pods" not in requests
+    assert _api_server_errors(pod) == []
 
 
 # --- status ---------------------------------------------------------------------------------

@@ -921,3 +921,20 @@ def test_a_node_at_its_pods_limit_is_not_offered() -> None:
     place(table, pod("b", 100, 2**20), "full")
     offers = sent(alloc.allocate())["f"]
     assert [o.agent for o in offers] == ["roomy"]  # 2 of 2 pods: cpu is free, yet no room
+
+
+def test_an_offer_carries_the_free_pod_slots_of_its_node() -> None:
+    """``Offer.pods``: the node's free pod slots at offer time, advertised, not held."""
+    small = node("small")
+    small["status"]["allocatable"]["pods"] = "5"
+    unlimited = node("unlimited")
+    unlimited["status"]["allocatable"]["pods"] = "0"  # no pods limit: no pods resource
+    alloc, table, _ = setup(small, unlimited, node("big"), frameworks={"f": ["*"]})
+    place(table, pod("a", 100, 2**20), "small")
+    place(table, pod("b", 100, 2**20), "small")
+    before = table.requested.copy()
+    offers = {o.agent: o for o in sent(alloc.allocate())["f"]}
+    assert {a: o.pods for a, o in offers.items()} == {"small": 3, "unlimited": None, "big": 110}
+    # the holds take cpu, memory and disk, no pod slot
+    assert (table.requested[:, 3] == before[:, 3]).all()
+    assert all(int(o.resources[3]) == 0 for o in offers.values())

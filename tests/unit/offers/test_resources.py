@@ -72,6 +72,8 @@ def test_to_vector_and_back(cpus: float, mem: float, disk: float, vec: list[int]
         ),
         ([{"name": "cpus", "scalar": {"value": 1}, "role": "*"}], [1000, 0, 0, 0], []),
         ([], [0, 0, 0, 0], []),
+        ([scalar("cpus", 0.1), scalar("pods", 1)], [100, 0, 0, 1], []),
+        ([scalar("pods", 2), scalar("pods", 3.0)], [0, 0, 0, 5], []),
     ],
     ids=[
         "cpus-mem",
@@ -80,6 +82,8 @@ def test_to_vector_and_back(cpus: float, mem: float, disk: float, vec: list[int]
         "ports-merged",
         "type-omitted",
         "empty",
+        "pods",
+        "pods-summed",
     ],
 )
 def test_parse_resources(
@@ -103,6 +107,9 @@ def test_parse_resources(
         ([scalar("cpus", "1")], "numeric scalar.value"),
         ([{"name": "cpus", "type": "SCALAR"}], "numeric scalar.value"),
         ([scalar("gpus", 1)], "gpus"),
+        ([scalar("pods", 0.5)], r"'pods'\) must be a whole number, not 0.5"),
+        ([scalar("pods", -1)], "invalid value -1"),
+        ([{"name": "pods", "type": "RANGES", "ranges": {"range": []}}], "must have type SCALAR"),
         ([ports((31005, 31000))], r"invalid range \[31005-31000\]"),
         ([ports((0, 70000))], "invalid range"),
         ([{"name": "ports", "type": "RANGES", "ranges": {}}], "ranges.range"),
@@ -119,6 +126,9 @@ def test_parse_resources(
         "string",
         "no-value",
         "gpus",
+        "pods-fraction",
+        "pods-negative",
+        "pods-wrong-type",
         "reversed-range",
         "port-too-big",
         "no-ranges",
@@ -147,6 +157,29 @@ def test_render_resources_shape() -> None:
         assert r["allocation_info"] == {"role": "web"}
     with_disk = render_resources(to_vector(1, 1, 5), [], "*")
     assert [r["name"] for r in with_disk] == ["cpus", "mem", "disk"]
+
+
+def test_render_resources_pods() -> None:
+    """``pods`` when given (an offer's free pod slots), as a SCALAR; parsed back as the
+    pods column; the vector's own pods column is not rendered."""
+    vec = np.array([1000, 64 * MB, 0, 7], dtype=np.int64)
+    assert [r["name"] for r in render_resources(vec, [(31000, 31000)], "*")] == [
+        "cpus",
+        "mem",
+        "ports",
+    ]
+    out = render_resources(vec, [(31000, 31000)], "web", pods=12)
+    assert [r["name"] for r in out] == ["cpus", "mem", "pods", "ports"]
+    assert out[2] == {
+        "name": "pods",
+        "type": "SCALAR",
+        "scalar": {"value": 12.0},
+        "role": "*",
+        "allocation_info": {"role": "web"},
+    }
+    back, ports_ = parse_resources(out)
+    assert back.tolist() == [1000, 64 * MB, 0, 12]
+    assert ports_ == [(31000, 31000)]
 
 
 @pytest.mark.parametrize(
