@@ -21,8 +21,6 @@ import contextlib
 import itertools
 import json
 import logging
-import os
-import signal
 import subprocess
 import sys
 import threading
@@ -98,40 +96,9 @@ class ChronosProcess:
                 self.proc.wait()
 
 
-def children_of(pid: int) -> list[tuple[int, str]]:
-    """(pid, command line) of the live processes whose parent is ``pid``."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == pid and fields[0] != "Z":
-            out.append((int(entry.name), cmdline))
-    return out
-
-
-def _gone(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
-
-
-def kill_chronos_child(mc: MesosCluster) -> None:
-    """SIGKILL the server's ``corral chronos`` child, and only it."""
-    (pid,) = [p for p, cmd in children_of(mc.server.pid) if " -m corral chronos " in cmd]
-    os.kill(pid, signal.SIGKILL)
-    wait(lambda: _gone(pid), "the chronos child to die", 10)
-
-
 class Supervisor:
-    """Keeps a ``corral chronos`` serving on the cluster's Chronos port: the server's
-    child at first, then the ones the test starts after killing the previous one."""
+    """Keeps a ``corral chronos`` serving on a port: the ones the test starts, each after
+    killing the previous one."""
 
     def __init__(self, mc: MesosCluster, port: int, logs: Path) -> None:
         self.mc, self.port, self.logs = mc, port, logs
@@ -143,10 +110,8 @@ class Supervisor:
         return f"127.0.0.1:{self.port}"
 
     def kill(self) -> None:
-        """SIGKILL the Chronos serving now (the server's child, or the last one started)."""
-        if self.own is None:
-            kill_chronos_child(self.mc)
-            return
+        """SIGKILL the Chronos serving now (the last one started)."""
+        assert self.own is not None, "no Chronos of the test's is running"
         self.own.proc.kill()
         self.own.proc.wait()
         self.own = None
@@ -186,9 +151,12 @@ def cluster_with_chronos(base: Path) -> Iterator[tuple[MesosCluster, str]]:
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[MesosCluster, Supervisor]]:
     base = tmp_path_factory.mktemp("chronos-once")
-    with cluster_with_chronos(base) as (mc, where):
-        sup = Supervisor(mc, int(where.rsplit(":", 1)[1]), base)
+    # Chronos runs as the test's own process, not the server's child: the server would
+    # start a killed child again within a second, and these tests choose the outage
+    with mesos_cluster(base, runtimes=("process",), extra=["--no-controllers"]) as mc:
+        sup = Supervisor(mc, free_port(), base)
         try:
+            sup.ensure()
             yield mc, sup
         finally:
             sup.close()
