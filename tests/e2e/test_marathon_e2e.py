@@ -468,14 +468,6 @@ def test_a_canary_waits_for_its_readiness_check(client: MarathonClient, tmp_path
     assert versions(client, app_id) == ["v2", "v2"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="service.MarathonService.deployments (via scheduler.Scheduler.readiness_results) "
-    "shows in a deployment's currentActions[].readinessCheckResults the results of every "
-    "instance of the app, those an earlier deployment started included; Marathon shows "
-    "only the instances this deployment started",
-)
 def test_a_deployments_readiness_results_are_of_its_own_instances(
     client: MarathonClient, tmp_path: Path
 ) -> None:

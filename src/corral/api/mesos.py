@@ -14,6 +14,11 @@ import hashlib
 import re
 import unicodedata
 
+#: what the master's TASK_ERROR says of a task past its node's pods limit: the offer had
+#: no room (offers carry the node's free ``pods`` but do not hold them), the task is not
+#: at fault, so a framework that finds this launches it again elsewhere, without back-off
+POD_LIMIT_REACHED = "pods limit is reached"
+
 #: the API group of the Framework kind (``kubectl get frameworks``)
 GROUP = "mesos.corral.dev"
 VERSION = "v1"

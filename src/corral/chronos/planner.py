@@ -38,6 +38,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+from corral.api.mesos import POD_LIMIT_REACHED
 from corral.chronos import schedule as sched
 from corral.chronos.instructions import (
     Claim,
@@ -52,7 +53,15 @@ from corral.chronos.instructions import (
     parse_task_id,
     task_id,
 )
-from corral.chronos.taskinfo import constraints_ok, needs, number, scalars, seconds, task_info
+from corral.chronos.taskinfo import (
+    constraints_ok,
+    needs,
+    number,
+    pod_slots,
+    scalars,
+    seconds,
+    task_info,
+)
 from corral.chronos.taskinfo import iso as _iso
 from corral.chronos.taskinfo import ts as _ts
 
@@ -498,10 +507,17 @@ class Planner:
             ),
         )
         placed: set[int] = set()
+        rooms: dict[str, float] = {}  # pod slots left by agent (its offers share them)
         for offer in offers:
             free = scalars(offer.get("resources") or [])
+            agent = offer["agent_id"]["value"]
+            slots = pod_slots(offer.get("resources") or [])
+            if slots is not None:
+                rooms.setdefault(agent, slots)
             tasks: list[Obj] = []
             for r in order:
+                if agent in rooms and rooms[agent] < 1:
+                    break  # the node has no room for another pod
                 if id(r) in placed:
                     continue
                 st = self.jobs.get(r.job)
@@ -515,6 +531,8 @@ class Planner:
                     continue
                 for k in need:
                     free[k] -= need[k]
+                if agent in rooms:
+                    rooms[agent] -= 1
                 r.task_id = task_id(r.job, r.slot_ms, r.attempt)
                 r.agent = offer["agent_id"]["value"]
                 r.launched = now
@@ -605,6 +623,15 @@ class Planner:
             r.agent = agent or r.agent
             return []
         if not terminal:
+            return []
+        if state == "TASK_ERROR" and POD_LIMIT_REACHED in str(status.get("message") or ""):
+            # the offer's node had no room after all: the same run waits for another
+            # offer (the task id is used again; not a retry, not a failure)
+            del self.running[tid]
+            r.state, r.task_id, r.agent, r.launched = "queued", "", "", None
+            if st is not None:
+                self.queue.append(r)
+                return self._want_offers()
             return []
         self._ended[tid] = None
         while len(self._ended) > KEEP_ENDED:

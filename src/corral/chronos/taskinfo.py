@@ -96,6 +96,17 @@ def scalars(resources: list[Obj]) -> dict[str, float]:
     return out
 
 
+def pod_slots(resources: list[Obj]) -> float | None:
+    """The offer's ``pods`` (its node's free pod slots, Corral's custom resource), or None
+    when the offer has none (no pods limit)."""
+    found = [
+        r for r in resources if r.get("name") == "pods" and r.get("type", "SCALAR") == "SCALAR"
+    ]
+    if not found:
+        return None
+    return sum(float((r.get("scalar") or {}).get("value") or 0.0) for r in found)
+
+
 def constraints_ok(job: Obj, offer: Obj) -> bool:
     """Chronos' constraints: [attribute, EQUALS|LIKE|UNLIKE, value]; ``hostname`` too."""
     attrs = {"hostname": str(offer.get("hostname") or "")}

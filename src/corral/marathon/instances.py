@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from corral.api.mesos import POD_LIMIT_REACHED
 from corral.marathon.apps_view import timestamp
 
 Obj = dict[str, Any]
@@ -50,9 +51,6 @@ FAILURES = frozenset({"TASK_FAILED", "TASK_ERROR", "TASK_FINISHED"})
 #: the agent is gone: the task is replaced elsewhere
 LOST = frozenset({"TASK_LOST", "TASK_DROPPED", "TASK_GONE", "TASK_GONE_BY_OPERATOR"})
 UNREACHABLE = "TASK_UNREACHABLE"
-#: what the master's TASK_ERROR says of a task past its node's pods limit
-#: (``mesos/calls.py`` ``POD_LIMIT_REACHED``): the offer had no room, the task no fault
-POD_LIMIT_REACHED = "pods limit is reached"
 #: Marathon's instance conditions, by Mesos state (``instance_changed_event``)
 CONDITIONS = {
     "TASK_STAGING": "Staging",

@@ -154,7 +154,8 @@ def _has_health(app: Mapping[str, Any]) -> bool:
     return bool(app.get("healthChecks"))
 
 
-def _config(app: Mapping[str, Any]) -> str:
+def config_version(app: Mapping[str, Any]) -> str:
+    """The app's ``lastConfigChangeAt``: what its instances of the current config carry."""
     info = app.get("versionInfo") or {}
     return str(info.get("lastConfigChangeAt") or app.get("version") or "")
 
@@ -213,7 +214,7 @@ class Scheduler:
             return 0
         insts = [i for i in self.of_app(app_id) if i.active]
         if app_id in self.limits:
-            config = _config(self.apps[app_id])
+            config = config_version(self.apps[app_id])
             new = sum(1 for i in insts if i.config_version == config)
             return max(0, self.limits[app_id] - new)
         return max(0, self.targets[app_id] - len(insts))
@@ -235,7 +236,7 @@ class Scheduler:
         apps become the target's, and the first step begins."""
         for app_id, app in run.target.items():
             old = self.apps.get(app_id)
-            if old is not None and _config(old) != _config(app):
+            if old is not None and config_version(old) != config_version(app):
                 self.backoff.pop(app_id, None)
         self.apps = {a: dict(v) for a, v in run.target.items()}
         for gone in set(self.targets) - set(self.apps):
@@ -320,7 +321,7 @@ class Scheduler:
     def _restart(self, app_id: str) -> list[Instruction]:
         """One ``plan.replace_step`` of an app's rolling restart."""
         app = self.apps[app_id]
-        config = _config(app)
+        config = config_version(app)
         health = _has_health(app)
         insts = [i for i in self.of_app(app_id) if not i.terminal and not i.inactive]
         old = [i for i in insts if i.config_version != config]
@@ -386,7 +387,7 @@ class Scheduler:
                         task_id=tid,
                         app_id=app_id,
                         version=str(app.get("version") or ""),
-                        config_version=_config(app),
+                        config_version=config_version(app),
                         agent_id=space.agent_id,
                         host=space.hostname,
                         ports=list(placement.host_ports),
@@ -538,11 +539,15 @@ class Scheduler:
         inst.readiness_result = result
         return self._settle(now)
 
-    def readiness_results(self, app_id: str) -> list[Obj]:
+    def readiness_results(self, app_id: str, config_version: str | None = None) -> list[Obj]:
+        """The readiness results of the app's live instances; with ``config_version``
+        only those launched with it (a deployment shows its own instances' results)."""
         return [
             dict(i.readiness_result)
             for i in self.of_app(app_id)
-            if i.readiness_result is not None and not i.terminal
+            if i.readiness_result is not None
+            and not i.terminal
+            and (config_version is None or i.config_version == config_version)
         ]
 
     # --- the API's changes ------------------------------------------------------------------

@@ -55,6 +55,7 @@ from corral.marathon.scheduler import (
     Revive,
     Scheduler,
     Suppress,
+    config_version,
 )
 from corral.marathon.service_api import (
     Conflict,
@@ -517,7 +518,12 @@ class MarathonService:
             if run.plan["totalSteps"] == 0 or run.step == 0:
                 out.append(dict(run.plan))
             else:
-                ready = {a: self.scheduler.readiness_results(a) for a in run.apps}
+                ready = {
+                    a: self.scheduler.readiness_results(
+                        a, config_version(run.target[a]) if a in run.target else None
+                    )
+                    for a in run.apps
+                }
                 out.append(plans.at_step(run.plan, run.step, readiness=ready))
         return out
 

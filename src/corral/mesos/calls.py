@@ -56,9 +56,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("corral.mesos")
 
-#: the TASK_ERROR message of a task past its node's pods limit (frameworks may match
-#: "pods limit is reached" to retry elsewhere rather than count a failure)
-POD_LIMIT_REACHED = "Agent {agent} has no room for more pods (its pods limit is reached)"
+#: the TASK_ERROR message of a task past its node's pods limit (frameworks match
+#: ``names.POD_LIMIT_REACHED`` in it to retry elsewhere rather than count a failure)
+POD_LIMIT_REACHED = "Agent {agent} has no room for more pods (its " + names.POD_LIMIT_REACHED + ")"
 
 
 def handle(m: Master, fw: FrameworkState, call: Obj) -> None:

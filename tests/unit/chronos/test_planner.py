@@ -217,3 +217,48 @@ def test_r1_disables_the_job_after_its_success_and_revive_when_work_appears() ->
     done = update(p, task["task_id"]["value"], "TASK_FINISHED", T0 + 1)
     (ws,) = [i for i in done if isinstance(i, WriteStatus)]
     assert ws.disable
+
+
+def test_an_offer_takes_no_more_runs_than_its_node_has_pod_slots() -> None:
+    p = Planner()
+    for i in range(5):
+        claim_all(p, run_new(p, f"j{i}", job(f"j{i}", schedule=f"R1/{iso(T0 + 3600)}/PT1H"), T0))
+    small = offer()
+    small["resources"].append({"name": "pods", "type": "SCALAR", "scalar": {"value": 2}})
+    same_node = offer("O2")  # another offer of the same node shares its slots
+    same_node["resources"].append({"name": "pods", "type": "SCALAR", "scalar": {"value": 2}})
+    launched = [
+        t for i in p.offers([small, same_node], T0) if isinstance(i, Launch) for t in i.tasks
+    ]
+    assert len(launched) == 2
+    assert len(p.queue) == 3
+    unlimited = offer("O3", "n2")  # no pods resource: no pods limit
+    assert sum(len(i.tasks) for i in p.offers([unlimited], T0) if isinstance(i, Launch)) == 3
+
+
+def test_a_run_refused_at_the_pods_limit_waits_for_another_offer_without_a_retry() -> None:
+    from corral.mesos.calls import POD_LIMIT_REACHED
+
+    p = Planner()
+    claim_all(
+        p, run_new(p, "full", job("full", retries=0, schedule=f"R1/{iso(T0 + 3600)}/PT1H"), T0)
+    )
+    [task] = launch(p, T0)
+    tid = task["task_id"]["value"]
+    out = p.update(
+        {
+            "task_id": {"value": tid},
+            "state": "TASK_ERROR",
+            "message": POD_LIMIT_REACHED.format(agent="n1"),
+            "agent_id": {"value": "n1"},
+        },
+        T0 + 1,
+    )
+    assert not [i for i in out if isinstance(i, WriteStatus)]  # no failure recorded
+    [again] = launch(p, T0 + 2)
+    assert again["task_id"]["value"] == tid  # the same run, attempt 0: not a retry
+    p.update(
+        {"task_id": {"value": tid}, "state": "TASK_FINISHED", "agent_id": {"value": "n2"}}, T0 + 3
+    )
+    assert p.jobs["full"].status.get("successCount") == 1
+    assert not p.jobs["full"].status.get("errorCount")
