@@ -16,11 +16,10 @@
    runs at a rate k the benchmark sets per phase (frozen while the jobs are created).
    1,000 jobs are created through the REST API (``POST /v1/scheduler/iso8601``, aiohttp, 8
    at a time): ``R/<start_i>/PT1M`` with the starts 60 ms apart (spread over the minute),
-   ``command: true``, 0.01 cpu, 300 MB (``--task-mem``: so that no offer of a node holds
-   more than 109 runs, the node's 110-pod limit being absent from Mesos offers), Chronos'
-   other defaults. Then the
-   clock runs through the phases below; every slot is claimed, queued, launched into an
-   offer and becomes a pod on a hollow node.
+   ``command: true``, 0.01 cpu, 300 MB (``--task-mem``; Chronos also launches no more
+   runs into an offer than its ``pods``, the node's free pod slots), Chronos' other
+   defaults. Then the clock runs through the phases below; every slot is claimed,
+   queued, launched into an offer and becomes a pod on a hollow node.
 
    Hollow pods never end by themselves and a task pod carries no hollow exit annotation
    (``mesos/taskpod.task_pod`` writes only the Mesos ones), so the benchmark ends each run
