@@ -13,7 +13,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from corral.mesos.framework_calls import Decline, Kill, Launch, Revive, Suppress
+
 Obj = dict[str, Any]
+
+__all__ = [
+    "Claim",
+    "Decline",
+    "Instruction",
+    "Kill",
+    "Launch",
+    "Revive",
+    "Run",
+    "Suppress",
+    "WriteStatus",
+    "parse_task_id",
+    "task_id",
+]
 
 
 def task_id(name: str, slot_ms: int, attempt: int) -> str:
@@ -45,42 +61,12 @@ class Claim:
 
 
 @dataclass(frozen=True)
-class Launch:
-    offer_id: str
-    agent_id: str
-    tasks: tuple[Obj, ...]
-
-
-@dataclass(frozen=True)
-class Decline:
-    offer_ids: tuple[str, ...]
-    refuse_seconds: float
-
-
-@dataclass(frozen=True)
-class Kill:
-    task_id: str
-    agent_id: str
-
-
-@dataclass(frozen=True)
 class WriteStatus:
     """Merge ``status`` into the job's object status (and ``disable`` the job)."""
 
     job: str
     status: Obj
     disable: bool = False
-
-
-@dataclass(frozen=True)
-class Revive:
-    """The planner now wants offers (``Planner.suppressed`` is False): the shell makes
-    the master's state match the planner's flag as it stands when the call is sent."""
-
-
-@dataclass(frozen=True)
-class Suppress:
-    """The planner wants no offers (``Planner.suppressed`` is True); see ``Revive``."""
 
 
 Instruction = Claim | Launch | Decline | Kill | WriteStatus | Revive | Suppress

@@ -62,6 +62,7 @@ from corral.marathon.launcher import (
     readiness_url,
     task_info,
 )
+from corral.mesos.framework_calls import Decline, Kill, Launch, Revive, Suppress
 
 Obj = dict[str, Any]
 #: a KILL not answered by a terminal state within this long is sent again (Marathon's
@@ -69,36 +70,7 @@ Obj = dict[str, Any]
 KILL_RETRY_SECONDS = 10.0
 
 
-# --- instructions -----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Launch:
-    offer_id: str
-    agent_id: str
-    tasks: tuple[Obj, ...]
-
-
-@dataclass(frozen=True)
-class Decline:
-    offer_ids: tuple[str, ...]
-    refuse_seconds: float
-
-
-@dataclass(frozen=True)
-class Kill:
-    task_id: str
-    agent_id: str
-
-
-@dataclass(frozen=True)
-class Revive:
-    pass
-
-
-@dataclass(frozen=True)
-class Suppress:
-    pass
-
-
+# --- instructions (beside the master calls of ``mesos.framework_calls``) -----------------------
 @dataclass(frozen=True)
 class Publish:
     event: Obj

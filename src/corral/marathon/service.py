@@ -46,17 +46,7 @@ from corral.marathon.apps_ids import parent_id, split_id
 from corral.marathon.apps_view import timestamp
 from corral.marathon.deployments import Run
 from corral.marathon.instances import Instance, counts, task_stats, to_task
-from corral.marathon.scheduler import (
-    Decline,
-    Instruction,
-    Kill,
-    Launch,
-    Publish,
-    Revive,
-    Scheduler,
-    Suppress,
-    config_version,
-)
+from corral.marathon.scheduler import Instruction, Publish, Scheduler, config_version
 from corral.marathon.service_api import (
     Conflict,
     Deployment,
@@ -66,6 +56,7 @@ from corral.marathon.service_api import (
     NotFound,
 )
 from corral.marathon.store import NAMESPACE, Store, object_name
+from corral.mesos.framework_calls import Decline, Kill, Launch, Revive, Suppress
 from corral.mesos.framework_client import SchedulerCallError, SchedulerClient
 
 log = logging.getLogger("corral.marathon")

@@ -11,7 +11,8 @@ import pytest
 from corral.marathon import apps
 from corral.marathon import plan as plans
 from corral.marathon.deployments import Run
-from corral.marathon.scheduler import Decline, Kill, Launch, Publish, Revive, Scheduler
+from corral.marathon.scheduler import Publish, Scheduler
+from corral.mesos.framework_calls import Decline, Kill, Launch, Revive
 
 Obj = dict[str, Any]
 T0 = 1_800_000_000.0
