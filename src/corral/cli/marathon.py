@@ -9,16 +9,11 @@ The REST API is ``corral.marathon.http.make_app(service, bus)``; this adds
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import json
 import logging
-import signal
-import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 from typing import Any
+
+from corral.cli import frameworks
 
 log = logging.getLogger("corral.marathon")
 
@@ -59,17 +54,11 @@ def build_web_app(service: Any, bus: Any) -> Any:
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    from aiohttp import web
-
-    from corral.cli.scheduler import _stdin_eof, default_kubeconfig
+    from corral.cli.scheduler import default_kubeconfig
     from corral.client.rest import Client
     from corral.marathon.events import EventBus
     from corral.marathon.service import MarathonService
 
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     client = Client.from_kubeconfig(
         args.kubeconfig or default_kubeconfig(), user_agent="corral-marathon"
     )
@@ -78,44 +67,26 @@ async def _serve(args: argparse.Namespace) -> None:
     service = MarathonService(
         client, args.master, leader=f"{host}:{args.port}", events=bus, role=args.role
     )
-    runner = web.AppRunner(build_web_app(service, bus), access_log=None, shutdown_timeout=2.0)
-    await runner.setup()
-    await web.TCPSite(runner, args.bind, args.port).start()
-    log.info("Marathon API on http://%s:%d (Mesos master %s)", args.bind, args.port, args.master)
-    task = asyncio.create_task(service.run(), name="marathon")
-    waits: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait())]
-    if args.exit_on_stdin_eof:
-        waits.append(asyncio.create_task(_stdin_eof()))
-    try:
-        await asyncio.wait([task, *waits], return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for t in [task, *waits]:
-            t.cancel()
-        for t in [task, *waits]:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+
+    async def close() -> None:
         await service.close()
         bus.close_all()
-        await runner.cleanup()
         await client.close()
-    if task.done() and not task.cancelled() and task.exception() is not None:
-        raise task.exception()  # type: ignore[misc]
+
+    log.info("Marathon API on http://%s:%d (Mesos master %s)", args.bind, args.port, args.master)
+    await frameworks.serve(
+        "marathon",
+        build_web_app(service, bus),
+        service.run(),
+        bind=args.bind,
+        port=args.port,
+        exit_on_stdin_eof=args.exit_on_stdin_eof,
+        close=close,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        uvloop.install()
-    try:
-        asyncio.run(_serve(args))
-    except OSError as e:
-        print(f"corral marathon: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return frameworks.run("marathon", args.log_level, lambda: _serve(args))
 
 
 def why_app(args: argparse.Namespace, app_id: str) -> int:
@@ -123,20 +94,4 @@ def why_app(args: argparse.Namespace, app_id: str) -> int:
     where = getattr(args, "marathon", None) or DEFAULT_MARATHON
     path = urllib.parse.quote(app_id.strip("/"), safe="/")
     url = f"http://{where}{WHY_PATH}{path}"
-    try:
-        with urllib.request.urlopen(url, timeout=10) as r:
-            data = json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        try:
-            message = json.loads(e.read()).get("message") or f"HTTP {e.code}"
-        except ValueError:
-            message = f"HTTP {e.code}"
-        print(f"corral why: app/{app_id}: {message}", file=sys.stderr)
-        return 1
-    except (OSError, ValueError) as e:
-        print(f"corral why: cannot reach Marathon at {where}: {e}", file=sys.stderr)
-        return 1
-    print(f"app/{app_id.strip('/')}:")
-    for line in data.get("reasons") or []:
-        print(f"  {line}")
-    return 0
+    return frameworks.why("Marathon", where, url, f"app/{app_id.strip('/')}")

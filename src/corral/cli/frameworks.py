@@ -1,0 +1,107 @@
+"""What ``corral chronos`` and ``corral marathon`` share: serving a framework's REST API
+beside its service until a signal (or, as ``corral server``'s child, stdin's EOF), the
+process's start-up (logging, uvloop, one clear line for a port in use), and the
+``corral why KIND/NAME`` query of the framework's ``/corral/why/`` route.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+log = logging.getLogger("corral.cli")
+
+
+async def serve(
+    name: str,
+    app: Any,
+    service_run: Coroutine[Any, Any, None],
+    *,
+    bind: str,
+    port: int,
+    exit_on_stdin_eof: bool,
+    close: Callable[[], Awaitable[None]],
+) -> None:
+    """Serve the aiohttp ``app`` on ``bind:port`` and run ``service_run`` until it ends, a
+    SIGINT/SIGTERM comes or (``exit_on_stdin_eof``) stdin closes; then ``close()`` the
+    service and stop serving. The service's own failure is raised."""
+    from aiohttp import web
+
+    from corral.cli.scheduler import _stdin_eof
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, bind, port).start()
+    except BaseException:
+        service_run.close()
+        await runner.cleanup()
+        raise
+    task = asyncio.create_task(service_run, name=name)
+    waits: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait())]
+    if exit_on_stdin_eof:
+        waits.append(asyncio.create_task(_stdin_eof()))
+    try:
+        await asyncio.wait([task, *waits], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in [task, *waits]:
+            t.cancel()
+        for t in [task, *waits]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        await close()
+        await runner.cleanup()
+    if task.done() and not task.cancelled() and task.exception() is not None:
+        raise task.exception()  # type: ignore[misc]
+
+
+def run(command: str, log_level: str, main: Callable[[], Coroutine[Any, Any, None]]) -> int:
+    """``corral COMMAND``'s process: logging, uvloop when installed, ``main()`` in an event
+    loop; an ``OSError`` (a port in use) is one line on stderr and exit status 1."""
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        uvloop.install()
+    try:
+        asyncio.run(main())
+    except OSError as e:
+        print(f"corral {command}: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def why(framework: str, where: str, url: str, what: str) -> int:
+    """``corral why KIND/NAME``: GET ``url`` (a framework's ``/corral/why/...``) and print
+    its reasons under ``what``; one line on stderr and status 1 when it cannot."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            data = json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        try:
+            message = json.loads(e.read()).get("message") or f"HTTP {e.code}"
+        except ValueError:
+            message = f"HTTP {e.code}"
+        print(f"corral why: {what}: {message}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as e:
+        print(f"corral why: cannot reach {framework} at {where}: {e}", file=sys.stderr)
+        return 1
+    print(f"{what}:")
+    for line in data.get("reasons") or []:
+        print(f"  {line}")
+    return 0
