@@ -8,15 +8,19 @@ import asyncio
 import math
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from corral.client.rest import MARATHON_APPS, PODS, Client
+from corral.client.rest import CONFIGMAPS, MARATHON_APPS, PODS, Client
 from corral.marathon import apps
+from corral.marathon.instances import Instance
 from corral.marathon.launcher import APP_LABEL, app_label
+from corral.marathon.scheduler import config_version
 from corral.marathon.service import NAMESPACE, MarathonService, object_name
 from corral.marathon.service_api import Conflict, Invalid, Locked, NotFound
+from corral.marathon.store import DEPLOYMENT_LABEL, DEPLOYMENT_PREFIX
 from corral.testing.mesos import MesosCluster, mesos_cluster
 
 pytestmark = [pytest.mark.timeout(300)]
@@ -300,3 +304,78 @@ async def test_a_restarted_service_keeps_its_apps_and_instances(cluster: MesosCl
         assert svc.scheduler.launched == 0
         gone = await svc.deploy({app_id: None})
         await until(lambda: gone.id not in [x["id"] for x in svc.deployments()], "the delete")
+
+
+async def test_a_restarted_service_carries_on_a_rolling_restart(
+    cluster: MesosCluster, tmp_path: Path
+) -> None:
+    app_id = "/it/resumed"
+    gate = tmp_path / "ready"
+    gate.write_text("ok")
+    strategy = {"minimumHealthCapacity": 0.5, "maximumOverCapacity": 0.0}
+    web = definition(
+        app_id,
+        2,
+        cmd=f"python3 -m http.server $PORT0 --directory {tmp_path}",
+        portDefinitions=[{"port": 0, "name": "http"}],
+        readinessChecks=[
+            {"portName": "http", "path": "/ready", "intervalSeconds": 2, "timeoutSeconds": 1}
+        ],
+        upgradeStrategy=strategy,
+    )
+
+    def fresh(svc: MarathonService) -> list[Instance]:
+        config = config_version(svc.app(app_id) or {})
+        return [i for i in svc.scheduler.of_app(app_id) if i.config_version == config]
+
+    async with service(cluster) as (svc, _):
+        await svc.deploy({app_id: web})
+        await settled(svc, app_id, 2)
+        old = {t["id"] for t in running(svc, app_id)}
+        gate.unlink()  # new instances are not ready until it is back
+        restart = await svc.restart(app_id)
+        await until(
+            lambda: any(i.readiness_result is not None for i in fresh(svc)),
+            "a new instance probed, not ready",
+        )
+        assert restart.id in [d["id"] for d in svc.deployments()]
+    async with service(cluster) as (svc, events):
+        [resumed] = [d for d in svc.deployments() if d["id"] == restart.id]
+        assert resumed["currentStep"] == 1
+        assert resumed["currentActions"][0]["action"] == "RestartApplication"
+        lowest: list[int] = []
+
+        def check(event: Obj) -> None:
+            ready = [
+                i
+                for i in svc.scheduler.of_app(app_id)
+                if i.state == "TASK_RUNNING" and not i.killing and i.ready(False)
+            ]
+            lowest.append(len(ready))
+
+        events.on_event = check
+        await until(
+            lambda: any(i.readiness_result is not None for i in fresh(svc)),
+            "the new instance probed again",
+        )
+        assert restart.id in svc.app_deployments(app_id)  # still held by the gate
+        gate.write_text("ok")
+        await until(lambda: restart.id not in svc.app_deployments(app_id), "the restart")
+        events.on_event = None
+        assert restart.id in [e["id"] for e in events.of("deployment_success")]
+        await settled(svc, app_id, 2)
+        assert not old & {t["id"] for t in svc.tasks(app_id)}
+        assert len(fresh(svc)) == 2
+        assert lowest and min(lowest) >= math.ceil(2 * 0.5)
+        async with asyncio.timeout(30):  # the ended deployment's ConfigMap goes
+            while restart.id in await stored_deployments(svc.client):
+                await asyncio.sleep(0.2)
+        gone = await svc.deploy({app_id: None})
+        await until(lambda: gone.id not in [x["id"] for x in svc.deployments()], "the delete")
+
+
+async def stored_deployments(client: Client) -> set[str]:
+    listed = await client.list(CONFIGMAPS, NAMESPACE, label_selector=DEPLOYMENT_LABEL)
+    return {
+        cm["metadata"]["name"].removeprefix(DEPLOYMENT_PREFIX) for cm in listed.get("items") or []
+    }

@@ -1,7 +1,8 @@
 """A running deployment and the Marathon events that tell of it and of instances.
 
 Pure. ``scheduler.Scheduler`` keeps one ``Run`` per deployment it executes (the plan
-``plan.plan`` made, the apps before and after, the step it is at) and publishes the
+``plan.plan`` made, the apps before and after, the step it is at; ``store.Store`` keeps
+its ``to_stored`` form so a restarted service resumes it) and publishes the
 bodies built here; the event shapes are Marathon's (``core/event/Events.scala``,
 ``docs/docs/event-bus.md``), keeping to the keys the ``marathon`` 0.13.0 client reads:
 a deployment event's ``plan`` holds only ``id``, ``version``, ``original``, ``target``
@@ -61,6 +62,29 @@ class Run:
         for step in self.plan["steps"][max(0, self.step - 1) :]:
             out |= {a["app"] for a in step["actions"] if a["action"] == "StopApplication"}
         return out
+
+    def to_stored(self) -> Obj:
+        """What ``store.Store.save_run`` keeps of it (JSON): all a restarted service
+        needs to carry it on from its step (``from_stored``)."""
+        return {
+            "plan": self.plan,
+            "original": self.original,
+            "target": self.target,
+            "step": self.step,
+            "originalGroups": self.original_groups,
+            "targetGroups": self.target_groups,
+        }
+
+    @classmethod
+    def from_stored(cls, body: Mapping[str, Any]) -> Run:
+        return cls(
+            dict(body["plan"]),
+            {k: dict(v) for k, v in (body.get("original") or {}).items()},
+            {k: dict(v) for k, v in (body.get("target") or {}).items()},
+            step=int(body.get("step") or 0),
+            original_groups={k: list(v) for k, v in (body.get("originalGroups") or {}).items()},
+            target_groups={k: list(v) for k, v in (body.get("targetGroups") or {}).items()},
+        )
 
 
 def _group(apps: Mapping[str, Obj], deps: Mapping[str, list[str]], version: str) -> Obj:

@@ -1,6 +1,6 @@
 """The Marathon scheduler: apps, their instances, the launch queue and the deployments
-being carried out. Sans-I/O: events in (a deployment started, offers, status updates,
-clock ticks), instructions out (``Launch``, ``Decline``, ``Kill``, ``Revive``,
+being carried out. Sans-I/O: events in (a deployment started or restored after a
+restart of the service, offers, status updates, clock ticks), instructions out (``Launch``, ``Decline``, ``Kill``, ``Revive``,
 ``Suppress``, ``Publish``); ``service.MarathonService`` is the shell that awaits them.
 
 What it keeps per app: the definition (``apps``, the current root), the number of
@@ -154,7 +154,8 @@ class Scheduler:
 
     # --- state ------------------------------------------------------------------------------
     def load(self, apps: Mapping[str, Obj]) -> None:
-        """The apps as stored (a restart of the service): each keeps its instances."""
+        """The apps as stored (a restart of the service): each keeps its instances
+        (``restore`` then carries on the deployments that were running)."""
         self.apps = {a: dict(v) for a, v in apps.items()}
         self.targets = {a: int(v.get("instances") or 0) for a, v in apps.items()}
 
@@ -217,6 +218,31 @@ class Scheduler:
             self.backoff.pop(gone, None)
         self.runs[run.id] = run
         return self._settle(now)
+
+    def restore(self, run: Run, now: float) -> list[Instruction]:
+        """Carry on a deployment a previous run of the service had begun (``load`` and
+        ``adopt`` first: the apps are already its target's): the running step begins
+        again where the instances are (a restart replaces the old-config instances still
+        left; new-config ones with readiness checks must pass them again), and apps whose
+        StartApplication step is still to come wait for it."""
+        for n, step in enumerate(run.plan["steps"], 1):
+            for action in step["actions"]:
+                if action["action"] == plans.START and n > run.step:
+                    self.targets.pop(action["app"], None)
+        self.runs[run.id] = run
+        out: list[Instruction] = []
+        if run.step >= 1:
+            out += self._begin_step(run, now)
+            for action in run.actions():
+                app = self.apps.get(action["app"])
+                if action["action"] != plans.RESTART or app is None:
+                    continue
+                if app.get("readinessChecks"):
+                    config = config_version(app)
+                    for inst in self.of_app(action["app"]):
+                        if inst.config_version == config and inst.readiness_result is None:
+                            inst.readiness_ok = False
+        return out + self._settle(now)
 
     def cancel(self, deployment_id: str, now: float) -> list[Instruction]:
         """Stop a deployment where it is (``force``): its instances stay as they are, an

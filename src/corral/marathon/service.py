@@ -11,11 +11,15 @@ calls go through one outbox task, in order, so an API call never waits for the m
 
 Its state is the API's (``store.Store``: App objects, ConfigMaps of versions and groups,
 namespace ``marathon``). A change is written before its deployment starts; a write that fails undoes the writes
-made before it (nothing half-created) and answers ``Invalid``/``Conflict``. Deployments
-live in memory: a restarted service keeps every app at its stored instances (the
-scheduler's queue brings them there), adopts the running instances from their pods
-(``mesos`` namespace, label ``marathon.corral.dev/app``), and reconciliation corrects
-their states; a task no app owns is killed. Status updates are acknowledged once the
+made before it (nothing half-created) and answers ``Invalid``/``Conflict``. A running
+deployment is stored too (``store.Store.save_run``) before the call that started it
+answers, again (by the ``marathon-deployments`` writer task, in order) whenever its step
+begins, and deleted when it ends or is cancelled. A restarted service keeps every app at
+its stored instances (the scheduler's queue brings them there), adopts the running
+instances from their pods (``mesos`` namespace, label ``marathon.corral.dev/app``),
+carries on every stored deployment from its stored step with its id
+(``Scheduler.restore``: a half-done rolling restart goes on replacing old-config
+instances), and reconciliation corrects their states; a task no app owns is killed. Status updates are acknowledged once the
 scheduler took them in (instances are not stored: Mesos is their record).
 
 Readiness checks (the app's first) are probed by this service over HTTP, at the
@@ -69,6 +73,8 @@ TICK_SECONDS = 1.0
 #: this often (settling reads every instance: once per update would be O(updates x
 #: instances) while 10,000 tasks start)
 SETTLE_SECONDS = 0.05
+#: the events after which a deployment's stored form is behind
+_RUN_EVENTS = frozenset({"deployment_info", "deployment_success", "deployment_failed"})
 
 
 class _Null:
@@ -104,6 +110,9 @@ class MarathonService:
         self._last_version = ""
         self._outbox: asyncio.Queue[Instruction] = asyncio.Queue()
         self._unsettled = asyncio.Event()
+        #: deployments whose stored form is behind (a step began, or they ended)
+        self._runs_dirty: set[str] = set()
+        self._runs_changed = asyncio.Event()
         self._started = time.time()
         self._tg: asyncio.TaskGroup | None = None
         self._http: aiohttp.ClientSession | None = None
@@ -116,6 +125,7 @@ class MarathonService:
         if self.framework_id:
             for inst in await self.store.adopted(self.framework_id, self.now()):
                 self.scheduler.adopt(inst)
+        runs = await self.store.load_runs()
         info = {
             "user": "root",
             "name": "marathon",
@@ -132,15 +142,22 @@ class MarathonService:
             framework_id=self.framework_id,
             implicit_acks=True,
         )
+        for run in runs:
+            log.info("marathon: resuming deployment %s at step %d", run.id, run.step)
+            self.dispatch(self.scheduler.restore(run, self.now()))
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
             tg.create_task(self.framework.run(), name="marathon-framework")
             tg.create_task(self._drain(), name="marathon-outbox")
             tg.create_task(self._ticks(), name="marathon-ticks")
             tg.create_task(self._settler(), name="marathon-settle")
+            tg.create_task(self._run_writer(), name="marathon-deployments")
             self.ready.set()
 
     async def close(self) -> None:
+        """Stop talking to the master; store what the deployments' writer had left."""
+        with contextlib.suppress(Exception):
+            await self._store_runs()
         if self.framework is not None:
             await self.framework.close()
         if self._http is not None:
@@ -170,6 +187,33 @@ class MarathonService:
             self._unsettled.clear()
             self.dispatch(self.scheduler.settle(self.now()))
             await asyncio.sleep(SETTLE_SECONDS)
+
+    async def _run_writer(self) -> None:
+        """Bring the stored deployments up to date: save the running ones whose step
+        began, delete the ended ones; a failed write is tried again a second later."""
+        while True:
+            await self._runs_changed.wait()
+            self._runs_changed.clear()
+            await self._store_runs()
+            if self._runs_dirty:
+                await asyncio.sleep(TICK_SECONDS)
+                self._runs_changed.set()
+
+    async def _store_runs(self) -> None:
+        for did in sorted(self._runs_dirty):
+            self._runs_dirty.discard(did)
+            try:
+                run = self.scheduler.runs.get(did)
+                if run is None:
+                    await self.store.delete_run(did)
+                else:
+                    await self.store.save_run(run)
+            except asyncio.CancelledError:
+                self._runs_dirty.add(did)
+                raise
+            except Exception:
+                log.exception("marathon: storing deployment %s failed", did)
+                self._runs_dirty.add(did)
 
     async def _probe(self, tid: str, check: Obj, url: str) -> None:
         """One readiness probe, from this host: ready when the answer's status is one
@@ -223,6 +267,11 @@ class MarathonService:
         """Publish events now; queue the framework calls for the outbox, in order."""
         for ins in instructions:
             if isinstance(ins, Publish):
+                kind = ins.event.get("eventType")
+                if kind in _RUN_EVENTS:
+                    did = ins.event.get("id") or (ins.event.get("plan") or {}).get("id")
+                    self._runs_dirty.add(str(did))
+                    self._runs_changed.set()
                 try:
                     self.events.publish(ins.event)
                 except Exception:
@@ -343,10 +392,6 @@ class MarathonService:
             )
         except AppError as e:
             raise Invalid(e.body()) from None
-        await self.store.persist(current, target, new_groups)
-        now = self.now()
-        for other in locked:
-            self.dispatch(self.scheduler.cancel(other, now))
         run = Run(
             p,
             dict(current),
@@ -354,6 +399,16 @@ class MarathonService:
             original_groups=original_deps,
             target_groups=target_deps,
         )
+        await self.store.save_run(run)
+        try:
+            await self.store.persist(current, target, new_groups)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.store.delete_run(did)
+            raise
+        now = self.now()
+        for other in locked:
+            self.dispatch(self.scheduler.cancel(other, now))
         self.dispatch(self.scheduler.start(run, now))
         return Deployment(did, version)
 

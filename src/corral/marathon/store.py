@@ -1,7 +1,7 @@
 """Where the Marathon service keeps its state: the API (namespace ``marathon``).
 
 Called by ``service.MarathonService`` only: ``load`` at start (apps, versions, groups),
-``adopted`` (the instances a previous run launched, from their pods), ``persist`` before
+``load_runs`` (the deployments running when it stopped), ``adopted`` (the instances a previous run launched, from their pods), ``persist`` before
 every deployment starts, ``write_status`` a second after an app's counts change.
 
 - an ``App`` (``marathon.corral.dev/v1``) per app, named by ``object_name`` (a slug of
@@ -13,7 +13,11 @@ every deployment starts, ``write_status`` a second after an app's counts change.
   written before the App that names the version;
 - the ConfigMap ``marathon-groups``: the groups that exist by themselves (empty ones, and
   ones with ``dependencies``), ``{"groups": {id: {"dependencies": [...]}}}``;
-- the ConfigMap ``marathon-framework``: the framework id.
+- the ConfigMap ``marathon-framework``: the framework id;
+- a ConfigMap ``marathon-deployment-<id>`` (label ``marathon.corral.dev/deployment``) per
+  running deployment, ``{"run": deployments.Run.to_stored()}``: written before the API
+  call that starts it answers, again when its step changes, deleted when it ends, so a
+  restarted service carries it on (``load_runs``).
 
 ``persist`` writes a change whole or not at all: a failed write undoes the ones before
 it and raises ``Conflict`` (the API answered 409) or ``Invalid``.
@@ -32,6 +36,7 @@ import orjson
 from corral.api.errors import StatusError
 from corral.client.rest import CONFIGMAPS, MARATHON_APPS, NAMESPACES, PODS, Client
 from corral.marathon import apps as appdefs
+from corral.marathon.deployments import Run
 from corral.marathon.instances import Instance
 from corral.marathon.launcher import APP_ID_KEY, APP_LABEL, CONFIG_VERSION_KEY, VERSION_KEY
 from corral.marathon.service_api import Conflict, Invalid
@@ -41,6 +46,8 @@ NAMESPACE = "marathon"
 FRAMEWORK_CONFIGMAP = "marathon-framework"
 GROUPS_CONFIGMAP = "marathon-groups"
 VERSIONS_LABEL = "marathon.corral.dev/versions"
+DEPLOYMENT_LABEL = "marathon.corral.dev/deployment"
+DEPLOYMENT_PREFIX = "marathon-deployment-"
 MAX_VERSIONS = 50
 FRAMEWORK_ID_LABEL = "mesos.corral.dev/framework-id"
 TASK_INFO_ANNOTATION = "mesos.corral.dev/task-info"
@@ -133,6 +140,28 @@ class Store:
         raw = ((cm or {}).get("data") or {}).get("groups")
         self.groups = orjson.loads(raw) if raw else {}
         return stored
+
+    async def save_run(self, run: Run) -> None:
+        """Write the running deployment (its step included)."""
+        data = {"run": orjson.dumps(run.to_stored()).decode()}
+        try:
+            await self._put_configmap(DEPLOYMENT_PREFIX + run.id, data, {DEPLOYMENT_LABEL: "true"})
+        except StatusError as e:
+            raise Invalid({"message": e.message, "details": []}) from None
+
+    async def delete_run(self, deployment_id: str) -> None:
+        """Forget a deployment that ended (gone already: nothing)."""
+        await self._delete(CONFIGMAPS, DEPLOYMENT_PREFIX + deployment_id)
+
+    async def load_runs(self) -> list[Run]:
+        """The deployments running when the service stopped, oldest first."""
+        cms = await self.client.list(CONFIGMAPS, NAMESPACE, label_selector=DEPLOYMENT_LABEL)
+        out: list[Run] = []
+        for cm in cms.get("items") or []:
+            raw = (cm.get("data") or {}).get("run")
+            if raw:
+                out.append(Run.from_stored(orjson.loads(raw)))
+        return sorted(out, key=lambda r: str(r.plan.get("version") or ""))
 
     async def adopted(self, framework_id: str, now: float) -> list[Instance]:
         """The instances a previous run of the service launched, from their pods."""

@@ -6,11 +6,13 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import orjson
 import pytest
 
 from corral.marathon import apps
 from corral.marathon import plan as plans
 from corral.marathon.deployments import Run
+from corral.marathon.instances import Instance
 from corral.marathon.scheduler import Publish, Scheduler
 from corral.mesos.framework_calls import Decline, Kill, Launch, Revive
 
@@ -363,3 +365,82 @@ def test_an_instance_killed_for_its_health_is_replaced() -> None:
     [event] = h.events("unhealthy_instance_kill_event")
     assert event["taskId"] == tid
     assert h.s.wanted("/web") == 1
+
+
+def _adopted(h: Harness) -> list[Instance]:
+    """The instances a restarted service finds: its pods, not being deleted."""
+    return [
+        Instance(
+            task_id=i.task_id,
+            app_id=i.app_id,
+            version=i.version,
+            config_version=i.config_version,
+            agent_id=i.agent_id,
+            host=i.host,
+            ports=list(i.ports),
+            state="TASK_RUNNING",
+            staged_at=i.staged_at,
+        )
+        for i in h.s.instances.values()
+        if not i.terminal and not i.killing
+    ]
+
+
+def test_a_restored_restart_carries_on_from_its_step() -> None:
+    h = Harness()
+    strategy = {"minimumHealthCapacity": 0.5, "maximumOverCapacity": 0.0}
+    h.deploy({"/web": _app(4, upgradeStrategy=strategy)})
+    h.offer(cpus=10)
+    h.run_all()
+    old = set(h.s.instances)
+    did = h.deploy({"/web": h.s.apps["/web"]}, restart=True)
+    h.finish_kills()
+    h.offer(cpus=10)
+    h.run_all()
+    run = h.s.runs[did]
+    assert run.step == 1 and old & set(h.s.instances) and set(h.s.instances) - old
+    stored = Run.from_stored(orjson.loads(orjson.dumps(run.to_stored())))
+
+    # a new scheduler: the stored apps, the running pods, the stored deployment
+    r = Harness()
+    fresh = itertools.count()
+    r.s.new_id = lambda: f"r{next(fresh)}"
+    r.now = h.now
+    r.s.load(h.s.apps)
+    for inst in _adopted(h):
+        r.s.adopt(inst)
+    r.out += r.s.restore(stored, r.now)
+    assert r.s.locking(["/web"]) == [did]
+    assert r.events("deployment_info")[0]["plan"]["id"] == did
+    for _ in range(50):
+        if did not in r.s.runs:
+            break
+        r.offer(cpus=10)
+        running = [i for i in r.s.instances.values() if i.state == "TASK_RUNNING"]
+        assert len([i for i in running if not i.killing]) >= 2  # ceil(4 * 0.5)
+        r.run_all()
+        r.finish_kills()
+    assert [e["id"] for e in r.events("deployment_success")] == [did]
+    assert not old & set(r.s.instances) and len(r.s.instances) == 4
+    config = r.s.apps["/web"]["versionInfo"]["lastConfigChangeAt"]
+    assert {i.config_version for i in r.s.instances.values()} == {config}
+
+
+def test_a_restored_deployment_waits_for_its_start_step_and_readiness() -> None:
+    h = Harness()
+    checks = [{"portName": "http", "path": "/ready", "intervalSeconds": 5, "timeoutSeconds": 2}]
+    web = _app(1, portDefinitions=[{"port": 0, "name": "http"}], readinessChecks=checks)
+    did = h.deploy({"/web": web, "/db": _app(1, id="/db")})
+    stored = Run.from_stored(h.s.runs[did].to_stored())
+    stored.step = 0  # stored before its first step began
+    r = Harness()
+    r.s.load(h.s.apps)
+    r.s.targets.clear()
+    r.out += r.s.restore(stored, r.now)
+    assert r.s.runs[did].step >= 1 and set(r.s.targets) <= {"/web", "/db"}
+    r.offer(cpus=10)
+    r.run_all()
+    assert did in r.s.runs  # /web is not ready until its readiness check passes
+    [(tid, _, _)] = r.s.readiness_due(r.now)
+    r.out += r.s.readiness(tid, True, None, r.now)
+    assert [e["id"] for e in r.events("deployment_success")] == [did]
