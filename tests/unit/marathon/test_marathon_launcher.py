@@ -220,3 +220,25 @@ def test_task_info_of_a_mesos_container_on_the_bridge() -> None:
     assert net["port_mappings"] == [
         {"host_port": 31000, "container_port": 31000, "protocol": "tcp"}
     ]
+
+
+def test_a_command_health_check_becomes_the_tasks_command_check() -> None:
+    a = app(
+        healthChecks=[
+            {
+                "protocol": "COMMAND",
+                "command": {"value": "test -f /tmp/ok"},
+                "intervalSeconds": 5,
+                "maxConsecutiveFailures": 2,
+                "gracePeriodSeconds": 30,
+            }
+        ]
+    )
+    space = OfferSpace.of(offer())
+    placement = match(a, space, [])
+    assert placement is not None
+    check = task_info(a, "web.3", space, placement)["health_check"]
+    assert check["type"] == "COMMAND"
+    assert check["command"] == {"value": "test -f /tmp/ok"}
+    assert (check["interval_seconds"], check["consecutive_failures"]) == (5.0, 2)
+    assert check["grace_period_seconds"] == 30.0
