@@ -195,6 +195,19 @@ API_VERSION_DOC = (
 KIND_DOC = "Kind is a string value representing the REST resource this object represents."
 
 
+def schema_prop(type_: str, doc: str, fmt: str = "") -> dict[str, Any]:
+    """A schema property of a JSON type with its description (and ``format``)."""
+    out: dict[str, Any] = {"type": type_, "description": doc}
+    if fmt:
+        out["format"] = fmt
+    return out
+
+
+def schema_strings(doc: str) -> dict[str, Any]:
+    """A schema property: an array of strings."""
+    return {"type": "array", "description": doc, "items": {"type": "string"}}
+
+
 def kind_definitions(
     group: str,
     version: str,

@@ -41,7 +41,13 @@ import re
 from typing import Any, ClassVar
 
 from corral.api.errors import FieldError, duplicate, forbidden, invalid, not_supported, required
-from corral.apiserver.registry.base import Obj, Strategy, kind_definitions
+from corral.apiserver.registry.base import (
+    Obj,
+    Strategy,
+    kind_definitions,
+    schema_prop,
+    schema_strings,
+)
 from corral.apiserver.registry.fields import (
     non_negative,
     parses,
@@ -223,17 +229,6 @@ def job_name(obj: Obj) -> str:
 # --- OpenAPI definitions (JSON Schema, the ``$defs`` dialect of corral.api.schema) --------
 
 
-def _prop(type_: str, doc: str, fmt: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {"type": type_, "description": doc}
-    if fmt:
-        out["format"] = fmt
-    return out
-
-
-def _strings(doc: str) -> dict[str, Any]:
-    return {"type": "array", "description": doc, "items": {"type": "string"}}
-
-
 _JOB = {
     "type": "object",
     "description": (
@@ -241,30 +236,30 @@ _JOB = {
         "Exactly one of schedule and parents is set. Fields a newer Chronos adds are kept."
     ),
     "properties": {
-        "name": _prop("string", "The job's Chronos name ([\\w.-]+); immutable."),
-        "command": _prop("string", "The command the job runs."),
-        "shell": _prop("boolean", "Run the command through a shell (default true)."),
-        "arguments": _strings("Arguments of the command when shell is false."),
-        "schedule": _prop(
+        "name": schema_prop("string", "The job's Chronos name ([\\w.-]+); immutable."),
+        "command": schema_prop("string", "The command the job runs."),
+        "shell": schema_prop("boolean", "Run the command through a shell (default true)."),
+        "arguments": schema_strings("Arguments of the command when shell is false."),
+        "schedule": schema_prop(
             "string",
             "The ISO 8601 repeating interval R[n]/<start>/<period>, e.g. "
             "R/2026-01-01T00:00:00Z/PT1H; unset for a dependent job.",
         ),
-        "scheduleTimeZone": _prop(
+        "scheduleTimeZone": schema_prop(
             "string", "A time zone name overriding the zone of the schedule's start."
         ),
-        "parents": _strings("The jobs that must all succeed before this dependent job runs."),
-        "epsilon": _prop("string", "How late a run may start (ISO 8601 duration)."),
-        "owner": _prop("string", "E-mail address(es) of the job's owner."),
-        "ownerName": _prop("string", "The owner's name."),
-        "description": _prop("string", "What the job does."),
-        "disabled": _prop("boolean", "A disabled job is not run."),
-        "retries": _prop("integer", "How many times a failed run is retried.", "int32"),
-        "cpus": _prop("number", "CPUs a run asks for.", "double"),
-        "mem": _prop("number", "Memory (MB) a run asks for.", "double"),
-        "disk": _prop("number", "Disk (MB) a run asks for.", "double"),
-        "concurrent": _prop("boolean", "Whether runs of the job may overlap."),
-        "runAsUser": _prop("string", "The user a run's command runs as."),
+        "parents": schema_strings("The jobs that must all succeed before this dependent job runs."),
+        "epsilon": schema_prop("string", "How late a run may start (ISO 8601 duration)."),
+        "owner": schema_prop("string", "E-mail address(es) of the job's owner."),
+        "ownerName": schema_prop("string", "The owner's name."),
+        "description": schema_prop("string", "What the job does."),
+        "disabled": schema_prop("boolean", "A disabled job is not run."),
+        "retries": schema_prop("integer", "How many times a failed run is retried.", "int32"),
+        "cpus": schema_prop("number", "CPUs a run asks for.", "double"),
+        "mem": schema_prop("number", "Memory (MB) a run asks for.", "double"),
+        "disk": schema_prop("number", "Disk (MB) a run asks for.", "double"),
+        "concurrent": schema_prop("boolean", "Whether runs of the job may overlap."),
+        "runAsUser": schema_prop("string", "The user a run's command runs as."),
         "container": {
             "type": "object",
             "description": "The container a run uses: type, image, network, volumes...",
@@ -286,14 +281,16 @@ _RUN = {
     "type": "object",
     "description": "One run of the job (one Mesos task).",
     "properties": {
-        "taskId": _prop("string", "The Mesos task id, ct:<slot ms>:<attempt>:<job name>."),
-        "slot": _prop("integer", "The instant the run is for, in ms since the epoch.", "int64"),
-        "attempt": _prop("integer", "The attempt number (retries count up).", "int32"),
-        "startTime": _prop("string", "When the run started."),
-        "endTime": _prop("string", "When the run ended; unset while running."),
-        "duration": _prop("number", "How long the run took, in seconds.", "double"),
-        "status": _prop("string", "How the run went (its Mesos task state)."),
-        "agent": _prop("string", "The agent the run's task ran on."),
+        "taskId": schema_prop("string", "The Mesos task id, ct:<slot ms>:<attempt>:<job name>."),
+        "slot": schema_prop(
+            "integer", "The instant the run is for, in ms since the epoch.", "int64"
+        ),
+        "attempt": schema_prop("integer", "The attempt number (retries count up).", "int32"),
+        "startTime": schema_prop("string", "When the run started."),
+        "endTime": schema_prop("string", "When the run ended; unset while running."),
+        "duration": schema_prop("number", "How long the run took, in seconds.", "double"),
+        "status": schema_prop("string", "How the run went (its Mesos task state)."),
+        "agent": schema_prop("string", "The agent the run's task ran on."),
     },
     "x-kubernetes-preserve-unknown-fields": True,
 }
@@ -302,31 +299,33 @@ _STATUS = {
     "type": "object",
     "description": "What the Chronos service learnt by running the job.",
     "properties": {
-        "successCount": _prop("integer", "Number of successful runs.", "int64"),
-        "errorCount": _prop("integer", "Number of failed runs.", "int64"),
-        "errorsSinceLastSuccess": _prop(
+        "successCount": schema_prop("integer", "Number of successful runs.", "int64"),
+        "errorCount": schema_prop("integer", "Number of failed runs.", "int64"),
+        "errorsSinceLastSuccess": schema_prop(
             "integer", "Number of failed runs since the last success.", "int64"
         ),
-        "lastSuccess": _prop(
+        "lastSuccess": schema_prop(
             "string", 'When the job last succeeded (RFC 3339), "" if it never did.'
         ),
-        "lastError": _prop("string", 'When the job last failed (RFC 3339), "" if it never did.'),
-        "lastSlot": _prop(
+        "lastError": schema_prop(
+            "string", 'When the job last failed (RFC 3339), "" if it never did.'
+        ),
+        "lastSlot": schema_prop(
             "integer", "The last slot claimed for a run, in ms since the epoch.", "int64"
         ),
-        "schedule": _prop(
+        "schedule": schema_prop(
             "string",
             "The schedule as rewritten when a slot is claimed (its start moved to the slot, "
             "its repetitions down by one); unset until then.",
         ),
-        "lastFinishedSlot": _prop(
+        "lastFinishedSlot": schema_prop(
             "integer", "The slot of the last run whose result is recorded.", "int64"
         ),
-        "lastFinishedAttempt": _prop(
+        "lastFinishedAttempt": schema_prop(
             "integer", "The attempt of the last run whose result is recorded.", "int32"
         ),
         "runs": {"type": "array", "description": "Recent runs.", "items": _RUN},
-        "state": _prop("string", "idle, queued or running."),
+        "state": schema_prop("string", "idle, queued or running."),
     },
 }
 

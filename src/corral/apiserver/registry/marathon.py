@@ -51,7 +51,13 @@ import re
 from typing import Any, ClassVar
 
 from corral.api.errors import FieldError, duplicate, invalid, required
-from corral.apiserver.registry.base import Obj, Strategy, kind_definitions
+from corral.apiserver.registry.base import (
+    Obj,
+    Strategy,
+    kind_definitions,
+    schema_prop,
+    schema_strings,
+)
 from corral.apiserver.registry.fields import (
     non_negative,
     parses,
@@ -274,17 +280,6 @@ def app_id(obj: Obj) -> str:
 # --- OpenAPI definitions (JSON Schema, the ``$defs`` dialect of corral.api.schema) --------
 
 
-def _prop(type_: str, doc: str, fmt: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {"type": type_, "description": doc}
-    if fmt:
-        out["format"] = fmt
-    return out
-
-
-def _string_list(doc: str) -> dict[str, Any]:
-    return {"type": "array", "description": doc, "items": {"type": "string"}}
-
-
 def _free(doc: str) -> dict[str, Any]:
     """An object whose contents are Marathon's business (kept as written)."""
     return {"type": "object", "description": doc, "x-kubernetes-preserve-unknown-fields": True}
@@ -302,19 +297,19 @@ _APP = {
         "filled in). Fields a newer Marathon adds are kept."
     ),
     "properties": {
-        "id": _prop(
+        "id": schema_prop(
             "string",
             "The app's absolute Marathon path id, e.g. /web/api: segments of lowercase "
             "letters, digits, '-' and '.'; immutable.",
         ),
-        "cmd": _prop("string", "The command the instances run (through /bin/sh -c)."),
-        "args": _string_list("The command as an argument vector, instead of cmd."),
-        "user": _prop("string", "The user the instances run as."),
-        "instances": _prop("integer", "Number of instances to run (default 1).", "int32"),
-        "cpus": _prop("number", "CPUs each instance asks for (default 1).", "double"),
-        "mem": _prop("number", "Memory (MB) each instance asks for (default 128).", "double"),
-        "disk": _prop("number", "Disk (MB) each instance asks for (default 0).", "double"),
-        "gpus": _prop("integer", "GPUs each instance asks for (default 0).", "int32"),
+        "cmd": schema_prop("string", "The command the instances run (through /bin/sh -c)."),
+        "args": schema_strings("The command as an argument vector, instead of cmd."),
+        "user": schema_prop("string", "The user the instances run as."),
+        "instances": schema_prop("integer", "Number of instances to run (default 1).", "int32"),
+        "cpus": schema_prop("number", "CPUs each instance asks for (default 1).", "double"),
+        "mem": schema_prop("number", "Memory (MB) each instance asks for (default 128).", "double"),
+        "disk": schema_prop("number", "Disk (MB) each instance asks for (default 0).", "double"),
+        "gpus": schema_prop("integer", "GPUs each instance asks for (default 0).", "int32"),
         "container": _free(
             "The container the instances run in: type (DOCKER or MESOS), docker.image, "
             "portMappings, volumes..."
@@ -327,37 +322,37 @@ _APP = {
             "operators: UNIQUE, CLUSTER, GROUP_BY, LIKE, UNLIKE, MAX_PER, IS.",
             "items": {"type": "array", "items": {"type": "string"}},
         },
-        "acceptedResourceRoles": _string_list("The roles of the offers instances may use."),
+        "acceptedResourceRoles": schema_strings("The roles of the offers instances may use."),
         "portDefinitions": _objects(
             "The host ports each instance needs: {port, protocol, name, labels}; port 0 "
             "asks for any port.",
         ),
-        "requirePorts": _prop("boolean", "Use the given host ports as they are."),
+        "requirePorts": schema_prop("boolean", "Use the given host ports as they are."),
         "healthChecks": _objects(
             "Health checks: {protocol, path, portIndex, gracePeriodSeconds, "
             "intervalSeconds, timeoutSeconds, maxConsecutiveFailures}.",
         ),
         "readinessChecks": _objects("Readiness checks a deployment waits for."),
-        "dependencies": _string_list(
+        "dependencies": schema_strings(
             "Absolute ids of the apps and groups this app depends on: they start first."
         ),
         "upgradeStrategy": _free(
             "How a deployment replaces instances: minimumHealthCapacity and "
             "maximumOverCapacity (fractions of instances, default 1 and 1)."
         ),
-        "backoffSeconds": _prop(
+        "backoffSeconds": schema_prop(
             "integer", "The launch delay after a failure (default 1).", "int32"
         ),
-        "backoffFactor": _prop(
+        "backoffFactor": schema_prop(
             "number", "What the delay is multiplied by on each failure (default 1.15).", "double"
         ),
-        "maxLaunchDelaySeconds": _prop("integer", "The longest launch delay.", "int32"),
-        "killSelection": _prop(
+        "maxLaunchDelaySeconds": schema_prop("integer", "The longest launch delay.", "int32"),
+        "killSelection": schema_prop(
             "string", "Which instances go first on a scale down: YOUNGEST_FIRST or OLDEST_FIRST."
         ),
         "fetch": _objects("Artifacts fetched into the sandbox: {uri, extract, executable}."),
-        "uris": _string_list("URIs fetched into the sandbox (deprecated: fetch)."),
-        "version": _prop("string", "The version of this definition (when it was made)."),
+        "uris": schema_strings("URIs fetched into the sandbox (deprecated: fetch)."),
+        "version": schema_prop("string", "The version of this definition (when it was made)."),
         "versionInfo": _free("lastScalingAt and lastConfigChangeAt."),
     },
     "required": ["id"],
@@ -369,7 +364,7 @@ _SPEC = {
     "description": "The Marathon app.",
     "properties": {
         "app": _APP,
-        "versions": _string_list(
+        "versions": schema_strings(
             "The versions of the app's earlier definitions (RFC 3339 times), for rollback."
         ),
     },
@@ -380,22 +375,22 @@ _STATUS = {
     "type": "object",
     "description": "What the Marathon service learnt by running the app.",
     "properties": {
-        "tasksRunning": _prop("integer", "Number of the app's running tasks.", "int32"),
-        "tasksStaged": _prop("integer", "Number of the app's tasks being launched.", "int32"),
-        "tasksHealthy": _prop(
+        "tasksRunning": schema_prop("integer", "Number of the app's running tasks.", "int32"),
+        "tasksStaged": schema_prop("integer", "Number of the app's tasks being launched.", "int32"),
+        "tasksHealthy": schema_prop(
             "integer", "Number of the app's tasks whose health checks pass.", "int32"
         ),
-        "tasksUnhealthy": _prop(
+        "tasksUnhealthy": schema_prop(
             "integer", "Number of the app's tasks whose health checks fail.", "int32"
         ),
-        "queued": _prop("integer", "Number of instances waiting to be launched.", "int32"),
+        "queued": schema_prop("integer", "Number of instances waiting to be launched.", "int32"),
         "deployments": {
             "type": "array",
             "description": "The deployments in progress that touch the app.",
             "items": {
                 "type": "object",
                 "description": "A deployment.",
-                "properties": {"id": _prop("string", "The deployment's id.")},
+                "properties": {"id": schema_prop("string", "The deployment's id.")},
                 "required": ["id"],
             },
         },
@@ -405,7 +400,7 @@ _STATUS = {
             "timestamp, version.",
             "x-kubernetes-preserve-unknown-fields": True,
         },
-        "version": _prop("string", "The version of the definition the app runs."),
+        "version": schema_prop("string", "The version of the definition the app runs."),
     },
 }
 
