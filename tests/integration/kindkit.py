@@ -9,6 +9,8 @@ namespace is given, cluster-scoped otherwise, creating the namespace on first us
 from __future__ import annotations
 
 import copy
+import random
+from collections.abc import Callable
 from typing import Any, cast
 
 from kubernetes import client
@@ -111,3 +113,49 @@ def with_value(obj: Any, path: tuple[Any, ...], value: Any) -> Any:
         cur = cur[p]
     cur[path[-1]] = value
     return out
+
+
+#: values of every JSON type (and none) a sweep puts in place of each field
+WRONG_VALUES: list[Any] = [1, -1, 2.5, "x", True, None, [], ["x"], {}, {"x": 1}, ""]
+
+
+def never_500(
+    raw: Callable[..., tuple[int, Any, str]],
+    url: str,
+    seed: Obj,
+    rnd: random.Random,
+    per_path: int,
+    name: Callable[[Obj, str], None] | None = None,
+) -> list[str]:
+    """Replace every field of ``seed`` (a full object, ``status`` included) in turn by
+    ``per_path`` of ``WRONG_VALUES``; POST each body to the collection ``url`` (named by
+    ``name(body, new_name)``, default ``metadata.name``), and when it is created PATCH
+    the replaced ``status`` too, then DELETE it. Returns what answered 5xx."""
+    bad: list[str] = []
+    for i, path in enumerate(json_paths(seed)):
+        if path[:2] in (("metadata", "name"), ("metadata", "namespace")) or path in (
+            ("apiVersion",),
+            ("kind",),
+        ):
+            continue
+        for value in rnd.sample(WRONG_VALUES, per_path):
+            body = with_value(seed, path, value)
+            obj_name = f"fz-{i}-{rnd.randrange(10**6)}"
+            if isinstance(body.get("metadata"), dict):
+                body["metadata"]["name"] = obj_name
+            if name is not None:
+                name(body, obj_name)
+            status, _, out = raw("POST", url, body)
+            if status >= 500:
+                bad.append(f"POST {path}={value!r}: {out[:300]!r}")
+            if status == 201:
+                s2, _, o2 = raw(
+                    "PATCH",
+                    f"{url}/{obj_name}/status",
+                    {"status": with_value(seed, path, value).get("status")},
+                    {"Content-Type": "application/merge-patch+json"},
+                )
+                if s2 >= 500:
+                    bad.append(f"PATCH status {path}={value!r}: {o2[:300]!r}")
+                raw("DELETE", f"{url}/{obj_name}")
+    return bad
