@@ -6,11 +6,10 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from corral.testing.process import ServerProcess
+from corral.testing.wait import eventually
 
 
 def children_of(pid: int) -> dict[int, str]:
@@ -31,16 +30,6 @@ def children_of(pid: int) -> dict[int, str]:
     return out
 
 
-def until(pred: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_a_dead_child_is_started_again_and_sigterm_stops_all(tmp_path: Path) -> None:
     srv = ServerProcess.start(tmp_path / "server", extra=["--hollow-nodes", "1"])
     try:
@@ -49,10 +38,11 @@ def test_a_dead_child_is_started_again_and_sigterm_stops_all(tmp_path: Path) -> 
             found = [p for p, cmd in children_of(srv.pid).items() if " agent " in cmd]
             return found[0] if found else None
 
-        first = until(agent, "the hollow agent child")
+        eventually(lambda: agent() is not None, 60)
+        first = agent()
+        assert first is not None
         os.kill(first, signal.SIGKILL)
-        second = until(lambda: (a := agent()) is not None and a != first and a, "a new agent")
-        assert second != first
+        eventually(lambda: agent() not in (None, first), 60)  # a new agent process
         assert "starting it again" in srv.log.read_text()
         kids = set(children_of(srv.pid))
         assert kids
@@ -61,6 +51,6 @@ def test_a_dead_child_is_started_again_and_sigterm_stops_all(tmp_path: Path) -> 
         code = srv.proc.wait(30)
         print(f"corral server exited {code} in {time.monotonic() - t0:.2f} s after SIGTERM")
         assert code == 0
-        until(lambda: not any(Path(f"/proc/{p}").exists() for p in kids), "children gone", 30)
+        eventually(lambda: not any(Path(f"/proc/{p}").exists() for p in kids), 30)
     finally:
         srv.stop()
