@@ -367,13 +367,21 @@ class Planner:
         return self._want_offers()
 
     def claim_lost(self, name: str, slot_ms: int) -> list[Instruction]:
-        """Another process holds the slot (the stored ``lastSlot`` is as late): it runs
-        it; nothing to roll back (its claim is what the status shows)."""
-        self._pending.pop((name, slot_ms), None)
+        """Another process holds the slot (the stored ``lastSlot`` is as late). This
+        planner's ``lastSlot`` goes back to what it was before the claim, so that the
+        caller's ``observe`` of the stored status adopts the other's claim as
+        unconfirmed: the other process may be fenced off before it launches the run,
+        which then runs here once unless its task shows up."""
+        p = self._pending.pop((name, slot_ms), None)
         st = self.jobs.get(name)
         if st is not None:
             st.claiming.discard(slot_ms)
             st.next_at = LOOK_NOW
+            if p is not None and int(st.status.get("lastSlot") or -1) == slot_ms:
+                if p.last_slot is None:
+                    st.status.pop("lastSlot", None)
+                else:
+                    st.status["lastSlot"] = p.last_slot
         return []
 
     def claim_failed(self, name: str, slot_ms: int) -> list[Instruction]:

@@ -408,6 +408,7 @@ class ChronosService(ChronosApi):
                 self.dispatch(self.planner.claimed(ins.job, ins.slot_ms))
             else:
                 self.dispatch(self.planner.claim_lost(ins.job, ins.slot_ms))
+                self._adopt_stored(ins.job)
             done.set_result(outcome)
 
         written.add_done_callback(told)
@@ -439,6 +440,13 @@ class ChronosService(ChronosApi):
 
     def _object(self, name: str) -> Obj | None:
         return self.informer.get(f"{NAMESPACE}/{jobs.object_name(name)}")
+
+    def _adopt_stored(self, name: str) -> None:
+        """After a lost claim: the stored status (the winner's claim, read by the claim
+        write) is observed again, so that a claim its process never launches runs here."""
+        obj = self._object(name)
+        if obj is not None and self.planner.observe(name, dict(obj.get("status") or {})):
+            self._spawn(self._settle_later(reconcile=True))
 
     # --- the REST API's writes (http.Service; the reads are ``ChronosApi``'s) --------------------
     def _known(self, name: str) -> bool:

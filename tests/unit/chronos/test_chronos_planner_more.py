@@ -73,7 +73,10 @@ class Shell:
             if isinstance(ins, Claim):
                 status = self.stored.setdefault(ins.job, {})
                 if int(status.get("lastSlot", -1)) >= ins.slot_ms:
-                    continue  # lost: another process claimed it
+                    # lost: another process claimed it (observed again, as the service does)
+                    self.do(self.planner.claim_lost(ins.job, ins.slot_ms))
+                    self.planner.observe(ins.job, dict(status))
+                    continue
                 status["lastSlot"] = ins.slot_ms
                 if ins.schedule:
                     status["schedule"] = ins.schedule
@@ -316,6 +319,31 @@ def test_a_second_chronos_adopts_the_results_and_claims_of_the_first() -> None:
     # an update of the first's task, resent after the failover, is not counted twice
     second.update(tid, "TASK_FINISHED", T0 + 6)
     assert second.stored["tick"]["successCount"] == 2
+
+
+def test_a_lost_claim_whose_winner_is_fenced_off_runs_here_once() -> None:
+    """Both Chronos claim the same slot at once; the first wins and is fenced off
+    before launching it. The second, having lost the claim, holds the slot as
+    unconfirmed (even though it saw the winner's claim while its own was pending) and
+    runs it once after reconciliation showed no task."""
+    shell = Shell()
+    shell.add(every2(), T0 + 0.01)
+    second = shell.restart()
+    second.add(every2(), T0 + 0.5)
+    shell.finish(T0 + 0.6)
+    second.planner.observe("tick", dict(shell.stored["tick"]))
+    second.do(second.planner.settle())
+    slot = int((T0 + 2) * 1000)
+    mine = second.planner.tick(T0 + 2.01)  # the second's claim, not yet written
+    shell.tick(T0 + 2.01)  # the first's claim of the same slot is written first
+    assert second.planner.observe("tick", dict(shell.stored["tick"])) is False  # pending
+    second.do(mine)  # the second's claim is lost
+    assert ("tick", slot) in second.planner.unconfirmed
+    second.do(second.planner.settle())  # no task of the first's showed up
+    done = second.finish(T0 + 3)
+    assert [parse_task_id(t)[1:] for t in done] == [(slot, 0)]  # type: ignore[index]
+    second.tick(T0 + 3.5)
+    assert second.claims == []  # never claimed again here
 
 
 def test_a_claim_seen_with_its_task_running_is_not_run_again() -> None:
