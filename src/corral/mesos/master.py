@@ -169,9 +169,11 @@ class Master:
         if self._tg is None or self.stopping:
             coro.close()
             return
+        guarded = self._guarded(coro, bounded)
         try:
-            self._tg.create_task(self._guarded(coro, bounded), name=name)
+            self._tg.create_task(guarded, name=name)
         except RuntimeError:  # the group is shutting down
+            guarded.close()
             coro.close()
 
     def record_ack(self, pod_key: str, state: str) -> None:
