@@ -307,8 +307,11 @@ async def test_node_selector_taints_cordon_and_new_nodes(cl: Cluster) -> None:
     )
     await until(lambda: cl.ready_on("sel", [cordoned]))
     assert tainted not in await cl.placement("sel")
-    st = await cl.status("sel")
-    assert st["desiredNumberScheduled"] == 1
+
+    async def desired_one() -> bool:  # the status follows the pods (its own write)
+        return bool((await cl.status("sel"))["desiredNumberScheduled"] == 1)
+
+    await until(desired_one)
     tol = [{"key": "k", "operator": "Exists"}, {"key": "x", "operator": "Exists"}]
     await cl.client.patch(
         DAEMONSETS, "sel", {"spec": {"template": {"spec": {"tolerations": tol}}}}, cl.ns
