@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Debian packages the node agent uses (runc, the CNI plugins, skopeo, umoci,
+# Debian packages the node agent uses (runc, conmon, the CNI plugins, skopeo, umoci,
 # busybox-static) and the tests' local registry (docker-registry). As root, install what
 # is missing; otherwise say what will fall back (process runtime) or be skipped.
 set -euo pipefail
-PACKAGES=(runc containernetworking-plugins busybox-static skopeo umoci docker-registry iproute2)
+PACKAGES=(runc conmon containernetworking-plugins busybox-static skopeo umoci docker-registry iproute2)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -2,7 +2,9 @@
 
 A container's state directory (``DATA/containers/<id>/``) holds what the shim reads
 (``spec.json``) and writes (``state.json``, ``exit.json``, see ``shim.py``) plus the
-driver's ``handle.json``. This module launches shims, waits for their exits without
+driver's ``handle.json``. A container under conmon (``conmon.py``) has the same files,
+its monitor standing in for the shim (``shim_pid``), and conmon's own exit record, which
+``read_exit`` reads as well. This module launches shims, waits for their exits without
 polling (a pidfd on the shim, which works although the shim is not the agent's child),
 tells a live pid from a reused one (``/proc/PID/stat`` start ticks), reads a state
 directory back into a ``ContainerHandle``/``ExitInfo`` for ``recover``, and implements
@@ -37,6 +39,7 @@ from corral.agent.drivers.base import (
     Recovered,
     StartError,
 )
+from corral.agent.drivers.conmon import exit_record as conmon_exit_record
 
 SHIM_PATH = Path(__file__).with_name("shim.py")
 START_TIMEOUT = 30.0
@@ -128,7 +131,12 @@ async def launch_shim(state_dir: Path, spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_exit(state_dir: Path, started_at: float) -> ExitInfo | None:
+    """The container's recorded exit: the shim's ``exit.json``, or conmon's record, which
+    is turned into ``exit.json`` the first time it is read (so it stays as it was read)."""
     d = read_json(state_dir / "exit.json")
+    if d is None and (d := conmon_exit_record(state_dir)) is not None:
+        with contextlib.suppress(OSError):
+            write_json_atomic(state_dir / "exit.json", d)
     if d is None:
         return None
     return ExitInfo(
@@ -145,7 +153,7 @@ def lost_exit(handle: ContainerHandle) -> ExitInfo:
         exit_code=LOST_EXIT_CODE,
         started_at=handle.started_at,
         finished_at=os.path.getmtime(handle.state_dir),
-        message="the container's shim ended without recording its exit",
+        message="the container's monitor ended without recording its exit",
     )
 
 

@@ -42,7 +42,11 @@ APPLETS: tuple[str, ...] = (
     "httpd",
 )
 APPLETS += ("nc", "yes", "head", "true", "false", "ls", "mkdir", "tr", "kill")
-CRI_LINE = re.compile(rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z (stdout|stderr) ([FP]) (.*)$")
+#: a CRI log line: RFC 3339 with nanoseconds, in UTC (``Z``, the shim) or with an offset
+#: (``+00:00``, conmon: CRI-O's format), the stream, F (full) or P (partial), the text
+CRI_LINE = re.compile(
+    rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}(?:Z|[+-]\d\d:\d\d) (stdout|stderr) ([FP]) (.*)$"
+)
 
 
 def sh(script: str) -> list[str]:
