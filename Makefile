@@ -51,10 +51,14 @@ bench: install ## run the benchmarks, write bench/results/*.json
 	$(BIN)/python -m bench.controllers_perf --out bench/results/controllers.json
 	$(BIN)/python -m bench.cronjob_perf --out bench/results/cronjobs.json
 	$(BIN)/python -m bench.pod_startup --out bench/results/pod_startup.json
+	$(BIN)/python -m bench.lifecycle_perf --out bench/results/lifecycle.json
+	$(BIN)/python -m bench.pod_overhead --out bench/results/pod_overhead.json
 	$(BIN)/python -m bench.services_perf --out bench/results/services.json
 	$(BIN)/python -m bench.mesos_perf --out bench/results/mesos.json
 	$(BIN)/python -m bench.chronos_perf --out bench/results/chronos.json
 	$(BIN)/python -m bench.marathon_perf --out bench/results/marathon.json
+	$(BIN)/python -m bench.footprint --out bench/results/footprint.json
+	$(BIN)/python -m bench.portforward_perf --out bench/results/portforward.json
 
 .PHONY: bench-hour
 bench-hour: install ## Chronos over a real-time hour: 1,000 one-minute jobs on hollow agents (60 min)

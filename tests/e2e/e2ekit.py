@@ -9,13 +9,16 @@ predicates for pod manifests and pod JSON.
 ``oci`` runtime a local registry holding ``busybox:1.35`` built from busybox-static (the
 agent pulls ``docker.io`` through it, never Docker Hub), and the agent. On the way out it
 deletes every workload and pod, waits for the agent to finish them, then stops the agent,
-resets its data directory, and stops the registry and the server: nothing is left behind
-(shims, network namespaces, mounts) even when a test failed.
+resets its data directory (which also deletes the agent's bridge), and stops the registry
+and the server: nothing is left behind (shims, network namespaces, mounts, the bridge)
+even when a test failed. When another test run on the same host holds the default bridge
+``corral0``, the agent gets a bridge and pod CIDR of its own (``pod_network_args``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import shutil
@@ -178,6 +181,8 @@ def running_cluster(
             layout = build_busybox(base / "layout", "1.35")
             push(layout, "1.35", f"{registry.host}/library/{IMAGE}")
             extra += ["--registry-mirror", f"docker.io=http://{registry.host}"]
+            if "--bridge" not in extra:
+                extra += pod_network_args(base / "agent")
         agent = AgentProcess.start(
             srv.kubeconfig, f"{prefix}-{runtime}-{uuid.uuid4().hex[:4]}", runtime, base / "agent",
             extra=extra,
@@ -204,6 +209,24 @@ def running_cluster(
         if registry is not None:
             registry.stop()
         srv.stop()
+
+
+def pod_network_args(agent_dir: Path) -> list[str]:
+    """The agent's default bridge (``corral0``, 10.88.0.0/16: what the tests expect) unless
+    another cluster on this host holds it (another test run's, on a shared machine);
+    then a bridge and /16 of this cluster's own, so the runs need not wait on each other
+    (tests that name 10.88.0.1 then fail for that reason)."""
+    from corral.agent.drivers.bridges import bridge, interfaces
+
+    default = bridge("corral0")
+    if default is None or not default.why_busy(agent_dir):
+        return []
+    taken = [ipaddress.ip_interface(a).network for i in interfaces() for a in i.addresses]
+    for second in range(200, 250):
+        net = ipaddress.ip_network(f"10.{second}.0.0/16")
+        if not any(net.overlaps(t) for t in taken):
+            return ["--bridge", f"ce2e-{uuid.uuid4().hex[:6]}", "--pod-cidr", str(net)]
+    return []
 
 
 @pytest.fixture(scope="module", params=RUNTIMES)

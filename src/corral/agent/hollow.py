@@ -493,7 +493,9 @@ class HollowAgent:
             except Exception as e:
                 self.stats.errors += 1
                 delay = self.queue.retry(key)
-                log.info("hollow pod %s: %s (retry in %.2fs)", key, e, delay)
+                conflict = getattr(e, "code", None) == 409  # optimistic concurrency: routine
+                level = logging.DEBUG if conflict else logging.INFO
+                log.log(level, "hollow pod %s: %s (retry in %.2fs)", key, e, delay)
             finally:
                 self.queue.done(key)
 

@@ -13,6 +13,11 @@ Files (keys and the token are mode 0600, written atomically)::
 
     pki/ca.crt  pki/ca.key  pki/server.crt  pki/server.key  pki/admin.token
 
+and ``pki/checked.json``, the record of the last full check: the server calls
+``ensure_pki_in_child``, which trusts that record while the files are unchanged and
+otherwise runs ``ensure_pki`` in a short-lived child process, so the serving process
+never loads ``cryptography`` (~7 MB of its memory).
+
 ``Pki.ssl_context()`` is the server side of TLS: TLS 1.2 or newer, and ALPN offering
 only ``http/1.1`` because the server does not speak HTTP/2 (Go clients such as kubectl
 offer ``h2`` first and must be told no).
@@ -22,7 +27,9 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 import ipaddress
+import json
 import os
 import secrets
 import ssl
@@ -30,13 +37,15 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+if TYPE_CHECKING:  # imported where used: a restart with a checked PKI never loads it
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    SanName = x509.DNSName | x509.IPAddress
 
 CA_COMMON_NAME = "corral-ca"
 SERVER_COMMON_NAME = "corral-apiserver"
@@ -57,7 +66,10 @@ DEFAULT_SANS = (
 #: backdating absorbs small clock differences between the server and its clients.
 _BACKDATE = dt.timedelta(hours=1)
 
-SanName = x509.DNSName | x509.IPAddress
+#: what the last full check found (``pki/checked.json``): a digest of the four files, the
+#: serving certificate's SANs and validity. While the files are unchanged, a start-up
+#: reads this instead of parsing them, so the server never loads ``cryptography`` (~7 MB).
+CHECKED = "checked.json"
 
 
 @dataclass(frozen=True)
@@ -108,7 +120,10 @@ def ensure_pki(data_dir: Path, hosts: Iterable[str], *, now: dt.datetime | None 
     pki = Pki.at(data_dir)
     pki.dir.mkdir(parents=True, exist_ok=True)
     os.chmod(pki.dir, 0o700)
-    sans = san_names([*DEFAULT_SANS, *hosts])
+    all_hosts = [*DEFAULT_SANS, *hosts]
+    if _still_checked(pki, _san_keys(all_hosts), now):
+        return pki
+    sans = san_names(all_hosts)
 
     loaded = _load_pair(pki.ca_cert, pki.ca_key)
     if loaded is None:
@@ -119,8 +134,36 @@ def ensure_pki(data_dir: Path, hosts: Iterable[str], *, now: dt.datetime | None 
 
     server = _load_pair(pki.server_cert, pki.server_key)
     if server is None or not _server_cert_ok(server[0], ca_cert, sans, now):
-        cert, key = _issue_server(ca_cert, ca_key, sans, now)
-        _write_pair(pki.server_cert, pki.server_key, cert, key)
+        server = _issue_server(ca_cert, ca_key, sans, now)
+        _write_pair(pki.server_cert, pki.server_key, *server)
+    _write_checked(pki, server[0])
+    return pki
+
+
+def ensure_pki_in_child(data_dir: Path, hosts: Iterable[str]) -> Pki:
+    """``ensure_pki``, for a long-running server: when the last check's record does not
+    stand (first start, new SANs, files changed, near expiry), the check and any issuing
+    run in a short-lived ``python`` child, so ``cryptography`` is never loaded into the
+    serving process. Raises ``ValueError`` with the child's message when it fails."""
+    import subprocess
+    import sys
+
+    hosts = list(hosts)
+    pki = Pki.at(data_dir)
+    if pki.dir.is_dir() and _still_checked(
+        pki, _san_keys([*DEFAULT_SANS, *hosts]), dt.datetime.now(dt.UTC)
+    ):
+        return pki
+    code = (
+        "import sys; from pathlib import Path; from corral.apiserver.certs import ensure_pki; "
+        "ensure_pki(Path(sys.argv[1]), sys.argv[2:])"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code, str(data_dir), *hosts], capture_output=True, text=True
+    )
+    if run.returncode != 0:
+        lines = run.stderr.strip().splitlines() or [f"exit status {run.returncode}"]
+        raise ValueError(f"cannot set up the PKI in {pki.dir}: {lines[-1]}")
     return pki
 
 
@@ -168,6 +211,8 @@ def write_kubeconfig(
 
 def san_names(hosts: Iterable[str]) -> list[SanName]:
     """Hosts as SAN entries (IP addresses as ``IPAddress``), deduplicated, order kept."""
+    from cryptography import x509
+
     out: list[SanName] = []
     for host in hosts:
         host = host.strip().strip("[]")
@@ -186,6 +231,11 @@ def san_names(hosts: Iterable[str]) -> list[SanName]:
 
 
 def _issue_ca(now: dt.datetime) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, CA_COMMON_NAME)])
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
@@ -224,6 +274,11 @@ def _issue_server(
     sans: list[SanName],
     now: dt.datetime,
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
     key = ec.generate_private_key(ec.SECP256R1())
     ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     cert = (
@@ -265,6 +320,9 @@ def _server_cert_ok(
     cert: x509.Certificate, ca_cert: x509.Certificate, sans: list[SanName], now: dt.datetime
 ) -> bool:
     """Still signed by this CA, valid past the renewal margin, and covering every SAN."""
+    from cryptography import x509
+    from cryptography.exceptions import InvalidSignature
+
     try:
         cert.verify_directly_issued_by(ca_cert)
     except (ValueError, TypeError, InvalidSignature):
@@ -279,6 +337,63 @@ def _server_cert_ok(
     return all(name in present for name in sans)
 
 
+# --- the record of the last check ------------------------------------------------------
+
+
+def _san_keys(hosts: Iterable[str]) -> set[str]:
+    """``ip:ADDR`` / ``dns:name`` for each host, as ``san_names`` normalises them."""
+    out = set()
+    for host in hosts:
+        host = host.strip().strip("[]")
+        if not host:
+            raise ValueError("empty host name for the serving certificate")
+        try:
+            out.add(f"ip:{ipaddress.ip_address(host)}")
+        except ValueError:
+            out.add(f"dns:{host.lower()}")
+    return out
+
+
+def _digest(pki: Pki) -> str:
+    """SHA-256 over the four files (``OSError`` when one is missing)."""
+    h = hashlib.sha256()
+    for path in (pki.ca_cert, pki.ca_key, pki.server_cert, pki.server_key):
+        h.update(path.read_bytes())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _still_checked(pki: Pki, wanted: set[str], now: dt.datetime) -> bool:
+    """The files are those of the last full check, which holds at ``now`` for ``wanted``."""
+    try:
+        rec = json.loads((pki.dir / CHECKED).read_text())
+        if rec["digest"] != _digest(pki):
+            return False
+        not_before = dt.datetime.fromisoformat(rec["not_before"])
+        not_after = dt.datetime.fromisoformat(rec["not_after"])
+        have = set(rec["sans"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return not_before <= now <= not_after - RENEW_BEFORE and wanted <= have
+
+
+def _write_checked(pki: Pki, cert: x509.Certificate) -> None:
+    from cryptography import x509
+
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return
+    sans = [f"ip:{n.value}" if isinstance(n, x509.IPAddress) else f"dns:{n.value}" for n in ext]
+    rec = {
+        "digest": _digest(pki),
+        "not_before": cert.not_valid_before_utc.isoformat(),
+        "not_after": cert.not_valid_after_utc.isoformat(),
+        "sans": sorted(sans),
+    }
+    _write_atomic(pki.dir / CHECKED, json.dumps(rec).encode(), 0o600)
+
+
 # --- files ---------------------------------------------------------------------------
 
 
@@ -286,6 +401,10 @@ def _load_pair(
     cert_path: Path, key_path: Path
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None:
     """The certificate and its EC key, or None when missing, unreadable or mismatched."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     try:
         cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
         key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
@@ -304,6 +423,8 @@ def _write_pair(
     cert: x509.Certificate,
     key: ec.EllipticCurvePrivateKey,
 ) -> None:
+    from cryptography.hazmat.primitives import serialization
+
     key_pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,

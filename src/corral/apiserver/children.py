@@ -1,13 +1,18 @@
-"""The child processes of ``corral server`` (scheduler, controller manager, chronos,
-marathon, agents), kept running: a child that exits while the server runs is started
-again after a back-off (1 s, doubling to 30 s; back to 1 s once a run lasted a minute),
-as a process supervisor would.
+"""The components ``corral server`` runs beside the API server, kept running: child
+processes (scheduler, controller manager, chronos, marathon, agents) and, under ``corral
+up``, the same loops as tasks in the server's own process (``Loop``). A child or loop
+that ends while the server runs is started again after a back-off (1 s, doubling to
+30 s; back to 1 s once a run lasted a minute), as a process supervisor would; a loop's
+exception is logged with its traceback first, so a crash is never silent.
 
 Each child is ``corral COMMAND --kubeconfig F ... --exit-on-stdin-eof``: it exits when
-its stdin closes, so it never outlives the server, even after a SIGKILL. ``stop`` closes
-every child's stdin and sends SIGTERM to all of them at once, then waits for them
-together (SIGKILL after ``grace`` seconds), so stopping costs the slowest child's exit,
-not the sum of them.
+its stdin closes, so it never outlives the server, even after a SIGKILL. An in-process
+loop gets the same command line (minus that flag) and talks to the API server over
+loopback HTTPS exactly as the child would: only the process boundary is gone, so any of
+them can still run alone (``corral scheduler``, ``corral controller-manager``, ...).
+``stop`` cancels every loop, closes every child's stdin and sends SIGTERM to all of them
+at once, then waits for them together (SIGKILL after ``grace`` seconds), so stopping
+costs the slowest one's exit, not the sum of them.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ import contextlib
 import logging
 import subprocess
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 log = logging.getLogger("corral.apiserver")
 
@@ -26,6 +33,10 @@ BACKOFF_MAX = 30.0
 #: a run this long resets the back-off
 STABLE_SECONDS = 60.0
 POLL_SECONDS = 0.5
+
+#: an in-process loop: ``corral COMMAND``'s work as a coroutine of its arguments; it runs
+#: until cancelled (returning or raising counts as an exit) and installs no signal handlers
+LoopMain = Callable[[list[str]], Coroutine[Any, Any, None]]
 
 
 @dataclass
@@ -47,10 +58,45 @@ class Child:
 
 
 @dataclass
+class Loop:
+    """One supervised in-process loop: ``main(argv)`` as a task of the server's loop."""
+
+    name: str
+    argv: list[str]
+    main: LoopMain
+    task: asyncio.Task[None] | None = None
+    started: float = 0.0
+    restarts: int = 0
+    backoff: float = BACKOFF_FIRST
+    due: float | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(
+            self.main(list(self.argv)), name=f"loop-{self.name}"
+        )
+        self.started = time.monotonic()
+        self.due = None
+
+    def ended(self) -> str | None:
+        """How the current run ended (logged with the traceback), or None if running."""
+        task = self.task
+        if task is None or not task.done():
+            return None
+        if task.cancelled():
+            return "was cancelled"
+        exc = task.exception()
+        if exc is None:
+            return "returned"
+        log.error("corral %s (in-process) failed", self.name, exc_info=exc)
+        return f"failed: {type(exc).__name__}: {exc}"
+
+
+@dataclass
 class Children:
     """The supervised children of one server (module docstring)."""
 
     children: list[Child] = field(default_factory=list)
+    loops: list[Loop] = field(default_factory=list)
     _task: asyncio.Task[None] | None = None
     _stopping: bool = False
 
@@ -58,16 +104,47 @@ class Children:
         child = Child(name, argv)
         child.start()
         self.children.append(child)
+        self._supervising()
+        return child
+
+    def start_loop(self, name: str, main: LoopMain, argv: list[str]) -> Loop:
+        """Run ``main(argv)`` as a supervised task of the running event loop."""
+        loop = Loop(name, argv, main)
+        loop.start()
+        self.loops.append(loop)
+        self._supervising()
+        return loop
+
+    def _supervising(self) -> None:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._supervise(), name="children")
-        return child
 
     async def _supervise(self) -> None:
         while not self._stopping:
             now = time.monotonic()
             for child in self.children:
                 self._check(child, now)
+            for loop in self.loops:
+                self._check_loop(loop, now)
             await asyncio.sleep(POLL_SECONDS)
+
+    def _check_loop(self, loop: Loop, now: float) -> None:
+        if loop.due is not None:
+            if now >= loop.due:
+                log.warning("starting corral %s again (restart %d)", loop.name, loop.restarts)
+                loop.start()
+            return
+        how = loop.ended()
+        if how is None:
+            return
+        if now - loop.started >= STABLE_SECONDS:
+            loop.backoff = BACKOFF_FIRST
+        loop.restarts += 1
+        loop.due = now + loop.backoff
+        log.warning(
+            "corral %s (in-process) %s; starting it again in %.0f s", loop.name, how, loop.backoff
+        )
+        loop.backoff = min(BACKOFF_MAX, loop.backoff * 2)
 
     def _check(self, child: Child, now: float) -> None:
         proc = child.proc
@@ -91,12 +168,17 @@ class Children:
         child.backoff = min(BACKOFF_MAX, child.backoff * 2)
 
     async def stop(self, grace: float = 10.0) -> None:
-        """Stop every child at once; SIGKILL what is still there after ``grace`` s."""
+        """Stop every loop and child at once; SIGKILL what is still there after ``grace`` s
+        (a loop that ignores its cancellation that long is left behind, logged)."""
         self._stopping = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        tasks = [lp.task for lp in self.loops if lp.task is not None]
+        self.loops = []
+        for task in tasks:
+            task.cancel()
         procs = [c.proc for c in self.children if c.proc is not None]
         self.children = []
         for proc in procs:
@@ -106,6 +188,13 @@ class Children:
             with contextlib.suppress(ProcessLookupError):
                 proc.terminate()
         deadline = time.monotonic() + grace
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                log.error("corral %s did not stop within %.0f s", task.get_name(), grace)
+            for task in tasks:
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    log.warning("%s ended with %r", task.get_name(), task.exception())
         while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         for proc in procs:

@@ -15,7 +15,7 @@ import gc
 import logging
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +31,8 @@ from corral.apiserver.admission import (
 )
 from corral.apiserver.allocation import ServiceAllocator
 from corral.apiserver.app import APIApp
-from corral.apiserver.certs import ensure_admin_token, ensure_pki, write_kubeconfig
-from corral.apiserver.children import Children
+from corral.apiserver.certs import ensure_admin_token, ensure_pki_in_child, write_kubeconfig
+from corral.apiserver.children import Children, LoopMain
 from corral.apiserver.discovery import Discovery
 from corral.apiserver.lifecycle import Lifecycle
 from corral.apiserver.openapi import OpenAPIDocs
@@ -98,6 +98,7 @@ class Server:
         controller_args: Sequence[str] = (),
         default_not_ready_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS,
         default_unreachable_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS,
+        in_process: Mapping[str, LoopMain] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.port = port
@@ -117,7 +118,8 @@ class Server:
         self.kubeconfig = self.data_dir / "kubeconfig"
         self._tasks: list[asyncio.Task[Any]] = []
         #: run ``corral scheduler`` / ``corral controller-manager`` beside the API
-        #: server, each in its own process (the loops use the second core)
+        #: server: each in its own process (the loops use the second core), or as a
+        #: task of this one when named in ``in_process``
         self.scheduler = scheduler
         #: the scheduler process also serves the Mesos master API on this port (0: off)
         self.mesos_port = mesos_port
@@ -139,6 +141,10 @@ class Server:
             default_not_ready_toleration_seconds,
             default_unreachable_toleration_seconds,
         )
+        #: commands run as supervised tasks of this process instead of child processes
+        #: (``corral up``: scheduler, controller-manager, chronos, marathon), by name; the
+        #: CLI supplies them, since the API server imports none of those packages
+        self.in_process = dict(in_process or {})
         self.children = Children()
 
     @property
@@ -192,7 +198,8 @@ class Server:
         ssl_ctx = None
         ca_pem: bytes | None = None
         if self.tls:
-            pki = ensure_pki(self.data_dir, [self.bind] if self.bind not in ("0.0.0.0", "") else [])
+            hosts = [self.bind] if self.bind not in ("0.0.0.0", "") else []
+            pki = await asyncio.to_thread(ensure_pki_in_child, self.data_dir, hosts)
             ssl_ctx = pki.ssl_context()
             ca_pem = pki.ca_pem
         write_kubeconfig(self.kubeconfig, self.url, ca_pem, self.token)
@@ -253,14 +260,15 @@ class Server:
 
     def _start_child(self, command: str, extra: list[str] | None = None) -> None:
         """``corral COMMAND --kubeconfig ...`` as a child process; it exits when its stdin
-        closes, so it never outlives this process (even after a SIGKILL)."""
-        argv = [sys.executable, "-m", "corral", command, "--kubeconfig", str(self.kubeconfig)]
-        argv += [
-            *(extra or []),
-            "--exit-on-stdin-eof",
-            "--log-level",
-            logging.getLevelName(log.getEffectiveLevel()),
-        ]
+        closes, so it never outlives this process (even after a SIGKILL). A command in
+        ``in_process`` runs as a supervised task here instead, with the same arguments."""
+        args = ["--kubeconfig", str(self.kubeconfig), *(extra or [])]
+        level = ["--log-level", logging.getLevelName(log.getEffectiveLevel())]
+        main = self.in_process.get(command)
+        if main is not None:
+            self.children.start_loop(command, main, [*args, *level])
+            return
+        argv = [sys.executable, "-m", "corral", command, *args, "--exit-on-stdin-eof", *level]
         self.children.start(command, argv)
 
     async def _bootstrap(self, registry: Registry) -> None:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import ipaddress
 import logging
 import os
 import shutil
 import socket
+import sys
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -73,6 +75,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="REGISTRY=URL[,URL]",
         help="pull REGISTRY's images from URL first (repeatable), e.g. docker.io=http://127.0.0.1:5000",
+    )
+    p.add_argument(
+        "--insecure-registry",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="contact HOST over plain HTTP or without verifying its certificate (repeatable; "
+        "loopback hosts always are)",
+    )
+    p.add_argument(
+        "--registry-config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="registry mirrors for every registry: a registries.toml (containerd's hosts.toml "
+        "per registry) or a registries.yaml (k3s' mirrors/configs); corral up passes its own",
     )
     p.add_argument(
         "--cluster-dns",
@@ -152,14 +170,15 @@ async def _guarded(work: Coroutine[Any, Any, None], what: str) -> None:
         log.exception("%s stopped", what)
 
 
-def _proxier(client: Client, args: argparse.Namespace) -> Proxier:
-    """The Service proxy of this node (``corral.proxy``), in the agent's own loop."""
+def _proxier(client: Client, args: argparse.Namespace, owner: Path) -> Proxier:
+    """The Service proxy of this node (``corral.proxy``), in the agent's own loop; its
+    iptables chains are claimed for ``owner`` (this agent's data dir)."""
     from corral.proxy.cmd import default_mode, make_backend
     from corral.proxy.proxier import Proxier
 
     mode = default_mode() if args.proxy == "auto" else args.proxy
     log.info("service proxy: %s", mode)
-    backend = make_backend(mode, args.cluster_cidr or args.pod_cidr)
+    backend = make_backend(mode, args.cluster_cidr or args.pod_cidr, str(owner.absolute()))
     return Proxier(client, args.name, args.node_ip, backend)
 
 
@@ -190,29 +209,84 @@ async def _node_dns(client: Client, ip: str, domain: str) -> None:
             on_ready=ready,
         )  # fmt: skip
     except OSError as e:
+        if e.errno == errno.EADDRINUSE:  # the pods would ask someone else: refuse
+            from corral.agent.drivers.bridges import BridgeConflict
+
+            raise BridgeConflict(
+                f"node-local DNS: {ip}:53 is already served by {_port53_holder()}; if that "
+                "is another cluster's agent, stop it (corral down --data-dir DIR)"
+            ) from e
         log.warning("node-local DNS on %s:53 not started: %s", ip, e)
 
 
+def _port53_holder() -> str:
+    """Who listens on UDP port 53 here (from ``ss``), for the message above."""
+    import subprocess
+
+    res = subprocess.run(
+        ["ss", "-H", "-lunp", "sport = :53"], capture_output=True, text=True, check=False
+    )
+    users = [line.split("users:", 1)[1] for line in res.stdout.splitlines() if "users:" in line]
+    return "another process " + (", ".join(users) if users else "(unknown)")
+
+
+def _claim_host_network(
+    args: argparse.Namespace, runtime: str, data_dir: Path, auto_cidr: bool
+) -> None:
+    """Before starting: the host's KUBE-* chains (when this agent runs the iptables
+    proxy) and, with an explicit ``--pod-cidr``, the bridge must not be another live
+    cluster's. Raises ``ChainsConflict`` or ``BridgeConflict``."""
+    if os.geteuid() != 0:
+        return
+    if args.proxy in ("auto", "iptables"):
+        from corral.proxy import owner as chains_owner
+        from corral.proxy.cmd import default_mode
+
+        if args.proxy == "iptables" or default_mode() == "iptables":
+            chains_owner.check(str(data_dir.absolute()))
+    if runtime == "oci" and not auto_cidr:
+        _claim_bridge(args.bridge, args.pod_cidr, data_dir)
+
+
+def _claim_bridge(bridge: str, subnet: str, data_dir: Path) -> None:
+    """Make ``bridge`` this agent's with ``subnet``'s gateway (``bridges.claim_bridge``).
+    ``BridgeConflict`` stops the agent; other failures are left to the CNI plugin."""
+    from corral.agent.drivers.bridges import claim_bridge
+
+    try:
+        for change in claim_bridge(bridge, subnet, data_dir):
+            log.info("pod network: %s", change)
+    except OSError as e:
+        log.warning("bridge %s not prepared (the CNI plugin will try): %s", bridge, e)
+
+
 async def reset(driver: Driver, data_dir: Path) -> int:
-    """Stop and remove everything ``driver`` recovers (``corral agent --reset``), and the
-    Mesos task sandboxes of those pods."""
+    """Stop and remove everything ``driver`` recovers (``corral agent --reset``), the
+    Mesos task sandboxes of those pods, the bridge this agent made once no pod is
+    attached to it, and the portmap plugin's chains once no hostPort uses them."""
     import shutil
 
+    from corral.agent.drivers.bridges import delete_bridge, owned_by
     from corral.agent.mesos_task import sandboxes_dir
+    from corral.agent.teardown import clear
 
-    sandboxes, containers = await driver.recover()
-    for r in containers:
-        if r.exit is None:
-            await driver.stop(r.handle, 2.0)
-        await driver.remove(r.handle)
-    for sb in sandboxes:
-        await driver.remove_sandbox(sb)
+    containers, sandboxes = await clear(driver)
     tasks = sandboxes_dir(data_dir)
     n = len(list(tasks.iterdir())) if tasks.is_dir() else 0
     shutil.rmtree(tasks, ignore_errors=True)
+    bridges = []
+    if os.geteuid() == 0:
+        for br in owned_by(data_dir):
+            if not br.ports and br.owner is not None and br.owner.dir == str(data_dir.absolute()):
+                delete_bridge(br.name)
+                bridges.append(br.name)
+        if shutil.which("iptables-save"):
+            from corral.agent.drivers.cni import remove_idle_portmap_chains
+
+            remove_idle_portmap_chains()
     print(
-        f"removed {len(containers)} containers, {len(sandboxes)} pod sandboxes "
-        f"and {n} Mesos task sandboxes",
+        f"removed {containers} containers, {sandboxes} pod sandboxes, "
+        f"{n} Mesos task sandboxes and {len(bridges)} bridges {' '.join(bridges)}".rstrip(),
         flush=True,
     )
     return 0
@@ -241,7 +315,9 @@ def main(argv: list[str]) -> int:
     try:
         labels = parse_labels(args.labels)
         data_dir: Path = args.data_dir or default_data_dir(args.name)
-        hosts = RegistryHosts.from_flags(args.registry_mirror, (), data_dir / "certs.d")
+        hosts = RegistryHosts.from_flags(
+            args.registry_mirror, args.insecure_registry, data_dir / "certs.d", args.registry_config
+        )
     except ValueError as e:
         parser.error(str(e))
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -257,6 +333,16 @@ def main(argv: list[str]) -> int:
         return asyncio.run(reset(driver, data_dir))
     if not args.kubeconfig:
         parser.error("--kubeconfig is required")
+    try:  # what this agent would share with another cluster's on this host: refuse early
+        _claim_host_network(args, runtime, data_dir, auto_cidr)
+    except Exception as e:
+        from corral.agent.drivers.bridges import BridgeConflict
+        from corral.proxy.owner import ChainsConflict
+
+        if not isinstance(e, (BridgeConflict, ChainsConflict)):
+            raise
+        print(f"corral agent: {e}", file=sys.stderr, flush=True)
+        return 1
     cfg = KubeConfig.load(args.kubeconfig)
     if args.server:
         cfg = KubeConfig(args.server.rstrip("/"), cfg.token, cfg.ca_pem)
@@ -283,7 +369,7 @@ def main(argv: list[str]) -> int:
         pod_cidr=published_cidr,
     )
 
-    proxier = _proxier(client, args) if args.proxy != "off" else None
+    proxier = _proxier(client, args, data_dir) if args.proxy != "off" else None
 
     async def run() -> None:
         async with asyncio.TaskGroup() as tg:
@@ -292,6 +378,8 @@ def main(argv: list[str]) -> int:
                 """--pod-cidr auto: the bridge's subnet (and node-local DNS) from the
                 Node's spec.podCIDR, once the server has allocated it."""
                 cidr = await _wait_pod_cidr(client, args.name, node)
+                if os.geteuid() == 0:
+                    await asyncio.to_thread(_claim_bridge, args.bridge, cidr, data_dir)
                 from corral.agent.drivers.cni import PodNetwork
 
                 network = PodNetwork(
@@ -318,5 +406,14 @@ def main(argv: list[str]) -> int:
                 tg.create_task(_guarded(routes.run(), "the pod routes"))
             await agent.run()
 
-    run_loop(lambda: serve_until_signalled(run, client, args.exit_on_stdin_eof))
-    return 0
+    from corral.agent.drivers.bridges import BridgeConflict
+
+    refused: list[BaseException] = []
+    try:
+        run_loop(lambda: serve_until_signalled(run, client, args.exit_on_stdin_eof))
+    except* BridgeConflict as group:  # the pod network is another cluster's: refuse
+        refused.extend(group.exceptions)
+    for conflict in refused:
+        log.error("%s", conflict)
+        print(f"corral agent: {conflict}", file=sys.stderr, flush=True)
+    return 1 if refused else 0

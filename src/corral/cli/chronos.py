@@ -31,7 +31,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--exit-on-stdin-eof", action="store_true", help=argparse.SUPPRESS)
 
 
-async def _serve(args: argparse.Namespace) -> None:
+async def _serve(args: argparse.Namespace, own_process: bool = True) -> None:
     from corral.chronos.http import build_app
     from corral.chronos.service import ChronosService
     from corral.cli.scheduler import default_kubeconfig
@@ -57,6 +57,7 @@ async def _serve(args: argparse.Namespace) -> None:
         port=args.port,
         exit_on_stdin_eof=args.exit_on_stdin_eof,
         close=close,
+        own_process=own_process,
     )
 
 

@@ -29,17 +29,20 @@ async def serve(
     port: int,
     exit_on_stdin_eof: bool,
     close: Callable[[], Awaitable[None]],
+    own_process: bool = True,
 ) -> None:
     """Serve the aiohttp ``app`` on ``bind:port`` and run ``service_run`` until it ends, a
     SIGINT/SIGTERM comes or (``exit_on_stdin_eof``) stdin closes; then ``close()`` the
-    service and stop serving. The service's own failure is raised."""
+    service and stop serving. The service's own failure is raised. Inside another
+    process (``own_process`` false: ``corral up``) it installs no signal handlers and runs
+    until cancelled."""
     from aiohttp import web
 
     from corral.cli.scheduler import _stdin_eof
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM) if own_process else ():
         loop.add_signal_handler(sig, stop.set)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
     await runner.setup()

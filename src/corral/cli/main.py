@@ -4,6 +4,8 @@
 ``--no-scheduler``); ``scheduler`` and ``why`` live in ``cli/scheduler.py``. ``up``
 starts a local cluster (the API server and the scheduler; controllers and a node agent
 join it as they arrive) with its data under ``~/.corral`` (``/var/lib/corral`` as root) and prints how to use kubectl.
+Under ``up`` the scheduler, controller manager, Chronos and Marathon run as tasks of the
+server's process (``--loops in-process``, ``cli/loops.py``); the agents are children.
 """
 
 from __future__ import annotations
@@ -93,6 +95,14 @@ def _server_args(p: argparse.ArgumentParser, data_required: bool) -> None:
         action="store_true",
         help="do not start the controller manager beside it",
     )
+    p.add_argument(
+        "--loops",
+        choices=["in-process", "processes"],
+        default="processes" if data_required else "in-process",
+        help="run the scheduler (and Mesos master), controller manager, Chronos and "
+        "Marathon as tasks of the API server's process (less memory) or as child "
+        "processes (both cores); default: " + ("processes" if data_required else "in-process"),
+    )
     for what in ("not-ready", "unreachable"):  # the DefaultTolerationSeconds admission
         p.add_argument(
             f"--default-{what}-toleration-seconds",
@@ -117,6 +127,7 @@ def _port_range(text: str) -> tuple[int, int]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="corral", description="A lightweight cluster manager.")
+    parser.add_argument("--version", action="version", version=f"corral {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     _server_args(sub.add_parser("server", help="run the API server"), data_required=True)
     up = sub.add_parser("up", help="start a local cluster")
@@ -128,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="the agents' runtime (default: oci as root with runc, else process)",
     )
+    from corral.cli import up as up_cli
+
+    up_cli.add_registry_flags(up)
     from corral.cli import image as image_cli
     from corral.cli import mesos as mesos_cli
     from corral.cli import scheduler as scheduler_cli
@@ -155,6 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"for app/ID: the Marathon API (default {marathon_cli.DEFAULT_MARATHON})",
         )
     image_cli.add_parser(sub)
+    from corral.cli import down as down_cli
+
+    down = sub.add_parser("down", help="stop a corral up cluster, remove what it made here")
+    down_cli.add_arguments(down, default_data_dir())
     # these two parse their own flags (``corral controller-manager --help``)
     for name, text in _DELEGATED.items():
         sub.add_parser(name, help=text, add_help=False).add_argument(
@@ -228,14 +246,44 @@ async def _run(server: Server, announce: bool, nodes: list[str] | None = None) -
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``corral ...``; every failure is one line on stderr (``cli/errors.py``)."""
+    from corral.cli import errors
+
     argv = sys.argv[1:] if argv is None else argv
+    errors.one_line_usage_errors()
+    command = argv[0] if argv and not argv[0].startswith("-") else ""
+    return errors.guarded(command, lambda: _main(argv))
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("corral")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _main(argv: list[str]) -> int:
+    from corral.cli import errors
+
     if argv and argv[0] in _DELEGATED:
+        errors.preflight(argv[0], errors.parse_delegated(argv[0], argv[1:]))
         return _delegate(argv[0], argv[1:])
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # named by the subcommand's parser, not the top one
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        sub.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    errors.preflight(args.command, args)
     if args.command == "top":
         from corral.cli import mesos as mesos_cli
 
         return mesos_cli.top(args)
+    if args.command == "down":
+        from corral.cli import down as down_cli
+
+        return down_cli.run(args)
     from corral.apiserver.server import Server
     from corral.cli import image as image_cli
     from corral.cli import scheduler as scheduler_cli
@@ -271,7 +319,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  runtime process: {why}", flush=True)
         runtime = args.runtime or runtime
         print(f"Starting Corral in {args.data_dir} ({args.agents} {runtime} agent(s))", flush=True)
-        agents = up_cli.agent_commands(args.data_dir, args.agents, runtime)
+        try:
+            registry = up_cli.registry_args(
+                args.data_dir, args.registry_mirror, args.insecure_registry
+            )
+        except ValueError as e:
+            print(f"corral up: {e}", file=sys.stderr)
+            return 2
+        agents = up_cli.agent_commands(args.data_dir, args.agents, runtime, registry)
         nodes = up_cli.node_names(args.agents)
         up_cli.prepare_agents(args.data_dir, nodes)
     try:
@@ -280,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("--chronos-port needs the Mesos master (--mesos-port)")
         if args.marathon_port and not args.mesos_port:
             raise ValueError("--marathon-port needs the Mesos master (--mesos-port)")
+        from corral.cli import loops as loops_cli
+
         server = Server(
             args.data_dir,
             port=args.port,
@@ -296,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
             marathon_port=args.marathon_port,
             controllers=not args.no_controllers,
             hollow_nodes=args.hollow_nodes,
+            in_process=loops_cli.IN_PROCESS if args.loops == "in-process" else None,
             agents=agents,
             controller_args=up_cli.controller_args() if agents else [],
             default_not_ready_toleration_seconds=args.default_not_ready_toleration_seconds,
@@ -304,13 +362,26 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"corral: {e}", file=sys.stderr)
         return 2
+    if agents:  # after every flag is checked: another cluster holds this host?
+        from corral.cli import down as down_cli
+
+        busy = down_cli.up_conflicts(args.data_dir, len(agents), runtime, up_cli.CLUSTER_CIDR)
+        if busy:
+            print(f"corral up: not starting: {'; '.join(busy)}", file=sys.stderr)
+            return 1
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(_run(server, args.command == "up", nodes))
+    if args.command == "up":  # D/up.pid: what ``corral down`` stops
+        from corral.cli import down as down_cli
+
+        with down_cli.pid_file(args.data_dir):
+            asyncio.run(_run(server, True, nodes))
+        return 0
+    asyncio.run(_run(server, False, nodes))
     return 0
 
 

@@ -53,7 +53,7 @@ def build_web_app(service: Any, bus: Any) -> Any:
     return app
 
 
-async def _serve(args: argparse.Namespace) -> None:
+async def _serve(args: argparse.Namespace, own_process: bool = True) -> None:
     from corral.cli.scheduler import default_kubeconfig
     from corral.client.rest import Client
     from corral.marathon.events import EventBus
@@ -82,6 +82,7 @@ async def _serve(args: argparse.Namespace) -> None:
         port=args.port,
         exit_on_stdin_eof=args.exit_on_stdin_eof,
         close=close,
+        own_process=own_process,
     )
 
 

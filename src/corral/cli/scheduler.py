@@ -93,15 +93,7 @@ async def _run_scheduler(args: argparse.Namespace, profile: Profile) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    client = Client.from_kubeconfig(
-        args.kubeconfig or default_kubeconfig(), user_agent="corral-scheduler"
-    )
-    from corral.scheduler.scheduler import Scheduler
-
-    sched = Scheduler(
-        client, name=args.scheduler_name, profile=profile, max_in_flight=args.max_in_flight
-    )
-    task = asyncio.create_task(_placement(sched, client, args), name="scheduler")
+    task = asyncio.create_task(serve_scheduler(args, profile), name="scheduler")
     waits: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait())]
     if args.exit_on_stdin_eof:
         waits.append(asyncio.create_task(_stdin_eof()))
@@ -113,9 +105,25 @@ async def _run_scheduler(args: argparse.Namespace, profile: Profile) -> None:
         for t in [task, *waits]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
-        await client.close()
     if task.done() and not task.cancelled() and task.exception() is not None:
         raise task.exception()  # type: ignore[misc]
+
+
+async def serve_scheduler(args: argparse.Namespace, profile: Profile) -> None:
+    """The scheduler (and, with a Mesos port, the master) until cancelled. It installs no
+    signal handlers, so ``corral up`` runs it inside the API server's process too."""
+    client = Client.from_kubeconfig(
+        args.kubeconfig or default_kubeconfig(), user_agent="corral-scheduler"
+    )
+    try:
+        from corral.scheduler.scheduler import Scheduler
+
+        sched = Scheduler(
+            client, name=args.scheduler_name, profile=profile, max_in_flight=args.max_in_flight
+        )
+        await _placement(sched, client, args)
+    finally:
+        await client.close()
 
 
 def allocator_config(args: argparse.Namespace) -> Any:

@@ -3,16 +3,19 @@
 ``main`` (cli/main.py) builds the ``Server`` with the agent command lines from
 ``agent_commands`` (N local agents, each with its own data directory and logs/exec port),
 then ``report_progress`` prints what is up as it comes up: the API server, then each node
-as it turns Ready. The demo image (``ensure_demo_image``) is imported into each agent's
+as it turns Ready. Registry mirrors (``--registry-mirror``, ``--insecure-registry``, and
+``DATA_DIR/registries.toml`` or ``registries.yaml``) go to every agent (``registry_args``). The demo image (``ensure_demo_image``) is imported into each agent's
 image store before the agents start, so the README's tour runs with no registry at all.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import socket
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,8 +41,52 @@ def node_names(count: int) -> list[str]:
     return [host] if count == 1 else [f"{host}-{i}" for i in range(count)]
 
 
-def agent_commands(data_dir: Path, count: int, runtime: str) -> list[list[str]]:
-    """``corral agent`` arguments of each local agent (ports 10250, 10251, ...)."""
+def add_registry_flags(p: argparse.ArgumentParser) -> None:
+    """``corral up --registry-mirror R=URL --insecure-registry HOST``: for every agent."""
+    p.add_argument(
+        "--registry-mirror",
+        action="append",
+        default=[],
+        metavar="REGISTRY=URL[,URL]",
+        help="every agent pulls REGISTRY's images from URL first (repeatable), e.g. "
+        "docker.io=http://10.0.0.5:5000; DATA_DIR/registries.toml or registries.yaml "
+        "configures mirrors too",
+    )
+    p.add_argument(
+        "--insecure-registry",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="every agent contacts HOST over plain HTTP or without verifying its "
+        "certificate (repeatable; loopback hosts always are)",
+    )
+
+
+def registry_args(data_dir: Path, mirrors: list[str], insecure: list[str]) -> list[str]:
+    """The agents' registry flags: ``corral up``'s own, and ``--registry-config`` for the
+    ``registries.toml``/``registries.yaml`` of the data directory. Checked here, so a bad
+    mirror or file stops ``corral up`` with one line (``ValueError``) rather than every
+    agent failing later."""
+    from corral.agent.images.hosts import RegistryHosts
+    from corral.agent.images.registries import cluster_file
+
+    config = cluster_file(data_dir)
+    RegistryHosts.from_flags(mirrors, insecure, None, config)
+    out: list[str] = []
+    for flag in mirrors:
+        out += ["--registry-mirror", flag]
+    for host in insecure:
+        out += ["--insecure-registry", host]
+    if config is not None:
+        out += ["--registry-config", str(config.resolve())]
+    return out
+
+
+def agent_commands(
+    data_dir: Path, count: int, runtime: str, registry: Sequence[str] = ()
+) -> list[list[str]]:
+    """``corral agent`` arguments of each local agent (ports 10250, 10251, ...);
+    ``registry``: the flags ``registry_args`` made, given to every agent."""
     out = []
     for i, name in enumerate(node_names(count)):
         out.append(
@@ -65,6 +112,7 @@ def agent_commands(data_dir: Path, count: int, runtime: str) -> list[list[str]]:
             CLUSTER_CIDR,
             "--bridge",
             f"corral-n{i}",
+            *registry,
         ]
     return out
 
@@ -105,7 +153,8 @@ async def report_service(
     what: str, bind: str, port: int, path: str, hint: str, t0: float, timeout: float = 20.0
 ) -> None:
     """Print a service's address once ``path`` answers 200 there (the Mesos master runs
-    in the scheduler process, Chronos in its own)."""
+    with the scheduler; they and Chronos run in this process or, with ``--loops
+    processes``, as its children)."""
     import aiohttp
 
     host = "127.0.0.1" if bind in ("0.0.0.0", "::") else bind

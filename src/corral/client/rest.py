@@ -73,6 +73,10 @@ CHRONOS_JOBS = Resource("chronos.corral.dev", "v1", "chronosjobs")
 MARATHON_APPS = Resource("marathon.corral.dev", "v1", "apps")
 
 
+class KubeConfigError(ValueError):
+    """A kubeconfig that cannot be used: the message is one line and names the file."""
+
+
 @dataclass(frozen=True)
 class KubeConfig:
     server: str
@@ -81,16 +85,27 @@ class KubeConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> KubeConfig:
-        cfg = yaml.safe_load(Path(path).read_text())
-        ctx_name = cfg.get("current-context")
-        ctx = next(c["context"] for c in cfg["contexts"] if c["name"] == ctx_name)
-        cluster = next(c["cluster"] for c in cfg["clusters"] if c["name"] == ctx["cluster"])
-        user = next(u["user"] for u in cfg["users"] if u["name"] == ctx["user"])
-        ca = cluster.get("certificate-authority-data")
-        ca_pem = base64.b64decode(ca) if ca else None
-        if ca_pem is None and cluster.get("certificate-authority"):
-            ca_pem = Path(cluster["certificate-authority"]).read_bytes()
-        return cls(cluster["server"].rstrip("/"), user.get("token", ""), ca_pem)
+        """Read a kubeconfig's current context; ``KubeConfigError`` (one line naming the
+        file) when it is missing, unreadable or not a usable kubeconfig."""
+        try:
+            cfg = yaml.safe_load(Path(path).read_text())
+            ctx_name = cfg.get("current-context")
+            ctx = next(c["context"] for c in cfg["contexts"] if c["name"] == ctx_name)
+            cluster = next(c["cluster"] for c in cfg["clusters"] if c["name"] == ctx["cluster"])
+            user = next(u["user"] for u in cfg["users"] if u["name"] == ctx["user"])
+            ca = cluster.get("certificate-authority-data")
+            ca_pem = base64.b64decode(ca) if ca else None
+            if ca_pem is None and cluster.get("certificate-authority"):
+                ca_pem = Path(cluster["certificate-authority"]).read_bytes()
+            return cls(cluster["server"].rstrip("/"), user.get("token", ""), ca_pem)
+        except OSError as e:
+            where = f"{path}" if e.filename in (None, str(path)) else f"{path} ({e.filename})"
+            raise KubeConfigError(f"cannot read the kubeconfig {where}: {e.strerror or e}") from e
+        except (yaml.YAMLError, KeyError, StopIteration, TypeError, AttributeError, ValueError):
+            raise KubeConfigError(
+                f"{path} is not a usable kubeconfig (want clusters, users, contexts and "
+                "current-context)"
+            ) from None
 
     def ssl_context(self) -> ssl.SSLContext | bool:
         if not self.server.startswith("https"):

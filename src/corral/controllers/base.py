@@ -141,7 +141,10 @@ class Controller:
                 self.queue.forget(key)
             except StatusError as e:
                 delay = self.queue.retry(key)
-                log.info("%s sync %s: %s (retry in %.2fs)", self.name, key, e.message, delay)
+                # 409 Conflict is optimistic concurrency at work (another writer was first):
+                # routine during every rollout, so a debug line, as upstream logs it at V(4)
+                level = logging.DEBUG if e.code == 409 else logging.INFO
+                log.log(level, "%s sync %s: %s (retry in %.2fs)", self.name, key, e.message, delay)
             except Exception:
                 delay = self.queue.retry(key)
                 log.exception("%s sync %s failed (retry in %.2fs)", self.name, key, delay)

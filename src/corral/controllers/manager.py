@@ -236,7 +236,14 @@ def main(argv: list[str]) -> int:
     except (OSError, KeyError, StopIteration, TypeError) as e:
         print(f"corral controller-manager: cannot read {args.kubeconfig}: {e}", file=sys.stderr)
         return 2
-    options = {
+    options = _options(args)
+    asyncio.run(_serve(client, names, args.exit_on_stdin_eof, options))
+    return 0
+
+
+def _options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """The controllers' own settings from the flags (``ControllerManager(options=)``)."""
+    return {
         "nodelifecycle": {
             "node_monitor_grace_period": args.node_monitor_grace_period,
             "node_monitor_period": args.node_monitor_period,
@@ -247,5 +254,21 @@ def main(argv: list[str]) -> int:
             "node_cidr_mask_size": args.node_cidr_mask_size,
         },
     }
-    asyncio.run(_serve(client, names, args.exit_on_stdin_eof, options))
-    return 0
+
+
+async def serve(argv: list[str]) -> None:
+    """``corral controller-manager ARGS`` inside another process (``corral up`` runs it in
+    the API server's): the same controllers until cancelled, no signal handlers, no
+    logging set-up. Bad arguments raise ``ValueError``."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit:
+        raise ValueError(f"corral controller-manager: bad arguments {argv}") from None
+    names = select_controllers(args.controllers)
+    if not args.allocate_node_cidrs:
+        names = [n for n in names if n != "nodeipam"]
+    client = Client.from_kubeconfig(args.kubeconfig, user_agent="corral-controller-manager")
+    try:
+        await ControllerManager(client, names, options=_options(args)).run()
+    finally:
+        await client.close()

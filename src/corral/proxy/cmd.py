@@ -16,8 +16,10 @@ import shutil
 import signal
 import socket
 import sys
+from pathlib import Path
 
 from corral.client.rest import Client
+from corral.proxy import owner as chains_owner
 from corral.proxy.proxier import Backend, IptablesBackend, Proxier
 from corral.proxy.userspace import UserspaceBackend
 
@@ -53,9 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def make_backend(mode: str, cluster_cidr: str) -> Backend:
+def make_backend(mode: str, cluster_cidr: str, owner: str = "") -> Backend:
+    """The backend of ``mode``; ``owner`` (an agent's data dir, a kubeconfig) claims the
+    host's KUBE-* chains for the iptables one (``owner.py``)."""
     if mode == "iptables":
-        return IptablesBackend(cluster_cidr=cluster_cidr)
+        return IptablesBackend(cluster_cidr=cluster_cidr, owner=owner)
     return UserspaceBackend(own_cluster_ips=os.geteuid() == 0)
 
 
@@ -85,12 +89,19 @@ def main(argv: list[str] | None = None) -> int:
     if mode == "iptables" and os.geteuid() != 0:
         print("corral proxy: --mode iptables needs root; use --mode userspace", file=sys.stderr)
         return 2
+    owner = str(Path(args.kubeconfig).absolute())
+    if mode == "iptables":
+        try:
+            chains_owner.check(owner)
+        except chains_owner.ChainsConflict as e:
+            print(f"corral proxy: {e}", file=sys.stderr)
+            return 1
     client = Client.from_kubeconfig(args.kubeconfig, user_agent="corral-proxy")
     proxier = Proxier(
         client,
         args.node_name,
         args.node_ip,
-        make_backend(mode, args.cluster_cidr),
+        make_backend(mode, args.cluster_cidr, owner),
         min_sync_interval=args.min_sync_period,
     )
     log.info("proxy for node %s (%s), mode %s", args.node_name, args.node_ip, mode)

@@ -17,6 +17,10 @@ Backends:
   so ``127.0.0.1:<nodePort>`` works (as kube-proxy does) and put back on cleanup. Its
   commands go through a ``Runner`` with an optional prefix (``ip netns exec NS``), which
   is how the unit tests run it against a private network namespace.
+  With an ``owner``, it first claims the chains (``owner.py``): it refuses to start
+  (``ChainsConflict``; its cleanup then touches nothing) while another cluster's proxy
+  runs on this host, replaces the chains of one that is gone, and gives up its claim on
+  cleanup.
 - ``userspace.UserspaceBackend``: the relay for hosts where the kernel path is not ours.
 """
 
@@ -32,6 +36,7 @@ from typing import Protocol
 
 from corral.client.informer import Informer, Obj
 from corral.client.rest import ENDPOINTSLICES, SERVICES, Client
+from corral.proxy import owner as chains_owner
 from corral.proxy import rules
 from corral.proxy.rules import ServicePort
 
@@ -95,10 +100,29 @@ class IptablesBackend:
     jump_check_interval: float = 10.0
     _jumps_checked: float = -1e9
     _chains: dict[str, set[str]] = field(default_factory=dict)
+    #: who claims the chains (an agent's data dir, a kubeconfig): ``owner.py``; "" and
+    #: commands run under a prefix (another network namespace) claim nothing
+    owner: str = ""
     _started: bool = False
+    _refused: bool = False
     _localnet_before: str | None = None
 
+    @classmethod
+    def left_by(cls, record: chains_owner.ChainsOwner) -> IptablesBackend:
+        """A backend for the chains a proxy that is gone left behind (``corral down``):
+        its ``cleanup`` removes them and puts ``route_localnet`` back as it was."""
+        backend = cls(owner=record.owner)
+        backend._localnet_before = record.localnet_before
+        return backend
+
     async def _start(self) -> None:
+        claiming = bool(self.owner) and not self.run.prefix
+        if claiming:
+            try:
+                chains_owner.check(self.owner)
+            except chains_owner.ChainsConflict:
+                self._refused = True
+                raise
         # chains an earlier run left behind: declared stale so the first sync drops them
         self._chains = rules.our_chains(await self.run.check("iptables-save"))
         if self.localhost_nodeports:
@@ -106,6 +130,8 @@ class IptablesBackend:
             if before != "1":
                 await self.run.check("sysctl", "-qw", f"{ROUTE_LOCALNET}=1")
                 self._localnet_before = before
+        if claiming:
+            self._localnet_before = chains_owner.claim(self.owner, self._localnet_before)
         self._started = True
 
     async def sync(self, ports: list[ServicePort]) -> None:
@@ -126,6 +152,8 @@ class IptablesBackend:
 
     async def cleanup(self) -> None:
         """Remove the jumps, then every KUBE-* chain; put ``route_localnet`` back."""
+        if self._refused:  # the chains are another live proxy's
+            return
         for table, chain, spec in rules.JUMPS:
             for _ in range(16):  # duplicates, should anything have added them twice
                 rc, _, _ = await self.run("iptables", "-w", "5", "-t", table, "-D", chain, *spec)
@@ -138,6 +166,8 @@ class IptablesBackend:
         if self._localnet_before is not None:
             await self.run.check("sysctl", "-qw", f"{ROUTE_LOCALNET}={self._localnet_before}")
             self._localnet_before = None
+        if self.owner and not self.run.prefix:
+            chains_owner.release()
         self._chains = {}
         self._started = False
         self._jumps_checked = -1e9

@@ -15,7 +15,9 @@ most ``max_in_flight`` at a time, so the loop never waits on the API; a failed b
 forgets the assumption and the pod retries after back-off. A pod that fits nowhere gets
 ``PodScheduled=False``/``Unschedulable`` with Kubernetes' message, a ``FailedScheduling``
 Event (Kubernetes' message, then ``(nearest miss: ...)``; repeats bump ``count``), and waits
-in the queue until a relevant cluster event. A pod with priority > 0 that may preempt
+in the queue until a relevant cluster event. A bound pod gets Kubernetes' ``Scheduled``
+Event (events.k8s.io/v1), queued for ``events.ScheduledEvents``' own task so that writing
+it never delays a binding. A pod with priority > 0 that may preempt
 asks ``preemption.find_preemption``; when victims are found the pod is nominated
 (``status.nominatedNodeName``) and the victims deleted (default grace), and it is
 retried once they are gone.
@@ -40,6 +42,7 @@ from corral.client.informer import Informer, key_of
 from corral.client.rest import EVENTS, NODES, PODS, PRIORITY_CLASSES, Client
 from corral.scheduler import DEFAULT_SCHEDULER, FAILED_SCHEDULING
 from corral.scheduler.decide import Decision, build_plugins, decide
+from corral.scheduler.events import ScheduledEvents
 from corral.scheduler.framework import PodInfo, Profile
 from corral.scheduler.preemption import Preemption
 from corral.scheduler.queue import SchedulingQueue
@@ -107,6 +110,10 @@ class Scheduler:
         self.nodes.add_handler(self._on_node)
         self.stats = Stats()
         self.instance = f"{name}-{socket.gethostname()}"
+        #: the Scheduled Events of bound pods, written by their own task (events.py)
+        self.scheduled_events = ScheduledEvents(
+            client, name, self.instance, self.clock, busy=lambda: bool(self._assumed)
+        )
         #: pod key -> (uid, node) of the pods accounted in the table (bound or assumed)
         self._accounted: dict[str, tuple[str, str]] = {}
         #: pod key -> node, for assumed pods whose binding is not confirmed yet
@@ -133,6 +140,7 @@ class Scheduler:
             self._tg = tg
             for inf in (self.classes, self.nodes, self.pods):
                 tg.create_task(inf.run(), name=f"scheduler-informer-{inf.resource.plural}")
+            tg.create_task(self.scheduled_events.run(), name="scheduler-events")
             for inf in (self.classes, self.nodes, self.pods):
                 await inf.wait_for_sync(timeout=120)
             log.info(
@@ -351,6 +359,7 @@ class Scheduler:
             raise
         self.stats.bound += 1
         self.queue.done(pod.key)
+        self.scheduled_events.add(pod.obj, node)
         started = self._queued_at.pop(pod.key, None)
         if started is not None:
             self.stats.latencies.append(time.monotonic() - started)

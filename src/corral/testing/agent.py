@@ -4,6 +4,8 @@
 and returns once its Node is Ready; ``stop`` (SIGTERM: the agent leaves its pods
 running, as a kubelet does), ``kill`` (SIGKILL) and ``restart`` let tests check that
 pods survive the agent. Output goes to ``DATA_DIR/agent.log`` for failure messages.
+An agent refused because another cluster on this host holds its bridge or the iptables
+chains (another test run's, on a shared machine) is started again for a while.
 ``prefix`` (e.g. ``nsenter --net=/run/netns/NS``) runs the agent and its ``--reset``
 under another command, and ``host`` is where its logs/exec port answers (a test host's
 node IP: ``corral.testing.hosts``).
@@ -26,6 +28,9 @@ from pathlib import Path
 
 from corral.api.conditions import condition_true
 from corral.testing.process import free_port
+
+#: what an agent says when it refuses to start because another cluster holds the host
+BUSY = ("belongs to the running agent of", "running pod(s) of", "KUBE-* chains")
 
 
 def _node_ready(server: str, token: str, ctx: ssl.SSLContext | bool, name: str) -> bool:
@@ -78,7 +83,20 @@ class AgentProcess:
         except OSError:
             return ""
 
-    def launch(self, timeout: float = 30.0) -> None:
+    def launch(self, timeout: float = 30.0, busy_timeout: float = 90.0) -> None:
+        """Start the agent and wait until its Node is Ready. While it refuses to start
+        because another cluster on this host (another test run's) holds its bridge or
+        the iptables chains, try again for up to ``busy_timeout`` seconds."""
+        deadline = time.monotonic() + busy_timeout
+        while True:
+            try:
+                return self._launch(timeout)
+            except RuntimeError as e:
+                if not any(w in str(e) for w in BUSY) or time.monotonic() > deadline:
+                    raise
+            time.sleep(2.0)
+
+    def _launch(self, timeout: float) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         argv = [
             *self.prefix, sys.executable, "-m", "corral", "agent",
@@ -151,13 +169,28 @@ class AgentProcess:
         self.launch(timeout)
 
 
+def _conmons_under(d: str) -> list[str]:
+    """The pids of the conmon processes that supervise containers kept under ``d``."""
+    out = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv[0].endswith(b"conmon") and any(a.startswith(d.encode() + b"/") for a in argv):
+            out.append(proc.name)
+    return out
+
+
 def simulate_reboot(data_dir: Path) -> None:
     """What a host reboot does to a cluster kept in ``data_dir``, and to nothing else on
-    this machine: every process of it killed (shims, containers, agents), its overlay
+    this machine: every process of it killed (shims and conmons, containers, agents), its overlay
     mounts and pod network namespaces gone. The data directory itself stays."""
     d = str(data_dir)
     ps = subprocess.run(["pgrep", "-f", f"shim.py {d}"], capture_output=True, text=True)
-    for shim in ps.stdout.split():
+    for shim in [*ps.stdout.split(), *_conmons_under(d)]:
         with contextlib.suppress(ProcessLookupError):
             os.kill(int(shim), signal.SIGKILL)
     for root in data_dir.rglob("runc"):

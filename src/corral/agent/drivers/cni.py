@@ -203,3 +203,41 @@ class PodNetwork:
             ifname="eth0",
             cni_path=self.cni_path,
         )
+
+
+#: the chains the ``portmap`` plugin makes once and shares between all its hostPorts
+PORTMAP_CHAINS = ("CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-MASQ", "CNI-HOSTPORT-SETMARK")
+
+
+def remove_idle_portmap_chains() -> int:
+    """Remove the ``portmap`` plugin's shared chains (and the jumps to them from the
+    built-in chains) when no hostPort on this host uses them any more: no rule in
+    ``CNI-HOSTPORT-DNAT`` and no per-pod ``CNI-DN-*`` chain. The plugin makes them again on
+    its next ADD. Returns how many chains were removed (``corral down``, ``agent
+    --reset``)."""
+    import shlex
+    import subprocess
+
+    save = subprocess.run(
+        ["iptables-save", "-t", "nat"], capture_output=True, text=True, check=False
+    ).stdout
+    lines = save.splitlines()
+    present = [c for c in PORTMAP_CHAINS if f":{c} " in save]
+    if not present or any(line.startswith(("-A CNI-HOSTPORT-DNAT ", ":CNI-DN-")) for line in lines):
+        return 0
+    for line in lines:  # the jumps: -A PREROUTING ... -j CNI-HOSTPORT-DNAT
+        argv = shlex.split(line)
+        jump = argv[-2:-1] == ["-j"] and argv[-1] in PORTMAP_CHAINS
+        if len(argv) > 2 and argv[0] == "-A" and argv[1] not in PORTMAP_CHAINS and jump:
+            subprocess.run(
+                ["iptables", "-w", "5", "-t", "nat", "-D", *argv[1:]],
+                capture_output=True, check=False,
+            )  # fmt: skip
+    removed = 0
+    for op in ("-F", "-X"):  # all flushed before any is deleted
+        for chain in present:
+            res = subprocess.run(
+                ["iptables", "-w", "5", "-t", "nat", op, chain], capture_output=True, check=False
+            )
+            removed += op == "-X" and res.returncode == 0
+    return removed

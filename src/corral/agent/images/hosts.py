@@ -15,6 +15,10 @@ Configuration has two forms, merged (flags first):
   and ``corral image`` pass them as ``mirrors={"docker.io": ["http://127.0.0.1:5000"]}``)
   and ``--insecure-registry HOST``.
 
+- one file for all registries (``--registry-config FILE``, which ``corral up`` passes for
+  the ``registries.toml`` or ``registries.yaml`` in its data directory): see
+  ``registries.py``. Order: flags, that file, then ``certs.d``.
+
 ``RegistryHosts.endpoints(registry, by_digest)`` returns the hosts to try, in order:
 the mirrors that may serve the request (``resolve`` to turn a tag into a digest, ``pull``
 to fetch by digest), then the upstream server. The image store (``images.store``)
@@ -35,12 +39,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from corral.agent.images.reference import DEFAULT_DOMAIN
+from corral.agent.images.registries import DEFAULT_HOST_DIR, load_registries
 
 PULL = "pull"
 RESOLVE = "resolve"
 PUSH = "push"
 DEFAULT_CAPABILITIES = frozenset({PULL, RESOLVE, PUSH})
-DEFAULT_HOST_DIR = "_default"
+__all__ = ["DEFAULT_HOST_DIR", "Endpoint", "RegistryHosts"]
 
 
 @dataclass(frozen=True)
@@ -92,8 +97,9 @@ class RegistryHosts:
         mirrors: Mapping[str, Sequence[str]] | None = None,
         insecure: Iterable[str] = (),
         config_dir: Path | None = None,
+        config_file: Path | None = None,
     ) -> None:
-        self._insecure = frozenset(insecure)
+        insecure_hosts = set(insecure)
         self._mirrors: dict[str, list[_Mirror]] = {}
         self._servers: dict[str, _Mirror] = {}
         for registry, urls in (mirrors or {}).items():
@@ -102,6 +108,12 @@ class RegistryHosts:
                 self._mirrors.setdefault(registry, []).append(
                     _Mirror(url, DEFAULT_CAPABILITIES, skip_verify=False)
                 )
+        if config_file is not None:
+            cluster = load_registries(config_file)
+            insecure_hosts |= cluster.insecure
+            for registry, doc in cluster.hosts.items():
+                self._apply(registry, doc, f"{config_file}: {registry}")
+        self._insecure = frozenset(insecure_hosts)
         if config_dir is not None and config_dir.is_dir():
             for d in sorted(config_dir.iterdir()):
                 if (d / "hosts.toml").is_file():
@@ -112,8 +124,13 @@ class RegistryHosts:
             doc = tomllib.loads(path.read_text())
         except (OSError, tomllib.TOMLDecodeError) as e:
             raise ValueError(f"{path}: {e}") from None
+        self._apply(registry, doc, str(path))
+
+    def _apply(self, registry: str, doc: dict[str, object], path: str) -> None:
+        """Add one ``hosts.toml`` document's server and mirrors for ``registry``; a
+        server set before (flags, then the cluster file, then certs.d) is kept."""
         server = doc.get("server")
-        if isinstance(server, str):
+        if isinstance(server, str) and registry not in self._servers:
             _split_url(server)
             self._servers[registry] = _Mirror(
                 server, DEFAULT_CAPABILITIES, bool(doc.get("skip_verify", False))
@@ -122,7 +139,10 @@ class RegistryHosts:
         if not isinstance(hosts, dict):
             raise ValueError(f"{path}: [host] must be a table")
         for url, cfg in hosts.items():
-            _split_url(url)
+            try:
+                _split_url(url)
+            except ValueError as e:
+                raise ValueError(f"{path}: {e}") from None
             if not isinstance(cfg, dict):
                 raise ValueError(f"{path}: [host.{url!r}] must be a table")
             if cfg.get("override_path"):
@@ -140,15 +160,17 @@ class RegistryHosts:
         mirror_flags: Sequence[str],
         insecure: Iterable[str] = (),
         config_dir: Path | None = None,
+        config_file: Path | None = None,
     ) -> RegistryHosts:
-        """From ``REGISTRY=URL[,URL...]`` strings, as ``--registry-mirror`` gives them."""
+        """From ``REGISTRY=URL[,URL...]`` strings, as ``--registry-mirror`` gives them,
+        ``--insecure-registry`` hosts and ``--registry-config FILE``."""
         mirrors: dict[str, list[str]] = {}
         for flag in mirror_flags:
             registry, eq, urls = flag.partition("=")
             if not eq or not registry or not urls:
                 raise ValueError(f"--registry-mirror {flag!r}: want REGISTRY=URL[,URL...]")
             mirrors.setdefault(registry, []).extend(u for u in urls.split(",") if u)
-        return cls(mirrors, insecure, config_dir)
+        return cls(mirrors, insecure, config_dir, config_file)
 
     def _insecure_host(self, host: str) -> bool:
         return host in self._insecure or _is_loopback(host)

@@ -1,0 +1,68 @@
+"""In-process loops under ``apiserver/children.py``: a loop that raises is logged with its
+traceback and started again with the same arguments; ``stop`` cancels every loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from corral.apiserver import children as children_mod
+from corral.apiserver.children import Children
+
+
+async def test_a_failed_loop_is_logged_and_started_again_and_stop_cancels_it(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(children_mod, "POLL_SECONDS", 0.01)
+    monkeypatch.setattr(children_mod, "BACKOFF_FIRST", 0.01)
+    runs: list[list[str]] = []
+    running = asyncio.Event()
+    cancelled = asyncio.Event()
+
+    async def flaky(argv: list[str]) -> None:
+        runs.append(argv)
+        if len(runs) == 1:
+            raise RuntimeError("boom")
+        running.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    kids = Children()
+    caplog.set_level(logging.WARNING, logger="corral.apiserver")
+    kids.start_loop("scheduler", flaky, ["--kubeconfig", "K"])
+    async with asyncio.timeout(10):
+        await running.wait()
+    assert runs == [["--kubeconfig", "K"], ["--kubeconfig", "K"]]
+    failed = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert failed and failed[0].exc_info is not None  # the traceback is in the log
+    assert "RuntimeError: boom" in caplog.text
+    assert "starting it again" in caplog.text
+    assert kids.loops[0].restarts == 1
+    await kids.stop(grace=5)
+    assert cancelled.is_set()
+    assert kids.loops == []
+
+
+async def test_a_loop_that_returns_is_started_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(children_mod, "POLL_SECONDS", 0.01)
+    monkeypatch.setattr(children_mod, "BACKOFF_FIRST", 0.01)
+    runs = 0
+    again = asyncio.Event()
+
+    async def quits(argv: list[str]) -> None:
+        nonlocal runs
+        runs += 1
+        if runs > 1:
+            again.set()
+            await asyncio.Event().wait()
+
+    kids = Children()
+    kids.start_loop("chronos", quits, [])
+    async with asyncio.timeout(10):
+        await again.wait()
+    await kids.stop(grace=5)
