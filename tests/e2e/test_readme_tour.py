@@ -57,15 +57,16 @@ class Shell:
             "bash", ["--norc", "--noprofile"], env=env, encoding="utf-8", timeout=120,
             dimensions=(50, 200),
         )  # fmt: skip
-        child.sendline(f"PS1='{PROMPT}'; export PS1")
-        child.expect_exact(PROMPT + "\r\n")  # the echoed line
+        half = len(PROMPT) // 2  # typed in two quoted halves: the echo is not the prompt
+        child.sendline(f"PS1='{PROMPT[:half]}''{PROMPT[half:]}'; export PS1")
         child.expect_exact(PROMPT)
         return cls(child)
 
     def run(self, command: str, timeout: float = 120) -> tuple[int, str]:
         self.child.sendline(command)
         self.child.expect_exact(PROMPT, timeout=timeout)
-        return self.rc(), _printed(self.child.before, command)
+        printed = _printed(self.child.before, command)
+        return self.rc(), printed
 
     def rc(self) -> int:
         self.child.sendline("echo rc=$?")
@@ -90,13 +91,13 @@ def _until(
 ) -> str:
     """Rerun ``command`` until its output satisfies ``ok`` (as a reader would)."""
     deadline = time.monotonic() + timeout
-    out = ""
+    rc, out = -1, ""
     while time.monotonic() < deadline:
         rc, out = shell.run(command)
         if rc == 0 and ok(out):
             return out
         time.sleep(1)
-    raise AssertionError(f"{command!r} never showed {what}; last output:\n{out}")
+    raise AssertionError(f"{command!r} never showed {what}; last output (rc {rc}):\n{out}")
 
 
 def _exec_shell(shell: Shell, command: str) -> None:
