@@ -293,6 +293,15 @@ class NodeAgent:
         c = w.st.containers.get(container) if w is not None else None
         return bool(c is not None and c.running)
 
+    def pod_network(self, ns: str, pod: str) -> str | None:
+        """For port-forward: the pod's network namespace, "" for the host's, None if the
+        pod has no sandbox here (``agent/portforward.py``'s ``PodNetworks``)."""
+        w = self._find(ns, pod)
+        if w is None or w.st.sandbox is None:
+            return None
+        netns = w.st.sandbox.data.get("netns")
+        return str(netns) if netns else ""
+
     def exec_target(
         self, ns: str, pod: str, container: str
     ) -> tuple[Driver, ContainerHandle] | None:

@@ -12,6 +12,8 @@ brings the pod one ``sync`` closer to its spec, as the kubelet's pod workers do:
    (``mesos_task.py``, ``mesos_fetch.py``);
 3. init containers one at a time, each to a zero exit, then the app containers together;
    an exited container restarts by ``restartPolicy`` after the crash-loop back-off;
+   ephemeral containers (``kubectl debug``) start once each, in the target container's
+   PID namespace when they name one, and are never restarted;
 4. probes (startup gates liveness and readiness; a liveness failure kills the container);
 5. the status document (``podstate.pod_status``), written only when it changed.
 
@@ -85,6 +87,7 @@ from .podstate import (
     BackOff,
     ContainerState,
     PodState,
+    add_ephemeral,
     init_done,
     new_pod_state,
     pod_phase,
@@ -223,6 +226,7 @@ class PodWorker:
     # --- the API of the agent --------------------------------------------------------------
     def update(self, pod: Obj) -> None:
         self.pod = pod
+        add_ephemeral(self.st, pod)  # (``kubectl debug`` added one: started by ``sync``)
         self.wake.set()
 
     def deleted(self) -> None:
@@ -324,6 +328,8 @@ class PodWorker:
         if init_done(self.st):
             for c in self.st.app_states():
                 await self._step_container(c, policy, now)
+            for c in self.st.ephemeral_states():
+                await self._step_ephemeral(c, now)
         await self._run_probes(now)
         phase = pod_phase(pod, self.st)
         if phase in ("Succeeded", "Failed") and not any(
@@ -467,6 +473,18 @@ class PodWorker:
             return
         await self._start(c)
 
+    async def _step_ephemeral(self, c: ContainerState, now: float) -> None:
+        """An ephemeral container starts once, in the running pod, and is never
+        restarted (a failed start is retried, as a failed pull is, until it runs)."""
+        if c.running or c.done:
+            return
+        if c.exit is not None:
+            c.done = True
+            return
+        if c.restart_at is not None and now < c.restart_at:
+            return
+        await self._start(c)
+
     async def _backoff_due(self, c: ContainerState, now: float) -> bool:
         """For an exited container that will restart: True when its back-off is over."""
         assert c.exit is not None
@@ -491,7 +509,12 @@ class PodWorker:
     # --- starting a container --------------------------------------------------------------------
     def _spec(self, name: str) -> Obj:
         spec = self.pod.get("spec") or {}
-        for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
+        every = [
+            *(spec.get("initContainers") or []),
+            *(spec.get("containers") or []),
+            *(spec.get("ephemeralContainers") or []),
+        ]
+        for c in every:
             if c.get("name") == name:
                 return dict(c)
         return {}
@@ -598,7 +621,9 @@ class PodWorker:
             privileged=sec["privileged"],
             read_only_root=sec["readOnlyRootFilesystem"],
             stdin=bool(spec.get("stdin")),
+            stdin_once=bool(spec.get("stdinOnce")),
             tty=bool(spec.get("tty")),
+            pid_namespace=self._target_pid_namespace(spec) if c.ephemeral else None,
             host_rootfs=task is not None and task.host_command,
             stdio_files=stdio,
         )
@@ -631,6 +656,14 @@ class PodWorker:
         self._watch(c, handle)
         await self._event("Normal", "Created", f"Created container {c.name}", c)
         await self._event("Normal", "Started", f"Started container {c.name}", c)
+
+    def _target_pid_namespace(self, spec: Obj) -> str | None:
+        """An ephemeral container's ``targetContainerName``'s PID namespace, shared so the
+        debugger sees the target's processes (None: no target, or it is not running)."""
+        target = self.st.containers.get(str(spec.get("targetContainerName") or ""))
+        if target is None or not target.running or target.handle is None:
+            return None
+        return f"/proc/{target.handle.pid}/ns/pid"
 
     def _watch(self, c: ContainerState, handle: ContainerHandle) -> None:
         old = self._waits.pop(c.name, None)
@@ -762,7 +795,9 @@ class PodWorker:
         (``involvedObject.fieldPath`` as the kubelet's ``spec.containers{name}``)."""
         path = ""
         if c is not None:
-            path = f"spec.{'initContainers' if c.init else 'containers'}{{{c.name}}}"
+            kind = "initContainers" if c.init else "containers"
+            kind = "ephemeralContainers" if c.ephemeral else kind
+            path = f"spec.{kind}{{{c.name}}}"
         await self.ctx.recorder.event(_pod_ref(self.pod), type_, reason, message, field_path=path)
 
     async def _write_status(self) -> None:

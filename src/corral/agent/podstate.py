@@ -4,7 +4,8 @@
 current attempt (handle, exit) and the previous attempt's exit. The functions here are
 sans-I/O and unit-tested: ``should_restart`` (restartPolicy), ``BackOff`` (the kubelet's
 crash-loop back-off), ``pod_phase`` (kubelet's getPhase) and ``pod_status`` (the status
-document the agent writes). ``agent/pods.py`` is the thin shell that awaits.
+document the agent writes, with ``ephemeralContainerStatuses``: ephemeral containers,
+added to a running pod by ``kubectl debug``, count for neither phase nor readiness). ``agent/pods.py`` is the thin shell that awaits.
 
 A container's life, as the status shows it::
 
@@ -85,6 +86,7 @@ class ContainerState:
     started: bool = False  # startup probe passed (or none)
     image_id: str = ""
     done: bool = False  # exited for good (no restart), or never to start (launch failed)
+    ephemeral: bool = False  # a spec.ephemeralContainers entry: started once, never restarted
 
     @property
     def running(self) -> bool:
@@ -110,7 +112,22 @@ class PodState:
         return [c for c in self.containers.values() if c.init]
 
     def app_states(self) -> list[ContainerState]:
-        return [c for c in self.containers.values() if not c.init]
+        return [c for c in self.containers.values() if not c.init and not c.ephemeral]
+
+    def ephemeral_states(self) -> list[ContainerState]:
+        return [c for c in self.containers.values() if c.ephemeral]
+
+
+def add_ephemeral(st: PodState, pod: Obj) -> list[str]:
+    """Track the pod's ephemeral containers not known yet (they are only ever added, by
+    ``pods/ephemeralcontainers``); their names."""
+    added = []
+    for c in (pod.get("spec") or {}).get("ephemeralContainers") or []:
+        name = c.get("name") if isinstance(c, dict) else None
+        if name and name not in st.containers:
+            st.containers[name] = ContainerState(name, init=False, ephemeral=True)
+            added.append(name)
+    return added
 
 
 def new_pod_state(pod: Obj) -> PodState:
@@ -122,6 +139,7 @@ def new_pod_state(pod: Obj) -> PodState:
     for c in spec.get("containers") or []:
         waiting = (POD_INITIALIZING if spec.get("initContainers") else CONTAINER_CREATING, "")
         st.containers[c["name"]] = ContainerState(c["name"], init=False, waiting=waiting)
+    add_ephemeral(st, pod)
     return st
 
 
@@ -220,6 +238,17 @@ def container_status(spec: Obj, c: ContainerState, driver: str) -> Obj:
     return out
 
 
+def ephemeral_status(spec: Obj, c: ContainerState, driver: str) -> Obj:
+    """An ephemeral container's status: never ready (it has no probes), never restarted;
+    once it exited it stays terminated."""
+    out = container_status(spec, c, driver)
+    out["ready"] = False
+    if c.exit is not None and c.handle is not None:
+        out["state"] = {"terminated": _terminated(c.exit, container_id(driver, c.handle))}
+        out["lastState"] = {}
+    return out
+
+
 def _condition(old: dict[str, Obj], type_: str, ok: bool, reason: str, msg: str, now: str) -> Obj:
     status = "True" if ok else "False"
     was = old.get(type_)
@@ -241,8 +270,12 @@ def pod_status(pod: Obj, st: PodState, driver: str, host_ip: str, now: float) ->
     phase = pod_phase(pod, st)
     by_name = {c["name"]: c for c in (spec.get("initContainers") or [])}
     by_name.update({c["name"]: c for c in (spec.get("containers") or [])})
+    by_name.update({c["name"]: c for c in (spec.get("ephemeralContainers") or [])})
     inits = [container_status(by_name[c.name], c, driver) for c in st.init_states()]
     apps = [container_status(by_name[c.name], c, driver) for c in st.app_states()]
+    ephemerals = [
+        ephemeral_status(by_name.get(c.name) or {}, c, driver) for c in st.ephemeral_states()
+    ]
     prior = {c.get("type"): c for c in old.get("conditions") or []}
     incomplete = [c.name for c in st.init_states() if not (c.exit and c.exit.exit_code == 0)]
     unready = [c["name"] for c in apps if not c["ready"]]
@@ -288,6 +321,8 @@ def pod_status(pod: Obj, st: PodState, driver: str, host_ip: str, now: float) ->
         out["podIPs"] = old.get("podIPs") or [{"ip": old["podIP"]}]
     if inits:
         out["initContainerStatuses"] = inits
+    if ephemerals:
+        out["ephemeralContainerStatuses"] = ephemerals
     if old.get("qosClass"):
         out["qosClass"] = old["qosClass"]
     return out

@@ -9,12 +9,19 @@ this server only serves what the node has:
     ``previous``, ``limitBytes`` (``agent/logs.py``). ``text/plain``; chunked and open
     until the container exits when following.
 ``GET /exec/{namespace}/{pod}/{container}?command=..&command=..&stdin&stdout&stderr&tty``
-    A WebSocket speaking ``v5.channel.k8s.io`` or ``v4.channel.k8s.io``: each binary
-    message is ``<channel><payload>``; channels 0 stdin, 1 stdout, 2 stderr, 3 status,
-    4 resize (``{"Width":80,"Height":24}``); in v5, ``[255, ch]`` closes channel ``ch``
+    A WebSocket speaking ``v5.channel.k8s.io`` or ``v4.channel.k8s.io``: each message
+    (binary, or text as its UTF-8 bytes) is ``<channel><payload>``; channels 0 stdin,
+    1 stdout, 2 stderr, 3 status, 4 resize (``{"Width":80,"Height":24}``); in v5,
+    ``[255, ch]`` closes channel ``ch``
     (the client half-closes stdin so). The last message is the Status on channel 3
     (``Success``, or ``Failure`` with reason ``NonZeroExitCode`` and the exit code in
     ``details.causes[0].message``), then a normal close.
+``GET /attach/{namespace}/{pod}/{container}?stdin&stdout&stderr&tty``
+    The same channel protocol to the container's main process (``agent/attach.py``).
+``GET /portForward/{namespace}/{pod}[?ports=P1,P2&uid=UID]``
+    A WebSocket: kubectl's SPDY/3.1 tunnel (``SPDY/3.1+portforward.k8s.io``) or the
+    ``v4.channel.k8s.io`` port channels, to TCP ports in the pod's network namespace
+    (``agent/portforward.py``).
 ``GET /healthz``
     ``ok``, unauthenticated.
 ``POST /api/v1/executor``
@@ -53,9 +60,12 @@ from typing import Any, Protocol
 import orjson
 from aiohttp import WSMsgType, web
 
+from corral.agent.attach import serve_attach
 from corral.agent.drivers.base import ContainerHandle, Driver, ExecSession
 from corral.agent.logs import options_from_query, stream_log
 from corral.agent.mesos_executor import Answer, MesosExecutors
+from corral.agent.portforward import PodNetworks
+from corral.agent.portforward import serve as serve_port_forward
 from corral.api import errors
 from corral.util.eventstream import EventStream
 
@@ -164,6 +174,8 @@ class AgentServer:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self._logs)
         app.router.add_get("/exec/{namespace}/{pod}/{container}", self._exec)
+        app.router.add_get("/attach/{namespace}/{pod}/{container}", self._attach)
+        app.router.add_get("/portForward/{namespace}/{pod}", self._port_forward)
         app.router.add_post(EXECUTOR_API, self._executor_call)
         app.router.add_post("/mesos/executor-message", self._executor_message)
         return app
@@ -330,6 +342,15 @@ class AgentServer:
         await resp.write_eof()
         return resp
 
+    # --- attach (agent/attach.py) ----------------------------------------------------------
+    async def _attach(self, request: web.Request) -> web.StreamResponse:
+        return await serve_attach(request, self.lookup)
+
+    # --- port-forward (agent/portforward.py) -------------------------------------------------
+    async def _port_forward(self, request: web.Request) -> web.StreamResponse:
+        networks = self.lookup if isinstance(self.lookup, PodNetworks) else None
+        return await serve_port_forward(request, networks)
+
     # --- exec ----------------------------------------------------------------------------
     async def _exec(self, request: web.Request) -> web.StreamResponse:
         ns, pod, name = (request.match_info[k] for k in ("namespace", "pod", "container"))
@@ -406,11 +427,22 @@ async def _run_session(
     async def from_client() -> None:
         stdin_open = flags["stdin"]
         async for msg in ws:
-            if msg.type != WSMsgType.BINARY or not msg.data:
+            # a text frame counts as its UTF-8 bytes, as upstream's ``wsstream`` reads every
+            # message: the Python client's ``write_stdin(str)`` sends text frames
+            if msg.type == WSMsgType.TEXT:
+                data = msg.data.encode("utf-8", "surrogateescape")
+            elif msg.type == WSMsgType.BINARY:
+                data = msg.data
+            else:
                 continue
-            channel, payload = msg.data[0], msg.data[1:]
+            if not data:
+                continue
+            channel, payload = data[0], data[1:]
             if channel == STDIN and stdin_open and payload:
-                await session.write_stdin(payload)
+                try:
+                    await session.write_stdin(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    stdin_open = False  # the command stopped reading: drop the rest
             elif channel == RESIZE and payload:
                 with contextlib.suppress(ValueError, KeyError, TypeError):
                     size = orjson.loads(payload)

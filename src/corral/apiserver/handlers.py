@@ -2,7 +2,9 @@
 
 ``ResourceHandler.dispatch`` maps (method, path) to get / list / watch / create / update /
 patch / delete / deletecollection and the ``status``, ``scale``, ``binding``,
-``eviction``, ``log`` and ``exec`` subresources, reads query parameters and bodies,
+``eviction``, ``log``, ``exec``, ``attach`` (``attach.py``), ``ephemeralcontainers``
+(``ephemeral.py``) and ``portforward`` (``portforward.py``) subresources,
+reads query parameters and bodies,
 calls the ``Registry`` and encodes its answer (plain JSON, Table or
 PartialObjectMetadata). Lists are assembled from the cached bytes of each object without
 decoding them; watch streams send each event's shared bytes. A view resource (another
@@ -34,7 +36,7 @@ from corral.api.selectors import (
     selector_from_map,
     selector_from_object,
 )
-from corral.apiserver import tables
+from corral.apiserver import attach, ephemeral, portforward, tables
 from corral.apiserver.proxy import AgentProxy
 from corral.apiserver.registry.base import ResourceInfo
 from corral.apiserver.request import (
@@ -505,6 +507,10 @@ class ResourceHandler:
     async def delete(
         self, request: web.Request, info: ResourceInfo, ns: str, name: str
     ) -> web.Response:
+        """The generic store's answer: the object while it still exists (graceful, or held
+        by finalizers); once gone, the object where the kind's registry sets
+        ``ReturnDeletedObject`` (``Strategy.return_deleted_object``), else a Status
+        ``Success`` with the name, group, resource and uid in its details."""
         opts = await self._delete_opts(request)
         res = await self.registry.delete(info, ns, name, opts)
         if res.deleted and not info.strategy.return_deleted_object:
@@ -516,26 +522,26 @@ class ResourceHandler:
     async def delete_collection(
         self, request: web.Request, info: ResourceInfo, ns: str | None
     ) -> web.Response:
+        """Delete every selected object; the answer is the list as it was read before the
+        deletes (the generic store's ``DeleteCollection``: its ``List``, then a ``Delete``
+        per item, one already gone being no error), whatever each delete answered."""
         opts = await self._delete_opts(request)
         ls, fs = self._selectors(request, info)
         rc = self.registry.rcache(info)
-        targets = [
-            (e.namespace, e.name) for e in rc.select(ns if info.namespaced else None, ls, fs)
-        ]
-        items = []
-        for t_ns, t_name in targets:
+        revision = self.registry.cache.revision
+        listed = list(rc.select(ns if info.namespaced else None, ls, fs))
+        items = [self.registry.raw(info, e) for e in listed]
+        for e in listed:
             try:
-                res = await self.registry.delete(info, t_ns, t_name, opts)
-            except errors.StatusError as e:
-                if e.code == 404:
-                    continue
-                raise
-            items.append(res.raw)
+                await self.registry.delete(info, e.namespace, e.name, opts)
+            except errors.StatusError as err:
+                if err.code != 404:
+                    raise
         head = orjson.dumps(
             {
                 "kind": info.list_kind,
                 "apiVersion": info.group_version,
-                "metadata": {"resourceVersion": str(self.registry.cache.revision)},
+                "metadata": {"resourceVersion": str(revision)},
             }
         )
         return json_response(head[:-1] + b',"items":[' + b",".join(items) + b"]}")
@@ -576,8 +582,23 @@ class ResourceHandler:
                 if method not in ("GET", "POST"):
                     raise errors.method_not_allowed()
                 return await self.agent_proxy.exec(request, ns, name)
-            if sub in ("attach", "portforward"):
-                return self.no_agent(info, ns, name, sub)
+            if sub == "attach":
+                if method not in ("GET", "POST"):
+                    raise errors.method_not_allowed()
+                return await attach.attach(self.agent_proxy, request, ns, name)
+            if sub == ephemeral.SUBRESOURCE:
+                opts = self._write_opts(request)
+                body = None
+                if method in ("PUT", "PATCH"):  # (a patch is not checked as a Pod)
+                    body = await self._body(request, opts if method == "PUT" else None)
+                code, raw = await ephemeral.ephemeral_containers(
+                    self.registry, request, info, ns, name, body, opts
+                )
+                return json_response(raw, code)
+            if sub == "portforward":
+                if method not in ("GET", "POST"):
+                    raise errors.method_not_allowed()
+                return await portforward.port_forward(self.agent_proxy, request, ns, name)
         if (
             info.group == ""
             and info.plural == "namespaces"
@@ -586,18 +607,6 @@ class ResourceHandler:
         ):
             return await self.update(request, info, ns, name, "finalize")
         raise errors.path_not_found()
-
-    def no_agent(self, info: ResourceInfo, ns: str, name: str, sub: str) -> web.Response:
-        e = self.registry.get(info, ns, name)
-        pod = e.obj()
-        node = (pod.get("spec") or {}).get("nodeName")
-        if not node:
-            raise errors.bad_request(f"pod {name} does not have a host assigned")
-        raise errors.StatusError(
-            400,
-            errors.BAD_REQUEST,
-            f'pods/{sub} is not supported by Corral yet (pod {name} on node "{node}"); pods/log and pods/exec are',
-        )
 
     async def binding(
         self, request: web.Request, info: ResourceInfo, ns: str, name: str

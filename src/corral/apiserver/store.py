@@ -451,8 +451,9 @@ class Registry:
             errs = info.strategy.validate_metadata(new, info.namespaced)
             if subresource == "status":
                 errs += info.strategy.validate_status_update(new, old)
-            elif subresource == "binding":
-                pass  # the binding handler sets nodeName and a condition, nothing a user wrote
+            elif subresource in TRANSFORM_VALIDATED:
+                pass  # the binding handler sets nodeName and a condition, nothing a user wrote;
+                # the ephemeralcontainers handler validated its change in its transform
             else:
                 errs += info.strategy.validate_update(new, old)
             self._invalid(info, new, errs)
@@ -573,7 +574,7 @@ class Registry:
                 )
         if subresource == "status":
             info.strategy.prepare_for_status_update(new, old)
-        elif subresource == "binding":
+        elif subresource in TRANSFORM_VALIDATED:
             pass
         elif subresource == "finalize":
             # namespaces/finalize changes spec.finalizers and nothing else
@@ -828,6 +829,11 @@ class Registry:
                 continue
             except KeyNotFound:
                 return
+
+
+#: subresources whose handler's transform prepares and validates the object itself
+#: (``handlers.binding``, ``ephemeral.EphemeralContainers``): no strategy update path
+TRANSFORM_VALIDATED = ("binding", "ephemeralcontainers")
 
 
 def apply_patch(patch_type: str, doc: Obj, body: Any, node: SchemaNode | None) -> Obj:

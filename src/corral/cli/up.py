@@ -27,6 +27,8 @@ from corral.util.clock import parse_rfc3339
 log = logging.getLogger("corral.up")
 
 DEMO_IMAGE = "corral.local/busybox:1.35"
+#: the demo image's label: how many applets it links (the host's busybox's, all of them)
+DEMO_LABEL = "dev.corral.demo.applets"
 #: pod IPs of a ``corral up`` cluster (outside the agents' stand-alone default 10.88/16)
 CLUSTER_CIDR = "10.89.0.0/16"
 
@@ -176,22 +178,31 @@ async def report_service(
 
 
 def prepare_agents(data_dir: Path, names: list[str]) -> None:
-    """Import the demo image (busybox from this host) into each agent's image store."""
-    from corral.agent.images.demo import build_busybox, demo_tools_missing
+    """Import the demo image (busybox from this host) into each agent's image store. The
+    image is labelled with the applets it links (``DEMO_LABEL``): one made by an older
+    Corral (with fewer applets, no ``tar`` for ``kubectl cp``) is built and imported again."""
+    import shutil
+
+    from corral.agent.images.demo import build_busybox, demo_tools_missing, host_applets
     from corral.agent.images.store import ImageStore
 
     missing = demo_tools_missing()
     if missing:
         print(f"  demo image {DEMO_IMAGE} skipped: {missing}", flush=True)
         return
+    want = str(len(host_applets()))
     layout: Path | None = None
     for name in names:
         store = ImageStore(data_dir / "agents" / name / "images")
-        if store.lookup(DEMO_IMAGE) is not None:
+        info = store.lookup(DEMO_IMAGE)
+        if info is not None and (info.config.get("Labels") or {}).get(DEMO_LABEL) == want:
             continue
         if layout is None:
             layout = data_dir / "demo-image"
-            if not (layout / "index.json").exists():
-                build_busybox(layout, "1.35")
+            marker = layout / DEMO_LABEL
+            if not marker.exists() or marker.read_text() != want:
+                shutil.rmtree(layout, ignore_errors=True)
+                build_busybox(layout, "1.35", labels={DEMO_LABEL: want})
+                marker.write_text(want)
         asyncio.run(store.import_archive(layout, name=DEMO_IMAGE))
         print(f"  demo image {DEMO_IMAGE} imported for {name}", flush=True)

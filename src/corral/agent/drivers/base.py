@@ -25,6 +25,8 @@ Contract, shared by all drivers:
 - ``exec`` runs a command beside the container's main process (same namespaces, cgroup,
   env and working directory) and returns an ``ExecSession`` with pipes.
 - ``stats`` reads current usage (cgroup counters) without blocking.
+- optional: ``attach`` (``Attachable``) to a container's main process; drivers without
+  it are attached to through the container's log, output only (``agent/attach.py``).
 """
 
 from __future__ import annotations
@@ -141,6 +143,11 @@ class ContainerSpec:
     #: (stdout, stderr) files the raw output is also appended to, besides ``log_path``
     #: (a Mesos task's sandbox ``stdout`` and ``stderr``)
     stdio_files: tuple[str, str] | None = None
+    #: keep stdin open until the first attach ends, then close it (``stdinOnce``)
+    stdin_once: bool = False
+    #: join this PID namespace (``/proc/PID/ns/pid``: an ephemeral container's target)
+    #: instead of getting a new one
+    pid_namespace: str | None = None
 
 
 @dataclass(frozen=True)
@@ -206,6 +213,24 @@ class ExecSession(Protocol):
     async def resize(self, width: int, height: int) -> None: ...
     async def wait(self) -> int: ...  # exit code
     async def kill(self) -> None: ...
+
+
+class AttachSession(Protocol):
+    """An attach client of a container's main process (``attach.ConmonAttach``): its
+    output from the moment of attaching, its stdin, its pty's size."""
+
+    async def read(self) -> tuple[int, bytes] | None: ...  # (1 stdout | 2 stderr, data)
+    async def write_stdin(self, data: bytes) -> None: ...
+    def close_stdin(self) -> None: ...
+    async def resize(self, width: int, height: int) -> None: ...
+    def close(self) -> None: ...
+
+
+class Attachable(Protocol):
+    """An optional driver ability (``oci``): attach to a running container's main process;
+    raises ``attach.AttachError`` when that container cannot be attached to."""
+
+    async def attach(self, handle: ContainerHandle) -> AttachSession: ...
 
 
 class Driver(Protocol):

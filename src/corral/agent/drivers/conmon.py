@@ -6,8 +6,11 @@ conmon (Debian's ``conmon`` 2.1.6, C, ~0.35 MB PSS) runs ``runc create``, holds 
 container's stdio, writes the log in the CRI format (its ``k8s-file`` driver), reaps the
 container as a child subreaper, and on the exit writes the exit code to
 ``STATE_DIR/conmon/exit`` (and ``STATE_DIR/conmon/oom`` after an OOM kill, from the memory
-cgroup's eventfd); with ``stdin`` it keeps a pipe to the container's stdin open and serves
-its attach socket (``STATE_DIR/bundle/attach``, linked from ``STATE_DIR/conmon/<id>``).
+cgroup's eventfd); with ``stdin`` it keeps a pipe to the container's stdin open (closed when the first
+attach client goes for ``stdinOnce``); with ``terminal`` (a ``tty: true`` container) it
+passes runc ``--console-socket`` and holds the pty's master from the start (the log is
+then the pty's output). Every container's attach socket (``STATE_DIR/bundle/attach``,
+linked from ``STATE_DIR/conmon/<id>``) and ``ctl`` FIFO serve ``attach.py``.
 
 The start protocol (what Podman's ``libpod/oci_conmon_linux.go`` does): conmon gets the
 write end of a pipe as ``_OCI_SYNCPIPE``; its first process forks and exits (the monitor
@@ -102,6 +105,8 @@ async def launch_conmon(
     bundle: Path,
     log_path: Path,
     stdin: bool = False,
+    stdin_once: bool = False,
+    terminal: bool = False,
     oom_control: str | None = None,
 ) -> dict[str, Any]:
     """Create and start container ``cid`` from ``bundle`` under a new conmon; return the
@@ -127,7 +132,12 @@ async def launch_conmon(
         *("--persist-dir", str(cdir)),
         *("--socket-dir-path", str(cdir)),
         "--no-sync-log",
-        *(["--stdin", "--leave-stdin-open"] if stdin else []),
+        # stdin: a pipe (or the pty) that conmon holds for attach clients; ``stdinOnce``:
+        # closed when the first attach client goes (conmon's default), else kept open
+        *(["--stdin"] if stdin else []),
+        *(["--leave-stdin-open"] if stdin and not stdin_once else []),
+        # a tty: conmon gives runc a console socket and keeps the pty's master
+        *(["--terminal"] if terminal else []),
     ]
     spec = {"supervisor": "conmon", "argv": argv, "oom_control": oom_control, "runc": runc_cmd}
     _json_atomic(state_dir / "spec.json", spec)

@@ -28,6 +28,10 @@ Layout under ``data_dir``: ``runc/`` (runc's ``--root``), ``cni/`` (IPAM leases)
 ``pause-rootfs/``, ``sandboxes/<pod-uid>.json`` and ``sandboxes/<pod-uid>/`` (the pause
 container's state), ``containers/<id>/`` (state, bundle, overlay upper/work; ``conmon/``:
 conmon's exit and OOM files and its attach-socket link).
+
+Containers with ``stdin`` or ``tty`` run under conmon whenever it is installed, in any
+supervisor mode: only conmon holds a pty from the start (``--terminal``) and serves the
+attach socket that ``attach`` (``kubectl attach``, ``kubectl run -it``) connects to.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import dataclasses
 import functools
 import json
 import os
@@ -44,6 +49,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from corral.agent.drivers.attach import AttachError, ConmonAttach
 from corral.agent.drivers.base import (
     CREATE_CONTAINER_ERROR,
     ContainerHandle,
@@ -396,6 +402,12 @@ class OciDriver:
             d.mkdir(parents=True)
         cgroup = self._cgroup(spec.pod_uid, cid)
         env = default_env(spec.env)
+        # a container one may attach to (stdin, tty) is conmon's whenever conmon is here:
+        # the shim has no attach socket and no pty
+        under_conmon = self.conmon is not None and not spec.stdio_files
+        under_conmon = under_conmon and (self.supervisor == "conmon" or spec.stdin or spec.tty)
+        if spec.tty and not under_conmon:
+            spec = dataclasses.replace(spec, tty=False)
         try:
             if spec.image is not None and not spec.host_rootfs:
                 try:
@@ -420,7 +432,7 @@ class OciDriver:
             )
             (bundle / "config.json").write_text(json.dumps(config))
             oom_control = self.cgroups.oom_file(cgroup) if self.cgroups else None
-            if self.supervisor == "conmon" and self.conmon is not None and not spec.stdio_files:
+            if under_conmon and self.conmon is not None:
                 state = await launch_conmon(
                     state_dir,
                     conmon=self.conmon,
@@ -430,6 +442,8 @@ class OciDriver:
                     bundle=bundle,
                     log_path=spec.log_path,
                     stdin=spec.stdin,
+                    stdin_once=spec.stdin_once,
+                    terminal=spec.tty,
                     oom_control=oom_control,
                 )
             else:  # conmon cannot copy the raw output into files (a Mesos task's sandbox)
@@ -513,6 +527,13 @@ class OciDriver:
                 proc.send_signal(28)  # SIGWINCH: runc copies our pty's size to the container's
 
         return await spawn_exec(cmd, tty=tty, stdin=stdin, on_resize=forward_winch)
+
+    async def attach(self, handle: ContainerHandle) -> ConmonAttach:
+        """Attach to the container's main process through its conmon (``attach.py``);
+        ``AttachError`` for a container under the shim, which serves no attach."""
+        if not running(handle):
+            raise AttachError("the container is not running")
+        return await ConmonAttach.open(Path(handle.state_dir) / "bundle")
 
     def stats(self, handle: ContainerHandle) -> Stats | None:
         cgroup = handle.data.get("cgroup")

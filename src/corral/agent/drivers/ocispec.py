@@ -284,8 +284,11 @@ def container_config(
 ) -> dict[str, Any]:
     """An app container joining the sandbox's network, IPC and UTS namespaces; with
     ``spec.host_rootfs``, on the host's read-only root (``rootfs`` is an empty directory)."""
+    pid: dict[str, Any] = {"type": "pid"}
+    if spec.pid_namespace:  # an ephemeral container sharing its target's processes
+        pid["path"] = spec.pid_namespace
     namespaces: list[dict[str, Any]] = [
-        {"type": "pid"},
+        pid,
         {"type": "mount"},
         {"type": "ipc", "path": f"/proc/{pause_pid}/ns/ipc"},
     ]
@@ -306,7 +309,9 @@ def container_config(
     ]
     mounts += [bind_mount(m) for m in spec.mounts]
     caps = capability_set(spec.capabilities_add, spec.capabilities_drop, spec.privileged)
-    return _base(
+    if spec.tty and "TERM" not in env:
+        env = {**env, "TERM": "xterm"}  # (as CRI-O and containerd set it for a tty)
+    cfg = _base(
         args=spec.argv,
         env=env,
         cwd=spec.working_dir or "/",
@@ -322,3 +327,6 @@ def container_config(
         res=resources(spec.limits, spec.privileged),
         privileged=spec.privileged,
     )
+    # a tty: runc makes a pty and hands its master to the monitor (``--console-socket``)
+    cfg["process"]["terminal"] = spec.tty
+    return cfg

@@ -8,6 +8,7 @@ Built with umoci (init, new, insert, config): no hand-written tar or JSON.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 import tempfile
@@ -15,12 +16,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 BUSYBOX = "/bin/busybox"
-APPLETS = (
-    "sh", "echo", "sleep", "cat", "hostname", "id", "ls", "httpd", "nc", "wget", "env",
-    "true", "false", "test", "ps", "kill", "mkdir", "rm", "touch", "printf", "grep",
-    "head", "tail", "wc", "date", "pwd", "uname", "whoami", "stat", "df", "mount", "dd",
-    "free", "top", "vi", "sed", "awk", "nslookup", "ping", "ip", "ifconfig", "tee",
-)  # fmt: skip
+
+
+@functools.cache
+def host_applets() -> tuple[str, ...]:
+    """Every applet of the host's busybox (``busybox --list``): the image links them all
+    into ``/bin`` as Docker Hub's busybox does, so ``kubectl cp`` finds ``tar``, and
+    scripts their ``seq``, ``gzip``, ``uptime``... ``busybox`` itself is the binary."""
+    out = run_tool(BUSYBOX, "--list")
+    return tuple(a for a in out.split() if a != "busybox" and "/" not in a)
 
 
 def demo_tools_missing() -> str | None:
@@ -54,21 +58,22 @@ def build_busybox(
     layout: Path,
     tag: str = "latest",
     *,
-    applets: Sequence[str] = APPLETS,
+    applets: Sequence[str] | None = None,
     cmd: Sequence[str] = ("sh",),
     entrypoint: Sequence[str] = (),
     env: Sequence[str] = ("PATH=/bin",),
     labels: dict[str, str] | None = None,
 ) -> Path:
     """Add a one-layer busybox image tagged ``tag`` to the OCI layout ``layout`` (made
-    if absent); different ``labels`` give a different manifest digest."""
+    if absent); different ``labels`` give a different manifest digest. ``applets``: the
+    links in ``/bin``, by default every one the host's busybox has."""
     if not (layout / "oci-layout").exists():
         run_tool("umoci", "init", "--layout", str(layout))
     image = f"{layout}:{tag}"
     run_tool("umoci", "new", "--image", image)
     with tempfile.TemporaryDirectory() as tmp:
         tree = Path(tmp) / "rootfs"
-        _busybox_tree(tree, applets)
+        _busybox_tree(tree, host_applets() if applets is None else applets)
         run_tool("umoci", "insert", "--no-history", "--image", image, str(tree), "/")
     args = ["umoci", "config", "--no-history", "--image", image, "--config.workingdir", "/"]
     args += [f"--config.cmd={c}" for c in cmd] if cmd else ["--clear=config.cmd"]

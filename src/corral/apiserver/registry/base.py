@@ -36,7 +36,9 @@ class Strategy:
     spec_fields: ClassVar[tuple[str, ...]] = ("spec",)
     #: deletion sets deletionTimestamp and waits (pods) instead of removing at once.
     graceful_delete: ClassVar[bool] = False
-    #: DELETE answers with the object rather than a Status (pods, serviceaccounts).
+    #: DELETE answers with the object rather than a Status once it is gone (upstream
+    #: registries with ``ReturnDeletedObject``: pods, services, serviceaccounts,
+    #: namespaces, podtemplates, resourcequotas).
     return_deleted_object: ClassVar[bool] = False
     #: propagation policy when a DELETE names none (Jobs and RCs keep the legacy Orphan).
     default_gc_policy: ClassVar[str] = "Background"

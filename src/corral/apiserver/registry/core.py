@@ -66,6 +66,9 @@ def field_getter(*path: str) -> Any:
 class NamespaceStrategy(Strategy):
     has_status = True
     spec_fields = ()
+    #: upstream's store sets ``ReturnDeletedObject`` (its REST's own ``Delete`` answers
+    #: the Terminating namespace before), so every DELETE answers the Namespace
+    return_deleted_object = True
     name_format = "label"
     field_selectors: ClassVar[dict[str, Any]] = {"status.phase": field_getter("status", "phase")}
 

@@ -31,6 +31,7 @@ def _quantities(values: Any, path: str) -> list[FieldError]:
 class ResourceQuotaStrategy(Strategy):
     has_status = True
     spec_fields = ()
+    return_deleted_object = True  # as upstream's registry
 
     def validate(self, obj: Obj) -> list[FieldError]:
         return _quantities((obj.get("spec") or {}).get("hard"), "spec.hard")
@@ -49,6 +50,7 @@ class LimitRangeStrategy(Strategy):
 
 class PodTemplateStrategy(Strategy):
     spec_fields = ()
+    return_deleted_object = True  # as upstream's registry
 
     def default(self, obj: Obj) -> None:
         if isinstance(obj.get("template"), dict):

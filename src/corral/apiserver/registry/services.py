@@ -90,6 +90,7 @@ def _drop_type_dependent_fields(new: Obj, old: Obj) -> None:
 class ServiceStrategy(Strategy):
     has_status = True
     spec_fields = ()  # Services carry no generation
+    return_deleted_object = True  # as upstream's registry: DELETE answers the Service
 
     def default(self, obj: Obj) -> None:
         spec = obj.setdefault("spec", {})

@@ -27,21 +27,11 @@ from corral.agent.drivers.base import (
 )
 from corral.agent.drivers.oci import OciDriver
 from corral.agent.drivers.process import ProcessDriver
+from corral.agent.images.demo import host_applets
 
 BUSYBOX = Path("/bin/busybox")
-APPLETS: tuple[str, ...] = (
-    "sh",
-    "echo",
-    "sleep",
-    "cat",
-    "hostname",
-    "id",
-    "pwd",
-    "env",
-    "wget",
-    "httpd",
-)
-APPLETS += ("nc", "yes", "head", "true", "false", "ls", "mkdir", "tr", "kill")
+#: every applet of the host's busybox, as in the images the agent runs (``demo.py``)
+APPLETS: tuple[str, ...] = host_applets() if BUSYBOX.exists() else ()
 #: a CRI log line: RFC 3339 with nanoseconds, in UTC (``Z``, the shim) or with an offset
 #: (``+00:00``, conmon: CRI-O's format), the stream, F (full) or P (partial), the text
 CRI_LINE = re.compile(

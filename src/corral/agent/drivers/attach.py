@@ -1,0 +1,119 @@
+"""Attaching to a container's main process through its conmon (``kubectl attach``).
+
+``OciDriver.attach`` opens an ``AttachSession`` for the agent server's ``/attach``
+endpoint (``agent/attach.py``). conmon (``conmon.py``) serves, for every container it
+monitors, a ``SOCK_SEQPACKET`` unix socket at ``BUNDLE/attach`` (conmon's
+``conn_sock.c``, as CRI-O and Podman attach):
+
+- each packet conmon sends is one read of the container's output, prefixed by a stream
+  byte (2 stdout, 3 stderr; a tty container has only the pty, sent as stdout); conmon
+  sends what the container writes *from the moment the client connected* (the log file
+  holds what came before) and closes the connection when the container has exited and
+  its output is drained;
+- what the client sends goes to the container's stdin (the pipe or the pty master) when
+  it was started with ``--stdin``; a client's ``shutdown(SHUT_WR)`` (or its going away)
+  closes that stdin unless conmon was told ``--leave-stdin-open`` (``stdinOnce: false``);
+- a terminal is resized by writing ``"1 HEIGHT WIDTH\\n"`` (``WIN_RESIZE_EVENT``) to the
+  ``BUNDLE/ctl`` FIFO.
+
+The socket is connected through ``/proc/self/fd/N/attach`` with an ``O_PATH`` descriptor
+of the bundle, since the bundle's path may be longer than a unix socket address allows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from pathlib import Path
+
+STDOUT_PIPE, STDERR_PIPE = 2, 3
+WIN_RESIZE_EVENT = 1
+#: conmon reads one packet of at most CONN_SOCK_BUF_SIZE (32 KiB) bytes; stay below it
+MAX_PACKET = 8192
+#: conmon sends at most STDIO_BUF_SIZE (8 KiB) + 1 bytes a packet
+RECV_SIZE = 65536
+
+
+class AttachError(Exception):
+    """The container cannot be attached to (not under conmon, or already gone)."""
+
+
+class ConmonAttach:
+    """One attach client of a conmon-monitored container: ``read`` output packets,
+    ``write_stdin``/``close_stdin``, ``resize``; ``close`` when done (idempotent)."""
+
+    def __init__(self, sock: socket.socket, bundle: Path) -> None:
+        self.sock = sock
+        self.bundle = bundle
+        self._stdin_closed = False
+
+    @classmethod
+    async def open(cls, bundle: Path) -> ConmonAttach:
+        """Connect to the container's attach socket; ``AttachError`` when there is none
+        (the container is not monitored by conmon, or conmon is gone)."""
+        if not (bundle / "attach").exists():
+            raise AttachError("the container has no attach socket (it does not run under conmon)")
+        dir_fd = os.open(bundle, os.O_PATH | os.O_CLOEXEC)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        sock.setblocking(False)
+        try:
+            loop = asyncio.get_running_loop()
+            await loop.sock_connect(sock, f"/proc/self/fd/{dir_fd}/attach")
+        except OSError as e:
+            sock.close()
+            raise AttachError(f"attach socket: {e.strerror or e}") from None
+        finally:
+            os.close(dir_fd)
+        return cls(sock, bundle)
+
+    async def read(self) -> tuple[int, bytes] | None:
+        """The next output packet as (stream, data) with stream 1 (stdout) or 2 (stderr),
+        Kubernetes' channel numbers; None once conmon closed the connection."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                packet = await loop.sock_recv(self.sock, RECV_SIZE)
+            except OSError:
+                return None
+            if not packet:
+                return None
+            if len(packet) < 2:
+                continue
+            return (2 if packet[0] == STDERR_PIPE else 1), packet[1:]
+
+    async def write_stdin(self, data: bytes) -> None:
+        if self._stdin_closed:
+            return
+        loop = asyncio.get_running_loop()
+        for i in range(0, len(data), MAX_PACKET):
+            await loop.sock_sendall(self.sock, data[i : i + MAX_PACKET])
+
+    def close_stdin(self) -> None:
+        """Tell conmon this client sends no more (closes the container's stdin when it
+        was started for ``stdinOnce``); output keeps coming."""
+        if not self._stdin_closed:
+            self._stdin_closed = True
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_WR)
+
+    async def resize(self, width: int, height: int) -> None:
+        """Resize the container's pty (a no-op for a container without one)."""
+        await asyncio.to_thread(_write_ctl, self.bundle / "ctl", height, width)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _write_ctl(path: Path, height: int, width: int) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return  # conmon is gone (or never made the FIFO)
+    try:
+        os.write(fd, f"{WIN_RESIZE_EVENT} {height} {width}\n".encode())
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
