@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -186,10 +185,19 @@ def test_an_agent_refuses_a_node_dns_address_someone_else_serves(tmp_path: Path)
     """The node-local DNS address (the bridge's gateway, port 53) held by another process
     stops the agent with a message, rather than leaving its pods asking that process."""
     srv = start_server(tmp_path / "server")
-    taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    taken.setsockopt(socket.SOL_IP, 15, 1)  # IP_FREEBIND: the bridge does not exist yet
-    taken.bind(("10.252.9.1", 53))
-    taken.listen()
+    # another cluster's DNS: a process named as Corral's (the host's own DNS server on
+    # 0.0.0.0:53 only gets a warning: the agent starts without node-local DNS)
+    hold = (
+        "import socket, sys, time\n"
+        "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        "s.setsockopt(socket.SOL_IP, 15, 1)\n"  # IP_FREEBIND: the bridge does not exist yet
+        "s.bind(('10.252.9.1', 53)); print('bound', flush=True); time.sleep(120)\n"
+    )
+    taken = subprocess.Popen(
+        [sys.executable, "-c", hold, "corral-dns-of-another-cluster"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert taken.stdout is not None and taken.stdout.readline().strip() == "bound"
     agent_dir = tmp_path / "agent"
     base = [
         sys.executable,
@@ -210,7 +218,8 @@ def test_an_agent_refuses_a_node_dns_address_someone_else_serves(tmp_path: Path)
         assert res.returncode == 1, res.stdout + res.stderr
         assert "node-local DNS: 10.252.9.1:53 is already served by" in res.stderr, res.stderr
     finally:
-        taken.close()
+        taken.kill()
+        taken.communicate()
         subprocess.run([*base, "--reset"], capture_output=True, timeout=60)
         srv.stop()
     wait_clean(agent_dir, bridges=("crl-dnstest",))

@@ -122,10 +122,17 @@ class Children:
     async def _supervise(self) -> None:
         while not self._stopping:
             now = time.monotonic()
-            for child in self.children:
-                self._check(child, now)
-            for loop in self.loops:
-                self._check_loop(loop, now)
+            units: list[Child | Loop] = [*self.children, *self.loops]
+            for unit in units:
+                try:
+                    if isinstance(unit, Child):
+                        self._check(unit, now)
+                    else:
+                        self._check_loop(unit, now)
+                except Exception:  # e.g. the child could not be started: try again later
+                    log.exception("corral %s: starting it failed", unit.name)
+                    unit.due = now + unit.backoff
+                    unit.backoff = min(BACKOFF_MAX, unit.backoff * 2)
             await asyncio.sleep(POLL_SECONDS)
 
     def _check_loop(self, loop: Loop, now: float) -> None:
@@ -173,7 +180,7 @@ class Children:
         self._stopping = True
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
         tasks = [lp.task for lp in self.loops if lp.task is not None]
         self.loops = []

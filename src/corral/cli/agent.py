@@ -28,6 +28,7 @@ from corral.agent.images.store import ImageStore
 from corral.agent.kubelet import NodeAgent
 from corral.agent.node import parse_labels, run_loop, serve_until_signalled
 from corral.client.rest import NODES, Client, KubeConfig
+from corral.util.paths import absolute_path
 
 if TYPE_CHECKING:
     from corral.proxy.proxier import Proxier
@@ -65,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="runtime driver (default: oci as root with runc, else process)",
     )
     p.add_argument("--count", type=int, default=None, help="hollow: nodes NAME-0..NAME-{N-1}")
-    p.add_argument("--data-dir", type=Path, default=None, help="agent state (pods, images)")
+    p.add_argument(
+        "--data-dir", type=absolute_path, default=None, help="agent state (pods, images)"
+    )
     p.add_argument("--labels", default="", help="extra node labels, k=v,k2=v2")
     p.add_argument("--node-ip", default="127.0.0.1", help="the node's InternalIP")
     p.add_argument("--port", type=int, default=10250, help="logs/exec port (0: any free)")
@@ -209,25 +212,40 @@ async def _node_dns(client: Client, ip: str, domain: str) -> None:
             on_ready=ready,
         )  # fmt: skip
     except OSError as e:
-        if e.errno == errno.EADDRINUSE:  # the pods would ask someone else: refuse
+        holder, corral = await asyncio.to_thread(_port53_holder, ip)
+        if e.errno == errno.EADDRINUSE and corral:  # another cluster's pods' DNS: refuse
             from corral.agent.drivers.bridges import BridgeConflict
 
             raise BridgeConflict(
-                f"node-local DNS: {ip}:53 is already served by {_port53_holder()}; if that "
-                "is another cluster's agent, stop it (corral down --data-dir DIR)"
+                f"node-local DNS: {ip}:53 is already served by {holder}, another cluster's "
+                "agent; stop it (corral down --data-dir DIR)"
             ) from e
-        log.warning("node-local DNS on %s:53 not started: %s", ip, e)
+        # the host's own DNS server (dnsmasq, bind...) on 0.0.0.0:53: the pods go without
+        log.warning("node-local DNS on %s:53 not started: %s (held by %s)", ip, e, holder)
 
 
-def _port53_holder() -> str:
-    """Who listens on UDP port 53 here (from ``ss``), for the message above."""
+def _port53_holder(ip: str) -> tuple[str, bool]:
+    """Who listens on ``ip``'s UDP port 53 here (itself or the wildcard address, from
+    ``ss``), and whether it is a Corral process."""
+    import re
     import subprocess
 
     res = subprocess.run(
         ["ss", "-H", "-lunp", "sport = :53"], capture_output=True, text=True, check=False
     )
-    users = [line.split("users:", 1)[1] for line in res.stdout.splitlines() if "users:" in line]
-    return "another process " + (", ".join(users) if users else "(unknown)")
+    mine = (f"{ip}:53", "0.0.0.0:53", "*:53", "[::]:53")
+    users = [
+        line.split("users:", 1)[1]
+        for line in res.stdout.splitlines()
+        if "users:" in line and len(line.split()) > 3 and line.split()[3] in mine
+    ]
+    corral = False
+    for pid in re.findall(r"pid=(\d+)", " ".join(users)):
+        try:
+            corral = corral or b"corral" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+    return "another process " + (", ".join(users) if users else "(unknown)"), corral
 
 
 def _claim_host_network(

@@ -37,6 +37,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -49,6 +50,7 @@ from typing import IO
 from corral.agent.drivers import bridges
 from corral.agent.drivers.bridges import process_alive, start_ticks
 from corral.proxy import owner as chains_owner
+from corral.util.paths import absolute_path
 
 PID_FILE = "up.pid"
 
@@ -238,9 +240,14 @@ def netns_names(uids: set[str]) -> set[str]:
     return have & want
 
 
+def _unescape(field: str) -> str:
+    """A mountinfo path field as the path it names (``\\040`` and the like decoded)."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), field)
+
+
 def mounts(data_dir: Path) -> list[str]:
-    with open("/proc/self/mountinfo") as f:
-        targets = [line.split()[4] for line in f]
+    with open("/proc/self/mountinfo") as f:  # octal escapes: "\\040" is a space
+        targets = [_unescape(line.split()[4]) for line in f]
     return [t for t in targets if _under(t, data_dir) and t != str(data_dir.absolute())]
 
 
@@ -361,7 +368,7 @@ def _is_shim(argv: list[str]) -> bool:
     return any(Path(a).name in ("shim.py", "conmon") for a in argv[:4])
 
 
-async def clear_agents(data_dir: Path) -> tuple[int, int, int]:
+async def clear_agents(data_dir: Path, failures: list[str]) -> tuple[int, int, int]:
     """Containers and pod sandboxes of every agent of ``data_dir``, all at once;
     (containers, sandboxes, Mesos task sandboxes)."""
     from corral.agent.drivers.base import Driver
@@ -393,7 +400,13 @@ async def clear_agents(data_dir: Path) -> tuple[int, int, int]:
         return c, s, n
 
     dirs = sorted(d for d in data_dir.glob("agents/*") if d.is_dir())
-    results = await asyncio.gather(*(one(d) for d in dirs))
+    got = await asyncio.gather(*(one(d) for d in dirs), return_exceptions=True)
+    results = []
+    for d, r in zip(dirs, got, strict=True):
+        if isinstance(r, BaseException):  # the rest of ``down`` still runs (leftovers)
+            failures.append(f"agent {d.name}: {r}")
+        else:
+            results.append(r)
     return (
         sum(r[0] for r in results),
         sum(r[1] for r in results),
@@ -449,7 +462,7 @@ async def remove_network(data_dir: Path) -> tuple[list[str], int]:
 def add_arguments(p: argparse.ArgumentParser, default_data_dir: Path) -> None:
     p.add_argument(
         "--data-dir",
-        type=Path,
+        type=absolute_path,
         default=default_data_dir,
         help=f"the cluster's data dir, as given to corral up (default {default_data_dir})",
     )
@@ -468,7 +481,8 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     before = Snapshot.take(data_dir, ours)
     up = stop_agents(data_dir)
-    containers, sandboxes, tasks = asyncio.run(clear_agents(data_dir))
+    failures: list[str] = []
+    containers, sandboxes, tasks = asyncio.run(clear_agents(data_dir, failures))
     stopped = stop_rest(data_dir, up)
     remove_leftovers(data_dir)
     warnings, portmap = asyncio.run(remove_network(data_dir)) if os.geteuid() == 0 else ([], 0)
@@ -492,10 +506,16 @@ def run(args: argparse.Namespace) -> int:
     ]
     for what, n, detail in lines:
         print(f"  removed {n} {what}" + (f" ({detail})" if detail else ""))
+    warnings = failures + warnings
     for w in warnings:
         print(f"  warning: {w}")
     if args.purge:
         shutil.rmtree(data_dir, ignore_errors=True)
+        if data_dir.exists() or data_dir.is_symlink():
+            left = mounts(data_dir)
+            why = f"{len(left)} mounts under it remain" if left else "it could not be removed"
+            print(f"  warning: the data dir {data_dir} is still there: {why}")
+            return 1
         print(f"  removed the data dir {data_dir}")
     else:
         print(f"  kept the data dir {data_dir} (corral up resumes it; --purge deletes it)")

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from corral.agent.images import ImagePullError, ImageStore, RegistryHosts
+from corral.util.paths import absolute_path
 
 
 def default_agent_dir() -> Path:
@@ -56,7 +57,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = subparsers.add_parser("image", help="manage the node's images")
     p.add_argument(
         "--data-dir",
-        type=Path,
+        type=absolute_path,
         default=default_agent_dir(),
         help="the node agent's data directory (images live in DATA_DIR/images)",
     )

@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from corral.util.paths import absolute_path
+
 if TYPE_CHECKING:
     from corral.apiserver.server import Server
 
@@ -36,7 +38,7 @@ def default_data_dir() -> Path:
 def _server_args(p: argparse.ArgumentParser, data_required: bool) -> None:
     p.add_argument(
         "--data-dir",
-        type=Path,
+        type=absolute_path,
         required=data_required,
         default=None if data_required else default_data_dir(),
         help="where state, certificates and the kubeconfig live",

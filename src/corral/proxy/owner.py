@@ -19,6 +19,7 @@ reads it (``read``) to tell whether the chains left on the host are its cluster'
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -92,17 +93,19 @@ def check(owner: str) -> None:
 def claim(owner: str, localnet_before: str | None) -> str | None:
     """Record this process as the chains' owner; return the ``route_localnet`` value to
     put back on release (a stale record's, else ``localnet_before``)."""
-    check(owner)
-    rec = read()
-    if rec is not None and rec.localnet_before is not None:
-        localnet_before = rec.localnet_before
-    pid = os.getpid()
-    new = ChainsOwner(pid, _start_ticks(pid), owner, localnet_before)
     RUN_DIR.mkdir(parents=True, exist_ok=True)
-    path = record_path()
-    tmp = path.with_suffix(f".{pid}.tmp")
-    tmp.write_text(json.dumps(asdict(new)))
-    tmp.replace(path)
+    with open(RUN_DIR / "iptables.lock", "w") as lock:  # two proxies claiming at once
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        check(owner)
+        rec = read()
+        if rec is not None and rec.localnet_before is not None:
+            localnet_before = rec.localnet_before
+        pid = os.getpid()
+        new = ChainsOwner(pid, _start_ticks(pid), owner, localnet_before)
+        path = record_path()
+        tmp = path.with_suffix(f".{pid}.tmp")
+        tmp.write_text(json.dumps(asdict(new)))
+        tmp.replace(path)
     return localnet_before
 
 

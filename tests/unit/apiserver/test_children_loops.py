@@ -66,3 +66,33 @@ async def test_a_loop_that_returns_is_started_again(monkeypatch: pytest.MonkeyPa
     async with asyncio.timeout(10):
         await again.wait()
     await kids.stop(grace=5)
+
+
+async def test_a_child_that_cannot_be_started_again_does_not_stop_the_supervision(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A child's program gone between two starts (Popen raises): logged, tried again
+    later, and the loops beside it are still supervised."""
+    monkeypatch.setattr(children_mod, "POLL_SECONDS", 0.01)
+    monkeypatch.setattr(children_mod, "BACKOFF_FIRST", 0.01)
+    kids = Children()
+    child = kids.start("gone", ["true"])
+    child.argv = ["/nonexistent/corral-child"]  # its next start fails
+    runs = 0
+    again = asyncio.Event()
+
+    async def quits(argv: list[str]) -> None:
+        nonlocal runs
+        runs += 1
+        if runs > 2:
+            again.set()
+            await asyncio.Event().wait()
+
+    caplog.set_level(logging.WARNING, logger="corral.apiserver")
+    kids.start_loop("scheduler", quits, [])
+    async with asyncio.timeout(10):
+        await again.wait()
+        while "gone: starting it failed" not in caplog.text:
+            await asyncio.sleep(0.01)
+    assert kids._task is not None and not kids._task.done()
+    await kids.stop(grace=5)

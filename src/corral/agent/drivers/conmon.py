@@ -33,6 +33,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,15 @@ async def _run(*argv: str) -> tuple[int, str]:
     )
     out, _ = await proc.communicate()
     return proc.returncode or 0, out.decode(errors="replace")
+
+
+def _kill_started(proc: asyncio.subprocess.Process, pidfile: Path) -> None:
+    """Kill a conmon whose start was abandoned, and the monitor it forked, if any (the
+    caller's cleanup then deletes the created container with ``runc delete --force``)."""
+    with contextlib.suppress(ProcessLookupError):
+        proc.kill()
+    with contextlib.suppress(OSError, ValueError):
+        os.kill(int(pidfile.read_text().strip()), signal.SIGKILL)
 
 
 async def launch_conmon(
@@ -160,8 +170,11 @@ async def launch_conmon(
             async with asyncio.timeout(START_TIMEOUT):
                 await proc.wait()  # the first process exits once the monitor is forked
                 report = await _read_line(sync_r)
-        except TimeoutError:
-            raise StartError(RUN_CONTAINER_ERROR, "timed out creating the container") from None
+        except BaseException as e:  # timed out or cancelled: no monitor outlives the start
+            _kill_started(proc, cdir / "conmon.pid")
+            if isinstance(e, TimeoutError):
+                raise StartError(RUN_CONTAINER_ERROR, "timed out creating the container") from None
+            raise
     finally:
         os.close(sync_r)
         if sync_w >= 0:

@@ -11,14 +11,13 @@ empty directory onto which runc binds the host's ``/`` read-only inside the cont
 own mount namespace (``ocispec.py``), so nothing is mounted on the host for it.
 
 Each container has a monitor that outlives the agent, chosen by ``supervisor``
-(``SUPERVISORS``; ``$CORRAL_OCI_SUPERVISOR``; default ``mixed``): **conmon**
+(``SUPERVISORS``; ``$CORRAL_OCI_SUPERVISOR``; default ``conmon``): **conmon**
 (``conmon.py``: ~0.35 MB PSS, it runs ``runc create``, the driver ``runc start``; the
 container stays in runc, stopped, until ``remove``) or the Python **shim** (``shim.py``:
 ~6.5 MB PSS, it drives ``runc create``/``start``/``delete``). ``mixed`` puts the pause
-container under conmon and app containers under the shim, whose log lines are the ones
-the driver contract (and its harness) pins: conmon's ``k8s-file`` lines are CRI lines
-too, but stamped with an offset (``+00:00``, not ``Z``), split at its 8 KiB reads, and an
-unterminated last line stays ``P``. A container with ``stdio_files`` (a Mesos task) is
+container under conmon and app containers under the shim. conmon's ``k8s-file`` lines
+are CRI-O's: CRI lines stamped with an offset (``+00:00``, not ``Z``), split at its 8 KiB
+reads, an unterminated last line left ``P``. A container with ``stdio_files`` (a Mesos task) is
 always under the shim, since conmon cannot copy raw output into files. Either way the
 exit lands in the state directory (``shimctl.read_exit``) with the OOM flag (conmon's
 ``oom`` file or the cgroup's ``oom_kill`` counter, read while the cgroup still exists),
@@ -159,7 +158,7 @@ class OciDriver:
         cgroup_parent: str = CGROUP_PARENT,
         supervisor: str | None = None,
     ) -> None:
-        self.data_dir = Path(data_dir)
+        self.data_dir = Path(data_dir).absolute()  # conmon runs elsewhere
         self.containers_dir = self.data_dir / "containers"
         self.sandboxes_dir = self.data_dir / "sandboxes"
         self.runc_root = self.data_dir / "runc"
