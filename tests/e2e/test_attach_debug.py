@@ -226,6 +226,71 @@ def test_debug_target_sees_its_processes(cluster: Cluster) -> None:
     ), res.stderr
 
 
+def test_python_client_attach_writes_text_frames(cluster: Cluster) -> None:
+    """The Python client's ``write_stdin(str)`` and its resize JSON are text frames: both
+    reach the container (a shell on a tty answers ``stty size`` with the sent size)."""
+    from kubernetes import client, config
+    from kubernetes.stream import stream
+
+    ns = cluster.ns()
+    container = {"stdin": True, "tty": True}
+    cluster.apply(ns, pod_manifest("tty", cluster.image, ["sh"], container=container))
+    cluster.wait_pod(ns, "tty", running)
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=str(cluster.server.kubeconfig), client_configuration=cfg)
+    with client.ApiClient(cfg) as api:
+        resp = stream(
+            client.CoreV1Api(api).connect_get_namespaced_pod_attach,
+            "tty", ns, stdin=True, stdout=True, stderr=True, tty=True,
+            _preload_content=False,
+        )  # fmt: skip
+        try:
+            resp.write_channel(4, json.dumps({"Width": 91, "Height": 17}))  # a text frame
+            resp.write_stdin("echo typed-$((6*7)); stty size\n")  # a text frame
+            out = ""
+            for _ in range(30):
+                resp.update(timeout=1)
+                out += resp.read_stdout()
+                if "typed-42" in out and "17 91" in out:
+                    break
+        finally:
+            resp.close()
+    assert "typed-42" in out and "17 91" in out, out
+
+
+def test_debug_target_that_is_not_running_is_a_config_error(cluster: Cluster) -> None:
+    """As the kubelet: an ephemeral container whose target does not run is not started
+    in a PID namespace of its own; it waits, ``CreateContainerConfigError``."""
+    from e2ekit import state_of
+
+    ns = cluster.ns()
+    pod = pod_manifest("done", cluster.image, ["true"], restartPolicy="Never")
+    pod["spec"]["containers"].append(
+        {"name": "side", "image": cluster.image, "command": ["sleep", "7777"]}
+    )
+    cluster.apply(ns, pod)
+    cluster.wait("main exits", lambda: "terminated" in state_of(cluster.pod(ns, "done"), "main"))
+    patch = {"spec": {"ephemeralContainers": [
+        {"name": "dbg", "image": cluster.image, "command": ["sleep", "60"],
+         "targetContainerName": "main"},
+    ]}}  # fmt: skip
+    cluster.kubectl(
+        "patch", "pod", "done", "-n", ns, "--subresource=ephemeralcontainers",
+        "--type=strategic", "-p", json.dumps(patch),
+    )  # fmt: skip
+
+    def waiting() -> dict[str, Any]:
+        statuses = cluster.pod(ns, "done")["status"].get("ephemeralContainerStatuses") or []
+        state = statuses[0]["state"] if statuses else {}
+        assert "running" not in state and "terminated" not in state, state
+        return dict(state.get("waiting") or {})
+
+    cluster.wait(
+        "the debugger waits", lambda: waiting().get("reason") == "CreateContainerConfigError"
+    )
+    assert waiting()["message"] == "unable to find target container main"
+
+
 def test_attach_to_output_without_attach_socket(tmp_path: Path) -> None:
     """The ``process`` runtime has no attach socket: ``kubectl attach`` follows the
     container's log instead (output only)."""

@@ -127,3 +127,26 @@ def test_attach_checks(server: RunningServer, core: client.CoreV1Api, ns: str) -
     for path, message in cases:
         code, _, body = raw("POST", f"{base}/{path}")
         assert (code, json.loads(body)["message"]) == (400, message), path
+
+
+def test_a_pod_cannot_be_created_with_ephemeral_containers(core: client.CoreV1Api, ns: str) -> None:
+    pod = _pod("p", "main")
+    pod["spec"]["ephemeralContainers"] = [_debugger()]
+    with pytest.raises(ApiException) as e:
+        core.create_namespaced_pod(ns, pod)
+    [cause] = _invalid(e.value)["details"]["causes"]
+    assert cause == {
+        "reason": "FieldValueForbidden",
+        "message": "Forbidden: cannot be set on create",
+        "field": "spec.ephemeralContainers",
+    }
+    with pytest.raises(ApiException) as e:
+        core.read_namespaced_pod("p", ns)
+    assert e.value.status == 404
+    # added later through the subresource, they stay through updates of the Pod
+    core.create_namespaced_pod(ns, _pod("p", "main"))
+    core.patch_namespaced_pod_ephemeralcontainers(
+        "p", ns, {"spec": {"ephemeralContainers": [_debugger()]}}
+    )
+    core.patch_namespaced_pod("p", ns, {"metadata": {"labels": {"after": "debug"}}})
+    assert core.read_namespaced_pod("p", ns).spec.ephemeral_containers[0].name == "debugger"

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Protocol, cast
 
 import orjson
-from aiohttp import WSMsgType, web
+from aiohttp import WSMessage, WSMsgType, web
 
 from corral.agent.drivers.attach import AttachError
 from corral.agent.drivers.base import Attachable, AttachSession, ContainerHandle, Driver
@@ -52,6 +52,20 @@ STDIN, STDOUT, STDERR, STATUS, RESIZE = 0, 1, 2, 3, 4
 CLOSE_CHANNEL = 255
 _TRUE = ("1", "true", "True", "TRUE", "t", "T")
 _FLAGS = ("stdin", "stdout", "stderr", "tty")
+
+
+def channel_message(msg: WSMessage) -> bytes | None:
+    """A channel-protocol WebSocket message's bytes (exec and attach read alike): a text
+    frame counts as its UTF-8 bytes, as upstream's ``wsstream`` reads every message (the
+    Python client's ``write_stdin(str)`` and its resize JSON are text frames); None for
+    a control message or an empty one."""
+    if msg.type == WSMsgType.TEXT:
+        data: bytes = msg.data.encode("utf-8", "surrogateescape")
+    elif msg.type == WSMsgType.BINARY:
+        data = msg.data
+    else:
+        return None
+    return data or None
 
 
 class AttachLookup(Protocol):
@@ -188,9 +202,9 @@ async def _attach(
     async def from_client() -> None:
         stdin_open = flags["stdin"]
         async for msg in ws:
-            if msg.type != WSMsgType.BINARY or not msg.data:
+            if (data := channel_message(msg)) is None:
                 continue
-            channel, payload = msg.data[0], msg.data[1:]
+            channel, payload = data[0], data[1:]
             if channel == STDIN and stdin_open and payload:
                 await session.write_stdin(payload)
             elif channel == RESIZE and payload and flags["tty"]:

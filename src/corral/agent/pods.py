@@ -582,6 +582,7 @@ class PodWorker:
                 if self.executor is not None:
                     executor_env(self.executor, ctx.node_name, env, own)
             argv = resolve_argv(spec, image.config if image else None, env)
+            pid_namespace = self._target_pid_namespace(spec) if c.ephemeral else None
             mounts = self.volumes.mounts(pod, spec, self.paths)
             if task is not None:  # the sandbox first: volumes may lie inside it
                 mounts = (*task_mounts(task, ctx.driver.name), *mounts)
@@ -623,7 +624,7 @@ class PodWorker:
             stdin=bool(spec.get("stdin")),
             stdin_once=bool(spec.get("stdinOnce")),
             tty=bool(spec.get("tty")),
-            pid_namespace=self._target_pid_namespace(spec) if c.ephemeral else None,
+            pid_namespace=pid_namespace,
             host_rootfs=task is not None and task.host_command,
             stdio_files=stdio,
         )
@@ -659,10 +660,15 @@ class PodWorker:
 
     def _target_pid_namespace(self, spec: Obj) -> str | None:
         """An ephemeral container's ``targetContainerName``'s PID namespace, shared so the
-        debugger sees the target's processes (None: no target, or it is not running)."""
-        target = self.st.containers.get(str(spec.get("targetContainerName") or ""))
-        if target is None or not target.running or target.handle is None:
+        debugger sees the target's processes (None: no target). A target that is not
+        running is a ``ConfigError`` (retried, as the kubelet's ``CreateContainerConfigError``),
+        never a debugger in a PID namespace of its own."""
+        name = str(spec.get("targetContainerName") or "")
+        if not name:
             return None
+        target = self.st.containers.get(name)
+        if target is None or not target.running or target.handle is None:
+            raise ConfigError(f"unable to find target container {name}")
         return f"/proc/{target.handle.pid}/ns/pid"
 
     def _watch(self, c: ContainerState, handle: ContainerHandle) -> None:

@@ -28,6 +28,14 @@ thread uses it later), then connected from the event loop to ``127.0.0.1:PORT``,
 
 Every task a session starts ends with it: a WebSocket that closes cancels its
 connections and closes their sockets.
+
+Limits (neither protocol has per-connection flow control, and one session carries many
+connections): a WebSocket message is at most ``MAX_MESSAGE`` (a full SPDY DATA frame);
+the session's reader never waits on one connection: a pod that leaves more than
+``INBOX_LIMIT`` of the client's bytes unread has that connection reset (SPDY:
+RST_STREAM CANCEL on both its streams; v4: its error channel says so and its socket
+closes), while the other connections, pings and the close go on. The reader waits only
+for the replies it queued itself (SYN_REPLY, PING, RST_STREAM) to go out.
 """
 
 from __future__ import annotations
@@ -54,10 +62,18 @@ SPDY_TUNNEL = "SPDY/3.1+portforward.k8s.io"
 CHANNELS_V4 = "v4.channel.k8s.io"
 PROTOCOLS = (SPDY_TUNNEL, CHANNELS_V4)
 PORT_REQUIRED = 'query parameter "port" is required'  # the kubelet's words
+#: told on a v4 error channel when a connection is reset for its pod not reading
+RESET = "error forwarding port {port}: the pod read none of the queued data: connection reset"
 CLONE_NEWNET = 0x40000000
 READ_SIZE = 64 * 1024
 #: bytes queued for the client before a connection's reader waits for them to go out
 HIGH_WATER = 1 << 20
+#: bytes of the client's queued for one connection before it is reset: the session's
+#: reader never waits on one connection (that would stall every other one, the pings and
+#: the close), so a pod that stops reading loses its connection instead
+INBOX_LIMIT = 16 * HIGH_WATER
+#: the largest WebSocket message taken (a full 16 MiB SPDY DATA frame, and some room)
+MAX_MESSAGE = spdy.MAX_DATA + 64 * 1024
 
 
 @runtime_checkable
@@ -174,8 +190,11 @@ class _Outbox:
         self.pending = 0
         self.room = asyncio.Event()
         self.room.set()
+        self.ended = False
 
     def put(self, frame: bytes) -> None:
+        if self.ended:  # the writer is gone (the client left): nobody sends it
+            return
         self.queue.put_nowait(frame)
         self.pending += len(frame)
         if self.pending > HIGH_WATER:
@@ -186,48 +205,51 @@ class _Outbox:
         await self.room.wait()
 
     async def run(self) -> None:
-        while (frame := await self.queue.get()) is not None:
-            self.pending -= len(frame)
-            if self.pending <= HIGH_WATER:
-                self.room.set()
-            await self.ws.send_bytes(frame)
+        try:
+            while (frame := await self.queue.get()) is not None:
+                self.pending -= len(frame)
+                if self.pending <= HIGH_WATER:
+                    self.room.set()
+                await self.ws.send_bytes(frame)
+        finally:  # never leave a producer waiting for room that cannot come
+            self.ended = True
+            self.room.set()
 
 
 class _Inbox:
     """The client's bytes for one connection, until the pod takes them (``None``: the
-    client's end). The session's reader waits while more than ``HIGH_WATER`` bytes are
-    queued, so a pod that reads slowly slows the client down (through TCP) rather than
-    filling the agent's memory."""
+    client's end). Never waited on: ``put`` answers False once more than ``INBOX_LIMIT``
+    bytes are queued (a pod that stopped reading), and the caller resets the connection;
+    neither protocol has flow control to slow one connection's client down alone."""
 
     def __init__(self) -> None:
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.pending = 0
-        self.room = asyncio.Event()
-        self.room.set()
         self.closed = False
 
-    def put(self, chunk: bytes | None) -> None:
+    def put(self, chunk: bytes | None) -> bool:
+        """Queue ``chunk``; False (and nothing queued) when it would pass the limit."""
         if self.closed:  # the connection is gone: drop what still comes
-            return
+            return True
+        if chunk and self.pending + len(chunk) > INBOX_LIMIT:
+            return False
         self.queue.put_nowait(chunk)
         if chunk:
             self.pending += len(chunk)
-            if self.pending > HIGH_WATER:
-                self.room.clear()
+        return True
 
     async def get(self) -> bytes | None:
         chunk = await self.queue.get()
         if chunk:
             self.pending -= len(chunk)
-            if self.pending <= HIGH_WATER:
-                self.room.set()
         return chunk
 
     def close(self) -> None:
-        """Nobody takes more: never hold the reader up again."""
+        """Nobody takes more: drop what is queued and whatever still comes."""
         self.closed = True
         self.pending = 0
-        self.room.set()
+        while not self.queue.empty():
+            self.queue.get_nowait()
 
 
 async def _copy_to_pod(inbound: _Inbox, writer: asyncio.StreamWriter) -> None:
@@ -260,6 +282,7 @@ def _close(writer: asyncio.StreamWriter) -> None:
 class _Request:
     """One forwarded connection: kubectl's error and data streams of one ``requestID``."""
 
+    key: str
     port: int
     error_id: int = 0
     data_id: int = 0
@@ -288,10 +311,8 @@ class SpdySession:
                 for frame in dec.feed(msg.data):
                     if not self._handle(frame):
                         return
-                    if isinstance(frame, spdy.Data) and (
-                        req := self.by_stream.get(frame.stream_id)
-                    ):
-                        await req.inbound.room.wait()
+                # the replies (SYN_REPLY, PING, RST) queue at most one message's worth
+                await self.out.room.wait()
         except spdy.ProtocolError as e:
             log.info("port-forward session ended: %s", e)
         finally:
@@ -308,19 +329,39 @@ class SpdySession:
         elif isinstance(frame, spdy.Data):
             req = self.by_stream.get(frame.stream_id)
             if req is not None and frame.stream_id == req.data_id:
-                if frame.data:
-                    req.inbound.put(frame.data)
-                if frame.fin:
+                if frame.data and not req.inbound.put(frame.data):
+                    log.info(
+                        "port-forward: port %d: the pod reads nothing of %d bytes queued; "
+                        "resetting the connection",
+                        req.port,
+                        req.inbound.pending,
+                    )
+                    for sid in (req.data_id, req.error_id):
+                        if sid:
+                            self.out.put(self.enc.rst_stream(sid, spdy.CANCEL))
+                    self._drop(req)
+                elif frame.fin:
                     req.inbound.put(None)
         elif isinstance(frame, spdy.Ping):
             self.out.put(self.enc.ping(frame.id))
         elif isinstance(frame, spdy.RstStream):
             req = self.by_stream.get(frame.stream_id)
-            if req is not None and req.task is not None:
-                req.task.cancel()
+            if req is not None:
+                self._drop(req)
         elif isinstance(frame, spdy.GoAway):
             return False
         return True
+
+    def _drop(self, req: _Request) -> None:
+        """Forget a request (paired or not) and stop its connection, if one runs."""
+        req.inbound.close()
+        if req.task is not None:
+            req.task.cancel()  # its ``finally`` forgets it too
+        if self.requests.get(req.key) is req:
+            del self.requests[req.key]
+        for sid in (req.data_id, req.error_id):
+            if self.by_stream.get(sid) is req:
+                del self.by_stream[sid]
 
     def _syn_stream(self, frame: spdy.SynStream) -> None:
         sid, h = frame.stream_id, frame.headers
@@ -338,7 +379,7 @@ class SpdySession:
             return
         # old clients send no requestID: pair by stream ids (error first, then data)
         key = request_id or str(sid - 2 if kind == "data" else sid)
-        req = self.requests.setdefault(key, _Request(port))
+        req = self.requests.setdefault(key, _Request(key, port))
         if kind == "data":
             req.data_id = sid
         else:
@@ -369,10 +410,7 @@ class SpdySession:
             self.out.put(self.enc.data(req.data_id, b"", fin=True))
             self.out.put(self.enc.data(req.error_id, b"", fin=True))
         finally:
-            req.inbound.close()
-            self.requests.pop(key, None)
-            self.by_stream.pop(req.data_id, None)
-            self.by_stream.pop(req.error_id, None)
+            self._drop(req)
 
 
 # --- v4 channels (the Python client) ------------------------------------------------------------
@@ -381,15 +419,15 @@ def parse_ports(raw: list[str]) -> list[int]:
     ports: list[int] = []
     for value in raw:
         for p in value.split(","):
-            try:
-                port = int(p)
-                if port > 65535:
-                    raise ValueError
-            except ValueError:
+            # Go's strconv.ParseUint(p, 10, 16): ASCII digits only, no sign, at most 65535
+            why = "invalid syntax" if not (p.isascii() and p.isdigit()) else ""
+            if not why and int(p) > 65535:
+                why = "value out of range"
+            if why:
                 raise errors.bad_request(
-                    f'unable to parse "{p}" as a port: strconv.ParseUint: parsing "{p}": '
-                    "invalid syntax"
-                ) from None
+                    f'unable to parse "{p}" as a port: strconv.ParseUint: parsing "{p}": {why}'
+                )
+            port = int(p)
             if port < 1:
                 raise errors.bad_request(f'port "{p}" must be > 0')
             ports.append(port)
@@ -432,8 +470,13 @@ async def serve_channels(ws: web.WebSocketResponse, ports: list[int], dial: Dial
             if msg.type == WSMsgType.BINARY and msg.data:
                 ch = msg.data[0]
                 if ch % 2 == 0 and ch // 2 < len(ports) and len(msg.data) > 1:
-                    inbound[ch // 2].put(msg.data[1:])
-                    await inbound[ch // 2].room.wait()
+                    i = ch // 2
+                    if not inbound[i].put(msg.data[1:]):  # the pod reads nothing: end it
+                        log.info("port-forward: port %d: the pod reads nothing", ports[i])
+                        inbound[i].close()
+                        forwards[i].cancel()
+                        out.put(bytes([2 * i + 1]) + RESET.format(port=ports[i]).encode())
+                await out.room.wait()
 
     writer = asyncio.create_task(out.run())
     forwards = [asyncio.create_task(forward(i, p)) for i, p in enumerate(ports)]
@@ -463,7 +506,7 @@ async def serve(request: web.Request, networks: PodNetworks | None) -> web.Strea
             404, errors.NOT_FOUND, f'pod "{ns}/{pod}" is not running on this node'
         )
     ports = parse_ports(request.query.getall("ports", []))  # first: the probe GET says it
-    ws = web.WebSocketResponse(protocols=PROTOCOLS, max_msg_size=0, autoping=True)
+    ws = web.WebSocketResponse(protocols=PROTOCOLS, max_msg_size=MAX_MESSAGE, autoping=True)
     if not ws.can_prepare(request).ok:
         raise errors.bad_request("Upgrade request required")
     if ws.can_prepare(request).protocol != SPDY_TUNNEL and not ports:

@@ -58,9 +58,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
-from corral.agent.attach import serve_attach
+from corral.agent.attach import channel_message, serve_attach
 from corral.agent.drivers.base import ContainerHandle, Driver, ExecSession
 from corral.agent.logs import options_from_query, stream_log
 from corral.agent.mesos_executor import Answer, MesosExecutors
@@ -427,15 +427,7 @@ async def _run_session(
     async def from_client() -> None:
         stdin_open = flags["stdin"]
         async for msg in ws:
-            # a text frame counts as its UTF-8 bytes, as upstream's ``wsstream`` reads every
-            # message: the Python client's ``write_stdin(str)`` sends text frames
-            if msg.type == WSMsgType.TEXT:
-                data = msg.data.encode("utf-8", "surrogateescape")
-            elif msg.type == WSMsgType.BINARY:
-                data = msg.data
-            else:
-                continue
-            if not data:
+            if (data := channel_message(msg)) is None:
                 continue
             channel, payload = data[0], data[1:]
             if channel == STDIN and stdin_open and payload:

@@ -21,7 +21,9 @@ Frame layouts (big-endian)::
     data:    |0| stream id(31)             | flags(8) | length(24) | payload
     header block: count(32), then per pair: len(32) name len(32) value (values NUL-joined)
 
-Errors in the byte stream raise ``ProtocolError``; the caller ends the session.
+Errors in the byte stream raise ``ProtocolError``; the caller ends the session. So do
+a control frame over ``MAX_CONTROL`` bytes and a header block that inflates past
+``MAX_HEADERS`` (a small deflated block may expand a thousandfold).
 """
 
 from __future__ import annotations
@@ -47,6 +49,10 @@ FLAG_UNIDIRECTIONAL = 0x02
 PROTOCOL_ERROR, INVALID_STREAM, REFUSED_STREAM = 1, 2, 3
 CANCEL, INTERNAL_ERROR = 5, 6
 MAX_DATA = (1 << 24) - 1
+#: the largest control frame read (a SYN_STREAM's compressed headers are far smaller)
+MAX_CONTROL = 64 * 1024
+#: the largest inflated header block: a peer's few compressed bytes may not become more
+MAX_HEADERS = 64 * 1024
 
 
 def _dictionary() -> bytes:
@@ -162,9 +168,11 @@ class Decoder:
 
     def _headers(self, compressed: bytes) -> dict[str, list[str]]:
         try:
-            raw = self._inflate.decompress(compressed)
+            raw = self._inflate.decompress(compressed, MAX_HEADERS)
         except zlib.error as e:
             raise ProtocolError(f"header block: {e}") from None
+        if self._inflate.unconsumed_tail:
+            raise ProtocolError(f"header block inflates past {MAX_HEADERS} bytes")
         return parse_header_block(raw)
 
     def feed(self, data: bytes) -> list[Frame]:
@@ -174,6 +182,8 @@ class Decoder:
         while len(buf) >= 8:
             first, second = struct.unpack_from(">II", buf, 0)
             length, flags = second & 0xFFFFFF, second >> 24
+            if first & 0x80000000 and length > MAX_CONTROL:
+                raise ProtocolError(f"control frame of {length} bytes (at most {MAX_CONTROL})")
             if len(buf) < 8 + length:
                 break
             payload = bytes(buf[8 : 8 + length])

@@ -11,10 +11,13 @@ merge patch adding one entry to ``spec.ephemeralContainers``). As upstream's
   (``dropNonEphemeralContainerUpdates``), so the write goes through the store's
   transform path (``store.TRANSFORM_VALIDATED``), defaulted and validated here;
 - validation (``ValidatePodEphemeralContainersUpdate``): existing ephemeral containers
-  may be neither removed nor changed; a new one needs a DNS-label name unique among all
-  the Pod's containers, an image, and none of ``ports``, ``resources``, probes,
-  ``lifecycle``, ``resizePolicy``, ``restartPolicy`` (Forbidden: ``cannot be set for an
-  Ephemeral Container``); ``targetContainerName`` must name one of ``spec.containers``.
+  may be neither removed nor changed; a new one passes the checks of a Pod's containers
+  (``podspec``: DNS-label name, image, pull policy, env names, mounts of the Pod's
+  volumes), has a name unique among all the Pod's containers (new entries included), and
+  none of ``ports``, ``resources``, probes, ``lifecycle``, ``resizePolicy``,
+  ``restartPolicy``, a mount's ``subPath`` or ``subPathExpr`` (Forbidden: ``cannot be
+  set for an Ephemeral Container``); ``targetContainerName`` must name one of
+  ``spec.containers`` or ``spec.initContainers``.
 
 The pure part (``default_ephemeral``, ``validate_ephemeral_update``) is unit-tested
 without a server; the node agent starts what is added (``agent/ephemeral.py``).
@@ -30,9 +33,8 @@ from aiohttp import web
 
 from corral.api import errors
 from corral.api.errors import FieldError
-from corral.api.validation import validate_dns1123_label
 from corral.apiserver.registry.base import ResourceInfo
-from corral.apiserver.registry.podspec import default_container
+from corral.apiserver.registry.podspec import _validate_container, default_container
 from corral.apiserver.store import (
     JSON_PATCH,
     MERGE_PATCH,
@@ -100,25 +102,35 @@ def validate_ephemeral_update(new: Obj, old: Obj) -> list[FieldError]:
                 )
             )
     regular = _names(new_spec, "containers") + _names(new_spec, "initContainers")
+    volumes = {str(v.get("name")) for v in new_spec.get("volumes") or [] if isinstance(v, dict)}
     seen = set(regular)
+    unmatched_old = set(old_names)  # each existing entry excuses one new entry, not two
     for i, c in enumerate(new_ecs):
         p = f"{path}[{i}]"
         name = c.get("name")
-        if name in old_names:
+        if name in unmatched_old:
+            unmatched_old.discard(str(name))
             seen.add(str(name))
             continue
-        errs.extend(validate_dns1123_label(name, f"{p}.name"))
+        # the per-container checks of a Pod's containers (name, image, pull policy, env,
+        # mounts of existing volumes), on the entry as it is stored (defaulted)
+        checked = copy.deepcopy(c)
+        default_container(checked)
+        checked.setdefault("imagePullPolicy", "Always")  # upstream's default for no image
+        errs.extend(_validate_container(checked, p, volumes))
         if isinstance(name, str) and name:
             if name in seen:
                 errs.append(errors.duplicate(f"{p}.name", name))
             seen.add(name)
-        if not c.get("image"):
-            errs.append(errors.required(f"{p}.image"))
         for key in FORBIDDEN_FIELDS:
             if c.get(key):
                 errs.append(errors.forbidden(f"{p}.{key}", CANNOT_BE_SET))
+        for j, m in enumerate(c.get("volumeMounts") or []):
+            for key in ("subPath", "subPathExpr"):
+                if isinstance(m, dict) and m.get(key):
+                    errs.append(errors.forbidden(f"{p}.volumeMounts[{j}].{key}", CANNOT_BE_SET))
         target = c.get("targetContainerName")
-        if target and target not in _names(new_spec, "containers"):
+        if target and target not in regular:
             errs.append(FieldError("FieldValueNotFound", f"{p}.targetContainerName", target))
     return errs
 

@@ -35,6 +35,9 @@ from corral.api import errors
 from corral.apiserver.proxy import AgentProxy, _dial_error, _relay_error, node_of
 
 SPDY_TUNNEL = "SPDY/3.1+portforward.k8s.io"
+#: the largest WebSocket message relayed: a full 16 MiB SPDY DATA frame, and some room
+#: (as the node agent takes; an unbounded size would let one message fill the memory)
+MAX_MESSAGE = (1 << 24) - 1 + 64 * 1024
 CHANNELS_V4 = "v4.channel.k8s.io"
 PROTOCOLS = (SPDY_TUNNEL, CHANNELS_V4)
 NO_SPDY = (
@@ -74,7 +77,7 @@ async def port_forward(
                 url,
                 protocols=offered,
                 headers=proxy._headers(request),
-                max_msg_size=0,
+                max_msg_size=MAX_MESSAGE,
                 autoping=True,
             )
         except aiohttp.ClientConnectorError as e:
@@ -84,7 +87,7 @@ async def port_forward(
                 return await _relay_error(resp)
         async with upstream:
             client = web.WebSocketResponse(
-                protocols=[upstream.protocol or offered[0]], max_msg_size=0
+                protocols=[upstream.protocol or offered[0]], max_msg_size=MAX_MESSAGE
             )
             await client.prepare(request)
             await relay(client, upstream)

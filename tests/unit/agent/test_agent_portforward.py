@@ -78,9 +78,11 @@ def test_a_wrong_version_is_a_protocol_error() -> None:
         (["80,8080", "9090"], [80, 8080, 9090], ""),
         (["x"], [], 'unable to parse "x" as a port'),
         (["0"], [], 'port "0" must be > 0'),
-        (["70000"], [], 'unable to parse "70000"'),
+        (["70000"], [], 'unable to parse "70000" as a port: .*: value out of range'),
+        (["-1"], [], 'parsing "-1": invalid syntax'),
+        (["+80"], [], 'parsing "\\+80": invalid syntax'),
     ],
-    ids=["one", "several", "not-a-number", "zero", "too-big"],
+    ids=["one", "several", "not-a-number", "zero", "too-big", "negative", "signed"],
 )
 def test_ports_query(raw: list[str], ports: list[int], error: str) -> None:
     if error:
@@ -227,16 +229,13 @@ async def test_a_plain_get_is_told_what_is_wrong(agent: TestServer) -> None:
         assert resp.status == 400 and 'query parameter \\"port\\" is required' in await resp.text()
 
 
-def test_inbox_holds_the_reader_back_past_the_high_water_mark() -> None:
+def test_inbox_refuses_past_its_limit_and_drops_after_close() -> None:
     box = portforward._Inbox()
-    box.put(b"x" * portforward.HIGH_WATER)
-    assert box.room.is_set()
-    box.put(b"y")
-    assert not box.room.is_set()
-    box.close()  # the connection ended: the reader goes on, later bytes are dropped
-    assert box.room.is_set()
-    box.put(b"z" * (2 * portforward.HIGH_WATER))
-    assert box.room.is_set() and box.pending == 0
+    assert box.put(b"x" * portforward.INBOX_LIMIT)
+    assert not box.put(b"y") and box.pending == portforward.INBOX_LIMIT
+    box.close()  # the connection ended: what is queued and later bytes are dropped
+    assert box.put(b"z" * (2 * portforward.INBOX_LIMIT))
+    assert box.pending == 0 and box.queue.empty()
 
 
 async def test_v4_channels_carry_megabytes_both_ways(agent: TestServer, echo_port: int) -> None:

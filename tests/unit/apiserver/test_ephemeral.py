@@ -12,11 +12,13 @@ from corral.apiserver.ephemeral import default_ephemeral, validate_ephemeral_upd
 Obj = dict[str, Any]
 
 
-def _pod(*ecs: Obj) -> Obj:
+def _pod(*ecs: Obj, volumes: list[Obj] | None = None) -> Obj:
     spec: Obj = {
         "containers": [{"name": "main", "image": "busybox"}],
         "initContainers": [{"name": "init", "image": "busybox"}],
     }
+    if volumes:
+        spec["volumes"] = volumes
     if ecs:
         spec["ephemeralContainers"] = list(ecs)
     return {"metadata": {"name": "p"}, "spec": spec}
@@ -88,11 +90,47 @@ CASES = [
         _pod(_ec(targetContainerName="nope")),
         [("FieldValueNotFound", "spec.ephemeralContainers[0].targetContainerName")],
     ),
+    ("an init container as the target", _pod(), _pod(_ec(targetContainerName="init")), []),
     (
-        "an init container is no target",
+        "an existing name added again",
+        _pod(_ec("e")),
+        _pod(_ec("e"), _ec("e")),
+        [("FieldValueDuplicate", "spec.ephemeralContainers[1].name")],
+    ),
+    (
+        "a mount of no volume",
         _pod(),
-        _pod(_ec(targetContainerName="init")),
-        [("FieldValueNotFound", "spec.ephemeralContainers[0].targetContainerName")],
+        _pod(_ec(volumeMounts=[{"name": "nope", "mountPath": "/x"}])),
+        [("FieldValueNotFound", "spec.ephemeralContainers[0].volumeMounts[0].name")],
+    ),
+    (
+        "a bad env name",
+        _pod(),
+        _pod(_ec(env=[{"name": "1=bad", "value": "v"}])),
+        [("FieldValueInvalid", "spec.ephemeralContainers[0].env[0].name")],
+    ),
+    (
+        "a bad pull policy",
+        _pod(),
+        _pod(_ec(imagePullPolicy="Sometimes")),
+        [("FieldValueNotSupported", "spec.ephemeralContainers[0].imagePullPolicy")],
+    ),
+    (
+        "subPath and subPathExpr",
+        _pod(),
+        _pod(
+            _ec(
+                volumeMounts=[
+                    {"name": "data", "mountPath": "/a", "subPath": "s"},
+                    {"name": "data", "mountPath": "/b", "subPathExpr": "$(X)"},
+                ]
+            ),
+            volumes=[{"name": "data", "emptyDir": {}}],
+        ),
+        [
+            ("FieldValueForbidden", "spec.ephemeralContainers[0].volumeMounts[0].subPath"),
+            ("FieldValueForbidden", "spec.ephemeralContainers[0].volumeMounts[1].subPathExpr"),
+        ],
     ),
     (
         "removed",

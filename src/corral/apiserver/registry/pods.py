@@ -151,10 +151,16 @@ class PodStrategy(Strategy):
         obj["status"] = {"phase": "Pending", "qosClass": qos_class(obj.get("spec") or {})}
 
     def validate(self, obj: Obj) -> list[FieldError]:
-        return validate_pod_spec(obj.get("spec"), "spec")
+        """On create (``ValidatePodCreate``): the spec, and no ephemeral containers (they
+        are added to a running Pod through ``pods/ephemeralcontainers`` only)."""
+        errs = validate_pod_spec(obj.get("spec"), "spec")
+        spec = obj.get("spec")
+        if isinstance(spec, dict) and spec.get("ephemeralContainers"):
+            errs.append(forbidden("spec.ephemeralContainers", "cannot be set on create"))
+        return errs
 
     def validate_update(self, new: Obj, old: Obj) -> list[FieldError]:
-        errs = self.validate(new)
+        errs = validate_pod_spec(new.get("spec"), "spec")
         new_spec, old_spec = new.get("spec") or {}, old.get("spec") or {}
         ads_new, ads_old = (
             new_spec.get("activeDeadlineSeconds"),
