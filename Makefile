@@ -30,7 +30,13 @@ up: install ## start a local cluster (kubeconfig in DATA/kubeconfig)
 test: install ## install everything the tests need and run the whole suite
 	bash scripts/test-deps.sh
 	bash scripts/pymesos-deps.sh $(BIN)/python
-	$(BIN)/pytest -q tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+	$(BIN)/pytest -q -m "not slow" tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+
+.PHONY: test-slow
+test-slow: install ## the long scenarios the suite leaves out (Marathon deployments, Chronos catch-up policies)
+	bash scripts/test-deps.sh
+	bash scripts/pymesos-deps.sh $(BIN)/python
+	$(BIN)/pytest -q -m slow tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
 .PHONY: check
 check: install ## ruff format, ruff, mypy, import-linter

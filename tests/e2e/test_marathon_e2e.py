@@ -276,6 +276,7 @@ class Instances:
         ]
 
 
+@pytest.mark.slow  # ~50 s: `make test-slow`
 def test_a_rolling_restart_never_drops_below_minimum_health_capacity(
     cluster: tuple[Cluster, str], client: MarathonClient
 ) -> None:
@@ -341,6 +342,7 @@ def pod_ips(c: Cluster, client: MarathonClient, app_id: str) -> set[str]:
     return {pod_of(c, t.id)["status"]["podIP"] for t in healthy(client, app_id)}
 
 
+@pytest.mark.slow  # ~50 s: `make test-slow`
 def test_a_service_selecting_an_apps_instances_follows_them(
     cluster: tuple[Cluster, str], client: MarathonClient
 ) -> None:
@@ -437,6 +439,7 @@ def healthy_ips(client: MarathonClient, app_id: str) -> list[str]:
     return [t.ip_addresses[0].ip_address for t in healthy(client, app_id)]
 
 
+@pytest.mark.slow  # ~50 s: `make test-slow`
 def test_a_canary_waits_for_its_readiness_check(client: MarathonClient, tmp_path: Path) -> None:
     app_id = "/canary/api"
     (tmp_path / "v1").touch()

@@ -472,7 +472,14 @@ def test_each_slot_runs_once_across_a_server_restart(tmp_path: Path) -> None:
         check_all_ran(runs, start, late[-1] / 1000, end - PERIOD)
 
 
-@pytest.mark.parametrize("policy", ["last", "none", "all"])
+@pytest.mark.parametrize(
+    "policy",
+    [
+        "last",
+        pytest.param("none", marks=pytest.mark.slow),
+        pytest.param("all", marks=pytest.mark.slow),
+    ],
+)
 def test_each_slot_runs_once_across_a_chronos_crash_by_catch_up_policy(
     shared: tuple[MesosCluster, Supervisor], policy: str
 ) -> None:
