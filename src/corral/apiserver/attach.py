@@ -12,7 +12,7 @@ kubelet's ``GetAttach``:
 
 Then the WebSocket (``v5.channel.k8s.io`` / ``v4.channel.k8s.io``, as kubectl 1.32 and the
 Python client use for exec and attach) is accepted with the subprotocol the agent chose
-and the frames are pumped both ways (``proxy._pump``) to the agent's ``/attach``
+and the frames are pumped both ways (``proxy.pump``) to the agent's ``/attach``
 (``agent/attach.py``). kubectl's SPDY fallback (a POST with ``Upgrade: SPDY/3.1``) gets
 the agent's answer to a plain GET, as exec's does.
 
@@ -25,16 +25,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 from yarl import URL
 
 from corral.api import errors
 from corral.apiserver.proxy import (
-    EXEC_PROTOCOLS,
     AgentProxy,
-    _dial_error,
-    _pump,
     choose_container,
     container_status,
     node_of,
@@ -80,27 +76,4 @@ async def attach(proxy: AgentProxy, request: web.Request, ns: str, name: str) ->
     url = URL.build(
         scheme="http", host=host, port=port, path=f"/attach/{ns}/{name}/{container}"
     ).with_query(query)
-    offered = [
-        p.strip()
-        for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")
-        if p.strip() in EXEC_PROTOCOLS
-    ]
-    probe = web.WebSocketResponse(protocols=offered, max_msg_size=0)
-    async with proxy._session() as session:
-        if not probe.can_prepare(request).ok or not offered:
-            return await proxy._probe(session, url, request)
-        try:
-            upstream = await session.ws_connect(
-                url, protocols=offered, headers=proxy._headers(request), max_msg_size=0
-            )
-        except aiohttp.ClientConnectorError as e:
-            raise _dial_error("Get", url, e) from None
-        except aiohttp.WSServerHandshakeError:
-            return await proxy._probe(session, url, request)
-        async with upstream:
-            client = web.WebSocketResponse(
-                protocols=[upstream.protocol or offered[0]], max_msg_size=0
-            )
-            await client.prepare(request)
-            await _pump(client, upstream)
-            return client
+    return await proxy.stream_channels(request, url)

@@ -24,15 +24,12 @@ agent's error messages name it as the kubelet's do.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
 import aiohttp
-from aiohttp import WSMsgType, web
+from aiohttp import web
 from yarl import URL
 
 from corral.api import errors
-from corral.apiserver.proxy import AgentProxy, _dial_error, _relay_error, node_of
+from corral.apiserver.proxy import AgentProxy, _dial_error, _relay_error, node_of, pump
 
 SPDY_TUNNEL = "SPDY/3.1+portforward.k8s.io"
 #: the largest WebSocket message relayed: a full 16 MiB SPDY DATA frame, and some room
@@ -90,33 +87,5 @@ async def port_forward(
                 protocols=[upstream.protocol or offered[0]], max_msg_size=MAX_MESSAGE
             )
             await client.prepare(request)
-            await relay(client, upstream)
+            await pump(client, upstream)
             return client
-
-
-async def relay(client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse) -> None:
-    """Copy binary messages both ways until one side closes; then close both."""
-
-    async def to_agent() -> None:
-        async for msg in client:
-            if msg.type == WSMsgType.BINARY:
-                await upstream.send_bytes(msg.data)
-
-    async def to_client() -> None:
-        async for msg in upstream:
-            if msg.type == WSMsgType.BINARY:
-                await client.send_bytes(msg.data)
-
-    tasks = [asyncio.create_task(to_agent()), asyncio.create_task(to_client())]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
-        with contextlib.suppress(Exception):
-            await upstream.close()
-        with contextlib.suppress(Exception):
-            await client.close()

@@ -326,6 +326,11 @@ class AgentProxy:
         url = URL.build(
             scheme="http", host=host, port=port, path=f"/exec/{ns}/{name}/{container}"
         ).with_query(query)
+        return await self.stream_channels(request, url)
+
+    async def stream_channels(self, request: web.Request, url: URL) -> web.StreamResponse:
+        """Relay a ``v5``/``v4.channel.k8s.io`` WebSocket (exec, attach) to the agent's
+        ``url``, frames both ways (``pump``)."""
         offered = [
             p.strip()
             for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")
@@ -350,7 +355,7 @@ class AgentProxy:
                     protocols=[upstream.protocol or offered[0]], max_msg_size=0
                 )
                 await client.prepare(request)
-                await _pump(client, upstream)
+                await pump(client, upstream)
                 return client
 
     async def _probe(
@@ -365,7 +370,7 @@ class AgentProxy:
             raise _dial_error("Get", url, e) from None
 
 
-async def _pump(client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse) -> None:
+async def pump(client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse) -> None:
     """Copy frames both ways until one side closes; then close both."""
 
     async def to_agent() -> None:

@@ -85,14 +85,20 @@ def _start_error(message: str) -> StartError:
     return StartError(reason, message or "conmon failed to create the container")
 
 
-async def _run(*argv: str) -> tuple[int, str]:
+async def run_command(*argv: str) -> tuple[int, str]:
+    """Run ``argv`` to its end: (exit code, stdout and stderr); killed if cancelled."""
     proc = await asyncio.create_subprocess_exec(
         *argv,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
-    out, _ = await proc.communicate()
+    try:
+        out, _ = await proc.communicate()
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        raise
     return proc.returncode or 0, out.decode(errors="replace")
 
 
@@ -190,9 +196,9 @@ async def launch_conmon(
     except (OSError, ValueError, IndexError):
         ticks = monitor_ticks = 0
     started_at = time.time()  # (before: the process may be gone when ``start`` returns)
-    rc, out = await _run(*runc_cmd, "--log-format", "json", "start", cid)
+    rc, out = await run_command(*runc_cmd, "--log-format", "json", "start", cid)
     if rc != 0:
-        await _run(*runc_cmd, "delete", "--force", cid)
+        await run_command(*runc_cmd, "delete", "--force", cid)
         raise _start_error(runc_error(state_dir, out.strip() or "runc start failed"))
     state = {
         "pid": pid,

@@ -64,7 +64,7 @@ from corral.agent.drivers.base import (
 )
 from corral.agent.drivers.cgroups import Cgroups
 from corral.agent.drivers.cni import PodNetwork
-from corral.agent.drivers.conmon import conmon_binary, launch_conmon
+from corral.agent.drivers.conmon import conmon_binary, launch_conmon, run_command
 from corral.agent.drivers.ocispec import container_config, pause_config
 from corral.agent.drivers.process import default_env
 from corral.agent.drivers.shimctl import (
@@ -207,14 +207,7 @@ class OciDriver:
 
     async def _run(self, *argv: str) -> tuple[int, str]:
         """Run ``argv`` to its end: (exit code, stdout and stderr)."""
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        out, _ = await proc.communicate()
-        return proc.returncode or 0, out.decode(errors="replace")
+        return await run_command(*argv)
 
     def _pause_rootfs(self) -> Path:
         root = self.data_dir / "pause-rootfs"
