@@ -19,7 +19,15 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from driverkit import APPLETS, BUSYBOX, Kit, leftover_pids, make_driver, oci_skip_reason
+from driverkit import (
+    APPLETS,
+    BUSYBOX,
+    TEST_BRIDGE,
+    Kit,
+    leftover_pids,
+    make_driver,
+    oci_skip_reason,
+)
 
 from corral.agent.drivers.base import ImageInfo
 from corral.agent.drivers.cgroups import Cgroups
@@ -27,9 +35,12 @@ from corral.agent.drivers.cgroups import Cgroups
 
 @pytest.fixture(scope="session", autouse=True)
 def _remove_test_cgroup_parent() -> Iterator[None]:
+    """After the session: the tests' cgroup parent and their bridge (``TEST_BRIDGE``)."""
     yield
     if (cgroups := Cgroups.detect()) is not None:
         cgroups.remove_everywhere("corral-test")
+    if Path(f"/sys/class/net/{TEST_BRIDGE}").exists():
+        subprocess.run(["ip", "link", "delete", TEST_BRIDGE], capture_output=True, check=False)
 
 
 @pytest.fixture(scope="session")

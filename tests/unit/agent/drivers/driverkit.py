@@ -25,6 +25,7 @@ from corral.agent.drivers.base import (
     Sandbox,
     SandboxSpec,
 )
+from corral.agent.drivers.cni import PodNetwork
 from corral.agent.drivers.oci import OciDriver
 from corral.agent.drivers.process import ProcessDriver
 from corral.agent.images.demo import host_applets
@@ -133,9 +134,18 @@ class Kit:
         )
 
 
+#: the oci driver tests' own pod network (not ``corral0``, which a cluster on this host may
+#: use), removed at the end of the session (``driverfixtures``)
+TEST_BRIDGE, TEST_SUBNET = "cdrv-test", "10.85.0.0/24"
+
+
+def kit_network(data_dir: Path) -> PodNetwork:
+    return PodNetwork(ipam_dir=data_dir / "cni", bridge=TEST_BRIDGE, subnet=TEST_SUBNET)
+
+
 def make_driver(kind: str, data_dir: Path) -> Driver:
     if kind == "oci":
-        return OciDriver(data_dir)
+        return OciDriver(data_dir, network=kit_network(data_dir))
     if kind == "process-nocgroups":
         return ProcessDriver(data_dir, cgroups=None, cgroup_parent="corral-test")
     return ProcessDriver(data_dir, cgroup_parent="corral-test")

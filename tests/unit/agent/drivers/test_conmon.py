@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 from driverfixtures import _remove_test_cgroup_parent, busybox_image  # noqa: F401
-from driverkit import Kit, leftover_pids, oci_skip_reason, sh, until
+from driverkit import Kit, kit_network, leftover_pids, oci_skip_reason, sh, until
 
 from corral.agent.drivers.base import ERROR, OOM_KILLED, ImageInfo, Limits, SandboxSpec
 from corral.agent.drivers.conmon import conmon_binary
@@ -60,11 +60,17 @@ async def ckit(tmp_path: Path, busybox_image: ImageInfo) -> AsyncIterator[Kit]:
     if conmon_binary() is None:
         pytest.skip("needs conmon (apt-get install conmon)")
     data_dir = tmp_path / "data"
-    k = Kit("oci", OciDriver(data_dir, supervisor="conmon"), data_dir, tmp_path, busybox_image)
+    k = Kit(
+        "oci",
+        OciDriver(data_dir, supervisor="conmon", network=kit_network(data_dir)),
+        data_dir,
+        tmp_path,
+        busybox_image,
+    )
     try:
         yield k
     finally:
-        driver = OciDriver(data_dir, supervisor="conmon")
+        driver = OciDriver(data_dir, supervisor="conmon", network=kit_network(data_dir))
         sandboxes, found = await driver.recover()
         for sb in [*k.sandboxes, *sandboxes]:
             await driver.remove_sandbox(sb)
@@ -126,7 +132,9 @@ async def test_containers_survive_an_agent_restart(ckit: Kit) -> None:
     await asyncio.wait_for(ckit.driver.wait(short), 10)
     monitor = monitor_of(long.state_dir)
 
-    again = OciDriver(ckit.data_dir, supervisor="conmon")  # a new agent on the same data
+    again = OciDriver(
+        ckit.data_dir, supervisor="conmon", network=kit_network(ckit.data_dir)
+    )  # a new agent on the same data
     sandboxes, found = await again.recover()
     assert [s.pod_uid for s in sandboxes] == [sb.pod_uid]
     by_name = {r.handle.name: r for r in found}
@@ -146,7 +154,7 @@ async def test_reboot_recovery(ckit: Kit) -> None:
         os.kill(pid, signal.SIGKILL)
     simulate_reboot(ckit.data_dir)
 
-    again = OciDriver(ckit.data_dir, supervisor="conmon")
+    again = OciDriver(ckit.data_dir, supervisor="conmon", network=kit_network(ckit.data_dir))
     sandboxes, found = await again.recover()
     assert sandboxes == []  # its pause is gone: torn down, the pod gets a new one
     assert [(r.handle.id, r.exit is not None and r.exit.exit_code) for r in found] == [(h.id, 255)]
@@ -166,7 +174,7 @@ async def test_stdin_stays_open(ckit: Kit) -> None:
 
 
 async def test_an_older_agents_shim_containers_are_recovered(ckit: Kit) -> None:
-    old = OciDriver(ckit.data_dir, supervisor="shim")
+    old = OciDriver(ckit.data_dir, supervisor="shim", network=kit_network(ckit.data_dir))
     uid = str(uuid.uuid4())
     sb = await old.create_sandbox(SandboxSpec(uid, "default", "p", "p", ckit.tmp / "pods" / uid))
     ckit.sandboxes.append(sb)

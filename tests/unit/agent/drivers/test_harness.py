@@ -223,7 +223,7 @@ async def test_hostname_is_the_sandboxes(kit: Kit) -> None:
 async def test_pod_network_is_shared_and_reachable(kit: Kit) -> None:
     oci_only(kit)
     sb = await kit.sandbox()
-    assert sb.ip.startswith("10.88.")
+    assert sb.ip.startswith("10.85.0.")  # driverkit.TEST_SUBNET
     server = await kit.driver.start(
         sb, kit.spec(sb, ["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/www"], name="web")
     )
