@@ -14,7 +14,9 @@ kubelet.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from pathlib import Path
 
 from corral.agent.drivers.base import Driver, Recovered
 
@@ -52,3 +54,11 @@ async def clear(driver: Driver, grace: float = GRACE, limit: int = 8) -> tuple[i
         for uid, found in by_pod.items():
             tg.create_task(pod(uid, found))
     return len(containers), len(sandboxes)
+
+
+def remove_empty_cgroup_parents(name: str = "corral") -> None:
+    """The pods' parent cgroup ``name`` in every hierarchy, where it is empty (``rmdir``
+    only: another cluster's pods keep it); runc makes it and nothing else removes it."""
+    for parent in Path("/sys/fs/cgroup").glob(f"*/{name}"):
+        with contextlib.suppress(OSError):
+            parent.rmdir()

@@ -302,6 +302,9 @@ async def reset(driver: Driver, data_dir: Path) -> int:
             from corral.agent.drivers.cni import remove_idle_portmap_chains
 
             remove_idle_portmap_chains()
+        from corral.agent.teardown import remove_empty_cgroup_parents
+
+        remove_empty_cgroup_parents()
     print(
         f"removed {containers} containers, {sandboxes} pod sandboxes, "
         f"{n} Mesos task sandboxes and {len(bridges)} bridges {' '.join(bridges)}".rstrip(),

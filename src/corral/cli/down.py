@@ -431,9 +431,9 @@ def remove_leftovers(data_dir: Path) -> None:
         if cgroups is not None:
             for uid in uids:
                 cgroups.remove_everywhere(f"corral/{uid}")
-        for parent in Path("/sys/fs/cgroup").glob("*/corral"):
-            with contextlib.suppress(OSError):  # only if empty: no other cluster's pods
-                parent.rmdir()
+        from corral.agent.teardown import remove_empty_cgroup_parents
+
+        remove_empty_cgroup_parents()
 
 
 async def remove_network(data_dir: Path) -> tuple[list[str], int]:
