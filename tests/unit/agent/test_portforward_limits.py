@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the agent fixture is imported from test_agent_portforward)
 """What a port-forward client may not do to the node agent: inflate a small header block
 into a huge one, send an endless control frame or WebSocket message, or stall a whole
 session by writing to a pod that reads nothing (``agent/spdy.py``,
@@ -17,9 +18,9 @@ import aiohttp
 import pytest
 from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestServer
+from test_agent_portforward import agent  # noqa: F401 - the agent fixture
 
 from corral.agent import portforward, spdy
-from corral.api import errors
 
 SPDY = "SPDY/3.1+portforward.k8s.io"
 CHUNK = 256 * 1024
@@ -59,25 +60,6 @@ def test_an_oversized_control_frame_is_refused_from_its_head() -> None:
 
 
 # --- the endpoint -----------------------------------------------------------------------------
-class HostNetwork:
-    def pod_network(self, namespace: str, pod: str) -> str | None:
-        return ""
-
-
-@pytest.fixture
-async def agent() -> AsyncIterator[TestServer]:
-    async def handler(request: web.Request) -> web.StreamResponse:
-        try:
-            return await portforward.serve(request, HostNetwork())
-        except errors.StatusError as e:
-            return web.Response(status=e.code, body=e.body())
-
-    app = web.Application()
-    app.router.add_get("/portForward/{namespace}/{pod}", handler)
-    server = TestServer(app)
-    await server.start_server()
-    yield server
-    await server.close()
 
 
 @pytest.fixture
