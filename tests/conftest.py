@@ -19,6 +19,20 @@ import yaml
 
 from corral.testing.process import ServerProcess
 
+
+@pytest.fixture(scope="session", autouse=True)
+def _leave_no_cgroup_parents() -> Iterator[None]:
+    """The pods' parent cgroup ``corral`` that the suite's agents made (runc and the
+    process driver make it, a reset removes it, but not every test's agent is reset
+    last): removed at the end where empty, unless it was there before the run."""
+    before = list(Path("/sys/fs/cgroup").glob("*/corral"))
+    yield
+    if not before:
+        from corral.agent.teardown import remove_empty_cgroup_parents
+
+        remove_empty_cgroup_parents()
+
+
 RunningServer = ServerProcess
 
 
