@@ -11,14 +11,14 @@ import asyncio
 import contextlib
 import socket
 import struct
-import zlib
 from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import pytest
 from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestServer
-from test_agent_portforward import agent  # noqa: F401 - the agent fixture
+from test_agent_portforward import agent, new_deflate  # noqa: F401 - the agent fixture
+from test_agent_portforward import client_syn_stream as syn_stream
 
 from corral.agent import portforward, spdy
 
@@ -26,17 +26,6 @@ SPDY = "SPDY/3.1+portforward.k8s.io"
 CHUNK = 256 * 1024
 #: a deadline for a whole exchange (never a measurement): the old code hung here
 DEADLINE = 30
-
-
-def syn_stream(deflate: zlib._Compress, sid: int, headers: dict[str, str]) -> bytes:
-    block = spdy.header_block({k: [v] for k, v in headers.items()})
-    comp = deflate.compress(block) + deflate.flush(zlib.Z_SYNC_FLUSH)
-    head = struct.pack(">HHI", 0x8003, spdy.SYN_STREAM, 10 + len(comp))
-    return head + struct.pack(">IIH", sid, 0, 0) + comp
-
-
-def new_deflate() -> zlib._Compress:
-    return zlib.compressobj(9, zlib.DEFLATED, 15, 9, zdict=spdy.DICTIONARY)
 
 
 # --- the codec --------------------------------------------------------------------------------
