@@ -10,12 +10,13 @@ import asyncio
 import contextlib
 import json
 import logging
-import signal
 import sys
 import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
+
+from corral.util.stopping import run_until_stopped
 
 log = logging.getLogger("corral.cli")
 
@@ -38,12 +39,6 @@ async def serve(
     until cancelled."""
     from aiohttp import web
 
-    from corral.cli.scheduler import _stdin_eof
-
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM) if own_process else ():
-        loop.add_signal_handler(sig, stop.set)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     try:
@@ -52,22 +47,13 @@ async def serve(
         service_run.close()
         await runner.cleanup()
         raise
-    task = asyncio.create_task(service_run, name=name)
-    waits: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait())]
-    if exit_on_stdin_eof:
-        waits.append(asyncio.create_task(_stdin_eof()))
     try:
-        await asyncio.wait([task, *waits], return_when=asyncio.FIRST_COMPLETED)
+        await run_until_stopped(
+            service_run, name=name, signals=own_process, exit_on_stdin_eof=exit_on_stdin_eof
+        )
     finally:
-        for t in [task, *waits]:
-            t.cancel()
-        for t in [task, *waits]:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
         await close()
         await runner.cleanup()
-    if task.done() and not task.cancelled() and task.exception() is not None:
-        raise task.exception()  # type: ignore[misc]
 
 
 def run(command: str, log_level: str, main: Callable[[], Coroutine[Any, Any, None]]) -> int:

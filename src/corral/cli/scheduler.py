@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from corral.api.errors import StatusError
 from corral.client.rest import EVENTS, PODS, Client
 from corral.scheduler import DEFAULT_SCHEDULER, FAILED_SCHEDULING
+from corral.util.stopping import run_until_stopped
 
 if TYPE_CHECKING:
     from corral.scheduler.framework import Profile
@@ -79,34 +79,10 @@ def add_parsers(sub: Any) -> None:
     w.add_argument("--kubeconfig", default=None)
 
 
-async def _stdin_eof() -> None:
-    """Returns when stdin closes: the parent that started this process stopped or died."""
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    while await reader.read(4096):
-        pass
-
-
 async def _run_scheduler(args: argparse.Namespace, profile: Profile) -> None:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    task = asyncio.create_task(serve_scheduler(args, profile), name="scheduler")
-    waits: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait())]
-    if args.exit_on_stdin_eof:
-        waits.append(asyncio.create_task(_stdin_eof()))
-    try:
-        await asyncio.wait([task, *waits], return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for t in [task, *waits]:
-            t.cancel()
-        for t in [task, *waits]:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
-    if task.done() and not task.cancelled() and task.exception() is not None:
-        raise task.exception()  # type: ignore[misc]
+    await run_until_stopped(
+        serve_scheduler(args, profile), name="scheduler", exit_on_stdin_eof=args.exit_on_stdin_eof
+    )
 
 
 async def serve_scheduler(args: argparse.Namespace, profile: Profile) -> None:

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import signal
 import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -45,6 +43,7 @@ from corral.controllers.replicaset import ReplicaSetController, ReplicationContr
 from corral.controllers.statefulset import StatefulSetController
 from corral.controllers.taint_eviction import TaintEvictionController
 from corral.util.clock import Clock
+from corral.util.stopping import run_until_stopped
 
 log = logging.getLogger("corral.controllers.manager")
 
@@ -140,11 +139,6 @@ class ControllerManager:
             await self.factory.stop()
 
 
-async def _stdin_eof() -> None:
-    """Returns when stdin closes: the parent that started this process is gone."""
-    await asyncio.to_thread(sys.stdin.buffer.read)
-
-
 async def _serve(
     client: Client,
     names: list[str],
@@ -152,22 +146,11 @@ async def _serve(
     options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> None:
     manager = ControllerManager(client, names, options=options)
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    task = asyncio.create_task(manager.run())
-    waiter = asyncio.create_task(stop.wait())
-    waits = {task, waiter}
-    if exit_on_stdin_eof:
-        waits.add(asyncio.create_task(_stdin_eof()))
     try:
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        await run_until_stopped(
+            manager.run(), name="controller-manager", exit_on_stdin_eof=exit_on_stdin_eof
+        )
     finally:
-        for t in waits:
-            t.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
         await client.close()
 
 

@@ -50,6 +50,7 @@ import dns.rdataclass
 from corral.client.informer import Informer
 from corral.client.rest import ENDPOINTSLICES, SERVICES, Client
 from corral.dns.records import DEFAULT_TTL, ClusterZone, service_key_of_slice
+from corral.util.stopping import stdin_eof
 
 log = logging.getLogger("corral.dns")
 
@@ -351,24 +352,6 @@ class _UDPProtocol(asyncio.DatagramProtocol):
 
 
 # --- the command ----------------------------------------------------------------------------
-async def _stdin_eof() -> None:
-    """Returns when stdin closes: the parent that started this process is gone."""
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    try:
-        transport, _ = await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader), sys.stdin
-        )
-    except (ValueError, OSError):  # not a pipe (a regular file): block in a thread
-        await asyncio.to_thread(sys.stdin.buffer.read)
-        return
-    try:
-        while await reader.read(65536):
-            pass
-    finally:
-        transport.close()
-
-
 class _Stopped(Exception):
     """Raised in the serving TaskGroup's body to end it (and cancel its tasks)."""
 
@@ -413,7 +396,7 @@ async def serve(
         log.info("serving %s on %s:%s (udp, tcp)", zone.origin, host, port)
 
     async def stdin_watch() -> None:
-        await _stdin_eof()
+        await stdin_eof()
         stop.set()
 
     try:
