@@ -65,7 +65,6 @@ import asyncio
 import bisect
 import contextlib
 import gc
-import json
 import os
 import re
 import statistics
@@ -80,6 +79,7 @@ from typing import Any
 import aiohttp
 
 from bench.mesos_perf import _machine_jiffies, _tree_jiffies, percentile
+from bench.report import write_report
 from corral.chronos import jobs as chronos_jobs
 from corral.chronos.planner import (
     TERMINAL_FAILURES,
@@ -819,8 +819,7 @@ def main(argv: list[str] | None = None) -> int:
     if "cluster" in sections:
         report["sections"]["cluster"] = bench_cluster(args)
     report["machine"]["loadavg_at_end"] = Path("/proc/loadavg").read_text().split()[:3]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=1))
+    write_report(args.out, report)
     return 0
 
 

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.report import write_report
 from bench.server import BenchServer
 from corral.client.rest import CRONJOBS, JOBS, Client
 from corral.controllers.base import InformerFactory
@@ -120,8 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="corral-cron-") as tmp:
         report = asyncio.run(run(args.cronjobs, args.minutes, Path(tmp) / "d"))
     print(json.dumps(report), flush=True)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"command": sys.argv, **report}, indent=1))
+    write_report(args.out, report)
     return 0
 
 

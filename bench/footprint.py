@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import shutil
@@ -43,6 +42,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.report import write_report
 from corral.client.rest import DEPLOYMENTS, PODS, Client
 from corral.testing.process import free_port
 
@@ -352,8 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     report = run(args)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=1))
+    write_report(args.out, report)
     return 0
 
 

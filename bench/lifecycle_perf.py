@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.report import write_report
 from corral.testing.process import free_port
 from corral.testing.up import UpProcess, wait_clean
 from corral.util.clock import parse_rfc3339
@@ -146,8 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     result = measure(args.pods, args.runs)
     print(json.dumps(result, indent=1))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    write_report(args.out, result)
     return 0
 
 

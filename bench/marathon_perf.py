@@ -43,6 +43,7 @@ import aiohttp
 
 from bench.chronos_perf import _descendants, _pods_left, _reap, _wait_for_agents
 from bench.mesos_perf import percentile
+from bench.report import write_report
 
 Obj = dict[str, Any]
 
@@ -329,8 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs,
     }
     print(f"median of {args.runs}: {json.dumps(report['median'])}", flush=True)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    write_report(args.out, report)
     print(f"wrote {args.out}", flush=True)
     return 0
 

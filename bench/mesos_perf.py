@@ -52,6 +52,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench.report import write_report
 from corral.api import mesos
 from corral.offers.allocator import Allocator, AllocatorConfig, SendOffers
 from corral.scheduler.snapshot import NodeTable, pod_info
@@ -570,8 +571,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="corral-mesos-") as tmp:
             report["sections"]["launch"] = bench_launch(args, Path(tmp))
     report["machine"]["loadavg_at_end"] = Path("/proc/loadavg").read_text().split()[:3]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=1))
+    write_report(args.out, report)
     return 0
 
 

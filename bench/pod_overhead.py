@@ -35,6 +35,7 @@ from typing import Any
 import orjson
 
 from bench.pod_startup import IMAGE, _running, _wait_empty, pod, rss_mb
+from bench.report import write_report
 from bench.server import BenchServer
 from corral.testing.agent import AgentProcess
 
@@ -155,8 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=3)
     args = p.parse_args(argv)
     report = asyncio.run(main_async(args))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=1))
+    write_report(args.out, report)
     return 0
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import sys
@@ -30,6 +29,7 @@ from typing import Any
 
 import orjson
 
+from bench.report import write_report
 from bench.server import BenchServer
 from corral.testing.agent import AgentProcess
 
@@ -197,8 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=3)
     args = p.parse_args(argv)
     report = asyncio.run(main_async(args))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=1))
+    write_report(args.out, report)
     return 0
 
 

@@ -33,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from bench.report import write_report
 from bench.server import BenchServer
 from corral.testing.agent import AgentProcess
 
@@ -196,8 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         result = asyncio.run(bench(Path(tmp), args.requests, args.parallel))
     report = {"command": sys.argv, "result": result}
     print(json.dumps(result, indent=1), flush=True)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+    write_report(args.out, report)
     return 0
 
 

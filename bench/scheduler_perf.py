@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import subprocess
@@ -32,6 +31,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from bench.report import write_report
 from bench.server import BenchServer
 
 NODE_CPU = "4"
@@ -234,8 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=3)
     args = p.parse_args(argv)
     report = asyncio.run(main_async(args))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=1))
+    write_report(args.out, report)
     return 0
 
 

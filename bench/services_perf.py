@@ -53,7 +53,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import shutil
 import statistics
@@ -70,6 +69,7 @@ import aiohttp
 import orjson
 import uvloop
 
+from bench.report import write_report
 from bench.run import git_info, machine_info
 from bench.server import BenchServer
 from corral.proxy import rules
@@ -740,8 +740,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     report = uvloop.run(main_async(args))
     report["duration_s"] = round(time.monotonic() - t0, 1)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=1))
+    write_report(args.out, report)
     print(summary(report), flush=True)
     return 0
 
