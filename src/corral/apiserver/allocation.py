@@ -84,11 +84,16 @@ class ServiceAllocator:
                 spec["clusterIPs"] = [ip]
                 new_ips.append(ip)
         if spec.get("type") in _NODE_PORT_TYPES:
+            # a LoadBalancer with allocateLoadBalancerNodePorts false gets none (those
+            # asked for are still checked and kept), as upstream
+            no_new = spec.get("type") == "LoadBalancer" and (
+                spec.get("allocateLoadBalancerNodePorts") is False
+            )
             for i, port in enumerate(spec.get("ports") or []):
                 want = port.get("nodePort")
                 if want:
                     self._check_port(i, want, ports, key.rsplit("/", 1)[-1])
-                else:
+                elif not no_new:
                     np = self._free_port(ports)
                     port["nodePort"] = np
                     ports.add(np)

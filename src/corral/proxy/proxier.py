@@ -96,6 +96,8 @@ class IptablesBackend:
     run: Runner = field(default_factory=Runner)
     cluster_cidr: str = "10.88.0.0/16"
     localhost_nodeports: bool = True
+    #: this node's IP (loadBalancerSourceRanges that include it admit the host)
+    node_ip: str = ""
     #: seconds between checks that the jumps from the built-in chains are still there
     jump_check_interval: float = 10.0
     _jumps_checked: float = -1e9
@@ -137,7 +139,9 @@ class IptablesBackend:
     async def sync(self, ports: list[ServicePort]) -> None:
         if not self._started:
             await self._start()
-        ruleset = rules.iptables_ruleset(ports, cluster_cidr=self.cluster_cidr, stale=self._chains)
+        ruleset = rules.iptables_ruleset(
+            ports, cluster_cidr=self.cluster_cidr, stale=self._chains, node_ip=self.node_ip
+        )
         await self.run.check("iptables-restore", "-w", "5", "--noflush", input=ruleset.text)
         self._chains = ruleset.chains
         if time.monotonic() - self._jumps_checked >= self.jump_check_interval:

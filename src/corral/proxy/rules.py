@@ -14,6 +14,8 @@ host alone (a ``:CHAIN`` line flushes only that chain); on the nf_tables backend
 The ruleset (``nat``)::
 
     PREROUTING, OUTPUT --> KUBE-SERVICES --(clusterIP:port)--> KUBE-SVC-<h>
+                               |--(LB ingress IP:port)--> KUBE-EXT-<h>
+                               |     (loadBalancerSourceRanges: KUBE-FW-<h> --(allowed src)--> KUBE-EXT-<h>)
                                |  (last) dst-type LOCAL --> KUBE-NODEPORTS
     KUBE-NODEPORTS --(nodePort)--> KUBE-EXT-<h> --> KUBE-MARK-MASQ, KUBE-SVC-<h>
         externalTrafficPolicy Local: KUBE-EXT-<h> --> [pod CIDR / src-type LOCAL: KUBE-SVC-<h>]
@@ -29,6 +31,10 @@ client sees "connection refused" at once) in KUBE-SERVICES (from OUTPUT and FORW
 for its nodePort, in KUBE-EXTERNAL-SERVICES (from INPUT and FORWARD). With
 ``externalTrafficPolicy: Local`` and no endpoint on this node, the nodePort is DROPped
 there instead ("has no local endpoints"); its ClusterIP still reaches every endpoint.
+A load-balancer ingress IP (``status.loadBalancer.ingress``, ``ipMode`` VIP, whatever the
+Service's type, as upstream) gets the same REJECT / DROP by address in
+KUBE-EXTERNAL-SERVICES; with ``loadBalancerSourceRanges`` what KUBE-FW-<h> did not pass
+on is dropped in KUBE-PROXY-FIREWALL (from INPUT, OUTPUT and FORWARD).
 
 The jumps from the built-in chains are not part of the restore text (appending them on
 every sync would duplicate them); ``JUMPS`` lists them for ``proxier`` to ensure once.
@@ -60,11 +66,14 @@ JUMPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("filter", "FORWARD", ("-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", "kubernetes externally-visible service portals", "-j", "KUBE-EXTERNAL-SERVICES")),
     ("filter", "FORWARD", ("-m", "comment", "--comment", "kubernetes forwarding rules", "-j", "KUBE-FORWARD")),
     ("filter", "OUTPUT", ("-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", "kubernetes service portals", "-j", "KUBE-SERVICES")),
+    ("filter", "INPUT", ("-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", "kubernetes load balancer firewall", "-j", "KUBE-PROXY-FIREWALL")),
+    ("filter", "OUTPUT", ("-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", "kubernetes load balancer firewall", "-j", "KUBE-PROXY-FIREWALL")),
+    ("filter", "FORWARD", ("-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", "kubernetes load balancer firewall", "-j", "KUBE-PROXY-FIREWALL")),
 )  # fmt: skip
 
 #: the chains every ruleset declares, per table
 FIXED_CHAINS: dict[str, tuple[str, ...]] = {
-    "filter": ("KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-FORWARD"),
+    "filter": ("KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-FORWARD", "KUBE-PROXY-FIREWALL"),
     "nat": ("KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ"),
 }
 OUR_PREFIXES = ("KUBE-",)
@@ -96,6 +105,10 @@ class ServicePort:
     #: ``local_endpoints`` (those of ``endpoints`` on this node), source IP kept
     external_local: bool = False
     local_endpoints: tuple[Endpoint, ...] = field(default=())
+    #: the VIP-mode IPv4 addresses of ``status.loadBalancer.ingress``
+    lb_ips: tuple[str, ...] = field(default=())
+    #: ``spec.loadBalancerSourceRanges`` (IPv4 CIDRs): only they may use ``lb_ips``
+    lb_source_ranges: tuple[str, ...] = field(default=())
 
     @property
     def port_key(self) -> str:
@@ -118,6 +131,14 @@ class ServicePort:
     @property
     def ext_chain(self) -> str:
         return "KUBE-EXT-" + self._hash()
+
+    @property
+    def fw_chain(self) -> str:
+        return "KUBE-FW-" + self._hash()
+
+    @property
+    def externally_accessible(self) -> bool:
+        return bool(self.node_port or self.lb_ips)
 
     @property
     def svl_chain(self) -> str:
@@ -187,6 +208,7 @@ def service_ports(
             "NodePort",
             "LoadBalancer",
         )
+        lb_ips, lb_ranges = _load_balancer(svc)
         for p in spec.get("ports") or []:
             pname, proto = p.get("name") or "", p.get("protocol") or "TCP"
             eps: set[Endpoint] = set()
@@ -222,10 +244,32 @@ def service_ports(
                     _sorted(eps),
                     external_local,
                     _sorted(local) if external_local else (),
+                    lb_ips,
+                    lb_ranges,
                 )
             )
     out.sort(key=lambda sp: (sp.namespace, sp.name, sp.port_name, sp.protocol))
     return out
+
+
+def _load_balancer(svc: Obj) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The Service's load-balancer VIPs (``ipMode`` Proxy ones are the load balancer's
+    business, as upstream) and its source ranges, IPv4 only."""
+    lb = (svc.get("status") or {}).get("loadBalancer") or {}
+    ips: list[str] = []
+    for ing in lb.get("ingress") or []:
+        ip = str((ing or {}).get("ip") or "")
+        if _is_ipv4(ip) and (ing.get("ipMode") or "VIP") == "VIP" and ip not in ips:
+            ips.append(ip)
+    ranges: list[str] = []
+    for text in (svc.get("spec") or {}).get("loadBalancerSourceRanges") or []:
+        try:
+            net = ipaddress.ip_network(str(text).strip(), strict=False)
+        except ValueError:
+            continue
+        if net.version == 4 and str(net) not in ranges:
+            ranges.append(str(net))
+    return tuple(ips), tuple(ranges) if ips else ()
 
 
 def _addresses(ep: Obj, port: int) -> list[Endpoint]:
@@ -280,12 +324,15 @@ def iptables_ruleset(
     *,
     cluster_cidr: str = "",
     stale: Mapping[str, Iterable[str]] | None = None,
+    node_ip: str = "",
 ) -> Ruleset:
     """The complete ``iptables-restore --noflush`` input for ``ports``.
 
     ``cluster_cidr``: traffic to a ClusterIP from outside it is masqueraded (as
     kube-proxy's ``--cluster-cidr``); empty: all of it (``--masquerade-all``).
     ``stale``: chains of an earlier ruleset (per table) to delete when no longer declared.
+    ``node_ip``: this node's address; with ``loadBalancerSourceRanges`` that include it,
+    the host may reach the Service's VIPs from the VIPs themselves (as upstream).
     """
     filt: list[str] = []
     nat: list[str] = []
@@ -308,33 +355,55 @@ def iptables_ruleset(
     for sp in ports:
         key, m = sp.port_key, _match(sp)
         dst = f"-d {sp.cluster_ip}/32 --dport {sp.port}"
+        lb_dst = [f"-d {ip}/32 --dport {sp.port}" for ip in sp.lb_ips]
+        has_external = bool(sp.endpoints) and (not sp.external_local or bool(sp.local_endpoints))
         if not sp.endpoints:
-            filt.append(
-                f"-A KUBE-SERVICES -m comment --comment {_q(f'{key} has no endpoints')}"
-                f" {m} {dst} -j REJECT --reject-with icmp-port-unreachable"
+            why, target = f"{key} has no endpoints", "REJECT --reject-with icmp-port-unreachable"
+            filt.append(f"-A KUBE-SERVICES -m comment --comment {_q(why)} {m} {dst} -j {target}")
+        else:
+            why, target = f"{key} has no local endpoints", "DROP"
+        svc = sp.svc_chain
+        ext = sp.ext_chain
+        uses_fw = bool(sp.endpoints and sp.lb_ips and sp.lb_source_ranges)
+        lb_chain = sp.fw_chain if uses_fw else ext
+        if sp.endpoints:
+            chains["nat"].append(svc)
+            nat.append(
+                f"-A KUBE-SERVICES -m comment --comment {_q(f'{key} cluster IP')} {m} {dst} -j {svc}"
             )
+            nat += [
+                f"-A KUBE-SERVICES -m comment --comment {_q(f'{key} loadbalancer IP')} {m} {d}"
+                f" -j {lb_chain}"
+                for d in lb_dst
+            ]
+        if uses_fw:
+            filt += [
+                f"-A KUBE-PROXY-FIREWALL -m comment --comment"
+                f" {_q(f'{key} traffic not accepted by {sp.fw_chain}')} {m} {d} -j DROP"
+                for d in lb_dst
+            ]
+        if not has_external:
+            filt += [
+                f"-A KUBE-EXTERNAL-SERVICES -m comment --comment {_q(why)} {m} {d} -j {target}"
+                for d in lb_dst
+            ]
             if sp.node_port:
                 filt.append(
-                    f"-A KUBE-EXTERNAL-SERVICES -m comment --comment"
-                    f" {_q(f'{key} has no endpoints')} -m addrtype --dst-type LOCAL"
-                    f" {m} --dport {sp.node_port} -j REJECT --reject-with icmp-port-unreachable"
+                    f"-A KUBE-EXTERNAL-SERVICES -m comment --comment {_q(why)}"
+                    f" -m addrtype --dst-type LOCAL {m} --dport {sp.node_port} -j {target}"
                 )
+        if not sp.endpoints:
             continue
-        svc = sp.svc_chain
-        chains["nat"].append(svc)
-        nat.append(
-            f"-A KUBE-SERVICES -m comment --comment {_q(f'{key} cluster IP')} {m} {dst} -j {svc}"
-        )
         src = f"! -s {cluster_cidr} " if cluster_cidr else ""
         nat.append(
             f"-A {svc} -m comment --comment {_q(f'{key} cluster IP')} {m} {dst} {src}-j KUBE-MARK-MASQ"
         )
         if sp.node_port:
-            ext = sp.ext_chain
-            chains["nat"].append(ext)
             nodeports.append(
                 f"-A KUBE-NODEPORTS -m comment --comment {_q(key)} {m} --dport {sp.node_port} -j {ext}"
             )
+        if sp.externally_accessible:
+            chains["nat"].append(ext)
             if not sp.external_local:
                 nat.append(
                     f"-A {ext} -m comment --comment {_q(f'masquerade traffic for {key} external destinations')} -j KUBE-MARK-MASQ"
@@ -358,14 +427,22 @@ def iptables_ruleset(
                 )
                 if sp.local_endpoints:
                     nat.append(f"-A {ext} -j {sp.svl_chain}")
-                else:
-                    filt.append(
-                        f"-A KUBE-EXTERNAL-SERVICES -m comment --comment"
-                        f" {_q(f'{key} has no local endpoints')} -m addrtype --dst-type LOCAL"
-                        f" {m} --dport {sp.node_port} -j DROP"
-                    )
+        if uses_fw:
+            fw = sp.fw_chain
+            chains["nat"].append(fw)
+            head = f"-A {fw} -m comment --comment {_q(f'{key} loadbalancer IP')}"
+            nat += [f"{head} -s {cidr} -j {ext}" for cidr in sp.lb_source_ranges]
+            if node_ip and any(
+                ipaddress.ip_address(node_ip) in ipaddress.ip_network(c)
+                for c in sp.lb_source_ranges
+            ):  # a VIP on this host answers a request from the host with itself as source
+                nat += [f"{head} -s {ip}/32 -j {ext}" for ip in sp.lb_ips]
+            nat.append(
+                f"-A {fw} -m comment --comment"
+                f" {_q(f'other traffic to {key} will be dropped by KUBE-PROXY-FIREWALL')}"
+            )
         nat += _balance(sp, svc, sp.endpoints)
-        if sp.node_port and sp.external_local and sp.local_endpoints:
+        if sp.externally_accessible and sp.external_local and sp.local_endpoints:
             chains["nat"].append(sp.svl_chain)
             nat += _balance(sp, sp.svl_chain, sp.local_endpoints)
         for ep in _sorted({*sp.endpoints, *sp.local_endpoints}):

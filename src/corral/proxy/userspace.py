@@ -10,6 +10,9 @@ Where it listens:
 
 - ``<nodeIP or 0.0.0.0>:<nodePort>`` for NodePort Services (``bind_node_ports``: the
   address, default ``0.0.0.0``, so ``127.0.0.1:<nodePort>`` works too);
+- ``<load-balancer ingress IP>:<port>`` for each ingress address (``ipMode: VIP``) that
+  is an address of this host (a node's InternalIP, as k3s' ServiceLB hands out); a pool
+  address configured nowhere is the kernel path's job (iptables mode DNATs it);
 - ``<clusterIP>:<port>`` only where the ClusterIP is an address of this host. Without
   root it cannot be (the limitation of this mode: non-root users reach Services through
   their nodePorts); with ``own_cluster_ips`` (root) the backend adds each ClusterIP as a
@@ -26,6 +29,7 @@ import contextlib
 import functools
 import logging
 import random
+import socket
 import time
 from dataclasses import dataclass, field
 
@@ -59,6 +63,16 @@ class _Target:
         if self.affinity_seconds:
             self.affinity[client_ip] = (ep, now)
         return ep
+
+
+def is_local_address(ip: str) -> bool:
+    """Whether ``ip`` is an address of this host (a socket can bind it)."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind((ip, 0))
+        return True
+    except OSError:
+        return False
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -112,6 +126,9 @@ class UserspaceBackend:
                 want[(sp.cluster_ip, sp.port)] = target
             if sp.node_port:
                 want[(self.node_port_address, sp.node_port)] = target
+            for ip in sp.lb_ips:
+                if (ip, sp.port) not in want and is_local_address(ip):
+                    want[(ip, sp.port)] = target
         return want
 
     async def sync(self, ports: list[ServicePort]) -> None:
@@ -121,7 +138,7 @@ class UserspaceBackend:
             self._targets.pop(addr, None)
             server.close()
         if self.own_cluster_ips:
-            ips = {a[0] for a in want if a[0] != self.node_port_address}
+            ips = {sp.cluster_ip for sp in ports if (sp.cluster_ip, sp.port) in want}
             for ip in sorted(ips - self._owned_ips):
                 await self.run.check("ip", "addr", "replace", f"{ip}/32", "dev", "lo")
                 self._owned_ips.add(ip)

@@ -36,6 +36,7 @@ SESSION_AFFINITIES = ["ClientIP", "None"]
 TRAFFIC_POLICIES = ["Cluster", "Local"]
 ADDRESS_TYPES = ["FQDN", "IPv4", "IPv6"]
 IP_MESSAGE = "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"
+LB_IP_MODES = ["Proxy", "VIP"]
 
 
 def _is_ip(value: Any, version: int | None = None) -> bool:
@@ -227,6 +228,41 @@ class ServiceStrategy(Strategy):
         itp = spec.get("internalTrafficPolicy")
         if itp:
             errs.extend(validate_enum(itp, "spec.internalTrafficPolicy", TRAFFIC_POLICIES))
+        return errs
+
+    def prepare_for_status_update(self, new: Obj, old: Obj) -> None:
+        """As upstream's defaulting: an ingress ``ip`` without ``ipMode`` is a VIP."""
+        super().prepare_for_status_update(new, old)
+        lb = (new.get("status") or {}).get("loadBalancer")
+        for ing in (lb or {}).get("ingress") or [] if isinstance(lb, dict) else []:
+            if isinstance(ing, dict) and ing.get("ip") and ing.get("ipMode") is None:
+                ing["ipMode"] = "VIP"
+
+    def validate_status_update(self, new: Obj, old: Obj) -> list[FieldError]:
+        """Upstream's ValidateLoadBalancerStatus."""
+        lb = (new.get("status") or {}).get("loadBalancer") or {}
+        ingress = lb.get("ingress") or []
+        path = "status.loadBalancer.ingress"
+        if ingress and (new.get("spec") or {}).get("type") != "LoadBalancer":
+            return [forbidden(path, "may only be used when `spec.type` is 'LoadBalancer'")]
+        errs: list[FieldError] = []
+        for i, ing in enumerate(ingress):
+            p = f"{path}[{i}]"
+            ip, mode, host = ing.get("ip") or "", ing.get("ipMode"), ing.get("hostname") or ""
+            if ip and not _is_ip(ip):
+                errs.append(invalid(f"{p}.ip", ip, IP_MESSAGE))
+            if mode is None and ip:
+                errs.append(required(f"{p}.ipMode", "must be specified when `ip` is set"))
+            elif mode is not None and not ip:
+                errs.append(forbidden(f"{p}.ipMode", "may not be specified when `ip` is not set"))
+            elif mode is not None and mode not in LB_IP_MODES:
+                errs.append(not_supported(f"{p}.ipMode", mode, LB_IP_MODES))
+            if host:
+                errs.extend(invalid(f"{p}.hostname", host, m) for m in is_dns1123_subdomain(host))
+                if _is_ip(host):
+                    errs.append(
+                        invalid(f"{p}.hostname", host, "must be a DNS name, not an IP address")
+                    )
         return errs
 
     def validate_update(self, new: Obj, old: Obj) -> list[FieldError]:
