@@ -1,0 +1,428 @@
+"""The aggregation layer: APIServices, their availability, and the proxy to extension servers.
+
+Upstream's kube-aggregator does three things, and so does ``Aggregator``:
+
+- **autoregister**: every group-version this server serves itself has a *local*
+  APIService (``spec.service: null``; ``v1.`` for the core group) with ``Available``
+  True, reason ``Local``; one deleted by hand comes back on the next pass;
+- **availability** (``AvailableConditionController``, Kubernetes 1.32 wording): each
+  non-local APIService is checked when it, its Service or its Endpoints change and every
+  ``CHECK_INTERVAL`` seconds: ``ServiceNotFound``, ``ServicePortError``,
+  ``EndpointsNotFound``, ``MissingEndpoints``, then a ``GET /apis/G/V`` on a backend
+  address (``FailedDiscoveryCheck`` ``failing or missing response from URL: ERR``), else
+  True ``Passed`` ``all checks passed``. The backend's ``APIResourceList`` is published
+  through ``Discovery.set_aggregated`` while it is available, withdrawn when not;
+- **proxy**: ``APIApp.route`` hands any request under ``/apis/G/V/`` that a non-local
+  APIService claims to ``proxy``, which resolves the Service to a ready endpoint address
+  and the port of the matching Endpoints port name (as upstream's endpoint resolver), and
+  relays the request over HTTPS (verified against ``caBundle`` with server name
+  ``<service>.<namespace>.svc``, unless ``insecureSkipTLSVerify``), streaming the answer
+  back. The caller's ``Authorization`` header is forwarded as it is (every client here
+  shares the admin token; upstream sends its front-proxy client certificate and
+  ``X-Remote-User`` instead). No endpoint, or an unavailable APIService: 503 Status
+  ``service unavailable``.
+
+Started by ``apiserver/server.py`` beside the lifecycle loops; reads the watch cache, and
+writes status with ``Registry.update_obj`` (no admission, as a controller in the server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import random
+import ssl
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from corral.api import errors
+from corral.apiserver.discovery import Discovery
+from corral.apiserver.store import Registry, WriteOptions
+from corral.storage.cache import DELETED, Entry, ResourceCache
+
+log = logging.getLogger("corral.aggregator")
+
+Obj = dict[str, Any]
+
+CHECK_INTERVAL = 10.0
+MIN_INTERVAL = 0.5
+AUTOMANAGED = "kube-aggregator.kubernetes.io/automanaged"
+DISCOVERY_TIMEOUT = 5.0
+GROUP = "apiregistration.k8s.io"
+LOCAL_MESSAGE = "Local APIServices are always available"
+#: (groupPriorityMinimum, versionPriority) of the built-in group-versions, as
+#: kube-apiserver's aggregator table; any other local group gets ``DEFAULT_PRIORITY``
+PRIORITIES: dict[tuple[str, str], tuple[int, int]] = {
+    ("", "v1"): (18000, 1),
+    ("apps", "v1"): (17800, 15),
+    ("events.k8s.io", "v1"): (17750, 15),
+    ("autoscaling", "v1"): (17500, 15),
+    ("autoscaling", "v2"): (17500, 30),
+    ("batch", "v1"): (17400, 15),
+    ("policy", "v1"): (17100, 15),
+    ("storage.k8s.io", "v1"): (16800, 15),
+    ("apiextensions.k8s.io", "v1"): (16700, 15),
+    ("scheduling.k8s.io", "v1"): (16600, 15),
+    ("coordination.k8s.io", "v1"): (16500, 15),
+    ("apiregistration.k8s.io", "v1"): (16400, 15),
+    ("discovery.k8s.io", "v1"): (16200, 15),
+}
+DEFAULT_PRIORITY = (1000, 15)
+
+
+def service_unavailable() -> errors.StatusError:
+    return errors.StatusError(503, errors.SERVICE_UNAVAILABLE, "service unavailable")
+
+
+def local_name(group: str, version: str) -> str:
+    return f"{version}.{group}"
+
+
+def condition(status: str, reason: str, message: str) -> Obj:
+    return {"type": "Available", "status": status, "reason": reason, "message": message}
+
+
+def with_condition(obj: Obj, cond: Obj, now: str) -> bool:
+    """Set ``cond`` as the Available condition of ``obj`` (keeping lastTransitionTime
+    when the status did not change); False when nothing changed."""
+    status = obj.setdefault("status", {}) or {}
+    obj["status"] = status
+    conds = [c for c in status.get("conditions") or [] if isinstance(c, dict)]
+    old = next((c for c in conds if c.get("type") == "Available"), None)
+    if old is not None and all(old.get(k) == cond[k] for k in ("status", "reason", "message")):
+        return False
+    new = dict(cond)
+    new["lastTransitionTime"] = (
+        old.get("lastTransitionTime") or now
+        if old is not None and old.get("status") == cond["status"]
+        else now
+    )
+    status["conditions"] = [c for c in conds if c.get("type") != "Available"] + [new]
+    return True
+
+
+def is_available(obj: Obj) -> bool:
+    for c in (obj.get("status") or {}).get("conditions") or []:
+        if isinstance(c, dict) and c.get("type") == "Available":
+            return c.get("status") == "True"
+    return False
+
+
+def service_port_name(service: Obj, port: int) -> str | None:
+    """The name of the Service port numbered ``port`` ("" if unnamed), None if absent."""
+    for p in (service.get("spec") or {}).get("ports") or []:
+        if p.get("port") == port:
+            return str(p.get("name") or "")
+    return None
+
+
+def endpoint_addresses(endpoints: Obj, port_name: str) -> list[tuple[str, int]]:
+    """(ip, port) of every ready address offering the port named ``port_name``."""
+    out: list[tuple[str, int]] = []
+    for subset in endpoints.get("subsets") or []:
+        ports = [p for p in subset.get("ports") or [] if (p.get("name") or "") == port_name]
+        if not ports:
+            continue
+        for a in subset.get("addresses") or []:
+            if a.get("ip"):
+                out.append((str(a["ip"]), int(ports[0].get("port") or 0)))
+    return out
+
+
+def _host(ip: str) -> str:
+    return f"[{ip}]" if ":" in ip else ip
+
+
+class Aggregator:
+    """Local APIServices, availability of the others, and the proxy to them."""
+
+    def __init__(self, registry: Registry, discovery: Discovery, token: str) -> None:
+        self.registry = registry
+        #: presented to backends by the discovery check (the proxy forwards the caller's)
+        self.token = token
+        self.discovery = discovery
+        by = registry.by_gvr
+        self.api_services = by[(GROUP, "v1", "apiservices")]
+        self.services = by[("", "v1", "services")]
+        self.endpoints = by[("", "v1", "endpoints")]
+        self._prefixes = {
+            registry.prefix(i) for i in (self.api_services, self.services, self.endpoints)
+        }
+        self._wake = asyncio.Event()
+        self._session: aiohttp.ClientSession | None = None
+        #: APIService name -> group-version whose backend's discovery is published now
+        self._published: dict[str, str] = {}
+        #: names of the APIServices with a ``spec.service`` (kept by ``_on_change``)
+        self._remote: set[str] = set()
+        self._api_prefix = registry.prefix(self.api_services)
+        for e in registry.rcache(self.api_services).entries.values():
+            self._note(e)
+        registry.cache.listeners.append(self._on_change)
+
+    # --- what the API server routes here ---------------------------------------------------------
+    def claims(self, group: str, version: str) -> Obj | None:
+        """The non-local APIService serving ``group/version``, or None."""
+        name = local_name(group, version)
+        if name not in self._remote:
+            return None
+        e = self.registry.entry(self.api_services, "", name)
+        if e is None:
+            return None
+        obj = e.obj()
+        return obj if (obj.get("spec") or {}).get("service") else None
+
+    async def proxy(self, request: web.Request, api_service: Obj) -> web.StreamResponse:
+        """Relay ``request`` to the backend of ``api_service``."""
+        if not is_available(api_service):
+            raise service_unavailable()
+        spec = api_service.get("spec") or {}
+        targets = self._resolve(spec)
+        if not targets:
+            raise service_unavailable()
+        ip, port = random.choice(targets)
+        url = f"https://{_host(ip)}:{port}{request.raw_path}"
+        headers = {
+            k: v
+            for k, v in request.headers.items()
+            if k.lower() in ("authorization", "accept", "content-type", "user-agent")
+        }
+        body = await request.read() if request.can_read_body else None
+        svc = spec.get("service") or {}
+        try:
+            upstream = await self._client().request(
+                request.method,
+                url,
+                headers=headers,
+                data=body,
+                ssl=self._ssl(spec),
+                server_hostname=f"{svc.get('name')}.{svc.get('namespace')}.svc",
+                allow_redirects=False,
+            )
+        except (aiohttp.ClientError, OSError, TimeoutError) as e:
+            log.warning("proxying %s to %s: %s", request.path, url, e)
+            raise errors.StatusError(
+                503, errors.SERVICE_UNAVAILABLE, f"error trying to reach service: {e}"
+            ) from e
+        async with upstream:
+            out = web.StreamResponse(status=upstream.status)
+            for k in ("Content-Type", "Cache-Control"):
+                if k in upstream.headers:
+                    out.headers[k] = upstream.headers[k]
+            await out.prepare(request)
+            async for chunk in upstream.content.iter_any():
+                await out.write(chunk)
+            await out.write_eof()
+            return out
+
+    def _resolve(self, spec: Obj) -> list[tuple[str, int]]:
+        svc = spec.get("service") or {}
+        ns, name = svc.get("namespace") or "", svc.get("name") or ""
+        s = self.registry.entry(self.services, ns, name)
+        ep = self.registry.entry(self.endpoints, ns, name)
+        if s is None or ep is None:
+            return []
+        port_name = service_port_name(s.obj(), int(svc.get("port") or 443))
+        if port_name is None:
+            return []
+        return endpoint_addresses(ep.obj(), port_name)
+
+    def _ssl(self, spec: Obj) -> ssl.SSLContext | bool:
+        if spec.get("insecureSkipTLSVerify"):
+            return False
+        ctx = ssl.create_default_context()
+        ca = spec.get("caBundle")
+        if ca:
+            ctx.load_verify_locations(cadata=base64.b64decode(ca).decode())
+        return ctx
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=5)
+            self._session = aiohttp.ClientSession(timeout=timeout, auto_decompress=False)
+        return self._session
+
+    # --- the loops ----------------------------------------------------------------------------
+    def _note(self, e: Entry, deleted: bool = False) -> None:
+        name = e.key[len(self._api_prefix) :]
+        if not deleted and (e.obj().get("spec") or {}).get("service"):
+            self._remote.add(name)
+        else:
+            self._remote.discard(name)
+
+    def _on_change(self, type_: str, e: Entry, prev: Entry | None, rc: ResourceCache) -> None:
+        if rc.prefix == self._api_prefix:
+            self._note(e, type_ == DELETED)
+        if rc.prefix in self._prefixes:
+            self._wake.set()
+
+    async def run(self) -> None:
+        """Run until cancelled."""
+        try:
+            while True:
+                self._wake.clear()
+                try:
+                    await self.ensure_local()
+                    await self.check_all()
+                except errors.StatusError as e:
+                    log.warning("aggregator pass failed: %s", e.message)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(CHECK_INTERVAL):
+                        await self._wake.wait()
+                await asyncio.sleep(MIN_INTERVAL)  # a burst of changes makes one pass
+        finally:
+            if self._session is not None:
+                await self._session.close()
+
+    def local_group_versions(self) -> list[tuple[str, str]]:
+        seen: dict[tuple[str, str], None] = {}
+        for info in self.registry.resources:
+            seen.setdefault((info.group, info.version), None)
+        return list(seen)
+
+    async def ensure_local(self) -> None:
+        """Create the missing local APIServices (autoregister) and mark them Available;
+        remove the automanaged ones of group-versions no longer served (a CRD's)."""
+        opts = WriteOptions(field_manager="corral-apiserver")
+        now = self.registry.now()
+        local = self.local_group_versions()
+        names = {local_name(g, v) for g, v in local}
+        for e in list(self.registry.rcache(self.api_services).entries.values()):
+            cur = e.obj()
+            auto = AUTOMANAGED in (cur["metadata"].get("labels") or {})
+            if (
+                auto
+                and not (cur.get("spec") or {}).get("service")
+                and cur["metadata"]["name"] not in names
+            ):
+                await self.registry.force_delete(self.api_services, e.key)
+        for group, version in local:
+            name = local_name(group, version)
+            entry = self.registry.entry(self.api_services, "", name)
+            if entry is None:
+                gpm, vp = PRIORITIES.get((group, version), DEFAULT_PRIORITY)
+                obj = {
+                    "metadata": {
+                        "name": name,
+                        "labels": {AUTOMANAGED: "onstart"},
+                    },
+                    "spec": {
+                        "service": None,
+                        "group": group,
+                        "version": version,
+                        "groupPriorityMinimum": gpm,
+                        "versionPriority": vp,
+                    },
+                }
+                with contextlib.suppress(errors.StatusError):
+                    await self.registry.create(self.api_services, "", obj, opts)
+                entry = self.registry.entry(self.api_services, "", name)
+                if entry is None:
+                    continue
+            if (entry.obj().get("spec") or {}).get("service"):
+                continue  # taken over by an extension server
+            await self._set_condition(name, condition("True", "Local", LOCAL_MESSAGE), now)
+
+    async def _set_condition(self, name: str, cond: Obj, now: str) -> None:
+        """Write ``cond`` as the Available condition of ``name`` unless it is already so."""
+        key = self.registry.key(self.api_services, "", name)
+        entry = self.registry.rcache(self.api_services).entries.get(key)
+        if entry is not None and with_condition(entry.obj(), cond, now):
+            await self.registry.update_obj(
+                self.api_services, key, lambda o: with_condition(o, cond, now)
+            )
+
+    async def check_all(self) -> None:
+        checks = []
+        for e in list(self.registry.rcache(self.api_services).entries.values()):
+            obj = e.obj()
+            if (obj.get("spec") or {}).get("service"):
+                checks.append(self.check(obj))
+            else:
+                self._withdraw(obj["metadata"]["name"])
+        for name in list(self._published):
+            if self.registry.entry(self.api_services, "", name) is None:
+                self._withdraw(name)
+        await asyncio.gather(*checks)
+
+    def _withdraw(self, name: str) -> None:
+        gv = self._published.pop(name, None)
+        if gv is not None:
+            self.discovery.set_aggregated(gv, None)
+
+    async def check(self, obj: Obj) -> None:
+        """One availability check of a non-local APIService (upstream's ``sync``)."""
+        name = obj["metadata"]["name"]
+        spec = obj.get("spec") or {}
+        svc = spec.get("service") or {}
+        ns, sname, port = svc.get("namespace") or "", svc.get("name") or "", svc.get("port") or 443
+        now = self.registry.now()
+        cond = self._static_check(ns, sname, int(port))
+        resources: Obj | None = None
+        if cond is None:
+            cond, resources = await self._discovery_check(spec)
+        if resources is not None:
+            gv = f"{spec.get('group')}/{spec.get('version')}"
+            self.discovery.set_aggregated(gv, resources)
+            self._published[name] = gv
+        else:
+            self._withdraw(name)
+        await self._set_condition(name, cond, now)
+
+    def _static_check(self, ns: str, name: str, port: int) -> Obj | None:
+        s = self.registry.entry(self.services, ns, name)
+        if s is None:
+            return condition("False", "ServiceNotFound", f'service/{name} in "{ns}" is not present')
+        service = s.obj()
+        if ((service.get("spec") or {}).get("type") or "ClusterIP") != "ClusterIP":
+            return None
+        port_name = service_port_name(service, port)
+        if port_name is None:
+            return condition(
+                "False",
+                "ServicePortError",
+                f'service/{name} in "{ns}" is not listening on port {port}',
+            )
+        ep = self.registry.entry(self.endpoints, ns, name)
+        if ep is None:
+            return condition(
+                "False", "EndpointsNotFound", f'cannot find endpoints for service/{name} in "{ns}"'
+            )
+        if not endpoint_addresses(ep.obj(), port_name):
+            return condition(
+                "False",
+                "MissingEndpoints",
+                f'endpoints for service/{name} in "{ns}" have no addresses with port name "{port_name}"',
+            )
+        return None
+
+    async def _discovery_check(self, spec: Obj) -> tuple[Obj, Obj | None]:
+        targets = self._resolve(spec)
+        if not targets:
+            svc = spec.get("service") or {}
+            msg = f'no endpoints available for service "{svc.get("name")}"'
+            return condition("False", "FailedDiscoveryCheck", msg), None
+        ip, port = random.choice(targets)
+        url = f"https://{_host(ip)}:{port}/apis/{spec.get('group')}/{spec.get('version')}"
+        try:
+            async with asyncio.timeout(DISCOVERY_TIMEOUT):
+                headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json"}
+                async with self._client().get(url, ssl=False, headers=headers) as resp:
+                    body = await resp.read()
+                    if not 200 <= resp.status < 300:
+                        msg = f"bad status from {url}: {resp.status}"
+                        return condition("False", "FailedDiscoveryCheck", msg), None
+        except (aiohttp.ClientError, OSError, TimeoutError) as e:
+            msg = f"failing or missing response from {url}: {e or type(e).__name__}"
+            return condition("False", "FailedDiscoveryCheck", msg), None
+        try:
+            resources = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            resources = None
+        if not isinstance(resources, dict):
+            resources = None
+        return condition("True", "Passed", "all checks passed"), resources
