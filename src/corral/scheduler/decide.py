@@ -76,6 +76,8 @@ class Filtered:
     rejected_by: dict[str, Index] = field(default_factory=dict)
     #: one example row per reason
     example: dict[str, int] = field(default_factory=dict)
+    #: a PreFilter rejection: every row failed with this message (``reasons`` is empty)
+    pre_filter: str = ""
 
 
 @functools.lru_cache(maxsize=16)
@@ -118,6 +120,11 @@ def run_filters(
     unresolvable = np.zeros(n, dtype=np.bool_)
     rejected_by: dict[str, Index] = {}
     for name in profile.filters:
+        pre = getattr(plugins.get(name), "pre_filter", None)
+        if pre is not None and (msg := pre(pod)):
+            unresolvable[:] = True
+            return Filtered(np.zeros(0, dtype=np.intp), {}, unresolvable, pre_filter=msg)
+    for name in profile.filters:
         plugin = plugins.get(name)
         if plugin is None or not hasattr(plugin, "filter") or not len(cand):
             continue
@@ -141,11 +148,16 @@ def run_filters(
     return Filtered(cand, reasons, unresolvable, rejected_by, example)
 
 
-def fit_error(num_nodes: int, reasons: dict[str, int], post_filter: str = "") -> str:
-    """Kubernetes' FitError text: ``0/N nodes are available: <count reason>, ... .``"""
+def fit_error(
+    num_nodes: int, reasons: dict[str, int], post_filter: str = "", pre_filter: str = ""
+) -> str:
+    """Kubernetes' FitError text: ``0/N nodes are available: <count reason>, ... .``
+    (or ``0/N nodes are available: <pre-filter message>.``), then the post-filter's."""
     msg = f"0/{num_nodes} nodes are available:"
     parts = sorted(f"{count} {reason}" for reason, count in reasons.items())
-    if parts:
+    if pre_filter:
+        msg += f" {pre_filter}."
+    elif parts:
         msg += f" {', '.join(parts)}."
     if post_filter:
         msg += f" {post_filter}."
@@ -232,14 +244,14 @@ def decide(
         filtered = run_filters(pod, table, profile, plugins)
     feasible = filtered.feasible
     if not len(feasible):
-        message = fit_error(n, filtered.reasons)
+        message = fit_error(n, filtered.reasons, pre_filter=filtered.pre_filter)
         found = None
         if preemption:
             from corral.scheduler.preemption import preempt
 
             found, post = preempt(pod, table, profile, plugins, filtered)
             if post:
-                message = fit_error(n, filtered.reasons, post)
+                message = fit_error(n, filtered.reasons, post, filtered.pre_filter)
         miss = nearest_miss(pod, table, filtered)
         return Decision(None, message, filtered.reasons, 0, n, miss, found)
     evaluated = n

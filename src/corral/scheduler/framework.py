@@ -10,6 +10,8 @@ nodes at once instead of a Python loop per node. A plugin is a small class with 
   string exactly as Kubernetes words it (``Insufficient cpu``, ``node(s) didn't match
   Pod's node affinity/selector``...) and a boolean mask aligned with ``candidates``; a
   node may fail for several reasons of the same plugin (cpu and memory).
+- ``pre_filter(pod) -> str`` (optional, beside ``filter``): a non-empty message rejects
+  every node at once, as Kubernetes' PreFilter does (``0/N nodes are available: msg.``);
 - ``score(pod, table, feasible) -> np.ndarray``: a score in [0, 100] per row of
   ``feasible``; the framework multiplies by the plugin's weight and sums.
 
@@ -74,6 +76,10 @@ class PodInfo:
         default_factory=lambda: np.zeros(2, dtype=np.int64)
     )
     start_time: str = ""  # status.startTime (preemption prefers younger victims)
+    #: names of the PersistentVolumeClaims the pod's volumes use (empty for most pods)
+    claims: tuple[str, ...] = ()
+    #: those claims resolved by the scheduler for one attempt (``volumebinding.PodVolumes``)
+    volumes: Any = None
 
 
 class NodeTableView(Protocol):
@@ -90,6 +96,8 @@ class NodeTableView(Protocol):
     taints: list[list[Obj]]
     #: per node, the (hostIP, protocol, hostPort) in use by its pods
     used_ports: list[set[tuple[str, str, int]]]
+    #: names of the nodes whose agent keeps local-path volumes (``LOCAL_PATH_ROOT``)
+    local_path_nodes: set[str]
 
     def pods_on(self, row: int) -> list[PodInfo]: ...
 
@@ -152,6 +160,7 @@ class Profile:
         "NodeAffinity",
         "NodePorts",
         "NodeResourcesFit",
+        "VolumeBinding",
         "PodTopologySpread",
         "InterPodAffinity",
     )

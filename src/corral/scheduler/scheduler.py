@@ -47,6 +47,7 @@ from corral.scheduler.framework import PodInfo, Profile
 from corral.scheduler.preemption import Preemption
 from corral.scheduler.queue import SchedulingQueue
 from corral.scheduler.snapshot import NodeTable, is_terminal, pod_info
+from corral.scheduler.volumes import VolumeCache
 from corral.util.clock import Clock, SystemClock, rfc3339
 
 log = logging.getLogger("corral.scheduler")
@@ -108,6 +109,8 @@ class Scheduler:
         self.classes = Informer(client, PRIORITY_CLASSES)
         self.pods.add_handler(self._on_pod)
         self.nodes.add_handler(self._on_node)
+        #: claims, volumes and storage classes, for pods with persistentVolumeClaim volumes
+        self.storage = VolumeCache(client, self._moved)
         self.stats = Stats()
         self.instance = f"{name}-{socket.gethostname()}"
         #: the Scheduled Events of bound pods, written by their own task (events.py)
@@ -138,7 +141,7 @@ class Scheduler:
         """Watch and schedule until cancelled."""
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
-            for inf in (self.classes, self.nodes, self.pods):
+            for inf in (self.classes, self.nodes, self.pods, *self.storage.informers):
                 tg.create_task(inf.run(), name=f"scheduler-informer-{inf.resource.plural}")
             tg.create_task(self.scheduled_events.run(), name="scheduler-events")
             for inf in (self.classes, self.nodes, self.pods):
@@ -293,6 +296,11 @@ class Scheduler:
         info = pod_info(pod)
         if info.priority == 0 and spec.get("priority") is None:
             info.priority = self.priority(pod)
+        if info.claims:
+            if not self.storage.synced():  # (the scheduler does not wait for these at start)
+                self.queue.backoff(key)
+                return
+            info.volumes = self.storage.resolve(info)
         waiting = self._waiting_for_victims(key)
         held = self._hold_nominated(info)
         try:
@@ -335,6 +343,22 @@ class Scheduler:
 
     async def _bind(self, pod: PodInfo, node: str) -> None:
         meta = pod.obj["metadata"]
+        if pod.volumes is not None and pod.volumes.unbound:
+            row = self.table.row(node)
+            labels = self.table.labels[row] if row is not None else {}
+            try:
+                failed = await self.storage.prebind(pod, node, labels)
+            except Exception:
+                self._forget(pod.key, node)
+                self.queue.backoff(pod.key)
+                raise
+            if failed:
+                self.stats.binding_failed += 1
+                self._forget(pod.key, node)
+                self.queue.backoff(pod.key)
+                self._wake.set()
+                await self._event(pod.obj, FAILED_SCHEDULING, failed, "Warning", pod.uid)
+                return
         body = {
             "apiVersion": "v1",
             "kind": "Binding",

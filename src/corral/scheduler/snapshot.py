@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from corral.api.quantity import milli_value, parse_quantity, value
+from corral.api.volumes import LOCAL_PATH_ROOT
 from corral.scheduler.framework import RESOURCES, Index, Mask, Obj, PodInfo
 
 #: Kubernetes' scoring defaults for a container that requests no cpu / memory
@@ -119,6 +120,19 @@ def pod_info(pod: Obj) -> PodInfo:
         preemption_policy=spec.get("preemptionPolicy") or "PreemptLowerPriority",
         nonzero_requests=np.array(_effective(spec, nonzero=True), dtype=np.int64),
         start_time=(pod.get("status") or {}).get("startTime") or "",
+        claims=_claims(spec),
+    )
+
+
+def _claims(spec: Obj) -> tuple[str, ...]:
+    """The claim names of ``spec.volumes`` (what the VolumeBinding plugin resolves)."""
+    vols = spec.get("volumes")
+    if not vols:
+        return ()
+    return tuple(
+        str(v["persistentVolumeClaim"].get("claimName", ""))
+        for v in vols
+        if v.get("persistentVolumeClaim") is not None
     )
 
 
@@ -155,6 +169,7 @@ class NodeTable:
         self.labels: list[dict[str, str]] = []
         self.taints: list[list[Obj]] = []
         self.used_ports: list[set[tuple[str, str, int]]] = []
+        self.local_path_nodes: set[str] = set()  # nodes annotated with LOCAL_PATH_ROOT
         self._pods: list[dict[str, PodInfo]] = []
         self._rows: dict[str, int] = {}
         self._pod_node: dict[str, str] = {}  # pod key -> node name (known or not)
@@ -281,9 +296,14 @@ class NodeTable:
                 self._taint_cache = None
         self._alloc[r] = alloc
         self._unsched[r] = bool(spec.get("unschedulable"))
+        if (meta.get("annotations") or {}).get(LOCAL_PATH_ROOT):
+            self.local_path_nodes.add(name)
+        else:
+            self.local_path_nodes.discard(name)
 
     def remove_node(self, name: str) -> None:
         """Drop a node; its pods wait (still accounted to that name) for it to come back."""
+        self.local_path_nodes.discard(name)
         r = self._rows.pop(name, None)
         if r is None:
             return

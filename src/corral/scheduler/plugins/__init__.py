@@ -10,6 +10,7 @@ from corral.scheduler.plugins import (
     nodeunschedulable,
     podtopologyspread,
     tainttoleration,
+    volumebinding,
 )
 
 __all__ = [
@@ -21,4 +22,5 @@ __all__ = [
     "nodeunschedulable",
     "podtopologyspread",
     "tainttoleration",
+    "volumebinding",
 ]

@@ -1,0 +1,316 @@
+"""PersistentVolumeClaims on this node: the host directory a pod's claim mounts, and the
+removal of local-path volumes once their PersistentVolume is deleted.
+
+Two callers:
+
+- ``VolumeManager.setup`` (``agent/volumes.py``) calls :func:`claim_path` for each pod
+  volume of type ``persistentVolumeClaim``: the claim must exist and be Bound, its
+  PersistentVolume must point back at it, and its source must be one this node mounts
+  (``hostPath``, created for ``DirectoryOrCreate``, or ``local``, which must exist). The
+  path is then bind-mounted like a hostPath volume. A claim that is missing or not yet
+  bound is a :class:`ClaimError`: the pod stays in ``ContainerCreating`` with the
+  kubelet's ``FailedMount`` event (``Unable to attach or mount volumes: ...``) and the
+  pod worker tries again with back-off.
+- ``NodeAgent`` (``agent/kubelet.py``) runs a :class:`LocalPathCleaner` beside an
+  informer of PersistentVolumes. A PV that is being deleted, still holds
+  ``LOCAL_PATH_CLEANUP``, names this node in ``LOCAL_PATH_NODE`` and is no longer Bound
+  has its directory removed (only when it lies strictly under this agent's
+  ``LOCAL_PATH_ROOT``: :func:`removable_dir`; nothing else is ever deleted) and then the
+  finalizer dropped, by a patch with the resourceVersion as precondition, retried on a
+  conflict.
+
+The claim and its volume are read with a GET each (:class:`ClientClaimLookup`) when a pod
+starts, so a pod that arrives just after its claim was bound never sees a stale cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import stat
+from pathlib import Path
+from typing import Any, Protocol
+
+from corral.api.errors import StatusError
+from corral.api.volumes import LOCAL_PATH_CLEANUP, LOCAL_PATH_NODE
+from corral.client.rest import PERSISTENT_VOLUME_CLAIMS, PERSISTENT_VOLUMES, Client, Resource
+
+from .objects import ConfigError, VolumeError
+
+log = logging.getLogger("corral.agent.claims")
+
+Obj = dict[str, Any]
+
+CLEANUP_RETRIES = 5
+
+
+class ClaimError(VolumeError):
+    """A claim cannot be used yet (missing, not bound, its volume missing).
+
+    Its event is the kubelet's volume manager's, not ``MountVolume.SetUp failed``.
+    """
+
+    @property
+    def event_message(self) -> str:
+        v = self.volume
+        return (
+            f"Unable to attach or mount volumes: unmounted volumes=[{v}], "
+            f"unattached volumes=[], failed to process volumes=[{v}]: {self.message}"
+        )
+
+
+class ClaimLookup(Protocol):
+    """Read access to claims and volumes; ``None`` means it does not exist.
+
+    Any other failure raises; the pod worker retries the whole step then.
+    """
+
+    async def claim(self, namespace: str, name: str) -> Obj | None: ...
+    async def volume(self, name: str) -> Obj | None: ...
+
+
+class ClientClaimLookup:
+    """:class:`ClaimLookup` over the REST client: a GET per call, 404 becomes ``None``."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    async def _get(self, res: Resource, name: str, namespace: str | None) -> Obj | None:
+        try:
+            return await self._client.get(res, name, namespace)
+        except StatusError as e:
+            if e.code == 404:
+                return None
+            raise
+
+    async def claim(self, namespace: str, name: str) -> Obj | None:
+        return await self._get(PERSISTENT_VOLUME_CLAIMS, name, namespace)
+
+    async def volume(self, name: str) -> Obj | None:
+        return await self._get(PERSISTENT_VOLUMES, name, None)
+
+
+def pv_source(pv: Obj) -> tuple[str, str]:
+    """(host path, hostPath type) of a PersistentVolume this node can mount.
+
+    ``hostPath`` keeps its type; a ``local`` volume must already exist (type ``""``
+    plus an existence check by the caller). Other sources raise ``ConfigError``.
+    """
+    spec = pv.get("spec") or {}
+    if (hp := spec.get("hostPath")) is not None:
+        return str(hp.get("path", "")), str(hp.get("type") or "")
+    if (local := spec.get("local")) is not None:
+        return str(local.get("path", "")), ""
+    kinds = [k for k in spec if k not in _PV_FIELDS]
+    kind = kinds[0] if kinds else "<none>"
+    raise ConfigError(f"volume type {kind} of PersistentVolume is not supported by this node")
+
+
+_PV_FIELDS = frozenset(
+    {
+        "accessModes",
+        "capacity",
+        "claimRef",
+        "mountOptions",
+        "nodeAffinity",
+        "persistentVolumeReclaimPolicy",
+        "storageClassName",
+        "volumeMode",
+        "volumeAttributesClassName",
+    }
+)
+
+
+async def claim_path(
+    lookup: ClaimLookup, namespace: str, volume: str, source: Obj
+) -> tuple[str, str, bool]:
+    """(host path, hostPath type, is a local volume) of the claim a pod volume names.
+
+    Raises :class:`ClaimError` with the kubelet's wording while the claim cannot be used
+    (missing, being deleted, not bound, its volume missing or bound elsewhere), and
+    ``ConfigError`` when the volume's source is not one this node mounts.
+    """
+    name = str(source.get("claimName", ""))
+    where = f"error processing PVC {namespace}/{name}"
+    pvc = await lookup.claim(namespace, name)
+    if pvc is None:
+        raise ClaimError(
+            volume,
+            f"{where}: failed to fetch PVC from API server: "
+            f'persistentvolumeclaims "{name}" not found',
+        )
+    meta = pvc.get("metadata") or {}
+    if meta.get("deletionTimestamp"):
+        raise ClaimError(
+            volume, f"{where}: can't start pod because PVC {namespace}/{name} is being deleted"
+        )
+    phase = str((pvc.get("status") or {}).get("phase") or "")
+    pv_name = str((pvc.get("spec") or {}).get("volumeName") or "")
+    if phase != "Bound" or not pv_name:
+        raise ClaimError(
+            volume,
+            f"{where}: PVC {namespace}/{name} has non-bound phase ({_q(phase)}) "
+            f"or empty pvc.Spec.VolumeName ({_q(pv_name)})",
+        )
+    pv = await lookup.volume(pv_name)
+    if pv is None:
+        raise ClaimError(
+            volume,
+            f'{where}: failed to fetch PV "{pv_name}" from API server: '
+            f'persistentvolumes "{pv_name}" not found',
+        )
+    ref = (pv.get("spec") or {}).get("claimRef")
+    if not ref:
+        raise ClaimError(
+            volume,
+            f'{where}: found PV object "{pv_name}" but it has a nil pv.Spec.ClaimRef '
+            "indicating it is not yet bound to the claim",
+        )
+    uid = str(meta.get("uid") or "")
+    if ref.get("uid") and uid and ref["uid"] != uid:
+        raise ClaimError(
+            volume,
+            f'{where}: found PV object "{pv_name}" but its pv.Spec.ClaimRef.UID '
+            f'("{ref["uid"]}") does not point to claim.UID ("{uid}")',
+        )
+    path, kind = pv_source(pv)
+    if not path.startswith("/"):
+        raise ConfigError(f"invalid path {path!r} of PersistentVolume {pv_name}")
+    return path, kind, "local" in (pv.get("spec") or {})
+
+
+def _q(s: str) -> str:
+    return f'"{s}"'
+
+
+# --- local-path cleanup -----------------------------------------------------------------------
+
+
+def removable_dir(root: str, path: str) -> Path | None:
+    """``path`` if it is a directory this agent may delete: strictly below ``root``
+    (after resolving the symlinks of its parents), not itself a symlink, no ``..``.
+    ``None`` otherwise (the caller then deletes nothing)."""
+    if not root or not path.startswith("/") or not root.startswith("/"):
+        return None
+    if ".." in path.split("/"):
+        return None
+    p = Path(os.path.normpath(path))
+    base = Path(os.path.realpath(root))
+    parent = Path(os.path.realpath(p.parent))
+    if p.name in ("", ".", "..") or (parent != base and base not in parent.parents):
+        return None
+    target = parent / p.name
+    try:
+        st = os.lstat(target)
+    except FileNotFoundError:
+        return target  # already gone: nothing to delete, still ours
+    except OSError:
+        return None
+    if stat.S_ISLNK(st.st_mode):
+        return None
+    return target
+
+
+def cleanup_due(pv: Obj, node: str) -> bool:
+    """Whether ``pv`` is a local-path volume of ``node`` whose directory should go now."""
+    meta = pv.get("metadata") or {}
+    if not meta.get("deletionTimestamp") or LOCAL_PATH_CLEANUP not in (
+        meta.get("finalizers") or ()
+    ):
+        return False
+    if (meta.get("annotations") or {}).get(LOCAL_PATH_NODE) != node:
+        return False
+    # a bound volume's data stays until its claim lets it go (pv-protection's rule)
+    return (pv.get("status") or {}).get("phase") != "Bound"
+
+
+class LocalPathCleaner:
+    """Removes the directories of this node's deleted local-path volumes (see module doc).
+
+    ``on_volume`` is an informer handler (never awaits); ``run`` works the queue.
+    """
+
+    def __init__(self, client: Client, node: str, root: str) -> None:
+        self.client = client
+        self.node = node
+        self.root = root
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._pending: set[str] = set()
+
+    def on_volume(self, type_: str, pv: Obj, old: Obj | None) -> None:
+        if type_ == "DELETED" or not cleanup_due(pv, self.node):
+            return
+        name = str((pv.get("metadata") or {}).get("name", ""))
+        if name and name not in self._pending:
+            self._pending.add(name)
+            self._queue.put_nowait(name)
+
+    async def run(self) -> None:
+        while True:
+            name = await self._queue.get()
+            self._pending.discard(name)
+            try:
+                await self.clean(name)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.warning("local-path cleanup of %s failed: %s; retrying", name, e)
+                await asyncio.sleep(2.0)
+                if name not in self._pending:
+                    self._pending.add(name)
+                    self._queue.put_nowait(name)
+
+    async def clean(self, name: str) -> bool:
+        """Remove the directory of PV ``name`` and then its finalizer; False if the PV
+        is gone or no longer due. Raises when the API keeps failing."""
+        for _ in range(CLEANUP_RETRIES):
+            try:
+                pv = await self.client.get(PERSISTENT_VOLUMES, name)
+            except StatusError as e:
+                if e.code == 404:
+                    return False
+                raise
+            if not cleanup_due(pv, self.node):
+                return False
+            path, _kind = pv_source(pv)
+            target = removable_dir(self.root, path)
+            if target is None:
+                log.warning("PV %s: %s is not under %s; leaving it in place", name, path, self.root)
+            else:
+                await asyncio.to_thread(_remove, target)
+                log.info("PV %s: removed %s", name, target)
+            meta = pv["metadata"]
+            rest = [f for f in meta.get("finalizers") or [] if f != LOCAL_PATH_CLEANUP]
+            body = {"metadata": {"finalizers": rest, "resourceVersion": meta["resourceVersion"]}}
+            try:
+                await self.client.patch(PERSISTENT_VOLUMES, name, body)
+                return True
+            except StatusError as e:
+                if e.code == 404:
+                    return False
+                if e.code != 409:
+                    raise
+        raise RuntimeError(f"PV {name}: finalizer still held after {CLEANUP_RETRIES} conflicts")
+
+
+def _remove(target: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink()
+
+
+__all__ = [
+    "ClaimError",
+    "ClaimLookup",
+    "ClientClaimLookup",
+    "LocalPathCleaner",
+    "claim_path",
+    "cleanup_due",
+    "pv_source",
+    "removable_dir",
+]
