@@ -47,6 +47,8 @@ def start_server(
     args = list(extra or [])
     if not controllers:
         args.append("--no-controllers")
+        if "--metric-resolution" not in args:  # the metrics server only where asked for
+            args.append("--no-metrics-server")
     return ServerProcess.start(data_dir, port=port, extra=args, timeout=30.0)
 
 

@@ -217,7 +217,8 @@ async def test_pods_have_stable_identity_and_revision(cluster: Cluster) -> None:
         assert labels[POD_NAME_LABEL] == f"web-{i}" and labels[POD_INDEX_LABEL] == str(i)
         assert labels[REVISION_LABEL] == st["updateRevision"]
         assert (p["spec"]["hostname"], p["spec"]["subdomain"]) == (f"web-{i}", "web")
-        assert {"name": "data", "emptyDir": {}} in p["spec"]["volumes"]
+        claim = {"name": "data", "persistentVolumeClaim": {"claimName": f"data-web-{i}"}}
+        assert claim in p["spec"]["volumes"]
         assert p["metadata"]["ownerReferences"][0]["kind"] == "StatefulSet"
     events = await cluster.events("web")
     assert "create Pod web-0 in StatefulSet web successful" in events

@@ -27,13 +27,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import hashlib
+import hmac
 import logging
 import re
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from aiohttp import web
 
 from corral.api.errors import StatusError
 from corral.client.informer import Informer, WorkQueue, key_of
@@ -54,6 +58,7 @@ from .node import (
     run_loop,
     serve_until_signalled,
 )
+from .resource_metrics import hollow_sample, render
 
 log = logging.getLogger("corral.agent.hollow")
 
@@ -353,12 +358,20 @@ def slim(pod: Obj) -> Obj:
     out_spec: Obj = {k: spec[k] for k in ("nodeName", "restartPolicy") if k in spec}
     for k in ("containers", "initContainers"):
         if spec.get(k):
-            out_spec[k] = [{"name": c.get("name"), "image": c.get("image")} for c in spec[k]]
+            out_spec[k] = [_slim_container(c) for c in spec[k]]
     return {
         "metadata": {k: meta[k] for k in _META_KEPT if k in meta},
         "spec": out_spec,
         "status": pod.get("status") or {},
     }
+
+
+def _slim_container(c: Obj) -> Obj:
+    out: Obj = {"name": c.get("name"), "image": c.get("image")}
+    requests = (c.get("resources") or {}).get("requests")
+    if requests:  # what the simulated usage is derived from (``/metrics/resource``)
+        out["resources"] = {"requests": requests}
+    return out
 
 
 class _BoundPods(Informer):
@@ -409,6 +422,7 @@ class HollowAgent:
         grace_cap: float = 1.0,
         workers: int = 32,
         ip_base: int | None = None,
+        metrics_bind: str = "0.0.0.0",
     ) -> None:
         self.client = client
         self.names = list(names)
@@ -426,6 +440,12 @@ class HollowAgent:
             for n in self.names
         ]
         self.uids: dict[str, str] = {}
+        #: where the simulated ``/metrics/resource`` listens (every address by default:
+        #: the nodes' 127.x addresses reach it)
+        self.metrics_bind = metrics_bind
+        self._metrics: web.AppRunner | None = None
+        self._by_ip = {sp.internal_ip: sp.name for sp in self.specs}
+        self._started = self.clock.now()
         self.pods = _BoundPods(client, set(self.names))
         self.pods.add_handler(self._on_pod)
         self.leases = LeaseRenewer(
@@ -446,6 +466,7 @@ class HollowAgent:
     # --- the loop ------------------------------------------------------------------------
     async def run(self) -> None:
         """Register the nodes, then renew leases and run pods until cancelled."""
+        await self._serve_metrics()
         self.uids.update(await register_nodes(self.client, self.specs, self.clock, self.workers))
         try:
             async with asyncio.TaskGroup() as tg:
@@ -461,6 +482,44 @@ class HollowAgent:
                 handle.cancel()
             self._timers.clear()
             self.queue.close()
+            if self._metrics is not None:
+                await self._metrics.cleanup()
+                self._metrics = None
+
+    # --- /metrics/resource of every node, on one port ---------------------------------------
+    async def _serve_metrics(self) -> None:
+        """Serve the simulated ``/metrics/resource`` (``agent/resource_metrics.py``) of all
+        the nodes on one port of every address: the nodes' InternalIPs are in 127.0.0.0/8,
+        so a scrape of ``<InternalIP>:<port>`` arrives here, and its local address names
+        the node. Published as each node's ``kubeletEndpoint`` (logs and exec have no
+        server here: answered 404)."""
+        app = web.Application()
+        app.router.add_get("/metrics/resource", self._metrics_resource)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.metrics_bind, 0)
+            await site.start()
+        except OSError as e:
+            log.warning("hollow nodes serve no resource metrics: %s", e)
+            await runner.cleanup()
+            return
+        self._metrics = runner
+        port = int(runner.addresses[0][1])
+        self.specs = [dataclasses.replace(sp, kubelet_port=port) for sp in self.specs]
+
+    async def _metrics_resource(self, request: web.Request) -> web.Response:
+        auth = request.headers.get("Authorization", "")
+        token = self.client.config.token
+        if token and not hmac.compare_digest(auth, f"Bearer {token}"):
+            return web.Response(status=401, text="Unauthorized")
+        sock = request.transport.get_extra_info("sockname") if request.transport else None
+        node = self._by_ip.get(str(sock[0]) if sock else "")
+        if node is None:
+            return web.Response(status=404, text="no hollow node has this address")
+        now = self.clock.now()
+        sample = hollow_sample(self.pods.by_index("node", node), self._started, now)
+        return web.Response(text=render(sample), content_type="text/plain")
 
     async def _heartbeat(self) -> None:
         """Refresh each Node's status every ``status_interval`` (the kubelet's report

@@ -11,7 +11,11 @@
    object to the worker and wake it;
 4. once the first list is in, removes what the driver recovered for pods that no longer
    exist, and the Mesos task sandboxes (``DATA/mesos/sandboxes/<uid>``) of such pods;
-5. serves logs and exec to the API server (``agent/server.py``), answering through the
+5. keeps local persistent volumes: its Node carries ``LOCAL_PATH_ROOT`` (``DATA/storage``),
+   claims are mounted through ``claims.ClientClaimLookup``, and a ``LocalPathCleaner``
+   over an informer of PersistentVolumes removes the directories of this node's deleted
+   local-path volumes (``agent/claims.py``);
+6. serves logs and exec to the API server (``agent/server.py``), answering through the
    ``ContainerLookup`` this class implements, and the Mesos executor API to the custom
    executors of its task pods (``agent/mesos_executor.py``).
 
@@ -26,17 +30,20 @@ import contextlib
 import logging
 import os
 import shutil
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from corral.api.conditions import condition_true
 from corral.api.errors import StatusError
+from corral.api.volumes import LOCAL_PATH_ROOT
 from corral.client.events import EventRecorder
 from corral.client.informer import Informer
-from corral.client.rest import NODES, PODS, SERVICES, Client
+from corral.client.rest import NODES, PERSISTENT_VOLUMES, PODS, SERVICES, Client
 from corral.util.clock import Clock, SystemClock
 
+from .claims import ClientClaimLookup, LocalPathCleaner
 from .drivers.base import ContainerHandle, Driver, ExitInfo, Recovered, Sandbox
 from .images import ImageStore
 from .mesos_executor import MesosExecutors
@@ -44,6 +51,7 @@ from .mesos_task import orphan_sandboxes, sandboxes_dir
 from .node import LeaseRenewer, NodeSpec, node_status, register_node
 from .objects import ClientLookup
 from .pods import NodeContext, PodWorker
+from .resource_metrics import ContainerUsage, Sample, node_usage
 from .server import AgentServer
 
 log = logging.getLogger("corral.agent")
@@ -119,6 +127,9 @@ class NodeAgent:
         self.images = images
         self.pods_dir = data_dir / "pods"
         self.pods_dir.mkdir(parents=True, exist_ok=True)
+        #: where local-path volumes live (published in the Node's LOCAL_PATH_ROOT)
+        self.storage_root = (data_dir / "storage").resolve()
+        self.storage_root.mkdir(parents=True, exist_ok=True)
         capacity = host_capacity(data_dir)
         self.ctx = NodeContext(
             client=client,
@@ -136,16 +147,21 @@ class NodeAgent:
             cluster_dns=cluster_dns,
             cluster_domain=cluster_domain,
             mesos_sandboxes=sandboxes_dir(data_dir),
+            claims=ClientClaimLookup(client),
         )
         self.capacity = capacity
         self.services = Informer(client, SERVICES)
         self.ctx.services = lambda: list(self.services.store.values())
         self.server = AgentServer(self, token, node_ip, port)
+        self.server.resource_metrics = self.resource_metrics
         self.executors = MesosExecutors(client, name, node_ip, self.server, clock=self.clock)
         self.server.executors = self.ctx.executors = self.executors
         self.workers: dict[str, PodWorker] = {}
         self.pods = Informer(client, PODS, field_selector=f"spec.nodeName={name}")
         self.pods.add_handler(self._on_pod)
+        self.volumes = Informer(client, PERSISTENT_VOLUMES)
+        self.cleaner = LocalPathCleaner(client, name, str(self.storage_root))
+        self.volumes.add_handler(self.cleaner.on_volume)
         self.ready = asyncio.Event()
         self._recovered: dict[str, tuple[Sandbox | None, list[Recovered]]] = {}
         self._tg: asyncio.TaskGroup | None = None
@@ -162,6 +178,7 @@ class NodeAgent:
             kernel_version=_kernel(),
             kubelet_port=self.server.port,
             pod_cidr=self.pod_cidr,
+            annotations={LOCAL_PATH_ROOT: str(self.storage_root)},
         )
 
     async def run(self) -> None:
@@ -187,6 +204,8 @@ class NodeAgent:
                 await self.services.wait_for_sync()
                 tg.create_task(self.pods.run(), name="agent-pods")
                 tg.create_task(self._heartbeat(), name="agent-node-status")
+                tg.create_task(self.volumes.run(), name="agent-persistentvolumes")
+                tg.create_task(self.cleaner.run(), name="agent-local-path-cleanup")
                 await self.pods.wait_for_sync()
                 tg.create_task(self._remove_orphans(), name="agent-orphans")
                 self.ready.set()
@@ -270,6 +289,34 @@ class NodeAgent:
         finally:
             if self.workers.get(uid) is worker:
                 del self.workers[uid]
+
+    # --- /metrics/resource, for metrics-server (read in a worker thread) -------------------------
+    def resource_metrics(self) -> Sample:
+        """The node's and its running containers' usage now (``agent/resource_metrics.py``)."""
+        sample = Sample(timestamp=time.time())
+        node = node_usage()
+        if node is not None:
+            sample.node_cpu_seconds, sample.node_memory_bytes = node
+        for w in list(self.workers.values()):
+            for c in list(w.st.containers.values()):
+                handle = c.handle
+                if handle is None or not c.running:
+                    continue
+                stats = self.driver.stats(handle)
+                if stats is None:
+                    sample.scrape_error = True
+                    continue
+                sample.containers.append(
+                    ContainerUsage(
+                        w.st.namespace,
+                        w.st.name,
+                        c.name,
+                        stats.cpu_nanos / 1e9,
+                        stats.memory_bytes,
+                        handle.started_at,
+                    )
+                )
+        return sample
 
     # --- ContainerLookup, for the AgentServer ----------------------------------------------------
     def _find(self, ns: str, pod: str) -> PodWorker | None:

@@ -71,6 +71,8 @@ class NodeSpec:
     kernel_version: str = "hollow"
     kubelet_port: int = 10250  # where the agent serves logs and exec (daemonEndpoints)
     pod_cidr: str = ""  # published as spec.podCIDR when the agent was given one
+    #: extra Node annotations (a real agent's ``LOCAL_PATH_ROOT``), kept on re-registration
+    annotations: dict[str, str] = field(default_factory=dict)
 
 
 def parse_labels(text: str) -> dict[str, str]:
@@ -157,6 +159,7 @@ def node_object(spec: NodeSpec, now: float) -> Obj:
             "annotations": {
                 "node.alpha.kubernetes.io/ttl": "0",
                 "volumes.kubernetes.io/controller-managed-attach-detach": "true",
+                **spec.annotations,
             },
         },
         "spec": {"podCIDR": spec.pod_cidr, "podCIDRs": [spec.pod_cidr]} if spec.pod_cidr else {},
@@ -211,6 +214,8 @@ async def register_node(client: Client, spec: NodeSpec, clock: Clock) -> Obj:
         if e.code != 409:
             raise
     patch: Obj = {"metadata": {"labels": body["metadata"]["labels"]}}
+    if spec.annotations:
+        patch["metadata"]["annotations"] = dict(spec.annotations)
     if spec.pod_cidr:
         current = await client.get(NODES, spec.name)
         if not (current.get("spec") or {}).get("podCIDR"):

@@ -52,6 +52,7 @@ from corral.client.events import EventRecorder
 from corral.client.rest import PODS, Client
 from corral.util.clock import Clock
 
+from .claims import ClaimError, ClaimLookup
 from .dns import host_resolv_conf, pod_resolv_conf
 from .drivers.base import (
     CREATE_CONTAINER_ERROR,
@@ -79,6 +80,7 @@ from .mesos_task import (
     task_mounts,
     task_of,
 )
+from .objects import VolumeError
 from .podstate import (
     CONFIG_ERROR,
     CRASH_LOOP,
@@ -128,6 +130,8 @@ class NodeContext:
     cluster_domain: str = "cluster.local"
     #: where Mesos task sandboxes live (None: ``<pods_dir>/../mesos/sandboxes``)
     mesos_sandboxes: Path | None = None
+    #: where persistentVolumeClaim volumes are resolved (None: such volumes are refused)
+    claims: ClaimLookup | None = None
     #: the Mesos executor API of this node (None: custom executors get no endpoint)
     executors: MesosExecutors | None = None
 
@@ -198,7 +202,7 @@ class PodWorker:
         self.wake = asyncio.Event()
         self.gone = False
         self.finished = asyncio.Event()
-        self.volumes = VolumeManager(self.dir, ctx.lookup, ctx.is_root)
+        self.volumes = VolumeManager(self.dir, ctx.lookup, ctx.is_root, claims=ctx.claims)
         self.paths: dict[str, Path] | None = None
         self._volume_retry = 0.0
         self._sandbox_retry = 0.0
@@ -349,10 +353,15 @@ class PodWorker:
                 self.paths = await self.volumes.setup(pod)
                 self._refresh_at = now + VOLUME_REFRESH
             except ConfigError as e:
-                volume = getattr(e, "volume", "")
-                msg = f'MountVolume.SetUp failed for volume "{volume}" : {e}'
+                if isinstance(e, VolumeError):
+                    msg = e.event_message
+                else:
+                    msg = f'MountVolume.SetUp failed for volume "" : {e}'
                 await self._event("Warning", "FailedMount", msg)
-                self._volume_retry = now + max(1.0, self._volume_backoff.after_exit(0))
+                if isinstance(e, ClaimError):  # waits for a binding: look again soon
+                    self._volume_retry = now + CONFIG_RETRY
+                else:
+                    self._volume_retry = now + max(1.0, self._volume_backoff.after_exit(0))
                 return False
         elif now >= self._refresh_at:
             self._refresh_at = now + VOLUME_REFRESH

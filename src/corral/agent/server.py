@@ -22,6 +22,9 @@ this server only serves what the node has:
     A WebSocket: kubectl's SPDY/3.1 tunnel (``SPDY/3.1+portforward.k8s.io``) or the
     ``v4.channel.k8s.io`` port channels, to TCP ports in the pod's network namespace
     (``agent/portforward.py``).
+``GET /metrics/resource``
+    The kubelet's resource metrics (Prometheus text) that metrics-server scrapes
+    (``agent/resource_metrics.py``).
 ``GET /healthz``
     ``ok``, unauthenticated.
 ``POST /api/v1/executor``
@@ -66,6 +69,8 @@ from corral.agent.logs import options_from_query, stream_log
 from corral.agent.mesos_executor import Answer, MesosExecutors
 from corral.agent.portforward import PodNetworks
 from corral.agent.portforward import serve as serve_port_forward
+from corral.agent.resource_metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from corral.agent.resource_metrics import Sample, render
 from corral.api import errors
 from corral.util.eventstream import EventStream
 
@@ -166,6 +171,9 @@ class AgentServer:
         self._executor_runner: web.AppRunner | None = None
         self._extra: dict[str, tuple[web.TCPSite, int]] = {}  # host -> (site, users)
         self._extra_lock = asyncio.Lock()
+        #: reads the node's and its containers' usage for ``/metrics/resource`` (called in
+        #: a worker thread; None: answered 404)
+        self.resource_metrics: Callable[[], Sample] | None = None
         #: log streams being served right now (a client that leaves ends its stream)
         self.active_log_streams = 0
 
@@ -176,6 +184,7 @@ class AgentServer:
         app.router.add_get("/exec/{namespace}/{pod}/{container}", self._exec)
         app.router.add_get("/attach/{namespace}/{pod}/{container}", self._attach)
         app.router.add_get("/portForward/{namespace}/{pod}", self._port_forward)
+        app.router.add_get("/metrics/resource", self._metrics_resource)
         app.router.add_post(EXECUTOR_API, self._executor_call)
         app.router.add_post("/mesos/executor-message", self._executor_message)
         return app
@@ -258,6 +267,14 @@ class AgentServer:
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")
+
+    async def _metrics_resource(self, request: web.Request) -> web.Response:
+        if self.resource_metrics is None:
+            raise errors.StatusError(404, errors.NOT_FOUND, "resource metrics are not served here")
+        sample = await asyncio.to_thread(self.resource_metrics)
+        return web.Response(
+            body=render(sample).encode(), headers={"Content-Type": METRICS_CONTENT_TYPE}
+        )
 
     # --- the Mesos executor API -------------------------------------------------------------
     async def _executor_call(self, request: web.Request) -> web.StreamResponse:

@@ -24,8 +24,12 @@ kubelet's ``AtomicWriter``, so a running container sees an update all at once::
     <vol>/..data -> ..2026_11_27_14_03_45.123456789   swapped by rename(2)
     <vol>/key -> ..data/key                          what the user sees (top-level names)
 
+A ``persistentVolumeClaim`` volume mounts the host path of the claim's bound
+PersistentVolume (``hostPath`` or ``local``), resolved by ``claims.claim_path`` through the
+``ClaimLookup`` the manager was given; its ``readOnly`` makes every mount of it read-only.
+
 Projected ``serviceAccountToken`` and ``clusterTrustBundle`` sources are skipped (Corral
-mints no tokens for pods yet); other volume types (PVCs, CSI, NFS...) are refused.
+mints no tokens for pods yet); other volume types (CSI, NFS...) are refused.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from corral.agent.claims import ClaimLookup, claim_path
 from corral.agent.drivers.base import Mount
 from corral.agent.env import expand, field_ref_value, resource_field_value
 from corral.agent.objects import (
@@ -226,8 +231,10 @@ class VolumeManager:
         is_root: bool,
         *,
         node_allocatable: Mapping[str, str] | None = None,
+        claims: ClaimLookup | None = None,
     ) -> None:
         self.pod_dir = Path(pod_dir)
+        self.claims = claims  # None: persistentVolumeClaim volumes are refused
         self.lookup = lookup
         self.is_root = is_root
         self.node_allocatable = dict(node_allocatable or {})
@@ -285,6 +292,15 @@ class VolumeManager:
         if kind == "hostPath":
             path = str(src.get("path", ""))
             check_host_path(path, str(src.get("type") or ""))
+            return Path(path)
+        if kind == "persistentVolumeClaim" and self.claims is not None:
+            ns = str((pod.get("metadata") or {}).get("namespace") or "default")
+            path, host_type, local = await claim_path(
+                self.claims, ns, str(vol.get("name", "")), src
+            )
+            if local and not os.path.exists(path):
+                raise ConfigError(f'path "{path}" does not exist')
+            check_host_path(path, host_type)
             return Path(path)
         if kind not in _PLUGINS:
             raise ConfigError(f"volume type {kind or '<none>'} is not supported by this node")
@@ -397,8 +413,12 @@ class VolumeManager:
         symlinks) outside the volume. configMap, secret, downwardAPI and projected volumes
         are always read-only, as the kubelet mounts them.
         """
-        kinds = {
-            str(v.get("name", "")): _kind(v) for v in (pod.get("spec") or {}).get("volumes") or []
+        vols = (pod.get("spec") or {}).get("volumes") or []
+        kinds = {str(v.get("name", "")): _kind(v) for v in vols}
+        claims_ro = {
+            str(v.get("name", ""))
+            for v in vols
+            if (v.get("persistentVolumeClaim") or {}).get("readOnly")
         }
         cname = str(container.get("name", ""))
         out: list[Mount] = []
@@ -413,6 +433,7 @@ class VolumeManager:
             if sub:
                 host = _sub_path(host, sub, name, cname)
             read_only = bool(vm.get("readOnly")) or kinds.get(name) in _WRITTEN
+            read_only = read_only or name in claims_ro
             out.append(Mount(str(host), str(vm.get("mountPath", "")), read_only))
         return tuple(out)
 

@@ -33,8 +33,14 @@ TIMEOUT = "Timeout"
 SERVICE_UNAVAILABLE = "ServiceUnavailable"
 
 
+class GoValue(str):
+    """A bad value already rendered as Go prints it (``%#v`` of a struct): shown verbatim."""
+
+
 def _render_value(value: Any) -> str:
     """Render a value the way Go's ``%#v`` does in field errors for common types."""
+    if isinstance(value, GoValue):
+        return str(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
@@ -83,6 +89,8 @@ class FieldError:
             "FieldValueTypeInvalid",
         ):
             text = f"{word}: {_render_value(self.value)}"
+        elif self.type == "FieldValueTooMany" and self.value is not None:
+            text = f"{word}: {_render_value(self.value)}"  # upstream shows the actual count
         else:
             text = word
         if self.detail:

@@ -71,6 +71,7 @@ _KINDS: dict[tuple[str, str], str] = {
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): "ClusterRoleBinding",
     ("networking.k8s.io/v1", "Ingress"): "Ingress",
     ("coordination.k8s.io/v1", "Lease"): "Lease",
+    ("autoscaling/v1", "HorizontalPodAutoscaler"): "HorizontalPodAutoscaler",  # kubectl autoscale
 }
 
 SUPPORTED_KINDS: frozenset[tuple[str, str]] = frozenset(_KINDS)
@@ -161,6 +162,19 @@ _SCHEMA: dict[str, str] = {
     "ResourceQuotaSpec": "1 hard {Quantity}; 2 scopes *s; 3 scopeSelector ScopeSelector",
     "ScopeSelector": "1 matchExpressions *ScopedResourceSelectorRequirement",
     "ScopedResourceSelectorRequirement": "1 scopeName s!; 2 operator s!; 3 values *s",
+    "HorizontalPodAutoscaler": (
+        "1 metadata ObjectMeta; 2 spec HorizontalPodAutoscalerSpec; "
+        "3 status HorizontalPodAutoscalerStatus"
+    ),
+    "HorizontalPodAutoscalerSpec": (
+        "1 scaleTargetRef CrossVersionObjectReference; 2 minReplicas i!; 3 maxReplicas i!; "
+        "4 targetCPUUtilizationPercentage i!"
+    ),
+    "CrossVersionObjectReference": "1 kind s!; 2 name s!; 3 apiVersion s",
+    "HorizontalPodAutoscalerStatus": (
+        "1 observedGeneration i!; 2 lastScaleTime Time; 3 currentReplicas i!; "
+        "4 desiredReplicas i!; 5 currentCPUUtilizationPercentage i!"
+    ),
     "PriorityClass": (
         "1 metadata ObjectMeta; 2 value i!; 3 globalDefault b; 4 description s; "
         "5 preemptionPolicy s!"

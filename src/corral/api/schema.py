@@ -83,6 +83,7 @@ class SchemaNode:
         "name",
         "patch_merge_key",
         "patch_strategy",
+        "preserves_unknown",
         "raw",
     )
 
@@ -103,9 +104,13 @@ class SchemaNode:
         #: a free-form map (``additionalProperties``), e.g. labels or ConfigMap data
         self.is_map: bool = "additionalProperties" in raw and not self.is_object
         self.is_list: bool = "array" in types or "items" in raw
-        #: anything goes (RawExtension, JSON, x-kubernetes-preserve-unknown-fields)
+        #: x-kubernetes-preserve-unknown-fields: fields beyond the known ones are kept
+        #: (decoding and pruning leave such a node alone); with ``properties`` (a CRD
+        #: schema) the known fields still have their schema for merges and apply
+        self.preserves_unknown: bool = bool(raw.get("x-kubernetes-preserve-unknown-fields"))
+        #: anything goes (RawExtension, JSON, x-kubernetes-preserve-unknown-fields alone)
         self.is_opaque: bool = (
-            bool(raw.get("x-kubernetes-preserve-unknown-fields"))
+            (self.preserves_unknown and not self.is_object)
             or not (self.is_object or self.is_map or self.is_list or types or "oneOf" in raw)
             # a bare "object" (FieldsV1, RawExtension, Patch) holds anything
             or (types == {"object"} and not self.is_object and not self.is_map)
@@ -167,7 +172,7 @@ def for_kind(group: str, version: str, kind: str) -> SchemaNode | None:
 def unknown_fields(obj: Any, node: SchemaNode | None, path: str = "") -> list[str]:
     """Paths (``spec.foo``, ``spec.containers[0].bar``) of fields the schema does not know."""
     out: list[str] = []
-    if node is None or node.is_opaque:
+    if node is None or node.is_opaque or node.preserves_unknown:
         return out
     if isinstance(obj, dict):
         if node.is_object:
@@ -196,7 +201,7 @@ def prune_unknown(obj: Any, node: SchemaNode | None, path: str = "") -> list[str
     ``fieldValidation=Strict`` it refuses them, with ``Warn`` it warns (the caller decides).
     """
     out: list[str] = []
-    if node is None or node.is_opaque:
+    if node is None or node.is_opaque or node.preserves_unknown:
         return out
     if isinstance(obj, dict):
         if node.is_object:
@@ -377,7 +382,7 @@ def check_types(
     paths (``spec.containers[0].foo``) appended: pruning and decoding in one walk.
     ``path`` is Go's field path for messages, ``upath`` the indexed one for ``unknown``.
     """
-    if node is None or node.is_opaque:
+    if node is None or node.is_opaque or node.preserves_unknown:
         return obj
     if node.is_object:
         if not isinstance(obj, dict):

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from corral.api import errors
+from corral.apiserver.aggregator import Aggregator
 from corral.apiserver.discovery import AGGREGATED_CT, Discovery, wants_aggregated
 from corral.apiserver.handlers import ResourceHandler, json_response
 from corral.apiserver.openapi import OpenAPIDocs
@@ -46,6 +47,8 @@ class APIApp:
         self.openapi_v2 = OpenAPIV2(openapi)
         self.tokens = tokens
         self.handler = ResourceHandler(registry)
+        #: the aggregation layer (``apiserver/aggregator.py``): None serves no APIService
+        self.aggregator: Aggregator | None = None
         # pods/log and pods/exec reach node agents with the API server's own token
         self.handler.agent_token = min(tokens) if tokens else None
 
@@ -108,6 +111,10 @@ class APIApp:
                 else None,
             )
         parts = path.strip("/").split("/")
+        if len(parts) >= 3 and parts[0] == "apis" and self.aggregator is not None:
+            claimed = self.aggregator.claims(parts[1], parts[2])
+            if claimed is not None:
+                return await self.aggregator.proxy(request, claimed)
         if len(parts) == 2 and parts[0] == "apis" and method == "GET":
             group_doc = self.discovery.group_docs.get(parts[1])
             if group_doc is not None:
@@ -132,5 +139,9 @@ class APIApp:
         if request.method != "GET":
             raise errors.method_not_allowed()
         if wants_aggregated(request.headers.get("Accept", "")):
-            return json_response(aggregated, content_type=AGGREGATED_CT)
+            etag = Discovery.etag(aggregated)
+            headers = {"ETag": etag, "Vary": "Accept"}
+            if etag in request.headers.get("If-None-Match", ""):
+                return web.Response(status=304, headers=headers)
+            return json_response(aggregated, headers=headers, content_type=AGGREGATED_CT)
         return json_response(legacy)

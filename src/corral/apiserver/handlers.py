@@ -283,8 +283,14 @@ class ResourceHandler:
         now = datetime.now(UTC)
         include = request.query.get("includeObject", "Metadata")
         rows = []
+        custom = info.strategy.table_columns()  # a CRD's additionalPrinterColumns
         for o in objs:
-            row: dict[str, Any] = {"cells": tables.row(info.plural, info.group, o, now)}
+            cells = (
+                info.strategy.table_row(o, now)
+                if custom is not None
+                else tables.row(info.plural, info.group, o, now)
+            )
+            row: dict[str, Any] = {"cells": cells}
             if include == "Object":
                 row["object"] = o
             elif include != "None":
@@ -294,7 +300,9 @@ class ResourceHandler:
             "kind": "Table",
             "apiVersion": f"meta.k8s.io/{acc.version}",
             "metadata": {"resourceVersion": rv},
-            "columnDefinitions": tables.columns(info.plural, info.group),
+            "columnDefinitions": custom
+            if custom is not None
+            else tables.columns(info.plural, info.group),
             "rows": rows,
         }
 
@@ -450,6 +458,14 @@ class ResourceHandler:
         ct = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if ct not in PATCH_TYPES:
             raise errors.unsupported_media_type(ct)
+        if ct == STRATEGIC_PATCH and not info.strategy.typed:
+            # custom resources have no Go struct to carry patch strategies
+            raise errors.StatusError(
+                415,
+                errors.UNSUPPORTED_MEDIA_TYPE,
+                "the body of the request was in an unknown format - accepted media types include: "
+                f"application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml ({ct})",
+            )
         opts = self._write_opts(request)
         if opts.force and ct != APPLY_PATCH:
             raise errors.bad_request(
@@ -829,7 +845,9 @@ class ResourceHandler:
         spec_r = _dig(obj, sa.replicas_path) or 0
         status_r = _dig(obj, sa.status_replicas_path) or 0
         sel = _dig(obj, sa.selector_path)
-        if sa.selector_is_map:
+        if isinstance(sel, str):  # a CRD's labelSelectorPath holds the selector string
+            selector = sel
+        elif sa.selector_is_map:
             selector = str(selector_from_map(sel)) if sel else ""
         else:
             selector = str(selector_from_object(sel)) if sel is not None else ""

@@ -46,9 +46,9 @@ class Lifecycle:
         self.event_ttl = event_ttl
         self.queue: asyncio.Queue[tuple[str, str, str]] = asyncio.Queue()
         self._queued: set[tuple[str, str, str]] = set()
-        # views (events.k8s.io Events) share their storage row's prefix: that row owns it
-        stored = [i for i in registry.resources if i.storage is None]
-        self._info_by_prefix = {registry.prefix(i): i for i in stored}
+        # views (events.k8s.io Events) share their storage row's prefix: that row owns it;
+        # the registry keeps this map current as custom resources come and go
+        self._info_by_prefix = registry.by_prefix
         self._ns_info = registry.by_gvr[("", "v1", "namespaces")]
         self._event_seen: dict[str, float] = {}
         self._event_prefixes = {
@@ -265,7 +265,7 @@ class Lifecycle:
                     )
             return
         remaining = 0
-        for rinfo in self.registry.resources:
+        for rinfo in list(self.registry.resources):  # (custom resources come and go)
             if not rinfo.namespaced or rinfo.storage is not None:
                 continue
             rc = self.registry.rcache(rinfo)

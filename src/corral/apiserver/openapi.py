@@ -130,14 +130,18 @@ def convert_definition(name: str, node: Schema) -> Schema:
     return convert_schema(node)
 
 
-def _refs(node: Any) -> Iterable[str]:
-    """Definition names ``node`` refers to (directly, not transitively)."""
+def _refs(node: Any, names: bool = False) -> Iterable[str]:
+    """Definition names ``node`` refers to (directly, not transitively); ``names``: node
+    is a ``properties`` map, whose keys are field names (JSONSchemaProps has a field
+    called ``x-kubernetes-validations``), not extensions."""
     if isinstance(node, dict):
         for key, value in node.items():
-            if key == "$ref" and isinstance(value, str) and value.startswith(_DEFS_PREFIX):
+            if names:
+                yield from _refs(value)
+            elif key == "$ref" and isinstance(value, str) and value.startswith(_DEFS_PREFIX):
                 yield value[len(_DEFS_PREFIX) :]
             elif not key.startswith("x-kubernetes-"):
-                yield from _refs(value)
+                yield from _refs(value, key == "properties")
     elif isinstance(node, list):
         for value in node:
             yield from _refs(value)
@@ -494,6 +498,20 @@ class OpenAPIDocs:
 
     def __init__(self, resources: Sequence[ResourceInfo]) -> None:
         self._resources: dict[str, list[ResourceInfo]] = {}
+        self._docs: dict[str, bytes] = {}
+        self._hashes: dict[str, str] = {}
+        self._converted: dict[str, Schema] = {}
+        #: bumped by every ``set_resources``: ``OpenAPIV2`` rebuilds when it changed
+        self.generation = 0
+        self.set_resources(resources)
+
+    def set_resources(self, resources: Sequence[ResourceInfo]) -> None:
+        """Serve the documents of this set of rows (the registry table plus the custom
+        resources of established CRDs, ``apiserver/crds.py``). Documents of
+        group-versions whose rows are the same objects as before stay cached; the others
+        and the index are rebuilt on next use, with new hashes."""
+        old = self._resources
+        self._resources = {}
         #: definitions the strategies of kinds outside Kubernetes 1.32 declare
         self._declared: dict[str, Schema] = {}
         for res in resources:
@@ -503,11 +521,19 @@ class OpenAPIDocs:
         for name, node in self._declared.items():
             for gvk in node.get("x-kubernetes-group-version-kind", ()):
                 self._gvks.setdefault((gvk.get("group", ""), gvk["version"], gvk["kind"]), name)
+        for gv in set(old) | set(self._resources):
+            before, after = old.get(gv, []), self._resources.get(gv, [])
+            if len(before) != len(after) or any(
+                a is not b for a, b in zip(before, after, strict=True)
+            ):
+                self._docs.pop(gv, None)
+                self._hashes.pop(gv, None)
+                for res in before:
+                    for name in res.strategy.definitions:
+                        self._converted.pop(name, None)
         self._definitions: dict[str, Schema] | None = None
-        self._docs: dict[str, bytes] = {}
-        self._hashes: dict[str, str] = {}
-        self._converted: dict[str, Schema] = {}
         self._index: bytes | None = None
+        self.generation += 1
 
     @property
     def group_versions(self) -> list[str]:

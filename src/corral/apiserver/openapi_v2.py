@@ -599,12 +599,16 @@ class OpenAPIV2:
         self._docs = docs
         self._bodies: dict[str, _Body] = {}
         self._etag = ""
+        self._generation = docs.generation
 
     def document(self) -> Schema:
         """The Swagger 2.0 document as a fresh JSON-shaped dict (not cached)."""
         return build_document(self._docs)
 
     def _build(self) -> dict[str, _Body]:
+        if self._generation != self._docs.generation:  # the served rows changed (CRDs)
+            self._bodies = {}
+            self._generation = self._docs.generation
         if not self._bodies:
             doc = self.document()
             json_data = orjson.dumps(doc)

@@ -29,15 +29,22 @@ from corral.apiserver.admission import (
     NodeUsage,
     PriorityAdmission,
 )
+from corral.apiserver.aggregator import Aggregator
 from corral.apiserver.allocation import ServiceAllocator
 from corral.apiserver.app import APIApp
 from corral.apiserver.certs import ensure_admin_token, ensure_pki_in_child, write_kubeconfig
 from corral.apiserver.children import Children, LoopMain
+from corral.apiserver.crds import CustomResources
 from corral.apiserver.discovery import Discovery
 from corral.apiserver.lifecycle import Lifecycle
 from corral.apiserver.openapi import OpenAPIDocs
 from corral.apiserver.registry.table import RESOURCES
 from corral.apiserver.store import Registry, WriteOptions
+from corral.apiserver.volume_admission import (
+    ClaimResize,
+    DefaultStorageClass,
+    StorageObjectInUseProtection,
+)
 from corral.storage.cache import WatchCache
 from corral.storage.sqlite import SQLiteStorage
 from corral.util.clock import Clock, SystemClock
@@ -93,6 +100,8 @@ class Server:
         chronos_port: int = 0,
         marathon_port: int = 0,
         controllers: bool = False,
+        metrics_server: bool = False,
+        metrics_args: Sequence[str] = (),
         hollow_nodes: int = 0,
         agents: Sequence[Sequence[str]] = (),
         controller_args: Sequence[str] = (),
@@ -130,6 +139,10 @@ class Server:
         #: ``corral marathon`` on this port, a framework on that master (0: off)
         self.marathon_port = marathon_port
         self.controllers = controllers
+        #: ``corral metrics-server`` beside it (its flags: ``--metric-resolution``), on a
+        #: free port, bound like the API server
+        self.metrics_server = metrics_server
+        self.metrics_args = list(metrics_args)
         #: simulated nodes (``corral agent --runtime hollow``) to start beside it
         self.hollow_nodes = hollow_nodes
         #: node agents (``corral agent ARGS...``) to start beside it, one per entry
@@ -160,6 +173,9 @@ class Server:
         registry = Registry(self.storage, self.cache, RESOURCES, self.clock)
         self.registry = registry
         kvs, rev = await self.storage.list("/registry/")
+        # the stored CRDs' resources are registered first, so their objects are cached
+        crds = CustomResources(registry)
+        crds.load(kvs)
         start = max(self.storage.compacted_revision, rev - self.history)
         history = await self.storage.history("/registry/", start)
         self.cache.load(kvs, rev, history, start)
@@ -190,6 +206,19 @@ class Server:
         registry.write_hooks[("", "pods/binding")] = [usage.reserve]
         pdbs = registry.rcache(registry.by_gvr[("policy", "v1", "poddisruptionbudgets")])
         registry.write_hooks[("", "pods/eviction")] = [DisruptionBudgets(pods, pdbs).admit]
+        pvcs = registry.rcache(registry.by_gvr[("", "v1", "persistentvolumeclaims")])
+        pvs = registry.rcache(registry.by_gvr[("", "v1", "persistentvolumes")])
+        storage_classes = registry.rcache(
+            registry.by_gvr[("storage.k8s.io", "v1", "storageclasses")]
+        )
+        registry.write_hooks[("", "persistentvolumeclaims")] = [
+            DefaultStorageClass(pvcs, storage_classes).admit,
+            StorageObjectInUseProtection.for_claims(pvcs).admit,
+            ClaimResize(pvcs, storage_classes).admit,
+        ]
+        registry.write_hooks[("", "persistentvolumes")] = [
+            StorageObjectInUseProtection.for_volumes(pvs).admit
+        ]
         await self._bootstrap(registry)
 
         if self.port == 0:
@@ -204,8 +233,10 @@ class Server:
             ca_pem = pki.ca_pem
         write_kubeconfig(self.kubeconfig, self.url, ca_pem, self.token)
 
-        discovery = Discovery(RESOURCES, f"{self.bind}:{self.port}")
-        api = APIApp(registry, discovery, OpenAPIDocs(RESOURCES), {self.token})
+        discovery = Discovery(registry.resources, f"{self.bind}:{self.port}")
+        api = APIApp(registry, discovery, OpenAPIDocs(registry.resources), {self.token})
+        crds.attach(discovery, api.openapi)
+        aggregator = api.aggregator = Aggregator(registry, discovery, self.token)
         self.runner = web.AppRunner(
             api.build(), handler_cancellation=True, access_log=None, shutdown_timeout=3.0
         )
@@ -214,6 +245,8 @@ class Server:
         await site.start()
         lifecycle = Lifecycle(registry, self.event_ttl)
         self._tasks.append(asyncio.create_task(lifecycle.run(), name="lifecycle"))
+        self._tasks.append(asyncio.create_task(crds.run(), name="crds"))
+        self._tasks.append(asyncio.create_task(aggregator.run(), name="aggregator"))
         if self.scheduler:
             mesos = (
                 ["--mesos-port", str(self.mesos_port), "--mesos-bind", self.bind, *self.mesos_args]
@@ -249,6 +282,9 @@ class Server:
                 )
         if self.controllers:
             self._start_child("controller-manager", self.controller_args)
+        if self.metrics_server:
+            bind = "127.0.0.1" if self.bind in ("", "::") else self.bind
+            self._start_child("metrics-server", ["--port", "0", "--bind", bind, *self.metrics_args])
         if self.hollow_nodes:
             self._start_child(
                 "agent",

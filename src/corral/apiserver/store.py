@@ -126,8 +126,11 @@ class Registry:
         self.storage = storage
         self.cache = cache
         self.clock = clock
-        self.resources = resources
+        self.resources = list(resources)
         self.by_gvr: dict[tuple[str, str, str], ResourceInfo] = {}
+        #: storage prefix -> the row stored there (views excluded), kept current as rows
+        #: come and go (``add_resource``); the lifecycle loops look objects up by it
+        self.by_prefix: dict[str, ResourceInfo] = {}
         self.by_kind: dict[tuple[str, str], ResourceInfo] = {}
         self._caches: dict[tuple[str, str], ResourceCache] = {}
         self._schemas: dict[tuple[str, str, str], SchemaNode | None] = {}
@@ -145,6 +148,44 @@ class Registry:
             if info.strategy.ordered_lists:
                 fields[ResourceCache.ORDER_FIELD] = info.strategy.list_position
             self._caches[(info.group, info.plural)] = cache.register(self.prefix(info), fields)
+            self.by_prefix[self.prefix(info)] = info
+
+    # --- rows added and removed while serving (custom resources) ----------------------------
+    def add_resource(self, info: ResourceInfo) -> ResourceCache:
+        """Serve ``info`` from now on, replacing the row of the same group, version and
+        plural (a CRD's version: ``apiserver/crds.py``). A row with ``storage=None`` owns
+        the cache of its prefix (created on first use, its field functions replaced); a
+        view shares it. Returns that cache."""
+        key = (info.group, info.version, info.plural)
+        old = self.by_gvr.get(key)
+        if old is not None:
+            self.resources.remove(old)
+        self.resources.append(info)
+        self.by_gvr[key] = info
+        self.by_kind[(info.group, info.kind)] = info
+        self._schemas.pop((info.group, info.version, info.kind), None)
+        prefix = self.prefix(info)
+        fields = dict(info.strategy.field_selectors)
+        rc = self.cache.register(prefix, fields)
+        if info.storage is None:
+            rc.field_funcs = fields
+            self.by_prefix[prefix] = info
+        self._caches[(info.group, info.plural)] = rc
+        return rc
+
+    def remove_resource(self, info: ResourceInfo) -> None:
+        """Stop serving ``info`` (its cache stays, for a later ``add_resource``)."""
+        key = (info.group, info.version, info.plural)
+        cur = self.by_gvr.pop(key, None)
+        if cur is None:
+            return
+        self.resources.remove(cur)
+        if self.by_kind.get((cur.group, cur.kind)) is cur:
+            del self.by_kind[(cur.group, cur.kind)]
+        self._schemas.pop((cur.group, cur.version, cur.kind), None)
+        prefix = self.prefix(cur)
+        if self.by_prefix.get(prefix) is cur:
+            del self.by_prefix[prefix]
 
     # --- keys and lookups -------------------------------------------------------------
     @staticmethod
@@ -260,8 +301,11 @@ class Registry:
     def _validate_fields(self, info: ResourceInfo, obj: Obj, opts: WriteOptions) -> list[str]:
         """Drop unknown fields (Strict refuses them, Warn returns warnings), then
         decode the rest by type."""
-        unknown: list[str] = []
-        self._decode_typed(info, obj, unknown=unknown)
+        if info.strategy.typed:
+            unknown: list[str] = []
+            self._decode_typed(info, obj, unknown=unknown)
+        else:
+            unknown = info.strategy.prune(obj)
         problems = [f'unknown field "{p}"' for p in unknown]
         problems += [f'duplicate field "{p}"' for p in opts.duplicates]
         if not problems or opts.field_validation == "Ignore":
@@ -288,6 +332,8 @@ class Registry:
 
     def _fill_status(self, info: ResourceInfo, obj: Obj) -> None:
         status = obj.get("status")
+        if not info.strategy.typed:
+            return
         node = self.schema(info)
         if isinstance(status, dict) and node is not None:
             fill_required(status, node.field("status"))
@@ -698,6 +744,8 @@ class Registry:
                 raise errors.not_found(info.plural, info.group, name)
             obj = entry.obj()
             meta = obj["metadata"]
+            if not meta.get("deletionTimestamp"):
+                info.strategy.prepare_for_delete(obj, self.now())
             if opts.precondition_uid and opts.precondition_uid != meta.get("uid"):
                 raise errors.conflict(
                     info.plural,

@@ -32,6 +32,8 @@ from corral.api.selectors import (
     format_labels,
     try_selector_from_object,
 )
+from corral.apiserver.registry.autoscaling import table_cells
+from corral.apiserver.registry.autoscaling_v1 import HPAV1Converter
 
 Obj = Mapping[str, Any]
 
@@ -100,6 +102,7 @@ _META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 _CORE = "io.k8s.api.core.v1."
 _APPS = "io.k8s.api.apps.v1."
 _BATCH = "io.k8s.api.batch.v1."
+_HPA = "io.k8s.api.autoscaling.v2.HorizontalPodAutoscaler"
 
 
 @functools.cache
@@ -299,10 +302,25 @@ _COLUMNS: dict[tuple[str, str], tuple[_Col, ...]] = {
         _Col("Holder", doc=("io.k8s.api.coordination.v1.LeaseSpec", "holderIdentity")),
         _AGE,
     ),
+    ("autoscaling", "horizontalpodautoscalers"): (
+        _NAME,
+        _Col("Reference", doc=(_HPA + "Spec", "scaleTargetRef")),
+        _Col("Targets", doc=(_HPA + "Spec", "metrics")),
+        _Col("MinPods", doc=(_HPA + "Spec", "minReplicas")),
+        _Col("MaxPods", "integer", (_HPA + "Spec", "maxReplicas")),
+        _Col("Replicas", "integer", (_HPA + "Status", "currentReplicas")),
+        _AGE,
+    ),
     ("apps", "controllerrevisions"): (
         _NAME,
         _Col("Controller", doc="Controller of the object"),
         _Col("Revision", doc=(_APPS + "ControllerRevision", "revision")),
+        _AGE,
+    ),
+    ("apiregistration.k8s.io", "apiservices"): (
+        _NAME,
+        _Col("Service", doc="The reference to the service that hosts this API endpoint."),
+        _Col("Available", doc="Whether this service is available."),
         _AGE,
     ),
     ("scheduling.k8s.io", "priorityclasses"): (
@@ -321,6 +339,49 @@ _COLUMNS: dict[tuple[str, str], tuple[_Col, ...]] = {
         _Col("AddressType", doc=("io.k8s.api.discovery.v1.EndpointSlice", "addressType")),
         _Col("Ports", doc=("io.k8s.api.discovery.v1.EndpointSlice", "ports")),
         _Col("Endpoints", doc=("io.k8s.api.discovery.v1.EndpointSlice", "endpoints")),
+        _AGE,
+    ),
+    ("", "persistentvolumes"): (
+        _NAME,
+        _Col("Capacity", doc=(_CORE + "PersistentVolumeSpec", "capacity")),
+        _Col("Access Modes", doc=(_CORE + "PersistentVolumeSpec", "accessModes")),
+        _Col(
+            "Reclaim Policy", doc=(_CORE + "PersistentVolumeSpec", "persistentVolumeReclaimPolicy")
+        ),
+        _Col("Status", doc=(_CORE + "PersistentVolumeStatus", "phase")),
+        _Col("Claim", doc=(_CORE + "PersistentVolumeSpec", "claimRef")),
+        _Col("StorageClass", doc=(_CORE + "PersistentVolumeSpec", "storageClassName")),
+        _Col(
+            "VolumeAttributesClass",
+            doc=(_CORE + "PersistentVolumeSpec", "volumeAttributesClassName"),
+        ),
+        _Col("Reason", doc=(_CORE + "PersistentVolumeStatus", "reason")),
+        _AGE,
+        _Col("VolumeMode", doc=(_CORE + "PersistentVolumeSpec", "volumeMode"), priority=1),
+    ),
+    ("", "persistentvolumeclaims"): (
+        _NAME,
+        _Col("Status", doc=(_CORE + "PersistentVolumeClaimStatus", "phase")),
+        _Col("Volume", doc=(_CORE + "PersistentVolumeClaimSpec", "volumeName")),
+        _Col("Capacity", doc=(_CORE + "PersistentVolumeClaimStatus", "capacity")),
+        _Col("Access Modes", doc=(_CORE + "PersistentVolumeClaimStatus", "accessModes")),
+        _Col("StorageClass", doc=(_CORE + "PersistentVolumeClaimSpec", "storageClassName")),
+        _Col(
+            "VolumeAttributesClass",
+            doc=(_CORE + "PersistentVolumeClaimSpec", "volumeAttributesClassName"),
+        ),
+        _AGE,
+        _Col("VolumeMode", doc=(_CORE + "PersistentVolumeClaimSpec", "volumeMode"), priority=1),
+    ),
+    ("storage.k8s.io", "storageclasses"): (
+        _NAME,
+        _Col("Provisioner", doc=("io.k8s.api.storage.v1.StorageClass", "provisioner")),
+        _Col("ReclaimPolicy", doc=("io.k8s.api.storage.v1.StorageClass", "reclaimPolicy")),
+        _Col("VolumeBindingMode", doc=("io.k8s.api.storage.v1.StorageClass", "volumeBindingMode")),
+        _Col(
+            "AllowVolumeExpansion",
+            doc=("io.k8s.api.storage.v1.StorageClass", "allowVolumeExpansion"),
+        ),
         _AGE,
     ),
     ("mesos.corral.dev", "frameworks"): (
@@ -1020,6 +1081,23 @@ def _events_v1_row(obj: Obj, now: datetime) -> list[Any]:
     return _event_row(_events_v1_as_core(obj), now)
 
 
+def _api_service_row(obj: Obj, now: datetime) -> list[Any]:
+    svc = _m(obj, "spec").get("service")
+    service = f"{_s(svc, 'namespace')}/{_s(svc, 'name')}" if isinstance(svc, Mapping) else "Local"
+    available = "Unknown"
+    for c in _l(_m(obj, "status"), "conditions"):
+        if isinstance(c, Mapping) and c.get("type") == "Available":
+            status, reason = _s(c, "status"), _s(c, "reason")
+            available = f"{status} ({reason})" if status != "True" and reason else status
+    return [_name(obj), service, available, _age(obj, now)]
+
+
+def _hpa_row(obj: Obj, now: datetime) -> list[Any]:
+    # autoscaling/v1 objects print through their v2 form, as upstream prints the internal one
+    hpa = HPAV1Converter().to_storage(obj) if obj.get("apiVersion") == "autoscaling/v1" else obj
+    return [*table_cells(hpa), _age(obj, now)]
+
+
 def _lease_row(obj: Obj, now: datetime) -> list[Any]:
     return [_name(obj), _s(_m(obj, "spec"), "holderIdentity"), _age(obj, now)]
 
@@ -1130,6 +1208,82 @@ def _marathon_app_row(obj: Obj, now: datetime) -> list[Any]:
     ]
 
 
+_ACCESS_MODE_SHORT = (
+    ("ReadWriteOnce", "RWO"),
+    ("ReadOnlyMany", "ROX"),
+    ("ReadWriteMany", "RWX"),
+    ("ReadWriteOncePod", "RWOP"),
+)
+
+
+def _access_modes(modes: list[Any]) -> str:
+    """``GetAccessModesAsString``: RWO, ROX, RWX, RWOP in that order, comma-joined."""
+    return ",".join(short for mode, short in _ACCESS_MODE_SHORT if mode in modes)
+
+
+def _beta_class(obj: Obj) -> str:
+    """The class named by the beta annotation (``GetPersistentVolume[Claim]Class``)."""
+    return _s(_m(_m(obj, "metadata"), "annotations"), "volume.beta.kubernetes.io/storage-class")
+
+
+def _persistent_volume_row(obj: Obj, now: datetime) -> list[Any]:
+    spec, status = _m(obj, "spec"), _m(obj, "status")
+    ref = spec.get("claimRef")
+    claim = f"{_s(ref, 'namespace')}/{_s(ref, 'name')}" if isinstance(ref, Mapping) else ""
+    phase = "Terminating" if _m(obj, "metadata").get("deletionTimestamp") else _s(status, "phase")
+    storage_class = _s(spec, "storageClassName") or _beta_class(obj)
+    return [
+        _name(obj),
+        str(_m(spec, "capacity").get("storage") or "0"),
+        _access_modes(_l(spec, "accessModes")),
+        _s(spec, "persistentVolumeReclaimPolicy"),
+        phase,
+        claim,
+        storage_class,
+        _s(spec, "volumeAttributesClassName") or "<unset>",
+        _s(status, "reason"),
+        _age(obj, now),
+        _s(spec, "volumeMode") or "<unset>",
+    ]
+
+
+def _persistent_volume_claim_row(obj: Obj, now: datetime) -> list[Any]:
+    spec, status = _m(obj, "spec"), _m(obj, "status")
+    phase = "Terminating" if _m(obj, "metadata").get("deletionTimestamp") else _s(status, "phase")
+    capacity = modes = ""
+    if _s(spec, "volumeName"):
+        modes = _access_modes(_l(status, "accessModes"))
+        capacity = str(_m(status, "capacity").get("storage") or "0")
+    storage_class = _s(spec, "storageClassName") or _beta_class(obj)
+    return [
+        _name(obj),
+        phase,
+        _s(spec, "volumeName"),
+        capacity,
+        modes,
+        storage_class,
+        _s(spec, "volumeAttributesClassName") or "<unset>",
+        _age(obj, now),
+        _s(spec, "volumeMode") or "<unset>",
+    ]
+
+
+def _storage_class_row(obj: Obj, now: datetime) -> list[Any]:
+    annotations = _m(obj, "metadata").get("annotations") or {}
+    default = "true" in (
+        annotations.get("storageclass.kubernetes.io/is-default-class"),
+        annotations.get("storageclass.beta.kubernetes.io/is-default-class"),
+    )
+    return [
+        _name(obj) + (" (default)" if default else ""),
+        _s(obj, "provisioner"),
+        _s(obj, "reclaimPolicy") or "Delete",
+        _s(obj, "volumeBindingMode") or "Immediate",
+        obj.get("allowVolumeExpansion") is True,
+        _age(obj, now),
+    ]
+
+
 def _default_row(obj: Obj, now: datetime) -> list[Any]:
     t = _parse_time(_m(obj, "metadata").get("creationTimestamp"))
     created = t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if t else "0001-01-01T00:00:00Z"
@@ -1155,9 +1309,14 @@ _ROWS: dict[tuple[str, str], Callable[[Obj, datetime], list[Any]]] = {
     ("", "configmaps"): _config_map_row,
     ("apps", "deployments"): _deployment_row,
     ("coordination.k8s.io", "leases"): _lease_row,
+    ("apiregistration.k8s.io", "apiservices"): _api_service_row,
     ("apps", "controllerrevisions"): _controller_revision_row,
+    ("autoscaling", "horizontalpodautoscalers"): _hpa_row,
     ("scheduling.k8s.io", "priorityclasses"): _priority_class_row,
     ("discovery.k8s.io", "endpointslices"): _endpoint_slice_row,
+    ("", "persistentvolumes"): _persistent_volume_row,
+    ("", "persistentvolumeclaims"): _persistent_volume_claim_row,
+    ("storage.k8s.io", "storageclasses"): _storage_class_row,
     ("mesos.corral.dev", "frameworks"): _framework_row,
     ("chronos.corral.dev", "chronosjobs"): _chronos_job_row,
     ("marathon.corral.dev", "apps"): _marathon_app_row,

@@ -39,6 +39,7 @@ DAEMONS = frozenset(
         "chronos",
         "marathon",
         "controller-manager",
+        "metrics-server",
         "agent",
         "proxy",
         "dns",
@@ -68,6 +69,8 @@ def parse_delegated(command: str, argv: Sequence[str]) -> argparse.Namespace:
     ``proxy``, ``dns``), parsed with its own parser: a bad flag exits 2 with one line."""
     if command == "controller-manager":
         from corral.controllers.manager import build_parser
+    elif command == "metrics-server":
+        from corral.metrics.server import build_parser
     elif command == "dns":
         from corral.dns.server import build_parser
     elif command == "proxy":

@@ -1,7 +1,7 @@
 """The control loops ``corral up`` runs inside the API server's process.
 
 ``IN_PROCESS`` maps a command (``scheduler``, with the Mesos master; ``controller-manager``;
-``chronos``; ``marathon``) to a coroutine of the argument list ``corral server`` would
+``metrics-server``; ``chronos``; ``marathon``) to a coroutine of the argument list ``corral server`` would
 give that command as a child process (``Server._start_child``). Each parses those
 arguments with the command's own parser and runs the command's own work until cancelled,
 as an ordinary API client over loopback HTTPS: the only difference from the child
@@ -68,9 +68,17 @@ async def marathon(argv: list[str]) -> None:
     await marathon_cli._serve(_parse("marathon", argv), own_process=False)
 
 
+async def metrics_server(argv: list[str]) -> None:
+    """``corral metrics-server ARGV``: the resource metrics API, scraping the agents."""
+    from corral.metrics import server as metrics
+
+    await metrics.serve(argv)
+
+
 IN_PROCESS: dict[str, LoopMain] = {
     "scheduler": scheduler,
     "controller-manager": controller_manager,
+    "metrics-server": metrics_server,
     "chronos": chronos,
     "marathon": marathon,
 }

@@ -98,6 +98,32 @@ def _server_args(p: argparse.ArgumentParser, data_required: bool) -> None:
         help="do not start the controller manager beside it",
     )
     p.add_argument(
+        "--kube-controller-manager-arg",
+        action="append",
+        default=[],
+        metavar="FLAG=VALUE",
+        help="a flag for the controller manager, as k3s takes it (repeatable), e.g. "
+        "horizontal-pod-autoscaler-sync-period=1s",
+    )
+    p.add_argument(
+        "--no-metrics-server",
+        action="store_true",
+        help="do not start the metrics server (metrics.k8s.io, kubectl top) beside it",
+    )
+    p.add_argument(
+        "--metric-resolution",
+        default="15s",
+        metavar="DURATION",
+        help="how often the metrics server scrapes the agents (default 15s)",
+    )
+    p.add_argument(
+        "--service-lb-pool",
+        default="",
+        metavar="CIDR|FIRST-LAST[,...]",
+        help="LoadBalancer Services get one address each from this pool (default: the "
+        "Ready nodes' addresses, as k3s' ServiceLB)",
+    )
+    p.add_argument(
         "--loops",
         choices=["in-process", "processes"],
         default="processes" if data_required else "in-process",
@@ -114,6 +140,22 @@ def _server_args(p: argparse.ArgumentParser, data_required: bool) -> None:
             help=f"tolerationSeconds of the {what}:NoExecute toleration added to every pod "
             "that has none",
         )
+
+
+def _controller_manager_args(flags: list[str]) -> list[str]:
+    """``--kube-controller-manager-arg`` values as the controller manager's own flags
+    (``sync-period=1s`` and ``--sync-period=1s`` both become ``--sync-period=1s``)."""
+    return ["--" + f.lstrip("-") for f in flags if f.strip("-")]
+
+
+def _service_lb_args(pool: str) -> list[str]:
+    """The controller manager's ``--service-lb-pool``, checked here (``ValueError``)."""
+    if not pool:
+        return []
+    from corral.controllers.servicelb import Pool
+
+    Pool.parse(pool)
+    return ["--service-lb-pool", pool]
 
 
 def _port_range(text: str) -> tuple[int, int]:
@@ -185,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 _DELEGATED = {
     "controller-manager": "run the workload controllers against an API server",
+    "metrics-server": "serve the resource metrics API (kubectl top) from the agents",
     "agent": "run a node agent (runtime process, oci or hollow)",
     "proxy": "run a node's Service proxy (iptables or userspace)",
     "dns": "serve cluster DNS (<service>.<namespace>.svc.cluster.local)",
@@ -196,6 +239,10 @@ def _delegate(command: str, argv: list[str]) -> int:
         from corral.controllers.manager import main as manager_main
 
         return manager_main(argv)
+    if command == "metrics-server":
+        from corral.metrics.server import main as metrics_main
+
+        return metrics_main(argv)
     if command == "dns":
         from corral.dns.server import main as dns_main
 
@@ -354,10 +401,16 @@ def _main(argv: list[str]) -> int:
             chronos_port=args.chronos_port,
             marathon_port=args.marathon_port,
             controllers=not args.no_controllers,
+            metrics_server=not args.no_metrics_server,
+            metrics_args=["--metric-resolution", args.metric_resolution],
             hollow_nodes=args.hollow_nodes,
             in_process=loops_cli.IN_PROCESS if args.loops == "in-process" else None,
             agents=agents,
-            controller_args=up_cli.controller_args() if agents else [],
+            controller_args=[
+                *(up_cli.controller_args() if agents else []),
+                *_service_lb_args(args.service_lb_pool),
+                *_controller_manager_args(args.kube_controller_manager_arg),
+            ],
             default_not_ready_toleration_seconds=args.default_not_ready_toleration_seconds,
             default_unreachable_toleration_seconds=args.default_unreachable_toleration_seconds,
         )

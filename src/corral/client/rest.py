@@ -71,6 +71,9 @@ ENDPOINTSLICES = Resource("discovery.k8s.io", "v1", "endpointslices")
 FRAMEWORKS = Resource("mesos.corral.dev", "v1", "frameworks", namespaced=False)
 CHRONOS_JOBS = Resource("chronos.corral.dev", "v1", "chronosjobs")
 MARATHON_APPS = Resource("marathon.corral.dev", "v1", "apps")
+PERSISTENT_VOLUMES = Resource("", "v1", "persistentvolumes", namespaced=False)
+PERSISTENT_VOLUME_CLAIMS = Resource("", "v1", "persistentvolumeclaims")
+STORAGE_CLASSES = Resource("storage.k8s.io", "v1", "storageclasses", namespaced=False)
 
 
 class KubeConfigError(ValueError):

@@ -30,7 +30,16 @@ from corral.controllers.daemonset import DaemonSetController
 from corral.controllers.deployment import DeploymentController
 from corral.controllers.endpoints import EndpointsController
 from corral.controllers.endpointslice import EndpointSliceController
+from corral.controllers.hpa import (
+    CPU_INITIALIZATION_PERIOD,
+    DOWNSCALE_STABILIZATION,
+    INITIAL_READINESS_DELAY,
+    SYNC_PERIOD,
+    TOLERANCE,
+    HorizontalPodAutoscalerController,
+)
 from corral.controllers.job import JobController, TTLAfterFinishedController
+from corral.controllers.localpath import LocalPathProvisioner
 from corral.controllers.nodeipam import NodeIpamController
 from corral.controllers.nodelifecycle import (
     NODE_MONITOR_GRACE_PERIOD,
@@ -39,9 +48,12 @@ from corral.controllers.nodelifecycle import (
     NodeLifecycleController,
     parse_duration,
 )
+from corral.controllers.persistentvolume import PersistentVolumeBinderController
 from corral.controllers.replicaset import ReplicaSetController, ReplicationControllerController
+from corral.controllers.servicelb import Pool, ServiceLBController
 from corral.controllers.statefulset import StatefulSetController
 from corral.controllers.taint_eviction import TaintEvictionController
+from corral.controllers.volumeprotection import PVCProtectionController, PVProtectionController
 from corral.util.clock import Clock
 from corral.util.stopping import run_until_stopped
 
@@ -62,6 +74,12 @@ CONTROLLERS: dict[str, type[Controller]] = {
     "endpoints": EndpointsController,
     "endpointslice": EndpointSliceController,
     "nodeipam": NodeIpamController,
+    "horizontalpodautoscaling": HorizontalPodAutoscalerController,
+    "persistentvolume-binder": PersistentVolumeBinderController,
+    "persistentvolume-protection": PVProtectionController,
+    "pvc-protection": PVCProtectionController,
+    "local-path-provisioner": LocalPathProvisioner,
+    "service-lb-controller": ServiceLBController,
 }
 
 
@@ -195,6 +213,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--cluster-cidr", default="10.88.0.0/16", help="pod IPs of the cluster")
     p.add_argument("--node-cidr-mask-size", type=int, default=24, help="size of a node's block")
+    for flag, default, what in (  # kube-controller-manager's HPA flags
+        ("sync-period", SYNC_PERIOD, "how often each HPA is reconciled (default 15s)"),
+        ("downscale-stabilization", DOWNSCALE_STABILIZATION,
+         "the window of recommendations a scale-down takes the highest of (default 5m0s)"),
+        ("cpu-initialization-period", CPU_INITIALIZATION_PERIOD,
+         "after a pod starts, how long its CPU samples may be skipped (default 5m0s)"),
+        ("initial-readiness-delay", INITIAL_READINESS_DELAY,
+         "after a pod starts, how long a readiness change is taken as initial (default 30s)"),
+    ):  # fmt: skip
+        p.add_argument(f"--horizontal-pod-autoscaler-{flag}", type=parse_duration,
+                       default=default, metavar="DURATION", help=what)  # fmt: skip
+    p.add_argument(
+        "--horizontal-pod-autoscaler-tolerance",
+        type=float,
+        default=TOLERANCE,
+        metavar="RATIO",
+        help="the least usage ratio change away from 1.0 that rescales (default 0.1)",
+    )
+    p.add_argument(
+        "--service-lb-pool",
+        default="",
+        metavar="CIDR|FIRST-LAST[,...]",
+        help="LoadBalancer Services get one address each from here (service-lb-controller); "
+        "default: the Ready nodes' addresses, as k3s' ServiceLB",
+    )
     p.add_argument(
         "--log-level", default="info", type=str.lower, choices=["debug", "info", "warning", "error"]
     )
@@ -214,6 +257,12 @@ def main(argv: list[str]) -> int:
         return 2
     if not args.allocate_node_cidrs:  # off unless asked for, as upstream
         names = [n for n in names if n != "nodeipam"]
+    if args.service_lb_pool:
+        try:
+            Pool.parse(args.service_lb_pool)
+        except ValueError as e:
+            print(f"corral controller-manager: {e}", file=sys.stderr)
+            return 2
     try:
         client = Client.from_kubeconfig(args.kubeconfig, user_agent="corral-controller-manager")
     except (OSError, KeyError, StopIteration, TypeError) as e:
@@ -231,6 +280,14 @@ def _options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
             "node_monitor_grace_period": args.node_monitor_grace_period,
             "node_monitor_period": args.node_monitor_period,
             "node_startup_grace_period": args.node_startup_grace_period,
+        },
+        "service-lb-controller": {"pool": args.service_lb_pool},
+        "horizontalpodautoscaling": {
+            "sync_period": args.horizontal_pod_autoscaler_sync_period,
+            "tolerance": args.horizontal_pod_autoscaler_tolerance,
+            "downscale_stabilization": args.horizontal_pod_autoscaler_downscale_stabilization,
+            "cpu_initialization_period": args.horizontal_pod_autoscaler_cpu_initialization_period,
+            "initial_readiness_delay": args.horizontal_pod_autoscaler_initial_readiness_delay,
         },
         "nodeipam": {
             "cluster_cidr": args.cluster_cidr,

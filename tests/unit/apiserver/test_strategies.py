@@ -100,6 +100,9 @@ VALID: list[tuple[str, str, dict[str, Any]]] = [
     ("", "resourcequotas", {"spec": {"hard": {"pods": "10", "requests.cpu": "4"}}}),
     ("", "limitranges", {"spec": {"limits": [{"type": "Container", "default": {"cpu": "500m"}}]}}),
     ("", "podtemplates", {"template": template()}),
+    ("", "persistentvolumes", {"spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "hostPath": {"path": "/d"}}}),
+    ("", "persistentvolumeclaims", {"spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}),
+    ("storage.k8s.io", "storageclasses", {"provisioner": "rancher.io/local-path"}),  # more: test_storage_strategy.py
     ("policy", "poddisruptionbudgets", {"spec": {"minAvailable": 1, "selector": {"matchLabels": {"a": "b"}}}}),
     ("", "replicationcontrollers", {"spec": {"template": template()}}),
     ("apps", "deployments", deployment()),
@@ -107,6 +110,7 @@ VALID: list[tuple[str, str, dict[str, Any]]] = [
     ("apps", "daemonsets", deployment()),
     ("apps", "statefulsets", deployment(serviceName="x")),
     ("apps", "controllerrevisions", {"data": {}, "revision": 1}),
+    ("autoscaling", "horizontalpodautoscalers", {"spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web"}, "maxReplicas": 3}}),
     ("batch", "jobs", job()),
     ("batch", "cronjobs", cronjob(timeZone="Europe/Paris")),
     ("coordination.k8s.io", "leases", {"spec": {"holderIdentity": "a", "leaseDurationSeconds": 40}}),
@@ -114,6 +118,12 @@ VALID: list[tuple[str, str, dict[str, Any]]] = [
     ("events.k8s.io", "events", {"eventTime": "2024-01-01T00:00:00.000000Z", "type": "Normal", "reason": "R", "action": "A",
                                  "reportingController": "example.com/c", "reportingInstance": "i"}),
     ("scheduling.k8s.io", "priorityclasses", {"value": 1000}),
+    ("apiextensions.k8s.io", "customresourcedefinitions", {"metadata": {"name": "crontabs.stable.example.com"}, "spec": {  # more: test_crd_strategy.py
+        "group": "stable.example.com", "scope": "Namespaced", "names": {"plural": "crontabs", "kind": "CronTab"},
+        "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {"type": "object"}}}]}}),
+    ("apiregistration.k8s.io", "apiservices", {"metadata": {"name": "v1beta1.metrics.k8s.io"}, "spec": {  # more: test_metrics_api.py
+        "group": "metrics.k8s.io", "version": "v1beta1", "groupPriorityMinimum": 100, "versionPriority": 100,
+        "service": {"namespace": "kube-system", "name": "metrics-server"}, "insecureSkipTLSVerify": True}}),
     ("mesos.corral.dev", "frameworks", {"spec": {"frameworkInfo": {"user": "root", "name": "f"}}}),  # more: test_registry_mesos.py
     ("chronos.corral.dev", "chronosjobs", {"spec": {"job": {"name": "j", "command": "true", "schedule": "R/2026-01-01T00:00:00Z/PT1H"}}}),  # more: test_registry_chronos.py
     ("marathon.corral.dev", "apps", {"spec": {"app": {"id": "/web/api", "cmd": "sleep 1000", "instances": 2}}}),  # more: test_registry_marathon.py
@@ -172,6 +182,7 @@ INVALID: list[tuple[str, str, dict[str, Any], str]] = [
     ("apps", "statefulsets", deployment(podManagementPolicy="Random"),
      'spec.podManagementPolicy: Unsupported value: "Random": supported values: "OrderedReady", "Parallel"'),
     ("apps", "controllerrevisions", {"data": {}, "revision": -1}, "revision: Invalid value: -1: must be greater than or equal to 0"),
+    ("autoscaling", "horizontalpodautoscalers", {"spec": {"scaleTargetRef": {"kind": "Deployment"}, "maxReplicas": 3}}, "spec.scaleTargetRef.name: Required value"),
     ("batch", "jobs", {"spec": {"template": template()}}, 'spec.template.spec.restartPolicy: Required value: valid values: "OnFailure", "Never"'),
     ("batch", "jobs", job(parallelism=-1), "spec.parallelism: Invalid value: -1: must be greater than or equal to 0"),
     ("batch", "jobs", job(completionMode="Indexed", completions=None, parallelism=2),

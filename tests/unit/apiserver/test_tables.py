@@ -785,6 +785,23 @@ ROW_CASES: list[tuple[str, str, str, dict[str, Any], list[Any]]] = [
         ["x", "daemonset.apps/ds", 2, "5m"],
     ),
     (
+        "apiservice",
+        "apiservices",
+        "apiregistration.k8s.io",
+        {
+            "metadata": {"name": "v1beta1.metrics.k8s.io", "creationTimestamp": CREATED},
+            "spec": {
+                "service": {"namespace": "kube-system", "name": "metrics-server", "port": 443}
+            },
+            "status": {
+                "conditions": [
+                    {"type": "Available", "status": "False", "reason": "MissingEndpoints"}
+                ]
+            },
+        },
+        ["v1beta1.metrics.k8s.io", "kube-system/metrics-server", "False (MissingEndpoints)", "5m"],
+    ),
+    (
         "priorityclass",
         "priorityclasses",
         "scheduling.k8s.io",

@@ -239,7 +239,9 @@ def test_new_pod_identity_and_revision_round_trip() -> None:
     }
     assert p["metadata"]["name"] == "web-2" and p["metadata"]["annotations"] == {"a": "b"}
     assert (p["spec"]["hostname"], p["spec"]["subdomain"]) == ("web-2", "svc")
-    assert p["spec"]["volumes"] == [{"name": "data", "emptyDir": {}}]
+    assert p["spec"]["volumes"] == [
+        {"name": "data", "persistentVolumeClaim": {"claimName": "data-web-2"}}
+    ]
     assert p["metadata"]["ownerReferences"][0]["uid"] == "s1"
 
 

@@ -199,7 +199,7 @@ class Recovered:
 
 @dataclass(frozen=True)
 class Stats:
-    memory_bytes: int
+    memory_bytes: int  # working set (usage less inactive file cache), as the kubelet's
     cpu_nanos: int  # cumulative CPU time
 
 

@@ -175,19 +175,37 @@ class Cgroups:
     # -- reading -----------------------------------------------------------------------------
 
     def stats(self, rel: str) -> Stats | None:
-        """Current memory usage and cumulative CPU time, or None when the cgroup is gone."""
+        """Current memory working set and cumulative CPU time, or None when the cgroup
+        is gone."""
         try:
             if self.version == 2:
                 d = self.root / rel
-                mem = int((d / "memory.current").read_text())
+                mem = working_set(int((d / "memory.current").read_text()), d / "memory.stat")
                 cpu = 0
                 for line in (d / "cpu.stat").read_text().splitlines():
                     key, _, value = line.partition(" ")
                     if key == "usage_usec":
                         cpu = int(value) * 1000
                 return Stats(memory_bytes=mem, cpu_nanos=cpu)
-            mem = int((self.root / "memory" / rel / "memory.usage_in_bytes").read_text())
+            m = self.root / "memory" / rel
+            mem = working_set(int((m / "memory.usage_in_bytes").read_text()), m / "memory.stat")
             cpu = int((self.root / "cpuacct" / rel / "cpuacct.usage").read_text())
             return Stats(memory_bytes=mem, cpu_nanos=cpu)
         except (OSError, ValueError):
             return None
+
+
+def working_set(usage: int, stat_file: Path) -> int:
+    """Memory usage less the inactive page cache, as the kubelet (cAdvisor) reports it:
+    ``total_inactive_file`` (v1) or ``inactive_file`` (v2) from ``memory.stat``."""
+    inactive = 0
+    try:
+        for line in stat_file.read_text().splitlines():
+            key, _, value = line.partition(" ")
+            if key in ("total_inactive_file", "inactive_file"):
+                inactive = int(value)
+                if key == "total_inactive_file":
+                    break
+    except (OSError, ValueError):
+        return usage
+    return max(0, usage - inactive)

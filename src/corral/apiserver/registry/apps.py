@@ -12,6 +12,8 @@ reuses ``WorkloadStrategy`` and ``validate_selector_matches``.
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from corral.api.errors import FieldError, forbidden, invalid, not_supported, required
@@ -88,12 +90,15 @@ def validate_selector_matches(spec: Obj, path: str, kind_word: str) -> list[Fiel
     return errs
 
 
-def validate_always_template(spec: Obj, path: str, deadline_msg: str | None) -> list[FieldError]:
-    """The pod template, which must restart Always and (for most kinds) have no deadline."""
+def validate_always_template(
+    spec: Obj, path: str, deadline_msg: str | None, extra_volumes: Iterable[str] = ()
+) -> list[FieldError]:
+    """The pod template, which must restart Always and (for most kinds) have no deadline;
+    mounts may name ``extra_volumes`` too (a StatefulSet's claim templates)."""
     template = spec.get("template")
     if not isinstance(template, dict):
         return [required(f"{path}.template")]
-    errs = validate_pod_template(template, f"{path}.template")
+    errs = validate_pod_template(template, f"{path}.template", extra_volumes)
     tspec = template.get("spec") or {}
     restart = tspec.get("restartPolicy")
     if restart and restart != "Always":
@@ -283,6 +288,16 @@ class StatefulSetStrategy(WorkloadStrategy):
         policy.setdefault("whenDeleted", "Retain")
         policy.setdefault("whenScaled", "Retain")
         default_pod_template(spec.setdefault("template", {}))
+        for claim in spec.get("volumeClaimTemplates") or ():
+            if isinstance(claim, dict):  # as the v1 conversion and SetDefaults_PVC leave them
+                claim.setdefault("apiVersion", "v1")
+                claim.setdefault("kind", "PersistentVolumeClaim")
+                claim_spec = claim.setdefault("spec", {})
+                if isinstance(claim_spec, dict):
+                    claim_spec.setdefault("volumeMode", "Filesystem")
+                status = claim.setdefault("status", {})
+                if isinstance(status, dict):
+                    status.setdefault("phase", "Pending")
 
     def validate(self, obj: Obj) -> list[FieldError]:
         spec = _spec(obj)
@@ -301,14 +316,23 @@ class StatefulSetStrategy(WorkloadStrategy):
         errs += validate_nonnegative(spec.get("minReadySeconds"), "spec.minReadySeconds")
         errs += validate_nonnegative(spec.get("revisionHistoryLimit"), "spec.revisionHistoryLimit")
         errs += validate_selector_matches(spec, "spec", "statefulset")
+        # upstream leaves the pod spec unchecked because its volumes lack the claim
+        # templates; here they count as volumes, so a mount of a template resolves
+        claims = [
+            str((t.get("metadata") or {}).get("name") or "")
+            for t in spec.get("volumeClaimTemplates") or ()
+            if isinstance(t, dict)
+        ]
         errs += validate_always_template(
-            spec, "spec", "activeDeadlineSeconds in StatefulSet is not Supported"
+            spec, "spec", "activeDeadlineSeconds in StatefulSet is not Supported", claims
         )
         return errs
 
     def validate_update(self, new: Obj, old: Obj) -> list[FieldError]:
         errs = self.validate(new)
         new_rest = {k: v for k, v in _spec(new).items() if k not in STS_MUTABLE}
+        old = copy.deepcopy(old)  # stored before its claim templates were defaulted
+        self.default(old)
         old_rest = {k: v for k, v in _spec(old).items() if k not in STS_MUTABLE}
         if new_rest != old_rest:
             errs.append(forbidden("spec", STS_UPDATE_FORBIDDEN))

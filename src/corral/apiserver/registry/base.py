@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar, Protocol
 
 from corral.api.errors import FieldError
@@ -54,6 +55,28 @@ class Strategy:
     #: ``x-kubernetes-group-version-kind`` (the kind and its List). The store decodes and
     #: prunes by them, OpenAPI v3/v2 publish them. Empty: the 1.32 set describes the kind.
     definitions: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: objects decode as Go structs do (a wrong JSON type is a 400, nulls are dropped,
+    #: unknown fields pruned by ``definitions`` or the 1.32 schemas). False for custom
+    #: resources, whose strategy prunes (``prune``) and whose schema validates types (422).
+    typed: ClassVar[bool] = True
+
+    def prune(self, obj: Obj) -> list[str]:
+        """Drop the fields the schema does not know, in place; their paths (``spec.foo``).
+        Only called when not ``typed``."""
+        return []
+
+    def prepare_for_delete(self, obj: Obj, now: str) -> None:
+        """Called once, when a delete first marks ``obj`` (``now`` is the time): may add
+        finalizers and conditions (a CRD's cleanup finalizer). Mutates ``obj``."""
+
+    def table_columns(self) -> list[dict[str, Any]] | None:
+        """``columnDefinitions`` of a kind whose printer is data (a CRD's
+        additionalPrinterColumns); None: ``apiserver/tables.py`` has its printer."""
+        return None
+
+    def table_row(self, obj: Obj, now: datetime) -> list[Any]:
+        """The cells of one object under ``table_columns`` (only called when those exist)."""
+        return []
 
     def list_position(self, obj: Obj) -> str:
         """The value lists sort by when ``ordered_lists`` (events: their time)."""

@@ -11,6 +11,7 @@ Everything here is pure and mutates only the dict it is given.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from corral.api.errors import FieldError, duplicate, invalid, not_supported, required
@@ -245,8 +246,9 @@ def _validate_tolerations(tolerations: Any, path: str) -> list[FieldError]:
     return errs
 
 
-def validate_pod_spec(spec: Any, path: str) -> list[FieldError]:
-    """``ValidatePodSpec`` for the fields users commonly set."""
+def validate_pod_spec(spec: Any, path: str, extra_volumes: Iterable[str] = ()) -> list[FieldError]:
+    """``ValidatePodSpec`` for the fields users commonly set; ``extra_volumes`` are names
+    that mounts may use besides ``volumes`` (a StatefulSet's claim templates)."""
     if not isinstance(spec, dict):
         return [required(path)]
     errs: list[FieldError] = []
@@ -259,6 +261,7 @@ def validate_pod_spec(spec: Any, path: str) -> list[FieldError]:
         if not verrs and name in volumes:
             errs.append(duplicate(p, name))
         volumes.add(name)
+    mountable = volumes | set(extra_volumes)
     containers = spec.get("containers") or []
     if not containers:
         errs.append(required(f"{path}.containers"))
@@ -266,7 +269,7 @@ def validate_pod_spec(spec: Any, path: str) -> list[FieldError]:
     for key in ("initContainers", "containers"):
         for i, c in enumerate(spec.get(key) or []):
             p = f"{path}.{key}[{i}]"
-            errs.extend(_validate_container(c, p, volumes))
+            errs.extend(_validate_container(c, p, mountable))
             name = c.get("name")
             if name and name in seen:
                 errs.append(duplicate(f"{p}.name", name))
@@ -304,14 +307,16 @@ def validate_pod_spec(spec: Any, path: str) -> list[FieldError]:
     return errs
 
 
-def validate_pod_template(template: Any, path: str) -> list[FieldError]:
+def validate_pod_template(
+    template: Any, path: str, extra_volumes: Iterable[str] = ()
+) -> list[FieldError]:
     """``ValidatePodTemplateSpec``: template labels/annotations plus the pod spec."""
     if not isinstance(template, dict):
         return [required(path)]
     meta = template.get("metadata") or {}
     errs = validate_labels(meta.get("labels"), f"{path}.metadata.labels")
     errs.extend(validate_annotations(meta.get("annotations"), f"{path}.metadata.annotations"))
-    errs.extend(validate_pod_spec(template.get("spec"), f"{path}.spec"))
+    errs.extend(validate_pod_spec(template.get("spec"), f"{path}.spec", extra_volumes))
     return errs
 
 

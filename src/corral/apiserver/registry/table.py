@@ -9,6 +9,8 @@ of another row's objects (events.k8s.io/v1 Events are core/v1 Events).
 
 from __future__ import annotations
 
+from corral.apiserver.registry.apiextensions import CustomResourceDefinitionStrategy
+from corral.apiserver.registry.apiregistration import APIServiceStrategy
 from corral.apiserver.registry.apps import (
     ControllerRevisionStrategy,
     DaemonSetStrategy,
@@ -16,6 +18,11 @@ from corral.apiserver.registry.apps import (
     ReplicaSetStrategy,
     ReplicationControllerStrategy,
     StatefulSetStrategy,
+)
+from corral.apiserver.registry.autoscaling import HorizontalPodAutoscalerStrategy
+from corral.apiserver.registry.autoscaling_v1 import (
+    HorizontalPodAutoscalerV1Strategy,
+    HPAV1Converter,
 )
 from corral.apiserver.registry.base import ResourceInfo, ScaleAccess
 from corral.apiserver.registry.batch import CronJobStrategy, JobStrategy
@@ -46,6 +53,11 @@ from corral.apiserver.registry.services import (
     EndpointsStrategy,
     ServiceStrategy,
 )
+from corral.apiserver.registry.storage import (
+    PersistentVolumeClaimStrategy,
+    PersistentVolumeStrategy,
+    StorageClassStrategy,
+)
 
 ALL = ("all",)
 SCALE = ScaleAccess()
@@ -69,6 +81,9 @@ RESOURCES: list[ResourceInfo] = [
     ResourceInfo("", "v1", "ResourceQuota", "resourcequotas", "resourcequota", True, ResourceQuotaStrategy(), ("quota",)),
     ResourceInfo("", "v1", "LimitRange", "limitranges", "limitrange", True, LimitRangeStrategy(), ("limits",)),
     ResourceInfo("", "v1", "PodTemplate", "podtemplates", "podtemplate", True, PodTemplateStrategy()),
+    ResourceInfo("", "v1", "PersistentVolume", "persistentvolumes", "persistentvolume", False, PersistentVolumeStrategy(), ("pv",)),
+    ResourceInfo("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", "persistentvolumeclaim", True,
+                 PersistentVolumeClaimStrategy(), ("pvc",)),
     ResourceInfo("", "v1", "ReplicationController", "replicationcontrollers", "replicationcontroller", True,
                  ReplicationControllerStrategy(), ("rc",), ALL, scale=ScaleAccess(selector_is_map=True)),
     ResourceInfo("apps", "v1", "Deployment", "deployments", "deployment", True, DeploymentStrategy(), ("deploy",), ALL, scale=SCALE),
@@ -76,6 +91,11 @@ RESOURCES: list[ResourceInfo] = [
     ResourceInfo("apps", "v1", "DaemonSet", "daemonsets", "daemonset", True, DaemonSetStrategy(), ("ds",), ALL),
     ResourceInfo("apps", "v1", "StatefulSet", "statefulsets", "statefulset", True, StatefulSetStrategy(), ("sts",), ALL, scale=SCALE),
     ResourceInfo("apps", "v1", "ControllerRevision", "controllerrevisions", "controllerrevision", True, ControllerRevisionStrategy()),
+    ResourceInfo("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler", True,
+                 HorizontalPodAutoscalerStrategy(), ("hpa",), ALL),
+    ResourceInfo("autoscaling", "v1", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler", True,
+                 HorizontalPodAutoscalerV1Strategy(), ("hpa",), ALL,
+                 storage=("autoscaling", "horizontalpodautoscalers"), converter=HPAV1Converter()),
     ResourceInfo("batch", "v1", "Job", "jobs", "job", True, JobStrategy(), (), ALL),
     ResourceInfo("batch", "v1", "CronJob", "cronjobs", "cronjob", True, CronJobStrategy(), ("cj",), ALL),
     ResourceInfo("coordination.k8s.io", "v1", "Lease", "leases", "lease", True, LeaseStrategy()),
@@ -84,6 +104,12 @@ RESOURCES: list[ResourceInfo] = [
                  storage=("", "events"), converter=EventConverter()),
     ResourceInfo("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", True,
                  PodDisruptionBudgetStrategy(), ("pdb",)),
+    ResourceInfo("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions",
+                 "customresourcedefinition", False, CustomResourceDefinitionStrategy(), ("crd", "crds"),
+                 ("api-extensions",)),
+    ResourceInfo("apiregistration.k8s.io", "v1", "APIService", "apiservices", "apiservice", False, APIServiceStrategy(),
+                 categories=("api-extensions",)),
+    ResourceInfo("storage.k8s.io", "v1", "StorageClass", "storageclasses", "storageclass", False, StorageClassStrategy(), ("sc",)),
     ResourceInfo("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", "priorityclass", False, PriorityClassStrategy(), ("pc",)),
     ResourceInfo("mesos.corral.dev", "v1", "Framework", "frameworks", "framework", False, FrameworkStrategy(), ("fw",), ("mesos",)),
     ResourceInfo("chronos.corral.dev", "v1", "ChronosJob", "chronosjobs", "chronosjob", True, ChronosJobStrategy(), ("chj",), ("chronos",)),
