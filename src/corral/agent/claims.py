@@ -6,7 +6,8 @@ Two callers:
 - ``VolumeManager.setup`` (``agent/volumes.py``) calls :func:`claim_path` for each pod
   volume of type ``persistentVolumeClaim``: the claim must exist and be Bound, its
   PersistentVolume must point back at it, and its source must be one this node mounts
-  (``hostPath``, created for ``DirectoryOrCreate``, or ``local``, which must exist). The
+  (``hostPath``, created for ``DirectoryOrCreate``, or ``local``, which must exist; a
+  local-path volume's directory is created mode 0777, as k3s' provisioner makes it). The
   path is then bind-mounted like a hostPath volume. A claim that is missing or not yet
   bound is a :class:`ClaimError`: the pod stays in ``ContainerCreating`` with the
   kubelet's ``FailedMount`` event (``Unable to attach or mount volumes: ...``) and the
@@ -179,7 +180,27 @@ async def claim_path(
     path, kind = pv_source(pv)
     if not path.startswith("/"):
         raise ConfigError(f"invalid path {path!r} of PersistentVolume {pv_name}")
+    if kind == "DirectoryOrCreate" and LOCAL_PATH_NODE in (
+        (pv.get("metadata") or {}).get("annotations") or {}
+    ):
+        make_local_path_dir(path)
     return path, kind, "local" in (pv.get("spec") or {})
+
+
+def make_local_path_dir(path: str) -> None:
+    """Create a local-path volume's directory, if missing, writable by every user (mode
+    0777 whatever the umask, as the local-path provisioner's ``setup`` script does:
+    ``mkdir -m 0777 -p "$VOL_DIR"``), so that pods running as non-root users can write
+    to it; the hostPath ``DirectoryOrCreate`` rule would make it 0755, owned by root."""
+    p = Path(path)
+    if p.exists():
+        return
+    try:
+        p.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        p.mkdir(exist_ok=True)
+        p.chmod(0o777)
+    except OSError as e:
+        raise ConfigError(f"mkdir {path}: {e.strerror}") from None
 
 
 def _q(s: str) -> str:
@@ -311,6 +332,7 @@ __all__ = [
     "LocalPathCleaner",
     "claim_path",
     "cleanup_due",
+    "make_local_path_dir",
     "pv_source",
     "removable_dir",
 ]

@@ -245,3 +245,42 @@ DUE_CASES = [
 @pytest.mark.parametrize(("pv", "due"), [c[1:] for c in DUE_CASES], ids=[c[0] for c in DUE_CASES])
 def test_cleanup_due(pv: Obj, due: bool) -> None:
     assert cleanup_due(pv, "n1") is due
+
+
+# (annotated as a local-path volume, hostPath type, directory made before) -> its mode
+DIR_MODE_CASES: list[tuple[str, bool, str, bool, int]] = [
+    ("local-path-created-world-writable", True, "DirectoryOrCreate", False, 0o777),
+    ("local-path-existing-kept", True, "DirectoryOrCreate", True, 0o700),
+    ("plain-host-path-left-to-the-hostpath-rule", False, "DirectoryOrCreate", False, -1),
+    ("local-path-of-type-directory-not-created", True, "Directory", False, -1),
+]
+
+
+@pytest.mark.parametrize(
+    ("annotated", "kind", "exists", "mode"),
+    [c[1:] for c in DIR_MODE_CASES],
+    ids=[c[0] for c in DIR_MODE_CASES],
+)
+def test_local_path_directory_mode(
+    tmp_path: Path, annotated: bool, kind: str, exists: bool, mode: int
+) -> None:
+    """A local-path volume's directory is made 0777 whatever the umask (k3s' provisioner:
+    ``mkdir -m 0777``), so that non-root pods can write; nothing else is touched
+    (-1: claim_path creates nothing)."""
+    target = tmp_path / "storage" / "pv1_ns_data"
+    if exists:
+        target.mkdir(parents=True, mode=0o700)
+        target.chmod(0o700)
+    pv = _pv({"hostPath": {"path": str(target), "type": kind}})
+    if annotated:
+        pv["metadata"]["annotations"] = {LOCAL_PATH_NODE: "n1"}
+    lookup = Lookup({"ns/data": _claim()}, {"pv1": pv})
+    old = os.umask(0o022)
+    try:
+        asyncio.run(claim_path(lookup, "ns", "v", {"claimName": "data"}))
+    finally:
+        os.umask(old)
+    if mode < 0:
+        assert not target.exists()
+    else:
+        assert target.stat().st_mode & 0o7777 == mode

@@ -15,7 +15,13 @@ real ``corral agent --runtime oci`` (runc), and the real kubectl.
 - with the binder and the local-path provisioner of the controller manager: a claim of
   the ``local-path`` class is provisioned on the scheduler's node, and its directory
   goes with the claim; a ``kubernetes.io/no-provisioner`` class binds the claim to the
-  static volume the scheduler picked.
+  static volume the scheduler picked;
+- issue 17's StatefulSet: ``web`` of 2 with a ``local-path`` claim template; each pod's
+  claim is provisioned on the node (``kubectl get pvc``, and the Python client's
+  ``list_namespaced_persistent_volume_claim``), a deleted pod comes back with its file
+  on the same claim and volume, scaling down keeps the claim (``whenScaled: Retain``)
+  which the ordinal finds again on scaling up, and deleting the set and its claims
+  deletes the volumes (reclaim ``Delete``) and their directories.
 
 The first tests bind their claims by hand (volumeName, claimRef, the Bound phase), as
 a provisioner would, so that they test the scheduler and the agent alone.
@@ -48,7 +54,7 @@ Obj = dict[str, Any]
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     require("oci")
     base = tmp_path_factory.mktemp("volumes-oci")
-    with running_cluster(base, "oci", "volumes", controllers=True) as c:
+    with running_cluster(base, "oci", "volumes", controllers=True, workloads="statefulsets") as c:
         yield c
         # (the pods' shells ignore SIGTERM: no grace period to wait out)
         c.kubectl("delete", "pods", "--all", "-A", "--grace-period=0", "--force", check=False)
@@ -326,3 +332,153 @@ def test_static_volume_for_first_consumer(cluster: Cluster, node: Obj, tmp_path:
         c.kubectl("delete", "pvc", "st", "-n", ns, "--wait=false", check=False)
         c.kubectl("delete", "pv", pv, "--wait=false", check=False)
         c.kubectl("delete", "storageclass", cls, "--wait=false", check=False)
+
+
+def _must(c: Cluster, what: str, ns: str | None = None) -> Obj:
+    obj = _get(c, what, ns)
+    assert obj is not None, f"{what} not found"
+    return obj
+
+
+def _web(c: Cluster, replicas: int) -> Obj:
+    """StatefulSet ``web``: each pod (user 1000) writes its hostname into its claim once
+    (``who``), logs each start (``starts``), then sleeps (and stops at once on SIGTERM)."""
+    script = (
+        "trap 'exit 0' TERM; [ -f /data/who ] || hostname > /data/who; "
+        "hostname >> /data/starts; sleep 3600 & wait"
+    )
+    pod = pod_manifest(
+        "web",
+        c.image,
+        ["sh", "-c", script],
+        container={"volumeMounts": [{"name": "data", "mountPath": "/data"}]},
+    )
+    # not root, as charts' pods run: a local-path directory is world-writable (k3s)
+    pod["spec"]["securityContext"] = {"runAsUser": 1000, "runAsGroup": 1000}
+    template = {"metadata": {"labels": {"app": "web"}}, "spec": pod["spec"]}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": "web"},
+        "spec": {
+            "serviceName": "web",
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": template,
+            "volumeClaimTemplates": [
+                {
+                    "metadata": {"name": "data"},
+                    "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "storageClassName": "local-path",
+                        "resources": {"requests": {"storage": "1Mi"}},
+                    },
+                }
+            ],
+        },
+    }
+
+
+def test_statefulset_claims_outlive_pods(cluster: Cluster, node: Obj) -> None:
+    """Issue 17's scenario: a StatefulSet of 2 with a claim template; each pod's claim is
+    provisioned on the node, keeps its file across the pod's deletion and is mounted
+    again by the same ordinal; scaling down keeps the claim (Retain); deleting the set and
+    the claims deletes the volumes (reclaim Delete) and their directories."""
+    from kubernetes import client
+    from kubernetes import config as k8s_config
+
+    c, name = cluster, node["metadata"]["name"]
+    root = node["metadata"]["annotations"][LOCAL_PATH_ROOT]
+    ns = c.ns()
+    _apply(c, _web(c, 2), ns)
+    for i in (0, 1):
+        c.wait_pod(ns, f"web-{i}", running, timeout=40)
+
+    claims = {i: _must(c, f"pvc/data-web-{i}", ns) for i in (0, 1)}
+    volumes: dict[int, Obj] = {}
+    for i, pvc in claims.items():
+        assert pvc["status"]["phase"] == "Bound", pvc
+        assert pvc["metadata"]["labels"] == {"app": "web"}
+        assert pvc["spec"]["storageClassName"] == "local-path"
+        assert pvc["metadata"]["annotations"][SELECTED_NODE] == name
+        pv = _must(c, f"pv/{pvc['spec']['volumeName']}")
+        volumes[i] = pv
+        assert pv["metadata"]["name"] == f"pvc-{pvc['metadata']['uid']}"
+        assert pv["status"]["phase"] == "Bound"
+        assert pv["spec"]["claimRef"]["name"] == f"data-web-{i}"
+        assert pv["spec"]["claimRef"]["uid"] == pvc["metadata"]["uid"]
+        assert pv["spec"]["persistentVolumeReclaimPolicy"] == "Delete"
+        assert pv["spec"]["capacity"] == {"storage": "1Mi"}
+        assert pv["spec"]["nodeAffinity"] == {
+            "required": {
+                "nodeSelectorTerms": [
+                    {
+                        "matchExpressions": [
+                            {"key": "kubernetes.io/hostname", "operator": "In", "values": [name]}
+                        ]
+                    }
+                ]
+            }
+        }
+        path = pv["spec"]["hostPath"]["path"]
+        assert path == volume_dir(root, pv["metadata"]["name"], ns, f"data-web-{i}")
+        c.wait(f"web-{i}'s file", lambda p=path: Path(p, "who").is_file())  # type: ignore[misc]
+        assert Path(path, "who").read_text() == f"web-{i}\n"
+        assert Path(path).stat().st_mode & 0o777 == 0o777
+        assert Path(path, "who").stat().st_uid == 1000
+
+    table = c.kubectl("get", "pvc", "-n", ns).stdout.splitlines()
+    assert len(table) == 3, table
+    assert table[0].split() == [
+        "NAME", "STATUS", "VOLUME", "CAPACITY", "ACCESS", "MODES", "STORAGECLASS",
+        "VOLUMEATTRIBUTESCLASS", "AGE",
+    ]  # fmt: skip
+    for i, line in enumerate(table[1:]):
+        assert line.split()[:7] == [
+            f"data-web-{i}", "Bound", volumes[i]["metadata"]["name"], "1Mi", "RWO",
+            "local-path", "<unset>",
+        ]  # fmt: skip
+
+    # the Python client sees the same claims
+    with k8s_config.new_client_from_config(str(c.server.kubeconfig)) as api:
+        listed = client.CoreV1Api(api).list_namespaced_persistent_volume_claim(ns)
+    got = {
+        p.metadata.name: (p.status.phase, p.spec.volume_name, p.status.capacity["storage"])
+        for p in listed.items
+    }
+    assert got == {
+        f"data-web-{i}": ("Bound", volumes[i]["metadata"]["name"], "1Mi") for i in (0, 1)
+    }
+
+    # the pod goes, the set makes it again, and it mounts the same claim and volume
+    old = c.pod(ns, "web-0")["metadata"]["uid"]
+    c.kubectl("delete", "pod", "web-0", "-n", ns)
+    c.wait_pod(ns, "web-0", lambda p: p["metadata"]["uid"] != old and running(p), timeout=40)
+    assert c.exec(ns, "web-0", "cat", "/data/who") == "web-0\n"
+    assert c.exec(ns, "web-0", "cat", "/data/starts") == "web-0\nweb-0\n"  # the same volume
+    again = _must(c, "pvc/data-web-0", ns)
+    assert again["metadata"]["uid"] == claims[0]["metadata"]["uid"]
+    assert again["spec"]["volumeName"] == volumes[0]["metadata"]["name"]
+    assert again["status"]["phase"] == "Bound"
+
+    # scaled down, the claim of the condemned ordinal stays (whenScaled: Retain)
+    c.kubectl("scale", "statefulset", "web", "-n", ns, "--replicas=1")
+    c.wait("web-1 gone", lambda: _get(c, "pod/web-1", ns) is None, 30)
+    kept = _must(c, "pvc/data-web-1", ns)  # not deleted with web-1
+    assert kept["metadata"]["uid"] == claims[1]["metadata"]["uid"]
+    assert kept["status"]["phase"] == "Bound"
+    assert not kept["metadata"].get("ownerReferences")
+    assert Path(volumes[1]["spec"]["hostPath"]["path"], "who").read_text() == "web-1\n"
+    # scaled up again, ordinal 1 finds its claim
+    c.kubectl("scale", "statefulset", "web", "-n", ns, "--replicas=2")
+    c.wait_pod(ns, "web-1", running, timeout=40)
+    assert c.exec(ns, "web-1", "cat", "/data/starts") == "web-1\nweb-1\n"
+    assert _must(c, "pvc/data-web-1", ns)["metadata"]["uid"] == kept["metadata"]["uid"]
+
+    # the set and the claims deleted: the volumes and their directories go
+    c.kubectl("delete", "statefulset", "web", "-n", ns)
+    c.kubectl("delete", "pvc", "data-web-0", "data-web-1", "-n", ns, "--wait=false")
+    pvs = [v["metadata"]["name"] for v in volumes.values()]
+    c.wait("the volumes deleted", lambda: all(_get(c, f"pv/{v}") is None for v in pvs), 40)
+    for v in volumes.values():
+        assert not Path(v["spec"]["hostPath"]["path"]).exists()
