@@ -181,7 +181,9 @@ class StructuralSchema:
         return out
 
 
-def published_schema(schema: dict[str, Any], v2: bool = False) -> dict[str, Any]:
+def published_schema(
+    schema: dict[str, Any], v2: bool = False, meta_ref: str | None = None
+) -> dict[str, Any]:
     """The schema as upstream publishes it in /openapi/v3 (or /openapi/v2 with ``v2=True``).
 
     As apiextensions-apiserver's OpenAPI builder does: the structural part only
@@ -192,7 +194,9 @@ def published_schema(schema: dict[str, Any], v2: bool = False) -> dict[str, Any]
     Swagger 2.0 cannot say goes (allOf/anyOf/oneOf/not, nullable types, typed
     preserve-unknown-fields objects, defaults), and a root that preserves unknown
     fields is published as a bare ``{"type": "object"}``. The caller wraps the result
-    (definition name, ``x-kubernetes-group-version-kind``).
+    (definition name, ``x-kubernetes-group-version-kind``). ``meta_ref`` replaces the
+    ObjectMeta reference of the target document (a caller that converts the result
+    further names it in its own dialect).
     """
     out: dict[str, Any] = _structural_copy(schema)
     _unfold(out)
@@ -200,7 +204,7 @@ def published_schema(schema: dict[str, Any], v2: bool = False) -> dict[str, Any]
         if out.get("x-kubernetes-preserve-unknown-fields"):
             return {"type": "object"}
         _to_v2(out)
-    ref = _OBJECT_META_V2 if v2 else _OBJECT_META_V3
+    ref = meta_ref or (_OBJECT_META_V2 if v2 else _OBJECT_META_V3)
     props = out.setdefault("properties", {})
     props["metadata"] = {"$ref": ref, "description": _METADATA_DESC}
     props["apiVersion"] = {"description": _API_VERSION_DESC, "type": "string"}

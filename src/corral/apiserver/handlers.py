@@ -856,12 +856,15 @@ class ResourceHandler:
             for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
             if k in meta
         }
+        status: dict[str, Any] = {"replicas": status_r}
+        if selector:  # omitempty
+            status["selector"] = selector
         return {
             "kind": "Scale",
             "apiVersion": "autoscaling/v1",
             "metadata": out_meta,
             "spec": {"replicas": spec_r},
-            "status": {"replicas": status_r, "selector": selector},
+            "status": status,
         }
 
 

@@ -34,6 +34,9 @@ from corral.util.clock import parse_rfc3339
 
 log = logging.getLogger("corral.lifecycle")
 
+#: how soon a dependent of an owner of an unknown kind is looked at again (seconds)
+UNRESOLVED_RETRY = 30.0
+
 Obj = dict[str, Any]
 
 
@@ -166,6 +169,14 @@ class Lifecycle:
         alive = [o for o in e.owners if o in self.cache.by_uid]
         if len(alive) == len(e.owners):
             return
+        unresolved = self._unresolvable(e, set(e.owners) - set(alive))
+        if unresolved:
+            # upstream's GC leaves the dependents of an owner whose kind it cannot map
+            # alone (a CRD not served yet or any more) and looks again later
+            asyncio.get_running_loop().call_later(
+                UNRESOLVED_RETRY, self._enqueue, "owners", rc.prefix, key
+            )
+            return
         if not alive:
             obj = e.obj()
             policy = "Background"
@@ -182,6 +193,18 @@ class Lifecycle:
             return True
 
         await self.registry.update_obj(info, key, drop)
+
+    def _unresolvable(self, e: Entry, missing: set[str]) -> bool:
+        """Whether an owner among ``missing`` (uids not in the cache) names a kind no
+        served resource has: its absence from the cache says nothing."""
+        for ref in e.obj()["metadata"].get("ownerReferences") or ():
+            if not isinstance(ref, dict) or ref.get("uid") not in missing:
+                continue
+            api_version = str(ref.get("apiVersion") or "")
+            group = api_version.rpartition("/")[0] if "/" in api_version else ""
+            if (group, str(ref.get("kind") or "")) not in self.registry.by_kind:
+                return True
+        return False
 
     async def _delete(self, info: ResourceInfo, obj: Obj, policy: str) -> None:
         meta = obj["metadata"]

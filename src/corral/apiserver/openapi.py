@@ -514,9 +514,12 @@ class OpenAPIDocs:
         self._resources = {}
         #: definitions the strategies of kinds outside Kubernetes 1.32 declare
         self._declared: dict[str, Schema] = {}
+        self._declared_v2: dict[str, Schema] = {}
         for res in resources:
             self._resources.setdefault(gv_path(res.group, res.version), []).append(res)
-            self._declared.update(res.strategy.definitions)
+            st = res.strategy
+            self._declared.update(st.published_definitions or st.definitions)
+            self._declared_v2.update(st.published_definitions_v2 or st.definitions)
         self._gvks = dict(gvk_index())
         for name, node in self._declared.items():
             for gvk in node.get("x-kubernetes-group-version-kind", ()):
@@ -532,6 +535,7 @@ class OpenAPIDocs:
                     for name in res.strategy.definitions:
                         self._converted.pop(name, None)
         self._definitions: dict[str, Schema] | None = None
+        self._definitions_v2: dict[str, Schema] | None = None
         self._index: bytes | None = None
         self.generation += 1
 
@@ -571,9 +575,14 @@ class OpenAPIDocs:
             return ""
         return self._hashes[gv]
 
-    def all_definitions(self) -> dict[str, Schema]:
+    def all_definitions(self, v2: bool = False) -> dict[str, Schema]:
         """Every definition the documents may name: Kubernetes 1.32's and the declared ones
-        (JSON Schema ``$defs`` dialect; ``openapi_v2`` converts them too)."""
+        (JSON Schema ``$defs`` dialect; ``openapi_v2`` converts them too, asking with
+        ``v2`` for what a strategy publishes in v2)."""
+        if v2:
+            if self._definitions_v2 is None:
+                self._definitions_v2 = {**definitions(), **self._declared_v2}
+            return self._definitions_v2
         if self._definitions is None:
             self._definitions = {**definitions(), **self._declared}
         return self._definitions

@@ -207,7 +207,7 @@ def build_document(docs: OpenAPIDocs) -> Schema:
         v3 = orjson.loads(raw)
         paths.update(convert_paths(v3.get("paths", {})))
         names.update(v3.get("components", {}).get("schemas", {}))
-    defs = docs.all_definitions()
+    defs = docs.all_definitions(v2=True)
     return {
         "swagger": "2.0",
         "info": {"title": "Kubernetes", "version": KUBE_VERSION},

@@ -140,17 +140,43 @@ def decode_body(raw: bytes, content_type: str) -> Any:
     if ct in ("application/yaml", "application/apply-patch+yaml", "text/yaml"):
         try:
             docs = list(yaml.safe_load_all(raw))
+            if len(docs) != 1:
+                raise errors.bad_request("the body must hold exactly one YAML document")
+            return _shallow(_json_safe(docs[0]), "error converting YAML to JSON: ")
         except yaml.YAMLError as e:
             raise errors.bad_request(f"error converting YAML to JSON: {e}") from None
-        if len(docs) != 1:
-            raise errors.bad_request("the body must hold exactly one YAML document")
-        return _json_safe(docs[0])
+        except RecursionError:
+            raise errors.bad_request(f"error converting YAML to JSON: {_TOO_DEEP}") from None
     if ct == PROTOBUF_CONTENT_TYPE:
         return decode_k8s_protobuf(raw)
     try:
-        return orjson.loads(raw)
+        return _shallow(orjson.loads(raw), "error decoding JSON: ")
     except orjson.JSONDecodeError as e:
+        if "depth" in str(e).lower() or "recursion" in str(e).lower():
+            raise errors.bad_request(f"error decoding JSON: {_TOO_DEEP}") from None
         raise errors.bad_request(f"error decoding JSON: {e}") from None
+
+
+#: how deeply a body may nest objects and arrays. Go's decoder allows 10000 levels;
+#: ours stops far earlier, since every object must also survive being encoded inside
+#: lists, tables, watch events and managedFields (orjson encodes at most 255 levels)
+MAX_DEPTH = 200
+_TOO_DEEP = "exceeded max depth"
+
+
+def _shallow(value: Any, prefix: str) -> Any:
+    """``value``, unless it nests deeper than ``MAX_DEPTH`` (a 400, as Go's decoder
+    answers a body past its limit)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise errors.bad_request(prefix + _TOO_DEEP)
+        if isinstance(v, dict):
+            stack.extend((x, depth + 1) for x in v.values() if isinstance(x, dict | list))
+        elif isinstance(v, list):
+            stack.extend((x, depth + 1) for x in v if isinstance(x, dict | list))
+    return value
 
 
 class _Pairs(dict[str, Any]):

@@ -17,6 +17,7 @@ object read or returned back into the view's shape (``decode``, ``raw``).
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import uuid
@@ -34,6 +35,7 @@ from corral.api.schema import (
     SchemaNode,
     TypeMismatch,
     check_types,
+    definitions,
     fill_required,
     for_kind,
 )
@@ -104,6 +106,14 @@ def generate_name(prefix: str) -> str:
     return prefix + "".join(secrets.choice(_NAME_CHARS) for _ in range(5))
 
 
+OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+
+
+@functools.cache
+def _object_meta() -> SchemaNode:
+    return SchemaNode(definitions()[OBJECT_META], OBJECT_META)
+
+
 def _declared_schema(info: ResourceInfo, gvk: tuple[str, str, str]) -> SchemaNode | None:
     """The definition of ``gvk`` among those ``info``'s strategy declares, or None."""
     for name, raw in info.strategy.definitions.items():
@@ -168,9 +178,17 @@ class Registry:
         fields = dict(info.strategy.field_selectors)
         rc = self.cache.register(prefix, fields)
         if info.storage is None:
-            rc.field_funcs = fields
+            rc.set_field_funcs(fields)
             self.by_prefix[prefix] = info
         self._caches[(info.group, info.plural)] = rc
+        return rc
+
+    def attach_storage(self, group: str, plural: str) -> ResourceCache:
+        """Cache the objects stored under ``/registry/<group>/<plural>/`` whether or not
+        a row serves them (a CRD whose names are not accepted: its objects are still
+        loaded, owners to the garbage collector and deleted with it)."""
+        rc = self.cache.register(f"/registry/{group}/{plural}/", {})
+        self._caches.setdefault((group, plural), rc)
         return rc
 
     def remove_resource(self, info: ResourceInfo) -> None:
@@ -234,6 +252,10 @@ class Registry:
         """``entry``'s JSON in ``info``'s shape: the cached bytes unless ``info`` is a view."""
         if info.converter is None:
             return entry.raw
+        cached = getattr(info.converter, "raw", None)  # a CRD version's: converted once
+        if cached is not None:
+            raw: bytes = cached(entry.key, entry.revision, entry.obj)
+            return raw
         return orjson.dumps(info.converter.from_storage(entry.obj()))
 
     @staticmethod
@@ -298,6 +320,23 @@ class Registry:
         obj.clear()
         obj.update(typed)
 
+    def _decode_metadata(self, info: ResourceInfo, obj: Obj) -> list[str]:
+        """An untyped kind's (a custom resource's) metadata decoded as ObjectMeta, as
+        upstream decodes it: wrong JSON types are a 400, unknown fields are dropped and
+        their paths returned."""
+        meta = obj.get("metadata")
+        if not isinstance(meta, dict):
+            return []
+        unknown: list[str] = []
+        try:
+            obj["metadata"] = check_types(meta, _object_meta(), "metadata", "", unknown, "metadata")
+        except (TypeMismatch, BadTime) as e:
+            k = info.kind
+            raise errors.bad_request(
+                f'{k} in version "{info.version}" cannot be handled as a {k}: {e}'
+            ) from None
+        return unknown
+
     def _validate_fields(self, info: ResourceInfo, obj: Obj, opts: WriteOptions) -> list[str]:
         """Drop unknown fields (Strict refuses them, Warn returns warnings), then
         decode the rest by type."""
@@ -305,7 +344,7 @@ class Registry:
             unknown: list[str] = []
             self._decode_typed(info, obj, unknown=unknown)
         else:
-            unknown = info.strategy.prune(obj)
+            unknown = self._decode_metadata(info, obj) + info.strategy.prune(obj)
         problems = [f'unknown field "{p}"' for p in unknown]
         problems += [f'duplicate field "{p}"' for p in opts.duplicates]
         if not problems or opts.field_validation == "Ignore":

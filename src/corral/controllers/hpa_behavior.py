@@ -21,6 +21,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from corral.api.conditions import set_condition as conditions_set
+
 Obj = Mapping[str, Any]
 MAX_INT32 = 2**31 - 1
 MIN_INT32 = -(2**31)
@@ -305,17 +307,8 @@ def set_condition(
     conditions: list[dict[str, Any]], ctype: str, status: str, reason: str, message: str, now: str
 ) -> None:
     """``setConditionInList``: update or add; ``lastTransitionTime`` moves on a status change."""
-    for c in conditions:
-        if c.get("type") == ctype:
-            break
-    else:
-        c = {"type": ctype}
-        conditions.append(c)
-    if c.get("status") != status:
-        c["lastTransitionTime"] = now
-    c["status"] = status
-    c["reason"] = reason
-    c["message"] = message
+    cond = {"type": ctype, "status": status, "reason": reason, "message": message}
+    conditions_set({"status": {"conditions": conditions}}, cond, now)
 
 
 __all__ = [

@@ -115,6 +115,18 @@ class ResourceCache:
         self.ns_watchers: dict[str, set[Watcher]] = {}
         self.node_watchers: dict[str, set[Watcher]] = {}
 
+    def set_field_funcs(self, field_funcs: FieldFuncs) -> None:
+        """Select by these fields from now on; when the set of fields changes (a CRD's
+        ``selectableFields``), the entries already cached get them computed too."""
+        same = field_funcs.keys() == self.field_funcs.keys()
+        self.field_funcs = field_funcs
+        if same:
+            return
+        for e in self.entries.values():
+            fresh = self.make_entry(e.key, e.obj(), e.raw, e.revision).fields
+            e.fields.clear()
+            e.fields.update(fresh)
+
     # --- building entries -------------------------------------------------------------
     def make_entry(self, key: str, obj: Obj, raw: bytes, revision: int) -> Entry:
         meta = obj.get("metadata") or {}
@@ -263,6 +275,15 @@ class ResourceCache:
         else:
             self.all_watchers.discard(w)
         w.queue.put_nowait(None)
+
+    def close_watchers(self) -> None:
+        """End every watch of this resource (what it serves changed: a CRD deleted or
+        its served versions changed); clients watch again."""
+        every = list(self.all_watchers)
+        for group in (*self.ns_watchers.values(), *self.node_watchers.values()):
+            every.extend(group)
+        for w in every:
+            self.remove_watcher(w)
 
     def watcher_count(self) -> int:
         n = len(self.all_watchers)

@@ -165,3 +165,110 @@ def test_default_age_column() -> None:
     assert cols is not None
     assert [(c["name"], c["type"]) for c in cols] == [("Name", "string"), ("Age", "date")]
     assert s.table_row(OBJ, datetime(2026, 1, 1, 0, 0, 30, tzinfo=UTC)) == ["a", "30s"]
+
+
+def test_rows_without_served_version_and_empty_name_lists() -> None:
+    crd = _crd(shortNames=[], categories=[])
+    rows = CustomResources.rows(crd)
+    assert [(r.short_names, r.categories, r.singular) for r in rows] == [((), (), "foo")]
+    crd["spec"]["versions"][0]["served"] = False
+    assert CustomResources.rows(crd) == []
+
+
+def test_rows_use_accepted_names() -> None:
+    crd = _crd(shortNames=["taken"])
+    accepted = {"plural": "foos", "singular": "foo", "kind": "Foo", "listKind": "FooList"}
+    (row,) = CustomResources.rows(crd, accepted)
+    assert (row.plural, row.kind, row.short_names) == ("foos", "Foo", ())
+
+
+def test_established_crd_keeps_being_served_on_a_conflict() -> None:
+    """A short name another CRD holds: NamesAccepted False, Established stays True."""
+    other = _accepted(_crd(plural="bars", kind="Bar", listKind="BarList", shortNames=["b"]))
+    mine = _accepted(_crd())
+    mine["status"]["conditions"].append({"type": "Established", "status": "True"})
+    mine["spec"]["names"]["shortNames"] = ["b"]
+    accepted, cond, established = CustomResources.names(mine, [other, mine])
+    assert cond["reason"] == "ShortNamesConflict"
+    assert established["status"] == "True"
+    assert "shortNames" not in accepted
+
+
+def test_metadata_errors_come_first_and_hold_back_rules() -> None:
+    crd = _crd()
+    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["x-kubernetes-validations"] = [
+        {"rule": "has(self.spec)"}
+    ]
+    s = strategy_for(crd, crd["spec"]["versions"][0])
+    assert s.validate_metadata({"metadata": {}}, True) == []
+    got = [str(e) for e in s.validate({"metadata": {"namespace": "default"}, "spec": {}})]
+    assert got[0] == "metadata.name: Required value: name or generateName is required"
+    assert got[1:] == [
+        '<nil>: Invalid value: "null": some validation rules were not checked because the object was invalid; correct the existing errors to complete validation'
+    ]
+
+
+def test_discovery_puts_builtin_groups_first() -> None:
+    from corral.apiserver.discovery import _group_order
+
+    groups = ["aa.example.com", "storage.k8s.io", "apps", "mesos.corral.dev", "autoscaling"]
+    groups += ["apiregistration.k8s.io", "apiextensions.k8s.io"]
+    custom = frozenset({"aa.example.com"})
+    assert sorted(groups, key=lambda g: _group_order(g, custom)) == [
+        "apiregistration.k8s.io",
+        "apps",
+        "autoscaling",
+        "storage.k8s.io",
+        "apiextensions.k8s.io",
+        "mesos.corral.dev",
+        "aa.example.com",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "message"),
+    [
+        (
+            '{"a":' * 300 + "1" + "}" * 300,
+            "application/json",
+            "error decoding JSON: exceeded max depth",
+        ),
+        (
+            '{"a":' * 2000 + "1" + "}" * 2000,
+            "application/json",
+            "error decoding JSON: exceeded max depth",
+        ),
+        ("[" * 300 + "]" * 300, "application/json", "error decoding JSON: exceeded max depth"),
+        (
+            "a:\n" + "".join("  " * i + "b:\n" for i in range(1, 1500)),
+            "application/yaml",
+            "error converting YAML to JSON: exceeded max depth",
+        ),
+    ],
+    ids=["json-300", "json-2000", "arrays", "yaml"],
+)
+def test_deep_bodies_are_bad_requests(body: str, content_type: str, message: str) -> None:
+    from corral.api import errors
+    from corral.apiserver.request import decode_body
+
+    with pytest.raises(errors.StatusError) as e:
+        decode_body(body.encode(), content_type)
+    assert (e.value.code, e.value.message) == (400, message)
+    assert decode_body(('{"a":' * 150 + "1" + "}" * 150).encode(), "application/json")
+
+
+def test_converter_converts_each_object_version_once() -> None:
+    crd = _crd()
+    (row,) = CustomResources.rows(crd)
+    assert row.converter is not None
+    decoded: list[int] = []
+
+    def obj() -> Obj:
+        decoded.append(1)
+        return {"apiVersion": "g.example.com/v1", "kind": "Foo", "metadata": {"name": "a"}}
+
+    first = row.converter.raw("k", 5, obj)  # type: ignore[attr-defined]
+    assert row.converter.raw("k", 5, obj) is first  # type: ignore[attr-defined]
+    assert len(decoded) == 1
+    row.converter.raw("k", 6, obj)  # type: ignore[attr-defined]
+    assert len(decoded) == 2

@@ -5,7 +5,9 @@ strategy), create and update preparation (status reset on create, ``storedVersio
 kept growing as upstream's ``PrepareForUpdate`` does), and validation with the words of
 ``apiextensions/validation`` (the name must be ``<plural>.<group>``, a group with a dot,
 a known scope, exactly one storage version, DNS-1035 names, printer columns, scale
-paths, and each version's ``openAPIV3Schema`` through ``corral.api.structural``).
+paths, selectable fields, webhook conversion settings, each version's
+``openAPIV3Schema`` through ``corral.api.structural``, and the API approval annotation
+of the protected ``*.k8s.io`` groups).
 Deleting a CRD adds the ``customresourcecleanup.apiextensions.k8s.io`` finalizer and the
 Terminating condition (``prepare_for_delete``); ``apiserver/crds.py`` then deletes the
 instances and drops the finalizer. Called by the generic store via the registry table.
@@ -14,8 +16,17 @@ instances and drops the finalizer. Called by the generic store via the registry 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
-from corral.api.errors import FieldError, forbidden, invalid, not_supported, required
+from corral.api.conditions import find_condition, set_condition
+from corral.api.errors import (
+    FieldError,
+    duplicate,
+    forbidden,
+    invalid,
+    not_supported,
+    required,
+)
 from corral.api.validation import (
     is_dns1035_label,
     is_dns1123_subdomain,
@@ -29,12 +40,23 @@ COLUMN_TYPES = ("boolean", "date", "integer", "number", "string")
 COLUMN_FORMATS = ("byte", "date", "date-time", "double", "float", "int32", "int64", "password")
 
 
-def _d(v: Any) -> dict[str, Any]:
+#: the annotation a CRD of a protected community group (``*.k8s.io``) must carry
+APPROVAL_ANNOTATION = "api-approved.kubernetes.io"
+_ENHANCEMENT = "see https://github.com/kubernetes/enhancements/pull/1111"
+
+
+def as_dict(v: Any) -> dict[str, Any]:
+    """``v`` if it is a mapping, else an empty one (reading objects not yet validated)."""
     return v if isinstance(v, dict) else {}
 
 
-def _l(v: Any) -> list[Any]:
+def as_list(v: Any) -> list[Any]:
+    """``v`` if it is a list, else an empty one."""
     return v if isinstance(v, list) else []
+
+
+_d = as_dict
+_l = as_list
 
 
 def storage_version(crd: Obj) -> str:
@@ -45,27 +67,90 @@ def storage_version(crd: Obj) -> str:
     return ""
 
 
-def condition(crd: Obj, ctype: str) -> dict[str, Any] | None:
-    for c in _l(_d(crd.get("status")).get("conditions")):
-        if isinstance(c, dict) and c.get("type") == ctype:
-            return c
-    return None
+def is_protected_group(group: str) -> bool:
+    """``IsProtectedCommunityGroup``: ``k8s.io``, ``kubernetes.io`` and their subdomains."""
+    return group in ("k8s.io", "kubernetes.io") or group.endswith((".k8s.io", ".kubernetes.io"))
 
 
-def set_condition(crd: Obj, cond: dict[str, Any], now: str) -> bool:
-    """``SetCRDCondition``: replace the condition of that type (the transition time kept
-    when the status did not change); True when something changed."""
-    status = crd.setdefault("status", {})
-    conds = status.setdefault("conditions", [])
-    for i, c in enumerate(conds):
-        if isinstance(c, dict) and c.get("type") == cond["type"]:
-            if all(c.get(k) == cond.get(k) for k in ("status", "reason", "message")):
-                return False
-            t = c.get("lastTransitionTime") if c.get("status") == cond["status"] else now
-            conds[i] = {**cond, "lastTransitionTime": t or now}
-            return True
-    conds.append({**cond, "lastTransitionTime": now})
-    return True
+def approval_state(annotations: Any) -> tuple[str, str]:
+    """``GetAPIApprovalState``: (Missing | Bypassed | Approved | Invalid, the reason)."""
+    value = _d(annotations).get(APPROVAL_ANNOTATION) or ""
+    value = value if isinstance(value, str) else str(value)
+    if not value:
+        return (
+            "Missing",
+            f'protected groups must have approval annotation "{APPROVAL_ANNOTATION}", {_ENHANCEMENT}',
+        )
+    if value.startswith("unapproved"):
+        return "Bypassed", f'not approved: "{value}"'
+    url = urlsplit(value) if value.startswith("/") or "://" in value else None
+    if url is not None and url.scheme and url.netloc:
+        return "Approved", f"approved in {value}"
+    return (
+        "Invalid",
+        f'protected groups must have approval annotation "{APPROVAL_ANNOTATION}" with either '
+        f'a URL or a reason starting with "unapproved", {_ENHANCEMENT}',
+    )
+
+
+def approval_condition(crd: Obj) -> dict[str, Any] | None:
+    """The apiapproval controller's ``KubernetesAPIApprovalPolicyConformant`` condition
+    (None outside the protected groups)."""
+    if not is_protected_group(str(_d(crd.get("spec")).get("group") or "")):
+        return None
+    state, reason = approval_state(_d(crd.get("metadata")).get("annotations"))
+    status, why = {
+        "Invalid": ("False", "InvalidAnnotation"),
+        "Missing": ("False", "MissingAnnotation"),
+        "Approved": ("True", "ApprovedAnnotation"),
+        "Bypassed": ("False", "UnapprovedAnnotation"),
+    }[state]
+    return {
+        "type": "KubernetesAPIApprovalPolicyConformant",
+        "status": status,
+        "reason": why,
+        "message": reason,
+    }
+
+
+def _approval_errors(new: Obj, old: Obj | None) -> list[FieldError]:
+    """``validateAPIApproval``: a CRD of a protected group names its API review; an
+    update that leaves the approval state alone is never refused."""
+    if not is_protected_group(str(_d(new.get("spec")).get("group") or "")):
+        return []
+    state, reason = approval_state(_d(new.get("metadata")).get("annotations"))
+    if old is not None and approval_state(_d(old.get("metadata")).get("annotations"))[0] == state:
+        return []
+    path = f"metadata.annotations[{APPROVAL_ANNOTATION}]"
+    if state == "Missing":
+        return [required(path, reason)]
+    if state == "Invalid":
+        value = _d(_d(new.get("metadata")).get("annotations")).get(APPROVAL_ANNOTATION)
+        return [invalid(path, value, reason)]
+    return []
+
+
+def _webhook_errors(conv: dict[str, Any]) -> list[FieldError]:
+    """``validateCustomResourceConversion`` for the Webhook strategy (paths of the
+    internal type, as upstream reports them)."""
+    webhook = conv.get("webhook")
+    errs: list[FieldError] = []
+    if not isinstance(_d(webhook).get("clientConfig"), dict):
+        errs.append(
+            required(
+                "spec.conversion.webhookClientConfig", "required when strategy is set to Webhook"
+            )
+        )
+    versions = _l(_d(webhook).get("conversionReviewVersions"))
+    path = "spec.conversion.conversionReviewVersions"
+    if not versions:
+        errs.append(required(path, ""))
+    else:
+        if len(set(map(str, versions))) != len(versions):
+            errs.append(invalid(path, versions, "duplicate versions"))
+        if not {"v1", "v1beta1"} & set(map(str, versions)):
+            errs.append(invalid(path, versions, "must include at least one of v1, v1beta1"))
+    return errs
 
 
 def _names_errors(names: dict[str, Any], path: str) -> list[FieldError]:
@@ -157,10 +242,69 @@ def _column_errors(col: dict[str, Any], path: str) -> list[FieldError]:
             invalid(f"{path}.format", col["format"], f"must be one of {','.join(COLUMN_FORMATS)}")
         )
     jp = col.get("jsonPath")
+    # upstream names the internal type's field: JSONPath
     if not jp:
-        errs.append(required(f"{path}.jsonPath", ""))
+        errs.append(required(f"{path}.JSONPath", ""))
     elif not isinstance(jp, str) or not jp.startswith("."):
-        errs.append(invalid(f"{path}.jsonPath", jp, "must be a simple json path starting with ."))
+        errs.append(invalid(f"{path}.JSONPath", jp, "must be a simple json path starting with ."))
+    return errs
+
+
+_SELECTABLE_TYPES = ("string", "boolean", "integer")
+
+
+def _selectable_errors(version: dict[str, Any], path: str) -> list[FieldError]:
+    """``ValidateCustomResourceSelectableFields``: each a path (no array steps) to a
+    string, boolean or integer field of the schema, outside metadata, once."""
+    fields = _l(version.get("selectableFields"))
+    if not fields:
+        return []
+    schema = _d(version.get("schema")).get("openAPIV3Schema")
+    if not isinstance(schema, dict):
+        return [
+            invalid(
+                f"{path}.selectableFields",
+                "",
+                "selectableFields may only be set when version.schema.openAPIV3Schema is not included",
+            )
+        ]
+    errs: list[FieldError] = []
+    seen: set[str] = set()
+    for i, f in enumerate(fields):
+        p = f"{path}.selectableFields[{i}].jsonPath"
+        jp = _d(f).get("jsonPath")
+        if not jp:
+            errs.append(required(p, ""))
+            continue
+        steps = str(jp).split(".")
+        if len(steps) > 1 and steps[1] == "metadata":
+            errs.append(invalid(p, jp, "must not point to fields in metadata"))
+            continue
+        node: dict[str, Any] | None = schema
+        problem = ""
+        if steps[0] != "" or len(steps) < 2 or "" in steps[1:]:
+            problem = "is an invalid path: must be a valid path"
+        else:
+            for step in steps[1:]:
+                node = _d(_d(node).get("properties")).get(step)
+                if not isinstance(node, dict):
+                    problem = "is an invalid path: does not refer to a valid field"
+                    break
+        if problem:
+            errs.append(invalid(p, jp, problem))
+            continue
+        if _d(node).get("type") not in _SELECTABLE_TYPES:
+            errs.append(
+                invalid(
+                    p,
+                    jp,
+                    "must point to a field of type string, boolean or integer. Enum string "
+                    "fields and strings with formats are allowed.",
+                )
+            )
+        if jp in seen:
+            errs.append(duplicate(p, jp))
+        seen.add(str(jp))
     return errs
 
 
@@ -171,10 +315,13 @@ def _schema_errors(version: dict[str, Any], path: str, status_enabled: bool) -> 
     p = f"{path}.schema.openAPIV3Schema"
     if not isinstance(schema, dict):
         return [required(p, "schemas are required")]
-    return list(check_schema(schema, p))
+    return list(check_schema(schema, p, status_enabled))
 
 
 class CustomResourceDefinitionStrategy(Strategy):
+    """apiextensions.k8s.io/v1 CustomResourceDefinition: the CRD object's defaults,
+    preparation and validation (serving what it defines is ``apiserver/crds.py``'s)."""
+
     has_status = True
 
     def default(self, obj: Obj) -> None:
@@ -238,6 +385,11 @@ class CustomResourceDefinitionStrategy(Strategy):
         return errs
 
     def validate(self, obj: Obj) -> list[FieldError]:
+        return self._spec_errors(obj) + _approval_errors(obj, None)
+
+    @staticmethod
+    def _spec_errors(obj: Obj) -> list[FieldError]:
+        """``validateCustomResourceDefinitionSpec``."""
         spec = obj.get("spec")
         if not isinstance(spec, dict):
             return [required("spec", "")]
@@ -269,10 +421,11 @@ class CustomResourceDefinitionStrategy(Strategy):
             if msgs := is_dns1035_label(vname):
                 errs.append(invalid(f"{path}.name", vname, ",".join(msgs)))
             subs = _d(version.get("subresources"))
-            errs += _schema_errors(version, path, "status" in subs)
+            errs += _schema_errors(version, path, isinstance(subs.get("status"), dict))
             errs += _subresources_errors(subs, f"{path}.subresources")
             for j, col in enumerate(_l(version.get("additionalPrinterColumns"))):
                 errs += _column_errors(_d(col), f"{path}.additionalPrinterColumns[{j}]")
+            errs += _selectable_errors(version, path)
         if not versions:
             errs.append(required("spec.versions", ""))
         if not unique:
@@ -303,12 +456,14 @@ class CustomResourceDefinitionStrategy(Strategy):
                     "should not be set when strategy is not set to Webhook",
                 )
             )
+        elif strategy == "Webhook":
+            errs += _webhook_errors(conv)
         return errs
 
     def validate_update(self, new: Obj, old: Obj) -> list[FieldError]:
-        errs = self.validate(new)
+        errs = self._spec_errors(new)
         spec, old_spec = _d(new.get("spec")), _d(old.get("spec"))
-        established = (condition(old, "Established") or {}).get("status") == "True"
+        established = (find_condition(old, "Established") or {}).get("status") == "True"
         if established:
             errs += validate_immutable(spec.get("scope"), old_spec.get("scope"), "spec.scope")
             errs += validate_immutable(
@@ -323,7 +478,7 @@ class CustomResourceDefinitionStrategy(Strategy):
             "spec.names.plural",
         )
         errs += self._stored_versions_errors(new)
-        return errs
+        return errs + _approval_errors(new, old)
 
     def validate_status_update(self, new: Obj, old: Obj) -> list[FieldError]:
         return _names_errors(_d(_d(new.get("status")).get("acceptedNames")), "status.acceptedNames")

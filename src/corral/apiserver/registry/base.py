@@ -55,6 +55,11 @@ class Strategy:
     #: ``x-kubernetes-group-version-kind`` (the kind and its List). The store decodes and
     #: prunes by them, OpenAPI v3/v2 publish them. Empty: the 1.32 set describes the kind.
     definitions: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: what OpenAPI v3 and v2 publish instead of ``definitions`` when they differ (a
+    #: CRD's schema as upstream publishes it: unknown fields left open, int-or-string
+    #: unfolded), same dialect and names; None: ``definitions``
+    published_definitions: ClassVar[dict[str, dict[str, Any]] | None] = None
+    published_definitions_v2: ClassVar[dict[str, dict[str, Any]] | None] = None
     #: objects decode as Go structs do (a wrong JSON type is a 400, nulls are dropped,
     #: unknown fields pruned by ``definitions`` or the 1.32 schemas). False for custom
     #: resources, whose strategy prunes (``prune``) and whose schema validates types (422).

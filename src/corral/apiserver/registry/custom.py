@@ -14,8 +14,8 @@ upstream does on read after a schema change.
 
 from __future__ import annotations
 
-import dataclasses
 import re
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -24,6 +24,7 @@ import orjson
 from corral.api import errors
 from corral.api.errors import FieldError
 from corral.api.schema import definitions as kube_definitions
+from corral.api.validation import validate_object_meta
 from corral.apiserver.registry.base import (
     API_VERSION_DOC,
     KIND_DOC,
@@ -34,6 +35,8 @@ from corral.apiserver.registry.base import (
 )
 
 _OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+#: converted objects a VersionConverter keeps (watch events fan out to many watchers)
+RAW_CACHE = 1024
 #: a path nothing lives at: a scale subresource without ``labelSelectorPath``
 NO_PATH = ("\x00",)
 
@@ -193,6 +196,7 @@ class CustomResourceStrategy(Strategy):
         self.group: str = spec["group"]
         self.kind: str = spec["names"]["kind"]
         self.plural: str = spec["names"]["plural"]
+        self.namespaced = spec.get("scope") == "Namespaced"
         #: the CRD is being deleted: no new objects (upstream's crdHandler refuses them)
         self.terminating = bool(crd["metadata"].get("deletionTimestamp"))
         self.version_name: str = version["name"]
@@ -249,18 +253,26 @@ class CustomResourceStrategy(Strategy):
         gen = old["metadata"].get("generation", 1)
         new["metadata"]["generation"] = gen + 1 if changed else gen
 
-    def validate(self, obj: Obj) -> list[FieldError]:
+    def validate_metadata(self, obj: Obj, namespaced: bool) -> list[FieldError]:
+        """Nothing here: ``validate`` checks metadata first, since its errors decide
+        whether the CEL rules run (``prior``)."""
+        return []
+
+    def _checked(self, obj: Obj, old: Obj | None) -> list[FieldError]:
+        meta = validate_object_meta(obj.get("metadata", {}), self.namespaced, self.name_format)
         if self.schema is None:
-            return []
-        return _nil_root(self.schema.validate(obj))
+            return meta
+        errs: list[FieldError] = self.schema.validate(obj, old, prior=meta)
+        return meta + errs
+
+    def validate(self, obj: Obj) -> list[FieldError]:
+        return self._checked(obj, None)
 
     def validate_update(self, new: Obj, old: Obj) -> list[FieldError]:
-        if self.schema is None:
-            return []
-        return _nil_root(self.schema.validate(new, old))
+        return self._checked(new, old)
 
     def validate_status_update(self, new: Obj, old: Obj) -> list[FieldError]:
-        return self.validate_update(new, old)
+        return self._checked(new, old)
 
     # --- reads ------------------------------------------------------------------------
     def table_columns(self) -> list[dict[str, Any]] | None:
@@ -274,20 +286,26 @@ class CustomResourceStrategy(Strategy):
         return cells
 
 
-def _nil_root(errs: list[FieldError]) -> list[FieldError]:
-    """An error of the object itself (a root CEL rule) names its path as Go prints a nil
-    ``*field.Path``: ``<nil>: Invalid value: "object": ...``."""
-    return [dataclasses.replace(e, field="<nil>") if not e.field else e for e in errs]
+def _definitions(
+    group: str, version: str, kind: str, structural: Any
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The object and list definitions: those the store reads (merge keys, SSA: the
+    schema as ``SchemaNode`` walks it), and those OpenAPI v3 and v2 publish (upstream's
+    ``published_schema``: properties beside preserve-unknown-fields stay open)."""
+    from corral.api.structural import published_schema
 
-
-def _definitions(group: str, version: str, kind: str, structural: Any) -> dict[str, Any]:
-    """The object and list definitions the store (merge keys, SSA) and OpenAPI read."""
     name = definition_name(group, version, kind)
     gvk = {"group": group, "kind": kind, "version": version}
     if structural is not None:
         node: dict[str, Any] = dict(structural.node_schema())
     else:
         node = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    lists = _list_definition(name, kind, gvk)
+    published = []
+    for v2 in (False, True):
+        raw = published_schema(structural.schema, v2, META_REF + "ObjectMeta") if structural else {}
+        raw = {**(raw or {"type": "object"}), "x-kubernetes-group-version-kind": [gvk]}
+        published.append({name: raw, **lists})
     props = dict(node.get("properties") or {})
     props["apiVersion"] = {"type": "string", "description": API_VERSION_DOC}
     props["kind"] = {"type": "string", "description": KIND_DOC}
@@ -297,6 +315,10 @@ def _definitions(group: str, version: str, kind: str, structural: Any) -> dict[s
     }
     node["properties"] = props
     node["x-kubernetes-group-version-kind"] = [gvk]
+    return {name: node, **lists}, published[0], published[1]
+
+
+def _list_definition(name: str, kind: str, gvk: dict[str, str]) -> dict[str, Any]:
     list_def = {
         "description": f"{kind}List is a list of {kind}",
         "type": "object",
@@ -313,10 +335,12 @@ def _definitions(group: str, version: str, kind: str, structural: Any) -> dict[s
         "required": ["items"],
         "x-kubernetes-group-version-kind": [{**gvk, "kind": kind + "List"}],
     }
-    return {name: node, name + "List": list_def}
+    return {name + "List": list_def}
 
 
 def _selectable(json_path: str) -> Any:
+    """The field function of one ``selectableFields`` entry: the value at
+    ``json_path`` as text (``""`` when absent), what field selectors compare."""
     steps = parse_json_path(json_path) or []
 
     def read(obj: Obj) -> str:
@@ -339,11 +363,14 @@ def strategy_for(crd: Obj, version: Obj) -> CustomResourceStrategy:
         for f in version.get("selectableFields") or []
         if isinstance(f, dict) and f.get("jsonPath")
     }
+    stored, published, published_v2 = _definitions(
+        spec["group"], version["name"], spec["names"]["kind"], structural
+    )
     attrs = {
         "has_status": isinstance(subs.get("status"), dict),
-        "definitions": _definitions(
-            spec["group"], version["name"], spec["names"]["kind"], structural
-        ),
+        "definitions": stored,
+        "published_definitions": published,
+        "published_definitions_v2": published_v2,
         "field_selectors": fields,
     }
     cls = type(f"{spec['names']['kind']}Strategy", (CustomResourceStrategy,), attrs)
@@ -377,6 +404,8 @@ class VersionConverter:
         self.storage_api_version = storage_api_version
         self.api_version = api_version
         self.strategy = strategy
+        #: (key, revision) -> converted JSON, oldest first (``raw``)
+        self._raw: dict[tuple[str, int], bytes] = {}
 
     def to_storage(self, obj: Obj) -> Obj:
         return {**obj, "apiVersion": self.storage_api_version}
@@ -387,3 +416,14 @@ class VersionConverter:
         self.strategy.prune(out)
         self.strategy.default(out)
         return out
+
+    def raw(self, key: str, revision: int, obj: Callable[[], Obj]) -> bytes:
+        """The JSON of one stored object version in this version's shape, converted
+        once however many watchers and readers ask (``obj`` decodes it on a miss)."""
+        k = (key, revision)
+        hit = self._raw.get(k)
+        if hit is None:
+            hit = self._raw[k] = orjson.dumps(self.from_storage(obj()))
+            if len(self._raw) > RAW_CACHE:
+                del self._raw[next(iter(self._raw))]
+        return hit
