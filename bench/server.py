@@ -4,7 +4,9 @@ Called by ``bench.scenarios``: ``BenchServer`` is the test kit's ``ServerProcess
 (``python -m corral server`` on a fresh data directory and a free port, as the
 integration tests run it) plus a client session; callers hold it in ``try/finally`` so
 no server outlives a benchmark. ``rss_bytes`` reads the process's
-``VmRSS`` from ``/proc``; ``db_bytes`` sizes the SQLite file and its WAL.
+``VmRSS`` from ``/proc``; ``db_bytes`` sizes the SQLite file and its WAL. The metrics
+server is left out (``--no-metrics-server``) unless a benchmark asks for it with
+``--metric-resolution``: its scrapes of every hollow node would be measured with the rest.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import aiohttp
 
@@ -22,6 +24,20 @@ from corral.testing.process import ServerProcess
 @dataclass
 class BenchServer(ServerProcess):
     """A server process plus what the benchmarks read of it."""
+
+    @classmethod
+    def start(
+        cls,
+        data_dir: Path,
+        port: int | None = None,
+        extra: list[str] | None = None,
+        log_level: str = "WARNING",
+        timeout: float = 60.0,
+    ) -> Self:
+        args = list(extra or [])
+        if "--metric-resolution" not in args and "--no-metrics-server" not in args:
+            args.append("--no-metrics-server")
+        return super().start(data_dir, port, args, log_level, timeout)
 
     def session(self, limit: int) -> aiohttp.ClientSession:
         """A keep-alive session with at most ``limit`` connections (call inside a loop)."""

@@ -27,8 +27,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+import yaml
 from e2ekit import Cluster, Obj, condition, pod_manifest, require, running, running_cluster
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
@@ -213,8 +215,30 @@ def test_node_address_ingress_answers_and_goes_with_the_type(
                if e["involvedObject"].get("name") == "web" and e["involvedObject"]["kind"] == "Service"]  # fmt: skip
     assert "EnsuredLoadBalancer" in reasons, reasons
 
+    # node mode: a port of the node's address has one holder; the API server's is never given
+    server = yaml.safe_load(Path(cluster.server.kubeconfig).read_text())["clusters"][0]
+    api_port = urlsplit(server["cluster"]["server"]).port
+    cluster.apply(ns, lb_service("second"))
+    cluster.apply(ns, lb_service("capture", ports=[{"name": "https", "port": api_port}]))
+    for name, holder in (("second", f"service {ns}/web"), ("capture", "the API server's")):
+        cluster.wait(
+            f"{name} stays pending with a warning naming {holder}",
+            lambda name=name, holder=holder: any(  # type: ignore[misc]
+                e["reason"] == "SyncLoadBalancerFailed" and holder in e["message"]
+                for e in cluster.get(ns, "events")["items"]
+                if e["involvedObject"].get("name") == name
+            ),
+        )
+        assert ingress(api, ns, name) == []
+    assert cluster.kubectl("get", "ns", ns).returncode == 0  # the API server still answers
+
     api.patch_namespaced_service("web", ns, {"spec": {"type": "ClusterIP"}})
     cluster.wait("the ingress is gone", lambda: ingress(api, ns, "web") == [])
+    cluster.wait(  # the port was let go: the next Service in line takes it
+        "second takes the port", lambda: ingress(api, ns, "second") == [(node_ip, "VIP")]
+    )
+    api.delete_namespaced_service("second", ns)
+    api.delete_namespaced_service("capture", ns)
     cluster.wait(
         "the load-balancer rule is gone",
         lambda: not any(f"{ns}/web:http loadbalancer IP" in r for r in our_rules()),

@@ -6,6 +6,7 @@ answers), the Python client's ``create_from_yaml`` of an APIService manifest, an
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Iterator
@@ -258,3 +259,33 @@ def test_kubectl_top_of_hollow_nodes(hollow_cluster: tuple[Kubectl, Raw]) -> Non
     code, _, body = raw("GET", "/apis/metrics.k8s.io/v1beta1/nodes/nosuch")
     assert code == 404
     assert json.loads(body)["message"] == 'nodes.metrics.k8s.io "nosuch" not found'
+
+
+def test_metrics_apiservice_is_verified_and_answers_upstream_404s(
+    hollow_cluster: tuple[Kubectl, Raw],
+) -> None:
+    """The metrics server's certificate comes from the cluster CA: its APIService carries
+    that caBundle and no insecureSkipTLSVerify, and is Available (the aggregator verified
+    the server name metrics-server.kube-system.svc). Missing pod metrics answer
+    metrics-server's 404s; a hollow pod's logs answer a Status, not plain text."""
+    kubectl, raw = hollow_cluster
+    _wait_condition(raw, "v1beta1.metrics.k8s.io", "Passed")
+    api = json.loads(raw("GET", f"{APIS}/v1beta1.metrics.k8s.io")[2])
+    assert "insecureSkipTLSVerify" not in api["spec"]
+    config = yaml.safe_load(Path(kubectl.kubeconfig).read_text())
+    ca = config["clusters"][0]["cluster"]["certificate-authority-data"]
+    assert base64.b64decode(api["spec"]["caBundle"]) == base64.b64decode(ca)
+    ghost = {
+        "metadata": {"name": "ghost", "namespace": "default"},
+        "spec": {"nodeName": "no-such-node", "containers": [{"name": "c", "image": "busybox"}]},
+    }
+    assert raw("POST", "/api/v1/namespaces/default/pods", ghost)[0] == 201
+    base = "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods"
+    code, _, body = raw("GET", f"{base}/ghost")
+    assert code == 404
+    assert json.loads(body)["message"] == 'pods.metrics.k8s.io "default/ghost" not found'
+    code, _, body = raw("GET", f"{base}/nosuch")
+    assert code == 404 and json.loads(body)["message"] == 'pods "nosuch" not found'
+    res = kubectl("logs", "busy", "-n", "default", check=False)
+    assert res.returncode != 0
+    assert 'hollow pod "default/busy" runs no containers' in res.stderr, res.stderr

@@ -31,7 +31,6 @@ import dataclasses
 import hashlib
 import hmac
 import logging
-import re
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from corral.api.errors import StatusError
 from corral.client.informer import Informer, WorkQueue, key_of
 from corral.client.rest import NODES, PODS, Client, KubeConfig
 from corral.util.clock import Clock, SystemClock, parse_rfc3339, rfc3339
+from corral.util.durations import parse_go_duration
 
 from .node import (
     DEFAULT_CAPACITY,
@@ -70,26 +70,14 @@ CONTAINER_ID_SCHEME = "hollow://"
 #: pod network: one /24 per node in 10.128.0.0/9 (clear of the 10.96.0.0/12 services)
 BLOCKS = 1 << 15
 
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
 
 def parse_duration(text: str) -> float:
-    """Seconds in a Go duration (``5s``, ``1m30s``, ``250ms``); ValueError if malformed."""
-    s = text.strip()
-    if s == "0":
-        return 0.0
-    if not s:
-        raise ValueError("empty duration")
-    pos, total = 0, 0.0
-    for m in _DURATION.finditer(s):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _UNIT[m.group(2)]
-        pos = m.end()
-    if pos != len(s):
-        raise ValueError(f"invalid duration {text!r}")
-    return total
+    """Seconds in a Go duration (``5s``, ``1m30s``, ``250ms``); ValueError if malformed
+    or negative."""
+    seconds = parse_go_duration(text.strip())
+    if seconds < 0:
+        raise ValueError(f"negative duration {text!r}")
+    return seconds
 
 
 def exit_plan(pod: Obj) -> tuple[float, int] | None:
@@ -491,10 +479,11 @@ class HollowAgent:
         """Serve the simulated ``/metrics/resource`` (``agent/resource_metrics.py``) of all
         the nodes on one port of every address: the nodes' InternalIPs are in 127.0.0.0/8,
         so a scrape of ``<InternalIP>:<port>`` arrives here, and its local address names
-        the node. Published as each node's ``kubeletEndpoint`` (logs and exec have no
-        server here: answered 404)."""
+        the node. Published as each node's ``kubeletEndpoint``; logs, exec and any other
+        path answer a 404 Status (the API server relays it: hollow pods run nothing)."""
         app = web.Application()
         app.router.add_get("/metrics/resource", self._metrics_resource)
+        app.router.add_route("*", "/{tail:.*}", self._not_served)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         try:
@@ -507,6 +496,15 @@ class HollowAgent:
         self._metrics = runner
         port = int(runner.addresses[0][1])
         self.specs = [dataclasses.replace(sp, kubelet_port=port) for sp in self.specs]
+
+    async def _not_served(self, request: web.Request) -> web.Response:
+        parts = request.path.strip("/").split("/")
+        if parts[0] in ("containerLogs", "exec", "attach", "portForward") and len(parts) >= 3:
+            msg = f'hollow pod "{parts[1]}/{parts[2]}" runs no containers: no {parts[0]} here'
+        else:
+            msg = "the server could not find the requested resource"
+        e = StatusError(404, "NotFound", msg, {})
+        return web.Response(body=e.body(), status=404, content_type="application/json")
 
     async def _metrics_resource(self, request: web.Request) -> web.Response:
         auth = request.headers.get("Authorization", "")

@@ -26,7 +26,6 @@ import contextlib
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -60,22 +59,34 @@ class Sample:
 
 def _fmt(v: float) -> str:
     """A sample value as Go's ``strconv.FormatFloat(v, 'g', -1, 64)`` writes it (what
-    the kubelet's exposition uses): shortest digits, exponent form below 1e-4 or from 1e6."""
+    the kubelet's exposition uses): shortest digits, exponent form below 1e-4 or from 1e6.
+    Python's ``repr`` gives the same shortest digits; only their layout differs."""
     if v == 0:
         return "0"
-    d = Decimal(repr(float(v)))
-    sign, digits, _ = d.as_tuple()
-    ds = "".join(map(str, digits)).rstrip("0") or "0"
-    exp = d.adjusted()
-    neg = "-" if sign else ""
+    if type(v) is int and -1_000_000 < v < 1_000_000:
+        return str(v)
+    r = repr(float(v))
+    neg = "-" if r[0] == "-" else ""
+    r = r.lstrip("-")
+    if r in ("inf", "nan"):
+        return {"inf": f"{neg}+Inf" if not neg else "-Inf", "nan": "NaN"}[r]
+    mant, _, e = r.partition("e")
+    whole, _, frac = mant.partition(".")
+    if e:  # d[.ddd]e±x
+        ds, exp = (whole + frac).rstrip("0") or "0", int(e)
+    elif whole != "0":
+        ds, exp = (whole + frac).rstrip("0"), len(whole) - 1
+    else:
+        stripped = frac.lstrip("0")
+        ds, exp = stripped.rstrip("0"), -(len(frac) - len(stripped)) - 1
     if exp < -4 or exp >= 6:
-        mant = ds[0] + ("." + ds[1:] if len(ds) > 1 else "")
-        return f"{neg}{mant}e{'-' if exp < 0 else '+'}{abs(exp):02d}"
+        m = ds[0] + ("." + ds[1:] if len(ds) > 1 else "")
+        return f"{neg}{m}e{'-' if exp < 0 else '+'}{abs(exp):02d}"
     if exp < 0:
         return f"{neg}0.{'0' * (-exp - 1)}{ds}"
-    whole = ds[: exp + 1].ljust(exp + 1, "0")
-    frac = ds[exp + 1 :]
-    return f"{neg}{whole}.{frac}" if frac else f"{neg}{whole}"
+    head = ds[: exp + 1].ljust(exp + 1, "0")
+    tail = ds[exp + 1 :]
+    return f"{neg}{head}.{tail}" if tail else f"{neg}{head}"
 
 
 def _labels(**labels: str) -> str:
@@ -232,6 +243,7 @@ def hollow_sample(pods: Iterable[dict[str, Any]], node_started: float, now: floa
     """The ``Sample`` of one simulated node from its (slimmed) pods: each running
     container per ``hollow_usage`` since the pod's ``startTime``, the node that plus a
     small constant load since ``node_started``."""
+    now = int(now * 1000) / 1000  # the exposition's millisecond timestamp: exact rates
     sample = Sample(timestamp=now)
     node_cpu = HOLLOW_NODE_CORES * max(0.0, now - node_started)
     node_mem = HOLLOW_NODE_MEMORY

@@ -18,6 +18,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+from corral.util.durations import parse_go_duration as go_duration_seconds
+
 _UUID = {
     "uuid": r"(?i)^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$",
     "uuid3": r"(?i)^[0-9a-f]{8}-?[0-9a-f]{4}-?3[0-9a-f]{3}-?[0-9a-f]{4}-?[0-9a-f]{12}$",
@@ -302,26 +304,12 @@ def _compile(pattern: str) -> re.Pattern[str] | str:
     return out
 
 
-_GO_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-_UNIT_SECONDS = {
-    "ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0,
-}  # fmt: skip
-
-
 def parse_go_duration(text: str) -> timedelta | None:
     """Go's ``time.ParseDuration`` (``1h30m``, ``-1.5s``, ``0``), None when malformed."""
-    sign = -1 if text.startswith("-") else 1
-    body = text.lstrip("+-")
-    if body == "0":
-        return timedelta(0)
-    total, pos = 0.0, 0
-    while pos < len(body):
-        m = _GO_DURATION_PART.match(body, pos)
-        if m is None:
-            return None
-        total += float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
-        pos = m.end()
-    return timedelta(seconds=sign * total) if body else None
+    try:
+        return timedelta(seconds=go_duration_seconds(text))
+    except ValueError:
+        return None
 
 
 def cel_string(value: str, fmt: str) -> Any:

@@ -6,21 +6,31 @@ Upstream's kube-aggregator does three things, and so does ``Aggregator``:
   APIService (``spec.service: null``; ``v1.`` for the core group) with ``Available``
   True, reason ``Local``; one deleted by hand comes back on the next pass;
 - **availability** (``AvailableConditionController``, Kubernetes 1.32 wording): each
-  non-local APIService is checked when it, its Service or its Endpoints change and every
-  ``CHECK_INTERVAL`` seconds: ``ServiceNotFound``, ``ServicePortError``,
+  non-local APIService is checked when it, its Service or its Endpoints change (an index
+  of (namespace, name) -> APIService names wakes only the ones concerned) and all of them
+  every ``CHECK_INTERVAL`` seconds: ``ServiceNotFound``, ``ServicePortError``,
   ``EndpointsNotFound``, ``MissingEndpoints``, then a ``GET /apis/G/V`` on a backend
   address (``FailedDiscoveryCheck`` ``failing or missing response from URL: ERR``), else
   True ``Passed`` ``all checks passed``. The backend's ``APIResourceList`` is published
-  through ``Discovery.set_aggregated`` while it is available, withdrawn when not;
+  through ``Discovery.set_aggregated`` while it is available; an unavailable APIService
+  stays listed with ``freshness: Stale`` (as upstream: kubectl warns that the server is
+  unable to handle the request); a deleted one is withdrawn;
 - **proxy**: ``APIApp.route`` hands any request under ``/apis/G/V/`` that a non-local
   APIService claims to ``proxy``, which resolves the Service to a ready endpoint address
   and the port of the matching Endpoints port name (as upstream's endpoint resolver), and
   relays the request over HTTPS (verified against ``caBundle`` with server name
   ``<service>.<namespace>.svc``, unless ``insecureSkipTLSVerify``), streaming the answer
-  back. The caller's ``Authorization`` header is forwarded as it is (every client here
-  shares the admin token; upstream sends its front-proxy client certificate and
-  ``X-Remote-User`` instead). No endpoint, or an unavailable APIService: 503 Status
-  ``service unavailable``.
+  back (``Accept-Encoding: identity``, so no compressed body reaches a client that did
+  not ask for one; a 60 s timeout as upstream's request timeout, none for watches).
+  No endpoint, or an unavailable APIService: 503 Status ``service unavailable``.
+
+Authentication towards backends: a bearer token is only ever sent over a verified
+connection. The discovery check presents the admin token, the proxy forwards the
+caller's ``Authorization`` (every client here shares the admin token); with
+``insecureSkipTLSVerify`` no ``Authorization`` is sent at all, so a backend that wants
+one answers 401/403 and the APIService says so (``FailedDiscoveryCheck``, as upstream).
+Upstream authenticates with its front-proxy client certificate and ``X-Remote-User``
+instead: that comes with issue 15 (security).
 
 Started by ``apiserver/server.py`` beside the lifecycle loops; reads the watch cache, and
 writes status with ``Registry.update_obj`` (no admission, as a controller in the server).
@@ -41,7 +51,9 @@ import orjson
 from aiohttp import web
 
 from corral.api import errors
+from corral.api.conditions import condition_true, set_condition
 from corral.apiserver.discovery import Discovery
+from corral.apiserver.proxy import relay
 from corral.apiserver.store import Registry, WriteOptions
 from corral.storage.cache import DELETED, Entry, ResourceCache
 
@@ -53,6 +65,10 @@ CHECK_INTERVAL = 10.0
 MIN_INTERVAL = 0.5
 AUTOMANAGED = "kube-aggregator.kubernetes.io/automanaged"
 DISCOVERY_TIMEOUT = 5.0
+#: upstream's request timeout (kube-apiserver ``--request-timeout``) for non-watch requests
+REQUEST_TIMEOUT = 60.0
+#: request headers passed to the backend (``Authorization`` only over verified TLS)
+FORWARDED = ("accept", "content-type", "user-agent")
 GROUP = "apiregistration.k8s.io"
 LOCAL_MESSAGE = "Local APIServices are always available"
 #: (groupPriorityMinimum, versionPriority) of the built-in group-versions, as
@@ -90,27 +106,15 @@ def condition(status: str, reason: str, message: str) -> Obj:
 def with_condition(obj: Obj, cond: Obj, now: str) -> bool:
     """Set ``cond`` as the Available condition of ``obj`` (keeping lastTransitionTime
     when the status did not change); False when nothing changed."""
-    status = obj.setdefault("status", {}) or {}
-    obj["status"] = status
-    conds = [c for c in status.get("conditions") or [] if isinstance(c, dict)]
-    old = next((c for c in conds if c.get("type") == "Available"), None)
-    if old is not None and all(old.get(k) == cond[k] for k in ("status", "reason", "message")):
-        return False
-    new = dict(cond)
-    new["lastTransitionTime"] = (
-        old.get("lastTransitionTime") or now
-        if old is not None and old.get("status") == cond["status"]
-        else now
-    )
-    status["conditions"] = [c for c in conds if c.get("type") != "Available"] + [new]
-    return True
+    return set_condition(obj, cond, now)
 
 
 def is_available(obj: Obj) -> bool:
-    for c in (obj.get("status") or {}).get("conditions") or []:
-        if isinstance(c, dict) and c.get("type") == "Available":
-            return c.get("status") == "True"
-    return False
+    return condition_true(obj, "Available")
+
+
+def is_watch(request: web.Request) -> bool:
+    return request.query.get("watch") in ("1", "true", "True") or "/watch/" in request.path
 
 
 def service_port_name(service: Obj, port: int) -> str | None:
@@ -132,6 +136,12 @@ def endpoint_addresses(endpoints: Obj, port_name: str) -> list[tuple[str, int]]:
             if a.get("ip"):
                 out.append((str(a["ip"]), int(ports[0].get("port") or 0)))
     return out
+
+
+def server_name(spec: Obj) -> str:
+    """The name a backend's certificate must hold: ``<service>.<namespace>.svc``."""
+    svc = spec.get("service") or {}
+    return f"{svc.get('name')}.{svc.get('namespace')}.svc"
 
 
 def _host(ip: str) -> str:
@@ -159,6 +169,11 @@ class Aggregator:
         self._published: dict[str, str] = {}
         #: names of the APIServices with a ``spec.service`` (kept by ``_on_change``)
         self._remote: set[str] = set()
+        #: (namespace, name) of a Service -> the APIServices it backs; name -> that key
+        self._by_service: dict[tuple[str, str], set[str]] = {}
+        self._service_of: dict[str, tuple[str, str]] = {}
+        #: APIServices to check on the next wake-up (all of them every CHECK_INTERVAL)
+        self._dirty: set[str] = set()
         self._api_prefix = registry.prefix(self.api_services)
         for e in registry.rcache(self.api_services).entries.values():
             self._note(e)
@@ -186,22 +201,31 @@ class Aggregator:
             raise service_unavailable()
         ip, port = random.choice(targets)
         url = f"https://{_host(ip)}:{port}{request.raw_path}"
-        headers = {
-            k: v
-            for k, v in request.headers.items()
-            if k.lower() in ("authorization", "accept", "content-type", "user-agent")
-        }
+        headers = {k: v for k, v in request.headers.items() if k.lower() in FORWARDED}
+        headers["Accept-Encoding"] = "identity"
+        try:
+            tls = self._ssl(spec)
+        except (ValueError, ssl.SSLError) as e:
+            raise errors.StatusError(
+                503, errors.SERVICE_UNAVAILABLE, f"error trying to reach service: {e}"
+            ) from e
+        auth = request.headers.get("Authorization")
+        if auth and tls is not False:  # never a credential over an unverified connection
+            headers["Authorization"] = auth
         body = await request.read() if request.can_read_body else None
-        svc = spec.get("service") or {}
+        timeout = aiohttp.ClientTimeout(
+            total=None if is_watch(request) else REQUEST_TIMEOUT, sock_connect=5
+        )
         try:
             upstream = await self._client().request(
                 request.method,
                 url,
                 headers=headers,
                 data=body,
-                ssl=self._ssl(spec),
-                server_hostname=f"{svc.get('name')}.{svc.get('namespace')}.svc",
+                ssl=tls,
+                server_hostname=server_name(spec),
                 allow_redirects=False,
+                timeout=timeout,
             )
         except (aiohttp.ClientError, OSError, TimeoutError) as e:
             log.warning("proxying %s to %s: %s", request.path, url, e)
@@ -209,15 +233,12 @@ class Aggregator:
                 503, errors.SERVICE_UNAVAILABLE, f"error trying to reach service: {e}"
             ) from e
         async with upstream:
-            out = web.StreamResponse(status=upstream.status)
-            for k in ("Content-Type", "Cache-Control"):
-                if k in upstream.headers:
-                    out.headers[k] = upstream.headers[k]
-            await out.prepare(request)
-            async for chunk in upstream.content.iter_any():
-                await out.write(chunk)
-            await out.write_eof()
-            return out
+            out = {
+                k: upstream.headers[k]
+                for k in ("Content-Type", "Cache-Control", "Content-Encoding")
+                if k in upstream.headers
+            }
+            return await relay(request, upstream, out)
 
     def _resolve(self, spec: Obj) -> list[tuple[str, int]]:
         svc = spec.get("service") or {}
@@ -249,29 +270,53 @@ class Aggregator:
     # --- the loops ----------------------------------------------------------------------------
     def _note(self, e: Entry, deleted: bool = False) -> None:
         name = e.key[len(self._api_prefix) :]
-        if not deleted and (e.obj().get("spec") or {}).get("service"):
+        old = self._service_of.pop(name, None)
+        if old is not None:
+            self._by_service.get(old, set()).discard(name)
+            if not self._by_service.get(old):
+                self._by_service.pop(old, None)
+        svc = None if deleted else (e.obj().get("spec") or {}).get("service")
+        if svc:
             self._remote.add(name)
+            key = (str(svc.get("namespace") or ""), str(svc.get("name") or ""))
+            self._service_of[name] = key
+            self._by_service.setdefault(key, set()).add(name)
         else:
             self._remote.discard(name)
 
     def _on_change(self, type_: str, e: Entry, prev: Entry | None, rc: ResourceCache) -> None:
+        """Wake for a change of an APIService, or of a Service/Endpoints one backs."""
         if rc.prefix == self._api_prefix:
             self._note(e, type_ == DELETED)
-        if rc.prefix in self._prefixes:
+            self._dirty.add(e.key[len(self._api_prefix) :])
             self._wake.set()
+        elif rc.prefix in self._prefixes:
+            ns, _, name = e.key[len(rc.prefix) :].partition("/")
+            names = self._by_service.get((ns, name))
+            if names:
+                self._dirty |= names
+                self._wake.set()
 
     async def run(self) -> None:
         """Run until cancelled."""
+        loop = asyncio.get_running_loop()
+        full_at = 0.0
         try:
             while True:
                 self._wake.clear()
+                only = None
+                if loop.time() < full_at:
+                    only, self._dirty = self._dirty, set()
+                else:
+                    self._dirty.clear()
+                    full_at = loop.time() + CHECK_INTERVAL
                 try:
                     await self.ensure_local()
-                    await self.check_all()
+                    await self.check_all(only)
                 except errors.StatusError as e:
                     log.warning("aggregator pass failed: %s", e.message)
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(CHECK_INTERVAL):
+                    async with asyncio.timeout(max(0.0, full_at - loop.time())):
                         await self._wake.wait()
                 await asyncio.sleep(MIN_INTERVAL)  # a burst of changes makes one pass
         finally:
@@ -336,10 +381,13 @@ class Aggregator:
                 self.api_services, key, lambda o: with_condition(o, cond, now)
             )
 
-    async def check_all(self) -> None:
+    async def check_all(self, only: set[str] | None = None) -> None:
+        """Check every non-local APIService (or those named in ``only``)."""
         checks = []
         for e in list(self.registry.rcache(self.api_services).entries.values()):
             obj = e.obj()
+            if only is not None and obj["metadata"]["name"] not in only:
+                continue
             if (obj.get("spec") or {}).get("service"):
                 checks.append(self.check(obj))
             else:
@@ -365,12 +413,16 @@ class Aggregator:
         resources: Obj | None = None
         if cond is None:
             cond, resources = await self._discovery_check(spec)
-        if resources is not None:
-            gv = f"{spec.get('group')}/{spec.get('version')}"
-            self.discovery.set_aggregated(gv, resources)
-            self._published[name] = gv
-        else:
-            self._withdraw(name)
+        gv = f"{spec.get('group')}/{spec.get('version')}"
+        if self._published.get(name, gv) != gv:
+            self._withdraw(name)  # its group-version changed
+        self.discovery.set_aggregated(
+            gv,
+            resources,
+            version_priority=int(spec.get("versionPriority") or 0),
+            fresh=resources is not None,
+        )
+        self._published[name] = gv
         await self._set_condition(name, cond, now)
 
     def _static_check(self, ns: str, name: str, port: int) -> Obj | None:
@@ -409,14 +461,22 @@ class Aggregator:
         ip, port = random.choice(targets)
         url = f"https://{_host(ip)}:{port}/apis/{spec.get('group')}/{spec.get('version')}"
         try:
+            tls = self._ssl(spec)
+            headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
+            if tls is not False:  # the token only over a verified connection
+                headers["Authorization"] = f"Bearer {self.token}"
             async with asyncio.timeout(DISCOVERY_TIMEOUT):
-                headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json"}
-                async with self._client().get(url, ssl=False, headers=headers) as resp:
+                async with self._client().get(
+                    url, ssl=tls, server_hostname=server_name(spec), headers=headers
+                ) as resp:
                     body = await resp.read()
                     if not 200 <= resp.status < 300:
-                        msg = f"bad status from {url}: {resp.status}"
+                        msg = (
+                            f"failing or missing response from {url}: "
+                            f"bad status from {url}: {resp.status}"
+                        )
                         return condition("False", "FailedDiscoveryCheck", msg), None
-        except (aiohttp.ClientError, OSError, TimeoutError) as e:
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as e:
             msg = f"failing or missing response from {url}: {e or type(e).__name__}"
             return condition("False", "FailedDiscoveryCheck", msg), None
         try:

@@ -28,18 +28,27 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
-import ipaddress
 import json
 import os
 import secrets
 import ssl
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import yaml
+
+from corral.util.pki import (
+    BACKDATE,
+    issue_serving,
+    load_pair,
+    run_in_child,
+    san_key,
+    san_names,
+    write_atomic,
+    write_pair,
+)
 
 if TYPE_CHECKING:  # imported where used: a restart with a checked PKI never loads it
     from cryptography import x509
@@ -50,7 +59,6 @@ if TYPE_CHECKING:  # imported where used: a restart with a checked PKI never loa
 CA_COMMON_NAME = "corral-ca"
 SERVER_COMMON_NAME = "corral-apiserver"
 CA_VALIDITY = dt.timedelta(days=3650)
-SERVER_VALIDITY = dt.timedelta(days=365)
 #: a serving certificate this close to expiry is re-issued at start-up.
 RENEW_BEFORE = dt.timedelta(days=30)
 #: always in the serving certificate: loopback, and the in-cluster service names.
@@ -63,8 +71,6 @@ DEFAULT_SANS = (
     "kubernetes.default.svc",
     "kubernetes.default.svc.cluster.local",
 )
-#: backdating absorbs small clock differences between the server and its clients.
-_BACKDATE = dt.timedelta(hours=1)
 
 #: what the last full check found (``pki/checked.json``): a digest of the four files, the
 #: serving certificate's SANs and validity. While the files are unchanged, a start-up
@@ -125,17 +131,17 @@ def ensure_pki(data_dir: Path, hosts: Iterable[str], *, now: dt.datetime | None 
         return pki
     sans = san_names(all_hosts)
 
-    loaded = _load_pair(pki.ca_cert, pki.ca_key)
+    loaded = load_pair(pki.ca_cert, pki.ca_key)
     if loaded is None:
         ca_cert, ca_key = _issue_ca(now)
-        _write_pair(pki.ca_cert, pki.ca_key, ca_cert, ca_key)
+        write_pair(pki.ca_cert, pki.ca_key, ca_cert, ca_key)
     else:
         ca_cert, ca_key = loaded
 
-    server = _load_pair(pki.server_cert, pki.server_key)
+    server = load_pair(pki.server_cert, pki.server_key)
     if server is None or not _server_cert_ok(server[0], ca_cert, sans, now):
-        server = _issue_server(ca_cert, ca_key, sans, now)
-        _write_pair(pki.server_cert, pki.server_key, *server)
+        server = issue_serving(SERVER_COMMON_NAME, sans, now, (ca_cert, ca_key))
+        write_pair(pki.server_cert, pki.server_key, *server)
     _write_checked(pki, server[0])
     return pki
 
@@ -145,9 +151,6 @@ def ensure_pki_in_child(data_dir: Path, hosts: Iterable[str]) -> Pki:
     stand (first start, new SANs, files changed, near expiry), the check and any issuing
     run in a short-lived ``python`` child, so ``cryptography`` is never loaded into the
     serving process. Raises ``ValueError`` with the child's message when it fails."""
-    import subprocess
-    import sys
-
     hosts = list(hosts)
     pki = Pki.at(data_dir)
     if pki.dir.is_dir() and _still_checked(
@@ -158,13 +161,66 @@ def ensure_pki_in_child(data_dir: Path, hosts: Iterable[str]) -> Pki:
         "import sys; from pathlib import Path; from corral.apiserver.certs import ensure_pki; "
         "ensure_pki(Path(sys.argv[1]), sys.argv[2:])"
     )
-    run = subprocess.run(
-        [sys.executable, "-c", code, str(data_dir), *hosts], capture_output=True, text=True
-    )
-    if run.returncode != 0:
-        lines = run.stderr.strip().splitlines() or [f"exit status {run.returncode}"]
-        raise ValueError(f"cannot set up the PKI in {pki.dir}: {lines[-1]}")
+    run_in_child([str(data_dir), *hosts], f"the PKI in {pki.dir}", code)
     return pki
+
+
+def ensure_serving_pair(
+    data_dir: Path, name: str, hosts: Iterable[str], *, now: dt.datetime | None = None
+) -> tuple[Path, Path]:
+    """``pki/NAME.crt`` and ``pki/NAME.key``: a serving certificate for ``hosts`` issued by
+    the CA of ``ensure_pki`` (which must have run), for a server the API server starts
+    (the metrics server); re-issued as the API server's own. Returns the two paths."""
+    now = now or dt.datetime.now(dt.UTC)
+    pki = Pki.at(data_dir)
+    cert_path, key_path = pki.dir / f"{name}.crt", pki.dir / f"{name}.key"
+    sans = san_names(hosts)
+    ca = load_pair(pki.ca_cert, pki.ca_key)
+    if ca is None:
+        raise ValueError(f"no CA in {pki.dir}")
+    pair = load_pair(cert_path, key_path)
+    if pair is None or not _server_cert_ok(pair[0], ca[0], sans, now):
+        pair = issue_serving(name, sans, now, ca)
+        write_pair(cert_path, key_path, *pair)
+    rec = {"digest": _pair_digest(pki, cert_path, key_path), "sans": sorted(_san_keys(hosts))}
+    rec["not_after"] = (pair[0].not_valid_after_utc - RENEW_BEFORE).isoformat()
+    write_atomic(pki.dir / f"{name}.{CHECKED}", json.dumps(rec).encode(), 0o600)
+    return cert_path, key_path
+
+
+def ensure_serving_pair_in_child(
+    data_dir: Path, name: str, hosts: Iterable[str]
+) -> tuple[Path, Path]:
+    """``ensure_serving_pair`` in a short-lived child unless its last record stands (as
+    ``ensure_pki_in_child``): the serving process never loads ``cryptography``."""
+    hosts = list(hosts)
+    pki = Pki.at(data_dir)
+    cert_path, key_path = pki.dir / f"{name}.crt", pki.dir / f"{name}.key"
+    try:
+        rec = json.loads((pki.dir / f"{name}.{CHECKED}").read_text())
+        fresh = (
+            rec["digest"] == _pair_digest(pki, cert_path, key_path)
+            and _san_keys(hosts) <= set(rec["sans"])
+            and dt.datetime.now(dt.UTC) < dt.datetime.fromisoformat(rec["not_after"])
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        fresh = False
+    if not fresh:
+        code = (
+            "import sys; from pathlib import Path; "
+            "from corral.apiserver.certs import ensure_serving_pair; "
+            "ensure_serving_pair(Path(sys.argv[1]), sys.argv[2], sys.argv[3:])"
+        )
+        run_in_child([str(data_dir), name, *hosts], f"the {name} certificate", code)
+    return cert_path, key_path
+
+
+def _pair_digest(pki: Pki, cert_path: Path, key_path: Path) -> str:
+    h = hashlib.sha256()
+    for path in (pki.ca_cert, cert_path, key_path):
+        h.update(path.read_bytes())
+        h.update(b"\0")
+    return h.hexdigest()
 
 
 def ensure_admin_token(data_dir: Path) -> str:
@@ -176,7 +232,7 @@ def ensure_admin_token(data_dir: Path) -> str:
             return token
     path.parent.mkdir(parents=True, exist_ok=True)
     token = secrets.token_urlsafe(32)
-    _write_atomic(path, token.encode() + b"\n", 0o600)
+    write_atomic(path, token.encode() + b"\n", 0o600)
     return token
 
 
@@ -206,25 +262,7 @@ def write_kubeconfig(
         "preferences": {},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path, yaml.safe_dump(config, sort_keys=False).encode(), 0o600)
-
-
-def san_names(hosts: Iterable[str]) -> list[SanName]:
-    """Hosts as SAN entries (IP addresses as ``IPAddress``), deduplicated, order kept."""
-    from cryptography import x509
-
-    out: list[SanName] = []
-    for host in hosts:
-        host = host.strip().strip("[]")
-        if not host:
-            raise ValueError("empty host name for the serving certificate")
-        try:
-            name: SanName = x509.IPAddress(ipaddress.ip_address(host))
-        except ValueError:
-            name = x509.DNSName(host.lower())
-        if name not in out:
-            out.append(name)
-    return out
+    write_atomic(path, yaml.safe_dump(config, sort_keys=False).encode(), 0o600)
 
 
 # --- issuing -------------------------------------------------------------------------
@@ -245,7 +283,7 @@ def _issue_ca(now: dt.datetime) -> tuple[x509.Certificate, ec.EllipticCurvePriva
         .issuer_name(name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _BACKDATE)
+        .not_valid_before(now - BACKDATE)
         .not_valid_after(now + CA_VALIDITY)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
@@ -264,54 +302,6 @@ def _issue_ca(now: dt.datetime) -> tuple[x509.Certificate, ec.EllipticCurvePriva
         )
         .add_extension(ski, critical=False)
         .sign(key, hashes.SHA256())
-    )
-    return cert, key
-
-
-def _issue_server(
-    ca_cert: x509.Certificate,
-    ca_key: ec.EllipticCurvePrivateKey,
-    sans: list[SanName],
-    now: dt.datetime,
-) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, SERVER_COMMON_NAME)]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _BACKDATE)
-        .not_valid_after(min(now + SERVER_VALIDITY, ca_cert.not_valid_after_utc))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
     )
     return cert, key
 
@@ -342,16 +332,7 @@ def _server_cert_ok(
 
 def _san_keys(hosts: Iterable[str]) -> set[str]:
     """``ip:ADDR`` / ``dns:name`` for each host, as ``san_names`` normalises them."""
-    out = set()
-    for host in hosts:
-        host = host.strip().strip("[]")
-        if not host:
-            raise ValueError("empty host name for the serving certificate")
-        try:
-            out.add(f"ip:{ipaddress.ip_address(host)}")
-        except ValueError:
-            out.add(f"dns:{host.lower()}")
-    return out
+    return {san_key(h) for h in hosts}
 
 
 def _digest(pki: Pki) -> str:
@@ -391,62 +372,4 @@ def _write_checked(pki: Pki, cert: x509.Certificate) -> None:
         "not_after": cert.not_valid_after_utc.isoformat(),
         "sans": sorted(sans),
     }
-    _write_atomic(pki.dir / CHECKED, json.dumps(rec).encode(), 0o600)
-
-
-# --- files ---------------------------------------------------------------------------
-
-
-def _load_pair(
-    cert_path: Path, key_path: Path
-) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None:
-    """The certificate and its EC key, or None when missing, unreadable or mismatched."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    try:
-        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-    except (OSError, ValueError):
-        return None
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        return None
-    if cert.public_key() != key.public_key():
-        return None
-    return cert, key
-
-
-def _write_pair(
-    cert_path: Path,
-    key_path: Path,
-    cert: x509.Certificate,
-    key: ec.EllipticCurvePrivateKey,
-) -> None:
-    from cryptography.hazmat.primitives import serialization
-
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    _write_atomic(key_path, key_pem, 0o600)
-    _write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
-
-
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Write via a temporary file in the same directory and ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    write_atomic(pki.dir / CHECKED, json.dumps(rec).encode(), 0o600)

@@ -37,6 +37,9 @@ VERSION_INFO = {
 
 AGGREGATED_CT = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 _SUB_VERBS = ("get", "patch", "update")
+#: the versionPriority of this server's own versions, against an APIService's
+#: (kube-apiserver gives most built-in group-versions 15)
+LOCAL_VERSION_PRIORITY = 15
 
 
 def _subresources(info: ResourceInfo) -> list[tuple[str, str, str, str, tuple[str, ...]]]:
@@ -55,8 +58,9 @@ class Discovery:
     """Pre-serialised discovery answers."""
 
     def __init__(self, resources: list[ResourceInfo], server_address: str) -> None:
-        #: group-version -> APIResourceList of extension API servers (``set_aggregated``)
-        self._remote: dict[str, dict[str, Any]] = {}
+        #: group-version -> (APIResourceList or None, versionPriority, fresh) of the
+        #: group-versions of extension API servers (``set_aggregated``)
+        self._remote: dict[str, tuple[dict[str, Any] | None, int, bool]] = {}
         self.version = orjson.dumps(VERSION_INFO)
         self.api = orjson.dumps(
             {
@@ -80,7 +84,12 @@ class Discovery:
         for r in resources:
             groups.setdefault(r.group_version, []).append(r)
         self.group_versions = groups
-        group_names = sorted({r.group for r in resources if r.group}, key=_group_order)
+        custom = frozenset({r.group for r in resources if not r.strategy.typed}) - {
+            r.group for r in resources if r.strategy.typed
+        }
+        group_names = sorted(
+            {r.group for r in resources if r.group}, key=lambda g: _group_order(g, custom)
+        )
         self.group_docs: dict[str, bytes] = {}
         group_list = []
         for g in group_names:
@@ -98,8 +107,11 @@ class Discovery:
         }
         self.aggregated_api = orjson.dumps(self._aggregated([""]))
         self.aggregated_apis = orjson.dumps(self._aggregated(group_names))
-        for gv, resource_list in list(self._remote.items()):
-            self.set_aggregated(gv, resource_list)
+        #: the documents of this server's own group-versions, which ``_merge_remote``
+        #: combines with the extension servers' ones
+        self._local = (self.apis, self.aggregated_apis, dict(self.group_docs))
+        self._local_lists = dict(self.resource_lists)
+        self._merge_remote()
 
     @staticmethod
     def etag(body: bytes) -> str:
@@ -176,48 +188,87 @@ class Discovery:
         }
 
     # --- group-versions served by extension API servers (the aggregation layer) ------------
-    def set_aggregated(self, group_version: str, resource_list: dict[str, Any] | None) -> None:
-        """Publish (or, with None, withdraw) a group-version served through an APIService,
-        from the backend's ``APIResourceList``: legacy ``/apis``, ``/apis/G``,
-        ``/apis/G/V`` and the aggregated document. Called by ``apiserver/aggregator.py``
-        when an APIService becomes available or stops being so."""
+    def set_aggregated(
+        self,
+        group_version: str,
+        resource_list: dict[str, Any] | None,
+        *,
+        version_priority: int = 0,
+        fresh: bool = True,
+    ) -> None:
+        """Publish a group-version served through an APIService, from the backend's
+        ``APIResourceList``, in legacy ``/apis``, ``/apis/G``, ``/apis/G/V`` and the
+        aggregated document; its versions are merged with this server's own versions
+        of the group (ordered by ``versionPriority``, then Kubernetes version priority).
+        ``fresh=False`` (the APIService is not available): still listed, as upstream,
+        with ``freshness: Stale`` and the last resources seen (kubectl then warns that
+        the server is unable to handle the request). ``resource_list=None`` with
+        ``fresh=True`` withdraws it (the APIService is gone), restoring any local
+        group-version it replaced. Called by ``apiserver/aggregator.py``."""
         group = group_version.rpartition("/")[0]
         if not group:
             return
-        if resource_list is None:
+        if resource_list is None and fresh:
             if self._remote.pop(group_version, None) is None:
                 return
-            self.resource_lists.pop(group_version, None)
         else:
-            self._remote[group_version] = resource_list
-            self.resource_lists[group_version] = orjson.dumps(resource_list)
-        versions = sorted(
-            gv.rpartition("/")[2] for gv in self._remote if gv.startswith(group + "/")
-        )
-        apis = orjson.loads(self.apis)
-        agg = orjson.loads(self.aggregated_apis)
-        apis["groups"] = [g for g in apis["groups"] if g["name"] != group]
-        agg["items"] = [i for i in agg["items"] if i["metadata"]["name"] != group]
-        self.group_docs.pop(group, None)
-        if versions:
+            old = self._remote.get(group_version)
+            if resource_list is None and old is not None:
+                resource_list = old[0]
+            self._remote[group_version] = (resource_list, version_priority, fresh)
+        self._merge_remote()
+
+    def _merge_remote(self) -> None:
+        """The documents: this server's own, with the remote group-versions merged in."""
+        apis_bytes, agg_bytes, group_docs = self._local
+        self.group_docs = dict(group_docs)
+        self.resource_lists = dict(self._local_lists)
+        if not self._remote:
+            self.apis, self.aggregated_apis = apis_bytes, agg_bytes
+            return
+        apis, agg = orjson.loads(apis_bytes), orjson.loads(agg_bytes)
+        local_groups = {g["name"]: g for g in apis["groups"]}
+        local_items = {i["metadata"]["name"]: i for i in agg["items"]}
+        remote_groups: dict[str, list[str]] = {}
+        for gv in self._remote:
+            remote_groups.setdefault(gv.rpartition("/")[0], []).append(gv.rpartition("/")[2])
+        for group, remote_versions in remote_groups.items():
+            entries: dict[str, tuple[int, Any]] = {}  # version -> (priority, aggregated entry)
+            for v in local_groups[group]["versions"] if group in local_groups else []:
+                version = v["version"]
+                item = local_items[group]
+                entries[version] = (
+                    LOCAL_VERSION_PRIORITY,
+                    next(x for x in item["versions"] if x["version"] == version),
+                )
+            for version in remote_versions:
+                gv = f"{group}/{version}"
+                resource_list, priority, fresh = self._remote[gv]
+                entry = _aggregated_version(version, resource_list or {"groupVersion": gv})
+                if not fresh:
+                    entry["freshness"] = "Stale"
+                entries[version] = (priority, entry)
+                if fresh and resource_list is not None:
+                    self.resource_lists[gv] = orjson.dumps(resource_list)
+                else:
+                    self.resource_lists.pop(gv, None)
+            order = sorted(entries, key=lambda v: (-entries[v][0], version_order(v)))
             gd = {
                 "name": group,
-                "versions": [{"groupVersion": f"{group}/{v}", "version": v} for v in versions],
-                "preferredVersion": {
-                    "groupVersion": f"{group}/{versions[0]}",
-                    "version": versions[0],
-                },
+                "versions": [{"groupVersion": f"{group}/{v}", "version": v} for v in order],
+                "preferredVersion": {"groupVersion": f"{group}/{order[0]}", "version": order[0]},
             }
-            apis["groups"].append(gd)
+            item = {
+                "metadata": {"name": group, "creationTimestamp": None},
+                "versions": [entries[v][1] for v in order],
+            }
+            if group in local_groups:
+                apis["groups"] = [gd if g["name"] == group else g for g in apis["groups"]]
+                agg["items"] = [item if i["metadata"]["name"] == group else i for i in agg["items"]]
+            else:
+                apis["groups"].append(gd)
+                agg["items"].append(item)
             self.group_docs[group] = orjson.dumps({"kind": "APIGroup", "apiVersion": "v1", **gd})
-            agg["items"].append(
-                {
-                    "metadata": {"name": group, "creationTimestamp": None},
-                    "versions": [
-                        _aggregated_version(v, self._remote[f"{group}/{v}"]) for v in versions
-                    ],
-                }
-            )
         self.apis = orjson.dumps(apis)
         self.aggregated_apis = orjson.dumps(agg)
 
@@ -259,20 +310,37 @@ def _aggregated_version(version: str, resource_list: dict[str, Any]) -> dict[str
     return {"version": version, "resources": resources, "freshness": "Current"}
 
 
+#: upstream's group priorities (kube-aggregator's apiVersionPriorities), highest first;
+#: ties (admissionregistration/apiextensions) by name
 _ORDER = [
+    "apiregistration.k8s.io",
     "apps",
     "events.k8s.io",
+    "authentication.k8s.io",
+    "authorization.k8s.io",
     "autoscaling",
     "batch",
+    "certificates.k8s.io",
+    "networking.k8s.io",
     "policy",
-    "coordination.k8s.io",
-    "discovery.k8s.io",
+    "rbac.authorization.k8s.io",
+    "storage.k8s.io",
+    "admissionregistration.k8s.io",
+    "apiextensions.k8s.io",
     "scheduling.k8s.io",
+    "coordination.k8s.io",
+    "node.k8s.io",
+    "discovery.k8s.io",
+    "flowcontrol.apiserver.k8s.io",
 ]
 
 
-def _group_order(g: str) -> tuple[int, str]:
-    return (_ORDER.index(g) if g in _ORDER else len(_ORDER), g)
+def _group_order(g: str, custom: frozenset[str] = frozenset()) -> tuple[int, int, str]:
+    """Upstream's groups first in their order, then Corral's own, then the groups only
+    CRDs serve (priority 1000 upstream: below every built-in), each by name."""
+    if g in _ORDER:
+        return (0, _ORDER.index(g), g)
+    return (2 if g in custom else 1, 0, g)
 
 
 _KUBE_VERSION = re.compile(r"^v(\d+)(?:(alpha|beta)(\d+))?$")

@@ -48,6 +48,7 @@ from aiohttp import WSMsgType, web
 from yarl import URL
 
 from corral.api import errors
+from corral.api.nodes import agent_endpoint
 from corral.apiserver.store import Registry
 
 log = logging.getLogger("corral.apiserver.proxy")
@@ -193,24 +194,19 @@ def log_params(pod_name: str, q: Any) -> dict[str, str]:
     return out
 
 
-def agent_endpoint(node: Obj) -> tuple[str, int]:
-    """(address, port) of the node's agent, or a 500 that says what is missing."""
-    name = node["metadata"]["name"]
-    st = node.get("status") or {}
-    port = ((st.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port") or 0
-    if not port:
-        raise errors.internal(
-            f'node "{name}" has no agent endpoint (status.daemonEndpoints.kubeletEndpoint.Port '
-            "is not set): no Corral agent serves logs and exec there"
-        )
-    addrs: dict[str, str] = {}
-    for a in st.get("addresses") or []:
-        if isinstance(a, dict) and a.get("address"):
-            addrs.setdefault(str(a.get("type")), str(a["address"]))
-    host = addrs.get("InternalIP") or addrs.get("Hostname") or addrs.get("ExternalIP")
-    if not host:
-        raise errors.internal(f"no preferred addresses found; known addresses: {list(addrs)}")
-    return host, int(port)
+async def relay(
+    request: web.Request, upstream: aiohttp.ClientResponse, headers: dict[str, str]
+) -> web.StreamResponse:
+    """Stream ``upstream``'s body back as the answer to ``request`` (chunked, as it comes),
+    with its status and ``headers``: the relay of pods/log and of the aggregation layer
+    (``apiserver/aggregator.py``)."""
+    resp = web.StreamResponse(status=upstream.status, headers=headers)
+    resp.enable_chunked_encoding()
+    await resp.prepare(request)
+    async for chunk in upstream.content.iter_any():
+        await resp.write(chunk)
+    await resp.write_eof()
+    return resp
 
 
 # --- the proxy --------------------------------------------------------------------------------
@@ -301,13 +297,7 @@ class AgentProxy:
             async with upstream:
                 if upstream.status != 200:
                     return await _relay_error(upstream)
-                resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
-                resp.enable_chunked_encoding()
-                await resp.prepare(request)
-                async for chunk in upstream.content.iter_any():
-                    await resp.write(chunk)
-                await resp.write_eof()
-                return resp
+                return await relay(request, upstream, {"Content-Type": "text/plain"})
 
     # --- pods/exec ----------------------------------------------------------------------
     async def exec(self, request: web.Request, ns: str, name: str) -> web.StreamResponse:

@@ -32,7 +32,12 @@ from corral.apiserver.admission import (
 from corral.apiserver.aggregator import Aggregator
 from corral.apiserver.allocation import ServiceAllocator
 from corral.apiserver.app import APIApp
-from corral.apiserver.certs import ensure_admin_token, ensure_pki_in_child, write_kubeconfig
+from corral.apiserver.certs import (
+    ensure_admin_token,
+    ensure_pki_in_child,
+    ensure_serving_pair_in_child,
+    write_kubeconfig,
+)
 from corral.apiserver.children import Children, LoopMain
 from corral.apiserver.crds import CustomResources
 from corral.apiserver.discovery import Discovery
@@ -284,7 +289,17 @@ class Server:
             self._start_child("controller-manager", self.controller_args)
         if self.metrics_server:
             bind = "127.0.0.1" if self.bind in ("", "::") else self.bind
-            self._start_child("metrics-server", ["--port", "0", "--bind", bind, *self.metrics_args])
+            tls: list[str] = []
+            if self.tls:  # a serving certificate from the cluster CA, its APIService's caBundle
+                crt, key = await asyncio.to_thread(
+                    ensure_serving_pair_in_child,
+                    self.data_dir,
+                    "metrics-server",
+                    ["metrics-server.kube-system.svc", "localhost", "127.0.0.1"],
+                )
+                tls = ["--tls-cert-file", str(crt), "--tls-private-key-file", str(key)]
+            args = ["--port", "0", "--bind", bind, *tls, *self.metrics_args]
+            self._start_child("metrics-server", args)
         if self.hollow_nodes:
             self._start_child(
                 "agent",

@@ -70,7 +70,7 @@ def parse_delegated(command: str, argv: Sequence[str]) -> argparse.Namespace:
     if command == "controller-manager":
         from corral.controllers.manager import build_parser
     elif command == "metrics-server":
-        from corral.metrics.server import build_parser
+        from corral.metrics.command import build_parser
     elif command == "dns":
         from corral.dns.server import build_parser
     elif command == "proxy":

@@ -70,7 +70,7 @@ async def marathon(argv: list[str]) -> None:
 
 async def metrics_server(argv: list[str]) -> None:
     """``corral metrics-server ARGV``: the resource metrics API, scraping the agents."""
-    from corral.metrics import server as metrics
+    from corral.metrics import command as metrics
 
     await metrics.serve(argv)
 

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from corral.util.durations import duration_text
 from corral.util.paths import absolute_path
 
 if TYPE_CHECKING:
@@ -113,6 +114,7 @@ def _server_args(p: argparse.ArgumentParser, data_required: bool) -> None:
     p.add_argument(
         "--metric-resolution",
         default="15s",
+        type=duration_text,
         metavar="DURATION",
         help="how often the metrics server scrapes the agents (default 15s)",
     )
@@ -240,7 +242,7 @@ def _delegate(command: str, argv: list[str]) -> int:
 
         return manager_main(argv)
     if command == "metrics-server":
-        from corral.metrics.server import main as metrics_main
+        from corral.metrics.command import main as metrics_main
 
         return metrics_main(argv)
     if command == "dns":

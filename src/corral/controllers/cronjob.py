@@ -25,7 +25,6 @@ Time comes from the injected ``Clock``.
 from __future__ import annotations
 
 import math
-import re
 from datetime import UTC, datetime, tzinfo
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -37,6 +36,7 @@ from corral.client.rest import CRONJOBS, Client
 from corral.controllers.base import Controller, InformerFactory, clone, controller_ref, owner_key
 from corral.controllers.job import JOBS, finished_condition
 from corral.util.clock import Clock, parse_rfc3339, rfc3339
+from corral.util.durations import parse_go_duration
 
 Obj = dict[str, Any]
 
@@ -50,20 +50,11 @@ class ScheduleError(ValueError):
     """The schedule cannot be parsed or never fires."""
 
 
-_GO_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)")
-_UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
 def _go_duration(text: str) -> float:
-    pos, total = 0, 0.0
-    for m in _GO_DURATION.finditer(text):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _UNIT[m.group(2)]
-        pos = m.end()
-    if pos != len(text) or not text:
-        raise ScheduleError(f'time: invalid duration "{text}"')
-    return total
+    try:
+        return parse_go_duration(text)
+    except ValueError as e:
+        raise ScheduleError(str(e)) from None
 
 
 class Schedule:

@@ -24,8 +24,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+from corral.api.conditions import find_condition
 from corral.api.quantity import milli_value
 from corral.util.clock import parse_rfc3339
 
@@ -57,13 +58,6 @@ def _time(value: Any) -> float | None:
         return parse_rfc3339(value)
     except ValueError:
         return None
-
-
-def _ready_condition(pod: Obj) -> Obj | None:
-    for c in (pod.get("status") or {}).get("conditions") or ():
-        if isinstance(c, Mapping) and c.get("type") == "Ready":
-            return c
-    return None
 
 
 def group_pods(
@@ -100,7 +94,7 @@ def group_pods(
             missing.add(name)
             continue
         if resource == "cpu":
-            cond = _ready_condition(pod)
+            cond = find_condition(cast(dict[str, Any], pod), "Ready")
             start = _time((pod.get("status") or {}).get("startTime"))
             if cond is None or start is None:
                 is_unready = True

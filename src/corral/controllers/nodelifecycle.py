@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -52,6 +51,7 @@ from corral.client.informer import Informer
 from corral.client.rest import LEASES, NODES, PODS, Client
 from corral.controllers.base import Controller, InformerFactory, clone
 from corral.util.clock import Clock, parse_rfc3339, rfc3339
+from corral.util.durations import duration
 
 log = logging.getLogger("corral.controllers.nodelifecycle")
 
@@ -96,28 +96,12 @@ NO_SCHEDULE_KEYS = frozenset(
 NO_EXECUTE_KEYS = frozenset([TAINT_NOT_READY, TAINT_UNREACHABLE])
 
 _POD_NODE_INDEX = "nodelifecycle/node"
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 # --- pure helpers -------------------------------------------------------------------------------
 def parse_duration(text: str) -> float:
     """Seconds in a Go duration (``40s``, ``1m30s``, ``500ms``) or a plain number."""
-    text = text.strip()
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    pos = 0
-    total = 0.0
-    for m in _DURATION.finditer(text):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _UNITS[m.group(2)]
-        pos = m.end()
-    if pos != len(text) or not text:
-        raise ValueError(f"invalid duration {text!r} (want e.g. 40s, 1m30s, 500ms)")
-    return total
+    return duration(text)
 
 
 def condition(node: Obj, type_: str) -> Obj | None:

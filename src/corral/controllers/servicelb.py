@@ -19,7 +19,13 @@ Where the address comes from (``ServiceLBController(pool=...)``, the controller 
   ``node.kubernetes.io/exclude-from-external-load-balancers`` are left out (upstream's
   node predicate); with ``externalTrafficPolicy: Local`` only the nodes with a ready pod
   endpoint of the Service (k3s' ``readyNodes``, from the EndpointSlices). Every Service
-  shares them: the proxy tells them apart by port.
+  shares them: the proxy tells them apart by port, so an (address, port, protocol) has
+  one holder, as k3s' svclb pod binds a hostPort: the first LoadBalancer Service by
+  creationTimestamp (then the one already holding an address, then namespace/name)
+  that claims it keeps it, and the API server's
+  own port (from the controller's kubeconfig URL) is never given; a Service that would
+  capture a held one stays ``<pending>`` (its address withdrawn if it had one) with a
+  Warning naming the holder, and is retried when the holder lets go.
 - a pool (``CIDR`` or ``FIRST-LAST``, comma-separated; MetalLB's address syntax): one
   address per Service. A Service keeps the address its status already holds (stable
   across restarts: the Services' status *is* the allocation table, read from the
@@ -47,7 +53,9 @@ import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
+from corral.api.conditions import condition_true
 from corral.api.errors import StatusError
 from corral.client.informer import Informer, key_of
 from corral.client.rest import ENDPOINTSLICES, NODES, SERVICES, Client
@@ -90,13 +98,6 @@ def ingress_ips(svc: Obj) -> list[str]:
     return [str(i["ip"]) for i in lb.get("ingress") or [] if isinstance(i, dict) and i.get("ip")]
 
 
-def _node_ready(node: Obj) -> bool:
-    for c in (node.get("status") or {}).get("conditions") or []:
-        if c.get("type") == "Ready":
-            return bool(c.get("status") == "True")
-    return False
-
-
 def node_addresses(nodes: Iterable[Obj], ip_families: Iterable[str] = ("IPv4",)) -> list[str]:
     """k3s' choice: the ExternalIPs of the Ready nodes if any, else their InternalIPs;
     per family in ``ip_families`` order, each family's sorted as strings."""
@@ -104,7 +105,7 @@ def node_addresses(nodes: Iterable[Obj], ip_families: Iterable[str] = ("IPv4",))
     internal: set[str] = set()
     for node in nodes:
         labels = (node.get("metadata") or {}).get("labels") or {}
-        if EXCLUDE_LABEL in labels or not _node_ready(node):
+        if EXCLUDE_LABEL in labels or not condition_true(node, "Ready"):
             continue
         for a in (node.get("status") or {}).get("addresses") or []:
             if a.get("type") == "ExternalIP":
@@ -231,6 +232,44 @@ def pool_taken(services: Iterable[Obj], pool: Pool, exclude: str) -> dict[str, s
     return out
 
 
+Claim = tuple[str, int, str]  # (address, port, protocol)
+
+
+def claims(svc: Obj, ips: Iterable[str]) -> set[Claim]:
+    """The (address, port, protocol) the proxy would capture for ``svc`` at ``ips``."""
+    ports = {
+        (int(p.get("port") or 0), str(p.get("protocol") or "TCP"))
+        for p in (svc.get("spec") or {}).get("ports") or []
+    }
+    return {(ip, port, proto) for ip in ips for port, proto in ports}
+
+
+def first_come(svc: Obj) -> tuple[str, bool, str]:
+    """The order in which Services hold node-mode ports: oldest first; within one second
+    (creationTimestamp's resolution) the one already holding an address, then by key."""
+    return (str(svc["metadata"].get("creationTimestamp") or ""), not ingress_ips(svc), key_of(svc))
+
+
+def apiserver_port(server_url: str) -> int:
+    """The port of the API server's URL (kubeconfig ``server``), 0 when none is known."""
+    try:
+        u = urlsplit(server_url)
+        return int(u.port or (443 if u.scheme == "https" else 80 if u.scheme == "http" else 0))
+    except ValueError:
+        return 0
+
+
+def clash(want: set[Claim], held: dict[Claim, str], api_port: int, api_url: str) -> str | None:
+    """Why ``want`` cannot be had (the reason of the Warning), None when it can."""
+    for ip, port, proto in sorted(want):
+        if port == api_port and proto == "TCP":
+            return f"port {port}/TCP of {ip} is the API server's ({api_url})"
+        holder = held.get((ip, port, proto))
+        if holder is not None:
+            return f"port {port}/{proto} of {ip} is already in use by service {holder}"
+    return None
+
+
 # --- the controller -----------------------------------------------------------------------
 
 
@@ -250,6 +289,9 @@ class ServiceLBController(Controller):
     ) -> None:
         super().__init__(client, factory, workers=1, clock=clock)
         self.pool = Pool.parse(pool) if pool else None
+        #: the API server's URL and port, which no node-mode load balancer may capture
+        self.api_url = str(getattr(getattr(client, "config", None), "server", "") or "")
+        self.api_port = apiserver_port(self.api_url)
         self.services: Informer = factory.informer(SERVICES)
         self.nodes: Informer = factory.informer(NODES)
         self.slices: Informer = factory.informer(ENDPOINTSLICES)
@@ -260,6 +302,8 @@ class ServiceLBController(Controller):
         self._assigned: dict[str, str] = {}
         #: key -> the last failure reported (one Warning per new reason)
         self._failed: dict[str, str] = {}
+        #: Services whose type changed away from LoadBalancer since their last sync
+        self._released: set[str] = set()
 
     @property
     def component(self) -> str:
@@ -276,7 +320,16 @@ class ServiceLBController(Controller):
         if wants_load_balancer(svc) or ingress_ips(svc):
             self.queue.add(key)
         if old is not None and wants_load_balancer(old) and not wants_load_balancer(svc):
+            if (svc.get("spec") or {}).get("type") != "LoadBalancer" and ingress_ips(old):
+                self._released.add(key)
+                self.queue.add(key)
             self._retry_pending()
+        elif (
+            self.pool is None
+            and wants_load_balancer(svc)
+            and (old is None or (old.get("spec") or {}).get("ports") != svc["spec"].get("ports"))
+        ):
+            self._requeue_all()  # a port claimed or let go: holders may change
 
     def _on_node(self, type_: str, node: Obj, old: Obj | None) -> None:
         if self.pool is not None:
@@ -301,22 +354,52 @@ class ServiceLBController(Controller):
         for svc in self.services.store.values():
             if wants_load_balancer(svc) and not ingress_ips(svc):
                 self.queue.add(key_of(svc))
+        if self.pool is None:
+            self._requeue_all()
+
+    def _requeue_all(self) -> None:
+        for svc in self.services.store.values():
+            if wants_load_balancer(svc):
+                self.queue.add(key_of(svc))
+
+    def _node_ips(self, svc: Obj) -> list[str]:
+        """Node mode: the addresses ``svc`` would get (before any clash)."""
+        families = (svc.get("spec") or {}).get("ipFamilies") or ["IPv4"]
+        nodes: Iterable[Obj] = self.nodes.store.values()
+        if _local(svc):
+            meta = svc["metadata"]
+            ready = nodes_with_ready_endpoints(
+                self.slices.store.values(), meta.get("namespace") or "", meta["name"]
+            )
+            nodes = [n for n in nodes if n["metadata"]["name"] in ready]
+        return node_addresses(nodes, families)
+
+    def held_before(self, svc: Obj) -> dict[Claim, str]:
+        """The claims held by the LoadBalancer Services that come before ``svc``: each, in
+        ``first_come`` order, holds its claims unless one of them was held already."""
+        held: dict[Claim, str] = {}
+        me = first_come(svc)
+        others = [
+            o for o in self.services.store.values() if wants_load_balancer(o) and first_come(o) < me
+        ]
+        for other in sorted(others, key=first_come):
+            if other["metadata"].get("deletionTimestamp"):
+                continue
+            want = claims(other, self._node_ips(other))
+            if want and clash(want, held, self.api_port, self.api_url) is None:
+                held.update(dict.fromkeys(want, key_of(other)))
+        return held
 
     def desired_ips(self, svc: Obj) -> list[str]:
         """The ingress addresses ``svc`` should have; raises ``AllocationError``."""
         key = key_of(svc)
         if self.pool is None:
-            families = (svc.get("spec") or {}).get("ipFamilies") or ["IPv4"]
-            nodes: Iterable[Obj] = self.nodes.store.values()
-            if _local(svc):
-                meta = svc["metadata"]
-                ready = nodes_with_ready_endpoints(
-                    self.slices.store.values(), meta.get("namespace") or "", meta["name"]
-                )
-                nodes = [n for n in nodes if n["metadata"]["name"] in ready]
-            ips = node_addresses(nodes, families)
+            ips = self._node_ips(svc)
             if not ips:
                 raise AllocationError("There are no available nodes for LoadBalancer")
+            why = clash(claims(svc, ips), self.held_before(svc), self.api_port, self.api_url)
+            if why is not None:
+                raise AllocationError(why)
             return ips
         taken = pool_taken(self.services.store.values(), self.pool, key)
         for other, ip in self._assigned.items():
@@ -335,14 +418,21 @@ class ServiceLBController(Controller):
         if not wants_load_balancer(svc) or svc["metadata"].get("deletionTimestamp"):
             self._assigned.pop(key, None)
             self._failed.pop(key, None)
+            released = key in self._released
+            self._released.discard(key)
             stype = (svc.get("spec") or {}).get("type")
             if stype != "LoadBalancer" and current.get("ingress"):
                 await self._write(svc, {}, DELETING, DELETED)  # no longer a load balancer
+            elif released:  # the API server cleared the status with the type change
+                await self.recorder.event(_ref(svc), "Normal", DELETING, "Deleting load balancer")
+                await self.recorder.event(_ref(svc), "Normal", DELETED, "Deleted load balancer")
             return
         try:
             ips = self.desired_ips(svc)
         except AllocationError as e:
             reason = str(e)
+            if current.get("ingress") and self.pool is None:
+                await self._write(svc, {}, DELETING, DELETED)  # lost its ports to a holder
             if self._failed.get(key) != reason:
                 self._failed[key] = reason
                 log.info("service %s: %s", key, reason)

@@ -2,8 +2,9 @@
 
 ``MetricsServer.run``:
 
-1. serves HTTPS on ``--bind``:``--port`` with a self-signed certificate made at start
-   (metrics-server's default; its APIService says ``insecureSkipTLSVerify: true``);
+1. serves HTTPS on ``--bind``:``--port`` with ``--tls-cert-file`` (``corral server`` passes
+   one issued by the cluster CA) or a self-signed certificate made at start
+   (``metrics/tls.py``); its APIService carries the matching ``caBundle``;
 2. registers itself as metrics-server's manifest does: the Service
    ``kube-system/metrics-server`` (port 443 ``https``, no selector) with Endpoints naming
    ``--advertise-address`` and the port it listens on, and the APIService
@@ -15,31 +16,27 @@
    (``agent/resource_metrics.py``) with the kubeconfig's token, into a ``MetricsStore``.
 
 API (GET only; ``Authorization: Bearer`` the kubeconfig's token, which is what the
-aggregator forwards): ``/apis/metrics.k8s.io/v1beta1`` (APIResourceList),
+aggregator forwards over a verified connection; front-proxy client-certificate
+authentication, as upstream's aggregator does it, comes with issue 15): ``/apis/metrics.k8s.io/v1beta1`` (APIResourceList),
 ``.../nodes[/NAME]`` and ``.../pods``, ``.../namespaces/NS/pods[/NAME]`` with
 ``labelSelector`` and ``fieldSelector`` (``metadata.name``, ``metadata.namespace``),
 answered as NodeMetrics/PodMetrics(+List) JSON (``metrics/store.py``); a node or pod
-without metrics yet is left out of lists and is a 404 Status when named, as upstream.
+without metrics yet is left out of lists and is a 404 Status when named, as upstream
+(``pods.metrics.k8s.io "NS/NAME" not found``; ``pods "NAME" not found``, the pod
+lister's answer, when there is no such pod).
 ``/healthz``, ``/livez``, ``/readyz`` are public.
 
-``main`` is the command (``cli/main.py`` delegates to it); ``serve`` is what ``corral up``
-runs in the API server's process (``cli/loops.py``).
+The command's flags and entry points are ``metrics/command.py``.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
+import base64
 import contextlib
-import datetime
 import hmac
-import ipaddress
 import logging
-import os
 import socket
-import ssl
-import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -47,12 +44,10 @@ from typing import Any
 import aiohttp
 import orjson
 from aiohttp import web
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from corral.api import errors
+from corral.api.conditions import condition_true
+from corral.api.nodes import agent_endpoint
 from corral.api.selectors import (
     SelectorError,
     try_parse_field_selector,
@@ -67,7 +62,7 @@ from corral.metrics.store import (
     parse_scrape,
     pod_metrics,
 )
-from corral.util.stopping import run_until_stopped
+from corral.metrics.tls import serving_context
 
 log = logging.getLogger("corral.metrics")
 
@@ -101,48 +96,6 @@ GROUP_DOC = {
 }
 
 
-def self_signed(hosts: list[str]) -> ssl.SSLContext:
-    """A server context with a fresh self-signed certificate for ``hosts`` (IPs or names)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{NAME}@{int(time.time())}")])
-    sans: list[x509.GeneralName] = [
-        x509.DNSName(f"{NAME}.{NAMESPACE}.svc"),
-        x509.DNSName("localhost"),
-    ]
-    for h in hosts:
-        try:
-            sans.append(x509.IPAddress(ipaddress.ip_address(h)))
-        except ValueError:
-            sans.append(x509.DNSName(h))
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=365))
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    with tempfile.TemporaryDirectory() as d:
-        cert_file, key_file = os.path.join(d, "tls.crt"), os.path.join(d, "tls.key")
-        with open(cert_file, "wb") as f:
-            f.write(cert.public_bytes(serialization.Encoding.PEM))
-        with open(key_file, "wb") as f:
-            f.write(
-                key.private_bytes(
-                    serialization.Encoding.PEM,
-                    serialization.PrivateFormat.PKCS8,
-                    serialization.NoEncryption(),
-                )
-            )
-        ctx.load_cert_chain(cert_file, key_file)
-    return ctx
-
-
 def primary_address() -> str:
     """This host's address on its default route (127.0.0.1 without one)."""
     with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -152,21 +105,11 @@ def primary_address() -> str:
 
 
 def node_address(node: Obj) -> tuple[str, int] | None:
-    """(InternalIP, else Hostname; kubelet port) of a node, None without an agent port."""
-    st = node.get("status") or {}
-    port = ((st.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port") or 0
-    addrs = {a.get("type"): a.get("address") for a in st.get("addresses") or []}
-    host = addrs.get("InternalIP") or addrs.get("Hostname")
-    if not port or not host:
+    """Where the node's agent answers, None without an agent port or address."""
+    try:
+        return agent_endpoint(node)
+    except errors.StatusError:
         return None
-    return str(host), int(port)
-
-
-def node_ready(node: Obj) -> bool:
-    for c in (node.get("status") or {}).get("conditions") or []:
-        if c.get("type") == "Ready":
-            return bool(c.get("status") == "True")
-    return False
 
 
 def _json(obj: Any, status: int = 200) -> web.Response:
@@ -184,6 +127,8 @@ class MetricsServer:
         port: int = DEFAULT_PORT,
         advertise: str = "",
         resolution: float = DEFAULT_RESOLUTION,
+        tls_cert_file: str = "",
+        tls_key_file: str = "",
     ) -> None:
         self.client = client
         self.token = client.config.token
@@ -193,6 +138,9 @@ class MetricsServer:
             bind if bind not in ("0.0.0.0", "", "::") else primary_address()
         )
         self.resolution = resolution
+        self.tls_cert_file, self.tls_key_file = tls_cert_file, tls_key_file
+        #: the caBundle of the APIService: what issued the serving certificate
+        self.ca_bundle = b""
         self.store = MetricsStore()
         self.nodes = Informer(client, NODES)
         self.pods = Informer(client, PODS)
@@ -203,7 +151,13 @@ class MetricsServer:
     # --- lifecycle ---------------------------------------------------------------------------
     async def run(self) -> None:
         """Serve, register and scrape until cancelled."""
-        ctx = await asyncio.to_thread(self_signed, [self.advertise, "127.0.0.1"])
+        ctx, self.ca_bundle = await asyncio.to_thread(
+            serving_context,
+            self.tls_cert_file,
+            self.tls_key_file,
+            self.client.config.ca_pem,
+            [self.advertise, "127.0.0.1"],
+        )
         self._runner = web.AppRunner(self.build(), access_log=None, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.bind, self.port, ssl_context=ctx)
@@ -255,7 +209,7 @@ class MetricsServer:
                 "service": {"name": NAME, "namespace": NAMESPACE, "port": 443},
                 "group": GROUP,
                 "version": VERSION,
-                "insecureSkipTLSVerify": True,
+                "caBundle": base64.b64encode(self.ca_bundle).decode(),
                 "groupPriorityMinimum": 100,
                 "versionPriority": 100,
             },
@@ -308,7 +262,7 @@ class MetricsServer:
         for node in list(self.nodes.store.values()):
             name = node["metadata"]["name"]
             addr = node_address(node)
-            if addr is not None and node_ready(node):
+            if addr is not None and condition_true(node, "Ready"):
                 targets[name] = addr
         for name in list(self.store.nodes):
             if name not in targets:
@@ -435,100 +389,8 @@ class MetricsServer:
         ns, name = request.match_info["namespace"], request.match_info["name"]
         pod = self.pods.store.get(f"{ns}/{name}")
         containers = self.store.pod_usage(ns, name) if pod is not None else None
-        if pod is None or containers is None:
-            raise errors.not_found("pods", GROUP, name)
+        if pod is None:
+            raise errors.not_found("pods", "", name)
+        if containers is None:
+            raise errors.not_found("pods", GROUP, f"{ns}/{name}")
         return _json(pod_metrics(pod, containers, time.time()))
-
-
-# --- the command --------------------------------------------------------------------------------
-
-
-def parse_duration(text: str) -> float:
-    """``15s``, ``1.5s``, ``500ms``, ``1m`` or plain seconds."""
-    t = text.strip()
-    for unit, mult in (("ms", 0.001), ("s", 1.0), ("m", 60.0)):
-        if t.endswith(unit) and t[: -len(unit)].replace(".", "", 1).isdigit():
-            return float(t[: -len(unit)]) * mult
-    return float(t)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="corral metrics-server",
-        description="Serve the resource metrics API (metrics.k8s.io/v1beta1) from the agents.",
-    )
-    p.add_argument("--kubeconfig", required=True, help="how to reach the API server")
-    p.add_argument("--bind", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument(
-        "--port",
-        type=int,
-        default=DEFAULT_PORT,
-        help=f"HTTPS port (default {DEFAULT_PORT}; 0: any)",
-    )
-    p.add_argument(
-        "--advertise-address",
-        default="",
-        help="the address the API server reaches this one at (default: --bind, or this "
-        "host's address when binding every address)",
-    )
-    p.add_argument(
-        "--metric-resolution",
-        type=parse_duration,
-        default=DEFAULT_RESOLUTION,
-        metavar="DURATION",
-        help="how often the agents are scraped (default 15s)",
-    )
-    p.add_argument("--exit-on-stdin-eof", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument(
-        "--log-level", default="info", type=str.lower, choices=["debug", "info", "warning", "error"]
-    )
-    return p
-
-
-def _server(args: argparse.Namespace) -> MetricsServer:
-    client = Client.from_kubeconfig(args.kubeconfig, user_agent="corral-metrics-server")
-    return MetricsServer(
-        client,
-        bind=args.bind,
-        port=args.port,
-        advertise=args.advertise_address,
-        resolution=args.metric_resolution,
-    )
-
-
-async def _serve(server: MetricsServer, exit_on_stdin_eof: bool) -> None:
-    try:
-        await run_until_stopped(
-            server.run(), name="metrics-server", exit_on_stdin_eof=exit_on_stdin_eof
-        )
-    finally:
-        await server.client.close()
-
-
-def main(argv: list[str]) -> int:
-    """``corral metrics-server --kubeconfig FILE [--port P] [--bind A]``; exit status."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    try:
-        server = _server(args)
-    except (OSError, ValueError) as e:
-        print(f"corral metrics-server: {e}", file=sys.stderr)
-        return 2
-    asyncio.run(_serve(server, args.exit_on_stdin_eof))
-    return 0
-
-
-async def serve(argv: list[str]) -> None:
-    """``corral metrics-server ARGS`` inside another process (``corral up``): no signal
-    handlers, no logging set-up. Bad arguments raise ``ValueError``."""
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit:
-        raise ValueError(f"corral metrics-server: bad arguments {argv}") from None
-    server = _server(args)
-    try:
-        await server.run()
-    finally:
-        await server.client.close()

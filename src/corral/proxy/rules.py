@@ -254,7 +254,10 @@ def service_ports(
 
 def _load_balancer(svc: Obj) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The Service's load-balancer VIPs (``ipMode`` Proxy ones are the load balancer's
-    business, as upstream) and its source ranges, IPv4 only."""
+    business, as upstream) and its source ranges, IPv4 only. Only a ``LoadBalancer``
+    Service has any: a status left over from an earlier type is ignored (as kube-proxy)."""
+    if (svc.get("spec") or {}).get("type") != "LoadBalancer":
+        return (), ()
     lb = (svc.get("status") or {}).get("loadBalancer") or {}
     ips: list[str] = []
     for ing in lb.get("ingress") or []:

@@ -54,3 +54,17 @@ def test_ip_mode_defaults_to_vip() -> None:
 )  # fmt: skip
 def test_validate_load_balancer_status(new: Obj, want: list[str]) -> None:
     assert [str(e) for e in ServiceStrategy().validate_status_update(new, svc())] == want
+
+
+@pytest.mark.parametrize(
+    ("new_type", "kept"),
+    [("LoadBalancer", True), ("NodePort", False), ("ClusterIP", False)],
+)
+def test_update_away_from_load_balancer_clears_its_status(new_type: str, kept: bool) -> None:
+    """Upstream's dropTypeDependentFields: the main-resource update that changes the type
+    clears ``status.loadBalancer`` (no stale address survives for the proxy to serve)."""
+    old = svc({"ip": "10.0.0.1", "ipMode": "VIP"})
+    new = svc(type_=new_type)
+    del new["status"]
+    ServiceStrategy().prepare_for_update(new, old)
+    assert new["status"]["loadBalancer"] == (old["status"]["loadBalancer"] if kept else {})

@@ -17,6 +17,8 @@ from corral.controllers.servicelb import (
     AllocationError,
     Pool,
     ServiceLBController,
+    apiserver_port,
+    clash,
     node_addresses,
     nodes_with_ready_endpoints,
     pool_taken,
@@ -297,3 +299,110 @@ async def test_local_policy_takes_the_nodes_with_endpoints() -> None:
     assert await h.queued() == ["ns/web"]
     await h.sync()
     assert h.status() == {"ingress": [{"ip": "192.168.5.8", "ipMode": "VIP"}]}
+
+
+# --- node mode: one holder per (address, port, protocol) ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "port"),
+    [("https://127.0.0.1:6443", 6443), ("https://[::1]:8443/", 8443), ("https://api.example", 443),
+     ("http://localhost", 80), ("", 0)],
+    ids=["ip", "ipv6", "https-default", "http-default", "none"],
+)  # fmt: skip
+def test_apiserver_port(url: str, port: int) -> None:
+    assert apiserver_port(url) == port
+
+
+@pytest.mark.parametrize(
+    ("want", "held", "reason"),
+    [
+        ({("127.0.0.1", 80, "TCP")}, {}, None),
+        ({("127.0.0.1", 6443, "TCP")}, {},
+         "port 6443/TCP of 127.0.0.1 is the API server's (https://127.0.0.1:6443)"),
+        ({("127.0.0.1", 6443, "UDP")}, {}, None),
+        ({("127.0.0.1", 80, "TCP")}, {("127.0.0.1", 80, "TCP"): "ns/old"},
+         "port 80/TCP of 127.0.0.1 is already in use by service ns/old"),
+        ({("127.0.0.1", 80, "UDP")}, {("127.0.0.1", 80, "TCP"): "ns/old"}, None),
+        ({("10.0.0.2", 80, "TCP")}, {("127.0.0.1", 80, "TCP"): "ns/old"}, None),
+    ],
+    ids=["free", "apiserver-port", "apiserver-port-udp", "held", "other-protocol", "other-address"],
+)  # fmt: skip
+def test_clash(
+    want: set[tuple[str, int, str]], held: dict[tuple[str, int, str], str], reason: str | None
+) -> None:
+    assert clash(want, held, 6443, "https://127.0.0.1:6443") == reason
+
+
+def aged(service: Obj, created: str) -> Obj:
+    service["metadata"]["creationTimestamp"] = created
+    return service
+
+
+async def test_node_mode_port_has_one_holder_first_come() -> None:
+    h = Harness()
+    h.client.seed(NODES, node("n1", ("InternalIP", "127.0.0.1")))
+    h.client.seed(SERVICES, aged(svc("young"), "2026-01-02T00:00:00Z"))
+    await h.sync("young")  # alone: it gets the node's address
+    assert h.status("young")["ingress"][0]["ip"] == "127.0.0.1"
+    h.client.seed(SERVICES, aged(svc("old"), "2026-01-01T00:00:00Z"))
+    h.client.seed(SERVICES, aged(svc("other", ports=[{"port": 81}]), "2026-01-03T00:00:00Z"))
+    await h.sync("old")  # the older one holds 127.0.0.1:80/TCP
+    assert h.status("old")["ingress"][0]["ip"] == "127.0.0.1"
+    await h.sync("young")  # loses it: pending, with the holder named
+    assert h.status("young") == {}
+    assert h.client.events[-1] == (
+        "SyncLoadBalancerFailed",
+        "Error syncing load balancer: failed to ensure load balancer: "
+        "port 80/TCP of 127.0.0.1 is already in use by service ns/old",
+    )
+    await h.sync("other")  # another port of the same address is free
+    assert h.status("other")["ingress"][0]["ip"] == "127.0.0.1"
+    await h.queued()
+    await h.client.delete(SERVICES, "old", "ns")
+    assert "ns/young" in await h.queued()
+    await h.sync("young")
+    assert h.status("young")["ingress"][0]["ip"] == "127.0.0.1"
+
+
+async def test_node_mode_never_gives_the_apiserver_port() -> None:
+    h = Harness()
+    h.ctrl.api_url, h.ctrl.api_port = "https://127.0.0.1:6443", 6443
+    h.client.seed(NODES, node("n1", ("InternalIP", "127.0.0.1")))
+    h.client.seed(SERVICES, svc(ports=[{"port": 6443}]))
+    await h.sync()
+    assert h.status() == {}
+    assert h.client.events == [
+        (
+            "SyncLoadBalancerFailed",
+            "Error syncing load balancer: failed to ensure load balancer: "
+            "port 6443/TCP of 127.0.0.1 is the API server's (https://127.0.0.1:6443)",
+        )
+    ]
+
+
+async def test_type_change_cleared_by_the_apiserver_still_reports_deletion() -> None:
+    h = Harness()
+    h.client.seed(NODES, node("n1", ("InternalIP", "192.168.5.7")))
+    h.client.seed(SERVICES, svc())
+    await h.sync()
+    h.client.actions.clear()
+    changed = svc(type_="ClusterIP")  # the API server cleared status.loadBalancer itself
+    h.client.seed(SERVICES, changed)
+    await h.sync()
+    assert h.reasons() == ["DeletingLoadBalancer", "DeletedLoadBalancer"]
+    assert h.client.actions == []  # nothing left to write
+
+
+async def test_node_mode_same_second_keeps_the_incumbent() -> None:
+    """creationTimestamp has a resolution of one second: two Services created within it
+    do not take the port from the one that got it first, whatever their names."""
+    h = Harness()
+    h.client.seed(NODES, node("n1", ("InternalIP", "127.0.0.1")))
+    h.client.seed(SERVICES, aged(svc("zeta"), "2026-01-01T00:00:00Z"))
+    await h.sync("zeta")
+    h.client.seed(SERVICES, aged(svc("alpha"), "2026-01-01T00:00:00Z"))
+    await h.sync("alpha")
+    await h.sync("zeta")
+    assert h.status("zeta")["ingress"][0]["ip"] == "127.0.0.1"
+    assert h.status("alpha") == {}

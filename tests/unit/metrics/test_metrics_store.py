@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from corral.agent.resource_metrics import ContainerUsage, Sample, _fmt, render
+from corral.agent.resource_metrics import ContainerUsage, Sample, _fmt, hollow_sample, render
 from corral.metrics.store import (
     MetricsStore,
     NodeScrape,
@@ -15,6 +15,7 @@ from corral.metrics.store import (
     go_duration,
     memory_quantity,
     node_metrics,
+    parse_samples,
     parse_scrape,
     pod_metrics,
     rate,
@@ -108,6 +109,7 @@ QUANTITIES = [
     ("mem-ki", memory_quantity, 4444 * 1024, "4444Ki"),
     ("mem-mi", memory_quantity, 1024 * 1024, "1Mi"),
     ("mem-bytes", memory_quantity, 1000, "1k"),
+    ("mem-not-binary", memory_quantity, 1500, "1500"),
 ]
 
 
@@ -140,6 +142,15 @@ FLOATS = [
     ("million", 1_234_567.0, "1.234567e+06"),
     ("small", 0.00001, "1e-05"),
     ("zero", 0.0, "0"),
+    ("int-type", 268_435_456, "2.68435456e+08"),
+    ("small-int", 4096, "4096"),
+    ("below-million", 999_999.5, "999999.5"),
+    ("ten-thousandth", 0.0001, "0.0001"),
+    ("leading-zeros", 0.000123, "0.000123"),
+    ("negative", -2.5, "-2.5"),
+    ("huge", 1e21, "1e+21"),
+    ("long", 123456789.0, "1.23456789e+08"),
+    ("inf", float("inf"), "+Inf"),
 ]
 
 
@@ -169,3 +180,43 @@ def test_metrics_objects() -> None:
     assert containers is not None
     pm = pod_metrics({"metadata": {"name": "p", "namespace": "ns"}}, containers, 200.0)
     assert pm["containers"] == [{"name": "c", "usage": {"cpu": "500m", "memory": "1Ki"}}]
+
+
+SAMPLE_LINES = [
+    ("plain", 'node_cpu_usage_seconds_total 12.5 1700000000123', ("node_cpu_usage_seconds_total", {}, 12.5, 1700000000.123)),
+    ("labels", 'container_start_time_seconds{container="c",namespace="ns",pod="p"} 1.7e+09', ("container_start_time_seconds", {"container": "c", "namespace": "ns", "pod": "p"}, 1.7e9, None)),
+    ("escapes", 'container_memory_working_set_bytes{pod="a\\"b\\\\",namespace="n"} 4096 5', ("container_memory_working_set_bytes", {"pod": 'a"b\\', "namespace": "n"}, 4096.0, 0.005)),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "line,want", [c[1:] for c in SAMPLE_LINES], ids=[c[0] for c in SAMPLE_LINES]
+)
+def test_parse_samples(line: str, want: tuple[object, ...]) -> None:
+    assert list(parse_samples("# HELP x\nother_metric 1\n" + line + "\n")) == [want]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "node_cpu_usage_seconds_total",
+        'node_cpu_usage_seconds_total{a="1" 2',
+        "node_cpu_usage_seconds_total 1 2 3",
+    ],
+)
+def test_parse_samples_rejects(line: str) -> None:
+    with pytest.raises(ValueError):
+        list(parse_samples(line))
+
+
+def test_hollow_sample_timestamps_are_whole_milliseconds() -> None:
+    """Values are computed at the millisecond the exposition states: a rate between two
+    scrapes is exact (half of a 400m request is 200m, not 200.4m)."""
+    pod = {"metadata": {"namespace": "n", "name": "p"}, "status": {"phase": "Running", "startTime": "2026-01-01T00:00:00Z"},
+           "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "400m"}}}]}}  # fmt: skip
+    a = parse_scrape(render(hollow_sample([pod], 0.0, 1767225610.1234567)), 0.0)
+    b = parse_scrape(render(hollow_sample([pod], 0.0, 1767225611.3339)), 0.0)
+    pa, pb = a.containers[("n", "p", "c")], b.containers[("n", "p", "c")]
+    assert (pb.cpu_seconds - pa.cpu_seconds) / (pb.timestamp - pa.timestamp) == pytest.approx(
+        0.2, abs=1e-9
+    )

@@ -37,9 +37,11 @@ def lb_service(*ingress: Obj, type_: str = "LoadBalancer", **spec: Any) -> Obj:
         (lb_service({"ip": "192.168.5.7"}, loadBalancerSourceRanges=["10.0.0.0/8 ", "fd00::/8", "bad"]),
          ("192.168.5.7",), ("10.0.0.0/8",)),
         (lb_service(), (), ()),
+        (lb_service({"ip": "192.168.5.7"}, type_="NodePort"), (), ()),
+        (lb_service({"ip": "192.168.5.7"}, type_="ClusterIP", loadBalancerSourceRanges=["10.0.0.0/8"]), (), ()),
     ],
     ids=["vip", "several", "proxy-mode-skipped", "hostname-and-ipv6-skipped", "source-ranges",
-         "pending"],
+         "pending", "stale-status-of-nodeport", "stale-status-of-clusterip"],
 )  # fmt: skip
 def test_service_ports_read_the_ingress(
     service: Obj, ips: tuple[str, ...], ranges: tuple[str, ...]

@@ -124,7 +124,8 @@ class ServiceStrategy(Strategy):
 
     def prepare_for_update(self, new: Obj, old: Obj) -> None:
         """Carry allocated clusterIP(s) and nodePorts over when the client left them out;
-        keep clusterIP and clusterIPs[0] together; drop what the new type cannot have."""
+        keep clusterIP and clusterIPs[0] together; drop what the new type cannot have,
+        including ``status.loadBalancer`` once the type is no longer LoadBalancer."""
         new_spec, old_spec = new.setdefault("spec", {}), old.get("spec") or {}
         _drop_type_dependent_fields(new_spec, old_spec)
         ip, ips = new_spec.get("clusterIP"), new_spec.get("clusterIPs")
@@ -148,6 +149,10 @@ class ServiceStrategy(Strategy):
             if not new_spec.get("healthCheckNodePort") and old_spec.get("healthCheckNodePort"):
                 new_spec["healthCheckNodePort"] = old_spec["healthCheckNodePort"]
         super().prepare_for_update(new, old)
+        if new_spec.get("type") != "LoadBalancer" and (new.get("status") or {}).get("loadBalancer"):
+            # upstream's dropTypeDependentFields: a load-balancer status no longer appropriate
+            # is cleared in the same write (de-provisioning is not the user's concern)
+            new["status"] = {**new["status"], "loadBalancer": {}}
 
     def validate(self, obj: Obj) -> list[FieldError]:
         spec = obj.get("spec") or {}

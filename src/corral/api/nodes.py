@@ -1,0 +1,30 @@
+"""Where a Node's agent answers: the one lookup of the API server's node proxy (logs,
+exec, ``nodes/proxy``; ``apiserver/proxy.py``) and of the metrics server's scrapes
+(``metrics/server.py``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from corral.api import errors
+
+
+def agent_endpoint(node: dict[str, Any]) -> tuple[str, int]:
+    """(address, port) of the node's agent: its InternalIP, else Hostname, else ExternalIP,
+    and ``status.daemonEndpoints.kubeletEndpoint.Port``; a 500 that says what is missing."""
+    name = node["metadata"]["name"]
+    st = node.get("status") or {}
+    port = ((st.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port") or 0
+    if not port:
+        raise errors.internal(
+            f'node "{name}" has no agent endpoint (status.daemonEndpoints.kubeletEndpoint.Port '
+            "is not set): no Corral agent serves logs and exec there"
+        )
+    addrs: dict[str, str] = {}
+    for a in st.get("addresses") or []:
+        if isinstance(a, dict) and a.get("address"):
+            addrs.setdefault(str(a.get("type")), str(a["address"]))
+    host = addrs.get("InternalIP") or addrs.get("Hostname") or addrs.get("ExternalIP")
+    if not host:
+        raise errors.internal(f"no preferred addresses found; known addresses: {list(addrs)}")
+    return host, int(port)
