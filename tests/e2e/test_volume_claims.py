@@ -42,7 +42,9 @@ from corral.api.volumes import (
     BIND_COMPLETED,
     LOCAL_PATH_CLEANUP,
     LOCAL_PATH_NODE,
+    LOCAL_PATH_PROVISIONER,
     LOCAL_PATH_ROOT,
+    PROVISIONED_BY,
     SELECTED_NODE,
     volume_dir,
 )
@@ -134,6 +136,7 @@ def _volume(name: str, path: str, node: str, claim: Obj | None = None, cls: str 
         "kind": "PersistentVolume",
         "metadata": {
             "name": name,
+            "labels": {LOCAL_PATH_NODE: node},  # what the node's agent watches by
             "annotations": {LOCAL_PATH_NODE: node},
             "finalizers": [LOCAL_PATH_CLEANUP],
         },
@@ -209,6 +212,21 @@ def test_missing_claim(cluster: Cluster, node: Obj) -> None:
     assert ev["message"].startswith(f"0/1 nodes are available: {want}.")
 
 
+def test_claim_nobody_can_provision(cluster: Cluster, node: Obj) -> None:
+    """Issue 17 item 5: a ReadWriteMany claim of the local-path class stays Pending and its
+    pod gets FailedScheduling naming the reason, instead of looping for ever."""
+    c = cluster
+    ns = c.ns()
+    claim = _claim("rwx", "local-path")
+    claim["spec"]["accessModes"] = ["ReadWriteMany"]
+    _apply(c, claim, ns)
+    _apply(c, _pod(c, "rwx-user", "rwx", "sleep 3600"), ns)
+    want = "access mode ReadWriteMany is not supported"
+    ev = c.wait_event(ns, "rwx-user", "FailedScheduling", want, timeout=20)
+    assert 'persistentvolumeclaim "rwx" cannot be provisioned' in ev["message"]
+    assert (_get(c, "pvc/rwx", ns) or {})["status"]["phase"] == "Pending"
+
+
 def test_unbound_claim_on_the_node(cluster: Cluster, node: Obj) -> None:
     c = cluster
     ns = c.ns()
@@ -267,22 +285,36 @@ def test_wait_for_first_consumer(cluster: Cluster, node: Obj) -> None:
 
 
 def test_deleted_local_volume_is_removed(cluster: Cluster, node: Obj, tmp_path: Path) -> None:
+    """The agent removes a deleted local-path volume's directory only for reclaim Delete,
+    at exactly its own directory under the root; a Retain volume keeps its data, a path
+    outside the root is never touched; every finalizer is dropped."""
     c, name = cluster, node["metadata"]["name"]
     root = node["metadata"]["annotations"][LOCAL_PATH_ROOT]
-    ours = volume_dir(root, f"pv-{uuid.uuid4().hex[:8]}", "ns", "gone")
-    Path(ours, "sub").mkdir(parents=True)
-    Path(ours, "sub", "f").write_text("x")
     outside = tmp_path / "not-the-agents"
     outside.mkdir()
     Path(outside, "keep").write_text("x")
-    names = []
-    for path in (ours, str(outside)):
+    cases: list[tuple[str, str, bool]] = []  # (pv, path, removed)
+    for policy, under_root, removed in (
+        ("Delete", True, True),
+        ("Retain", True, False),
+        ("Delete", False, False),
+    ):
         pv = f"pv-{uuid.uuid4().hex[:8]}"
-        names.append(pv)
-        _apply(c, _volume(pv, path, name))
-        c.kubectl("delete", "pv", pv, "--wait=false")
-    c.wait("both volumes gone", lambda: all(_get(c, f"pv/{n}") is None for n in names), 20)
-    assert not Path(ours).exists()
+        path = volume_dir(root, pv, "ns", "gone") if under_root else str(outside)
+        if under_root:
+            Path(path, "sub").mkdir(parents=True)
+            Path(path, "sub", "f").write_text("x")
+        vol = _volume(pv, path, name)
+        vol["spec"]["persistentVolumeReclaimPolicy"] = policy
+        vol["spec"]["claimRef"] = {"namespace": "ns", "name": "gone", "uid": "gone"}
+        vol["metadata"]["annotations"][PROVISIONED_BY] = LOCAL_PATH_PROVISIONER
+        cases.append((pv, path, removed))
+        _apply(c, vol)
+        # (the provisioner may delete a Released Delete volume first)
+        c.kubectl("delete", "pv", pv, "--wait=false", "--ignore-not-found")
+    c.wait("the volumes gone", lambda: all(_get(c, f"pv/{n}") is None for n, _, _ in cases), 20)
+    for _pv, path, removed in cases:
+        assert Path(path).exists() is not removed, path
     assert Path(outside, "keep").exists()  # never deleted: not under the storage root
 
 

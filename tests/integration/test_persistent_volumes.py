@@ -365,6 +365,7 @@ def test_local_path_provisions_on_selected_node_and_deletes(
     assert pv["spec"]["claimRef"]["uid"] == uid
     assert pv["metadata"]["annotations"][PROVISIONED_BY] == LOCAL_PATH_PROVISIONER
     assert pv["metadata"]["annotations"][LOCAL_PATH_NODE] == node
+    assert pv["metadata"]["labels"][LOCAL_PATH_NODE] == node  # what its agent watches by
     assert pv["metadata"]["finalizers"] == [LOCAL_PATH_CLEANUP, PV_PROTECTION]
     assert has_event(core, ns, "data", "ProvisioningSucceeded", name)
 
@@ -420,6 +421,14 @@ def test_unsatisfiable_claims_stay_pending_with_a_reason(
     eventually(
         lambda: has_event(core, ns, "shared", "ProvisioningFailed", "ReadWriteMany"), timeout=15
     )
+
+    # given back to the scheduler (external-provisioner's rescheduleProvisioning), whose
+    # Filter then names the reason instead of the claim waiting for ever
+    def given_back() -> bool:
+        pvc = core.read_namespaced_persistent_volume_claim("shared", ns)
+        return SELECTED_NODE not in (pvc.metadata.annotations or {})
+
+    eventually(given_back, timeout=15)
     for name in ("unknown", "shared"):
         assert pvc_phase(core, ns, name) == "Pending"
     kctl("delete", "sc", cls)

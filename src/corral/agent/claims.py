@@ -15,9 +15,10 @@ Two callers:
 - ``NodeAgent`` (``agent/kubelet.py``) runs a :class:`LocalPathCleaner` beside an
   informer of PersistentVolumes. A PV that is being deleted, still holds
   ``LOCAL_PATH_CLEANUP``, names this node in ``LOCAL_PATH_NODE`` and is no longer Bound
-  has its directory removed (only when it lies strictly under this agent's
-  ``LOCAL_PATH_ROOT``: :func:`removable_dir`; nothing else is ever deleted) and then the
-  finalizer dropped, by a patch with the resourceVersion as precondition, retried on a
+  has its directory removed (only for reclaim policy ``Delete``, a volume of the
+  local-path provisioner, at exactly its ``volume_dir`` directly under this agent's
+  ``LOCAL_PATH_ROOT``: :func:`dir_to_remove`; a ``Retain`` volume keeps its data and
+  nothing else is ever deleted) and then the finalizer dropped, by a patch with the resourceVersion as precondition, retried on a
   conflict.
 
 The claim and its volume are read with a GET each (:class:`ClientClaimLookup`) when a pod
@@ -36,7 +37,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from corral.api.errors import StatusError
-from corral.api.volumes import LOCAL_PATH_CLEANUP, LOCAL_PATH_NODE
+from corral.api.volumes import (
+    LOCAL_PATH_CLEANUP,
+    LOCAL_PATH_NODE,
+    LOCAL_PATH_PROVISIONER,
+    PROVISIONED_BY,
+    volume_dir,
+)
 from corral.client.rest import PERSISTENT_VOLUME_CLAIMS, PERSISTENT_VOLUMES, Client, Resource
 
 from .objects import ConfigError, VolumeError
@@ -126,12 +133,13 @@ _PV_FIELDS = frozenset(
 
 
 async def claim_path(
-    lookup: ClaimLookup, namespace: str, volume: str, source: Obj
+    lookup: ClaimLookup, namespace: str, volume: str, source: Obj, node: str = ""
 ) -> tuple[str, str, bool]:
     """(host path, hostPath type, is a local volume) of the claim a pod volume names.
 
     Raises :class:`ClaimError` with the kubelet's wording while the claim cannot be used
-    (missing, being deleted, not bound, its volume missing or bound elsewhere), and
+    (missing, being deleted, not bound, its volume missing or bound elsewhere, or a
+    local-path volume of a node other than ``node``, this pod's), and
     ``ConfigError`` when the volume's source is not one this node mounts.
     """
     name = str(source.get("claimName", ""))
@@ -176,6 +184,13 @@ async def claim_path(
             volume,
             f'{where}: found PV object "{pv_name}" but its pv.Spec.ClaimRef.UID '
             f'("{ref["uid"]}") does not point to claim.UID ("{uid}")',
+        )
+    owner = ((pv.get("metadata") or {}).get("annotations") or {}).get(LOCAL_PATH_NODE)
+    if node and owner and owner != node:
+        raise ClaimError(
+            volume,
+            f'{where}: PV "{pv_name}" is a local-path volume of node "{owner}", '
+            f'not of this node "{node}"',
         )
     path, kind = pv_source(pv)
     if not path.startswith("/"):
@@ -248,6 +263,30 @@ def cleanup_due(pv: Obj, node: str) -> bool:
     return (pv.get("status") or {}).get("phase") != "Bound"
 
 
+def dir_to_remove(pv: Obj, root: str) -> Path | None:
+    """The directory to delete for a due local-path ``pv`` (see :func:`cleanup_due`), or
+    None to keep the data and only drop the finalizer. Deleted only when the volume's
+    reclaim policy is ``Delete`` (a ``Retain`` volume's data outlives the PV, as with
+    k3s' provisioner), it was made by the local-path provisioner
+    (``pv.kubernetes.io/provisioned-by: rancher.io/local-path``) and its path is exactly
+    the directory the provisioner names for it, directly under ``root``
+    (``volume_dir(root, pv, claimRef.namespace, claimRef.name)``, and
+    :func:`removable_dir` agrees)."""
+    meta, spec = pv.get("metadata") or {}, pv.get("spec") or {}
+    if spec.get("persistentVolumeReclaimPolicy") != "Delete":
+        return None
+    if (meta.get("annotations") or {}).get(PROVISIONED_BY) != LOCAL_PATH_PROVISIONER:
+        return None
+    ref = spec.get("claimRef")
+    if not isinstance(ref, dict) or not ref.get("namespace") or not ref.get("name"):
+        return None
+    path = str((spec.get("hostPath") or {}).get("path") or "")
+    want = volume_dir(root, str(meta.get("name", "")), str(ref["namespace"]), str(ref["name"]))
+    if not root or os.path.normpath(path) != want or os.path.dirname(want) != root.rstrip("/"):
+        return None
+    return removable_dir(root, path)
+
+
 class LocalPathCleaner:
     """Removes the directories of this node's deleted local-path volumes (see module doc).
 
@@ -296,10 +335,9 @@ class LocalPathCleaner:
                 raise
             if not cleanup_due(pv, self.node):
                 return False
-            path, _kind = pv_source(pv)
-            target = removable_dir(self.root, path)
+            target = dir_to_remove(pv, self.root)
             if target is None:
-                log.warning("PV %s: %s is not under %s; leaving it in place", name, path, self.root)
+                log.info("PV %s: keeping its directory (not a Delete local-path volume)", name)
             else:
                 await asyncio.to_thread(_remove, target)
                 log.info("PV %s: removed %s", name, target)
@@ -332,6 +370,7 @@ __all__ = [
     "LocalPathCleaner",
     "claim_path",
     "cleanup_due",
+    "dir_to_remove",
     "make_local_path_dir",
     "pv_source",
     "removable_dir",

@@ -37,7 +37,7 @@ from typing import Any
 
 from corral.api.conditions import condition_true
 from corral.api.errors import StatusError
-from corral.api.volumes import LOCAL_PATH_ROOT
+from corral.api.volumes import LOCAL_PATH_ROOT, node_label_selector
 from corral.client.events import EventRecorder
 from corral.client.informer import Informer
 from corral.client.rest import NODES, PERSISTENT_VOLUMES, PODS, SERVICES, Client
@@ -159,7 +159,10 @@ class NodeAgent:
         self.workers: dict[str, PodWorker] = {}
         self.pods = Informer(client, PODS, field_selector=f"spec.nodeName={name}")
         self.pods.add_handler(self._on_pod)
-        self.volumes = Informer(client, PERSISTENT_VOLUMES)
+        # only this node's local-path volumes (the provisioner labels them with the node)
+        self.volumes = Informer(
+            client, PERSISTENT_VOLUMES, label_selector=node_label_selector(name)
+        )
         self.cleaner = LocalPathCleaner(client, name, str(self.storage_root))
         self.volumes.add_handler(self.cleaner.on_volume)
         self.ready = asyncio.Event()

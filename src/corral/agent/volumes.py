@@ -295,8 +295,9 @@ class VolumeManager:
             return Path(path)
         if kind == "persistentVolumeClaim" and self.claims is not None:
             ns = str((pod.get("metadata") or {}).get("namespace") or "default")
+            node = str((pod.get("spec") or {}).get("nodeName") or "")
             path, host_type, local = await claim_path(
-                self.claims, ns, str(vol.get("name", "")), src
+                self.claims, ns, str(vol.get("name", "")), src, node
             )
             if local and not os.path.exists(path):
                 raise ConfigError(f'path "{path}" does not exist')

@@ -782,6 +782,55 @@ def parse_field_selector(s: str, allowed: Collection[str]) -> FieldSelector:
     return sel
 
 
+# --- node selectors (core/v1 NodeSelectorRequirement / NodeSelectorTerm) --------------------
+
+
+def node_selector_requirement_matches(req: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """Whether one ``NodeSelectorRequirement`` (``In``, ``NotIn``, ``Exists``,
+    ``DoesNotExist``, ``Gt``, ``Lt`` on integers) holds for ``labels``; an unknown
+    operator matches nothing. Used for label expressions and, with
+    ``{"metadata.name": node}`` as the labels, for ``matchFields``."""
+    key = str(req.get("key", ""))
+    op = req.get("operator", "")
+    values = [str(v) for v in req.get("values") or ()]
+    have = labels.get(key)
+    if op == "In":
+        return have is not None and have in values
+    if op == "NotIn":
+        return have is None or have not in values
+    if op == "Exists":
+        return have is not None
+    if op == "DoesNotExist":
+        return have is None
+    if op in ("Gt", "Lt") and have is not None and len(values) == 1:
+        try:
+            a, b = int(have), int(values[0])
+        except ValueError:
+            return False
+        return a > b if op == "Gt" else a < b
+    return False
+
+
+def node_selector_term_matches(
+    term: Mapping[str, Any], labels: Mapping[str, str], node: str
+) -> bool:
+    """Whether a ``NodeSelectorTerm`` (its expressions ANDed) admits the node named
+    ``node`` with ``labels``; an empty term matches no node, and ``matchFields`` know only
+    ``metadata.name``, as upstream's ``nodeaffinity.NodeSelector``. Called by the
+    DaemonSet controller, the scheduler's VolumeBinding and the volume matcher."""
+    exprs = term.get("matchExpressions") or []
+    fields = term.get("matchFields") or []
+    if not exprs and not fields:
+        return False
+    if not all(node_selector_requirement_matches(e, labels) for e in exprs):
+        return False
+    name_field = {"metadata.name": node}
+    return all(
+        f.get("key") == "metadata.name" and node_selector_requirement_matches(f, name_field)
+        for f in fields
+    )
+
+
 __all__ = [
     "DOES_NOT_EXIST",
     "DOUBLE_EQUALS",
@@ -805,6 +854,8 @@ __all__ = [
     "format_labels",
     "label_value_errors",
     "new_requirement",
+    "node_selector_requirement_matches",
+    "node_selector_term_matches",
     "parse_field_selector",
     "parse_label_selector",
     "qualified_name_errors",

@@ -1231,7 +1231,7 @@ def _persistent_volume_row(obj: Obj, now: datetime) -> list[Any]:
     ref = spec.get("claimRef")
     claim = f"{_s(ref, 'namespace')}/{_s(ref, 'name')}" if isinstance(ref, Mapping) else ""
     phase = "Terminating" if _m(obj, "metadata").get("deletionTimestamp") else _s(status, "phase")
-    storage_class = _s(spec, "storageClassName") or _beta_class(obj)
+    storage_class = _beta_class(obj) or _s(spec, "storageClassName")
     return [
         _name(obj),
         str(_m(spec, "capacity").get("storage") or "0"),
@@ -1254,7 +1254,7 @@ def _persistent_volume_claim_row(obj: Obj, now: datetime) -> list[Any]:
     if _s(spec, "volumeName"):
         modes = _access_modes(_l(status, "accessModes"))
         capacity = str(_m(status, "capacity").get("storage") or "0")
-    storage_class = _s(spec, "storageClassName") or _beta_class(obj)
+    storage_class = _beta_class(obj) or _s(spec, "storageClassName")
     return [
         _name(obj),
         phase,

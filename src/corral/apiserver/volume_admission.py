@@ -26,28 +26,19 @@ from __future__ import annotations
 from typing import Any
 
 from corral.api import errors
-from corral.api.quantity import parse_quantity
-from corral.api.volumes import DEFAULT_CLASS, PV_PROTECTION, PVC_PROTECTION
+from corral.api.volume_matching import (
+    claim_class,
+    claim_names_class,
+    default_class,
+    requested,
+)
+from corral.api.volumes import PV_PROTECTION, PVC_PROTECTION
 from corral.storage.cache import ResourceCache
 
 Obj = dict[str, Any]
-BETA_CLASS_ANNOTATION = "volume.beta.kubernetes.io/storage-class"
-BETA_DEFAULT_CLASS = "storageclass.beta.kubernetes.io/is-default-class"
 
-
-def is_default_class(sc: Obj) -> bool:
-    annotations = (sc.get("metadata") or {}).get("annotations") or {}
-    return "true" in (annotations.get(DEFAULT_CLASS), annotations.get(BETA_DEFAULT_CLASS))
-
-
-def pick_default_class(classes: list[Obj]) -> str | None:
-    """``GetDefaultClass``: the newest default class (ties by name), or None."""
-    defaults = [c for c in classes if is_default_class(c)]
-    if not defaults:
-        return None
-    defaults.sort(key=lambda c: str(c["metadata"].get("name", "")))
-    defaults.sort(key=lambda c: str(c["metadata"].get("creationTimestamp", "")), reverse=True)
-    return str(defaults[0]["metadata"]["name"])
+#: ``GetDefaultClass``, shared with the PV binder's retroactive default
+pick_default_class = default_class
 
 
 class DefaultStorageClass:
@@ -58,11 +49,11 @@ class DefaultStorageClass:
         self.classes = classes
 
     def admit(self, claim: Obj, key: str) -> None:
+        """Set ``spec.storageClassName`` of a new claim that chose no class."""
         if key in self.claims.entries:
             return None
         spec = claim.setdefault("spec", {})
-        annotations = (claim.get("metadata") or {}).get("annotations") or {}
-        if spec.get("storageClassName") is not None or BETA_CLASS_ANNOTATION in annotations:
+        if claim_names_class(claim):
             return None
         default = pick_default_class(
             [e.obj() for e in self.classes.entries.values() if b"is-default-class" in e.raw]
@@ -88,6 +79,7 @@ class StorageObjectInUseProtection:
         return cls(volumes, PV_PROTECTION)
 
     def admit(self, obj: Obj, key: str) -> None:
+        """Add the finalizer to a new object."""
         if key in self.cache.entries:
             return None
         meta = obj.setdefault("metadata", {})
@@ -105,14 +97,6 @@ RESIZE_FORBIDDEN = (
 )
 
 
-def _request(claim: Obj) -> Any:
-    q = (((claim.get("spec") or {}).get("resources") or {}).get("requests") or {}).get("storage")
-    try:
-        return parse_quantity(q if q is not None else "0")
-    except (ValueError, TypeError, ArithmeticError):
-        return parse_quantity("0")
-
-
 class ClaimResize:
     """Refuses growing a claim whose class does not allow volume expansion."""
 
@@ -121,16 +105,17 @@ class ClaimResize:
         self.classes = classes
 
     def admit(self, claim: Obj, key: str) -> None:
+        """Refuse (403) a storage request grown beyond what the class allows."""
         entry = self.claims.entries.get(key)
         if entry is None:
             return None
         old = entry.obj()
-        if _request(claim) <= _request(old):
+        if requested(claim) <= requested(old):
             return None
         name = str((claim.get("metadata") or {}).get("name", ""))
         if (old.get("status") or {}).get("phase") != "Bound":
             raise _forbidden(name, "Only bound persistent volume claims can be expanded")
-        cls = str((claim.get("spec") or {}).get("storageClassName") or "")
+        cls = claim_class(claim)
         sc = self.classes.entries.get(self.classes.prefix + cls) if cls else None
         if sc is None or sc.obj().get("allowVolumeExpansion") is not True:
             raise _forbidden(name, RESIZE_FORBIDDEN)

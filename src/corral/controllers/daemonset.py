@@ -40,7 +40,12 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
 from corral.api.errors import StatusError
-from corral.api.selectors import LabelSelector, SelectorError, try_selector_from_object
+from corral.api.selectors import (
+    LabelSelector,
+    SelectorError,
+    node_selector_term_matches,
+    try_selector_from_object,
+)
 from corral.api.taints import tolerates
 from corral.client.informer import Informer
 from corral.client.rest import CONTROLLERREVISIONS, DAEMONSETS, NODES, PODS, Client
@@ -152,39 +157,9 @@ def add_default_tolerations(pod_spec: Obj) -> None:
     pod_spec["tolerations"] = tols
 
 
-def _requirement_matches(req: Obj, labels: Mapping[str, str]) -> bool:
-    key = req.get("key", "")
-    op = req.get("operator", "")
-    values = list(req.get("values") or [])
-    if op == "In":
-        return key in labels and labels[key] in values
-    if op == "NotIn":
-        return key not in labels or labels[key] not in values
-    if op == "Exists":
-        return key in labels
-    if op == "DoesNotExist":
-        return key not in labels
-    if op in ("Gt", "Lt") and len(values) == 1 and key in labels:
-        try:
-            have, want = int(labels[key]), int(values[0])
-        except ValueError:
-            return False
-        return have > want if op == "Gt" else have < want
-    return False
-
-
 def _term_matches(term: Obj, node: Obj) -> bool:
-    exprs = term.get("matchExpressions") or []
-    fields = term.get("matchFields") or []
-    if not exprs and not fields:
-        return False  # an empty term matches no node
     labels = _meta(node).get("labels") or {}
-    if not all(_requirement_matches(e, labels) for e in exprs):
-        return False
-    name_field = {"metadata.name": str(_meta(node).get("name", ""))}
-    return all(
-        f.get("key") == "metadata.name" and _requirement_matches(f, name_field) for f in fields
-    )
+    return node_selector_term_matches(term, labels, str(_meta(node).get("name", "")))
 
 
 def node_matches(pod_spec: Obj, node: Obj) -> bool:

@@ -19,8 +19,10 @@ the API (names in ``corral.api.volumes``):
   class's reclaim policy, a ``claimRef`` to the claim, and the finalizers
   ``storage.corral.dev/local-path-cleanup`` (the node's agent removes the directory,
   then the finalizer) and ``kubernetes.io/pv-protection``;
-* a claim it cannot serve (no such node, no root on it, ReadWriteMany, Block mode)
-  stays Pending with a ``ProvisioningFailed`` event naming the reason;
+* a claim it cannot serve (no such node, no root on it, ReadWriteMany, Block mode:
+  ``corral.api.volume_matching.check_claim``) gets a ``ProvisioningFailed`` event naming
+  the reason, and its ``selected-node`` annotation is removed so that the scheduler
+  decides again (as external-provisioner's ``rescheduleProvisioning``);
 * a volume it provisioned that is Released with reclaim ``Delete`` is deleted (the
   agent then cleans the directory up).
 """
@@ -32,6 +34,8 @@ import zlib
 from typing import Any, ClassVar
 
 from corral.api.errors import StatusError
+from corral.api.volume_matching import check_claim as local_path_refusal
+from corral.api.volume_matching import claim_class, claim_ref
 from corral.api.volumes import (
     BETA_STORAGE_PROVISIONER,
     DEFAULT_CLASS,
@@ -44,6 +48,7 @@ from corral.api.volumes import (
     PV_PROTECTION,
     SELECTED_NODE,
     STORAGE_PROVISIONER,
+    node_label_selector,
     volume_dir,
 )
 from corral.client.informer import Informer, key_of
@@ -55,7 +60,6 @@ from corral.client.rest import (
     Client,
 )
 from corral.controllers.base import Controller, InformerFactory
-from corral.controllers.persistentvolume import claim_class, claim_ref
 from corral.util.clock import Clock
 
 log = logging.getLogger("corral.controllers.localpath")
@@ -66,7 +70,6 @@ HOSTNAME_LABEL = "kubernetes.io/hostname"
 PROVISIONING = "Provisioning"
 PROVISIONING_SUCCEEDED = "ProvisioningSucceeded"
 PROVISIONING_FAILED = "ProvisioningFailed"
-SUPPORTED_MODES = ("ReadWriteOnce", "ReadWriteOncePod")
 CLASS_KEY = "class"
 
 
@@ -93,6 +96,7 @@ def _annotations(obj: Obj) -> dict[str, str]:
 
 
 def is_ready(node: Obj) -> bool:
+    """Whether the Node's ``Ready`` condition is ``True``."""
     for c in (node.get("status") or {}).get("conditions") or ():
         if c.get("type") == "Ready":
             return bool(c.get("status") == "True")
@@ -124,16 +128,11 @@ def choose_node(claim: Obj, nodes: list[Obj], selected: str) -> Obj:
 
 
 def check_claim(claim: Obj) -> None:
-    """Raises ``ProvisionError`` for what no local path volume can serve."""
-    spec = claim.get("spec") or {}
-    bad = [m for m in spec.get("accessModes") or () if m not in SUPPORTED_MODES]
-    if bad:
-        raise ProvisionError(
-            f"access mode {bad[0]} is not supported: a local path volume is on one node "
-            "(ReadWriteOnce or ReadWriteOncePod)"
-        )
-    if (spec.get("volumeMode") or "Filesystem") != "Filesystem":
-        raise ProvisionError("only the Filesystem volume mode is supported")
+    """Raises ``ProvisionError`` for what no local path volume can serve (the shared
+    ``corral.api.volume_matching.check_claim``, which the scheduler's Filter uses too)."""
+    why = local_path_refusal(claim)
+    if why:
+        raise ProvisionError(why)
 
 
 def build_volume(claim: Obj, sc: Obj, node: Obj) -> Obj:
@@ -152,6 +151,7 @@ def build_volume(claim: Obj, sc: Obj, node: Obj) -> Obj:
         "kind": "PersistentVolume",
         "metadata": {
             "name": name,
+            "labels": {LOCAL_PATH_NODE: node_name} if node_label_selector(node_name) else {},
             "annotations": {PROVISIONED_BY: LOCAL_PATH_PROVISIONER, LOCAL_PATH_NODE: node_name},
             "finalizers": [LOCAL_PATH_CLEANUP, PV_PROTECTION],
         },
@@ -276,6 +276,8 @@ class LocalPathProvisioner(Controller):
         except ProvisionError as e:
             message = f'failed to provision volume with StorageClass "{cls}": {e}'
             await self.recorder.event(involved, "Warning", PROVISIONING_FAILED, message)
+            if selected:
+                await self._reschedule(claim)
             return
         await self.recorder.event(
             involved,
@@ -294,6 +296,27 @@ class LocalPathProvisioner(Controller):
         await self.recorder.event(
             involved, "Normal", PROVISIONING_SUCCEEDED, f"Successfully provisioned volume {name}"
         )
+
+    async def _reschedule(self, claim: Obj) -> None:
+        """Give the claim back to the scheduler (external-provisioner's
+        ``rescheduleProvisioning``): drop ``selected-node``, guarded by the claim's
+        resourceVersion; the scheduler's PreBind then fails with ``provisioning failed for
+        PVC`` and the pod is tried again, where the shared ``check_claim`` and the node
+        checks of the VolumeBinding Filter say why no node fits."""
+        m = _meta(claim)
+        body = {
+            "metadata": {
+                "resourceVersion": m.get("resourceVersion"),
+                "annotations": {SELECTED_NODE: None},
+            }
+        }
+        try:
+            await self.client.patch(PERSISTENT_VOLUME_CLAIMS, m["name"], body, m["namespace"])
+        except StatusError as e:
+            if e.code not in (404, 409):
+                raise
+            if e.code == 409:
+                self.queue.add("claim/" + key_of(claim))
 
     async def _sync_volume(self, pv: Obj) -> None:
         m = _meta(pv)

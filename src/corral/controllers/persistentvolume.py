@@ -27,10 +27,14 @@ Binding writes, in upstream's order: the volume's ``claimRef`` (annotated
 ``pv.kubernetes.io/bound-by-controller`` when the controller chose it), the volume's
 phase Bound, the claim's ``volumeName`` with ``pv.kubernetes.io/bind-completed`` (and
 bound-by-controller), the claim's status (Bound, access modes and capacity of the
-volume). Matching (``find_best_match``) is pure: volumes whose access modes include the
-claim's, smallest access-mode set first, then the smallest capacity that fits, among
-Available unclaimed volumes of the claim's class whose labels match its selector.
-Claims without a class get the default class retroactively, as upstream.
+volume). Every write carries the resourceVersion it was decided on, and the binder
+reads its own writes before the informers show them (``assumed.py``), so neither a
+lagging cache nor a second worker can bind one volume to two claims: a 409 re-reads and
+syncs again. Matching is the shared ``corral.api.volume_matching.find_matching_volume``
+over the access-mode index (``find_best_match``: smallest access-mode set first).
+Claims without a class get the default class retroactively, as upstream. A volume whose
+claim the cache does not show is checked against the API server before it is Released
+(unless already Released or Failed), so a just-provisioned volume is never reclaimed.
 """
 
 from __future__ import annotations
@@ -39,13 +43,19 @@ import logging
 from typing import Any, ClassVar
 
 from corral.api.errors import StatusError
-from corral.api.quantity import parse_quantity
-from corral.api.selectors import SelectorError, try_selector_from_object
+from corral.api.volume_matching import (
+    claim_class,
+    claim_names_class,
+    claim_ref,
+    default_class,
+    find_best_match,
+    is_bound_to,
+    mismatch,
+)
 from corral.api.volumes import (
     BETA_STORAGE_PROVISIONER,
     BIND_COMPLETED,
     BOUND_BY_CONTROLLER,
-    DEFAULT_CLASS,
     PROVISIONED_BY,
     SELECTED_NODE,
     STORAGE_PROVISIONER,
@@ -58,6 +68,7 @@ from corral.client.rest import (
     STORAGE_CLASSES,
     Client,
 )
+from corral.controllers.assumed import AssumedWrites, Conflict
 from corral.controllers.base import Controller, InformerFactory
 from corral.util.clock import Clock, rfc3339
 
@@ -65,9 +76,9 @@ log = logging.getLogger("corral.controllers.persistentvolume")
 
 Obj = dict[str, Any]
 
-BETA_CLASS = "volume.beta.kubernetes.io/storage-class"
-BETA_DEFAULT_CLASS = "storageclass.beta.kubernetes.io/is-default-class"
 WAIT_FOR_FIRST_CONSUMER = "WaitForFirstConsumer"
+#: the Pod informer index of the claims a pod names (``ns/name``), shared with pvc-protection
+POD_CLAIM_INDEX = "pod/claims"
 
 # event reasons (pkg/controller/volume/events)
 FAILED_BINDING = "FailedBinding"
@@ -106,129 +117,20 @@ def _phase(obj: Obj) -> str:
     return str((obj.get("status") or {}).get("phase") or "")
 
 
-def claim_class(claim: Obj) -> str:
-    """``GetPersistentVolumeClaimClass``: the beta annotation, else storageClassName."""
-    beta = _annotations(claim).get(BETA_CLASS)
-    if beta is not None:
-        return beta
-    return str(_spec(claim).get("storageClassName") or "")
-
-
-def volume_class(pv: Obj) -> str:
-    beta = _annotations(pv).get(BETA_CLASS)
-    if beta is not None:
-        return beta
-    return str(_spec(pv).get("storageClassName") or "")
-
-
-def is_default_class(sc: Obj) -> bool:
-    a = _annotations(sc)
-    return "true" in (a.get(DEFAULT_CLASS), a.get(BETA_DEFAULT_CLASS))
-
-
-def is_bound_to(pv: Obj, claim: Obj) -> bool:
-    """``IsVolumeBoundToClaim``: the claimRef names the claim (any uid, or its uid)."""
-    ref = _spec(pv).get("claimRef")
-    if not isinstance(ref, dict):
-        return False
-    m = _meta(claim)
-    if ref.get("name") != m.get("name") or ref.get("namespace") != m.get("namespace"):
-        return False
-    return not ref.get("uid") or ref.get("uid") == m.get("uid")
-
-
-def _storage(q: Any) -> Any:
-    try:
-        return parse_quantity(q if q is not None else "0")
-    except (ValueError, TypeError, ArithmeticError):
-        return parse_quantity("0")
-
-
-def requested(claim: Obj) -> Any:
-    return _storage(((_spec(claim).get("resources") or {}).get("requests") or {}).get("storage"))
-
-
-def capacity(pv: Obj) -> Any:
-    return _storage((_spec(pv).get("capacity") or {}).get("storage"))
-
-
-def _volume_mode(spec: Obj) -> str:
-    return str(spec.get("volumeMode") or "Filesystem")
-
-
-def mismatch(pv: Obj, claim: Obj) -> str:
-    """``checkVolumeSatisfyClaim``: why ``pv`` cannot serve ``claim`` ("" when it can)."""
-    if capacity(pv) < requested(claim):
-        return "requested PV is too small"
-    if volume_class(pv) != claim_class(claim):
-        return "storageClassName does not match"
-    if _volume_mode(_spec(pv)) != _volume_mode(_spec(claim)):
-        return "incompatible volumeMode"
-    if not set(_spec(claim).get("accessModes") or ()) <= set(_spec(pv).get("accessModes") or ()):
-        return "incompatible accessMode"
-    return ""
-
-
-def find_best_match(claim: Obj, volumes: list[Obj], delay_binding: bool) -> Obj | None:
-    """``findBestMatchForClaim``: a volume already bound to the claim, else (unless binding
-    waits for the first consumer) the best Available one; None when nothing fits."""
-    want = set(_spec(claim).get("accessModes") or ())
-    try:
-        raw_selector = _spec(claim).get("selector")
-        selector = try_selector_from_object(raw_selector) if raw_selector is not None else None
-    except SelectorError:
-        return None
-    cls, size, mode = claim_class(claim), requested(claim), _volume_mode(_spec(claim))
-    # the access-mode index: groups of volumes by their exact mode set, smallest first
-    groups: dict[frozenset[str], list[Obj]] = {}
-    for pv in volumes:
-        modes = frozenset(_spec(pv).get("accessModes") or ())
-        if want <= modes:
-            groups.setdefault(modes, []).append(pv)
-    for modes in sorted(groups, key=lambda m: (len(m), sorted(m))):
-        best: Obj | None = None
-        for pv in sorted(groups[modes], key=lambda v: str(_meta(v).get("name", ""))):
-            if _volume_mode(_spec(pv)) != mode or _meta(pv).get("deletionTimestamp"):
-                continue
-            if is_bound_to(pv, claim):
-                return pv
-            if delay_binding:
-                continue  # the scheduler picks among unbound volumes for a node
-            if _phase(pv) != "Available" or _spec(pv).get("claimRef") is not None:
-                continue
-            if selector is not None and not selector.matches(_meta(pv).get("labels") or {}):
-                continue
-            if volume_class(pv) != cls or capacity(pv) < size:
-                continue
-            if best is None or capacity(pv) < capacity(best):
-                best = pv
-        if best is not None:
-            return best
-    return None
-
-
-def claim_ref(claim: Obj) -> Obj:
-    m = _meta(claim)
-    return {
-        "kind": "PersistentVolumeClaim",
-        "namespace": m.get("namespace", ""),
-        "name": m.get("name", ""),
-        "uid": m.get("uid", ""),
-        "apiVersion": "v1",
-        "resourceVersion": m.get("resourceVersion", ""),
-    }
-
-
 def pod_claims(pod: Obj) -> list[str]:
-    """Names of the claims a pod's volumes use (ephemeral ones as ``<pod>-<volume>``)."""
+    """Names of the claims a pod's ``persistentVolumeClaim`` volumes use."""
     out: list[str] = []
     for v in _spec(pod).get("volumes") or ():
         pvc = v.get("persistentVolumeClaim")
         if isinstance(pvc, dict) and pvc.get("claimName"):
             out.append(str(pvc["claimName"]))
-        elif isinstance(v.get("ephemeral"), dict):
-            out.append(f"{_meta(pod).get('name', '')}-{v.get('name', '')}")
     return out
+
+
+def pod_claim_keys(pod: Obj) -> list[str]:
+    """The ``POD_CLAIM_INDEX`` function: ``ns/name`` of each claim the pod uses."""
+    ns = str(_meta(pod).get("namespace", ""))
+    return [f"{ns}/{name}" for name in pod_claims(pod)]
 
 
 # --- controller ---------------------------------------------------------------------------------
@@ -252,8 +154,12 @@ class PersistentVolumeBinderController(Controller):
         self.claims: Informer = factory.informer(PERSISTENT_VOLUME_CLAIMS)
         self.classes: Informer = factory.informer(STORAGE_CLASSES)
         self.pods: Informer = factory.informer(PODS)
+        #: this controller's own writes ("volume/<name>", "claim/<ns>/<name>"), newer than
+        #: the informers until they catch up (upstream's storeObjectUpdate)
+        self.assumed = AssumedWrites(client)
         self._by_claim = "persistentvolume/claim"
         self.volumes.add_index(self._by_claim, _claim_ref_key)
+        self.pods.add_index(POD_CLAIM_INDEX, pod_claim_keys)
         self.volumes.add_handler(self._on_volume)
         self.claims.add_handler(self._on_claim)
         self.classes.add_handler(lambda _t, _o, _old: self._enqueue_pending())
@@ -263,21 +169,42 @@ class PersistentVolumeBinderController(Controller):
     def component(self) -> str:
         return "persistentvolume-controller"
 
+    # --- the caches and this controller's own writes --------------------------------------
+    def _volume(self, name: str) -> Obj | None:
+        return self.assumed.fresh("volume/" + name, self.volumes.get(name))
+
+    def _claim(self, key: str) -> Obj | None:
+        return self.assumed.fresh("claim/" + key, self.claims.get(key))
+
+    def _all_volumes(self) -> list[Obj]:
+        fresh = (self.assumed.fresh("volume/" + k, v) for k, v in list(self.volumes.store.items()))
+        return [v for v in fresh if v is not None]
+
+    async def _write(self, key: str, body: Obj, sub: str = "") -> Obj:
+        """Patch the volume or claim of ``key`` (``volume/<name>``, ``claim/<ns>/<name>``)
+        with ``body``, which carries its resourceVersion precondition (``assumed.py``)."""
+        kind, _, rest = key.partition("/")
+        res = PERSISTENT_VOLUMES if kind == "volume" else PERSISTENT_VOLUME_CLAIMS
+        ns, _, name = rest.rpartition("/")
+        return await self.assumed.patch(key, res, name, body, ns or None, sub)
+
     # --- handlers ---------------------------------------------------------------------------
     def _on_volume(self, type_: str, pv: Obj, old: Obj | None) -> None:
         self.queue.add("volume/" + key_of(pv))
         ref = _spec(pv).get("claimRef")
         if isinstance(ref, dict) and ref.get("name"):
             self.queue.add(f"claim/{ref.get('namespace', '')}/{ref['name']}")
-        if type_ != "DELETED" and _phase(pv) == "Available":
-            self._enqueue_pending()
         if type_ == "DELETED":
+            self.assumed.forget("volume/" + key_of(pv))
+            self._enqueue_pending()
+        elif _phase(pv) == "Available":
             self._enqueue_pending()
 
     def _on_claim(self, type_: str, claim: Obj, old: Obj | None) -> None:
         key = key_of(claim)
         self.queue.add("claim/" + key)
         if type_ == "DELETED":
+            self.assumed.forget("claim/" + key)
             for pv in self.volumes.by_index(self._by_claim, key):
                 self.queue.add("volume/" + key_of(pv))
             name = _spec(claim).get("volumeName")
@@ -287,11 +214,10 @@ class PersistentVolumeBinderController(Controller):
     def _on_pod(self, _type: str, pod: Obj, old: Obj | None) -> None:
         if _spec(pod).get("nodeName") and old is not None and _spec(old).get("nodeName"):
             return
-        ns = _meta(pod).get("namespace", "")
-        for name in pod_claims(pod):
-            claim = self.claims.get(f"{ns}/{name}")
+        for key in pod_claim_keys(pod):
+            claim = self.claims.get(key)
             if claim is not None and _phase(claim) != "Bound":
-                self.queue.add(f"claim/{ns}/{name}")
+                self.queue.add("claim/" + key)
 
     def _enqueue_pending(self) -> None:
         for key, claim in self.claims.store.items():
@@ -301,14 +227,18 @@ class PersistentVolumeBinderController(Controller):
     # --- sync ------------------------------------------------------------------------------------
     async def sync(self, key: str) -> None:
         kind, _, rest = key.partition("/")
-        if kind == "claim":
-            claim = self.claims.get(rest)
-            if claim is not None:
-                await self._sync_claim(claim)
-        elif kind == "volume":
-            pv = self.volumes.get(rest)
-            if pv is not None:
-                await self._sync_volume(pv)
+        try:
+            if kind == "claim":
+                claim = self._claim(rest)
+                if claim is not None:
+                    await self._sync_claim(claim)
+            elif kind == "volume":
+                pv = self._volume(rest)
+                if pv is not None:
+                    await self._sync_volume(pv)
+        except Conflict as e:
+            log.debug("%s: %s changed meanwhile; syncing %s again", self.name, e, key)
+            self.queue.add(key)
 
     def _involved(self, obj: Obj, kind: str) -> Obj:
         return {**obj, "apiVersion": "v1", "kind": kind}
@@ -328,46 +258,35 @@ class PersistentVolumeBinderController(Controller):
         else:
             await self._sync_bound_claim(claim)
 
-    def _default_class(self) -> str | None:
-        defaults = [c for c in self.classes.store.values() if is_default_class(c)]
-        if not defaults:
-            return None
-        defaults.sort(key=lambda c: str(_meta(c).get("name", "")))
-        defaults.sort(key=lambda c: str(_meta(c).get("creationTimestamp", "")), reverse=True)
-        return str(_meta(defaults[0])["name"])
-
     async def _sync_unbound_claim(self, claim: Obj) -> None:
         spec, m = _spec(claim), _meta(claim)
-        ns, name = str(m.get("namespace", "")), str(m["name"])
-        if (
-            spec.get("storageClassName") is None
-            and BETA_CLASS not in _annotations(claim)
-            and not spec.get("volumeName")
-        ):
-            default = self._default_class()
+        if not claim_names_class(claim) and not spec.get("volumeName"):
+            default = default_class(self.classes.store.values())
             if default is not None:  # retroactive default class; the update re-enqueues
-                await self.client.patch(
-                    PERSISTENT_VOLUME_CLAIMS, name, {"spec": {"storageClassName": default}}, ns
-                )
+                body = {
+                    "metadata": {"resourceVersion": m.get("resourceVersion")},
+                    "spec": {"storageClassName": default},
+                }
+                await self._write("claim/" + key_of(claim), body)
                 return
         volume_name = spec.get("volumeName")
         if not volume_name:
             cls = claim_class(claim)
             sc = self.classes.get(cls) if cls else None
             delay = sc is not None and sc.get("volumeBindingMode") == WAIT_FOR_FIRST_CONSUMER
-            pv = find_best_match(claim, list(self.volumes.store.values()), delay)
+            pv = find_best_match(claim, self._all_volumes(), delay)
             if pv is not None:
                 await self._bind(pv, claim)
                 return
             if delay and SELECTED_NODE not in _annotations(claim):
                 await self._wait_event(claim)
             elif cls:
-                await self._provision(claim, cls, sc)
+                claim = await self._provision(claim, cls, sc)
             else:
                 await self._claim_event(claim, "Normal", FAILED_BINDING, NO_CLASS_MESSAGE)
             await self._claim_status(claim, "Pending", None)
             return
-        pv = self.volumes.get(str(volume_name))
+        pv = self._volume(str(volume_name))
         if pv is None:
             await self._claim_status(claim, "Pending", None)
             return
@@ -396,14 +315,10 @@ class PersistentVolumeBinderController(Controller):
             await self._claim_status(claim, "Pending", None)
 
     async def _wait_event(self, claim: Obj) -> None:
-        ns, name = _meta(claim).get("namespace", ""), _meta(claim).get("name", "")
         waiting = sorted(
             str(_meta(p).get("name", ""))
-            for p in self.pods.store.values()
-            if _meta(p).get("namespace") == ns
-            and not _spec(p).get("nodeName")
-            and name in pod_claims(p)
-            and _phase(p) not in ("Succeeded", "Failed")
+            for p in self.pods.by_index(POD_CLAIM_INDEX, key_of(claim))
+            if not _spec(p).get("nodeName") and _phase(p) not in ("Succeeded", "Failed")
         )
         if not waiting:
             await self._claim_event(claim, "Normal", WAIT_FOR_FIRST_CONSUMER, WAITING_MESSAGE)
@@ -414,27 +329,28 @@ class PersistentVolumeBinderController(Controller):
             message = f"waiting for pods {','.join(waiting)} to be scheduled"
             await self._claim_event(claim, "Normal", WAIT_FOR_POD_SCHEDULED, message)
 
-    async def _provision(self, claim: Obj, cls: str, sc: Obj | None) -> None:
-        """``provisionClaim`` for an external provisioner: name it on the claim."""
+    async def _provision(self, claim: Obj, cls: str, sc: Obj | None) -> Obj:
+        """``provisionClaim`` for an external provisioner: name it on the claim (returned
+        as written)."""
         if sc is None:
             message = f'storageclass.storage.k8s.io "{cls}" not found'
             await self._claim_event(claim, "Warning", PROVISIONING_FAILED, message)
-            return
+            return claim
         provisioner = str(sc.get("provisioner") or "")
-        m = _meta(claim)
         a = _annotations(claim)
         if a.get(STORAGE_PROVISIONER) != provisioner or a.get(BETA_STORAGE_PROVISIONER) != (
             provisioner
         ):
             patch = {
                 "metadata": {
+                    "resourceVersion": _meta(claim).get("resourceVersion"),
                     "annotations": {
                         STORAGE_PROVISIONER: provisioner,
                         BETA_STORAGE_PROVISIONER: provisioner,
-                    }
+                    },
                 }
             }
-            await self.client.patch(PERSISTENT_VOLUME_CLAIMS, m["name"], patch, m["namespace"])
+            claim = await self._write("claim/" + key_of(claim), patch)
         message = (
             f"Waiting for a volume to be created either by the external provisioner "
             f"'{provisioner}' or manually by the system administrator. If volume creation "
@@ -442,62 +358,55 @@ class PersistentVolumeBinderController(Controller):
             "registered."
         )
         await self._claim_event(claim, "Normal", EXTERNAL_PROVISIONING, message)
+        return claim
 
     async def _sync_bound_claim(self, claim: Obj) -> None:
         volume_name = _spec(claim).get("volumeName")
-        if not volume_name:
-            await self._claim_status(claim, "Lost", None)
-            await self._claim_event(
-                claim,
-                "Warning",
-                CLAIM_LOST,
-                "Bound claim has lost reference to PersistentVolume. Data on the volume is lost!",
-            )
-            return
-        pv = self.volumes.get(str(volume_name))
-        if pv is None:
-            await self._claim_status(claim, "Lost", None)
-            await self._claim_event(
-                claim,
-                "Warning",
-                CLAIM_LOST,
-                "Bound claim has lost its PersistentVolume. Data on the volume is lost!",
-            )
-        elif _spec(pv).get("claimRef") is None or is_bound_to(pv, claim):
+        pv = self._volume(str(volume_name)) if volume_name else None
+        if pv is not None and (_spec(pv).get("claimRef") is None or is_bound_to(pv, claim)):
             await self._bind(pv, claim)
+            return
+        await self._claim_status(claim, "Lost", None)
+        if not volume_name:
+            why = "Bound claim has lost reference to PersistentVolume. Data on the volume is lost!"
+            await self._claim_event(claim, "Warning", CLAIM_LOST, why)
+        elif pv is None:
+            why = "Bound claim has lost its PersistentVolume. Data on the volume is lost!"
+            await self._claim_event(claim, "Warning", CLAIM_LOST, why)
         else:
-            await self._claim_status(claim, "Lost", None)
-            await self._claim_event(
-                claim,
-                "Warning",
-                CLAIM_MISBOUND,
-                "Two claims are bound to the same volume, this one is bound incorrectly",
-            )
+            why = "Two claims are bound to the same volume, this one is bound incorrectly"
+            await self._claim_event(claim, "Warning", CLAIM_MISBOUND, why)
 
     # --- binding ---------------------------------------------------------------------------------
     async def _bind(self, pv: Obj, claim: Obj) -> None:
-        """``bind``: volume claimRef, volume phase, claim volumeName, claim status."""
+        """``bind``: volume claimRef, volume phase, claim volumeName, claim status; each
+        write carries the resourceVersion it was decided on, so a stale cache or another
+        worker can never give one volume to two claims (a conflict syncs again)."""
         pv_name = str(_meta(pv)["name"])
         ref = _spec(pv).get("claimRef")
         cm = _meta(claim)
         if not (
             isinstance(ref, dict) and ref.get("uid") == cm.get("uid") and is_bound_to(pv, claim)
         ):
-            patch: Obj = {"spec": {"claimRef": claim_ref(claim)}}
+            meta: Obj = {"resourceVersion": _meta(pv).get("resourceVersion")}
             if ref is None:
-                patch["metadata"] = {"annotations": {BOUND_BY_CONTROLLER: "yes"}}
-            pv = await self.client.patch(PERSISTENT_VOLUMES, pv_name, patch)
-        await self._volume_phase(pv, "Bound", "")
+                meta["annotations"] = {BOUND_BY_CONTROLLER: "yes"}
+            patch: Obj = {"metadata": meta, "spec": {"claimRef": claim_ref(claim)}}
+            pv = await self._write("volume/" + pv_name, patch)
+        pv = await self._volume_phase(pv, "Bound", "")
         a = _annotations(claim)
         if _spec(claim).get("volumeName") != pv_name or a.get(BIND_COMPLETED) != "yes":
             annotations = {BIND_COMPLETED: "yes"}
-            body: Obj = {"metadata": {"annotations": annotations}}
+            body: Obj = {
+                "metadata": {
+                    "annotations": annotations,
+                    "resourceVersion": cm.get("resourceVersion"),
+                }
+            }
             if _spec(claim).get("volumeName") != pv_name:
                 annotations[BOUND_BY_CONTROLLER] = "yes"
                 body["spec"] = {"volumeName": pv_name}
-            claim = await self.client.patch(
-                PERSISTENT_VOLUME_CLAIMS, cm["name"], body, cm.get("namespace")
-            )
+            claim = await self._write("claim/" + key_of(claim), body)
         await self._claim_status(claim, "Bound", pv)
 
     async def _claim_status(self, claim: Obj, phase: str, pv: Obj | None) -> None:
@@ -509,15 +418,12 @@ class PersistentVolumeBinderController(Controller):
             want["capacity"] = dict(_spec(pv).get("capacity") or {})
         if all(status.get(k) == v for k, v in want.items()):
             return
-        m = _meta(claim)
+        body = {
+            "metadata": {"resourceVersion": _meta(claim).get("resourceVersion")},
+            "status": want,
+        }
         try:
-            await self.client.patch(
-                PERSISTENT_VOLUME_CLAIMS,
-                m["name"],
-                {"status": want},
-                m.get("namespace"),
-                sub="status",
-            )
+            await self._write("claim/" + key_of(claim), body, sub="status")
         except StatusError as e:
             if e.code != 404:
                 raise
@@ -529,10 +435,8 @@ class PersistentVolumeBinderController(Controller):
         body: Obj = {"phase": phase, "message": message or None}
         if status.get("phase") != phase:
             body["lastPhaseTransitionTime"] = rfc3339(self.clock.now())
-        out: Obj = await self.client.patch(
-            PERSISTENT_VOLUMES, _meta(pv)["name"], {"status": body}, sub="status"
-        )
-        return out
+        patch = {"metadata": {"resourceVersion": _meta(pv).get("resourceVersion")}, "status": body}
+        return await self._write("volume/" + str(_meta(pv)["name"]), patch, sub="status")
 
     # --- volumes ---------------------------------------------------------------------------------
     async def _sync_volume(self, pv: Obj) -> None:
@@ -546,9 +450,11 @@ class PersistentVolumeBinderController(Controller):
             await self._volume_phase(pv, "Available", "")  # pre-bound: the claim sync binds
             self.queue.add("claim/" + ckey)
             return
-        claim = self.claims.get(ckey)
-        if claim is None and _phase(pv) == "Bound":
-            claim = await self._claim_live(ref)  # the cache may lag behind a new claim
+        claim = self._claim(ckey)
+        if claim is None and _phase(pv) not in ("Released", "Failed"):
+            # the cache may lag behind a claim created just now (a volume provisioned or
+            # pre-bound by the scheduler for it): ask the API server before releasing
+            claim = await self._claim_live(ref)
         if claim is not None and _meta(claim).get("uid") != ref.get("uid"):
             claim = None  # deleted and created again: a different claim
         if claim is None:
@@ -557,6 +463,7 @@ class PersistentVolumeBinderController(Controller):
             await self._reclaim(pv)
             return
         bound_to = _spec(claim).get("volumeName")
+        rv = _meta(pv).get("resourceVersion")
         if not bound_to:
             self.queue.add("claim/" + ckey)  # the claim sync finishes the binding
         elif bound_to == name:
@@ -564,16 +471,15 @@ class PersistentVolumeBinderController(Controller):
         elif BOUND_BY_CONTROLLER in _annotations(pv):
             # the claim is bound elsewhere: give this volume back
             patch = {
-                "metadata": {"annotations": {BOUND_BY_CONTROLLER: None}},
+                "metadata": {"resourceVersion": rv, "annotations": {BOUND_BY_CONTROLLER: None}},
                 "spec": {"claimRef": None},
             }
-            pv = await self.client.patch(PERSISTENT_VOLUMES, name, patch)
+            pv = await self._write("volume/" + name, patch)
             await self._volume_phase(pv, "Available", "")
         else:
             # pre-bound by the user to a claim bound elsewhere: keep the name, drop the uid
-            pv = await self.client.patch(
-                PERSISTENT_VOLUMES, name, {"spec": {"claimRef": {"uid": None}}}
-            )
+            patch = {"metadata": {"resourceVersion": rv}, "spec": {"claimRef": {"uid": None}}}
+            pv = await self._write("volume/" + name, patch)
             await self._volume_phase(pv, "Available", "")
 
     async def _claim_live(self, ref: Obj) -> Obj | None:

@@ -9,15 +9,12 @@ alpha maxUnavailable):
   ``controller-revision-hash``, with ``hostname`` = pod name and ``subdomain`` =
   ``spec.serviceName``;
 * each of ``volumeClaimTemplates`` becomes a PersistentVolumeClaim
-  ``<template>-<sts>-<ordinal>`` (the template's labels plus the selector's
-  ``matchLabels``), created before the pod and mounted by it as the volume named after
-  the template; a claim outlives its pod, so the pod made again for the same ordinal
-  finds its data. Owner references follow ``persistentVolumeClaimRetentionPolicy`` as
-  upstream's ``updateClaimOwnerRefForSetAndPod``: Retain/Retain owns nothing,
-  ``whenDeleted: Delete`` makes the StatefulSet an owner (the garbage collector deletes
-  the claims with the set), ``whenScaled: Delete`` makes a condemned pod the owner before
-  it is deleted on scale-down (the claim goes with the pod); a claim being deleted holds
-  the pod's creation back (``FailedCreate``) until it is gone;
+  ``<template>-<sts>-<ordinal>``, created before the pod (and again for a Pending pod
+  that lost it) and mounted by it as the volume named after the template; a claim
+  outlives its pod, so the pod made again for the same ordinal finds its data. Owner
+  references follow ``persistentVolumeClaimRetentionPolicy`` (``whenDeleted: Delete``:
+  the set controls the claim; ``whenScaled: Delete``: a condemned pod does, before it is
+  deleted); see ``statefulset_claims.py``;
 * every template is recorded in an ``apps/v1 ControllerRevision`` ``<sts>-<hash>`` with
   increasing ``revision`` numbers; ``status.currentRevision`` / ``updateRevision`` name them.
 
@@ -60,6 +57,12 @@ from corral.controllers.base import Controller, InformerFactory, clone, controll
 from corral.controllers.deployment_util import compute_hash
 from corral.controllers.refmanager import RefManager, controller_of, orphan_handler
 from corral.controllers.replicaset import available_in, is_pod_ready
+from corral.controllers.statefulset_claims import (
+    ClaimControl,
+    claim_name,
+    claim_templates,
+    pod_claim_is_stale,
+)
 from corral.util.clock import Clock
 
 log = logging.getLogger("corral.controllers.statefulset")
@@ -265,68 +268,6 @@ def slot_revision(index: int, rolling: bool, partition: int) -> str:
     return "current" if rolling and index < partition else "update"
 
 
-def claim_name(template: Obj, sts: Obj, ordinal: int) -> str:
-    """``getPersistentVolumeClaimName``: ``<template>-<sts>-<ordinal>``."""
-    return f"{_meta(template).get('name', '')}-{_meta(sts)['name']}-{ordinal}"
-
-
-def claim_templates(sts: Obj) -> list[Obj]:
-    return [
-        t
-        for t in (sts.get("spec") or {}).get("volumeClaimTemplates") or ()
-        if isinstance(t, dict) and _meta(t).get("name")
-    ]
-
-
-def new_claim(sts: Obj, template: Obj, ordinal: int) -> Obj:
-    """The claim of ``template`` for ``ordinal`` (``getPersistentVolumeClaims``)."""
-    tmeta = _meta(template)
-    labels = dict(tmeta.get("labels") or {})
-    labels.update(((sts.get("spec") or {}).get("selector") or {}).get("matchLabels") or {})
-    meta: Obj = {"name": claim_name(template, sts, ordinal), "labels": labels}
-    if tmeta.get("annotations"):
-        meta["annotations"] = clone(tmeta["annotations"])
-    return {
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": meta,
-        "spec": clone(template.get("spec") or {}),
-    }
-
-
-def _retention(sts: Obj) -> tuple[str, str]:
-    policy = (sts.get("spec") or {}).get("persistentVolumeClaimRetentionPolicy") or {}
-    return str(policy.get("whenDeleted") or "Retain"), str(policy.get("whenScaled") or "Retain")
-
-
-def claim_owners(claim: Obj, sts: Obj, pod: Obj | None, scaled_down: bool) -> list[Obj]:
-    """The claim's ownerReferences under the set's retention policy (upstream's
-    ``updateClaimOwnerRefForSetAndPod``): the set's and the pod's added or removed, any
-    other owner kept."""
-    when_deleted, when_scaled = _retention(sts)
-    set_uid = _meta(sts).get("uid")
-    pod_uid = _meta(pod).get("uid") if pod is not None else None
-    own_set = when_deleted == "Delete" and not (when_scaled == "Delete" and scaled_down)
-    own_pod = when_scaled == "Delete" and scaled_down and pod_uid
-    refs = [
-        r
-        for r in _meta(claim).get("ownerReferences") or ()
-        if r.get("uid") not in (set_uid, pod_uid)
-    ]
-    if own_set:
-        refs.append(
-            {
-                "apiVersion": "apps/v1",
-                "kind": "StatefulSet",
-                "name": _meta(sts)["name"],
-                "uid": set_uid,
-            }
-        )
-    if own_pod and pod is not None:
-        refs.append({"apiVersion": "v1", "kind": "Pod", "name": _meta(pod)["name"], "uid": pod_uid})
-    return refs
-
-
 def new_pod(sts: Obj, ordinal: int, template: Obj, revision: str) -> Obj:
     """The pod ``<sts>-<ordinal>`` from ``template`` at ``revision``."""
     name = f"{_meta(sts)['name']}-{ordinal}"
@@ -385,6 +326,7 @@ class StatefulSetController(Controller):
         self.pods: Informer = factory.informer(PODS)
         self.revisions: Informer = factory.informer(CONTROLLERREVISIONS)
         self.claims: Informer = factory.informer(PERSISTENT_VOLUME_CLAIMS)
+        self.claim_control = ClaimControl(client, self.recorder, self.claims.get)
         self._owner_index = "statefulset/owner-uid"
         self._orphan_index = "statefulset/orphan-namespace"
         self._ns_index = "statefulset/namespace"
@@ -393,6 +335,7 @@ class StatefulSetController(Controller):
             inf.add_index(self._owner_index, _controller_uid)
             inf.add_index(self._orphan_index, _orphan_namespace)
         self.sets.add_handler(lambda _t, o, _old: self.enqueue(o))
+        self.claims.add_handler(self._on_claim)
         for inf in (self.pods, self.revisions):
             inf.add_handler(self.enqueue_owner("StatefulSet"))
             inf.add_handler(
@@ -400,6 +343,17 @@ class StatefulSetController(Controller):
                     lambda ns: self.sets.by_index(self._ns_index, ns), _selector, self.enqueue
                 )
             )
+
+    def _on_claim(self, type_: str, claim: Obj, _old: Obj | None) -> None:
+        """A claim deleted (or going): the sets whose templates name it sync again, so
+        a Pending pod gets it back and a held-back pod is created once it is gone."""
+        if type_ != "DELETED" and not _meta(claim).get("deletionTimestamp"):
+            return
+        name = str(_meta(claim).get("name", ""))
+        for sts in self.sets.by_index(self._ns_index, str(_meta(claim).get("namespace") or "")):
+            prefix = f"-{_meta(sts)['name']}-"
+            if any(name.startswith(_meta(t)["name"] + prefix) for t in claim_templates(sts)):
+                self.enqueue(sts)
 
     def _involved(self, sts: Obj) -> Obj:
         return {**sts, "apiVersion": "apps/v1", "kind": "StatefulSet"}
@@ -451,21 +405,30 @@ class StatefulSetController(Controller):
                 update_revision=_meta(update)["name"],
             )
             templates = {"current": current, "update": update}
-            for pod in slots:
-                if pod is not None:
-                    await self._own_claims(sts, pod, scaled_down=False)
+            for i, pod in enumerate(slots):
+                if pod is None or is_terminating(pod):
+                    continue
+                if (pod.get("status") or {}).get("phase") == "Pending":
+                    # createMissingPersistentVolumeClaims: a claim deleted under a pod
+                    # that has not started is made again
+                    await self.claim_control.create(sts, start + i, _meta(pod)["name"])
+                await self.claim_control.own(sts, pod, start + i)
             for action in actions:
                 if isinstance(action, Create):
+                    ordinal = start + action.index
                     rev = templates[slot_revision(action.index, rolling, partition)]
-                    pod = new_pod(sts, start + action.index, template_of(rev), _meta(rev)["name"])
-                    if await self._create_claims(sts, start + action.index, pod):
+                    pod = new_pod(sts, ordinal, template_of(rev), _meta(rev)["name"])
+                    if pod_claim_is_stale(sts, pod, ordinal, self.claims.get):
+                        self.queue.add_after(key, 1.0)  # the old pod's claim is going away
+                    elif await self.claim_control.create(sts, ordinal, pod["metadata"]["name"]):
                         await self._create(sts, pod)
                     else:
                         self.queue.add_after(key, 1.0)
                 else:
                     gone = next((p for p in condemned if _meta(p).get("uid") == action.uid), None)
-                    if gone is not None:
-                        await self._own_claims(sts, gone, scaled_down=True)
+                    n = parse_ordinal(str(m["name"]), action.name)
+                    if gone is not None and n is not None:
+                        await self.claim_control.own(sts, gone, n)
                     await self._delete(sts, action)
         now = self.clock.now()
         status = compute_status(sts, pods, _meta(current)["name"], _meta(update)["name"], now)
@@ -548,76 +511,6 @@ class StatefulSetController(Controller):
             try:
                 await self.client.delete(
                     CONTROLLERREVISIONS, _meta(r)["name"], _meta(r).get("namespace")
-                )
-            except StatusError as e:
-                if e.code != 404:
-                    raise
-
-    # --- claims ----------------------------------------------------------------------------
-    async def _create_claims(self, sts: Obj, ordinal: int, pod: Obj) -> bool:
-        """Create the pod's missing claims (``createPersistentVolumeClaims``); False while
-        one of them is being deleted (the pod waits for it to go)."""
-        ns, set_name = str(_meta(sts).get("namespace") or ""), _meta(sts)["name"]
-        pod_name = pod["metadata"]["name"]
-        for template in claim_templates(sts):
-            claim = new_claim(sts, template, ordinal)
-            name = claim["metadata"]["name"]
-            have = self.claims.get(f"{ns}/{name}")
-            if have is not None:
-                if _meta(have).get("deletionTimestamp"):
-                    await self.recorder.event(
-                        self._involved(sts),
-                        "Warning",
-                        FAILED_CREATE,
-                        f"create Claim {name} for Pod {pod_name} in StatefulSet {set_name} "
-                        f"failed error: pvc {name} is being deleted",
-                    )
-                    return False
-                continue
-            owners = claim_owners(claim, sts, None, scaled_down=False)
-            if owners:
-                claim["metadata"]["ownerReferences"] = owners
-            try:
-                await self.client.create(PERSISTENT_VOLUME_CLAIMS, claim, ns)
-            except StatusError as e:
-                if e.code == 409:  # the cache had not seen it yet
-                    continue
-                await self.recorder.event(
-                    self._involved(sts),
-                    "Warning",
-                    FAILED_CREATE,
-                    f"create Claim {name} for Pod {pod_name} in StatefulSet {set_name} "
-                    f"failed error: {e.message}",
-                )
-                raise
-            await self.recorder.event(
-                self._involved(sts),
-                "Normal",
-                SUCCESSFUL_CREATE,
-                f"create Claim {name} Pod {pod_name} in StatefulSet {set_name} success",
-            )
-        return True
-
-    async def _own_claims(self, sts: Obj, pod: Obj, *, scaled_down: bool) -> None:
-        """Keep the owner references of the pod's claims as the retention policy says."""
-        ns = str(_meta(sts).get("namespace") or "")
-        ordinal = parse_ordinal(str(_meta(sts)["name"]), str(_meta(pod).get("name", "")))
-        if ordinal is None:
-            return
-        for template in claim_templates(sts):
-            name = claim_name(template, sts, ordinal)
-            claim = self.claims.get(f"{ns}/{name}")
-            if claim is None or _meta(claim).get("deletionTimestamp"):
-                continue
-            owners = claim_owners(claim, sts, pod, scaled_down)
-            if owners == list(_meta(claim).get("ownerReferences") or ()):
-                continue
-            try:
-                await self.client.patch(
-                    PERSISTENT_VOLUME_CLAIMS,
-                    name,
-                    {"metadata": {"ownerReferences": owners or None}},
-                    ns,
                 )
             except StatusError as e:
                 if e.code != 404:

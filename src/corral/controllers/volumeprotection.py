@@ -9,10 +9,10 @@ and remove them from objects being deleted once nothing uses them:
 
 * a claim is in use while a pod of its namespace that is scheduled (has a node) names
   it in a ``persistentVolumeClaim`` volume, finished or not, as upstream's
-  ``podUsesPVC`` (or is the owner of its generic ephemeral volume ``<pod>-<volume>`` and
-  was not deleted with grace 0); the cache says "unused" first, then a live list of the
-  namespace's pods confirms it, as upstream does, so a pod the cache has not seen yet
-  still holds the claim;
+  ``podUsesPVC`` (generic ephemeral volumes are not supported: nothing creates their
+  claims); the cache (its pod-by-claim index, shared with the binder) says "unused"
+  first, then a live list of the namespace's pods confirms it, as upstream does, so a
+  pod the cache has not seen yet still holds the claim;
 * a volume is in use while it is Bound.
 """
 
@@ -26,7 +26,7 @@ from corral.api.volumes import PV_PROTECTION, PVC_PROTECTION
 from corral.client.informer import Informer
 from corral.client.rest import PERSISTENT_VOLUME_CLAIMS, PERSISTENT_VOLUMES, PODS, Client, Resource
 from corral.controllers.base import Controller, InformerFactory
-from corral.controllers.persistentvolume import pod_claims
+from corral.controllers.persistentvolume import POD_CLAIM_INDEX, pod_claim_keys, pod_claims
 from corral.util.clock import Clock
 
 log = logging.getLogger("corral.controllers.volumeprotection")
@@ -39,30 +39,12 @@ def _meta(obj: Obj) -> Obj:
     return m
 
 
-def is_shut_down(pod: Obj) -> bool:
-    """``podIsShutDown``: deleted with grace 0 (done by its kubelet, or forced)."""
-    m = _meta(pod)
-    return bool(m.get("deletionTimestamp")) and m.get("deletionGracePeriodSeconds") == 0
-
-
 def uses_claim(pod: Obj, claim: str) -> bool:
     """``podUsesPVC``: a scheduled pod (the kubelet sees no other, and starts none whose
-    claim is being deleted) naming ``claim`` in a volume; its own generic ephemeral
-    claim only until it is shut down."""
+    claim is being deleted) naming ``claim`` in a ``persistentVolumeClaim`` volume."""
     if not (pod.get("spec") or {}).get("nodeName"):
         return False
-    name = str(_meta(pod).get("name", ""))
-    for v in (pod.get("spec") or {}).get("volumes") or ():
-        pvc = v.get("persistentVolumeClaim")
-        if isinstance(pvc, dict) and pvc.get("claimName") == claim:
-            return True
-        if (
-            isinstance(v.get("ephemeral"), dict)
-            and f"{name}-{v.get('name', '')}" == claim
-            and not is_shut_down(pod)
-        ):
-            return True
-    return False
+    return claim in pod_claims(pod)
 
 
 async def set_finalizer(
@@ -99,6 +81,7 @@ class PVCProtectionController(Controller):
         self.claims: Informer = factory.informer(PERSISTENT_VOLUME_CLAIMS)
         self.pods: Informer = factory.informer(PODS)
         self.claims.add_handler(self._on_claim)
+        self.pods.add_index(POD_CLAIM_INDEX, pod_claim_keys)
         self.pods.add_handler(self._on_pod)
 
     def _on_claim(self, type_: str, claim: Obj, _old: Obj | None) -> None:
@@ -126,8 +109,7 @@ class PVCProtectionController(Controller):
         if PVC_PROTECTION not in (m.get("finalizers") or ()):
             return
         ns, name = str(m.get("namespace", "")), str(m["name"])
-        cached = [p for p in self.pods.store.values() if _meta(p).get("namespace") == ns]
-        if any(uses_claim(p, name) for p in cached):
+        if any(uses_claim(p, name) for p in self.pods.by_index(POD_CLAIM_INDEX, key)):
             return
         live = await self.client.list(PODS, ns)
         if any(uses_claim(p, name) for p in live.get("items") or ()):

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,6 +114,13 @@ class SchedulingQueue:
         pod deleted or finished): retry them, respecting their back-off."""
         self.moves += 1
         for key in list(self._parked):
+            self._requeue(self.pods[key])
+
+    def move_matching(self, wanted: Callable[[Obj], bool]) -> None:
+        """A cluster event that concerns only some pods (a claim, volume or class
+        changed: pods with claims): retry the parked pods ``wanted`` accepts."""
+        self.moves += 1
+        for key in [k for k in self._parked if wanted(self.pods[k].pod)]:
             self._requeue(self.pods[key])
 
     # --- attempts ------------------------------------------------------------------------

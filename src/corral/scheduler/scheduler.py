@@ -110,7 +110,7 @@ class Scheduler:
         self.pods.add_handler(self._on_pod)
         self.nodes.add_handler(self._on_node)
         #: claims, volumes and storage classes, for pods with persistentVolumeClaim volumes
-        self.storage = VolumeCache(client, self._moved)
+        self.storage = VolumeCache(client, self._moved_claims)
         self.stats = Stats()
         self.instance = f"{name}-{socket.gethostname()}"
         #: the Scheduled Events of bound pods, written by their own task (events.py)
@@ -283,6 +283,11 @@ class Scheduler:
     def _moved(self) -> None:
         """Something freed or added capacity: unschedulable pods may fit now."""
         self.queue.move_all()
+        self._wake.set()
+
+    def _moved_claims(self) -> None:
+        """A claim, volume or class changed: only parked pods with claims may fit now."""
+        self.queue.move_matching(_has_claims)
         self._wake.set()
 
     # --- one attempt ---------------------------------------------------------------------------
@@ -542,3 +547,9 @@ def _node_changed(old: Obj, new: Obj) -> bool:
     if (old.get("metadata") or {}).get("labels") != (new.get("metadata") or {}).get("labels"):
         return True
     return any((old.get(a) or {}).get(b) != (new.get(a) or {}).get(b) for a, b in _NODE_FIELDS)
+
+
+def _has_claims(pod: Obj) -> bool:
+    """Whether a pod mounts a PersistentVolumeClaim (what VolumeBinding resolves)."""
+    vols = (pod.get("spec") or {}).get("volumes") or ()
+    return any(v.get("persistentVolumeClaim") is not None for v in vols)

@@ -11,11 +11,17 @@ from typing import Any
 
 import pytest
 
-from corral.agent.claims import ClaimError, claim_path, cleanup_due, removable_dir
+from corral.agent.claims import (
+    ClaimError,
+    claim_path,
+    cleanup_due,
+    dir_to_remove,
+    removable_dir,
+)
 from corral.agent.drivers.base import Mount
 from corral.agent.objects import ConfigError
 from corral.agent.volumes import VolumeManager
-from corral.api.volumes import LOCAL_PATH_CLEANUP, LOCAL_PATH_NODE
+from corral.api.volumes import LOCAL_PATH_CLEANUP, LOCAL_PATH_NODE, PROVISIONED_BY
 
 Obj = dict[str, Any]
 
@@ -93,6 +99,12 @@ RESOLVE_CASES: list[tuple[str, dict[str, Obj], dict[str, Obj], tuple[str, str, b
         "not yet bound to the claim",
     ),
     (
+        "local-path-of-another-node",
+        {"ns/data": _claim()},
+        {"pv1": {**_pv(), "metadata": {"name": "pv1", "annotations": {LOCAL_PATH_NODE: "n2"}}}},
+        f'{WHERE}: PV "pv1" is a local-path volume of node "n2", not of this node "n1"',
+    ),
+    (
         "pv-bound-elsewhere",
         {"ns/data": _claim()},
         {"pv1": _pv(ref_uid="other")},
@@ -111,7 +123,7 @@ def test_claim_path(
     claims: dict[str, Obj], volumes: dict[str, Obj], want: tuple[str, str, bool] | str
 ) -> None:
     lookup = Lookup(claims, volumes)
-    run = claim_path(lookup, "ns", "vol", {"claimName": "data"})
+    run = claim_path(lookup, "ns", "vol", {"claimName": "data"}, "n1")
     if isinstance(want, tuple):
         assert asyncio.run(run) == want
         return
@@ -245,6 +257,47 @@ DUE_CASES = [
 @pytest.mark.parametrize(("pv", "due"), [c[1:] for c in DUE_CASES], ids=[c[0] for c in DUE_CASES])
 def test_cleanup_due(pv: Obj, due: bool) -> None:
     assert cleanup_due(pv, "n1") is due
+
+
+def _provisioned(policy: str = "Delete", by: str = "rancher.io/local-path", **spec: Any) -> Obj:
+    """A due local-path volume as the provisioner makes it (path filled in by the test)."""
+    return {
+        "metadata": {"name": "pv1", "annotations": {PROVISIONED_BY: by, LOCAL_PATH_NODE: "n1"}},
+        "spec": {
+            "persistentVolumeReclaimPolicy": policy,
+            "claimRef": {"namespace": "ns", "name": "data", "uid": "c-uid"},
+            "hostPath": {"path": spec.pop("path", "{root}/pv1_ns_data")},
+            **spec,
+        },
+    }
+
+
+# a due volume -> the directory the agent deletes (None: only the finalizer goes)
+REMOVE_CASES: list[tuple[str, Obj, str | None]] = [
+    ("delete", _provisioned(), "{root}/pv1_ns_data"),
+    ("retain-keeps-the-data", _provisioned("Retain"), None),
+    ("recycle-keeps-the-data", _provisioned("Recycle"), None),
+    ("no-policy-keeps-the-data", _provisioned(""), None),
+    ("not-provisioned-by-local-path", _provisioned(by="example.com/other"), None),
+    ("not-its-own-directory", _provisioned(path="{root}/pv2_ns_data"), None),
+    ("another-claims-directory", _provisioned(path="{root}/pv1_ns_other"), None),
+    ("below-its-directory", _provisioned(path="{root}/x/pv1_ns_data"), None),
+    ("outside-the-root", _provisioned(path="{tmp}/outside"), None),
+    ("no-claim-ref", _provisioned(claimRef=None), None),
+]
+
+
+@pytest.mark.parametrize(
+    ("pv", "want"), [c[1:] for c in REMOVE_CASES], ids=[c[0] for c in REMOVE_CASES]
+)
+def test_dir_to_remove(root: Path, pv: Obj, want: str | None) -> None:
+    """Only a Delete volume of the local-path provisioner, at exactly its own directory
+    directly under the root, loses its data; a Retain volume keeps it."""
+    fmt = {"root": str(root), "tmp": str(root.parent)}
+    spec = pv["spec"]
+    spec["hostPath"] = {"path": spec["hostPath"]["path"].format(**fmt)}
+    got = dir_to_remove(pv, str(root))
+    assert got == (Path(want.format(**fmt)) if want else None)
 
 
 # (annotated as a local-path volume, hostPath type, directory made before) -> its mode

@@ -448,6 +448,20 @@ CREATED = "2026-01-01T00:00:00Z"
             ["p", "Pending", "", "", "", "local-path", "<unset>", "10m", "<unset>"],
         ),
         (
+            "persistentvolumeclaims",
+            "",
+            {
+                "metadata": {
+                    "name": "b",
+                    "creationTimestamp": CREATED,
+                    "annotations": {"volume.beta.kubernetes.io/storage-class": "slow"},
+                },
+                "spec": {"storageClassName": "fast"},
+                "status": {"phase": "Pending"},
+            },
+            ["b", "Pending", "", "", "", "slow", "<unset>", "10m", "<unset>"],
+        ),
+        (
             "storageclasses",
             "storage.k8s.io",
             {
@@ -470,7 +484,14 @@ CREATED = "2026-01-01T00:00:00Z"
             ],
         ),
     ],
-    ids=["pv-bound", "pv-terminating", "pvc-bound", "pvc-pending", "sc-default"],
+    ids=[
+        "pv-bound",
+        "pv-terminating",
+        "pvc-bound",
+        "pvc-pending",
+        "pvc-beta-class-wins",
+        "sc-default",
+    ],
 )
 def test_rows(resource: str, group: str, obj: Obj, want: list[Any]) -> None:
     assert row(resource, group, obj, NOW) == want

@@ -1,13 +1,16 @@
-"""The binder's matching, the local-path provisioner's choices and the StatefulSet's claim
-owners: pure functions, as tables."""
+"""The PV binder: its matching as tables, and its syncs against the fake API (with the
+local-path provisioner beside it), including a lagging cache and conflicting writes."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any, cast
 
 import pytest
 from test_job import FakeClient, FakeClock
 
+from corral.api.errors import StatusError
+from corral.api.volume_matching import find_best_match, is_bound_to, mismatch
 from corral.api.volumes import LOCAL_PATH_ROOT, SELECTED_NODE
 from corral.client.rest import (
     NODES,
@@ -16,23 +19,11 @@ from corral.client.rest import (
     PODS,
     STORAGE_CLASSES,
     Client,
+    Resource,
 )
 from corral.controllers.base import InformerFactory
-from corral.controllers.localpath import (
-    LocalPathProvisioner,
-    ProvisionError,
-    build_volume,
-    check_claim,
-    choose_node,
-)
-from corral.controllers.persistentvolume import (
-    PersistentVolumeBinderController,
-    find_best_match,
-    is_bound_to,
-    mismatch,
-)
-from corral.controllers.statefulset import claim_owners, new_claim
-from corral.controllers.volumeprotection import uses_claim
+from corral.controllers.localpath import LocalPathProvisioner
+from corral.controllers.persistentvolume import PersistentVolumeBinderController
 
 Obj = dict[str, Any]
 
@@ -81,6 +72,12 @@ def pvc(
 REF = {"namespace": "ns", "name": "c", "uid": "u1"}
 
 
+def _beta(obj: Obj, cls: str) -> Obj:
+    """``obj`` with the beta class annotation, which wins over storageClassName."""
+    obj["metadata"]["annotations"] = {"volume.beta.kubernetes.io/storage-class": cls}
+    return obj
+
+
 @pytest.mark.parametrize(
     ("claim", "volumes", "delay", "want"),
     [
@@ -108,6 +105,8 @@ REF = {"namespace": "ns", "name": "c", "uid": "u1"}
         (pvc(), [pv("a")], True, None),
         (pvc(), [pv("a", claim_ref=REF, phase="Pending")], True, "a"),
         (pvc(), [pv("a", mode="Block")], False, None),
+        (_beta(pvc(cls="fast"), "slow"), [pv("a", cls="fast"), pv("b", cls="slow")], False, "b"),
+        (pvc(cls="fast"), [_beta(pv("a"), "fast")], False, "a"),
     ],
     ids=[
         "nothing",
@@ -124,6 +123,8 @@ REF = {"namespace": "ns", "name": "c", "uid": "u1"}
         "wait-for-first-consumer",
         "provisioned-for-this-claim",
         "volume-mode",
+        "claim-beta-annotation-wins",
+        "volume-beta-annotation",
     ],
 )
 def test_find_best_match(claim: Obj, volumes: list[Obj], delay: bool, want: str | None) -> None:
@@ -155,162 +156,15 @@ def test_is_bound_to(ref: Obj | None, want: bool) -> None:
     assert is_bound_to(pv("a", claim_ref=ref), pvc()) is want
 
 
-def node(name: str, root: str | None = "/r", ready: bool = True) -> Obj:
+def node(name: str, root: str = "/r") -> Obj:
     return {
         "metadata": {
             "name": name,
             "labels": {"kubernetes.io/hostname": name},
-            "annotations": {LOCAL_PATH_ROOT: root} if root else {},
+            "annotations": {LOCAL_PATH_ROOT: root},
         },
-        "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]},
     }
-
-
-@pytest.mark.parametrize(
-    ("nodes", "selected", "want"),
-    [
-        ([node("a"), node("b")], "b", "b"),
-        ([node("a")], "x", 'node "x" not found'),
-        ([node("a", root=None)], "a", 'node "a" has no local path root'),
-        ([node("a", ready=False), node("b", root=None), node("c")], "", "c"),
-        ([node("a", ready=False)], "", "no Ready node has a local path root"),
-    ],
-    ids=["selected", "selected-missing", "selected-without-root", "any-ready", "none-ready"],
-)
-def test_choose_node(nodes: list[Obj], selected: str, want: str) -> None:
-    try:
-        got = choose_node(pvc(), nodes, selected)["metadata"]["name"]
-    except ProvisionError as e:
-        got = str(e)
-    assert got.startswith(want)
-
-
-@pytest.mark.parametrize(
-    ("modes", "ok"),
-    [
-        (("ReadWriteOnce",), True),
-        (("ReadWriteOncePod",), True),
-        (("ReadWriteMany",), False),
-        (("ReadOnlyMany",), False),
-    ],
-    ids=["rwo", "rwop", "rwx", "rox"],
-)
-def test_local_path_access_modes(modes: tuple[str, ...], ok: bool) -> None:
-    claim = pvc(modes=modes)
-    if ok:
-        check_claim(claim)
-    else:
-        with pytest.raises(ProvisionError, match=modes[0]):
-            check_claim(claim)
-
-
-def test_build_volume() -> None:
-    claim = pvc("3Gi", cls="local-path")
-    claim["metadata"]["annotations"] = {SELECTED_NODE: "n1"}
-    out = build_volume(claim, {"reclaimPolicy": "Retain"}, node("n1", root="/var/vols/"))
-    assert out["metadata"]["name"] == "pvc-u1"
-    assert out["spec"]["hostPath"] == {"path": "/var/vols/pvc-u1_ns_c", "type": "DirectoryOrCreate"}
-    assert out["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
-    assert out["spec"]["capacity"] == {"storage": "3Gi"}
-    assert out["spec"]["claimRef"]["uid"] == "u1"
-
-
-STS = {
-    "metadata": {"name": "web", "uid": "s"},
-    "spec": {"selector": {"matchLabels": {"app": "web"}}},
-}
-POD = {"metadata": {"name": "web-1", "uid": "p"}}
-OTHER = {"apiVersion": "v1", "kind": "ConfigMap", "name": "x", "uid": "o"}
-
-
-def sts(when_deleted: str, when_scaled: str) -> Obj:
-    spec = {
-        **STS["spec"],
-        "persistentVolumeClaimRetentionPolicy": {
-            "whenDeleted": when_deleted,
-            "whenScaled": when_scaled,
-        },
-    }
-    return {**STS, "spec": spec}
-
-
-@pytest.mark.parametrize(
-    ("deleted", "scaled", "down", "want"),
-    [
-        ("Retain", "Retain", False, []),
-        ("Retain", "Retain", True, []),
-        ("Delete", "Retain", False, ["s"]),
-        ("Delete", "Retain", True, ["s"]),
-        ("Retain", "Delete", False, []),
-        ("Retain", "Delete", True, ["p"]),
-        ("Delete", "Delete", False, ["s"]),
-        ("Delete", "Delete", True, ["p"]),
-    ],
-    ids=[
-        "retain-retain",
-        "retain-retain-down",
-        "deleted-delete",
-        "deleted-delete-down",
-        "scaled-delete",
-        "scaled-delete-down",
-        "both-delete",
-        "both-delete-down",
-    ],
-)
-def test_claim_owners(deleted: str, scaled: str, down: bool, want: list[str]) -> None:
-    set_ = sts(deleted, scaled)
-    claim = {"metadata": {"ownerReferences": [OTHER, {"uid": "s"}, {"uid": "p"}]}}
-    got = claim_owners(claim, set_, POD, down)
-    assert got[0] == OTHER
-    assert [r["uid"] for r in got[1:]] == want
-
-
-def test_new_claim_labels_and_name() -> None:
-    template = {"metadata": {"name": "data", "labels": {"tier": "db"}}, "spec": {"a": 1}}
-    out = new_claim(STS, template, 3)
-    assert out["metadata"] == {"name": "data-web-3", "labels": {"tier": "db", "app": "web"}}
-    assert out["spec"] == {"a": 1}
-
-
-@pytest.mark.parametrize(
-    ("node", "meta", "volumes", "want"),
-    [
-        ("n", {}, [{"name": "d", "persistentVolumeClaim": {"claimName": "c"}}], True),
-        ("", {}, [{"name": "d", "persistentVolumeClaim": {"claimName": "c"}}], False),
-        ("n", {}, [{"name": "d", "persistentVolumeClaim": {"claimName": "x"}}], False),
-        ("n", {}, [{"name": "c", "ephemeral": {}}], True),
-        ("n", {}, [{"name": "d", "ephemeral": {}}], False),
-        (
-            "n",
-            {"deletionTimestamp": "2026-01-01T00:00:00Z", "deletionGracePeriodSeconds": 0},
-            [{"name": "c", "ephemeral": {}}],
-            False,
-        ),
-        (
-            "n",
-            {"deletionTimestamp": "2026-01-01T00:00:00Z", "deletionGracePeriodSeconds": 0},
-            [{"name": "d", "persistentVolumeClaim": {"claimName": "c"}}],
-            True,
-        ),
-    ],
-    ids=[
-        "scheduled",
-        "unscheduled",
-        "other-claim",
-        "ephemeral-own",
-        "ephemeral-other",
-        "ephemeral-shut-down",
-        "claim-shut-down",
-    ],
-)
-def test_uses_claim(node: str, meta: Obj, volumes: list[Obj], want: bool) -> None:
-    name = "pod-c" if "ephemeral" in volumes[0] else "c"
-    pod = {
-        "metadata": {"name": "pod", **meta},
-        "spec": {"nodeName": node, "volumes": volumes},
-        "status": {"phase": "Running"},
-    }
-    assert uses_claim(pod, name) is want
 
 
 # --- sync against the fake client -------------------------------------------------------------
@@ -455,3 +309,75 @@ async def test_sync_provisions_local_path_and_binds() -> None:
     assert v["spec"]["hostPath"]["path"] == f"/srv/vols/{name}_ns_c"
     assert v["status"]["phase"] == "Bound"
     assert ("ProvisioningSucceeded", f"Successfully provisioned volume {name}") in h.client.events
+
+
+# --- a lagging cache and concurrent workers ---------------------------------------------------
+
+
+class PreconditionClient(FakeClient):
+    """The fake API with the server's merge-patch precondition: a ``metadata.
+    resourceVersion`` in the patch that is not the object's is a 409 Conflict."""
+
+    async def patch(
+        self, res: Resource, name: str, patch: Any, namespace: str | None = None, **kw: Any
+    ) -> Obj:
+        want = ((patch or {}).get("metadata") or {}).get("resourceVersion")
+        old = self.objects.get((res.plural, namespace or "", name))
+        if want and old is not None and old["metadata"]["resourceVersion"] != want:
+            raise StatusError(409, "Conflict", "the object has been modified")
+        return await super().patch(res, name, patch, namespace, **kw)
+
+
+def _precondition_binder() -> Binder:
+    h = Binder.__new__(Binder)
+    h.client = PreconditionClient(FakeClock())
+    factory = InformerFactory(cast(Client, h.client))
+    c = cast(Client, h.client)
+    h.binder = PersistentVolumeBinderController(c, factory, clock=h.client.clock)
+    h.local = LocalPathProvisioner(c, factory, clock=h.client.clock)
+    h.client.attach(
+        factory, PERSISTENT_VOLUMES, PERSISTENT_VOLUME_CLAIMS, STORAGE_CLASSES, PODS, NODES
+    )
+    return h
+
+
+@pytest.mark.parametrize("forgets", [False, True], ids=["own-write-remembered", "other-worker"])
+async def test_stale_cache_never_binds_one_volume_twice(forgets: bool) -> None:
+    """Claim a takes pv1; the informer still shows pv1 Available when claim b is synced
+    (its own write not seen yet, or another worker's write it never made): b must not
+    get pv1 (the write carries pv1's resourceVersion: 409, re-read, b stays Pending)."""
+    h = _precondition_binder()
+    h.client.seed(PERSISTENT_VOLUMES, pv("pv1", "2Gi"))
+    h.client.seed(PERSISTENT_VOLUME_CLAIMS, seeded_claim("a", storageClassName=""))
+    h.client.seed(PERSISTENT_VOLUME_CLAIMS, seeded_claim("b", storageClassName=""))
+    stale = copy.deepcopy(h.binder.volumes.get("pv1"))
+    await h.binder.sync("claim/ns/a")
+    h.binder.volumes.store["pv1"] = stale  # the informer lags behind the writes
+    if forgets:
+        getattr(h.binder, "assumed", {}).clear()
+    await h.binder.sync("claim/ns/b")
+    h.binder.volumes.store["pv1"] = stale
+    await h.drain()
+    assert h.claim("a")["spec"]["volumeName"] == "pv1"
+    assert h.claim("a")["status"]["phase"] == "Bound"
+    assert not h.claim("b")["spec"].get("volumeName")
+    assert h.claim("b")["status"]["phase"] == "Pending"
+    assert h.volume("pv1")["spec"]["claimRef"]["name"] == "a"
+
+
+async def test_prebound_volume_of_an_unseen_claim_is_not_released() -> None:
+    """A volume provisioned (or pre-bound by the scheduler) for a claim the binder's
+    cache has not seen yet: the claim is read from the API server before anything is
+    released (upstream re-reads for every phase but Released and Failed)."""
+    h = Binder()
+    claim = seeded_claim("c", storageClassName="local-path")
+    claim["metadata"].update(uid="u-c", resourceVersion="1", creationTimestamp="x")
+    h.client.objects[("persistentvolumeclaims", "ns", "c")] = claim  # not in the informer
+    vol = pv("pvc-u-c", phase="Pending", claim_ref={**REF, "uid": "u-c"})
+    vol["spec"]["persistentVolumeReclaimPolicy"] = "Delete"
+    vol["metadata"]["annotations"] = {"pv.kubernetes.io/provisioned-by": "rancher.io/local-path"}
+    h.client.seed(PERSISTENT_VOLUMES, vol)
+    await h.binder.sync("volume/pvc-u-c")
+    await h.local.sync("volume/pvc-u-c")
+    assert ("persistentvolumes", "", "pvc-u-c") in h.client.objects
+    assert h.volume("pvc-u-c")["status"]["phase"] != "Released"

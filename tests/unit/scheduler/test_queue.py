@@ -94,6 +94,20 @@ def test_unschedulable_waits_for_an_event() -> None:
     assert q.pop() is not None
 
 
+def test_move_matching_retries_only_the_pods_it_names() -> None:
+    """A claim or volume event retries only parked pods with claims (move_matching)."""
+    clock = Clock()
+    q = SchedulingQueue(clock)
+    q.add("a", pod("a", volumes=[{"name": "d", "persistentVolumeClaim": {"claimName": "c"}}]))
+    q.add("b", pod("b"))
+    assert q.pop() is not None and q.pop() is not None
+    q.unschedulable("a")
+    q.unschedulable("b")
+    clock.t += 60
+    q.move_matching(lambda p: bool(p["spec"].get("volumes")))
+    assert (q.where("a"), q.where("b")) == (ACTIVE, UNSCHEDULABLE)
+
+
 def test_move_respects_backoff() -> None:
     clock = Clock()
     q = SchedulingQueue(clock)

@@ -128,6 +128,16 @@ VOLUMES = {
     "static-a-taken": _pv("static-a-taken", ["a"], cls="static", ref="other"),
     "local-c": _pv("local-c", ["c"], cls=LOCAL_PATH_CLASS),
 }
+# provisioned on node b for claim "p" (its uid): the binder has not finished yet
+VOLUMES["prov-p"] = _pv("prov-p", ["b"], cls=LOCAL_PATH_CLASS, size="5Gi")
+VOLUMES["prov-p"]["spec"]["claimRef"] = {"namespace": "ns", "name": "p", "uid": "uid-p"}
+VOLUMES["prov-p"]["status"] = {"phase": "Bound"}
+
+
+def _rwx(name: str) -> Obj:
+    claim = _claim(name)
+    claim["spec"]["accessModes"] = ["ReadWriteMany"]
+    return claim
 
 
 def _pod(*claims: str) -> Obj:
@@ -212,6 +222,18 @@ CASES: list[tuple[str, dict[str, Obj], tuple[str, ...], set[str], str]] = [
         "0/3 nodes are available: 3 node(s) unavailable due to one or more pvc(s) bound "
         f"to non-existent pv(s). {NOT_HELPFUL}",
     ),
+    # a volume already names the claim with its uid: as good as bound, its node decides
+    ("provisioned-for-it-on-b", {"p": _claim("p", size="5Gi")}, ("p",), {"b"}, ""),
+    # nobody can provision it: every node is rejected with the reason (issue 17 item 5)
+    (
+        "local-path-cannot-serve-rwx",
+        {"x": _rwx("x")},
+        ("x",),
+        set(),
+        '0/3 nodes are available: persistentvolumeclaim "x" cannot be provisioned by '
+        "rancher.io/local-path: access mode ReadWriteMany is not supported: a local path "
+        f"volume is on one node (ReadWriteOnce or ReadWriteOncePod). {NOT_HELPFUL}",
+    ),
     # too big for the static local-c: provisioned, only where an agent keeps volumes
     ("local-path-wffc", {"d": _claim("d", size="5Gi")}, ("d",), {"a", "b"}, ""),
     (
@@ -238,8 +260,9 @@ CASES: list[tuple[str, dict[str, Obj], tuple[str, ...], set[str], str]] = [
         "0/3 nodes are available: 3 node(s) didn't find available persistent volumes to bind. "
         + NOT_HELPFUL,
     ),
-    # a pre-bound volume is this claim's own
-    ("static-pre-bound", {"other": _claim("other", cls="static")}, ("other",), {"a", "b", "c"}, ""),
+    # a volume pre-bound to the claim is its only choice (FindMatchingVolume returns it, or
+    # nothing where its node affinity fails): only node a
+    ("static-pre-bound", {"other": _claim("other", cls="static")}, ("other",), {"a"}, ""),
     # node c has no local-path root, but a static local-path volume there
     (
         "local-path-static-or-provisioned",
@@ -332,8 +355,11 @@ def test_candidates_pre_bound_first_then_smallest() -> None:
         _pv("gone", cls="s", deletionTimestamp="2026-01-01T00:00:00Z"),
         _pv("wrong-class", cls="t"),
     ]
-    got = matching_volumes(_claim("d", cls="s", size="2Gi"), "s", vols)
-    assert [pv["metadata"]["name"] for pv in got] == ["mine", "small", "big"]
+    claim = _claim("d", cls="s", size="2Gi")
+    # a volume pre-bound to the claim is its only candidate (FindMatchingVolume returns it)
+    assert [pv["metadata"]["name"] for pv in matching_volumes(claim, vols)] == ["mine"]
+    got = matching_volumes(claim, [v for v in vols if v["metadata"]["name"] != "mine"])
+    assert [pv["metadata"]["name"] for pv in got] == ["small", "big"]
 
 
 CHOOSE_CASES = [
@@ -353,7 +379,7 @@ def test_choose_volume(
     node: str, labels: dict[str, str], taken: frozenset[str], want: str | None
 ) -> None:
     pvs = (_pv("on-a", ["a"]), _pv("on-b", ["b"]), _pv("b2", ["b"]))
-    u = Unbound("ns/d", _claim("d"), CLASSES["static"], pvs)
+    u = Unbound("ns/d", _claim("d", cls=""), CLASSES["static"], pvs)
     got = choose_volume(u, node, labels, taken)
     assert (got["metadata"]["name"] if got else None) == want
 

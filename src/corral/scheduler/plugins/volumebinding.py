@@ -23,7 +23,12 @@ Upstream's (1.32) rules and words:
   or the class' ``allowedTopologies`` exclude the node (``node(s) didn't find available
   persistent volumes to bind``), or, for Corral's local-path provisioner, the node's
   agent keeps no local volumes (no ``LOCAL_PATH_ROOT``): ``node(s) did not have enough
-  free storage``.
+  free storage``. A local-path claim the provisioner can never serve (the shared
+  ``check_claim``: ReadWriteMany, Block...) cannot be provisioned anywhere: with no
+  static volume for it, PreFilter rejects every node with
+  ``persistentvolumeclaim "x" cannot be provisioned by rancher.io/local-path: <why>``.
+  An unbound claim that a volume already names with its uid (pre-bound at an earlier
+  PreBind, or provisioned) counts as bound to that volume.
 
 At PreBind a claim goes to the first matching volume that admits the chosen node
 (``choose_volume``: the scheduler writes the volume's ``claimRef`` and the PV controller
@@ -38,13 +43,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from fractions import Fraction
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
-from corral.api.quantity import parse_quantity
-from corral.api.selectors import SelectorError, try_selector_from_object
+from corral.api.volume_matching import (
+    candidate_volumes,
+    check_claim,
+    claim_class,
+    find_matching_volume,
+    is_bound_to,
+    node_affinity_error,
+)
 from corral.api.volumes import BIND_COMPLETED, LOCAL_PATH_PROVISIONER
 from corral.scheduler.framework import Failure, Index, Mask, NodeTableView, Obj, PodInfo, register
 from corral.scheduler.plugins.nodeaffinity import term_mask
@@ -83,6 +93,13 @@ class Unbound:
     cls: Obj
     #: available PersistentVolumes that satisfy the claim, pre-bound first, then smallest
     candidates: tuple[Obj, ...] = ()
+    #: why the class' local-path provisioner cannot make a volume for it ("" if it can)
+    refusal: str = ""
+
+
+def cannot_provision(name: str) -> str:
+    """The start of the PreFilter message for a claim nobody can provision."""
+    return f'persistentvolumeclaim "{name}" cannot be provisioned by {LOCAL_PATH_PROVISIONER}'
 
 
 def is_bound(pvc: Obj) -> bool:
@@ -95,68 +112,24 @@ def is_bound(pvc: Obj) -> bool:
     return done or (pvc.get("status") or {}).get("phase") == "Bound"
 
 
-def claim_class(pvc: Obj) -> str:
-    spec = pvc.get("spec") or {}
-    name = spec.get("storageClassName")
-    if name is None:  # the beta annotation still wins when the field is unset
-        name = (
-            (pvc.get("metadata") or {})
-            .get("annotations", {})
-            .get("volume.beta.kubernetes.io/storage-class")
-        )
-    return str(name or "")
+def matching_volumes(claim: Obj, volumes: Iterable[Obj]) -> tuple[Obj, ...]:
+    """The volumes that may take ``claim`` on some node (the shared
+    ``candidate_volumes``: one bound or pre-bound to it, else the fitting Available
+    ones, smallest first)."""
+    return candidate_volumes(claim, volumes)
 
 
-def _storage(obj: Obj, *path: str) -> Fraction:
-    cur: Any = obj
-    for p in path:
-        cur = (cur or {}).get(p)
-    try:
-        return parse_quantity(cur) if cur is not None else Fraction(0)
-    except (ValueError, TypeError):
-        return Fraction(0)
-
-
-def matching_volumes(claim: Obj, cls_name: str, volumes: Iterable[Obj]) -> tuple[Obj, ...]:
-    """The volumes that may take ``claim`` (upstream's ``FindMatchingVolume`` without the
-    node: class, not being deleted, unclaimed or pre-bound to this claim, volume mode,
-    access modes, capacity, the claim's selector); pre-bound first, then smallest."""
-    meta, spec = claim.get("metadata") or {}, claim.get("spec") or {}
-    ns, name, uid = meta.get("namespace", ""), meta.get("name", ""), meta.get("uid", "")
-    want = _storage(claim, "spec", "resources", "requests", "storage")
-    modes = set(spec.get("accessModes") or ())
-    mode = spec.get("volumeMode") or "Filesystem"
-    try:
-        selector = (
-            None if spec.get("selector") is None else try_selector_from_object(spec["selector"])
-        )
-    except SelectorError:
-        return ()
-    found: list[tuple[int, Fraction, str, Obj]] = []
+def _points_at(claim: Obj, volumes: Iterable[Obj]) -> Obj | None:
+    """A volume whose claimRef names ``claim`` with its uid (the scheduler pre-bound it,
+    or a provisioner made it): the claim is as good as bound to it."""
+    meta = claim.get("metadata") or {}
+    if not meta.get("uid"):
+        return None
     for pv in volumes:
-        pmeta, pspec = pv.get("metadata") or {}, pv.get("spec") or {}
-        if pmeta.get("deletionTimestamp") or (pspec.get("storageClassName") or "") != cls_name:
-            continue
-        ref = pspec.get("claimRef")
-        if ref:
-            if ref.get("namespace") != ns or ref.get("name") != name:
-                continue
-            if ref.get("uid") and ref.get("uid") != uid:
-                continue
-        elif (pv.get("status") or {}).get("phase") not in (None, "", "Pending", "Available"):
-            continue
-        if (pspec.get("volumeMode") or "Filesystem") != mode:
-            continue
-        if not modes <= set(pspec.get("accessModes") or ()):
-            continue
-        size = _storage(pv, "spec", "capacity", "storage")
-        if size < want:
-            continue
-        if selector is not None and not selector.matches(pmeta.get("labels") or {}):
-            continue
-        found.append((0 if ref else 1, size, str(pmeta.get("name", "")), pv))
-    found.sort(key=lambda f: f[:3])
-    return tuple(f[3] for f in found)
+        ref = (pv.get("spec") or {}).get("claimRef")
+        if isinstance(ref, dict) and ref.get("uid") == meta["uid"] and is_bound_to(pv, claim):
+            return pv
+    return None
 
 
 def resolve(
@@ -201,7 +174,18 @@ def resolve(
             and cls.get("volumeBindingMode") == WAIT_FOR_FIRST_CONSUMER
             and not (pvc.get("spec") or {}).get("volumeName")
         ):
-            unbound.append(Unbound(key, pvc, cls, matching_volumes(pvc, cls_name, volumes())))
+            all_volumes = list(volumes())
+            pv = _points_at(pvc, all_volumes)
+            if pv is not None:
+                bound.append(pv)  # its node affinity decides, as for a bound claim
+                continue
+            found = matching_volumes(pvc, all_volumes)
+            refusal = ""
+            if cls.get("provisioner") == LOCAL_PATH_PROVISIONER:
+                refusal = check_claim(pvc)
+                if refusal and not found:
+                    return PodVolumes(error=f"{cannot_provision(name)}: {refusal}")
+            unbound.append(Unbound(key, pvc, cls, found, refusal))
         else:
             immediate = True
     if immediate:
@@ -231,58 +215,25 @@ def _affinity_mask(table: NodeTableView, pv: Obj) -> Mask | None:
     return out
 
 
-def _requirement_matches(expr: Obj, labels: dict[str, str]) -> bool:
-    key, op = expr.get("key", ""), expr.get("operator", "")
-    values = [str(v) for v in expr.get("values") or ()]
-    have = labels.get(key)
-    if op == "In":
-        return have is not None and have in values
-    if op == "NotIn":
-        return have is None or have not in values
-    if op == "Exists":
-        return have is not None
-    if op == "DoesNotExist":
-        return have is None
-    if op in ("Gt", "Lt") and have is not None and len(values) == 1:
-        try:
-            a, b = int(have), int(values[0])
-        except ValueError:
-            return False
-        return a > b if op == "Gt" else a < b
-    return False
-
-
 def volume_allows(pv: Obj, node: str, labels: dict[str, str]) -> bool:
     """Whether ``pv``'s required node affinity admits one node (for PreBind's choice)."""
-    required = ((pv.get("spec") or {}).get("nodeAffinity") or {}).get("required")
-    if not required:
-        return True
-    for term in required.get("nodeSelectorTerms") or []:
-        exprs, fields = term.get("matchExpressions") or [], term.get("matchFields") or []
-        if not exprs and not fields:
-            continue
-        fields_ok = all(
-            f.get("key") == "metadata.name" and _requirement_matches(f, {"metadata.name": node})
-            for f in fields
-        )
-        if fields_ok and all(_requirement_matches(e, labels) for e in exprs):
-            return True
-    return False
+    return not node_affinity_error(pv, node, labels)
 
 
 def choose_volume(
     u: Unbound, node: str, labels: dict[str, str], taken: frozenset[str] = frozenset()
 ) -> Obj | None:
-    """The static volume PreBind binds ``u`` to on ``node`` (none of ``taken``, the
-    volumes the pod's other claims got); None: provision instead."""
-    for pv in u.candidates:
-        if (pv.get("metadata") or {}).get("name") not in taken and volume_allows(pv, node, labels):
-            return pv
-    return None
+    """The static volume PreBind binds ``u`` to on ``node`` (the shared
+    ``find_matching_volume`` with the node, none of ``taken``, the volumes the pod's
+    other claims got); None: provision instead."""
+    return find_matching_volume(u.claim, u.candidates, True, labels, taken, node)
 
 
 @register
 class VolumeBinding:
+    """The VolumeBinding plugin: PreFilter and Filter over ``PodInfo.volumes`` (see the
+    module docstring); PreBind lives in the scheduler shell (``scheduler/volumes.py``)."""
+
     name: ClassVar[str] = "VolumeBinding"
     resolvable: ClassVar[frozenset[str]] = frozenset()
 
@@ -292,6 +243,9 @@ class VolumeBinding:
         return vols.error if vols is not None else ""
 
     def filter(self, pod: PodInfo, table: NodeTableView, candidates: Index) -> list[Failure]:
+        """The nodes (of ``candidates``) each claim excludes, grouped by upstream's
+        reason: a missing bound volume, a bound (or pre-bound) volume's node affinity, an
+        unbound claim that neither a static volume nor its provisioner can serve there."""
         vols: PodVolumes | None = pod.volumes
         if vols is None:
             return []
@@ -315,7 +269,7 @@ class VolumeBinding:
                 static |= True if allowed is None else allowed
             ok = static[candidates]
             provisioner = str(u.cls.get("provisioner") or "")
-            if provisioner == NO_PROVISIONER:
+            if provisioner == NO_PROVISIONER or u.refusal:
                 unmatched |= ~ok
                 continue
             topo = np.ones(n, dtype=np.bool_)
@@ -344,6 +298,7 @@ __all__ = [
     "PodVolumes",
     "Unbound",
     "VolumeBinding",
+    "cannot_provision",
     "choose_volume",
     "is_bound",
     "matching_volumes",
