@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import ssl
@@ -93,13 +94,21 @@ def kubectl(server: RunningServer, tmp_path_factory: pytest.TempPathFactory) -> 
     return Kubectl(server.kubeconfig, tmp_path_factory.mktemp("kubecache"))
 
 
-@pytest.fixture(scope="session")
-def api_client(server: RunningServer):  # type: ignore[no-untyped-def]
+@contextlib.contextmanager
+def api_client_for(kubeconfig: Path) -> Iterator[Any]:
+    """A ``kubernetes`` ApiClient for a server's kubeconfig, closed on exit; the fixtures
+    of test modules with their own server use it."""
     from kubernetes import client, config
 
     cfg = client.Configuration()
-    config.load_kube_config(config_file=str(server.kubeconfig), client_configuration=cfg)
+    config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
     with client.ApiClient(cfg) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def api_client(server: RunningServer):  # type: ignore[no-untyped-def]
+    with api_client_for(server.kubeconfig) as c:
         yield c
 
 

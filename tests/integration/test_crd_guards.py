@@ -15,31 +15,20 @@ from __future__ import annotations
 import copy
 import json
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client, config, watch
+from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-from conftest import Kubectl, start_server
+from conftest import Kubectl, api_client_for, start_server
 from corral.testing.process import ServerProcess
+from corral.testing.wait import eventually
 
 GROUP = "guard.example.com"
-
-
-def until(check: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
 
 
 def crd(
@@ -99,9 +88,7 @@ def kc(srv: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
 
 @pytest.fixture(scope="module")
 def api(srv: ServerProcess) -> Iterator[client.ApiClient]:
-    cfg = client.Configuration()
-    config.load_kube_config(config_file=str(srv.kubeconfig), client_configuration=cfg)
-    with client.ApiClient(cfg) as c:
+    with api_client_for(srv.kubeconfig) as c:
         yield c
 
 
@@ -125,7 +112,7 @@ def _wait_gone(api: client.ApiClient, name: str) -> None:
             return e.status == 404
         return False
 
-    until(gone)
+    eventually(gone)
 
 
 def test_builtin_resource_is_never_taken_over(api: client.ApiClient, kc: Kubectl) -> None:
@@ -141,7 +128,7 @@ def test_builtin_resource_is_never_taken_over(api: client.ApiClient, kc: Kubectl
     shadow["metadata"]["annotations"] = {"api-approved.kubernetes.io": "unapproved, testing"}
     _apply(kc, shadow)
     name = "priorityclasses.scheduling.k8s.io"
-    conds = until(lambda: (c := _conditions(api, name)).get("Established") and c)
+    conds = eventually(lambda: (c := _conditions(api, name)).get("Established") and c)
     # upstream: the naming controller only sees CRDs; the built-in handler answers first
     assert conds["Established"]["status"] == "True"
     assert conds["KubernetesAPIApprovalPolicyConformant"]["reason"] == "UnapprovedAnnotation"
@@ -196,7 +183,7 @@ def test_approved_protected_group(api: client.ApiClient) -> None:
     body["metadata"]["annotations"] = {"api-approved.kubernetes.io": url}
     ext = client.ApiextensionsV1Api(api)
     ext.create_custom_resource_definition(body)
-    cond = until(
+    cond = eventually(
         lambda: _conditions(api, "things.x.k8s.io").get("KubernetesAPIApprovalPolicyConformant")
     )
     assert (cond["status"], cond["reason"], cond["message"]) == (
@@ -235,7 +222,7 @@ def _dead_owner_canary(core: client.CoreV1Api, name: str) -> None:
             return e.status == 404
         return False
 
-    until(collected)
+    eventually(collected)
 
 
 def test_owner_of_unknown_kind_keeps_its_dependents(api: client.ApiClient) -> None:
@@ -268,7 +255,7 @@ def test_conflicting_crd_survives_restart(
     _apply(kc, crd("gadgets", "Gadget", shortNames=["gd"]))
     co = client.CustomObjectsApi(api)
     core = client.CoreV1Api(api)
-    g1 = until(
+    g1 = eventually(
         lambda: _try(
             lambda: co.create_namespaced_custom_object(
                 GROUP, "v1", "default", "gizmos", obj("Gizmo", "g1")
@@ -293,7 +280,7 @@ def test_conflicting_crd_survives_restart(
     )
     # a short name already taken: NamesAccepted False, still served under the old names
     _apply(kc, crd("gizmos", "Gizmo", shortNames=["gd"]))
-    cond = until(
+    cond = eventually(
         lambda: (
             (c := _conditions(api, f"gizmos.{GROUP}")["NamesAccepted"])["status"] == "False" and c
         )
@@ -310,7 +297,9 @@ def test_conflicting_crd_survives_restart(
     assert core.read_namespaced_config_map("owned-by-g1", "default")
     # deleting the CRD deletes its objects (listed by storage prefix) and then theirs
     kc("delete", "crd", f"gizmos.{GROUP}", f"gadgets.{GROUP}", "--timeout=20s")
-    until(lambda: _try(lambda: core.read_namespaced_config_map("owned-by-g1", "default")) is None)
+    eventually(
+        lambda: _try(lambda: core.read_namespaced_config_map("owned-by-g1", "default")) is None
+    )
 
 
 def _try(call: Callable[[], Any]) -> Any:
@@ -328,16 +317,16 @@ def test_empty_name_lists_and_no_served_version(api: client.ApiClient, kc: Kubec
     unserved = crd("hiddens", "Hidden")
     unserved["spec"]["versions"][0]["served"] = False
     _apply(kc, unserved)
-    until(lambda: _conditions(api, f"hiddens.{GROUP}").get("Established"))
+    eventually(lambda: _conditions(api, f"hiddens.{GROUP}").get("Established"))
     assert _try(lambda: co.list_namespaced_custom_object(GROUP, "v1", "default", "hiddens")) is None
     # other CRDs still change what is served
     _apply(kc, crd("blanks", "Blank", shortNames=["bl"]))
-    assert "blank.guard.example.com/b" in until(
+    assert "blank.guard.example.com/b" in eventually(
         lambda: kc("get", "bl", "-o", "name", check=False).stdout
     )
     unserved["spec"]["versions"][0]["served"] = True
     _apply(kc, unserved)
-    assert until(
+    assert eventually(
         lambda: _try(lambda: co.list_namespaced_custom_object(GROUP, "v1", "default", "hiddens"))
     )
     kc("delete", "crd", f"blanks.{GROUP}", f"hiddens.{GROUP}", "--timeout=20s")
@@ -364,7 +353,7 @@ def widgets(api: client.ApiClient, kc: Kubectl) -> str:
         "scale": {"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas"}
     }
     _apply(kc, body)
-    until(lambda: _conditions(api, f"widgets.{GROUP}").get("Established"))
+    eventually(lambda: _conditions(api, f"widgets.{GROUP}").get("Established"))
     return "widgets"
 
 
@@ -491,7 +480,7 @@ def test_selectable_fields_added_later(api: client.ApiClient, kc: Kubectl) -> No
     _apply(kc, body)
     co = client.CustomObjectsApi(api)
     for name, hue in (("red", "warm"), ("blue", "cold")):
-        until(
+        eventually(
             lambda n=name, h=hue: _try(
                 lambda: co.create_namespaced_custom_object(
                     GROUP, "v1", "default", "colors", obj("Color", n, hue=h)
@@ -510,7 +499,7 @@ def test_selectable_fields_added_later(api: client.ApiClient, kc: Kubectl) -> No
         )
         return [i["metadata"]["name"] for i in got["items"]] if got else []
 
-    assert until(selected) == ["red"]
+    assert eventually(selected) == ["red"]
     kc("delete", "crd", f"colors.{GROUP}", "--timeout=20s")
 
 
@@ -520,7 +509,7 @@ def test_crds_come_after_every_builtin_group(kc: Kubectl, api: client.ApiClient)
         kc,
         crd("aardvarks", "Aardvark", group="aa.example.com", shortNames=["sc", "crd"]),
     )
-    until(lambda: _conditions(api, "aardvarks.aa.example.com").get("Established"))
+    eventually(lambda: _conditions(api, "aardvarks.aa.example.com").get("Established"))
     groups = [g["name"] for g in json.loads(kc("get", "--raw", "/apis").stdout)["groups"]]
     builtin = [
         "apiregistration.k8s.io",
@@ -548,7 +537,9 @@ def test_crds_come_after_every_builtin_group(kc: Kubectl, api: client.ApiClient)
 def test_watch_ends_when_crd_is_deleted(api: client.ApiClient, kc: Kubectl) -> None:
     _apply(kc, crd("blinks", "Blink"))
     co = client.CustomObjectsApi(api)
-    until(lambda: _try(lambda: co.list_namespaced_custom_object(GROUP, "v1", "default", "blinks")))
+    eventually(
+        lambda: _try(lambda: co.list_namespaced_custom_object(GROUP, "v1", "default", "blinks"))
+    )
     ended = threading.Event()
 
     def run() -> None:

@@ -12,18 +12,18 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client, config, dynamic, watch
+from kubernetes import client, dynamic, watch
 from kubernetes.client.exceptions import ApiException
 
-from conftest import Kubectl, start_server
+from conftest import Kubectl, api_client_for, start_server
 from corral.testing.process import ServerProcess
+from corral.testing.wait import eventually
 
 GROUP = "stable.example.com"
 
@@ -108,17 +108,6 @@ def crontab(name: str, **spec: Any) -> dict[str, Any]:
     }
 
 
-def until(check: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
-
-
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     s = start_server(tmp_path_factory.mktemp("crds") / "data")
@@ -133,9 +122,7 @@ def kc(srv: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
 
 @pytest.fixture(scope="module")
 def api(srv: ServerProcess) -> Iterator[client.ApiClient]:
-    cfg = client.Configuration()
-    config.load_kube_config(config_file=str(srv.kubeconfig), client_configuration=cfg)
-    with client.ApiClient(cfg) as c:
+    with api_client_for(srv.kubeconfig) as c:
         yield c
 
 
@@ -321,7 +308,7 @@ def test_names_conflict(api: client.ApiClient, crontabs: Path) -> None:
         conds = {c["type"]: c for c in crd["status"].get("conditions") or []}
         return conds if "NamesAccepted" in conds else None
 
-    conds = until(conditions)
+    conds = eventually(conditions)
     assert conds["NamesAccepted"]["status"] == "False"
     # singular, kind and listKind all clash; as upstream, the last check's words stay
     assert conds["NamesAccepted"]["reason"] == "ListKindConflict"
@@ -424,9 +411,9 @@ def test_garbage_collection_and_namespace_deletion(api: client.ApiClient, cronta
         items = co.list_namespaced_custom_object(GROUP, "v1", "crd-ns", "crontabs")["items"]
         return [i["metadata"]["name"] for i in items]
 
-    until(lambda: names() == ["kept"])
+    eventually(lambda: names() == ["kept"])
     core.delete_namespace("crd-ns")
-    until(lambda: not core.list_namespace(field_selector="metadata.name=crd-ns").items)
+    eventually(lambda: not core.list_namespace(field_selector="metadata.name=crd-ns").items)
 
 
 def test_delete_crd_removes_instances_and_restart(
@@ -446,7 +433,7 @@ def test_delete_crd_removes_instances_and_restart(
     assert e.value.status == 404
     # recreated, the CRD starts empty: its old instances went with it
     kc("apply", "-f", str(crontabs))
-    assert until(lambda: "No resources found" in kc("get", "crontabs", check=False).stderr)
+    assert eventually(lambda: "No resources found" in kc("get", "crontabs", check=False).stderr)
 
 
 def test_terminating_crd_waits_for_held_instances(
@@ -456,7 +443,9 @@ def test_terminating_crd_waits_for_held_instances(
     co = client.CustomObjectsApi(api)
     held = crontab("held")
     held["metadata"]["finalizers"] = ["example.com/hold"]
-    until(lambda: kc("apply", "-f", "-", input=yaml.safe_dump(held), check=False).returncode == 0)
+    eventually(
+        lambda: kc("apply", "-f", "-", input=yaml.safe_dump(held), check=False).returncode == 0
+    )
     kc("delete", "crd", f"crontabs.{GROUP}", "--wait=false")
 
     def terminating() -> dict[str, Any] | None:
@@ -465,7 +454,7 @@ def test_terminating_crd_waits_for_held_instances(
         t = conds.get("Terminating")
         return t if t and t["reason"] == "InstanceDeletionInProgress" else None
 
-    assert until(terminating)["status"] == "True"
+    assert eventually(terminating)["status"] == "True"
     with pytest.raises(ApiException) as e:
         co.create_namespaced_custom_object(GROUP, "v1", "default", "crontabs", crontab("late"))
     assert e.value.status == 405
@@ -475,7 +464,7 @@ def test_terminating_crd_waits_for_held_instances(
     co.patch_namespaced_custom_object(
         GROUP, "v1", "default", "crontabs", "held", {"metadata": {"finalizers": None}}
     )
-    until(lambda: kc("get", "crd", "-o", "name").stdout.strip() == "")
+    eventually(lambda: kc("get", "crd", "-o", "name").stdout.strip() == "")
 
 
 def test_server_side_apply_merges_list_map(kc: Kubectl) -> None:

@@ -16,10 +16,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from conftest import Kubectl, RunningServer, start_server
+from conftest import Kubectl, RunningServer, api_client_for, start_server
 from corral.testing.wait import eventually
 
 Obj = dict[str, Any]
@@ -49,9 +49,7 @@ def kctl(srv: RunningServer, tmp_path_factory: pytest.TempPathFactory) -> Kubect
 
 @pytest.fixture(scope="module")
 def api(srv: RunningServer) -> Iterator[client.ApiClient]:
-    cfg = client.Configuration()
-    config.load_kube_config(config_file=str(srv.kubeconfig), client_configuration=cfg)
-    with client.ApiClient(cfg) as c:
+    with api_client_for(srv.kubeconfig) as c:
         yield c
 
 

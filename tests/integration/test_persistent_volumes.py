@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from conftest import Kubectl, RunningServer, start_server
+from conftest import Kubectl, RunningServer, api_client_for, start_server
 from corral.api.volumes import (
     BIND_COMPLETED,
     BOUND_BY_CONTROLLER,
@@ -55,9 +55,7 @@ def kctl(pv_server: RunningServer, tmp_path_factory: pytest.TempPathFactory) -> 
 
 @pytest.fixture(scope="module")
 def core(pv_server: RunningServer) -> Iterator[client.CoreV1Api]:
-    cfg = client.Configuration()
-    config.load_kube_config(config_file=str(pv_server.kubeconfig), client_configuration=cfg)
-    with client.ApiClient(cfg) as api:
+    with api_client_for(pv_server.kubeconfig) as api:
         yield client.CoreV1Api(api)
 
 

@@ -44,9 +44,9 @@ from corral.api.volumes import (
     PROVISIONED_BY,
     volume_dir,
 )
-from corral.client.rest import PERSISTENT_VOLUME_CLAIMS, PERSISTENT_VOLUMES, Client, Resource
+from corral.client.rest import PERSISTENT_VOLUME_CLAIMS, PERSISTENT_VOLUMES, Client
 
-from .objects import ConfigError, VolumeError
+from .objects import ConfigError, VolumeError, get_or_none
 
 log = logging.getLogger("corral.agent.claims")
 
@@ -86,19 +86,11 @@ class ClientClaimLookup:
     def __init__(self, client: Client) -> None:
         self._client = client
 
-    async def _get(self, res: Resource, name: str, namespace: str | None) -> Obj | None:
-        try:
-            return await self._client.get(res, name, namespace)
-        except StatusError as e:
-            if e.code == 404:
-                return None
-            raise
-
     async def claim(self, namespace: str, name: str) -> Obj | None:
-        return await self._get(PERSISTENT_VOLUME_CLAIMS, name, namespace)
+        return await get_or_none(self._client, PERSISTENT_VOLUME_CLAIMS, name, namespace)
 
     async def volume(self, name: str) -> Obj | None:
-        return await self._get(PERSISTENT_VOLUMES, name, None)
+        return await get_or_none(self._client, PERSISTENT_VOLUMES, name, None)
 
 
 def pv_source(pv: Obj) -> tuple[str, str]:

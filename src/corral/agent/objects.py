@@ -52,6 +52,19 @@ class VolumeError(ConfigError):
         return f'MountVolume.SetUp failed for volume "{self.volume}" : {self.message}'
 
 
+async def get_or_none(
+    client: Client, res: Resource, name: str, namespace: str | None
+) -> Obj | None:
+    """The object, or ``None`` when the API answers 404; any other failure raises. Shared
+    by :class:`ClientLookup` and ``claims.ClientClaimLookup``."""
+    try:
+        return await client.get(res, name, namespace)
+    except StatusError as e:
+        if e.code == 404:
+            return None
+        raise
+
+
 class ObjectLookup(Protocol):
     """Read access to the objects a pod refers to; ``None`` means it does not exist.
 
@@ -68,19 +81,11 @@ class ClientLookup:
     def __init__(self, client: Client) -> None:
         self._client = client
 
-    async def _get(self, res: Resource, namespace: str, name: str) -> Obj | None:
-        try:
-            return await self._client.get(res, name, namespace)
-        except StatusError as e:
-            if e.code == 404:
-                return None
-            raise
-
     async def configmap(self, namespace: str, name: str) -> Obj | None:
-        return await self._get(CONFIGMAPS, namespace, name)
+        return await get_or_none(self._client, CONFIGMAPS, name, namespace)
 
     async def secret(self, namespace: str, name: str) -> Obj | None:
-        return await self._get(SECRETS, namespace, name)
+        return await get_or_none(self._client, SECRETS, name, namespace)
 
 
 def configmap_not_found(name: str) -> str:
@@ -133,6 +138,7 @@ __all__ = [
     "configmap_files",
     "configmap_not_found",
     "configmap_strings",
+    "get_or_none",
     "secret_bytes",
     "secret_not_found",
 ]

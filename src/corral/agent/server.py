@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -72,6 +71,7 @@ from corral.agent.portforward import serve as serve_port_forward
 from corral.agent.resource_metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from corral.agent.resource_metrics import Sample, render
 from corral.api import errors
+from corral.util.bearer import bearer_matches
 from corral.util.eventstream import EventStream
 
 log = logging.getLogger("corral.agent.server")
@@ -256,11 +256,9 @@ class AgentServer:
     @web.middleware
     async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
-            if request.path not in UNAUTHENTICATED:
-                auth = request.headers.get("Authorization", "")
-                token = auth[7:].strip() if auth.startswith("Bearer ") else ""
-                if not token or not hmac.compare_digest(token, self.token):
-                    raise errors.unauthorized()
+            auth = request.headers.get("Authorization", "")
+            if request.path not in UNAUTHENTICATED and not bearer_matches(auth, self.token):
+                raise errors.unauthorized()
             return await handler(request)
         except errors.StatusError as e:
             return _status_response(e)

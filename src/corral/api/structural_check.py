@@ -299,6 +299,13 @@ def _openapi_errors(
     return errs, cel_errs
 
 
+def _type_for(path: str, typ: str, want: str, extension: str) -> FieldError:
+    """``type`` missing (Required) or other than ``want`` (Invalid) where ``extension``
+    asks for it."""
+    message = f"must be {want} if {extension} is specified"
+    return required(f"{path}.type", message) if not typ else invalid(f"{path}.type", typ, message)
+
+
 def _extension_errors(s: dict[str, Any], path: str) -> list[FieldError]:
     errs: list[FieldError] = []
     typ = s.get("type") or ""
@@ -310,14 +317,7 @@ def _extension_errors(s: dict[str, Any], path: str) -> list[FieldError]:
         )
     map_type = s.get("x-kubernetes-map-type")
     if map_type is not None and typ != "object":
-        if not typ:
-            errs.append(
-                required(f"{path}.type", "must be object if x-kubernetes-map-type is specified")
-            )
-        else:
-            errs.append(
-                invalid(f"{path}.type", typ, "must be object if x-kubernetes-map-type is specified")
-            )
+        errs.append(_type_for(path, typ, "object", "x-kubernetes-map-type"))
     if map_type is not None and map_type not in ("atomic", "granular"):
         errs.append(
             not_supported(f"{path}.x-kubernetes-map-type", map_type, ["atomic", "granular"])
@@ -325,14 +325,7 @@ def _extension_errors(s: dict[str, Any], path: str) -> list[FieldError]:
     list_type = s.get("x-kubernetes-list-type")
     items = s.get("items")
     if list_type is not None and typ != "array":
-        if not typ:
-            errs.append(
-                required(f"{path}.type", "must be array if x-kubernetes-list-type is specified")
-            )
-        else:
-            errs.append(
-                invalid(f"{path}.type", typ, "must be array if x-kubernetes-list-type is specified")
-            )
+        errs.append(_type_for(path, typ, "array", "x-kubernetes-list-type"))
     elif list_type == "set" and isinstance(items, dict):
         if items.get("type") == "array" and items.get("x-kubernetes-list-type") not in (
             None,

@@ -9,7 +9,6 @@ the generic ``ResourceHandler``.
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -23,6 +22,7 @@ from corral.apiserver.openapi import OpenAPIDocs
 from corral.apiserver.openapi_v2 import OpenAPIV2
 from corral.apiserver.request import parse_path
 from corral.apiserver.store import Registry
+from corral.util.bearer import bearer_matches
 
 log = logging.getLogger("corral.apiserver")
 
@@ -61,10 +61,7 @@ class APIApp:
         if not self.tokens:
             return True
         auth = request.headers.get("Authorization", "")
-        if not auth.startswith("Bearer "):
-            return False
-        token = auth[7:].strip()
-        return any(hmac.compare_digest(token, t) for t in self.tokens)
+        return any(bearer_matches(auth, t) for t in self.tokens)
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -283,18 +283,21 @@ class CustomResources:
                 return None
             return f'"{want}" is already in use'
 
+        def refused(reason: str, message: str) -> dict[str, str]:
+            return {
+                "type": "NamesAccepted",
+                "status": "False",
+                "reason": reason,
+                "message": message,
+            }
+
         for key, used, reason in (
             ("plural", resources, "PluralConflict"),
             ("singular", resources, "SingularConflict"),
         ):
             err = fresh(requested.get(key), old.get(key), used)
             if err:
-                cond = {
-                    "type": "NamesAccepted",
-                    "status": "False",
-                    "reason": reason,
-                    "message": err,
-                }
+                cond = refused(reason, err)
             elif requested.get(key) is not None:
                 new[key] = requested[key]
         shorts = list(requested.get("shortNames") or [])
@@ -309,12 +312,7 @@ class CustomResources:
             ]
             if errs:
                 message = errs[0] if len(errs) == 1 else "[" + ", ".join(errs) + "]"
-                cond = {
-                    "type": "NamesAccepted",
-                    "status": "False",
-                    "reason": "ShortNamesConflict",
-                    "message": message,
-                }
+                cond = refused("ShortNamesConflict", message)
             elif shorts:
                 new["shortNames"] = shorts
             else:
@@ -322,12 +320,7 @@ class CustomResources:
         for key, reason in (("kind", "KindConflict"), ("listKind", "ListKindConflict")):
             err = fresh(requested.get(key), old.get(key), kinds)
             if err:
-                cond = {
-                    "type": "NamesAccepted",
-                    "status": "False",
-                    "reason": reason,
-                    "message": err,
-                }
+                cond = refused(reason, err)
             elif requested.get(key) is not None:
                 new[key] = requested[key]
         if requested.get("categories"):

@@ -200,23 +200,7 @@ class ReplicaCalculator:
     ) -> tuple[int, int, int]:
         """``GetResourceReplicas`` (Utilization target): (replicas, utilization %, raw
         average milli-value). ``metrics`` is what the metrics API answered, by pod name."""
-        metrics = dict(metrics)
-        if not pods:
-            raise ReplicaCalcError("no pods returned by selector while calculating replica count")
-        ready, unready, missing, ignored = group_pods(
-            pods,
-            metrics,
-            resource,
-            self.cpu_initialization_period,
-            self.delay_of_initial_readiness_status,
-            now,
-        )
-        for name in ignored | unready:
-            metrics.pop(name, None)
-        if not metrics:
-            raise ReplicaCalcError(
-                "did not receive metrics for targeted pods (pods might be unready)"
-            )
+        metrics, ready, unready, missing = self._grouped(pods, metrics, resource, now)
         requests = pod_requests(pods, container, resource)
         ratio, utilization, raw = resource_utilization_ratio(metrics, requests, target_utilization)
         up_with_unready = bool(unready) and ratio > 1.0
@@ -236,16 +220,7 @@ class ReplicaCalculator:
             for name in unready:
                 metrics[name] = PodMetric(0, 0, 0)
         new_ratio, _, _ = resource_utilization_ratio(metrics, requests, target_utilization)
-        if (
-            abs(1.0 - new_ratio) <= self.tolerance
-            or (ratio < 1.0 < new_ratio)
-            or (ratio > 1.0 > new_ratio)
-        ):
-            return current, utilization, raw
-        replicas = _ceil(new_ratio * len(metrics))
-        if (new_ratio < 1.0 and replicas > current) or (new_ratio > 1.0 and replicas < current):
-            return current, utilization, raw
-        return replicas, utilization, raw
+        return self._rebalanced(current, ratio, new_ratio, len(metrics)), utilization, raw
 
     def plain_replicas(
         self,
@@ -257,23 +232,7 @@ class ReplicaCalculator:
         now: float,
     ) -> tuple[int, int]:
         """``calcPlainMetricReplicas`` (AverageValue target, milli): (replicas, usage)."""
-        metrics = dict(metrics)
-        if not pods:
-            raise ReplicaCalcError("no pods returned by selector while calculating replica count")
-        ready, unready, missing, ignored = group_pods(
-            pods,
-            metrics,
-            resource,
-            self.cpu_initialization_period,
-            self.delay_of_initial_readiness_status,
-            now,
-        )
-        for name in ignored | unready:
-            metrics.pop(name, None)
-        if not metrics:
-            raise ReplicaCalcError(
-                "did not receive metrics for targeted pods (pods might be unready)"
-            )
+        metrics, ready, unready, missing = self._grouped(pods, metrics, resource, now)
         ratio, usage = metric_usage_ratio(metrics, target_usage)
         up_with_unready = bool(unready) and ratio > 1.0
         if not up_with_unready and not missing:
@@ -287,16 +246,46 @@ class ReplicaCalculator:
             for name in unready:
                 metrics[name] = PodMetric(0, 0, 0)
         new_ratio, _ = metric_usage_ratio(metrics, target_usage)
+        return self._rebalanced(current, ratio, new_ratio, len(metrics)), usage
+
+    def _grouped(
+        self, pods: Sequence[Obj], metrics: Mapping[str, PodMetric], resource: str, now: float
+    ) -> tuple[dict[str, PodMetric], int, set[str], set[str]]:
+        """The start both calculations share: (the metrics of the pods that count, the
+        ready count, the unready and the missing pod names); errors as upstream's."""
+        if not pods:
+            raise ReplicaCalcError("no pods returned by selector while calculating replica count")
+        usable = dict(metrics)
+        ready, unready, missing, ignored = group_pods(
+            pods,
+            usable,
+            resource,
+            self.cpu_initialization_period,
+            self.delay_of_initial_readiness_status,
+            now,
+        )
+        for name in ignored | unready:
+            usable.pop(name, None)
+        if not usable:
+            raise ReplicaCalcError(
+                "did not receive metrics for targeted pods (pods might be unready)"
+            )
+        return usable, ready, unready, missing
+
+    def _rebalanced(self, current: int, ratio: float, new_ratio: float, count: int) -> int:
+        """The end both calculations share, once missing and unready pods are filled in:
+        ``current`` when the new ratio is within tolerance or flips the direction of
+        ``ratio``, else ``ceil(new_ratio * count)`` unless that moves the other way."""
         if (
             abs(1.0 - new_ratio) <= self.tolerance
             or (ratio < 1.0 < new_ratio)
             or (ratio > 1.0 > new_ratio)
         ):
-            return current, usage
-        replicas = _ceil(new_ratio * len(metrics))
+            return current
+        replicas = _ceil(new_ratio * count)
         if (new_ratio < 1.0 and replicas > current) or (new_ratio > 1.0 and replicas < current):
-            return current, usage
-        return replicas, usage
+            return current
+        return replicas
 
 
 # --- combining the metrics' proposals --------------------------------------------------------

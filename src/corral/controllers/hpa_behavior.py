@@ -57,6 +57,27 @@ class History:
 #: (condition type, status, reason, message)
 Condition = tuple[str, str, str, str]
 
+# the AbleToScale conditions both the plain and the behavior-driven normalisation report
+READY_FOR_NEW_SCALE: Condition = (
+    "AbleToScale",
+    "True",
+    "ReadyForNewScale",
+    "recommended size matches current size",
+)
+SCALE_UP_STABILIZED: Condition = (
+    "AbleToScale",
+    "True",
+    "ScaleUpStabilized",
+    "recent recommendations were lower than current one, applying the lowest recent recommendation",
+)
+SCALE_DOWN_STABILIZED: Condition = (
+    "AbleToScale",
+    "True",
+    "ScaleDownStabilized",
+    "recent recommendations were higher than current one, applying the highest recent "
+    "recommendation",
+)
+
 
 def _keep(history: History, desired: int, now: float, old_index: int | None) -> None:
     if old_index is not None:
@@ -86,19 +107,9 @@ def normalize_desired_replicas(
     _keep(history, desired, now, old_index)
     conditions: list[Condition] = []
     if stabilized != desired:
-        conditions.append(
-            (
-                "AbleToScale",
-                "True",
-                "ScaleDownStabilized",
-                "recent recommendations were higher than current one, applying the highest "
-                "recent recommendation",
-            )
-        )
+        conditions.append(SCALE_DOWN_STABILIZED)
     else:
-        conditions.append(
-            ("AbleToScale", "True", "ReadyForNewScale", "recommended size matches current size")
-        )
+        conditions.append(READY_FOR_NEW_SCALE)
     scale_up_limit = int(max(SCALE_UP_LIMIT_FACTOR * current, SCALE_UP_LIMIT_MINIMUM))
     if max_replicas > scale_up_limit:
         maximum, reason = scale_up_limit, "ScaleUpLimit"
@@ -194,29 +205,11 @@ def normalize_with_behaviors(
     conditions: list[Condition] = []
     if stabilized != desired:
         if desired >= current:
-            conditions.append(
-                (
-                    "AbleToScale",
-                    "True",
-                    "ScaleUpStabilized",
-                    "recent recommendations were lower than current one, applying the lowest "
-                    "recent recommendation",
-                )
-            )
+            conditions.append(SCALE_UP_STABILIZED)
         else:
-            conditions.append(
-                (
-                    "AbleToScale",
-                    "True",
-                    "ScaleDownStabilized",
-                    "recent recommendations were higher than current one, applying the highest "
-                    "recent recommendation",
-                )
-            )
+            conditions.append(SCALE_DOWN_STABILIZED)
     else:
-        conditions.append(
-            ("AbleToScale", "True", "ReadyForNewScale", "recommended size matches current size")
-        )
+        conditions.append(READY_FOR_NEW_SCALE)
     result, reason = stabilized, "DesiredWithinRange"
     message = "the desired count is within the acceptable range"
     if stabilized > current:

@@ -34,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import hmac
 import logging
 import socket
 import time
@@ -63,6 +62,7 @@ from corral.metrics.store import (
     pod_metrics,
 )
 from corral.metrics.tls import serving_context
+from corral.util.bearer import bearer_matches
 
 log = logging.getLogger("corral.metrics")
 
@@ -307,11 +307,9 @@ class MetricsServer:
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
-            if request.path not in PUBLIC:
-                auth = request.headers.get("Authorization", "")
-                token = auth[7:].strip() if auth.startswith("Bearer ") else ""
-                if not token or not hmac.compare_digest(token, self.token):
-                    raise errors.unauthorized()
+            auth = request.headers.get("Authorization", "")
+            if request.path not in PUBLIC and not bearer_matches(auth, self.token):
+                raise errors.unauthorized()
             return await handler(request)
         except errors.StatusError as e:
             return web.Response(body=e.body(), status=e.code, content_type="application/json")

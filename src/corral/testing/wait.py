@@ -9,6 +9,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 async def until(pred: Callable[[], Awaitable[bool]], timeout: float = 30) -> None:
@@ -18,11 +21,12 @@ async def until(pred: Callable[[], Awaitable[bool]], timeout: float = 30) -> Non
             await asyncio.sleep(0.05)
 
 
-def eventually(pred: Callable[[], bool], timeout: float = 30, interval: float = 0.05) -> None:
+def eventually(pred: Callable[[], T], timeout: float = 30, interval: float = 0.05) -> T:
     """Blocking ``until`` for tests that drive subprocesses (kubectl) synchronously:
-    return once ``pred()`` is true; ``AssertionError`` after ``timeout`` seconds."""
+    return ``pred()``'s first truthy value; ``AssertionError`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
-    while not pred():
+    while not (value := pred()):
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         time.sleep(interval)
+    return value
