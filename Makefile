@@ -65,6 +65,7 @@ bench: install ## run the benchmarks, write bench/results/*.json
 	$(BIN)/python -m bench.marathon_perf --out bench/results/marathon.json
 	$(BIN)/python -m bench.footprint --out bench/results/footprint.json
 	$(BIN)/python -m bench.portforward_perf --out bench/results/portforward.json
+	$(BIN)/python -m bench.crd_perf --out bench/results/crds.json
 
 .PHONY: bench-hour
 bench-hour: install ## Chronos over a real-time hour: 1,000 one-minute jobs on hollow agents (60 min)

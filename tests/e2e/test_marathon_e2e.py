@@ -181,6 +181,7 @@ def pod_of(c: Cluster, task_id: str) -> Obj:
 # --- a) an HTTP health check on a container with a port mapping -----------------------------
 
 
+@pytest.mark.slow  # ~40 s: `make test-slow`
 def test_a_health_checked_container_is_replaced_when_its_check_fails(
     cluster: tuple[Cluster, str], client: MarathonClient
 ) -> None:
