@@ -472,6 +472,7 @@ def test_a_canary_waits_for_its_readiness_check(client: MarathonClient, tmp_path
     assert versions(client, app_id) == ["v2", "v2"]
 
 
+@pytest.mark.slow  # ~20 s with its cluster: `make test-slow`
 def test_a_deployments_readiness_results_are_of_its_own_instances(
     client: MarathonClient, tmp_path: Path
 ) -> None:
