@@ -65,6 +65,12 @@ _KINDS: dict[tuple[str, str], str] = {
     ("policy/v1", "Eviction"): "Eviction",
     ("v1", "DeleteOptions"): "DeleteOptions",  # kubectl drain --disable-eviction's DELETE body
     ("authentication.k8s.io/v1", "TokenRequest"): "TokenRequest",
+    # kubectl auth can-i / can-i --list / whoami
+    ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): "SelfSubjectAccessReview",
+    ("authorization.k8s.io/v1", "SelfSubjectRulesReview"): "SelfSubjectRulesReview",
+    ("authorization.k8s.io/v1", "SubjectAccessReview"): "SubjectAccessReview",
+    ("authorization.k8s.io/v1", "LocalSubjectAccessReview"): "SubjectAccessReview",
+    ("authentication.k8s.io/v1", "SelfSubjectReview"): "SelfSubjectReview",
     ("rbac.authorization.k8s.io/v1", "Role"): "Role",
     ("rbac.authorization.k8s.io/v1", "ClusterRole"): "ClusterRole",
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): "RoleBinding",
@@ -136,6 +142,22 @@ _SCHEMA: dict[str, str] = {
     "Role": "1 metadata ObjectMeta; 2 rules *PolicyRule",
     "TokenRequest": "1 metadata ObjectMeta; 2 spec TokenRequestSpec; 3 status TokenRequestStatus",
     "TokenRequestStatus": "1 token s!; 2 expirationTimestamp Time",
+    "SelfSubjectAccessReview": "1 metadata ObjectMeta; 2 spec SelfSubjectAccessReviewSpec",
+    "SelfSubjectAccessReviewSpec": (
+        "1 resourceAttributes ResourceAttributes; 2 nonResourceAttributes NonResourceAttributes"
+    ),
+    "SubjectAccessReview": "1 metadata ObjectMeta; 2 spec SubjectAccessReviewSpec",
+    "SubjectAccessReviewSpec": (
+        "1 resourceAttributes ResourceAttributes; 2 nonResourceAttributes NonResourceAttributes; "
+        "3 user s; 4 groups *s; 6 uid s"
+    ),
+    "ResourceAttributes": (
+        "1 namespace s; 2 verb s; 3 group s; 4 version s; 5 resource s; 6 subresource s; 7 name s"
+    ),
+    "NonResourceAttributes": "1 path s; 2 verb s",
+    "SelfSubjectRulesReview": "1 metadata ObjectMeta; 2 spec SelfSubjectRulesReviewSpec",
+    "SelfSubjectRulesReviewSpec": "1 namespace s",
+    "SelfSubjectReview": "1 metadata ObjectMeta",
     "TokenRequestSpec": (
         "1 audiences *s; 3 boundObjectRef BoundObjectReference; 4 expirationSeconds i!"
     ),

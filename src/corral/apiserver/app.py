@@ -21,6 +21,7 @@ from corral.apiserver.handlers import ResourceHandler, json_response
 from corral.apiserver.openapi import OpenAPIDocs
 from corral.apiserver.openapi_v2 import OpenAPIV2
 from corral.apiserver.request import parse_path
+from corral.apiserver.reviews import Reviews, review_row
 from corral.apiserver.store import Registry
 from corral.util.bearer import bearer_matches
 
@@ -47,6 +48,8 @@ class APIApp:
         self.openapi_v2 = OpenAPIV2(openapi)
         self.tokens = tokens
         self.handler = ResourceHandler(registry)
+        #: the access reviews (``apiserver/reviews.py``): answered, never stored
+        self.reviews = Reviews(registry)
         #: the aggregation layer (``apiserver/aggregator.py``): None serves no APIService
         self.aggregator: Aggregator | None = None
         # pods/log and pods/exec reach node agents with the API server's own token
@@ -127,6 +130,9 @@ class APIApp:
             if doc is None:
                 raise errors.path_not_found()
             return json_response(doc)
+        review = review_row(p)
+        if review is not None:
+            return await self.reviews.handle(request, p, review)
         info = self.registry.by_gvr.get((p.group, p.version, p.resource))
         if info is None:
             raise errors.path_not_found()

@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from corral.apiserver.registry.base import ResourceInfo
+from corral.apiserver.reviews import REVIEW_ROWS
 
 VERSION_INFO = {
     "major": "1",
@@ -78,7 +79,8 @@ class Discovery:
         custom resources of established CRDs: ``apiserver/crds.py`` calls it when a CRD
         changes); the group-versions of ``set_aggregated`` are kept. The ETags change
         with the content, so kubectl's cached discovery refreshes."""
-        resources = list(resources)
+        # the access reviews are served (create only) but not stored: not registry rows
+        resources = list(resources) + [r for r in REVIEW_ROWS if r not in resources]
         self.resources = resources
         groups: dict[str, list[ResourceInfo]] = {}
         for r in resources:

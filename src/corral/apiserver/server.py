@@ -43,6 +43,7 @@ from corral.apiserver.crds import CustomResources
 from corral.apiserver.discovery import Discovery
 from corral.apiserver.lifecycle import Lifecycle
 from corral.apiserver.openapi import OpenAPIDocs
+from corral.apiserver.rbac_bootstrap import reconcile as reconcile_rbac_policy
 from corral.apiserver.registry.table import RESOURCES
 from corral.apiserver.store import Registry, WriteOptions
 from corral.apiserver.volume_admission import (
@@ -357,6 +358,8 @@ class Server:
             if registry.entry(pc_info, "", name) is None:
                 pc = {"metadata": {"name": name}, "value": value, "description": desc}
                 await registry.create(pc_info, "", pc, opts)
+        # upstream's rbac/bootstrap-roles post-start hook: default roles and bindings
+        await reconcile_rbac_policy(registry)
 
     async def stop(self) -> None:
         await self.children.stop()

@@ -384,6 +384,23 @@ _COLUMNS: dict[tuple[str, str], tuple[_Col, ...]] = {
         ),
         _AGE,
     ),
+    # Roles and ClusterRoles print the default Name / Created At, as upstream
+    ("rbac.authorization.k8s.io", "rolebindings"): (
+        _NAME,
+        _Col("Role", doc=("io.k8s.api.rbac.v1.RoleBinding", "roleRef")),
+        _AGE,
+        _Col("Users", doc="Users in the roleBinding", priority=1),
+        _Col("Groups", doc="Groups in the roleBinding", priority=1),
+        _Col("ServiceAccounts", doc="ServiceAccounts in the roleBinding", priority=1),
+    ),
+    ("rbac.authorization.k8s.io", "clusterrolebindings"): (
+        _NAME,
+        _Col("Role", doc=("io.k8s.api.rbac.v1.ClusterRoleBinding", "roleRef")),
+        _AGE,
+        _Col("Users", doc="Users in the clusterRoleBinding", priority=1),
+        _Col("Groups", doc="Groups in the clusterRoleBinding", priority=1),
+        _Col("ServiceAccounts", doc="ServiceAccounts in the clusterRoleBinding", priority=1),
+    ),
     ("mesos.corral.dev", "frameworks"): (
         _NAME,
         _Col("Framework", doc="The name the framework registered with (frameworkInfo.name)."),
@@ -1130,6 +1147,32 @@ def _priority_class_row(obj: Obj, now: datetime) -> list[Any]:
     ]
 
 
+def _role_binding_row(obj: Obj, now: datetime) -> list[Any]:
+    # upstream's rbac.SubjectsStrings: ServiceAccounts print as namespace:name
+    users: list[str] = []
+    groups: list[str] = []
+    sas: list[str] = []
+    for subject in _l(obj, "subjects"):
+        if not isinstance(subject, Mapping):
+            continue
+        kind, name = _s(subject, "kind"), _s(subject, "name")
+        if kind == "User":
+            users.append(name)
+        elif kind == "Group":
+            groups.append(name)
+        elif kind == "ServiceAccount":
+            sas.append(f"{_s(subject, 'namespace')}:{name}")
+    ref = _m(obj, "roleRef")
+    return [
+        _name(obj),
+        f"{_s(ref, 'kind')}/{_s(ref, 'name')}",
+        _age(obj, now),
+        ", ".join(users),
+        ", ".join(groups),
+        ", ".join(sas),
+    ]
+
+
 def _true_false(value: Any) -> str:
     return "True" if value is True else "False"
 
@@ -1317,6 +1360,8 @@ _ROWS: dict[tuple[str, str], Callable[[Obj, datetime], list[Any]]] = {
     ("", "persistentvolumes"): _persistent_volume_row,
     ("", "persistentvolumeclaims"): _persistent_volume_claim_row,
     ("storage.k8s.io", "storageclasses"): _storage_class_row,
+    ("rbac.authorization.k8s.io", "rolebindings"): _role_binding_row,
+    ("rbac.authorization.k8s.io", "clusterrolebindings"): _role_binding_row,
     ("mesos.corral.dev", "frameworks"): _framework_row,
     ("chronos.corral.dev", "chronosjobs"): _chronos_job_row,
     ("marathon.corral.dev", "apps"): _marathon_app_row,

@@ -25,6 +25,7 @@ from typing import Any
 
 from corral.client.rest import Client
 from corral.controllers.base import Controller, InformerFactory
+from corral.controllers.clusterroleaggregation import ClusterRoleAggregationController
 from corral.controllers.cronjob import CronJobController
 from corral.controllers.daemonset import DaemonSetController
 from corral.controllers.deployment import DeploymentController
@@ -80,6 +81,7 @@ CONTROLLERS: dict[str, type[Controller]] = {
     "pvc-protection": PVCProtectionController,
     "local-path-provisioner": LocalPathProvisioner,
     "service-lb-controller": ServiceLBController,
+    "clusterrole-aggregation": ClusterRoleAggregationController,
 }
 
 

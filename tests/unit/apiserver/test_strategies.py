@@ -118,6 +118,10 @@ VALID: list[tuple[str, str, dict[str, Any]]] = [
     ("events.k8s.io", "events", {"eventTime": "2024-01-01T00:00:00.000000Z", "type": "Normal", "reason": "R", "action": "A",
                                  "reportingController": "example.com/c", "reportingInstance": "i"}),
     ("scheduling.k8s.io", "priorityclasses", {"value": 1000}),
+    ("rbac.authorization.k8s.io", "roles", {"rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]}),  # more: test_rbac_strategy.py
+    ("rbac.authorization.k8s.io", "clusterroles", {"metadata": {"name": "system:x"}, "rules": [{"nonResourceURLs": ["/healthz"], "verbs": ["get"]}]}),
+    ("rbac.authorization.k8s.io", "rolebindings", {"roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"}, "subjects": [{"kind": "ServiceAccount", "name": "default"}]}),
+    ("rbac.authorization.k8s.io", "clusterrolebindings", {"roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"}, "subjects": [{"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": "g"}]}),
     ("apiextensions.k8s.io", "customresourcedefinitions", {"metadata": {"name": "crontabs.stable.example.com"}, "spec": {  # more: test_crd_strategy.py
         "group": "stable.example.com", "scope": "Namespaced", "names": {"plural": "crontabs", "kind": "CronTab"},
         "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {"type": "object"}}}]}}),

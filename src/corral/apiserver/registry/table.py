@@ -47,6 +47,12 @@ from corral.apiserver.registry.policy import (
     PodTemplateStrategy,
     ResourceQuotaStrategy,
 )
+from corral.apiserver.registry.rbac import (
+    ClusterRoleBindingStrategy,
+    ClusterRoleStrategy,
+    RoleBindingStrategy,
+    RoleStrategy,
+)
 from corral.apiserver.registry.scheduling import PriorityClassStrategy
 from corral.apiserver.registry.services import (
     EndpointSliceStrategy,
@@ -109,6 +115,11 @@ RESOURCES: list[ResourceInfo] = [
                  ("api-extensions",)),
     ResourceInfo("apiregistration.k8s.io", "v1", "APIService", "apiservices", "apiservice", False, APIServiceStrategy(),
                  categories=("api-extensions",)),
+    ResourceInfo("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", "clusterrolebinding", False,
+                 ClusterRoleBindingStrategy()),
+    ResourceInfo("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", "clusterrole", False, ClusterRoleStrategy()),
+    ResourceInfo("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", "rolebinding", True, RoleBindingStrategy()),
+    ResourceInfo("rbac.authorization.k8s.io", "v1", "Role", "roles", "role", True, RoleStrategy()),
     ResourceInfo("storage.k8s.io", "v1", "StorageClass", "storageclasses", "storageclass", False, StorageClassStrategy(), ("sc",)),
     ResourceInfo("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", "priorityclass", False, PriorityClassStrategy(), ("pc",)),
     ResourceInfo("mesos.corral.dev", "v1", "Framework", "frameworks", "framework", False, FrameworkStrategy(), ("fw",), ("mesos",)),
