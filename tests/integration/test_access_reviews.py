@@ -116,6 +116,22 @@ def test_can_i_protobuf_body(kctl: Kubectl, args: list[str], attributes: Obj) ->
     assert answer["spec"] == {"resourceAttributes": attributes}
 
 
+def test_impersonation(kctl: Kubectl, api: Any) -> None:
+    """kubectl --as / --as-group: the reviews answer for the impersonated identity
+    (``api`` makes the RoleBinding jane-view in ns1)."""
+    out = json.loads(
+        kctl("auth", "whoami", "--as", "jane", "--as-group", "devs", "-o", "json").stdout
+    )
+    assert out["status"]["userInfo"] == {
+        "username": "jane",
+        "groups": ["devs", "system:authenticated"],
+    }
+    res = kctl("auth", "can-i", "create", "pods", "--as", "jane", check=False)
+    assert (res.returncode, res.stdout.strip()) == (1, "no")
+    res = kctl("auth", "can-i", "get", "pods", "-n", "ns1", "--as", "jane")
+    assert res.stdout.strip() == "yes"
+
+
 def test_can_i_list(kctl: Kubectl) -> None:
     lines = [ln.split() for ln in kctl("auth", "can-i", "--list").stdout.splitlines()]
     assert lines[0] == ["Resources", "Non-Resource", "URLs", "Resource", "Names", "Verbs"]
@@ -170,8 +186,8 @@ def test_subject_access_review(
 
 
 def test_local_review_namespaces(api: Any) -> None:
-    """The object's namespace must be the path's; the spec's namespace is the one
-    reviewed (as upstream, which never compares it with the path)."""
+    """The object's namespace must be the path's, and the spec's the object's (as
+    upstream's ValidateLocalSubjectAccessReview)."""
     authz: Any = client.AuthorizationV1Api(api)
     spec = client.V1SubjectAccessReviewSpec(
         user="jane",
@@ -190,11 +206,20 @@ def test_local_review_namespaces(api: Any) -> None:
     assert json.loads(e.value.body or "{}")["message"] == (
         "the namespace of the provided object does not match the namespace sent on the request"
     )
+    with pytest.raises(ApiException) as e:
+        authz.create_namespaced_local_subject_access_review(
+            "ns2", client.V1LocalSubjectAccessReview(spec=spec)
+        )
+    assert e.value.status == 422
+    assert json.loads(e.value.body or "{}")["message"] == (
+        '.authorization.k8s.io "" is invalid: spec.resourceAttributes.namespace: '
+        'Invalid value: "ns1": must match metadata.namespace'
+    )
     out = authz.create_namespaced_local_subject_access_review(
-        "ns2", client.V1LocalSubjectAccessReview(spec=spec)
+        "ns1", client.V1LocalSubjectAccessReview(spec=spec)
     )
     assert (out.metadata.namespace, out.status.allowed, out.status.reason) == (
-        "ns2",
+        "ns1",
         True,
         JANE_VIEW,
     )
@@ -217,6 +242,13 @@ def test_invalid_review(srv: RunningServer) -> None:
     # create only, and nothing is stored
     code, _, _ = raw("GET", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews")
     assert code == 405
+
+
+def test_explain(kctl: Kubectl) -> None:
+    """The review kinds are in OpenAPI: kubectl explain finds them."""
+    out = kctl("explain", "selfsubjectaccessreviews.spec").stdout
+    assert "KIND:       SelfSubjectAccessReview" in out
+    assert "resourceAttributes" in out
 
 
 def test_discovery(srv: RunningServer) -> None:

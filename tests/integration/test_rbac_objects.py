@@ -175,3 +175,21 @@ def test_role_ref_immutable(kctl: Kubectl) -> None:
     # subjects may change
     kctl("patch", "clusterrolebinding", name, "--type=merge",
          "-p", '{"subjects":[{"kind":"User","apiGroup":"rbac.authorization.k8s.io","name":"carol"}]}')  # fmt: skip
+
+
+def test_binding_defaults(kctl: Kubectl) -> None:
+    """rbac/v1 defaulting: roleRef.apiGroup and a User/Group subject's apiGroup may be
+    left out (upstream fills them in)."""
+    name = uniq("dflt")
+    manifest = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": name, "namespace": "default"},
+        "roleRef": {"kind": "Role", "name": "r"},
+        "subjects": [{"kind": "User", "name": "jane"}, {"kind": "Group", "name": "devs"}],
+    }
+    kctl("create", "-f", "-", input=json.dumps(manifest))
+    out = json.loads(kctl("get", "rolebinding", name, "-n", "default", "-o", "json").stdout)
+    g = "rbac.authorization.k8s.io"
+    assert out["roleRef"] == {"apiGroup": g, "kind": "Role", "name": "r"}
+    assert [s["apiGroup"] for s in out["subjects"]] == [g, g]

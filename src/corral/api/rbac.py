@@ -25,6 +25,8 @@ Obj = dict[str, Any]
 
 SA_PREFIX = "system:serviceaccount:"
 RBAC_GROUP = "rbac.authorization.k8s.io"
+#: upstream's ``user.SystemPrivilegedGroup``: allowed everything, before RBAC
+PRIVILEGED_GROUP = "system:masters"
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,8 @@ def applies_to(user: str, groups: tuple[str, ...], subject: Obj, namespace: str)
 
 
 def describe_subject(subject: Obj, binding_namespace: str) -> str:
+    """A subject as upstream's reasons name it: ``User "jane"``, ``ServiceAccount
+    "name/namespace"`` (a RoleBinding's namespace when the subject has none)."""
     kind = subject.get("kind", "")
     name = subject.get("name", "")
     if kind == "ServiceAccount":
@@ -136,10 +140,12 @@ def describe_subject(subject: Obj, binding_namespace: str) -> str:
 
 
 def verb_matches(rule: Obj, verb: str) -> bool:
+    """``VerbMatches``: the rule lists the verb or ``*``."""
     return any(v == "*" or v == verb for v in rule.get("verbs") or ())
 
 
 def api_group_matches(rule: Obj, group: str) -> bool:
+    """``APIGroupMatches``: the rule lists the group (``""`` is core) or ``*``."""
     return any(g == "*" or g == group for g in rule.get("apiGroups") or ())
 
 
@@ -162,6 +168,8 @@ def resource_name_matches(rule: Obj, name: str) -> bool:
 
 
 def non_resource_url_matches(rule: Obj, path: str) -> bool:
+    """``NonResourceURLMatches``: the rule lists the path, ``*``, or a prefix ending in
+    ``*`` (``/healthz/*``)."""
     for url in rule.get("nonResourceURLs") or ():
         if url == "*" or url == path:
             return True
@@ -171,6 +179,8 @@ def non_resource_url_matches(rule: Obj, path: str) -> bool:
 
 
 def rule_allows(attrs: Attributes, rule: Obj) -> bool:
+    """``RuleAllows``: verb, group, resource (with subresource) and name match for a
+    resource request; verb and URL for a non-resource one."""
     if attrs.resource_request:
         combined = attrs.resource
         if attrs.subresource:
@@ -259,10 +269,12 @@ def _matching_subject(
 
 
 def _aggregate(errs: list[str]) -> str:
-    """Errors joined as Go's ``utilerrors.NewAggregate`` prints them."""
-    if len(errs) == 1:
-        return errs[0]
-    return "[" + ", ".join(errs) + "]"
+    """Errors joined as Go's ``utilerrors.NewAggregate`` prints them: repeated messages
+    once, in brackets only when more than one distinct message is left."""
+    distinct = list(dict.fromkeys(errs))
+    if len(distinct) == 1:
+        return distinct[0]
+    return "[" + ", ".join(distinct) + "]"
 
 
 def authorize(attrs: Attributes, policy: Policy) -> Decision:
@@ -277,6 +289,15 @@ def authorize(attrs: Attributes, policy: Policy) -> Decision:
     return Decision(False, f"RBAC: {_aggregate(errs)}" if errs else "")
 
 
+def decide(attrs: Attributes, policy: Policy) -> Decision:
+    """The API server's authorizer chain as upstream's ``union`` of the privileged-group
+    authorizer and RBAC: a member of ``system:masters`` is allowed before RBAC is
+    asked, with an empty reason; everyone else gets RBAC's decision."""
+    if PRIVILEGED_GROUP in attrs.groups:
+        return Decision(True)
+    return authorize(attrs, policy)
+
+
 @dataclass(frozen=True)
 class RulesReview:
     """What SelfSubjectRulesReview's status lists."""
@@ -287,6 +308,7 @@ class RulesReview:
     evaluation_error: str = ""
 
     def status(self) -> Obj:
+        """The SelfSubjectRulesReview ``status`` (``evaluationError`` only when set)."""
         out: Obj = {
             "resourceRules": self.resource_rules,
             "nonResourceRules": self.non_resource_rules,

@@ -6,12 +6,22 @@ user ``admin`` in ``system:masters`` (bound to cluster-admin by the bootstrap po
 and ``system:authenticated``. The review endpoints (``apiserver/reviews.py``) ask
 ``user_for`` whom they answer for; issue 15's authentication (client certificates,
 token files, ServiceAccount tokens) replaces this one function.
+
+The ``Impersonate-*`` headers (``kubectl --as``, ``--as-group``, ``--as-uid``) are
+honoured as upstream's impersonation filter does; ``may_impersonate`` is the one place
+that allows it (the admin identity, i.e. every client today) and where authorization
+will gate it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
+
+from multidict import MultiMapping
+
+from corral.api import errors, rbac
 
 
 @dataclass(frozen=True)
@@ -37,8 +47,81 @@ class UserInfo:
 
 ADMIN = UserInfo("admin", ("system:masters", "system:authenticated"))
 
+IMPERSONATE_USER = "Impersonate-User"
+IMPERSONATE_GROUP = "Impersonate-Group"
+IMPERSONATE_UID = "Impersonate-Uid"
+IMPERSONATE_EXTRA = "impersonate-extra-"
+ANONYMOUS = "system:anonymous"
+AUTHENTICATED = "system:authenticated"
+UNAUTHENTICATED = "system:unauthenticated"
+SA_PREFIX = "system:serviceaccount:"
 
-def user_for(authorization: str) -> UserInfo:
-    """The identity behind an ``Authorization`` header the middleware already accepted
-    (every accepted token is the admin token today)."""
-    return ADMIN
+
+#: the request headers ``user_for`` reads (aiohttp's ``CIMultiDictProxy``)
+Headers = MultiMapping[str]
+
+
+def may_impersonate(requester: UserInfo) -> bool:
+    """Whether ``requester`` may act as someone else: the privileged group only (every
+    client holds the admin token today, so always); RBAC's ``impersonate`` verb on
+    users/groups/serviceaccounts/userextras will be checked here."""
+    return rbac.PRIVILEGED_GROUP in requester.groups
+
+
+def _go_refs(refs: list[tuple[str, str, str, str, str]]) -> str:
+    """The requested ObjectReferences as Go's ``%v`` prints them (kind, namespace,
+    name, uid, apiVersion, resourceVersion, fieldPath)."""
+    return "[" + " ".join(f"{{{k} {ns} {n}  {av}  {fp}}}" for k, ns, n, av, fp in refs) + "]"
+
+
+def impersonated(requester: UserInfo, headers: Headers) -> UserInfo:
+    """The identity the ``Impersonate-*`` headers ask for, or ``requester`` without
+    them, as upstream's ``WithImpersonation``: a ServiceAccount user name gets its
+    groups (unless groups were given), a non-anonymous user ``system:authenticated``
+    (unless it or ``system:unauthenticated`` is listed), ``system:anonymous``
+    ``system:unauthenticated``. Raises 500 for groups, extra or uid without a user (as
+    upstream) and 403 when ``requester`` may not impersonate."""
+    user = headers.get(IMPERSONATE_USER, "")
+    groups = list(headers.getall(IMPERSONATE_GROUP, []))
+    uid = headers.get(IMPERSONATE_UID, "")
+    extra: dict[str, list[str]] = {}
+    refs: list[tuple[str, str, str, str, str]] = []
+    for name, value in headers.items():
+        if name.lower().startswith(IMPERSONATE_EXTRA):
+            key = unquote(name[len(IMPERSONATE_EXTRA) :].lower())
+            extra.setdefault(key, []).append(value)
+            refs.append(("UserExtra", "", value, "authentication.k8s.io/v1", key))
+    if not user:
+        if groups or extra or uid:
+            group_refs = [("Group", "", g, "", "") for g in groups]
+            uid_refs = [("UID", "", uid, "authentication.k8s.io/v1", "")] if uid else []
+            raise errors.internal(
+                f"requested {_go_refs(group_refs + refs + uid_refs)} without impersonating a user"
+            )
+        return requester
+    if not may_impersonate(requester):
+        raise errors.forbidden_error(
+            f'users "{user}" is forbidden: User "{requester.username}" cannot impersonate '
+            'resource "users" in API group "" at the cluster scope',
+            "users",
+            "",
+            user,
+        )
+    all_groups: list[str] = []
+    parts = user.split(":")
+    if user.startswith(SA_PREFIX) and len(parts) == 4 and parts[2] and parts[3] and not groups:
+        all_groups = ["system:serviceaccounts", f"system:serviceaccounts:{parts[2]}"]
+    all_groups += groups
+    if user != ANONYMOUS:
+        if AUTHENTICATED not in all_groups and UNAUTHENTICATED not in all_groups:
+            all_groups.append(AUTHENTICATED)
+    elif UNAUTHENTICATED not in all_groups:
+        all_groups.append(UNAUTHENTICATED)
+    return UserInfo(user, tuple(all_groups), uid, extra)
+
+
+def user_for(headers: Headers) -> UserInfo:
+    """The identity a request acts as: the one behind its ``Authorization`` header the
+    middleware already accepted (every accepted token is the admin token today), or
+    the one it impersonates."""
+    return impersonated(ADMIN, headers)

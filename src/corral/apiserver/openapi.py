@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from corral.api.schema import KUBE_VERSION, definitions, gvk_index
+from corral.apiserver.reviews import REVIEW_ROWS
 
 if TYPE_CHECKING:
     from corral.apiserver.registry.base import ResourceInfo
@@ -512,6 +513,8 @@ class OpenAPIDocs:
         and the index are rebuilt on next use, with new hashes."""
         old = self._resources
         self._resources = {}
+        # the access reviews are served beside the registry table, as in discovery
+        resources = list(resources) + [r for r in REVIEW_ROWS if r not in resources]
         #: definitions the strategies of kinds outside Kubernetes 1.32 declare
         self._declared: dict[str, Schema] = {}
         self._declared_v2: dict[str, Schema] = {}

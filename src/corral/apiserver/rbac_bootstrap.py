@@ -25,6 +25,7 @@ import logging
 from typing import Any
 
 from corral.api import errors
+from corral.api.rbac import RBAC_GROUP as GROUP
 from corral.apiserver.registry.base import ResourceInfo
 from corral.apiserver.store import DeleteOptions, Registry, WriteOptions
 
@@ -32,7 +33,6 @@ log = logging.getLogger("corral.rbac_bootstrap")
 
 Obj = dict[str, Any]
 
-GROUP = "rbac.authorization.k8s.io"
 AUTOUPDATE = "rbac.authorization.kubernetes.io/autoupdate"
 BOOTSTRAP_LABELS = {"kubernetes.io/bootstrapping": "rbac-defaults"}
 AGGREGATE_TO = "rbac.authorization.k8s.io/aggregate-to-"
@@ -367,7 +367,7 @@ async def _write(
     name = expected["metadata"]["name"]
     if existing is None:
         await registry.create(info, "", copy.deepcopy(expected), opts)
-        log.info("created %s %s", info.kind, name)
+        log.debug("created %s %s", info.kind, name)
         return
     if info.plural == "clusterroles":
         out, recreate = reconciled_role(existing, expected), False
@@ -383,7 +383,7 @@ async def _write(
         await registry.create(info, "", out, opts)
     else:
         await registry.update(info, "", name, out, opts)
-    log.info("reconciled %s %s", info.kind, name)
+    log.debug("reconciled %s %s", info.kind, name)
 
 
 async def reconcile(registry: Registry) -> None:
@@ -404,5 +404,8 @@ async def reconcile(registry: Registry) -> None:
                     if e.code != 409:
                         log.warning("bootstrap %s %s: %s", info.kind, name, e.message)
                         break
+                except Exception:  # never fatal: the server must start regardless
+                    log.exception("bootstrap %s %s failed", info.kind, name)
+                    break
             else:
                 log.warning("bootstrap %s %s: gave up after conflicts", info.kind, name)

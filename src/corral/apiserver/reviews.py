@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from corral.api import errors, rbac
+from corral.api import errors, rbac, schema
 from corral.api.errors import FieldError, GoValue
 from corral.apiserver.handlers import json_response
 from corral.apiserver.identity import UserInfo, user_for
@@ -144,6 +144,38 @@ def validate_spec(spec: Obj, self_review: bool) -> list[FieldError]:
     return errs
 
 
+def validate_local(spec: Obj, meta: Obj) -> list[FieldError]:
+    """The LocalSubjectAccessReview part of upstream's
+    ``ValidateLocalSubjectAccessReview``: metadata empty but for the namespace, which
+    spec.resourceAttributes.namespace must match, and no nonResourceAttributes."""
+    errs: list[FieldError] = []
+    if not _meta_empty(meta, ("namespace",)):
+        errs.append(
+            errors.invalid(
+                "metadata", GoValue(_go_meta(meta)), "must be empty except for namespace"
+            )
+        )
+    ra = spec.get("resourceAttributes")
+    if ra is not None and (ra.get("namespace") or "") != (meta.get("namespace") or ""):
+        errs.append(
+            errors.invalid(
+                "spec.resourceAttributes.namespace",
+                ra.get("namespace") or "",
+                "must match metadata.namespace",
+            )
+        )
+    nra = spec.get("nonResourceAttributes")
+    if nra is not None:
+        errs.append(
+            errors.invalid(
+                "spec.nonResourceAttributes",
+                _go_struct("NonResourceAttributes", nra, _NON_RESOURCE_FIELDS),
+                "disallowed on this kind of request",
+            )
+        )
+    return errs
+
+
 def _meta_empty(meta: Obj, ignore: tuple[str, ...] = ()) -> bool:
     return not {
         k: v
@@ -197,6 +229,24 @@ def _answer(info: ResourceInfo, body: Obj, status: Obj) -> bytes:
     return orjson.dumps(out)
 
 
+def decode_typed(info: ResourceInfo, body: Obj) -> Obj:
+    """``body`` decoded against the kind's 1.32 schema as Go's typed decoding does:
+    values of the wrong JSON type are upstream's 400 "cannot be handled as", nulls are
+    dropped."""
+    node = schema.for_kind(info.group, info.version, info.kind)
+    if node is None:
+        return body
+    try:
+        typed = schema.check_types(body, node)
+    except (schema.TypeMismatch, schema.BadTime) as e:
+        k = info.kind
+        raise errors.bad_request(
+            f'{k} in version "{info.version}" cannot be handled as a {k}: {e}'
+        ) from None
+    assert isinstance(typed, dict)
+    return typed
+
+
 def review(
     info: ResourceInfo, namespace: str, body: Obj, requester: UserInfo, policy: rbac.Policy
 ) -> bytes:
@@ -205,6 +255,7 @@ def review(
     kind = info.kind
     if not isinstance(body, dict):
         raise errors.bad_request(f"not a {kind}")
+    body = decode_typed(info, body)
     spec = body.get("spec") if isinstance(body.get("spec"), dict) else {}
     assert isinstance(spec, dict)
     meta = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
@@ -231,39 +282,30 @@ def review(
         return _answer(info, {"spec": {}}, rr.status())
     if kind == "SelfSubjectAccessReview":
         errs = validate_spec(spec, self_review=True)
+        if not _meta_empty(meta):
+            errs.append(errors.invalid("metadata", GoValue(_go_meta(meta)), "must be empty"))
         if errs:
             raise errors.invalid_object("", AUTHZ, "", errs)
-        decision = rbac.authorize(attributes_from(spec, requester), policy)
+        decision = rbac.decide(attributes_from(spec, requester), policy)
         return _answer(info, body, _status(decision))
     errs = validate_spec(spec, self_review=False)
-    local = kind == "LocalSubjectAccessReview"
-    if not _meta_empty(meta, ("namespace",) if local else ()):
+    if kind == "LocalSubjectAccessReview":
+        errs += validate_local(spec, meta)
+    elif not _meta_empty(meta):
         errs.append(errors.invalid("metadata", GoValue(_go_meta(meta)), "must be empty"))
-    if local:
-        if spec.get("resourceAttributes") is None:
-            errs.append(errors.required("spec.resourceAttributes"))
-        if spec.get("nonResourceAttributes") is not None:
-            nra = spec["nonResourceAttributes"]
-            errs.append(
-                errors.invalid(
-                    "spec.nonResourceAttributes",
-                    _go_struct("NonResourceAttributes", nra, _NON_RESOURCE_FIELDS),
-                    "disallowed on this kind of request",
-                )
-            )
     if errs:
         raise errors.invalid_object("", AUTHZ, "", errs)
-    if local and not namespace:
+    if kind == "LocalSubjectAccessReview" and not namespace:
         raise errors.bad_request("namespace is required on this type: ")
-    # upstream compares the object's namespace (defaulted from the path above), not
-    # spec.resourceAttributes.namespace: the review is of the namespace the spec names
+    # a LocalSubjectAccessReview's spec.resourceAttributes.namespace equals the
+    # object's namespace (validate_local), itself the request path's (defaulted above)
     subject = UserInfo(
         spec.get("user", ""),
         tuple(spec.get("groups") or ()),
         spec.get("uid", ""),
         dict(spec.get("extra") or {}),
     )
-    decision = rbac.authorize(attributes_from(spec, subject), policy)
+    decision = rbac.decide(attributes_from(spec, subject), policy)
     return _answer(info, body, _status(decision))
 
 
@@ -284,14 +326,16 @@ class Reviews:
         self.policy = CachePolicy(registry)
 
     async def handle(self, request: web.Request, p: PathInfo, info: ResourceInfo) -> web.Response:
+        """Answer one POST to a review row (201 with the status filled in); any other
+        method is 405, a namespaced path for a cluster-scoped review 404."""
         if p.name or p.subresource or request.method != "POST":
             raise errors.method_not_allowed()
-        if info.namespaced != bool(p.namespace) and not info.namespaced:
+        if p.namespace and not info.namespaced:
             raise errors.path_not_found()
         if request.content_length is not None and request.content_length > MAX_BODY:
             raise errors.too_large()
         raw = await request.content.read(MAX_BODY + 1)
         body = decode_body(raw, request.headers.get("Content-Type", "application/json"))
-        requester = user_for(request.headers.get("Authorization", ""))
+        requester = user_for(request.headers)
         out = review(info, p.namespace, body, requester, self.policy)
         return json_response(out, status=201)

@@ -1148,7 +1148,8 @@ def _priority_class_row(obj: Obj, now: datetime) -> list[Any]:
 
 
 def _role_binding_row(obj: Obj, now: datetime) -> list[Any]:
-    # upstream's rbac.SubjectsStrings: ServiceAccounts print as namespace:name
+    # upstream's rbac.SubjectsStrings: ServiceAccounts print as namespace:name (name
+    # alone without a namespace)
     users: list[str] = []
     groups: list[str] = []
     sas: list[str] = []
@@ -1161,7 +1162,8 @@ def _role_binding_row(obj: Obj, now: datetime) -> list[Any]:
         elif kind == "Group":
             groups.append(name)
         elif kind == "ServiceAccount":
-            sas.append(f"{_s(subject, 'namespace')}:{name}")
+            sa_ns = _s(subject, "namespace")
+            sas.append(f"{sa_ns}:{name}" if sa_ns else name)
     ref = _m(obj, "roleRef")
     return [
         _name(obj),

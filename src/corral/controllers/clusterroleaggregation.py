@@ -17,6 +17,7 @@ import logging
 from typing import Any, ClassVar
 
 from corral.api.errors import StatusError
+from corral.api.rbac import RBAC_GROUP
 from corral.api.validation import label_selector_matches
 from corral.client.rest import Client, Resource
 from corral.controllers.base import Controller, InformerFactory
@@ -26,7 +27,7 @@ log = logging.getLogger("corral.controllers.clusterroleaggregation")
 
 Obj = dict[str, Any]
 
-CLUSTER_ROLES = Resource("rbac.authorization.k8s.io", "v1", "clusterroles", namespaced=False)
+CLUSTER_ROLES = Resource(RBAC_GROUP, "v1", "clusterroles", namespaced=False)
 
 
 def _name(obj: Obj) -> str:
@@ -87,6 +88,8 @@ class ClusterRoleAggregationController(Controller):
                 self.queue.add(_name(role))
 
     async def sync(self, key: str) -> None:
+        """Write the aggregated rules of the ClusterRole named ``key`` if they differ
+        (a role gone or without an aggregationRule is left alone)."""
         role = self.roles.get(key)
         if role is None or not _selectors(role):
             return

@@ -9,8 +9,11 @@ import pytest
 
 from corral.api.rbac import (
     Attributes,
+    Decision,
     StaticPolicy,
+    _aggregate,
     authorize,
+    decide,
     rule_allows,
     rules_for,
     service_account_user,
@@ -313,3 +316,27 @@ def test_resource_names_listed() -> None:
     assert rules_for("u", [], "default", policy).resource_rules == [
         {"verbs": ["get"], "apiGroups": [""], "resources": ["secrets"], "resourceNames": ["s1"]}
     ]
+
+
+def test_privileged_group_before_rbac() -> None:
+    """system:masters is allowed with an empty reason even with no RBAC object at all;
+    others get RBAC's decision."""
+    empty = StaticPolicy([])
+    masters = Attributes("x", ("system:masters",), "delete", "", "nodes")
+    assert decide(masters, empty) == Decision(True)
+    assert authorize(masters, empty) == Decision(False)
+    jane = Attributes("jane", (), "get", "", "pods", namespace="ns1")
+    assert decide(jane, POLICY) == authorize(jane, POLICY)
+
+
+@pytest.mark.parametrize(
+    ("errs", "text"),
+    [
+        (["a"], "a"),
+        (["a", "a"], "a"),
+        (["a", "b", "a"], "[a, b]"),
+    ],
+)
+def test_aggregate(errs: list[str], text: str) -> None:
+    """utilerrors.NewAggregate: duplicates once, brackets only for several messages."""
+    assert _aggregate(errs) == text

@@ -289,3 +289,87 @@ def test_binding_printer() -> None:
         "b", "Role/r", "5m", "alice, bob", "", "ns:default"
     ]  # fmt: skip
     assert not tables.has_table("roles", G)  # roles print the default NAME / CREATED AT
+
+
+def test_binding_printer_service_account_without_namespace() -> None:
+    """SubjectsStrings prints a ServiceAccount without a namespace as its bare name."""
+    from datetime import UTC, datetime
+
+    from corral.apiserver import tables
+
+    binding = {
+        "metadata": {"name": "b", "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "roleRef": ref("Role", "r"),
+        "subjects": [{"kind": "ServiceAccount", "name": "builder"}],
+    }
+    now = datetime(2026, 1, 1, 0, 5, tzinfo=UTC)
+    assert tables.row("rolebindings", G, binding, now)[-1] == "builder"
+
+
+@pytest.mark.parametrize(
+    ("strategy", "namespaced"),
+    [(RoleBindingStrategy(), True), (ClusterRoleBindingStrategy(), False)],
+)
+def test_binding_defaults(strategy: Any, namespaced: bool) -> None:
+    """rbac/v1 defaults: roleRef.apiGroup and User/Group subjects' apiGroup are filled
+    in (a ServiceAccount's stays empty), so the short form validates."""
+    obj: Obj = {
+        "roleRef": {"kind": "ClusterRole", "name": "view"},
+        "subjects": [
+            {"kind": "User", "name": "jane"},
+            {"kind": "Group", "name": "devs"},
+            {"kind": "ServiceAccount", "name": "sa", "namespace": "ns"},
+        ],
+    }
+    strategy.default(obj)
+    assert obj["roleRef"]["apiGroup"] == G
+    assert [s.get("apiGroup") for s in obj["subjects"]] == [G, G, None]
+    assert errors(strategy, obj, namespaced) == []
+    other = {"roleRef": {"apiGroup": "x", "kind": "ClusterRole", "name": "v"}}
+    strategy.default(other)
+    assert other["roleRef"]["apiGroup"] == "x"
+
+
+async def test_reconcile_idempotent_and_never_fatal(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A second reconcile writes nothing; an unexpected error on one object is logged
+    with its traceback and the others still go through."""
+    from corral.apiserver.store import Registry
+    from corral.storage.cache import WatchCache
+    from corral.storage.sqlite import SQLiteStorage
+    from corral.util.clock import SystemClock
+
+    storage = SQLiteStorage(tmp_path / "state.db")
+    await storage.start()
+    try:
+        cache = WatchCache()
+        registry = Registry(storage, cache, RESOURCES, SystemClock())
+        kvs, rev = await storage.list("/registry/")
+        cache.load(kvs, rev, [], rev)
+        storage.listeners.append(cache.apply)
+
+        real_create = registry.create
+
+        async def create(info: Any, ns: str, obj: Obj, opts: Any) -> Any:
+            if obj["metadata"]["name"] == "view":
+                raise RuntimeError("boom")
+            return await real_create(info, ns, obj, opts)
+
+        monkeypatch.setattr(registry, "create", create)
+        await rb.reconcile(registry)
+        roles = registry.by_gvr[(G, "v1", "clusterroles")]
+        assert registry.entry(roles, "", "view") is None
+        assert registry.entry(roles, "", "edit") is not None
+        assert "bootstrap ClusterRole view failed" in caplog.text
+        assert "RuntimeError: boom" in caplog.text
+
+        monkeypatch.setattr(registry, "create", real_create)
+        await rb.reconcile(registry)
+        assert registry.entry(roles, "", "view") is not None
+        _, before = await storage.list("/registry/")
+        await rb.reconcile(registry)
+        _, after = await storage.list("/registry/")
+        assert after == before
+    finally:
+        await storage.close()

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from corral.api.errors import FieldError, GoValue, invalid, not_supported, required
+from corral.api.rbac import RBAC_GROUP as GROUP
 from corral.api.validation import (
     is_dns1123_subdomain,
     is_valid_path_segment_name,
@@ -24,7 +25,6 @@ from corral.api.validation import (
 )
 from corral.apiserver.registry.base import Obj, Strategy
 
-GROUP = "rbac.authorization.k8s.io"
 SUBJECT_KINDS = ["ServiceAccount", "User", "Group"]
 
 
@@ -141,17 +141,26 @@ def _validate_role_ref_update(new: Obj, old: Obj) -> list[FieldError]:
 
 
 class _RBACStrategy(Strategy):
+    """What the four RBAC kinds share: no spec, path-segment names."""
+
     spec_fields = ()
     name_format = "path"  # upstream's minimalNameRequirements
 
 
 class RoleStrategy(_RBACStrategy):
+    """A namespaced Role: rules, never on non-resource URLs."""
+
     def validate(self, obj: Obj) -> list[FieldError]:
+        """``ValidateRole``: every rule (namespaced)."""
         return _validate_rules(obj, namespaced=True)
 
 
 class ClusterRoleStrategy(_RBACStrategy):
+    """A ClusterRole: rules, or an aggregationRule whose selectors fill them in."""
+
     def validate(self, obj: Obj) -> list[FieldError]:
+        """``ValidateClusterRole``: every rule, and a non-nil aggregationRule needs
+        valid selectors."""
         errs = _validate_rules(obj, namespaced=False)
         rule = obj.get("aggregationRule")
         if rule is not None:
@@ -169,17 +178,48 @@ class ClusterRoleStrategy(_RBACStrategy):
         return errs
 
 
-class RoleBindingStrategy(_RBACStrategy):
+def default_binding(obj: Obj) -> None:
+    """Upstream's rbac/v1 ``SetDefaults_RoleBinding`` / ``SetDefaults_ClusterRoleBinding``
+    and ``SetDefaults_Subject``: an empty ``roleRef.apiGroup`` and the empty apiGroup of a
+    User or Group subject become rbac.authorization.k8s.io."""
+    ref = obj.get("roleRef")
+    if isinstance(ref, dict) and not ref.get("apiGroup"):
+        ref["apiGroup"] = GROUP
+    for subject in obj.get("subjects") or []:
+        if (
+            isinstance(subject, dict)
+            and not subject.get("apiGroup")
+            and subject.get("kind") in ("User", "Group")
+        ):
+            subject["apiGroup"] = GROUP
+
+
+class _BindingStrategy(_RBACStrategy):
+    def default(self, obj: Obj) -> None:
+        """Fill in the rbac/v1 defaults of roleRef and subjects."""
+        default_binding(obj)
+
+
+class RoleBindingStrategy(_BindingStrategy):
+    """A namespaced RoleBinding: subjects bound to a Role or ClusterRole."""
+
     def validate(self, obj: Obj) -> list[FieldError]:
+        """``ValidateRoleBinding``: the roleRef (Role or ClusterRole) and subjects."""
         return _validate_binding(obj, namespaced=True)
 
     def validate_update(self, new: Obj, old: Obj) -> list[FieldError]:
+        """As on create, and the roleRef may not change."""
         return self.validate(new) + _validate_role_ref_update(new, old)
 
 
-class ClusterRoleBindingStrategy(_RBACStrategy):
+class ClusterRoleBindingStrategy(_BindingStrategy):
+    """A ClusterRoleBinding: subjects bound to a ClusterRole in every namespace."""
+
     def validate(self, obj: Obj) -> list[FieldError]:
+        """``ValidateClusterRoleBinding``: the roleRef (ClusterRole) and subjects
+        (ServiceAccounts with a namespace)."""
         return _validate_binding(obj, namespaced=False)
 
     def validate_update(self, new: Obj, old: Obj) -> list[FieldError]:
+        """As on create, and the roleRef may not change."""
         return self.validate(new) + _validate_role_ref_update(new, old)
