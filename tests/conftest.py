@@ -53,6 +53,14 @@ def start_server(
     return ServerProcess.start(data_dir, port=port, extra=args, timeout=30.0)
 
 
+def start_rbac_server(data_dir: Path) -> ServerProcess:
+    """A server whose only loop is the ``clusterrole-aggregation`` controller (it fills
+    the bootstrap roles admin, edit and view): what the RBAC tests need, and no more."""
+    extra = ["--no-scheduler", "--no-metrics-server"]
+    extra += ["--kube-controller-manager-arg", "controllers=clusterrole-aggregation"]
+    return start_server(data_dir, extra=extra, controllers=True)
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     # the shared server runs the scheduler but not the workload controllers: tests here

@@ -18,7 +18,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from conftest import Kubectl, Raw, RunningServer, api_client_for, start_server
+from conftest import Kubectl, Raw, RunningServer, api_client_for, start_rbac_server
 from corral.testing.wait import eventually
 
 Obj = dict[str, Any]
@@ -27,16 +27,7 @@ JANE_VIEW = 'RBAC: allowed by RoleBinding "jane-view/ns1" of ClusterRole "view" 
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    s = start_server(
-        tmp_path_factory.mktemp("reviews") / "data",
-        extra=[
-            "--no-scheduler",
-            "--no-metrics-server",
-            "--kube-controller-manager-arg",
-            "controllers=clusterrole-aggregation",
-        ],
-        controllers=True,
-    )
+    s = start_rbac_server(tmp_path_factory.mktemp("reviews") / "data")
     yield s
     s.stop()
 

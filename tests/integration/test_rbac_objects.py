@@ -17,7 +17,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from conftest import Kubectl, RunningServer, api_client_for, start_server
+from conftest import Kubectl, RunningServer, api_client_for, start_rbac_server
 from corral.testing.wait import eventually
 
 Obj = dict[str, Any]
@@ -26,16 +26,7 @@ VIEW_LABEL = "rbac.authorization.k8s.io/aggregate-to-view"
 
 @pytest.fixture(scope="module")
 def rbac_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    srv = start_server(
-        tmp_path_factory.mktemp("rbac") / "data",
-        extra=[
-            "--no-scheduler",
-            "--no-metrics-server",
-            "--kube-controller-manager-arg",
-            "controllers=clusterrole-aggregation",
-        ],
-        controllers=True,
-    )
+    srv = start_rbac_server(tmp_path_factory.mktemp("rbac") / "data")
     yield srv
     srv.stop()
 
