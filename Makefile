@@ -66,6 +66,11 @@ bench: install ## run the benchmarks, write bench/results/*.json
 	$(BIN)/python -m bench.footprint --out bench/results/footprint.json
 	$(BIN)/python -m bench.portforward_perf --out bench/results/portforward.json
 	$(BIN)/python -m bench.crd_perf --out bench/results/crds.json
+	$(BIN)/python -m bench.authz_perf --out bench/results/authz.json
+
+.PHONY: fuzz
+fuzz: install ## schemathesis: 10,000 generated requests on the core and apps APIs (~15 min), bench/results/fuzz.json
+	$(BIN)/python -m bench.fuzz_api --out bench/results/fuzz.json
 
 .PHONY: bench-hour
 bench-hour: install ## Chronos over a real-time hour: 1,000 one-minute jobs on hollow agents (60 min)

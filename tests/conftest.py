@@ -7,6 +7,7 @@ import json
 import os
 import ssl
 import subprocess
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -53,10 +54,11 @@ def start_server(
     return ServerProcess.start(data_dir, port=port, extra=args, timeout=30.0)
 
 
-def start_rbac_server(data_dir: Path) -> ServerProcess:
+def start_rbac_server(data_dir: Path, *args: str) -> ServerProcess:
     """A server whose only loop is the ``clusterrole-aggregation`` controller (it fills
-    the bootstrap roles admin, edit and view): what the RBAC tests need, and no more."""
-    extra = ["--no-scheduler", "--no-metrics-server"]
+    the bootstrap roles admin, edit and view): what the RBAC tests need, and no more;
+    ``args``: more ``corral server`` arguments (``--token-auth-file F``)."""
+    extra = ["--no-scheduler", "--no-metrics-server", *args]
     extra += ["--kube-controller-manager-arg", "controllers=clusterrole-aggregation"]
     return start_server(data_dir, extra=extra, controllers=True)
 
@@ -125,7 +127,16 @@ def ns(api_client) -> Iterator[str]:  # type: ignore[no-untyped-def]
     from kubernetes import client
 
     name = "t-" + uuid.uuid4().hex[:8]
-    client.CoreV1Api(api_client).create_namespace({"metadata": {"name": name}})
+    v1 = client.CoreV1Api(api_client)
+    v1.create_namespace({"metadata": {"name": name}})
+    # as upstream's e2e framework: a TLS server publishes kube-root-ca.crt in every new
+    # namespace shortly after; wait for it so a test's lists and watches start after it
+    deadline = time.monotonic() + 10
+    while api_client.configuration.host.startswith("https") and time.monotonic() < deadline:
+        names = [c.metadata.name for c in v1.list_namespaced_config_map(name).items]
+        if "kube-root-ca.crt" in names:
+            break
+        time.sleep(0.05)
     yield name
 
 

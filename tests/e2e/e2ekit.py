@@ -163,6 +163,7 @@ def running_cluster(
     workloads: str = "",
     agent_args: Sequence[str] = (),
     server_args: Sequence[str] = (),
+    tls: bool = True,
 ) -> Iterator[Cluster]:
     """A cluster under ``base`` whose one agent runs ``runtime``, named ``PREFIX-RUNTIME-*``.
 
@@ -170,7 +171,9 @@ def running_cluster(
     comma-separated) are deleted before the pods on the way out, so that no controller
     makes new ones while the agent finishes them; ``agent_args`` are added to the agent's
     command line (e.g. ``["--proxy", "auto"]``), ``server_args`` to the server's (e.g.
-    ``["--mesos-port", "P"]``).
+    ``["--mesos-port", "P"]``); ``tls``: the agent serves HTTPS with a certificate from
+    the cluster CA and checks its callers as a kubelet does (``agent_tls_args``); without
+    it, a stand-alone agent's plain HTTP on one port, the admin token its only key.
     """
     srv = start_server(base / "server", controllers=controllers, extra=list(server_args))
     registry: LocalRegistry | None = None
@@ -183,10 +186,10 @@ def running_cluster(
             extra += ["--registry-mirror", f"docker.io=http://{registry.host}"]
             if "--bridge" not in extra:
                 extra += pod_network_args(base / "agent")
-        agent = AgentProcess.start(
-            srv.kubeconfig, f"{prefix}-{runtime}-{uuid.uuid4().hex[:4]}", runtime, base / "agent",
-            extra=extra,
-        )  # fmt: skip
+        name = f"{prefix}-{runtime}-{uuid.uuid4().hex[:4]}"
+        if tls and "--tls-cert-file" not in extra:
+            extra += agent_tls_args(srv, name)
+        agent = AgentProcess.start(srv.kubeconfig, name, runtime, base / "agent", extra=extra)
     except BaseException:
         if registry is not None:
             registry.stop()
@@ -209,6 +212,18 @@ def running_cluster(
         if registry is not None:
             registry.stop()
         srv.stop()
+
+
+def agent_tls_args(srv: RunningServer, name: str, node_ip: str = "127.0.0.1") -> list[str]:
+    """A serving certificate for agent ``name`` from the server's cluster CA, as ``corral
+    server`` issues its own agents' (``pki/agent-NAME.{crt,key}``): the agent then speaks
+    HTTPS and authenticates and authorises its callers as a kubelet does (the API server
+    by its kubelet-client certificate, the metrics-server by its own), not by the admin
+    token of a plain-HTTP test agent."""
+    from corral.apiserver.certs import ensure_serving_pair_in_child
+
+    crt, key = ensure_serving_pair_in_child(srv.data_dir, f"agent-{name}", [name, node_ip])
+    return ["--tls-cert-file", str(crt), "--tls-private-key-file", str(key)]
 
 
 def pod_network_args(agent_dir: Path) -> list[str]:

@@ -101,12 +101,17 @@ def web_json(app_id: str, instances: int, **extra: Any) -> Obj:
     return body
 
 
+#: the master's and Marathon's HTTP authentication off (this tests the protocol itself)
+OPEN = ["--no-authenticate-http-frameworks", "--no-authenticate-http-readwrite",
+        "--no-authenticate-http-readonly"]  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, str]]:
     require("oci")
     mesos_port, marathon_port = free_port(), free_port()
     base = tmp_path_factory.mktemp("marathon-e2e")
-    args = ["--mesos-port", str(mesos_port), "--marathon-port", str(marathon_port)]
+    args = ["--mesos-port", str(mesos_port), "--marathon-port", str(marathon_port), *OPEN]
     with running_cluster(base, "oci", "marathon", controllers=True, server_args=args) as c:
         url = f"http://127.0.0.1:{marathon_port}"
         wait(lambda: _ping(url), "the Marathon API", 30)

@@ -17,6 +17,11 @@ killing its process group (well before the pod's grace period could have ended i
 the agent unharmed; deleting the finished one sending SHUTDOWN; and nothing left behind.
 Under ``oci`` (skipped where it cannot run), the same executor in a pod network of its
 own reaches the agent on the host's bridge address.
+
+The agent here is a stand-alone one on plain HTTP (``running_cluster(tls=False)``): the
+executor API and the framework-message path share its one port and the admin token is
+the key. Under TLS the executor API moves to a plain-HTTP port of its own and the agent
+API checks its callers (``agent/server.py``); these tests do not cover that layout yet.
 """
 
 from __future__ import annotations
@@ -95,7 +100,7 @@ time.sleep(600)  # only pymesos' os.killpg(0, SIGKILL), or the agent, ends this
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     require("process")
     base = tmp_path_factory.mktemp("mesos-executor")
-    with running_cluster(base, "process", "mesos-executor") as c:
+    with running_cluster(base, "process", "mesos-executor", tls=False) as c:
         c.kubectl("create", "namespace", NS, check=False)
         yield c
 
@@ -104,7 +109,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 def oci_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     require("oci")
     base = tmp_path_factory.mktemp("mesos-executor-oci")
-    with running_cluster(base, "oci", "mesos-executor") as c:
+    with running_cluster(base, "oci", "mesos-executor", tls=False) as c:
         c.kubectl("create", "namespace", NS, check=False)
         yield c
 
@@ -152,6 +157,8 @@ def executor_pod(cluster: Cluster, name: str, script: Path, out: Path, **spec: A
                 }
             ],
             "restartPolicy": "Never",
+            "enableServiceLinks": False,
+            "automountServiceAccountToken": False,  # as the master's (mesos/taskpod.py)
             "hostNetwork": True,
             "schedulerName": mesos.SCHEDULER_NAME,  # nobody schedules it: bound up front
             "nodeName": cluster.agent.name,

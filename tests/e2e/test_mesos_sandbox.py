@@ -114,6 +114,8 @@ def task_pod(
         "spec": {
             "containers": [container],
             "restartPolicy": "Never",
+            "enableServiceLinks": False,
+            "automountServiceAccountToken": False,  # as the master's (mesos/taskpod.py)
             "hostNetwork": True,
             "schedulerName": mesos.SCHEDULER_NAME,  # nobody schedules it: bound up front
             "nodeName": cluster.agent.name,

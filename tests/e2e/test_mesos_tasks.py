@@ -17,7 +17,7 @@ from e2ekit import RUNTIMES, Cluster, require, running_cluster
 
 pytest.importorskip("pymesos", reason="pymesos: run scripts/pymesos-deps.sh")
 
-from corral.testing.mesos import Framework, wait
+from corral.testing.mesos import OPEN, Framework, wait
 from corral.testing.process import free_port
 
 # pymesos 0.3.15 drops sockets without closing them (its call connection after errors,
@@ -75,7 +75,7 @@ def mesos(
     port = free_port()
     base = tmp_path_factory.mktemp(f"mesos-tasks-{runtime}")
     with running_cluster(
-        base, runtime, "mesos-tasks", server_args=["--mesos-port", str(port)]
+        base, runtime, "mesos-tasks", server_args=["--mesos-port", str(port), *OPEN]
     ) as c:
         wait(lambda: _version(port), "the Mesos master", 30)
         yield c, f"127.0.0.1:{port}"

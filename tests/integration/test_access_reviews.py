@@ -5,7 +5,8 @@ LocalSubjectAccessReview decided by RBAC over the bootstrap policy and a RoleBin
 their discovery and their refusals.
 
 One ``corral server`` running only the ``clusterrole-aggregation`` controller (which
-fills ClusterRole ``view``); nothing is enforced yet: every client is the admin.
+fills ClusterRole ``view``); the clients here are the admin (enforcement itself is
+tested in ``test_authorization.py``).
 """
 
 from __future__ import annotations

@@ -70,13 +70,26 @@ def test_status_bytes_exact(raw: Raw) -> None:
     )
 
 
-def test_unauthenticated_is_401(raw: Raw) -> None:
+def test_anonymous_is_forbidden_and_a_bad_token_401(raw: Raw) -> None:
+    """No credentials at all: system:anonymous, whom RBAC does not let list namespaces
+    (upstream's 403 body); a token nobody accepts: 401."""
     status, _, out = raw("GET", "/api/v1/namespaces", auth=False)
-    assert status == 401 and status_of(out)["reason"] == "Unauthorized"
-    status, _, _ = raw(
+    assert status == 403
+    assert status_of(out) == {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": 'namespaces is forbidden: User "system:anonymous" cannot list resource '
+        '"namespaces" in API group "" at the cluster scope',
+        "reason": "Forbidden",
+        "details": {"kind": "namespaces"},
+        "code": 403,
+    }
+    status, _, out = raw(
         "GET", "/api/v1/namespaces", headers={"Authorization": "Bearer wrong"}, auth=False
     )
-    assert status == 401
+    assert status == 401 and status_of(out)["reason"] == "Unauthorized"
 
 
 def test_body_over_3mib_is_refused(raw: Raw) -> None:
@@ -138,10 +151,15 @@ def test_dry_run_stores_nothing(raw: Raw) -> None:
     )
     assert status == 201 and json.loads(out)["metadata"]["name"] == "dry"
     assert raw("GET", "/api/v1/namespaces/default/configmaps/dry")[0] == 404
-    rv2 = json.loads(raw("GET", "/api/v1/namespaces/default/configmaps")[2])["metadata"][
-        "resourceVersion"
-    ]
-    assert rv == rv2
+    # nothing was written: the first configmap event after ``rv`` is a later real create
+    # (the list's resourceVersion itself moves with the server's own lease renewals)
+    assert (
+        raw("POST", "/api/v1/namespaces/default/configmaps", {"metadata": {"name": "wet"}})[0]
+        == 201
+    )
+    got: list[dict[str, Any]] = []
+    _watch_lines(raw, f"/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={rv}", 1, got)
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in got] == [("ADDED", "wet")]
 
 
 def test_table_and_partial_metadata(raw: Raw) -> None:
@@ -349,19 +367,27 @@ def _watch_lines(raw: Raw, path: str, n: int, out: list[dict[str, Any]]) -> None
 
 
 def test_watch_stays_open_and_bookmarks_on_initial_events(raw: Raw) -> None:
+    # every namespace holds kube-root-ca.crt (and kube-public cluster-info): the selector
+    # makes the initial list empty, so the bookmark is the first event
+    ns = "watch-bookmarks"
+    assert raw("POST", "/api/v1/namespaces", {"metadata": {"name": ns}})[0] == 201
     got: list[dict[str, Any]] = []
     t = threading.Thread(
         target=_watch_lines,
         args=(
             raw,
-            "/api/v1/namespaces/kube-public/configmaps?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true",
+            f"/api/v1/namespaces/{ns}/configmaps?watch=1&labelSelector=test%3Dbookmarks&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true",
             2,
             got,
         ),
     )
     t.start()
     time.sleep(0.5)
-    raw("POST", "/api/v1/namespaces/kube-public/configmaps", {"metadata": {"name": "late"}})
+    raw(
+        "POST",
+        f"/api/v1/namespaces/{ns}/configmaps",
+        {"metadata": {"name": "late", "labels": {"test": "bookmarks"}}},
+    )
     t.join(15)
     assert got[0]["type"] == "BOOKMARK"
     assert got[0]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}

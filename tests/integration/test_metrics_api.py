@@ -289,3 +289,66 @@ def test_metrics_apiservice_is_verified_and_answers_upstream_404s(
     res = kubectl("logs", "busy", "-n", "default", check=False)
     assert res.returncode != 0
     assert 'hollow pod "default/busy" runs no containers' in res.stderr, res.stderr
+
+
+def _direct(raw: Raw, path: str, token: str | None) -> tuple[int, dict[str, Any]]:
+    """GET ``path`` from metrics-server itself (its Endpoints' address), not through the
+    aggregator, with ``token`` as the bearer token (None: no credentials)."""
+    import urllib.error
+    import urllib.request
+
+    ep = json.loads(raw("GET", "/api/v1/namespaces/kube-system/endpoints/metrics-server")[2])
+    [subset] = ep["subsets"]
+    ip, port = subset["addresses"][0]["ip"], subset["ports"][0]["port"]
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    req = urllib.request.Request(f"https://{ip}:{port}{path}", headers=headers)
+    try:
+        with urllib.request.urlopen(req, context=raw.ctx, timeout=20) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_metrics_server_authenticates_and_authorizes_callers(
+    hollow_cluster: tuple[Kubectl, Raw],
+) -> None:
+    """metrics-server asks the API server about each caller (TokenReview, then
+    SubjectAccessReview), as upstream's delegated authentication and authorization: no
+    token or a bad one is 401, a ServiceAccount allowed to list node metrics only gets
+    nodes and a 403 with upstream's words for pods."""
+    _, raw = hollow_cluster
+    _wait_condition(raw, "v1beta1.metrics.k8s.io", "Passed")
+    nodes = "/apis/metrics.k8s.io/v1beta1/nodes"
+    assert _direct(raw, nodes, None)[0] == 401
+    assert _direct(raw, nodes, "not-a-token")[0] == 401
+    sa = "metrics-node-reader"
+    assert (
+        raw("POST", "/api/v1/namespaces/default/serviceaccounts", {"metadata": {"name": sa}})[0]
+        == 201
+    )
+    rbac = "/apis/rbac.authorization.k8s.io/v1"
+    role = {
+        "metadata": {"name": sa},
+        "rules": [{"apiGroups": ["metrics.k8s.io"], "resources": ["nodes"], "verbs": ["list"]}],
+    }
+    assert raw("POST", f"{rbac}/clusterroles", role)[0] == 201
+    binding = {
+        "metadata": {"name": sa},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": sa},
+        "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": "default"}],
+    }
+    assert raw("POST", f"{rbac}/clusterrolebindings", binding)[0] == 201
+    code, _, body = raw(
+        "POST", f"/api/v1/namespaces/default/serviceaccounts/{sa}/token", {"spec": {}}
+    )
+    assert code == 201, body
+    token = json.loads(body)["status"]["token"]
+    code, out = _direct(raw, nodes, token)
+    assert code == 200 and out["kind"] == "NodeMetricsList", out
+    code, out = _direct(raw, "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods", token)
+    assert code == 403
+    assert out["message"] == (
+        'pods.metrics.k8s.io is forbidden: User "system:serviceaccount:default:metrics-node-reader" '
+        'cannot list resource "pods" in API group "metrics.k8s.io" in the namespace "default"'
+    ), out
+    assert out["details"] == {"group": "metrics.k8s.io", "kind": "pods"}

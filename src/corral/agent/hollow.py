@@ -39,6 +39,7 @@ from typing import Any
 from aiohttp import web
 
 from corral.api.errors import StatusError
+from corral.api.nodes import AGENT_SCHEME
 from corral.client.informer import Informer, WorkQueue, key_of
 from corral.client.rest import NODES, PODS, Client, KubeConfig
 from corral.util.clock import Clock, SystemClock, parse_rfc3339, rfc3339
@@ -424,7 +425,14 @@ class HollowAgent:
         base = ip_base if ip_base is not None else zlib.crc32(self.names[0].encode()) % BLOCKS
         self.pools = {n: IPPool(node_block(i, base)) for i, n in enumerate(self.names)}
         self.specs = [
-            NodeSpec(n, host_ip(self.pools[n].block), self.labels, self.capacity, kubelet_port=0)
+            NodeSpec(
+                n,
+                host_ip(self.pools[n].block),
+                self.labels,
+                self.capacity,
+                kubelet_port=0,
+                annotations={AGENT_SCHEME: "http"},  # simulated metrics, on plain HTTP
+            )
             for n in self.names
         ]
         self.uids: dict[str, str] = {}
@@ -778,7 +786,7 @@ def main(argv: list[str]) -> int:
         parser.error(str(e))
     cfg = KubeConfig.load(args.kubeconfig)
     if args.server:
-        cfg = KubeConfig(args.server.rstrip("/"), cfg.token, cfg.ca_pem)
+        cfg = dataclasses.replace(cfg, server=args.server.rstrip("/"))
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

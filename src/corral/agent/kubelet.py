@@ -37,12 +37,15 @@ from typing import Any
 
 from corral.api.conditions import condition_true
 from corral.api.errors import StatusError
+from corral.api.nodes import AGENT_SCHEME
 from corral.api.volumes import LOCAL_PATH_ROOT, node_label_selector
 from corral.client.events import EventRecorder
 from corral.client.informer import Informer
 from corral.client.rest import NODES, PERSISTENT_VOLUMES, PODS, SERVICES, Client
+from corral.client.reviews import Reviewer
 from corral.util.clock import Clock, SystemClock
 
+from .auth import AgentAuth, ServingTLS
 from .claims import ClientClaimLookup, LocalPathCleaner
 from .drivers.base import ContainerHandle, Driver, ExitInfo, Recovered, Sandbox
 from .images import ImageStore
@@ -52,6 +55,7 @@ from .node import LeaseRenewer, NodeSpec, node_status, register_node
 from .objects import ClientLookup
 from .pods import NodeContext, PodWorker
 from .resource_metrics import ContainerUsage, Sample, node_usage
+from .sa_token import TokenManager, client_fetch
 from .server import AgentServer
 
 log = logging.getLogger("corral.agent")
@@ -106,12 +110,14 @@ class NodeAgent:
         port: int = 10250,
         labels: dict[str, str] | None = None,
         token: str = "",
+        tls: ServingTLS | None = None,
         clock: Clock | None = None,
         pids_limit: int | None = None,
         cluster_dns: tuple[str, ...] = (),
         cluster_domain: str = "cluster.local",
         on_registered: Callable[[Obj], Awaitable[None]] | None = None,
         pod_cidr: str = "",
+        seccomp_default: bool = False,
     ) -> None:
         self.client = client
         self.name = name
@@ -148,13 +154,20 @@ class NodeAgent:
             cluster_domain=cluster_domain,
             mesos_sandboxes=sandboxes_dir(data_dir),
             claims=ClientClaimLookup(client),
+            seccomp_root=data_dir / "seccomp",  # Localhost profiles (the kubelet's too)
+            seccomp_default=seccomp_default,
+            tokens=TokenManager(client_fetch(client), self.clock),
         )
         self.capacity = capacity
         self.services = Informer(client, SERVICES)
         self.ctx.services = lambda: list(self.services.store.values())
-        self.server = AgentServer(self, token, node_ip, port)
+        # with a serving certificate: authenticated and authorised as the kubelet's API
+        auth = AgentAuth(name, Reviewer(client)) if tls is not None else None
+        self.server = AgentServer(self, token, node_ip, port, tls=tls, auth=auth)
         self.server.resource_metrics = self.resource_metrics
-        self.executors = MesosExecutors(client, name, node_ip, self.server, clock=self.clock)
+        self.executors = MesosExecutors(
+            client, name, node_ip, self.server.executor_listeners, clock=self.clock
+        )
         self.server.executors = self.ctx.executors = self.executors
         self.workers: dict[str, PodWorker] = {}
         self.pods = Informer(client, PODS, field_selector=f"spec.nodeName={name}")
@@ -181,7 +194,10 @@ class NodeAgent:
             kernel_version=_kernel(),
             kubelet_port=self.server.port,
             pod_cidr=self.pod_cidr,
-            annotations={LOCAL_PATH_ROOT: str(self.storage_root)},
+            annotations={
+                LOCAL_PATH_ROOT: str(self.storage_root),
+                AGENT_SCHEME: "http" if self.server.tls is None else "https",
+            },
         )
 
     async def run(self) -> None:

@@ -106,7 +106,8 @@ class Listeners(Protocol):
     """Where executors can reach the agent (``AgentServer``): ``port`` and refcounted
     executor-only listeners on more addresses (``listen`` is False if it cannot bind)."""
 
-    port: int
+    @property
+    def port(self) -> int: ...
 
     async def listen(self, host: str) -> bool: ...
     async def unlisten(self, host: str) -> None: ...

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import shutil
 import time
@@ -52,6 +53,7 @@ from corral.client.events import EventRecorder
 from corral.client.rest import PODS, Client
 from corral.util.clock import Clock
 
+from . import securitycontext
 from .claims import ClaimError, ClaimLookup
 from .dns import host_resolv_conf, pod_resolv_conf
 from .drivers.base import (
@@ -97,6 +99,7 @@ from .podstate import (
     should_restart,
 )
 from .probes import ProbeError, ProbeTracker, run_probe
+from .sa_token import TokenManager
 from .volumes import VolumeManager
 
 log = logging.getLogger("corral.agent.pods")
@@ -134,6 +137,12 @@ class NodeContext:
     claims: ClaimLookup | None = None
     #: the Mesos executor API of this node (None: custom executors get no endpoint)
     executors: MesosExecutors | None = None
+    #: where Localhost seccomp profiles live (``DATA/seccomp``; None: refused)
+    seccomp_root: Path | None = None
+    #: containers without a seccompProfile get RuntimeDefault (``--seccomp-default``)
+    seccomp_default: bool = False
+    #: the pods' service-account tokens (None: projected token sources are skipped)
+    tokens: TokenManager | None = None
 
 
 def host_ports(pod: Obj) -> tuple[tuple[int, int, str, str], ...]:
@@ -178,16 +187,8 @@ def container_limits(container: Obj, pids: int | None) -> Limits:
 
 
 def _security(pod: Obj, container: Obj) -> Obj:
-    """Container securityContext over the pod's (runAsUser, runAsGroup)."""
-    psc = (pod.get("spec") or {}).get("securityContext") or {}
-    csc = container.get("securityContext") or {}
-    return {
-        "runAsUser": csc.get("runAsUser", psc.get("runAsUser")),
-        "runAsGroup": csc.get("runAsGroup", psc.get("runAsGroup")),
-        "capabilities": csc.get("capabilities") or {},
-        "privileged": bool(csc.get("privileged")),
-        "readOnlyRootFilesystem": bool(csc.get("readOnlyRootFilesystem")),
-    }
+    """The container's effective securityContext (``securitycontext.effective``)."""
+    return securitycontext.effective(pod, container)
 
 
 class PodWorker:
@@ -202,7 +203,9 @@ class PodWorker:
         self.wake = asyncio.Event()
         self.gone = False
         self.finished = asyncio.Event()
-        self.volumes = VolumeManager(self.dir, ctx.lookup, ctx.is_root, claims=ctx.claims)
+        self.volumes = VolumeManager(
+            self.dir, ctx.lookup, ctx.is_root, claims=ctx.claims, tokens=ctx.tokens
+        )
         self.paths: dict[str, Path] | None = None
         self._volume_retry = 0.0
         self._sandbox_retry = 0.0
@@ -595,12 +598,13 @@ class PodWorker:
             mounts = self.volumes.mounts(pod, spec, self.paths)
             if task is not None:  # the sandbox first: volumes may lie inside it
                 mounts = (*task_mounts(task, ctx.driver.name), *mounts)
+            sec = _security(pod, spec)
+            securitycontext.verify_run_as_non_root(pod, spec, sec, image)
         except ConfigError as e:
             c.waiting = (CONFIG_ERROR, str(e))
             c.restart_at = now + CONFIG_RETRY
             await self._event("Warning", "Failed", f"Error: {e}", c)
             return
-        sec = _security(pod, spec)
         caps = sec["capabilities"]
         attempt = c.attempt + 1
         workdir = spec.get("workingDir")
@@ -637,7 +641,11 @@ class PodWorker:
             host_rootfs=task is not None and task.host_command,
             stdio_files=stdio,
         )
-        try:
+        try:  # the user from the image's passwd, a Localhost seccomp profile: StartErrors
+            hardening = securitycontext.hardening(
+                sec, image, seccomp_root=ctx.seccomp_root, seccomp_default=ctx.seccomp_default
+            )
+            cspec = dataclasses.replace(cspec, **hardening)
             handle = await ctx.driver.start(sandbox, cspec)
         except StartError as e:
             c.waiting = (e.reason, e.message)
@@ -908,6 +916,8 @@ class PodWorker:
             await self.volumes.teardown()
         except Exception as e:
             log.warning("pod %s: tearing down volumes: %s", self.st.name, e)
+        if self.ctx.tokens is not None:
+            self.ctx.tokens.forget_pod(self.uid)
         if self.task is not None:
             await asyncio.to_thread(remove_sandbox, self.task)
         await asyncio.to_thread(shutil.rmtree, self.dir, True)

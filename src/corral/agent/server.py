@@ -38,12 +38,21 @@ this server only serves what the node has:
 Errors before a WebSocket upgrade are Kubernetes ``Status`` bodies (JSON), so the API
 server can relay them as they are; errors after it are a ``Failure`` Status on channel 3.
 
-Authentication: every other request needs ``Authorization: Bearer <token>`` equal to the
-token given at construction. The agent passes the token of its own kubeconfig, which is
-the cluster's shared admin credential, and the API server presents its admin token. This
-is a known simplification: the kubelet has its own serving certificate and checks the
-API server's client certificate (and authorises through SubjectAccessReviews). The
-server also listens on plain HTTP; put it on a trusted node network.
+Security, as the kubelet's port 10250 (``agent/auth.py``): with ``tls`` (``corral agent
+--tls-cert-file/--tls-private-key-file``, a certificate for the node from the cluster CA)
+the server speaks HTTPS, reloads its certificate when the files change, authenticates
+client certificates (the API server's ``kube-apiserver-kubelet-client``) and bearer
+tokens (TokenReview) and authorises every request through a SubjectAccessReview on
+``nodes/<subresource>``: 401 without credentials, 403 with the kubelet's text. The
+Mesos executor API then moves to a plain-HTTP listener of its own
+(``executor_port``): executors speak HTTP and hold no credentials; a call is only
+accepted for an executor pod on this node, from that executor's own address
+(``agent/mesos_executor.py``), and it reaches nothing but that executor's stream.
+
+Without ``tls`` (a stand-alone agent in a test) the server keeps the old scheme, with
+a warning: plain HTTP, and every other request needs ``Authorization: Bearer <token>``
+equal to the agent's own kubeconfig token; the Node is annotated
+``agent.corral.dev/scheme: http`` (``api/nodes.py``) so the API server knows to use HTTP.
 
 The server learns about containers only through ``ContainerLookup``, which the pod
 lifecycle implements; it keeps no state of its own.
@@ -63,6 +72,7 @@ import orjson
 from aiohttp import web
 
 from corral.agent.attach import channel_message, serve_attach
+from corral.agent.auth import AgentAuth, ServingTLS
 from corral.agent.drivers.base import ContainerHandle, Driver, ExecSession
 from corral.agent.logs import options_from_query, stream_log
 from corral.agent.mesos_executor import Answer, MesosExecutors
@@ -156,14 +166,30 @@ class AgentServer:
     (read ``.port`` after ``start``)."""
 
     def __init__(
-        self, lookup: ContainerLookup, token: str, host: str = "0.0.0.0", port: int = 10250
+        self,
+        lookup: ContainerLookup,
+        token: str,
+        host: str = "0.0.0.0",
+        port: int = 10250,
+        *,
+        tls: ServingTLS | None = None,
+        auth: AgentAuth | None = None,
     ) -> None:
-        if not token:
+        if (tls is None) != (auth is None):
+            raise ValueError("the agent server's TLS and its authentication go together")
+        if auth is None and not token:
             raise ValueError("the agent server needs a token to check requests against")
         self.lookup = lookup
         self.token = token
         self.host = host
         self.port = port
+        self.tls = tls
+        self.auth = auth
+        #: where executors reach the executor API: the main port without TLS, else a
+        #: plain-HTTP port of its own (set by ``start``)
+        self.executor_port = port
+        self.executor_listeners = _ExecutorListeners(self)
+        self._reload: asyncio.Task[None] | None = None
         #: the Mesos executor API (None: answered 404)
         self.executors: MesosExecutors | None = None
         self._runner: web.AppRunner | None = None
@@ -197,13 +223,42 @@ class AgentServer:
     async def start(self) -> None:
         self._runner = web.AppRunner(self.build(), handler_cancellation=True, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        ctx = self.tls.context if self.tls is not None else None
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=ctx)
         await site.start()
         if self.port == 0:
             self.port = int(self._runner.addresses[0][1])
-        log.info("agent API on %s:%d", self.host, self.port)
+        if self.tls is None:
+            self.executor_port = self.port
+            log.warning(
+                "agent API on http://%s:%d WITHOUT TLS: requests are checked against the "
+                "agent's own token only (give --tls-cert-file/--tls-private-key-file)",
+                self.host,
+                self.port,
+            )
+            return
+        self._reload = asyncio.create_task(self.tls.watch(), name="agent-serving-cert")
+        runner = web.AppRunner(
+            self.build_executor_api(), handler_cancellation=True, access_log=None
+        )
+        await runner.setup()
+        self._executor_runner = runner
+        await web.TCPSite(runner, self.host, 0).start()
+        self.executor_port = int(runner.addresses[0][1])
+        log.info(
+            "agent API on https://%s:%d, executor API on http://%s:%d",
+            self.host,
+            self.port,
+            self.host,
+            self.executor_port,
+        )
 
     async def stop(self) -> None:
+        if self._reload is not None:
+            self._reload.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reload
+            self._reload = None
         if self._executor_runner is not None:
             await self._executor_runner.cleanup()
             self._executor_runner = None
@@ -229,11 +284,11 @@ class AgentServer:
                     )
                     await runner.setup()
                     self._executor_runner = runner
-                site = web.TCPSite(self._executor_runner, host, self.port)
+                site = web.TCPSite(self._executor_runner, host, self.executor_port)
                 try:
                     await site.start()
                 except OSError as e:
-                    log.warning("executor API on %s:%d: %s", host, self.port, e)
+                    log.warning("executor API on %s:%d: %s", host, self.executor_port, e)
                     return False
             self._extra[host] = (site, users + 1)
             return True
@@ -257,8 +312,22 @@ class AgentServer:
     async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             auth = request.headers.get("Authorization", "")
-            if request.path not in UNAUTHENTICATED and not bearer_matches(auth, self.token):
-                raise errors.unauthorized()
+            if request.path in UNAUTHENTICATED:
+                pass
+            elif self.auth is None:
+                if not bearer_matches(auth, self.token):
+                    raise errors.unauthorized()
+            else:
+                peercert = (
+                    request.transport.get_extra_info("peercert") if request.transport else None
+                )
+                caller = await self.auth.authenticate(peercert, auth)
+                if caller is None:
+                    raise errors.unauthorized()
+                refused = await self.auth.authorize(caller, request.method, request.path)
+                if refused is not None:
+                    log.info("%s %s: %s", request.method, request.path, refused)
+                    return web.Response(status=403, text=refused)
             return await handler(request)
         except errors.StatusError as e:
             return _status_response(e)
@@ -400,6 +469,24 @@ class AgentServer:
         finally:
             await ws.close()
         return ws
+
+
+class _ExecutorListeners:
+    """The ``Listeners`` (``agent/mesos_executor.py``) executors are given: the executor
+    API's port and its per-address listeners."""
+
+    def __init__(self, server: AgentServer) -> None:
+        self._server = server
+
+    @property
+    def port(self) -> int:
+        return self._server.executor_port
+
+    async def listen(self, host: str) -> bool:
+        return await self._server.listen(host)
+
+    async def unlisten(self, host: str) -> None:
+        await self._server.unlisten(host)
 
 
 _FLAGS = ("stdin", "stdout", "stderr", "tty")

@@ -28,8 +28,12 @@ A ``persistentVolumeClaim`` volume mounts the host path of the claim's bound
 PersistentVolume (``hostPath`` or ``local``), resolved by ``claims.claim_path`` through the
 ``ClaimLookup`` the manager was given; its ``readOnly`` makes every mount of it read-only.
 
-Projected ``serviceAccountToken`` and ``clusterTrustBundle`` sources are skipped (Corral
-mints no tokens for pods yet); other volume types (CSI, NFS...) are refused.
+A projected ``serviceAccountToken`` source is the token the manager's
+``sa_token.TokenManager`` has for the pod (a TokenRequest bound to it, cached and
+renewed there; ``refresh`` rewrites the file when it changed), with the volume's
+``defaultMode`` (the kubelet's 0600-then-``fsGroup`` ownership is not done here); without
+a token manager (hollow nodes) such sources are skipped. ``clusterTrustBundle`` sources
+are skipped; other volume types (CSI, NFS...) are refused.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ from corral.agent.objects import (
     secret_bytes,
     secret_not_found,
 )
+from corral.agent.sa_token import TokenError, TokenManager
 from corral.api.quantity import parse_quantity, value
 
 EMPTY_DIR = "kubernetes.io~empty-dir"
@@ -232,8 +237,10 @@ class VolumeManager:
         *,
         node_allocatable: Mapping[str, str] | None = None,
         claims: ClaimLookup | None = None,
+        tokens: TokenManager | None = None,
     ) -> None:
         self.pod_dir = Path(pod_dir)
+        self.tokens = tokens  # None: serviceAccountToken sources are skipped
         self.claims = claims  # None: persistentVolumeClaim volumes are refused
         self.lookup = lookup
         self.is_root = is_root
@@ -346,7 +353,13 @@ class VolumeManager:
                 out.update(await self._secret_payload(ns, s, default_mode, "name"))
             elif (s := source.get("downwardAPI")) is not None:
                 out.update(self._downward_payload(pod, s.get("items") or [], default_mode))
-            # serviceAccountToken, clusterTrustBundle, podCertificate: not supported yet
+            elif (s := source.get("serviceAccountToken")) is not None and self.tokens is not None:
+                try:
+                    token = await self.tokens.pod_token(pod, s)
+                except TokenError as e:
+                    raise ConfigError(str(e)) from None
+                out[str(s.get("path") or "token")] = (token.encode(), default_mode)
+            # clusterTrustBundle, podCertificate: not supported yet
         return out
 
     async def _configmap_payload(
@@ -490,6 +503,21 @@ def _sub_path(volume: Path, sub: str, name: str, cname: str) -> Path:
     return real
 
 
+async def unmount_pod_volumes(pods_dir: Path) -> int:
+    """Unmount every volume mount under ``pods_dir`` (``DATA/pods``, after ``clear``):
+    ``corral agent --reset`` for the pods an agent left behind (stopped while it was still
+    tearing one down), as the kubelet cleans up orphaned pods' volumes. A mount still
+    busy is detached lazily. The directories stay. Returns how many were unmounted."""
+    prefix = str(pods_dir.resolve()) + "/"
+    points = sorted(_mount_points(prefix), key=len, reverse=True)
+    for point in points:
+        try:
+            await _run(["umount", point])
+        except OSError:
+            await _run(["umount", "-l", point])
+    return len(points)
+
+
 def _mount_points(prefix: str) -> list[str]:
     try:
         lines = Path("/proc/self/mountinfo").read_text().splitlines()
@@ -530,5 +558,6 @@ __all__ = [
     "SECRET",
     "VolumeManager",
     "check_host_path",
+    "unmount_pod_volumes",
     "write_atomic",
 ]

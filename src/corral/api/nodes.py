@@ -8,6 +8,18 @@ from typing import Any
 
 from corral.api import errors
 
+#: how a Node's agent is reached: ``https`` (verified against the cluster CA) for an
+#: agent with a serving certificate, ``http`` for one without (a stand-alone test agent,
+#: hollow nodes); every Corral agent sets it, a Node without it (made by hand, as tests
+#: do) is taken as ``http``, as before agents had certificates
+AGENT_SCHEME = "agent.corral.dev/scheme"
+
+
+def agent_scheme(node: dict[str, Any]) -> str:
+    """``http`` or ``https``: the scheme of the node's agent API (``AGENT_SCHEME``)."""
+    annotations = (node.get("metadata") or {}).get("annotations") or {}
+    return "https" if annotations.get(AGENT_SCHEME) == "https" else "http"
+
 
 def agent_endpoint(node: dict[str, Any]) -> tuple[str, int]:
     """(address, port) of the node's agent: its InternalIP, else Hostname, else ExternalIP,

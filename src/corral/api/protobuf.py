@@ -78,6 +78,8 @@ _KINDS: dict[tuple[str, str], str] = {
     ("networking.k8s.io/v1", "Ingress"): "Ingress",
     ("coordination.k8s.io/v1", "Lease"): "Lease",
     ("autoscaling/v1", "HorizontalPodAutoscaler"): "HorizontalPodAutoscaler",  # kubectl autoscale
+    # kubectl certificate approve|deny (PUT .../approval)
+    ("certificates.k8s.io/v1", "CertificateSigningRequest"): "CertificateSigningRequest",
 }
 
 SUPPORTED_KINDS: frozenset[tuple[str, str]] = frozenset(_KINDS)
@@ -140,6 +142,21 @@ _SCHEMA: dict[str, str] = {
         "1 verbs *s; 2 apiGroups *s; 3 resources *s; 4 resourceNames *s; 5 nonResourceURLs *s"
     ),
     "Role": "1 metadata ObjectMeta; 2 rules *PolicyRule",
+    "CertificateSigningRequest": (
+        "1 metadata ObjectMeta; 2 spec CertificateSigningRequestSpec; "
+        "3 status CertificateSigningRequestStatus"
+    ),
+    "CertificateSigningRequestSpec": (  # 6 extra (map of ExtraValue) is not decoded
+        "1 request y!; 7 signerName s!; 8 expirationSeconds i!; 5 usages *s; 2 username s; "
+        "3 uid s; 4 groups *s"
+    ),
+    "CertificateSigningRequestStatus": (
+        "1 conditions *CertificateSigningRequestCondition; 2 certificate y"
+    ),
+    "CertificateSigningRequestCondition": (
+        "1 type s!; 6 status s!; 2 reason s; 3 message s; 4 lastUpdateTime Time; "
+        "5 lastTransitionTime Time"
+    ),
     "TokenRequest": "1 metadata ObjectMeta; 2 spec TokenRequestSpec; 3 status TokenRequestStatus",
     "TokenRequestStatus": "1 token s!; 2 expirationTimestamp Time",
     "SelfSubjectAccessReview": "1 metadata ObjectMeta; 2 spec SelfSubjectAccessReviewSpec",

@@ -44,6 +44,9 @@ class Attributes:
     #: the URL path of a non-resource request (``/healthz``)
     path: str = ""
     resource_request: bool = True
+    #: the list/watch ``fieldSelector`` as sent (the Node authorizer allows a node to
+    #: list pods only with ``spec.nodeName=<itself>``); RBAC ignores it
+    field_selector: str = ""
 
 
 @dataclass(frozen=True)
@@ -257,6 +260,17 @@ def _visit(policy: Policy, user: str, groups: tuple[str, ...], namespace: str) -
         )
         for rule in rules:
             yield _Visit(source, rule)
+
+
+def visit(
+    policy: Policy, user: str, groups: tuple[str, ...], namespace: str
+) -> Iterable[tuple[str, Obj | None, str]]:
+    """``(source, rule, error)`` for every rule that applies to the user, in the order
+    ``authorize`` visits them (an error, such as a missing role, has no rule). The API
+    server's authorizer compiles this once per user (``apiserver/authz.py``); the
+    escalation checks (``apiserver/rbac_escalation.py``) read the rules a user holds."""
+    for v in _visit(policy, user, groups, namespace):
+        yield v.source, v.rule, v.error
 
 
 def _matching_subject(

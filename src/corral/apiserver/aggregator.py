@@ -24,13 +24,19 @@ Upstream's kube-aggregator does three things, and so does ``Aggregator``:
   not ask for one; a 60 s timeout as upstream's request timeout, none for watches).
   No endpoint, or an unavailable APIService: 503 Status ``service unavailable``.
 
-Authentication towards backends: a bearer token is only ever sent over a verified
-connection. The discovery check presents the admin token, the proxy forwards the
-caller's ``Authorization`` (every client here shares the admin token); with
-``insecureSkipTLSVerify`` no ``Authorization`` is sent at all, so a backend that wants
-one answers 401/403 and the APIService says so (``FailedDiscoveryCheck``, as upstream).
-Upstream authenticates with its front-proxy client certificate and ``X-Remote-User``
-instead: that comes with issue 15 (security).
+Authentication towards backends, as upstream's: the aggregator presents its front-proxy
+client certificate (``pki/front-proxy-client.{crt,key}``, from the front-proxy CA that
+``kube-system/extension-apiserver-authentication`` names, ``apiserver/front_proxy.py``)
+and names the caller the middleware authenticated in ``X-Remote-User``,
+``X-Remote-Group`` and ``X-Remote-Extra-*`` (``api/requestheader.py``); the caller's
+``Authorization`` and any ``X-Remote-*`` header it sent never reach a backend. The
+discovery check speaks as ``system:kube-aggregator`` in ``system:masters``, as
+upstream's availability controller. The certificate is no bearer secret (TLS client
+authentication cannot be replayed), so it is presented with ``insecureSkipTLSVerify``
+too; a backend that trusts no front proxy answers 401 and the APIService says so
+(``FailedDiscoveryCheck``). A proxied request is authorized like any other first: the middleware
+(``app.py``) asks the authorizer chain (``get`` on ``metrics.k8s.io`` ``pods``...) before
+``route`` hands it here, so a caller RBAC does not allow never reaches a backend.
 
 Started by ``apiserver/server.py`` beside the lifecycle loops; reads the watch cache, and
 writes status with ``Registry.update_obj`` (no admission, as a controller in the server).
@@ -44,6 +50,7 @@ import contextlib
 import logging
 import random
 import ssl
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -52,6 +59,7 @@ from aiohttp import web
 
 from corral.api import errors
 from corral.api.conditions import condition_true, set_condition
+from corral.api.requestheader import auth_proxy_headers
 from corral.apiserver.discovery import Discovery
 from corral.apiserver.proxy import relay
 from corral.apiserver.store import Registry, WriteOptions
@@ -67,8 +75,10 @@ AUTOMANAGED = "kube-aggregator.kubernetes.io/automanaged"
 DISCOVERY_TIMEOUT = 5.0
 #: upstream's request timeout (kube-apiserver ``--request-timeout``) for non-watch requests
 REQUEST_TIMEOUT = 60.0
-#: request headers passed to the backend (``Authorization`` only over verified TLS)
+#: request headers passed to the backend (never ``Authorization``: X-Remote-* instead)
 FORWARDED = ("accept", "content-type", "user-agent")
+#: who the discovery check speaks as (upstream's availability controller)
+CHECKER_USER, CHECKER_GROUPS = "system:kube-aggregator", ("system:masters",)
 GROUP = "apiregistration.k8s.io"
 LOCAL_MESSAGE = "Local APIServices are always available"
 #: (groupPriorityMinimum, versionPriority) of the built-in group-versions, as
@@ -151,10 +161,17 @@ def _host(ip: str) -> str:
 class Aggregator:
     """Local APIServices, availability of the others, and the proxy to them."""
 
-    def __init__(self, registry: Registry, discovery: Discovery, token: str) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        discovery: Discovery,
+        proxy_client: tuple[Path, Path] | None = None,
+    ) -> None:
         self.registry = registry
-        #: presented to backends by the discovery check (the proxy forwards the caller's)
-        self.token = token
+        #: the front-proxy client certificate and key presented to every backend
+        self.proxy_client = proxy_client
+        #: caBundle (None: insecureSkipTLSVerify) -> its client context
+        self._contexts: dict[str | None, ssl.SSLContext] = {}
         self.discovery = discovery
         by = registry.by_gvr
         self.api_services = by[(GROUP, "v1", "apiservices")]
@@ -201,17 +218,17 @@ class Aggregator:
             raise service_unavailable()
         ip, port = random.choice(targets)
         url = f"https://{_host(ip)}:{port}{request.raw_path}"
-        headers = {k: v for k, v in request.headers.items() if k.lower() in FORWARDED}
-        headers["Accept-Encoding"] = "identity"
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() in FORWARDED]
+        headers.append(("Accept-Encoding", "identity"))
+        user = request.get("user")
+        if user is not None:  # who the middleware authenticated (and impersonated)
+            headers += auth_proxy_headers(user.username, user.groups, user.extra)
         try:
             tls = self._ssl(spec)
-        except (ValueError, ssl.SSLError) as e:
+        except (ValueError, OSError) as e:
             raise errors.StatusError(
                 503, errors.SERVICE_UNAVAILABLE, f"error trying to reach service: {e}"
             ) from e
-        auth = request.headers.get("Authorization")
-        if auth and tls is not False:  # never a credential over an unverified connection
-            headers["Authorization"] = auth
         body = await request.read() if request.can_read_body else None
         timeout = aiohttp.ClientTimeout(
             total=None if is_watch(request) else REQUEST_TIMEOUT, sock_connect=5
@@ -252,13 +269,25 @@ class Aggregator:
             return []
         return endpoint_addresses(ep.obj(), port_name)
 
-    def _ssl(self, spec: Obj) -> ssl.SSLContext | bool:
-        if spec.get("insecureSkipTLSVerify"):
-            return False
+    def _ssl(self, spec: Obj) -> ssl.SSLContext:
+        """The client context for ``spec``'s backend (cached per caBundle): verified
+        against ``caBundle`` (the system's CAs without one) unless
+        ``insecureSkipTLSVerify``; with the front-proxy client certificate either way."""
+        ca: str | None = None if spec.get("insecureSkipTLSVerify") else spec.get("caBundle", "")
+        ctx = self._contexts.get(ca)
+        if ctx is not None:
+            return ctx
         ctx = ssl.create_default_context()
-        ca = spec.get("caBundle")
-        if ca:
+        if ca is None:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        elif ca:
             ctx.load_verify_locations(cadata=base64.b64decode(ca).decode())
+        if self.proxy_client is not None:
+            ctx.load_cert_chain(*self.proxy_client)
+        if len(self._contexts) > 64:  # APIServices come and go: bound the cache
+            self._contexts.clear()
+        self._contexts[ca] = ctx
         return ctx
 
     def _client(self) -> aiohttp.ClientSession:
@@ -462,9 +491,8 @@ class Aggregator:
         url = f"https://{_host(ip)}:{port}/apis/{spec.get('group')}/{spec.get('version')}"
         try:
             tls = self._ssl(spec)
-            headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
-            if tls is not False:  # the token only over a verified connection
-                headers["Authorization"] = f"Bearer {self.token}"
+            headers = [("Accept", "application/json"), ("Accept-Encoding", "identity")]
+            headers += auth_proxy_headers(CHECKER_USER, CHECKER_GROUPS)
             async with asyncio.timeout(DISCOVERY_TIMEOUT):
                 async with self._client().get(
                     url, ssl=tls, server_hostname=server_name(spec), headers=headers

@@ -1,6 +1,9 @@
 """The aiohttp application: authentication, error mapping and the route table.
 
-Every request passes one middleware that checks the bearer token and turns any
+Every request passes one middleware that authenticates it (``authn.py``), applies the
+``Impersonate-*`` headers (``identity.py``), authorizes it (``authz.py``: upstream's
+403 when no authorizer allows it; ``system:masters`` skips the question), keeps the
+resulting user as ``request["user"]`` for the handlers and admission, and turns any
 ``StatusError`` into its Status body, and any unexpected exception into a 500 Status
 that is logged (no client request can stop the server). Routes are few: discovery,
 OpenAPI, health, and one catch-all that parses the Kubernetes REST path and hands it to
@@ -15,21 +18,24 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from corral.api import errors
+from corral.api.rbac import PRIVILEGED_GROUP
+from corral.apiserver import identity
 from corral.apiserver.aggregator import Aggregator
+from corral.apiserver.authn import Authenticator
+from corral.apiserver.authz import Authorizer, default_chain, forbidden
 from corral.apiserver.discovery import AGGREGATED_CT, Discovery, wants_aggregated
 from corral.apiserver.handlers import ResourceHandler, json_response
+from corral.apiserver.identity import UserInfo
 from corral.apiserver.openapi import OpenAPIDocs
 from corral.apiserver.openapi_v2 import OpenAPIV2
 from corral.apiserver.request import parse_path
+from corral.apiserver.request_info import resolve
 from corral.apiserver.reviews import Reviews, review_row
 from corral.apiserver.store import Registry
-from corral.util.bearer import bearer_matches
 
 log = logging.getLogger("corral.apiserver")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-_PUBLIC = ("/healthz", "/livez", "/readyz", "/version")
 
 
 def status_response(e: errors.StatusError) -> web.Response:
@@ -40,9 +46,18 @@ class APIApp:
     """Builds the aiohttp app over a Registry."""
 
     def __init__(
-        self, registry: Registry, discovery: Discovery, openapi: OpenAPIDocs, tokens: set[str]
+        self,
+        registry: Registry,
+        discovery: Discovery,
+        openapi: OpenAPIDocs,
+        tokens: set[str],
+        token_file: dict[str, UserInfo] | None = None,
     ) -> None:
         self.registry = registry
+        if registry.authorizer is None:  # server.py builds the chain; tests may not
+            registry.authorizer = default_chain(registry)
+        #: the authorizer chain (``authz.py``), shared with admission through the registry
+        self.authorizer: Authorizer = registry.authorizer
         self.discovery = discovery
         self.openapi = openapi
         self.openapi_v2 = OpenAPIV2(openapi)
@@ -50,6 +65,10 @@ class APIApp:
         self.handler = ResourceHandler(registry)
         #: the access reviews (``apiserver/reviews.py``): answered, never stored
         self.reviews = Reviews(registry)
+        #: the authenticator chain (``apiserver/authn.py``): admin token, token file,
+        #: client certificates, then ``authn.token_authenticators`` (SA JWTs, bootstrap)
+        self.authn = Authenticator(tokens, token_file)
+        self.reviews.authenticator = self.authn
         #: the aggregation layer (``apiserver/aggregator.py``): None serves no APIService
         self.aggregator: Aggregator | None = None
         # pods/log and pods/exec reach node agents with the API server's own token
@@ -57,20 +76,36 @@ class APIApp:
 
     def build(self) -> web.Application:
         app = web.Application(middlewares=[self.middleware], client_max_size=3 * 1024 * 1024 + 1024)
-        app.router.add_route("*", "/{tail:.*}", self.route)
+        # every path is ours, a name with a newline too: ``.`` would leave it to aiohttp's 404
+        app.router.add_route("*", r"/{tail:[\s\S]*}", self.route)
         return app
 
-    def _authorised(self, request: web.Request) -> bool:
+    def authenticate(self, request: web.Request) -> UserInfo:
+        """Who sent ``request`` (before impersonation), by ``self.authn``'s chain: a
+        client certificate, a bearer token, else ``system:anonymous``; raises 401 for a
+        token nobody accepts. A server with no token at all (tests) treats everyone as
+        the admin."""
         if not self.tokens:
-            return True
-        auth = request.headers.get("Authorization", "")
-        return any(bearer_matches(auth, t) for t in self.tokens)
+            return identity.ADMIN
+        return self.authn.authenticate(request)
+
+    def authorize(self, request: web.Request, user: UserInfo) -> None:
+        """Ask the authorizer chain about ``request`` as ``user``: upstream's 403 when
+        nobody allows it."""
+        info = resolve(request.method, request.path, request.query)
+        attrs = info.attributes(user.username, user.groups)
+        decision = self.authorizer.authorize(attrs)
+        if not decision.allowed:
+            raise forbidden(attrs, decision.reason)
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
-            if request.path not in _PUBLIC and not self._authorised(request):
-                raise errors.unauthorized()
+            user = self.authenticate(request)
+            user = identity.impersonated(user, request.headers, self.authorizer)
+            request["user"] = user
+            if PRIVILEGED_GROUP not in user.groups:  # system:masters: allowed, no question
+                self.authorize(request, user)
             return await handler(request)
         except errors.StatusError as e:
             return status_response(e)

@@ -26,7 +26,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
-from yarl import URL
 
 from corral.api import errors
 from corral.apiserver.proxy import (
@@ -72,8 +71,5 @@ async def attach(proxy: AgentProxy, request: web.Request, ns: str, name: str) ->
     cs = container_status(pod, container) or {}
     if (cs.get("state") or {}).get("running") is None:
         raise errors.bad_request(f'container not found ("{container}")')
-    host, port = proxy._endpoint(node)
-    url = URL.build(
-        scheme="http", host=host, port=port, path=f"/attach/{ns}/{name}/{container}"
-    ).with_query(query)
+    url = proxy.agent_url(node, f"/attach/{ns}/{name}/{container}").with_query(query)
     return await proxy.stream_channels(request, url)

@@ -99,10 +99,14 @@ class Pki:
         return self.ca_cert.read_bytes()
 
     def ssl_context(self) -> ssl.SSLContext:
-        """The server's TLS context: TLS 1.2+, serving certificate, ALPN ``http/1.1`` only."""
+        """The server's TLS context: TLS 1.2+, serving certificate, ALPN ``http/1.1`` only,
+        and client certificates requested (optional) and verified against the CA: the
+        x509 authenticator (``apiserver/authn.py``) reads the verified peer's subject."""
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         ctx.load_cert_chain(self.server_cert, self.server_key)
+        ctx.load_verify_locations(cafile=str(self.ca_cert))
+        ctx.verify_mode = ssl.CERT_OPTIONAL
         ctx.set_alpn_protocols(["http/1.1"])
         return ctx
 
@@ -268,14 +272,16 @@ def write_kubeconfig(
 # --- issuing -------------------------------------------------------------------------
 
 
-def _issue_ca(now: dt.datetime) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+def _issue_ca(
+    now: dt.datetime, common_name: str = CA_COMMON_NAME
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, CA_COMMON_NAME)])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
     cert = (
         x509.CertificateBuilder()

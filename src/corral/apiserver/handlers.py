@@ -20,14 +20,16 @@ import builtins
 import contextlib
 import dataclasses
 import functools
+import re
+import ssl
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
 
-from corral.api import errors
+from corral.api import errors, schema
 from corral.api.selectors import (
     FieldSelector,
     LabelSelector,
@@ -36,7 +38,8 @@ from corral.api.selectors import (
     selector_from_map,
     selector_from_object,
 )
-from corral.apiserver import attach, ephemeral, portforward, tables
+from corral.apiserver import attach, ephemeral, portforward, tables, warning
+from corral.apiserver.admission_chain import CONNECT, CREATE
 from corral.apiserver.proxy import AgentProxy
 from corral.apiserver.registry.base import ResourceInfo
 from corral.apiserver.request import (
@@ -62,6 +65,9 @@ from corral.apiserver.store import (
 )
 from corral.storage.base import Compacted
 from corral.storage.cache import Entry, Watcher, WatchEvent
+
+if TYPE_CHECKING:
+    from corral.apiserver.token_request import TokenRequests
 
 JSON_CT = "application/json"
 PATCH_TYPES = (JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, APPLY_PATCH)
@@ -98,9 +104,21 @@ def status_success(info: ResourceInfo, name: str, uid: str) -> bytes:
 
 
 def _warning_headers(warnings: list[str]) -> dict[str, str]:
+    warnings = warnings + [w for w in warning.recorded() if w not in warnings]  # admission's
     if not warnings:
         return {}
-    return {"Warning": ", ".join('299 - "' + w.replace('"', '\\"') + '"' for w in warnings)}
+    return {"Warning": ", ".join(f'299 - "{_quoted_warning(w)}"' for w in warnings)}
+
+
+_HEADER_CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _quoted_warning(text: str) -> str:
+    """A warning's text in a header value as upstream quotes it (``"`` and ``\\``
+    escaped), control characters as spaces (Go's header writer does so for CR and LF;
+    aiohttp refuses them all), so that a field name the client sent cannot break the
+    header."""
+    return _HEADER_CONTROLS.sub(" ", text.replace("\\", "\\\\").replace('"', '\\"'))
 
 
 class ResourceHandler:
@@ -114,6 +132,7 @@ class ResourceHandler:
         self, request: web.Request, p: PathInfo, info: ResourceInfo
     ) -> web.StreamResponse:
         method = request.method
+        warning.start()
         if not negotiate(request.headers.get("Accept", "")).acceptable:
             raise errors.not_acceptable(NOT_ACCEPTABLE_MESSAGE)
         if info.namespaced and not p.namespaced_path and p.name:
@@ -422,7 +441,9 @@ class ResourceHandler:
                 "",
                 [errors.required("fieldManager", "is required for apply patch")],
             )
-        return WriteOptions(bool(dry), fm or _default_manager(request), fv, force)
+        return WriteOptions(
+            bool(dry), fm or _default_manager(request), fv, force, user=request.get("user")
+        )
 
     async def _body(self, request: web.Request, opts: WriteOptions | None = None) -> Any:
         if request.content_length is not None and request.content_length > 3 * 1024 * 1024:
@@ -486,7 +507,11 @@ class ResourceHandler:
             b = decode_body(raw, request.headers.get("Content-Type", JSON_CT))
             if not isinstance(b, dict):
                 raise errors.bad_request("DeleteOptions must be an object")
-            body = b
+            node = schema.for_kind("", "v1", "DeleteOptions")
+            try:  # Go's typed decoding: {"preconditions": []} is refused, not a crash
+                body = schema.check_types(b, node) if node is not None else b
+            except (schema.TypeMismatch, schema.BadTime) as e:
+                raise errors.bad_request(str(e)) from None
         policy = q.get("propagationPolicy") or body.get("propagationPolicy")
         orphan = q.get("orphanDependents") or body.get("orphanDependents")
         if policy and orphan is not None:
@@ -515,10 +540,17 @@ class ResourceHandler:
                 ],
             )
         grace = q.get("gracePeriodSeconds")
-        gp = int(grace) if grace not in (None, "") else body.get("gracePeriodSeconds")
+        try:
+            gp = int(grace) if grace not in (None, "") else body.get("gracePeriodSeconds")
+        except ValueError:
+            raise errors.bad_request(
+                f'strconv.ParseInt: parsing "{grace}": invalid syntax'
+            ) from None
         pre = body.get("preconditions") or {}
         dry = q.getall("dryRun", []) or body.get("dryRun") or []
-        return DeleteOptions(gp, policy, pre.get("uid"), pre.get("resourceVersion"), bool(dry))
+        return DeleteOptions(
+            gp, policy, pre.get("uid"), pre.get("resourceVersion"), bool(dry), request.get("user")
+        )
 
     async def delete(
         self, request: web.Request, info: ResourceInfo, ns: str, name: str
@@ -566,10 +598,16 @@ class ResourceHandler:
     #: the bearer token ``pods/log`` and ``pods/exec`` present to node agents (set by
     #: ``APIApp``: the admin token); None forwards the caller's own token
     agent_token: str | None = None
+    #: TLS towards agents with serving certificates (``proxy.kubelet_client_context``,
+    #: set by server.py); None: the default trust store, no client certificate
+    agent_ssl: ssl.SSLContext | None = None
+    #: the ``serviceaccounts/token`` subresource (``token_request.py``, set by server.py);
+    #: None answers it 404
+    token_requests: TokenRequests | None = None
 
     @functools.cached_property
     def agent_proxy(self) -> AgentProxy:
-        return AgentProxy(self.registry, self.agent_token)
+        return AgentProxy(self.registry, self.agent_token, self.agent_ssl)
 
     async def subresource(
         self, request: web.Request, info: ResourceInfo, ns: str, name: str, sub: str
@@ -585,6 +623,14 @@ class ResourceHandler:
             raise errors.method_not_allowed()
         if sub == "scale" and info.scale is not None:
             return await self.scale(request, info, ns, name)
+        if sub in info.strategy.update_subresources:  # a CSR's approval
+            if method == "GET":
+                return self.get(request, info, ns, name)
+            if method == "PUT":
+                return await self.update(request, info, ns, name, sub)
+            if method == "PATCH":
+                return await self.patch(request, info, ns, name, sub)
+            raise errors.method_not_allowed()
         if info.group == "" and info.plural == "pods":
             if sub == "binding" and method == "POST":
                 return await self.binding(request, info, ns, name)
@@ -597,10 +643,12 @@ class ResourceHandler:
             if sub == "exec":
                 if method not in ("GET", "POST"):
                     raise errors.method_not_allowed()
+                self._admit_connect(request, info, ns, name, sub)
                 return await self.agent_proxy.exec(request, ns, name)
             if sub == "attach":
                 if method not in ("GET", "POST"):
                     raise errors.method_not_allowed()
+                self._admit_connect(request, info, ns, name, sub)
                 return await attach.attach(self.agent_proxy, request, ns, name)
             if sub == ephemeral.SUBRESOURCE:
                 opts = self._write_opts(request)
@@ -614,6 +662,7 @@ class ResourceHandler:
             if sub == "portforward":
                 if method not in ("GET", "POST"):
                     raise errors.method_not_allowed()
+                self._admit_connect(request, info, ns, name, sub)
                 return await portforward.port_forward(self.agent_proxy, request, ns, name)
         if (
             info.group == ""
@@ -622,18 +671,43 @@ class ResourceHandler:
             and method == "PUT"
         ):
             return await self.update(request, info, ns, name, "finalize")
+        if info.group == "" and info.plural == "serviceaccounts" and sub == "token":
+            if self.token_requests is None:
+                raise errors.path_not_found()
+            if method != "POST":
+                raise errors.method_not_allowed()
+            return await self.token_requests.create(request, info, ns, name)
         raise errors.path_not_found()
+
+    def _admit_connect(
+        self, request: web.Request, info: ResourceInfo, ns: str, name: str, sub: str
+    ) -> None:
+        """Admission of a CONNECT subresource (exec, attach, portforward): no object."""
+        opts = WriteOptions(user=request.get("user"))
+        self.registry.admit(CONNECT, info, ns, name, sub, None, None, opts)
 
     async def binding(
         self, request: web.Request, info: ResourceInfo, ns: str, name: str
     ) -> web.Response:
         body = await self._body(request)
-        if (
-            not isinstance(body, dict)
-            or not isinstance(body.get("target"), dict)
-            or not body["target"].get("name")
-        ):
-            raise errors.invalid_object("Binding", "", name, [errors.required("target.name")])
+        node_schema = schema.for_kind("", "v1", "Binding")
+        if isinstance(body, dict) and node_schema is not None:
+            try:  # Go's typed decoding: {"target": {"name": 5}} is refused
+                body = schema.check_types(body, node_schema)
+            except (schema.TypeMismatch, schema.BadTime) as e:
+                msg = f'Binding in version "v1" cannot be handled as a Binding: {e}'
+                raise errors.bad_request(msg) from None
+        target = body.get("target") if isinstance(body, dict) else None
+        target = target if isinstance(target, dict) else {}
+        errs = []  # upstream's ValidatePodBinding
+        if target.get("kind") and target["kind"] != "Node":
+            errs.append(errors.not_supported("target.kind", target["kind"], ["Node", "<empty>"]))
+        if not target.get("name"):
+            errs.append(errors.required("target.name"))
+        if errs:
+            raise errors.invalid_object("Binding", "", name, errs)
+        opts = self._write_opts(request)
+        self.registry.admit(CREATE, info, ns, name, "binding", body, None, opts)
         node = body["target"]["name"]
         uid_pre = (body.get("metadata") or {}).get("uid")
         now = self.registry.now()
@@ -678,9 +752,7 @@ class ResourceHandler:
             return pod
 
         try:
-            await self.registry._guaranteed_update(
-                info, ns, name, bind, self._write_opts(request), "binding"
-            )
+            await self.registry._guaranteed_update(info, ns, name, bind, opts, "binding")
         finally:
             self._release_binding(held)
         return json_response(
@@ -717,6 +789,13 @@ class ResourceHandler:
         body = await self._body(request)
         if not isinstance(body, dict):
             raise errors.bad_request("the object provided is not an Eviction")
+        node_schema = schema.for_kind("policy", "v1", "Eviction")
+        if node_schema is not None:
+            try:  # Go's typed decoding: {"deleteOptions": {"preconditions": true}} is refused
+                body = schema.check_types(body, node_schema)
+            except (schema.TypeMismatch, schema.BadTime) as e:
+                msg = f'Eviction in version "v1" cannot be handled as a Eviction: {e}'
+                raise errors.bad_request(msg) from None
         meta = body.get("metadata") or {}
         if meta.get("name") and meta["name"] != name:
             raise errors.bad_request("name in URL does not match name in Eviction object")
@@ -729,7 +808,9 @@ class ResourceHandler:
             pre.get("uid"),
             pre.get("resourceVersion"),
             dry,
+            request.get("user"),
         )
+        self.registry.admit(CREATE, info, ns, name, "eviction", body, None, opts)
         # the ("", "pods/eviction") hooks (admission.DisruptionBudgets) may refuse (429)
         # and reserve the pod while its delete is in flight
         pod = self.registry.get(info, ns, name).obj()
@@ -742,7 +823,9 @@ class ResourceHandler:
                     held.append(release)
             if not dry and not (pod.get("metadata") or {}).get("deletionTimestamp"):
                 await self._mark_evicted(info, ns, name, pre.get("uid"))
-            await self.registry.delete(info, ns, name, opts)
+            # the eviction's own delete is not admitted again (upstream's EvictionREST
+            # deletes through the store, past the admission chain)
+            await self.registry.delete(info, ns, name, dataclasses.replace(opts, user=None))
         finally:
             self._release_binding(held)
         return json_response(

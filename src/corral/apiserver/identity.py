@@ -8,9 +8,11 @@ and ``system:authenticated``. The review endpoints (``apiserver/reviews.py``) as
 token files, ServiceAccount tokens) replaces this one function.
 
 The ``Impersonate-*`` headers (``kubectl --as``, ``--as-group``, ``--as-uid``) are
-honoured as upstream's impersonation filter does; ``may_impersonate`` is the one place
-that allows it (the admin identity, i.e. every client today) and where authorization
-will gate it.
+honoured as upstream's impersonation filter does: each user, service account, group,
+extra value and uid asked for is one ``impersonate`` check (``may_impersonate``) by the
+authorizer chain (``authz.py``) on ``users``, ``serviceaccounts``, ``groups``,
+``authentication.k8s.io`` ``userextras/<key>`` or ``uids``; without an authorizer only
+``system:masters`` may impersonate.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from urllib.parse import unquote
 from multidict import MultiMapping
 
 from corral.api import errors, rbac
+from corral.apiserver.authz import forbidden
 
 
 @dataclass(frozen=True)
@@ -55,17 +58,56 @@ ANONYMOUS = "system:anonymous"
 AUTHENTICATED = "system:authenticated"
 UNAUTHENTICATED = "system:unauthenticated"
 SA_PREFIX = "system:serviceaccount:"
+AUTHN_GROUP = "authentication.k8s.io"
+#: who sends no credentials at all (upstream's anonymous authenticator)
+ANONYMOUS_USER = UserInfo(ANONYMOUS, (UNAUTHENTICATED,))
 
 
 #: the request headers ``user_for`` reads (aiohttp's ``CIMultiDictProxy``)
 Headers = MultiMapping[str]
 
 
-def may_impersonate(requester: UserInfo) -> bool:
-    """Whether ``requester`` may act as someone else: the privileged group only (every
-    client holds the admin token today, so always); RBAC's ``impersonate`` verb on
-    users/groups/serviceaccounts/userextras will be checked here."""
-    return rbac.PRIVILEGED_GROUP in requester.groups
+def may_impersonate(
+    requester: UserInfo, attrs: rbac.Attributes, authorizer: Any = None
+) -> str | None:
+    """None when ``requester`` may ``impersonate`` what ``attrs`` names, else the
+    reason it may not (possibly empty). ``authorizer`` (an ``authz.Authorizer``) decides;
+    without one only the privileged group may."""
+    if rbac.PRIVILEGED_GROUP in requester.groups:
+        return None
+    if authorizer is None:
+        return ""
+    d = authorizer.authorize(attrs)
+    return None if d.allowed else d.reason
+
+
+def _impersonation_checks(
+    requester: UserInfo,
+    user: str,
+    groups: list[str],
+    extra: list[tuple[str, str]],
+    uid: str,
+) -> list[rbac.Attributes]:
+    """One ``impersonate`` question per thing asked for, in upstream's order (the user
+    or service account, the groups, each extra value, the uid)."""
+
+    def ask(
+        resource: str, name: str, ns: str = "", group: str = "", sub: str = ""
+    ) -> rbac.Attributes:
+        return rbac.Attributes(
+            requester.username, requester.groups, "impersonate", group, resource, sub, name, ns
+        )
+
+    parts = user.split(":")
+    if user.startswith(SA_PREFIX) and len(parts) == 4 and parts[2] and parts[3]:
+        out = [ask("serviceaccounts", parts[3], parts[2])]
+    else:
+        out = [ask("users", user)]
+    out += [ask("groups", g) for g in groups]
+    out += [ask("userextras", v, group=AUTHN_GROUP, sub=k) for k, v in extra]
+    if uid:
+        out.append(ask("uids", uid, group=AUTHN_GROUP))
+    return out
 
 
 def _go_refs(refs: list[tuple[str, str, str, str, str]]) -> str:
@@ -74,13 +116,14 @@ def _go_refs(refs: list[tuple[str, str, str, str, str]]) -> str:
     return "[" + " ".join(f"{{{k} {ns} {n}  {av}  {fp}}}" for k, ns, n, av, fp in refs) + "]"
 
 
-def impersonated(requester: UserInfo, headers: Headers) -> UserInfo:
+def impersonated(requester: UserInfo, headers: Headers, authorizer: Any = None) -> UserInfo:
     """The identity the ``Impersonate-*`` headers ask for, or ``requester`` without
     them, as upstream's ``WithImpersonation``: a ServiceAccount user name gets its
     groups (unless groups were given), a non-anonymous user ``system:authenticated``
     (unless it or ``system:unauthenticated`` is listed), ``system:anonymous``
     ``system:unauthenticated``. Raises 500 for groups, extra or uid without a user (as
-    upstream) and 403 when ``requester`` may not impersonate."""
+    upstream) and upstream's 403 for the first thing ``requester`` may not impersonate
+    (``authorizer``: ``may_impersonate``)."""
     user = headers.get(IMPERSONATE_USER, "")
     groups = list(headers.getall(IMPERSONATE_GROUP, []))
     uid = headers.get(IMPERSONATE_UID, "")
@@ -99,14 +142,11 @@ def impersonated(requester: UserInfo, headers: Headers) -> UserInfo:
                 f"requested {_go_refs(group_refs + refs + uid_refs)} without impersonating a user"
             )
         return requester
-    if not may_impersonate(requester):
-        raise errors.forbidden_error(
-            f'users "{user}" is forbidden: User "{requester.username}" cannot impersonate '
-            'resource "users" in API group "" at the cluster scope',
-            "users",
-            "",
-            user,
-        )
+    pairs = [(key, value) for _, _, value, _, key in refs]
+    for attrs in _impersonation_checks(requester, user, groups, pairs, uid):
+        reason = may_impersonate(requester, attrs, authorizer)
+        if reason is not None:
+            raise forbidden(attrs, reason)
     all_groups: list[str] = []
     parts = user.split(":")
     if user.startswith(SA_PREFIX) and len(parts) == 4 and parts[2] and parts[3] and not groups:

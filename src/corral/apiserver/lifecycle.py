@@ -6,7 +6,8 @@
   (those with ``blockOwnerDeletion``) and then goes; one held by ``orphan`` first has its
   reference removed from every dependent.
 - **Namespace lifecycle**: a Terminating namespace has its content deleted, then the
-  ``kubernetes`` finalizer removed; every namespace gets a ``default`` ServiceAccount.
+  ``kubernetes`` finalizer removed; every namespace gets a ``default`` ServiceAccount
+  and, on a TLS server, the ``kube-root-ca.crt`` ConfigMap (``api/rootca.py``).
 - **Pod GC**: a terminating pod bound to a node that does not exist is removed.
 - **Event TTL**: events go this long after their last write (24 h by default).
 - **Compaction**: the store's history is trimmed when it passes its window.
@@ -26,7 +27,7 @@ import logging
 import time
 from typing import Any
 
-from corral.api import errors
+from corral.api import errors, rootca
 from corral.apiserver.registry.base import ResourceInfo
 from corral.apiserver.store import DeleteOptions, Registry, WriteOptions
 from corral.storage.cache import DELETED, Entry, ResourceCache
@@ -43,8 +44,12 @@ Obj = dict[str, Any]
 class Lifecycle:
     """All the loops above over one registry; ``run`` supervises them."""
 
-    def __init__(self, registry: Registry, event_ttl: float = 24 * 3600) -> None:
+    def __init__(
+        self, registry: Registry, event_ttl: float = 24 * 3600, root_ca: str | None = None
+    ) -> None:
         self.registry = registry
+        #: the cluster CA (PEM) published as each namespace's ``kube-root-ca.crt``
+        self.root_ca = root_ca
         self.cache = registry.cache
         self.event_ttl = event_ttl
         self.queue: asyncio.Queue[tuple[str, str, str]] = asyncio.Queue()
@@ -285,6 +290,15 @@ class Lifecycle:
                 with contextlib.suppress(errors.StatusError):
                     await self.registry.create(
                         sa_info, ns, sa, WriteOptions(field_manager="corral-apiserver")
+                    )
+            cm_info = self.registry.by_gvr[("", "v1", "configmaps")]
+            if self.root_ca and self.registry.entry(cm_info, ns, rootca.NAME) is None:
+                with contextlib.suppress(errors.StatusError):
+                    await self.registry.create(
+                        cm_info,
+                        ns,
+                        rootca.configmap(self.root_ca),
+                        WriteOptions(field_manager="corral-apiserver"),
                     )
             return
         remaining = 0

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import aiohttp
 from aiohttp import web
-from yarl import URL
 
 from corral.api import errors
 from corral.apiserver.proxy import AgentProxy, _dial_error, _relay_error, node_of, pump
@@ -63,24 +62,22 @@ async def port_forward(
     ports = request.query.getall("ports", [])
     if offered[0] != SPDY_TUNNEL and not ports:  # the channel protocols need the ports
         raise errors.bad_request('query parameter "port" is required')
-    host, port = proxy._endpoint(node)
     query = [("ports", p) for p in ports]
     query.append(("uid", str(pod["metadata"].get("uid", ""))))
-    url = URL.build(scheme="http", host=host, port=port, path=f"/portForward/{ns}/{name}")
-    url = url.with_query(query)
+    url = proxy.agent_url(node, f"/portForward/{ns}/{name}").with_query(query)
     async with proxy._session() as session:
         try:
             upstream = await session.ws_connect(
                 url,
                 protocols=offered,
-                headers=proxy._headers(request),
+                headers=proxy._headers(request, url),
                 max_msg_size=MAX_MESSAGE,
                 autoping=True,
             )
         except aiohttp.ClientConnectorError as e:
             raise _dial_error("Get", url, e) from None
         except aiohttp.WSServerHandshakeError:
-            async with session.get(url, headers=proxy._headers(request)) as resp:
+            async with session.get(url, headers=proxy._headers(request, url)) as resp:
                 return await _relay_error(resp)
         async with upstream:
             client = web.WebSocketResponse(

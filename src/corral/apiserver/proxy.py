@@ -39,7 +39,9 @@ import contextlib
 import errno
 import logging
 import os
+import ssl
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -48,7 +50,7 @@ from aiohttp import WSMsgType, web
 from yarl import URL
 
 from corral.api import errors
-from corral.api.nodes import agent_endpoint
+from corral.api.nodes import agent_endpoint, agent_scheme
 from corral.apiserver.store import Registry
 
 log = logging.getLogger("corral.apiserver.proxy")
@@ -210,8 +212,30 @@ async def relay(
 
 
 # --- the proxy --------------------------------------------------------------------------------
+def kubelet_client_context(data_dir: Path) -> ssl.SSLContext:
+    """The API server's TLS client context towards agents: their certificates verified
+    against the cluster CA (``DATA/pki/ca.crt``), and its ``kube-apiserver-kubelet-client``
+    certificate presented (issued in a child when missing or due for renewal)."""
+    from corral.apiserver.client_certs import ensure_identities_in_child, pair_paths
+    from corral.apiserver.component_identities import KUBELET_CLIENT
+
+    ensure_identities_in_child(data_dir, [KUBELET_CLIENT])
+    crt, key = pair_paths(data_dir, KUBELET_CLIENT)
+    ctx = ssl.create_default_context(cafile=str(data_dir / "pki" / "ca.crt"))
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(crt, key)
+    return ctx
+
+
 def _dial_error(method: str, url: URL, e: aiohttp.ClientConnectorError) -> errors.StatusError:
-    """Upstream's wording: ``Get "URL": dial tcp HOST:PORT: connect: connection refused``."""
+    """Upstream's wording: ``Get "URL": dial tcp HOST:PORT: connect: connection refused``
+    (``tls: failed to verify certificate: ...`` for an agent certificate not trusted)."""
+    if isinstance(e, aiohttp.ClientConnectorCertificateError):
+        return errors.StatusError(
+            500,
+            errors.INTERNAL_ERROR,
+            f'{method} "{url}": tls: failed to verify certificate: {e.certificate_error}',
+        )
     os_err = e.os_error
     why = os.strerror(os_err.errno).lower() if os_err.errno else str(os_err)
     if os_err.errno in (errno.ETIMEDOUT, None) and isinstance(os_err, TimeoutError):
@@ -242,36 +266,55 @@ async def _relay_error(resp: aiohttp.ClientResponse) -> web.Response:
 class AgentProxy:
     """Validates and proxies ``pods/log`` and ``pods/exec`` to node agents.
 
-    ``token`` is the bearer token presented to agents; ``None`` forwards the caller's own
-    ``Authorization`` header (which the API server has just accepted).
+    An agent with a serving certificate (``https``, ``api.nodes.agent_scheme``) is
+    reached over TLS with ``ssl_context``: the agent's certificate verified against the
+    cluster CA, and the API server's ``kube-apiserver-kubelet-client`` certificate as
+    its credential (no bearer token is sent). An ``http`` agent (a stand-alone test
+    agent) gets ``token``, the bearer token it checks; ``None`` forwards the caller's
+    own ``Authorization`` header (which the API server has just accepted).
     """
 
-    def __init__(self, registry: Registry, token: str | None) -> None:
+    def __init__(
+        self, registry: Registry, token: str | None, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self.registry = registry
         self.token = token
+        self.ssl_context = ssl_context
 
     def _pod(self, ns: str, name: str) -> Obj:
         info = self.registry.by_gvr[("", "v1", "pods")]
         pod: Obj = self.registry.get(info, ns, name).obj()
         return pod
 
-    def _endpoint(self, node_name: str) -> tuple[str, int]:
+    def _node(self, node_name: str) -> Obj:
         info = self.registry.by_gvr[("", "v1", "nodes")]
         entry = self.registry.entry(info, "", node_name)
         if entry is None:
             raise errors.not_found("nodes", "", node_name)
-        return agent_endpoint(entry.obj())
+        node: Obj = entry.obj()
+        return node
 
-    def _headers(self, request: web.Request) -> dict[str, str]:
+    def _endpoint(self, node_name: str) -> tuple[str, int]:
+        return agent_endpoint(self._node(node_name))
+
+    def agent_url(self, node_name: str, path: str) -> URL:
+        """``path`` on the node's agent, with the agent's scheme."""
+        node = self._node(node_name)
+        host, port = agent_endpoint(node)
+        return URL.build(scheme=agent_scheme(node), host=host, port=port, path=path)
+
+    def _headers(self, request: web.Request, url: URL | None = None) -> dict[str, str]:
+        if url is not None and url.scheme == "https" and self.ssl_context is not None:
+            return {}  # the client certificate is the credential
         if self.token:
             return {"Authorization": f"Bearer {self.token}"}
         auth = request.headers.get("Authorization")
         return {"Authorization": auth} if auth else {}
 
-    @staticmethod
-    def _session() -> aiohttp.ClientSession:
+    def _session(self) -> aiohttp.ClientSession:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT)
-        return aiohttp.ClientSession(timeout=timeout, auto_decompress=False)
+        conn = aiohttp.TCPConnector(ssl=self.ssl_context if self.ssl_context else True)
+        return aiohttp.ClientSession(timeout=timeout, auto_decompress=False, connector=conn)
 
     # --- pods/log -----------------------------------------------------------------------
     async def log(self, request: web.Request, ns: str, name: str) -> web.StreamResponse:
@@ -281,17 +324,10 @@ class AgentProxy:
         params = log_params(name, q)
         node = node_of(pod)
         check_log_state(pod, container, "previous" in params)
-        host, port = self._endpoint(node)
-        url = URL.build(
-            scheme="http",
-            host=host,
-            port=port,
-            path=f"/containerLogs/{ns}/{name}/{container}",
-            query=params,
-        )
+        url = self.agent_url(node, f"/containerLogs/{ns}/{name}/{container}").with_query(params)
         async with self._session() as session:
             try:
-                upstream = await session.get(url, headers=self._headers(request))
+                upstream = await session.get(url, headers=self._headers(request, url))
             except aiohttp.ClientConnectorError as e:
                 raise _dial_error("Get", url, e) from None
             async with upstream:
@@ -311,11 +347,8 @@ class AgentProxy:
         cs = container_status(pod, container) or {}
         if (cs.get("state") or {}).get("running") is None:
             raise errors.bad_request(f'container not found ("{container}")')
-        host, port = self._endpoint(node)
         query = [(k, v) for k, v in q.items() if k != "container"]
-        url = URL.build(
-            scheme="http", host=host, port=port, path=f"/exec/{ns}/{name}/{container}"
-        ).with_query(query)
+        url = self.agent_url(node, f"/exec/{ns}/{name}/{container}").with_query(query)
         return await self.stream_channels(request, url)
 
     async def stream_channels(self, request: web.Request, url: URL) -> web.StreamResponse:
@@ -334,7 +367,7 @@ class AgentProxy:
                 return await self._probe(session, url, request)
             try:
                 upstream = await session.ws_connect(
-                    url, protocols=offered, headers=self._headers(request), max_msg_size=0
+                    url, protocols=offered, headers=self._headers(request, url), max_msg_size=0
                 )
             except aiohttp.ClientConnectorError as e:
                 raise _dial_error("Get", url, e) from None
@@ -354,7 +387,7 @@ class AgentProxy:
         """The agent's answer to a plain GET of the exec URL (it runs nothing without an
         upgrade): its Status, e.g. 401 or 400 ``Upgrade request required``."""
         try:
-            async with session.get(url, headers=self._headers(request)) as resp:
+            async with session.get(url, headers=self._headers(request, url)) as resp:
                 return await _relay_error(resp)
         except aiohttp.ClientConnectorError as e:
             raise _dial_error("Get", url, e) from None

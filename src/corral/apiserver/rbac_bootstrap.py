@@ -284,7 +284,31 @@ def cluster_roles() -> list[Obj]:
         cluster_role("system:aggregate-to-view", _aggregate_to_view_rules(), _to("view")),
         cluster_role("system:node", _node_rules()),
         cluster_role("system:kube-scheduler", _scheduler_rules()),
+        cluster_role(
+            "system:volume-scheduler",
+            [
+                rule((*READ, "update", "patch"), "", ("persistentvolumes",)),
+                rule(READ, "storage.k8s.io", "storageclasses"),
+                rule((*READ, "update", "patch"), "", ("persistentvolumeclaims",)),
+            ],
+        ),
         cluster_role("system:kube-controller-manager", _controller_manager_rules()),
+        cluster_role(
+            "system:node-proxier",
+            [
+                rule(("list", "watch"), "", ("services", "endpoints")),
+                rule(READ, "", "nodes"),
+                events_rule(),
+                rule(("list", "watch"), "discovery.k8s.io", "endpointslices"),
+            ],
+        ),
+        cluster_role(
+            "system:auth-delegator",
+            [
+                rule("create", "authentication.k8s.io", "tokenreviews"),
+                rule("create", "authorization.k8s.io", "subjectaccessreviews"),
+            ],
+        ),
     ]
 
 
@@ -301,9 +325,11 @@ def cluster_role_bindings() -> list[Obj]:
         # no subjects: nodes are authorised by the Node authorizer (upstream since 1.8)
         cluster_role_binding("system:node"),
         cluster_role_binding("system:kube-scheduler", users=("system:kube-scheduler",)),
+        cluster_role_binding("system:volume-scheduler", users=("system:kube-scheduler",)),
         cluster_role_binding(
             "system:kube-controller-manager", users=("system:kube-controller-manager",)
         ),
+        cluster_role_binding("system:node-proxier", users=("system:kube-proxy",)),
     ]
 
 
@@ -389,9 +415,17 @@ async def _write(
 async def reconcile(registry: Registry) -> None:
     """Create or add to every bootstrap ClusterRole and ClusterRoleBinding; a failure on
     one object is logged and the others still go through (the hook retries next start)."""
+    await reconcile_objects(registry, cluster_roles(), cluster_role_bindings())
+
+
+async def reconcile_objects(
+    registry: Registry, role_objs: list[Obj], binding_objs: list[Obj]
+) -> None:
+    """``reconcile`` for the given ClusterRoles and ClusterRoleBindings (Corral's own
+    ``corral:*`` policy, ``apiserver/component_identities.py``, uses it too)."""
     roles = registry.by_gvr[(GROUP, "v1", "clusterroles")]
     bindings = registry.by_gvr[(GROUP, "v1", "clusterrolebindings")]
-    for info, objs in ((roles, cluster_roles()), (bindings, cluster_role_bindings())):
+    for info, objs in ((roles, role_objs), (bindings, binding_objs)):
         for expected in objs:
             name = expected["metadata"]["name"]
             for _ in range(3):  # a concurrent writer (the aggregation controller): retry

@@ -3,8 +3,8 @@
 authorization.k8s.io/v1 SelfSubjectAccessReview (``kubectl auth can-i``),
 SelfSubjectRulesReview (``kubectl auth can-i --list``), SubjectAccessReview and the
 namespaced LocalSubjectAccessReview, and authentication.k8s.io/v1 SelfSubjectReview
-(``kubectl auth whoami``), as upstream's ``pkg/registry/authorization`` and
-``pkg/registry/authentication`` REST storages: the body is validated (422 with
+(``kubectl auth whoami``) and TokenReview (answered by ``apiserver/authn.py``), as
+upstream's ``pkg/registry/authorization`` and ``pkg/registry/authentication`` REST storages: the body is validated (422 with
 upstream's field errors), the decision taken by ``corral.api.rbac`` over the RBAC
 objects of the watch caches, and the object returned with its ``status`` (201).
 
@@ -23,6 +23,8 @@ from aiohttp import web
 
 from corral.api import errors, rbac, schema
 from corral.api.errors import FieldError, GoValue
+from corral.apiserver.authn import Authenticator, token_review
+from corral.apiserver.authz import Authorizer
 from corral.apiserver.handlers import json_response
 from corral.apiserver.identity import UserInfo, user_for
 from corral.apiserver.registry.base import ResourceInfo, Strategy
@@ -44,6 +46,8 @@ class ReviewStrategy(Strategy):
 # fmt: off
 REVIEW_ROWS: list[ResourceInfo] = [
     ResourceInfo(AUTHN, "v1", "SelfSubjectReview", "selfsubjectreviews", "selfsubjectreview", False,
+                 ReviewStrategy(), verbs=CREATE),
+    ResourceInfo(AUTHN, "v1", "TokenReview", "tokenreviews", "tokenreview", False,
                  ReviewStrategy(), verbs=CREATE),
     ResourceInfo(AUTHZ, "v1", "LocalSubjectAccessReview", "localsubjectaccessreviews",
                  "localsubjectaccessreview", True, ReviewStrategy(), verbs=CREATE),
@@ -248,10 +252,17 @@ def decode_typed(info: ResourceInfo, body: Obj) -> Obj:
 
 
 def review(
-    info: ResourceInfo, namespace: str, body: Obj, requester: UserInfo, policy: rbac.Policy
+    info: ResourceInfo,
+    namespace: str,
+    body: Obj,
+    requester: UserInfo,
+    policy: rbac.Policy,
+    authorizer: Authorizer | None = None,
 ) -> bytes:
     """The answer to one review ``body`` posted by ``requester``; raises the upstream
-    StatusError (422 Invalid, 400 BadRequest) for a body it refuses."""
+    StatusError (422 Invalid, 400 BadRequest) for a body it refuses. The access
+    reviews ask ``authorizer`` (the API server's chain, so the Node authorizer's
+    answers count), or RBAC over ``policy`` without one."""
     kind = info.kind
     if not isinstance(body, dict):
         raise errors.bad_request(f"not a {kind}")
@@ -286,7 +297,7 @@ def review(
             errs.append(errors.invalid("metadata", GoValue(_go_meta(meta)), "must be empty"))
         if errs:
             raise errors.invalid_object("", AUTHZ, "", errs)
-        decision = rbac.decide(attributes_from(spec, requester), policy)
+        decision = _decide(attributes_from(spec, requester), policy, authorizer)
         return _answer(info, body, _status(decision))
     errs = validate_spec(spec, self_review=False)
     if kind == "LocalSubjectAccessReview":
@@ -305,8 +316,14 @@ def review(
         spec.get("uid", ""),
         dict(spec.get("extra") or {}),
     )
-    decision = rbac.decide(attributes_from(spec, subject), policy)
+    decision = _decide(attributes_from(spec, subject), policy, authorizer)
     return _answer(info, body, _status(decision))
+
+
+def _decide(
+    attrs: rbac.Attributes, policy: rbac.Policy, authorizer: Authorizer | None
+) -> rbac.Decision:
+    return authorizer.authorize(attrs) if authorizer is not None else rbac.decide(attrs, policy)
 
 
 def _go_meta(meta: Obj) -> str:
@@ -324,6 +341,9 @@ class Reviews:
 
     def __init__(self, registry: Registry) -> None:
         self.policy = CachePolicy(registry)
+        self.registry = registry
+        #: the chain a TokenReview asks (``APIApp`` sets it; None: nothing authenticates)
+        self.authenticator: Authenticator | None = None
 
     async def handle(self, request: web.Request, p: PathInfo, info: ResourceInfo) -> web.Response:
         """Answer one POST to a review row (201 with the status filled in); any other
@@ -336,6 +356,12 @@ class Reviews:
             raise errors.too_large()
         raw = await request.content.read(MAX_BODY + 1)
         body = decode_body(raw, request.headers.get("Content-Type", "application/json"))
-        requester = user_for(request.headers)
-        out = review(info, p.namespace, body, requester, self.policy)
+        if info.kind == "TokenReview":
+            if not isinstance(body, dict):
+                raise errors.bad_request("not a TokenReview")
+            answer = token_review(decode_typed(info, body), self.authenticator)
+            return json_response(orjson.dumps(answer), status=201)
+        # the middleware's authenticated (and impersonated) user
+        requester = request.get("user") or user_for(request.headers)
+        out = review(info, p.namespace, body, requester, self.policy, self.registry.authorizer)
         return json_response(out, status=201)

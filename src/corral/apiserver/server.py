@@ -22,6 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from corral.api import errors
+from corral.apiserver import bootstrap_tokens, csr_admission, framework_auth, front_proxy
 from corral.apiserver.admission import (
     DEFAULT_TOLERATION_SECONDS,
     DefaultTolerationSeconds,
@@ -32,6 +33,8 @@ from corral.apiserver.admission import (
 from corral.apiserver.aggregator import Aggregator
 from corral.apiserver.allocation import ServiceAllocator
 from corral.apiserver.app import APIApp
+from corral.apiserver.authn import load_token_file
+from corral.apiserver.authz import default_chain
 from corral.apiserver.certs import (
     ensure_admin_token,
     ensure_pki_in_child,
@@ -39,13 +42,41 @@ from corral.apiserver.certs import (
     write_kubeconfig,
 )
 from corral.apiserver.children import Children, LoopMain
+from corral.apiserver.client_certs import (
+    agent_identity,
+    ensure_identities_in_child,
+    write_component_kubeconfig,
+)
+from corral.apiserver.component_identities import (
+    COMMAND_IDENTITIES,
+    FRONT_PROXY_CLIENT,
+    IDENTITIES,
+)
+from corral.apiserver.component_identities import reconcile as reconcile_component_policy
 from corral.apiserver.crds import CustomResources
 from corral.apiserver.discovery import Discovery
+from corral.apiserver.encryption import EncryptionReloader
+from corral.apiserver.encryption_config import ensure_default as ensure_encryption_config
+from corral.apiserver.endpoint_reconciler import (
+    EndpointReconciler,
+    advertise_address_for,
+    is_ipv4,
+    is_loopback,
+)
 from corral.apiserver.lifecycle import Lifecycle
+from corral.apiserver.node_authz import NodeAuthorizer
+from corral.apiserver.node_restriction import NodeRestriction
 from corral.apiserver.openapi import OpenAPIDocs
+from corral.apiserver.pod_security_admission import WORKLOADS, PodSecurityAdmission
+from corral.apiserver.pod_security_admission import Config as PodSecurityConfig
+from corral.apiserver.proxy import kubelet_client_context
 from corral.apiserver.rbac_bootstrap import reconcile as reconcile_rbac_policy
+from corral.apiserver.rbac_escalation import EscalationCheck
 from corral.apiserver.registry.table import RESOURCES
+from corral.apiserver.sa_admission import ServiceAccountAdmission
+from corral.apiserver.sa_tokens import ServiceAccountTokens
 from corral.apiserver.store import Registry, WriteOptions
+from corral.apiserver.token_request import TokenRequests
 from corral.apiserver.volume_admission import (
     ClaimResize,
     DefaultStorageClass,
@@ -114,8 +145,21 @@ class Server:
         default_not_ready_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS,
         default_unreachable_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS,
         in_process: Mapping[str, LoopMain] | None = None,
+        token_auth_file: Path | None = None,
+        encryption_provider_config: Path | None = None,
+        advertise_address: str = "",
     ) -> None:
         self.data_dir = Path(data_dir)
+        #: ``--advertise-address``: the IP the ``kubernetes`` Service's endpoints name
+        #: (default: ``bind`` when it is one non-loopback IP, else the host's own)
+        if advertise_address and not is_ipv4(advertise_address):
+            raise ValueError(f"--advertise-address {advertise_address}: not an IPv4 address")
+        self.advertise_address = advertise_address
+        self.endpoints: EndpointReconciler | None = None
+        #: ``--token-auth-file``: static bearer tokens (read at start; a bad file stops it)
+        self.token_auth_file = token_auth_file
+        #: each component's own kubeconfig (its client certificate), by identity name
+        self.component_kubeconfigs: dict[str, Path] = {}
         self.port = port
         self.bind = bind
         self.db_path = parse_datastore(datastore, self.data_dir)
@@ -126,6 +170,14 @@ class Server:
         self.service_cidr = service_cidr
         self.node_port_range = node_port_range
         self.storage = SQLiteStorage(self.db_path, min_history=history)
+        #: ``--encryption-provider-config`` (default ``DATA/pki/encryption.yaml``, made on
+        #: first start: Secrets under aesgcm), reloaded when the file changes
+        self.encryption = EncryptionReloader(
+            encryption_provider_config or self.data_dir / "pki" / "encryption.yaml",
+            self.storage,
+            self.data_dir,
+        )
+        self._default_encryption = encryption_provider_config is None
         self.cache = WatchCache(history)
         self.registry: Registry | None = None
         self.runner: web.AppRunner | None = None
@@ -164,6 +216,8 @@ class Server:
         #: (``corral up``: scheduler, controller-manager, chronos, marathon), by name; the
         #: CLI supplies them, since the API server imports none of those packages
         self.in_process = dict(in_process or {})
+        #: PodSecurity admission defaults and exemptions (none: privileged, nothing exempt)
+        self.pod_security = PodSecurityConfig()
         self.children = Children()
 
     @property
@@ -175,6 +229,9 @@ class Server:
 
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self._default_encryption:
+            ensure_encryption_config(self.encryption.path)
+        self.encryption.start()  # the store reads and writes through it from the start
         await self.storage.start()
         registry = Registry(self.storage, self.cache, RESOURCES, self.clock)
         self.registry = registry
@@ -225,32 +282,86 @@ class Server:
         registry.write_hooks[("", "persistentvolumes")] = [
             StorageObjectInUseProtection.for_volumes(pvs).admit
         ]
-        await self._bootstrap(registry)
-
-        if self.port == 0:
+        # the ServiceAccount admission mutates pods (token volume): before PodSecurity
+        registry.admission[("", "pods")].append(ServiceAccountAdmission(registry).admit)
+        # NodeRestriction: an agent writes only its own Node, Lease and pods (upstream's order)
+        NodeRestriction.register(registry)
+        # the authorizer chain: system:masters, the Node authorizer, RBAC (upstream's order)
+        registry.authorizer = default_chain(registry, NodeAuthorizer(registry))
+        # RBAC escalation prevention: no role or binding grants more than its writer holds
+        EscalationCheck(registry).register()
+        # PodSecurity validates: keep it after the admission plugins that mutate pods
+        pod_security = PodSecurityAdmission(
+            registry.rcache(registry.by_gvr[("", "v1", "namespaces")]), pods, self.pod_security
+        )
+        registry.admission[("", "pods")].append(pod_security.admit_pod)
+        registry.admission[("", "namespaces")].append(pod_security.admit_namespace)
+        for workload in WORKLOADS:
+            registry.admission[workload].append(pod_security.admit_workload)
+        if self.port == 0:  # before the ``kubernetes`` Service names it as its targetPort
             self.port = _free_port(self.bind)
+        self.advertise_address = self.advertise_address or advertise_address_for(self.bind)
+        await self._bootstrap(registry)
         self.token = ensure_admin_token(self.data_dir)
         ssl_ctx = None
         ca_pem: bytes | None = None
         if self.tls:
             hosts = [self.bind] if self.bind not in ("0.0.0.0", "") else []
+            hosts += [self.advertise_address, self.kubernetes_ip]  # what pods dial
             pki = await asyncio.to_thread(ensure_pki_in_child, self.data_dir, hosts)
             ssl_ctx = pki.ssl_context()
             ca_pem = pki.ca_pem
         write_kubeconfig(self.kubeconfig, self.url, ca_pem, self.token)
+        if self.tls:  # every component its own client certificate (component_identities)
+            await self._issue_identities()
+        token_file = load_token_file(self.token_auth_file) if self.token_auth_file else None
+        if self.mesos_port and (self.chronos_port or self.marathon_port):
+            # Marathon's and Chronos' secrets towards the Mesos master (framework_auth)
+            token_file = {**framework_auth.ensure_framework_secrets(self.data_dir),
+                          **(token_file or {})}  # fmt: skip
 
         discovery = Discovery(registry.resources, f"{self.bind}:{self.port}")
-        api = APIApp(registry, discovery, OpenAPIDocs(registry.resources), {self.token})
+        api = APIApp(registry, discovery, OpenAPIDocs(registry.resources), {self.token}, token_file)
+        if self.tls:  # logs/exec/...: HTTPS to agents, with the kubelet-client certificate
+            api.handler.agent_ssl = await asyncio.to_thread(kubelet_client_context, self.data_dir)
         crds.attach(discovery, api.openapi)
-        aggregator = api.aggregator = Aggregator(registry, discovery, self.token)
+        # bootstrap tokens (``corral token create``) and the CSRs of joining nodes
+        csr_admission.register(registry)
+        authn = getattr(api, "authn", None)  # authn.py's chain
+        if authn is not None:
+            authn.token_authenticators.append(
+                bootstrap_tokens.BootstrapTokenAuthenticator(registry)
+            )
+        # ServiceAccount tokens: TokenRequest issues them, the chain authenticates them
+        sa_tokens = ServiceAccountTokens(registry, self.data_dir / "pki", self.clock)
+        api.handler.token_requests = TokenRequests(registry, sa_tokens)
+        if authn is not None:
+            authn.token_authenticators.append(sa_tokens.authenticate)
+        await bootstrap_tokens.publish(registry, self.url, ca_pem)
+        proxy_client = None
+        if self.tls:  # extension servers learn to trust the front proxy (and its CA)
+            await front_proxy.publish(registry, self.data_dir)
+            proxy_client = front_proxy.proxy_client_files(self.data_dir)
+        aggregator = api.aggregator = Aggregator(registry, discovery, proxy_client)
         self.runner = web.AppRunner(
             api.build(), handler_cancellation=True, access_log=None, shutdown_timeout=3.0
         )
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.bind, self.port, ssl_context=ssl_ctx, backlog=1024)
         await site.start()
-        lifecycle = Lifecycle(registry, self.event_ttl)
+        if is_loopback(self.bind) and not is_loopback(self.advertise_address):
+            # pods reach the API through the kubernetes Service: DNAT to this address
+            await web.TCPSite(
+                self.runner, self.advertise_address, self.port, ssl_context=ssl_ctx, backlog=1024
+            ).start()
+        self.endpoints = EndpointReconciler(
+            registry, self.storage, self.clock, self.advertise_address, self.port
+        )
+        self._tasks.append(asyncio.create_task(self.endpoints.run(), name="endpoints"))
+        root_ca = ca_pem.decode() if ca_pem else None
+        lifecycle = Lifecycle(registry, self.event_ttl, root_ca)
         self._tasks.append(asyncio.create_task(lifecycle.run(), name="lifecycle"))
+        self._tasks.append(asyncio.create_task(self.encryption.run(), name="encryption"))
         self._tasks.append(asyncio.create_task(crds.run(), name="crds"))
         self._tasks.append(asyncio.create_task(aggregator.run(), name="aggregator"))
         if self.scheduler:
@@ -271,6 +382,7 @@ class Server:
                         self.bind,
                         "--master",
                         f"{master}:{self.mesos_port}",
+                        *framework_auth.child_args(self.data_dir, "chronos", self.mesos_args),
                     ],
                 )
             if self.marathon_port and self.mesos_port:
@@ -284,10 +396,17 @@ class Server:
                         self.bind,
                         "--master",
                         f"{master}:{self.mesos_port}",
+                        *framework_auth.child_args(self.data_dir, "marathon", self.mesos_args),
                     ],
                 )
         if self.controllers:
-            self._start_child("controller-manager", self.controller_args)
+            signing = (  # the csrsigning controller signs with the cluster CA
+                ["--cluster-signing-cert-file", str(self.data_dir / "pki" / "ca.crt"),
+                 "--cluster-signing-key-file", str(self.data_dir / "pki" / "ca.key")]
+                if self.tls
+                else []
+            )  # fmt: skip
+            self._start_child("controller-manager", [*signing, *self.controller_args])
         if self.metrics_server:
             bind = "127.0.0.1" if self.bind in ("", "::") else self.bind
             tls: list[str] = []
@@ -307,14 +426,49 @@ class Server:
                 ["--name", "hollow", "--runtime", "hollow", "--count", str(self.hollow_nodes)],
             )
         for extra in self.agents:
-            self._start_child("agent", extra)
+            self._start_child("agent", [*extra, *await self._agent_tls(extra)])
         log.info("serving on %s (kubeconfig %s)", self.url, self.kubeconfig)
+
+    async def _agent_tls(self, args: Sequence[str]) -> list[str]:
+        """A local agent's serving certificate flags (``pki/agent-NAME.{crt,key}`` for its
+        ``--name`` and ``--node-ip``, from the cluster CA); none without TLS or a name."""
+        flag = {a: b for a, b in zip(args, [*args[1:], ""], strict=True)}
+        name = flag.get("--name", "")
+        if not self.tls or not name or "--tls-cert-file" in flag:
+            return []
+        hosts = [name, flag.get("--node-ip") or "127.0.0.1"]
+        crt, key = await asyncio.to_thread(
+            ensure_serving_pair_in_child, self.data_dir, f"agent-{name}", hosts
+        )
+        return ["--tls-cert-file", str(crt), "--tls-private-key-file", str(key)]
+
+    async def _issue_identities(self) -> None:
+        """Client certificates (issued in a child when due) and kubeconfigs for the
+        components this server may start and the local agents (``--name``)."""
+        idents = {i.name: i for i in IDENTITIES}
+        for argv in self.agents:
+            ident = agent_identity(argv)
+            idents[ident.name] = ident
+        # the aggregator's front-proxy client certificate (files only, from its own CA)
+        issued = [*idents.values(), FRONT_PROXY_CLIENT]
+        await asyncio.to_thread(ensure_identities_in_child, self.data_dir, issued)
+        for ident in idents.values():
+            path = write_component_kubeconfig(self.data_dir, ident, self.url)
+            self.component_kubeconfigs[ident.name] = path
+
+    def _kubeconfig_for(self, command: str, extra: Sequence[str]) -> Path:
+        """``corral COMMAND``'s own kubeconfig, or the admin's (no TLS, or no identity)."""
+        ident = agent_identity(extra) if command == "agent" else COMMAND_IDENTITIES.get(command)
+        found = self.component_kubeconfigs.get(ident.name) if ident is not None else None
+        return found or self.kubeconfig
 
     def _start_child(self, command: str, extra: list[str] | None = None) -> None:
         """``corral COMMAND --kubeconfig ...`` as a child process; it exits when its stdin
         closes, so it never outlives this process (even after a SIGKILL). A command in
-        ``in_process`` runs as a supervised task here instead, with the same arguments."""
-        args = ["--kubeconfig", str(self.kubeconfig), *(extra or [])]
+        ``in_process`` runs as a supervised task here instead, with the same arguments.
+        Each gets its own kubeconfig (``_kubeconfig_for``)."""
+        kubeconfig = self._kubeconfig_for(command, extra or [])
+        args = ["--kubeconfig", str(kubeconfig), *(extra or [])]
         level = ["--log-level", logging.getLevelName(log.getEffectiveLevel())]
         main = self.in_process.get(command)
         if main is not None:
@@ -360,8 +514,15 @@ class Server:
                 await registry.create(pc_info, "", pc, opts)
         # upstream's rbac/bootstrap-roles post-start hook: default roles and bindings
         await reconcile_rbac_policy(registry)
+        await reconcile_component_policy(registry)  # the corral:* roles of our components
+        await framework_auth.reconcile(registry)  # the Mesos/Marathon/Chronos faces' roles
 
     async def stop(self) -> None:
+        if self.endpoints is not None:  # first: pods stop being sent here
+            try:
+                await self.endpoints.stop()
+            except Exception as e:
+                log.warning("removing this server from the kubernetes service: %s", e)
         await self.children.stop()
         for t in self._tasks:
             t.cancel()

@@ -21,6 +21,7 @@ import functools
 import os
 import secrets
 import uuid
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +40,15 @@ from corral.api.schema import (
     fill_required,
     for_kind,
 )
+from corral.apiserver.admission_chain import (
+    CREATE,
+    DELETE,
+    UPDATE,
+    AdmissionPlugin,
+    AdmissionRequest,
+)
+from corral.apiserver.authz import Authorizer
+from corral.apiserver.identity import UserInfo
 from corral.apiserver.registry.base import ResourceInfo
 from corral.storage.base import KV, KeyExists, KeyNotFound, RevisionMismatch, Storage
 from corral.storage.cache import Entry, ResourceCache, WatchCache
@@ -69,6 +79,8 @@ class WriteOptions:
     force: bool = False
     #: keys the request body repeated (found by the HTTP layer), reported like unknown ones
     duplicates: list[str] = field(default_factory=list)
+    #: who writes (the authenticated, impersonated user); None: the API server itself
+    user: UserInfo | None = None
 
 
 @dataclass
@@ -78,6 +90,8 @@ class DeleteOptions:
     precondition_uid: str | None = None
     precondition_rv: str | None = None
     dry_run: bool = False
+    #: who deletes (the authenticated, impersonated user); None: the API server itself
+    user: UserInfo | None = None
 
 
 @dataclass
@@ -147,6 +161,13 @@ class Registry:
         #: per-kind hooks run after prepare/validate on create and update (allocations);
         #: each may return a release called once the write is done or failed
         self.write_hooks: dict[tuple[str, str], list[WriteHook]] = {}
+        #: (group, plural) -> admission plugins (``admission_chain.py``), run in order
+        #: after defaults and before validation on every write of the resource and its
+        #: subresources
+        self.admission: defaultdict[tuple[str, str], list[AdmissionPlugin]] = defaultdict(list)
+        #: the authorizer chain (``authz.py``), set by server.py; admission plugins and
+        #: the escalation checks ask it
+        self.authorizer: Authorizer | None = None
         # views after the rows they share a cache with: that row's fields are the cache's
         for info in sorted(resources, key=lambda i: i.storage is not None):
             self.by_gvr[(info.group, info.version, info.plural)] = info
@@ -429,6 +450,8 @@ class Registry:
             info.strategy.default(obj)
             info.strategy.prepare_for_create(obj)
             self._fill_status(info, obj)
+            # no name yet is the validation's to refuse (below), after admission as upstream
+            self.admit(CREATE, info, namespace, meta.get("name", ""), "", obj, None, opts)
             errs = info.strategy.validate_metadata(obj, info.namespaced)
             errs += info.strategy.validate(obj)
             self._invalid(info, obj, errs)
@@ -445,6 +468,28 @@ class Registry:
                     release()
             return result
         raise AssertionError("unreachable")
+
+    def admit(
+        self,
+        operation: str,
+        info: ResourceInfo,
+        namespace: str,
+        name: str,
+        subresource: str,
+        obj: Obj | None,
+        old: Obj | None,
+        opts: WriteOptions | DeleteOptions,
+    ) -> None:
+        """Run ``info``'s admission plugins (``admission_chain.py``) on this write; a
+        refusal raises. One dict lookup when none is registered."""
+        plugins = self.admission.get((info.group, info.plural))
+        if not plugins:
+            return
+        req = AdmissionRequest(
+            operation, info, namespace, name, subresource, obj, old, opts.user, opts.dry_run
+        )
+        for plugin in plugins:
+            plugin(req)
 
     def _run_hooks(self, info: ResourceInfo, obj: Obj, key: str) -> list[Callable[[], None]]:
         releases = []
@@ -533,9 +578,13 @@ class Registry:
             self._check_identity(info, new, old, name)
             new = self._prepare_update(info, new, old, subresource)
             self._fill_status(info, new)
+            if subresource != "binding":  # the binding handler admits a CREATE of the Binding
+                self.admit(UPDATE, info, namespace, name, subresource, new, old, opts)
             errs = info.strategy.validate_metadata(new, info.namespaced)
             if subresource == "status":
                 errs += info.strategy.validate_status_update(new, old)
+            elif subresource and subresource in info.strategy.update_subresources:
+                errs += info.strategy.validate_subresource_update(subresource, new, old)
             elif subresource in TRANSFORM_VALIDATED:
                 pass  # the binding handler sets nodeName and a condition, nothing a user wrote;
                 # the ephemeralcontainers handler validated its change in its transform
@@ -554,7 +603,7 @@ class Registry:
                     self.schema(info),
                     subresource,
                 )
-            if _same(new, old):
+            if _same(new, old) and not _stale(self.storage, key):
                 return Result(old, self.raw(info, entry))
             releases = self._run_hooks(info, new, key) if subresource == "" else []
             try:
@@ -659,6 +708,8 @@ class Registry:
                 )
         if subresource == "status":
             info.strategy.prepare_for_status_update(new, old)
+        elif subresource and subresource in info.strategy.update_subresources:
+            info.strategy.prepare_for_subresource_update(subresource, new, old)
         elif subresource in TRANSFORM_VALIDATED:
             pass
         elif subresource == "finalize":
@@ -731,7 +782,7 @@ class Registry:
             obj = server_side_apply(
                 None, body, opts.field_manager, info.group_version, opts.force, self.now(), node
             )
-            create_opts = WriteOptions(opts.dry_run, opts.field_manager, "Ignore")
+            create_opts = WriteOptions(opts.dry_run, opts.field_manager, "Ignore", user=opts.user)
             managed = obj["metadata"].get("managedFields")
             res = await self.create(info, namespace, obj, create_opts, managed)
             res.warnings = warnings
@@ -781,6 +832,8 @@ class Registry:
             entry = self.rcache(info).entries.get(key)
             if entry is None:
                 raise errors.not_found(info.plural, info.group, name)
+            if self.admission.get((info.group, info.plural)):
+                self.admit(DELETE, info, namespace, name, "", None, entry.obj(), opts)
             obj = entry.obj()
             meta = obj["metadata"]
             if not meta.get("deletionTimestamp"):
@@ -965,3 +1018,10 @@ def _strip(obj: Obj) -> Obj:
 def _same(new: Obj, old: Obj) -> bool:
     """No-op detection: an update that changes nothing writes nothing (and keeps the RV)."""
     return _strip(new) == _strip(old)
+
+
+def _stale(storage: object, key: str) -> bool:
+    """The stored value is under an older encryption key (or plaintext now encrypted):
+    a no-op update still writes it, as upstream's etcd3 store (``storage/transform.py``)."""
+    is_stale = getattr(storage, "is_stale", None)
+    return bool(is_stale(key)) if is_stale is not None else False

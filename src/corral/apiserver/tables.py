@@ -34,6 +34,7 @@ from corral.api.selectors import (
 )
 from corral.apiserver.registry.autoscaling import table_cells
 from corral.apiserver.registry.autoscaling_v1 import HPAV1Converter
+from corral.apiserver.registry.certificates import csr_cells
 
 Obj = Mapping[str, Any]
 
@@ -103,6 +104,7 @@ _CORE = "io.k8s.api.core.v1."
 _APPS = "io.k8s.api.apps.v1."
 _BATCH = "io.k8s.api.batch.v1."
 _HPA = "io.k8s.api.autoscaling.v2.HorizontalPodAutoscaler"
+_CSR_SPEC = "io.k8s.api.certificates.v1.CertificateSigningRequestSpec"
 
 
 @functools.cache
@@ -383,6 +385,14 @@ _COLUMNS: dict[tuple[str, str], tuple[_Col, ...]] = {
             doc=("io.k8s.api.storage.v1.StorageClass", "allowVolumeExpansion"),
         ),
         _AGE,
+    ),
+    ("certificates.k8s.io", "certificatesigningrequests"): (
+        _NAME,
+        _AGE,
+        _Col("SignerName", doc=(_CSR_SPEC, "signerName")),
+        _Col("Requestor", doc="Name of the user which made this request."),
+        _Col("RequestedDuration", doc=(_CSR_SPEC, "expirationSeconds")),
+        _Col("Condition", doc="State of this request."),
     ),
     # Roles and ClusterRoles print the default Name / Created At, as upstream
     ("rbac.authorization.k8s.io", "rolebindings"): (
@@ -1364,6 +1374,9 @@ _ROWS: dict[tuple[str, str], Callable[[Obj, datetime], list[Any]]] = {
     ("storage.k8s.io", "storageclasses"): _storage_class_row,
     ("rbac.authorization.k8s.io", "rolebindings"): _role_binding_row,
     ("rbac.authorization.k8s.io", "clusterrolebindings"): _role_binding_row,
+    ("certificates.k8s.io", "certificatesigningrequests"): lambda o, now: csr_cells(
+        o, now, human_duration, _age(o, now)
+    ),
     ("mesos.corral.dev", "frameworks"): _framework_row,
     ("chronos.corral.dev", "chronosjobs"): _chronos_job_row,
     ("marathon.corral.dev", "apps"): _marathon_app_row,

@@ -53,6 +53,7 @@ import orjson
 from aiohttp import web
 
 from corral.chronos.jobs import JobError
+from corral.client.reviews import Reviewer
 
 log = logging.getLogger("corral.chronos.http")
 
@@ -380,8 +381,13 @@ async def metrics(request: web.Request) -> web.Response:
     return _json(_service(request).metrics())
 
 
-def build_app(service: Service) -> web.Application:
-    app = web.Application(middlewares=[_errors])
+def build_app(service: Service, reviewer: Reviewer | None = None) -> web.Application:
+    """Chronos' REST API over ``service``; with a ``reviewer``, every request
+    authenticated and authorized (``auth.py``)."""
+    from corral.chronos import auth
+
+    middlewares = [_errors] if reviewer is None else [_errors, auth.middleware(reviewer)]
+    app = web.Application(middlewares=middlewares)
     app[SERVICE_KEY] = service
     r = app.router
     for p in PREFIXES:

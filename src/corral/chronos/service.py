@@ -54,6 +54,7 @@ from corral.chronos.offercalls import OfferState
 from corral.chronos.planner import RESULT_FIELDS, TERMINAL_FAILURES, Planner
 from corral.chronos.taskinfo import ts
 from corral.chronos.writes import LOST, WON, JobWrites
+from corral.client.basic_auth import basic_header
 from corral.client.informer import Informer
 from corral.client.rest import CHRONOS_JOBS, CONFIGMAPS, NAMESPACES, Client
 from corral.mesos.framework_client import FrameworkError, SchedulerCallError, SchedulerClient
@@ -84,9 +85,14 @@ class ChronosService(ChronosApi):
         clock: Callable[[], float] = time.time,
         role: str = "*",
         write_concurrency: int | None = None,
+        principal: str = "",
+        secret: str = "",
     ) -> None:
         self.client = client
         self.master = master
+        #: who this framework authenticates to the master as (HTTP basic), or ""
+        self.principal = principal
+        self.secret = secret
         self.leader_address = leader
         self.now = clock
         self.role = role
@@ -103,6 +109,12 @@ class ChronosService(ChronosApi):
         kw = {} if write_concurrency is None else {"concurrency": write_concurrency}
         self.writes = JobWrites(client, self.informer, self._spawn, self.planner_open_runs, **kw)
         self.offer_state = OfferState(lambda: self.framework, lambda: self.planner.suppressed)
+
+    def _authorization(self) -> str | None:
+        """The ``Authorization`` header towards the master (``--mesos-authentication-*``)."""
+        if not (self.principal and self.secret):
+            return None
+        return basic_header(self.principal, self.secret)
 
     def planner_open_runs(self, name: str) -> Obj | None:
         return self.planner.open_runs(name)
@@ -143,8 +155,15 @@ class ChronosService(ChronosApi):
                 "checkpoint": True,
                 "webui_url": f"http://{self.leader_address}",
             }
+            if self.principal:
+                info["principal"] = self.principal
             self.framework = SchedulerClient(
-                self.master, info, on_event=self._on_event, framework_id=fid, implicit_acks=False
+                self.master,
+                info,
+                on_event=self._on_event,
+                framework_id=fid,
+                implicit_acks=False,
+                authorization=self._authorization(),
             )
             tg.create_task(self._framework_run(self.framework), name="chronos-framework")
             tg.create_task(self.offer_state.run(), name="chronos-offer-state")

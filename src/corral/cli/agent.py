@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import errno
 import ipaddress
 import logging
@@ -21,6 +22,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from corral.agent.auth import ServingTLS
 from corral.agent.dns import host_resolv_conf, parse_resolv_conf
 from corral.agent.drivers.base import Driver
 from corral.agent.images import RegistryHosts
@@ -57,6 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--server", default="", help="API server URL (overrides the kubeconfig's)")
     p.add_argument("--kubeconfig", default="", help="kubeconfig with the agent's credentials")
     p.add_argument(
+        "--token",
+        default="",
+        help="join with this bootstrap token (corral token create) when there is no "
+        "kubeconfig: the node gets its own certificate in DATA_DIR/kubeconfig",
+    )
+    p.add_argument(
+        "--ca-cert-hash",
+        default="",
+        metavar="sha256:HEX",
+        help="with --token: the cluster CA's public key hash the server must present",
+    )
+    p.add_argument(
         "--name", default=socket.gethostname(), help="node name (hollow --count: prefix)"
     )
     p.add_argument(
@@ -72,6 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", default="", help="extra node labels, k=v,k2=v2")
     p.add_argument("--node-ip", default="127.0.0.1", help="the node's InternalIP")
     p.add_argument("--port", type=int, default=10250, help="logs/exec port (0: any free)")
+    p.add_argument(
+        "--tls-cert-file", default="", help="serving certificate of the agent API (HTTPS)"
+    )
+    p.add_argument("--tls-private-key-file", default="", help="its private key")
+    p.add_argument(
+        "--client-ca-file",
+        default="",
+        help="CA of the client certificates accepted (default: the kubeconfig's CA)",
+    )
     p.add_argument(
         "--registry-mirror",
         action="append",
@@ -130,6 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--bridge", default="corral0", help="oci: the CNI bridge of this agent")
     p.add_argument("--pod-pids-limit", type=int, default=None, help="pids limit of every container")
+    p.add_argument(
+        "--seccomp-default",
+        action="store_true",
+        help="oci: containers without a seccompProfile get RuntimeDefault instead of "
+        "Unconfined (the kubelet's --seccomp-default); Localhost profiles: DATA/seccomp/",
+    )
     p.add_argument(
         "--reset",
         action="store_true",
@@ -280,7 +309,7 @@ def _claim_bridge(bridge: str, subnet: str, data_dir: Path) -> None:
 
 async def reset(driver: Driver, data_dir: Path) -> int:
     """Stop and remove everything ``driver`` recovers (``corral agent --reset``), the
-    Mesos task sandboxes of those pods, the bridge this agent made once no pod is
+    pods' volume mounts, the Mesos task sandboxes of those pods, the bridge this agent made once no pod is
     attached to it, and the portmap plugin's chains once no hostPort uses them."""
     import shutil
 
@@ -289,6 +318,10 @@ async def reset(driver: Driver, data_dir: Path) -> int:
     from corral.agent.teardown import clear
 
     containers, sandboxes = await clear(driver)
+    if os.geteuid() == 0:  # the volumes (tmpfs) of pods the agent had not torn down
+        from corral.agent.volumes import unmount_pod_volumes
+
+        await unmount_pod_volumes(data_dir / "pods")
     tasks = sandboxes_dir(data_dir)
     n = len(list(tasks.iterdir())) if tasks.is_dir() else 0
     shutil.rmtree(tasks, ignore_errors=True)
@@ -311,6 +344,22 @@ async def reset(driver: Driver, data_dir: Path) -> int:
         flush=True,
     )
     return 0
+
+
+def _serving_tls(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, ca_pem: bytes | None
+) -> ServingTLS | None:
+    """The agent API's TLS from ``--tls-cert-file``/``--tls-private-key-file`` (None:
+    plain HTTP, as a stand-alone test agent)."""
+    if not args.tls_cert_file and not args.tls_private_key_file:
+        return None
+    if not args.tls_cert_file or not args.tls_private_key_file:
+        parser.error("--tls-cert-file and --tls-private-key-file go together")
+    try:
+        client_ca = Path(args.client_ca_file).read_bytes() if args.client_ca_file else ca_pem
+        return ServingTLS(Path(args.tls_cert_file), Path(args.tls_private_key_file), client_ca)
+    except (OSError, ValueError) as e:
+        parser.error(f"the agent's serving certificate: {e}")
 
 
 def main(argv: list[str]) -> int:
@@ -352,8 +401,25 @@ def main(argv: list[str]) -> int:
     driver = make_driver(runtime, data_dir, args.node_ip, first_cidr, args.bridge)
     if args.reset:
         return asyncio.run(reset(driver, data_dir))
+    joined = False
+    if not args.kubeconfig and args.token:
+        if not args.server:
+            parser.error("--token needs --server")
+        args.kubeconfig, joined = str(data_dir / "kubeconfig"), True
+        if not (data_dir / "kubeconfig").exists():
+            from corral.agent.bootstrap import JoinError, join
+
+            try:
+                asyncio.run(
+                    join(
+                        args.server, args.token, args.name, data_dir, ca_cert_hash=args.ca_cert_hash
+                    )
+                )
+            except (JoinError, OSError) as e:
+                print(f"corral agent: {e}", file=sys.stderr, flush=True)
+                return 1
     if not args.kubeconfig:
-        parser.error("--kubeconfig is required")
+        parser.error("--kubeconfig is required (or --server and --token to join)")
     try:  # what this agent would share with another cluster's on this host: refuse early
         _claim_host_network(args, runtime, data_dir, auto_cidr)
     except Exception as e:
@@ -366,7 +432,7 @@ def main(argv: list[str]) -> int:
         return 1
     cfg = KubeConfig.load(args.kubeconfig)
     if args.server:
-        cfg = KubeConfig(args.server.rstrip("/"), cfg.token, cfg.ca_pem)
+        cfg = dataclasses.replace(cfg, server=args.server.rstrip("/"))
     images = ImageStore(data_dir / "images", hosts)
     client = Client(cfg, connections=16, user_agent=f"corral-agent/{runtime}")
     cluster_dns = tuple(x.strip() for x in args.cluster_dns.split(",") if x.strip())
@@ -384,10 +450,12 @@ def main(argv: list[str]) -> int:
         port=args.port,
         labels=labels,
         token=cfg.token,
+        tls=_serving_tls(parser, args, cfg.ca_pem),
         pids_limit=args.pod_pids_limit,
         cluster_dns=cluster_dns,
         cluster_domain=args.cluster_domain,
         pod_cidr=published_cidr,
+        seccomp_default=args.seccomp_default,
     )
 
     proxier = _proxier(client, args, data_dir) if args.proxy != "off" else None
@@ -419,6 +487,11 @@ def main(argv: list[str]) -> int:
                 tg.create_task(_node_dns(client, node_dns, args.cluster_domain))
             if proxier is not None:
                 tg.create_task(_guarded(proxier.run(), "the service proxy"))
+            if joined:  # renew the node's client certificate at 80% of its lifetime
+                from corral.agent.bootstrap import renew_loop
+
+                renew = renew_loop(client, args.name, Path(args.kubeconfig), data_dir)
+                tg.create_task(_guarded(renew, "certificate renewal"))
             if runtime == "oci" and os.geteuid() == 0:
                 from corral.agent.routes import PodRoutes
 

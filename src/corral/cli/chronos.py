@@ -29,6 +29,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--role", default="*", help="the Mesos role its runs are offered under")
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--exit-on-stdin-eof", action="store_true", help=argparse.SUPPRESS)
+    frameworks.add_auth_flags(p, "Chronos")
 
 
 async def _serve(args: argparse.Namespace, own_process: bool = True) -> None:
@@ -41,7 +42,15 @@ async def _serve(args: argparse.Namespace, own_process: bool = True) -> None:
         args.kubeconfig or default_kubeconfig(), user_agent="corral-chronos"
     )
     host = "127.0.0.1" if args.bind in ("0.0.0.0", "::") else args.bind
-    service = ChronosService(client, args.master, leader=f"{host}:{args.port}", role=args.role)
+    principal, secret = frameworks.mesos_credentials(args)
+    service = ChronosService(
+        client,
+        args.master,
+        leader=f"{host}:{args.port}",
+        role=args.role,
+        principal=principal,
+        secret=secret,
+    )
 
     async def close() -> None:
         if service.framework is not None:
@@ -51,7 +60,7 @@ async def _serve(args: argparse.Namespace, own_process: bool = True) -> None:
     log.info("Chronos API on http://%s:%d (Mesos master %s)", args.bind, args.port, args.master)
     await frameworks.serve(
         "chronos",
-        build_app(service),
+        build_app(service, frameworks.reviewer(client, args)),
         service.run(),
         bind=args.bind,
         port=args.port,

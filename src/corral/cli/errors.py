@@ -17,6 +17,7 @@ error at once rather than a loop of retries.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import ssl
@@ -100,7 +101,7 @@ def preflight(command: str, args: argparse.Namespace) -> None:
         path = default_kubeconfig()
     cfg = KubeConfig.load(path)
     server = str(getattr(args, "server", "") or "") or cfg.server
-    check_server(KubeConfig(server.rstrip("/"), cfg.token, cfg.ca_pem), str(path))
+    check_server(dataclasses.replace(cfg, server=server.rstrip("/")), str(path))
 
 
 def check_server(cfg: KubeConfig, path: str, timeout: float = PREFLIGHT_TIMEOUT) -> None:

@@ -56,6 +56,54 @@ async def serve(
         await runner.cleanup()
 
 
+def add_auth_flags(p: Any, what: str) -> None:
+    """``--[no-]authenticate-http`` and Mesos' ``--mesos_authentication_*`` flags of
+    ``corral marathon`` / ``corral chronos``."""
+    import argparse
+
+    p.add_argument(
+        "--authenticate-http",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help=f"require HTTP basic credentials (a Corral user and its token) and RBAC "
+        f"on the {what} API (default: on)",
+    )
+    p.add_argument(
+        "--mesos-authentication-principal",
+        default="",
+        metavar="USER",
+        help="the principal to authenticate to the Mesos master as (a Corral user)",
+    )
+    p.add_argument(
+        "--mesos-authentication-secret-file",
+        default="",
+        metavar="FILE",
+        help="a file holding that principal's secret (one of its tokens)",
+    )
+
+
+def mesos_credentials(args: Any) -> tuple[str, str]:
+    """(principal, secret) from the ``--mesos-authentication-*`` flags; ("", "") when
+    unset. A secret file that cannot be read raises ``OSError``/``ValueError``."""
+    from corral.client.basic_auth import read_secret_file
+
+    principal = args.mesos_authentication_principal
+    path = args.mesos_authentication_secret_file
+    if not principal or not path:
+        return "", ""
+    return principal, read_secret_file(path)
+
+
+def reviewer(client: Any, args: Any) -> Any:
+    """A ``Reviewer`` for the REST API's authentication, or None with
+    ``--no-authenticate-http``."""
+    if not args.authenticate_http:
+        return None
+    from corral.client.reviews import Reviewer
+
+    return Reviewer(client)
+
+
 def run(command: str, log_level: str, main: Callable[[], Coroutine[Any, Any, None]]) -> int:
     """``corral COMMAND``'s process: logging, uvloop when installed, ``main()`` in an event
     loop; an ``OSError`` (a port in use) is one line on stderr and exit status 1."""

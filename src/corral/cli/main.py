@@ -46,8 +46,30 @@ def _server_args(p: argparse.ArgumentParser, data_required: bool) -> None:
     )
     p.add_argument("--port", type=int, default=6443, help="Kubernetes API port (HTTPS)")
     p.add_argument("--bind", default="127.0.0.1", help="address to listen on")
+    p.add_argument(
+        "--advertise-address",
+        default="",
+        metavar="IP",
+        help="the IP the kubernetes Service's endpoints name (default: --bind when it is "
+        "one non-loopback IP, else this host's address on its default route)",
+    )
     p.add_argument("--datastore", default=None, help="sqlite:///PATH (default DATA_DIR/state.db)")
     p.add_argument("--event-ttl", type=float, default=24 * 3600, help="seconds events are kept")
+    p.add_argument(
+        "--token-auth-file",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help='static bearer tokens, CSV lines token,user,uid,"group1,group2" (as kube-apiserver)',
+    )
+    p.add_argument(
+        "--encryption-provider-config",
+        type=absolute_path,
+        default=None,
+        metavar="FILE",
+        help="EncryptionConfiguration for data at rest, reloaded when it changes (default "
+        "DATA_DIR/pki/encryption.yaml, made on first start: Secrets under aesgcm)",
+    )
     p.add_argument(
         "--history",
         type=int,
@@ -215,6 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"for app/ID: the Marathon API (default {marathon_cli.DEFAULT_MARATHON})",
         )
     image_cli.add_parser(sub)
+    from corral.cli import token as token_cli
+
+    token_cli.add_parser(sub)
+    from corral.cli import secrets as secrets_cli
+
+    secrets_cli.add_parser(sub)
     from corral.cli import down as down_cli
 
     down = sub.add_parser("down", help="stop a corral up cluster, remove what it made here")
@@ -354,6 +382,14 @@ def _main(argv: list[str]) -> int:
         return scheduler_cli.why(args)
     if args.command == "image":
         return image_cli.run(args)
+    if args.command == "token":
+        from corral.cli import token as token_cli
+
+        return token_cli.run(args)
+    if args.command == "secrets":
+        from corral.cli import secrets as secrets_cli
+
+        return secrets_cli.run(args)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -392,8 +428,11 @@ def _main(argv: list[str]) -> int:
             args.data_dir,
             port=args.port,
             bind=args.bind,
+            advertise_address=args.advertise_address,
             datastore=args.datastore,
             event_ttl=args.event_ttl,
+            token_auth_file=args.token_auth_file,
+            encryption_provider_config=args.encryption_provider_config,
             history=args.history,
             service_cidr=args.service_cidr,
             node_port_range=_port_range(args.service_node_port_range),

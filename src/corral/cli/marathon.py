@@ -33,15 +33,17 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--role", default="*", help="the Mesos role its instances are offered under")
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--exit-on-stdin-eof", action="store_true", help=argparse.SUPPRESS)
+    frameworks.add_auth_flags(p, "Marathon")
 
 
-def build_web_app(service: Any, bus: Any) -> Any:
-    """The REST API (``http.make_app``) plus the ``why`` route."""
+def build_web_app(service: Any, bus: Any, reviewer: Any = None) -> Any:
+    """The REST API (``http.make_app``, authenticated with a ``reviewer``) plus the
+    ``why`` route."""
     from aiohttp import web
 
     from corral.marathon.http import make_app
 
-    app = make_app(service, bus)
+    app = make_app(service, bus, reviewer)
 
     async def why(request: web.Request) -> web.Response:
         app_id = "/" + request.match_info["app_id"].strip("/")
@@ -64,8 +66,15 @@ async def _serve(args: argparse.Namespace, own_process: bool = True) -> None:
     )
     host = "127.0.0.1" if args.bind in ("0.0.0.0", "::") else args.bind
     bus = EventBus()
+    principal, secret = frameworks.mesos_credentials(args)
     service = MarathonService(
-        client, args.master, leader=f"{host}:{args.port}", events=bus, role=args.role
+        client,
+        args.master,
+        leader=f"{host}:{args.port}",
+        events=bus,
+        role=args.role,
+        principal=principal,
+        secret=secret,
     )
 
     async def close() -> None:
@@ -76,7 +85,7 @@ async def _serve(args: argparse.Namespace, own_process: bool = True) -> None:
     log.info("Marathon API on http://%s:%d (Mesos master %s)", args.bind, args.port, args.master)
     await frameworks.serve(
         "marathon",
-        build_web_app(service, bus),
+        build_web_app(service, bus, frameworks.reviewer(client, args)),
         service.run(),
         bind=args.bind,
         port=args.port,

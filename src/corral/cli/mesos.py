@@ -118,12 +118,39 @@ def base_url(master: str) -> str:
     return f"{parts.scheme}://{host}:{parts.port or 5050}"
 
 
+def kubeconfig_token(path: str | None = None) -> str:
+    """The bearer token of the current user of the kubeconfig (``$KUBECONFIG`` or the
+    default), "" when it has none: sent to the master, whose read-only endpoints
+    authenticate (``mesos/auth.py`` accepts a bearer token as well as basic auth)."""
+    from corral.cli.scheduler import default_kubeconfig
+
+    try:
+        import yaml
+
+        with open(path or default_kubeconfig(), encoding="utf-8") as f:
+            cfg = yaml.safe_load(f) or {}
+        ctx_name = cfg.get("current-context")
+        ctx = next(c["context"] for c in cfg.get("contexts") or [] if c["name"] == ctx_name)
+        user = next(u["user"] for u in cfg.get("users") or [] if u["name"] == ctx["user"])
+        return str(user.get("token") or "")
+    except (OSError, ValueError, KeyError, TypeError, StopIteration, AttributeError):
+        return ""
+    except Exception:  # yaml's errors: no token then
+        return ""
+
+
+def _request(url: str) -> urllib.request.Request:
+    token = kubeconfig_token()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return urllib.request.Request(url, headers=headers)
+
+
 def get_json(master: str, path: str) -> Obj:
     """GET ``path`` of the master as JSON; ``MasterUnreachable`` on any failure."""
     url = base_url(master) + path
     where = f"cannot reach the Mesos master at {master}"
     try:
-        with urllib.request.urlopen(url, timeout=_TIMEOUT) as r:
+        with urllib.request.urlopen(_request(url), timeout=_TIMEOUT) as r:
             body = r.read()
     except urllib.error.HTTPError as e:
         detail = e.read(200).decode(errors="replace").strip()
@@ -342,7 +369,7 @@ def why_framework(args: argparse.Namespace, who: str) -> int:
     master = getattr(args, "master", DEFAULT_MASTER)
     url = base_url(master) + "/corral/why/" + urllib.parse.quote(who, safe="")
     try:
-        with urllib.request.urlopen(url, timeout=_TIMEOUT) as r:
+        with urllib.request.urlopen(_request(url), timeout=_TIMEOUT) as r:
             data = json.loads(r.read())
     except urllib.error.HTTPError as e:
         if e.code != 404:

@@ -29,6 +29,12 @@ if TYPE_CHECKING:
 Obj = dict[str, Any]
 log = logging.getLogger("corral.scheduler")
 
+#: the Mesos master's authentication realms (``mesos/auth.py``): flag suffix, what
+AUTH_REALMS = (
+    ("frameworks", "the scheduler API (/api/v1/scheduler)"),
+    ("readwrite", "the operator API (/api/v1)"),
+    ("readonly", "the read-only endpoints (/state, /metrics/snapshot, /corral/...)"),
+)
 #: how the scheduler appends the nearest miss to Kubernetes' text in its Event
 NEAREST_OPEN = "(nearest miss: "
 
@@ -143,6 +149,14 @@ def add_mesos_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--allocation-interval", type=float, default=1.0, metavar="SECONDS", help="DRF cycle"
     )
+    for realm, what in AUTH_REALMS:
+        p.add_argument(
+            f"--authenticate-http-{realm}",
+            action=argparse.BooleanOptionalAction,
+            default=True,
+            help=f"Mesos master: require HTTP basic credentials (a Corral user and its token) "
+            f"and RBAC on {what} (default: on)",
+        )
 
 
 def mesos_flag_args(args: argparse.Namespace) -> list[str]:
@@ -153,7 +167,22 @@ def mesos_flag_args(args: argparse.Namespace) -> list[str]:
         out += ["--namespace-role", item]
     if args.offer_timeout is not None:
         out += ["--offer-timeout", str(args.offer_timeout)]
+    for realm, _ in AUTH_REALMS:
+        if not getattr(args, f"authenticate_http_{realm}", True):
+            out.append(f"--no-authenticate-http-{realm}")
     return out
+
+
+def master_auth(client: Client, args: argparse.Namespace) -> Any:
+    """The Mesos master's ``MasterAuth`` (``mesos/auth.py``) from the flags; None when
+    every realm is open."""
+    flags = {r: getattr(args, f"authenticate_http_{r}", True) for r, _ in AUTH_REALMS}
+    if not any(flags.values()):
+        return None
+    from corral.client.reviews import Reviewer
+    from corral.mesos.auth import MasterAuth
+
+    return MasterAuth(Reviewer(client), **flags)
 
 
 async def _placement(sched: Any, client: Client, args: argparse.Namespace) -> None:
@@ -176,7 +205,10 @@ async def _placement(sched: Any, client: Client, args: argparse.Namespace) -> No
         client, sched, allocator, hostname=bind, port=port, interval=args.allocation_interval
     )
     runner = web.AppRunner(
-        build_app(master), handler_cancellation=True, access_log=None, shutdown_timeout=2.0
+        build_app(master, master_auth(client, args)),
+        handler_cancellation=True,
+        access_log=None,
+        shutdown_timeout=2.0,
     )
     await runner.setup()
     try:

@@ -2,9 +2,9 @@
 
 Every loop in Corral (scheduler, controllers, agents) is an ordinary API client, so it can
 run in the server's process or on another machine. ``Client`` reads a kubeconfig (server
-URL, CA, bearer token), keeps one aiohttp session, and offers the verbs by resource:
-``get``, ``list``, ``watch``, ``create``, ``update``, ``patch``, ``delete`` and
-subresource calls. Errors come back as ``corral.api.errors.StatusError`` rebuilt from the
+URL, CA, bearer token or client certificate), keeps one aiohttp session, and offers the
+verbs by resource: ``get``, ``list``, ``watch``, ``create``, ``update``, ``patch``,
+``delete`` and subresource calls. Errors come back as ``corral.api.errors.StatusError`` rebuilt from the
 server's Status body, so callers handle 404/409 the same way the server raised them.
 """
 
@@ -85,6 +85,9 @@ class KubeConfig:
     server: str
     token: str
     ca_pem: bytes | None
+    #: a client certificate and its key (PEM): the user is the certificate's subject
+    cert_pem: bytes | None = None
+    key_pem: bytes | None = None
 
     @classmethod
     def load(cls, path: str | Path) -> KubeConfig:
@@ -100,7 +103,13 @@ class KubeConfig:
             ca_pem = base64.b64decode(ca) if ca else None
             if ca_pem is None and cluster.get("certificate-authority"):
                 ca_pem = Path(cluster["certificate-authority"]).read_bytes()
-            return cls(cluster["server"].rstrip("/"), user.get("token", ""), ca_pem)
+            return cls(
+                cluster["server"].rstrip("/"),
+                user.get("token", ""),
+                ca_pem,
+                _pem(user, "client-certificate"),
+                _pem(user, "client-key"),
+            )
         except OSError as e:
             where = f"{path}" if e.filename in (None, str(path)) else f"{path} ({e.filename})"
             raise KubeConfigError(f"cannot read the kubeconfig {where}: {e.strerror or e}") from e
@@ -114,11 +123,31 @@ class KubeConfig:
         if not self.server.startswith("https"):
             return False
         if self.ca_pem is None:
-            return ssl.create_default_context()
-        with tempfile.NamedTemporaryFile() as f:
-            f.write(self.ca_pem)
-            f.flush()
-            return ssl.create_default_context(cafile=f.name)
+            ctx = ssl.create_default_context()
+        else:
+            ctx = ssl.create_default_context(cadata=self.ca_pem.decode())
+        if self.cert_pem is not None and self.key_pem is not None:
+            # load_cert_chain reads files only: a private temporary file (0600), gone after
+            with tempfile.NamedTemporaryFile() as f:
+                f.write(self.cert_pem + b"\n" + self.key_pem)
+                f.flush()
+                ctx.load_cert_chain(f.name)
+        return ctx
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The ``Authorization`` header of a token user (none for a certificate user)."""
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+
+def _pem(user: dict[str, Any], key: str) -> bytes | None:
+    """A kubeconfig user's ``KEY-data`` (base64) or the file ``KEY`` names."""
+    data = user.get(f"{key}-data")
+    if data:
+        return base64.b64decode(data)
+    if user.get(key):
+        return Path(user[key]).read_bytes()
+    return None
 
 
 def _params(**given: str) -> dict[str, str]:
@@ -156,10 +185,7 @@ class Client:
             self._session = aiohttp.ClientSession(
                 base_url=self.config.server,
                 connector=conn,
-                headers={
-                    "Authorization": f"Bearer {self.config.token}",
-                    "User-Agent": self._user_agent,
-                },
+                headers={**self.config.headers, "User-Agent": self._user_agent},
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
             )
         return self._session

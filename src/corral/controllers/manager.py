@@ -25,8 +25,11 @@ from typing import Any
 
 from corral.client.rest import Client
 from corral.controllers.base import Controller, InformerFactory
+from corral.controllers.bootstrapsigner import BootstrapSignerController, TokenCleanerController
 from corral.controllers.clusterroleaggregation import ClusterRoleAggregationController
 from corral.controllers.cronjob import CronJobController
+from corral.controllers.csrapproving import CSRApprovingController
+from corral.controllers.csrsigning import CSRSigningController
 from corral.controllers.daemonset import DaemonSetController
 from corral.controllers.deployment import DeploymentController
 from corral.controllers.endpoints import EndpointsController
@@ -51,6 +54,8 @@ from corral.controllers.nodelifecycle import (
 )
 from corral.controllers.persistentvolume import PersistentVolumeBinderController
 from corral.controllers.replicaset import ReplicaSetController, ReplicationControllerController
+from corral.controllers.rootca import RootCACertPublisher
+from corral.controllers.serviceaccount import ServiceAccountsController
 from corral.controllers.servicelb import Pool, ServiceLBController
 from corral.controllers.statefulset import StatefulSetController
 from corral.controllers.taint_eviction import TaintEvictionController
@@ -82,6 +87,12 @@ CONTROLLERS: dict[str, type[Controller]] = {
     "local-path-provisioner": LocalPathProvisioner,
     "service-lb-controller": ServiceLBController,
     "clusterrole-aggregation": ClusterRoleAggregationController,
+    "serviceaccount": ServiceAccountsController,
+    "root-ca-cert-publisher": RootCACertPublisher,
+    "csrapproving": CSRApprovingController,
+    "csrsigning": CSRSigningController,
+    "bootstrapsigner": BootstrapSignerController,
+    "tokencleaner": TokenCleanerController,
 }
 
 
@@ -241,6 +252,15 @@ def build_parser() -> argparse.ArgumentParser:
         "default: the Ready nodes' addresses, as k3s' ServiceLB",
     )
     p.add_argument(
+        "--cluster-signing-cert-file",
+        default="",
+        metavar="FILE",
+        help="the CA certificate csrsigning issues kubernetes.io certificates with",
+    )
+    p.add_argument(
+        "--cluster-signing-key-file", default="", metavar="FILE", help="that CA's private key"
+    )
+    p.add_argument(
         "--log-level", default="info", type=str.lower, choices=["debug", "info", "warning", "error"]
     )
     return p
@@ -284,6 +304,10 @@ def _options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
             "node_startup_grace_period": args.node_startup_grace_period,
         },
         "service-lb-controller": {"pool": args.service_lb_pool},
+        "csrsigning": {
+            "cert_file": args.cluster_signing_cert_file,
+            "key_file": args.cluster_signing_key_file,
+        },
         "horizontalpodautoscaling": {
             "sync_period": args.horizontal_pod_autoscaler_sync_period,
             "tolerance": args.horizontal_pod_autoscaler_tolerance,

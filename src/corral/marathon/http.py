@@ -46,7 +46,8 @@ from typing import Any
 
 from aiohttp import web
 
-from corral.marathon import apps, http_apps, http_groups, http_tasks
+from corral.client.reviews import Reviewer
+from corral.marathon import apps, auth, http_apps, http_groups, http_tasks
 from corral.marathon import events as events_
 from corral.marathon.events import EventBus
 from corral.marathon.http_common import (
@@ -265,9 +266,13 @@ async def _close_streams(app: web.Application) -> None:
     app[EVENTS_KEY].close_all()
 
 
-def make_app(service: Service, events: EventBus) -> web.Application:
-    """The Marathon REST API over ``service``, streaming ``events`` at ``/v2/events``."""
-    app = web.Application(middlewares=[errors])
+def make_app(
+    service: Service, events: EventBus, reviewer: Reviewer | None = None
+) -> web.Application:
+    """The Marathon REST API over ``service``, streaming ``events`` at ``/v2/events``;
+    with a ``reviewer``, every request authenticated and authorized (``auth.py``)."""
+    middlewares = [errors] if reviewer is None else [errors, auth.middleware(reviewer)]
+    app = web.Application(middlewares=middlewares)
     app[SERVICE_KEY] = service
     app[EVENTS_KEY] = events
     app.on_shutdown.append(_close_streams)

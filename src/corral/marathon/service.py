@@ -42,6 +42,7 @@ from typing import Any
 
 import aiohttp
 
+from corral.client.basic_auth import basic_header
 from corral.client.rest import Client
 from corral.marathon import apps as appdefs
 from corral.marathon import plan as plans
@@ -94,9 +95,14 @@ class MarathonService:
         events: EventSink | None = None,
         clock: Callable[[], float] = time.time,
         role: str = "*",
+        principal: str = "",
+        secret: str = "",
     ) -> None:
         self.client = client
         self.master = master
+        #: who this framework authenticates to the master as (HTTP basic), or ""
+        self.principal = principal
+        self.secret = secret
         self.leader_address = leader
         self.events: EventSink = events or _Null()
         self.now = clock
@@ -135,12 +141,15 @@ class MarathonService:
             "checkpoint": True,
             "webui_url": f"http://{self.leader_address}",
         }
+        if self.principal:
+            info["principal"] = self.principal
         self.framework = SchedulerClient(
             self.master,
             info,
             on_event=self._on_event,
             framework_id=self.framework_id,
             implicit_acks=True,
+            authorization=self._authorization(),
         )
         for run in runs:
             log.info("marathon: resuming deployment %s at step %d", run.id, run.step)
@@ -153,6 +162,12 @@ class MarathonService:
             tg.create_task(self._settler(), name="marathon-settle")
             tg.create_task(self._run_writer(), name="marathon-deployments")
             self.ready.set()
+
+    def _authorization(self) -> str | None:
+        """The ``Authorization`` header towards the master (``--mesos-authentication-*``)."""
+        if not (self.principal and self.secret):
+            return None
+        return basic_header(self.principal, self.secret)
 
     async def close(self) -> None:
         """Stop talking to the master; store what the deployments' writer had left."""

@@ -30,6 +30,7 @@ import numpy as np
 
 from corral.api import mesos as names
 from corral.api.errors import StatusError
+from corral.api.nodes import agent_scheme
 from corral.client.informer import key_of
 from corral.client.rest import EVENTS, PODS
 from corral.mesos import tasks as taskmod
@@ -516,16 +517,25 @@ async def relay_to_executor(m: Master, fw: FrameworkState, agent: str, eid: str,
     server, as the API server reaches it for ``kubectl exec``), at most once."""
     node = m.scheduler.nodes.get(agent)
     target = agent_address(node) if node else None
-    if target is None:
+    if node is None or target is None:
         log.info("mesos: message to executor %s dropped: agent %s unknown", eid, agent)
         return
-    url = f"http://{target}/mesos/executor-message"
+    # an agent with a serving certificate is HTTPS, verified against the kubeconfig's CA
+    # (the system's CAs with a plain-HTTP API server); the credential it checks
+    # (``nodes/proxy`` ``create``) is the kubeconfig's client certificate or token, as
+    # the API server's proxy reaches it for ``kubectl exec``
+    scheme = agent_scheme(node)
+    tls = (m.client.config.ssl_context() or True) if scheme == "https" else False
+    url = f"{scheme}://{target}/mesos/executor-message"
     body = {"framework_id": fw.id, "executor_id": eid, "data": data}
-    headers = {"Authorization": f"Bearer {m.client.config.token}"}
     try:
         async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
-            session.post(url, json=body, headers=headers) as r,
+            aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=10),
+                headers=m.client.config.headers,
+                connector=aiohttp.TCPConnector(ssl=tls),
+            ) as session,
+            session.post(url, json=body) as r,
         ):
             if r.status >= 300:
                 log.info(

@@ -186,8 +186,12 @@ class SchedulerClient:
         backoff_max: float = 15.0,
         session: aiohttp.ClientSession | None = None,
         call_timeout: float = 30.0,
+        authorization: str | None = None,
     ) -> None:
         self.master = master_base(master)
+        #: the ``Authorization`` header of every request (HTTP basic: the framework's
+        #: principal and secret, ``client.basic_auth.basic_header``), or None
+        self.authorization = authorization
         self.framework_info = dict(framework_info)
         self.framework_id = framework_id
         self.implicit_acks = implicit_acks
@@ -287,6 +291,8 @@ class SchedulerClient:
         if self._suppressed:
             call["subscribe"]["suppressed_roles"] = sorted(self._suppressed)
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self.authorization:
+            headers["Authorization"] = self.authorization
         try:
             async with asyncio.timeout(SUBSCRIBE_TIMEOUT):
                 resp = await session.post(
@@ -571,6 +577,8 @@ class SchedulerClient:
                 "Accept": "application/json",
                 "Mesos-Stream-Id": stream_id,
             }
+            if self.authorization:
+                headers["Authorization"] = self.authorization
             session = await self._get_session()
             if on_send is not None:
                 on_send("sending")

@@ -10,6 +10,10 @@ the read-only endpoints that frameworks, dashboards and tools read.
   ``/metrics/snapshot``, ``/master/redirect`` (= ``/redirect``), ``/health``.
 
 Built by ``build_app``; ``serve`` runs it beside the scheduler (cli/mesos.py).
+
+With a ``MasterAuth`` (``auth.py``) the scheduler, operator and read-only endpoints are
+authenticated (HTTP basic: a Corral user and its token) and authorized (RBAC, through
+SubjectAccessReviews); ``/version``, ``/health`` and ``/redirect`` stay open.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import orjson
 from aiohttp import web
 
 from corral.api.mesos import role_error
+from corral.mesos import auth as mauth
 from corral.mesos import state as st
 from corral.mesos.master import Master
 from corral.mesos.model import VERSION, CallError
@@ -69,14 +74,22 @@ async def scheduler_api(request: web.Request) -> web.StreamResponse:
     m = request.app[MASTER_KEY]
     try:
         call = await _read_call(request)
+        user = request.get(mauth.USER_KEY)
         if call["type"] == "SUBSCRIBE":
             if "Mesos-Stream-Id" in request.headers:
                 raise CallError(
                     400, "Subscribe calls should not include the 'Mesos-Stream-Id' header"
                 )
-            fw, stream = await m.subscribe(call)
+            check = None
+            if user is not None:
+                _claim_principal(call, user.username)
+                check = request.app[mauth.AUTH_KEY].subscribe_check(user)
+            fw, stream = await m.subscribe(call, authorize=check)
         else:
             fw = m.framework_for_call(call, request.headers.get("Mesos-Stream-Id"))
+            declared = str(fw.info.get("principal") or "")
+            if user is not None and user.username != declared:
+                raise CallError(400, mauth.principal_mismatch(user.username, declared))
             m.handle(fw, call)
             return web.Response(status=202)
     except CallError as e:
@@ -87,6 +100,24 @@ async def scheduler_api(request: web.Request) -> web.StreamResponse:
     finally:
         m.disconnected(fw, stream)
     return web.Response(status=200)  # never sent: the stream response was prepared
+
+
+def _claim_principal(call: Obj, principal: str) -> None:
+    """Mesos' check of an authenticated SUBSCRIBE: the FrameworkInfo's principal is the
+    authenticated one, or is set to it when absent (``auth.py``)."""
+    sub = call.get("subscribe")
+    info = sub.get("framework_info") if isinstance(sub, dict) else None
+    if not isinstance(info, dict):
+        return  # the master's validation says what is missing
+    declared = info.get("principal")
+    if declared is None or declared == "":
+        info["principal"] = principal
+    elif declared != principal:
+        raise CallError(
+            400,
+            "Failed to validate scheduler::Call: "
+            + mauth.principal_mismatch(principal, str(declared)),
+        )
 
 
 async def version(request: web.Request) -> web.Response:
@@ -134,6 +165,11 @@ async def operator_api(request: web.Request) -> web.StreamResponse:
             raise CallError(503, "Master is not ready yet: recovering its state")
         if not isinstance(call.get(kind.lower(), {}), dict):
             raise CallError(400, f"Expecting '{kind.lower()}' to be an object")
+        user = request.get(mauth.USER_KEY)
+        if user is not None and await request.app[mauth.AUTH_KEY].denied(
+            user, mauth.operator_accesses(call)
+        ):
+            return mauth.forbidden()
         if kind == "SUBSCRIBE":
             stream = EventStream(m.heartbeat)
             stream.send(
@@ -317,9 +353,13 @@ async def corral_why(request: web.Request) -> web.Response:
     return _json(answer, 200 if answer.get("found") else 404)
 
 
-def build_app(master: Master) -> web.Application:
-    app = web.Application(client_max_size=16 * 2**20)
+def build_app(master: Master, auth: mauth.MasterAuth | None = None) -> web.Application:
+    """The master's routes; with ``auth``, its realms authenticated and its calls
+    authorized (``auth.py``)."""
+    app = web.Application(client_max_size=16 * 2**20, middlewares=[mauth.middleware])
     app[MASTER_KEY] = master
+    if auth is not None:
+        app[mauth.AUTH_KEY] = auth
     r = app.router
     r.add_post("/api/v1/scheduler", scheduler_api)
     r.add_post("/api/v1", operator_api)

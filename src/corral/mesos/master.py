@@ -40,7 +40,7 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import numpy as np
@@ -433,13 +433,21 @@ class Master:
         return node
 
     # --- frameworks ---------------------------------------------------------------------------
-    async def subscribe(self, call: Obj) -> tuple[FrameworkState, EventStream]:
+    async def subscribe(
+        self, call: Obj, authorize: Callable[[Obj], Awaitable[str | None]] | None = None
+    ) -> tuple[FrameworkState, EventStream]:
         """Validate a SUBSCRIBE (all of it, before anything changes) and register or
         re-register the framework; the caller pumps the returned stream. SUBSCRIBEs of
-        one framework id are serialised (the object write is awaited)."""
+        one framework id are serialised (the object write is awaited). ``authorize``
+        (``auth.py``) answers why the caller may not register this FrameworkInfo, or
+        None: a refusal is an ERROR event on a closed stream, as Mesos sends it."""
         if not self.ready.is_set():
             raise CallError(503, "Master is not ready yet: recovering its state")
         info, fid, suppressed = _validate_subscribe(call)
+        if authorize is not None:
+            refused = await authorize({**info, "id": {"value": fid or ""}})
+            if refused:
+                return _refused(fid or "", info, refused, self.heartbeat)
         if fid is None:
             return await self._subscribe(info, None, suppressed)
         lock = self._subscribing.setdefault(fid, asyncio.Lock())
@@ -460,6 +468,12 @@ class Master:
                 stream.close({"type": "ERROR", "error": {"message": "Framework has been removed"}})
                 return FrameworkState(id=fid, info=info), stream
             fw = self.frameworks.get(fid)
+            old_principal = (fw.info.get("principal") or "") if fw is not None else ""
+            if fw is not None and old_principal and old_principal != info.get("principal"):
+                # Mesos' rule, so one principal cannot take over another's framework (one
+                # registered without a principal adopts its first: auth.py)
+                return _refused(fid, info, "Changing framework's principal is not allowed.",
+                                self.heartbeat)  # fmt: skip
             if fw is None:
                 # unknown id (e.g. its object was deleted by hand): Mesos accepts a
                 # framework failing over to a new master; re-create its object
@@ -647,6 +661,17 @@ class Master:
                 self.operator_streams.remove(s)
             else:
                 s.send(event)
+
+
+def _refused(
+    fid: str, info: Obj, message: str, heartbeat: float
+) -> tuple[FrameworkState, EventStream]:
+    """A SUBSCRIBE answered with one ERROR event and the end of the stream."""
+    stream = EventStream(heartbeat)
+    stream.close({"type": "ERROR", "error": {"message": message}})
+    log.info("mesos: SUBSCRIBE of %s (%s) refused: %s", fid or "a new framework",
+             info.get("name"), message)  # fmt: skip
+    return FrameworkState(id=fid, info=info), stream
 
 
 def _validate_subscribe(call: Obj) -> tuple[Obj, str | None, list[str]]:

@@ -52,6 +52,20 @@ def build_parser() -> argparse.ArgumentParser:
         "a self-signed one made at start)",
     )
     p.add_argument("--tls-private-key-file", default="", metavar="FILE", help="its key")
+    p.add_argument(
+        "--requestheader-client-ca-file",
+        default="",
+        metavar="FILE",
+        help="the CA of the front proxy's client certificate, whose X-Remote-User/-Group "
+        "headers are believed (default: kube-system/extension-apiserver-authentication's)",
+    )
+    p.add_argument(
+        "--client-ca-file",
+        default="",
+        metavar="FILE",
+        help="the CA of client certificates that authenticate their CN (default: "
+        "kube-system/extension-apiserver-authentication's)",
+    )
     p.add_argument("--exit-on-stdin-eof", action="store_true", help=argparse.SUPPRESS)
     p.add_argument(
         "--log-level", default="info", type=str.lower, choices=["debug", "info", "warning", "error"]
@@ -69,6 +83,8 @@ def _server(args: argparse.Namespace) -> MetricsServer:
         resolution=args.metric_resolution,
         tls_cert_file=args.tls_cert_file,
         tls_key_file=args.tls_private_key_file,
+        requestheader_client_ca_file=args.requestheader_client_ca_file,
+        client_ca_file=args.client_ca_file,
     )
 
 

@@ -15,9 +15,11 @@
    scrapes each Ready node's agent, ``http://<InternalIP>:<kubeletEndpoint.Port>/metrics/resource``
    (``agent/resource_metrics.py``) with the kubeconfig's token, into a ``MetricsStore``.
 
-API (GET only; ``Authorization: Bearer`` the kubeconfig's token, which is what the
-aggregator forwards over a verified connection; front-proxy client-certificate
-authentication, as upstream's aggregator does it, comes with issue 15): ``/apis/metrics.k8s.io/v1beta1`` (APIResourceList),
+API (GET only; every caller authenticated, the aggregator by its front-proxy client
+certificate and ``X-Remote-*`` headers, others by a client certificate or a TokenReview
+of their bearer token, and authorized by a SubjectAccessReview: ``metrics/auth.py``;
+the trusted CAs come from ``kube-system/extension-apiserver-authentication``, read at
+start): ``/apis/metrics.k8s.io/v1beta1`` (APIResourceList),
 ``.../nodes[/NAME]`` and ``.../pods``, ``.../namespaces/NS/pods[/NAME]`` with
 ``labelSelector`` and ``fieldSelector`` (``metadata.name``, ``metadata.namespace``),
 answered as NodeMetrics/PodMetrics(+List) JSON (``metrics/store.py``); a node or pod
@@ -46,7 +48,7 @@ from aiohttp import web
 
 from corral.api import errors
 from corral.api.conditions import condition_true
-from corral.api.nodes import agent_endpoint
+from corral.api.nodes import agent_endpoint, agent_scheme
 from corral.api.selectors import (
     SelectorError,
     try_parse_field_selector,
@@ -54,6 +56,8 @@ from corral.api.selectors import (
 )
 from corral.client.informer import Informer
 from corral.client.rest import ENDPOINTS, NODES, PODS, SERVICES, Client, Resource
+from corral.client.reviews import Reviewer
+from corral.metrics.auth import MetricsAuth, load_config
 from corral.metrics.store import (
     MetricsStore,
     metrics_list,
@@ -62,7 +66,6 @@ from corral.metrics.store import (
     pod_metrics,
 )
 from corral.metrics.tls import serving_context
-from corral.util.bearer import bearer_matches
 
 log = logging.getLogger("corral.metrics")
 
@@ -129,9 +132,14 @@ class MetricsServer:
         resolution: float = DEFAULT_RESOLUTION,
         tls_cert_file: str = "",
         tls_key_file: str = "",
+        requestheader_client_ca_file: str = "",
+        client_ca_file: str = "",
     ) -> None:
         self.client = client
-        self.token = client.config.token
+        self.requestheader_client_ca_file = requestheader_client_ca_file
+        self.client_ca_file = client_ca_file
+        #: TokenReview + SubjectAccessReview of each caller (``metrics/auth.py``)
+        self.auth = MetricsAuth(Reviewer(client))
         self.bind = bind
         self.port = port
         self.advertise = advertise or (
@@ -151,12 +159,17 @@ class MetricsServer:
     # --- lifecycle ---------------------------------------------------------------------------
     async def run(self) -> None:
         """Serve, register and scrape until cancelled."""
+        config = await load_config(
+            self.client, self.requestheader_client_ca_file, self.client_ca_file
+        )
+        self.auth = MetricsAuth(self.auth.reviewer, config)
         ctx, self.ca_bundle = await asyncio.to_thread(
             serving_context,
             self.tls_cert_file,
             self.tls_key_file,
             self.client.config.ca_pem,
             [self.advertise, "127.0.0.1"],
+            self.auth.trust_anchors(),
         )
         self._runner = web.AppRunner(self.build(), access_log=None, handler_cancellation=True)
         await self._runner.setup()
@@ -167,9 +180,13 @@ class MetricsServer:
         log.info(
             "metrics API on https://%s:%d (advertised %s)", self.bind, self.port, self.advertise
         )
+        # HTTPS agents: verified against the kubeconfig's CA, with its client certificate
+        # (or token) as the credential the agent checks (nodes/metrics)
+        agent_tls = self.client.config.ssl_context()
         self._session = aiohttp.ClientSession(
-            headers={"Authorization": f"Bearer {self.token}"},
+            headers=self.client.config.headers,
             timeout=aiohttp.ClientTimeout(total=max(1.0, min(10.0, self.resolution))),
+            connector=aiohttp.TCPConnector(ssl=agent_tls if agent_tls else True),
         )
         try:
             async with asyncio.TaskGroup() as tg:
@@ -258,25 +275,25 @@ class MetricsServer:
 
     async def scrape_all(self) -> None:
         limit = asyncio.Semaphore(SCRAPE_CONCURRENCY)
-        targets: dict[str, tuple[str, int]] = {}
+        targets: dict[str, tuple[str, str, int]] = {}
         for node in list(self.nodes.store.values()):
             name = node["metadata"]["name"]
             addr = node_address(node)
             if addr is not None and condition_true(node, "Ready"):
-                targets[name] = addr
+                targets[name] = (agent_scheme(node), *addr)
         for name in list(self.store.nodes):
             if name not in targets:
                 self.store.forget(name)
 
-        async def one(name: str, host: str, port: int) -> None:
+        async def one(name: str, scheme: str, host: str, port: int) -> None:
             async with limit:
-                await self.scrape(name, host, port)
+                await self.scrape(name, host, port, scheme)
 
-        await asyncio.gather(*(one(n, h, p) for n, (h, p) in targets.items()))
+        await asyncio.gather(*(one(n, *t) for n, t in targets.items()))
 
-    async def scrape(self, node: str, host: str, port: int) -> None:
+    async def scrape(self, node: str, host: str, port: int, scheme: str = "http") -> None:
         h = f"[{host}]" if ":" in host else host
-        url = f"http://{h}:{port}/metrics/resource"
+        url = f"{scheme}://{h}:{port}/metrics/resource"
         assert self._session is not None
         try:
             async with self._session.get(url) as resp:
@@ -307,9 +324,17 @@ class MetricsServer:
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
-            auth = request.headers.get("Authorization", "")
-            if request.path not in PUBLIC and not bearer_matches(auth, self.token):
-                raise errors.unauthorized()
+            if request.path not in PUBLIC:
+                await self.auth.check(
+                    request.method,
+                    request.path,
+                    request.query,
+                    request.headers.get("Authorization", ""),
+                    peercert=request.transport.get_extra_info("peercert")
+                    if request.transport is not None
+                    else None,
+                    headers=request.headers.items(),
+                )
             return await handler(request)
         except errors.StatusError as e:
             return web.Response(body=e.body(), status=e.code, content_type="application/json")

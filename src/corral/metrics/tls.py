@@ -26,12 +26,17 @@ SERVICE_DNS = "metrics-server.kube-system.svc"
 
 
 def serving_context(
-    cert_file: str, key_file: str, ca_pem: bytes | None, hosts: list[str]
+    cert_file: str, key_file: str, ca_pem: bytes | None, hosts: list[str], client_ca: str = ""
 ) -> tuple[ssl.SSLContext, bytes]:
-    """(server TLS context, caBundle PEM). Blocking: run it in a thread."""
+    """(server TLS context, caBundle PEM). Blocking: run it in a thread. With
+    ``client_ca`` (PEM) a client certificate is asked for and, when sent, verified against
+    it (``metrics/auth.py`` reads who it names)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.set_alpn_protocols(["http/1.1"])
+    if client_ca:
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        ctx.load_verify_locations(cadata=client_ca)
     if cert_file:
         if not key_file:
             raise ValueError("--tls-cert-file needs --tls-private-key-file")

@@ -52,6 +52,7 @@ from corral.storage.base import (
     Obj,
     RevisionMismatch,
 )
+from corral.storage.transform import TransformError, ValueTransformer
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS current (
@@ -135,6 +136,12 @@ class SQLiteStorage:
         self.listeners: list[Callable[[Event], None]] = []
         self._lock = threading.Lock()
         self.commits = 0  # number of transactions, for the benchmark's group-commit ratio
+        #: encryption at rest (``storage/transform.py``): set before ``start``, swapped
+        #: whole on a reload; the writer thread reads it once per value
+        self.transformer: ValueTransformer | None = None
+        #: key -> tag of the transformation its current value was written with (only
+        #: for keys read or written under a transformer; absent means plaintext)
+        self._tags: dict[str, str] = {}
 
     # --- lifecycle ------------------------------------------------------------------
     @property
@@ -218,6 +225,85 @@ class SQLiteStorage:
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._conn.close()
             self._conn = None
+
+    # --- value transformation (encryption at rest) ----------------------------------
+    def _seal(self, key: str, packed: bytes) -> tuple[bytes, str]:
+        """The stored form of ``packed`` and its tag ("" when untransformed)."""
+        t = self.transformer
+        if t is None or not t.applies(key):
+            return packed, ""
+        return t.seal(key, packed), t.write_tag(key)
+
+    def _unseal(self, key: str, value: bytes, current: bool = False) -> bytes:
+        """The packed bytes of a stored value; ``current`` rows record their tag."""
+        t = self.transformer
+        if t is None or not t.applies(key):
+            if value.startswith(b"k8s:enc:"):
+                raise TransformError(f"{key}: identity transformer tried to read encrypted data")
+            return value
+        packed, tag = t.unseal(key, value)
+        if current:
+            if tag:
+                self._tags[key] = tag
+            else:
+                self._tags.pop(key, None)
+        return packed
+
+    def is_stale(self, key: str) -> bool:
+        """Whether ``key``'s current value was written under another transformation
+        than new writes get (an older key, or plaintext now encrypted): an update that
+        changes nothing must still be written (upstream's etcd3 ``stale``)."""
+        t = self.transformer
+        want = t.write_tag(key) if t is not None and t.applies(key) else ""
+        return self._tags.get(key, "") != want
+
+    async def reseal_history(self) -> int:
+        """Rewrite logged (history) values of transformed keys that were written under
+        another transformation than the current one, in small transactions on the writer
+        thread; returns how many. Current values are rewritten through the API (a stale
+        object is written even unchanged); history cannot be, so the store does it."""
+        loop = asyncio.get_running_loop()
+        total, after = 0, 0
+        while True:
+            done, after, n = await loop.run_in_executor(self._thread, self._reseal_chunk, after)
+            total += n
+            if done:
+                return total
+            await asyncio.sleep(_COMPACT_PAUSE)
+
+    def _reseal_chunk(self, after: int) -> tuple[bool, int, int]:
+        c, t = self._conn, self.transformer
+        assert c is not None
+        if t is None:
+            return True, after, 0
+        ranges = " OR ".join("(key >= ? AND key < ?)" for _ in t.range_prefixes())
+        if not ranges:
+            return True, after, 0
+        args: builtins.list[Any] = [after]
+        for p in t.range_prefixes():
+            args += [p, p + "\uffff"]
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            rows = c.execute(
+                f"SELECT rev, key, value FROM log WHERE rev > ? AND ({ranges}) "
+                f"ORDER BY rev LIMIT {_COMPACT_CHUNK}",
+                args,
+            ).fetchall()
+            n = 0
+            for rev, key, value in rows:
+                if not t.applies(key):
+                    continue
+                packed, tag = t.unseal(key, value)
+                if tag != t.write_tag(key):
+                    c.execute("UPDATE log SET value=? WHERE rev=?", (t.seal(key, packed), rev))
+                    n += 1
+            c.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                c.execute("ROLLBACK")
+            raise
+        last = rows[-1][0] if rows else after
+        return len(rows) < _COMPACT_CHUNK, last, n
 
     # --- writes -----------------------------------------------------------------------
     def _submit(self, type_: int, key: str, obj: Obj | None, expected: int) -> asyncio.Future[KV]:
@@ -323,6 +409,7 @@ class SQLiteStorage:
         assert c is not None
         puts: builtins.list[tuple[str, int, int, bytes]] = []
         log: builtins.list[tuple[int, str, int, int, bytes]] = []
+        tags: dict[str, str] = {}
 
         def flush() -> None:
             if puts:
@@ -337,17 +424,18 @@ class SQLiteStorage:
         try:
             for _, kv, type_ in rows:
                 if type_ == PUT:
-                    packed = _pack(kv.raw)
+                    packed, tags[kv.key] = self._seal(kv.key, _pack(kv.raw))
                     puts.append((kv.key, kv.mod_revision, kv.create_revision, packed))
                 else:
                     flush()  # a delete must see the puts before it in this batch
                     row = c.execute("SELECT value FROM current WHERE key=?", (kv.key,)).fetchone()
                     c.execute("DELETE FROM current WHERE key=?", (kv.key,))
                     # The DELETE event carries the last value, stamped with the new revision.
-                    last = orjson.loads(_unpack(row[0])) if row else {}
+                    last = orjson.loads(_unpack(self._unseal(kv.key, row[0]))) if row else {}
                     kv.obj = last
                     kv.raw = stamp(last, kv.mod_revision)
-                    packed = _pack(kv.raw)
+                    packed, _ = self._seal(kv.key, _pack(kv.raw))
+                    tags[kv.key] = ""
                 log.append((kv.mod_revision, kv.key, type_, kv.create_revision, packed))
             flush()
             c.executemany(
@@ -358,6 +446,11 @@ class SQLiteStorage:
             with contextlib.suppress(sqlite3.Error):
                 c.execute("ROLLBACK")
             raise
+        for key, tag in tags.items():
+            if tag:
+                self._tags[key] = tag
+            else:
+                self._tags.pop(key, None)
 
     async def guaranteed_update(
         self, key: str, update: Callable[[Obj], Obj | None], current: KV | None = None
@@ -393,7 +486,7 @@ class SQLiteStorage:
         ).fetchone()
         if row is None:
             return None
-        raw = _unpack(row[0])
+        raw = _unpack(self._unseal(key, row[0], current=True))
         return KV(key, orjson.loads(raw), raw, row[1], row[2])
 
     async def list(self, prefix: str) -> tuple[list[KV], int]:
@@ -408,7 +501,7 @@ class SQLiteStorage:
         ).fetchall()
         out = []
         for k, v, m, c in rows:
-            raw = _unpack(v)
+            raw = _unpack(self._unseal(k, v, current=True))
             out.append(KV(k, orjson.loads(raw), raw, m, c))
         return out, self._revision
 
@@ -428,7 +521,7 @@ class SQLiteStorage:
         ).fetchall()
         out = []
         for rev, k, t, cr, v in rows:
-            raw = _unpack(v)
+            raw = _unpack(self._unseal(k, v))
             out.append(Event(t, KV(k, orjson.loads(raw), raw, rev, cr), None, rev))
         return out
 

@@ -110,7 +110,11 @@ class AgentProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
         log.close()
-        self._wait_ready(timeout)
+        try:
+            self._wait_ready(timeout)
+        except BaseException:
+            self.stop()  # an agent that never became Ready is not left running
+            raise
 
     def _wait_ready(self, timeout: float) -> None:
         from corral.client.rest import KubeConfig
@@ -127,9 +131,15 @@ class AgentProcess:
         raise RuntimeError(f"agent {self.name} not Ready after {timeout}s:\n{self.log_tail()}")
 
     def _serving(self) -> bool:
-        """The agent's own server answers (any status): this process is up."""
+        """The agent's own server answers (any status): this process is up. An agent
+        with ``--tls-cert-file`` answers HTTPS (its certificate is not the point here)."""
+        ctx = None
+        if "--tls-cert-file" in self.extra:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        url = f"{'https' if ctx else 'http'}://{self.host}:{self.port}/healthz"
         try:
-            with urllib.request.urlopen(f"http://{self.host}:{self.port}/healthz", timeout=2):
+            with urllib.request.urlopen(url, timeout=2, context=ctx):
                 return True
         except urllib.error.HTTPError:
             return True

@@ -9,6 +9,7 @@ scheduler whose ``on_offers`` policy the test chooses.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import ssl
@@ -121,16 +122,28 @@ class Framework:
         name: str = "",
         on_offers: Callable[[Any, list[Any]], None] | None = None,
         implicit_acknowledgements: bool = True,
+        principal: str | None = None,
+        secret: str | None = None,
+        registered: bool = True,
         **info: Any,
     ) -> Framework:
+        """Start a driver (with ``principal``/``secret``: HTTP basic credentials) and,
+        if ``registered``, wait until the master registered it."""
         rec = Recorder(on_offers)
         fw = {"user": "root", "name": name or f"fw-{uuid.uuid4().hex[:6]}", **info}
         driver = pymesos.MesosSchedulerDriver(
-            rec, fw, master, use_addict=True, implicit_acknowledgements=implicit_acknowledgements
+            rec,
+            fw,
+            master,
+            use_addict=True,
+            implicit_acknowledgements=implicit_acknowledgements,
+            principal=principal,
+            secret=secret,
         )
         driver.start()
         out = cls(rec, driver, fw)
-        wait(lambda: rec.framework_id != "", "framework registered", 20)
+        if registered:
+            wait(lambda: rec.framework_id != "", "framework registered", 20)
         return out
 
     def stop(self, failover: bool = False) -> None:
@@ -172,6 +185,15 @@ class MesosCluster:
 
     def get(self, path: str) -> Any:
         with urllib.request.urlopen(f"http://{self.master}{path}", timeout=10) as r:
+            return json.loads(r.read())
+
+    def get_as(self, path: str, auth: tuple[str, str]) -> Any:
+        """GET ``path`` of the master with HTTP basic credentials (principal, secret)."""
+        raw = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        req = urllib.request.Request(
+            f"http://{self.master}{path}", headers={"Authorization": f"Basic {raw}"}
+        )
+        with urllib.request.urlopen(req, timeout=10) as r:
             return json.loads(r.read())
 
     def operator(self, call: Obj) -> Any:
@@ -217,24 +239,37 @@ class MesosCluster:
         return items
 
 
+#: the master's (and so the server's Marathon and Chronos) authentication turned off
+OPEN = [
+    "--no-authenticate-http-frameworks",
+    "--no-authenticate-http-readwrite",
+    "--no-authenticate-http-readonly",
+]
+
+
 @contextlib.contextmanager
 def mesos_cluster(
-    base: Path, *, hollow: int = 0, runtimes: tuple[str, ...] = (), extra: list[str] | None = None
+    base: Path,
+    *,
+    hollow: int = 0,
+    runtimes: tuple[str, ...] = (),
+    extra: list[str] | None = None,
+    auth: bool = False,
 ) -> Iterator[MesosCluster]:
+    """A server with the Mesos master; without ``auth`` its HTTP authentication is off
+    (``OPEN``: the tests of the protocols themselves), Marathon's and Chronos' too."""
     port = free_port()
-    args = ["--mesos-port", str(port), *(extra or [])]
+    args = ["--mesos-port", str(port), *(extra or []), *([] if auth else OPEN)]
     if hollow:
         args += ["--hollow-nodes", str(hollow)]
     srv = ServerProcess.start(base / "server", extra=args, log_level="INFO")
     agents: list[AgentProcess] = []
     try:
         for i, runtime in enumerate(runtimes):
+            name = f"mesos-{runtime}-{i}-{uuid.uuid4().hex[:4]}"
             agents.append(
                 AgentProcess.start(
-                    srv.kubeconfig,
-                    f"mesos-{runtime}-{i}-{uuid.uuid4().hex[:4]}",
-                    runtime,
-                    base / f"agent-{i}",
+                    srv.kubeconfig, name, runtime, base / f"agent-{i}", extra=agent_tls(srv, name)
                 )
             )
         cluster = MesosCluster(srv, port, agents, args)
@@ -249,6 +284,16 @@ def mesos_cluster(
         for a in agents:
             with contextlib.suppress(Exception):
                 a.reset()
+
+
+def agent_tls(srv: ServerProcess, name: str) -> list[str]:
+    """An agent's serving certificate from the server's cluster CA, as ``corral server``
+    gives the agents it starts: the agent then serves HTTPS and checks its callers as a
+    kubelet does (the master relays framework messages with its own certificate)."""
+    from corral.apiserver.certs import ensure_serving_pair_in_child
+
+    crt, key = ensure_serving_pair_in_child(srv.data_dir, f"agent-{name}", [name, "127.0.0.1"])
+    return ["--tls-cert-file", str(crt), "--tls-private-key-file", str(key)]
 
 
 def _serving(c: MesosCluster) -> bool:

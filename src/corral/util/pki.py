@@ -1,7 +1,8 @@
-"""Issuing X.509 serving certificates: SAN entries, leaf certificates, PEM files.
+"""Issuing X.509 certificates: SAN entries, serving and client leaf certificates, PEM files.
 
 Shared by the API server's PKI (``apiserver/certs.py``: its CA, its serving certificate
-and the metrics server's) and by ``corral metrics-server`` run on its own (a self-signed
+and the metrics server's; ``apiserver/client_certs.py``: the components' client
+certificates) and by ``corral metrics-server`` run on its own (a self-signed
 serving certificate, as metrics-server makes without ``--tls-cert-file``).
 
 ``cryptography`` costs ~7 MB of a process's memory, so long-running servers never import
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     SanName = x509.DNSName | x509.IPAddress
 
 SERVER_VALIDITY = dt.timedelta(days=365)
+#: client certificates (the components' identities) live a year too
+CLIENT_VALIDITY = dt.timedelta(days=365)
 #: backdating absorbs small clock differences between a server and its clients.
 BACKDATE = dt.timedelta(hours=1)
 
@@ -119,6 +122,69 @@ def issue_serving(
         .sign(ca_key, hashes.SHA256())
     )
     return cert, key
+
+
+def issue_client(
+    common_name: str,
+    organizations: Iterable[str],
+    now: dt.datetime,
+    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
+    validity: dt.timedelta = CLIENT_VALIDITY,
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A client certificate (ECDSA P-256, client auth) signed by ``issuer`` (a CA's
+    certificate and key): the subject's CN is the user and each O a group, as the API
+    server's x509 authenticator reads them (kubeadm's ``system:masters`` admin, a
+    kubelet's ``system:node:NAME`` in ``system:nodes``)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations]
+    attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
+    ca_cert, ca_key = issuer
+    ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name(attrs))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(min(now + validity, ca_cert.not_valid_after_utc))
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    return cert, key
+
+
+def subject_of(cert: x509.Certificate) -> tuple[str, tuple[str, ...]]:
+    """A certificate's CN and its Os, in order (what the x509 authenticator reads)."""
+    from cryptography.x509.oid import NameOID
+
+    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    orgs = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    return (str(cns[0].value) if cns else "", tuple(str(o.value) for o in orgs))
 
 
 def load_pair(

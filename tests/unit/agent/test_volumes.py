@@ -26,6 +26,7 @@ from corral.agent.volumes import (
     SECRET,
     VolumeManager,
     check_host_path,
+    unmount_pod_volumes,
     write_atomic,
 )
 
@@ -584,3 +585,17 @@ async def test_teardown_removes_volumes_only(
     assert not (tmp_path / "pod" / "volumes").exists()
     assert (tmp_path / "pod" / "logs").is_dir() and (host / "dir").is_dir()
     await manager.teardown()  # idempotent
+
+
+@needs_root
+async def test_unmount_pod_volumes_after_the_agent_left_them(
+    tmp_path: Path, lookup: DictLookup
+) -> None:
+    # what ``corral agent --reset`` does for pods an agent stopped before tearing down
+    pods = tmp_path / "pods"
+    vm = VolumeManager(pods / "uid-1", lookup, is_root=True)
+    path = (await vm.setup(pod_with({"name": "s", "secret": {"secretName": "sec"}})))["s"]
+    assert os.path.ismount(path)
+    assert await unmount_pod_volumes(pods) == 1
+    assert not os.path.ismount(path)
+    assert await unmount_pod_volumes(pods) == 0

@@ -1,8 +1,10 @@
 """The aggregation layer (apiserver/aggregator.py) against a real registry (SQLite in a
 temporary directory, the watch cache) and a tiny HTTPS extension server with a
-certificate from a test CA: the Available reasons in upstream's order and wording, local
-APIServices, the discovery check verifying ``caBundle`` and never sending the token over
-an unverified connection, the proxy relaying an answer the backend would gzip, and the
+certificate from a test CA that believes X-Remote-* headers only from the front-proxy
+client certificate: the Available reasons in upstream's order and wording, local
+APIServices, the discovery check verifying ``caBundle`` and speaking as
+``system:kube-aggregator``, the proxy naming the caller (never forwarding its
+credentials or smuggled headers) and relaying an answer the backend would gzip, and the
 wake-ups indexed by the backing Service. Discovery's merge of an APIService's version
 into a local group is checked on ``Discovery`` itself."""
 
@@ -12,6 +14,7 @@ import base64
 import gzip
 import json
 import ssl
+import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +27,10 @@ from aiohttp import web
 
 from corral.apiserver.aggregator import Aggregator, is_watch
 from corral.apiserver.certs import ensure_pki, ensure_serving_pair
+from corral.apiserver.client_certs import ensure_identity, pair_paths
+from corral.apiserver.component_identities import FRONT_PROXY_CLIENT
 from corral.apiserver.discovery import Discovery
+from corral.apiserver.identity import UserInfo
 from corral.apiserver.registry.table import RESOURCES
 from corral.apiserver.store import Registry, WriteOptions
 from corral.storage.cache import WatchCache
@@ -33,6 +39,7 @@ from corral.util.clock import SystemClock
 
 Obj = dict[str, Any]
 TOKEN = "admin-token"
+FRONT_PROXY_CN = (("commonName", "front-proxy-client"),)
 GROUP, VERSION = "example.corral.dev", "v1"
 NAME = f"{VERSION}.{GROUP}"
 RESOURCE_LIST = {
@@ -46,14 +53,17 @@ OPTS = WriteOptions(field_manager="test")
 
 @dataclass
 class Backend:
-    """An extension API server: wants the token, gzips when the client accepts it."""
+    """An extension API server: wants the front proxy's certificate and an X-Remote-User,
+    gzips when the client accepts it."""
 
     port: int = 0
-    seen: list[dict[str, str]] = field(default_factory=list)
+    seen: list[Any] = field(default_factory=list)
 
     async def handle(self, request: web.Request) -> web.Response:
-        self.seen.append(dict(request.headers))
-        if request.headers.get("Authorization") != f"Bearer {TOKEN}":
+        self.seen.append(request.headers.copy())
+        assert request.transport is not None
+        cert = request.transport.get_extra_info("peercert") or {}
+        if FRONT_PROXY_CN not in cert.get("subject", ()) or "X-Remote-User" not in request.headers:
             return web.json_response({"kind": "Status", "code": 401}, status=401)
         body = orjson.dumps(
             RESOURCE_LIST if request.path == f"/apis/{GROUP}/{VERSION}" else {"kind": "ThingList"}
@@ -111,6 +121,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     ensure_pki(tmp_path / "ca", [])
     crt, key = ensure_serving_pair(tmp_path / "ca", "backend", ["backend.ns.svc"])
     ensure_pki(tmp_path / "other", [])
+    ensure_identity(tmp_path / "ca", FRONT_PROXY_CLIENT)  # and its own CA
     backend = Backend()
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", backend.handle)
@@ -119,6 +130,8 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
 
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(crt, key)
+    ctx.verify_mode = ssl.CERT_OPTIONAL  # client certificates from the front-proxy CA
+    ctx.load_verify_locations(tmp_path / "ca" / "pki" / "front-proxy-ca.crt")
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx)
     await site.start()
     backend.port = int(runner.addresses[0][1])
@@ -132,7 +145,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     ns_info = registry.by_gvr[("", "v1", "namespaces")]
     await registry.create(ns_info, "", {"metadata": {"name": "ns"}}, OPTS)
     discovery = Discovery(registry.resources, "127.0.0.1:6443")
-    aggregator = Aggregator(registry, discovery, TOKEN)
+    aggregator = Aggregator(registry, discovery, pair_paths(tmp_path / "ca", FRONT_PROXY_CLIENT))
     try:
         yield World(
             registry,
@@ -193,7 +206,10 @@ async def with_backend(world: World, **spec: Any) -> None:
 async def test_verified_backend_passes_and_is_published(world: World) -> None:
     await with_backend(world, ca_pem=world.ca_pem)
     assert await world.check() == ("True", "Passed", "all checks passed")
-    assert world.backend.seen[-1]["Authorization"] == f"Bearer {TOKEN}"
+    seen = world.backend.seen[-1]
+    assert seen["X-Remote-User"] == "system:kube-aggregator"
+    assert seen.getall("X-Remote-Group") == ["system:masters"]
+    assert "Authorization" not in seen
     assert orjson.loads(world.discovery.resource_lists[f"{GROUP}/{VERSION}"]) == RESOURCE_LIST
     assert GROUP in [g["name"] for g in orjson.loads(world.discovery.apis)["groups"]]
 
@@ -203,17 +219,30 @@ async def test_wrong_ca_fails_before_any_request(world: World) -> None:
     status, reason, message = await world.check()
     assert (status, reason) == ("False", "FailedDiscoveryCheck")
     assert "certificate verify failed" in message, message
-    assert world.backend.seen == []  # the token never left
+    assert world.backend.seen == []  # no request left
 
 
-async def test_insecure_skip_verify_sends_no_token(world: World) -> None:
+async def test_insecure_skip_verify_still_authenticates_as_the_front_proxy(
+    world: World,
+) -> None:
+    """As upstream: the client certificate is presented either way (it cannot be
+    replayed, unlike a token), so an unverified backend still knows the aggregator."""
     await with_backend(world, insecureSkipTLSVerify=True)
+    assert await world.check() == ("True", "Passed", "all checks passed")
+    assert world.backend.seen[-1]["X-Remote-User"] == "system:kube-aggregator"
+
+
+async def test_backend_refusing_the_aggregator_is_unavailable_but_listed(
+    world: World,
+) -> None:
+    """Without the front-proxy certificate the backend believes no header: 401."""
+    world.aggregator.proxy_client = None
+    await with_backend(world, ca_pem=world.ca_pem)
     url = f"https://127.0.0.1:{world.backend.port}/apis/{GROUP}/{VERSION}"
     assert await world.check() == (
         "False", "FailedDiscoveryCheck",
         f"failing or missing response from {url}: bad status from {url}: 401",
     )  # fmt: skip
-    assert world.backend.seen and "Authorization" not in world.backend.seen[-1]
     # unavailable, it stays listed (upstream: kubectl warns it cannot handle the request)
     agg = orjson.loads(world.discovery.aggregated_apis)
     [item] = [i for i in agg["items"] if i["metadata"]["name"] == GROUP]
@@ -238,6 +267,13 @@ async def test_proxy_relays_what_the_backend_would_gzip(world: World) -> None:
     assert claimed is not None
 
     async def handler(request: web.Request) -> web.StreamResponse:
+        # what app.py's middleware leaves: the authenticated (impersonated) caller
+        user = UserInfo(
+            "alice", ("dev", "system:authenticated"), extra={"scopes.example/a b": ["x", "y"]}
+        )
+        with warnings.catch_warnings():  # app.py's string key, as the middleware sets it
+            warnings.simplefilter("ignore", web.NotAppKeyWarning)
+            request["user"] = user
         return await world.aggregator.proxy(request, claimed)
 
     app = web.Application()
@@ -250,12 +286,22 @@ async def test_proxy_relays_what_the_backend_would_gzip(world: World) -> None:
     try:
         async with aiohttp.ClientSession(auto_decompress=False) as s:
             url = f"http://127.0.0.1:{port}/apis/{GROUP}/{VERSION}/namespaces/ns/things"
-            headers = {"Authorization": f"Bearer {TOKEN}"}
+            headers = {
+                "Authorization": f"Bearer {TOKEN}",
+                "X-Remote-User": "root",  # smuggled: never reaches the backend
+                "X-Remote-Extra-Scopes": "all",
+            }
             async with s.get(url, headers=headers, skip_auto_headers=["Accept-Encoding"]) as r:
                 body, encoding = await r.read(), r.headers.get("Content-Encoding")
     finally:
         await runner.cleanup()
-    assert world.backend.seen[-1]["Accept-Encoding"] == "identity"
+    seen = world.backend.seen[-1]
+    assert seen["Accept-Encoding"] == "identity"
+    assert "Authorization" not in seen
+    assert seen.getall("X-Remote-User") == ["alice"]
+    assert seen.getall("X-Remote-Group") == ["dev", "system:authenticated"]
+    assert seen.getall("X-Remote-Extra-Scopes.example%2Fa%20b") == ["x", "y"]
+    assert "X-Remote-Extra-Scopes" not in seen
     # whatever the backend chose, what reaches the client says how it is encoded
     plain = gzip.decompress(body) if encoding == "gzip" else body
     assert json.loads(plain) == {"kind": "ThingList"}

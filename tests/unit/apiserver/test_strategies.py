@@ -85,6 +85,18 @@ def b64(s: str) -> str:
     return base64.b64encode(s.encode()).decode()
 
 
+# a real PKCS#10 request (EC P-256, CN=system:node:n1, O=system:nodes): the strategy checks
+# its signature; more cases in test_certificates.py
+NODE_CSR = """-----BEGIN CERTIFICATE REQUEST-----
+MIHrMIGSAgEAMDAxFTATBgNVBAoMDHN5c3RlbTpub2RlczEXMBUGA1UEAwwOc3lz
+dGVtOm5vZGU6bjEwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAATGzKj8qn6bmIq+
+zzdH0GdyBR2HBWsQmmuObVQQTvJpVt/onUQYsmj3FMP0ujPIwexYS2Ya7M+2/YxS
+FarcDoDboAAwCgYIKoZIzj0EAwIDSAAwRQIgBqgMz4MI/HVIfn1VJARkque5P0/2
+KS1HSKDW5ZfMlT8CIQDU0iAWzsRsMeC9wSM52VbrPMBr/3kyJ6bumYNXWXqRDA==
+-----END CERTIFICATE REQUEST-----
+"""
+
+
 # fmt: off
 VALID: list[tuple[str, str, dict[str, Any]]] = [
     ("", "namespaces", {}),
@@ -131,6 +143,8 @@ VALID: list[tuple[str, str, dict[str, Any]]] = [
     ("mesos.corral.dev", "frameworks", {"spec": {"frameworkInfo": {"user": "root", "name": "f"}}}),  # more: test_registry_mesos.py
     ("chronos.corral.dev", "chronosjobs", {"spec": {"job": {"name": "j", "command": "true", "schedule": "R/2026-01-01T00:00:00Z/PT1H"}}}),  # more: test_registry_chronos.py
     ("marathon.corral.dev", "apps", {"spec": {"app": {"id": "/web/api", "cmd": "sleep 1000", "instances": 2}}}),  # more: test_registry_marathon.py
+    ("certificates.k8s.io", "certificatesigningrequests", {"spec": {"request": b64(NODE_CSR),
+     "signerName": "kubernetes.io/kube-apiserver-client-kubelet", "usages": ["digital signature", "client auth"]}}),
 ]
 
 INVALID: list[tuple[str, str, dict[str, Any], str]] = [

@@ -148,6 +148,15 @@ class ContainerSpec:
     #: join this PID namespace (``/proc/PID/ns/pid``: an ephemeral container's target)
     #: instead of getting a new one
     pid_namespace: str | None = None
+    #: hardening (``oci``; ``agent/securitycontext.py`` derives it from the securityContext):
+    #: additional gids (the image's groups of the user, supplementalGroups, fsGroup)
+    supplemental_groups: tuple[int, ...] = ()
+    no_new_privileges: bool = False  # allowPrivilegeEscalation: false
+    unmasked_proc: bool = False  # procMount: Unmasked (no masked or read-only /proc paths)
+    #: "Unconfined", "RuntimeDefault" (``seccomp.runtime_default``) or "Localhost" (then
+    #: ``seccomp_profile`` holds the loaded profile); privileged containers are unconfined
+    seccomp: str = "Unconfined"
+    seccomp_profile: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

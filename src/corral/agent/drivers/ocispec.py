@@ -6,6 +6,15 @@ pod's sandbox process; runc reads the result from the bundle. Defaults follow
 ``/proc``, ``/dev``, ``/dev/pts``, ``/dev/shm``, ``/dev/mqueue``, ``/sys`` mounts), so a
 container here behaves like one run by containerd or Docker.
 
+Hardening, as containerd's CRI does it for the kubelet: Docker's default capability set,
+``add``/``drop`` applied in CRI's order (``ALL`` first, then single names), no ambient
+capabilities, everything for a privileged container; the kubelet's masked and read-only
+``/proc`` and ``/sys`` paths unless privileged or ``procMount: Unmasked``;
+``noNewPrivileges`` for ``allowPrivilegeEscalation: false``; the uid, gid and additional
+gids the pod worker resolved (``agent/securitycontext.py``); and the seccomp policy
+(``seccomp.py``): ``RuntimeDefault`` is built from the final bounding set, ``Localhost``
+comes loaded in the spec, a privileged container never gets one.
+
 A host-root container (``ContainerSpec.host_rootfs``: a Mesos host-command task) has an
 empty directory as ``root.path`` and, as its first mount, the host's ``/`` bound onto
 it recursively and recursively read-only (``rbind`` + runc's ``rro``, i.e.
@@ -23,6 +32,7 @@ from typing import Any
 
 from corral.agent.drivers.base import ContainerSpec, Limits, Mount
 from corral.agent.drivers.cgroups import CFS_PERIOD_US
+from corral.agent.drivers.seccomp import runtime_default
 
 OCI_VERSION = "1.0.2"
 
@@ -85,9 +95,10 @@ ALL_CAPABILITIES = [
     "CAP_BPF",
     "CAP_CHECKPOINT_RESTORE",
 ]
+#: the kubelet's default masked paths (pkg/securitycontext), which containerd applies
 MASKED_PATHS = (
-    "/proc/acpi",
     "/proc/asound",
+    "/proc/acpi",
     "/proc/kcore",
     "/proc/keys",
     "/proc/latency_stats",
@@ -96,6 +107,7 @@ MASKED_PATHS = (
     "/proc/sched_debug",
     "/proc/scsi",
     "/sys/firmware",
+    "/sys/devices/virtual/powercap",
 )
 READONLY_PATHS = (
     "/proc/bus",
@@ -106,23 +118,32 @@ READONLY_PATHS = (
 )
 
 
+def _cap_names(names: tuple[str, ...]) -> list[str]:
+    """Kubernetes' names (``NET_ADMIN``, any case, ``CAP_`` optional) as OCI's, ``ALL`` left out."""
+    out = []
+    for n in names:
+        n = n.upper()
+        if n != "ALL":
+            out.append(n if n.startswith("CAP_") else "CAP_" + n)
+    return out
+
+
 def capability_set(add: tuple[str, ...], drop: tuple[str, ...], privileged: bool) -> list[str]:
-    """Docker's default set, plus ``add``, minus ``drop`` ("ALL" allowed in both); names may
-    come with or without the ``CAP_`` prefix, as in a Kubernetes securityContext."""
-
-    def norm(names: tuple[str, ...]) -> set[str]:
-        out: set[str] = set()
-        for n in names:
-            n = n.upper()
-            if n == "ALL":
-                out.update(ALL_CAPABILITIES)
-            else:
-                out.add(n if n.startswith("CAP_") else "CAP_" + n)
-        return out
-
+    """The bounding (= effective = permitted) set, as containerd's CRI computes it: every
+    capability when privileged; else Docker's default set, replaced by every capability
+    when ``add`` holds ``ALL``, then emptied when ``drop`` holds ``ALL``; then the single
+    names of ``add`` added and those of ``drop`` removed (so ``add: [ALL], drop: [CHOWN]``
+    is all but CHOWN and ``drop: [ALL], add: [NET_BIND_SERVICE]`` just that one)."""
     if privileged:
         return list(ALL_CAPABILITIES)
-    return sorted((set(DEFAULT_CAPABILITIES) - norm(drop)) | norm(add))
+    caps = set(DEFAULT_CAPABILITIES)
+    if any(n.upper() == "ALL" for n in add):
+        caps = set(ALL_CAPABILITIES)
+    if any(n.upper() == "ALL" for n in drop):
+        caps = set()
+    caps |= set(_cap_names(add))
+    caps -= set(_cap_names(drop))
+    return sorted(caps)
 
 
 def standard_mounts(privileged: bool) -> list[dict[str, Any]]:
@@ -209,6 +230,9 @@ def _base(
     uid: int,
     gid: int,
     caps: list[str],
+    additional_gids: tuple[int, ...] = (),
+    unmasked: bool = False,
+    seccomp: dict[str, Any] | None = None,
     no_new_privileges: bool,
     root: str,
     readonly_root: bool,
@@ -224,6 +248,7 @@ def _base(
         "process": {
             "terminal": False,
             "user": {"uid": uid, "gid": gid},
+            # (no ambient or inheritable set: containerd's CRI clears ambient capabilities)
             "args": args,
             "env": [f"{k}={v}" for k, v in env.items()],
             "cwd": cwd,
@@ -236,10 +261,14 @@ def _base(
             "resources": res,
             "cgroupsPath": cgroups_path,
             "namespaces": namespaces,
-            "maskedPaths": [] if privileged else list(MASKED_PATHS),
-            "readonlyPaths": [] if privileged else list(READONLY_PATHS),
+            "maskedPaths": [] if privileged or unmasked else list(MASKED_PATHS),
+            "readonlyPaths": [] if privileged or unmasked else list(READONLY_PATHS),
         },
     }
+    if additional_gids:
+        cfg["process"]["user"]["additionalGids"] = sorted(set(additional_gids))
+    if seccomp is not None and not privileged:
+        cfg["linux"]["seccomp"] = seccomp
     if hostname is not None:
         cfg["hostname"] = hostname
     return cfg
@@ -309,6 +338,11 @@ def container_config(
     ]
     mounts += [bind_mount(m) for m in spec.mounts]
     caps = capability_set(spec.capabilities_add, spec.capabilities_drop, spec.privileged)
+    seccomp: dict[str, Any] | None = None
+    if spec.seccomp == "RuntimeDefault":
+        seccomp = runtime_default(caps)
+    elif spec.seccomp == "Localhost":
+        seccomp = spec.seccomp_profile
     if spec.tty and "TERM" not in env:
         env = {**env, "TERM": "xterm"}  # (as CRI-O and containerd set it for a tty)
     cfg = _base(
@@ -318,7 +352,11 @@ def container_config(
         uid=spec.run_as_user or 0,
         gid=spec.run_as_group or 0,
         caps=caps,
-        no_new_privileges=False,  # Kubernetes' allowPrivilegeEscalation defaults to true
+        additional_gids=spec.supplemental_groups,
+        unmasked=spec.unmasked_proc,
+        seccomp=seccomp,
+        # Kubernetes' allowPrivilegeEscalation defaults to true
+        no_new_privileges=spec.no_new_privileges and not spec.privileged,
         root=rootfs,
         readonly_root=spec.read_only_root and not spec.host_rootfs,  # (rro does it)
         mounts=mounts,

@@ -141,6 +141,17 @@ class Strategy:
     def validate_status_update(self, new: Obj, old: Obj) -> list[FieldError]:
         return []
 
+    #: subresources besides ``status`` that update the object through the strategy
+    #: (a CSR's ``approval``): the store calls the two methods below for them
+    update_subresources: ClassVar[tuple[str, ...]] = ()
+
+    def prepare_for_subresource_update(self, subresource: str, new: Obj, old: Obj) -> None:
+        """Keep what a write to ``subresource`` may not change (one of
+        ``update_subresources``). Mutates ``new``."""
+
+    def validate_subresource_update(self, subresource: str, new: Obj, old: Obj) -> list[FieldError]:
+        return []
+
     def validate_metadata(self, obj: Obj, namespaced: bool) -> list[FieldError]:
         return validate_object_meta(obj.get("metadata", {}), namespaced, self.name_format)
 

@@ -26,6 +26,7 @@ from corral.apiserver.registry.autoscaling_v1 import (
 )
 from corral.apiserver.registry.base import ResourceInfo, ScaleAccess
 from corral.apiserver.registry.batch import CronJobStrategy, JobStrategy
+from corral.apiserver.registry.certificates import CertificateSigningRequestStrategy
 from corral.apiserver.registry.chronos import ChronosJobStrategy
 from corral.apiserver.registry.coordination import LeaseStrategy
 from corral.apiserver.registry.core import (
@@ -83,7 +84,8 @@ RESOURCES: list[ResourceInfo] = [
     ResourceInfo("", "v1", "ConfigMap", "configmaps", "configmap", True, ConfigMapStrategy(), ("cm",)),
     ResourceInfo("", "v1", "Secret", "secrets", "secret", True, SecretStrategy()),
     ResourceInfo("", "v1", "Event", "events", "event", True, EventStrategy(), ("ev",)),
-    ResourceInfo("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", True, ServiceAccountStrategy(), ("sa",)),
+    ResourceInfo("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", True, ServiceAccountStrategy(), ("sa",),
+                 extra_subresources=(("token", "TokenRequest", ("create",), "authentication.k8s.io", "v1"),)),
     ResourceInfo("", "v1", "ResourceQuota", "resourcequotas", "resourcequota", True, ResourceQuotaStrategy(), ("quota",)),
     ResourceInfo("", "v1", "LimitRange", "limitranges", "limitrange", True, LimitRangeStrategy(), ("limits",)),
     ResourceInfo("", "v1", "PodTemplate", "podtemplates", "podtemplate", True, PodTemplateStrategy()),
@@ -120,6 +122,10 @@ RESOURCES: list[ResourceInfo] = [
     ResourceInfo("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", "clusterrole", False, ClusterRoleStrategy()),
     ResourceInfo("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", "rolebinding", True, RoleBindingStrategy()),
     ResourceInfo("rbac.authorization.k8s.io", "v1", "Role", "roles", "role", True, RoleStrategy()),
+    ResourceInfo("certificates.k8s.io", "v1", "CertificateSigningRequest", "certificatesigningrequests",
+                 "certificatesigningrequest", False, CertificateSigningRequestStrategy(), ("csr",),
+                 extra_subresources=(("approval", "CertificateSigningRequest", ("get", "patch", "update"),
+                                      "certificates.k8s.io", "v1"),)),
     ResourceInfo("storage.k8s.io", "v1", "StorageClass", "storageclasses", "storageclass", False, StorageClassStrategy(), ("sc",)),
     ResourceInfo("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", "priorityclass", False, PriorityClassStrategy(), ("pc",)),
     ResourceInfo("mesos.corral.dev", "v1", "Framework", "frameworks", "framework", False, FrameworkStrategy(), ("fw",), ("mesos",)),

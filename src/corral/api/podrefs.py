@@ -1,0 +1,134 @@
+"""Which other objects a Pod or PersistentVolume names: Secrets, ConfigMaps, claims.
+
+Upstream's ``VisitPodSecretNames`` / ``VisitPodConfigmapNames`` (all containers: init,
+regular, ephemeral) and ``VisitPVSecretNames`` (the references the kubelet reads), over
+JSON objects. The Node authorizer's graph (``apiserver/node_authz.py``) is built from
+them, and NodeRestriction (``apiserver/node_restriction.py``) refuses mirror pods that
+name any. Pure, no I/O; empty names are yielded as upstream visits them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+Obj = dict[str, Any]
+
+
+def dicts(v: Any) -> Iterator[Obj]:
+    """The dict items of a JSON list (nothing for anything else)."""
+    if isinstance(v, list):
+        for x in v:
+            if isinstance(x, dict):
+                yield x
+
+
+def sub(o: Any, key: str) -> Obj:
+    """``o[key]`` when both are dicts, else an empty dict."""
+    v = o.get(key) if isinstance(o, dict) else None
+    return v if isinstance(v, dict) else {}
+
+
+def _all_containers(spec: Obj) -> Iterator[Obj]:
+    for key in ("initContainers", "containers", "ephemeralContainers"):
+        yield from dicts(spec.get(key))
+
+
+#: volume sources naming a secret in ``secretRef.name`` (``VisitPodSecretNames``)
+_SECRET_REF_VOLUMES = ("cephfs", "cinder", "flexVolume", "rbd", "scaleIO", "iscsi", "storageos")
+
+
+def pod_secret_names(pod: Obj) -> Iterator[str]:
+    """Every Secret a pod names, as upstream's ``VisitPodSecretNames`` (all containers):
+    imagePullSecrets, env/envFrom of every container, secret, projected and the
+    plugins' secret references of its volumes."""
+    spec = sub(pod, "spec")
+    for ref in dicts(spec.get("imagePullSecrets")):
+        yield str(ref.get("name") or "")
+    for c in _all_containers(spec):
+        for ef in dicts(c.get("envFrom")):
+            if "secretRef" in ef:
+                yield str(sub(ef, "secretRef").get("name") or "")
+        for env in dicts(c.get("env")):
+            vf = sub(env, "valueFrom")
+            if "secretKeyRef" in vf:
+                yield str(sub(vf, "secretKeyRef").get("name") or "")
+    for v in dicts(spec.get("volumes")):
+        if "secret" in v:
+            yield str(sub(v, "secret").get("secretName") or "")
+        if "azureFile" in v:
+            yield str(sub(v, "azureFile").get("secretName") or "")
+        if "csi" in v:
+            yield str(sub(sub(v, "csi"), "nodePublishSecretRef").get("name") or "")
+        for kind in _SECRET_REF_VOLUMES:
+            if kind in v:
+                yield str(sub(sub(v, kind), "secretRef").get("name") or "")
+        for src in dicts(sub(v, "projected").get("sources")):
+            if "secret" in src:
+                yield str(sub(src, "secret").get("name") or "")
+
+
+def pod_configmap_names(pod: Obj) -> Iterator[str]:
+    """Every ConfigMap a pod names (``VisitPodConfigmapNames``, all containers)."""
+    spec = sub(pod, "spec")
+    for c in _all_containers(spec):
+        for ef in dicts(c.get("envFrom")):
+            if "configMapRef" in ef:
+                yield str(sub(ef, "configMapRef").get("name") or "")
+        for env in dicts(c.get("env")):
+            vf = sub(env, "valueFrom")
+            if "configMapKeyRef" in vf:
+                yield str(sub(vf, "configMapKeyRef").get("name") or "")
+    for v in dicts(spec.get("volumes")):
+        if "configMap" in v:
+            yield str(sub(v, "configMap").get("name") or "")
+        for src in dicts(sub(v, "projected").get("sources")):
+            if "configMap" in src:
+                yield str(sub(src, "configMap").get("name") or "")
+
+
+def pod_claim_names(pod: Obj) -> Iterator[str]:
+    """The PersistentVolumeClaims a pod uses: named ones, and ``POD-VOLUME`` for each
+    generic ephemeral volume."""
+    pod_name = str(sub(pod, "metadata").get("name") or "")
+    for v in dicts(sub(pod, "spec").get("volumes")):
+        if "persistentVolumeClaim" in v:
+            yield str(sub(v, "persistentVolumeClaim").get("claimName") or "")
+        elif "ephemeral" in v:
+            yield f"{pod_name}-{v.get('name', '')}"
+
+
+def pod_resource_claim_names(pod: Obj) -> Iterator[str]:
+    """ResourceClaims a pod uses: ``resourceClaimName``, or for a template the name
+    recorded in ``status.resourceClaimStatuses`` (none yet: nothing)."""
+    statuses = {
+        str(s.get("name")): s.get("resourceClaimName")
+        for s in dicts(sub(pod, "status").get("resourceClaimStatuses"))
+    }
+    for rc in dicts(sub(pod, "spec").get("resourceClaims")):
+        if rc.get("resourceClaimName"):
+            yield str(rc["resourceClaimName"])
+        elif rc.get("resourceClaimTemplateName"):
+            name = statuses.get(str(rc.get("name")))
+            if name:
+                yield str(name)
+
+
+#: PV sources whose ``secretRef`` the kubelet reads (``VisitPVSecretNames``, kubeletVisible)
+_PV_SECRET_REF = ("cephfs", "cinder", "flexVolume", "rbd", "scaleIO", "iscsi", "storageos")
+_PV_CSI_REFS = ("nodePublishSecretRef", "nodeStageSecretRef", "nodeExpandSecretRef")
+
+
+def pv_secret_refs(pv: Obj) -> Iterator[tuple[str, str]]:
+    """(namespace, name) of the Secrets a PV hands to the kubelet; a reference without
+    a namespace means the claim's."""
+    spec = sub(pv, "spec")
+    claim_ns = str(sub(spec, "claimRef").get("namespace") or "")
+    refs: list[Obj] = [sub(sub(spec, kind), "secretRef") for kind in _PV_SECRET_REF if kind in spec]
+    refs += [sub(sub(spec, "csi"), key) for key in _PV_CSI_REFS]
+    if "azureFile" in spec:
+        af = sub(spec, "azureFile")
+        refs.append({"name": af.get("secretName"), "namespace": af.get("secretNamespace")})
+    for ref in refs:
+        if ref.get("name"):
+            yield str(ref.get("namespace") or claim_ns), str(ref["name"])

@@ -1,0 +1,164 @@
+"""The ServiceAccount admission plugin in the registry's chain: the default
+ServiceAccount, the kube-api-access volume and mounts, automount preferences, a missing
+ServiceAccount, mirror pods and mountable secrets."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from corral.api import errors
+from corral.apiserver.identity import UserInfo
+from corral.apiserver.registry.table import RESOURCES
+from corral.apiserver.sa_admission import MOUNT_PATH, ServiceAccountAdmission, token_volume
+from corral.apiserver.store import Registry, WriteOptions
+from corral.storage.cache import WatchCache
+from corral.storage.sqlite import SQLiteStorage
+from corral.util.clock import SystemClock
+
+Obj = dict[str, Any]
+BOB = UserInfo("bob", ("system:authenticated",))
+
+
+@pytest.fixture
+async def registry(tmp_path: Path) -> AsyncIterator[Registry]:
+    storage = SQLiteStorage(tmp_path / "state.db")
+    await storage.start()
+    try:
+        cache = WatchCache()
+        reg = Registry(storage, cache, RESOURCES, SystemClock())
+        kvs, rev = await storage.list("/registry/")
+        cache.load(kvs, rev, [], rev)
+        storage.listeners.append(cache.apply)
+        ns = reg.by_gvr[("", "v1", "namespaces")]
+        for name in ("default", "empty"):
+            await reg.create(ns, "", {"metadata": {"name": name}}, WriteOptions())
+        await _sa(reg, {"metadata": {"name": "default"}})
+        reg.admission[("", "pods")].append(ServiceAccountAdmission(reg).admit)
+        yield reg
+    finally:
+        await storage.close()
+
+
+async def _sa(reg: Registry, sa: Obj, ns: str = "default") -> None:
+    await reg.create(reg.by_gvr[("", "v1", "serviceaccounts")], ns, sa, WriteOptions())
+
+
+async def _create(reg: Registry, spec: Obj, ns: str = "default", **meta: Any) -> Obj:
+    pods = reg.by_gvr[("", "v1", "pods")]
+    body = {"metadata": {"name": "p", **meta}, "spec": spec}
+    res = await reg.create(pods, ns, body, WriteOptions(dry_run=True, user=BOB))
+    return res.obj
+
+
+def _containers(*names: str) -> list[Obj]:
+    return [{"name": n, "image": "busybox"} for n in names]
+
+
+async def test_token_volume_and_mounts_as_upstream(registry: Registry) -> None:
+    spec = {
+        "initContainers": _containers("init"),
+        "containers": [
+            *_containers("a"),
+            {
+                "name": "b",
+                "image": "busybox",
+                "volumeMounts": [{"name": "mine", "mountPath": MOUNT_PATH}],
+            },
+        ],
+        "volumes": [{"name": "mine", "emptyDir": {}}],
+    }
+    pod = await _create(registry, spec)
+    s = pod["spec"]
+    assert s["serviceAccountName"] == "default"
+    vol = s["volumes"][-1]
+    assert vol["name"].startswith("kube-api-access-") and len(vol["name"]) == 21
+    assert vol == token_volume(vol["name"])
+    assert vol["projected"]["defaultMode"] == 420
+    assert vol["projected"]["sources"][0] == {
+        "serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}
+    }
+    mount = {"name": vol["name"], "readOnly": True, "mountPath": MOUNT_PATH}
+    assert s["initContainers"][0]["volumeMounts"] == [mount]
+    assert s["containers"][0]["volumeMounts"] == [mount]
+    # a container with its own mount at the path keeps it alone
+    assert s["containers"][1]["volumeMounts"] == [{"name": "mine", "mountPath": MOUNT_PATH}]
+
+
+@pytest.mark.parametrize(
+    ("pod_pref", "sa_pref", "mounted"),
+    [(None, None, True), (False, None, False), (None, False, False), (True, False, True)],
+    ids=["default", "pod-false", "sa-false", "pod-wins"],
+)
+async def test_automount_preferences(
+    registry: Registry, pod_pref: bool | None, sa_pref: bool | None, mounted: bool
+) -> None:
+    sa: Obj = {"metadata": {"name": "robot"}}
+    if sa_pref is not None:
+        sa["automountServiceAccountToken"] = sa_pref
+    await _sa(registry, sa)
+    spec: Obj = {"serviceAccountName": "robot", "containers": _containers("a")}
+    if pod_pref is not None:
+        spec["automountServiceAccountToken"] = pod_pref
+    pod = await _create(registry, spec)
+    assert bool(pod["spec"].get("volumes")) is mounted
+    assert bool(pod["spec"]["containers"][0].get("volumeMounts")) is mounted
+
+
+async def test_missing_service_account(registry: Registry) -> None:
+    with pytest.raises(errors.StatusError) as e:
+        await _create(registry, {"serviceAccountName": "ghost", "containers": _containers("a")})
+    assert e.value.code == 403
+    assert e.value.message == (
+        'pods "p" is forbidden: error looking up service account default/ghost: '
+        'serviceaccount "ghost" not found'
+    )
+    # a namespace without its default ServiceAccount yet (no controller): admitted as is
+    pod = await _create(registry, {"containers": _containers("a")}, "empty")
+    assert "volumes" not in pod["spec"]
+
+
+async def test_pull_secrets_and_mountable_secrets(registry: Registry) -> None:
+    await _sa(
+        registry,
+        {
+            "metadata": {
+                "name": "strict",
+                "annotations": {"kubernetes.io/enforce-mountable-secrets": "true"},
+            },
+            "secrets": [{"name": "ok"}],
+            "imagePullSecrets": [{"name": "pull"}],
+        },
+    )
+    spec: Obj = {"serviceAccountName": "strict", "containers": _containers("a")}
+    pod = await _create(registry, spec)
+    assert pod["spec"]["imagePullSecrets"] == [{"name": "pull"}]
+    env = [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "nope", "key": "k"}}}]
+    spec["containers"] = [{"name": "a", "image": "busybox", "env": env}]
+    with pytest.raises(errors.StatusError) as e:
+        await _create(registry, spec)
+    assert e.value.message == (
+        'pods "p" is forbidden: container a with envVar X referencing secret.secretName="nope" '
+        "is not allowed because service account strict does not reference that secret"
+    )
+
+
+async def test_mirror_pods_are_left_alone(registry: Registry) -> None:
+    mirror = {"kubernetes.io/config.mirror": "x"}
+    pod = await _create(registry, {"containers": _containers("a")}, annotations=mirror)
+    assert "volumes" not in pod["spec"]
+    vol = {"name": "s", "secret": {"secretName": "s"}}
+    with pytest.raises(errors.StatusError, match="a mirror pod may not reference secrets"):
+        await _create(
+            registry, {"containers": _containers("a"), "volumes": [vol]}, annotations=mirror
+        )
+
+
+async def test_internal_writes_pass(registry: Registry) -> None:
+    pods = registry.by_gvr[("", "v1", "pods")]
+    body = {"metadata": {"name": "p"}, "spec": {"containers": _containers("a")}}
+    res = await registry.create(pods, "default", body, WriteOptions(dry_run=True))
+    assert "volumes" not in res.obj["spec"]
