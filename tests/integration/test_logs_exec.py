@@ -90,7 +90,7 @@ class AgentThread:
     def __init__(self, lookup: FileLookup, token: str) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.server = AgentServer(lookup, token, host="127.0.0.1", port=0)
+        self.server = AgentServer(lookup, token, host="127.0.0.1", port=0, node_name=NODE)
 
     def __enter__(self) -> AgentServer:
         self.thread.start()

@@ -19,9 +19,12 @@ from its middleware before any handler runs):
    ``delete``). One difference, on purpose: the streaming paths (``/exec``,
    ``/attach``, ``/portForward``, ``/run``) ask for ``create`` even when they arrive as
    a WebSocket GET, as the API server asks ``create`` on ``pods/exec`` for a WebSocket
-   upgrade, so a read-only ``nodes/proxy`` grant cannot run commands. A refusal is 403
-   with the kubelet's text ``Forbidden (user=U, verb=V, resource=nodes,
-   subresource(s)=[S])``.
+   upgrade, so a read-only ``nodes/proxy`` grant cannot run commands. One addition:
+   the Mesos executor's ``/mesos/executor-message`` (Corral's own path, where the Mesos
+   master relays framework messages) asks for subresource ``mesos``, a Corral-specific
+   ``nodes/mesos``, so the master's grant (``corral:mesos-master``) is not the
+   ``create nodes/proxy`` that runs commands in any pod. A refusal is 403 with the
+   kubelet's text ``Forbidden (user=U, verb=V, resource=nodes, subresource(s)=[S])``.
 
 ``ServingTLS`` is the agent's serving certificate (``--tls-cert-file``,
 ``--tls-private-key-file``), reloaded into the same ``SSLContext`` when its files
@@ -39,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from corral.client.reviews import Reviewer
+from corral.util.bearer import bearer_token, peer_subject
 
 log = logging.getLogger("corral.agent.auth")
 
@@ -50,7 +54,9 @@ _VERBS = {"GET": "get", "HEAD": "get", "POST": "create", "PUT": "update", "PATCH
           "DELETE": "delete"}  # fmt: skip
 # (kubelet path prefix, subresource), in the kubelet's order
 _SUBRESOURCES = (("/stats", "stats"), ("/metrics", "metrics"), ("/logs", "log"),
-                 ("/checkpoint", "checkpoint"))  # fmt: skip
+                 ("/checkpoint", "checkpoint"),
+                 # Corral's: the Mesos master's framework messages (not the kubelet's)
+                 ("/mesos", "mesos"))  # fmt: skip
 #: paths that run something in a container: ``create`` whatever the method
 STREAMING = ("/exec", "/attach", "/portForward", "/run")
 
@@ -93,25 +99,10 @@ class Caller:
 def caller_from_peercert(peercert: Mapping[str, Any] | None) -> Caller | None:
     """The user of a verified client certificate (``SSLObject.getpeercert()``): CN the
     name, each O a group, plus ``system:authenticated``; None without one or a CN."""
-    if not peercert:
-        return None
-    cn = ""
-    groups: list[str] = []
-    for rdn in peercert.get("subject") or ():
-        for key, value in rdn:
-            if key == "commonName" and not cn:
-                cn = str(value)
-            elif key == "organizationName":
-                groups.append(str(value))
+    cn, groups = peer_subject(peercert)
     if not cn:
         return None
     return Caller(cn, (*groups, AUTHENTICATED))
-
-
-def bearer_token(header: str) -> str:
-    """The token of an ``Authorization: Bearer T`` header, else ''."""
-    scheme, _, token = header.strip().partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
 
 
 class AgentAuth:

@@ -29,7 +29,6 @@ import argparse
 import asyncio
 import dataclasses
 import hashlib
-import hmac
 import logging
 import zlib
 from collections.abc import Sequence
@@ -42,6 +41,7 @@ from corral.api.errors import StatusError
 from corral.api.nodes import AGENT_SCHEME
 from corral.client.informer import Informer, WorkQueue, key_of
 from corral.client.rest import NODES, PODS, Client, KubeConfig
+from corral.util.bearer import bearer_matches, node_token
 from corral.util.clock import Clock, SystemClock, parse_rfc3339, rfc3339
 from corral.util.durations import parse_go_duration
 
@@ -517,10 +517,13 @@ class HollowAgent:
     async def _metrics_resource(self, request: web.Request) -> web.Response:
         auth = request.headers.get("Authorization", "")
         token = self.client.config.token
-        if token and not hmac.compare_digest(auth, f"Bearer {token}"):
-            return web.Response(status=401, text="Unauthorized")
         sock = request.transport.get_extra_info("sockname") if request.transport else None
         node = self._by_ip.get(str(sock[0]) if sock else "")
+        # the shared token, or the node-bound one a scraper sends plain HTTP (util/bearer)
+        if token and not (
+            bearer_matches(auth, token) or bearer_matches(auth, node_token(token, node or ""))
+        ):
+            return web.Response(status=401, text="Unauthorized")
         if node is None:
             return web.Response(status=404, text="no hollow node has this address")
         now = self.clock.now()

@@ -163,7 +163,7 @@ class NodeAgent:
         self.ctx.services = lambda: list(self.services.store.values())
         # with a serving certificate: authenticated and authorised as the kubelet's API
         auth = AgentAuth(name, Reviewer(client)) if tls is not None else None
-        self.server = AgentServer(self, token, node_ip, port, tls=tls, auth=auth)
+        self.server = AgentServer(self, token, node_ip, port, tls=tls, auth=auth, node_name=name)
         self.server.resource_metrics = self.resource_metrics
         self.executors = MesosExecutors(
             client, name, node_ip, self.server.executor_listeners, clock=self.clock

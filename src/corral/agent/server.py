@@ -51,7 +51,9 @@ accepted for an executor pod on this node, from that executor's own address
 
 Without ``tls`` (a stand-alone agent in a test) the server keeps the old scheme, with
 a warning: plain HTTP, and every other request needs ``Authorization: Bearer <token>``
-equal to the agent's own kubeconfig token; the Node is annotated
+equal to the agent's own kubeconfig token or to ``util.bearer.node_token`` of it and the
+node's name (what the API server sends, so that a node that says it is plain HTTP gets
+nothing it could use elsewhere); the Node is annotated
 ``agent.corral.dev/scheme: http`` (``api/nodes.py``) so the API server knows to use HTTP.
 
 The server learns about containers only through ``ContainerLookup``, which the pod
@@ -81,7 +83,7 @@ from corral.agent.portforward import serve as serve_port_forward
 from corral.agent.resource_metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from corral.agent.resource_metrics import Sample, render
 from corral.api import errors
-from corral.util.bearer import bearer_matches
+from corral.util.bearer import bearer_matches, node_token
 from corral.util.eventstream import EventStream
 
 log = logging.getLogger("corral.agent.server")
@@ -174,6 +176,7 @@ class AgentServer:
         *,
         tls: ServingTLS | None = None,
         auth: AgentAuth | None = None,
+        node_name: str = "",
     ) -> None:
         if (tls is None) != (auth is None):
             raise ValueError("the agent server's TLS and its authentication go together")
@@ -185,6 +188,9 @@ class AgentServer:
         self.port = port
         self.tls = tls
         self.auth = auth
+        #: without TLS, a request may also carry ``node_token(token, node_name)``, what the
+        #: API server sends a plain-HTTP agent (``util/bearer.py``)
+        self.node_token = node_token(token, node_name)
         #: where executors reach the executor API: the main port without TLS, else a
         #: plain-HTTP port of its own (set by ``start``)
         self.executor_port = port
@@ -315,7 +321,7 @@ class AgentServer:
             if request.path in UNAUTHENTICATED:
                 pass
             elif self.auth is None:
-                if not bearer_matches(auth, self.token):
+                if not (bearer_matches(auth, self.token) or bearer_matches(auth, self.node_token)):
                     raise errors.unauthorized()
             else:
                 peercert = (

@@ -168,13 +168,15 @@ def write_atomic(target: Path, payload: Payload) -> bool:
         _link_visible(target, top)
         return False
     stamp = time.strftime("..%Y_%m_%d_%H_%M_%S.", time.gmtime())
+    # private (mkdtemp's 0700) until every file has its mode: a secret or token
+    # written before its chmod is never readable to others meanwhile
     new_dir = Path(tempfile.mkdtemp(prefix=stamp, dir=target))
-    new_dir.chmod(0o755)
     for rel, (content, mode) in payload.items():
         path = new_dir / rel
         path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
         path.write_bytes(content)
         path.chmod(mode & 0o7777)
+    new_dir.chmod(0o755)
     old = os.readlink(target / DATA_DIR) if (target / DATA_DIR).is_symlink() else None
     tmp = target / _DATA_TMP
     if tmp.is_symlink() or tmp.exists():

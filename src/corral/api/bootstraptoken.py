@@ -139,9 +139,11 @@ def expiration(data: dict[str, str]) -> dt.datetime | None:
     if not raw:
         return None
     try:
-        return dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        when = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
         return None
+    # RFC 3339 carries an offset; a naive time would not compare with ``now`` (a 500)
+    return when if when.tzinfo is not None else None
 
 
 def is_expired(data: dict[str, str], now: dt.datetime) -> bool:

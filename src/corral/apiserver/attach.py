@@ -72,4 +72,4 @@ async def attach(proxy: AgentProxy, request: web.Request, ns: str, name: str) ->
     if (cs.get("state") or {}).get("running") is None:
         raise errors.bad_request(f'container not found ("{container}")')
     url = proxy.agent_url(node, f"/attach/{ns}/{name}/{container}").with_query(query)
-    return await proxy.stream_channels(request, url)
+    return await proxy.stream_channels(request, url, node)

@@ -51,6 +51,7 @@ from corral.apiserver.identity import (
     UNAUTHENTICATED,
     UserInfo,
 )
+from corral.util.bearer import bearer_token, peer_subject
 
 log = logging.getLogger("corral.apiserver.authn")
 
@@ -148,31 +149,12 @@ def load_token_file(path: Path) -> dict[str, UserInfo]:
 
 
 def user_from_peercert(peercert: Obj | None) -> UserInfo | None:
-    """The user of a verified peer certificate (``SSLSocket.getpeercert()``'s dict): the
-    subject's CN (the last one, as Go reads it) and its Os in order; None without a CN."""
-    if not peercert:
-        return None
-    cn = ""
-    orgs: list[str] = []
-    for rdn in peercert.get("subject", ()):
-        for key, value in rdn:
-            if key == "commonName":
-                cn = value
-            elif key == "organizationName":
-                orgs.append(value)
+    """The user of a verified peer certificate (``util.bearer.peer_subject``); None
+    without a CN."""
+    cn, orgs = peer_subject(peercert)
     if not cn:
         return None
     return with_authenticated(UserInfo(cn, tuple(orgs)))
-
-
-def bearer_token(authorization: str) -> str:
-    """The token of an ``Authorization`` header, "" when it carries none (upstream's
-    bearertoken authenticator: the scheme is case-insensitive, the token the second
-    space-separated part)."""
-    parts = authorization.strip().split(" ", 2)
-    if len(parts) < 2 or parts[0].lower() != "bearer":
-        return ""
-    return parts[1]
 
 
 def _key(token: str) -> bytes:

@@ -17,12 +17,13 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from corral.util.pki import write_atomic
 
 API_VERSION = "apiserver.config.k8s.io/v1"
 KIND = "EncryptionConfiguration"
@@ -253,6 +254,16 @@ def parse(doc: Any) -> EncryptionConfig:
     return EncryptionConfig(tuple(entries))
 
 
+def _yaml_error(e: yaml.YAMLError) -> str:
+    """Go's ``yaml: line N: PROBLEM``: PyYAML's own text quotes the offending line, and
+    that line may be a key's ``secret``."""
+    if isinstance(e, yaml.MarkedYAMLError):
+        mark = e.problem_mark or e.context_mark
+        line = f"line {mark.line + 1}: " if mark is not None else ""
+        return f"error converting YAML to JSON: yaml: {line}{e.problem or e.context or 'invalid'}"
+    return "error converting YAML to JSON: yaml: invalid document"
+
+
 def read(path: Path) -> tuple[EncryptionConfig, bytes]:
     """The validated configuration and the file's bytes (for its digest); errors are
     kube-apiserver's: ``error while parsing file: ...``."""
@@ -270,7 +281,10 @@ def read(path: Path) -> tuple[EncryptionConfig, bytes]:
     try:
         return parse(yaml.safe_load(data)), data
     except yaml.YAMLError as e:
-        raise EncryptionConfigError(f"error while parsing file: {e}") from None
+        raise EncryptionConfigError(
+            f'error while parsing file: error decoding encryption provider configuration file "{path}": '
+            f"{_yaml_error(e)}"
+        ) from None
     except EncryptionConfigError as e:
         raise EncryptionConfigError(f"error while parsing file: {e}") from None
 
@@ -299,22 +313,7 @@ def write(path: Path, config: EncryptionConfig) -> bytes:
     the bytes written. A crash leaves the old file or the new one, never a mix."""
     data = yaml.safe_dump(to_document(config), sort_keys=False).encode()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_atomic(path, data, 0o600, sync_dir=True)
     return data
 
 

@@ -129,7 +129,11 @@ class EndpointReconciler:
             except KeyExists:
                 kv = await self.storage.get(key)
         if kv is not None:
-            await self.storage.update(key, record, kv.mod_revision)
+            try:
+                await self.storage.update(key, record, kv.mod_revision)
+            except KeyNotFound:  # another server saw it expired and deleted it meanwhile
+                with contextlib.suppress(KeyExists):
+                    await self.storage.create(key, record)
 
     async def list_leases(self) -> list[str]:
         """The addresses of the unexpired leases, sorted; expired ones are deleted."""
@@ -192,11 +196,13 @@ class EndpointReconciler:
         await self.registry.update(info, NAMESPACE, SERVICE, want, opts)
 
     async def run(self) -> None:
-        """Reconcile every ``interval`` until cancelled; a failed round is logged."""
+        """Reconcile every ``interval`` until cancelled; a failed round (a conflict, a
+        storage error, anything) is logged and the next one tried: the loop never ends
+        by itself, or the server's lease would lapse while it still serves."""
         while True:
             try:
                 await self.reconcile()
-            except (errors.StatusError, RevisionMismatch, RuntimeError) as e:
+            except Exception as e:  # the next round retries
                 log.warning("reconciling the kubernetes service's endpoints: %s", e)
             await asyncio.sleep(self.interval)
 

@@ -18,7 +18,7 @@ takes when the WebSocket upgrade fails, or with ``KUBECTL_PORT_FORWARD_WEBSOCKET
 gets a 400 that says what Corral speaks instead.
 
 The agent is reached as for exec (``AgentProxy``: the node's InternalIP and
-``daemonEndpoints`` port, the API server's token); the pod's uid goes along so that the
+``daemonEndpoints`` port, its kubelet-client certificate or node-bound token); the pod's uid goes along so that the
 agent's error messages name it as the kubelet's do.
 """
 
@@ -65,19 +65,20 @@ async def port_forward(
     query = [("ports", p) for p in ports]
     query.append(("uid", str(pod["metadata"].get("uid", ""))))
     url = proxy.agent_url(node, f"/portForward/{ns}/{name}").with_query(query)
+    headers = proxy._headers(request, url, node)
     async with proxy._session() as session:
         try:
             upstream = await session.ws_connect(
                 url,
                 protocols=offered,
-                headers=proxy._headers(request, url),
+                headers=headers,
                 max_msg_size=MAX_MESSAGE,
                 autoping=True,
             )
         except aiohttp.ClientConnectorError as e:
             raise _dial_error("Get", url, e) from None
         except aiohttp.WSServerHandshakeError:
-            async with session.get(url, headers=proxy._headers(request, url)) as resp:
+            async with session.get(url, headers=headers, allow_redirects=False) as resp:
                 return await _relay_error(resp)
         async with upstream:
             client = web.WebSocketResponse(

@@ -17,9 +17,10 @@ for the container's state, the kubelet) would, with their exact messages:
 Then it finds the agent from the Node object (``status.addresses`` InternalIP, else
 Hostname; ``status.daemonEndpoints.kubeletEndpoint.Port``) and opens
 ``http://<address>:<port>/containerLogs/...`` or ``/exec/...`` (``agent/server.py``)
-with ``Authorization: Bearer <token>``, the API server's own admin token (the agent
-checks it against its kubeconfig's; see the agent server's docstring for why that is a
-simplification). The log stream is copied through chunk by chunk as it arrives; an exec
+over TLS with the ``kube-apiserver-kubelet-client`` certificate, or, to a plain-HTTP
+agent, with ``Authorization: Bearer <node_token>``, the admin token bound by HMAC to the
+node's name (``util/bearer.py``; the agent checks it against its kubeconfig's token):
+never the admin token itself, since the scheme and address are the node's own word. The log stream is copied through chunk by chunk as it arrives; an exec
 WebSocket is accepted from the client with the subprotocol the agent chose, and frames
 are pumped both ways until either side closes, then both are closed. When the client
 goes away, aiohttp cancels the handler and the upstream connection closes with it.
@@ -52,6 +53,7 @@ from yarl import URL
 from corral.api import errors
 from corral.api.nodes import agent_endpoint, agent_scheme
 from corral.apiserver.store import Registry
+from corral.util.bearer import node_token
 
 log = logging.getLogger("corral.apiserver.proxy")
 
@@ -247,8 +249,26 @@ def _dial_error(method: str, url: URL, e: aiohttp.ClientConnectorError) -> error
     )
 
 
+async def _refuse_redirect(
+    session: aiohttp.ClientSession, ctx: Any, params: aiohttp.TraceRequestRedirectParams
+) -> None:
+    """Stop a WebSocket handshake (``ws_connect`` always follows redirects) that an agent
+    answers with a redirect: the caller probes the URL without following it instead."""
+    resp = params.response
+    resp.close()
+    raise aiohttp.WSServerHandshakeError(
+        resp.request_info, (resp,), status=resp.status, message="redirects forbidden"
+    )
+
+
 async def _relay_error(resp: aiohttp.ClientResponse) -> web.Response:
-    """An agent's non-success answer, relayed as a Status with its code."""
+    """An agent's non-success answer, relayed as a Status with its code; a redirect is
+    not followed (upstream's ``PreventRedirects``: a node could send the API server's
+    credentials anywhere the cluster CA vouches for, the API server itself included)."""
+    if 300 <= resp.status < 400:
+        raise errors.StatusError(
+            500, errors.INTERNAL_ERROR, f'Get "{resp.url}": redirects forbidden'
+        )
     body = await resp.read()
     try:
         doc = orjson.loads(body)
@@ -303,18 +323,29 @@ class AgentProxy:
         host, port = agent_endpoint(node)
         return URL.build(scheme=agent_scheme(node), host=host, port=port, path=path)
 
-    def _headers(self, request: web.Request, url: URL | None = None) -> dict[str, str]:
-        if url is not None and url.scheme == "https" and self.ssl_context is not None:
+    def _headers(self, request: web.Request, url: URL, node: str) -> dict[str, str]:
+        """The credential for node ``node``'s agent at ``url``. The scheme and address are
+        the node's own word (its Node object), so a plain-HTTP agent never gets the admin
+        token itself, only ``node_token`` bound to that node: a node that turns itself
+        to ``http`` (or points its address elsewhere) learns nothing it can use."""
+        if url.scheme == "https" and self.ssl_context is not None:
             return {}  # the client certificate is the credential
         if self.token:
-            return {"Authorization": f"Bearer {self.token}"}
+            return {"Authorization": f"Bearer {node_token(self.token, node)}"}
         auth = request.headers.get("Authorization")
         return {"Authorization": auth} if auth else {}
 
     def _session(self) -> aiohttp.ClientSession:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT)
         conn = aiohttp.TCPConnector(ssl=self.ssl_context if self.ssl_context else True)
-        return aiohttp.ClientSession(timeout=timeout, auto_decompress=False, connector=conn)
+        no_redirects = aiohttp.TraceConfig()
+        no_redirects.on_request_redirect.append(_refuse_redirect)
+        return aiohttp.ClientSession(
+            timeout=timeout,
+            auto_decompress=False,
+            connector=conn,
+            trace_configs=[no_redirects],
+        )
 
     # --- pods/log -----------------------------------------------------------------------
     async def log(self, request: web.Request, ns: str, name: str) -> web.StreamResponse:
@@ -327,7 +358,9 @@ class AgentProxy:
         url = self.agent_url(node, f"/containerLogs/{ns}/{name}/{container}").with_query(params)
         async with self._session() as session:
             try:
-                upstream = await session.get(url, headers=self._headers(request, url))
+                upstream = await session.get(
+                    url, headers=self._headers(request, url, node), allow_redirects=False
+                )
             except aiohttp.ClientConnectorError as e:
                 raise _dial_error("Get", url, e) from None
             async with upstream:
@@ -349,11 +382,14 @@ class AgentProxy:
             raise errors.bad_request(f'container not found ("{container}")')
         query = [(k, v) for k, v in q.items() if k != "container"]
         url = self.agent_url(node, f"/exec/{ns}/{name}/{container}").with_query(query)
-        return await self.stream_channels(request, url)
+        return await self.stream_channels(request, url, node)
 
-    async def stream_channels(self, request: web.Request, url: URL) -> web.StreamResponse:
-        """Relay a ``v5``/``v4.channel.k8s.io`` WebSocket (exec, attach) to the agent's
-        ``url``, frames both ways (``pump``)."""
+    async def stream_channels(
+        self, request: web.Request, url: URL, node: str
+    ) -> web.StreamResponse:
+        """Relay a ``v5``/``v4.channel.k8s.io`` WebSocket (exec, attach) to node ``node``'s
+        agent at ``url``, frames both ways (``pump``)."""
+        headers = self._headers(request, url, node)
         offered = [
             p.strip()
             for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")
@@ -364,15 +400,15 @@ class AgentProxy:
             if not client.can_prepare(request).ok or not offered:
                 # kubectl's SPDY fallback, or a client without a channel protocol we speak:
                 # let the agent say what is wrong (unauthorised, or an upgrade is required)
-                return await self._probe(session, url, request)
+                return await self._probe(session, url, headers)
             try:
                 upstream = await session.ws_connect(
-                    url, protocols=offered, headers=self._headers(request, url), max_msg_size=0
+                    url, protocols=offered, headers=headers, max_msg_size=0
                 )
             except aiohttp.ClientConnectorError as e:
                 raise _dial_error("Get", url, e) from None
             except aiohttp.WSServerHandshakeError:
-                return await self._probe(session, url, request)
+                return await self._probe(session, url, headers)
             async with upstream:
                 client = web.WebSocketResponse(
                     protocols=[upstream.protocol or offered[0]], max_msg_size=0
@@ -382,12 +418,12 @@ class AgentProxy:
                 return client
 
     async def _probe(
-        self, session: aiohttp.ClientSession, url: URL, request: web.Request
+        self, session: aiohttp.ClientSession, url: URL, headers: dict[str, str]
     ) -> web.Response:
         """The agent's answer to a plain GET of the exec URL (it runs nothing without an
         upgrade): its Status, e.g. 401 or 400 ``Upgrade request required``."""
         try:
-            async with session.get(url, headers=self._headers(request, url)) as resp:
+            async with session.get(url, headers=headers, allow_redirects=False) as resp:
                 return await _relay_error(resp)
         except aiohttp.ClientConnectorError as e:
             raise _dial_error("Get", url, e) from None

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from corral.api import rbac
+from corral.api.selectors import SelectorError, try_parse_field_selector
 
 #: path verbs: /api/v1/watch/..., /api/v1/proxy/...
 _SPECIAL_VERBS = frozenset(("proxy", "watch"))
@@ -80,7 +81,10 @@ class RequestInfo:
 def resolve(method: str, path: str, query: Mapping[str, str]) -> RequestInfo:
     """The RequestInfo of one request (``query``: its decoded query parameters, the
     first value of each)."""
-    parts = [p for p in path.strip("/").split("/")] if path.strip("/") else []
+    # the segments ``request.parse_path`` routes by (empty ones dropped): authorizing any
+    # other split of ``/api/v1/namespaces/ns//secrets/x`` would ask about one object and
+    # serve another
+    parts = [p for p in path.split("/") if p]
     if len(parts) < 3 or parts[0] not in ("api", "apis"):
         return RequestInfo(False, path, method.lower())
     prefix = parts[0]
@@ -129,20 +133,12 @@ def resolve(method: str, path: str, query: Mapping[str, str]) -> RequestInfo:
 def _exact_name(selector: str) -> str:
     """The X of a field selector that requires ``metadata.name=X`` (upstream's
     ``RequiresExactMatch``), when X is a valid path segment; "" otherwise, and for a
-    selector that does not parse."""
-    found = ""
-    for term in selector.split(","):
-        if "!=" in term:
-            key, _, _ = term.partition("!=")
-            value = None
-        elif "==" in term:
-            key, _, value = term.partition("==")
-        elif "=" in term:
-            key, _, value = term.partition("=")
-        else:
-            return ""  # not a selector: upstream's parse error leaves the name empty
-        if key.strip() == "metadata.name" and value is not None:
-            found = value.strip()
+    selector that does not parse. Parsed by the list handler's own parser, so that the
+    name authorized is the one the list is filtered by (escapes, spaces and all)."""
+    try:
+        found = try_parse_field_selector(selector).exact_values().get("metadata.name", "")
+    except SelectorError:
+        return ""  # upstream's parse error leaves the name empty
     if found in (".", "..") or "/" in found or "%" in found:
         return ""
     return found

@@ -15,7 +15,6 @@ named by ``apiserver/identity.py``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -24,7 +23,7 @@ from aiohttp import web
 from corral.api import errors, rbac, schema
 from corral.api.errors import FieldError, GoValue
 from corral.apiserver.authn import Authenticator, token_review
-from corral.apiserver.authz import Authorizer
+from corral.apiserver.authz import Authorizer, CachePolicy
 from corral.apiserver.handlers import json_response
 from corral.apiserver.identity import UserInfo, user_for
 from corral.apiserver.registry.base import ResourceInfo, Strategy
@@ -65,44 +64,6 @@ _BY_GVR = {(r.group, r.version, r.plural): r for r in REVIEW_ROWS}
 def review_row(p: PathInfo) -> ResourceInfo | None:
     """The review row a parsed path names, or None."""
     return _BY_GVR.get((p.group, p.version, p.resource))
-
-
-# --- the policy over the watch caches -----------------------------------------------------
-
-
-class CachePolicy:
-    """``rbac.Policy`` over the registry's RBAC watch caches (empty while no row serves
-    them)."""
-
-    def __init__(self, registry: Registry) -> None:
-        self.registry = registry
-
-    def _objs(self, plural: str, namespace: str | None = None) -> list[Obj]:
-        info = self.registry.by_gvr.get((rbac.RBAC_GROUP, "v1", plural))
-        if info is None:
-            return []
-        rc = self.registry.rcache(info)
-        entries = (rc.entries[k] for k in rc.sorted_keys())  # in key order: stable reasons
-        return [e.obj() for e in entries if namespace is None or e.namespace == namespace]
-
-    def _one(self, plural: str, namespace: str, name: str) -> Obj | None:
-        info = self.registry.by_gvr.get((rbac.RBAC_GROUP, "v1", plural))
-        if info is None:
-            return None
-        e = self.registry.entry(info, namespace, name)
-        return e.obj() if e is not None else None
-
-    def cluster_role_bindings(self) -> Iterable[Obj]:
-        return self._objs("clusterrolebindings")
-
-    def role_bindings(self, namespace: str) -> Iterable[Obj]:
-        return self._objs("rolebindings", namespace)
-
-    def cluster_role(self, name: str) -> Obj | None:
-        return self._one("clusterroles", "", name)
-
-    def role(self, namespace: str, name: str) -> Obj | None:
-        return self._one("roles", namespace, name)
 
 
 # --- validation (pure) ----------------------------------------------------------------------

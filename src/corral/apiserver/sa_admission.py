@@ -18,8 +18,10 @@ admission chain, ``admission_chain.py``; internal writes, ``req.user`` None, pas
   downward API; mode 0644) and a read-only mount of it in every init container and
   container that does not already mount something there;
 - the ServiceAccount's ``imagePullSecrets`` when the pod names none;
-- the ``kubernetes.io/enforce-mountable-secrets`` annotation limits the pod's secrets to
-  the ServiceAccount's ``secrets``.
+- the ``kubernetes.io/enforce-mountable-secrets`` annotation (any true value of Go's
+  ``strconv.ParseBool``) limits the pod's secrets to the ServiceAccount's ``secrets``,
+  at create and when ephemeral containers are added (an UPDATE of
+  ``pods/ephemeralcontainers``, upstream's ``limitEphemeralContainerSecretReferences``).
 
 Mirror pods (annotation ``kubernetes.io/config.mirror``) are not changed and may not
 use secrets or ServiceAccount token projections. Idempotent: a create retried with a
@@ -32,7 +34,7 @@ import copy
 from typing import Any
 
 from corral.api import errors
-from corral.apiserver.admission_chain import CREATE, AdmissionRequest
+from corral.apiserver.admission_chain import CREATE, UPDATE, AdmissionRequest
 from corral.apiserver.store import Registry, generate_name
 
 Obj = dict[str, Any]
@@ -44,6 +46,9 @@ ROOT_CA_CONFIGMAP = "kube-root-ca.crt"
 TOKEN_EXPIRATION = 3607
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 ENFORCE_MOUNTABLE = "kubernetes.io/enforce-mountable-secrets"
+#: what Go's ``strconv.ParseBool`` reads as true
+_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+EPHEMERAL = "ephemeralcontainers"
 
 
 def token_volume(name: str) -> Obj:
@@ -82,6 +87,13 @@ def should_automount(sa: Obj, pod: Obj) -> bool:
         return pref
     pref = sa.get("automountServiceAccountToken")
     return pref if isinstance(pref, bool) else True
+
+
+def enforce_mountable(sa: Obj) -> bool:
+    """Whether ``sa`` limits its pods' secrets (upstream's ``enforceMountableSecrets``:
+    the annotation read by ``strconv.ParseBool``)."""
+    value = ((sa.get("metadata") or {}).get("annotations") or {}).get(ENFORCE_MOUNTABLE)
+    return value in _TRUE
 
 
 def mount_token(pod: Obj) -> None:
@@ -158,8 +170,14 @@ class ServiceAccountAdmission:
         return entry.obj() if entry is not None else None
 
     def admit(self, req: AdmissionRequest) -> None:
-        """Mutate and validate one pod create (module docstring)."""
-        if req.operation != CREATE or req.subresource or req.obj is None or req.user is None:
+        """Mutate and validate one pod create, or check an ephemeral containers update
+        (module docstring)."""
+        if req.obj is None or req.user is None:
+            return
+        if req.operation == UPDATE and req.subresource == EPHEMERAL:
+            self._limit_ephemeral(req)
+            return
+        if req.operation != CREATE or req.subresource:
             return
         pod = req.obj
         meta = pod.get("metadata") or {}
@@ -185,7 +203,7 @@ class ServiceAccountAdmission:
             spec["imagePullSecrets"] = [
                 {"name": s.get("name", "")} for s in copy.deepcopy(sa["imagePullSecrets"])
             ]
-        if ((sa.get("metadata") or {}).get("annotations") or {}).get(ENFORCE_MOUNTABLE) == "true":
+        if enforce_mountable(sa):
             self._limit_secrets(req, sa, spec)
 
     def _validate_mirror(self, req: AdmissionRequest, spec: Obj) -> None:
@@ -200,6 +218,27 @@ class ServiceAccountAdmission:
                         req, "a mirror pod may not use ServiceAccountToken volume projections"
                     )
 
+    def _limit_ephemeral(self, req: AdmissionRequest) -> None:
+        """upstream's ``limitEphemeralContainerSecretReferences``: the env and envFrom
+        secrets of the pod's ephemeral containers, when its ServiceAccount enforces."""
+        pod = req.obj or {}
+        spec = pod.get("spec") or {}
+        sa_name = spec.get("serviceAccountName") or ""
+        if not sa_name:
+            pod_name = (pod.get("metadata") or {}).get("name") or req.name
+            raise self._forbidden(
+                req, f"no service account specified for pod {req.namespace}/{pod_name}"
+            )
+        sa = self._service_account(req.namespace, sa_name)
+        if sa is None:
+            raise self._forbidden(
+                req,
+                f"error looking up service account {req.namespace}/{sa_name}: "
+                f'serviceaccount "{sa_name}" not found',
+            )
+        if enforce_mountable(sa):
+            self._limit_containers(req, sa, spec, (("ephemeralContainers", "ephemeral container"),))
+
     def _limit_secrets(self, req: AdmissionRequest, sa: Obj, spec: Obj) -> None:
         """upstream's ``limitSecretReferences``: secret volumes, env and envFrom of init
         containers and containers, then imagePullSecrets, in that order."""
@@ -210,7 +249,25 @@ class ServiceAccountAdmission:
             name = (v.get("secret") or {}).get("secretName")
             if v.get("secret") is not None and name not in mountable:
                 raise self._forbidden(req, f'volume with secret.secretName="{name}" {tail} secret')
-        for key, what in (("initContainers", "init container"), ("containers", "container")):
+        self._limit_containers(
+            req, sa, spec, (("initContainers", "init container"), ("containers", "container"))
+        )
+        pull = {s.get("name") for s in sa.get("imagePullSecrets") or []}
+        for i, ref in enumerate(spec.get("imagePullSecrets") or []):
+            if ref.get("name") not in pull:
+                raise self._forbidden(
+                    req,
+                    f'imagePullSecrets[{i}].name="{ref.get("name", "")}" {tail} imagePullSecret',
+                )
+
+    def _limit_containers(
+        self, req: AdmissionRequest, sa: Obj, spec: Obj, kinds: tuple[tuple[str, str], ...]
+    ) -> None:
+        """The env and envFrom secrets of the ``kinds`` of containers must be mountable."""
+        mountable = {s.get("name") for s in sa.get("secrets") or []}
+        sa_name = (sa.get("metadata") or {}).get("name", "")
+        tail = f"is not allowed because service account {sa_name} does not reference that"
+        for key, what in kinds:
             for c in spec.get(key) or []:
                 cname = c.get("name", "")
                 for env in c.get("env") or []:
@@ -229,13 +286,6 @@ class ServiceAccountAdmission:
                             f"{what} {cname} with envFrom referencing "
                             f'secret.secretName="{ref.get("name", "")}" {tail} secret',
                         )
-        pull = {s.get("name") for s in sa.get("imagePullSecrets") or []}
-        for i, ref in enumerate(spec.get("imagePullSecrets") or []):
-            if ref.get("name") not in pull:
-                raise self._forbidden(
-                    req,
-                    f'imagePullSecrets[{i}].name="{ref.get("name", "")}" {tail} imagePullSecret',
-                )
 
     @staticmethod
     def _forbidden(req: AdmissionRequest, why: str) -> errors.StatusError:

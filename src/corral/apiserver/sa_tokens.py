@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
-import tempfile
 import threading
 import uuid
 from collections import OrderedDict
@@ -40,6 +38,7 @@ import orjson
 from corral.apiserver.authn import InvalidToken, accept_audiences, requested_audiences
 from corral.apiserver.identity import AUTHENTICATED, SA_PREFIX, UserInfo
 from corral.util.clock import Clock, parse_rfc3339
+from corral.util.pki import write_atomic
 
 if TYPE_CHECKING:
     from corral.apiserver.store import Registry
@@ -199,7 +198,7 @@ class SigningKey:
                     serialization.NoEncryption(),
                 )
                 self.dir.mkdir(parents=True, exist_ok=True)
-                _create_once(path, pem, 0o600)
+                write_atomic(path, pem, 0o600, exclusive=True)
             loaded = serialization.load_pem_private_key(path.read_bytes(), None)
             if not isinstance(loaded, ec.EllipticCurvePrivateKey):
                 raise ValueError(f"{path}: not an ECDSA key")
@@ -212,7 +211,7 @@ class SigningKey:
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
             )
             if not pub_path.exists() or pub_path.read_bytes() != pub_pem:
-                _create_once(pub_path, pub_pem, 0o644, replace=True)
+                write_atomic(pub_path, pub_pem, 0o644)
             self.kid = base64.urlsafe_b64encode(hashlib.sha256(der).digest()).decode().rstrip("=")
             self._private, self._public = loaded, public
 
@@ -232,28 +231,6 @@ class SigningKey:
         except jwt.InvalidTokenError:
             raise InvalidToken("invalid signature") from None
         return payload
-
-
-def _create_once(path: Path, data: bytes, mode: int, *, replace: bool = False) -> None:
-    """Write ``path`` atomically; unless ``replace``, a file another process put there
-    first wins."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if replace:
-            os.replace(tmp, path)
-            return
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 # --- issuing and authenticating -----------------------------------------------------------

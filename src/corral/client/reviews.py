@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, Required, TypedDict, TypeVar, Unpack
 
 log = logging.getLogger(__name__)
 
@@ -132,39 +133,42 @@ class _TTLCache:
         self._entries.clear()
 
 
-def sar_body(
-    user: str,
-    groups: Sequence[str],
-    *,
-    verb: str,
-    resource: str = "",
-    group: str = "",
-    subresource: str = "",
-    name: str = "",
-    namespace: str = "",
-    path: str = "",
-    uid: str = "",
-    extra: Mapping[str, Sequence[str]] | None = None,
-) -> dict[str, Any]:
-    """The SubjectAccessReview asking whether ``user`` may do it: resource attributes
-    when ``resource`` is given, else non-resource attributes for ``path``."""
+class AccessAttributes(TypedDict, total=False):
+    """What a SubjectAccessReview asks besides the user and groups: resource attributes
+    when ``resource`` is given, else non-resource attributes for ``path``; ``uid`` and
+    ``extra`` complete the user."""
+
+    verb: Required[str]
+    resource: str
+    group: str
+    subresource: str
+    name: str
+    namespace: str
+    path: str
+    uid: str
+    extra: Mapping[str, Sequence[str]] | None
+
+
+def sar_body(user: str, groups: Sequence[str], **attrs: Unpack[AccessAttributes]) -> dict[str, Any]:
+    """The SubjectAccessReview asking whether ``user`` may do what ``attrs`` describe."""
     spec: dict[str, Any] = {"user": user, "groups": list(groups)}
-    if uid:
+    if uid := attrs.get("uid"):
         spec["uid"] = uid
-    if extra:
+    if extra := attrs.get("extra"):
         spec["extra"] = {k: list(v) for k, v in extra.items()}
-    if resource:
+    verb = attrs["verb"]
+    if resource := attrs.get("resource"):
         ra = {
-            "namespace": namespace,
+            "namespace": attrs.get("namespace"),
             "verb": verb,
-            "group": group,
+            "group": attrs.get("group"),
             "resource": resource,
-            "subresource": subresource,
-            "name": name,
+            "subresource": attrs.get("subresource"),
+            "name": attrs.get("name"),
         }
         spec["resourceAttributes"] = {k: v for k, v in ra.items() if v}
     else:
-        spec["nonResourceAttributes"] = {"path": path, "verb": verb}
+        spec["nonResourceAttributes"] = {"path": attrs.get("path", ""), "verb": verb}
     return {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec}
 
 
@@ -190,7 +194,8 @@ class Reviewer:
         authenticate it (or cannot be asked: not cached, logged)."""
         if not token:
             return None
-        digest = hashlib.sha256(token.encode()).hexdigest()
+        # surrogateescape: a header's undecodable bytes arrive as lone surrogates
+        digest = hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
         key = (digest, tuple(audiences))
 
         async def ask() -> tuple[ReviewedUser | None, bool]:
@@ -213,38 +218,12 @@ class Reviewer:
         return await self._tokens.through(key, ask)
 
     async def authorize(
-        self,
-        user: str,
-        groups: Sequence[str],
-        *,
-        verb: str,
-        resource: str = "",
-        group: str = "",
-        subresource: str = "",
-        name: str = "",
-        namespace: str = "",
-        path: str = "",
-        uid: str = "",
-        extra: Mapping[str, Sequence[str]] | None = None,
+        self, user: str, groups: Sequence[str], **attrs: Unpack[AccessAttributes]
     ) -> tuple[bool, str]:
-        """(allowed, reason) of a SubjectAccessReview for the request described; a failed
-        call is (False, the error), not cached."""
-        body = sar_body(
-            user,
-            groups,
-            verb=verb,
-            resource=resource,
-            group=group,
-            subresource=subresource,
-            name=name,
-            namespace=namespace,
-            path=path,
-            uid=uid,
-            extra=extra,
-        )
-        extra_key = tuple(sorted((k, tuple(v)) for k, v in (extra or {}).items()))
-        key = (user, tuple(groups), uid, extra_key, verb, group, resource, subresource, name,
-               namespace, path)  # fmt: skip
+        """(allowed, reason) of a SubjectAccessReview for the request ``attrs`` describe
+        (``sar_body``); a failed call is (False, the error), not cached."""
+        body = sar_body(user, groups, **attrs)
+        key = json.dumps(body["spec"], sort_keys=True)  # the question, whatever its spelling
 
         async def ask() -> tuple[tuple[bool, str], bool]:
             try:

@@ -14,7 +14,9 @@ A pending CSR (no Approved/Denied condition, no certificate) is recognised as:
   ``kubernetes.io/kubelet-serving``, ``O=system:nodes, CN=system:node:NAME`` asked by
   that node itself, usages ``digital signature`` + ``server auth`` [+ ``key
   encipherment``]) whose DNS names and IPs are all the Node's own (its name and the
-  addresses in ``status.addresses``). Upstream leaves these to an external approver.
+  addresses in ``status.addresses``), claimed by no other Node, and neither the API
+  server's names nor loopback (a node writes its own status; the cluster CA signs the
+  API server's certificate too). Upstream leaves these to an external approver.
 
 Anything else is left alone for a person (``kubectl certificate approve``). The
 recognisers are pure (``kubelet_client_problem``, ``kubelet_serving_problem``) and the
@@ -44,6 +46,8 @@ KUBELET_SERVING = "kubernetes.io/kubelet-serving"
 KUBE_APISERVER_CLIENT = "kubernetes.io/kube-apiserver-client"
 NODE_PREFIX = "system:node:"
 NODES_GROUP = "system:nodes"
+#: Corral's: Go keeps a subject's last CN, Python's readers of peer certificates differ
+MORE_THAN_ONE_CN = "subject has more than one common name"
 
 _CLIENT_USAGES = (
     {"digital signature", "key encipherment", "client auth"},
@@ -65,6 +69,10 @@ class Request:
     ip_addresses: tuple[str, ...] = ()
     emails: tuple[str, ...] = ()
     uris: tuple[str, ...] = ()
+    #: how many CNs the subject has: the API server's authenticator reads the last one
+    #: (as Go does), the agent's and metrics-server's the first, so a subject with two
+    #: (``CN=system:node:n1, CN=system:kube-controller-manager``) is never signed
+    common_name_count: int = 1
 
 
 def parse_request(csr: Obj) -> Request:
@@ -81,12 +89,13 @@ def parse_request(csr: Obj) -> Request:
     except x509.ExtensionNotFound:
         san = x509.SubjectAlternativeName([])
     return Request(
-        str(cns[0].value) if cns else "",
+        str(cns[-1].value) if cns else "",
         tuple(str(o.value) for o in orgs),
         tuple(san.get_values_for_type(x509.DNSName)),
         tuple(str(ip) for ip in san.get_values_for_type(x509.IPAddress)),
         tuple(san.get_values_for_type(x509.RFC822Name)),
         tuple(san.get_values_for_type(x509.UniformResourceIdentifier)),
+        len(cns),
     )
 
 
@@ -104,6 +113,8 @@ def kubelet_client_problem(req: Request, usages: list[str]) -> str:
         return "URIs are not allowed"
     if not req.common_name.startswith(NODE_PREFIX):
         return 'subject common name does not begin with "system:node:"'
+    if req.common_name_count != 1:
+        return MORE_THAN_ONE_CN
     if set(usages) not in _CLIENT_USAGES or len(set(usages)) != len(usages):
         return "usages did not match [client auth digital signature key encipherment]"
     return ""
@@ -121,20 +132,53 @@ def kubelet_serving_problem(req: Request, usages: list[str]) -> str:
         return "URI subjectAltNames are not allowed"
     if not req.common_name.startswith(NODE_PREFIX):
         return 'subject common name does not begin with "system:node:"'
+    if req.common_name_count != 1:
+        return MORE_THAN_ONE_CN
     if set(usages) not in _SERVING_USAGES or len(set(usages)) != len(usages):
         return "usages did not match [digital signature key encipherment server auth]"
     return ""
 
 
-def node_owns_names(req: Request, node: Obj) -> bool:
-    """Every DNS name and IP of ``req`` is the Node's name or one of its addresses."""
+#: names a node may never have in a serving certificate, whatever its status says: the
+#: API server's (the cluster CA signs both, and pods trust it) and loopback
+RESERVED_DNS = ("kubernetes", "kubernetes.default", "kubernetes.default.svc", "localhost")
+RESERVED_DNS_SUFFIXES = (".svc", ".svc.cluster.local", ".localhost")
+
+
+def _names(node: Obj) -> set[str]:
     name = str((node.get("metadata") or {}).get("name") or "")
-    own = {name} | {
+    return {name} | {
         str(a.get("address"))
         for a in (node.get("status") or {}).get("addresses") or []
         if isinstance(a, dict)
     }
-    return all(d in own for d in req.dns_names) and all(ip in own for ip in req.ip_addresses)
+
+
+def _reserved(name: str, is_ip: bool) -> bool:
+    if is_ip:
+        import ipaddress
+
+        try:
+            ip = ipaddress.ip_address(name)
+        except ValueError:
+            return True
+        return ip.is_loopback or ip.is_unspecified
+    low = name.lower().rstrip(".")
+    return low in RESERVED_DNS or low.endswith(RESERVED_DNS_SUFFIXES)
+
+
+def node_owns_names(req: Request, node: Obj, others: list[Obj] | tuple[Obj, ...] = ()) -> bool:
+    """Every DNS name and IP of ``req`` is the Node's name or one of its addresses, none
+    is also another Node's (a node writes its own status: it could claim a neighbour's
+    address) and none is reserved (``RESERVED_DNS``, loopback)."""
+    own = _names(node)
+    me = (node.get("metadata") or {}).get("name")
+    theirs: set[str] = set()
+    for other in others:
+        if (other.get("metadata") or {}).get("name") != me:
+            theirs |= _names(other)
+    wanted = [(d, False) for d in req.dns_names] + [(ip, True) for ip in req.ip_addresses]
+    return all(n in own and n not in theirs and not _reserved(n, ip) for n, ip in wanted)
 
 
 def is_pending(csr: Obj) -> bool:
@@ -253,7 +297,8 @@ class CSRApprovingController(Controller):
                     if e.code == 404:
                         return
                     raise
-                if node_owns_names(req, node):
+                others = (await self.client.list(NODES)).get("items") or []
+                if node_owns_names(req, node, others):
                     await self._approve(
                         csr, "Auto approving kubelet serving certificate for the node's own names."
                     )

@@ -31,6 +31,7 @@ from corral.controllers.csrapproving import (
     KUBE_APISERVER_CLIENT,
     KUBELET_CLIENT,
     KUBELET_SERVING,
+    MORE_THAN_ONE_CN,
     kubelet_client_problem,
     kubelet_serving_problem,
     parse_request,
@@ -75,6 +76,8 @@ def signer_problem(csr: Obj) -> str:
     except ValueError as e:
         return f"unable to parse csr: {e}"
     signer = spec.get("signerName")
+    if req.common_name_count > 1:
+        return MORE_THAN_ONE_CN
     if signer == KUBELET_CLIENT:
         return kubelet_client_problem(req, usages)
     if signer == KUBELET_SERVING:

@@ -51,6 +51,7 @@ from corral.mesos.model import (
 from corral.mesos.state import task_v1
 from corral.offers.allocator import InvalidOffers
 from corral.offers.resources import parse_resources, subtract_ranges
+from corral.util.bearer import node_token
 
 if TYPE_CHECKING:
     from corral.mesos.master import Master
@@ -522,17 +523,20 @@ async def relay_to_executor(m: Master, fw: FrameworkState, agent: str, eid: str,
         return
     # an agent with a serving certificate is HTTPS, verified against the kubeconfig's CA
     # (the system's CAs with a plain-HTTP API server); the credential it checks
-    # (``nodes/proxy`` ``create``) is the kubeconfig's client certificate or token, as
-    # the API server's proxy reaches it for ``kubectl exec``
+    # (``create`` on ``nodes/mesos``, Corral's subresource for this path: not the
+    # ``nodes/proxy`` of ``kubectl exec``) is the kubeconfig's client certificate or token
     scheme = agent_scheme(node)
     tls = (m.client.config.ssl_context() or True) if scheme == "https" else False
     url = f"{scheme}://{target}/mesos/executor-message"
     body = {"framework_id": fw.id, "executor_id": eid, "data": data}
+    headers = m.client.config.headers
+    if scheme != "https" and headers:  # plain HTTP is the node's word: a node-bound token
+        headers = {"Authorization": f"Bearer {node_token(m.client.config.token, agent)}"}
     try:
         async with (
             aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=10),
-                headers=m.client.config.headers,
+                headers=headers,
                 connector=aiohttp.TCPConnector(ssl=tls),
             ) as session,
             session.post(url, json=body) as r,

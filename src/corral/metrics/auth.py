@@ -48,6 +48,7 @@ from corral.api.requestheader import (
 )
 from corral.client.rest import CONFIGMAPS, Client
 from corral.client.reviews import Reviewer
+from corral.util.bearer import bearer_token, peer_subject
 
 log = logging.getLogger("corral.metrics.auth")
 
@@ -93,17 +94,6 @@ def _name(raw: Any) -> Name:
     return tuple(tuple((str(k), str(v)) for k, v in rdn) for rdn in raw or ())
 
 
-def _subject(peercert: Mapping[str, Any]) -> tuple[str, list[str]]:
-    cn, orgs = "", []
-    for rdn in peercert.get("subject") or ():
-        for key, value in rdn:
-            if key == "commonName" and not cn:
-                cn = str(value)
-            elif key == "organizationName":
-                orgs.append(str(value))
-    return cn, orgs
-
-
 def request_attributes(method: str, path: str, query: Mapping[str, str]) -> MetricsAttributes:
     """The attributes of a metrics request, as upstream's ``RequestInfoFactory`` reads
     ``/apis/GROUP/VERSION/[namespaces/NS/]RESOURCE[/NAME]`` (anything shorter, or outside
@@ -123,12 +113,6 @@ def request_attributes(method: str, path: str, query: Mapping[str, str]) -> Metr
         watch = query.get("watch") in ("1", "true", "True")
         verb = "watch" if watch else ("get" if name else "list")
     return MetricsAttributes(verb, path, group, resource, name=name, namespace=namespace)
-
-
-def bearer_token(header: str) -> str:
-    """The token of an ``Authorization: Bearer T`` header, else ''."""
-    scheme, _, token = header.strip().partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
 
 
 def forbidden(user: str, attrs: MetricsAttributes, reason: str = "") -> errors.StatusError:
@@ -173,7 +157,7 @@ class MetricsAuth:
         """The caller, or None (401)."""
         if peercert:
             issuer = _name(peercert.get("issuer"))
-            cn, orgs = _subject(peercert)
+            cn, orgs = peer_subject(peercert)
             allowed = self.config.allowed_names
             if issuer in self.front_proxy_issuers and (not allowed or cn in allowed):
                 found = self.config.user_from_headers(headers)

@@ -66,6 +66,7 @@ from corral.metrics.store import (
     pod_metrics,
 )
 from corral.metrics.tls import serving_context
+from corral.util.bearer import node_token
 
 log = logging.getLogger("corral.metrics")
 
@@ -295,8 +296,11 @@ class MetricsServer:
         h = f"[{host}]" if ":" in host else host
         url = f"{scheme}://{h}:{port}/metrics/resource"
         assert self._session is not None
+        # plain HTTP is the node's own word: never our token there, one bound to the node
+        token = self.client.config.token
+        plain = {"Authorization": f"Bearer {node_token(token, node)}"} if token else {}
         try:
-            async with self._session.get(url) as resp:
+            async with self._session.get(url, headers=plain if scheme != "https" else None) as resp:
                 text = await resp.text()
                 if resp.status != 200:
                     raise ValueError(f"request failed, status: {resp.status}")

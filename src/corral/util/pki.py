@@ -16,6 +16,7 @@ writes a fresh self-signed serving certificate and its key.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import ipaddress
 import os
@@ -66,23 +67,17 @@ def san_names(hosts: Iterable[str]) -> list[SanName]:
     return out
 
 
-def issue_serving(
-    common_name: str,
-    sans: list[SanName],
+def _leaf(
+    subject: x509.Name,
+    key: ec.EllipticCurvePrivateKey,
     now: dt.datetime,
-    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None = None,
-) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    """A serving certificate (ECDSA P-256, server auth) for ``sans``, signed by ``issuer``
-    (a CA's certificate and key), or self-signed without one."""
+    usage: x509.ObjectIdentifier,
+) -> x509.CertificateBuilder:
+    """A leaf certificate's common part: subject, key, serial, start (backdated), the
+    critical digital-signature key usage and one extended key usage."""
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    not_after = now + SERVER_VALIDITY
-    builder = (
+    return (
         x509.CertificateBuilder()
         .subject_name(subject)
         .public_key(key.public_key())
@@ -102,16 +97,23 @@ def issue_serving(
             ),
             critical=True,
         )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
     )
-    if issuer is None:  # its own trust anchor (a caBundle of itself)
-        cert = builder.issuer_name(subject).not_valid_after(not_after).sign(key, hashes.SHA256())
-        return cert, key
+
+
+def _sign(
+    builder: x509.CertificateBuilder,
+    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
+    not_after: dt.datetime,
+) -> x509.Certificate:
+    """``builder`` signed by a CA: its issuer, an end no later than the CA's, not a CA
+    itself, and the CA's key identifier."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
     ca_cert, ca_key = issuer
     ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    cert = (
+    return (
         builder.issuer_name(ca_cert.subject)
         .not_valid_after(min(not_after, ca_cert.not_valid_after_utc))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
@@ -121,7 +123,33 @@ def issue_serving(
         )
         .sign(ca_key, hashes.SHA256())
     )
-    return cert, key
+
+
+def issue_serving(
+    common_name: str,
+    sans: list[SanName],
+    now: dt.datetime,
+    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None = None,
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A serving certificate (ECDSA P-256, server auth) for ``sans``, signed by ``issuer``
+    (a CA's certificate and key), or self-signed without one."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    not_after = now + SERVER_VALIDITY
+    builder = (
+        _leaf(subject, key, now, ExtendedKeyUsageOID.SERVER_AUTH)
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    )
+    if issuer is None:  # its own trust anchor (a caBundle of itself)
+        cert = builder.issuer_name(subject).not_valid_after(not_after).sign(key, hashes.SHA256())
+        return cert, key
+    return _sign(builder, issuer, not_after), key
 
 
 def issue_client(
@@ -136,46 +164,14 @@ def issue_client(
     server's x509 authenticator reads them (kubeadm's ``system:masters`` admin, a
     kubelet's ``system:node:NAME`` in ``system:nodes``)."""
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
     key = ec.generate_private_key(ec.SECP256R1())
     attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations]
     attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
-    ca_cert, ca_key = issuer
-    ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name(attrs))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - BACKDATE)
-        .not_valid_after(min(now + validity, ca_cert.not_valid_after_utc))
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    return cert, key
+    builder = _leaf(x509.Name(attrs), key, now, ExtendedKeyUsageOID.CLIENT_AUTH)
+    return _sign(builder, issuer, now + validity), key
 
 
 def subject_of(cert: x509.Certificate) -> tuple[str, tuple[str, ...]]:
@@ -225,8 +221,13 @@ def write_pair(
     write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
 
 
-def write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Write via a temporary file in the same directory and ``os.replace``."""
+def write_atomic(
+    path: Path, data: bytes, mode: int, *, exclusive: bool = False, sync_dir: bool = False
+) -> None:
+    """Write via a temporary file in the same directory (fsynced) and ``os.replace``: a
+    crash leaves the old file or the new one, never a mix. ``exclusive``: ``os.link``
+    instead, so that a file another process put there first wins; ``sync_dir``: fsync
+    the directory too, so that the rename itself survives a crash."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         os.fchmod(fd, mode)
@@ -234,13 +235,20 @@ def write_atomic(path: Path, data: bytes, mode: int) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+        if not exclusive:
+            os.replace(tmp, path)
+        else:
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)  # gone already after os.replace
+    if sync_dir:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
         try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
 
 def run_in_child(argv: list[str], what: str, code: str | None = None) -> None:

@@ -39,7 +39,9 @@ from corral.client.reviews import SUBJECT_ACCESS_REVIEWS, TOKEN_REVIEWS, Reviewe
         ("GET", "/attach/ns/p/c", ("create", "proxy")),
         ("GET", "/portForward/ns/p", ("create", "proxy")),
         ("POST", "/run/ns/p/c", ("create", "proxy")),
-        ("POST", "/mesos/executor-message", ("create", "proxy")),
+        # Corral's own subresource: the master's grant is not exec's ``nodes/proxy``
+        ("POST", "/mesos/executor-message", ("create", "mesos")),
+        ("POST", "/mesosx", ("create", "proxy")),
         ("PUT", "/checkpoint/ns/p/c", ("update", "checkpoint")),
         ("DELETE", "/pods", ("delete", "proxy")),
         ("PATCH", "/configz", ("patch", "proxy")),

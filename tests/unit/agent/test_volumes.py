@@ -599,3 +599,24 @@ async def test_unmount_pod_volumes_after_the_agent_left_them(
     assert await unmount_pod_volumes(pods) == 1
     assert not os.path.ismount(path)
     assert await unmount_pod_volumes(pods) == 0
+
+
+def test_write_atomic_files_are_private_until_their_mode_is_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A secret or token file is created with the umask's mode before its chmod: its
+    directory stays 0700 until then, so no other user can read it in between."""
+    seen: list[int] = []
+    real = Path.write_bytes
+
+    def write_bytes(self: Path, data: bytes) -> int:
+        seen.append(self.parent.stat().st_mode & 0o777)
+        return real(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", write_bytes)
+    target = tmp_path / "v"
+    assert write_atomic(target, {"token": (b"secret", 0o600)})
+    assert seen == [0o700]
+    data = target / os.readlink(target / "..data")
+    assert data.stat().st_mode & 0o777 == 0o755
+    assert (target / "token").stat().st_mode & 0o777 == 0o600

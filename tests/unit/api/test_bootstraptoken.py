@@ -64,11 +64,12 @@ def test_bad_group_refused() -> None:
         ({}, TOKEN, NOW + dt.timedelta(hours=2), None),
         ({"expiration": None}, TOKEN, NOW + dt.timedelta(days=999), ("system:bootstrap:abcdef", ["system:bootstrappers", bt.DEFAULT_EXTRA_GROUP])),
         ({"expiration": "garbage"}, TOKEN, NOW, None),
+        ({"expiration": "2030-01-01T00:00:00"}, TOKEN, NOW, None),
         ({"usage_bootstrap_authentication": None}, TOKEN, NOW, None),
         ({"token_id": "zzzzzz"}, TOKEN, NOW, None),
         ({"auth_extra_groups": "system:masters"}, TOKEN, NOW, None),
     ],
-    ids=["valid", "wrong-secret", "expired", "no-expiry", "bad-expiry", "no-auth-usage", "id-mismatch", "bad-group"],
+    ids=["valid", "wrong-secret", "expired", "no-expiry", "bad-expiry", "naive-expiry", "no-auth-usage", "id-mismatch", "bad-group"],
 )  # fmt: skip
 def test_authenticated_user(
     changes: dict[str, object], token: str, when: dt.datetime, user: object

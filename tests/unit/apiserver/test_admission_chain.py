@@ -3,8 +3,6 @@ what shape, in which order relative to defaults and validation, and a refusal.""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,30 +10,9 @@ import pytest
 from corral.api import errors
 from corral.apiserver.admission_chain import AdmissionRequest
 from corral.apiserver.identity import UserInfo
-from corral.apiserver.registry.table import RESOURCES
 from corral.apiserver.store import MERGE_PATCH, DeleteOptions, Registry, WriteOptions
-from corral.storage.cache import WatchCache
-from corral.storage.sqlite import SQLiteStorage
-from corral.util.clock import SystemClock
 
 BOB = UserInfo("bob", ("system:authenticated",))
-
-
-@pytest.fixture
-async def registry(tmp_path: Path) -> AsyncIterator[Registry]:
-    storage = SQLiteStorage(tmp_path / "state.db")
-    await storage.start()
-    try:
-        cache = WatchCache()
-        reg = Registry(storage, cache, RESOURCES, SystemClock())
-        kvs, rev = await storage.list("/registry/")
-        cache.load(kvs, rev, [], rev)
-        storage.listeners.append(cache.apply)
-        ns = reg.by_gvr[("", "v1", "namespaces")]
-        await reg.create(ns, "", {"metadata": {"name": "default"}}, WriteOptions())
-        yield reg
-    finally:
-        await storage.close()
 
 
 class Recorder:

@@ -12,6 +12,7 @@ from corral.api import errors
 from corral.apiserver import authn
 from corral.apiserver.authn import Authenticator, InvalidToken, TokenFileError
 from corral.apiserver.identity import ADMIN, UserInfo
+from corral.util.bearer import bearer_token
 
 AUTH = "system:authenticated"
 
@@ -82,7 +83,7 @@ def test_user_from_peer_certificate(peer: dict[str, Any] | None, want: UserInfo 
          "no-scheme"],
 )  # fmt: skip
 def test_bearer_token_parsing(header: str, token: str) -> None:
-    assert authn.bearer_token(header) == token
+    assert bearer_token(header) == token
 
 
 def test_static_tokens_and_authenticated_group() -> None:

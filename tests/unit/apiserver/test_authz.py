@@ -3,8 +3,6 @@ fresh after any RBAC change) and upstream's 403 messages."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,32 +15,15 @@ from corral.apiserver.authz import (
     default_chain,
     forbidden,
 )
-from corral.apiserver.registry.table import RESOURCES
 from corral.apiserver.store import DeleteOptions, Registry, WriteOptions
-from corral.storage.cache import WatchCache
-from corral.storage.sqlite import SQLiteStorage
-from corral.util.clock import SystemClock
 
 G = rbac.RBAC_GROUP
 Obj = dict[str, Any]
 
 
 @pytest.fixture
-async def registry(tmp_path: Path) -> AsyncIterator[Registry]:
-    storage = SQLiteStorage(tmp_path / "state.db")
-    await storage.start()
-    try:
-        cache = WatchCache()
-        reg = Registry(storage, cache, RESOURCES, SystemClock())
-        kvs, rev = await storage.list("/registry/")
-        cache.load(kvs, rev, [], rev)
-        storage.listeners.append(cache.apply)
-        ns = reg.by_gvr[("", "v1", "namespaces")]
-        for name in ("default", "other"):
-            await reg.create(ns, "", {"metadata": {"name": name}}, WriteOptions())
-        yield reg
-    finally:
-        await storage.close()
+def registry_namespaces() -> tuple[str, ...]:
+    return ("default", "other")
 
 
 async def put(reg: Registry, plural: str, obj: Obj, ns: str = "") -> None:

@@ -18,6 +18,7 @@ from corral.apiserver.registry.certificates import (
     validate_signer_name,
 )
 from corral.controllers.csrapproving import (
+    MORE_THAN_ONE_CN,
     client_permission,
     kubelet_client_problem,
     kubelet_serving_problem,
@@ -300,3 +301,63 @@ def test_signer_refuses_a_non_node_kubelet_csr() -> None:
     obj = csr(cn="admin", orgs=("system:masters",))
     obj["status"]["conditions"] = [{"type": "Approved", "status": "True"}]
     assert signer_problem(obj) == "subject organization is not system:nodes"
+
+
+def _two_cn_csr(first: str, last: str) -> Obj:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:nodes"),
+        x509.NameAttribute(NameOID.COMMON_NAME, first),
+        x509.NameAttribute(NameOID.COMMON_NAME, last),
+    ])  # fmt: skip
+    pem = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hashes.SHA256())
+    obj = csr(username=first)
+    obj["spec"]["request"] = base64.b64encode(pem.public_bytes(serialization.Encoding.PEM)).decode()
+    return obj
+
+
+def test_a_subject_with_two_common_names_is_neither_approved_nor_signed() -> None:
+    # The API server authenticates a certificate as its LAST CN (as Go): a node renewing
+    # with CN=system:node:n1 + CN=system:kube-controller-manager must not get it.
+    obj = _two_cn_csr("system:node:n1", "system:kube-controller-manager")
+    req = parse_request(obj)
+    assert req.common_name == "system:kube-controller-manager"
+    assert client_permission(obj, req) == ""
+    assert kubelet_client_problem(req, obj["spec"]["usages"]) != ""
+    obj = _two_cn_csr("system:node:n1", "system:node:n2")
+    req = parse_request(obj)
+    assert kubelet_client_problem(req, obj["spec"]["usages"]) == MORE_THAN_ONE_CN
+    assert client_permission(obj, req) == ""
+    obj["status"]["conditions"] = [{"type": "Approved", "status": "True"}]
+    assert signer_problem(obj) == MORE_THAN_ONE_CN
+    obj["spec"]["signerName"] = "kubernetes.io/kube-apiserver-client"
+    assert signer_problem(obj) == MORE_THAN_ONE_CN
+
+
+def test_serving_names_another_node_or_the_api_server_has_are_not_the_nodes() -> None:
+    def node(name: str, *addresses: str) -> Obj:
+        return {
+            "metadata": {"name": name},
+            "status": {"addresses": [{"type": "InternalIP", "address": a} for a in addresses]},
+        }
+
+    serving = {
+        "signer": "kubernetes.io/kubelet-serving",
+        "usages": ("digital signature", "server auth"),
+    }
+    # n1 wrote n2's address into its own status: a certificate for it would let n1 pose as n2
+    req = parse_request(csr(ips=("10.0.0.6",), **serving))
+    n1, n2 = node("n1", "10.0.0.5", "10.0.0.6"), node("n2", "10.0.0.6")
+    assert node_owns_names(req, n1, [n1])
+    assert not node_owns_names(req, n1, [n1, n2])
+    # the API server's names (the same CA signs its certificate) and loopback
+    for name in ("kubernetes.default.svc", "kubernetes.default.svc.cluster.local", "localhost"):
+        req = parse_request(csr(dns=(name,), **serving))
+        assert not node_owns_names(req, node("n1", name), [])
+    req = parse_request(csr(ips=("127.0.0.1",), **serving))
+    assert not node_owns_names(req, node("n1", "127.0.0.1"), [])

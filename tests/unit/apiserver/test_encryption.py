@@ -233,6 +233,23 @@ def test_read_wraps_errors_as_kube_apiserver(tmp_path: Path) -> None:
         read(empty)
 
 
+def test_a_yaml_error_does_not_quote_key_material(tmp_path: Path) -> None:
+    secret = base64.b64encode(bytes(range(32))).decode()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\n"
+        "resources:\n- resources: [secrets]\n  providers:\n  - aesgcm:\n      keys:\n"
+        f'      - name: key1\n        secret: "{secret}\n'
+    )
+    with pytest.raises(EncryptionConfigError) as err:
+        read(bad)
+    assert secret[:12] not in str(err.value)
+    assert str(err.value) == (
+        f'error while parsing file: error decoding encryption provider configuration file "{bad}": '
+        "error converting YAML to JSON: yaml: line 10: found unexpected end of stream"
+    )
+
+
 def test_default_file(tmp_path: Path) -> None:
     path = tmp_path / "pki" / "encryption.yaml"
     assert ensure_default(path)

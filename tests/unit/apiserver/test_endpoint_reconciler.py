@@ -4,8 +4,6 @@ objects are upstream's shape and are not rewritten when right."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,30 +15,15 @@ from corral.apiserver.endpoint_reconciler import (
     default_advertise_address,
     is_loopback,
 )
-from corral.apiserver.registry.table import RESOURCES
 from corral.apiserver.store import Registry, WriteOptions
-from corral.storage.cache import WatchCache
-from corral.storage.sqlite import SQLiteStorage
 from corral.testing.clock import FakeClock
 
 Obj = dict[str, Any]
 
 
 @pytest.fixture
-async def registry(tmp_path: Path) -> AsyncIterator[Registry]:
-    storage = SQLiteStorage(tmp_path / "state.db")
-    await storage.start()
-    try:
-        cache = WatchCache()
-        reg = Registry(storage, cache, RESOURCES, FakeClock())
-        kvs, rev = await storage.list("/registry/")
-        cache.load(kvs, rev, [], rev)
-        storage.listeners.append(cache.apply)
-        ns = reg.by_gvr[("", "v1", "namespaces")]
-        await reg.create(ns, "", {"metadata": {"name": "default"}}, WriteOptions())
-        yield reg
-    finally:
-        await storage.close()
+def registry_clock() -> FakeClock:
+    return FakeClock()
 
 
 def _server(reg: Registry, ip: str, port: int = 6443) -> EndpointReconciler:
@@ -161,3 +144,28 @@ def test_advertise_address_default(bind: str, own: bool) -> None:
 def test_is_loopback() -> None:
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("192.0.2.1") and not is_loopback("0.0.0.0")
+
+
+async def test_a_lease_deleted_under_a_renewal_is_recreated(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server stalled past its ttl has its lease deleted by another one between its
+    read and its update: the renewal creates it again instead of failing (which
+    killed ``run``'s loop for good)."""
+    a = _server(registry, "192.0.2.1")
+    await a.reconcile()
+    storage = registry.storage
+    real_get = storage.get
+
+    async def get_then_lose(key: str) -> Any:
+        kv = await real_get(key)
+        if kv is not None:  # the other server's list_leases deletes it now
+            await storage.delete(kv.key, kv.mod_revision)
+        return kv
+
+    monkeypatch.setattr(storage, "get", get_then_lose)
+    await a.reconcile()
+    monkeypatch.undo()
+    kvs, _ = await storage.list(PREFIX)
+    assert [kv.key for kv in kvs] == [PREFIX + "192.0.2.1"]
+    assert ips(registry) == (["192.0.2.1"], ["192.0.2.1"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from test_admission import Fixture
 
 from corral.api.errors import StatusError
 from corral.apiserver.admission import (
@@ -14,6 +13,8 @@ from corral.apiserver.admission import (
     DisruptionBudgets,
     desired_healthy,
 )
+
+from .test_admission import Fixture
 
 Obj = dict[str, Any]
 NR, UR = "node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"

@@ -3,35 +3,11 @@ that used to raise something other than a Kubernetes Status."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
 from corral.api import errors
 from corral.apiserver.handlers import _warning_headers
-from corral.apiserver.registry.table import RESOURCES
 from corral.apiserver.store import Registry, WriteOptions
-from corral.storage.cache import WatchCache
-from corral.storage.sqlite import SQLiteStorage
-from corral.util.clock import SystemClock
-
-
-@pytest.fixture
-async def registry(tmp_path: Path) -> AsyncIterator[Registry]:
-    storage = SQLiteStorage(tmp_path / "state.db")
-    await storage.start()
-    try:
-        cache = WatchCache()
-        reg = Registry(storage, cache, RESOURCES, SystemClock())
-        kvs, rev = await storage.list("/registry/")
-        cache.load(kvs, rev, [], rev)
-        storage.listeners.append(cache.apply)
-        ns = reg.by_gvr[("", "v1", "namespaces")]
-        await reg.create(ns, "", {"metadata": {"name": "default"}}, WriteOptions())
-        yield reg
-    finally:
-        await storage.close()
 
 
 @pytest.mark.parametrize(

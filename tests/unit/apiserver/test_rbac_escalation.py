@@ -3,8 +3,6 @@ roles and bindings (escalate, bind, holding the rules, GC-only updates)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,11 +11,7 @@ from corral.api import errors, rbac
 from corral.apiserver import rbac_escalation as esc
 from corral.apiserver.authz import default_chain
 from corral.apiserver.identity import UserInfo
-from corral.apiserver.registry.table import RESOURCES
 from corral.apiserver.store import MERGE_PATCH, Registry, WriteOptions
-from corral.storage.cache import WatchCache
-from corral.storage.sqlite import SQLiteStorage
-from corral.util.clock import SystemClock
 
 G = rbac.RBAC_GROUP
 Obj = dict[str, Any]
@@ -71,46 +65,30 @@ def test_message_is_upstreams() -> None:
 
 
 @pytest.fixture
-async def registry(tmp_path: Path) -> AsyncIterator[Registry]:
-    storage = SQLiteStorage(tmp_path / "state.db")
-    await storage.start()
-    try:
-        cache = WatchCache()
-        reg = Registry(storage, cache, RESOURCES, SystemClock())
-        kvs, rev = await storage.list("/registry/")
-        cache.load(kvs, rev, [], rev)
-        storage.listeners.append(cache.apply)
-        await reg.create(
-            reg.by_gvr[("", "v1", "namespaces")],
-            "",
-            {"metadata": {"name": "default"}},
-            WriteOptions(),
-        )
-        reg.authorizer = default_chain(reg)
-        esc.EscalationCheck(reg).register()
-        # bob may manage RBAC objects in default and read pods there
-        await create(
-            reg,
-            "clusterroles",
-            {
-                "metadata": {"name": "rbac-writer"},
-                "rules": [
-                    rule(["create", "update", "patch", "get"], ["roles", "rolebindings"], [G]),
-                    rule(["get", "list"], ["pods"]),
-                ],
-            },
-        )
-        await create(
-            reg, "rolebindings", binding("bob-writes", "ClusterRole", "rbac-writer"), "default"
-        )
-        await create(
-            reg,
-            "clusterroles",
-            {"metadata": {"name": "secret-reader"}, "rules": [rule(["get"], ["secrets"])]},
-        )
-        yield reg
-    finally:
-        await storage.close()
+async def registry(registry: Registry) -> Registry:
+    registry.authorizer = default_chain(registry)
+    esc.EscalationCheck(registry).register()
+    # bob may manage RBAC objects in default and read pods there
+    await create(
+        registry,
+        "clusterroles",
+        {
+            "metadata": {"name": "rbac-writer"},
+            "rules": [
+                rule(["create", "update", "patch", "get"], ["roles", "rolebindings"], [G]),
+                rule(["get", "list"], ["pods"]),
+            ],
+        },
+    )
+    await create(
+        registry, "rolebindings", binding("bob-writes", "ClusterRole", "rbac-writer"), "default"
+    )
+    await create(
+        registry,
+        "clusterroles",
+        {"metadata": {"name": "secret-reader"}, "rules": [rule(["get"], ["secrets"])]},
+    )
+    return registry
 
 
 def binding(name: str, kind: str, role: str) -> Obj:

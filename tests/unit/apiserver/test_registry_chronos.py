@@ -9,7 +9,6 @@ from typing import Any
 
 import orjson
 import pytest
-from test_strategies import create, update
 
 from corral.api.schema import SchemaNode, TypeMismatch, check_types
 from corral.apiserver import tables
@@ -23,6 +22,8 @@ from corral.apiserver.registry.chronos import (
     ChronosJobStrategy,
 )
 from corral.apiserver.registry.table import RESOURCES, by_plural
+
+from .test_strategies import create, update
 
 GROUP, PLURAL = "chronos.corral.dev", "chronosjobs"
 OBJ_NAME = "etl-hourly-3f2a9c01de"

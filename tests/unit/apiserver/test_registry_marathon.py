@@ -10,7 +10,6 @@ from typing import Any
 
 import orjson
 import pytest
-from test_strategies import create, update
 
 from corral.api.schema import SchemaNode, TypeMismatch, check_types
 from corral.apiserver import tables
@@ -26,6 +25,8 @@ from corral.apiserver.registry.marathon import (
     MarathonAppStrategy,
 )
 from corral.apiserver.registry.table import RESOURCES, by_plural
+
+from .test_strategies import create, update
 
 GROUP, PLURAL = "marathon.corral.dev", "apps"
 OBJ_NAME = "web-api-3f2a9c01de"

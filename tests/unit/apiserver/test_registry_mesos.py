@@ -9,7 +9,6 @@ from typing import Any
 
 import orjson
 import pytest
-from test_strategies import create, update
 
 from corral.api.schema import SchemaNode, TypeMismatch, check_types
 from corral.apiserver import tables
@@ -18,6 +17,8 @@ from corral.apiserver.openapi import OpenAPIDocs
 from corral.apiserver.openapi_v2 import JSON_CT, OpenAPIV2
 from corral.apiserver.registry.mesos import DEFINITION, DEFINITIONS, LIST_DEFINITION, role_error
 from corral.apiserver.registry.table import RESOURCES, by_plural
+
+from .test_strategies import create, update
 
 GROUP, PLURAL = "mesos.corral.dev", "frameworks"
 FID = "3f2a9c1e-0d7b-4b8e-9a51-6c2d1e0f4a7b-0000"

@@ -215,3 +215,48 @@ def test_attributes() -> None:
     assert a.resource_request
     b = info("GET", "/version").attributes("system:anonymous", ())
     assert (b.resource_request, b.verb, b.path) == (False, "get", "/version")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/v1/namespaces/kube-system//secrets/scale",
+        "/api/v1//namespaces/kube-system/secrets/scale",
+        "/api//v1/namespaces/kube-system/secrets/scale",
+        "/api/v1/namespaces/kube-system/secrets//scale",
+    ],
+    ids=["after-namespace", "after-version", "after-prefix", "before-name"],
+)
+def test_empty_segments_authorize_what_the_router_serves(url: str) -> None:
+    """An empty segment must not shift what authorization sees away from what
+    ``parse_path`` serves (``resource ""``, subresource ``scale`` would pass a
+    ``*/scale`` rule for a Secret named ``scale``)."""
+    from corral.apiserver.request import parse_path
+
+    served = parse_path(url.rstrip("/"))
+    assert served is not None
+    got = info("GET", url)
+    assert (
+        (got.namespace, got.resource, got.name, got.subresource)
+        == (
+            served.namespace,
+            served.resource,
+            served.name,
+            served.subresource,
+        )
+        == ("kube-system", "secrets", "scale", "")
+    )
+
+
+@pytest.mark.parametrize(
+    ("selector", "name"),
+    [
+        ("metadata.name=s1%20", "s1 "),  # the list filters on "s1 ": not s1's name
+        ("%20metadata.name=s1", ""),  # an unknown field, refused by the list
+        ("metadata.name=a\\,b", "a,b"),  # the list's unescaped value
+        ("metadata.name=b,metadata.name=a", "a"),  # upstream's sorted terms, first wins
+    ],
+    ids=["trailing-space", "leading-space", "escaped", "sorted"],
+)
+def test_selector_name_is_the_listed_one(selector: str, name: str) -> None:
+    assert info("GET", f"/api/v1/secrets?fieldSelector={selector}").name == name

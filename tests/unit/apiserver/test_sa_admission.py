@@ -4,43 +4,29 @@ ServiceAccount, mirror pods and mountable secrets."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from corral.api import errors
 from corral.apiserver.identity import UserInfo
-from corral.apiserver.registry.table import RESOURCES
 from corral.apiserver.sa_admission import MOUNT_PATH, ServiceAccountAdmission, token_volume
 from corral.apiserver.store import Registry, WriteOptions
-from corral.storage.cache import WatchCache
-from corral.storage.sqlite import SQLiteStorage
-from corral.util.clock import SystemClock
 
 Obj = dict[str, Any]
 BOB = UserInfo("bob", ("system:authenticated",))
 
 
 @pytest.fixture
-async def registry(tmp_path: Path) -> AsyncIterator[Registry]:
-    storage = SQLiteStorage(tmp_path / "state.db")
-    await storage.start()
-    try:
-        cache = WatchCache()
-        reg = Registry(storage, cache, RESOURCES, SystemClock())
-        kvs, rev = await storage.list("/registry/")
-        cache.load(kvs, rev, [], rev)
-        storage.listeners.append(cache.apply)
-        ns = reg.by_gvr[("", "v1", "namespaces")]
-        for name in ("default", "empty"):
-            await reg.create(ns, "", {"metadata": {"name": name}}, WriteOptions())
-        await _sa(reg, {"metadata": {"name": "default"}})
-        reg.admission[("", "pods")].append(ServiceAccountAdmission(reg).admit)
-        yield reg
-    finally:
-        await storage.close()
+def registry_namespaces() -> tuple[str, ...]:
+    return ("default", "empty")
+
+
+@pytest.fixture
+async def registry(registry: Registry) -> Registry:
+    await _sa(registry, {"metadata": {"name": "default"}})
+    registry.admission[("", "pods")].append(ServiceAccountAdmission(registry).admit)
+    return registry
 
 
 async def _sa(reg: Registry, sa: Obj, ns: str = "default") -> None:
@@ -162,3 +148,42 @@ async def test_internal_writes_pass(registry: Registry) -> None:
     body = {"metadata": {"name": "p"}, "spec": {"containers": _containers("a")}}
     res = await registry.create(pods, "default", body, WriteOptions(dry_run=True))
     assert "volumes" not in res.obj["spec"]
+
+
+async def test_mountable_secrets_bind_ephemeral_containers(registry: Registry) -> None:
+    """An enforcing ServiceAccount (any ``strconv.ParseBool`` true) also limits the
+    secrets of ephemeral containers added later (CVE-2024-3177's class of bypass)."""
+    annotations = {"kubernetes.io/enforce-mountable-secrets": "True"}
+    strict = {"metadata": {"name": "strict", "annotations": annotations}}
+    await _sa(registry, {**strict, "secrets": [{"name": "ok"}]})
+    env = [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "nope", "key": "k"}}}]
+    bad = {"serviceAccountName": "strict", "containers": [{"name": "a", "image": "b", "env": env}]}
+    with pytest.raises(errors.StatusError, match="service account strict does not reference"):
+        await _create(registry, bad)
+    pods = registry.by_gvr[("", "v1", "pods")]
+    body = {"metadata": {"name": "q"}, "spec": {"serviceAccountName": "strict",
+                                                "containers": _containers("a")}}  # fmt: skip
+    await registry.create(pods, "default", body, WriteOptions(user=BOB))
+
+    def add(ecs: list[Obj]) -> Any:
+        def transform(cur: Obj) -> Obj:
+            cur["spec"]["ephemeralContainers"] = ecs
+            return cur
+
+        return registry._guaranteed_update(
+            pods, "default", "q", transform, WriteOptions(user=BOB), "ephemeralcontainers"
+        )
+
+    debug = {"name": "debug", "image": "b", "targetContainerName": "a"}
+    with pytest.raises(errors.StatusError) as e:
+        await add([{**debug, "envFrom": [{"secretRef": {"name": "nope"}}]}])
+    assert e.value.code == 403 and e.value.message == (
+        'pods "q" is forbidden: ephemeral container debug with envFrom referencing '
+        'secret.secretName="nope" is not allowed because service account strict does not '
+        "reference that secret"
+    )
+    with pytest.raises(errors.StatusError, match="ephemeral container debug with envVar X"):
+        await add([{**debug, "env": env}])
+    ok = [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "ok", "key": "k"}}}]
+    res = await add([{**debug, "env": ok}])
+    assert res.obj["spec"]["ephemeralContainers"][0]["name"] == "debug"

@@ -3,7 +3,6 @@ audience, bound objects), and the TokenRequest answers, over a real registry."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,6 @@ import pytest
 from corral.api import errors
 from corral.apiserver.authn import InvalidToken
 from corral.apiserver.identity import UserInfo
-from corral.apiserver.registry.table import RESOURCES
 from corral.apiserver.sa_tokens import (
     ISSUER,
     KEY_FILE,
@@ -22,8 +20,6 @@ from corral.apiserver.sa_tokens import (
 )
 from corral.apiserver.store import DeleteOptions, Registry, WriteOptions
 from corral.apiserver.token_request import TokenRequests
-from corral.storage.cache import WatchCache
-from corral.storage.sqlite import SQLiteStorage
 from corral.testing.clock import FakeClock
 
 Obj = dict[str, Any]
@@ -31,22 +27,15 @@ BOB = UserInfo("bob", ("system:authenticated",))
 
 
 @pytest.fixture
-async def registry(tmp_path: Path) -> AsyncIterator[Registry]:
-    storage = SQLiteStorage(tmp_path / "state.db")
-    await storage.start()
-    try:
-        cache = WatchCache()
-        reg = Registry(storage, cache, RESOURCES, FakeClock())
-        kvs, rev = await storage.list("/registry/")
-        cache.load(kvs, rev, [], rev)
-        storage.listeners.append(cache.apply)
-        ns = reg.by_gvr[("", "v1", "namespaces")]
-        await reg.create(ns, "", {"metadata": {"name": "default"}}, WriteOptions())
-        sa = reg.by_gvr[("", "v1", "serviceaccounts")]
-        await reg.create(sa, "default", {"metadata": {"name": "robot"}}, WriteOptions())
-        yield reg
-    finally:
-        await storage.close()
+def registry_clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def registry(registry: Registry) -> Registry:
+    sa = registry.by_gvr[("", "v1", "serviceaccounts")]
+    await registry.create(sa, "default", {"metadata": {"name": "robot"}}, WriteOptions())
+    return registry
 
 
 def _clock(reg: Registry) -> FakeClock:

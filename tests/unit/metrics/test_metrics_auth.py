@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from corral.metrics.auth import MetricsAttributes, bearer_token, forbidden, request_attributes
+from corral.metrics.auth import MetricsAttributes, forbidden, request_attributes
 
 P = "/apis/metrics.k8s.io/v1beta1"
 
@@ -33,14 +33,6 @@ def test_request_attributes(
     method: str, path: str, query: dict[str, str], want: MetricsAttributes
 ) -> None:
     assert request_attributes(method, path, query) == want
-
-
-@pytest.mark.parametrize(
-    ("header", "token"),
-    [("Bearer abc", "abc"), ("bearer abc", "abc"), ("Basic abc", ""), ("Bearer", ""), ("", "")],
-)
-def test_bearer_token(header: str, token: str) -> None:
-    assert bearer_token(header) == token
 
 
 def test_forbidden_messages() -> None:
