@@ -269,6 +269,13 @@ class Aggregator:
             return []
         return endpoint_addresses(ep.obj(), port_name)
 
+    def reload_proxy_client(self) -> None:
+        """Present the renewed front-proxy client certificate (``apiserver/cert_renewal``):
+        loaded again into every cached context, which new connections then use."""
+        if self.proxy_client is not None:
+            for ctx in self._contexts.values():
+                ctx.load_cert_chain(*self.proxy_client)
+
     def _ssl(self, spec: Obj) -> ssl.SSLContext:
         """The client context for ``spec``'s backend (cached per caBundle): verified
         against ``caBundle`` (the system's CAs without one) unless

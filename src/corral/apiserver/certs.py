@@ -200,16 +200,7 @@ def ensure_serving_pair_in_child(
     hosts = list(hosts)
     pki = Pki.at(data_dir)
     cert_path, key_path = pki.dir / f"{name}.crt", pki.dir / f"{name}.key"
-    try:
-        rec = json.loads((pki.dir / f"{name}.{CHECKED}").read_text())
-        fresh = (
-            rec["digest"] == _pair_digest(pki, cert_path, key_path)
-            and _san_keys(hosts) <= set(rec["sans"])
-            and dt.datetime.now(dt.UTC) < dt.datetime.fromisoformat(rec["not_after"])
-        )
-    except (OSError, ValueError, KeyError, TypeError):
-        fresh = False
-    if not fresh:
+    if not serving_pair_checked(data_dir, name, hosts, dt.datetime.now(dt.UTC)):
         code = (
             "import sys; from pathlib import Path; "
             "from corral.apiserver.certs import ensure_serving_pair; "
@@ -217,6 +208,27 @@ def ensure_serving_pair_in_child(
         )
         run_in_child([str(data_dir), name, *hosts], f"the {name} certificate", code)
     return cert_path, key_path
+
+
+def serving_pair_checked(data_dir: Path, name: str, hosts: Iterable[str], now: dt.datetime) -> bool:
+    """The record of ``pki/NAME``'s last check holds at ``now`` for ``hosts`` (the files
+    unchanged, not yet due for renewal): nothing to issue. No ``cryptography``."""
+    pki = Pki.at(data_dir)
+    try:
+        rec = json.loads((pki.dir / f"{name}.{CHECKED}").read_text())
+        return bool(
+            rec["digest"] == _pair_digest(pki, pki.dir / f"{name}.crt", pki.dir / f"{name}.key")
+            and _san_keys(hosts) <= set(rec["sans"])
+            and now < dt.datetime.fromisoformat(rec["not_after"])
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def pki_checked(data_dir: Path, hosts: Iterable[str], now: dt.datetime) -> bool:
+    """The record of the last ``ensure_pki`` holds at ``now`` for ``hosts``: the serving
+    certificate needs no renewal. No ``cryptography``."""
+    return _still_checked(Pki.at(data_dir), _san_keys([*DEFAULT_SANS, *hosts]), now)
 
 
 def _pair_digest(pki: Pki, cert_path: Path, key_path: Path) -> str:

@@ -12,7 +12,9 @@ loopback HTTPS exactly as the child would: only the process boundary is gone, so
 them can still run alone (``corral scheduler``, ``corral controller-manager``, ...).
 ``stop`` cancels every loop, closes every child's stdin and sends SIGTERM to all of them
 at once, then waits for them together (SIGKILL after ``grace`` seconds), so stopping
-costs the slowest one's exit, not the sum of them.
+costs the slowest one's exit, not the sum of them. ``restart`` stops and starts one unit
+on purpose (a renewed client certificate, ``apiserver/cert_renewal.py``): no back-off,
+no restart counted, the supervisor leaves it alone meanwhile.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class Child:
     restarts: int = 0
     backoff: float = BACKOFF_FIRST
     due: float | None = None  # when to start it again after an exit
+    restarting: bool = False  # ``Children.restart`` stops and starts it: not an exit
 
     def start(self) -> None:
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE)
@@ -69,6 +72,7 @@ class Loop:
     restarts: int = 0
     backoff: float = BACKOFF_FIRST
     due: float | None = None
+    restarting: bool = False
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(
@@ -124,6 +128,8 @@ class Children:
             now = time.monotonic()
             units: list[Child | Loop] = [*self.children, *self.loops]
             for unit in units:
+                if unit.restarting:
+                    continue
                 try:
                     if isinstance(unit, Child):
                         self._check(unit, now)
@@ -174,6 +180,46 @@ class Children:
         )
         child.backoff = min(BACKOFF_MAX, child.backoff * 2)
 
+    def _units(self) -> list[Child | Loop]:
+        return [*self.children, *self.loops]
+
+    def using(self, text: str) -> list[Child | Loop]:
+        """The children and loops whose command line has the argument ``text`` (a file
+        such as their kubeconfig)."""
+        return [u for u in self._units() if text in u.argv]
+
+    async def restart(self, name: str, *, argv_has: str = "", grace: float = 10.0) -> int:
+        """Stop and start again each child or loop called ``name`` (whose command line
+        has the argument ``argv_has``, when given), one after the other; how many."""
+        units = [u for u in self._units() if u.name == name]
+        count = 0
+        for unit in units:
+            if not argv_has or argv_has in unit.argv:
+                await self.restart_unit(unit, grace=grace)
+                count += 1
+        return count
+
+    async def restart_unit(self, unit: Child | Loop, *, grace: float = 10.0) -> None:
+        """Stop ``unit`` (a loop: cancelled; a child: stdin closed and SIGTERM, SIGKILL
+        after ``grace`` s) and start it again at once with the same command line. Nothing
+        is started once ``stop`` began."""
+        unit.restarting = True
+        try:
+            if isinstance(unit, Loop):
+                task = unit.task
+                if task is not None and not task.done():
+                    task.cancel()
+                    await asyncio.wait([task], timeout=grace)
+            else:
+                await _end(unit.proc, grace)
+            if self._stopping:
+                return
+            unit.start()
+            unit.backoff = BACKOFF_FIRST
+            log.info("restarted corral %s", unit.name)
+        finally:
+            unit.restarting = False
+
     async def stop(self, grace: float = 10.0) -> None:
         """Stop every loop and child at once; SIGKILL what is still there after ``grace`` s
         (a loop that ignores its cancellation that long is left behind, logged)."""
@@ -208,3 +254,20 @@ class Children:
             if proc.poll() is None:
                 proc.kill()
                 await asyncio.to_thread(proc.wait)
+
+
+async def _end(proc: subprocess.Popen[bytes] | None, grace: float) -> None:
+    """Close ``proc``'s stdin, SIGTERM it, and wait for it (SIGKILL after ``grace`` s)."""
+    if proc is None or proc.poll() is not None:
+        return
+    if proc.stdin is not None:
+        with contextlib.suppress(OSError):
+            proc.stdin.close()
+    with contextlib.suppress(ProcessLookupError):
+        proc.terminate()
+    deadline = time.monotonic() + grace
+    while proc.poll() is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    if proc.poll() is None:
+        proc.kill()
+        await asyncio.to_thread(proc.wait)

@@ -82,6 +82,11 @@ def _still_checked(data_dir: Path, ident: Identity, now: dt.datetime) -> bool:
         return False
 
 
+def identity_checked(data_dir: Path, ident: Identity, now: dt.datetime) -> bool:
+    """``ident``'s record holds at ``now``: its pair needs no renewal (no ``cryptography``)."""
+    return _still_checked(data_dir, ident, now)
+
+
 def ensure_identity(data_dir: Path, ident: Identity, *, now: dt.datetime | None = None) -> None:
     """Issue ``ident``'s pair unless the present one is from this CA, for this subject and
     not within a fifth of its lifetime of expiry; record the check. ``ValueError`` when

@@ -35,18 +35,10 @@ from corral.apiserver.allocation import ServiceAllocator
 from corral.apiserver.app import APIApp
 from corral.apiserver.authn import load_token_file
 from corral.apiserver.authz import default_chain
-from corral.apiserver.certs import (
-    ensure_admin_token,
-    ensure_pki_in_child,
-    ensure_serving_pair_in_child,
-    write_kubeconfig,
-)
+from corral.apiserver.cert_renewal import CertRenewal
+from corral.apiserver.certs import ensure_admin_token, write_kubeconfig
 from corral.apiserver.children import Children, LoopMain
-from corral.apiserver.client_certs import (
-    agent_identity,
-    ensure_identities_in_child,
-    write_component_kubeconfig,
-)
+from corral.apiserver.client_certs import agent_identity, write_component_kubeconfig
 from corral.apiserver.component_identities import (
     COMMAND_IDENTITIES,
     FRONT_PROXY_CLIENT,
@@ -219,6 +211,8 @@ class Server:
         #: PodSecurity admission defaults and exemptions (none: privileged, nothing exempt)
         self.pod_security = PodSecurityConfig()
         self.children = Children()
+        #: the certificates issued at start, renewed while the server runs (6-hourly)
+        self.cert_renewal = CertRenewal(self.data_dir, self.children)
 
     @property
     def url(self) -> str:
@@ -308,8 +302,8 @@ class Server:
         if self.tls:
             hosts = [self.bind] if self.bind not in ("0.0.0.0", "") else []
             hosts += [self.advertise_address, self.kubernetes_ip]  # what pods dial
-            pki = await asyncio.to_thread(ensure_pki_in_child, self.data_dir, hosts)
-            ssl_ctx = pki.ssl_context()
+            pki = await asyncio.to_thread(self.cert_renewal.pki, hosts)
+            ssl_ctx = self.cert_renewal.server_context = pki.ssl_context()
             ca_pem = pki.ca_pem
         write_kubeconfig(self.kubeconfig, self.url, ca_pem, self.token)
         if self.tls:  # every component its own client certificate (component_identities)
@@ -324,6 +318,7 @@ class Server:
         api = APIApp(registry, discovery, OpenAPIDocs(registry.resources), {self.token}, token_file)
         if self.tls:  # logs/exec/...: HTTPS to agents, with the kubelet-client certificate
             api.handler.agent_ssl = await asyncio.to_thread(kubelet_client_context, self.data_dir)
+            self.cert_renewal.kubelet_client = api.handler.agent_ssl
         crds.attach(discovery, api.openapi)
         # bootstrap tokens (``corral token create``) and the CSRs of joining nodes
         csr_admission.register(registry)
@@ -343,6 +338,7 @@ class Server:
             await front_proxy.publish(registry, self.data_dir)
             proxy_client = front_proxy.proxy_client_files(self.data_dir)
         aggregator = api.aggregator = Aggregator(registry, discovery, proxy_client)
+        self.cert_renewal.aggregator = aggregator
         self.runner = web.AppRunner(
             api.build(), handler_cancellation=True, access_log=None, shutdown_timeout=3.0
         )
@@ -412,8 +408,7 @@ class Server:
             tls: list[str] = []
             if self.tls:  # a serving certificate from the cluster CA, its APIService's caBundle
                 crt, key = await asyncio.to_thread(
-                    ensure_serving_pair_in_child,
-                    self.data_dir,
+                    self.cert_renewal.serving_pair,
                     "metrics-server",
                     ["metrics-server.kube-system.svc", "localhost", "127.0.0.1"],
                 )
@@ -427,6 +422,9 @@ class Server:
             )
         for extra in self.agents:
             self._start_child("agent", [*extra, *await self._agent_tls(extra)])
+        if self.tls:
+            renewal = asyncio.create_task(self.cert_renewal.run(), name="cert-renewal")
+            self._tasks.append(renewal)
         log.info("serving on %s (kubeconfig %s)", self.url, self.kubeconfig)
 
     async def _agent_tls(self, args: Sequence[str]) -> list[str]:
@@ -437,8 +435,8 @@ class Server:
         if not self.tls or not name or "--tls-cert-file" in flag:
             return []
         hosts = [name, flag.get("--node-ip") or "127.0.0.1"]
-        crt, key = await asyncio.to_thread(
-            ensure_serving_pair_in_child, self.data_dir, f"agent-{name}", hosts
+        crt, key = await asyncio.to_thread(  # True: the agent reloads them (renewals)
+            self.cert_renewal.serving_pair, f"agent-{name}", hosts, True
         )
         return ["--tls-cert-file", str(crt), "--tls-private-key-file", str(key)]
 
@@ -451,7 +449,7 @@ class Server:
             idents[ident.name] = ident
         # the aggregator's front-proxy client certificate (files only, from its own CA)
         issued = [*idents.values(), FRONT_PROXY_CLIENT]
-        await asyncio.to_thread(ensure_identities_in_child, self.data_dir, issued)
+        await asyncio.to_thread(self.cert_renewal.issue_identities, issued, self.url)
         for ident in idents.values():
             path = write_component_kubeconfig(self.data_dir, ident, self.url)
             self.component_kubeconfigs[ident.name] = path
