@@ -33,7 +33,7 @@ test: install ## install everything the tests need and run the whole suite
 	$(BIN)/pytest -q -m "not slow" tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
 .PHONY: test-slow
-test-slow: install ## the long scenarios the suite leaves out (Marathon end to end, Chronos catch-up policies)
+test-slow: install ## the long scenarios the suite leaves out (Marathon end to end, Chronos exactly-once, HPA on real pods, Mesos timers)
 	bash scripts/test-deps.sh
 	bash scripts/pymesos-deps.sh $(BIN)/python
 	$(BIN)/pytest -q -m slow tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc

@@ -107,6 +107,7 @@ def wait(cluster: Cluster, ns: str, what: str, pred: Callable[[], bool], timeout
         raise AssertionError(f"{e}\n{describe(cluster, ns)}") from None
 
 
+@pytest.mark.slow  # ~10-20 s: `make test-slow` (the suite keeps under 15 min)
 def test_hpa_scales_a_cpu_burner_up_and_back_down(cluster: Cluster) -> None:
     ns = cluster.ns()
     cluster.apply(ns, deployment(cluster.image))

@@ -449,6 +449,7 @@ def after_outage(
 
 
 # --- 1. exactly once across restarts ---------------------------------------------------------------
+@pytest.mark.slow  # ~10-20 s: `make test-slow` (the suite keeps under 15 min)
 def test_each_slot_runs_once_across_a_server_restart(tmp_path: Path) -> None:
     """``restart_server`` stops the server, the master and ``corral chronos`` for several
     periods: the slots claimed before run once, one catch-up run follows (``catchUp``
@@ -635,6 +636,7 @@ def test_the_claim_is_conditional_one_of_two_claimers_wins(api: tuple[MesosClust
         delete(where, name)
 
 
+@pytest.mark.slow  # ~10-20 s: `make test-slow` (the suite keeps under 15 min)
 def test_two_chronos_at_once_run_each_slot_once(
     shared: tuple[MesosCluster, Supervisor], tmp_path: Path
 ) -> None:

@@ -227,6 +227,7 @@ async def test_messages_reach_an_executor_and_come_back(tmp_path: Path) -> None:
             await client.teardown()
 
 
+@pytest.mark.slow  # ~10-20 s: `make test-slow` (the suite keeps under 15 min)
 # --- hollow agents ------------------------------------------------------------------------------
 async def test_decline_filters_then_suppress_and_revive(tmp_path: Path) -> None:
     holder: list[SchedulerClient] = []

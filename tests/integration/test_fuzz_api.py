@@ -13,6 +13,7 @@ import pytest
 
 from conftest import Raw, RunningServer, start_server
 from corral.testing.apifuzz import Target, cleanup, fuzz
+from corral.testing.wait import eventually
 
 KEEP = ("default", "kube-system", "kube-public", "kube-node-lease")
 
@@ -28,17 +29,17 @@ def test_generated_requests_find_nothing(srv: RunningServer) -> None:
     target = Target(srv.url, srv.token, str(srv.ca_file))
     namespaces = ["fuzz-t-a", "fuzz-t-b"]
     try:
-        result = fuzz(target, requests=450, namespaces=namespaces, seed=15)
+        result = fuzz(target, requests=200, namespaces=namespaces, seed=15)
     finally:
         cleanup(target, namespaces, KEEP)
-    assert result.sent >= 450
+    assert result.sent >= 200
     assert result.operations > 200  # core and apps, every verb and subresource
     assert not result.failures, json.dumps(list(result.failures.values()), indent=1)[:6000]
     raw = Raw(srv)
     assert srv.proc.poll() is None
     assert raw("GET", "/healthz")[2] == b"ok"
-    status, _, body = raw("GET", "/api/v1/namespaces/fuzz-t-a")
-    assert status == 404, body  # cleanup left nothing behind
+    # cleanup leaves nothing behind (the server's namespace loop ends the deletion)
+    eventually(lambda: raw("GET", "/api/v1/namespaces/fuzz-t-a")[0] == 404, timeout=20)
 
 
 def _status(body: bytes) -> dict[str, object]:

@@ -239,6 +239,7 @@ async def test_unplaceable_app_is_queued_with_reasons(cluster: MesosCluster) -> 
         await until(lambda: svc.app(app_id) is None and not svc.deployments(), "the rollback")
 
 
+@pytest.mark.slow  # ~10-20 s: `make test-slow` (the suite keeps under 15 min)
 async def test_health_and_readiness_checks_gate_the_deployment(cluster: MesosCluster) -> None:
     app_id = "/it/web"
     async with service(cluster) as (svc, events):

@@ -601,6 +601,7 @@ def test_launch_group_tasks_live_and_die_together(tmp_path: Path) -> None:
             fw.stop()
 
 
+@pytest.mark.slow  # ~10-20 s: `make test-slow` (the suite keeps under 15 min)
 def test_unacknowledged_updates_are_resent_until_acknowledged(tmp_path: Path) -> None:
     with mesos_cluster(tmp_path, hollow=1) as c:
         wait(lambda: len(c.get("/state")["slaves"]) == 1, "the hollow agent")

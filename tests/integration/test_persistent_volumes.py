@@ -124,6 +124,10 @@ def pvc_phase(core: client.CoreV1Api, ns: str, name: str) -> str:
     return str(core.read_namespaced_persistent_volume_claim(name, ns).status.phase)
 
 
+def pv_phase(core: client.CoreV1Api, name: str) -> str:
+    return str(core.read_persistent_volume(name).status.phase)
+
+
 def gone(fn: Any, *args: Any) -> bool:
     try:
         fn(*args)
@@ -144,6 +148,10 @@ def test_static_volume_binds_smallest_fit_and_retain_keeps_it(
         volume(big, "5Gi", cls),
         volume(fit, "1Gi", cls),
     )
+    # the binder has seen all three (Available) before the claim comes: it picks among
+    # the volumes it knows, as upstream's does
+    for pv in (small, big, fit):
+        eventually(lambda pv=pv: pv_phase(core, pv) == "Available", timeout=15)
     apply(kctl, ns, claim("data", "500Mi", cls))
     eventually(lambda: pvc_phase(core, ns, "data") == "Bound", timeout=15)
     pvc = get_json(kctl, "-n", ns, "pvc", "data")

@@ -230,6 +230,8 @@ class ServiceAccountAdmission:
                 req, f"no service account specified for pod {req.namespace}/{pod_name}"
             )
         sa = self._service_account(req.namespace, sa_name)
+        if sa is None and sa_name == DEFAULT_SA:
+            return  # admitted before its namespace had one (see above): nothing enforces
         if sa is None:
             raise self._forbidden(
                 req,

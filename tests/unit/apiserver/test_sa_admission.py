@@ -187,3 +187,33 @@ async def test_mountable_secrets_bind_ephemeral_containers(registry: Registry) -
     ok = [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "ok", "key": "k"}}}]
     res = await add([{**debug, "env": ok}])
     assert res.obj["spec"]["ephemeralContainers"][0]["name"] == "debug"
+
+
+async def test_ephemeral_containers_of_a_pod_admitted_without_its_default_sa(
+    registry: Registry,
+) -> None:
+    """A pod admitted while its namespace had no ``default`` ServiceAccount yet (see the
+    module's departure from upstream) takes ephemeral containers: no ServiceAccount,
+    nothing to enforce; a pod naming another, missing one is still refused."""
+    pods = registry.by_gvr[("", "v1", "pods")]
+    spec = {"containers": _containers("a")}
+    await registry.create(pods, "empty", {"metadata": {"name": "q"}, "spec": spec},
+                          WriteOptions(user=BOB))  # fmt: skip
+
+    def add(name: str) -> Any:
+        def transform(cur: Obj) -> Obj:
+            cur["spec"]["ephemeralContainers"] = [
+                {"name": "debug", "image": "b", "targetContainerName": "a"}
+            ]
+            return cur
+
+        return registry._guaranteed_update(
+            pods, "empty", name, transform, WriteOptions(user=BOB), "ephemeralcontainers"
+        )
+
+    res = await add("q")
+    assert res.obj["spec"]["ephemeralContainers"][0]["name"] == "debug"
+    other = {"serviceAccountName": "gone", "containers": _containers("a")}
+    await registry.create(pods, "empty", {"metadata": {"name": "r"}, "spec": other}, WriteOptions())
+    with pytest.raises(errors.StatusError, match='serviceaccount "gone" not found'):
+        await add("r")
