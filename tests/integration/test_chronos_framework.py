@@ -257,6 +257,7 @@ async def test_decline_filters_then_suppress_and_revive(tmp_path: Path) -> None:
             await until(lambda: len(seen) > n, "offers again after REVIVE", 10)
 
 
+@pytest.mark.slow  # ~10-20 s: `make test-slow` (the suite keeps under 15 min)
 async def test_kill_reconcile_and_explicit_acknowledgements(tmp_path: Path) -> None:
     holder: list[SchedulerClient] = []
     policy = launcher(lambda: holder[0], ["t-0", "t-1"])

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from mesoskit import Framework, MesosCluster, mesos_cluster, wait
 
-from corral.testing.process import free_port
+from corral.testing.process import free_ports
 
 marathon = pytest.importorskip("marathon")
 chronos = pytest.importorskip("chronos")
@@ -32,7 +32,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[MesosClu
     base = tmp_path_factory.mktemp("framework-auth")
     tokens = base / "tokens.csv"
     tokens.write_text(f"{DEV_TOKEN},dev-user,u1\n{VIEWER_TOKEN},viewer,u2\n")
-    mport, cport = free_port(), free_port()
+    mport, cport = free_ports(2)
     extra = ["--token-auth-file", str(tokens), "--no-controllers", "--no-metrics-server"]
     extra += ["--marathon-port", str(mport), "--chronos-port", str(cport)]
     with mesos_cluster(base, extra=extra, auth=True) as c:

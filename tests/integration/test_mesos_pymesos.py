@@ -257,6 +257,7 @@ def test_failover_timeout_removes_the_framework_and_its_tasks(tmp_path: Path) ->
             driver.stop()
 
 
+@pytest.mark.slow  # ~10-20 s: `make test-slow` (the suite keeps under 15 min)
 def test_a_master_restart_keeps_frameworks_and_tasks(tmp_path: Path) -> None:
     with mesos_cluster(tmp_path, hollow=1) as c:
         wait(lambda: len(c.get("/state")["slaves"]) == 1, "the hollow agent")

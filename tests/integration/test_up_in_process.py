@@ -17,7 +17,7 @@ from pathlib import Path
 from test_server_children import children_of
 
 from corral.client.rest import DEPLOYMENTS, PODS, Client
-from corral.testing.process import free_port
+from corral.testing.process import free_ports
 from corral.testing.wait import eventually
 
 
@@ -57,12 +57,12 @@ async def _deployment_runs(kubeconfig: Path) -> None:
 
 def test_up_runs_the_loops_in_its_process_and_restarts_a_failed_one(tmp_path: Path) -> None:
     data = tmp_path / "corral"
-    mesos, chronos, marathon = free_port(), free_port(), free_port()
+    mesos, chronos, marathon, api = free_ports(4)
     taken = socket.socket()  # Chronos cannot listen: its loop fails until this closes
     taken.bind(("127.0.0.1", chronos))
     taken.listen()
     argv = [sys.executable, "-m", "corral", "up", "--data-dir", str(data)]
-    argv += ["--port", str(free_port()), "--agents", "0", "--hollow-nodes", "1"]
+    argv += ["--port", str(api), "--agents", "0", "--hollow-nodes", "1"]
     argv += ["--mesos-port", str(mesos), "--chronos-port", str(chronos)]
     argv += ["--marathon-port", str(marathon), "--log-level", "WARNING"]
     log = tmp_path / "up.log"

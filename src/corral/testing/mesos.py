@@ -25,7 +25,7 @@ from typing import Any
 import pymesos
 
 from corral.testing.agent import AgentProcess
-from corral.testing.process import ServerProcess, free_port
+from corral.testing.process import ServerProcess, free_ports
 
 Obj = dict[str, Any]
 
@@ -258,11 +258,16 @@ def mesos_cluster(
 ) -> Iterator[MesosCluster]:
     """A server with the Mesos master; without ``auth`` its HTTP authentication is off
     (``OPEN``: the tests of the protocols themselves), Marathon's and Chronos' too."""
-    port = free_port()
+    # distinct, and none of the ports ``extra`` names (Marathon's, Chronos'): two
+    # ``free_port`` calls in a row may return the same port
+    taken = {int(a) for a in extra or [] if a.isdigit()}
+    port, api_port = free_ports(2)
+    while {port, api_port} & taken:
+        port, api_port = free_ports(2)
     args = ["--mesos-port", str(port), *(extra or []), *([] if auth else OPEN)]
     if hollow:
         args += ["--hollow-nodes", str(hollow)]
-    srv = ServerProcess.start(base / "server", extra=args, log_level="INFO")
+    srv = ServerProcess.start(base / "server", port=api_port, extra=args, log_level="INFO")
     agents: list[AgentProcess] = []
     try:
         for i, runtime in enumerate(runtimes):
