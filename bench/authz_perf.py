@@ -49,16 +49,7 @@ async def _expect(s: aiohttp.ClientSession, path: str, token: str | None, status
 
 
 async def _rates(srv: BenchServer, req: load.Request, args: argparse.Namespace) -> Obj:
-    results = [
-        await load.closed_loop(req, args.clients, args.seconds, srv.pid) for _ in range(args.runs)
-    ]
-    rates = [r.per_second for r in results]
-    return {
-        "median_per_s": round(load.median(rates), 1),
-        "runs_per_s": [round(x, 1) for x in rates],
-        "errors": sum(r.errors for r in results),
-        "server_cpu_pct": [round(r.server_cpu_pct, 1) for r in results],
-    }
+    return await load.rates(req, args.clients, args.seconds, srv.pid, args.runs)
 
 
 async def _seed(s: aiohttp.ClientSession, pods: int) -> None:

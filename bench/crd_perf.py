@@ -104,17 +104,7 @@ async def _served_after(s: Any, plural: str, kind: str) -> float:
 
 
 async def _rates(srv: BenchServer, req: load.Request, args: argparse.Namespace) -> Obj:
-    results = [
-        await load.closed_loop(req, args.clients, args.seconds, srv.pid, 10**8 * (i + 1))
-        for i in range(args.runs)
-    ]
-    rates = [r.per_second for r in results]
-    return {
-        "median_per_s": round(load.median(rates), 1),
-        "runs_per_s": [round(x, 1) for x in rates],
-        "errors": sum(r.errors for r in results),
-        "server_cpu_pct": [round(r.server_cpu_pct, 1) for r in results],
-    }
+    return await load.rates(req, args.clients, args.seconds, srv.pid, args.runs, 10**8)
 
 
 async def measure(srv: BenchServer, args: argparse.Namespace) -> Obj:

@@ -180,6 +180,24 @@ class OpenLoopResult:
     client_cpu_pct: float
 
 
+async def rates(
+    request: Request, clients: int, seconds: float, pid: int, runs: int, seq_step: int = 0
+) -> dict[str, Any]:
+    """``runs`` closed-loop runs of ``request``: the median and each run's requests/s, the
+    errors and the server's CPU. Run ``i`` numbers its requests from ``seq_step * (i + 1)``
+    (a step > 0 keeps the names of created objects apart between runs)."""
+    results = [
+        await closed_loop(request, clients, seconds, pid, seq_step * (i + 1)) for i in range(runs)
+    ]
+    per_s = [r.per_second for r in results]
+    return {
+        "median_per_s": round(median(per_s), 1),
+        "runs_per_s": [round(x, 1) for x in per_s],
+        "errors": sum(r.errors for r in results),
+        "server_cpu_pct": [round(r.server_cpu_pct, 1) for r in results],
+    }
+
+
 async def open_loop(
     request: Request, rate: float, seconds: float, pid: int, first_seq: int = 0
 ) -> OpenLoopResult:
