@@ -18,9 +18,9 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 
-from conftest import Kubectl, RunningServer, start_server
+from conftest import Kubectl, RunningServer, api_client_for, start_server
 from corral.agent.auth import AgentAuth, ServingTLS
 from corral.agent.server import AgentServer
 from corral.api.nodes import AGENT_SCHEME
@@ -99,9 +99,7 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
 
 @pytest.fixture(scope="module")
 def v1(srv: RunningServer) -> Iterator[client.CoreV1Api]:
-    cfg = client.Configuration()
-    config.load_kube_config(config_file=str(srv.kubeconfig), client_configuration=cfg)
-    with client.ApiClient(cfg) as c:
+    with api_client_for(srv.kubeconfig) as c:
         yield client.CoreV1Api(c)
 
 

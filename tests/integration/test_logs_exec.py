@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.stream import stream
 
-from conftest import Kubectl, Raw, RunningServer, start_server
+from conftest import Kubectl, Raw, RunningServer, api_client_for, start_server
 from corral.agent.drivers.base import ContainerHandle, ExecSession
 from corral.agent.drivers.shimctl import spawn_exec
 from corral.agent.server import AgentServer
@@ -151,9 +151,7 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
 
 @pytest.fixture(scope="module")
 def v1(srv: RunningServer) -> Iterator[client.CoreV1Api]:
-    cfg = client.Configuration()
-    config.load_kube_config(config_file=str(srv.kubeconfig), client_configuration=cfg)
-    with client.ApiClient(cfg) as c:
+    with api_client_for(srv.kubeconfig) as c:
         yield client.CoreV1Api(c)
 
 
