@@ -76,6 +76,12 @@ fuzz: install ## schemathesis: 10,000 generated requests on the core and apps AP
 bench-hour: install ## Chronos over a real-time hour: 1,000 one-minute jobs on hollow agents (60 min)
 	$(BIN)/python -m bench.chronos_perf --sections cluster --windows 60 --accelerated-minutes 0 --out bench/results/chronos-hour.json
 
+.PHONY: faults
+faults: install ## fault injection, long forms (root): kills, partitions, flood, full disk; bench/results/faults.json
+	bash scripts/test-deps.sh
+	bash scripts/pymesos-deps.sh $(BIN)/python
+	$(BIN)/python -m bench.faults --out bench/results/faults.json
+
 .PHONY: clean
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -21,6 +21,12 @@ import yaml
 
 from corral.testing.process import ServerProcess
 
+# The suite starts hundreds of ``python -m corral`` children (servers, their components,
+# agents, resets, CLI runs): with PYTHONDONTWRITEBYTECODE set each one compiled Corral's
+# ~300 modules again (~0.4 s of CPU before it does anything). The first child now writes
+# them to ``__pycache__`` (git-ignored) and every later one reads them.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _leave_no_cgroup_parents() -> Iterator[None]:

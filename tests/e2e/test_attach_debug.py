@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -164,10 +165,11 @@ def test_attach_it_types_into_tty(cluster: Cluster) -> None:
         child.sendline("echo typed-$((6*7))")
         _expect(cluster, child, "typed-42")
         # kubectl sends its size beside the input, not before it: ask until it is applied
-        for _ in range(5):
+        for _ in range(30):
             child.sendline("stty size")
             if _expect(cluster, child, [r"30 100", r"\d+ \d+"]) == 0:
                 break
+            time.sleep(0.5)
         else:
             raise AssertionError("the pty never got kubectl's size, 30 rows and 100 columns")
         child.sendline("exit 4")

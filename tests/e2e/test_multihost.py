@@ -88,7 +88,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         kubectl("create", "namespace", NS)
         yield Cluster(hosts, kubectl)
         kubectl("delete", "deployments,replicasets", "--all", "-A", "--wait=false", check=False)
-        kubectl("delete", "pods", "--all", "-A", "--wait=false", check=False)
+        kubectl("delete", "pods", "--all", "-A", "--grace-period=1", "--wait=false", check=False)
 
         def no_pods() -> bool:
             return not json.loads(kubectl("get", "pods", "-A", "-o", "json").stdout)["items"]

@@ -112,6 +112,9 @@ def test_failing_liveness_probe_restarts_the_container(cluster: Cluster) -> None
             "exec": {"command": ["sh", "-c", "test -e /tmp/healthy-$HOSTNAME_MARK"]},
             "periodSeconds": 1,
             "failureThreshold": 1,
+            # killed with the probe's grace, not the pod's 60 s (more than the wait below:
+            # an ``sh`` as PID 1 ignores SIGTERM), as the kubelet since 1.25
+            "terminationGracePeriodSeconds": 1,
         },
         "env": [{"name": "HOSTNAME_MARK", "value": uuid.uuid4().hex}],
     }
@@ -120,7 +123,9 @@ def test_failing_liveness_probe_restarts_the_container(cluster: Cluster) -> None
         "-c",
         "touch /tmp/healthy-$HOSTNAME_MARK; sleep 2; rm -f /tmp/healthy-$HOSTNAME_MARK; sleep 3600",
     ]
-    cluster.apply(ns, pod_manifest("live", cluster.image, cmd, container=probe))
+    live = pod_manifest("live", cluster.image, cmd, container=probe)
+    live["spec"]["terminationGracePeriodSeconds"] = 60
+    cluster.apply(ns, live)
     pod = cluster.wait_pod(
         ns, "live", lambda p: container_state(p).get("restartCount", 0) >= 1, timeout=40
     )
@@ -377,5 +382,6 @@ def test_host_port_reaches_the_pod(cluster: Cluster) -> None:
             return False
 
     until(lambda: answers("127.0.0.1"), timeout=10)  # the node's address
-    cluster.kubectl("delete", "pod", "hp", "-n", ns, "--wait=true", timeout=60)
+    # (grace 1 s: httpd as PID 1 ignores SIGTERM, and the stop is not what is checked here)
+    cluster.kubectl("delete", "pod", "hp", "-n", ns, "--grace-period=1", "--wait=true", timeout=60)
     assert not answers("127.0.0.1")  # the mapping went with the pod

@@ -33,7 +33,10 @@ def two_nodes(
             )
         kubectl = Kubectl(srv.kubeconfig, base / "kubecache")
         yield srv, kubectl, agents
-        kubectl("delete", "pods", "--all", "-A", "--wait=true", timeout=120, check=False)
+        kubectl(
+            "delete", "pods", "--all", "-A", "--grace-period=1", "--wait=true",
+            timeout=120, check=False,
+        )  # fmt: skip
     finally:
         for a in agents:
             a.stop()

@@ -51,7 +51,7 @@ from .drivers.base import ContainerHandle, Driver, ExitInfo, Recovered, Sandbox
 from .images import ImageStore
 from .mesos_executor import MesosExecutors
 from .mesos_task import orphan_sandboxes, sandboxes_dir
-from .node import LeaseRenewer, NodeSpec, node_status, register_node
+from .node import LEASE_DURATION, LeaseRenewer, NodeSpec, node_status, register_node
 from .objects import ClientLookup
 from .pods import NodeContext, PodWorker
 from .resource_metrics import ContainerUsage, Sample, node_usage
@@ -118,8 +118,10 @@ class NodeAgent:
         on_registered: Callable[[Obj], Awaitable[None]] | None = None,
         pod_cidr: str = "",
         seccomp_default: bool = False,
+        node_lease_duration: int = LEASE_DURATION,
     ) -> None:
         self.client = client
+        self.node_lease_duration = node_lease_duration
         self.name = name
         self.driver = driver
         #: awaited once the Node is registered, before any pod is looked at
@@ -215,7 +217,11 @@ class NodeAgent:
             if self.on_registered is not None:  # e.g. the pod network from spec.podCIDR
                 await self.on_registered(node)
             uids = {self.name: node["metadata"].get("uid", "")}
-            self.leases = LeaseRenewer(self.client, [self.name], uids=uids, clock=self.clock)
+            lease = self.node_lease_duration  # renewed every quarter of it, as the kubelet
+            self.leases = LeaseRenewer(
+                self.client, [self.name], uids=uids, clock=self.clock,
+                duration=lease, interval=lease / 4,
+            )  # fmt: skip
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 tg.create_task(self.leases.run(), name="agent-lease")

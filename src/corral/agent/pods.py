@@ -98,7 +98,7 @@ from .podstate import (
     pod_status,
     should_restart,
 )
-from .probes import ProbeError, ProbeTracker, run_probe
+from .probes import ProbeError, ProbeResult, ProbeTracker, run_probe
 from .sa_token import TokenManager
 from .volumes import VolumeManager
 
@@ -109,6 +109,15 @@ Obj = dict[str, Any]
 CONFIG_RETRY = 2.0  # a missing ConfigMap/Secret is looked for again this often
 VOLUME_REFRESH = 10.0  # configMap/secret volumes are re-read this often
 PULL_BACKOFF_SHOW = 1.0  # ErrImagePull turns into ImagePullBackOff after this long
+#: a volume that failed to set up is tried again after 0.5 s, doubling up to 2 min 2 s (the
+#: kubelet's volume manager: goroutinemap/exponentialbackoff), not on the crash-loop scale
+VOLUME_RETRY_FIRST, VOLUME_RETRY_MAX = 0.5, 122.0
+
+
+def volume_retry_after(last: float) -> float:
+    """The wait before setting up a pod's volumes again, ``last`` the previous wait (0:
+    this is the first failure)."""
+    return min(last * 2 or VOLUME_RETRY_FIRST, VOLUME_RETRY_MAX)
 
 
 @dataclass
@@ -210,7 +219,7 @@ class PodWorker:
         self._volume_retry = 0.0
         self._sandbox_retry = 0.0
         self._sandbox_backoff = BackOff()
-        self._volume_backoff = BackOff()
+        self._volume_delay = 0.0  # the last wait after a volume failed (VOLUME_RETRY_*)
         self._refresh_at = 0.0
         sandboxes = ctx.mesos_sandboxes or sandboxes_dir(ctx.pods_dir.parent)
         self.task: MesosTask | None = task_of(pod, sandboxes)
@@ -265,9 +274,29 @@ class PodWorker:
             c.ready = "readinessProbe" not in spec
             self._arm_probes(c, spec)
             if exit_ is None:
+                self._resume_probed_state(c, handle)
                 self._watch(c, handle)
         if self.st.start_time is None and containers:
             self.st.start_time = min(h.started_at for h, _ in containers)
+
+    def _resume_probed_state(self, c: ContainerState, handle: ContainerHandle) -> None:
+        """A running container taken over after an agent restart keeps the ``started`` and
+        ``ready`` the last agent reported for it (same containerID), as upstream's
+        KEP-4781: its probes run again at once, and only their verdicts (thresholds
+        included) change it, so a restart alone never turns a Ready pod unready (nor an
+        unready one Ready)."""
+        cid = f"{self.ctx.driver.name}://{handle.id}"
+        for cs in (self.pod.get("status") or {}).get("containerStatuses") or []:
+            if cs.get("name") != c.name or cs.get("containerID") != cid:
+                continue
+            if "running" not in (cs.get("state") or {}):
+                return
+            c.started = bool(cs.get("started", c.started))
+            c.ready = c.started and bool(cs.get("ready"))
+            readiness = self._probes.get((c.name, "readiness"))
+            if readiness is not None:
+                readiness.result = ProbeResult.SUCCESS if c.ready else ProbeResult.FAILURE
+            return
 
     # --- the loop ----------------------------------------------------------------------------
     async def run(self) -> None:
@@ -364,7 +393,8 @@ class PodWorker:
                 if isinstance(e, ClaimError):  # waits for a binding: look again soon
                     self._volume_retry = now + CONFIG_RETRY
                 else:
-                    self._volume_retry = now + max(1.0, self._volume_backoff.after_exit(0))
+                    self._volume_delay = volume_retry_after(self._volume_delay)
+                    self._volume_retry = now + self._volume_delay
                 return False
         elif now >= self._refresh_at:
             self._refresh_at = now + VOLUME_REFRESH
@@ -805,7 +835,14 @@ class PodWorker:
         policy = (self.pod.get("spec") or {}).get("restartPolicy") or "Always"
         tail = "will be restarted" if policy != "Never" else "will not be restarted"
         await self._event("Normal", "Killing", f"Container {c.name} failed {kind} probe, {tail}", c)
-        grace = float((self.pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
+        spec = self.pod.get("spec") or {}
+        grace = float(spec.get("terminationGracePeriodSeconds", 30))
+        # the probe's own grace, when it has one, wins (as the kubelet, since 1.25)
+        for cspec in spec.get("containers") or []:
+            if cspec.get("name") == c.name:
+                probe_grace = (cspec.get(f"{kind}Probe") or {}).get("terminationGracePeriodSeconds")
+                if probe_grace is not None:
+                    grace = float(probe_grace)
         info = await self.ctx.driver.stop(handle, grace)
         if c.handle is handle:
             c.exit, c.ready = info, False

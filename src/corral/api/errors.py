@@ -31,6 +31,9 @@ REQUEST_ENTITY_TOO_LARGE = "RequestEntityTooLarge"
 INTERNAL_ERROR = "InternalError"
 TIMEOUT = "Timeout"
 SERVICE_UNAVAILABLE = "ServiceUnavailable"
+#: no metav1.StatusReason upstream (kube-apiserver answers etcd's NOSPACE with a 500):
+#: Corral's reason for 507, the status that says the server cannot store the request
+INSUFFICIENT_STORAGE = "InsufficientStorage"
 
 
 class GoValue(str):
@@ -259,3 +262,14 @@ def too_large() -> StatusError:
 
 def internal(message: str) -> StatusError:
     return StatusError(500, INTERNAL_ERROR, f"Internal error occurred: {message}")
+
+
+def insufficient_storage(detail: str) -> StatusError:
+    """507: a write refused because the store's disk is full (reads keep working; the
+    write did not happen). Not 503: the server is up and serves reads, and clients
+    retry a 503 elsewhere or at once; not upstream's 500: nothing is broken inside."""
+    return StatusError(
+        507,
+        INSUFFICIENT_STORAGE,
+        f"storage: {detail}: writes are refused until space is freed (reads still work)",
+    )

@@ -1,9 +1,11 @@
 """The aiohttp application: authentication, error mapping and the route table.
 
 Every request passes one middleware that authenticates it (``authn.py``), applies the
-``Impersonate-*`` headers (``identity.py``), authorizes it (``authz.py``: upstream's
-403 when no authorizer allows it; ``system:masters`` skips the question), keeps the
-resulting user as ``request["user"]`` for the handlers and admission, and turns any
+``Impersonate-*`` headers (``identity.py``), gives it a seat of its priority level
+(``flowcontrol.py``: API Priority and Fairness, 429 when full), authorizes it
+(``authz.py``: upstream's 403 when no authorizer allows it; ``system:masters`` skips
+the question), keeps the resulting user as ``request["user"]`` for the handlers and
+admission, and turns any
 ``StatusError`` into its Status body, and any unexpected exception into a 500 Status
 that is logged (no client request can stop the server). Routes are few: discovery,
 OpenAPI, health, and one catch-all that parses the Kubernetes REST path and hands it to
@@ -24,6 +26,7 @@ from corral.apiserver.aggregator import Aggregator
 from corral.apiserver.authn import Authenticator
 from corral.apiserver.authz import Authorizer, default_chain, forbidden
 from corral.apiserver.discovery import AGGREGATED_CT, Discovery, wants_aggregated
+from corral.apiserver.flowcontrol import REQUEST_INFO_KEY, FlowControl
 from corral.apiserver.handlers import ResourceHandler, json_response
 from corral.apiserver.identity import UserInfo
 from corral.apiserver.openapi import OpenAPIDocs
@@ -32,6 +35,7 @@ from corral.apiserver.request import parse_path
 from corral.apiserver.request_info import resolve
 from corral.apiserver.reviews import Reviews, review_row
 from corral.apiserver.store import Registry
+from corral.storage.base import StorageFull
 
 log = logging.getLogger("corral.apiserver")
 
@@ -71,11 +75,14 @@ class APIApp:
         self.reviews.authenticator = self.authn
         #: the aggregation layer (``apiserver/aggregator.py``): None serves no APIService
         self.aggregator: Aggregator | None = None
+        #: API Priority and Fairness (``flowcontrol.py``): seats and fair queues per level
+        self.flowcontrol = FlowControl(object_count=registry.object_count)
         # pods/log and pods/exec reach node agents with the API server's own token
         self.handler.agent_token = min(tokens) if tokens else None
 
     def build(self) -> web.Application:
         app = web.Application(middlewares=[self.middleware], client_max_size=3 * 1024 * 1024 + 1024)
+        app.on_response_prepare.append(self.flowcontrol.on_response_prepare)
         # every path is ours, a name with a newline too: ``.`` would leave it to aiohttp's 404
         app.router.add_route("*", r"/{tail:[\s\S]*}", self.route)
         return app
@@ -92,7 +99,7 @@ class APIApp:
     def authorize(self, request: web.Request, user: UserInfo) -> None:
         """Ask the authorizer chain about ``request`` as ``user``: upstream's 403 when
         nobody allows it."""
-        info = resolve(request.method, request.path, request.query)
+        info = request.get(REQUEST_INFO_KEY) or resolve(request.method, request.path, request.query)
         attrs = info.attributes(user.username, user.groups)
         decision = self.authorizer.authorize(attrs)
         if not decision.allowed:
@@ -104,9 +111,13 @@ class APIApp:
             user = self.authenticate(request)
             user = identity.impersonated(user, request.headers, self.authorizer)
             request["user"] = user
-            if PRIVILEGED_GROUP not in user.groups:  # system:masters: allowed, no question
-                self.authorize(request, user)
-            return await handler(request)
+            async with self.flowcontrol.admit(request, user) as seat:  # 429 when full
+                if PRIVILEGED_GROUP not in user.groups:  # system:masters: allowed, no question
+                    self.authorize(request, user)
+                resp = await handler(request)
+                if seat:  # sent while the seat is held
+                    await self.flowcontrol.send(request, resp)
+                return resp
         except errors.StatusError as e:
             return status_response(e)
         except web.HTTPException as e:
@@ -116,6 +127,8 @@ class APIApp:
         except (ConnectionResetError, TimeoutError) as e:
             log.debug("client went away: %s", e)
             raise
+        except StorageFull as e:  # the write did not happen: 507, not a 500
+            return status_response(errors.insufficient_storage(str(e)))
         except Exception as e:
             log.exception("internal error on %s %s", request.method, request.path_qs)
             return status_response(errors.internal(f"{type(e).__name__}: {e}"))
@@ -125,6 +138,9 @@ class APIApp:
         method = request.method
         if path in ("/healthz", "/livez", "/readyz"):
             return web.Response(text="ok")
+        if path == "/metrics" and method == "GET":  # flow control and slow watchers only
+            text = self.flowcontrol.metrics() + self.registry.cache.backlog.metrics()
+            return web.Response(text=text, content_type="text/plain")
         if path == "/version":
             return json_response(self.discovery.version)
         if path == "/api":

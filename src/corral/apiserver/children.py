@@ -2,8 +2,16 @@
 processes (scheduler, controller manager, chronos, marathon, agents) and, under ``corral
 up``, the same loops as tasks in the server's own process (``Loop``). A child or loop
 that ends while the server runs is started again after a back-off (1 s, doubling to
-30 s; back to 1 s once a run lasted a minute), as a process supervisor would; a loop's
-exception is logged with its traceback first, so a crash is never silent.
+30 s; back to 1 s once a run lasted ``STABLE_SECONDS``), as a process supervisor would;
+a loop's exception is logged with its traceback first, so a crash is never silent. Both
+the exit and the new start are logged at WARNING, naming the unit (an agent by its node)
+and how it ended (a signal by name): ``corral up`` prints them on its terminal.
+
+The back-off only slows a unit that fails soon after each start (supervisord's
+``startsecs`` idea): one that ran 10 s had started fine, so its next crash costs 1 s, not
+the growing delay of a crash loop. A SIGKILLed agent is thus back within about 2 s, well
+inside the 40 s after which its Node would turn NotReady; it takes its running pods over
+(``agent/kubelet.py``), so their containers never stop.
 
 Each child is ``corral COMMAND --kubeconfig F ... --exit-on-stdin-eof``: it exits when
 its stdin closes, so it never outlives the server, even after a SIGKILL. An in-process
@@ -22,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Coroutine
@@ -32,8 +41,8 @@ log = logging.getLogger("corral.apiserver")
 
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 30.0
-#: a run this long resets the back-off
-STABLE_SECONDS = 60.0
+#: a run this long had started fine: the back-off starts again from ``BACKOFF_FIRST``
+STABLE_SECONDS = 10.0
 POLL_SECONDS = 0.5
 
 #: an in-process loop: ``corral COMMAND``'s work as a coroutine of its arguments; it runs
@@ -55,9 +64,19 @@ class Child:
     restarting: bool = False  # ``Children.restart`` stops and starts it: not an exit
 
     def start(self) -> None:
+        old = self.proc
+        if old is not None and old.stdin is not None:  # the ended run's pipe: not leaked
+            with contextlib.suppress(OSError):
+                old.stdin.close()
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE)
         self.started = time.monotonic()
         self.due = None
+
+    @property
+    def title(self) -> str:
+        """``corral agent NODE`` for an agent (``--name``), else ``corral COMMAND``."""
+        node = _flag(self.argv, "--name")
+        return f"corral {self.name} {node}" if node else f"corral {self.name}"
 
 
 @dataclass
@@ -163,7 +182,7 @@ class Children:
         proc = child.proc
         if child.due is not None:
             if now >= child.due:
-                log.warning("starting corral %s again (restart %d)", child.name, child.restarts)
+                log.warning("starting %s again (restart %d)", child.title, child.restarts)
                 child.start()
             return
         if proc is None or (code := proc.poll()) is None:
@@ -173,10 +192,7 @@ class Children:
         child.restarts += 1
         child.due = now + child.backoff
         log.warning(
-            "corral %s exited with status %s; starting it again in %.0f s",
-            child.name,
-            code,
-            child.backoff,
+            "%s %s; starting it again in %.0f s", child.title, _how_exited(code), child.backoff
         )
         child.backoff = min(BACKOFF_MAX, child.backoff * 2)
 
@@ -254,6 +270,24 @@ class Children:
             if proc.poll() is None:
                 proc.kill()
                 await asyncio.to_thread(proc.wait)
+
+
+def _flag(argv: list[str], name: str) -> str:
+    """The value after ``name`` in ``argv`` ("" when absent)."""
+    for i, arg in enumerate(argv[:-1]):
+        if arg == name:
+            return argv[i + 1]
+    return ""
+
+
+def _how_exited(code: int) -> str:
+    """``exited with status N`` or ``was killed by SIGKILL`` (Popen's negative codes)."""
+    if code >= 0:
+        return f"exited with status {code}"
+    try:
+        return f"was killed by {signal.Signals(-code).name}"
+    except ValueError:
+        return f"was killed by signal {-code}"
 
 
 async def _end(proc: subprocess.Popen[bytes] | None, grace: float) -> None:

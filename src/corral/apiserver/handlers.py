@@ -72,6 +72,31 @@ if TYPE_CHECKING:
 JSON_CT = "application/json"
 PATCH_TYPES = (JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, APPLY_PATCH)
 BOOKMARK_INTERVAL = 30.0
+#: a watch stream writes at most this much per write (the rest waits in its queue, where
+#: the slow-watcher bound of ``storage/cache.py`` sees it)
+WATCH_CHUNK_BYTES = 1024 * 1024
+#: a watcher expired for falling behind has this long to read its 410 ERROR event, then
+#: its connection is dropped (a client that reads nothing holds no stream for ever)
+EXPIRED_WATCH_GRACE = 10.0
+#: a list decoded for a Table or metadata answer gives the event loop back after each
+#: this many objects, so that a Lease renewal is not kept waiting behind the whole list
+#: of a flood (API Priority and Fairness orders requests; this lets the loop honour it)
+LIST_CHUNK = 100
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The request body, up to ``limit`` bytes. Not ``content.read(limit)`` alone: that
+    returns what has arrived so far, so a large body (a 64 KB ConfigMap from a loaded
+    client) was cut short and refused as truncated."""
+    parts: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await request.content.read(limit - size)
+        if not chunk:
+            break
+        parts.append(chunk)
+        size += len(chunk)
+    return b"".join(parts)
 
 
 def json_response(
@@ -278,9 +303,19 @@ class ResourceHandler:
                 raws = [self.registry.raw(info, e) for e in items]
             body = head[:-1] + b',"items":[' + b",".join(raws) + b"]}"
             return json_response(body)
-        objs = [self.registry.decode(info, e) for e in items]
+        objs: builtins.list[dict[str, Any]] = []
+        rows: builtins.list[dict[str, Any]] = []
+        for i in range(0, len(items), LIST_CHUNK):
+            if i:
+                await asyncio.sleep(0)  # others' requests run between chunks
+            chunk = [self.registry.decode(info, e) for e in items[i : i + LIST_CHUNK]]
+            if acc.format == TABLE:
+                rows += self._table(request, info, chunk, "", acc)["rows"]
+            else:
+                objs += chunk
         if acc.format == TABLE:
-            table = self._table(request, info, objs, str(list_rv), acc)
+            table = self._table(request, info, [], str(list_rv), acc)
+            table["rows"] = rows
             table["metadata"] = meta
             return json_response(orjson.dumps(table), content_type=_table_ct(acc))
         out = {
@@ -350,6 +385,12 @@ class ResourceHandler:
             await resp.write_eof()
             return resp
         deadline = time.monotonic() + timeout if timeout > 0 else None
+        transport, loop = request.transport, asyncio.get_running_loop()
+        grace: list[asyncio.TimerHandle] = []
+        if transport is not None:
+            w.on_expire = lambda: grace.append(
+                loop.call_later(EXPIRED_WATCH_GRACE, transport.abort)
+            )
         try:
             if initial and bookmarks:
                 w.queue.put_nowait(
@@ -373,20 +414,23 @@ class ResourceHandler:
                 if ev is None:
                     break
                 chunk = [self._event_bytes(request, info, ev, acc)]
-                while not w.queue.empty() and len(chunk) < 256:
+                size = len(chunk[0])
+                while not w.queue.empty() and len(chunk) < 256 and size < WATCH_CHUNK_BYTES:
                     nxt = w.queue.get_nowait()
                     if nxt is None:
                         w.closed = True
                         break
                     chunk.append(self._event_bytes(request, info, nxt, acc))
+                    size += len(chunk[-1])
                 await resp.write(b"".join(chunk))
-                if w.closed:
+                if w.closed and w.queue.empty():  # else: what is left (a 410 ERROR), then end
                     break
-        except (ConnectionResetError, asyncio.CancelledError):
-            rc.remove_watcher(w)
-            raise
+        except ConnectionResetError:  # the client went away: nothing left to end
+            return resp
         finally:
             rc.remove_watcher(w)
+            for h in grace:
+                h.cancel()
         with contextlib.suppress(ConnectionResetError):
             await resp.write_eof()
         return resp
@@ -403,6 +447,8 @@ class ResourceHandler:
     ) -> bytes:
         if ev.type == "BOOKMARK-INITIAL":
             return self._bookmark(info, ev.entry.revision, True)
+        if ev.type == "ERROR":  # the slow watcher's 410 (storage/cache.py): a Status
+            return ev.line()
         if acc.format == JSON:
             if info.converter is None:
                 return ev.line()
@@ -448,7 +494,7 @@ class ResourceHandler:
     async def _body(self, request: web.Request, opts: WriteOptions | None = None) -> Any:
         if request.content_length is not None and request.content_length > 3 * 1024 * 1024:
             raise errors.too_large()
-        raw = await request.content.read(3 * 1024 * 1024 + 1)
+        raw = await read_body(request, 3 * 1024 * 1024 + 1)
         ct = request.headers.get("Content-Type", JSON_CT)
         body = decode_body(raw, ct)
         if opts is not None and opts.field_validation != "Ignore" and "json" in ct.lower():
@@ -502,7 +548,7 @@ class ResourceHandler:
     async def _delete_opts(self, request: web.Request) -> DeleteOptions:
         q = request.query
         body: dict[str, Any] = {}
-        raw = await request.content.read(3 * 1024 * 1024 + 1)
+        raw = await read_body(request, 3 * 1024 * 1024 + 1)
         if raw.strip():
             b = decode_body(raw, request.headers.get("Content-Type", JSON_CT))
             if not isinstance(b, dict):

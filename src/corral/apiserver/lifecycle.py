@@ -150,20 +150,26 @@ class Lifecycle:
                 self._enqueue(what, prefix, key)
 
     async def _periodic(self) -> None:
-        storage = self.registry.storage
         while True:
             await asyncio.sleep(5)
-            now = time.monotonic()
-            for key, seen in list(self._event_seen.items()):
-                if now - seen > self.event_ttl:
-                    for prefix in self._event_prefixes:
-                        if key.startswith(prefix):
-                            await self.registry.force_delete(self._info_by_prefix[prefix], key)
-                    self._event_seen.pop(key, None)
-            needs = getattr(storage, "needs_compaction", None)
-            if needs is not None and await needs():
-                target = storage.compaction_target()  # type: ignore[attr-defined]
-                await storage.compact(target)
+            try:  # a failed round (disk full) is retried, never ends the loop
+                await self._periodic_round()
+            except Exception as e:
+                log.warning("lifecycle: periodic round failed: %s", e)
+
+    async def _periodic_round(self) -> None:
+        storage = self.registry.storage
+        now = time.monotonic()
+        for key, seen in list(self._event_seen.items()):
+            if now - seen > self.event_ttl:
+                for prefix in self._event_prefixes:
+                    if key.startswith(prefix):
+                        await self.registry.force_delete(self._info_by_prefix[prefix], key)
+                self._event_seen.pop(key, None)
+        needs = getattr(storage, "needs_compaction", None)
+        if needs is not None and await needs():
+            target = storage.compaction_target()  # type: ignore[attr-defined]
+            await storage.compact(target)
 
     # --- garbage collection ------------------------------------------------------------------------
     async def _check_owners(self, info: ResourceInfo, key: str) -> None:

@@ -55,6 +55,12 @@ from corral.apiserver.endpoint_reconciler import (
     is_ipv4,
     is_loopback,
 )
+from corral.apiserver.flowcontrol import (
+    DEFAULT_MAX_INFLIGHT,
+    DEFAULT_MAX_MUTATING_INFLIGHT,
+    DEFAULT_REQUEST_TIMEOUT,
+    FlowControl,
+)
 from corral.apiserver.lifecycle import Lifecycle
 from corral.apiserver.node_authz import NodeAuthorizer
 from corral.apiserver.node_restriction import NodeRestriction
@@ -74,7 +80,8 @@ from corral.apiserver.volume_admission import (
     DefaultStorageClass,
     StorageObjectInUseProtection,
 )
-from corral.storage.cache import WatchCache
+from corral.storage.base import StorageCorrupt
+from corral.storage.cache import MAX_BACKLOG_BYTES, WatchCache
 from corral.storage.sqlite import SQLiteStorage
 from corral.util.clock import Clock, SystemClock
 
@@ -121,6 +128,9 @@ class Server:
         clock: Clock | None = None,
         event_ttl: float = 24 * 3600,
         history: int = 10_000,
+        max_inflight: tuple[int, int] = (DEFAULT_MAX_INFLIGHT, DEFAULT_MAX_MUTATING_INFLIGHT),
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        watch_backlog_bytes: int = MAX_BACKLOG_BYTES,
         service_cidr: str = "10.96.0.0/12",
         node_port_range: tuple[int, int] = (30000, 32767),
         scheduler: bool = False,
@@ -159,6 +169,10 @@ class Server:
         self.clock = clock or SystemClock()
         self.event_ttl = event_ttl
         self.history = history
+        #: API Priority and Fairness: (--max-requests-inflight, --max-mutating-...), and
+        #: --request-timeout (a quarter of it: the longest wait in a queue)
+        self.max_inflight = max_inflight
+        self.request_timeout = request_timeout
         self.service_cidr = service_cidr
         self.node_port_range = node_port_range
         self.storage = SQLiteStorage(self.db_path, min_history=history)
@@ -170,7 +184,7 @@ class Server:
             self.data_dir,
         )
         self._default_encryption = encryption_provider_config is None
-        self.cache = WatchCache(history)
+        self.cache = WatchCache(history, watch_backlog_bytes)  # slow watchers: 410 past it
         self.registry: Registry | None = None
         self.runner: web.AppRunner | None = None
         self.token = ""
@@ -226,15 +240,18 @@ class Server:
         if self._default_encryption:
             ensure_encryption_config(self.encryption.path)
         self.encryption.start()  # the store reads and writes through it from the start
-        await self.storage.start()
+        try:  # every live object (and the recent history) decodes, or a clear stop
+            await self.storage.start()
+            kvs, rev = await self.storage.list("/registry/")
+            start = max(self.storage.compacted_revision, rev - self.history)
+            history = await self.storage.history("/registry/", start)
+        except StorageCorrupt as e:  # one line naming the file and the way back
+            raise StorageCorrupt(e.key, corrupt_message(e, self.data_dir)) from None
         registry = Registry(self.storage, self.cache, RESOURCES, self.clock)
         self.registry = registry
-        kvs, rev = await self.storage.list("/registry/")
         # the stored CRDs' resources are registered first, so their objects are cached
         crds = CustomResources(registry)
         crds.load(kvs)
-        start = max(self.storage.compacted_revision, rev - self.history)
-        history = await self.storage.history("/registry/", start)
         self.cache.load(kvs, rev, history, start)
         del kvs, history
         # Everything loaded so far lives as long as the server: keep it out of the
@@ -316,6 +333,8 @@ class Server:
 
         discovery = Discovery(registry.resources, f"{self.bind}:{self.port}")
         api = APIApp(registry, discovery, OpenAPIDocs(registry.resources), {self.token}, token_file)
+        api.flowcontrol = FlowControl(*self.max_inflight, request_timeout=self.request_timeout,
+                                      object_count=registry.object_count)  # fmt: skip
         if self.tls:  # logs/exec/...: HTTPS to agents, with the kubelet-client certificate
             api.handler.agent_ssl = await asyncio.to_thread(kubelet_client_context, self.data_dir)
             self.cert_renewal.kubelet_client = api.handler.agent_ssl
@@ -537,6 +556,16 @@ class Server:
             await asyncio.Event().wait()
         finally:
             await self.stop()
+
+
+def corrupt_message(e: StorageCorrupt, data_dir: Path) -> str:
+    """What ``corral server`` says about a corrupt database: the file, SQLite's finding,
+    and the documented recovery (README "Backup and restore")."""
+    detail = str(e).removeprefix(f"{e.key}: ")
+    return (
+        f"the database {e.key} is corrupt ({detail}); not starting. Recover from a backup: "
+        f"corral restore --data-dir {data_dir} BACKUP (README: Backup and restore)"
+    )
 
 
 def _free_port(bind: str) -> int:

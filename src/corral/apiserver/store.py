@@ -240,6 +240,12 @@ class Registry:
     def rcache(self, info: ResourceInfo) -> ResourceCache:
         return self._caches[(info.group, info.plural)]
 
+    def object_count(self, group: str, plural: str) -> int:
+        """Objects cached of ``group``/``plural`` (0: not served); what a list of it
+        scans (API Priority and Fairness sizes its seats by it)."""
+        rc = self._caches.get((group, plural))
+        return 0 if rc is None else len(rc.entries)
+
     def schema(self, info: ResourceInfo, kind: str | None = None) -> SchemaNode | None:
         """The type schema of ``kind`` (the row's own by default): Kubernetes 1.32's, or
         the one a Corral kind's strategy declares (``Strategy.definitions``)."""

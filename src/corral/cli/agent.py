@@ -160,6 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
         "Unconfined (the kubelet's --seccomp-default); Localhost profiles: DATA/seccomp/",
     )
     p.add_argument(
+        "--node-lease-duration-seconds",
+        type=int,
+        default=40,
+        metavar="N",
+        help="the node Lease's duration; it is renewed every quarter of it (the "
+        "kubelet's nodeLeaseDurationSeconds, default 40)",
+    )
+    p.add_argument(
         "--reset",
         action="store_true",
         help="stop and remove every container and sandbox this data dir holds, then exit",
@@ -456,6 +464,7 @@ def main(argv: list[str]) -> int:
         cluster_domain=args.cluster_domain,
         pod_cidr=published_cidr,
         seccomp_default=args.seccomp_default,
+        node_lease_duration=args.node_lease_duration_seconds,
     )
 
     proxier = _proxier(client, args, data_dir) if args.proxy != "off" else None

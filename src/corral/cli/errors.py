@@ -146,6 +146,10 @@ def describe(e: BaseException) -> str:
         e = e.exceptions[0]
     if isinstance(e, CommandError | KubeConfigError):
         return str(e)
+    from corral.storage.base import StorageCorrupt
+
+    if isinstance(e, StorageCorrupt):  # already worded (apiserver.server.corrupt_message)
+        return str(e)
     try:
         import aiohttp
     except ImportError:  # pragma: no cover - a dependency

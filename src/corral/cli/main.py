@@ -76,6 +76,32 @@ def _server_args(p: argparse.ArgumentParser, data_required: bool) -> None:
         default=10_000,
         help="revisions kept for watch resumption (older ones answer 410 Expired)",
     )
+    p.add_argument(  # API Priority and Fairness (apiserver/flowcontrol.py): seats, summed
+        "--max-requests-inflight",
+        type=int,
+        default=100,
+        help="API Priority and Fairness: seats for non-mutating requests (summed with the next)",
+    )
+    p.add_argument(
+        "--max-mutating-requests-inflight",
+        type=int,
+        default=50,
+        help="API Priority and Fairness: seats for mutating requests (summed with the above)",
+    )
+    p.add_argument(
+        "--request-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="a request waits in its flow-control queue a quarter of this, then gets 429",
+    )
+    p.add_argument(
+        "--watch-backlog-bytes",
+        type=int,
+        default=64 * 1024 * 1024,
+        metavar="BYTES",
+        help="a watch whose client falls this far behind ends with 410 Expired (re-list)",
+    )
     p.add_argument("--service-cidr", default="10.96.0.0/12", help="ClusterIP range of Services")
     p.add_argument("--service-node-port-range", default="30000-32767", help="NodePort range")
     p.add_argument("--log-level", default="INFO")
@@ -243,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     from corral.cli import secrets as secrets_cli
 
     secrets_cli.add_parser(sub)
+    from corral.cli import backup as backup_cli
+
+    backup_cli.add_parsers(sub)  # `corral backup`, `corral restore`
     from corral.cli import down as down_cli
 
     down = sub.add_parser("down", help="stop a corral up cluster, remove what it made here")
@@ -363,6 +392,10 @@ def _main(argv: list[str]) -> int:
         from corral.cli import down as down_cli
 
         return down_cli.run(args)
+    if args.command in ("backup", "restore"):
+        from corral.cli import backup as backup_cli
+
+        return backup_cli.run(args)
     from corral.apiserver.server import Server
     from corral.cli import image as image_cli
     from corral.cli import scheduler as scheduler_cli
@@ -434,6 +467,9 @@ def _main(argv: list[str]) -> int:
             token_auth_file=args.token_auth_file,
             encryption_provider_config=args.encryption_provider_config,
             history=args.history,
+            max_inflight=(args.max_requests_inflight, args.max_mutating_requests_inflight),
+            request_timeout=args.request_timeout,
+            watch_backlog_bytes=args.watch_backlog_bytes,
             service_cidr=args.service_cidr,
             node_port_range=_port_range(args.service_node_port_range),
             scheduler=not args.no_scheduler,

@@ -149,6 +149,14 @@ def add_mesos_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--allocation-interval", type=float, default=1.0, metavar="SECONDS", help="DRF cycle"
     )
+    p.add_argument(
+        "--status-update-retry",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="resend an unacknowledged task status update after this long, doubling up to "
+        "10 min (default: 10, as a Mesos agent's status update manager)",
+    )
     for realm, what in AUTH_REALMS:
         p.add_argument(
             f"--authenticate-http-{realm}",
@@ -163,6 +171,7 @@ def mesos_flag_args(args: argparse.Namespace) -> list[str]:
     """The Mesos flags of ``args`` as a command line (``corral server`` -> its scheduler)."""
     out = ["--kubernetes-role", args.kubernetes_role]
     out += ["--allocation-interval", str(args.allocation_interval)]
+    out += ["--status-update-retry", str(args.status_update_retry)]
     for item in args.namespace_role or []:
         out += ["--namespace-role", item]
     if args.offer_timeout is not None:
@@ -202,7 +211,13 @@ async def _placement(sched: Any, client: Client, args: argparse.Namespace) -> No
     bind = args.bind if args.command == "mesos-master" else args.mesos_bind
     allocator = Allocator(sched.table, sched.clock, allocator_config(args))
     master = Master(
-        client, sched, allocator, hostname=bind, port=port, interval=args.allocation_interval
+        client,
+        sched,
+        allocator,
+        hostname=bind,
+        port=port,
+        interval=args.allocation_interval,
+        status_update_retry=args.status_update_retry,
     )
     runner = web.AppRunner(
         build_app(master, master_auth(client, args)),

@@ -166,6 +166,18 @@ def is_deleting(pod: Obj) -> bool:
     return bool((pod.get("metadata") or {}).get("deletionTimestamp"))
 
 
+def only_replace_failed(job: Obj) -> bool:
+    """``podReplacementPolicy: Failed`` (the default with a podFailurePolicy): a pod that
+    is terminating (deletionTimestamp, not yet Succeeded/Failed) is neither counted failed
+    nor replaced until it reaches the Failed phase, so an index or a pod slot never runs
+    twice, e.g. while its node is unreachable (upstream's onlyReplaceFailedPods)."""
+    spec = job.get("spec") or {}
+    policy = spec.get("podReplacementPolicy")
+    if policy is None:
+        return spec.get("podFailurePolicy") is not None
+    return bool(policy == "Failed")
+
+
 def is_ready(pod: Obj) -> bool:
     return any(
         c.get("type") == "Ready" and c.get("status") == "True"
@@ -514,6 +526,7 @@ class JobController(Controller):
         parallelism = _int(spec.get("parallelism"), 1)
         backoff_limit = _int(spec.get("backoffLimit"), 6)
         bo = self._backoff.setdefault(key, _Backoff())
+        wait_terminal = only_replace_failed(job)
 
         # 1. account for finished pods -----------------------------------------------------
         unc = status.get("uncountedTerminatedPods") or {}
@@ -532,7 +545,7 @@ class JobController(Controller):
             if _phase(p) == "Succeeded":
                 unc_s.append(puid)
                 release.append(p)
-            elif _phase(p) == "Failed" or is_deleting(p):
+            elif _phase(p) == "Failed" or (is_deleting(p) and not wait_terminal):
                 msg, counts, _action = match_pod_failure_policy(spec.get("podFailurePolicy"), p)
                 release.append(p)
                 if not counts:
@@ -644,8 +657,9 @@ class JobController(Controller):
                 status["completionTime"] = stamp
                 await self.recorder.event(job, "Normal", "Completed", "Job completed")
         elif not suspended and self.expectations.satisfied(key, self.pods, ns):
+            held = terminating if wait_terminal else []
             active, created = await self._manage(
-                key, job, status, active, succeeded, parallelism, bo, now
+                key, job, status, active, succeeded, parallelism, bo, now, held
             )
 
         # 4. status -----------------------------------------------------------------------------------
@@ -673,16 +687,19 @@ class JobController(Controller):
         parallelism: int,
         bo: _Backoff,
         now: float,
+        held: list[Obj] | None = None,
     ) -> tuple[list[Obj], int]:
         """Create or delete pods towards the wanted number active; returns the pods still
-        active and how many were created."""
+        active and how many were created. ``held``: terminating pods that still take their
+        slot (and index) until they are terminal (``podReplacementPolicy: Failed``)."""
+        held = held or []
         spec = job.get("spec") or {}
         completions: int | None = spec.get("completions")
         remove: list[Obj] = []
         create: list[int | None] = []
         if spec.get("completionMode") == "Indexed" and completions is not None:
             done = parse_indexes(status.get("completedIndexes") or "", completions)
-            seen: set[int] = set()
+            seen: set[int] = {i for p in held if (i := pod_index(p)) is not None}
             keep: list[Obj] = []
             for p in sorted(active, key=lambda p: (not is_ready(p), _created(p))):
                 i = pod_index(p)
@@ -691,7 +708,7 @@ class JobController(Controller):
                 else:
                     seen.add(i)
                     keep.append(p)
-            room = max(0, parallelism - len(keep))
+            room = max(0, parallelism - len(keep) - len(held))
             missing = [i for i in range(completions) if i not in done and i not in seen]
             create = list(missing[:room])
             if len(keep) > parallelism:
@@ -704,7 +721,7 @@ class JobController(Controller):
             if len(active) > want:
                 remove = _least_valuable(active)[: len(active) - want]
             else:
-                create = [None] * (want - len(active))
+                create = [None] * max(0, want - len(active) - len(held))
         if remove:
             await self._delete_pods(job, key, remove)
             gone = {id(p) for p in remove}

@@ -37,7 +37,6 @@ from corral.mesos import tasks as taskmod
 from corral.mesos import updates
 from corral.mesos.model import (
     EXECUTOR_MESSAGE,
-    RETRY_FIRST,
     CallError,
     FrameworkState,
     Obj,
@@ -440,7 +439,7 @@ def acknowledge(m: Master, fw: FrameworkState, body: Obj) -> None:
         return  # a duplicate or stale acknowledgement: Mesos ignores it too
     state = str(t.pending["state"])
     t.pending = None
-    t.backoff = RETRY_FIRST
+    t.backoff = m.retry_first
     t.acked_state = state
     if t.created:
         m.record_ack(t.pod_key, state)

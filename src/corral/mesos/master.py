@@ -55,6 +55,7 @@ from corral.mesos.model import (
     EXECUTOR_MESSAGE,
     MAX_COMPLETED_FRAMEWORKS,
     POLICY_CONFIGMAP,
+    RETRY_FIRST,
     RETRY_MAX,
     VERSION,
     CallError,
@@ -103,6 +104,7 @@ class Master:
         clock: Clock | None = None,
         heartbeat: float = 15.0,
         interval: float = 1.0,
+        status_update_retry: float = RETRY_FIRST,
     ) -> None:
         self.client = client
         self.scheduler = scheduler
@@ -112,6 +114,8 @@ class Master:
         self.port = port
         self.heartbeat = heartbeat
         self.interval = interval
+        #: the first resend of an unacknowledged status update (then doubling, to RETRY_MAX)
+        self.retry_first = status_update_retry
         self.id = str(uuid.uuid4())
         self.start_time = time.time()
         self.frameworks: dict[str, FrameworkState] = {}

@@ -27,7 +27,6 @@ from corral.mesos import tasks as taskmod
 from corral.mesos.model import (
     KEEP_COMPLETED_PODS,
     MAX_COMPLETED_TASKS,
-    RETRY_FIRST,
     FrameworkState,
     Obj,
     TaskState,
@@ -197,8 +196,8 @@ def emit(m: Master, fw: FrameworkState, t: TaskState, status: Obj) -> None:
     t.last = status
     t.statuses.append({"state": state, "timestamp": status["timestamp"]})
     t.pending = status
-    t.backoff = RETRY_FIRST
-    t.next_retry = m.clock.monotonic() + RETRY_FIRST
+    t.backoff = m.retry_first
+    t.next_retry = m.clock.monotonic() + m.retry_first
     if state == "TASK_RUNNING":
         started = m._accepted_at.pop(t.pod_key, None)
         if started is not None:
@@ -305,7 +304,7 @@ def finish_locally(m: Master, t: TaskState, state: str, reason: str, message: st
     t.last = status
     t.pending = status
     t.pod = None
-    t.next_retry = m.clock.monotonic() + RETRY_FIRST
+    t.next_retry = m.clock.monotonic() + m.retry_first
     if fw is not None:
         send_update(m, fw, status)
 

@@ -43,6 +43,16 @@ class RevisionMismatch(StorageError):
     """The key's mod revision is not the expected one (optimistic concurrency)."""
 
 
+class StorageFull(StorageError):
+    """A write failed because the disk (or file system) holding the store is full; the
+    write did not happen and the store's revision did not advance (etcd's NOSPACE)."""
+
+
+class StorageCorrupt(StorageError):
+    """The store's file failed its integrity check or is not a database at all; ``key``
+    is the file's path."""
+
+
 class Compacted(StorageError):
     """A watch asked for history older than the compacted revision."""
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 
+from corral.api import errors
 from corral.api.selectors import FieldSelector, LabelSelector
 from corral.storage.base import DELETE, Compacted, Event, Obj
 
@@ -37,8 +38,19 @@ DELETED = "DELETED"
 
 #: how many events per resource the ring keeps for watch resumption
 HISTORY = 10_000
-#: a watcher that falls this many events behind is closed (the client re-watches)
+#: a watcher whose client falls this many live events behind (its HTTP stream's writes
+#: stall, its queue fills) is expired: its queue is dropped and it ends with a 410 ERROR
+#: event, after which the client lists again (the initial list or replay is not counted:
+#: those entries are the cache's own)
 MAX_BACKLOG = 50_000
+#: ... or this many bytes of queued objects (``WatchCache(backlog_bytes=...)``, flag
+#: ``--watch-backlog-bytes``)
+MAX_BACKLOG_BYTES = 64 * 1024 * 1024
+#: past this many queued bytes over all watchers (BacklogBudget), any watcher further
+#: behind than LAGGING_EVENTS or a 64th of its bound is expired too: a few stuck clients
+#: cannot together hold more than about this, whatever their number
+BUDGET_FACTOR = 8
+LAGGING_EVENTS = 1_000
 
 
 @dataclass(slots=True)
@@ -72,6 +84,8 @@ class WatchEvent:
     type: str
     entry: Entry
     _line: bytes | None = None
+    #: part of a new watcher's initial list or history replay (not backlog)
+    initial: bool = False
 
     def line(self) -> bytes:
         if self._line is None:
@@ -81,6 +95,56 @@ class WatchEvent:
         return self._line
 
 
+@dataclass
+class BacklogBudget:
+    """Live bytes queued over every watcher of one WatchCache, and the bounds."""
+
+    per_watcher: int = MAX_BACKLOG_BYTES
+    queued: int = 0
+    #: watchers expired because their clients fell behind (since start)
+    expired: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.per_watcher * BUDGET_FACTOR
+
+    def metrics(self) -> str:
+        """Prometheus text: bytes queued for watchers now, watchers expired so far."""
+        return (
+            "# TYPE corral_watch_backlog_bytes gauge\n"
+            f"corral_watch_backlog_bytes {self.queued}\n"
+            "# TYPE corral_watch_expired_total counter\n"
+            f"corral_watch_expired_total {self.expired}\n"
+        )
+
+
+class WatchQueue(asyncio.Queue["WatchEvent | None"]):
+    """A watcher's queue that counts the live events and bytes it holds."""
+
+    def _init(self, maxsize: int) -> None:
+        super()._init(maxsize)
+        self.live = 0
+        self.live_bytes = 0
+        self.budget: BacklogBudget | None = None
+
+    def _put(self, item: WatchEvent | None) -> None:
+        super()._put(item)
+        if item is not None and not item.initial:
+            self.live += 1
+            self.live_bytes += len(item.entry.raw)
+            if self.budget is not None:
+                self.budget.queued += len(item.entry.raw)
+
+    def _get(self) -> WatchEvent | None:
+        item = super()._get()
+        if item is not None and not item.initial:
+            self.live -= 1
+            self.live_bytes -= len(item.entry.raw)
+            if self.budget is not None:
+                self.budget.queued -= len(item.entry.raw)
+        return item
+
+
 @dataclass(eq=False)
 class Watcher:
     """A registered watch: its selection and the queue its HTTP stream drains."""
@@ -88,9 +152,12 @@ class Watcher:
     namespace: str | None
     labels: LabelSelector | None
     fields: FieldSelector | None
-    queue: asyncio.Queue[WatchEvent | None] = field(default_factory=asyncio.Queue)
+    queue: WatchQueue = field(default_factory=WatchQueue)
     node: str | None = None
     closed: bool = False
+    #: called once when the watcher is expired for falling behind (the HTTP stream
+    #: gives the client a grace to read its 410, then drops the connection)
+    on_expire: Callable[[], None] | None = None
 
     def matches(self, e: Entry) -> bool:
         if self.namespace is not None and e.namespace != self.namespace:
@@ -103,8 +170,15 @@ class Watcher:
 class ResourceCache:
     """Entries, history and watchers of one resource (one key prefix)."""
 
-    def __init__(self, prefix: str, field_funcs: FieldFuncs, history: int = HISTORY) -> None:
+    def __init__(
+        self,
+        prefix: str,
+        field_funcs: FieldFuncs,
+        history: int = HISTORY,
+        budget: BacklogBudget | None = None,
+    ) -> None:
         self.prefix = prefix
+        self.budget = budget or BacklogBudget()
         self.field_funcs = field_funcs
         self.entries: dict[str, Entry] = {}
         self.by_namespace: dict[str, dict[str, Entry]] = {}
@@ -219,23 +293,50 @@ class ResourceCache:
                 ev = shared[t] = WatchEvent(t, entry)
             self._send(w, ev)
 
-    def _send(self, w: Watcher, ev: WatchEvent | None) -> None:
+    def _send(self, w: Watcher, ev: WatchEvent) -> None:
         if w.closed:
             return
-        if w.queue.qsize() >= MAX_BACKLOG:
-            self.remove_watcher(w)
+        q, b = w.queue, self.budget
+        if (
+            q.live >= MAX_BACKLOG
+            or q.live_bytes + len(ev.entry.raw) > b.per_watcher
+            or (
+                b.queued > b.total
+                and (q.live >= LAGGING_EVENTS or q.live_bytes > b.per_watcher // 64)
+            )
+        ):
+            self.expire_watcher(w, ev.entry.revision)
             return
-        w.queue.put_nowait(ev)
+        q.put_nowait(ev)
+
+    def expire_watcher(self, w: Watcher, revision: int) -> None:
+        """``w``'s client fell behind: drop what it has queued (the memory goes now),
+        queue upstream's 410 Expired ERROR event and the end of the stream."""
+        if w.closed:
+            return
+        oldest = revision
+        while not w.queue.empty():
+            item = w.queue.get_nowait()
+            if item is not None and not item.initial and item.entry.revision:
+                oldest = min(oldest, item.entry.revision)
+        status = errors.expired(f"too old resource version: {oldest - 1} ({revision})")
+        raw = orjson.dumps(status.status())
+        w.queue.put_nowait(WatchEvent("ERROR", Entry("", "", "", raw, revision, {}, {})))
+        self.budget.expired += 1
+        self.remove_watcher(w)
+        if w.on_expire is not None:
+            w.on_expire()
 
     # --- watchers ------------------------------------------------------------------------
     def add_watcher(self, w: Watcher, from_revision: int | None, current: int) -> None:
         """Register ``w``; replay history after ``from_revision`` or, if None, send every
         matching object as ADDED. Raises Compacted when the history is gone."""
+        w.queue.budget = self.budget
         if from_revision is None:
             for key in self.sorted_keys():
                 e = self.entries[key]
                 if w.matches(e):
-                    w.queue.put_nowait(WatchEvent(ADDED, e))
+                    w.queue.put_nowait(WatchEvent(ADDED, e, initial=True))
         else:
             if from_revision < self.history_start and from_revision < current:
                 raise Compacted(self.prefix, from_revision, self.history_start)
@@ -244,7 +345,7 @@ class ResourceCache:
                 _rev, type_, entry, prev = self.history[i]
                 t = transition(w, type_, entry, prev)
                 if t is not None:
-                    w.queue.put_nowait(WatchEvent(t, entry))
+                    w.queue.put_nowait(WatchEvent(t, entry, initial=True))
         if w.fields is not None:
             node = w.fields.exact_values().get("spec.nodeName")
             if node is not None:
@@ -374,8 +475,10 @@ class WatchCache:
     needs: live objects by uid, and dependents by owner uid.
     """
 
-    def __init__(self, history: int = HISTORY) -> None:
+    def __init__(self, history: int = HISTORY, backlog_bytes: int = MAX_BACKLOG_BYTES) -> None:
         self.history = history
+        #: the slow-watcher bounds, shared by every resource's watchers
+        self.backlog = BacklogBudget(backlog_bytes)
         self.resources: dict[str, ResourceCache] = {}
         self.revision = 0
         self.by_uid: dict[str, tuple[ResourceCache, str]] = {}
@@ -402,7 +505,9 @@ class WatchCache:
     def register(self, prefix: str, field_funcs: FieldFuncs) -> ResourceCache:
         rc = self.resources.get(prefix)
         if rc is None:
-            rc = self.resources[prefix] = ResourceCache(prefix, field_funcs, self.history)
+            rc = self.resources[prefix] = ResourceCache(
+                prefix, field_funcs, self.history, self.backlog
+            )
         return rc
 
     def resource_for(self, key: str) -> ResourceCache | None:
@@ -425,6 +530,11 @@ class WatchCache:
             self._index(rc, e, None)
         for rc in self.resources.values():
             rc.history_start = history_start
+        # Each replayed change needs the value before it (``transition``: without it an
+        # update replays as ADDED): the key's previous event in this history, or, for
+        # its first one, the value itself (a DELETE's is the last value; an update's
+        # earlier value is past the window: its selection is taken as unchanged).
+        last: dict[str, Entry] = {}
         for ev in history:
             rc = self.resource_for(ev.kv.key)
             if rc is None:
@@ -433,9 +543,11 @@ class WatchCache:
             type_ = DELETED if ev.type == DELETE else MODIFIED
             if ev.kv.create_revision == ev.revision:
                 type_ = ADDED
+            prev = None if type_ == ADDED else last.get(ev.kv.key, entry)
+            last[ev.kv.key] = entry
             if len(rc.history) == rc.history.maxlen:
                 rc.history_start = rc.history[0][0]
-            rc.history.append((ev.revision, type_, entry, None))
+            rc.history.append((ev.revision, type_, entry, prev))
         self.revision = revision
 
     def apply(self, ev: Event) -> None:

@@ -51,6 +51,8 @@ from corral.storage.base import (
     KeyNotFound,
     Obj,
     RevisionMismatch,
+    StorageCorrupt,
+    StorageFull,
 )
 from corral.storage.transform import TransformError, ValueTransformer
 
@@ -86,6 +88,25 @@ _WAL_LIMIT = 1024 * 1024
 _MIN_WINDOW = 100
 
 
+#: what ``start`` checks: "quick" (``PRAGMA quick_check``: every page and row of every
+#: b-tree, no index-content cross-check), "full" (``integrity_check``) or "off"
+START_CHECK = "quick"
+
+
+#: what a corrupt value raises when read
+_UNDECODABLE = (zlib.error, orjson.JSONDecodeError)
+
+
+def _storage_error(exc: Exception, path: str) -> Exception:
+    """A typed storage error for a disk-full or corrupt-file SQLite error; else ``exc``."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code == sqlite3.SQLITE_FULL:
+        return StorageFull(path, f"{path}: database or disk is full")
+    if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return StorageCorrupt(path, f"{path}: {exc}")
+    return exc
+
+
 def _pack(raw: bytes) -> bytes:
     """Values are stored zlib-compressed (level 1: cheap; JSON shrinks 3-5x)."""
     return zlib.compress(raw, 1)
@@ -116,8 +137,11 @@ def stamp(obj: Obj, revision: int) -> bytes:
 class SQLiteStorage:
     """Storage protocol on one SQLite file (see the module docstring)."""
 
-    def __init__(self, path: str | Path, *, min_history: int = 1000) -> None:
+    def __init__(
+        self, path: str | Path, *, min_history: int = 1000, start_check: str = START_CHECK
+    ) -> None:
         self.path = str(path)
+        self.start_check = start_check
         self.min_history = min_history
         self._revision = 0
         self._compacted = 0
@@ -158,6 +182,17 @@ class SQLiteStorage:
         self._writer = asyncio.create_task(self._write_loop(), name="sqlite-writer")
 
     def _open(self) -> None:
+        """Open the file, check it (``start_check``) and load the key map; a corrupt
+        file raises ``StorageCorrupt`` naming it, before anything writes to it."""
+        try:
+            self._open_checked()
+        except sqlite3.DatabaseError as e:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            raise _storage_error(e, self.path) from None
+
+    def _open_checked(self) -> None:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # takes effect on a new file
@@ -169,8 +204,14 @@ class SQLiteStorage:
         conn.execute("PRAGMA wal_autocheckpoint=0")
         # After a checkpoint lets the WAL restart, shrink the file back to this size.
         conn.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT}")
-        conn.executescript(_SCHEMA)
         self._conn = conn
+        if self.start_check != "off":
+            pragma = "integrity_check" if self.start_check == "full" else "quick_check"
+            found = [r[0] for r in conn.execute(f"PRAGMA {pragma}(5)").fetchall()]
+            if found != ["ok"]:
+                detail = " ".join("; ".join(found).split())  # one line
+                raise StorageCorrupt(self.path, f"{self.path}: {pragma} failed: {detail}")
+        conn.executescript(_SCHEMA)
         self._load_state()
 
     def _load_state(self) -> None:
@@ -378,10 +419,12 @@ class SQLiteStorage:
         try:
             await loop.run_in_executor(self._thread, self._commit, rows)
         except Exception as exc:  # disk full, I/O error: fail the batch, resync
+            err = _storage_error(exc, self.path)
+            log.warning("commit of %d writes failed: %s", len(rows), err)
             await loop.run_in_executor(self._thread, self._load_state)
             for op, _, _ in rows:
                 if not op.future.done():
-                    op.future.set_exception(exc)
+                    op.future.set_exception(err)
             return
         took = time.monotonic() - started
         if took > _SLOW_COMMIT:
@@ -500,10 +543,19 @@ class SQLiteStorage:
             (prefix, prefix + "\uffff"),
         ).fetchall()
         out = []
-        for k, v, m, c in rows:
-            raw = _unpack(self._unseal(k, v, current=True))
-            out.append(KV(k, orjson.loads(raw), raw, m, c))
+        k = ""
+        try:
+            for k, v, m, c in rows:
+                raw = _unpack(self._unseal(k, v, current=True))
+                out.append(KV(k, orjson.loads(raw), raw, m, c))
+        except _UNDECODABLE as e:
+            raise self._corrupt_value(k, e) from None
         return out, self._revision
+
+    def _corrupt_value(self, key: str, e: Exception) -> StorageCorrupt:
+        """A stored value that does not decompress or parse means a corrupt file (SQLite
+        checks its b-trees, not the bytes of a value)."""
+        return StorageCorrupt(self.path, f"{self.path}: the value of {key}: {e}")
 
     async def history(self, prefix: str, after: int) -> builtins.list[Event]:
         """Logged events under ``prefix`` with revision > ``after`` (for seeding a cache)."""
@@ -520,9 +572,13 @@ class SQLiteStorage:
             (after, upto, prefix, prefix + "\uffff"),
         ).fetchall()
         out = []
-        for rev, k, t, cr, v in rows:
-            raw = _unpack(self._unseal(k, v))
-            out.append(Event(t, KV(k, orjson.loads(raw), raw, rev, cr), None, rev))
+        k = ""
+        try:
+            for rev, k, t, cr, v in rows:
+                raw = _unpack(self._unseal(k, v))
+                out.append(Event(t, KV(k, orjson.loads(raw), raw, rev, cr), None, rev))
+        except _UNDECODABLE as e:
+            raise self._corrupt_value(k, e) from None
         return out
 
     # --- watch ----------------------------------------------------------------------------

@@ -187,9 +187,13 @@ class TestHosts:
         for h in self.hosts:
             ip("route", "add", h.pod_cidr, "via", h.ip, "dev", self.bridge)
 
-    def start_server(self, *, controllers: bool = True) -> BoundServer:
-        """``corral server --bind <gateway>`` under ``base/server``."""
-        extra = ["--bind", self.gateway, *([] if controllers else ["--no-controllers"])]
+    def start_server(
+        self, *, controllers: bool = True, extra: list[str] | None = None
+    ) -> BoundServer:
+        """``corral server --bind <gateway> EXTRA...`` under ``base/server``."""
+        extra = [
+            "--bind", self.gateway, *([] if controllers else ["--no-controllers"]), *(extra or [])
+        ]  # fmt: skip
         self.server = BoundServer.start(self.base / "server", extra=extra, timeout=30.0)
         return self.server
 

@@ -479,6 +479,37 @@ async def test_indexed_job() -> None:
     assert conds(job)["Complete"]["status"] == "True"
 
 
+@pytest.mark.parametrize(
+    ("policy", "replaced_while_terminating"),
+    [("Failed", False), ("TerminatingOrFailed", True)],
+    ids=["failed-waits-for-terminal", "terminating-or-failed-replaces-at-once"],
+)
+async def test_pod_replacement_policy(policy: str, replaced_while_terminating: bool) -> None:
+    """A pod deleted on an unreachable node stays terminating (nothing confirms it):
+    with ``Failed`` its index is not started again until the pod is Failed."""
+    h = Harness()
+    h.add(_job(completionMode="Indexed", completions=2, parallelism=2,
+               podReplacementPolicy=policy))  # fmt: skip
+    await h.sync(2)  # the second sync sees its creations
+    lost = next(p for p in h.active() if p["metadata"]["generateName"] == "pi-1-")
+    await h.client.delete(PODS, lost["metadata"]["name"], "ns")  # finalizer: terminating
+    job = await h.sync()
+    assert ("failed" in job["status"]) == replaced_while_terminating
+    h.clock.advance(10)  # past the pod-failure back-off of a counted failure
+    job = await h.sync()
+    ones = [p for p in h.active() if p["metadata"]["generateName"] == "pi-1-"]
+    assert len(ones) == int(replaced_while_terminating)
+    if not replaced_while_terminating:
+        assert job["status"]["terminating"] == 1
+        await h.finish(h.client.objects[("pods", "ns", lost["metadata"]["name"])], "Failed", 137)
+        job = await h.sync()
+        assert job["status"]["failed"] == 1
+        h.clock.advance(10)  # the pod-failure back-off
+        await h.sync()
+        ones = [p for p in h.active() if p["metadata"]["generateName"] == "pi-1-"]
+        assert len(ones) == 1
+
+
 async def test_suspend_and_resume() -> None:
     h = Harness()
     h.add(_job(parallelism=2, completions=2, suspend=True))

@@ -38,3 +38,40 @@ def test_close_watchers_ends_every_watch() -> None:
     for w in watchers:
         items = [w.queue.get_nowait() for _ in range(w.queue.qsize())]
         assert w.closed and items[-1] is None
+
+
+def _put(rc: ResourceCache, name: str, rev: int, size: int) -> None:
+    from corral.storage.base import KV, PUT, Event
+
+    obj = {"metadata": {"name": name, "namespace": "default"}, "data": {"x": "a" * size}}
+    key = f"{rc.prefix}default/{name}"
+    rc.apply(Event(PUT, KV(key, obj, orjson.dumps(obj), rev, rev), None, rev))
+
+
+def test_a_watcher_that_falls_behind_is_expired_with_410() -> None:
+    """Past its byte bound a watcher's queue is dropped (its memory with it) and it ends
+    with upstream's 410 Expired ERROR event; its initial list is not counted, and a
+    watcher that keeps up is untouched."""
+    from corral.storage.cache import BacklogBudget
+
+    rc = ResourceCache("/registry/g.example.com/foos/", {}, budget=BacklogBudget(10_000))
+    _put(rc, "seed", 1, 20_000)  # bigger than the bound: the initial list is free
+    slow, fast = Watcher(None, None, None), Watcher(None, None, None)
+    expired: list[bool] = []
+    slow.on_expire = lambda: expired.append(True)
+    for w in (slow, fast):
+        rc.add_watcher(w, None, 1)
+    for rev in range(2, 40):
+        _put(rc, f"o{rev}", rev, 1_000)
+        while not fast.queue.empty():
+            fast.queue.get_nowait()
+    items = [slow.queue.get_nowait() for _ in range(slow.queue.qsize())]
+    assert expired == [True] and slow.closed and items[-1] is None
+    error = items[-2]
+    assert error is not None and error.type == "ERROR"
+    status = orjson.loads(error.line())["object"]
+    assert (status["code"], status["reason"]) == (410, "Expired")
+    assert status["message"].startswith("too old resource version: ")
+    assert len(items) == 2  # nothing else kept: the client lists again
+    assert rc.budget.queued == 0 and rc.budget.expired == 1
+    assert not fast.closed and rc.watcher_count() == 1
