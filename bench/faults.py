@@ -36,18 +36,28 @@ SCENARIOS = ("crash", "agents", "partition", "failover", "flood", "disk")
 #: figures that count something that must never happen (issue 16, item 7)
 MUST_BE_ZERO = frozenset(
     {
+        # crash
         "acknowledged_writes_lost",
-        "half_written_objects",
-        "resource_version_regressions",
-        "watch_events_missed",
-        "watch_events_repeated",
+        "half_written",
+        "rv_regressions",
+        "watch_missed",
+        "watch_repeated",
+        # agents
         "healthy_pods_restarted",
+        # partition
+        "ran_twice",
+        "stale_pods_left",
+        # failover
+        "duplicate_pods",
+        "framework_tasks_lost_within_timeout",
+        "tasks_left_after_timeout",
+        # flood
         "heartbeats_missed",
         "nodes_not_ready",
-        "duplicate_pods",
-        "ran_twice",
-        "corrupt_objects",
-        "status_500",
+        "pods_not_scheduled",
+        # disk
+        "writes_500",
+        "corrupt_after_full",
     }
 )
 
