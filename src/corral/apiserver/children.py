@@ -2,15 +2,17 @@
 processes (scheduler, controller manager, chronos, marathon, agents) and, under ``corral
 up``, the same loops as tasks in the server's own process (``Loop``). A child or loop
 that ends while the server runs is started again after a back-off (1 s, doubling to
-30 s; back to 1 s once a run lasted ``STABLE_SECONDS``), as a process supervisor would;
+10 s, the kubelet's systemd ``RestartSec``; back to 1 s once a run lasted
+``STABLE_SECONDS``), as a process supervisor would;
 a loop's exception is logged with its traceback first, so a crash is never silent. Both
 the exit and the new start are logged at WARNING, naming the unit (an agent by its node)
 and how it ended (a signal by name): ``corral up`` prints them on its terminal.
 
 The back-off only slows a unit that fails soon after each start (supervisord's
 ``startsecs`` idea): one that ran 10 s had started fine, so its next crash costs 1 s, not
-the growing delay of a crash loop. A SIGKILLed agent is thus back within about 2 s, well
-inside the 40 s after which its Node would turn NotReady; it takes its running pods over
+the growing delay of a crash loop. A SIGKILLed agent is thus back within about 2 s, and
+even one killed again and again within about 12 s, well inside the 40 s after which its
+Node would turn NotReady; it takes its running pods over
 (``agent/kubelet.py``), so their containers never stop.
 
 Each child is ``corral COMMAND --kubeconfig F ... --exit-on-stdin-eof``: it exits when
@@ -40,7 +42,8 @@ from typing import Any
 log = logging.getLogger("corral.apiserver")
 
 BACKOFF_FIRST = 1.0
-BACKOFF_MAX = 30.0
+#: a crash loop restarts at most this often (the kubelet's unit: ``RestartSec=10``)
+BACKOFF_MAX = 10.0
 #: a run this long had started fine: the back-off starts again from ``BACKOFF_FIRST``
 STABLE_SECONDS = 10.0
 POLL_SECONDS = 0.5

@@ -111,8 +111,13 @@ def verify(path: Path) -> int:
         raise CommandError(f"{path}: {e}") from None
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+def _publish(tmp: Path, dest: Path) -> None:
+    """Put the finished ``tmp`` in place of ``dest`` durably: fsync it, rename it over
+    ``dest``, fsync the directory (a crash leaves the old file or the new one)."""
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, dest)
+    fd = os.open(dest.parent, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
@@ -136,10 +141,7 @@ def backup(args: argparse.Namespace) -> int:
         finally:
             conn.close()
         rev = verify(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-        _fsync_dir(out.parent)
+        _publish(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
     took = time.monotonic() - started
@@ -189,10 +191,7 @@ def restore(args: argparse.Namespace) -> int:
         shutil.copyfile(src, tmp)
         new_rev = rev + max(0, args.bump_revision)
         _mark(tmp, new_rev)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, db)
-        _fsync_dir(db.parent)
+        _publish(tmp, db)
     finally:
         tmp.unlink(missing_ok=True)
     print(f"restored {db} from {src} (revision {rev}, now {new_rev}){kept}")
