@@ -15,10 +15,10 @@ limit (``--max-requests-inflight`` + ``--max-mutating-requests-inflight``), and 
           wait > wait limit --> 429 ---------+
 
 A list holds several seats, one per 100 objects it scans (``work_width``, upstream's
-list work estimator). Handlers mostly run without awaiting, so a request seated beside
-others of its level first yields one turn of the event loop (requests that arrive
-together then meet in the queues), and keeps its seat while its answer is written
-(``send``). ``LevelQueues`` is the sans-I/O part (tickets in, dispatched tickets out;
+list work estimator). Handlers mostly run without awaiting, so a wide list (more than
+one seat) seated beside others of its level first yields one turn of the event loop
+(requests that arrive together then meet in the queues; a cheap one-seat request is not
+worth the turn), and every request keeps its seat while its answer is written (``send``). ``LevelQueues`` is the sans-I/O part (tickets in, dispatched tickets out;
 tests drive it directly); ``FlowControl`` and ``Admission`` are the thin asyncio shell:
 one future per waiting request.
 Exempt requests (system:masters, health probes) never wait. Long-running requests other
@@ -406,8 +406,10 @@ class Admission:
             # finish before the next one is even parsed and no queue could ever form;
             # with it, the requests that arrive together meet here and are ordered by
             # level and flow. Alone in its level it runs at once (the turn would cost
-            # ~2% of a cheap GET for nothing).
-            if lq.executing > t.width:
+            # ~2% of a cheap GET for nothing), and so does a one-seat request: a GET
+            # of one object costs less than the turn (bench/authz_perf.py: a non-admin
+            # GET lost ~20% of its rate to it under 32 clients).
+            if width > 1 and lq.executing > t.width:
                 try:
                     await asyncio.sleep(0)
                 except BaseException:
