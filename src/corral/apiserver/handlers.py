@@ -170,8 +170,11 @@ class ResourceHandler:
             return await self.subresource(request, info, ns, p.name, sub)
         if not p.name:
             if method == "GET":
-                q = request.query
-                if q.get("watch") in ("true", "1"):
+                watch = request.query.get("watch")
+                # upstream's bool parameter: all but "0" and "false" (any case) is true;
+                # as ``request_info.resolve`` says, so what authorization and flow
+                # control admitted as a watch is never served as a (seatless) list
+                if watch is not None and watch.lower() not in ("false", "0"):
                     return await self.watch(request, info, ns if p.namespaced_path else None)
                 return await self.list(request, info, ns if p.namespaced_path else None)
             if method == "POST":
@@ -429,6 +432,8 @@ class ResourceHandler:
             return resp
         finally:
             rc.remove_watcher(w)
+            while not w.queue.empty():  # what a gone client left unread leaves the budget
+                w.queue.get_nowait()
             for h in grace:
                 h.cancel()
         with contextlib.suppress(ConnectionResetError):

@@ -111,6 +111,12 @@ def verify(path: Path) -> int:
         raise CommandError(f"{path}: {e}") from None
 
 
+def _private(path: Path) -> None:
+    """Create ``path`` empty and readable by its owner only (etcd writes its snapshots
+    0600): a backup holds every object, Secrets included, whatever the umask."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 def _publish(tmp: Path, dest: Path) -> None:
     """Put the finished ``tmp`` in place of ``dest`` durably: fsync it, rename it over
     ``dest``, fsync the directory (a crash leaves the old file or the new one)."""
@@ -133,6 +139,7 @@ def backup(args: argparse.Namespace) -> int:
     tmp.unlink(missing_ok=True)
     started = time.monotonic()
     try:
+        _private(tmp)  # VACUUM INTO fills an empty file, keeping its mode
         conn = sqlite3.connect(db, timeout=60)  # VACUUM INTO only reads it
         try:
             conn.execute("VACUUM INTO ?", (str(tmp),))
@@ -179,18 +186,21 @@ def restore(args: argparse.Namespace) -> int:
     rev = verify(src)
     db.parent.mkdir(parents=True, exist_ok=True)
     kept = ""
-    if db.exists():
-        aside = db.with_name(f"{db.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
-        for suffix in ("", "-wal", "-shm"):
-            p = Path(f"{db}{suffix}")
-            if p.exists():
-                os.replace(p, f"{aside}{suffix}")
-        kept = f"; the previous database is kept as {aside}"
     tmp = db.with_name(f".{db.name}.restore-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
     try:
-        shutil.copyfile(src, tmp)
+        _private(tmp)
+        shutil.copyfile(src, tmp)  # into the file as it is: its mode stays
         new_rev = rev + max(0, args.bump_revision)
         _mark(tmp, new_rev)
+        # only now, the copy complete (a full disk fails it above): the old one aside
+        if db.exists():
+            aside = db.with_name(f"{db.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+            for suffix in ("", "-wal", "-shm"):
+                p = Path(f"{db}{suffix}")
+                if p.exists():
+                    os.replace(p, f"{aside}{suffix}")
+            kept = f"; the previous database is kept as {aside}"
         _publish(tmp, db)
     finally:
         tmp.unlink(missing_ok=True)

@@ -299,7 +299,8 @@ class ResourceCache:
         q, b = w.queue, self.budget
         if (
             q.live >= MAX_BACKLOG
-            or q.live_bytes + len(ev.entry.raw) > b.per_watcher
+            # (one event past the bound, to a watcher that keeps up, is delivered)
+            or (q.live > 0 and q.live_bytes + len(ev.entry.raw) > b.per_watcher)
             or (
                 b.queued > b.total
                 and (q.live >= LAGGING_EVENTS or q.live_bytes > b.per_watcher // 64)

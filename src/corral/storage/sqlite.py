@@ -100,6 +100,9 @@ _UNDECODABLE = (zlib.error, orjson.JSONDecodeError)
 def _storage_error(exc: Exception, path: str) -> Exception:
     """A typed storage error for a disk-full or corrupt-file SQLite error; else ``exc``."""
     code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:
+        return exc
+    code &= 0xFF  # the primary code of an extended one (SQLITE_CORRUPT_INDEX is 779)
     if code == sqlite3.SQLITE_FULL:
         return StorageFull(path, f"{path}: database or disk is full")
     if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 from pathlib import Path
 
 import pytest
 
-from corral.storage.base import DELETE, PUT, Compacted, KeyExists, KeyNotFound, RevisionMismatch
-from corral.storage.sqlite import SQLiteStorage
+from corral.storage.base import (
+    DELETE,
+    PUT,
+    Compacted,
+    KeyExists,
+    KeyNotFound,
+    RevisionMismatch,
+    StorageCorrupt,
+)
+from corral.storage.sqlite import SQLiteStorage, _storage_error
 
 
 @pytest.fixture
@@ -154,3 +163,13 @@ async def test_guaranteed_update_retries_a_race(store: SQLiteStorage) -> None:
     assert out is not None and out.obj["n"] == 2
     assert calls == [0, 1]  # the stale copy lost the race, the re-read won
     assert await store.guaranteed_update("/registry/x/gu", lambda o: None) is None
+
+
+def test_an_extended_corrupt_code_is_a_corrupt_store() -> None:
+    """SQLite's extended codes (SQLITE_CORRUPT_INDEX = 779) carry the primary one in their
+    low byte: they are a corrupt store too, not a plain DatabaseError."""
+    exc = sqlite3.DatabaseError("database disk image is malformed")
+    exc.sqlite_errorcode = 779  # type: ignore[attr-defined]
+    assert isinstance(_storage_error(exc, "/d/state.db"), StorageCorrupt)
+    plain = sqlite3.OperationalError("no such table: x")
+    assert _storage_error(plain, "/d/state.db") is plain
