@@ -204,9 +204,8 @@ def running_cluster(
         # Workloads go first, orphaning their pods (the GC would delete those with their
         # own grace); a pod a controller still made meanwhile is deleted as it shows up.
         if workloads:
-            kubectl(
-                "delete", workloads, "--all", "-A", "--cascade=orphan", "--wait=false", check=False
-            )
+            kinds = with_owned_workloads(workloads)
+            kubectl("delete", kinds, "--all", "-A", "--cascade=orphan", "--wait=false", check=False)
 
         def no_pods() -> bool:
             pods = json.loads(kubectl("get", "pods", "-A", "-o", "json").stdout)["items"]
@@ -228,6 +227,21 @@ def running_cluster(
             if registry is not None:
                 registry.stop()
             stopping.join()
+
+
+#: what a workload owns that makes pods in turn: orphaned with it, it would go on making
+#: them as fast as the teardown deletes them (a Deployment's ReplicaSets, a CronJob's Jobs)
+OWNED_WORKLOADS = {"deployments": "replicasets", "cronjobs": "jobs"}
+
+
+def with_owned_workloads(workloads: str) -> str:
+    """``workloads`` (kinds, comma-separated) and, after them, the kinds they own."""
+    kinds = [k for k in workloads.split(",") if k]
+    for kind in list(kinds):
+        owned = OWNED_WORKLOADS.get(kind)
+        if owned is not None and owned not in kinds:
+            kinds.append(owned)
+    return ",".join(kinds)
 
 
 def agent_tls_args(srv: RunningServer, name: str, node_ip: str = "127.0.0.1") -> list[str]:

@@ -379,6 +379,8 @@ def main(argv: list[str]) -> int:
 
         return hollow.main(argv)
     args = parser.parse_args(argv)
+    if args.node_lease_duration_seconds <= 0:  # as the kubelet's validation
+        parser.error("--node-lease-duration-seconds must be greater than 0")
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

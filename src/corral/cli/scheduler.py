@@ -126,6 +126,13 @@ def allocator_config(args: argparse.Namespace) -> Any:
     )
 
 
+def _positive_seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:  # 0 would resend every unacknowledged update once a second forever
+        raise argparse.ArgumentTypeError(f"want a positive number of seconds, got {text}")
+    return value
+
+
 def add_mesos_flags(p: argparse.ArgumentParser) -> None:
     """Allocator flags, shared by ``corral scheduler``, ``mesos-master``, ``server``, ``up``."""
     p.add_argument(
@@ -151,7 +158,7 @@ def add_mesos_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--status-update-retry",
-        type=float,
+        type=_positive_seconds,
         default=10.0,
         metavar="SECONDS",
         help="resend an unacknowledged task status update after this long, doubling up to "

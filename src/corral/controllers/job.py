@@ -167,15 +167,13 @@ def is_deleting(pod: Obj) -> bool:
 
 
 def only_replace_failed(job: Obj) -> bool:
-    """``podReplacementPolicy: Failed`` (the default with a podFailurePolicy): a pod that
-    is terminating (deletionTimestamp, not yet Succeeded/Failed) is neither counted failed
-    nor replaced until it reaches the Failed phase, so an index or a pod slot never runs
-    twice, e.g. while its node is unreachable (upstream's onlyReplaceFailedPods)."""
+    """``podReplacementPolicy: Failed`` (the only one allowed with a podFailurePolicy): a
+    pod that is terminating (deletionTimestamp, not yet Succeeded/Failed) is neither
+    counted failed nor replaced until it reaches the Failed phase, so an index or a pod
+    slot never runs twice, e.g. while its node is unreachable (upstream's
+    onlyReplaceFailedPods: any Job with a podFailurePolicy, whatever the field says)."""
     spec = job.get("spec") or {}
-    policy = spec.get("podReplacementPolicy")
-    if policy is None:
-        return spec.get("podFailurePolicy") is not None
-    return bool(policy == "Failed")
+    return spec.get("podFailurePolicy") is not None or spec.get("podReplacementPolicy") == "Failed"
 
 
 def is_ready(pod: Obj) -> bool:

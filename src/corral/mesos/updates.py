@@ -304,6 +304,7 @@ def finish_locally(m: Master, t: TaskState, state: str, reason: str, message: st
     t.last = status
     t.pending = status
     t.pod = None
+    t.backoff = m.retry_first  # (not the dataclass's 10 s, nor what an earlier update grew)
     t.next_retry = m.clock.monotonic() + m.retry_first
     if fw is not None:
         send_update(m, fw, status)

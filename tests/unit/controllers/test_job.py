@@ -510,6 +510,26 @@ async def test_pod_replacement_policy(policy: str, replaced_while_terminating: b
         assert len(ones) == 1
 
 
+async def test_pod_failure_policy_always_waits_for_terminal_pods() -> None:
+    """Upstream's onlyReplaceFailedPods: a Job with a podFailurePolicy replaces a pod only
+    once it is Failed, even when podReplacementPolicy says TerminatingOrFailed (which the
+    API rejects upstream, beside a podFailurePolicy)."""
+    h = Harness()
+    rules = [{"action": "FailJob", "onExitCodes": {"operator": "In", "values": [42]}}]
+    h.add(_job(completionMode="Indexed", completions=2, parallelism=2,
+               podReplacementPolicy="TerminatingOrFailed",
+               podFailurePolicy={"rules": rules}))  # fmt: skip
+    await h.sync(2)
+    lost = next(p for p in h.active() if p["metadata"]["generateName"] == "pi-1-")
+    await h.client.delete(PODS, lost["metadata"]["name"], "ns")  # finalizer: terminating
+    job = await h.sync()
+    h.clock.advance(10)
+    job = await h.sync()
+    assert "failed" not in job["status"], job["status"]
+    assert [p for p in h.active() if p["metadata"]["generateName"] == "pi-1-"] == []
+    assert job["status"]["terminating"] == 1
+
+
 async def test_suspend_and_resume() -> None:
     h = Harness()
     h.add(_job(parallelism=2, completions=2, suspend=True))

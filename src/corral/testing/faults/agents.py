@@ -321,10 +321,10 @@ def run(work: Path, *, long: bool = False, seed: int | None = None) -> dict[str,
     rng = random.Random(seed)
     up = UpProcess(work / "data", free_port())
     t0 = time.monotonic()
-    up.start()
     node = ""
     sc: Scenario | None = None
     try:
+        up.start()  # in the try: a start that fails midway is stopped and cleaned too
         with _api(up.kubeconfig) as api:
             from kubernetes import client
 
@@ -339,8 +339,10 @@ def run(work: Path, *, long: bool = False, seed: int | None = None) -> dict[str,
                 started = sc.started(new, timeout=60)
             said = up.output().count(RESTART_SAID.format(node=node))
     finally:
-        up.signal(signal.SIGINT)
-        up.down()
+        try:
+            up.signal(signal.SIGINT)
+        finally:  # ``corral down`` cleans up even when up did not stop in time
+            up.down()
     wait_clean(up.data_dir, timeout=30)
     f = sc.figures
     if said < f.kills:

@@ -214,6 +214,17 @@ async def _setup(admin: Client, srv: ServerProcess, plan: Plan, work: Path) -> P
     agent = _child(["agent", "--kubeconfig", str(srv.data_dir / "pki" / "hollow-nodes.kubeconfig"),
                     "--prefix", NODE_PREFIX, "--count", str(plan.nodes), "--renew", str(plan.renew),
                     "--record", str(work / "renewals.txt")], work / "agent.log")  # fmt: skip
+    try:
+        await _nodes_and_pods(admin, plan, spaces)
+    except BaseException:  # the caller never gets the process: it must not outlive us
+        _stop(agent)
+        raise
+    return agent
+
+
+async def _nodes_and_pods(admin: Client, plan: Plan, spaces: list[str]) -> None:
+    """Wait for the hollow nodes to be Ready, then create ``plan.pods`` pods and wait for
+    them all to be bound."""
 
     async def nodes_ready() -> bool:
         return sum(_ready(n) for n in (await admin.list(NODES))["items"]) >= plan.nodes
@@ -235,7 +246,6 @@ async def _setup(admin: Client, srv: ServerProcess, plan: Plan, work: Path) -> P
         return sum(bool(p["spec"].get("nodeName")) for p in items) >= plan.pods
 
     await until(all_bound, timeout=120)
-    return agent
 
 
 async def _drive(srv: ServerProcess, plan: Plan, work: Path, token: str) -> Obj:
