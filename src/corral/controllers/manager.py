@@ -53,6 +53,12 @@ from corral.controllers.nodelifecycle import (
     parse_duration,
 )
 from corral.controllers.persistentvolume import PersistentVolumeBinderController
+from corral.controllers.podgc import (
+    GC_CHECK_PERIOD,
+    QUARANTINE_TIME,
+    TERMINATED_POD_GC_THRESHOLD,
+    PodGCController,
+)
 from corral.controllers.replicaset import ReplicaSetController, ReplicationControllerController
 from corral.controllers.rootca import RootCACertPublisher
 from corral.controllers.serviceaccount import ServiceAccountsController
@@ -77,6 +83,7 @@ CONTROLLERS: dict[str, type[Controller]] = {
     "daemonset": DaemonSetController,
     "nodelifecycle": NodeLifecycleController,
     "taint-eviction-controller": TaintEvictionController,
+    "podgc": PodGCController,
     "endpoints": EndpointsController,
     "endpointslice": EndpointSliceController,
     "nodeipam": NodeIpamController,
@@ -220,6 +227,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long a new node may go without posting Ready (default 1m)",
     )
     p.add_argument(
+        "--terminated-pod-gc-threshold",
+        type=int,
+        default=TERMINATED_POD_GC_THRESHOLD,
+        metavar="N",
+        help="terminated pods kept before podgc deletes the oldest; 0 never (default 12500)",
+    )
+    p.add_argument(  # not upstream flags (NewPodGCInternal's arguments): short in tests
+        "--pod-gc-period", type=parse_duration, default=GC_CHECK_PERIOD, help=argparse.SUPPRESS
+    )
+    p.add_argument(
+        "--pod-gc-quarantine", type=parse_duration, default=QUARANTINE_TIME, help=argparse.SUPPRESS
+    )
+    p.add_argument(
         "--allocate-node-cidrs",
         action="store_true",
         help="give each Node a pod CIDR from --cluster-cidr (the nodeipam controller)",
@@ -302,6 +322,11 @@ def _options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
             "node_monitor_grace_period": args.node_monitor_grace_period,
             "node_monitor_period": args.node_monitor_period,
             "node_startup_grace_period": args.node_startup_grace_period,
+        },
+        "podgc": {
+            "terminated_pod_gc_threshold": args.terminated_pod_gc_threshold,
+            "gc_check_period": args.pod_gc_period,
+            "quarantine_time": args.pod_gc_quarantine,
         },
         "service-lb-controller": {"pool": args.service_lb_pool},
         "csrsigning": {
