@@ -152,6 +152,12 @@ def validate_job_spec(spec: Obj, path: str) -> list[FieldError]:
         errs += validate_enum(mode, f"{path}.completionMode", ["NonIndexed", "Indexed"])
     if mode == "Indexed" and spec.get("completions") is None:
         errs.append(required(f"{path}.completions", "when completion mode is Indexed"))
+    policy = spec.get("podReplacementPolicy")
+    if policy is not None:  # with a podFailurePolicy only Failed (validateJobSpec)
+        allowed = ["Failed"]
+        if spec.get("podFailurePolicy") is None:
+            allowed = ["Failed", "TerminatingOrFailed"]
+        errs += validate_enum(policy, f"{path}.podReplacementPolicy", allowed)
     template = spec.get("template")
     if not isinstance(template, dict):
         errs.append(required(f"{path}.template"))
