@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Kubectl, RunningServer, start_server
+from corral.testing.wait import eventually
 
 
 @pytest.fixture(scope="module")
@@ -26,15 +27,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningS
         time.sleep(0.2)
     yield srv, kc
     srv.stop()
-
-
-def _wait(pred, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.2)
-    raise AssertionError("timed out")
 
 
 def test_nodes_are_ready(cluster: tuple[RunningServer, Kubectl]) -> None:
@@ -65,7 +57,11 @@ def test_deployment_rolls_out_and_back(cluster: tuple[RunningServer, Kubectl]) -
     assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.26"
     assert dep["status"]["availableReplicas"] == 6
     kubectl("scale", "deploy/web", "--replicas=2")
-    _wait(lambda: len(kubectl("get", "pods", "-l", "app=web", "-o", "name").stdout.split()) == 2)
+    eventually(
+        lambda: len(kubectl("get", "pods", "-l", "app=web", "-o", "name").stdout.split()) == 2,
+        60,
+        what="two app=web pods",
+    )
 
 
 def test_job_runs_to_completion(cluster: tuple[RunningServer, Kubectl], tmp_path: Path) -> None:

@@ -13,9 +13,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import pytest
 
 from conftest import Kubectl, RunningServer, start_server
+from corral.testing.wait import eventually
 
 Obj = dict[str, Any]
 
@@ -47,17 +47,6 @@ class Cluster:
     kc: Kubectl
     procs: dict[str, subprocess.Popen[bytes]]
     nodes: dict[str, str]  # A, B, C -> node name
-
-
-def _wait(pred: Callable[[], Any], timeout: float = 30, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = pred()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or pred}")
-        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +87,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             ready = {n["metadata"]["name"] for n in items if _ready(n) == "True"}
             return set(nodes.values()) <= ready
 
-        _wait(all_ready, 30, "three Ready nodes")
+        eventually(all_ready, 30, what="three Ready nodes")
         yield Cluster(srv, kc, procs, nodes)
     finally:
         for p in procs.values():
@@ -170,7 +159,7 @@ def test_unreachable_node_pods_evicted_and_recreated(cluster: Cluster) -> None:
         assert "cordoned" in kc("cordon", n).stdout
     for n in (b, c):
         assert _json(kc, "get", "node", n)["spec"]["unschedulable"] is True
-        _wait(lambda n=n: UNSCHED in _taints(kc, n), 15, "the unschedulable taint")  # type: ignore[misc]
+        eventually(lambda n=n: UNSCHED in _taints(kc, n), 15, what="the unschedulable taint")  # type: ignore[misc]
     kc("apply", "-n", ns, "-f", "-", input=_replicaset("web", 2))
 
     def running_on_a() -> bool:
@@ -179,7 +168,7 @@ def test_unreachable_node_pods_evicted_and_recreated(cluster: Cluster) -> None:
             p["spec"].get("nodeName") == a and p["status"].get("phase") == "Running" for p in pods
         )
 
-    _wait(running_on_a, 30, "two pods running on A")
+    eventually(running_on_a, 30, what="two pods running on A")
     pod = _live_pods(kc, ns, "app=web")[0]
     assert {
         "key": "node.kubernetes.io/unreachable",
@@ -190,7 +179,7 @@ def test_unreachable_node_pods_evicted_and_recreated(cluster: Cluster) -> None:
     for n in (b, c):
         assert "uncordoned" in kc("uncordon", n).stdout
     for n in (b, c):
-        _wait(lambda n=n: UNSCHED not in _taints(kc, n), 15, "the taint gone")  # type: ignore[misc]
+        eventually(lambda n=n: UNSCHED not in _taints(kc, n), 15, what="the taint gone")  # type: ignore[misc]
 
     old = {p["metadata"]["name"] for p in _live_pods(kc, ns, "app=web")}
     agent = cluster.procs["agent-a"]
@@ -201,7 +190,7 @@ def test_unreachable_node_pods_evicted_and_recreated(cluster: Cluster) -> None:
         node = _json(kc, "get", "node", a)
         return _ready(node) == "Unknown" and _taints(kc, a) >= UNREACH
 
-    _wait(unknown_and_tainted, 20, "node A Unknown and tainted unreachable")
+    eventually(unknown_and_tainted, 20, what="node A Unknown and tainted unreachable")
     node = _json(kc, "get", "node", a)
     ready = next(c for c in node["status"]["conditions"] if c["type"] == "Ready")
     assert (ready["reason"], ready["message"]) == (
@@ -222,7 +211,7 @@ def test_unreachable_node_pods_evicted_and_recreated(cluster: Cluster) -> None:
             )
         )
 
-    _wait(moved, 30, "the ReplicaSet's pods evicted from A and running on B/C")
+    eventually(moved, 30, what="the ReplicaSet's pods evicted from A and running on B/C")
     gone = [p for p in _json(kc, "get", "pods", "-n", ns)["items"] if p["metadata"]["name"] in old]
     for p in gone:  # still terminating on the dead node, marked by the taint manager
         conds = {c["type"]: c for c in p["status"].get("conditions") or []}
@@ -272,7 +261,7 @@ def test_drain_moves_replicaset_pods_keeps_daemonset(cluster: Cluster, tmp_path:
             len(app) == 4 and running and on_b and {p["spec"]["nodeName"] for p in agents} == {b, c}
         )
 
-    _wait(settled, 30, "ReplicaSet pods (some on B) and DaemonSet pods on B and C")
+    eventually(settled, 30, what="ReplicaSet pods (some on B) and DaemonSet pods on B and C")
     kc("uncordon", c)
     ds_pod_b = next(p for p in _live_pods(kc, ns, "app=agent") if p["spec"]["nodeName"] == b)
 
@@ -297,7 +286,7 @@ def test_drain_moves_replicaset_pods_keeps_daemonset(cluster: Cluster, tmp_path:
             p["spec"].get("nodeName") == c and p["status"].get("phase") == "Running" for p in pods
         )
 
-    _wait(replaced_on_c, 30, "the ReplicaSet back to 4 pods, all on C")
+    eventually(replaced_on_c, 30, what="the ReplicaSet back to 4 pods, all on C")
     kc("uncordon", b)
 
 
@@ -321,7 +310,7 @@ def test_eviction_refused_by_disruption_budget(cluster: Cluster) -> None:
         )
         return pods if ok else []
 
-    pods = _wait(ready, 30, "two ready pods")
+    pods = eventually(ready, 30, what="two ready pods")
     cfg = client.Configuration()
     config.load_kube_config(config_file=str(cluster.srv.kubeconfig), client_configuration=cfg)
     with client.ApiClient(cfg) as api:

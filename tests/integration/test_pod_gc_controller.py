@@ -9,9 +9,8 @@ running only ``podgc`` and ``statefulset``, with a 200 ms gc period and a 1 s qu
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,6 +19,7 @@ from kubernetes import config as k8s_config
 from kubernetes import watch as k8s_watch
 
 from conftest import RunningServer, start_server
+from corral.testing.wait import eventually
 
 Obj = dict[str, Any]
 
@@ -48,17 +48,6 @@ def ns(api: k8s.ApiClient) -> Iterator[str]:
     core.create_namespace({"metadata": {"name": name}})
     yield name
     core.delete_namespace(name)
-
-
-def _wait(pred: Callable[[], Any], what: str, timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = pred()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def _node(core: k8s.CoreV1Api) -> str:
@@ -135,13 +124,13 @@ def test_statefulset_pod_on_deleted_node_recreated(api: k8s.ApiClient, ns: str) 
                 return None
             raise
 
-    first = _wait(pod, "the StatefulSet's pod web-0")
+    first = eventually(pod, what="the StatefulSet's pod web-0")
     _bind(core, ns, "web-0", node)
-    _wait(lambda: (p := pod()) is not None and p.spec.node_name == node, "web-0 bound")
+    eventually(lambda: (p := pod()) is not None and p.spec.node_name == node, what="web-0 bound")
     core.delete_node(node)
-    again = _wait(
+    again = eventually(
         lambda: (p := pod()) is not None and p.metadata.uid != first.metadata.uid and p,
-        "web-0 recreated after its node was deleted",
+        what="web-0 recreated after its node was deleted",
     )
     assert not again.spec.node_name  # a new pod, waiting to be scheduled
     assert again.status.phase == "Pending"

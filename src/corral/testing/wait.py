@@ -21,12 +21,15 @@ async def until(pred: Callable[[], Awaitable[bool]], timeout: float = 30) -> Non
             await asyncio.sleep(0.05)
 
 
-def eventually(pred: Callable[[], T], timeout: float = 30, interval: float = 0.05) -> T:
+def eventually(
+    pred: Callable[[], T], timeout: float = 30, interval: float = 0.05, what: str = ""
+) -> T:
     """Blocking ``until`` for tests that drive subprocesses (kubectl) synchronously:
-    return ``pred()``'s first truthy value; ``AssertionError`` after ``timeout`` seconds."""
+    return ``pred()``'s first truthy value; ``AssertionError`` after ``timeout`` seconds
+    (naming ``what`` was waited for, when given)."""
     deadline = time.monotonic() + timeout
     while not (value := pred()):
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
+            raise AssertionError(f"{what or 'condition'} not met within {timeout} s")
         time.sleep(interval)
     return value
