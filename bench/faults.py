@@ -1,7 +1,7 @@
 """The fault-injection report: ``python -m bench.faults [--only NAME ...] [--short] --out FILE``.
 
 Called by ``make faults`` (``bench/results/faults.json``). For each scenario module of
-``corral.testing.faults`` (crash, agents, partition, failover, flood, disk; imported one
+``corral.testing.faults`` (crash, agents, partition, failover, flood, disk, ha; imported one
 at a time, when its turn comes) it calls ``run(work, long=not --short)`` in a fresh
 temporary directory, times it, and writes one JSON report: ``{scenario: figures, ...,
 "_meta": {host, cpus, date, git, durations, missing, failed}}``, rewritten after each
@@ -32,7 +32,7 @@ import orjson
 from bench.report import write_report
 from bench.run import git_info, machine_info
 
-SCENARIOS = ("crash", "agents", "partition", "failover", "flood", "disk")
+SCENARIOS = ("crash", "agents", "partition", "failover", "flood", "disk", "ha")
 #: figures that count something that must never happen (issue 16, item 7)
 MUST_BE_ZERO = frozenset(
     {
@@ -58,6 +58,11 @@ MUST_BE_ZERO = frozenset(
         # disk
         "writes_500",
         "corrupt_after_full",
+        # ha (issue 18)
+        "pods_bound_twice",
+        "framework_tasks_lost",
+        "loops_not_resumed",
+        "backup_restore_mismatches",
     }
 )
 

@@ -7,3 +7,8 @@ if ! command -v kubectl >/dev/null 2>&1; then
   exit 1
 fi
 bash "$(dirname "$0")/agent-deps.sh"
+# etcd for the etcd storage backend's tests (a real etcd, started by the tests)
+if ! command -v etcd >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq etcd-server >/dev/null
+fi

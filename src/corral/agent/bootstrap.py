@@ -36,7 +36,7 @@ import yaml
 
 from corral.api import bootstraptoken as bt
 from corral.api.errors import StatusError
-from corral.client.rest import Client, KubeConfig, Resource
+from corral.client.rest import Client, KubeConfig, Resource, parse_servers, servers_extension
 from corral.util.pki import write_atomic
 
 log = logging.getLogger("corral.agent.bootstrap")
@@ -188,9 +188,15 @@ async def request_certificate(
 
 
 def write_credentials(
-    data_dir: Path, server: str, ca_pem: bytes | None, cert_pem: bytes, key_pem: bytes
+    data_dir: Path,
+    server: str,
+    ca_pem: bytes | None,
+    cert_pem: bytes,
+    key_pem: bytes,
+    servers: list[str] | None = None,
 ) -> Path:
-    """``DATA/pki/kubelet-client.{crt,key}`` and ``DATA/kubeconfig`` (0600); its path."""
+    """``DATA/pki/kubelet-client.{crt,key}`` and ``DATA/kubeconfig`` (0600); its path.
+    ``servers``: every API server of an HA cluster (the ``corral.dev/servers`` extension)."""
     pki = data_dir / "pki"
     pki.mkdir(parents=True, exist_ok=True)
     write_atomic(pki / "kubelet-client.key", key_pem, 0o600)
@@ -198,6 +204,8 @@ def write_credentials(
     cluster: Obj = {"server": server}
     if ca_pem is not None:
         cluster["certificate-authority-data"] = base64.b64encode(ca_pem).decode()
+    if extensions := servers_extension([server, *(servers or [])]):
+        cluster["extensions"] = extensions
     cfg = {
         "apiVersion": "v1",
         "kind": "Config",
@@ -229,17 +237,30 @@ async def join(
     ca_cert_hash: str = "",
     timeout: float = 120.0,
 ) -> Path:
-    """Discovery, CSR, credentials: the kubeconfig path the agent then runs with."""
-    server = server.rstrip("/")
-    ca_pem = verify_cluster_info(await discover(server), token, ca_cert_hash)
-    client = Client(KubeConfig(server, token, ca_pem), user_agent="corral-agent/bootstrap")
+    """Discovery, CSR, credentials: the kubeconfig path the agent then runs with.
+    ``server`` may name several API servers (``URL,URL``): discovery reads the first that
+    answers, the CSR fails over between them, and the kubeconfig names them all."""
+    servers = parse_servers(server)
+    info: Obj | None = None
+    for i, server in enumerate(servers):
+        try:
+            info = await discover(server)
+            break
+        except (aiohttp.ClientError, OSError, TimeoutError) as e:
+            if i == len(servers) - 1:
+                raise JoinError(f"cannot reach {server}: {e or type(e).__name__}") from None
+            log.warning("cannot read cluster-info from %s (%s); trying the next server", server, e)
+    assert info is not None
+    ca_pem = verify_cluster_info(info, token, ca_cert_hash)
+    config = KubeConfig(servers[0], token, ca_pem, servers=servers)
+    client = Client(config, user_agent="corral-agent/bootstrap")
     try:
         cert_pem, key_pem = await request_certificate(client, node, timeout=timeout)
     except StatusError as e:
         raise JoinError(f"the API server refused the join: {e.message}") from None
     finally:
         await client.close()
-    path = write_credentials(data_dir, server, ca_pem, cert_pem, key_pem)
+    path = write_credentials(data_dir, servers[0], ca_pem, cert_pem, key_pem, servers)
     log.info("joined as system:node:%s (kubeconfig %s)", node, path)
     return path
 
@@ -268,7 +289,7 @@ async def renew_loop(client: Client, node: str, kubeconfig: Path, data_dir: Path
         wait = (renew_time(cfg.cert_pem) - dt.datetime.now(dt.UTC)).total_seconds()
         if wait > 0:
             await asyncio.sleep(wait)
-        renewer = Client(cfg, user_agent="corral-agent/renew")
+        renewer = Client(cfg.with_servers(client.config.servers), user_agent="corral-agent/renew")
         try:
             cert_pem, key_pem = await request_certificate(renewer, node)
         except (JoinError, StatusError, OSError, aiohttp.ClientError) as e:
@@ -277,7 +298,8 @@ async def renew_loop(client: Client, node: str, kubeconfig: Path, data_dir: Path
             continue
         finally:
             await renewer.close()
-        write_credentials(data_dir, cfg.server, cfg.ca_pem, cert_pem, key_pem)
-        client.config = KubeConfig.load(kubeconfig)
+        write_credentials(data_dir, cfg.server, cfg.ca_pem, cert_pem, key_pem, cfg.servers)
+        # the new certificate, and the servers the client was pointed at (``--server``)
+        client.config = KubeConfig.load(kubeconfig).with_servers(client.config.servers)
         await client.close()  # the next request opens a session with the new certificate
         log.info("client certificate renewed until %s", validity(cert_pem)[1])

@@ -755,7 +755,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="corral agent", description="Run a node agent (hollow runtime: simulated nodes)."
     )
-    p.add_argument("--server", default="", help="API server URL (overrides the kubeconfig's)")
+    p.add_argument(
+        "--server",
+        default="",
+        metavar="URL[,URL...]",
+        help="API server URL(s), tried in order, failing over between them (overrides the "
+        "kubeconfig's)",
+    )
     p.add_argument("--kubeconfig", required=True, help="kubeconfig with the agent's credentials")
     p.add_argument("--name", required=True, help="node name (with --count: the name prefix)")
     p.add_argument(
@@ -764,6 +770,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, default=None, help="hollow nodes NAME-0..NAME-{N-1}")
     p.add_argument("--data-dir", default="", help="agent state directory")
     p.add_argument("--labels", default="", help="extra node labels, k=v,k2=v2")
+    p.add_argument(
+        "--node-lease-duration-seconds",
+        type=int,
+        default=LEASE_DURATION,
+        help="the nodes' Lease duration, renewed every quarter of it (as the real agent's)",
+    )
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--exit-on-stdin-eof", action="store_true", help=argparse.SUPPRESS)
     return p
@@ -783,17 +795,19 @@ def main(argv: list[str]) -> int:
         parser.error(f"--runtime {args.runtime}: only the hollow runtime is built in this entry")
     if args.count is not None and args.count < 1:
         parser.error("--count must be at least 1")
+    if args.node_lease_duration_seconds <= 0:
+        parser.error("--node-lease-duration-seconds must be greater than 0")
     try:
         labels = parse_labels(args.labels)
     except ValueError as e:
         parser.error(str(e))
-    cfg = KubeConfig.load(args.kubeconfig)
-    if args.server:
-        cfg = dataclasses.replace(cfg, server=args.server.rstrip("/"))
+    cfg = KubeConfig.load(args.kubeconfig, servers=args.server)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     client = Client(cfg, connections=64, user_agent="corral-agent/hollow")
-    agent = HollowAgent(client, node_names(args.name, args.count), labels)
+    lease = args.node_lease_duration_seconds
+    names = node_names(args.name, args.count)
+    agent = HollowAgent(client, names, labels, lease_duration=lease, renew_interval=lease / 4)
     run_loop(lambda: serve_until_signalled(agent.run, client, args.exit_on_stdin_eof))
     return 0

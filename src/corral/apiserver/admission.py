@@ -23,17 +23,8 @@
   Corral has it so that two schedulers can never double-book a node. A reservation
   covers the write in flight: two bindings racing for the last cpu see each other.
 
-- ``DisruptionBudgets.admit`` is the ``("", "pods/eviction")`` hook run by the
-  ``eviction`` handler before it deletes: the pod's PodDisruptionBudget (policy/v1) is
-  evaluated on the spot from the watch cache, since no disruption controller maintains
-  PDB status: expected pods = live pods the budget selects, healthy = those Ready and
-  not being deleted or evicted right now, desired healthy from ``minAvailable`` or
-  ``maxUnavailable`` (percentages round up), ``unhealthyPodEvictionPolicy`` as upstream.
-  No room answers 429 TooManyRequests "Cannot evict pod as it would violate the pod's
-  disruption budget." (kubectl drain retries it); two budgets on one pod answer 500, as
-  upstream. An eviction in flight is reserved until its delete returns, so concurrent
-  evictions (kubectl drain sends them in parallel) cannot overrun a budget together.
-  Pending, finished and terminating pods are evicted without consulting a budget.
+- ``DisruptionBudgets`` (the PodDisruptionBudget check at eviction) lives in
+  ``disruption_budgets.py`` and is re-exported here.
 
 The API server must not import the scheduler (sibling layers), so pod requests are
 computed here from ``corral.api.quantity`` as the scheduler's NodeResourcesFit counts
@@ -43,7 +34,6 @@ plus the pod overhead.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -51,7 +41,13 @@ import orjson
 
 from corral.api import errors
 from corral.api.quantity import milli_value, value
-from corral.api.selectors import SelectorError, try_selector_from_object
+from corral.apiserver.disruption_budgets import (
+    DISRUPTION_BUDGET_CAUSE as DISRUPTION_BUDGET_CAUSE,
+)
+from corral.apiserver.disruption_budgets import PDB_VIOLATION as PDB_VIOLATION
+from corral.apiserver.disruption_budgets import TOO_MANY_REQUESTS as TOO_MANY_REQUESTS
+from corral.apiserver.disruption_budgets import DisruptionBudgets as DisruptionBudgets
+from corral.apiserver.disruption_budgets import desired_healthy as desired_healthy
 from corral.storage.cache import DELETED, Entry, ResourceCache
 
 Obj = dict[str, Any]
@@ -346,125 +342,4 @@ class NodeUsage:
                 del self.reserved[node]
 
         self._holds[key] = release
-        return release
-
-
-# --- disruption budgets at eviction ----------------------------------------------------------
-PDB_VIOLATION = "Cannot evict pod as it would violate the pod's disruption budget."
-DISRUPTION_BUDGET_CAUSE = "DisruptionBudget"
-TOO_MANY_REQUESTS = "TooManyRequests"
-
-
-def _is_ready(pod: Obj) -> bool:
-    for c in (pod.get("status") or {}).get("conditions") or ():
-        if isinstance(c, dict) and c.get("type") == "Ready":
-            return bool(c.get("status") == "True")
-    return False
-
-
-def _scaled(v: Any, total: int) -> int | None:
-    """An IntOrString against ``total``: ints as they are, ``N%`` rounded up."""
-    if isinstance(v, bool) or v is None:
-        return None
-    if isinstance(v, int):
-        return v
-    text = str(v)
-    if text.endswith("%"):
-        try:
-            return math.ceil(int(text[:-1]) * total / 100)
-        except ValueError:
-            return None
-    try:
-        return int(text)
-    except ValueError:
-        return None
-
-
-def desired_healthy(spec: Obj, expected: int) -> int:
-    """How many selected pods the budget wants healthy, out of ``expected``."""
-    if spec.get("maxUnavailable") is not None:
-        unavailable = _scaled(spec["maxUnavailable"], expected) or 0
-        return max(expected - unavailable, 0)
-    if spec.get("minAvailable") is not None:
-        return _scaled(spec["minAvailable"], expected) or 0
-    return 0
-
-
-class DisruptionBudgets:
-    """Refuses an eviction that would take a budget's healthy pods below its minimum."""
-
-    def __init__(self, pods: ResourceCache, pdbs: ResourceCache) -> None:
-        self.pods = pods
-        self.pdbs = pdbs
-        self._evicting: set[str] = set()
-
-    def _budgets_of(self, ns: str, labels: dict[str, str]) -> list[Obj]:
-        out = []
-        for e in self.pdbs.entries.values():
-            if e.namespace != ns:
-                continue
-            pdb = e.obj()
-            try:
-                sel = try_selector_from_object((pdb.get("spec") or {}).get("selector"))
-            except SelectorError:
-                continue
-            if sel.matches(labels):
-                out.append(pdb)
-        return out
-
-    def admit(self, pod: Obj, key: str) -> Callable[[], None] | None:
-        meta = pod.get("metadata") or {}
-        phase = (pod.get("status") or {}).get("phase")
-        if phase in ("Succeeded", "Failed", "Pending") or meta.get("deletionTimestamp"):
-            return None
-        if key in self._evicting:
-            return None  # the same pod evicted twice at once: the first one reserved
-        ns = str(meta.get("namespace") or "")
-        budgets = self._budgets_of(ns, dict(meta.get("labels") or {}))
-        if not budgets:
-            return None
-        if len(budgets) > 1:
-            raise errors.internal(
-                "This pod has more than one PodDisruptionBudget, which the eviction "
-                "subresource does not support."
-            )
-        pdb = budgets[0]
-        spec = pdb.get("spec") or {}
-        sel = try_selector_from_object(spec.get("selector"))
-        expected = healthy = 0
-        for e in self.pods.entries.values():
-            if e.namespace != ns or e.deleting or not sel.matches(e.labels):
-                continue
-            other = e.obj()
-            if (other.get("status") or {}).get("phase") in _TERMINAL:
-                continue
-            expected += 1
-            if _is_ready(other) and e.key not in self._evicting:
-                healthy += 1
-        desired = desired_healthy(spec, expected)
-        if not _is_ready(pod):
-            policy = spec.get("unhealthyPodEvictionPolicy") or "IfHealthyBudget"
-            if policy == "AlwaysAllow" or (healthy >= desired and desired > 0):
-                return None
-        if healthy - desired <= 0:
-            name = (pdb.get("metadata") or {}).get("name", "")
-            raise errors.StatusError(
-                429,
-                TOO_MANY_REQUESTS,
-                PDB_VIOLATION,
-                {
-                    "causes": [
-                        {
-                            "reason": DISRUPTION_BUDGET_CAUSE,
-                            "message": f"The disruption budget {name} needs {desired} "
-                            f"healthy pods and has {healthy} currently",
-                        }
-                    ]
-                },
-            )
-        self._evicting.add(key)
-
-        def release() -> None:
-            self._evicting.discard(key)
-
         return release

@@ -26,6 +26,7 @@ from corral.apiserver.aggregator import Aggregator
 from corral.apiserver.authn import Authenticator
 from corral.apiserver.authz import Authorizer, default_chain, forbidden
 from corral.apiserver.discovery import AGGREGATED_CT, Discovery, wants_aggregated
+from corral.apiserver.fencing import FENCE_HEADER, Fencing
 from corral.apiserver.flowcontrol import REQUEST_INFO_KEY, FlowControl
 from corral.apiserver.handlers import ResourceHandler, json_response
 from corral.apiserver.identity import UserInfo
@@ -35,7 +36,7 @@ from corral.apiserver.request import parse_path
 from corral.apiserver.request_info import resolve
 from corral.apiserver.reviews import Reviews, review_row
 from corral.apiserver.store import Registry
-from corral.storage.base import StorageFull
+from corral.storage.base import StorageFull, StorageUnavailable
 
 log = logging.getLogger("corral.apiserver")
 
@@ -77,6 +78,8 @@ class APIApp:
         self.aggregator: Aggregator | None = None
         #: API Priority and Fairness (``flowcontrol.py``): seats and fair queues per level
         self.flowcontrol = FlowControl(object_count=registry.object_count)
+        #: the leader-election fence on elected writers' requests (``fencing.py``)
+        self.fencing = Fencing(registry)
         # pods/log and pods/exec reach node agents with the API server's own token
         self.handler.agent_token = min(tokens) if tokens else None
 
@@ -129,6 +132,8 @@ class APIApp:
             raise
         except StorageFull as e:  # the write did not happen: 507, not a 500
             return status_response(errors.insufficient_storage(str(e)))
+        except StorageUnavailable as e:  # etcd unreachable: clients may retry elsewhere
+            return status_response(errors.StatusError(503, errors.SERVICE_UNAVAILABLE, str(e)))
         except Exception as e:
             log.exception("internal error on %s %s", request.method, request.path_qs)
             return status_response(errors.internal(f"{type(e).__name__}: {e}"))
@@ -187,6 +192,9 @@ class APIApp:
         info = self.registry.by_gvr.get((p.group, p.version, p.resource))
         if info is None:
             raise errors.path_not_found()
+        fence = request.headers.get(FENCE_HEADER) if method != "GET" else None
+        if fence is not None:  # an elected writer: refused once deposed (fencing.py)
+            await self.fencing.check(fence, p.group, p.resource, p.namespace, p.name)
         return await self.handler.dispatch(request, p, info)
 
     def _discovery(self, request: web.Request, legacy: bytes, aggregated: bytes) -> web.Response:

@@ -112,6 +112,8 @@ class CertRenewal:
     issue: Issue = issue_in_child
     server_hosts: list[str] | None = None  # None: no TLS serving certificate issued
     server_url: str = ""
+    #: the other API servers of an HA cluster, written into the kubeconfigs after ours
+    peer_urls: list[str] = field(default_factory=list)
     identities: dict[str, Identity] = field(default_factory=dict)
     serving: dict[str, ServingPair] = field(default_factory=dict)
     server_context: ssl.SSLContext | None = None
@@ -200,7 +202,9 @@ class CertRenewal:
             elif ident == FRONT_PROXY_CLIENT and self.aggregator is not None:
                 self.aggregator.reload_proxy_client()
             elif kubeconfig_path(self.data_dir, ident).exists() and self.server_url:
-                path = write_component_kubeconfig(self.data_dir, ident, self.server_url)
+                path = write_component_kubeconfig(
+                    self.data_dir, ident, self.server_url, self.peer_urls
+                )
                 restart.append(str(path))
         for pair in due.serving:
             if f"serving {pair.name}" not in renewed:

@@ -259,15 +259,22 @@ def write_kubeconfig(
     token: str,
     cluster_name: str = "corral",
     user: str = "admin",
+    servers: Iterable[str] = (),
 ) -> None:
     """Write a kubeconfig for ``user`` at ``server_url`` (atomically, mode 0600).
 
     ``ca_pem`` becomes ``certificate-authority-data``; ``None`` omits it (plain http).
-    The context is named after the cluster and made current.
+    The context is named after the cluster and made current. ``servers``: every API
+    server of an HA cluster, written as the ``corral.dev/servers`` cluster extension
+    (``corral.client.rest.servers_extension``) after ``server_url``.
     """
-    cluster: dict[str, str] = {"server": server_url}
+    from corral.client.rest import servers_extension
+
+    cluster: dict[str, object] = {"server": server_url}
     if ca_pem is not None:
         cluster["certificate-authority-data"] = base64.b64encode(ca_pem).decode()
+    if extensions := servers_extension([server_url, *servers]):
+        cluster["extensions"] = extensions
     config = {
         "apiVersion": "v1",
         "kind": "Config",

@@ -158,22 +158,27 @@ def ensure_identities_in_child(data_dir: Path, idents: Sequence[Identity]) -> No
 
 
 def client_kubeconfig(
-    server_url: str, ca_pem: bytes, cert_pem: bytes, key_pem: bytes, user: str
+    server_url: str,
+    ca_pem: bytes,
+    cert_pem: bytes,
+    key_pem: bytes,
+    user: str,
+    servers: Sequence[str] = (),
 ) -> bytes:
-    """A kubeconfig for a client-certificate user at ``server_url``."""
+    """A kubeconfig for a client-certificate user at ``server_url`` (then ``servers``,
+    the other API servers of an HA cluster: the ``corral.dev/servers`` extension)."""
+    from corral.client.rest import servers_extension
 
     def b64(data: bytes) -> str:
         return base64.b64encode(data).decode()
 
+    cluster: dict[str, object] = {"server": server_url, "certificate-authority-data": b64(ca_pem)}
+    if extensions := servers_extension([server_url, *servers]):
+        cluster["extensions"] = extensions
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [
-            {
-                "name": "corral",
-                "cluster": {"server": server_url, "certificate-authority-data": b64(ca_pem)},
-            }
-        ],
+        "clusters": [{"name": "corral", "cluster": cluster}],
         "users": [
             {
                 "name": user,
@@ -190,9 +195,11 @@ def client_kubeconfig(
     return yaml.safe_dump(config, sort_keys=False).encode()
 
 
-def write_component_kubeconfig(data_dir: Path, ident: Identity, server_url: str) -> Path:
-    """``pki/NAME.kubeconfig`` (0600) for ``ident`` at ``server_url`` (its pair must
-    exist); returns its path."""
+def write_component_kubeconfig(
+    data_dir: Path, ident: Identity, server_url: str, servers: Sequence[str] = ()
+) -> Path:
+    """``pki/NAME.kubeconfig`` (0600) for ``ident`` at ``server_url``, then ``servers``
+    (its pair must exist); returns its path."""
     crt, key = pair_paths(data_dir, ident)
     path = kubeconfig_path(data_dir, ident)
     body = client_kubeconfig(
@@ -201,6 +208,7 @@ def write_component_kubeconfig(data_dir: Path, ident: Identity, server_url: str)
         crt.read_bytes(),
         key.read_bytes(),
         ident.user,
+        servers,
     )
     write_atomic(path, body, 0o600)
     return path

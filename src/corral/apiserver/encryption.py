@@ -48,7 +48,7 @@ from corral.apiserver.encryption_config import (
     parse_group_resource,
     read,
 )
-from corral.storage.sqlite import SQLiteStorage
+from corral.storage.datastore import AnyStorage
 from corral.storage.transform import TransformError
 
 log = logging.getLogger("corral.encryption")
@@ -237,7 +237,7 @@ class EncryptionReloader:
     not start); later a bad file is logged and the loaded configuration stays."""
 
     def __init__(
-        self, path: Path, storage: SQLiteStorage, data_dir: Path, interval: float = 1.0
+        self, path: Path, storage: AnyStorage, data_dir: Path, interval: float = 1.0
     ) -> None:
         self.path = path
         self.storage = storage

@@ -1,9 +1,12 @@
 """The ``kubernetes`` Service's Endpoints and EndpointSlice: the API servers' addresses.
 
 Upstream's lease endpoint reconciler (``pkg/controlplane/reconcilers/lease.go`` with its
-``EndpointsAdapter``). Every API server keeps a lease under ``/masterleases/<IP>`` in the
-datastore (beside ``/registry/``, so no watch cache or API sees it): the record holds
-its expiry, ``ttl`` (15 s) after the last renewal, renewed every ``interval`` (10 s).
+``EndpointsAdapter``). Every API server keeps a lease under ``/registry/masterleases/<IP>``
+in the datastore (upstream's key; no resource is registered there, so no watch cache or
+API sees it): the record holds its expiry, ``ttl`` (15 s) after the last renewal, renewed
+every ``interval`` (10 s; both ``corral server --endpoint-reconciler-*`` flags). Upstream
+uses an etcd lease for the expiry; here it is the wall clock, so the servers' clocks
+must agree to well within ``ttl`` (NTP does).
 Each round, a server renews its own lease, lists the unexpired ones (deleting expired
 ones: a server that died without saying so drops out) and makes
 ``default/kubernetes`` say exactly those addresses:
@@ -45,7 +48,7 @@ log = logging.getLogger("corral.apiserver.endpoints")
 
 Obj = dict[str, Any]
 
-PREFIX = "/masterleases/"
+PREFIX = "/registry/masterleases/"
 NAMESPACE = "default"
 SERVICE = "kubernetes"
 PORT_NAME = "https"

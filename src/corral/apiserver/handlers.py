@@ -151,6 +151,15 @@ class ResourceHandler:
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
+        #: a store other servers write too (etcd): reads without a resourceVersion first
+        #: wait until this server's cache has etcd's current revision (``sync``)
+        self.read_barrier = bool(getattr(registry.storage, "shared", False))
+
+    async def _consistent(self) -> None:
+        """Upstream's consistent read from the cache (ConsistentListFromCache): read the
+        store's current revision, wait until the watch cache has it. Free on SQLite."""
+        if self.read_barrier:
+            await self.registry.storage.sync()
 
     # --- routing -----------------------------------------------------------------------------
     async def dispatch(
@@ -187,6 +196,8 @@ class ResourceHandler:
                 )
             raise errors.method_not_allowed()
         if method == "GET":
+            if not request.query.get("resourceVersion"):
+                await self._consistent()
             return self.get(request, info, ns, p.name)
         if method == "PUT":
             return await self.update(request, info, ns, p.name, "")
@@ -243,6 +254,10 @@ class ResourceHandler:
         ls, fs = self._selectors(request, info)
         rv = q.get("resourceVersion", "")
         match = q.get("resourceVersionMatch", "")
+        if not rv and not q.get("continue"):
+            await self._consistent()
+        elif self.read_barrier and rv.isdigit() and int(rv) > self.registry.cache.revision:
+            await self._consistent()  # a version seen on another server: catch up first
         current = self.registry.cache.revision
         if match and not rv:
             raise errors.bad_request(
@@ -377,6 +392,8 @@ class ResourceHandler:
         rc = self.registry.rcache(info)
         w = Watcher(ns if info.namespaced else None, ls, fs)
         from_rev: int | None = None if (rv in ("", "0") or initial) else _parse_rv(rv)
+        if rv == "" or (initial and rv != "0"):
+            await self._consistent()  # start from the store's current state
         resp = web.StreamResponse(status=200, headers={"Content-Type": _watch_ct(acc)})
         resp.enable_chunked_encoding()
         await resp.prepare(request)
@@ -872,6 +889,11 @@ class ResourceHandler:
                 release = hook(pod, key)
                 if release is not None:
                     held.append(release)
+            # the store's share of the check (DisruptionBudgets.commit: the budget's
+            # status, compare-and-swap, so evictions through other servers count too)
+            commits = self.registry.async_write_hooks.get(("", "pods/eviction"), [])
+            for commit in [] if dry else commits:
+                await commit(pod, key)  # returns no release: the status write stays
             if not dry and not (pod.get("metadata") or {}).get("deletionTimestamp"):
                 await self._mark_evicted(info, ns, name, pre.get("uid"))
             # the eviction's own delete is not admitted again (upstream's EvictionREST

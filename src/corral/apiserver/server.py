@@ -15,14 +15,20 @@ import gc
 import logging
 import socket
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from corral.api import errors
-from corral.apiserver import bootstrap_tokens, csr_admission, framework_auth, front_proxy
+from corral.apiserver import (
+    bootstrap_data,
+    bootstrap_tokens,
+    csr_admission,
+    framework_auth,
+    front_proxy,
+)
 from corral.apiserver.admission import (
     DEFAULT_TOLERATION_SECONDS,
     DefaultTolerationSeconds,
@@ -49,6 +55,8 @@ from corral.apiserver.crds import CustomResources
 from corral.apiserver.discovery import Discovery
 from corral.apiserver.encryption import EncryptionReloader
 from corral.apiserver.encryption_config import ensure_default as ensure_encryption_config
+from corral.apiserver.endpoint_reconciler import INTERVAL as ENDPOINTS_INTERVAL
+from corral.apiserver.endpoint_reconciler import TTL as ENDPOINTS_TTL
 from corral.apiserver.endpoint_reconciler import (
     EndpointReconciler,
     advertise_address_for,
@@ -80,12 +88,18 @@ from corral.apiserver.volume_admission import (
     DefaultStorageClass,
     StorageObjectInUseProtection,
 )
+from corral.client import election
+from corral.client.leaderelection import LeaderElector, new_identity
+from corral.client.rest import Client, KubeConfig
 from corral.storage.base import StorageCorrupt
 from corral.storage.cache import MAX_BACKLOG_BYTES, WatchCache
-from corral.storage.sqlite import SQLiteStorage
+from corral.storage.datastore import EtcdTLS, is_etcd, open_store
 from corral.util.clock import Clock, SystemClock
 
 log = logging.getLogger("corral.server")
+
+#: the children that campaign for a Lease (``client/election.py``) when election is on
+ELECTED = frozenset({"scheduler", "controller-manager", "marathon", "chronos"})
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 SYSTEM_PRIORITY_CLASSES = (
@@ -124,6 +138,7 @@ class Server:
         port: int = 6443,
         bind: str = "127.0.0.1",
         datastore: str | None = None,
+        datastore_tls: EtcdTLS | None = None,
         tls: bool = True,
         clock: Clock | None = None,
         event_ttl: float = 24 * 3600,
@@ -150,21 +165,63 @@ class Server:
         token_auth_file: Path | None = None,
         encryption_provider_config: Path | None = None,
         advertise_address: str = "",
+        endpoint_reconciler: tuple[float, float] = (ENDPOINTS_INTERVAL, ENDPOINTS_TTL),
+        join: bool = False,
+        cluster_token: str = "",
+        cluster_token_file: Path | None = None,
+        peer_urls: Sequence[str] = (),
+        leader_elect: bool | None = None,
+        leader_election: tuple[float, float, float] = (15.0, 10.0, 2.0),
     ) -> None:
         self.data_dir = Path(data_dir)
+        #: ``--leader-elect``: the lifecycle loops and the elected children (scheduler,
+        #: controller manager, Marathon, Chronos) act only while holding their Lease;
+        #: default on with an etcd datastore (several servers), off on SQLite (one server)
+        self.leader_elect = (
+            bool(datastore and datastore.startswith("etcd://")) if leader_elect is None
+            else leader_elect
+        )  # fmt: skip
+        #: ``--leader-elect-lease-duration``, ``-renew-deadline``, ``-retry-period``
+        self.leader_election = leader_election
+        lease, renew, retry = leader_election
+        if self.leader_elect and not 0 < retry < renew < lease:
+            raise ValueError(
+                "--leader-elect-retry-period < --leader-elect-renew-deadline < "
+                f"--leader-elect-lease-duration is required (got {retry}, {renew}, {lease})"
+            )
+        #: an etcd datastore: the cluster's PKI and keys are shared through it
+        #: (``bootstrap_data``); ``--join``: they must be there already; ``--token``/
+        #: ``--token-file`` (default ``DATA/cluster-token``) opens them
+        self.shared_bootstrap = bool(datastore and datastore.startswith("etcd://"))
+        if join and not self.shared_bootstrap:
+            raise ValueError("--join needs an etcd datastore (--datastore etcd://HOST:PORT)")
+        self.join = join
+        self.cluster_token = cluster_token
+        self.cluster_token_file = cluster_token_file
+        #: ``--peer-urls``: every API server of the cluster (this one too), for the
+        #: kubeconfigs it writes; empty: this server alone
+        self.peer_urls = list(peer_urls)
         #: ``--advertise-address``: the IP the ``kubernetes`` Service's endpoints name
         #: (default: ``bind`` when it is one non-loopback IP, else the host's own)
         if advertise_address and not is_ipv4(advertise_address):
             raise ValueError(f"--advertise-address {advertise_address}: not an IPv4 address")
         self.advertise_address = advertise_address
         self.endpoints: EndpointReconciler | None = None
+        #: the endpoint reconciler's (renewal interval, lease TTL) in seconds
+        if min(endpoint_reconciler) <= 0:
+            raise ValueError("--endpoint-reconciler-interval and -ttl must be positive")
+        self.endpoint_reconciler = endpoint_reconciler
         #: ``--token-auth-file``: static bearer tokens (read at start; a bad file stops it)
         self.token_auth_file = token_auth_file
         #: each component's own kubeconfig (its client certificate), by identity name
         self.component_kubeconfigs: dict[str, Path] = {}
         self.port = port
         self.bind = bind
-        self.db_path = parse_datastore(datastore, self.data_dir)
+        #: ``--datastore``: the SQLite file (``db_path``) or an etcd cluster
+        self.datastore = datastore
+        self.db_path = self.data_dir / "state.db"
+        if not is_etcd(datastore):
+            self.db_path = parse_datastore(datastore, self.data_dir)
         self.tls = tls
         self.clock = clock or SystemClock()
         self.event_ttl = event_ttl
@@ -175,7 +232,7 @@ class Server:
         self.request_timeout = request_timeout
         self.service_cidr = service_cidr
         self.node_port_range = node_port_range
-        self.storage = SQLiteStorage(self.db_path, min_history=history)
+        self.storage = open_store(datastore, self.data_dir, min_history=history, tls=datastore_tls)
         #: ``--encryption-provider-config`` (default ``DATA/pki/encryption.yaml``, made on
         #: first start: Secrets under aesgcm), reloaded when the file changes
         self.encryption = EncryptionReloader(
@@ -237,14 +294,22 @@ class Server:
 
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.shared_bootstrap:  # the cluster's PKI and keys, before any is made here
+            await self.storage.start()
+            await bootstrap_data.exchange(
+                self.storage, self.data_dir, join=self.join, token=self.cluster_token,
+                token_file=self.cluster_token_file, encryption_config=self._default_encryption,
+            )  # fmt: skip
         if self._default_encryption:
             ensure_encryption_config(self.encryption.path)
         self.encryption.start()  # the store reads and writes through it from the start
         try:  # every live object (and the recent history) decodes, or a clear stop
-            await self.storage.start()
+            if not self.shared_bootstrap:
+                await self.storage.start()
             kvs, rev = await self.storage.list("/registry/")
             start = max(self.storage.compacted_revision, rev - self.history)
-            history = await self.storage.history("/registry/", start)
+            history = await self.storage.history("/registry/", start, rev)
+            start = max(start, self.storage.compacted_revision)  # etcd: compacted by others
         except StorageCorrupt as e:  # one line naming the file and the way back
             raise StorageCorrupt(e.key, corrupt_message(e, self.data_dir)) from None
         registry = Registry(self.storage, self.cache, RESOURCES, self.clock)
@@ -260,12 +325,15 @@ class Server:
         gc.collect()
         gc.freeze()
         gc.set_threshold(50_000, 20, 100)
-        self.storage.listeners.append(self.cache.apply)
+        # etcd: its watch starts at rev; past compaction it relists into cache.replace
+        self.storage.attach_listener(self.cache.apply, rev, relist=self.cache.replace)
         svc_info = registry.by_gvr[("", "v1", "services")]
-        allocator = ServiceAllocator(
-            registry.rcache(svc_info), self.service_cidr, self.node_port_range
+        allocator = ServiceAllocator(  # claims in the store: several servers
+            registry.rcache(svc_info), self.storage, self.service_cidr, self.node_port_range
         )
-        registry.write_hooks[("", "services")] = [allocator.allocate]
+        registry.async_write_hooks[("", "services")] = [allocator.allocate]
+        self.cache.listeners.append(allocator.on_change)
+        self._tasks.append(asyncio.create_task(allocator.run(), name="service-allocation"))
         self.kubernetes_ip = allocator.first_ip
         pod_info = registry.by_gvr[("", "v1", "pods")]
         pods = registry.rcache(pod_info)
@@ -279,7 +347,9 @@ class Server:
         self.cache.listeners.append(usage.on_change)
         registry.write_hooks[("", "pods/binding")] = [usage.reserve]
         pdbs = registry.rcache(registry.by_gvr[("policy", "v1", "poddisruptionbudgets")])
-        registry.write_hooks[("", "pods/eviction")] = [DisruptionBudgets(pods, pdbs).admit]
+        budgets = DisruptionBudgets(pods, pdbs, registry)  # evictions on several servers
+        registry.write_hooks[("", "pods/eviction")] = [budgets.admit]
+        registry.async_write_hooks[("", "pods/eviction")] = [budgets.commit]
         pvcs = registry.rcache(registry.by_gvr[("", "v1", "persistentvolumeclaims")])
         pvs = registry.rcache(registry.by_gvr[("", "v1", "persistentvolumes")])
         storage_classes = registry.rcache(
@@ -322,7 +392,7 @@ class Server:
             pki = await asyncio.to_thread(self.cert_renewal.pki, hosts)
             ssl_ctx = self.cert_renewal.server_context = pki.ssl_context()
             ca_pem = pki.ca_pem
-        write_kubeconfig(self.kubeconfig, self.url, ca_pem, self.token)
+        write_kubeconfig(self.kubeconfig, self.url, ca_pem, self.token, servers=self.peer_urls)
         if self.tls:  # every component its own client certificate (component_identities)
             await self._issue_identities()
         token_file = load_token_file(self.token_auth_file) if self.token_auth_file else None
@@ -369,13 +439,16 @@ class Server:
             await web.TCPSite(
                 self.runner, self.advertise_address, self.port, ssl_context=ssl_ctx, backlog=1024
             ).start()
+        interval, ttl = self.endpoint_reconciler
         self.endpoints = EndpointReconciler(
-            registry, self.storage, self.clock, self.advertise_address, self.port
-        )
+            registry, self.storage, self.clock, self.advertise_address, self.port,
+            interval=interval, ttl=ttl,
+        )  # fmt: skip
         self._tasks.append(asyncio.create_task(self.endpoints.run(), name="endpoints"))
         root_ca = ca_pem.decode() if ca_pem else None
         lifecycle = Lifecycle(registry, self.event_ttl, root_ca)
-        self._tasks.append(asyncio.create_task(lifecycle.run(), name="lifecycle"))
+        elected = self._lifecycle(lifecycle, ca_pem)  # once per cluster
+        self._tasks.append(asyncio.create_task(elected, name="lifecycle"))
         self._tasks.append(asyncio.create_task(self.encryption.run(), name="encryption"))
         self._tasks.append(asyncio.create_task(crds.run(), name="crds"))
         self._tasks.append(asyncio.create_task(aggregator.run(), name="aggregator"))
@@ -446,6 +519,31 @@ class Server:
             self._tasks.append(renewal)
         log.info("serving on %s (kubeconfig %s)", self.url, self.kubeconfig)
 
+    async def _lifecycle(self, lifecycle: Lifecycle, ca_pem: bytes | None) -> None:
+        """The lifecycle loops (GC, namespaces, pod GC, event TTL, compaction): once per
+        cluster. With leader election they run only while this server holds the Lease
+        ``corral-apiserver-lifecycle``, taken through a loopback client of this very
+        server: its renewals travel the same path to the store as the loops' writes, so
+        a server cut off from the store stops its loops before another takes over, and
+        one elector implementation serves every elected loop."""
+        if not self.leader_elect:
+            await lifecycle.run()
+            return
+        lease, renew, retry = self.leader_election
+        client = Client(KubeConfig(self.url, self.token, ca_pem), user_agent="corral-apiserver")
+        elector = LeaderElector(
+            client,
+            election.LEASE_NAMES["server"],
+            new_identity(),
+            lease_duration=lease,
+            renew_deadline=renew,
+            retry_period=retry,
+        )
+        try:
+            await elector.run(lifecycle.run)
+        finally:
+            await client.close()
+
     async def _agent_tls(self, args: Sequence[str]) -> list[str]:
         """A local agent's serving certificate flags (``pki/agent-NAME.{crt,key}`` for its
         ``--name`` and ``--node-ip``, from the cluster CA); none without TLS or a name."""
@@ -468,9 +566,10 @@ class Server:
             idents[ident.name] = ident
         # the aggregator's front-proxy client certificate (files only, from its own CA)
         issued = [*idents.values(), FRONT_PROXY_CLIENT]
+        self.cert_renewal.peer_urls = self.peer_urls
         await asyncio.to_thread(self.cert_renewal.issue_identities, issued, self.url)
         for ident in idents.values():
-            path = write_component_kubeconfig(self.data_dir, ident, self.url)
+            path = write_component_kubeconfig(self.data_dir, ident, self.url, self.peer_urls)
             self.component_kubeconfigs[ident.name] = path
 
     def _kubeconfig_for(self, command: str, extra: Sequence[str]) -> Path:
@@ -486,6 +585,8 @@ class Server:
         Each gets its own kubeconfig (``_kubeconfig_for``)."""
         kubeconfig = self._kubeconfig_for(command, extra or [])
         args = ["--kubeconfig", str(kubeconfig), *(extra or [])]
+        if command in ELECTED:  # one of them acts per cluster (client/election.py)
+            args += election.election_argv(self.leader_elect, *self.leader_election)
         level = ["--log-level", logging.getLevelName(log.getEffectiveLevel())]
         main = self.in_process.get(command)
         if main is not None:
@@ -497,9 +598,9 @@ class Server:
     async def _bootstrap(self, registry: Registry) -> None:
         ns_info = registry.by_gvr[("", "v1", "namespaces")]
         opts = WriteOptions(field_manager="corral-apiserver")
-        for ns in SYSTEM_NAMESPACES:
+        for ns in SYSTEM_NAMESPACES:  # another server starting at once may make them too
             if registry.entry(ns_info, "", ns) is None:
-                await registry.create(ns_info, "", {"metadata": {"name": ns}}, opts)
+                await _create_once(registry.create(ns_info, "", {"metadata": {"name": ns}}, opts))
         svc_info = registry.by_gvr[("", "v1", "services")]
         if registry.entry(svc_info, "default", "kubernetes") is None:
             svc = {
@@ -528,7 +629,7 @@ class Server:
         for name, value, desc in SYSTEM_PRIORITY_CLASSES:
             if registry.entry(pc_info, "", name) is None:
                 pc = {"metadata": {"name": name}, "value": value, "description": desc}
-                await registry.create(pc_info, "", pc, opts)
+                await _create_once(registry.create(pc_info, "", pc, opts))
         # upstream's rbac/bootstrap-roles post-start hook: default roles and bindings
         await reconcile_rbac_policy(registry)
         await reconcile_component_policy(registry)  # the corral:* roles of our components
@@ -556,6 +657,15 @@ class Server:
             await asyncio.Event().wait()
         finally:
             await self.stop()
+
+
+async def _create_once(create: Awaitable[Any]) -> None:
+    """A built-in object's create: AlreadyExists means another server made it."""
+    try:
+        await create
+    except errors.StatusError as e:
+        if e.code != 409:
+            raise
 
 
 def corrupt_message(e: StorageCorrupt, data_dir: Path) -> str:

@@ -22,7 +22,7 @@ import os
 import secrets
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +57,10 @@ from corral.util.clock import Clock, rfc3339
 Obj = dict[str, Any]
 #: (object about to be written, its key) -> release of what it reserved, or None
 WriteHook = Callable[[Obj, str], Callable[[], None] | None]
+#: the same for a hook that claims something in the store (``allocation.py``): awaited,
+#: and its release awaited once the write is done or failed
+AsyncRelease = Callable[[], Awaitable[None]]
+AsyncWriteHook = Callable[[Obj, str], Awaitable[AsyncRelease | None]]
 
 #: namespaces the NamespaceLifecycle admission plugin never lets go
 IMMORTAL_NAMESPACES = ("default", "kube-system", "kube-public")
@@ -161,6 +165,8 @@ class Registry:
         #: per-kind hooks run after prepare/validate on create and update (allocations);
         #: each may return a release called once the write is done or failed
         self.write_hooks: dict[tuple[str, str], list[WriteHook]] = {}
+        #: the same, awaited after those (``AsyncWriteHook``)
+        self.async_write_hooks: dict[tuple[str, str], list[AsyncWriteHook]] = {}
         #: (group, plural) -> admission plugins (``admission_chain.py``), run in order
         #: after defaults and before validation on every write of the resource and its
         #: subresources
@@ -463,7 +469,9 @@ class Registry:
             self._invalid(info, obj, errs)
             key = self.key(info, namespace, meta["name"])
             releases = self._run_hooks(info, obj, key)
+            held: list[AsyncRelease] = []
             try:
+                await self._run_async_hooks(info, obj, key, held)
                 result = await self._store_created(info, obj, key, opts, managed_fields, warnings)
             except KeyExists:
                 if generated and attempt < 7:
@@ -472,6 +480,8 @@ class Registry:
             finally:
                 for release in releases:
                     release()
+                for done in held:
+                    await done()
             return result
         raise AssertionError("unreachable")
 
@@ -504,6 +514,14 @@ class Registry:
             if release is not None:
                 releases.append(release)
         return releases
+
+    async def _run_async_hooks(
+        self, info: ResourceInfo, obj: Obj, key: str, held: list[AsyncRelease]
+    ) -> None:
+        for hook in self.async_write_hooks.get((info.group, info.plural), ()):
+            release = await hook(obj, key)
+            if release is not None:
+                held.append(release)
 
     async def _store_created(
         self,
@@ -612,11 +630,16 @@ class Registry:
             if _same(new, old) and not _stale(self.storage, key):
                 return Result(old, self.raw(info, entry))
             releases = self._run_hooks(info, new, key) if subresource == "" else []
+            held: list[AsyncRelease] = []
             try:
+                if subresource == "":
+                    await self._run_async_hooks(info, new, key, held)
                 result = await self._store_updated(info, key, entry, new, opts, precondition, name)
             finally:
                 for release in releases:
                     release()
+                for done in held:
+                    await done()
             if result is None:
                 continue
             return result

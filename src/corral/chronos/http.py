@@ -21,7 +21,9 @@ GET    leader                  ``{"leader": "host:port"}`` (also at ``/leader``)
 ====== ======================= ============================================================
 
 and, unprefixed, ``/ping`` (``pong``), ``/metrics`` (Dropwizard MetricsServlet JSON) and
-``/leader``. Job names in paths arrive URL-decoded (the client quotes spaces as ``%20``).
+``/leader``. With several instances, a standby passes requests on to the leader
+(``standby.py``); ``leader`` names the Lease holder, ``503 There is no leader`` while
+there is none. Job names in paths arrive URL-decoded (the client quotes spaces as ``%20``).
 
 Codes and words are Chronos' (mesos/chronos ``scheduler/api/*.scala``, v3.0.2): an
 unknown job is ``400 {"message": "Job 'x' not found", "status": "Bad Request"}`` (Chronos
@@ -51,7 +53,9 @@ from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
+from corral.chronos import standby
 from corral.chronos.jobs import JobError
 from corral.client.reviews import Reviewer
 
@@ -359,7 +363,10 @@ async def graph_dot(request: web.Request) -> web.Response:
 
 
 async def leader(request: web.Request) -> web.Response:
-    return _json({"leader": _service(request).leader()})
+    where = standby.leader(request, _service(request).leader())
+    if where is None:
+        return _error(503, standby.NO_LEADER)
+    return _json({"leader": where})
 
 
 async def why(request: web.Request) -> web.Response:
@@ -386,9 +393,12 @@ def build_app(service: Service, reviewer: Reviewer | None = None) -> web.Applica
     authenticated and authorized (``auth.py``)."""
     from corral.chronos import auth
 
-    middlewares = [_errors] if reviewer is None else [_errors, auth.middleware(reviewer)]
+    middlewares: list[Middleware] = [_errors, standby.middleware(_error)]
+    if reviewer is not None:
+        middlewares.append(auth.middleware(reviewer))
     app = web.Application(middlewares=middlewares)
     app[SERVICE_KEY] = service
+    standby.install(app)
     r = app.router
     for p in PREFIXES:
         for path, handler in (("iso8601", upsert_scheduled), ("dependency", upsert_dependent)):

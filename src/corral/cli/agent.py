@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import errno
 import ipaddress
 import logging
@@ -56,7 +55,13 @@ def default_data_dir(name: str) -> Path:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="corral agent", description="Run a node agent.")
-    p.add_argument("--server", default="", help="API server URL (overrides the kubeconfig's)")
+    p.add_argument(
+        "--server",
+        default="",
+        metavar="URL[,URL...]",
+        help="API server URL(s), tried in order, failing over between them (overrides the "
+        "kubeconfig's)",
+    )
     p.add_argument("--kubeconfig", default="", help="kubeconfig with the agent's credentials")
     p.add_argument(
         "--token",
@@ -440,9 +445,7 @@ def main(argv: list[str]) -> int:
             raise
         print(f"corral agent: {e}", file=sys.stderr, flush=True)
         return 1
-    cfg = KubeConfig.load(args.kubeconfig)
-    if args.server:
-        cfg = dataclasses.replace(cfg, server=args.server.rstrip("/"))
+    cfg = KubeConfig.load(args.kubeconfig, servers=args.server)
     images = ImageStore(data_dir / "images", hosts)
     client = Client(cfg, connections=16, user_agent=f"corral-agent/{runtime}")
     cluster_dns = tuple(x.strip() for x in args.cluster_dns.split(",") if x.strip())

@@ -19,6 +19,16 @@ lost database relist (410 Gone) instead of missing what the backup lacks.
 Encryption at rest: the backup holds ciphertext; the keys live in the encryption
 configuration (``D/pki/encryption.yaml`` unless ``--encryption-provider-config``),
 which must be kept with it.
+
+On an etcd datastore (``--datastore etcd://...``, ``backup_etcd.py``) the backup is taken
+online through the Storage API: one range read of ``/registry/`` (a consistent snapshot
+at one etcd revision) and the cluster's bootstrap record, written into a file of the
+SQLite store's own format. One format for both backends, so the same ``verify`` checks
+it and it restores into a fresh SQLite data dir (as above) or a fresh etcd; etcd's own
+``snapshot save`` would tie it to etcd and carry its internals (leases, the compaction
+key) that a new cluster must not inherit. Restoring a backup holding bootstrap data
+into a fresh data dir also unpacks the cluster's CA and keys into ``D/pki`` when the
+cluster token is at hand (``--token``/``--token-file`` or ``D/cluster-token``).
 """
 
 from __future__ import annotations
@@ -49,8 +59,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     ):
         p = sub.add_parser(name, help=text)
         p.add_argument("--data-dir", type=Path, required=True, help="the server's data dir")
-        p.add_argument("--datastore", default=None, help="sqlite:///PATH when not DATA/state.db")
+        p.add_argument("--datastore", default=None,
+                       help="sqlite:///PATH when not DATA/state.db, or etcd://HOST:PORT,...")  # fmt: skip
         p.add_argument("file", type=Path, metavar="FILE", help="the backup file")
+        from corral.cli import backup_etcd
+
+        backup_etcd.add_flags(p, restore=name == "restore")
         if name == "restore":
             p.add_argument(
                 "--bump-revision",
@@ -131,6 +145,12 @@ def _publish(tmp: Path, dest: Path) -> None:
 
 
 def backup(args: argparse.Namespace) -> int:
+    from corral.storage.datastore import is_etcd
+
+    if is_etcd(args.datastore):
+        from corral.cli import backup_etcd
+
+        return backup_etcd.backup(args)
     db = db_path(args)
     if not db.exists():
         raise CommandError(f"{db}: no database here")
@@ -177,6 +197,11 @@ def _mark(db: Path, revision: int) -> None:
 
 
 def restore(args: argparse.Namespace) -> int:
+    from corral.cli import backup_etcd
+    from corral.storage.datastore import is_etcd
+
+    if is_etcd(args.datastore):
+        return backup_etcd.restore(args)
     db = db_path(args)
     src: Path = args.file
     if not src.is_file():
@@ -205,6 +230,7 @@ def restore(args: argparse.Namespace) -> int:
     finally:
         tmp.unlink(missing_ok=True)
     print(f"restored {db} from {src} (revision {rev}, now {new_rev}){kept}")
+    backup_etcd.unpack_bootstrap(args, src)  # a fresh data dir: the cluster's CA and keys
     return 0
 
 

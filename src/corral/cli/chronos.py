@@ -18,28 +18,41 @@ DEFAULT_CHRONOS = "127.0.0.1:4400"
 
 
 def add_parsers(sub: Any) -> None:
+    from corral.client.rest import add_server_flag
+
     p = sub.add_parser(
         "chronos",
         help="run Chronos (ISO 8601 and dependent batch jobs) as a framework on the Mesos master",
     )
     p.add_argument("--kubeconfig", default=None, help="how to reach the API server")
+    add_server_flag(p)
     p.add_argument("--port", type=int, default=4400, help="Chronos REST API port")
     p.add_argument("--bind", default="127.0.0.1", help="address to listen on")
-    p.add_argument("--master", default="127.0.0.1:5050", help="the Mesos master, HOST:PORT")
+    p.add_argument(
+        "--master",
+        default="127.0.0.1:5050",
+        help="the Mesos master, HOST:PORT[,HOST:PORT...] (several elected masters: tried in turn)",
+    )
     p.add_argument("--role", default="*", help="the Mesos role its runs are offered under")
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--exit-on-stdin-eof", action="store_true", help=argparse.SUPPRESS)
     frameworks.add_auth_flags(p, "Chronos")
+    from corral.client import election
+
+    election.add_flags(p, "Chronos's framework and state")
 
 
 async def _serve(args: argparse.Namespace, own_process: bool = True) -> None:
     from corral.chronos.http import build_app
     from corral.chronos.service import ChronosService
     from corral.cli.scheduler import default_kubeconfig
+    from corral.client import election
     from corral.client.rest import Client
 
     client = Client.from_kubeconfig(
-        args.kubeconfig or default_kubeconfig(), user_agent="corral-chronos"
+        args.kubeconfig or default_kubeconfig(),
+        servers=getattr(args, "server", ""),
+        user_agent="corral-chronos",
     )
     host = "127.0.0.1" if args.bind in ("0.0.0.0", "::") else args.bind
     principal, secret = frameworks.mesos_credentials(args)
@@ -67,6 +80,9 @@ async def _serve(args: argparse.Namespace, own_process: bool = True) -> None:
         exit_on_stdin_eof=args.exit_on_stdin_eof,
         close=close,
         own_process=own_process,
+        elected=election.elector(
+            client, args, "chronos", {"chronos": election.advertised(args.bind, args.port)}
+        ),
     )
 
 

@@ -195,9 +195,10 @@ def _ancestors() -> set[int]:
 
 
 def _is_corral(argv: list[str]) -> bool:
-    """A ``corral`` command, a container's shim or its conmon (not, say, a user's
-    ``kubectl --kubeconfig D/kubeconfig`` or ``tail -f`` of a log in D)."""
-    return any(Path(a).name in ("corral", "conmon", "shim.py") for a in argv[:4]) or (
+    """A ``corral`` command, a container's shim or its conmon, or an etcd member of
+    ``corral up --servers N`` (not, say, a user's ``kubectl --kubeconfig D/kubeconfig``
+    or ``tail -f`` of a log in D)."""
+    return any(Path(a).name in ("corral", "conmon", "shim.py", "etcd") for a in argv[:4]) or (
         argv[1:3] == ["-m", "corral"]
     )
 

@@ -17,7 +17,6 @@ error at once rather than a loop of retries.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import os
 import ssl
@@ -99,19 +98,29 @@ def preflight(command: str, args: argparse.Namespace) -> None:
         from corral.cli.scheduler import default_kubeconfig
 
         path = default_kubeconfig()
-    cfg = KubeConfig.load(path)
-    server = str(getattr(args, "server", "") or "") or cfg.server
-    check_server(dataclasses.replace(cfg, server=server.rstrip("/")), str(path))
+    cfg = KubeConfig.load(path, servers=str(getattr(args, "server", "") or ""))
+    check_server(cfg, str(path))
 
 
 def check_server(cfg: KubeConfig, path: str, timeout: float = PREFLIGHT_TIMEOUT) -> None:
     """GET ``/api`` with the kubeconfig's credentials; ``CommandError`` unless it answers
-    200 (unreachable, TLS refused, credentials refused)."""
-    request = urllib.request.Request(cfg.server + "/api")
+    200 (unreachable, TLS refused, credentials refused). With several servers (an HA
+    cluster: ``KubeConfig.servers``) one answering is enough; else the first one's error."""
+    errors: list[CommandError] = []
+    for server in cfg.servers or [cfg.server]:
+        try:
+            return _check_one(cfg, server, path, timeout)
+        except CommandError as e:
+            errors.append(e)
+    raise errors[0]
+
+
+def _check_one(cfg: KubeConfig, server: str, path: str, timeout: float) -> None:
+    request = urllib.request.Request(server + "/api")
     if cfg.token:
         request.add_header("Authorization", f"Bearer {cfg.token}")
     context = cfg.ssl_context()
-    where = f"the API server at {cfg.server} (kubeconfig {path})"
+    where = f"the API server at {server} (kubeconfig {path})"
     try:
         opener = urllib.request.build_opener(
             urllib.request.HTTPSHandler(
@@ -149,6 +158,10 @@ def describe(e: BaseException) -> str:
     from corral.storage.base import StorageCorrupt
 
     if isinstance(e, StorageCorrupt):  # already worded (apiserver.server.corrupt_message)
+        return str(e)
+    from corral.apiserver.bootstrap_data import BootstrapError
+
+    if isinstance(e, BootstrapError):  # already worded (a wrong cluster token, ...)
         return str(e)
     try:
         import aiohttp

@@ -31,14 +31,23 @@ async def serve(
     exit_on_stdin_eof: bool,
     close: Callable[[], Awaitable[None]],
     own_process: bool = True,
+    elected: Any = None,
 ) -> None:
     """Serve the aiohttp ``app`` on ``bind:port`` and run ``service_run`` until it ends, a
     SIGINT/SIGTERM comes or (``exit_on_stdin_eof``) stdin closes; then ``close()`` the
     service and stop serving. The service's own failure is raised. Inside another
     process (``own_process`` false: ``corral up``) it installs no signal handlers and runs
-    until cancelled."""
+    until cancelled. With an ``elected`` LeaderElector the listener answers at once (as a
+    standby: the app finds the elector under ``LEADERSHIP``) and ``service_run`` runs
+    only while this process holds the Lease; losing it raises ``LeadershipLost``."""
     from aiohttp import web
 
+    from corral.client import election
+
+    if elected is not None:
+        from corral.util.leadership import LEADERSHIP
+
+        app[LEADERSHIP] = elected
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     try:
@@ -47,11 +56,19 @@ async def serve(
         service_run.close()
         await runner.cleanup()
         raise
+
+    async def work() -> None:
+        await service_run
+
     try:
         await run_until_stopped(
-            service_run, name=name, signals=own_process, exit_on_stdin_eof=exit_on_stdin_eof
+            election.run_elected(elected, work),
+            name=name,
+            signals=own_process,
+            exit_on_stdin_eof=exit_on_stdin_eof,
         )
     finally:
+        service_run.close()  # never started when this process never led
         await close()
         await runner.cleanup()
 
@@ -114,10 +131,15 @@ def run(command: str, log_level: str, main: Callable[[], Coroutine[Any, Any, Non
         import uvloop
 
         uvloop.install()
+    from corral.client.leaderelection import LeadershipLost
+
     try:
         asyncio.run(main())
     except OSError as e:
         print(f"corral {command}: {e}", file=sys.stderr)
+        return 1
+    except LeadershipLost as e:  # exit, to campaign afresh as a standby (as Marathon)
+        log.error("corral %s: %s", command, e)
         return 1
     return 0
 

@@ -25,6 +25,8 @@ from corral.util.paths import absolute_path
 
 if TYPE_CHECKING:
     from corral.apiserver.server import Server
+    from corral.cli.ha import LocalHA
+    from corral.storage.datastore import EtcdTLS
 
 # The API server, the scheduler (numpy) and the image tools are imported by the commands
 # that use them: ``corral agent`` and ``corral controller-manager`` stay light.
@@ -53,7 +55,39 @@ def _server_args(p: argparse.ArgumentParser, data_required: bool) -> None:
         help="the IP the kubernetes Service's endpoints name (default: --bind when it is "
         "one non-loopback IP, else this host's address on its default route)",
     )
-    p.add_argument("--datastore", default=None, help="sqlite:///PATH (default DATA_DIR/state.db)")
+    from corral.client import election
+
+    election.add_flags(p, "the lifecycle loops, scheduler, controllers, Marathon and Chronos")
+    p.add_argument(
+        "--endpoint-reconciler-interval",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how often this server renews its lease in the kubernetes Service's endpoints",
+    )
+    p.add_argument(
+        "--endpoint-reconciler-ttl",
+        type=float,
+        default=15.0,
+        metavar="SECONDS",
+        help="how long after its last renewal a server's address leaves those endpoints",
+    )
+    p.add_argument(
+        "--datastore",
+        default=None,
+        help="sqlite:///PATH (default DATA_DIR/state.db) or etcd://HOST:PORT[,HOST:PORT...]",
+    )
+    for what in ("cafile", "certfile", "keyfile"):  # TLS to etcd, as k3s names them
+        p.add_argument(
+            f"--datastore-{what}",
+            type=Path,
+            default=None,
+            metavar="FILE",
+            help=f"etcd client TLS: the {what[:-4]} file (PEM)",
+        )
+    from corral.cli import ha as ha_cli
+
+    ha_cli.add_join_flags(p, server=data_required)  # --join, --token, --token-file
     p.add_argument("--event-ttl", type=float, default=24 * 3600, help="seconds events are kept")
     p.add_argument(
         "--token-auth-file",
@@ -272,6 +306,11 @@ def build_parser() -> argparse.ArgumentParser:
     from corral.cli import backup as backup_cli
 
     backup_cli.add_parsers(sub)  # `corral backup`, `corral restore`
+    from corral.cli import etcd as etcd_cli
+    from corral.cli import migrate as migrate_cli
+
+    migrate_cli.add_parser(sub)  # `corral migrate --from URL --to URL`
+    etcd_cli.add_parser(sub, default_data_dir())  # `corral etcd status|recover|add`
     from corral.cli import down as down_cli
 
     down = sub.add_parser("down", help="stop a corral up cluster, remove what it made here")
@@ -315,15 +354,19 @@ def _delegate(command: str, argv: list[str]) -> int:
     return agent_main(argv)
 
 
-async def _run(server: Server, announce: bool, nodes: list[str] | None = None) -> None:
+async def _run(
+    server: Server, announce: bool, nodes: list[str] | None = None, ha: LocalHA | None = None
+) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     t0 = time.monotonic()
-    await server.start()
+    await (server.start() if ha is None else ha.start(server))  # ha: etcd first, cli/ha.py
     if announce:
         print(f"  API server on {server.url} ({time.monotonic() - t0:.1f} s)", flush=True)
+        if ha is not None:
+            await ha.start_servers(t0)
         from corral.cli import up as up_cli
 
         await up_cli.report_progress(server, nodes or [], t0, timeout=60.0)
@@ -350,7 +393,17 @@ async def _run(server: Server, announce: bool, nodes: list[str] | None = None) -
     try:
         await stop.wait()
     finally:
-        await server.stop()
+        await (server.stop() if ha is None else ha.stop(server))
+
+
+def _datastore_tls(args: argparse.Namespace) -> EtcdTLS | None:
+    """``--datastore-cafile/certfile/keyfile``: TLS to etcd (None: plain HTTP)."""
+    files = [getattr(args, f"datastore_{w}", None) for w in ("cafile", "certfile", "keyfile")]
+    if not any(files):
+        return None
+    from corral.storage.datastore import EtcdTLS
+
+    return EtcdTLS(*files)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -396,6 +449,14 @@ def _main(argv: list[str]) -> int:
         from corral.cli import backup as backup_cli
 
         return backup_cli.run(args)
+    if args.command == "migrate":
+        from corral.cli import migrate as migrate_cli
+
+        return migrate_cli.run(args)
+    if args.command == "etcd":
+        from corral.cli import etcd as etcd_cli
+
+        return etcd_cli.run(args)
     from corral.apiserver.server import Server
     from corral.cli import image as image_cli
     from corral.cli import scheduler as scheduler_cli
@@ -449,7 +510,12 @@ def _main(argv: list[str]) -> int:
         agents = up_cli.agent_commands(args.data_dir, args.agents, runtime, registry)
         nodes = up_cli.node_names(args.agents)
         up_cli.prepare_agents(args.data_dir, nodes)
+    ha = None
     try:
+        if args.command == "up":  # --servers N / --datastore etcd: cli/ha.py
+            from corral.cli import ha as ha_cli
+
+            ha = ha_cli.local_cluster(args)
         scheduler_cli.allocator_config(args)
         if args.chronos_port and not args.mesos_port:
             raise ValueError("--chronos-port needs the Mesos master (--mesos-port)")
@@ -462,7 +528,19 @@ def _main(argv: list[str]) -> int:
             port=args.port,
             bind=args.bind,
             advertise_address=args.advertise_address,
+            endpoint_reconciler=(args.endpoint_reconciler_interval, args.endpoint_reconciler_ttl),
             datastore=args.datastore,
+            datastore_tls=_datastore_tls(args),
+            join=getattr(args, "join", False),
+            cluster_token=getattr(args, "token", ""),
+            cluster_token_file=getattr(args, "token_file", None),
+            peer_urls=ha.urls if ha is not None else getattr(args, "peer_urls", []),
+            leader_elect=args.leader_elect,
+            leader_election=(
+                args.leader_elect_lease_duration,
+                args.leader_elect_renew_deadline,
+                args.leader_elect_retry_period,
+            ),
             event_ttl=args.event_ttl,
             token_auth_file=args.token_auth_file,
             encryption_provider_config=args.encryption_provider_config,
@@ -511,7 +589,7 @@ def _main(argv: list[str]) -> int:
         from corral.cli import down as down_cli
 
         with down_cli.pid_file(args.data_dir):
-            asyncio.run(_run(server, True, nodes))
+            asyncio.run(_run(server, True, nodes, ha))
         return 0
     asyncio.run(_run(server, False, nodes))
     return 0

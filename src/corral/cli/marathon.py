@@ -22,18 +22,28 @@ WHY_PATH = "/corral/why/"
 
 
 def add_parsers(sub: Any) -> None:
+    from corral.client.rest import add_server_flag
+
     p = sub.add_parser(
         "marathon",
         help="run Marathon (long-running services) as a framework on the Mesos master",
     )
     p.add_argument("--kubeconfig", default=None, help="how to reach the API server")
+    add_server_flag(p)
     p.add_argument("--port", type=int, default=8080, help="Marathon REST API port")
     p.add_argument("--bind", default="127.0.0.1", help="address to listen on")
-    p.add_argument("--master", default="127.0.0.1:5050", help="the Mesos master, HOST:PORT")
+    p.add_argument(
+        "--master",
+        default="127.0.0.1:5050",
+        help="the Mesos master, HOST:PORT[,HOST:PORT...] (several elected masters: tried in turn)",
+    )
     p.add_argument("--role", default="*", help="the Mesos role its instances are offered under")
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--exit-on-stdin-eof", action="store_true", help=argparse.SUPPRESS)
     frameworks.add_auth_flags(p, "Marathon")
+    from corral.client import election
+
+    election.add_flags(p, "Marathon's framework and state")
 
 
 def build_web_app(service: Any, bus: Any, reviewer: Any = None) -> Any:
@@ -57,12 +67,15 @@ def build_web_app(service: Any, bus: Any, reviewer: Any = None) -> Any:
 
 async def _serve(args: argparse.Namespace, own_process: bool = True) -> None:
     from corral.cli.scheduler import default_kubeconfig
+    from corral.client import election
     from corral.client.rest import Client
     from corral.marathon.events import EventBus
     from corral.marathon.service import MarathonService
 
     client = Client.from_kubeconfig(
-        args.kubeconfig or default_kubeconfig(), user_agent="corral-marathon"
+        args.kubeconfig or default_kubeconfig(),
+        servers=getattr(args, "server", ""),
+        user_agent="corral-marathon",
     )
     host = "127.0.0.1" if args.bind in ("0.0.0.0", "::") else args.bind
     bus = EventBus()
@@ -92,6 +105,9 @@ async def _serve(args: argparse.Namespace, own_process: bool = True) -> None:
         exit_on_stdin_eof=args.exit_on_stdin_eof,
         close=close,
         own_process=own_process,
+        elected=election.elector(
+            client, args, "marathon", {"marathon": election.advertised(args.bind, args.port)}
+        ),
     )
 
 

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from corral.api.errors import StatusError
-from corral.client.rest import EVENTS, PODS, Client
+from corral.client import election
+from corral.client.rest import EVENTS, PODS, Client, add_server_flag
 from corral.scheduler import DEFAULT_SCHEDULER, FAILED_SCHEDULING
 from corral.util.stopping import run_until_stopped
 
@@ -50,6 +51,7 @@ def default_kubeconfig() -> str:
 def add_parsers(sub: Any) -> None:
     p = sub.add_parser("scheduler", help="run the scheduler against an API server")
     p.add_argument("--kubeconfig", default=None, help="how to reach the API server")
+    add_server_flag(p)
     p.add_argument("--config", default=None, help="KubeSchedulerConfiguration file")
     p.add_argument("--scheduler-name", default=DEFAULT_SCHEDULER, help="pods it places")
     p.add_argument("--max-in-flight", type=int, default=64, help="concurrent bindings")
@@ -64,6 +66,7 @@ def add_parsers(sub: Any) -> None:
     )
     p.add_argument("--mesos-bind", default="127.0.0.1", help="address of the Mesos master API")
     add_mesos_flags(p)
+    election.add_flags(p, "the scheduler and its Mesos master")
     m = sub.add_parser(
         "mesos-master",
         help="run the Mesos master (offers under DRF) with the scheduler it shares placement with",
@@ -71,6 +74,7 @@ def add_parsers(sub: Any) -> None:
         "scheduler (they own placement together): point it at a `corral server --no-scheduler`.",
     )
     m.add_argument("--kubeconfig", default=None, help="how to reach the API server")
+    add_server_flag(m)
     m.add_argument("--port", type=int, default=5050, help="Mesos master API port")
     m.add_argument("--bind", default="127.0.0.1", help="address to listen on")
     m.add_argument("--config", default=None, help="KubeSchedulerConfiguration file")
@@ -79,6 +83,7 @@ def add_parsers(sub: Any) -> None:
     m.add_argument("--log-level", default="INFO")
     m.add_argument("--exit-on-stdin-eof", action="store_true", help=argparse.SUPPRESS)
     add_mesos_flags(m)
+    election.add_flags(m, "the Mesos master and its scheduler")
     w = sub.add_parser("why", help="explain why a pod is not scheduled")
     w.add_argument("target", help="pod/NAME (or NAME)")
     w.add_argument("-n", "--namespace", default="default")
@@ -95,7 +100,9 @@ async def serve_scheduler(args: argparse.Namespace, profile: Profile) -> None:
     """The scheduler (and, with a Mesos port, the master) until cancelled. It installs no
     signal handlers, so ``corral up`` runs it inside the API server's process too."""
     client = Client.from_kubeconfig(
-        args.kubeconfig or default_kubeconfig(), user_agent="corral-scheduler"
+        args.kubeconfig or default_kubeconfig(),
+        servers=getattr(args, "server", ""),
+        user_agent="corral-scheduler",
     )
     try:
         from corral.scheduler.scheduler import Scheduler
@@ -206,8 +213,14 @@ async def _placement(sched: Any, client: Client, args: argparse.Namespace) -> No
     port = getattr(args, "mesos_port", 0)
     if args.command == "mesos-master":
         port = args.port
+    bind = args.bind if args.command == "mesos-master" else args.mesos_bind
+    # the Lease kube-scheduler: the scheduler and the master's state and offers run only
+    # while holding it; the master's HTTP listener answers at once (a standby's answers:
+    # mesos/http.py)
+    advertise = {"mesos": election.advertised(bind, port)} if port else None
+    elected = election.elector(client, args, args.command, advertise)
     if not port:
-        await sched.run()
+        await election.run_elected(elected, sched.run)
         return
     from aiohttp import web
 
@@ -215,7 +228,6 @@ async def _placement(sched: Any, client: Client, args: argparse.Namespace) -> No
     from corral.mesos.master import Master
     from corral.offers.allocator import Allocator
 
-    bind = args.bind if args.command == "mesos-master" else args.mesos_bind
     allocator = Allocator(sched.table, sched.clock, allocator_config(args))
     master = Master(
         client,
@@ -226,8 +238,13 @@ async def _placement(sched: Any, client: Client, args: argparse.Namespace) -> No
         interval=args.allocation_interval,
         status_update_retry=args.status_update_retry,
     )
+    app = build_app(master, master_auth(client, args))
+    if elected is not None:
+        from corral.util.leadership import LEADERSHIP
+
+        app[LEADERSHIP] = elected
     runner = web.AppRunner(
-        build_app(master, master_auth(client, args)),
+        app,
         handler_cancellation=True,
         access_log=None,
         shutdown_timeout=2.0,
@@ -239,12 +256,16 @@ async def _placement(sched: Any, client: Client, args: argparse.Namespace) -> No
         except OSError as e:
             # the Kubernetes side keeps working; say plainly why Mesos is not there
             log.error("Mesos master: cannot listen on %s:%d: %s (use --mesos-port)", bind, port, e)
-            await sched.run()
+            await election.run_elected(elected, sched.run)
             return
         log.info("Mesos master API on http://%s:%d", bind, port)
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(sched.run(), name="scheduler")
-            tg.create_task(master.run(), name="mesos-master")
+
+        async def placement() -> None:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(sched.run(), name="scheduler")
+                tg.create_task(master.run(), name="mesos-master")
+
+        await election.run_elected(elected, placement)
     finally:
         master.close_streams()
         await runner.cleanup()
@@ -267,11 +288,21 @@ def run_scheduler(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"corral {args.command}: {e}", file=sys.stderr)
         return 2
+    bad = election.check(args)
+    if bad:
+        print(f"corral {args.command}: {bad}", file=sys.stderr)
+        return 2
     with contextlib.suppress(ImportError):
         import uvloop
 
         uvloop.install()
-    asyncio.run(_run_scheduler(args, profile))
+    from corral.client.leaderelection import LeadershipLost
+
+    try:
+        asyncio.run(_run_scheduler(args, profile))
+    except LeadershipLost as e:  # as kube-scheduler: exit, to start afresh as a standby
+        log.error("%s", e)
+        return 1
     return 0
 
 

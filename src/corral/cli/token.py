@@ -78,7 +78,8 @@ def ca_cert_hash(ca_pem: bytes) -> str:
 
 
 def join_command(cfg: KubeConfig, token: str) -> str:
-    cmd = f"corral agent --server {cfg.server} --token {token}"
+    servers = ",".join(cfg.servers or [cfg.server])  # an HA cluster: every server
+    cmd = f"corral agent --server {servers} --token {token}"
     if cfg.ca_pem:
         cmd += f" --ca-cert-hash {ca_cert_hash(cfg.ca_pem)}"
     return cmd

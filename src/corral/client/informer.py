@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable
 from typing import Any
 
 from corral.api.errors import StatusError
@@ -149,6 +149,25 @@ class Informer:
         self.resource_version = (lst.get("metadata") or {}).get("resourceVersion", "")
         self._synced.set()
 
+    async def _consume(self, events: AsyncGenerator[Obj, None]) -> bool:
+        """Apply a watch's events until it ends; True when it ended with 410 Expired
+        (the caller lists again)."""
+        async for ev in events:
+            type_ = ev.get("type")
+            obj = ev.get("object") or {}
+            if type_ == "ERROR":
+                if obj.get("code") == 410:
+                    return True
+                log.warning("watch %s: %s", self.resource.plural, obj.get("message"))
+                return False
+            rv = (obj.get("metadata") or {}).get("resourceVersion")
+            if rv:
+                self.resource_version = rv
+            if type_ == "BOOKMARK":
+                continue
+            self.apply(str(type_), obj)
+        return False
+
     async def run(self) -> None:
         """List, then watch forever; re-list on 410, back off on errors."""
         backoff = 0.2
@@ -158,28 +177,19 @@ class Informer:
                 if need_list:
                     await self._list()
                     need_list = False
-                async for ev in self.client.watch(
+                # closed on every exit (an ERROR event, cancellation): its connection goes;
+                # a broken stream has already moved the client to its next server, where
+                # the next round resumes from ``resource_version`` (client.failover)
+                events = self.client.watch(
                     self.resource,
                     self.namespace,
                     resource_version=self.resource_version,
                     label_selector=self.label_selector,
                     field_selector=self.field_selector,
                     timeout_seconds=self.watch_timeout,
-                ):
-                    type_ = ev.get("type")
-                    obj = ev.get("object") or {}
-                    if type_ == "ERROR":
-                        if obj.get("code") == 410:
-                            need_list = True
-                        else:
-                            log.warning("watch %s: %s", self.resource.plural, obj.get("message"))
-                        break
-                    rv = (obj.get("metadata") or {}).get("resourceVersion")
-                    if rv:
-                        self.resource_version = rv
-                    if type_ == "BOOKMARK":
-                        continue
-                    self.apply(str(type_), obj)
+                )
+                async with contextlib.aclosing(events):
+                    need_list = await self._consume(events)
                 backoff = 0.2
             except asyncio.CancelledError:
                 raise

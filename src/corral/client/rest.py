@@ -6,16 +6,25 @@ URL, CA, bearer token or client certificate), keeps one aiohttp session, and off
 verbs by resource: ``get``, ``list``, ``watch``, ``create``, ``update``, ``patch``,
 ``delete`` and subresource calls. Errors come back as ``corral.api.errors.StatusError`` rebuilt from the
 server's Status body, so callers handle 404/409 the same way the server raised them.
+
+Several API servers (an HA cluster): ``KubeConfig.servers`` lists them (the cluster's
+``server`` first, then the cluster extension ``corral.dev/servers``, which kubectl
+ignores); ``Client`` talks to one at a time and moves to the next on a connection
+failure, retrying only what is safe to repeat (client-go's rule: reads always, writes
+only when they provably never reached a server). See ``Client.request``.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
+import dataclasses
+import logging
 import ssl
 import tempfile
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +33,49 @@ import orjson
 import yaml
 
 from corral.api.errors import StatusError
+from corral.client.failover import UNAVAILABLE, ServerRing, may_resend, server_trouble
 
 Obj = dict[str, Any]
+
+log = logging.getLogger("corral.client")
+
+#: the kubeconfig cluster extension listing every API server of the cluster:
+#: ``extensions: [{name: corral.dev/servers, extension: {servers: [URL, ...]}}]``
+SERVERS_EXTENSION = "corral.dev/servers"
+
+
+def parse_servers(value: str | Sequence[str]) -> list[str]:
+    """``"URL,URL"`` (or a list of them) as a list of URLs without trailing slashes."""
+    parts = value.split(",") if isinstance(value, str) else [u for v in value for u in v.split(",")]
+    return list(dict.fromkeys(u.strip().rstrip("/") for u in parts if u.strip()))
+
+
+def add_server_flag(p: argparse.ArgumentParser) -> None:
+    """``--server URL[,URL...]`` of a component beside its ``--kubeconfig``."""
+    p.add_argument(
+        "--server",
+        default="",
+        metavar="URL[,URL...]",
+        help="API server URL(s), failing over between them (overrides the kubeconfig's)",
+    )
+
+
+def servers_extension(servers: Sequence[str]) -> list[Obj]:
+    """A kubeconfig cluster's ``extensions`` naming ``servers`` (empty for one server)."""
+    urls = parse_servers(servers)
+    if len(urls) < 2:
+        return []
+    return [{"name": SERVERS_EXTENSION, "extension": {"servers": urls}}]
+
+
+def _extension_servers(cluster: Obj) -> list[str]:
+    for ext in cluster.get("extensions") or []:
+        if isinstance(ext, dict) and ext.get("name") == SERVERS_EXTENSION:
+            value = ext.get("extension")
+            urls = value.get("servers") if isinstance(value, dict) else value
+            if isinstance(urls, list):
+                return parse_servers([str(u) for u in urls])
+    return []
 
 
 @dataclass(frozen=True)
@@ -88,11 +138,22 @@ class KubeConfig:
     #: a client certificate and its key (PEM): the user is the certificate's subject
     cert_pem: bytes | None = None
     key_pem: bytes | None = None
+    #: every API server of the cluster, ``server`` first (one cluster: one CA serves all)
+    servers: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "servers", parse_servers([self.server, *self.servers]))
+
+    def with_servers(self, servers: str | Sequence[str]) -> KubeConfig:
+        """This config pointed at ``servers`` (``"URL,URL"`` or a list); itself when empty."""
+        urls = parse_servers(servers)
+        return dataclasses.replace(self, server=urls[0], servers=urls) if urls else self
 
     @classmethod
-    def load(cls, path: str | Path) -> KubeConfig:
+    def load(cls, path: str | Path, *, servers: str | Sequence[str] = "") -> KubeConfig:
         """Read a kubeconfig's current context; ``KubeConfigError`` (one line naming the
-        file) when it is missing, unreadable or not a usable kubeconfig."""
+        file) when it is missing, unreadable or not a usable kubeconfig. ``servers``
+        (a ``--server URL,URL`` flag) replaces the kubeconfig's server list."""
         try:
             cfg = yaml.safe_load(Path(path).read_text())
             ctx_name = cfg.get("current-context")
@@ -109,7 +170,8 @@ class KubeConfig:
                 ca_pem,
                 _pem(user, "client-certificate"),
                 _pem(user, "client-key"),
-            )
+                _extension_servers(cluster),
+            ).with_servers(servers)
         except OSError as e:
             where = f"{path}" if e.filename in (None, str(path)) else f"{path} ({e.filename})"
             raise KubeConfigError(f"cannot read the kubeconfig {where}: {e.strerror or e}") from e
@@ -163,30 +225,57 @@ def _raise_for(status: int, body: bytes) -> None:
         raise StatusError(status, "", body.decode(errors="replace")[:500]) from None
 
 
+#: a watch that sent nothing for this long is dead (the server sends a BOOKMARK every
+#: 30 s on an idle watch that asked for them: apiserver.handlers.BOOKMARK_INTERVAL)
+WATCH_IDLE_TIMEOUT = 75.0
+
+
 class Client:
-    """One session to one API server; safe to share by every task of a process."""
+    """One session to the cluster's API servers (one at a time, failing over between
+    them: ``corral.client.failover``); safe to share by every task of a process."""
 
     def __init__(
-        self, config: KubeConfig, *, connections: int = 64, user_agent: str = "corral"
+        self,
+        config: KubeConfig,
+        *,
+        connections: int = 64,
+        user_agent: str = "corral",
+        connect_timeout: float = 10,
     ) -> None:
         self.config = config
         self._connections = connections
         self._user_agent = user_agent
+        self._connect_timeout = connect_timeout
         self._session: aiohttp.ClientSession | None = None
+        self._ring = ServerRing()
+        #: headers added to every mutating request (a leader election fence: see
+        #: corral.client.leaderelection)
+        self.write_headers: dict[str, str] = {}
 
     @classmethod
-    def from_kubeconfig(cls, path: str | Path, **kw: Any) -> Client:
-        return cls(KubeConfig.load(path), **kw)
+    def from_kubeconfig(
+        cls, path: str | Path, *, servers: str | Sequence[str] = "", **kw: Any
+    ) -> Client:
+        """A client of the kubeconfig at ``path``; ``servers`` (``--server URL,URL``)
+        replaces its server list."""
+        return cls(KubeConfig.load(path, servers=servers), **kw)
+
+    @property
+    def server(self) -> str:
+        """The API server in use (the next request goes there)."""
+        return self._ring.pick(self._servers())
+
+    def _servers(self) -> list[str]:
+        return self.config.servers or [self.config.server]
 
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
             conn = aiohttp.TCPConnector(limit=self._connections, ssl=self.config.ssl_context())
             self._session = aiohttp.ClientSession(
-                base_url=self.config.server,
                 connector=conn,
                 headers={**self.config.headers, "User-Agent": self._user_agent},
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout),
             )
         return self._session
 
@@ -207,14 +296,38 @@ class Client:
     ) -> Any:
         data = orjson.dumps(body) if body is not None else None
         headers = {"Content-Type": content_type} if data is not None else {}
-        async with asyncio.timeout(timeout):
-            async with self.session.request(
-                method, path, params=params, data=data, headers=headers
-            ) as r:
-                raw = await r.read()
-                if r.status >= 400:
-                    _raise_for(r.status, raw)
-                return orjson.loads(raw) if raw else None
+        if self.write_headers and method != "GET":
+            headers.update(self.write_headers)
+        servers = self._servers()
+        server = ""
+        try:
+            async with asyncio.timeout(timeout):
+                for attempt in range(1, len(servers) + 1):
+                    server = self._ring.pick(servers)
+                    try:
+                        async with self.session.request(
+                            method, server + path, params=params, data=data, headers=headers
+                        ) as r:
+                            status, raw = r.status, await r.read()
+                    except Exception as e:
+                        if not server_trouble(e):
+                            raise
+                        self._ring.failed(servers, server, e)
+                        if attempt == len(servers) or not may_resend(method, e):
+                            raise
+                        continue
+                    if status == UNAVAILABLE:  # this server cannot serve now: next time, another
+                        self._ring.failed(servers, server, "503 Service Unavailable")
+                        if method == "GET" and attempt < len(servers):
+                            continue
+                    if status >= 400:
+                        _raise_for(status, raw)
+                    return orjson.loads(raw) if raw else None
+        except TimeoutError as e:  # no answer in time: the next request tries another
+            if server and not isinstance(e, aiohttp.ServerTimeoutError):
+                self._ring.failed(servers, server, "no answer within the timeout")
+            raise
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     # --- verbs -------------------------------------------------------------------------
     async def get(self, res: Resource, name: str, namespace: str | None = None) -> Obj:
@@ -259,8 +372,12 @@ class Client:
         field_selector: str = "",
         timeout_seconds: int = 0,
         bookmarks: bool = True,
-    ) -> AsyncIterator[Obj]:
-        """Events as dicts (``{"type":..., "object":...}``) until the server ends the stream."""
+    ) -> AsyncGenerator[Obj, None]:
+        """Events as dicts (``{"type":..., "object":...}``) until the server ends the stream.
+
+        Opening fails over like a GET; a stream that breaks (or, with ``bookmarks``, stays
+        silent past ``WATCH_IDLE_TIMEOUT``) raises after moving the client to the next
+        server, where the caller resumes from the last resourceVersion it saw."""
         params = _params(
             watch="true",
             resourceVersion=resource_version,
@@ -269,16 +386,45 @@ class Client:
             timeoutSeconds=str(timeout_seconds) if timeout_seconds else "",
             allowWatchBookmarks="true" if bookmarks else "",
         )
-        async with self.session.get(res.path(namespace), params=params) as r:
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            sock_connect=self._connect_timeout,
+            sock_read=WATCH_IDLE_TIMEOUT if bookmarks else None,
+        )
+        servers = self._servers()
+        for attempt in range(1, len(servers) + 1):
+            server = self._ring.pick(servers)
+            try:
+                r = await self.session.get(
+                    server + res.path(namespace), params=params, timeout=timeout
+                )
+            except Exception as e:
+                if not server_trouble(e):
+                    raise
+                self._ring.failed(servers, server, e)
+                if attempt == len(servers):
+                    raise
+                continue
+            if r.status == UNAVAILABLE and attempt < len(servers):
+                r.release()
+                self._ring.failed(servers, server, "503 Service Unavailable")
+                continue
+            break
+        async with r:
             if r.status >= 400:
                 _raise_for(r.status, await r.read())
             buf = b""
-            async for chunk in r.content.iter_any():
-                # one split per chunk: a chunk can carry hundreds of events
-                *lines, buf = (buf + chunk).split(b"\n")
-                for line in lines:
-                    if line.strip():
-                        yield orjson.loads(line)
+            try:
+                async for chunk in r.content.iter_any():
+                    # one split per chunk: a chunk can carry hundreds of events
+                    *lines, buf = (buf + chunk).split(b"\n")
+                    for line in lines:
+                        if line.strip():
+                            yield orjson.loads(line)
+            except Exception as e:
+                if server_trouble(e):
+                    self._ring.failed(servers, server, e)
+                raise
 
     async def create(self, res: Resource, obj: Obj, namespace: str | None = None) -> Obj:
         out: Obj = await self.request("POST", res.path(namespace), body=obj)

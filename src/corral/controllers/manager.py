@@ -23,7 +23,9 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from corral.client.rest import Client
+from corral.client import election
+from corral.client.leaderelection import LeaderElector, LeadershipLost
+from corral.client.rest import Client, add_server_flag
 from corral.controllers.base import Controller, InformerFactory
 from corral.controllers.bootstrapsigner import BootstrapSignerController, TokenCleanerController
 from corral.controllers.clusterroleaggregation import ClusterRoleAggregationController
@@ -182,11 +184,14 @@ async def _serve(
     names: list[str],
     exit_on_stdin_eof: bool = False,
     options: Mapping[str, Mapping[str, Any]] | None = None,
+    elected: LeaderElector | None = None,
 ) -> None:
     manager = ControllerManager(client, names, options=options)
     try:
         await run_until_stopped(
-            manager.run(), name="controller-manager", exit_on_stdin_eof=exit_on_stdin_eof
+            election.run_elected(elected, manager.run),
+            name="controller-manager",
+            exit_on_stdin_eof=exit_on_stdin_eof,
         )
     finally:
         await client.close()
@@ -197,7 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="corral controller-manager", description="Run the workload controllers."
     )
     p.add_argument("--kubeconfig", required=True, help="how to reach the API server")
+    add_server_flag(p)
     p.add_argument("--exit-on-stdin-eof", action="store_true", help=argparse.SUPPRESS)
+    election.add_flags(p, "the controllers")
     p.add_argument(
         "--controllers",
         default="*",
@@ -306,12 +313,23 @@ def main(argv: list[str]) -> int:
             print(f"corral controller-manager: {e}", file=sys.stderr)
             return 2
     try:
-        client = Client.from_kubeconfig(args.kubeconfig, user_agent="corral-controller-manager")
+        client = Client.from_kubeconfig(
+            args.kubeconfig, servers=args.server, user_agent="corral-controller-manager"
+        )
     except (OSError, KeyError, StopIteration, TypeError) as e:
         print(f"corral controller-manager: cannot read {args.kubeconfig}: {e}", file=sys.stderr)
         return 2
     options = _options(args)
-    asyncio.run(_serve(client, names, args.exit_on_stdin_eof, options))
+    bad = election.check(args)
+    if bad:
+        print(f"corral controller-manager: {bad}", file=sys.stderr)
+        return 2
+    elected = election.elector(client, args, "controller-manager")
+    try:
+        asyncio.run(_serve(client, names, args.exit_on_stdin_eof, options, elected))
+    except LeadershipLost as e:  # as kube-controller-manager: exit, to start afresh
+        log.error("%s", e)
+        return 1
     return 0
 
 
@@ -358,8 +376,12 @@ async def serve(argv: list[str]) -> None:
     names = select_controllers(args.controllers)
     if not args.allocate_node_cidrs:
         names = [n for n in names if n != "nodeipam"]
-    client = Client.from_kubeconfig(args.kubeconfig, user_agent="corral-controller-manager")
+    client = Client.from_kubeconfig(
+        args.kubeconfig, servers=args.server, user_agent="corral-controller-manager"
+    )
     try:
-        await ControllerManager(client, names, options=_options(args)).run()
+        manager = ControllerManager(client, names, options=_options(args))
+        elected = election.elector(client, args, "controller-manager")
+        await election.run_elected(elected, manager.run)
     finally:
         await client.close()

@@ -48,7 +48,7 @@ import dns.rcode
 import dns.rdataclass
 
 from corral.client.informer import Informer
-from corral.client.rest import ENDPOINTSLICES, SERVICES, Client
+from corral.client.rest import ENDPOINTSLICES, SERVICES, Client, add_server_flag
 from corral.dns.records import DEFAULT_TTL, ClusterZone, service_key_of_slice
 from corral.util.stopping import stdin_eof
 
@@ -421,6 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="corral dns", description="Serve cluster DNS from Services and EndpointSlices."
     )
     p.add_argument("--kubeconfig", required=True, help="how to reach the API server")
+    add_server_flag(p)
     p.add_argument(
         "--listen",
         default="127.0.0.1:53",
@@ -459,7 +460,9 @@ def main(argv: list[str]) -> int:
         print("corral dns: --ttl must be 0..3600", file=sys.stderr)
         return 2
     try:
-        client = Client.from_kubeconfig(args.kubeconfig, user_agent="corral-dns")
+        client = Client.from_kubeconfig(
+            args.kubeconfig, servers=getattr(args, "server", ""), user_agent="corral-dns"
+        )
     except (OSError, KeyError, StopIteration, TypeError) as e:
         print(f"corral dns: cannot read {args.kubeconfig}: {e}", file=sys.stderr)
         return 2

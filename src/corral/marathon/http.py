@@ -12,8 +12,10 @@ wire.md`` section 4. The routes live in one module each:
 - ``http_groups``: ``/v2/groups``;
 - this module: ``/v2/queue`` (and ``DELETE /v2/queue/{id}/delay``: 204),
   ``/v2/deployments`` (``DELETE``: 200 and a rollback deployment, or 202 and no body
-  with ``force``), ``/v2/info``, ``/v2/leader`` (404 ``There is no leader``), ``/ping``,
-  ``/metrics`` and ``/v2/events`` (``events.stream``);
+  with ``force``), ``/v2/info``, ``/ping``, ``/metrics`` and ``/v2/events``
+  (``events.stream``);
+- ``standby``: ``/v2/leader`` (``GET``; ``DELETE`` abdicates) and what a standby does
+  with every other request when several instances run (passes it on to the leader);
 - ``http_common``: error bodies, flags, ids, rendering apps.
 
 The handlers only translate (parse, call the service, render); the state and every
@@ -34,8 +36,7 @@ against the server root); an unknown path is 404 (Marathon's exception mapper ma
 a 500); ``/v2/events`` without ``Accept: text/event-stream`` is 406 (Jetty: 405);
 group versions come from the apps' versions (``http_groups``); ``PUT
 /v2/groups/{id}/versions/{v}`` rolls back, as the client's ``rollback_group`` expects.
-Not served: ``DELETE /v2/leader`` (one Marathon, nothing to abdicate to),
-``/v2/eventSubscriptions`` (HTTP callbacks, removed in Marathon 1.x), ``/v2/pods``,
+Not served: ``/v2/eventSubscriptions`` (HTTP callbacks, removed in Marathon 1.x), ``/v2/pods``,
 ``text/plain`` task lists and ``dryRun`` group updates.
 """
 
@@ -47,7 +48,7 @@ from typing import Any
 from aiohttp import web
 
 from corral.client.reviews import Reviewer
-from corral.marathon import apps, auth, http_apps, http_groups, http_tasks
+from corral.marathon import apps, auth, http_apps, http_groups, http_tasks, standby
 from corral.marathon import events as events_
 from corral.marathon.events import EventBus
 from corral.marathon.http_common import (
@@ -60,7 +61,6 @@ from corral.marathon.http_common import (
     errors,
     flag,
     json_response,
-    message,
     service,
     tail,
     values,
@@ -231,13 +231,6 @@ async def info(request: web.Request) -> web.Response:
     return json_response(out)
 
 
-async def leader(request: web.Request) -> web.Response:
-    where = service(request).leader()
-    if where is None:
-        return message(404, "There is no leader")
-    return json_response({"leader": where})
-
-
 def _accepts(request: web.Request) -> list[str]:
     return [
         media.split(";")[0].strip().lower()
@@ -271,9 +264,12 @@ def make_app(
 ) -> web.Application:
     """The Marathon REST API over ``service``, streaming ``events`` at ``/v2/events``;
     with a ``reviewer``, every request authenticated and authorized (``auth.py``)."""
-    middlewares = [errors] if reviewer is None else [errors, auth.middleware(reviewer)]
+    middlewares = [errors, standby.middleware]
+    if reviewer is not None:
+        middlewares.append(auth.middleware(reviewer))
     app = web.Application(middlewares=middlewares)
     app[SERVICE_KEY] = service
+    standby.install(app)
     app[EVENTS_KEY] = events
     app.on_shutdown.append(_close_streams)
     r = app.router
@@ -285,7 +281,6 @@ def make_app(
     r.add_get("/v2/queue", list_queue)
     r.add_delete("/v2/queue/{tail:.+}", reset_delay)
     r.add_get("/v2/info", info)
-    r.add_get("/v2/leader", leader)
     r.add_get("/ping", ping)
     r.add_get("/metrics", metrics)
     r.add_get("/v2/events", event_stream)

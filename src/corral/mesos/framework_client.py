@@ -40,6 +40,17 @@ stream, since only that task can make one: unsubscribed it fails at once with
 ``SchedulerCallError`` from its calls (or let it end ``run``). With ``implicit_acks`` an
 acknowledgement that cannot be delivered is only logged: the master resends the update.
 
+Several masters (``"h1:5050,h2:5050"``, the elected masters of ``corral scheduler
+--leader-elect``): SUBSCRIBE goes to the first; a standby's 307 switches to the leader it
+names; a master that cannot be reached or answers 503 (no leader elected yet) makes the
+client try the next one at once. Once every master failed in a row it waits: 0.5 s when
+one of them answered (an election is under way: a standby that says 503, or still
+redirects to the leader that died until its Lease expires), the back-off when none did.
+So a framework keeps running when its leading master dies, and finds the new one within
+about half a second of its election. (pymesos itself only follows
+307: its configured master must answer again, or be a standby, for it to find the new
+leader; give it a master that stays up or a ``zk://`` it cannot use here.)
+
 Mind ``framework_info.failover_timeout``: Mesos' default is 0, which removes the
 framework (and kills its tasks) as soon as its stream breaks, before any re-subscription
 can come; a framework meant to survive reconnects and restarts sets it (Chronos: a week).
@@ -82,6 +93,8 @@ CALL_ATTEMPTS = 4
 STALE_STREAM_GRACE = 2.0
 #: consecutive 307 redirects followed before backing off
 REDIRECTS_IN_A_ROW = 3
+#: the pause between rounds of SUBSCRIBEs while masters answer but none leads yet
+LEADERLESS_RETRY = 0.5
 
 REMOVED_MESSAGE = "Framework has been removed"
 
@@ -130,6 +143,14 @@ def master_base(master: str) -> str:
     return f"{scheme}://{host}:{parts.port or DEFAULT_PORT}"
 
 
+def master_list(masters: str) -> list[str]:
+    """The base URLs of ``"h1:p1,h2:p2"`` (``master_base`` each; at least one)."""
+    out = [master_base(m) for m in masters.split(",") if m.strip()]
+    if not out:
+        raise ValueError(f"no master in {masters!r}")
+    return list(dict.fromkeys(out))
+
+
 def redirect_target(location: str, current: str) -> str:
     """The master a 307 ``Location`` (``//leader:5050/...`` or a URL) points at."""
     parts = urlsplit(location)
@@ -155,7 +176,12 @@ def _filters(refuse_seconds: float | None) -> Obj:
 
 
 class _Retry(Exception):
-    """SUBSCRIBE did not give a stream; back off and try again."""
+    """SUBSCRIBE did not give a stream; back off and try again. ``answered``: a master
+    answered (a 5xx such as 503 "No leader elected"), it was not unreachable."""
+
+    def __init__(self, message: str, *, answered: bool = False) -> None:
+        super().__init__(message)
+        self.answered = answered
 
 
 class _Redirect(Exception):
@@ -188,7 +214,10 @@ class SchedulerClient:
         call_timeout: float = 30.0,
         authorization: str | None = None,
     ) -> None:
-        self.master = master_base(master)
+        #: every master given (``"h1:p1,h2:p2"``), tried in turn when one fails
+        self.masters = master_list(master)
+        #: the master SUBSCRIBE and the calls go to now
+        self.master = self.masters[0]
         #: the ``Authorization`` header of every request (HTTP basic: the framework's
         #: principal and secret, ``client.basic_auth.basic_header``), or None
         self.authorization = authorization
@@ -252,33 +281,59 @@ class SchedulerClient:
     async def _stream_loop(self) -> None:
         attempt = 0
         redirects = 0
+        failed = 0  # masters that failed in a row (a round of them: back off)
+        answered = False  # a master of this round answered: a leader is being elected
         rng = random.Random()
         while not self._stopping:
             session = await self._get_session()
             try:
                 subscribed = await self._subscribe_once(session)
                 redirects = 0
+                failed = 0
                 if subscribed:
                     attempt = 0
             except _Redirect as r:
                 log.warning("mesos scheduler: master %s redirects to %s", self.master, r.master)
                 self.master = r.master
                 redirects += 1
+                answered = True
                 if redirects <= REDIRECTS_IN_A_ROW:
                     continue
             except _Retry as e:
                 log.info("mesos scheduler: subscribing to %s failed: %s", self.master, e)
                 redirects = 0
+                failed += 1
+                answered = answered or e.answered
+                if len(self.masters) > 1:
+                    self.master = self._next_master()
+                    if failed < len(self.masters) and not self._stopping:
+                        continue
+                failed = 0
             finally:
                 self._lost()
             if await self._torn_down():
                 return
             if self._stopping:
                 return
-            delay = backoff_delay(attempt, self.backoff_max, rng)
-            attempt += 1
+            if answered:
+                # masters answer but none leads yet (or one names a leader that died):
+                # poll at a steady pace until the election settles, without backing off
+                delay = LEADERLESS_RETRY * rng.uniform(0.75, 1.0)
+            else:
+                delay = backoff_delay(attempt, self.backoff_max, rng)
+                attempt += 1
+            answered = False
             log.info("mesos scheduler: re-subscribing to %s in %.1f s", self.master, delay)
             await asyncio.sleep(delay)
+
+    def _next_master(self) -> str:
+        """The master after the current one in the given list (the first when the
+        current one came from a redirect)."""
+        try:
+            i = self.masters.index(self.master)
+        except ValueError:
+            return self.masters[0]
+        return self.masters[(i + 1) % len(self.masters)]
 
     async def _subscribe_once(self, session: aiohttp.ClientSession) -> bool:
         """One SUBSCRIBE and its stream, until the stream ends (returns whether it got
@@ -313,7 +368,7 @@ class SchedulerClient:
                 text = await self._text(resp)
                 if 400 <= resp.status < 500:
                     raise CallRefused(resp.status, text)
-                raise _Retry(f"HTTP {resp.status}: {text}")
+                raise _Retry(f"HTTP {resp.status}: {text}", answered=True)
             stream_id = resp.headers.get("Mesos-Stream-Id", "")
             self._stream_resp = resp
             decoder = Decoder()

@@ -14,11 +14,20 @@ Built by ``build_app``; ``serve`` runs it beside the scheduler (cli/mesos.py).
 With a ``MasterAuth`` (``auth.py``) the scheduler, operator and read-only endpoints are
 authenticated (HTTP basic: a Corral user and its token) and authorized (RBAC, through
 SubjectAccessReviews); ``/version``, ``/health`` and ``/redirect`` stay open.
+
+Several masters (``corral scheduler --mesos-port`` with ``--leader-elect``): the elector
+is on the app under ``util.leadership.LEADERSHIP`` (absent: this master always leads).
+A standby answers as Mesos' ``Master::Http::redirect`` does, after authentication: every
+endpoint but ``/version``, ``/health`` and ``/metrics/snapshot`` (answered locally:
+``master/elected`` 0) is a ``307`` to ``//leader-host:port`` plus the request's path and
+query (pymesos and ``framework_client`` take the netloc), or ``503 No leader elected``
+while no one holds the Lease; ``/redirect`` is a ``307`` to the leader's base URL.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
@@ -31,12 +40,18 @@ from corral.mesos import state as st
 from corral.mesos.master import Master
 from corral.mesos.model import VERSION, CallError
 from corral.offers.resources import UNLIMITED, to_vector
+from corral.util import leadership as lead
 from corral.util.eventstream import EventStream
 
 log = logging.getLogger("corral.mesos.http")
 
 Obj = dict[str, Any]
 MASTER_KEY = web.AppKey("master", Master)
+#: what a standby answers itself (everything else: a redirect to the leader)
+STANDBY_LOCAL = frozenset(
+    {"/version", "/health", "/master/health", "/metrics/snapshot", "/redirect", "/master/redirect"}
+)
+NO_LEADER = "No leader elected"
 
 
 def _json(obj: Any, status: int = 200) -> web.Response:
@@ -142,16 +157,48 @@ async def state_summary(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    return _json(st.metrics_snapshot(request.app[MASTER_KEY]))
+    snap = st.metrics_snapshot(request.app[MASTER_KEY])
+    if not lead.leads(request.app):
+        snap["master/elected"] = 0.0
+    return _json(snap)
 
 
 async def redirect(request: web.Request) -> web.Response:
+    """``/redirect``: a 307 to the leading master's base URL (this one's, when it leads)."""
     m = request.app[MASTER_KEY]
-    raise web.HTTPTemporaryRedirect(f"//{m.hostname}:{m.port}")
+    if lead.leads(request.app):
+        return _temporary_redirect(f"//{m.hostname}:{m.port}")
+    return _to_leader(request, with_path=False)
+
+
+def _to_leader(request: web.Request, *, with_path: bool = True) -> web.Response:
+    leader = lead.leader_of(request.app, "mesos")
+    if leader is None:
+        log.warning("not the leading master, and no leader known: %s refused", request.path)
+        return _text(NO_LEADER, 503)
+    return _temporary_redirect(f"//{leader}{request.raw_path if with_path else ''}")
+
+
+def _temporary_redirect(location: str) -> web.Response:
+    # built by hand: aiohttp's HTTPTemporaryRedirect re-quotes the path through yarl
+    return web.Response(status=307, headers={"Location": location})
+
+
+@web.middleware
+async def _standby(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """On a standby, the leader-only endpoints redirect (``Master::Http::redirect``)."""
+    if request.path in STANDBY_LOCAL or lead.leads(request.app):
+        return await handler(request)
+    return _to_leader(request)
 
 
 async def health(request: web.Request) -> web.Response:
-    """200 once the master has recovered its state and takes calls, 503 before."""
+    """200 once the master has recovered its state and takes calls, 503 before; a
+    standby is healthy (Mesos' ``/health`` of any master)."""
+    if not lead.leads(request.app):
+        return web.Response(status=200)
     return web.Response(status=200 if request.app[MASTER_KEY].ready.is_set() else 503)
 
 
@@ -222,7 +269,7 @@ async def _operator_call(m: Master, kind: str, call: Obj) -> Obj | None:
         return {
             "master_info": m.master_info(),
             "start_time": m.start_time,
-            "elected_time": m.start_time,
+            "elected_time": m.elected_time,
         }
     if kind == "GET_METRICS":
         snap = st.metrics_snapshot(m)
@@ -356,7 +403,7 @@ async def corral_why(request: web.Request) -> web.Response:
 def build_app(master: Master, auth: mauth.MasterAuth | None = None) -> web.Application:
     """The master's routes; with ``auth``, its realms authenticated and its calls
     authorized (``auth.py``)."""
-    app = web.Application(client_max_size=16 * 2**20, middlewares=[mauth.middleware])
+    app = web.Application(client_max_size=16 * 2**20, middlewares=[mauth.middleware, _standby])
     app[MASTER_KEY] = master
     if auth is not None:
         app[mauth.AUTH_KEY] = auth

@@ -118,6 +118,8 @@ class Master:
         self.retry_first = status_update_retry
         self.id = str(uuid.uuid4())
         self.start_time = time.time()
+        #: when this master last became the leader (``run`` began): /state's elected_time
+        self.elected_time = self.start_time
         self.frameworks: dict[str, FrameworkState] = {}
         self.completed_frameworks: dict[str, FrameworkState] = {}
         self.removed_ids: set[str] = set()
@@ -152,6 +154,7 @@ class Master:
 
     # --- running ----------------------------------------------------------------------------
     async def run(self) -> None:
+        self.elected_time = time.time()
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
             tg.create_task(self.frameworks_informer.run(), name="mesos-frameworks-informer")

@@ -185,7 +185,7 @@ def state_v0(m: Master) -> Obj:
         "build_time": 0,
         "build_user": "corral",
         "start_time": m.start_time,
-        "elected_time": m.start_time,
+        "elected_time": m.elected_time,
         "id": m.id,
         "pid": f"master@{m.hostname}:{m.port}",
         "hostname": m.hostname,

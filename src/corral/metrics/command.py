@@ -12,7 +12,7 @@ import asyncio
 import logging
 import sys
 
-from corral.client.rest import Client
+from corral.client.rest import Client, add_server_flag
 from corral.metrics.server import DEFAULT_PORT, DEFAULT_RESOLUTION, MetricsServer
 from corral.util.durations import duration
 from corral.util.stopping import run_until_stopped
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve the resource metrics API (metrics.k8s.io/v1beta1) from the agents.",
     )
     p.add_argument("--kubeconfig", required=True, help="how to reach the API server")
+    add_server_flag(p)
     p.add_argument("--bind", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument(
         "--port",
@@ -74,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _server(args: argparse.Namespace) -> MetricsServer:
-    client = Client.from_kubeconfig(args.kubeconfig, user_agent="corral-metrics-server")
+    client = Client.from_kubeconfig(
+        args.kubeconfig, servers=getattr(args, "server", ""), user_agent="corral-metrics-server"
+    )
     return MetricsServer(
         client,
         bind=args.bind,

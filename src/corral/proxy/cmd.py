@@ -18,7 +18,7 @@ import socket
 import sys
 from pathlib import Path
 
-from corral.client.rest import Client
+from corral.client.rest import Client, add_server_flag
 from corral.proxy import owner as chains_owner
 from corral.proxy.proxier import Backend, IptablesBackend, Proxier
 from corral.proxy.userspace import UserspaceBackend
@@ -35,6 +35,7 @@ def default_mode() -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="corral proxy", description="Run a node's Service proxy.")
     p.add_argument("--kubeconfig", required=True, help="kubeconfig of the API server")
+    add_server_flag(p)
     p.add_argument("--node-name", default=socket.gethostname(), help="this node's name")
     p.add_argument("--node-ip", default="127.0.0.1", help="this node's IP")
     p.add_argument(
@@ -96,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         except chains_owner.ChainsConflict as e:
             print(f"corral proxy: {e}", file=sys.stderr)
             return 1
-    client = Client.from_kubeconfig(args.kubeconfig, user_agent="corral-proxy")
+    client = Client.from_kubeconfig(
+        args.kubeconfig, servers=getattr(args, "server", ""), user_agent="corral-proxy"
+    )
     proxier = Proxier(
         client,
         args.node_name,

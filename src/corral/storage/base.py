@@ -48,6 +48,11 @@ class StorageFull(StorageError):
     write did not happen and the store's revision did not advance (etcd's NOSPACE)."""
 
 
+class StorageUnavailable(StorageError):
+    """The store could not be reached within its retry budget (etcd: no member
+    answered); the write may or may not have happened. The API answers 503."""
+
+
 class StorageCorrupt(StorageError):
     """The store's file failed its integrity check or is not a database at all; ``key``
     is the file's path."""
@@ -120,3 +125,16 @@ class Storage(Protocol):
     def watch(self, prefix: str, from_revision: int) -> AsyncIterator[Event]: ...
 
     async def compact(self, revision: int) -> None: ...
+
+    async def sync(self) -> int:
+        """The consistent-read barrier: the store's current revision, once this
+        server's listeners (its watch cache) have seen every change up to it."""
+        ...
+
+    async def get_meta(self, key: str) -> bytes | None:
+        """A value of Corral's own (``/corral/...``), outside the objects."""
+        ...
+
+    async def put_meta(self, key: str, value: bytes, *, create_only: bool) -> bool:
+        """Write such a value; with ``create_only`` only if absent (else False)."""
+        ...

@@ -28,7 +28,7 @@ import orjson
 
 from corral.api import errors
 from corral.api.selectors import FieldSelector, LabelSelector
-from corral.storage.base import DELETE, Compacted, Event, Obj
+from corral.storage.base import DELETE, KV, PUT, Compacted, Event, Obj
 
 FieldFuncs = dict[str, Callable[[Obj], str]]
 
@@ -378,13 +378,17 @@ class ResourceCache:
             self.all_watchers.discard(w)
         w.queue.put_nowait(None)
 
-    def close_watchers(self) -> None:
-        """End every watch of this resource (what it serves changed: a CRD deleted or
-        its served versions changed); clients watch again."""
+    def watchers(self) -> list[Watcher]:
+        """Every registered watcher of this resource."""
         every = list(self.all_watchers)
         for group in (*self.ns_watchers.values(), *self.node_watchers.values()):
             every.extend(group)
-        for w in every:
+        return every
+
+    def close_watchers(self) -> None:
+        """End every watch of this resource (what it serves changed: a CRD deleted or
+        its served versions changed); clients watch again."""
+        for w in self.watchers():
             self.remove_watcher(w)
 
     def watcher_count(self) -> int:
@@ -549,6 +553,36 @@ class WatchCache:
             if len(rc.history) == rc.history.maxlen:
                 rc.history_start = rc.history[0][0]
             rc.history.append((ev.revision, type_, entry, prev))
+        self.revision = revision
+
+    def replace(self, kvs: list[KV], revision: int) -> None:
+        """Take a fresh list at ``revision`` instead of the changes this cache missed:
+        the store's watch could not resume because its history was compacted past this
+        cache (a long partition from etcd). As upstream's cacher when its reflector
+        relists: every watcher ends with a 410 Expired ERROR event (its client lists
+        again: the events of the gap are gone for good), and the history restarts,
+        empty, at ``revision`` (a watch from an older resourceVersion gets 410). The
+        listeners (allocator, garbage collector indexes, ...) see the difference as
+        changes: a PUT for each new or changed object (in revision order, so a CRD
+        comes before its objects), then a DELETE at ``revision`` for each one gone."""
+        for rc in list(self.resources.values()):
+            for w in rc.watchers():
+                rc.expire_watcher(w, revision)
+        fresh: dict[str, KV] = {}
+        for kv in sorted(kvs, key=lambda kv: kv.mod_revision):
+            fresh[kv.key] = kv
+            found = self.resource_for(kv.key)
+            cur = found.entries.get(kv.key) if found is not None else None
+            if cur is None or cur.revision != kv.mod_revision:
+                self.apply(Event(PUT, kv, None, kv.mod_revision))
+        for rc in list(self.resources.values()):
+            for key in [k for k in rc.entries if k not in fresh]:
+                e = rc.entries[key]
+                last = KV(key, e.obj(), e.raw, e.revision, 0)
+                self.apply(Event(DELETE, last, last, revision))
+        for rc in self.resources.values():
+            rc.history.clear()
+            rc.history_start = revision
         self.revision = revision
 
     def apply(self, ev: Event) -> None:

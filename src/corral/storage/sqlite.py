@@ -71,6 +71,7 @@ CREATE TABLE IF NOT EXISTS log (
   value BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS meta_kv (k TEXT PRIMARY KEY, v BLOB NOT NULL);
 """
 
 log = logging.getLogger("corral.storage")
@@ -139,6 +140,9 @@ def stamp(obj: Obj, revision: int) -> bytes:
 
 class SQLiteStorage:
     """Storage protocol on one SQLite file (see the module docstring)."""
+
+    #: whether other servers write to this store (only this process writes the file): reads need ``sync``
+    shared = False
 
     def __init__(
         self, path: str | Path, *, min_history: int = 1000, start_check: str = START_CHECK
@@ -560,12 +564,56 @@ class SQLiteStorage:
         checks its b-trees, not the bytes of a value)."""
         return StorageCorrupt(self.path, f"{self.path}: the value of {key}: {e}")
 
-    async def history(self, prefix: str, after: int) -> builtins.list[Event]:
-        """Logged events under ``prefix`` with revision > ``after`` (for seeding a cache)."""
+    async def history(
+        self, prefix: str, after: int, upto: int | None = None
+    ) -> builtins.list[Event]:
+        """Logged events under ``prefix`` with ``after`` < revision <= ``upto`` (default:
+        the current revision), for seeding a cache."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._thread, self._history, prefix, after, self._revision
-        )
+        upto = self._revision if upto is None else upto
+        return await loop.run_in_executor(self._thread, self._history, prefix, after, upto)
+
+    # --- the interface shared with the etcd backend ------------------------------------
+    def attach_listener(
+        self,
+        listener: Callable[[Event], None],
+        after: int,
+        *,
+        relist: Callable[[builtins.list[KV], int], None] | None = None,
+    ) -> None:
+        """Add a listener of every write after revision ``after`` (here: every write
+        from now on; nothing else writes to this file, so ``relist`` is never needed)."""
+        self.listeners.append(listener)
+
+    async def sync(self) -> int:
+        """The consistent-read barrier: one process owns the file, so the cache is
+        always current; free."""
+        return self._revision
+
+    async def get_meta(self, key: str) -> bytes | None:
+        """A value of Corral's own (``/corral/...``: bootstrap data), outside objects."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, self._get_meta, key)
+
+    def _get_meta(self, key: str) -> bytes | None:
+        assert self._conn is not None
+        row = self._conn.execute("SELECT v FROM meta_kv WHERE k=?", (key,)).fetchone()
+        return bytes(row[0]) if row else None
+
+    async def put_meta(self, key: str, value: bytes, *, create_only: bool) -> bool:
+        """Write a value of Corral's own; with ``create_only`` only if absent (False
+        then). On the writer thread, so it never races a commit."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, self._put_meta, key, value, create_only)
+
+    def _put_meta(self, key: str, value: bytes, create_only: bool) -> bool:
+        assert self._conn is not None
+        verb = "INSERT OR IGNORE" if create_only else "INSERT OR REPLACE"
+        try:
+            cur = self._conn.execute(f"{verb} INTO meta_kv(k, v) VALUES (?, ?)", (key, value))
+        except sqlite3.DatabaseError as e:
+            raise _storage_error(e, self.path) from None
+        return bool(cur.rowcount)
 
     def _history(self, prefix: str, after: int, upto: int) -> builtins.list[Event]:
         assert self._conn is not None
