@@ -82,6 +82,9 @@ EXPIRED_WATCH_GRACE = 10.0
 #: this many objects, so that a Lease renewal is not kept waiting behind the whole list
 #: of a flood (API Priority and Fairness orders requests; this lets the loop honour it)
 LIST_CHUNK = 100
+#: how long a read with a resourceVersion this server's cache has not reached waits for
+#: it (upstream's watch cache blockTimeout) before GET/LIST answer 504 (seconds)
+FRESH_WAIT = 3.0
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
@@ -161,6 +164,16 @@ class ResourceHandler:
         if self.read_barrier:
             await self.registry.storage.sync()
 
+    async def _fresh(self, want: int) -> int:
+        """Upstream's waitUntilFreshAndBlock: a resourceVersion ahead of this server's
+        cache (seen on another server) waits, at most ``FRESH_WAIT``, for the cache to
+        catch up with the store; the cache's revision after."""
+        if want > self.registry.cache.revision and self.read_barrier:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(FRESH_WAIT):
+                    await self.registry.storage.sync()
+        return self.registry.cache.revision
+
     # --- routing -----------------------------------------------------------------------------
     async def dispatch(
         self, request: web.Request, p: PathInfo, info: ResourceInfo
@@ -196,8 +209,11 @@ class ResourceHandler:
                 )
             raise errors.method_not_allowed()
         if method == "GET":
-            if not request.query.get("resourceVersion"):
+            rv = request.query.get("resourceVersion", "")
+            if not rv:
                 await self._consistent()
+            elif rv != "0" and (want := _parse_rv(rv)) > await self._fresh(want):
+                raise _too_large(want, self.registry.cache.revision)
             return self.get(request, info, ns, p.name)
         if method == "PUT":
             return await self.update(request, info, ns, p.name, "")
@@ -256,8 +272,8 @@ class ResourceHandler:
         match = q.get("resourceVersionMatch", "")
         if not rv and not q.get("continue"):
             await self._consistent()
-        elif self.read_barrier and rv.isdigit() and int(rv) > self.registry.cache.revision:
-            await self._consistent()  # a version seen on another server: catch up first
+        elif rv.isdigit():
+            await self._fresh(int(rv))  # a version seen on another server: catch up first
         current = self.registry.cache.revision
         if match and not rv:
             raise errors.bad_request(
@@ -270,20 +286,7 @@ class ResourceHandler:
         if rv and rv != "0":
             want = _parse_rv(rv)
             if want > current:
-                raise errors.StatusError(
-                    504,
-                    errors.TIMEOUT,
-                    f"Too large resource version: {want}, current: {current}",
-                    {
-                        "causes": [
-                            {
-                                "reason": "ResourceVersionTooLarge",
-                                "message": "Too large resource version",
-                            }
-                        ],
-                        "retryAfterSeconds": 1,
-                    },
-                )
+                raise _too_large(want, current)
             if match == "Exact" and want != current:
                 raise errors.expired(f"too old resource version: {want} ({current})")
         limit = _int_param(q, "limit", 0)
@@ -394,6 +397,10 @@ class ResourceHandler:
         from_rev: int | None = None if (rv in ("", "0") or initial) else _parse_rv(rv)
         if rv == "" or (initial and rv != "0"):
             await self._consistent()  # start from the store's current state
+        elif from_rev is not None:
+            # resumed from a version seen on another server: let this cache catch up
+            # (the watcher skips changes up to from_rev anyway: ``Watcher.after``)
+            await self._fresh(from_rev)
         resp = web.StreamResponse(status=200, headers={"Content-Type": _watch_ct(acc)})
         resp.enable_chunked_encoding()
         await resp.prepare(request)
@@ -1075,6 +1082,21 @@ def _int_param(q: Any, name: str, default: int) -> int:
     if n < 0:
         raise errors.bad_request(f"{name}: Invalid value: {n}: must be greater than or equal to 0")
     return n
+
+
+def _too_large(want: int, current: int) -> errors.StatusError:
+    """Upstream's TooLargeResourceVersionError (client-go retries it)."""
+    return errors.StatusError(
+        504,
+        errors.TIMEOUT,
+        f"Too large resource version: {want}, current: {current}",
+        {
+            "causes": [
+                {"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}
+            ],
+            "retryAfterSeconds": 1,
+        },
+    )
 
 
 def _parse_rv(rv: str) -> int:

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from corral.api import errors, rootca
@@ -62,6 +63,10 @@ class Lifecycle:
         self._event_prefixes = {
             registry.prefix(i) for i in registry.resources if i.plural == "events"
         }
+        #: awaited before each item's writes and each periodic round: raises (a 409
+        #: Status) when this server no longer holds the lifecycle Lease (the same fence
+        #: check as elected clients' writes get, ``fencing.py``); None: not elected
+        self.fence: Callable[[], Awaitable[None]] | None = None
         self.cache.listeners.append(self._on_change)
 
     # --- triggers (synchronous, on the commit path: enqueue only) ---------------------------
@@ -134,6 +139,8 @@ class Lifecycle:
             if info is None:
                 continue
             try:
+                if self.fence is not None:
+                    await self.fence()
                 if what == "owners":
                     await self._check_owners(info, key)
                 elif what == "owner":
@@ -158,6 +165,8 @@ class Lifecycle:
                 log.warning("lifecycle: periodic round failed: %s", e)
 
     async def _periodic_round(self) -> None:
+        if self.fence is not None:
+            await self.fence()
         storage = self.registry.storage
         now = time.monotonic()
         for key, seen in list(self._event_seen.items()):

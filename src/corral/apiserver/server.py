@@ -63,6 +63,7 @@ from corral.apiserver.endpoint_reconciler import (
     is_ipv4,
     is_loopback,
 )
+from corral.apiserver.fencing import FENCE_HEADER, Fencing
 from corral.apiserver.flowcontrol import (
     DEFAULT_MAX_INFLIGHT,
     DEFAULT_MAX_MUTATING_INFLIGHT,
@@ -101,6 +102,10 @@ log = logging.getLogger("corral.server")
 #: the children that campaign for a Lease (``client/election.py``) when election is on
 ELECTED = frozenset({"scheduler", "controller-manager", "marathon", "chronos"})
 
+#: how long shutdown waits to take this server out of the ``kubernetes`` Endpoints
+#: (upstream bounds it at two reconcile intervals: "don't block server shutdown forever
+#: if we can't reach etcd"; shorter here: its lease expires by itself after the TTL)
+ENDPOINTS_STOP_WAIT = 3.0
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 SYSTEM_PRIORITY_CLASSES = (
     (
@@ -539,6 +544,13 @@ class Server:
             renew_deadline=renew,
             retry_period=retry,
         )
+        fencing = Fencing(lifecycle.registry)
+
+        async def fence() -> None:  # the loops write to the store directly: fence them
+            value = client.write_headers.get(FENCE_HEADER, "")
+            await fencing.check(value, "", "lifecycle", "", "")
+
+        lifecycle.fence = fence
         try:
             await elector.run(lifecycle.run)
         finally:
@@ -636,11 +648,13 @@ class Server:
         await framework_auth.reconcile(registry)  # the Mesos/Marathon/Chronos faces' roles
 
     async def stop(self) -> None:
+        self.storage.fail_fast()  # an unreachable datastore is not waited for now
         if self.endpoints is not None:  # first: pods stop being sent here
             try:
-                await self.endpoints.stop()
+                async with asyncio.timeout(ENDPOINTS_STOP_WAIT):
+                    await self.endpoints.stop()
             except Exception as e:
-                log.warning("removing this server from the kubernetes service: %s", e)
+                log.warning("removing this server from the kubernetes service: %r", e)
         await self.children.stop()
         for t in self._tasks:
             t.cancel()

@@ -32,6 +32,7 @@ async def serve(
     close: Callable[[], Awaitable[None]],
     own_process: bool = True,
     elected: Any = None,
+    loaded: asyncio.Event | None = None,
 ) -> None:
     """Serve the aiohttp ``app`` on ``bind:port`` and run ``service_run`` until it ends, a
     SIGINT/SIGTERM comes or (``exit_on_stdin_eof``) stdin closes; then ``close()`` the
@@ -39,15 +40,18 @@ async def serve(
     process (``own_process`` false: ``corral up``) it installs no signal handlers and runs
     until cancelled. With an ``elected`` LeaderElector the listener answers at once (as a
     standby: the app finds the elector under ``LEADERSHIP``) and ``service_run`` runs
-    only while this process holds the Lease; losing it raises ``LeadershipLost``."""
+    only while this process holds the Lease; losing it raises ``LeadershipLost``. The
+    app serves as the leader only once ``loaded`` is set (the service read its state)."""
     from aiohttp import web
 
     from corral.client import election
 
     if elected is not None:
-        from corral.util.leadership import LEADERSHIP
+        from corral.util.leadership import LEADERSHIP, LOADED
 
         app[LEADERSHIP] = elected
+        if loaded is not None:
+            app[LOADED] = loaded
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     try:

@@ -105,6 +105,7 @@ async def _serve(args: argparse.Namespace, own_process: bool = True) -> None:
         exit_on_stdin_eof=args.exit_on_stdin_eof,
         close=close,
         own_process=own_process,
+        loaded=service.ready,
         elected=election.elector(
             client, args, "marathon", {"marathon": election.advertised(args.bind, args.port)}
         ),

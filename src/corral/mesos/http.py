@@ -21,7 +21,9 @@ A standby answers as Mesos' ``Master::Http::redirect`` does, after authenticatio
 endpoint but ``/version``, ``/health`` and ``/metrics/snapshot`` (answered locally:
 ``master/elected`` 0) is a ``307`` to ``//leader-host:port`` plus the request's path and
 query (pymesos and ``framework_client`` take the netloc), or ``503 No leader elected``
-while no one holds the Lease; ``/redirect`` is a ``307`` to the leader's base URL.
+while no one holds the Lease; ``/redirect`` is a ``307`` to the leader's base URL. A
+master that has just taken the Lease answers those endpoints ``503 Master has not
+finished recovery`` until it has recovered its frameworks and tasks (``Master.ready``).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ STANDBY_LOCAL = frozenset(
     {"/version", "/health", "/master/health", "/metrics/snapshot", "/redirect", "/master/redirect"}
 )
 NO_LEADER = "No leader elected"
+NOT_RECOVERED = "Master has not finished recovery"
 
 
 def _json(obj: Any, status: int = 200) -> web.Response:
@@ -188,10 +191,16 @@ def _temporary_redirect(location: str) -> web.Response:
 async def _standby(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """On a standby, the leader-only endpoints redirect (``Master::Http::redirect``)."""
-    if request.path in STANDBY_LOCAL or lead.leads(request.app):
+    """On a standby, the leader-only endpoints redirect (``Master::Http::redirect``); a
+    newly elected master answers them 503 until it has recovered its frameworks and
+    tasks (Mesos' "Master has not finished recovery"), never from an empty state."""
+    if request.path in STANDBY_LOCAL:
         return await handler(request)
-    return _to_leader(request)
+    if not lead.leads(request.app):
+        return _to_leader(request)
+    if lead.leadership(request.app) is not None and not request.app[MASTER_KEY].ready.is_set():
+        return _text(NOT_RECOVERED, 503)
+    return await handler(request)
 
 
 async def health(request: web.Request) -> web.Response:

@@ -158,6 +158,10 @@ class Watcher:
     #: called once when the watcher is expired for falling behind (the HTTP stream
     #: gives the client a grace to read its 410, then drops the connection)
     on_expire: Callable[[], None] | None = None
+    #: the resourceVersion the watch started from: changes at or below it are not sent
+    #: (upstream's cacheWatcher sends only newer events; a watch resumed on a server
+    #: whose cache is still behind that version must not get them twice)
+    after: int = 0
 
     def matches(self, e: Entry) -> bool:
         if self.namespace is not None and e.namespace != self.namespace:
@@ -294,7 +298,7 @@ class ResourceCache:
             self._send(w, ev)
 
     def _send(self, w: Watcher, ev: WatchEvent) -> None:
-        if w.closed:
+        if w.closed or ev.entry.revision <= w.after:
             return
         q, b = w.queue, self.budget
         if (
@@ -339,6 +343,7 @@ class ResourceCache:
                 if w.matches(e):
                     w.queue.put_nowait(WatchEvent(ADDED, e, initial=True))
         else:
+            w.after = from_revision
             if from_revision < self.history_start and from_revision < current:
                 raise Compacted(self.prefix, from_revision, self.history_start)
             start = bisect.bisect_right([h[0] for h in self.history], from_revision)

@@ -163,6 +163,12 @@ class EtcdStorage:
         self._waiters.clear()
         await self.conn.close()
 
+    def fail_fast(self) -> None:
+        """Shutdown: calls stop retrying (one attempt each), so an etcd that is down
+        does not hold the server's exit for the retry budget (the release of a Lease,
+        the removal of this server's endpoint lease: both expire by themselves)."""
+        self.conn.retry_for = 0.0
+
     def attach_listener(
         self,
         listener: Callable[[Event], None],
@@ -541,29 +547,52 @@ class EtcdStorage:
     # --- watch and history -------------------------------------------------------------
     async def watch(self, prefix: str, from_revision: int) -> AsyncIterator[Event]:  # type: ignore[override]
         """Events with revision > ``from_revision`` under ``prefix`` (an etcd watch of
-        its own); ``Compacted`` when etcd has compacted that history."""
-        call = self.conn.watch.Watch(metadata=REQUIRE_LEADER)
-        try:
-            pfx = prefix.encode()
-            create = rpc.WatchCreateRequest(
-                key=pfx, range_end=prefix_end(pfx), start_revision=from_revision + 1, prev_kv=True
-            )
-            await call.write(rpc.WatchRequest(create_request=create))
-            while True:
-                resp = await call.read()
-                if resp is grpc.aio.EOF:
-                    return
-                if resp.compact_revision:
-                    self._compacted = max(self._compacted, int(resp.compact_revision))
-                    raise Compacted(prefix, from_revision, int(resp.compact_revision))
-                if resp.canceled:
-                    raise StorageUnavailable(prefix, f"etcd watch canceled: {resp.cancel_reason}")
-                for pb in resp.events:
-                    yield self._event(pb, current=False)
-        except grpc.aio.AioRpcError as e:
-            raise StorageUnavailable(prefix, f"etcd watch failed: {e.details()}") from None
-        finally:
-            call.cancel()
+        its own); ``Compacted`` when etcd has compacted that history. A stream whose
+        channel another call closed (a switch of endpoint) resumes after the last
+        revision it yielded."""
+        pfx = prefix.encode()
+        after = from_revision
+        while True:
+            generation = self.conn.generation
+            call = self.conn.watch.Watch(metadata=REQUIRE_LEADER)
+            try:
+                create = rpc.WatchCreateRequest(
+                    key=pfx, range_end=prefix_end(pfx), start_revision=after + 1, prev_kv=True
+                )
+                await call.write(rpc.WatchRequest(create_request=create))
+                while True:
+                    resp = await call.read()
+                    if resp is grpc.aio.EOF:
+                        return
+                    if resp.compact_revision:
+                        self._compacted = max(self._compacted, int(resp.compact_revision))
+                        raise Compacted(prefix, after, int(resp.compact_revision))
+                    if resp.canceled:
+                        raise StorageUnavailable(
+                            prefix, f"etcd watch canceled: {resp.cancel_reason}"
+                        )
+                    for pb in resp.events:
+                        after = int(pb.kv.mod_revision)
+                        yield self._event(pb, current=False)
+            except asyncio.CancelledError:
+                if not self._switched(generation):
+                    raise
+            except grpc.aio.AioRpcError as e:
+                raise StorageUnavailable(prefix, f"etcd watch failed: {e.details()}") from None
+            finally:
+                call.cancel()
+
+    def _switched(self, generation: int) -> bool:
+        """Whether a CancelledError came from the stream's channel being closed by a
+        switch of endpoint since ``generation`` (grpc.aio cancels the streams of a
+        closed channel), not from a cancellation of this task or a ``close``."""
+        task = asyncio.current_task()
+        return (
+            not self._closing
+            and generation != self.conn.generation
+            and task is not None
+            and not task.cancelling()
+        )
 
     async def history(
         self, prefix: str, after: int, upto: int | None = None
@@ -574,6 +603,7 @@ class EtcdStorage:
         upto = self._revision if upto is None else upto
         out: builtins.list[Event] = []
         while after < upto:
+            generation = self.conn.generation
             call = self.conn.watch.Watch(metadata=REQUIRE_LEADER)
             try:
                 create = rpc.WatchCreateRequest(
@@ -597,6 +627,10 @@ class EtcdStorage:
                         after = rev
                         if pb.kv.key.decode().startswith(prefix):
                             out.append(self._event(pb, current=False))
+            except asyncio.CancelledError:
+                if not self._switched(generation):
+                    raise
+                # its channel was closed by a switch of endpoint: go on from ``after``
             except grpc.aio.AioRpcError as e:
                 raise StorageUnavailable(
                     prefix, f"etcd history read failed: {e.details()}"

@@ -585,6 +585,9 @@ class SQLiteStorage:
         from now on; nothing else writes to this file, so ``relist`` is never needed)."""
         self.listeners.append(listener)
 
+    def fail_fast(self) -> None:
+        """Shutdown (as ``EtcdStorage.fail_fast``): nothing here retries."""
+
     async def sync(self) -> int:
         """The consistent-read barrier: one process owns the file, so the cache is
         always current; free."""

@@ -75,6 +75,11 @@ class Abdicable(Protocol):
 
 #: the app key of the elector (absent: election off, always the leader)
 LEADERSHIP: web.AppKey[Leadership] = web.AppKey("corral.leadership")
+#: set once the elected service has loaded its state from the store (absent: nothing to
+#: wait for). Until then the holder of the Lease does not lead, as Marathon's
+#: ``isLeader`` turns true only after its state is loaded: requests to it wait
+#: (``wait_for_leader``) or are refused, never answered from an empty state
+LOADED: web.AppKey[asyncio.Event] = web.AppKey("corral.leadership.loaded", asyncio.Event)
 
 
 def leadership(app: web.Application) -> Leadership | None:
@@ -82,9 +87,12 @@ def leadership(app: web.Application) -> Leadership | None:
 
 
 def leads(app: web.Application) -> bool:
-    """This process leads (or election is off)."""
+    """This process leads (or election is off), with its state loaded (``LOADED``)."""
     lead = app.get(LEADERSHIP)
-    return lead is None or lead.is_leader
+    if lead is None:
+        return True
+    loaded = app.get(LOADED)
+    return lead.is_leader and (loaded is None or loaded.is_set())
 
 
 def leader_of(app: web.Application, key: str) -> str | None:

@@ -98,3 +98,19 @@ async def test_an_ended_stream_gives_its_backlog_back(
             await asyncio.sleep(0.01)
     assert budget.queued == 0, f"{budget.queued} bytes still counted for a dead stream"
     assert RAISED == [], "a client gone mid-stream is not an internal error"
+
+
+async def test_get_with_a_resource_version_ahead_of_the_cache_is_too_large(
+    server: TestServer, registry: Registry
+) -> None:
+    """GET ?resourceVersion=R with R past what this server's cache has (R seen on another
+    server; here past the store itself) answers upstream's 504 ResourceVersionTooLarge
+    (client-go retries it) instead of an older object than the client has seen."""
+    await _create(registry, "rv")
+    ahead = registry.cache.revision + 1000
+    async with TestClient(server) as client:
+        ok = await client.get(f"{CM}/rv", params={"resourceVersion": "0"})
+        assert ok.status == 200
+        await client.get(f"{CM}/rv", params={"resourceVersion": str(ahead)})
+    assert len(RAISED) == 1 and getattr(RAISED[0], "code", None) == 504
+    assert RAISED[0].details["causes"][0]["reason"] == "ResourceVersionTooLarge"  # type: ignore[attr-defined]

@@ -75,3 +75,16 @@ def test_a_watcher_that_falls_behind_is_expired_with_410() -> None:
     assert len(items) == 2  # nothing else kept: the client lists again
     assert rc.budget.queued == 0 and rc.budget.expired == 1
     assert not fast.closed and rc.watcher_count() == 1
+
+
+def test_a_watch_from_a_version_ahead_of_the_cache_skips_changes_up_to_it() -> None:
+    """A watch resumed on a server whose cache is still behind its resourceVersion (it
+    saw R on another server): the changes up to R reach this cache later and must not be
+    sent again (upstream's cacheWatcher sends only events newer than the watch's RV)."""
+    rc = _cache()
+    w = Watcher(None, None, None)
+    rc.add_watcher(w, 5, 1)  # cache at 1, client already saw up to 5
+    for rev in (2, 5, 6):
+        _put(rc, f"p{rev}", rev, 1)
+    got = [w.queue.get_nowait() for _ in range(w.queue.qsize())]
+    assert [ev.entry.revision for ev in got if ev is not None] == [6]

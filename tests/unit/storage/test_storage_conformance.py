@@ -458,3 +458,66 @@ async def test_a_create_whose_answer_is_lost_is_not_duplicated(etcd: EtcdCluster
         await a.close()
         await b.close()
         await relay.close()
+
+
+async def test_watch_and_history_survive_a_switch_of_endpoint(etcd: EtcdCluster) -> None:
+    """Another call moving the connection to the next endpoint closes the old channel,
+    and grpc.aio cancels the streams on it: a per-request watch and a history read
+    resume on the new channel instead of ending as if they had been cancelled."""
+    prefix = f"/registry/conformance/t{next(_ids)}/"
+    st = EtcdStorage(etcd.endpoints)
+    try:
+        await st.start()
+        _, rev = await st.list(prefix)
+        st.attach_listener(lambda ev: None, rev)
+        first = await st.create(prefix + "a", {})
+        seen: list[str] = []
+
+        async def watch() -> None:
+            async for ev in st.watch(prefix, rev):
+                seen.append(ev.kv.key)
+                if len(seen) == 2:
+                    return
+
+        task = asyncio.create_task(watch())
+        # a history read up to the next revision: it waits on its stream for it
+        reading = asyncio.create_task(st.history(prefix, rev, first.mod_revision + 1))
+        async with asyncio.timeout(10):
+            while not seen:
+                await asyncio.sleep(0.01)
+            # one endpoint: a new channel to it; the old one closes after its grace
+            await st.conn.rotate(st.conn.generation)
+            last = await st.create(prefix + "b", {})
+            await task
+            hist = await reading
+        assert seen == [prefix + "a", prefix + "b"]
+        assert [e.kv.key for e in hist] == [prefix + "a", prefix + "b"]
+        assert hist[-1].revision == last.mod_revision
+    finally:
+        await st.close()
+
+
+async def test_fail_fast_stops_retrying_an_unreachable_etcd() -> None:
+    """Server shutdown (``Server.stop``) calls ``fail_fast``: a call to an etcd that is
+    down fails after one attempt instead of retrying for the retry budget (15 s), which
+    kept ``corral server`` from exiting on SIGTERM while its etcd was down."""
+    from aetcd.rpc import RangeRequest
+
+    from corral.util.etcd_process import free_port
+
+    st = EtcdStorage([f"127.0.0.1:{free_port()}"], retry_for=1.0)  # nothing listens there
+    try:
+        st.conn.open()
+        st.fail_fast()
+        attempts = 0
+
+        async def once() -> object:
+            nonlocal attempts
+            attempts += 1
+            return await st.conn.kv.Range(RangeRequest(key=b"/corral/x"), timeout=5.0)
+
+        with pytest.raises(StorageUnavailable, match="etcd unavailable"):
+            await st.conn.call("/corral/x", once)
+        assert attempts == 1
+    finally:
+        await st.close()

@@ -1,0 +1,53 @@
+"""A Mesos master that has just taken its Lease answers its leader-only endpoints ``503
+Master has not finished recovery`` (Mesos' words) until it has recovered its frameworks
+and tasks (``Master.ready``), never from an empty state; what every master answers
+itself (``/health``, ``/redirect``, ``/version``) stays open."""
+
+from __future__ import annotations
+
+from aiohttp.test_utils import TestClient, TestServer
+
+from corral.client.rest import Client, KubeConfig
+from corral.mesos.http import build_app
+from corral.mesos.master import Master
+from corral.offers.allocator import Allocator
+from corral.scheduler.scheduler import Scheduler
+from corral.testing.clock import FakeClock
+from corral.util import leadership
+
+
+class Held:
+    """A Lease holder (the ``Leadership`` protocol, as ``LeaderElector`` while leading)."""
+
+    @property
+    def is_leader(self) -> bool:
+        return True
+
+    def leader_advertise(self) -> dict[str, str] | None:
+        return {"mesos": "127.0.0.1:1"}
+
+
+async def test_a_new_leader_refuses_until_it_has_recovered() -> None:
+    clock = FakeClock()
+    client = Client(KubeConfig("https://127.0.0.1:1", "token", None))
+    sched = Scheduler(client, clock=clock)
+    master = Master(client, sched, Allocator(sched.table, clock), clock=clock)
+    app = build_app(master)
+    app[leadership.LEADERSHIP] = Held()
+    try:
+        async with TestClient(TestServer(app, host="127.0.0.1")) as http:
+            for path in ("/master/state", "/master/frameworks", "/master/tasks"):
+                resp = await http.get(path)
+                assert (resp.status, await resp.text()) == (
+                    503,
+                    "Master has not finished recovery",
+                ), path
+            resp = await http.post("/api/v1", json={"type": "GET_FRAMEWORKS"})
+            assert resp.status == 503
+            assert (await http.get("/version")).status == 200
+            assert (await http.get("/redirect", allow_redirects=False)).status == 307
+            master.ready.set()  # recovered
+            resp = await http.get("/master/state")
+            assert resp.status == 200 and (await resp.json())["frameworks"] == []
+    finally:
+        await client.close()
