@@ -1,7 +1,8 @@
 """The components ``corral server`` runs beside the API server, kept running: child
 processes (scheduler, controller manager, chronos, marathon, agents) and, under ``corral
 up``, the same loops as tasks in the server's own process (``Loop``). A child or loop
-that ends while the server runs is started again after a back-off (1 s, doubling to
+that ends while the server runs is started again after a back-off (at once when it
+exited because it lost its leadership: ``EXIT_LEADERSHIP_LOST``, ``LeadershipLost``) (1 s, doubling to
 10 s, the kubelet's systemd ``RestartSec``; back to 1 s once a run lasted
 ``STABLE_SECONDS``), as a process supervisor would;
 a loop's exception is logged with its traceback first, so a crash is never silent. Both
@@ -39,6 +40,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from corral.client.leaderelection import EXIT_LEADERSHIP_LOST, LeadershipLost
+
 log = logging.getLogger("corral.apiserver")
 
 BACKOFF_FIRST = 1.0
@@ -47,6 +50,9 @@ BACKOFF_MAX = 10.0
 #: a run this long had started fine: the back-off starts again from ``BACKOFF_FIRST``
 STABLE_SECONDS = 10.0
 POLL_SECONDS = 0.5
+#: how a unit that lost its leadership ended: it is started again at once, as a fresh
+#: standby (no back-off: it did not crash, and the cluster may need it to campaign)
+LOST_TERM = "lost its leadership"
 
 #: an in-process loop: ``corral COMMAND``'s work as a coroutine of its arguments; it runs
 #: until cancelled (returning or raising counts as an exit) and installs no signal handlers
@@ -113,6 +119,8 @@ class Loop:
         exc = task.exception()
         if exc is None:
             return "returned"
+        if isinstance(exc, LeadershipLost):
+            return LOST_TERM
         log.error("corral %s (in-process) failed", self.name, exc_info=exc)
         return f"failed: {type(exc).__name__}: {exc}"
 
@@ -172,12 +180,15 @@ class Children:
         how = loop.ended()
         if how is None:
             return
-        if now - loop.started >= STABLE_SECONDS:
+        if now - loop.started >= STABLE_SECONDS or how == LOST_TERM:
             loop.backoff = BACKOFF_FIRST
         loop.restarts += 1
-        loop.due = now + loop.backoff
+        loop.due = now + (0.0 if how == LOST_TERM else loop.backoff)
         log.warning(
-            "corral %s (in-process) %s; starting it again in %.0f s", loop.name, how, loop.backoff
+            "corral %s (in-process) %s; starting it again in %.0f s",
+            loop.name,
+            how,
+            loop.due - now,
         )
         loop.backoff = min(BACKOFF_MAX, loop.backoff * 2)
 
@@ -190,12 +201,13 @@ class Children:
             return
         if proc is None or (code := proc.poll()) is None:
             return
-        if now - child.started >= STABLE_SECONDS:
+        lost = code == EXIT_LEADERSHIP_LOST
+        if now - child.started >= STABLE_SECONDS or lost:
             child.backoff = BACKOFF_FIRST
         child.restarts += 1
-        child.due = now + child.backoff
+        child.due = now + (0.0 if lost else child.backoff)
         log.warning(
-            "%s %s; starting it again in %.0f s", child.title, _how_exited(code), child.backoff
+            "%s %s; starting it again in %.0f s", child.title, _how_exited(code), child.due - now
         )
         child.backoff = min(BACKOFF_MAX, child.backoff * 2)
 
@@ -285,6 +297,8 @@ def _flag(argv: list[str], name: str) -> str:
 
 def _how_exited(code: int) -> str:
     """``exited with status N`` or ``was killed by SIGKILL`` (Popen's negative codes)."""
+    if code == EXIT_LEADERSHIP_LOST:
+        return LOST_TERM
     if code >= 0:
         return f"exited with status {code}"
     try:

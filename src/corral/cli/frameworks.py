@@ -135,7 +135,7 @@ def run(command: str, log_level: str, main: Callable[[], Coroutine[Any, Any, Non
         import uvloop
 
         uvloop.install()
-    from corral.client.leaderelection import LeadershipLost
+    from corral.client.leaderelection import EXIT_LEADERSHIP_LOST, LeadershipLost
 
     try:
         asyncio.run(main())
@@ -144,7 +144,7 @@ def run(command: str, log_level: str, main: Callable[[], Coroutine[Any, Any, Non
         return 1
     except LeadershipLost as e:  # exit, to campaign afresh as a standby (as Marathon)
         log.error("corral %s: %s", command, e)
-        return 1
+        return EXIT_LEADERSHIP_LOST
     return 0
 
 

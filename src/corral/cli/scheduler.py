@@ -296,13 +296,13 @@ def run_scheduler(args: argparse.Namespace) -> int:
         import uvloop
 
         uvloop.install()
-    from corral.client.leaderelection import LeadershipLost
+    from corral.client.leaderelection import EXIT_LEADERSHIP_LOST, LeadershipLost
 
     try:
         asyncio.run(_run_scheduler(args, profile))
     except LeadershipLost as e:  # as kube-scheduler: exit, to start afresh as a standby
         log.error("%s", e)
-        return 1
+        return EXIT_LEADERSHIP_LOST
     return 0
 
 

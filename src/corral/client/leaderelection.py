@@ -66,6 +66,12 @@ class LeadershipLost(Exception):
     """``run(..., once=True)``: the one term ended."""
 
 
+#: the exit code of a command whose term ended (``LeadershipLost``): its supervisor
+#: (``apiserver/children.py``) starts it again at once, as a fresh standby, rather than
+#: backing off as after a crash (sysexits' EX_TEMPFAIL: "try again")
+EXIT_LEADERSHIP_LOST = 75
+
+
 def new_identity() -> str:
     """``hostname_uuid4``: unique per process, readable in ``kubectl get lease``."""
     return f"{socket.gethostname()}_{uuid.uuid4()}"

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from corral.client import election
-from corral.client.leaderelection import LeaderElector, LeadershipLost
+from corral.client.leaderelection import EXIT_LEADERSHIP_LOST, LeaderElector, LeadershipLost
 from corral.client.rest import Client, add_server_flag
 from corral.controllers.base import Controller, InformerFactory
 from corral.controllers.bootstrapsigner import BootstrapSignerController, TokenCleanerController
@@ -329,7 +329,7 @@ def main(argv: list[str]) -> int:
         asyncio.run(_serve(client, names, args.exit_on_stdin_eof, options, elected))
     except LeadershipLost as e:  # as kube-controller-manager: exit, to start afresh
         log.error("%s", e)
-        return 1
+        return EXIT_LEADERSHIP_LOST
     return 0
 
 

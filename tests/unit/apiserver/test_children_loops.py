@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 
 import pytest
 
 from corral.apiserver import children as children_mod
 from corral.apiserver.children import Children
+from corral.client.leaderelection import EXIT_LEADERSHIP_LOST, LeadershipLost
 
 
 async def test_a_failed_loop_is_logged_and_started_again_and_stop_cancels_it(
@@ -96,3 +98,50 @@ async def test_a_child_that_cannot_be_started_again_does_not_stop_the_supervisio
             await asyncio.sleep(0.01)
     assert kids._task is not None and not kids._task.done()
     await kids.stop(grace=5)
+
+
+async def test_a_loop_that_lost_its_leadership_is_started_again_at_once(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lost term is no crash: no traceback, no back-off (the first is an hour here)."""
+    monkeypatch.setattr(children_mod, "POLL_SECONDS", 0.01)
+    monkeypatch.setattr(children_mod, "BACKOFF_FIRST", 3600.0)
+    runs = 0
+    again = asyncio.Event()
+
+    async def term(argv: list[str]) -> None:
+        nonlocal runs
+        runs += 1
+        if runs == 1:
+            raise LeadershipLost("kube-system/kube-scheduler: leadership lost")
+        again.set()
+        await asyncio.Event().wait()
+
+    kids = Children()
+    caplog.set_level(logging.WARNING, logger="corral.apiserver")
+    kids.start_loop("scheduler", term, [])
+    try:
+        async with asyncio.timeout(10):
+            await again.wait()
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert "lost its leadership; starting it again in 0 s" in caplog.text
+    finally:
+        await kids.stop(grace=5)
+
+
+async def test_a_child_that_lost_its_leadership_is_started_again_at_once(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(children_mod, "POLL_SECONDS", 0.02)
+    monkeypatch.setattr(children_mod, "BACKOFF_FIRST", 3600.0)
+    caplog.set_level(logging.WARNING, logger="corral.apiserver")
+    kids = Children()
+    try:
+        code = f"raise SystemExit({EXIT_LEADERSHIP_LOST})"
+        child = kids.start("scheduler", [sys.executable, "-c", code])
+        async with asyncio.timeout(10):
+            while child.restarts < 2:
+                await asyncio.sleep(0.02)
+        assert "corral scheduler lost its leadership; starting it again in 0 s" in caplog.text
+    finally:
+        await kids.stop(grace=5)
