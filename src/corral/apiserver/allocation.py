@@ -22,7 +22,8 @@ life:
 
 - made by the create/update that allocates the value; once that write is done or has
   failed, the release (``Registry.async_write_hooks``) keeps it only if this server's
-  cache now shows the Service holding the value, else deletes it;
+  cache, caught up with the store (a failed etcd write may have applied), shows the
+  Service holding the value, else deletes it (kept when it cannot catch up: a leak);
 - a Service deleted, or updated so that it drops the value, is seen by every server's
   watch cache (``on_change``); ``run`` then deletes the claim if it still names that uid
   (compare-and-delete on its mod revision: several servers doing it is harmless), and
@@ -33,7 +34,8 @@ life:
   next allocation meeting it deletes it (compare-and-delete) and takes the value;
 - at start, ``run`` makes the missing claims of every cached Service (a store written
   before claims existed, or migrated without them), as upstream's repair loop does, and
-  logs a value held by two Services.
+  logs a value held by two Services; once caught up, it deletes those it made for a
+  Service deleted meanwhile.
 
 Dynamic picks start at a random point of the upper part of each range, so that two
 servers rarely try the same value and the lower band stays free for values users ask
@@ -156,10 +158,23 @@ class ServiceAllocator:
             await self._drop(made)
             raise
 
-        async def release() -> None:
+        def unheld() -> list[KV]:
             entry = self.services.entries.get(key)
             keep = held_keys(entry.obj()) if entry is not None and entry.uid == uid else set()
-            await self._drop([kv for kv in made if kv.key not in keep])
+            return [kv for kv in made if kv.key not in keep]
+
+        async def release() -> None:
+            if not unheld():
+                return
+            # a write that failed may still have been applied (etcd: the answer or this
+            # server's watch was late): look again once the cache has caught up; if it
+            # cannot, keep the claims (a leak ``_stale`` reclaims after ``grace``)
+            try:
+                await self._sync()
+            except Exception as e:
+                log.warning("keeping the claims of %s: %s", owner, e)
+                return
+            await self._drop(unheld())
 
         return release if made else None
 
@@ -236,7 +251,7 @@ class ServiceAllocator:
                 kv = await self.storage.get(claim)
                 if kv is None:
                     continue  # released meanwhile: try again
-                if uid and kv.obj.get("uid") == uid:
+                if uid and kv.obj.get("uid") == uid and not self._released_since(kv):
                     return True
                 if not self._stale(kv):
                     return False
@@ -273,11 +288,16 @@ class ServiceAllocator:
                 return value
         return None
 
+    def _released_since(self, kv: KV) -> bool:
+        """Whether the cache saw the claim's Service let the value go after the claim
+        was made (``run`` is about to delete it)."""
+        seen = self._released.get(kv.key)
+        return seen is not None and seen[0] == kv.obj.get("uid") and seen[1] > kv.mod_revision
+
     def _stale(self, kv: KV) -> bool:
         """Whether the claim ``kv`` holds nothing any more (module docstring)."""
         uid = str(kv.obj.get("uid") or "")
-        seen = self._released.get(kv.key)
-        if seen is not None and seen[0] == uid and seen[1] > kv.mod_revision:
+        if self._released_since(kv):
             return True
         owner = str(kv.obj.get("service") or "")
         entry = self.services.entries.get(self.services.prefix + owner)
@@ -286,9 +306,15 @@ class ServiceAllocator:
         return self.clock.now() - float(kv.obj.get("time") or 0) > self.grace
 
     async def _drop(self, claims: list[KV]) -> None:
+        """Compare-and-delete ``claims``; a failure leaves a leak (reclaimed after
+        ``grace``) rather than hiding the request's own outcome."""
         for kv in claims:
-            with contextlib.suppress(KeyNotFound, RevisionMismatch):
+            try:
                 await self.storage.delete(kv.key, kv.mod_revision)
+            except (KeyNotFound, RevisionMismatch):
+                pass
+            except Exception as e:
+                log.warning("dropping %s: %s", kv.key, e)
 
     # --- candidates ---------------------------------------------------------------------------
     def _ip_candidates(self, taken: set[str]) -> Iterator[str]:
@@ -388,7 +414,7 @@ class ServiceAllocator:
         """Make the claim of every value a cached Service holds and has none; returns how
         many were made. A value claimed by another Service is logged, as upstream's
         repair loop reports a double allocation."""
-        made = 0
+        made: list[tuple[str, KV]] = []
         for svc_key, entry in list(self.services.entries.items()):
             owner = svc_key[len(self.services.prefix) :]
             for claim in sorted(held_keys(entry.obj())):
@@ -399,8 +425,7 @@ class ServiceAllocator:
                     "time": self.clock.now(),
                 }
                 try:
-                    await self.storage.create(claim, record)
-                    made += 1
+                    made.append((svc_key, await self.storage.create(claim, record)))
                 except KeyExists:
                     kv = await self.storage.get(claim)
                     if kv is not None and kv.obj.get("uid") != entry.uid and not self._stale(kv):
@@ -410,9 +435,21 @@ class ServiceAllocator:
                             owner,
                             kv.obj.get("service"),
                         )
+        if made and await self._sync():
+            # a Service deleted (or changed) while this ran, its release already
+            # handled: its claim just made would hold the value until ``grace``
+            dropped = [
+                kv
+                for svc_key, kv in made
+                if (e := self.services.entries.get(svc_key)) is None
+                or e.uid != kv.obj.get("uid")
+                or kv.key not in held_keys(e.obj())
+            ]
+            await self._drop(dropped)
+            made = [m for m in made if m[1] not in dropped]
         if made:
-            log.info("service allocation repair: %d claims made", made)
-        return made
+            log.info("service allocation repair: %d claims made", len(made))
+        return len(made)
 
 
 def _asks_for(spec: Obj, ips: set[str], ports: set[int]) -> bool:

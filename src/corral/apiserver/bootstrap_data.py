@@ -18,7 +18,8 @@ them, as k3s does with its bootstrap data (``pkg/bootstrap``, ``pkg/cluster/stor
   A token that does not open the record is a one-line error.
 
 The cluster token is ``--token``, ``--token-file`` or ``DATA/cluster-token`` (0600); the
-first server makes one when none is given, writes it there and prints it once.
+first server makes one when none is given and writes it there (before the record, so a
+crash cannot lose it; it prints where, never the token).
 
 Who calls it: ``Server.start`` (``exchange``) on an etcd datastore, before the encryption
 configuration is loaded; ``corral migrate`` copies the record as it is. Sealing and
@@ -306,19 +307,22 @@ async def exchange(
             )
         made = not tok
         tok = tok or new_token()
+        if made:  # kept before the record exists: a put whose answer is lost loses nothing
+            save_token(data_dir, tok)
         req2 = {"token": tok, "encryption_config": encryption_config}
         sealed = await asyncio.to_thread(_child, "pack", data_dir, req2)
         if await store.put_meta(BOOTSTRAP_KEY, sealed, create_only=True):
             save_token(data_dir, tok)
-            if made:
+            if made:  # the token itself stays in the file (0600), out of any log
                 print(
-                    f"cluster token (other servers join with --token or --token-file "
-                    f"{data_dir / TOKEN_FILE}): {tok}",
+                    f"cluster token made: {data_dir / TOKEN_FILE} (other servers join "
+                    "with --token-file of a copy of it)",
                     flush=True,
                 )
             return
         # another first server won the race: adopt its record on the next round
         if made:
+            (data_dir / TOKEN_FILE).unlink(missing_ok=True)
             tok = ""
     raise BootstrapError(f"{BOOTSTRAP_KEY}: could not be created or read")
 

@@ -160,7 +160,8 @@ async def _restore(args: argparse.Namespace, copy: Path) -> tuple[int, str, int,
             held, _ = await target.list(migrate.PREFIX)
             if held and not args.force:
                 raise CommandError(f"{args.datastore} already holds {len(held)} objects: "
-                                   "restore into a fresh etcd, or give --force")  # fmt: skip
+                                   "restore into a fresh etcd, or give --force (also "
+                                   "after a restore cut short)")  # fmt: skip
             if held:
                 await migrate.clear(target)
             kvs, _ = await source.list(migrate.PREFIX)

@@ -188,13 +188,17 @@ def recover(base_dir: Path, member: str) -> int:
     for n in names:
         if n != keep and (base_dir / n).exists():
             os.replace(base_dir / n, base_dir / f"{n}.removed-{stamp}")
+    lost = [n for n in names if n != keep]
+    # a recover run again (or after one cut short) adds to the members lost before; the
+    # lost ones are written before the record names one member, so none is forgotten
+    before = [m for m in _lost(base_dir) if m["name"] not in names]
+    lost_path = base_dir / "lost-members.json"
+    lost_path.write_text(json.dumps(before + [m for m in members if m["name"] in lost]))
     write_layout(base_dir, host, [(keep, int(members[i]["client_port"]),
                                    int(members[i]["peer_port"]))])  # fmt: skip
-    lost = [n for n in names if n != keep]
-    (base_dir / "lost-members.json").write_text(json.dumps([m for m in members
-                                                            if m["name"] in lost]))  # fmt: skip
     print(f"etcd member {keep} ({host}:{members[i]['client_port']}) runs as a one-member "
           "cluster: writes work again")  # fmt: skip
+    lost += [m["name"] for m in before]
     if lost:
         print(f"  {', '.join(lost)} dropped (data kept aside as NAME.removed-{stamp}); "
               f"corral etcd add --data-dir {base_dir.parent} starts them again as new members")  # fmt: skip
@@ -228,10 +232,15 @@ def _member_add(host: str, client_port: int, peer_url: str) -> None:
             raise CommandError(f"cannot reach etcd on {host}:{client_port}: {e}") from None
 
 
+def _lost(base_dir: Path) -> list[dict[str, Any]]:
+    path = base_dir / "lost-members.json"
+    return list(json.loads(path.read_text())) if path.exists() else []
+
+
 def add(base_dir: Path) -> int:
     host, members = read_layout(base_dir)
     lost_path = base_dir / "lost-members.json"
-    lost: list[dict[str, Any]] = json.loads(lost_path.read_text()) if lost_path.exists() else []
+    lost = _lost(base_dir)
     if not lost:
         print("no member to add: the cluster has every member it had")
         return 0
@@ -239,6 +248,9 @@ def add(base_dir: Path) -> int:
     if live is None:
         raise CommandError("no healthy member to add to (corral etcd recover first)")
     for m in list(lost):
+        old = base_dir / m["name"]
+        if old.exists():  # data of the old cluster (a recover cut short): never rejoin with it
+            os.replace(old, base_dir / f"{m['name']}.removed-{time.strftime('%Y%m%dT%H%M%S')}")
         _member_add(host, int(live["client_port"]), f"http://{host}:{m['peer_port']}")
         members.append(m)
         cluster = cluster_from_layout(base_dir, host, members,

@@ -77,7 +77,7 @@ def add_join_flags(p: argparse.ArgumentParser, *, server: bool) -> None:
         "--token",
         default="",
         help="the cluster token that opens the bootstrap data (default: DATA_DIR/cluster-token; "
-        "the first server makes and prints one)",
+        "the first server makes one there)",
     )
     p.add_argument(
         "--token-file", type=Path, default=None, metavar="FILE", help="read --token from FILE"
@@ -188,8 +188,8 @@ class LocalHA:
             token = bootstrap_data.new_token()
             bootstrap_data.save_token(self.data_dir, token)
             where = self.data_dir / bootstrap_data.TOKEN_FILE
-            print(f"  cluster token (servers on other machines join with --token-file "
-                  f"{where}): {token}", flush=True)  # fmt: skip
+            print(f"  cluster token in {where} (servers on other machines join with "
+                  "--token-file of a copy of it)", flush=True)  # fmt: skip
         print(
             f"  etcd: {len(self.etcd.endpoints)} member(s) on {', '.join(self.etcd.endpoints)} "
             f"(data {self.etcd.base_dir})",

@@ -238,7 +238,8 @@ async def migrate(args: argparse.Namespace) -> int:
                 raise CommandError(
                     f"{args.target} already holds {len(held)} objects"
                     + (" and a cluster's bootstrap data" if has_record else "")
-                    + ": give --force to replace them"
+                    + ": give --force to replace them (a migrate cut short left a partial "
+                    "copy: --force starts it over)"
                 )
             if held:
                 print(f"  --force: deleted {await clear(target)} objects from {args.target}")

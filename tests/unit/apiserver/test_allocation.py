@@ -12,6 +12,7 @@ import pytest
 from corral.api.errors import StatusError
 from corral.apiserver.allocation import GRACE, IP_PREFIX, PORT_PREFIX, ServiceAllocator
 from corral.apiserver.store import DeleteOptions, Registry, WriteOptions
+from corral.storage.base import Event, StorageUnavailable
 from corral.testing.clock import FakeClock
 
 Obj = dict[str, Any]
@@ -106,3 +107,76 @@ async def test_repair_remakes_missing_claims(
     claims = await _claims(registry)
     assert claims[made["spec"]["clusterIP"]]["service"] == "default/a"
     assert await allocator.repair() == 0
+
+
+async def test_a_failed_write_that_was_applied_keeps_its_claims(
+    registry: Registry, allocator: ServiceAllocator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """etcd: the Service's create applied but its answer (or this server's watch) came
+    too late, so the request failed; the release must not free what it now holds."""
+    storage, apply = registry.storage, registry.cache.apply
+    real_create, real_sync = storage.create, storage.sync
+    late: list[Event] = []
+
+    async def create(key: str, obj: Obj) -> Any:
+        if not key.startswith(allocator.services.prefix):
+            return await real_create(key, obj)
+        storage.listeners[storage.listeners.index(apply)] = late.append  # the watch lags
+        try:
+            await real_create(key, obj)
+        finally:
+            storage.listeners[storage.listeners.index(late.append)] = apply
+        raise StorageUnavailable(key, "not seen by this server's watch")
+
+    async def sync() -> int:
+        for ev in late:  # the watch catches up
+            apply(ev)
+        late.clear()
+        return await real_sync()
+
+    monkeypatch.setattr(storage, "create", create)
+    monkeypatch.setattr(storage, "sync", sync)
+    with pytest.raises(StorageUnavailable):
+        await _create(registry, _svc("a"))
+    svc = allocator.services.entries[allocator.services.prefix + "default/a"].obj()
+    held = {svc["spec"]["clusterIP"], str(svc["spec"]["ports"][0]["nodePort"])}
+    assert set(await _claims(registry)) == held
+
+
+async def test_a_value_released_then_asked_for_again_keeps_a_claim(
+    registry: Registry, allocator: ServiceAllocator
+) -> None:
+    """The Service drops its nodePort and takes it back before ``run`` deleted the old
+    claim: the old claim goes, a new one holds the value."""
+    info = registry.by_gvr[("", "v1", "services")]
+    made = await _create(registry, _svc("a", ports=[{"port": 80, "nodePort": 30100}]))
+    made["spec"] = {"type": "ClusterIP", "clusterIP": made["spec"]["clusterIP"],
+                    "ports": [{"port": 80}]}  # fmt: skip
+    made = (await registry.update(info, "default", "a", made, WriteOptions())).obj
+    assert "30100" in await _claims(registry)  # released: ``run`` has not caught up yet
+    made["spec"]["type"] = "NodePort"
+    made["spec"]["ports"] = [{"port": 80, "nodePort": 30100}]
+    await registry.update(info, "default", "a", made, WriteOptions())
+    await allocator.drain()
+    assert (await _claims(registry))["30100"]["uid"] == made["metadata"]["uid"]
+
+
+async def test_repair_drops_the_claim_of_a_service_deleted_meanwhile(
+    registry: Registry, allocator: ServiceAllocator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    info = registry.by_gvr[("", "v1", "services")]
+    made = await _create(registry, _svc("a", type="ClusterIP"))
+    kv = await registry.storage.get(IP_PREFIX + made["spec"]["clusterIP"])
+    assert kv is not None
+    await registry.storage.delete(kv.key, kv.mod_revision)
+    real_create = registry.storage.create
+
+    async def create(key: str, obj: Obj) -> Any:
+        if key.startswith(IP_PREFIX):  # deleted after repair's look at the cache
+            await registry.delete(info, "default", "a", DeleteOptions())
+        return await real_create(key, obj)
+
+    monkeypatch.setattr(registry.storage, "create", create)
+    assert await allocator.repair() == 0
+    await allocator.drain()
+    assert await _claims(registry) == {}
