@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 from mesoskit import Framework
 
+from corral.client.leaderelection import EXIT_LEADERSHIP_LOST
 from corral.testing.process import ServerProcess, free_ports
 from corral.testing.wait import eventually
 
@@ -277,7 +278,7 @@ def test_a_killed_master_and_an_abdicated_marathon_are_replaced(pairs: Pairs) ->
     status, _, body = http(url, auth=pairs.admin, method="DELETE")
     assert (status, json.loads(body)) == (200, {"message": "Leadership abdicated"})
     # its term over, the old leader exits (a supervisor would start it as a standby)
-    assert pairs.procs["marathon", old_marathon].wait(20) == 1
+    assert pairs.procs["marathon", old_marathon].wait(20) == EXIT_LEADERSHIP_LOST
     eventually(
         lambda: pairs.mesos_leader([new_master]) == new_master,
         20,

@@ -7,26 +7,35 @@ loopback address so that the ``kubernetes`` Service's endpoints can tell them ap
 with short endpoint-lease timers. Checked: a write on one is seen by a watcher and a
 GET on the other with the same resourceVersion; Services created at once through both
 get distinct ClusterIPs and NodePorts, and of two requests for the same address or port
-exactly one wins; a CRD made on one is served by the other; both servers are in the
-endpoints and a SIGKILLed one leaves them once its lease has run out (last: it kills).
+exactly one wins; a CRD made on one is served by the other; kubectl creates, gets and
+watches through one, and an object's resourceVersion is its mod revision in etcd; both
+servers are in the endpoints and a SIGKILLed one leaves them once its lease has run out,
+and started again on the same etcd it serves the same objects at the same versions
+(last: it kills). The etcd serves its clients over TLS with client certificates
+(``--datastore-cafile/certfile/keyfile``): the servers' and the test's own store.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http.client
 import json
+import os
 import queue
 import socket
+import subprocess
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
-from conftest import Raw
+from conftest import Kubectl, Raw
+from corral.storage.etcd import EtcdStorage
+from corral.storage.etcd_conn import EtcdTLS
 from corral.testing.process import ServerProcess, free_ports
 from corral.testing.wait import eventually
 from corral.util.etcd_process import EtcdCluster
@@ -47,7 +56,7 @@ class Pair:
 
 def _start(etcd: EtcdCluster, data_dir: Path, port: int, advertise: str) -> ServerProcess:
     extra = [
-        "--datastore", etcd.url, "--token", TOKEN, "--advertise-address", advertise,
+        *etcd.datastore_args(), "--token", TOKEN, "--advertise-address", advertise,
         "--endpoint-reconciler-interval", INTERVAL, "--endpoint-reconciler-ttl", TTL,
         "--no-scheduler", "--no-controllers", "--no-metrics-server",
     ]  # fmt: skip
@@ -57,7 +66,7 @@ def _start(etcd: EtcdCluster, data_dir: Path, port: int, advertise: str) -> Serv
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     work = tmp_path_factory.mktemp("multi")
-    with EtcdCluster(work / "etcd", 1) as etcd:
+    with EtcdCluster(work / "etcd", 1, tls=True) as etcd:
         etcd.start()
         ports = free_ports(2)
         started: list[ServerProcess] = []
@@ -272,6 +281,68 @@ def test_a_budget_is_kept_by_evictions_through_both(pair: Pair) -> None:
     assert list(_json(out)["status"]["disruptedPods"]) == [names[statuses.index(201)]]
 
 
+@pytest.mark.kubectl
+def test_kubectl_create_get_watch_and_versions_are_etcd_revisions(
+    pair: Pair, tmp_path: Path
+) -> None:
+    srv = pair.servers[1]
+    kubectl = Kubectl(srv.kubeconfig, tmp_path / "cache")
+    kubectl("create", "configmap", "one", "--from-literal=a=b")
+    cm = json.loads(kubectl("get", "configmap", "one", "-o", "json").stdout)
+    assert cm["data"] == {"a": "b"}
+    cmd = ["kubectl", "--kubeconfig", str(srv.kubeconfig), "--cache-dir", str(tmp_path / "c2")]
+    cmd += ["get", "configmaps", "-w", "--output-watch-events"]
+    cmd += ["--field-selector", "metadata.name=two"]
+    # made before the watch starts, so that its list shows it whatever the timing
+    kubectl("create", "configmap", "two", "--from-literal=x=y")
+    watch = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy()
+    )
+    try:
+        assert watch.stdout is not None
+        out: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=_pump, args=(watch.stdout, out), daemon=True).start()
+        lines = [_line(out) for _ in range(2)]
+        kubectl("delete", "configmap", "two")
+        lines.append(_line(out))
+        assert lines == ["EVENT", "ADDED", "DELETED"]  # the header, then the events
+    finally:
+        watch.kill()
+        watch.communicate()
+    # resourceVersion is etcd's revision: the object's mod_revision in etcd
+    assert asyncio.run(_mod_revision(pair.etcd, f"{CM_KEY}/one")) == int(
+        cm["metadata"]["resourceVersion"]
+    )
+
+
+CM_KEY = "/registry/core/configmaps/default"
+
+
+def _pump(stream: IO[str], out: queue.Queue[str]) -> None:
+    for line in stream:
+        out.put(line)
+
+
+def _line(out: queue.Queue[str], timeout: float = 30.0) -> str:
+    """The first word of kubectl's next output line, or a failure after ``timeout``."""
+    try:
+        return out.get(timeout=timeout).split()[0]
+    except queue.Empty:
+        raise AssertionError(f"kubectl printed nothing for {timeout:.0f} s") from None
+
+
+async def _mod_revision(etcd: EtcdCluster, key: str) -> int:
+    assert etcd.client_tls is not None
+    st = EtcdStorage(etcd.endpoints, tls=EtcdTLS(*etcd.client_tls))
+    await st.start()
+    try:
+        kv = await st.get(key)
+        assert kv is not None
+        return int(kv.mod_revision)
+    finally:
+        await st.close()
+
+
 def _endpoint_ips(r: Raw) -> list[str]:
     status, _, out = r("GET", f"{NS}/endpoints/kubernetes")
     if status != 200:
@@ -288,5 +359,13 @@ def test_both_servers_are_endpoints_and_a_dead_one_leaves(pair: Pair) -> None:
     )
     assert status == 200
     assert sorted(e["addresses"][0] for e in _json(out)["endpoints"]) == list(ADDRESSES)
-    pair.servers[1].kill()  # no goodbye: its lease runs out
+    dead = pair.servers[1]
+    dead.kill()  # no goodbye: its lease runs out
     eventually(lambda: _endpoint_ips(a) == [ADDRESSES[0]], what="the dead server's address gone")
+    # started again on the same etcd: the same objects, at the same versions
+    status, _, out = a("GET", f"{NS}/configmaps/one")
+    assert status == 200, out
+    pair.servers[1] = _start(pair.etcd, dead.data_dir, dead.port, ADDRESSES[1])
+    status, _, again = Raw(pair.servers[1])("GET", f"{NS}/configmaps/one")
+    assert status == 200, again
+    assert _json(again)["metadata"]["resourceVersion"] == _json(out)["metadata"]["resourceVersion"]

@@ -120,6 +120,16 @@ def _healthy(host: str, port: int) -> bool:
         return False
 
 
+def _alive(pid: int) -> bool:
+    """``pid`` exists and is not a zombie (an exited process its parent, another process
+    than this one, has not reaped yet: waiting for it to go would wait for nothing)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
 def stop_pids(pids: list[int], timeout: float = 10.0) -> None:
     for pid in pids:
         try:
@@ -128,14 +138,16 @@ def stop_pids(pids: list[int], timeout: float = 10.0) -> None:
             continue
     deadline = time.monotonic() + timeout
     for pid in pids:
-        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
             try:  # a child of ours (rare): reap it
                 if os.waitpid(pid, os.WNOHANG)[0] == pid:
                     break
             except ChildProcessError:
                 pass
+            if not _alive(pid):
+                break
             time.sleep(0.05)
-        if Path(f"/proc/{pid}").exists():
+        if _alive(pid):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:

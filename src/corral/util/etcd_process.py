@@ -52,7 +52,13 @@ def etcd_binary() -> str:
     env = os.environ.get("CORRAL_ETCD")
     if env:
         return env
-    return shutil.which("etcd") or "/usr/bin/etcd"
+    found = shutil.which("etcd") or "/usr/bin/etcd"
+    if not os.access(found, os.X_OK):
+        raise EtcdError(
+            "etcd is not installed: install Debian's etcd-server (apt-get install "
+            "etcd-server) or name its executable in $CORRAL_ETCD"
+        )
+    return found
 
 
 def free_port(host: str = "127.0.0.1") -> int:
