@@ -52,7 +52,13 @@ from corral.storage.base import (
     RevisionMismatch,
     StorageUnavailable,
 )
-from corral.storage.etcd_conn import REQUIRE_LEADER, RETRY_FOR, Connection, EtcdTLS
+from corral.storage.etcd_conn import (
+    ATTEMPT_TIMEOUT,
+    REQUIRE_LEADER,
+    RETRY_FOR,
+    Connection,
+    EtcdTLS,
+)
 from corral.storage.sqlite import stamp
 from corral.storage.transform import TransformError, ValueTransformer
 
@@ -107,8 +113,11 @@ class EtcdStorage:
         min_history: int = 1000,
         retry_for: float = RETRY_FOR,
         dispatch_wait: float = DISPATCH_WAIT,
+        attempt_timeout: float = ATTEMPT_TIMEOUT,
     ) -> None:
-        self.conn = Connection(endpoints, tls=tls, retry_for=retry_for)
+        self.conn = Connection(
+            endpoints, tls=tls, retry_for=retry_for, attempt_timeout=attempt_timeout
+        )
         #: what the server names as its datastore (status files, messages)
         self.path = "etcd://" + ",".join(endpoints)
         self.min_history = min_history

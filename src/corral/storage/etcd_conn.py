@@ -6,7 +6,17 @@ stubs that the ``aetcd`` package ships (``aetcd.rpc``) over one ``grpc.aio`` cha
 endpoints and TLS). The channel talks to one endpoint at a time; when an RPC fails
 with UNAVAILABLE (refused, reset, member stopped) the connection moves to the next
 endpoint and the call is retried with back-off until ``retry_for`` seconds have
-passed, then ``StorageUnavailable`` is raised (the API answers 503). Writes are retried
+passed, then ``StorageUnavailable`` is raised (the API answers 503).
+
+**An attempt that hangs is abandoned early.** When the etcd leader dies, a follower
+keeps forwarding proposals (and linearizable reads) to it until its election timeout
+notices; those requests are lost, and the member answers them only after its request
+timeout (5 s + 2 election timeouts: 7 s with default timers) although a new leader is
+there after 1-2 s. The same hang comes from a half-open connection to a member that is
+gone. So the first attempt of a call gets ``attempt_timeout`` (2 s), a retry twice the
+previous one up to ``rpc_timeout``: a lost request is sent again (to the next endpoint)
+once the cluster has a new leader, and an overloaded etcd still gets the longer
+deadline. Writes are retried
 too: a txn that failed UNAVAILABLE did not reach a member's raft log in the common
 case (connection refused); if it did, the compare of the retry fails, never a second
 write, and ``EtcdStorage`` recognises its own bytes in the key (docs/etcd-client.md).
@@ -31,8 +41,10 @@ log = logging.getLogger("corral.storage.etcd")
 
 T = TypeVar("T")
 
-#: deadline of one unary RPC (seconds)
+#: the longest deadline of one attempt of a unary RPC (seconds)
 RPC_TIMEOUT = 10.0
+#: the deadline of a call's first attempt; doubled on each retry up to RPC_TIMEOUT
+ATTEMPT_TIMEOUT = 2.0
 #: how long a call keeps retrying across endpoints before it fails (seconds)
 RETRY_FOR = 15.0
 #: gRPC metadata asking the member to fail the call when it has no raft leader
@@ -127,17 +139,23 @@ class Connection:
         tls: EtcdTLS | None = None,
         retry_for: float = RETRY_FOR,
         rpc_timeout: float = RPC_TIMEOUT,
+        attempt_timeout: float = ATTEMPT_TIMEOUT,
     ) -> None:
         self.endpoints = list(endpoints)
         self.tls = tls
         self.retry_for = retry_for
         self.rpc_timeout = rpc_timeout
+        self.attempt_timeout = min(attempt_timeout, rpc_timeout)
+        #: attempts abandoned after their deadline (a lost request, a hung member)
+        self.timeouts = 0
         self._index = random.randrange(len(self.endpoints))
         self._channel: Any = None
         self.kv: Any = None
         self.watch: Any = None
         self.maintenance: Any = None
         self.generation = 0  # bumped on every switch of endpoint
+        #: old channels closing after a switch (their calls get ``grace``), awaited by close
+        self._closing: set[asyncio.Task[None]] = set()
 
     @property
     def endpoint(self) -> str:
@@ -157,6 +175,8 @@ class Connection:
         if self._channel is not None:
             await self._channel.close()
             self._channel = None
+        # old channels: at most their grace (the store has ended its streams by now)
+        await asyncio.gather(*self._closing, return_exceptions=True)
 
     async def rotate(self, generation: int) -> None:
         """Move to the next endpoint, unless another caller already did since
@@ -169,18 +189,39 @@ class Connection:
         self.open()
         log.info("etcd: switching to endpoint %s", self.endpoint)
         if old is not None:
-            await old.close(grace=1.0)
+            # in the background: the caller retries at once instead of waiting out the
+            # grace of the streams still open on the old channel (the watch)
+            task = asyncio.create_task(old.close(grace=1.0), name="etcd-close-channel")
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     async def call(self, key: str, fn: Callable[[], Awaitable[T]]) -> T:
         """``fn()`` (one RPC on the current stubs), retried across endpoints with
-        back-off while it fails with a retriable error, for up to ``retry_for`` s."""
+        back-off while it fails with a retriable error, for up to ``retry_for`` s.
+        Each attempt has a deadline: ``attempt_timeout``, doubled per retry up to
+        ``rpc_timeout`` (the module docstring says why)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.retry_for
         delay = 0.05
+        attempt = self.attempt_timeout
         while True:
             generation = self.generation
             try:
-                return await fn()
+                async with asyncio.timeout(attempt):
+                    return await fn()
+            except TimeoutError:
+                self.timeouts += 1
+                if loop.time() + delay > deadline:
+                    raise StorageUnavailable(
+                        key,
+                        f"etcd unavailable ({', '.join(self.endpoints)}): no answer from "
+                        f"{self.endpoint} within {attempt:g} s",
+                    ) from None
+                log.info("etcd %s: no answer within %g s; retrying", self.endpoint, attempt)
+                attempt = min(attempt * 2, self.rpc_timeout)
+                await self.rotate(generation)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
             except asyncio.CancelledError:
                 task = asyncio.current_task()
                 if task is None or task.cancelling() or generation == self.generation:

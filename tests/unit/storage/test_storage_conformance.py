@@ -497,6 +497,43 @@ async def test_watch_and_history_survive_a_switch_of_endpoint(etcd: EtcdCluster)
         await st.close()
 
 
+async def test_a_request_left_unanswered_is_sent_again_through_another_member(
+    etcd: EtcdCluster,
+) -> None:
+    """A member takes a request and does not answer: a follower that forwarded the
+    proposal to a leader that just died (etcd answers after its 7 s request timeout),
+    or a half-open connection. The store abandons the attempt after
+    ``attempt_timeout``, moves to another endpoint and sends it again (recognising its
+    own write that did apply), and its watch follows: the write is acknowledged well
+    before the attempt's old deadline (``rpc_timeout``, 10 s) would have ended it."""
+    prefix = f"/registry/conformance/t{next(_ids)}/"
+    relay = Relay(etcd.endpoints[0])
+    await relay.mend()
+    st = EtcdStorage([relay.endpoint, etcd.endpoints[0]], attempt_timeout=0.3)
+    b = EtcdStorage(etcd.endpoints)
+    try:
+        for s in (st, b):
+            await s.start()
+        if st.conn.endpoint != relay.endpoint:
+            await st.conn.rotate(st.conn.generation)
+        for s in (st, b):
+            _, rev = await s.list(prefix)
+            s.attach_listener(lambda ev: None, rev)
+        first = await st.create(prefix + "a", {"n": 0})
+        relay.muted = True  # the requests still reach etcd; no answer comes back
+        async with asyncio.timeout(5):  # well under rpc_timeout: the abandoned attempt
+            kv = await st.update(prefix + "a", {"n": 1}, first.mod_revision)
+            await st.sync()
+        assert st.conn.endpoint == etcd.endpoints[0] and st.conn.timeouts >= 1
+        there = await b.get(prefix + "a")
+        assert there is not None and there.mod_revision == kv.mod_revision
+        assert there.obj["n"] == 1
+    finally:
+        await st.close()
+        await b.close()
+        await relay.close()
+
+
 async def test_fail_fast_stops_retrying_an_unreachable_etcd() -> None:
     """Server shutdown (``Server.stop``) calls ``fail_fast``: a call to an etcd that is
     down fails after one attempt instead of retrying for the retry budget (15 s), which
