@@ -1,8 +1,21 @@
 """Scheduler throughput, the analogue of Kubernetes' scheduler_perf "SchedulingBasic".
 
-``python -m bench.scheduler_perf --out FILE [--nodes 1000,5000] [--pods 10000] [--runs 3]``
+``python -m bench.scheduler_perf --out FILE [--mode shape|registered] [--nodes 5000]
+[--pods 10000] [--runs N] [--profile DIR]``
 
-For each node count: a fresh ``corral server --no-scheduler``; the nodes are registered
+``--mode shape`` (the default; issue 19's shape, ``run_shape`` below): ``corral server``
+with its scheduler and controller manager as child processes, ONE ``corral agent
+--runtime hollow --count N`` process (real Leases renewed every 10 s, node status
+posted, bound pods taken to Running), 1,000 pods placed first, then ``--pods`` pods
+(``100m``/``100Mi``) created by 64 concurrent clients over HTTPS. Reported: pods/s from
+the first create to the last pod seen bound on a watch, the create phase's pods/s and
+its per-request p50/p99, CPU seconds (from ``/proc/PID/stat``, over the create+bind
+phase) and RSS of every process, and whether any node ended over its allocatable (from
+the final pod list). ``--profile DIR`` also runs ``py-spy record`` (raw collapsed stacks)
+on the server and the scheduler for the create+bind phase; ``bench/scheduler_profile.py``
+summarises them. The figures of a profiled run are distorted by the sampler.
+
+``--mode registered`` (the first version): for each node count: a fresh ``corral server --no-scheduler``; the nodes are registered
 through the API (hollow: Node objects with 4 cpu, 32 Gi, 110 pods allocatable, nothing
 runs them); ``corral scheduler`` starts as its own process; 1,000 pods are created and
 placed first; then 10,000 pods are created as fast as the API takes them (64 clients).
@@ -20,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -57,7 +71,7 @@ def node(i: int) -> dict[str, Any]:
     }
 
 
-def pod(name: str) -> dict[str, Any]:
+def pod(name: str, cpu: str = "10m", memory: str = "16Mi") -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -67,7 +81,7 @@ def pod(name: str) -> dict[str, Any]:
                 {
                     "name": "c",
                     "image": "busybox",
-                    "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}},
+                    "resources": {"requests": {"cpu": cpu, "memory": memory}},
                 }
             ]
         },
@@ -80,6 +94,7 @@ async def _post_all(
     bodies: list[dict[str, Any]],
     clients: int,
     sent: dict[str, float] | None = None,
+    took: list[float] | None = None,
 ) -> None:
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     for b in bodies:
@@ -88,14 +103,17 @@ async def _post_all(
     async def worker() -> None:
         while not queue.empty():
             b = queue.get_nowait()
+            start = time.monotonic()
             if sent is not None:
-                sent[b["metadata"]["name"]] = time.monotonic()
+                sent[b["metadata"]["name"]] = start
             async with s.post(
                 path, data=orjson.dumps(b), headers={"Content-Type": "application/json"}
             ) as r:
                 body = await r.read()
                 if r.status >= 300:
                     raise RuntimeError(f"POST {path}: {r.status} {body[:200]!r}")
+            if took is not None:
+                took.append(time.monotonic() - start)
 
     await asyncio.gather(*(worker() for _ in range(clients)))
 
@@ -123,6 +141,19 @@ class BoundWatch:
                     name = ev["object"]["metadata"]["name"]
                     if ev["type"] != "DELETED" and name not in self.bound:
                         self.bound[name] = now
+
+
+class EventCount:
+    """Counts the events of one watch (lines, no decoding): the server's write mix."""
+
+    def __init__(self) -> None:
+        self.events = 0
+
+    async def run(self, s: aiohttp.ClientSession, path: str) -> None:
+        rv = (await _get_json(s, path + "?limit=1"))["metadata"]["resourceVersion"]
+        async with s.get(path, params={"watch": "true", "resourceVersion": rv}) as r:
+            async for chunk in r.content.iter_any():
+                self.events += chunk.count(b"\n")
 
 
 def _proc_stat(pid: int) -> tuple[float, float]:
@@ -206,12 +237,263 @@ async def one_run(nodes: int, pods: int, warm: int, work: Path) -> dict[str, Any
         srv.stop()
 
 
+# --- the issue's shape: server + children, one hollow agent process -------------------------
+SHAPE_CLIENTS = 64
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of one process (its own, not its children's)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> dict[str, int]:
+    """``corral COMMAND`` children of ``pid`` by command (scheduler, controller-manager)."""
+    out: dict[str, int] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            argv = (d / "cmdline").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid and b"corral" in argv:
+            i = argv.index(b"corral")
+            out[argv[i + 1].decode() if i + 1 < len(argv) else "?"] = int(d.name)
+    return out
+
+
+def _cpu_all(pids: dict[str, int]) -> dict[str, float]:
+    out = {name: _cpu_s(pid) for name, pid in pids.items()}
+    t = os.times()
+    out["bench-client"] = t.user + t.system
+    return out
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def _pct(sorted_ms: list[float], q: float) -> float | None:
+    return (
+        round(sorted_ms[min(len(sorted_ms) - 1, int(len(sorted_ms) * q))], 1) if sorted_ms else None
+    )
+
+
+async def _get_json(s: aiohttp.ClientSession, path: str) -> Any:
+    async with s.get(path) as r:
+        return orjson.loads(await r.read())
+
+
+async def _overcommitted(s: aiohttp.ClientSession) -> list[str]:
+    """Nodes whose running pods request more than their allocatable (final pod list)."""
+    from corral.api.quantity import parse_quantity
+
+    nodes = (await _get_json(s, "/api/v1/nodes"))["items"]
+    pods = (await _get_json(s, "/api/v1/pods"))["items"]
+    used: dict[str, dict[str, Any]] = {}
+    for p in pods:
+        name = p["spec"].get("nodeName")
+        if not name or (p.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            continue
+        u = used.setdefault(name, {"cpu": 0, "memory": 0, "pods": 0})
+        u["pods"] += 1
+        for c in p["spec"]["containers"]:
+            req = (c.get("resources") or {}).get("requests") or {}
+            for r in ("cpu", "memory"):
+                if r in req:
+                    u[r] += parse_quantity(req[r])
+    bad = []
+    for n in nodes:
+        alloc = n["status"].get("allocatable") or {}
+        got = used.get(n["metadata"]["name"])
+        if got and any(
+            got[r] > parse_quantity(alloc.get(r, "0")) for r in ("cpu", "memory", "pods")
+        ):
+            bad.append(n["metadata"]["name"])
+    return bad
+
+
+async def _wait_ready_nodes(s: aiohttp.ClientSession, n: int, timeout: float) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        items = (await _get_json(s, "/api/v1/nodes"))["items"]
+        ready = sum(
+            1
+            for i in items
+            if any(
+                c.get("type") == "Ready" and c.get("status") == "True"
+                for c in (i.get("status") or {}).get("conditions") or []
+            )
+        )
+        if ready >= n:
+            return time.monotonic() - start
+        await asyncio.sleep(2)
+    raise TimeoutError(f"{n} hollow nodes not Ready after {timeout} s")
+
+
+def _py_spy(pid: int, out: Path, rate: int) -> subprocess.Popen[bytes]:
+    """``py-spy record`` of ``pid`` into ``out``; ``rate`` < 0: |rate| samples/s, pausing
+    the process for each (exact stacks, more distortion); else ``--nonblocking``."""
+    exe = Path(sys.executable).parent / "py-spy"
+    argv = [str(exe), "record", "--pid", str(pid), "--format", "raw", "--output", str(out)]
+    argv += ["--rate", str(abs(rate))] + (["--nonblocking"] if rate > 0 else [])
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def run_shape(
+    nodes: int,
+    pods: int,
+    warm: int,
+    work: Path,
+    loops: str,
+    profile: Path | None,
+    rate: int,
+    idle: float = 10.0,
+) -> dict[str, Any]:
+    """One run of the issue's shape (module docstring); ``work`` is a fresh directory."""
+    srv = BenchServer.start(work / "server", extra=["--loops", loops])
+    agent: subprocess.Popen[bytes] | None = None
+    spies: list[subprocess.Popen[bytes]] = []
+    try:
+        kc = srv.data_dir / "pki" / "hollow-nodes.kubeconfig"
+        kubeconfig = kc if kc.exists() else srv.kubeconfig
+        with open(work / "agent.log", "ab") as log:
+            agent = subprocess.Popen(
+                [sys.executable, "-m", "corral", "agent", "--runtime", "hollow",
+                 "--name", "hollow", "--count", str(nodes), "--kubeconfig", str(kubeconfig),
+                 "--log-level", "WARNING"],
+                stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        async with srv.session(SHAPE_CLIENTS + 4) as s:
+            ready_s = await _wait_ready_nodes(s, nodes, 600)
+            pods_path = "/api/v1/namespaces/default/pods"
+            rv = (await _get_json(s, pods_path + "?limit=1"))["metadata"]["resourceVersion"]
+            watch = BoundWatch()
+            watch_task = asyncio.create_task(watch.run(s, rv))
+            await watch.ready.wait()
+            await _post_all(
+                s, pods_path, [pod(f"warm-{i}", "100m", "100Mi") for i in range(warm)], 32
+            )
+            deadline = time.monotonic() + 300
+            while len(watch.bound) < warm and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            pids = {"server": srv.pid, **_children(srv.pid), "hollow-agent": agent.pid}
+            await asyncio.sleep(3)  # the warm pods' status writes settle first
+            idle0 = _cpu_all(pids)  # the steady cost of N nodes: Leases, status, no pods
+            await asyncio.sleep(idle)
+            idle1 = _cpu_all(pids)
+            idle_cpu = {k: round((idle1[k] - idle0[k]) / idle, 3) for k in idle1} if idle else {}
+            if profile is not None:
+                profile.mkdir(parents=True, exist_ok=True)
+                for name in ("server", "scheduler"):
+                    if name in pids:
+                        out = profile / f"{name}-n{nodes}-p{pods}.txt"
+                        spies.append(_py_spy(pids[name], out, rate))
+                await asyncio.sleep(1)  # let the samplers attach
+            counts = {
+                "leases": "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases",
+                "nodes": "/api/v1/nodes",
+                "pods": "/api/v1/pods",
+            }
+            counters = {k: EventCount() for k in counts}
+            count_tasks = [asyncio.create_task(counters[k].run(s, p)) for k, p in counts.items()]
+            await asyncio.sleep(0.5)
+            before = {k: c.events for k, c in counters.items()}
+            cpu0 = _cpu_all(pids)
+            sent: dict[str, float] = {}
+            took: list[float] = []
+            bodies = [pod(f"p-{i}", "100m", "100Mi") for i in range(pods)]
+            t0 = time.monotonic()
+            await _post_all(s, pods_path, bodies, SHAPE_CLIENTS, sent, took)
+            created_s = time.monotonic() - t0
+            deadline = time.monotonic() + 900
+            while sum(1 for n in sent if n in watch.bound) < pods and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            for spy in spies:
+                spy.send_signal(signal.SIGINT)
+            cpu1 = _cpu_all(pids)
+            writes = {k: c.events - before[k] for k, c in counters.items()}
+            for t in count_tasks:
+                t.cancel()
+            for spy in spies:
+                spy.wait(60)
+            watch_task.cancel()
+            bound_times = [watch.bound[n] for n in sent if n in watch.bound]
+            span = (max(bound_times) - t0) if bound_times else float("nan")
+            to_bound = sorted((watch.bound[n] - sent[n]) * 1000 for n in sent if n in watch.bound)
+            write_ms = sorted(t * 1000 for t in took)
+            async with s.get("/metrics") as r:
+                metrics_text = await r.text() if r.status == 200 else ""
+            over = await _overcommitted(s)
+            cpu = {k: round(cpu1[k] - cpu0[k], 2) for k in cpu1}
+            return {
+                "mode": "shape",
+                "loops": loops,
+                "nodes": nodes,
+                "pods": pods,
+                "bound": len(bound_times),
+                "pods_per_s": round(len(bound_times) / span, 1) if bound_times else 0.0,
+                "span_s": round(span, 2),
+                "create_per_s": round(pods / created_s, 1),
+                "create_p50_ms": _pct(write_ms, 0.5),
+                "create_p99_ms": _pct(write_ms, 0.99),
+                "create_to_bound_p50_ms": _pct(to_bound, 0.5),
+                "create_to_bound_p99_ms": _pct(to_bound, 0.99),
+                "server_request_duration_metric": "apiserver_request_duration_seconds"
+                in metrics_text,
+                "cpu_s": cpu,
+                "watch_events_in_span": writes,
+                "cpu_share_of_span": {k: round(v / span, 2) for k, v in cpu.items()},
+                "idle_cpu_s_per_s": idle_cpu,
+                "cpu_s_total_corral": round(
+                    sum(v for k, v in cpu.items() if k != "bench-client"), 2
+                ),
+                "rss_mb": {k: _rss_mb(p) for k, p in pids.items()},
+                "nodes_ready_s": round(ready_s, 1),
+                "overcommitted_nodes": over,
+                "profiled": profile is not None,
+            }
+    finally:
+        for spy in spies:
+            if spy.poll() is None:
+                spy.kill()
+        if agent is not None:
+            agent.terminate()
+            try:
+                agent.wait(20)
+            except subprocess.TimeoutExpired:
+                agent.kill()
+        srv.stop()
+
+
+async def shape_async(args: argparse.Namespace) -> dict[str, Any]:
+    report: dict[str, Any] = {"command": sys.argv, "mode": "shape", "runs": []}
+    profile = Path(args.profile) if args.profile else None
+    with tempfile.TemporaryDirectory(prefix="corral-shape-") as tmp:
+        for n in [int(x) for x in args.nodes.split(",")]:
+            for p in [int(x) for x in args.pods.split(",")]:
+                for r in range(args.runs):
+                    work = Path(tmp) / f"n{n}-p{p}-{r}"
+                    work.mkdir()
+                    one = await run_shape(
+                        n, p, args.warm, work, args.loops, profile, args.rate, args.idle
+                    )
+                    report["runs"].append(one)
+                    print(orjson.dumps(one).decode(), flush=True)
+    return report
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {"command": sys.argv, "runs": {}}
     with tempfile.TemporaryDirectory(prefix="corral-sched-") as tmp:
         for n in [int(x) for x in args.nodes.split(",")]:
             runs = [
-                await one_run(n, args.pods, args.warm, Path(tmp) / f"n{n}-{r}")
+                await one_run(n, int(args.pods), args.warm, Path(tmp) / f"n{n}-{r}")
                 for r in range(args.runs)
             ]
             med = statistics.median(r["pods_per_s"] for r in runs)
@@ -227,13 +509,31 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.scheduler_perf")
-    p.add_argument("--out", default="bench/results/scheduler.json")
-    p.add_argument("--nodes", default="1000,5000")
-    p.add_argument("--pods", type=int, default=10_000)
+    p.add_argument("--mode", choices=["shape", "registered"], default="shape")
+    p.add_argument("--out", default=None, help="default bench/results/scheduler[-shape].json")
+    p.add_argument("--nodes", default=None, help="comma list (shape: 5000; registered: 1000,5000)")
+    p.add_argument("--pods", default="10000", help="comma list with --mode shape")
     p.add_argument("--warm", type=int, default=1_000)
-    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--runs", type=int, default=None, help="per point (shape: 1; registered: 3)")
+    p.add_argument("--loops", choices=["processes", "in-process"], default="processes")
+    p.add_argument("--profile", default="", metavar="DIR", help="shape: py-spy raw stacks here")
+    p.add_argument(
+        "--rate",
+        type=int,
+        default=100,
+        help="py-spy samples per second (negative: blocking sampling)",
+    )
+    p.add_argument(
+        "--idle", type=float, default=10.0, help="shape: seconds of CPU measured with no pods"
+    )
     args = p.parse_args(argv)
-    report = asyncio.run(main_async(args))
+    shape = args.mode == "shape"
+    args.nodes = args.nodes or ("5000" if shape else "1000,5000")
+    args.runs = args.runs or (1 if shape else 3)
+    args.out = args.out or (
+        "bench/results/scheduler-shape.json" if shape else "bench/results/scheduler.json"
+    )
+    report = asyncio.run(shape_async(args) if shape else main_async(args))
     write_report(args.out, report)
     return 0
 
