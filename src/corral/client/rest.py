@@ -225,6 +225,24 @@ def _raise_for(status: int, body: bytes) -> None:
         raise StatusError(status, "", body.decode(errors="replace")[:500]) from None
 
 
+def _transport(r: aiohttp.ClientResponse) -> asyncio.Transport | None:
+    return r.connection.transport if r.connection is not None else None
+
+
+def _abort(r: aiohttp.ClientResponse, transport: asyncio.Transport | None) -> None:
+    """Drop at once the connection of ``r``, left before its body ended (``transport``:
+    its transport taken before, as aiohttp may have let go of it already). Closed
+    politely, a TLS connection waits (asyncio: up to 30 s) for the server's close_notify,
+    and one still waiting when its event loop ends is never closed (``ResourceWarning:
+    unclosed transport``, in whatever runs when it is collected). A transport that is not
+    closing (back in the pool: the body had ended) is left alone."""
+    now = _transport(r)
+    if now is not None:
+        now.abort()
+    elif transport is not None and transport.is_closing():
+        transport.abort()
+
+
 #: a watch that sent nothing for this long is dead (the server sends a BOOKMARK every
 #: 30 s on an idle watch that asked for them: apiserver.handlers.BOOKMARK_INTERVAL)
 WATCH_IDLE_TIMEOUT = 75.0
@@ -308,7 +326,12 @@ class Client:
                         async with self.session.request(
                             method, server + path, params=params, data=data, headers=headers
                         ) as r:
-                            status, raw = r.status, await r.read()
+                            transport = _transport(r)
+                            try:
+                                status, raw = r.status, await r.read()
+                            except BaseException:  # cut short (timeout, cancelled, broken)
+                                _abort(r, transport)
+                                raise
                     except Exception as e:
                         if not server_trouble(e):
                             raise
@@ -414,6 +437,7 @@ class Client:
             if r.status >= 400:
                 _raise_for(r.status, await r.read())
             buf = b""
+            ended, transport = False, _transport(r)
             try:
                 async for chunk in r.content.iter_any():
                     # one split per chunk: a chunk can carry hundreds of events
@@ -421,10 +445,14 @@ class Client:
                     for line in lines:
                         if line.strip():
                             yield orjson.loads(line)
+                ended = True
             except Exception as e:
                 if server_trouble(e):
                     self._ring.failed(servers, server, e)
                 raise
+            finally:
+                if not ended:  # left mid-stream (closed, cancelled, broken)
+                    _abort(r, transport)
 
     async def create(self, res: Resource, obj: Obj, namespace: str | None = None) -> Obj:
         out: Obj = await self.request("POST", res.path(namespace), body=obj)
