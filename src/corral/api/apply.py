@@ -25,6 +25,11 @@ Managers are entries keyed by (manager, operation, apiVersion for updaters, subr
 ``apiVersion``/``kind``/``metadata.name``... are never recorded, nor ``status`` through
 the main resource nor ``spec`` through ``/status``, as the real server's reset fields.
 
+Cost: the hot writes (a kubelet status write, a Lease renewal) change values, not who owns
+them. Comparing old and new skips equal subtrees, and a stored entry the write neither adds
+to nor takes from is re-emitted from its FieldsV1 in one walk, never decoded into paths.
+The bytes are those a full decode and re-encode would give (``_canonical``).
+
 Deliberate simplification: struct-typed nodes never get ``".": {}`` (the real server marks
 pointer structs that a write creates, e.g. ``f:rollingUpdate``); it cannot tell Go pointer
 structs from value structs from the OpenAPI schema. Maps and list items do get it.
@@ -35,6 +40,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 import orjson
@@ -227,6 +233,60 @@ def decode_fields(fields: Any, prefix: Path = ()) -> PathSet:
     return out
 
 
+def _owns(fields: Any, path: Path) -> bool:
+    """Whether ``path`` is in ``decode_fields(fields)``, without decoding it."""
+    cursor = fields
+    for pe in path[:-1]:
+        cursor = cursor.get(pe) if isinstance(cursor, dict) else None
+        if not cursor or not isinstance(cursor, dict):
+            return False
+    if not isinstance(cursor, dict) or path[-1] not in cursor:
+        return False
+    sub = cursor[path[-1]]
+    return not sub or (isinstance(sub, dict) and "." in sub)
+
+
+def _canonical(fields: Any) -> dict[str, Any] | None:
+    """``encode_fields(decode_fields(fields))`` in one walk (a fresh tree), or None where
+    the two could differ (path elements that sort alike: then take the long way)."""
+    if not isinstance(fields, dict):
+        return None
+    return _canonical_children(fields)
+
+
+def _canonical_children(node: dict[str, Any]) -> dict[str, Any] | None:
+    out: dict[str, Any] = {}
+    last = ""
+    ordered = True  # already in FieldsV1 order (a stored tree mostly is: no sort needed)
+    for pe, sub in node.items():
+        if pe == ".":
+            continue
+        if not sub:
+            value: dict[str, Any] = {}
+        elif isinstance(sub, dict):
+            children = _canonical_children(sub)
+            if children is None:
+                return None
+            if children:
+                value = {".": {}, **children} if "." in sub else children
+            elif "." in sub:
+                value = {}
+            else:
+                continue
+        else:
+            continue
+        if ordered and out and not (last[:2] == pe[:2] and pe[:1] != "i" and last < pe):
+            ordered = False
+        out[pe] = value
+        last = pe
+    if ordered:
+        return out
+    keys = sorted(out, key=_pe_sort_key)
+    if any(_pe_sort_key(a) == _pe_sort_key(b) for a, b in pairwise(keys)):
+        return None
+    return {pe: out[pe] for pe in keys}
+
+
 def fields_of(obj: Any, node: SchemaNode | None, subresource: str = "") -> dict[str, Any]:
     """The FieldsV1 an applier of ``obj`` owns (identity and reset fields left out)."""
     paths: PathSet = set()
@@ -290,14 +350,18 @@ def _compare(old: Any, new: Any, node: SchemaNode | None, path: Path, cmp: _Comp
         if not _equal(old, new) and path:
             cmp.modified.add(path)
         return
-    old_children = {pe: v for pe, v, _n, _f in _children(old, node, old_shape)}
+    # An unchanged subtree adds nothing: ``==`` (C, stops at the first difference) finds
+    # it, ``_equal`` rules out what ``==`` does not tell apart (1, 1.0 and true).
+    if old == new and _equal(old, new):
+        return
+    old_children = {pe: (v, n) for pe, v, n, _f in _children(old, node, old_shape)}
     new_children = {pe: (v, n) for pe, v, n, _f in _children(new, node, new_shape)}
-    old_nodes = {pe: n for pe, _v, n, _f in _children(old, node, old_shape)}
     for pe, (value, child_node) in new_children.items():
-        _compare(old_children.get(pe, _ABSENT), value, child_node, (*path, pe), cmp)
-    for pe, value in old_children.items():
+        was = old_children.get(pe)
+        _compare(_ABSENT if was is None else was[0], value, child_node, (*path, pe), cmp)
+    for pe, (value, child_node) in old_children.items():
         if pe not in new_children:
-            _compare(value, _ABSENT, old_nodes[pe], (*path, pe), cmp)
+            _compare(value, _ABSENT, child_node, (*path, pe), cmp)
 
 
 def _without_managed(obj: dict[str, Any] | None) -> dict[str, Any]:
@@ -324,14 +388,58 @@ def _comparison(
 # --- managedFields entries ---------------------------------------------------------------
 
 
-@dataclass
 class _Manager:
-    manager: str
-    operation: str
-    api_version: str
-    subresource: str
-    time: str | None
-    fields: PathSet
+    """One managedFields entry. ``fields`` is decoded from the stored FieldsV1 (``source``)
+    on first use: a write that neither adds to nor takes from a manager's set (a kubelet
+    status write, a Lease renewal) re-emits its FieldsV1 without building the path set."""
+
+    __slots__ = ("_fields", "api_version", "manager", "operation", "source", "subresource", "time")
+
+    def __init__(
+        self,
+        manager: str,
+        operation: str,
+        api_version: str,
+        subresource: str,
+        time: str | None,
+        fields: PathSet | None,
+        source: Any = None,
+    ) -> None:
+        self.manager = manager
+        self.operation = operation
+        self.api_version = api_version
+        self.subresource = subresource
+        self.time = time
+        self._fields = fields
+        self.source = source
+
+    @property
+    def fields(self) -> PathSet:
+        if self._fields is None:
+            self._fields = decode_fields(self.source)
+        return self._fields
+
+    @fields.setter
+    def fields(self, value: PathSet) -> None:
+        self._fields = value
+
+    def discard(self, paths: PathSet) -> None:
+        """Give up ``paths`` (a stored set holding none of them stays undecoded)."""
+        if paths and (self._fields is not None or any(_owns(self.source, p) for p in paths)):
+            self.fields -= paths
+
+    def include(self, paths: PathSet) -> None:
+        """Take ``paths`` (a stored set holding all of them stays undecoded)."""
+        if self._fields is not None or not all(_owns(self.source, p) for p in paths):
+            self.fields |= paths
+
+    def fields_v1(self) -> dict[str, Any]:
+        """``encode_fields(self.fields)``; straight from ``source`` while undecoded."""
+        if self._fields is None:
+            tree = _canonical(self.source)
+            if tree is not None:
+                return tree
+        return encode_fields(self.fields)
 
     @property
     def identity(self) -> tuple[str, str, str, str]:
@@ -356,7 +464,8 @@ class _Manager:
             text += f" using {self.api_version}"
         return text
 
-    def entry(self) -> dict[str, Any]:
+    def entry(self, fields_v1: dict[str, Any]) -> dict[str, Any]:
+        """The managedFields entry, with ``fields_v1`` (this manager's ``fields_v1()``)."""
         out: dict[str, Any] = {
             "manager": self.manager,
             "operation": self.operation,
@@ -365,7 +474,7 @@ class _Manager:
         if self.time is not None:
             out["time"] = self.time
         out["fieldsType"] = FIELDS_V1
-        out["fieldsV1"] = encode_fields(self.fields)
+        out["fieldsV1"] = fields_v1
         if self.subresource:
             out["subresource"] = self.subresource
         return out
@@ -384,7 +493,8 @@ def _decode_managers(entries: Any) -> dict[tuple[str, str, str, str], _Manager]:
             api_version=str(e.get("apiVersion", "")),
             subresource=str(e.get("subresource", "")),
             time=e.get("time"),
-            fields=decode_fields(e.get("fieldsV1")),
+            fields=None,
+            source=e.get("fieldsV1"),
         )
         out[m.identity] = m
     return out
@@ -397,12 +507,26 @@ def _managed_of(obj: dict[str, Any] | None) -> Any:
     return meta.get("managedFields") if isinstance(meta, dict) else None
 
 
-def _store(obj: dict[str, Any], managers: Iterable[_Manager]) -> None:
-    kept = list(managers)
-    kept.sort(key=lambda m: (m.operation, m.time or "", m.manager, m.api_version, m.subresource))
+def _store(obj: dict[str, Any], managers: Iterable[_Manager], keep: _Manager | None = None) -> None:
+    """Write ``managers`` as ``obj``'s managedFields, in structured-merge-diff's order; a
+    manager that owns nothing is left out (unless it is ``keep``)."""
+    kept: list[tuple[_Manager, dict[str, Any]]] = []
+    for m in managers:
+        tree = m.fields_v1()
+        if tree or m is keep:  # FieldsV1 is empty exactly when the set is
+            kept.append((m, tree))
+    kept.sort(
+        key=lambda k: (
+            k[0].operation,
+            k[0].time or "",
+            k[0].manager,
+            k[0].api_version,
+            k[0].subresource,
+        )
+    )
     meta = obj.setdefault("metadata", {})
     if kept:
-        meta["managedFields"] = [m.entry() for m in kept]
+        meta["managedFields"] = [m.entry(tree) for m, tree in kept]
     else:
         meta.pop("managedFields", None)
 
@@ -461,22 +585,22 @@ def record_update(
     cmp = _comparison(live_old, live_new, node, subresource)
     changed = cmp.changed()
     me = _Manager(manager, UPDATE, api_version, subresource, now, set())
+    lost = changed | cmp.removed
     for ident, other in list(managers.items()):
         if ident == me.identity:
             continue
-        other.fields -= changed
-        other.fields -= cmp.removed
+        other.discard(lost)
     previous = managers.get(me.identity)
     if previous is not None:
-        previous.fields -= cmp.removed
+        previous.discard(cmp.removed)
         if changed:
-            previous.fields |= changed
+            previous.include(changed)
             previous.time = now
             previous.api_version = api_version
     elif changed:
         me.fields = set(changed)
         managers[me.identity] = me
-    _store(live_new, (m for m in managers.values() if m.fields))
+    _store(live_new, managers.values())
 
 
 def _update_tree(value: Any, node: SchemaNode | None, shape: str) -> dict[str, Any]:
@@ -779,5 +903,5 @@ def server_side_apply(
         me.time = previous.time
     managers[me.identity] = me
     result: dict[str, Any] = merged
-    _store(result, (m for m in managers.values() if m.fields or m is me))
+    _store(result, managers.values(), keep=me)
     return result

@@ -516,3 +516,72 @@ def test_create_fast_path_matches_comparison(
     got = fast["metadata"].get("managedFields", [{}])[0].get("fieldsV1", {})
     assert got == slow
     assert json.dumps(got) == json.dumps(slow)  # same order at every level
+
+
+# --- stored entries a write leaves alone ---------------------------------------------------
+
+_PES = ["f:a", "f:b", "f:metadata", 'k:{"name":"x"}', 'v:"q"', "i:0", "i:2", "i:10", "i:01", "x:a"]
+_LEAVES: list[Any] = [{}, None, 0, "", [], "s", {".": {}}, {".": 1}]
+
+
+def _random_fields(rng: Any, depth: int) -> Any:
+    if depth == 0 or rng.random() < 0.3:
+        return rng.choice(_LEAVES)
+    return {
+        rng.choice([*_PES, "."]): _random_fields(rng, depth - 1) for _ in range(rng.randint(0, 4))
+    }
+
+
+def test_stored_fields_read_without_decoding_match_decoding() -> None:
+    """``_owns`` and ``_canonical`` answer what decoding then encoding would, for any tree
+    (unsorted keys, odd leaves, elements that sort alike)."""
+    import random
+
+    from corral.api.apply import _canonical, _owns, decode_fields, encode_fields
+
+    rng = random.Random(19)
+    for _ in range(3000):
+        tree = _random_fields(rng, 4)
+        paths = decode_fields(tree)
+        canonical = _canonical(tree)
+        if canonical is not None:
+            assert json.dumps(canonical) == json.dumps(encode_fields(paths))
+        probes = {("f:a",), ("f:a", "f:b"), ("i:0",)}
+        for p in paths:
+            probes |= {p, (*p, "f:a"), p[:-1]}
+        for p in probes - {()}:
+            assert _owns(tree, p) == (p in paths), (tree, p)
+
+
+def test_rewrite_of_own_fields_keeps_other_entries_and_bumps_time() -> None:
+    """A status-style write that changes values a manager already owns (a Lease renewal):
+    its set stays, its time moves (upstream's managedFieldsUpdater), others are untouched;
+    a stored entry in non-canonical order comes back in FieldsV1 order, as before."""
+    old = _deployment()
+    record_update(old, None, "creator", "apps/v1", T0, DEPLOY)
+    entry = old["metadata"]["managedFields"][0]
+    entry["fieldsV1"] = dict(reversed(list(entry["fieldsV1"].items())))  # unsorted
+    mid = copy.deepcopy(old)
+    mid["status"] = {"replicas": 1, "observedGeneration": 1}
+    record_update(mid, old, "ctl", "apps/v1", T1, DEPLOY, "status")
+    new = copy.deepcopy(mid)
+    new["status"]["replicas"] = 2
+    record_update(new, mid, "ctl", "apps/v1", T2, DEPLOY, "status")
+    assert _entry(new, "ctl", "Update")["time"] == T2
+    assert _entry(new, "ctl", "Update")["fieldsV1"] == _entry(mid, "ctl", "Update")["fieldsV1"]
+    creator = _entry(new, "creator", "Update")
+    assert list(creator["fieldsV1"]) == ["f:metadata", "f:spec"]
+    assert creator["time"] == T0
+    same = copy.deepcopy(new)
+    record_update(same, new, "ctl", "apps/v1", "2026-11-27T15:00:00Z", DEPLOY, "status")
+    assert same["metadata"]["managedFields"] == new["metadata"]["managedFields"]
+
+
+def test_int_to_float_of_same_value_is_a_change() -> None:
+    """``2`` and ``2.0`` are equal in Python but not in JSON: the write still owns it."""
+    old = _deployment(replicas=2)
+    record_update(old, None, "creator", "apps/v1", T0, DEPLOY)
+    new = copy.deepcopy(old)
+    new["spec"]["replicas"] = 2.0
+    record_update(new, old, "scaler", "apps/v1", T1, DEPLOY)
+    assert _entry(new, "scaler", "Update")["fieldsV1"] == {"f:spec": {"f:replicas": {}}}
