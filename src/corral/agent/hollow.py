@@ -4,7 +4,9 @@ build a ``HollowAgent`` directly.
 
 One ``HollowAgent`` speaks for all its nodes at once, so 5,000 of them stay light:
 
-- registration and Lease renewal go through ``corral.agent.node`` (pipelined, bounded);
+- registration and Lease renewal go through ``corral.agent.node`` (pipelined, bounded;
+  past the first round each node renews at its own phase of the interval, a steady
+  stream rather than one burst of all nodes);
 - ONE pod watch (field selector ``spec.nodeName!=``) feeds an informer whose store keeps
   only the pods bound to its nodes, indexed by ``spec.nodeName``;
 - the event handler only enqueues ``namespace/name`` keys; ``workers`` sync loops (32 by
@@ -44,6 +46,7 @@ from corral.client.rest import NODES, PODS, Client, KubeConfig
 from corral.util.bearer import bearer_matches, node_token
 from corral.util.clock import Clock, SystemClock, parse_rfc3339, rfc3339
 from corral.util.durations import parse_go_duration
+from corral.util.gc_tuning import settling
 
 from .node import (
     DEFAULT_CAPACITY,
@@ -809,5 +812,7 @@ def main(argv: list[str]) -> int:
     lease = args.node_lease_duration_seconds
     names = node_names(args.name, args.count)
     agent = HollowAgent(client, names, labels, lease_duration=lease, renew_interval=lease / 4)
-    run_loop(lambda: serve_until_signalled(agent.run, client, args.exit_on_stdin_eof))
+    # a process of its own: the collector is set up once the nodes are in and pods synced
+    work = settling(agent.run, agent.ready)
+    run_loop(lambda: serve_until_signalled(work, client, args.exit_on_stdin_eof))
     return 0

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import socket
 import sys
@@ -96,6 +95,7 @@ from corral.storage.base import StorageCorrupt
 from corral.storage.cache import MAX_BACKLOG_BYTES, WatchCache
 from corral.storage.datastore import EtcdTLS, is_etcd, open_store
 from corral.util.clock import Clock, SystemClock
+from corral.util.gc_tuning import settle_heap
 
 log = logging.getLogger("corral.server")
 
@@ -327,9 +327,7 @@ class Server:
         # Everything loaded so far lives as long as the server: keep it out of the
         # collector's scans, and collect the young generation less often, so that a
         # full collection never stalls requests for tens of milliseconds.
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(50_000, 20, 100)
+        settle_heap()
         # etcd: its watch starts at rev; past compaction it relists into cache.replace
         self.storage.attach_listener(self.cache.apply, rev, relist=self.cache.replace)
         svc_info = registry.by_gvr[("", "v1", "services")]

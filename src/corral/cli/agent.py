@@ -29,6 +29,7 @@ from corral.agent.images.store import ImageStore
 from corral.agent.kubelet import NodeAgent
 from corral.agent.node import parse_labels, run_loop, serve_until_signalled
 from corral.client.rest import NODES, Client, KubeConfig
+from corral.util.gc_tuning import settling
 from corral.util.paths import absolute_path
 
 if TYPE_CHECKING:
@@ -512,7 +513,7 @@ def main(argv: list[str]) -> int:
                 own = args.pod_cidr if not auto_cidr else ""
                 routes = PodRoutes(client, args.name, args.node_ip, own)
                 tg.create_task(_guarded(routes.run(), "the pod routes"))
-            await agent.run()
+            await settling(agent.run, agent.ready)()  # the collector, once synced
 
     from corral.agent.drivers.bridges import BridgeConflict
 

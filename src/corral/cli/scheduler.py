@@ -22,6 +22,7 @@ from corral.api.errors import StatusError
 from corral.client import election
 from corral.client.rest import EVENTS, PODS, Client, add_server_flag
 from corral.scheduler import DEFAULT_SCHEDULER, FAILED_SCHEDULING
+from corral.util.gc_tuning import settling
 from corral.util.stopping import run_until_stopped
 
 if TYPE_CHECKING:
@@ -92,13 +93,19 @@ def add_parsers(sub: Any) -> None:
 
 async def _run_scheduler(args: argparse.Namespace, profile: Profile) -> None:
     await run_until_stopped(
-        serve_scheduler(args, profile), name="scheduler", exit_on_stdin_eof=args.exit_on_stdin_eof
+        serve_scheduler(args, profile, settle=True),
+        name="scheduler",
+        exit_on_stdin_eof=args.exit_on_stdin_eof,
     )
 
 
-async def serve_scheduler(args: argparse.Namespace, profile: Profile) -> None:
+async def serve_scheduler(
+    args: argparse.Namespace, profile: Profile, *, settle: bool = False
+) -> None:
     """The scheduler (and, with a Mesos port, the master) until cancelled. It installs no
-    signal handlers, so ``corral up`` runs it inside the API server's process too."""
+    signal handlers, so ``corral up`` runs it inside the API server's process too.
+    ``settle``: a process of its own, whose collector is set up once the scheduler's
+    informers have synced (``util/gc_tuning.py``)."""
     client = Client.from_kubeconfig(
         args.kubeconfig or default_kubeconfig(),
         servers=getattr(args, "server", ""),
@@ -110,7 +117,7 @@ async def serve_scheduler(args: argparse.Namespace, profile: Profile) -> None:
         sched = Scheduler(
             client, name=args.scheduler_name, profile=profile, max_in_flight=args.max_in_flight
         )
-        await _placement(sched, client, args)
+        await _placement(sched, client, args, settle)
     finally:
         await client.close()
 
@@ -208,8 +215,11 @@ def master_auth(client: Client, args: argparse.Namespace) -> Any:
     return MasterAuth(Reviewer(client), **flags)
 
 
-async def _placement(sched: Any, client: Client, args: argparse.Namespace) -> None:
+async def _placement(
+    sched: Any, client: Client, args: argparse.Namespace, settle: bool = False
+) -> None:
     """The scheduler, and with a Mesos port the allocator and master over its table."""
+    run = settling(sched.run, sched.ready) if settle else sched.run
     port = getattr(args, "mesos_port", 0)
     if args.command == "mesos-master":
         port = args.port
@@ -220,7 +230,7 @@ async def _placement(sched: Any, client: Client, args: argparse.Namespace) -> No
     advertise = {"mesos": election.advertised(bind, port)} if port else None
     elected = election.elector(client, args, args.command, advertise)
     if not port:
-        await election.run_elected(elected, sched.run)
+        await election.run_elected(elected, run)
         return
     from aiohttp import web
 
@@ -256,13 +266,13 @@ async def _placement(sched: Any, client: Client, args: argparse.Namespace) -> No
         except OSError as e:
             # the Kubernetes side keeps working; say plainly why Mesos is not there
             log.error("Mesos master: cannot listen on %s:%d: %s (use --mesos-port)", bind, port, e)
-            await election.run_elected(elected, sched.run)
+            await election.run_elected(elected, run)
             return
         log.info("Mesos master API on http://%s:%d", bind, port)
 
         async def placement() -> None:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(sched.run(), name="scheduler")
+                tg.create_task(run(), name="scheduler")
                 tg.create_task(master.run(), name="mesos-master")
 
         await election.run_elected(elected, placement)

@@ -11,7 +11,8 @@ up`` start it beside the API server.
 ``replicaset``) to controller classes; a new controller is one entry here. A controller
 with settings of its own (the node lifecycle controller's periods) gets them as keyword
 arguments through ``ControllerManager(options={name: {...}})``, which ``main`` fills
-from its flags.
+from its flags. As a process of its own (``main``), it sets up the garbage collector once
+its informers have synced (``util/gc_tuning.py``).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ from corral.controllers.statefulset import StatefulSetController
 from corral.controllers.taint_eviction import TaintEvictionController
 from corral.controllers.volumeprotection import PVCProtectionController, PVProtectionController
 from corral.util.clock import Clock
+from corral.util.gc_tuning import settling
 from corral.util.stopping import run_until_stopped
 
 log = logging.getLogger("corral.controllers.manager")
@@ -188,8 +190,8 @@ async def _serve(
 ) -> None:
     manager = ControllerManager(client, names, options=options)
     try:
-        await run_until_stopped(
-            election.run_elected(elected, manager.run),
+        await run_until_stopped(  # a process of its own: its collector is set up once synced
+            election.run_elected(elected, settling(manager.run, manager.ready)),
             name="controller-manager",
             exit_on_stdin_eof=exit_on_stdin_eof,
         )

@@ -4,6 +4,7 @@ Lease objects (corral.agent.hollow and corral.agent.node). No event loop, no ser
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -33,6 +34,7 @@ from corral.agent.node import (
     lease_object,
     node_object,
     parse_labels,
+    renewal_due,
 )
 from corral.util.clock import parse_rfc3339
 
@@ -300,6 +302,29 @@ def test_lease_object() -> None:
     assert (spec["holderIdentity"], spec["leaseDurationSeconds"]) == ("n1", 40)
     assert spec["renewTime"] == "2027-01-15T08:00:00.250000Z"
     assert parse_rfc3339(spec["renewTime"]) == pytest.approx(T0 + 0.25)
+
+
+@pytest.mark.parametrize("u", [0.0, 0.5, 0.999])
+def test_renewals_are_spread_over_the_interval(u: float) -> None:
+    # 5,000 nodes every 10 s: one renewal per 2 ms, each node once per interval
+    n, interval = 5000, 10.0
+    dues = [renewal_due(j, n, interval, u) for j in range(3 * n)]
+    assert dues == sorted(dues)  # the slots stay in order, whatever the jitter
+    per_second = [0] * 31
+    for d in dues:
+        per_second[int(d)] += 1
+    assert all(c == 500 for c in per_second[1:29])  # a steady stream, no burst
+    for i in (0, 1, 2500, n - 1):
+        mine = dues[i::n]
+        assert 0 < mine[0] <= interval + 0.002  # the first after the first round
+        assert all(b - a == pytest.approx(interval) for a, b in pairwise(mine))
+
+
+def test_one_node_renews_every_interval_within_the_kubelets_jitter() -> None:
+    # as the kubelet's JitterUntil(renewInterval, 0.04): up to 4% late
+    assert renewal_due(0, 1, 10.0, 0.0) == 10.0
+    assert renewal_due(0, 1, 10.0, 0.5) == pytest.approx(10.2)
+    assert renewal_due(3, 1, 10.0, 0.999) == pytest.approx(40.0 + 0.3996)
 
 
 def test_slim_keeps_what_the_agent_reads() -> None:
