@@ -6,7 +6,10 @@ plain-dict object): :func:`json_patch` (RFC 6902, ``application/json-patch+json`
 :func:`strategic_merge_patch` (``application/strategic-merge-patch+json``, the format
 ``kubectl apply``/``edit``/``patch``/``set`` send).
 
-All three are pure: they never mutate their inputs and return a new document. Failures raise
+All three are pure: they never mutate their inputs and return a new document, except that
+a caller whose ``doc`` is its own fresh copy (the API server's: a fresh decode of the
+stored object) passes ``owned=True`` to skip copying it: the merge patches then build on
+it (the strategic one in place). Failures raise
 :class:`~corral.api.errors.StatusError` with the code, reason and wording the real apiserver
 uses (``k8s.io/apiserver/pkg/endpoints/handlers/patch.go``):
 
@@ -31,7 +34,6 @@ order in the patch list, then the order in the live list.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import jsonpatch
@@ -100,7 +102,8 @@ def _go_repr(value: Any) -> str:
 def json_patch(doc: dict[str, Any], ops: Any) -> dict[str, Any]:
     """Apply an RFC 6902 JSON patch (already decoded from JSON) to a copy of ``doc``."""
     if ops is None:  # Go decodes ``null`` into an empty patch
-        return copy.deepcopy(doc)
+        copied: dict[str, Any] = _clone(doc)
+        return copied
     if not isinstance(ops, list):
         raise bad_request(
             f"json: cannot unmarshal {_go_type(ops)} into Go value of type jsonpatch.Patch"
@@ -122,9 +125,21 @@ def json_patch(doc: dict[str, Any], ops: Any) -> dict[str, Any]:
 # --- RFC 7386 ---------------------------------------------------------------------------
 
 
+def _clone(value: Any) -> Any:
+    """A deep copy of decoded JSON: ``copy.deepcopy`` without its memo (JSON has no
+    shared references to keep), several times faster."""
+    if isinstance(value, dict):
+        return {k: _clone(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clone(v) for v in value]
+    return value
+
+
 def _merge_patch_value(target: Any, patch: Any) -> Any:
+    """``target`` merged with ``patch``; ``target`` is not changed (touched maps are
+    copied), its untouched values are shared."""
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
+        return _clone(patch)
     out: dict[str, Any] = dict(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if value is None:
@@ -134,11 +149,14 @@ def _merge_patch_value(target: Any, patch: Any) -> Any:
     return out
 
 
-def merge_patch(doc: dict[str, Any], patch: Any) -> dict[str, Any]:
-    """Apply an RFC 7386 JSON merge patch: objects merge, ``null`` deletes, the rest replaces."""
+def merge_patch(doc: dict[str, Any], patch: Any, *, owned: bool = False) -> dict[str, Any]:
+    """Apply an RFC 7386 JSON merge patch: objects merge, ``null`` deletes, the rest replaces.
+
+    With ``owned`` (``doc`` is the caller's own copy) the result shares ``doc``'s values
+    the patch leaves alone instead of copies of them; ``doc`` itself is not changed."""
     if not isinstance(patch, dict):
         raise StatusError(400, BAD_REQUEST, INVALID_JSON_PATCH)
-    result: dict[str, Any] = _merge_patch_value(copy.deepcopy(doc), patch)
+    result: dict[str, Any] = _merge_patch_value(doc if owned else _clone(doc), patch)
     return result
 
 
@@ -433,16 +451,18 @@ def _merge_list(
 
 
 def strategic_merge_patch(
-    doc: dict[str, Any], patch: Any, node: SchemaNode | None
+    doc: dict[str, Any], patch: Any, node: SchemaNode | None, *, owned: bool = False
 ) -> dict[str, Any]:
     """Apply a strategic merge patch to a copy of ``doc`` using ``node`` (the kind's schema).
 
     ``patch`` is the decoded request body. ``None`` (a JSON ``null`` body) changes nothing.
+    With ``owned`` (``doc`` is the caller's own copy) ``doc`` is patched in place.
     """
     if patch is None:
-        return copy.deepcopy(doc)
+        same: dict[str, Any] = doc if owned else _clone(doc)
+        return same
     if not isinstance(patch, dict):
         raise bad_request(
             f"json: cannot unmarshal {_go_type(patch)} into Go value of type map[string]interface {{}}"
         )
-    return _merge_map(copy.deepcopy(doc), copy.deepcopy(patch), node)
+    return _merge_map(doc if owned else _clone(doc), _clone(patch), node)

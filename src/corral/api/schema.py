@@ -21,6 +21,8 @@ import orjson
 
 KUBE_VERSION = "v1.32.0"
 _REF_PREFIX = "#/$defs/"
+_QUANTITY = "io.k8s.apimachinery.pkg.api.resource.Quantity"
+_INT_OR_STRING = "io.k8s.apimachinery.pkg.util.intstr.IntOrString"
 
 
 @functools.cache
@@ -61,6 +63,50 @@ def _types(raw: dict[str, Any]) -> set[str]:
     return {x for x in t if x != "null"}
 
 
+# How typed decoding treats a schema position (``SchemaNode.decoding``), in
+# ``check_types``'s order: kept as is, a struct, a map, a list, or a scalar checked as
+# ``_value_ok`` checks it. Computed once per node rather than once per value.
+_KEEP = 0
+_OBJECT = 1
+_MAP = 2
+_LIST = 3
+_SCALAR_ANY = 4
+_SCALAR_QUANTITY = 5
+_SCALAR_INT_OR_STRING = 6
+_SCALAR_INTEGER = 7
+_SCALAR_NUMBER = 8
+_SCALAR_BOOLEAN = 9
+_SCALAR_STRING = 10
+_SCALAR_TIME = 11  # a string that, when not empty, must parse as RFC 3339
+
+
+def _decoding(node: SchemaNode, types: set[str]) -> int:
+    raw = node.raw
+    if node.is_opaque or node.preserves_unknown:
+        return _KEEP
+    if node.is_object:
+        return _OBJECT
+    if node.is_map:
+        return _MAP
+    if node.is_list:
+        return _LIST
+    if node.name == _QUANTITY:
+        return _SCALAR_QUANTITY
+    if node.name == _INT_OR_STRING:
+        return _SCALAR_INT_OR_STRING
+    if not types or "oneOf" in raw:
+        return _SCALAR_ANY
+    if "integer" in types:
+        return _SCALAR_INTEGER
+    if "number" in types:
+        return _SCALAR_NUMBER
+    if "boolean" in types:
+        return _SCALAR_BOOLEAN
+    if "string" in types:
+        return _SCALAR_TIME if raw.get("format") == "date-time" else _SCALAR_STRING
+    return _SCALAR_ANY
+
+
 class SchemaNode:
     """One schema position. Navigation returns ``None`` where the schema says nothing.
 
@@ -73,6 +119,7 @@ class SchemaNode:
         "_fields",
         "_items",
         "_value",
+        "decoding",
         "is_list",
         "is_map",
         "is_object",
@@ -125,6 +172,8 @@ class SchemaNode:
             list(keys) if keys else ([self.patch_merge_key] if self.patch_merge_key else [])
         )
         self.map_type: str = str(raw.get("x-kubernetes-map-type", "granular"))
+        #: how typed decoding (``check_types``) treats a value here
+        self.decoding: int = _decoding(self, types)
         self._fields: dict[str, SchemaNode | None] = {}
         self._items: SchemaNode | bool | None = False
         self._value: SchemaNode | bool | None = False
@@ -259,9 +308,6 @@ def fill_required(obj: Any, node: SchemaNode | None) -> None:
 
 # --- typed decoding ----------------------------------------------------------------------
 
-_QUANTITY = "io.k8s.apimachinery.pkg.api.resource.Quantity"
-_INT_OR_STRING = "io.k8s.apimachinery.pkg.util.intstr.IntOrString"
-
 
 def _go_type(node: SchemaNode) -> str:
     """The Go type name a decoding error names (``int32``, ``v1.OwnerReference``...)."""
@@ -382,6 +428,102 @@ def check_types(
     paths (``spec.containers[0].foo``) appended: pruning and decoding in one walk.
     ``path`` is Go's field path for messages, ``upath`` the indexed one for ``unknown``.
     """
+    try:
+        return _decode(obj, node, unknown is not None)
+    except _Refused:
+        pass
+    # Something to report: walk again keeping the paths the error or the list names.
+    return _check_types_reporting(obj, node, path, parent, unknown, upath)
+
+
+class _Refused(Exception):
+    """``_decode`` met something ``check_types`` reports (a value of the wrong type, a
+    time that does not parse, an unknown field to list)."""
+
+
+def _decode(obj: Any, node: SchemaNode | None, listing: bool) -> Any:
+    """``check_types``' common case, without the paths: the same value, or ``_Refused``
+    where the reporting walk would raise or list an unknown field (``listing``)."""
+    if node is None:
+        return obj
+    how = node.decoding
+    if how == _OBJECT:
+        if not isinstance(obj, dict):
+            raise _Refused
+        fields = node._fields
+        out: dict[str, Any] = {}
+        for key, val in obj.items():
+            try:
+                child = fields[key]
+            except KeyError:
+                child = node.field(key)
+            if child is None:
+                if listing:
+                    raise _Refused
+                if val is not None:
+                    out[key] = val
+                continue
+            if val is None:
+                continue
+            if child.decoding == _SCALAR_STRING and isinstance(val, str):
+                out[key] = val
+            else:
+                out[key] = _decode(val, child, listing)
+        return out
+    if how == _KEEP:
+        return obj
+    if how == _LIST:
+        if not isinstance(obj, list):
+            raise _Refused
+        inode = node.items()
+        return [_decode(v, inode, listing) if v is not None else _zero(inode) for v in obj]
+    if how == _MAP:
+        if not isinstance(obj, dict):
+            raise _Refused
+        vnode = node.value()
+        return {
+            k: _decode(v, vnode, listing) if v is not None else _zero(vnode) for k, v in obj.items()
+        }
+    if isinstance(obj, dict | list):
+        raise _Refused
+    if how == _SCALAR_STRING:
+        if isinstance(obj, str):
+            return obj
+    elif how == _SCALAR_TIME:
+        if isinstance(obj, str):
+            if obj:
+                try:
+                    datetime.fromisoformat(obj.replace("Z", "+00:00"))
+                except ValueError:
+                    raise _Refused from None
+            return obj
+    elif how == _SCALAR_INTEGER:
+        if isinstance(obj, float) and obj.is_integer():
+            return int(obj)
+        if isinstance(obj, int) and not isinstance(obj, bool):
+            return obj
+    elif how == _SCALAR_BOOLEAN:
+        if isinstance(obj, bool):
+            return obj
+    elif how == _SCALAR_ANY:
+        return obj
+    else:  # quantity, int-or-string, number: as _value_ok decides
+        ok, value = _value_ok(obj, node)
+        if ok:
+            return value
+    raise _Refused
+
+
+def _check_types_reporting(
+    obj: Any,
+    node: SchemaNode | None,
+    path: str,
+    parent: str,
+    unknown: list[str] | None,
+    upath: str,
+) -> Any:
+    """``check_types`` keeping the paths: it raises the ``TypeMismatch`` or ``BadTime``
+    and lists the unknown fields."""
     if node is None or node.is_opaque or node.preserves_unknown:
         return obj
     if node.is_object:
@@ -400,7 +542,7 @@ def check_types(
                 continue
             if val is None:
                 continue
-            out[key] = check_types(
+            out[key] = _check_types_reporting(
                 val,
                 child,
                 f"{path}.{key}" if path else key,
@@ -414,7 +556,7 @@ def check_types(
             raise TypeMismatch(_json_kind(obj), parent, path, _go_type(node))
         vnode = node.value()
         return {
-            k: check_types(v, vnode, f"{path}.{k}", parent, unknown, f"{upath}.{k}")
+            k: _check_types_reporting(v, vnode, f"{path}.{k}", parent, unknown, f"{upath}.{k}")
             if v is not None
             else _zero(vnode)
             for k, v in obj.items()
@@ -424,7 +566,7 @@ def check_types(
             raise TypeMismatch(_json_kind(obj), parent, path, _go_type(node))
         inode = node.items()
         return [
-            check_types(v, inode, path, parent, unknown, f"{upath}[{i}]")
+            _check_types_reporting(v, inode, path, parent, unknown, f"{upath}[{i}]")
             if v is not None
             else _zero(inode)
             for i, v in enumerate(obj)

@@ -251,6 +251,9 @@ class NodeUsage:
         #: pod key -> release of its in-flight binding hold; the hold ends as soon as the
         #: cache listener counts the pod, so a pod is never counted twice (used + held)
         self._holds: dict[str, Callable[[], None]] = {}
+        #: node name -> (revision, allocatable) of the Node last read at a binding, so
+        #: that bindings to a node do not each decode its JSON
+        self._allocatable: dict[str, tuple[int, Vector | None]] = {}
         for e in list(pods.entries.values()):
             self._apply_pod("ADDED", e)
 
@@ -259,6 +262,8 @@ class NodeUsage:
         """The watch cache's change listener: keep the sums of the pods resource."""
         if rc is self.pods:
             self._apply_pod(type_, entry)
+        elif rc is self.nodes and type_ == DELETED:
+            self._allocatable.pop(entry.name, None)
 
     def _apply_pod(self, type_: str, e: Entry) -> None:
         node = e.fields.get("spec.nodeName", "")
@@ -287,6 +292,14 @@ class NodeUsage:
         self._requests[e.key] = (e.uid, req)
         return req
 
+    def _node_allocatable(self, node: str, entry: Entry) -> Vector | None:
+        known = self._allocatable.get(node)
+        if known is not None and known[0] == entry.revision:
+            return known[1]
+        alloc = node_allocatable(entry.obj())
+        self._allocatable[node] = (entry.revision, alloc)
+        return alloc
+
     def _add(self, node: str, req: Vector, sign: int) -> None:
         used = self.used.setdefault(node, [0, 0, 0, 0])
         for i, r in enumerate(req):
@@ -303,7 +316,7 @@ class NodeUsage:
         entry = self.nodes.entries.get(self.nodes.prefix + node)
         if entry is None:
             return None  # Kubernetes binds to unknown nodes; the pod GC removes such pods
-        alloc = node_allocatable(entry.obj())
+        alloc = self._node_allocatable(node, entry)
         if alloc is None:
             return None
         req = pod_requests(pod)

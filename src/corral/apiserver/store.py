@@ -769,10 +769,12 @@ class Registry:
         node = self.schema(info)
 
         def transform(cur: Obj) -> Obj:
-            new = apply_patch(patch_type, cur, body, node)
+            # ``cur`` is a fresh decode (``_guaranteed_update``): patched without a copy
+            cur_rv = (cur.get("metadata") or {}).get("resourceVersion")
+            new = apply_patch(patch_type, cur, body, node, owned=True)
             self.check_type(info, new)
             rv = (new.get("metadata") or {}).get("resourceVersion")
-            if rv and rv != (cur.get("metadata") or {}).get("resourceVersion"):
+            if rv and rv != cur_rv:
                 raise errors.conflict(info.plural, info.group, name)
             warnings.extend(self._validate_fields(info, new, opts))
             return new
@@ -1005,14 +1007,18 @@ class Registry:
 TRANSFORM_VALIDATED = ("binding", "ephemeralcontainers")
 
 
-def apply_patch(patch_type: str, doc: Obj, body: Any, node: SchemaNode | None) -> Obj:
-    """``doc`` patched by a JSON, merge or strategic merge patch (a new object)."""
+def apply_patch(
+    patch_type: str, doc: Obj, body: Any, node: SchemaNode | None, *, owned: bool = False
+) -> Obj:
+    """``doc`` patched by a JSON, merge or strategic merge patch (a new object). With
+    ``owned`` (``doc`` is the caller's fresh copy, used no more) ``doc`` is not copied
+    first: the result may share its values or be ``doc`` itself."""
     if patch_type == JSON_PATCH:
         return json_patch(doc, body)
     if patch_type == MERGE_PATCH:
-        return merge_patch(doc, body)
+        return merge_patch(doc, body, owned=owned)
     if patch_type == STRATEGIC_PATCH:
-        return strategic_merge_patch(doc, body, node)
+        return strategic_merge_patch(doc, body, node, owned=owned)
     raise errors.unsupported_media_type(patch_type)
 
 

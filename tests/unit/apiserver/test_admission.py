@@ -112,6 +112,26 @@ def test_binding_guard_pod_count_and_unknown_node(f: Fixture) -> None:
     assert usage.reserve({"metadata": {"name": "q"}, "spec": {"nodeName": "ghost"}}, "k") is None
 
 
+def test_binding_guard_reads_the_node_as_it_is_now(f: Fixture) -> None:
+    """The allocatable kept per node revision follows a Node's update, delete and
+    re-creation."""
+    usage = NodeUsage(f.pods, f.nodes)
+    f.cache.listeners.append(usage.on_change)
+    pod = {"metadata": {"name": "b"}, "spec": {"containers": [c("2")], "nodeName": "n1"}}
+    with pytest.raises(StatusError, match="of 1 is free"):
+        usage.reserve(pod, "k")
+    node = {"metadata": {"name": "n1"}, "status": {"allocatable": {"cpu": "4"}}}
+    f.put("/registry/core/nodes/n1", node)
+    release = usage.reserve(pod, "k")
+    assert release is not None
+    release()
+    f.put("/registry/core/nodes/n1", node, delete=True)
+    assert usage.reserve(pod, "k") is None  # an unknown node
+    f.put("/registry/core/nodes/n1", {**node, "status": {"allocatable": {"cpu": "500m"}}})
+    with pytest.raises(StatusError, match="of 500m is free"):
+        usage.reserve(pod, "k")
+
+
 @pytest.mark.parametrize(
     ("spec", "want"),
     [
