@@ -17,6 +17,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import orjson
+
 Obj = dict[str, Any]
 
 PUT = 0
@@ -138,3 +140,24 @@ class Storage(Protocol):
     async def put_meta(self, key: str, value: bytes, *, create_only: bool) -> bool:
         """Write such a value; with ``create_only`` only if absent (else False)."""
         ...
+
+
+async def read_modify_write(
+    store: Storage, key: str, update: Callable[[Obj], Obj | None], current: KV | None
+) -> KV | None:
+    """``guaranteed_update`` for any backend: ``update`` gets a fresh decode of the live
+    value (``current`` saves the first read; when it is stale the compare fails and the
+    value is read again); None from ``update`` leaves it. ``KeyNotFound`` if it is gone."""
+    kv = current
+    while True:
+        if kv is None:
+            kv = await store.get(key)
+            if kv is None:
+                raise KeyNotFound(key)
+        new = update(orjson.loads(kv.raw))
+        if new is None:
+            return None
+        try:
+            return await store.update(key, new, kv.mod_revision)
+        except RevisionMismatch:
+            kv = None

@@ -51,6 +51,7 @@ from corral.storage.base import (
     Obj,
     RevisionMismatch,
     StorageUnavailable,
+    read_modify_write,
 )
 from corral.storage.etcd_conn import (
     ATTEMPT_TIMEOUT,
@@ -342,19 +343,7 @@ class EtcdStorage:
     ) -> KV | None:
         """Read-modify-write with optimistic concurrency (etcd3 store's GuaranteedUpdate):
         a stale ``current`` fails the compare, and the loop re-reads from etcd."""
-        kv = current
-        while True:
-            if kv is None:
-                kv = await self.get(key)
-                if kv is None:
-                    raise KeyNotFound(key)
-            new = update(orjson.loads(kv.raw))
-            if new is None:
-                return None
-            try:
-                return await self.update(key, new, kv.mod_revision)
-            except RevisionMismatch:
-                kv = None
+        return await read_modify_write(self, key, update, current)
 
     # --- reads -------------------------------------------------------------------------
     async def get(self, key: str) -> KV | None:

@@ -53,6 +53,7 @@ from corral.storage.base import (
     RevisionMismatch,
     StorageCorrupt,
     StorageFull,
+    read_modify_write,
 )
 from corral.storage.transform import TransformError, ValueTransformer
 
@@ -510,19 +511,7 @@ class SQLiteStorage:
         ``current`` (e.g. from the watch cache) saves the first read; if it is stale the
         compare fails and the loop re-reads from the database. Returns the stored value,
         or None when ``update`` returned None (nothing to do)."""
-        kv = current
-        while True:
-            if kv is None:
-                kv = await self.get(key)
-                if kv is None:
-                    raise KeyNotFound(key)
-            new = update(orjson.loads(kv.raw))
-            if new is None:
-                return None
-            try:
-                return await self.update(key, new, kv.mod_revision)
-            except RevisionMismatch:
-                kv = None
+        return await read_modify_write(self, key, update, current)
 
     # --- reads --------------------------------------------------------------------------
     async def get(self, key: str) -> KV | None:
