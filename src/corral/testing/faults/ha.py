@@ -25,7 +25,8 @@ leases), hollow nodes in one ``corral agent`` given every server URL. Under it:
 - one etcd member (its leader) SIGKILLed: writes go on (``writes_while_member_down``).
 
 ``run(work, long=False)`` returns the figures and ``violations``. Short form (the suite):
-one leader kill; long form (``make faults``): 20.
+two leader kills (the scheduler's and the controller manager's holders); long form
+(``make faults``): 20.
 """
 
 from __future__ import annotations
@@ -223,7 +224,7 @@ def _load(cluster: HACluster, writers: int) -> tuple[Ledger, list[Writer], dict[
 def run(work: Path, *, long: bool = False) -> dict[str, object]:
     """The scenario (module docstring). Long: 20 leader kills, 8 hollow nodes, 12
     replicas, 6 writers; short: 1 kill, 3 nodes, 4 replicas, 4 writers."""
-    kills, nodes, replicas, writers = (20, 8, 12, 6) if long else (1, 3, 4, 4)
+    kills, nodes, replicas, writers = (20, 8, 12, 6) if long else (2, 3, 4, 4)
     out: dict[str, Any] = {"leader_kills": 0, "violations": []}
     violations: list[str] = out["violations"]
     framework: FrameworkProcess | None = None
