@@ -42,7 +42,7 @@ from aiohttp import web
 from corral.api.errors import StatusError
 from corral.api.nodes import AGENT_SCHEME
 from corral.client.informer import Informer, WorkQueue, key_of
-from corral.client.rest import NODES, PODS, Client, KubeConfig
+from corral.client.rest import NODES, PODS, Client, KubeConfig, add_server_flag
 from corral.util.bearer import bearer_matches, node_token
 from corral.util.clock import Clock, SystemClock, parse_rfc3339, rfc3339
 from corral.util.durations import parse_go_duration
@@ -758,13 +758,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="corral agent", description="Run a node agent (hollow runtime: simulated nodes)."
     )
-    p.add_argument(
-        "--server",
-        default="",
-        metavar="URL[,URL...]",
-        help="API server URL(s), tried in order, failing over between them (overrides the "
-        "kubeconfig's)",
-    )
+    add_server_flag(p)
     p.add_argument("--kubeconfig", required=True, help="kubeconfig with the agent's credentials")
     p.add_argument("--name", required=True, help="node name (with --count: the name prefix)")
     p.add_argument(

@@ -28,7 +28,7 @@ from corral.agent.images import RegistryHosts
 from corral.agent.images.store import ImageStore
 from corral.agent.kubelet import NodeAgent
 from corral.agent.node import parse_labels, run_loop, serve_until_signalled
-from corral.client.rest import NODES, Client, KubeConfig
+from corral.client.rest import NODES, Client, KubeConfig, add_server_flag
 from corral.util.gc_tuning import settling
 from corral.util.paths import absolute_path
 
@@ -56,13 +56,7 @@ def default_data_dir(name: str) -> Path:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="corral agent", description="Run a node agent.")
-    p.add_argument(
-        "--server",
-        default="",
-        metavar="URL[,URL...]",
-        help="API server URL(s), tried in order, failing over between them (overrides the "
-        "kubeconfig's)",
-    )
+    add_server_flag(p)
     p.add_argument("--kubeconfig", default="", help="kubeconfig with the agent's credentials")
     p.add_argument(
         "--token",

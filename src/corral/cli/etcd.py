@@ -93,22 +93,17 @@ def cluster_from_layout(base_dir: Path, host: str, members: list[dict[str, Any]]
 
 def member_pids(base_dir: Path) -> dict[str, int]:
     """The running etcd processes whose ``--data-dir`` is under ``base_dir``, by member
-    directory name."""
+    directory name (``corral down``'s scan of live processes naming ``base_dir``)."""
+    from corral.cli.down import processes
+
     found: dict[str, int] = {}
     root = str(base_dir.absolute()).rstrip("/") + "/"
-    for name in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            argv = Path(f"/proc/{name}/cmdline").read_bytes().decode(errors="replace").split("\0")
-            state = Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
+    for pid, argv in processes(base_dir).items():
+        if Path(argv[0]).name != "etcd" or "--data-dir" not in argv[:-1]:
             continue
-        if state == "Z" or not argv or Path(argv[0]).name != "etcd" or "--data-dir" not in argv:
-            continue
-        data = (
-            argv[argv.index("--data-dir") + 1] if argv.index("--data-dir") + 1 < len(argv) else ""
-        )
+        data = argv[argv.index("--data-dir") + 1]
         if data.startswith(root):
-            found[Path(data).name] = int(name)
+            found[Path(data).name] = pid
     return found
 
 

@@ -56,7 +56,8 @@ def add_server_flag(p: argparse.ArgumentParser) -> None:
         "--server",
         default="",
         metavar="URL[,URL...]",
-        help="API server URL(s), failing over between them (overrides the kubeconfig's)",
+        help="API server URL(s), tried in order, failing over between them (overrides "
+        "the kubeconfig's)",
     )
 
 

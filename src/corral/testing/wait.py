@@ -33,3 +33,14 @@ def eventually(
             raise AssertionError(f"{what or 'condition'} not met within {timeout} s")
         time.sleep(interval)
     return value
+
+
+def wait_for(pred: Callable[[], object], limit: float, interval: float = 0.05) -> bool:
+    """Poll ``pred()`` until it is truthy (True) or ``limit`` seconds pass (False): for
+    scenarios that record a missed deadline as a figure rather than fail at once."""
+    deadline = time.monotonic() + limit
+    while not pred():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+    return True

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from corral.testing.faults.failover_rollout import SCHEDULER, child_pid, run_rollouts
+from corral.testing.wait import wait_for
 
 Obj = dict[str, Any]
 
@@ -101,12 +102,7 @@ class FrameworkProcess:
 
 
 def _wait(pred: Callable[[], Any], limit: float = WAIT) -> bool:
-    deadline = time.monotonic() + limit
-    while not pred():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
+    return wait_for(pred, limit)
 
 
 def _task_pods(cluster: Any, fid: str) -> dict[str, tuple[str, str]]:

@@ -59,6 +59,7 @@ from corral.testing.faults.ha_kills import (
     kill_leader,
 )
 from corral.testing.ha import HACluster
+from corral.testing.wait import wait_for
 
 Obj = dict[str, Any]
 
@@ -93,15 +94,6 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
     s = sorted(values)
     return {q: round(s[min(len(s) - 1, math.ceil(f * len(s)) - 1)], 3)
             for q, f in (("p50", 0.5), ("p99", 0.99))}  # fmt: skip
-
-
-def _wait(pred: Any, limit: float) -> bool:
-    deadline = time.monotonic() + limit
-    while not pred():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def _task_pods(cluster: HACluster, fid: str) -> dict[str, str]:
@@ -251,7 +243,7 @@ def run(work: Path, *, long: bool = False) -> dict[str, object]:
             ledger, pool, watchers = _load(cluster, writers)
             cluster.wait_hollow(nodes)
             mark("hollow_ready")
-            if not _wait(lambda: list(framework.states().values()) == ["TASK_RUNNING"] * TASKS,
+            if not wait_for(lambda: list(framework.states().values()) == ["TASK_RUNNING"] * TASKS,
                          60):  # fmt: skip
                 violations.append(f"the framework's tasks never ran: {framework.states()}")
             fid = framework.framework_id()
@@ -269,7 +261,7 @@ def run(work: Path, *, long: bool = False) -> dict[str, object]:
                 for r in results
             )  # fmt: skip
             # the framework: re-subscribed where the leader is now, its tasks kept
-            _wait(lambda: _framework_state(cluster, fid)[0], RESUME_LIMIT)
+            wait_for(lambda: _framework_state(cluster, fid)[0], RESUME_LIMIT)
             connected, states = _framework_state(cluster, fid)
             after = _task_pods(cluster, fid)
             lost = [t for t in tasks_before
