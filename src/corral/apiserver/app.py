@@ -7,7 +7,9 @@ Every request passes one middleware that authenticates it (``authn.py``), applie
 the question), keeps the resulting user as ``request["user"]`` for the handlers and
 admission, and turns any
 ``StatusError`` into its Status body, and any unexpected exception into a 500 Status
-that is logged (no client request can stop the server). Routes are few: discovery,
+that is logged (no client request can stop the server); it also times every resource
+request the handlers serve for ``apiserver_request_duration_seconds``
+(``request_metrics.py``; ``/metrics``). Routes are few: discovery,
 OpenAPI, health, and one catch-all that parses the Kubernetes REST path and hands it to
 the generic ``ResourceHandler``.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from time import perf_counter
 
 from aiohttp import web
 
@@ -34,6 +37,7 @@ from corral.apiserver.openapi import OpenAPIDocs
 from corral.apiserver.openapi_v2 import OpenAPIV2
 from corral.apiserver.request import parse_path
 from corral.apiserver.request_info import resolve
+from corral.apiserver.request_metrics import RequestDurations
 from corral.apiserver.reviews import Reviews, review_row
 from corral.apiserver.store import Registry
 from corral.storage.base import StorageFull, StorageUnavailable
@@ -41,6 +45,8 @@ from corral.storage.base import StorageFull, StorageUnavailable
 log = logging.getLogger("corral.apiserver")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: what ``route`` leaves in a resource request for the duration histogram
+DURATION_LABELS = "duration_labels"
 
 
 def status_response(e: errors.StatusError) -> web.Response:
@@ -80,6 +86,8 @@ class APIApp:
         self.flowcontrol = FlowControl(object_count=registry.object_count)
         #: the leader-election fence on elected writers' requests (``fencing.py``)
         self.fencing = Fencing(registry)
+        #: ``apiserver_request_duration_seconds`` (``request_metrics.py``)
+        self.durations = RequestDurations()
         # pods/log and pods/exec reach node agents with the API server's own token
         self.handler.agent_token = min(tokens) if tokens else None
 
@@ -110,6 +118,7 @@ class APIApp:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        start = perf_counter()
         try:
             user = self.authenticate(request)
             user = identity.impersonated(user, request.headers, self.authorizer)
@@ -137,14 +146,22 @@ class APIApp:
         except Exception as e:
             log.exception("internal error on %s %s", request.method, request.path_qs)
             return status_response(errors.internal(f"{type(e).__name__}: {e}"))
+        finally:  # a resource request the handlers served, whatever it answered
+            labels = request.get(DURATION_LABELS)
+            if labels is not None:
+                self.durations.observe(labels, perf_counter() - start)
 
     async def route(self, request: web.Request) -> web.StreamResponse:
         path = request.path.rstrip("/") or "/"
         method = request.method
         if path in ("/healthz", "/livez", "/readyz"):
             return web.Response(text="ok")
-        if path == "/metrics" and method == "GET":  # flow control and slow watchers only
-            text = self.flowcontrol.metrics() + self.registry.cache.backlog.metrics()
+        if path == "/metrics" and method == "GET":  # flow control, slow watchers, durations
+            text = (
+                self.flowcontrol.metrics()
+                + self.registry.cache.backlog.metrics()
+                + self.durations.metrics()
+            )
             return web.Response(text=text, content_type="text/plain")
         if path == "/version":
             return json_response(self.discovery.version)
@@ -188,10 +205,17 @@ class APIApp:
             return json_response(doc)
         review = review_row(p)
         if review is not None:
+            if not p.subresource:
+                request[DURATION_LABELS] = self.durations.labels(
+                    method, request.query, request.headers, p, review
+                )
             return await self.reviews.handle(request, p, review)
         info = self.registry.by_gvr.get((p.group, p.version, p.resource))
         if info is None:
             raise errors.path_not_found()
+        request[DURATION_LABELS] = self.durations.labels(
+            method, request.query, request.headers, p, info
+        )
         fence = request.headers.get(FENCE_HEADER) if method != "GET" else None
         if fence is not None:  # an elected writer: refused once deposed (fencing.py)
             await self.fencing.check(fence, p.group, p.resource, p.namespace, p.name)
