@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import functools
 import hashlib
 import logging
 import zlib
@@ -123,6 +124,7 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256("/".join(parts).encode()).hexdigest()
 
 
+@functools.lru_cache(maxsize=1024)  # a pure function of the few images a cluster runs
 def image_id(image: str) -> str:
     """A stable fake digest reference for an image (``repo@sha256:...``)."""
     repo = image.split("@", 1)[0]
@@ -235,16 +237,19 @@ def running_status(
     at = rfc3339(started)
     old = pod.get("status") or {}
     last = {"terminated": _terminated(*last_exit)} if last_exit is not None else {}
+    # a first start passes one instant three times: format it once
+    stamp = at if int(now) == int(started) else rfc3339(now)
+    first_at = pod_started if pod_started is not None else started
+    first = at if int(first_at) == int(started) else rfc3339(first_at)
     want = [
         ("PodReadyToStartContainers", "True", ""),
         ("Initialized", "True", ""),
         ("Ready", "True", ""),
         ("ContainersReady", "True", ""),
     ]
-    first = rfc3339(pod_started if pod_started is not None else started)
     out: Obj = {
         "phase": "Running",
-        "conditions": _conditions(old.get("conditions") or [], want, rfc3339(now)),
+        "conditions": _conditions(old.get("conditions") or [], want, stamp),
         "hostIP": host,
         "hostIPs": [{"ip": host}],
         "podIP": ip,
@@ -682,9 +687,15 @@ class HollowAgent:
         self._arm_exit(key, pod, st, ran=max(0.0, self.clock.now() - st.started))
 
     async def _write_status(self, pod: Obj, status: Obj) -> None:
+        """A merge patch of the pod's status; the answer is not decoded (the pod informer
+        gets the written pod as a watch event)."""
         meta = pod["metadata"]
-        await self.client.patch(
-            PODS, meta["name"], {"status": status}, meta.get("namespace"), sub="status"
+        await self.client.request(
+            "PATCH",
+            PODS.path(meta.get("namespace"), meta["name"], "status"),
+            body={"status": status},
+            content_type="application/merge-patch+json",
+            decode=False,
         )
         self.stats.writes += 1
 

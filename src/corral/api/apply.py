@@ -180,38 +180,47 @@ def _reset_prefixes(subresource: str) -> tuple[Path, ...]:
 
 
 def _strip(paths: Iterable[Path], subresource: str) -> PathSet:
-    resets = _reset_prefixes(subresource)
+    # the reset prefixes are one element long: a path is reset when it starts with one
+    resets = {r[0] for r in _reset_prefixes(subresource)}
     return {
         p
         for p in paths
-        if p not in _STRIPPED and not any(p[: len(r)] == r for r in resets) and p != ("f:metadata",)
+        if not (p and p[0] in resets) and p not in _STRIPPED and p != ("f:metadata",)
     }
 
 
+_RANK = {"f": 0, "k": 1, "v": 2, "i": 3}
+
+
 def _pe_sort_key(pe: str) -> tuple[int, str]:
-    rank = {"f": 0, "k": 1, "v": 2, "i": 3}.get(pe[:1], 4)
-    if pe[:1] == "i":
-        return rank, pe[2:].rjust(12, "0")
-    return rank, pe[2:]
+    head = pe[:1]
+    if head == "i":
+        return 3, pe[2:].rjust(12, "0")
+    return _RANK.get(head, 4), pe[2:]
 
 
 def encode_fields(paths: Iterable[Path]) -> dict[str, Any]:
     """Serialise a field set as FieldsV1 (``"."`` first, then elements in path order)."""
-    members = set(paths)
     tree: dict[str, Any] = {}
-    for path in members:
+    members: set[int] = set()  # ids of the tree nodes that are members themselves
+    for path in paths:
         cursor = tree
         for pe in path:
-            cursor = cursor.setdefault(pe, {})
-    return _order(tree, (), members)
+            child = cursor.get(pe)
+            if child is None:
+                child = cursor[pe] = {}
+            cursor = child
+        if path:
+            members.add(id(cursor))
+    return _order(tree, members, True)
 
 
-def _order(tree: dict[str, Any], prefix: Path, members: PathSet) -> dict[str, Any]:
+def _order(tree: dict[str, Any], members: set[int], root: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    if prefix and tree and prefix in members:
+    if not root and tree and id(tree) in members:
         out["."] = {}
-    for pe in sorted(tree, key=_pe_sort_key):
-        out[pe] = _order(tree[pe], (*prefix, pe), members)
+    for pe in sorted(tree, key=_pe_sort_key) if len(tree) > 1 else tree:
+        out[pe] = _order(tree[pe], members)
     return out
 
 
@@ -310,7 +319,14 @@ class _Comparison:
         return not (self.added or self.modified or self.removed)
 
 
+#: types whose equal values (``==``, same type) have the same JSON (not float: -0.0 == 0.0)
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
 def _equal(a: Any, b: Any) -> bool:
+    kind = type(a)
+    if kind is type(b) and kind in _PLAIN:
+        return bool(a == b)
     return orjson.dumps(a, option=orjson.OPT_SORT_KEYS) == orjson.dumps(
         b, option=orjson.OPT_SORT_KEYS
     )

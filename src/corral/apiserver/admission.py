@@ -63,11 +63,26 @@ _SYSTEM_CLASSES = {
 
 
 # --- requests ------------------------------------------------------------------------------
+#: (resource, quantity string) -> amount: pods repeat a few request strings ("100m"),
+#: each parsed once (bounded: cleared when full)
+_AMOUNTS: dict[tuple[str, str], int] = {}
+_AMOUNTS_MAX = 4096
+
+
 def _amount(resource: str, q: Any) -> int:
+    text = str(q)
+    key = (resource, text)
+    known = _AMOUNTS.get(key)
+    if known is not None:
+        return known
     try:
-        return milli_value(str(q)) if resource == "cpu" else value(str(q))
+        amount = milli_value(text) if resource == "cpu" else value(text)
     except (ValueError, TypeError, ArithmeticError):
-        return 0
+        amount = 0
+    if len(_AMOUNTS) >= _AMOUNTS_MAX:
+        _AMOUNTS.clear()
+    _AMOUNTS[key] = amount
+    return amount
 
 
 def _container_requests(c: Any) -> list[int]:
@@ -108,6 +123,17 @@ def node_allocatable(node: Obj) -> Vector | None:
     big = 1 << 62
     out = [_amount(r, alloc[r]) if r in alloc else big for r in RESOURCES]
     return (out[0], out[1], out[2], out[3])
+
+
+#: the internal field (``WatchCache`` entry fields, not selectable: the API accepts only the
+#: strategy's selectors) in which the cache keeps each Node's ``status.allocatable`` and
+#: ``status.capacity`` as JSON, computed at write time from the decoded object
+ALLOCATABLE_FIELD = "__allocatable"
+
+
+def _allocatable_field(node: Obj) -> str:
+    status = node.get("status") or {}
+    return orjson.dumps([status.get("allocatable"), status.get("capacity")]).decode()
 
 
 def _format(resource: str, amount: int) -> str:
@@ -251,9 +277,11 @@ class NodeUsage:
         #: pod key -> release of its in-flight binding hold; the hold ends as soon as the
         #: cache listener counts the pod, so a pod is never counted twice (used + held)
         self._holds: dict[str, Callable[[], None]] = {}
-        #: node name -> (revision, allocatable) of the Node last read at a binding, so
-        #: that bindings to a node do not each decode its JSON
-        self._allocatable: dict[str, tuple[int, Vector | None]] = {}
+        #: node name -> (what its allocatable was computed from, allocatable): the
+        #: ``ALLOCATABLE_FIELD`` the cache keeps of each Node, so that bindings decode no
+        #: Node (its status changes at every heartbeat, its allocatable rarely)
+        self._allocatable: dict[str, tuple[str, Vector | None]] = {}
+        nodes.field_funcs[ALLOCATABLE_FIELD] = _allocatable_field
         for e in list(pods.entries.values()):
             self._apply_pod("ADDED", e)
 
@@ -293,12 +321,19 @@ class NodeUsage:
         return req
 
     def _node_allocatable(self, node: str, entry: Entry) -> Vector | None:
+        source = entry.fields.get(ALLOCATABLE_FIELD)
+        # cached before NodeUsage was (no such field): known by its revision instead
+        key = source or f"#{entry.revision}"
         known = self._allocatable.get(node)
-        if known is not None and known[0] == entry.revision:
+        if known is not None and known[0] == key:
             return known[1]
-        alloc = node_allocatable(entry.obj())
-        self._allocatable[node] = (entry.revision, alloc)
-        return alloc
+        if source:
+            alloc, capacity = orjson.loads(source)
+            vector = node_allocatable({"status": {"allocatable": alloc, "capacity": capacity}})
+        else:
+            vector = node_allocatable(entry.obj())
+        self._allocatable[node] = (key, vector)
+        return vector
 
     def _add(self, node: str, req: Vector, sign: int) -> None:
         used = self.used.setdefault(node, [0, 0, 0, 0])

@@ -790,6 +790,7 @@ class ResourceHandler:
         held: builtins.list[Any] = []
 
         def bind(pod: dict[str, Any]) -> dict[str, Any]:
+            # ``pod`` is also the old object (``copying``): changed parts are copies
             meta = pod["metadata"]
             if uid_pre and meta.get("uid") != uid_pre:
                 raise errors.conflict(
@@ -802,7 +803,7 @@ class ResourceHandler:
                 raise errors.conflict(
                     "pods/binding", "", name, "pod is being deleted, cannot be assigned to a host"
                 )
-            spec = pod.setdefault("spec", {})
+            spec = pod.get("spec") or {}
             if spec.get("nodeName"):
                 raise errors.conflict(
                     "pods/binding",
@@ -810,10 +811,14 @@ class ResourceHandler:
                     name,
                     f'pod {name} is already assigned to node "{spec["nodeName"]}"',
                 )
-            spec["nodeName"] = node
+            bound = dict(pod)  # the same keys in the same order, as written in place
+            bound["metadata"] = dict(meta)
+            bound["spec"] = {**spec, "nodeName": node}
+            # the status is the registry's to fill (required fields): a deep copy, small
+            st = orjson.loads(orjson.dumps(pod.get("status") or {}))
+            bound["status"] = st
             self._release_binding(held)
-            held.extend(self._admit_binding(pod, key))
-            st = pod.setdefault("status", {})
+            held.extend(self._admit_binding(bound, key))
             conds = [c for c in st.get("conditions") or [] if c.get("type") != "PodScheduled"]
             conds.append(
                 {
@@ -824,10 +829,12 @@ class ResourceHandler:
                 }
             )
             st["conditions"] = conds
-            return pod
+            return bound
 
         try:
-            await self.registry._guaranteed_update(info, ns, name, bind, opts, "binding")
+            await self.registry._guaranteed_update(
+                info, ns, name, bind, opts, "binding", copying=True
+            )
         finally:
             self._release_binding(held)
         return json_response(

@@ -589,7 +589,17 @@ class Registry:
         subresource: str = "",
         precondition: str | None = None,
         manager_op: str = "Update",
+        copying: bool = False,
     ) -> Result:
+        """Read, ``transform``, prepare, admit, validate, record field ownership and
+        write, again from the top when another write came first. ``transform`` gets a
+        fresh decode of the stored object and may mutate it. With ``copying`` (only for a
+        subresource whose transform validates, ``TRANSFORM_VALIDATED``: no strategy hook
+        runs on it) it promises to leave its argument alone and to return a new object
+        with its own top level, metadata and status, the only parts the steps below write
+        into (other parts may be shared): then one decode serves as both its argument and
+        the old object. The binding's transform does so."""
+        assert not copying or subresource in TRANSFORM_VALIDATED
         key = self.key(info, namespace, name)
         for _ in range(_MAX_RETRIES):
             entry = self.rcache(info).entries.get(key)
@@ -598,7 +608,7 @@ class Registry:
             if precondition is not None and precondition != str(entry.revision):
                 raise errors.conflict(info.plural, info.group, name)
             old = self.decode(info, entry)
-            new = transform(self.decode(info, entry))
+            new = transform(old if copying else self.decode(info, entry))
             self._check_identity(info, new, old, name)
             new = self._prepare_update(info, new, old, subresource)
             self._fill_status(info, new)

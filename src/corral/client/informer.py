@@ -8,6 +8,12 @@ Indexes (``add_index``) keep keys grouped by a function of the object, e.g. pods
 ``spec.nodeName`` or by owner uid. ``wait_for_sync`` returns once the first list is in.
 
 Handlers must not mutate the objects they are given: the store shares them.
+
+``transform`` (client-go's ``SetTransform``) rewrites each object before it is stored or
+handed to a handler; ``strip_managed_fields`` is client-go's
+``TransformStripManagedFields``: a loop that never reads ``metadata.managedFields``
+(the scheduler) keeps none of it, so its cache holds about half the containers per pod
+and the garbage collector has that much less to traverse.
 """
 
 from __future__ import annotations
@@ -27,6 +33,18 @@ Obj = dict[str, Any]
 #: (type, new object, old object or None); DELETED passes the last state as new
 Handler = Callable[[str, Obj, Obj | None], None]
 IndexFunc = Callable[[Obj], Iterable[str]]
+#: rewrites an object before it is stored (must not mutate its argument)
+Transform = Callable[[Obj], Obj]
+
+
+def strip_managed_fields(obj: Obj) -> Obj:
+    """``obj`` without ``metadata.managedFields`` (a shallow copy when it had some)."""
+    meta = obj.get("metadata")
+    if not meta or "managedFields" not in meta:
+        return obj
+    meta = dict(meta)
+    del meta["managedFields"]
+    return {**obj, "metadata": meta}
 
 
 def key_of(obj: Obj) -> str:
@@ -47,8 +65,10 @@ class Informer:
         label_selector: str = "",
         field_selector: str = "",
         watch_timeout: int = 300,
+        transform: Transform | None = None,
     ) -> None:
         self.client = client
+        self.transform = transform
         self.resource = resource
         self.namespace = namespace
         self.label_selector = label_selector
@@ -111,6 +131,8 @@ class Informer:
 
     def apply(self, type_: str, obj: Obj) -> None:
         """Apply one watch event to the store and tell the handlers."""
+        if self.transform is not None:
+            obj = self.transform(obj)
         key = key_of(obj)
         old = self.store.get(key)
         if type_ == "DELETED":

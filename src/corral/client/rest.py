@@ -312,7 +312,10 @@ class Client:
         body: Any = None,
         content_type: str = "application/json",
         timeout: float = 30,
+        decode: bool = True,
     ) -> Any:
+        """The decoded answer; None with ``decode=False`` (the caller has no use for it,
+        e.g. a status write whose result arrives on its watch anyway)."""
         data = orjson.dumps(body) if body is not None else None
         headers = {"Content-Type": content_type} if data is not None else {}
         if self.write_headers and method != "GET":
@@ -346,7 +349,7 @@ class Client:
                             continue
                     if status >= 400:
                         _raise_for(status, raw)
-                    return orjson.loads(raw) if raw else None
+                    return orjson.loads(raw) if raw and decode else None
         except TimeoutError as e:  # no answer in time: the next request tries another
             if server and not isinstance(e, aiohttp.ServerTimeoutError):
                 self._ring.failed(servers, server, "no answer within the timeout")

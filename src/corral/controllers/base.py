@@ -56,6 +56,52 @@ def controller_ref(owner: Obj, api_version: str, kind: str) -> Obj:
     }
 
 
+# --- indexes shared by the controllers of a process ---------------------------------------
+# Several controllers group the same informer's objects the same way (pods by namespace, by
+# node, ...). Registered under one name with one function, such an index is kept once per
+# informer and costs each watch event one call, not one per controller: at thousands of
+# pod events a second, every index function is paid on every event (old and new object).
+# ``add_index`` under a name already registered replaces the index with an equal one.
+
+#: ``metadata.namespace`` ("" when unset)
+NAMESPACE_INDEX = "namespace"
+#: ``metadata.namespace`` of objects without a controller reference (orphans to adopt)
+ORPHAN_NAMESPACE_INDEX = "orphan-namespace"
+#: the uid of the controller reference (any kind)
+CONTROLLER_UID_INDEX = "controller-uid"
+#: ``spec.nodeName`` ("" when unbound)
+NODE_NAME_INDEX = "spec.nodeName"
+
+
+def _ns_of(obj: Obj) -> str:
+    return str((obj.get("metadata") or {}).get("namespace") or "")
+
+
+def _controller_ref_of(obj: Obj) -> Obj | None:
+    refs: list[Obj] = (obj.get("metadata") or {}).get("ownerReferences") or []
+    for ref in refs:
+        if ref.get("controller"):
+            return ref
+    return None
+
+
+def namespace_index(obj: Obj) -> list[str]:
+    return [_ns_of(obj)]
+
+
+def orphan_namespace_index(obj: Obj) -> list[str]:
+    return [] if _controller_ref_of(obj) else [_ns_of(obj)]
+
+
+def controller_uid_index(obj: Obj) -> list[str]:
+    ref = _controller_ref_of(obj)
+    return [str(ref.get("uid"))] if ref else []
+
+
+def node_name_index(obj: Obj) -> list[str]:
+    return [str((obj.get("spec") or {}).get("nodeName") or "")]
+
+
 class InformerFactory:
     """One informer per resource, shared by every controller of a process."""
 

@@ -50,7 +50,16 @@ from corral.api.taints import tolerates
 from corral.client.informer import Informer
 from corral.client.rest import CONTROLLERREVISIONS, DAEMONSETS, NODES, PODS, Client
 from corral.controllers import deployment_util as du
-from corral.controllers.base import Controller, InformerFactory, clone, controller_ref
+from corral.controllers.base import (
+    CONTROLLER_UID_INDEX,
+    ORPHAN_NAMESPACE_INDEX,
+    Controller,
+    InformerFactory,
+    clone,
+    controller_ref,
+    controller_uid_index,
+    orphan_namespace_index,
+)
 from corral.controllers.refmanager import RefManager, orphan_handler, selector_matches
 from corral.util.clock import Clock, parse_rfc3339
 
@@ -70,9 +79,9 @@ FAILED_POD_MAX_BACKOFF = 15 * 60.0
 EXPECTATION_TIMEOUT = 30.0
 
 _NS_INDEX = "daemonset/namespace"
-_POD_OWNER_INDEX = "daemonset/pod-controller-uid"
+_POD_OWNER_INDEX = CONTROLLER_UID_INDEX  # shared with other controllers (base.py)
 _CR_OWNER_INDEX = "daemonset/revision-controller-uid"
-_ORPHAN_INDEX = "daemonset/orphan-namespace"
+_ORPHAN_INDEX = ORPHAN_NAMESPACE_INDEX
 
 
 def _taint_toleration(key: str, effect: str) -> Obj:
@@ -437,14 +446,12 @@ class DaemonSetController(Controller):
         self.nodes: Informer = factory.informer(NODES)
         self.revisions: Informer = factory.informer(CONTROLLERREVISIONS)
         self.daemonsets.add_index(_NS_INDEX, lambda o: [_ns(o)])
-        self.pods.add_index(
-            _POD_OWNER_INDEX, lambda p: [str(r.get("uid"))] if (r := _controller_of(p)) else []
-        )
+        self.pods.add_index(_POD_OWNER_INDEX, controller_uid_index)
         self.revisions.add_index(
             _CR_OWNER_INDEX, lambda p: [str(r.get("uid"))] if (r := _controller_of(p)) else []
         )
         for inf in (self.pods, self.revisions):
-            inf.add_index(_ORPHAN_INDEX, lambda o: [] if _controller_of(o) else [_ns(o)])
+            inf.add_index(_ORPHAN_INDEX, orphan_namespace_index)
         self.daemonsets.add_handler(lambda _t, o, _old: self.enqueue(o))
         for inf in (self.pods, self.revisions):
             inf.add_handler(self.enqueue_owner("DaemonSet"))

@@ -42,10 +42,14 @@ from corral.client.informer import Informer
 from corral.client.rest import DEPLOYMENTS, PODS, REPLICASETS, Client
 from corral.controllers import deployment_util as du
 from corral.controllers.base import (
+    CONTROLLER_UID_INDEX,
+    NAMESPACE_INDEX,
     Controller,
     InformerFactory,
     clone,
     controller_ref,
+    controller_uid_index,
+    namespace_index,
 )
 from corral.util.clock import Clock, parse_rfc3339, rfc3339
 
@@ -59,8 +63,8 @@ SCALING_REPLICA_SET = "ScalingReplicaSet"
 SELECTING_ALL = "SelectingAll"
 SELECTING_ALL_MESSAGE = "This deployment is selecting all pods. A non-empty selector is required."
 
-_NS_INDEX = "deployment/namespace"
-_POD_OWNER_INDEX = "deployment/pod-controller-uid"
+_NS_INDEX = NAMESPACE_INDEX
+_POD_OWNER_INDEX = CONTROLLER_UID_INDEX  # shared with other controllers (base.py)
 
 
 def _controller_of(obj: Obj) -> Obj | None:
@@ -96,10 +100,8 @@ class DeploymentController(Controller):
         self.replicasets: Informer = factory.informer(REPLICASETS)
         self.pods: Informer = factory.informer(PODS)
         for inf in (self.deployments, self.replicasets):
-            inf.add_index(_NS_INDEX, lambda o: [_ns(o)])
-        self.pods.add_index(
-            _POD_OWNER_INDEX, lambda p: [str(r.get("uid"))] if (r := _controller_of(p)) else []
-        )
+            inf.add_index(_NS_INDEX, namespace_index)
+        self.pods.add_index(_POD_OWNER_INDEX, controller_uid_index)
         self.deployments.add_handler(self._on_deployment)
         self.replicasets.add_handler(self._on_replicaset)
         self.pods.add_handler(self._on_pod)

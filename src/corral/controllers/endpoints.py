@@ -35,7 +35,13 @@ from corral.api.errors import StatusError
 from corral.api.selectors import LabelSelector, selector_from_map
 from corral.client.informer import Informer
 from corral.client.rest import ENDPOINTS, PODS, SERVICES, Client
-from corral.controllers.base import Controller, InformerFactory, clone
+from corral.controllers.base import (
+    NAMESPACE_INDEX,
+    Controller,
+    InformerFactory,
+    clone,
+    namespace_index,
+)
 from corral.controllers.replicaset import _namespace_terminating, is_pod_ready
 from corral.util.clock import Clock
 
@@ -172,9 +178,9 @@ class ServicePodController(Controller):
         super().__init__(client, factory, workers=workers, clock=clock)
         self.services: Informer = factory.informer(SERVICES)
         self.pods: Informer = factory.informer(PODS)
-        self._ns_index = f"{self.name}/namespace"
+        self._ns_index = NAMESPACE_INDEX  # shared with other controllers (base.py)
         for inf in (self.services, self.pods):
-            inf.add_index(self._ns_index, lambda o: [str(_meta(o).get("namespace", ""))])
+            inf.add_index(self._ns_index, namespace_index)
         self.services.add_handler(self._on_service)
         self.pods.add_handler(self._on_pod)
 
@@ -195,10 +201,11 @@ class ServicePodController(Controller):
         keys = set(self._services_selecting(pod))
         if type_ == "MODIFIED" and old is not None:
             labels_changed = _meta(old).get("labels") != _meta(pod).get("labels")
-            if not labels_changed and _endpoint_fields(old) == _endpoint_fields(pod):
-                return
             if labels_changed:
                 keys.update(self._services_selecting(old))
+            # a pod no Service selects (most, at scale) is not compared field by field
+            if not keys or (not labels_changed and _endpoint_fields(old) == _endpoint_fields(pod)):
+                return
         for key in keys:
             self.queue.add(key)
 

@@ -36,7 +36,13 @@ from corral.api.quantity import DECIMAL_SI, format_quantity, milli_value
 from corral.api.selectors import LabelSelector, SelectorError, try_parse_label_selector
 from corral.client.informer import Informer, key_of
 from corral.client.rest import PODS, Client, Resource
-from corral.controllers.base import Controller, InformerFactory, clone
+from corral.controllers.base import (
+    NAMESPACE_INDEX,
+    Controller,
+    InformerFactory,
+    clone,
+    namespace_index,
+)
 from corral.controllers.hpa_algorithm import (
     Proposal,
     ReplicaCalcError,
@@ -95,10 +101,8 @@ class HorizontalPodAutoscalerController(Controller):
         self.calc = ReplicaCalculator(tolerance, cpu_initialization_period, initial_readiness_delay)
         self.hpas: Informer = factory.informer(HPAS)
         self.pods: Informer = factory.informer(PODS)
-        self._ns_index = f"{self.name}/namespace"
-        self.pods.add_index(
-            self._ns_index, lambda o: [str((o.get("metadata") or {}).get("namespace", ""))]
-        )
+        self._ns_index = NAMESPACE_INDEX  # shared with other controllers (base.py)
+        self.pods.add_index(self._ns_index, namespace_index)
         self.hpas.add_handler(self._on_hpa)
         self.histories: dict[str, History] = {}
         #: each HPA's last parsed selector, to find pods claimed by two HPAs

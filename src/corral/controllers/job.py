@@ -39,8 +39,16 @@ from corral.api.errors import StatusError
 from corral.api.selectors import LabelSelector, SelectorError, try_selector_from_object
 from corral.client.informer import Informer
 from corral.client.rest import JOBS, PODS, Client
-from corral.controllers.base import Controller, InformerFactory, clone, controller_ref, owner_key
-from corral.controllers.refmanager import RefManager, controller_of, orphan_handler
+from corral.controllers.base import (
+    ORPHAN_NAMESPACE_INDEX,
+    Controller,
+    InformerFactory,
+    clone,
+    controller_ref,
+    orphan_namespace_index,
+    owner_key,
+)
+from corral.controllers.refmanager import RefManager, orphan_handler
 from corral.util.clock import Clock, parse_rfc3339, rfc3339
 
 log = logging.getLogger("corral.controllers.job")
@@ -392,7 +400,7 @@ class JobController(Controller):
 
     name: ClassVar[str] = "job"
     POD_INDEX: ClassVar[str] = "job-owner"
-    ORPHAN_INDEX: ClassVar[str] = "job/orphan-namespace"
+    ORPHAN_INDEX: ClassVar[str] = ORPHAN_NAMESPACE_INDEX  # shared (base.py)
     NS_INDEX: ClassVar[str] = "job/namespace"
 
     def __init__(
@@ -407,7 +415,7 @@ class JobController(Controller):
         self.jobs = factory.informer(JOBS)
         self.pods = factory.informer(PODS)
         self.pods.add_index(self.POD_INDEX, _job_owner_index)
-        self.pods.add_index(self.ORPHAN_INDEX, _orphan_namespace)
+        self.pods.add_index(self.ORPHAN_INDEX, orphan_namespace_index)
         self.jobs.add_index(self.NS_INDEX, lambda o: [str(_meta(o).get("namespace") or "")])
         self.jobs.add_handler(lambda _t, obj, _old: self.enqueue(obj))
         self.pods.add_handler(self.enqueue_owner("Job"))
@@ -743,10 +751,6 @@ class JobController(Controller):
 def _meta(obj: Obj) -> Obj:
     m: Obj = obj.get("metadata") or {}
     return m
-
-
-def _orphan_namespace(pod: Obj) -> list[str]:
-    return [] if controller_of(pod) else [str(_meta(pod).get("namespace") or "")]
 
 
 def _selector(job: Obj) -> LabelSelector | None:

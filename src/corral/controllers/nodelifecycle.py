@@ -49,7 +49,13 @@ from typing import Any, ClassVar
 
 from corral.client.informer import Informer
 from corral.client.rest import LEASES, NODES, PODS, Client
-from corral.controllers.base import Controller, InformerFactory, clone
+from corral.controllers.base import (
+    NODE_NAME_INDEX,
+    Controller,
+    InformerFactory,
+    clone,
+    node_name_index,
+)
 from corral.util.clock import Clock, parse_rfc3339, rfc3339
 from corral.util.durations import duration
 
@@ -95,7 +101,7 @@ NO_SCHEDULE_KEYS = frozenset(
 #: the NoExecute taint keys this controller owns
 NO_EXECUTE_KEYS = frozenset([TAINT_NOT_READY, TAINT_UNREACHABLE])
 
-_POD_NODE_INDEX = "nodelifecycle/node"
+_POD_NODE_INDEX = NODE_NAME_INDEX  # shared with other controllers (base.py)
 
 
 # --- pure helpers -------------------------------------------------------------------------------
@@ -267,9 +273,7 @@ class NodeLifecycleController(Controller):
         self.nodes: Informer = factory.informer(NODES)
         self.leases: Informer = factory.informer(LEASES)
         self.pods: Informer = factory.informer(PODS)
-        self.pods.add_index(
-            _POD_NODE_INDEX, lambda p: [str((p.get("spec") or {}).get("nodeName") or "")]
-        )
+        self.pods.add_index(_POD_NODE_INDEX, node_name_index)
         self.nodes.add_handler(lambda _t, n, _old: self.queue.add(str(n["metadata"]["name"])))
         self.leases.add_handler(self._on_lease)
         self.pods.add_handler(self._on_pod)

@@ -44,10 +44,12 @@ from corral.api.selectors import (
 from corral.client.informer import Informer
 from corral.client.rest import PODS, REPLICASETS, REPLICATIONCONTROLLERS, Client, Resource
 from corral.controllers.base import (
+    NAMESPACE_INDEX,
     Controller,
     InformerFactory,
     clone,
     controller_ref,
+    namespace_index,
 )
 from corral.util.clock import Clock, parse_rfc3339, rfc3339
 
@@ -447,9 +449,9 @@ class ReplicaSetController(Controller):
         self.expectations = Expectations(self.clock)
         self.owners: Informer = factory.informer(self.resource)
         self.pods: Informer = factory.informer(PODS)
-        self._ns_index = f"{self.name}/namespace"
+        self._ns_index = NAMESPACE_INDEX  # shared with other controllers (base.py)
         for inf in (self.owners, self.pods):
-            inf.add_index(self._ns_index, lambda o: [str(_meta(o).get("namespace", ""))])
+            inf.add_index(self._ns_index, namespace_index)
         self.owners.add_handler(self._on_owner)
         self.pods.add_handler(self._on_pod)
 

@@ -53,7 +53,14 @@ from corral.client.rest import (
     STATEFULSETS,
     Client,
 )
-from corral.controllers.base import Controller, InformerFactory, clone, controller_ref
+from corral.controllers.base import (
+    ORPHAN_NAMESPACE_INDEX,
+    Controller,
+    InformerFactory,
+    clone,
+    controller_ref,
+    orphan_namespace_index,
+)
 from corral.controllers.deployment_util import compute_hash
 from corral.controllers.refmanager import RefManager, controller_of, orphan_handler
 from corral.controllers.replicaset import available_in, is_pod_ready
@@ -328,12 +335,12 @@ class StatefulSetController(Controller):
         self.claims: Informer = factory.informer(PERSISTENT_VOLUME_CLAIMS)
         self.claim_control = ClaimControl(client, self.recorder, self.claims.get)
         self._owner_index = "statefulset/owner-uid"
-        self._orphan_index = "statefulset/orphan-namespace"
+        self._orphan_index = ORPHAN_NAMESPACE_INDEX  # shared with other controllers
         self._ns_index = "statefulset/namespace"
         self.sets.add_index(self._ns_index, lambda o: [str(_meta(o).get("namespace") or "")])
         for inf in (self.pods, self.revisions):
             inf.add_index(self._owner_index, _controller_uid)
-            inf.add_index(self._orphan_index, _orphan_namespace)
+            inf.add_index(self._orphan_index, orphan_namespace_index)
         self.sets.add_handler(lambda _t, o, _old: self.enqueue(o))
         self.claims.add_handler(self._on_claim)
         for inf in (self.pods, self.revisions):
@@ -572,10 +579,6 @@ class StatefulSetController(Controller):
         except StatusError as e:
             if e.code != 404:
                 raise
-
-
-def _orphan_namespace(obj: Obj) -> list[str]:
-    return [] if controller_of(obj) else [str(_meta(obj).get("namespace") or "")]
 
 
 def _selector(sts: Obj) -> LabelSelector | None:

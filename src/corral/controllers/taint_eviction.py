@@ -37,7 +37,13 @@ from corral.api.errors import StatusError
 from corral.api.taints import tolerates
 from corral.client.informer import Informer
 from corral.client.rest import NODES, PODS, Client
-from corral.controllers.base import Controller, InformerFactory, clone
+from corral.controllers.base import (
+    NODE_NAME_INDEX,
+    Controller,
+    InformerFactory,
+    clone,
+    node_name_index,
+)
 from corral.util.clock import Clock, parse_rfc3339, rfc3339
 
 log = logging.getLogger("corral.controllers.taint_eviction")
@@ -49,7 +55,7 @@ DISRUPTION_TARGET = "DisruptionTarget"
 DELETION_BY_TAINT_MANAGER = "DeletionByTaintManager"
 DELETION_MESSAGE = "Taint manager: deleting due to NoExecute taint"
 
-_POD_NODE_INDEX = "taint-eviction/node"
+_POD_NODE_INDEX = NODE_NAME_INDEX  # shared with other controllers (base.py)
 
 
 def no_execute_taints(node: Obj) -> list[Obj]:
@@ -94,9 +100,7 @@ class TaintEvictionController(Controller):
         super().__init__(client, factory, workers=workers, clock=clock)
         self.nodes: Informer = factory.informer(NODES)
         self.pods: Informer = factory.informer(PODS)
-        self.pods.add_index(
-            _POD_NODE_INDEX, lambda p: [str((p.get("spec") or {}).get("nodeName") or "")]
-        )
+        self.pods.add_index(_POD_NODE_INDEX, node_name_index)
         self.nodes.add_handler(self._on_node)
         self.pods.add_handler(self._on_pod)
         #: (node, taint key, value) -> when first seen, for taints without timeAdded

@@ -9,9 +9,11 @@ The steps are Kubernetes' scheduling cycle, vectorised:
 
 1. filters run in ``profile.filters`` order over a shrinking set of candidate rows; a
    node is reported under the first plugin that rejects it, once per reason;
-2. of the feasible nodes, only the first ``num_nodes_to_score`` in rotating order from
-   ``cursor.next_start`` are kept (``percentageOfNodesToScore``: 50% - nodes/125,
-   at least 5%, at least 100 nodes), and the cursor moves past the nodes examined;
+2. going round the table from ``cursor.next_start``, filtering stops once
+   ``num_nodes_to_score`` nodes are found feasible (``percentageOfNodesToScore``: 50% -
+   nodes/125, at least 5%, at least 100 nodes); those, in that rotating order, are
+   scored, and the cursor moves past the nodes examined (when fewer are feasible, every
+   node is examined, all feasible ones are scored and the cursor stays);
 3. each score plugin's [0, 100] score times its weight is summed; the best wins, ties
    broken by ``cursor.rng``;
 4. when nothing fits, ``message`` is Kubernetes' FitError text and ``nearest_miss``
@@ -48,6 +50,7 @@ NO_NODES = "no nodes available to schedule pods"
 RESOURCE_PLUGIN = "NodeResourcesFit"
 MIN_FEASIBLE_NODES_TO_FIND = 100
 MIN_FEASIBLE_NODES_PERCENTAGE = 5
+_NONE = np.zeros(0, dtype=np.intp)
 
 
 @dataclass
@@ -134,7 +137,7 @@ def run_filters(
         resolvable: frozenset[str] = getattr(plugin, "resolvable", frozenset())
         rejected = np.zeros(len(cand), dtype=np.bool_)
         for f in failures:
-            count = int(f.mask.sum())
+            count = int(np.count_nonzero(f.mask))
             if not count:
                 continue
             reasons[f.reason] = reasons.get(f.reason, 0) + count
@@ -207,6 +210,39 @@ def nearest_miss(pod: PodInfo, table: NodeTable, filtered: Filtered) -> str:
     return f"{count} of {len(table)} nodes: {reason} (e.g. {node})"
 
 
+def _rotation(first: int, count: int, n: int) -> Index:
+    """``count`` rows going round the table from row ``first`` (mod ``n``)."""
+    first %= n
+    if first + count <= n:
+        return np.arange(first, first + count, dtype=np.intp)
+    return (first + np.arange(count, dtype=np.intp)) % n
+
+
+def _whole_table(head: Filtered, rest: Filtered) -> Filtered:
+    """One ``Filtered`` for the whole table from two runs over complementary rows going
+    round it: ``feasible`` in that rotating order, the rejections in row order as
+    ``run_filters`` over every row reports them."""
+    rejected_by = {
+        name: np.sort(np.concatenate([head.rejected_by.get(name, _NONE), rows]))
+        for name, rows in rest.rejected_by.items()
+    }
+    for name, rows in head.rejected_by.items():
+        rejected_by.setdefault(name, np.sort(rows))
+    example = dict(head.example)
+    for reason, row in rest.example.items():
+        example[reason] = min(example.get(reason, row), row)
+    reasons = dict(head.reasons)
+    for reason, count in rest.reasons.items():
+        reasons[reason] = reasons.get(reason, 0) + count
+    return Filtered(
+        np.concatenate([head.feasible, rest.feasible]),
+        reasons,
+        head.unresolvable | rest.unresolvable,
+        rejected_by,
+        example,
+    )
+
+
 def _pick(total: np.ndarray[Any, Any], cursor: Cursor) -> int:
     best = np.flatnonzero(total == total.max())
     return int(best[0]) if len(best) == 1 else int(best[cursor.rng.randrange(len(best))])
@@ -231,16 +267,15 @@ def decide(
         return Decision(None, NO_NODES, {}, 0, 0, NO_NODES)
     want = num_nodes_to_score(n, profile.percentage_of_nodes_to_score)
     start = cursor.next_start % n
-    filtered = None
     if want < n:
         # Kubernetes stops filtering once it has found ``want`` feasible nodes, going
-        # round from the rotating start: filter a window of twice that many first, and
-        # the whole table only when the window is not enough (same answer, less work).
-        window = (start + np.arange(min(n, 2 * want), dtype=np.intp)) % n
-        filtered = run_filters(pod, table, profile, plugins, window)
-        if len(filtered.feasible) < want:
-            filtered = None
-    if filtered is None:
+        # round from the rotating start: filter the next ``want`` rows, then the rest of
+        # the table only when they are not enough (same answer, less work)
+        filtered = run_filters(pod, table, profile, plugins, _rotation(start, want, n))
+        if len(filtered.feasible) < want and not filtered.pre_filter:
+            rest = run_filters(pod, table, profile, plugins, _rotation(start + want, n - want, n))
+            filtered = _whole_table(filtered, rest)
+    else:
         filtered = run_filters(pod, table, profile, plugins)
     feasible = filtered.feasible
     if not len(feasible):
@@ -255,9 +290,8 @@ def decide(
         miss = nearest_miss(pod, table, filtered)
         return Decision(None, message, filtered.reasons, 0, n, miss, found)
     evaluated = n
-    if len(feasible) > want:
-        order = np.argsort((feasible - start) % n, kind="stable")[:want]
-        feasible = feasible[order]
+    if want < n and len(feasible) >= want:  # (feasible is in rotating order here)
+        feasible = feasible[:want]
         evaluated = int((feasible[-1] - start) % n) + 1
     cursor.next_start = (start + evaluated) % n
     if len(feasible) == 1:
@@ -267,7 +301,8 @@ def decide(
         plugin = plugins.get(name)
         if plugin is None or not weight or not hasattr(plugin, "score"):
             continue
-        total += weight * plugin.score(pod, table, feasible)
+        scores = plugin.score(pod, table, feasible)
+        total += scores if weight == 1 else weight * scores
     row = int(feasible[_pick(total, cursor)])
     return Decision(table.names[row], "", filtered.reasons, len(feasible), evaluated)
 

@@ -1,7 +1,8 @@
 """The scheduler loop: the thin I/O shell around the queue, the node table and ``decide``.
 
 ``Scheduler.run`` (``corral scheduler``, or a child process of ``corral server``)
-watches pods, nodes and PriorityClasses through informers and keeps:
+watches pods, nodes and PriorityClasses through informers (pods and nodes cached without
+``managedFields``) and keeps:
 
 - a ``NodeTable`` (snapshot.py) of every node and the non-terminal pods bound to it
   (Succeeded/Failed and deleted pods released);
@@ -38,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from corral.api.errors import StatusError
-from corral.client.informer import Informer, key_of
+from corral.client.informer import Informer, key_of, strip_managed_fields
 from corral.client.rest import EVENTS, NODES, PODS, PRIORITY_CLASSES, Client
 from corral.scheduler import DEFAULT_SCHEDULER, FAILED_SCHEDULING
 from corral.scheduler.decide import Decision, build_plugins, decide
@@ -104,8 +105,9 @@ class Scheduler:
         self.clock = clock or SystemClock()
         self.table = NodeTable()
         self.queue = SchedulingQueue(self.clock)
-        self.pods = Informer(client, PODS)
-        self.nodes = Informer(client, NODES)
+        # (no loop here reads managedFields: the caches keep none, as kube-scheduler's)
+        self.pods = Informer(client, PODS, transform=strip_managed_fields)
+        self.nodes = Informer(client, NODES, transform=strip_managed_fields)
         self.classes = Informer(client, PRIORITY_CLASSES)
         self.pods.add_handler(self._on_pod)
         self.nodes.add_handler(self._on_node)

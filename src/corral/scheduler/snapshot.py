@@ -19,6 +19,7 @@ containers counted with the containers, limits standing in for missing requests)
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,49 +38,81 @@ DEFAULT_MEMORY = 200 * 1024 * 1024
 
 _NR = len(RESOURCES)
 _TAINT_EFFECTS = ("NoSchedule", "NoExecute", "PreferNoSchedule")
+_OVERHEAD_COLUMNS = frozenset(RESOURCES[:3])
 
 
 def _amount(name: str, raw: Any) -> int:
+    """``raw`` in millicores (cpu) or units (everything else); 0 when it does not parse.
+
+    Pods repeat a handful of quantity strings, so the exact (``Fraction``) parse is paid
+    once per distinct (resource, value); unhashable values are not quantities (0)."""
     try:
-        return milli_value(parse_quantity(raw)) if name == "cpu" else value(parse_quantity(raw))
+        return _cached_amount(name == "cpu", raw)
+    except TypeError:
+        return 0
+
+
+@functools.lru_cache(maxsize=4096, typed=True)
+def _cached_amount(milli: bool, raw: Any) -> int:
+    try:
+        return milli_value(parse_quantity(raw)) if milli else value(parse_quantity(raw))
     except (ValueError, TypeError):
         return 0
 
 
-def _container_requests(c: Obj) -> tuple[list[int], list[int]]:
-    """(requests per RESOURCES column without pods, non-zero cpu/memory) of one container."""
+def _container_requests(c: Obj) -> tuple[int, int, int, int, int]:
+    """(cpu, memory, ephemeral-storage requests, then cpu and memory with the scoring
+    defaults for what is not requested) of one container."""
     res = c.get("resources") or {}
-    req = dict(res.get("requests") or {})
-    for k, v in (res.get("limits") or {}).items():
-        req.setdefault(k, v)  # the defaulting rule: a limit alone is also the request
-    vec = [_amount(name, req[name]) if name in req else 0 for name in RESOURCES[:3]]
-    nz = [
-        vec[0] if "cpu" in req else DEFAULT_MILLI_CPU,
-        vec[1] if "memory" in req else DEFAULT_MEMORY,
-    ]
-    return [*vec, 0], nz
+    req = res.get("requests") or {}
+    limits = res.get("limits")
+    if limits:
+        req = dict(req)
+        for k, v in limits.items():
+            req.setdefault(k, v)  # the defaulting rule: a limit alone is also the request
+    cpu = _amount("cpu", req["cpu"]) if "cpu" in req else 0
+    mem = _amount("memory", req["memory"]) if "memory" in req else 0
+    eph = (
+        _amount("ephemeral-storage", req["ephemeral-storage"]) if "ephemeral-storage" in req else 0
+    )
+    return (
+        cpu,
+        mem,
+        eph,
+        cpu if "cpu" in req else DEFAULT_MILLI_CPU,
+        mem if "memory" in req else DEFAULT_MEMORY,
+    )
 
 
-def _effective(spec: Obj, nonzero: bool) -> list[int]:
-    width = 2 if nonzero else _NR
+def _effective(spec: Obj) -> tuple[list[int], list[int]]:
+    """(requests per RESOURCES column with pods 0, non-zero cpu/memory) of a pod spec."""
+    width = 5  # cpu, memory, ephemeral-storage, non-zero cpu, non-zero memory
     total = [0] * width
-    for c in spec.get("containers") or []:
-        r = _container_requests(c)[1 if nonzero else 0]
+    for c in spec.get("containers") or ():
+        r = _container_requests(c)
         total = [a + b for a, b in zip(total, r, strict=True)]
-    restartable = [0] * width
-    init_max = [0] * width
-    for c in spec.get("initContainers") or []:
-        r = _container_requests(c)[1 if nonzero else 0]
-        if c.get("restartPolicy") == "Always":  # a sidecar runs beside everything after it
-            restartable = [a + b for a, b in zip(restartable, r, strict=True)]
-            init_max = [max(m, s) for m, s in zip(init_max, restartable, strict=True)]
-        else:
-            init_max = [max(m, a + b) for m, a, b in zip(init_max, r, restartable, strict=True)]
-    out = [max(a + b, m) for a, b, m in zip(total, restartable, init_max, strict=True)]
-    for k, v in (spec.get("overhead") or {}).items():
-        if k in RESOURCES[: width if nonzero else 3]:
-            out[RESOURCES.index(k)] += _amount(k, v)
-    return out
+    inits = spec.get("initContainers")
+    if inits:
+        restartable = [0] * width
+        init_max = [0] * width
+        for c in inits:
+            r = _container_requests(c)
+            if c.get("restartPolicy") == "Always":  # a sidecar runs beside everything after it
+                restartable = [a + b for a, b in zip(restartable, r, strict=True)]
+                init_max = [max(m, s) for m, s in zip(init_max, restartable, strict=True)]
+            else:
+                init_max = [max(m, a + b) for m, a, b in zip(init_max, r, restartable, strict=True)]
+        total = [max(a + b, m) for a, b, m in zip(total, restartable, init_max, strict=True)]
+    out, nonzero = [*total[:3], 0], total[3:]
+    overhead = spec.get("overhead")
+    if overhead:
+        for k, v in overhead.items():
+            if k in _OVERHEAD_COLUMNS:
+                amount = _amount(k, v)
+                out[RESOURCES.index(k)] += amount
+                if k in ("cpu", "memory"):
+                    nonzero[RESOURCES.index(k)] += amount
+    return out, nonzero
 
 
 def _host_ports(spec: Obj) -> list[tuple[str, str, int]]:
@@ -100,7 +133,7 @@ def pod_info(pod: Obj) -> PodInfo:
     """Parse ``pod`` once for the plugins (see module docstring for the request rules)."""
     meta = pod.get("metadata") or {}
     spec = pod.get("spec") or {}
-    requests = _effective(spec, nonzero=False)
+    requests, nonzero = _effective(spec)
     requests[3] = 1
     return PodInfo(
         obj=pod,
@@ -118,7 +151,7 @@ def pod_info(pod: Obj) -> PodInfo:
         spread=list(spec.get("topologySpreadConstraints") or []),
         scheduler_name=spec.get("schedulerName") or "default-scheduler",
         preemption_policy=spec.get("preemptionPolicy") or "PreemptLowerPriority",
-        nonzero_requests=np.array(_effective(spec, nonzero=True), dtype=np.int64),
+        nonzero_requests=np.array(nonzero, dtype=np.int64),
         start_time=(pod.get("status") or {}).get("startTime") or "",
         claims=_claims(spec),
     )

@@ -132,6 +132,29 @@ def test_binding_guard_reads_the_node_as_it_is_now(f: Fixture) -> None:
         usage.reserve(pod, "k")
 
 
+def test_binding_guard_keeps_the_allocatable_over_heartbeats(f: Fixture) -> None:
+    """A Node write that leaves allocatable and capacity alone (a heartbeat) keeps what
+    the guard computed; one that changes them is seen at the next binding."""
+    usage = NodeUsage(f.pods, f.nodes)
+    f.cache.listeners.append(usage.on_change)
+    node: Obj = {"metadata": {"name": "n1"}, "status": {"allocatable": {"cpu": "1"}}}
+    f.put("/registry/core/nodes/n1", node)
+    pod = {"metadata": {"name": "b"}, "spec": {"containers": [c("600m")], "nodeName": "n1"}}
+    release = usage.reserve(pod, "k")
+    assert release is not None
+    release()
+    kept = usage._allocatable["n1"]
+    beat = {**node, "status": {**node["status"], "conditions": [{"type": "Ready"}]}}
+    f.put("/registry/core/nodes/n1", beat)
+    release = usage.reserve(pod, "k")
+    assert release is not None
+    release()
+    assert usage._allocatable["n1"] is kept
+    f.put("/registry/core/nodes/n1", {**beat, "status": {"capacity": {"cpu": "500m"}}})
+    with pytest.raises(StatusError, match="of 500m is free"):
+        usage.reserve(pod, "k")
+
+
 @pytest.mark.parametrize(
     ("spec", "want"),
     [

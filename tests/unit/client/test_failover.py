@@ -282,3 +282,22 @@ async def test_a_broken_watch_raises_and_the_next_one_opens_elsewhere(good: Coun
     finally:
         await c.close()
         await breaker.stop()
+
+
+async def test_an_answer_the_caller_has_no_use_for_is_not_decoded(good: Counting) -> None:
+    c = _client(good.url)
+    path = CONFIGMAPS.path("default", "x", "status")
+    try:
+        assert await c.request("PATCH", path, body={"data": {}}, decode=False) is None
+        assert (await c.request("PATCH", path, body={"data": {}}))["metadata"]["name"] == "x"
+        assert good.requests == ["PATCH", "PATCH"]
+        failing = await Counting(status=404).start()
+        other = _client(failing.url)
+        try:  # an error is still raised from its Status body
+            with pytest.raises(StatusError):
+                await other.request("PATCH", path, body={}, decode=False)
+        finally:
+            await other.close()
+            await failing.stop()
+    finally:
+        await c.close()

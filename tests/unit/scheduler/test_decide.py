@@ -149,3 +149,19 @@ def test_ties_are_seeded() -> None:
         decide(_pod(), t, Profile(), cursor=Cursor(rng=random.Random(s))).node for s in range(10)
     ]
     assert picks == again and len(set(picks)) > 1
+
+
+def test_partial_scan_stops_at_the_last_feasible_node_found() -> None:
+    # exactly as many feasible nodes as are wanted (420 of 1000), then cordoned ones:
+    # the scan stops at the 420th feasible node and the cursor moves past it
+    t = NodeTable()
+    for i in range(1000):
+        node = _node(f"n{i}")
+        node["spec"]["unschedulable"] = i >= 420
+        t.upsert_node(node)
+    cursor = Cursor(next_start=10, rng=random.Random(1))
+    d = decide(_pod(), t, Profile(), cursor=cursor)
+    assert (d.feasible, d.evaluated, cursor.next_start) == (420, 1000, 10)
+    cursor = Cursor(next_start=0, rng=random.Random(1))
+    d = decide(_pod(), t, Profile(), cursor=cursor)
+    assert (d.feasible, d.evaluated, cursor.next_start) == (420, 420, 420)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
+import zlib
 from pathlib import Path
 
+import orjson
 import pytest
 
+from corral.storage import sqlite as sqlite_module
 from corral.storage.base import (
     DELETE,
     PUT,
@@ -84,6 +88,47 @@ async def test_restart_keeps_revision(tmp_path: Path) -> None:
         assert kv.mod_revision == top + 1
     finally:
         await s.close()
+
+
+async def test_values_are_plain_zlib_whoever_wrote_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file written with the stdlib's zlib (Corral before ISA-L wrote the values)
+    opens and reads, deletes included; what is written now the stdlib inflates, so an
+    older Corral reads it too."""
+    path = tmp_path / "old.db"
+    with monkeypatch.context() as m:
+        m.setattr(sqlite_module, "_pack", lambda raw: zlib.compress(raw, 1))
+        s = SQLiteStorage(path)
+        await s.start()
+        a = await s.create("/registry/x/a", obj("a", "old"))
+        await s.update("/registry/x/a", obj("a", "old2"), a.mod_revision)
+        b = await s.create("/registry/x/b", obj("b", "gone"))
+        await s.delete("/registry/x/b", b.mod_revision)
+        await s.close()
+    s = SQLiteStorage(path)
+    await s.start()
+    try:
+        got = await s.get("/registry/x/a")
+        assert got is not None and got.obj["data"]["p"] == "old2"
+        kvs, _ = await s.list("/registry/x/")
+        assert [kv.key for kv in kvs] == ["/registry/x/a"]
+        history = await s.history("/registry/x/", 0)
+        assert [(e.type, e.kv.obj["data"]["p"]) for e in history] == [
+            (PUT, "old"),
+            (PUT, "old2"),
+            (PUT, "gone"),
+            (DELETE, "gone"),
+        ]
+        await s.create("/registry/x/c", obj("c", "new"))
+        gone = await s.delete("/registry/x/a", got.mod_revision)  # reads the old value
+        assert gone.obj["data"]["p"] == "old2"
+    finally:
+        await s.close()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        values = [v for t in ("current", "log") for (v,) in db.execute(f"SELECT value FROM {t}")]
+    assert len(values) == 1 + 6
+    assert all(orjson.loads(zlib.decompress(v))["metadata"]["name"] for v in values)
 
 
 async def test_watch_history_then_live_and_compaction(store: SQLiteStorage) -> None:

@@ -120,6 +120,8 @@ class NodeAffinity:
         preferred = (pod.affinity.get("nodeAffinity") or {}).get(
             "preferredDuringSchedulingIgnoredDuringExecution"
         ) or []
+        if not preferred:
+            return np.zeros(len(feasible), dtype=np.float64)
         total = np.zeros(len(feasible), dtype=np.int64)
         for p in preferred:
             weight = int(p.get("weight") or 0)

@@ -21,7 +21,7 @@ class NodeUnschedulable:
     resolvable: ClassVar[frozenset[str]] = frozenset()
 
     def filter(self, pod: PodInfo, table: NodeTableView, candidates: Index) -> list[Failure]:
-        mask = table.unschedulable[candidates]
+        mask = table.unschedulable.take(candidates)
         if not mask.any() or any(tolerates(t, TAINT) for t in pod.tolerations):
             return []
         return [Failure(REASON, mask)]

@@ -61,9 +61,12 @@ class TaintToleration:
         return [f for f in out if f.mask.any()]
 
     def score(self, pod: PodInfo, table: NodeTableView, feasible: Index) -> Scores:
+        groups = table.taint_groups()
+        if not groups:  # no node is tainted: every node is as good
+            return np.full(len(feasible), 100.0)
         soft = [t for t in pod.tolerations if (t.get("effect") or "") in ("", "PreferNoSchedule")]
         counts = np.zeros(len(table), dtype=np.int64)
-        for sig, rows in table.taint_groups().items():
+        for sig, rows in groups.items():
             n = sum(
                 1
                 for key, value, effect in sig
