@@ -303,8 +303,14 @@ class LeaseRenewer:
                     "renewTime": rfc3339_micro(now),
                 }
             }
-            try:
-                await self.client.patch(LEASES, node, patch, LEASE_NAMESPACE)
+            try:  # the renewed Lease is not decoded: nothing here reads it
+                await self.client.request(
+                    "PATCH",
+                    LEASES.path(LEASE_NAMESPACE, node),
+                    body=patch,
+                    content_type="application/merge-patch+json",
+                    decode=False,
+                )
                 self.renewals += 1
                 return
             except StatusError as e:

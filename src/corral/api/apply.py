@@ -349,7 +349,7 @@ def _one_sided(value: Any, node: SchemaNode | None, path: Path, into: PathSet) -
 
 
 def _compare(old: Any, new: Any, node: SchemaNode | None, path: Path, cmp: _Comparison) -> None:
-    if old is _ABSENT and new is _ABSENT:
+    if old is new:  # both absent, or one value shared (a status write keeps the spec)
         return
     if old is _ABSENT:
         _one_sided(new, node, path, cmp.added)
@@ -369,6 +369,15 @@ def _compare(old: Any, new: Any, node: SchemaNode | None, path: Path, cmp: _Comp
     # An unchanged subtree adds nothing: ``==`` (C, stops at the first difference) finds
     # it, ``_equal`` rules out what ``==`` does not tell apart (1, 1.0 and true).
     if old == new and _equal(old, new):
+        return
+    if old_shape in ("struct", "map"):  # the children of ``_children``, without building them
+        for key, value in new.items():
+            was = old.get(key, _ABSENT)
+            if was is not value:
+                _compare(was, value, _child(node, key)[0], (*path, "f:" + key), cmp)
+        for key, was in old.items():
+            if key not in new:
+                _compare(was, _ABSENT, _child(node, key)[0], (*path, "f:" + key), cmp)
         return
     old_children = {pe: (v, n) for pe, v, n, _f in _children(old, node, old_shape)}
     new_children = {pe: (v, n) for pe, v, n, _f in _children(new, node, new_shape)}

@@ -248,7 +248,7 @@ class Server:
         self._default_encryption = encryption_provider_config is None
         self.cache = WatchCache(history, watch_backlog_bytes)  # slow watchers: 410 past it
         self.registry: Registry | None = None
-        self.runner: web.AppRunner | None = None
+        self.runner: web.ServerRunner | None = None
         self.token = ""
         self.kubeconfig = self.data_dir / "kubeconfig"
         self._tasks: list[asyncio.Task[Any]] = []
@@ -431,9 +431,7 @@ class Server:
             proxy_client = front_proxy.proxy_client_files(self.data_dir)
         aggregator = api.aggregator = Aggregator(registry, discovery, proxy_client)
         self.cert_renewal.aggregator = aggregator
-        self.runner = web.AppRunner(
-            api.build(), handler_cancellation=True, access_log=None, shutdown_timeout=3.0
-        )
+        self.runner = web.ServerRunner(api.build(), shutdown_timeout=3.0)
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.bind, self.port, ssl_context=ssl_ctx, backlog=1024)
         await site.start()

@@ -336,15 +336,17 @@ class Registry:
         obj: Obj,
         kind: str | None = None,
         unknown: list[str] | None = None,
+        stored: Obj | None = None,
     ) -> None:
         """Check every value's JSON type as Go's typed decoding does (400 if wrong), and
         drop nulls the way a Go struct has no nil fields; with ``unknown``, also drop the
-        fields the schema does not know and list their paths. Rewrites ``obj`` in place."""
+        fields the schema does not know and list their paths. Rewrites ``obj`` in place.
+        ``stored``: the fresh decode ``obj`` was merge-patched from (``check_types``)."""
         node = self.schema(info, kind)
         if node is None:
             return
         try:
-            typed = check_types(obj, node, unknown=unknown)
+            typed = check_types(obj, node, unknown=unknown, stored=stored)
         except (TypeMismatch, BadTime) as e:
             k = kind or info.kind
             raise errors.bad_request(
@@ -370,12 +372,14 @@ class Registry:
             ) from None
         return unknown
 
-    def _validate_fields(self, info: ResourceInfo, obj: Obj, opts: WriteOptions) -> list[str]:
+    def _validate_fields(
+        self, info: ResourceInfo, obj: Obj, opts: WriteOptions, stored: Obj | None = None
+    ) -> list[str]:
         """Drop unknown fields (Strict refuses them, Warn returns warnings), then
-        decode the rest by type."""
+        decode the rest by type. ``stored``: as for ``_decode_typed``."""
         if info.strategy.typed:
             unknown: list[str] = []
-            self._decode_typed(info, obj, unknown=unknown)
+            self._decode_typed(info, obj, unknown=unknown, stored=stored)
         else:
             unknown = self._decode_metadata(info, obj) + info.strategy.prune(obj)
         problems = [f'unknown field "{p}"' for p in unknown]
@@ -779,14 +783,17 @@ class Registry:
         node = self.schema(info)
 
         def transform(cur: Obj) -> Obj:
-            # ``cur`` is a fresh decode (``_guaranteed_update``): patched without a copy
+            # ``cur`` is a fresh decode (``_guaranteed_update``): patched without a copy.
+            # A merge patch leaves ``cur`` whole and shares what it does not touch, which
+            # the typed decoding then need not walk again (``check_types``' ``stored``).
             cur_rv = (cur.get("metadata") or {}).get("resourceVersion")
             new = apply_patch(patch_type, cur, body, node, owned=True)
             self.check_type(info, new)
             rv = (new.get("metadata") or {}).get("resourceVersion")
             if rv and rv != cur_rv:
                 raise errors.conflict(info.plural, info.group, name)
-            warnings.extend(self._validate_fields(info, new, opts))
+            shared = cur if patch_type == MERGE_PATCH and info.converter is None else None
+            warnings.extend(self._validate_fields(info, new, opts, shared))
             return new
 
         res = await self._guaranteed_update(info, namespace, name, transform, opts, subresource)

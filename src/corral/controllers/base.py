@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 from corral.api.errors import StatusError
 from corral.client.events import EventRecorder
-from corral.client.informer import Informer, WorkQueue, key_of
+from corral.client.informer import Informer, Transform, WorkQueue, key_of
 from corral.client.rest import Client, Resource
 from corral.util.clock import Clock, SystemClock
 
@@ -103,17 +103,21 @@ def node_name_index(obj: Obj) -> list[str]:
 
 
 class InformerFactory:
-    """One informer per resource, shared by every controller of a process."""
+    """One informer per resource, shared by every controller of a process; ``transform``
+    (e.g. ``strip_managed_fields``) rewrites every object each of them stores."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, transform: Transform | None = None) -> None:
         self.client = client
+        self.transform = transform
         self._informers: dict[Resource, Informer] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
     def informer(self, resource: Resource) -> Informer:
         inf = self._informers.get(resource)
         if inf is None:
-            inf = self._informers[resource] = Informer(self.client, resource)
+            inf = self._informers[resource] = Informer(
+                self.client, resource, transform=self.transform
+            )
         return inf
 
     def start(self) -> None:

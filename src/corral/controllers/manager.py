@@ -2,7 +2,8 @@
 
 ``ControllerManager(client, controllers=[...])`` builds one ``InformerFactory``, creates
 every named controller on it (so each resource is listed and watched once per process,
-whatever the number of controllers), then ``run`` starts the informers and all the
+whatever the number of controllers; no controller reads ``managedFields``, so the caches
+keep none, as kube-controller-manager's), then ``run`` starts the informers and all the
 controllers' workers until cancelled. ``main`` is ``corral controller-manager
 --kubeconfig FILE [--controllers a,b]``, wired by the CLI; ``corral server`` / ``corral
 up`` start it beside the API server.
@@ -25,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from corral.client import election
+from corral.client.informer import strip_managed_fields
 from corral.client.leaderelection import EXIT_LEADERSHIP_LOST, LeaderElector, LeadershipLost
 from corral.client.rest import Client, add_server_flag
 from corral.controllers.base import Controller, InformerFactory
@@ -148,7 +150,8 @@ class ControllerManager:
         options: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         self.client = client
-        self.factory = InformerFactory(client)
+        # an update without managedFields keeps the stored ones (store.py, as upstream)
+        self.factory = InformerFactory(client, transform=strip_managed_fields)
         names = (
             [n for n in CONTROLLERS if n not in OFF_BY_DEFAULT]
             if controllers is None

@@ -13,7 +13,10 @@ Health, per node, kept in memory (``_Health``)::
     probe time = this controller's clock when it last saw the node's Lease renewTime
                  advance or the Ready condition's lastHeartbeatTime change (first sight
                  of a node counts as a change). Local time, not the agent's stamps, so a
-                 skewed agent clock cannot make a node look dead or alive.
+                 skewed agent clock cannot make a node look dead or alive. Leases are
+                 read from the informer's cache by the monitor pass and by ``sync``,
+                 never on their events (as upstream: a renewal is seen within one
+                 monitor period, and 5,000 nodes' renewals cost no syncs).
 
     now > probe + grace (--node-monitor-grace-period, 40 s; a node that never posted
     Ready gets --node-startup-grace-period, 60 s)
@@ -33,8 +36,10 @@ and taint-based eviction), touching only the taint keys this controller owns::
     spec.unschedulable (kubectl cordon) ──> node.kubernetes.io/unschedulable NoSchedule
 
 NoExecute taints carry ``timeAdded`` (kept while the taint stays); NoSchedule ones do not,
-as upstream. Every ``--node-monitor-period`` (5 s) every node is re-checked; Node, Lease
-and Pod events enqueue the node at once. Not done (upstream has them): zone-aware
+as upstream. Every ``--node-monitor-period`` (5 s) ``monitor_pass`` looks at every
+node's Lease and queues the nodes whose ``sync`` has something to write; Node events, and
+Pod events that show a ready pod on a node that is not, queue the node at once. Not done
+(upstream has them): zone-aware
 eviction rate limits and the "full disruption" mode that stops tainting when a whole
 zone is down.
 """
@@ -110,19 +115,26 @@ def parse_duration(text: str) -> float:
     return duration(text)
 
 
-def condition(node: Obj, type_: str) -> Obj | None:
+def _statuses(node: Obj) -> dict[str, str]:
+    """Condition type -> status (``""`` when it has none), the first of each type."""
+    out: dict[str, str] = {}
     for c in (node.get("status") or {}).get("conditions") or ():
-        if c.get("type") == type_:
-            return dict(c)
-    return None
+        type_ = c.get("type")
+        if type_ not in out:
+            out[type_] = str(c.get("status") or "")
+    return out
 
 
 def ready_status(node: Obj) -> str:
     """``True``, ``False``, ``Unknown``, or ``""`` when the node has no Ready condition
     (a node just added: nothing is decided about it until one is posted, or until the
     startup grace period makes it Unknown)."""
-    c = condition(node, "Ready")
-    return str(c.get("status") or "Unknown") if c else ""
+    return _ready_of(_statuses(node))
+
+
+def _ready_of(statuses: dict[str, str]) -> str:
+    status = statuses.get("Ready")
+    return "" if status is None else (status or "Unknown")
 
 
 @dataclass
@@ -132,6 +144,7 @@ class _Health:
     probe: float
     heartbeat: str | None
     renew: float | None
+    renew_stamp: str | None = None  # the Lease renewTime ``renew`` was parsed from
 
 
 def probe_update(
@@ -142,24 +155,32 @@ def probe_update(
     A sign of life: the first sight of the node, a changed Ready ``lastHeartbeatTime``,
     or a Lease ``renewTime`` later than the last one seen.
     """
-    ready = condition(node, "Ready")
+    ready = next(
+        (c for c in (node.get("status") or {}).get("conditions") or () if c.get("type") == "Ready"),
+        None,
+    )
     beat = str(ready.get("lastHeartbeatTime")) if ready else None
+    stamp = (lease.get("spec") or {}).get("renewTime") if lease is not None else None
     renew: float | None = None
-    if lease is not None:
-        stamp = (lease.get("spec") or {}).get("renewTime")
-        if stamp:
-            try:
-                renew = parse_rfc3339(str(stamp))
-            except ValueError:
-                renew = None
+    if stamp and health is not None and stamp == health.renew_stamp:
+        renew = health.renew  # the renewal seen last time: not parsed again
+    elif stamp:
+        try:
+            renew = parse_rfc3339(str(stamp))
+        except ValueError:
+            renew = None
+    if renew is None:
+        stamp = None
     if health is None:
-        return _Health(now, beat, renew), True
+        return _Health(now, beat, renew, stamp), True
     alive = False
     if beat != health.heartbeat:
         alive = True
     if renew is not None and (health.renew is None or renew > health.renew):
         alive = True
-    return _Health(now if alive else health.probe, beat, renew or health.renew), alive
+    if renew is None:
+        renew, stamp = health.renew, health.renew_stamp
+    return _Health(now if alive else health.probe, beat, renew, stamp), alive
 
 
 def unknown_conditions(node: Obj, now: float) -> list[Obj] | None:
@@ -196,16 +217,18 @@ def unknown_conditions(node: Obj, now: float) -> list[Obj] | None:
 
 def desired_taints(node: Obj) -> set[tuple[str, str]]:
     """(key, effect) of every taint this controller wants on ``node`` now."""
+    return _desired_taints(node, _statuses(node))
+
+
+def _desired_taints(node: Obj, statuses: dict[str, str]) -> set[tuple[str, str]]:
     out: set[tuple[str, str]] = set()
-    for type_, by_status in CONDITION_TAINTS.items():
-        c = condition(node, type_)
-        status = str(c.get("status")) if c else ""
-        key = by_status.get(status)
+    for type_, status in statuses.items():
+        key = CONDITION_TAINTS.get(type_, {}).get(status)
         if key:
             out.add((key, "NoSchedule"))
     if (node.get("spec") or {}).get("unschedulable"):
         out.add((TAINT_UNSCHEDULABLE, "NoSchedule"))
-    ready = ready_status(node)
+    ready = _ready_of(statuses)
     if ready == "False":
         out.add((TAINT_NOT_READY, "NoExecute"))
     elif ready == "Unknown":
@@ -238,6 +261,18 @@ def reconcile_taints(taints: Iterable[Obj], want: set[tuple[str, str]], now: flo
             taint["timeAdded"] = rfc3339(now)
         out.append(taint)
     return out
+
+
+def _settled(node: Obj, statuses: dict[str, str], overdue: bool, now: float) -> bool:
+    """Whether ``sync`` would leave the node as it is: nothing to mark Unknown, not a node
+    that is not Ready (its ready pods are marked), its owned taints as its state calls for."""
+    if overdue and unknown_conditions(node, now) is not None:
+        return False
+    if _ready_of(statuses) in ("False", "Unknown"):
+        return False
+    taints = (node.get("spec") or {}).get("taints") or []
+    want = _desired_taints(node, statuses)
+    return (not taints and not want) or reconcile_taints(taints, want, now) == taints
 
 
 def pod_ready(pod: Obj) -> bool:
@@ -275,17 +310,11 @@ class NodeLifecycleController(Controller):
         self.pods: Informer = factory.informer(PODS)
         self.pods.add_index(_POD_NODE_INDEX, node_name_index)
         self.nodes.add_handler(lambda _t, n, _old: self.queue.add(str(n["metadata"]["name"])))
-        self.leases.add_handler(self._on_lease)
-        self.pods.add_handler(self._on_pod)
+        self.pods.add_handler(self._on_pod)  # Leases: read in the monitor pass only
 
     @property
     def component(self) -> str:
         return "node-controller"  # the event source upstream's controller uses
-
-    def _on_lease(self, _type: str, lease: Obj, _old: Obj | None) -> None:
-        meta = lease.get("metadata") or {}
-        if meta.get("namespace") == LEASE_NAMESPACE:
-            self.queue.add(str(meta.get("name")))
 
     def _on_pod(self, type_: str, pod: Obj, _old: Obj | None) -> None:
         node_name = (pod.get("spec") or {}).get("nodeName")
@@ -301,12 +330,8 @@ class NodeLifecycleController(Controller):
             self._health.pop(key, None)
             return
         now = self.clock.now()
-        lease = self.leases.get(f"{LEASE_NAMESPACE}/{key}")
-        health, _ = probe_update(self._health.get(key), cached, lease, now)
-        self._health[key] = health
         node = cached
-        grace = self.grace_period if condition(node, "Ready") else self.startup_grace_period
-        if now > health.probe + grace:
+        if self._overdue(key, cached, now, ready_status(cached)):
             node = await self._mark_unknown(node, now)
         await self._taint(node, now)
         if ready_status(node) in ("False", "Unknown"):
@@ -358,12 +383,31 @@ class NodeLifecycleController(Controller):
                 _with_kind(new, "Pod"), "Warning", NODE_NOT_READY, "Node is not ready"
             )
 
+    def _overdue(self, key: str, node: Obj, now: float, ready: str) -> bool:
+        """Look at the node's Lease (``probe_update``): is it silent past its grace period?
+        ``ready`` is ``ready_status(node)``."""
+        lease = self.leases.get(f"{LEASE_NAMESPACE}/{key}")
+        health, _ = probe_update(self._health.get(key), node, lease, now)
+        self._health[key] = health
+        grace = self.grace_period if ready else self.startup_grace_period
+        return now > health.probe + grace
+
+    def monitor_pass(self) -> None:
+        """Every node's health from its Lease (upstream's monitorNodeHealth): a node whose
+        ``sync`` would write something (silent past its grace, taints not as its state
+        calls for, not Ready) is queued; for the others the look was all there was to do."""
+        now = self.clock.now()
+        for name, node in list(self.nodes.store.items()):
+            statuses = _statuses(node)
+            overdue = self._overdue(name, node, now, _ready_of(statuses))
+            if not _settled(node, statuses, overdue, now):
+                self.queue.add(name)
+
     async def _tick(self) -> None:
-        """Every monitor period, every node (upstream's monitorNodeHealth loop)."""
+        """Every monitor period, ``monitor_pass``."""
         while True:
             await asyncio.sleep(self.monitor_period)
-            for name in list(self.nodes.store):
-                self.queue.add(name)
+            self.monitor_pass()
 
     async def run(self) -> None:
         self.factory.start()

@@ -135,7 +135,8 @@ class ScheduledEvents:
 
     async def _write(self, ns: str, ev: Obj) -> None:
         try:
-            await self.client.create(EVENTS_V1, ev, ns)
+            # the written Event is not decoded: nothing reads it back
+            await self.client.request("POST", EVENTS_V1.path(ns), body=ev, decode=False)
             self.written += 1
         except asyncio.CancelledError:
             raise

@@ -372,8 +372,9 @@ class Scheduler:
             "metadata": {"name": meta["name"], "namespace": pod.namespace, "uid": pod.uid},
             "target": {"apiVersion": "v1", "kind": "Node", "name": node},
         }
-        try:
-            await self.client.post_sub(PODS, meta["name"], "binding", body, pod.namespace)
+        try:  # the answer (a Status) is not decoded: the pod informer sees the binding
+            path = PODS.path(pod.namespace, meta["name"], "binding")
+            await self.client.request("POST", path, body=body, decode=False)
         except StatusError as e:
             self.stats.binding_failed += 1
             self._forget(pod.key, node)

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 import orjson
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from multidict import CIMultiDict, MultiDict
 
 from corral.apiserver.app import APIApp
@@ -21,6 +21,8 @@ from corral.apiserver.request import parse_path
 from corral.apiserver.request_metrics import BUCKETS, RequestDurations
 from corral.apiserver.store import Registry
 from corral.testing.metrics import histogram_quantile, write_latency
+
+from .test_app_http import APITestServer
 
 NS = "/api/v1/namespaces/default"
 
@@ -126,7 +128,7 @@ async def client(registry: Registry) -> AsyncIterator[TestClient]:  # type: igno
         OpenAPIDocs(registry.resources),
         tokens=set(),
     )
-    async with TestClient(TestServer(app.build())) as c:
+    async with TestClient(APITestServer(app)) as c:
         yield c
 
 

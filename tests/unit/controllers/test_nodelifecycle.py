@@ -221,7 +221,7 @@ async def test_node_goes_unknown_after_grace_then_recovers() -> None:
     await h.sync()
     assert "taints" not in h.node()["spec"]
     h.clock.advance(30)
-    h.renew()  # renewed within the grace period: the Lease event syncs the node
+    h.renew()  # renewed within the grace period: the next look (sync or pass) sees it
     await h.sync()
     h.clock.advance(30)
     await h.sync()
@@ -258,6 +258,48 @@ async def test_node_goes_unknown_after_grace_then_recovers() -> None:
     assert "taints" not in h.node()["spec"]
     assert h.pods() == ["p"]
     assert ("TaintManagerEviction", "Cancelling deletion of Pod ns/p") in h.client.events
+
+
+async def _drain(h: Harness) -> list[str]:
+    """The keys queued for the node lifecycle controller, taken off its queue."""
+    out = []
+    while len(h.nlc.queue):
+        key = await h.nlc.queue.get()
+        h.nlc.queue.done(key)
+        out.append(key)
+    return sorted(out)
+
+
+async def test_monitor_pass_reads_leases_and_queues_only_nodes_with_work() -> None:
+    """As upstream's monitorNodeHealth: a Lease event queues nothing; the periodic pass
+    sees the renewal (a node renewing only its Lease stays Ready past the grace period)
+    and queues only the nodes whose ``sync`` has something to write."""
+    h = Harness()
+    h.add_node("n1")
+    h.add_node("n2")
+    assert await _drain(h) == ["n1", "n2"]  # new Nodes are synced at once
+    await h.nlc.sync("n1")
+    await h.nlc.sync("n2")
+    h.clock.advance(30)
+    h.renew("n1")
+    assert await _drain(h) == []  # a renewal alone queues nothing
+    h.nlc.monitor_pass()
+    assert await _drain(h) == []  # both within their grace, Ready, untainted
+    h.clock.advance(11)  # n1 renewed 11 s ago (seen by the pass); n2 silent for 41 s
+    h.nlc.monitor_pass()
+    assert await _drain(h) == ["n2"]
+    await h.nlc.sync("n2")
+    ready = {
+        n: next(c["status"] for c in h.node(n)["status"]["conditions"] if c["type"] == "Ready")
+        for n in ("n1", "n2")
+    }
+    assert ready == {"n1": "True", "n2": "Unknown"}
+    assert await _drain(h) == ["n2"]  # its own update came back as an event
+    h.nlc.monitor_pass()
+    assert await _drain(h) == ["n2"]  # not Ready: looked at every pass (its pods)
+    h.nlc.nodes.store["n1"] = {**h.node("n1"), "spec": {"unschedulable": True}}
+    h.nlc.monitor_pass()  # a cordon whose event was missed: the pass finds the taint missing
+    assert await _drain(h) == ["n1", "n2"]
 
 
 async def test_pods_evicted_after_toleration_seconds_forever_kept() -> None:

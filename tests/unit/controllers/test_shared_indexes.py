@@ -7,6 +7,7 @@ from typing import Any, cast
 
 import pytest
 
+from corral.client.informer import strip_managed_fields
 from corral.client.rest import PODS, Client
 from corral.controllers.base import (
     CONTROLLER_UID_INDEX,
@@ -81,3 +82,18 @@ async def test_every_controller_on_one_factory_shares_the_pod_indexes() -> None:
     pods.apply("ADDED", {**OWNED, "metadata": {**OWNED["metadata"], "name": "p"}})
     assert [p["metadata"]["name"] for p in pods.by_index(NODE_NAME_INDEX, "n1")] == ["p"]
     assert [p["metadata"]["name"] for p in pods.by_index(CONTROLLER_UID_INDEX, "rs-1")] == ["p"]
+
+
+async def test_the_controller_managers_caches_keep_no_managed_fields() -> None:
+    """As kube-controller-manager's informers: no controller reads ``managedFields``, and
+    an update without them keeps the stored ones, so no cache holds them."""
+    manager = ControllerManager(cast(Client, _NoClient()))
+    managed = [{"manager": "m", "operation": "Update", "fieldsV1": {"f:spec": {}}}]
+    pod: Obj = {**OWNED, "metadata": {**OWNED["metadata"], "name": "p", "managedFields": managed}}
+    pods = manager.factory.informer(PODS)
+    pods.apply("ADDED", pod)
+    stored = pods.get("ns/p")
+    assert stored is not None
+    assert "managedFields" not in stored["metadata"]
+    assert pod["metadata"]["managedFields"] == managed  # the event's object is left alone
+    assert {inf.transform for inf in manager.factory._informers.values()} == {strip_managed_fields}
