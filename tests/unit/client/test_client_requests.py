@@ -11,7 +11,8 @@ from aiohttp import web
 from yarl import URL
 
 from corral.client.rest import CONFIGMAPS, PODS, Client, KubeConfig
-from corral.testing.process import free_port
+
+from .test_failover import serve_every_path
 
 SERVERS = [
     "https://127.0.0.1:6443",
@@ -79,12 +80,7 @@ class Recording:
         return resp
 
     async def start(self) -> str:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        port = free_port()
-        await web.TCPSite(self.runner, "127.0.0.1", port).start()
+        self.runner, port = await serve_every_path(self._handle)
         return f"http://localhost:{port}"  # a host name: a cookie jar would keep its cookies
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +99,20 @@ def test_kubeconfig_servers(tmp_path: Path) -> None:
 
 
 # --- over real sockets ---------------------------------------------------------------------
+async def serve_every_path(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> tuple[web.AppRunner, int]:
+    """An HTTP server on 127.0.0.1 that sends every method and path to ``handler``: its
+    runner (clean it up) and its port."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, port
+
+
 class Counting:
     """An HTTP server that answers every request with ``status`` and counts them; a watch
     gets one event, then the end of the stream (``break_watch``: the connection dropped)."""
@@ -127,12 +141,7 @@ class Counting:
         return web.json_response(CM, status=201 if request.method == "POST" else 200)
 
     async def start(self) -> Counting:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        port = free_port()
-        await web.TCPSite(self.runner, "127.0.0.1", port).start()
+        self.runner, port = await serve_every_path(self._handle)
         self.url = f"http://127.0.0.1:{port}"
         return self
 
