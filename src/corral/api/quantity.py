@@ -276,6 +276,25 @@ def value(q: Fraction | int | str) -> int:
     return _scaled(parse_quantity(q) if isinstance(q, str) else Fraction(q), 0)
 
 
+def request_amount(resource: str, v: object) -> int:
+    """A request, limit or allocatable as the scheduler and admission count it:
+    millicores for ``cpu``, whole units (rounded up) for anything else; 0 for a value
+    that is no quantity. Pods repeat a handful of values ("100m"), so each is worked out
+    once (``_parse`` caches the text; this caches the scaling of its ``Fraction``)."""
+    try:
+        return _request_amount(resource == "cpu", v)
+    except TypeError:  # unhashable: no quantity
+        return 0
+
+
+@functools.lru_cache(maxsize=4096, typed=True)  # typed: True is not 1
+def _request_amount(milli: bool, v: object) -> int:
+    try:
+        return _scaled(parse_quantity(v), 3 if milli else 0)  # type: ignore[arg-type]
+    except (ValueError, TypeError, ArithmeticError):
+        return 0
+
+
 __all__ = [
     "BINARY_SI",
     "DECIMAL_EXPONENT",
@@ -290,5 +309,6 @@ __all__ = [
     "milli_value",
     "parse_quantity",
     "parse_quantity_format",
+    "request_amount",
     "value",
 ]

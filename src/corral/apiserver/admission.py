@@ -40,7 +40,7 @@ from typing import Any
 import orjson
 
 from corral.api import errors
-from corral.api.quantity import milli_value, value
+from corral.api.quantity import request_amount as _amount
 from corral.apiserver.disruption_budgets import (
     DISRUPTION_BUDGET_CAUSE as DISRUPTION_BUDGET_CAUSE,
 )
@@ -63,28 +63,6 @@ _SYSTEM_CLASSES = {
 
 
 # --- requests ------------------------------------------------------------------------------
-#: (resource, quantity string) -> amount: pods repeat a few request strings ("100m"),
-#: each parsed once (bounded: cleared when full)
-_AMOUNTS: dict[tuple[str, str], int] = {}
-_AMOUNTS_MAX = 4096
-
-
-def _amount(resource: str, q: Any) -> int:
-    text = str(q)
-    key = (resource, text)
-    known = _AMOUNTS.get(key)
-    if known is not None:
-        return known
-    try:
-        amount = milli_value(text) if resource == "cpu" else value(text)
-    except (ValueError, TypeError, ArithmeticError):
-        amount = 0
-    if len(_AMOUNTS) >= _AMOUNTS_MAX:
-        _AMOUNTS.clear()
-    _AMOUNTS[key] = amount
-    return amount
-
-
 def _container_requests(c: Any) -> list[int]:
     req = ((c.get("resources") or {}).get("requests") or {}) if isinstance(c, dict) else {}
     return [_amount(r, req[r]) if r in req else 0 for r in RESOURCES[:3]]

@@ -19,16 +19,14 @@ containers counted with the containers, limits standing in for missing requests)
 
 from __future__ import annotations
 
-import functools
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from corral.api.quantity import milli_value, parse_quantity, value
+from corral.api.quantity import request_amount as _amount
 from corral.api.volumes import LOCAL_PATH_ROOT
 from corral.scheduler.framework import RESOURCES, Index, Mask, Obj, PodInfo
 
@@ -39,25 +37,6 @@ DEFAULT_MEMORY = 200 * 1024 * 1024
 _NR = len(RESOURCES)
 _TAINT_EFFECTS = ("NoSchedule", "NoExecute", "PreferNoSchedule")
 _OVERHEAD_COLUMNS = frozenset(RESOURCES[:3])
-
-
-def _amount(name: str, raw: Any) -> int:
-    """``raw`` in millicores (cpu) or units (everything else); 0 when it does not parse.
-
-    Pods repeat a handful of quantity strings, so the exact (``Fraction``) parse is paid
-    once per distinct (resource, value); unhashable values are not quantities (0)."""
-    try:
-        return _cached_amount(name == "cpu", raw)
-    except TypeError:
-        return 0
-
-
-@functools.lru_cache(maxsize=4096, typed=True)
-def _cached_amount(milli: bool, raw: Any) -> int:
-    try:
-        return milli_value(parse_quantity(raw)) if milli else value(parse_quantity(raw))
-    except (ValueError, TypeError):
-        return 0
 
 
 def _container_requests(c: Obj) -> tuple[int, int, int, int, int]:

@@ -18,6 +18,7 @@ from corral.api.quantity import (
     milli_value,
     parse_quantity,
     parse_quantity_format,
+    request_amount,
     value,
 )
 
@@ -146,3 +147,27 @@ def test_rounding(text: str, milli: int, whole: int) -> None:
     assert milli_value(text) == milli
     assert value(text) == whole
     assert milli_value(parse_quantity(text)) == milli
+
+
+@pytest.mark.parametrize(
+    ("resource", "raw", "amount"),
+    [
+        ("cpu", "100m", 100),
+        ("cpu", 2, 2000),
+        ("cpu", 0.5, 500),
+        ("cpu", "1n", 1),  # rounded up, as MilliValue
+        ("memory", "100Mi", 100 * 1024 * 1024),
+        ("memory", "1.5k", 1500),
+        ("pods", "110", 110),
+        ("cpu", True, 0),  # JSON true is no quantity (and not the number 1)
+        ("memory", 1, 1),
+        ("cpu", "lots", 0),
+        ("cpu", {"a": 1}, 0),  # unhashable
+        ("memory", None, 0),
+    ],
+)
+def test_request_amount_counts_as_scheduler_and_admission_do(
+    resource: str, raw: object, amount: int
+) -> None:
+    assert request_amount(resource, raw) == amount
+    assert request_amount(resource, raw) == amount  # the cached answer is the same
