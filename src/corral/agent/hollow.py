@@ -237,19 +237,16 @@ def running_status(
     at = rfc3339(started)
     old = pod.get("status") or {}
     last = {"terminated": _terminated(*last_exit)} if last_exit is not None else {}
-    # a first start passes one instant three times: format it once
-    stamp = at if int(now) == int(started) else rfc3339(now)
-    first_at = pod_started if pod_started is not None else started
-    first = at if int(first_at) == int(started) else rfc3339(first_at)
     want = [
         ("PodReadyToStartContainers", "True", ""),
         ("Initialized", "True", ""),
         ("Ready", "True", ""),
         ("ContainersReady", "True", ""),
     ]
+    first = rfc3339(pod_started if pod_started is not None else started)
     out: Obj = {
         "phase": "Running",
-        "conditions": _conditions(old.get("conditions") or [], want, stamp),
+        "conditions": _conditions(old.get("conditions") or [], want, rfc3339(now)),
         "hostIP": host,
         "hostIPs": [{"ip": host}],
         "podIP": ip,
