@@ -69,6 +69,7 @@ bench: install ## run the benchmarks, write bench/results/*.json
 	$(BIN)/python -m bench.crd_perf --out bench/results/crds.json
 	$(BIN)/python -m bench.authz_perf --out bench/results/authz.json
 	$(BIN)/python -m bench.ha --out bench/results/ha.json
+	$(BIN)/python -m bench.dashboard --out bench/results/dashboard.json
 
 .PHONY: fuzz
 fuzz: install ## schemathesis: 10,000 generated requests on the core and apps APIs (~15 min), bench/results/fuzz.json

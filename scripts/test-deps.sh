@@ -12,3 +12,10 @@ if ! command -v etcd >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq && apt-get install -y -qq etcd-server >/dev/null
 fi
+# Debian's Chromium for the dashboard's browser tests (Playwright drives it through
+# executable_path: no browser download). Without root the tests skip with a reason.
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq chromium >/dev/null \
+    || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+fi

@@ -12,7 +12,10 @@ that is logged (no client request can stop the server); it also times every reso
 request the handlers serve for ``apiserver_request_duration_seconds``
 (``request_metrics.py``; ``/metrics``). Routes are few: discovery,
 OpenAPI, health, and one catch-all that parses the Kubernetes REST path and hands it to
-the generic ``ResourceHandler``.
+the generic ``ResourceHandler``. Paths under ``/ui`` (the web dashboard, ``dashboard/``)
+leave ``handle`` first, before authentication and flow control: its files and login are
+public, and it authenticates the rest itself without asking RBAC (anonymous users hold
+no rule for non-resource URLs; the faces it proxies to authorize each call).
 
 ``APIApp.build`` gives aiohttp's low-level ``web.Server`` (``server.py`` runs it in a
 ``web.ServerRunner``), not an ``Application``: a router, a middleware chain and a
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from time import perf_counter
 from typing import Any, cast
 
@@ -41,7 +44,7 @@ from corral.apiserver import identity
 from corral.apiserver.aggregator import Aggregator
 from corral.apiserver.authn import Authenticator
 from corral.apiserver.authz import Authorizer, default_chain, forbidden
-from corral.apiserver.discovery import AGGREGATED_CT, Discovery, wants_aggregated
+from corral.apiserver.discovery import AGGREGATED_CT, VERSION_INFO, Discovery, wants_aggregated
 from corral.apiserver.fencing import FENCE_HEADER, Fencing
 from corral.apiserver.flowcontrol import REQUEST_INFO_KEY, FlowControl
 from corral.apiserver.handlers import ResourceHandler, json_response
@@ -53,6 +56,7 @@ from corral.apiserver.request_info import resolve
 from corral.apiserver.request_metrics import RequestDurations
 from corral.apiserver.reviews import Reviews, review_row
 from corral.apiserver.store import Registry
+from corral.dashboard import Dashboard
 from corral.storage.base import StorageFull, StorageUnavailable
 
 log = logging.getLogger("corral.apiserver")
@@ -92,6 +96,7 @@ class APIApp:
         openapi: OpenAPIDocs,
         tokens: set[str],
         token_file: dict[str, UserInfo] | None = None,
+        faces: Mapping[str, str] | None = None,
     ) -> None:
         self.registry = registry
         if registry.authorizer is None:  # server.py builds the chain; tests may not
@@ -119,6 +124,18 @@ class APIApp:
         self.durations = RequestDurations()
         # pods/log and pods/exec reach node agents with the API server's own token
         self.handler.agent_token = min(tokens) if tokens else None
+        #: the web UI under ``/ui`` (``dashboard/``); ``faces``: name -> URL of the Mesos
+        #: master, Marathon and Chronos started beside this server, for its proxy
+        self.dashboard = Dashboard(
+            authenticate=self.authenticate,
+            check_token=self.token_user,
+            faces=faces,
+            version=str(VERSION_INFO["gitVersion"]),
+        )
+
+    async def close(self) -> None:
+        """Release what serving opened beyond the listener (the dashboard's client)."""
+        await self.dashboard.close()
 
     def build(self) -> web.Server:
         """The aiohttp server for a ``web.ServerRunner``: aiohttp's low-level
@@ -166,6 +183,13 @@ class APIApp:
             return identity.ADMIN
         return self.authn.authenticate(request)
 
+    def token_user(self, token: str) -> UserInfo | None:
+        """The user a bearer token proves by ``self.authn``'s chain (the dashboard's
+        login), None when refused; as ``authenticate``, the admin without tokens."""
+        if not self.tokens:
+            return identity.ADMIN
+        return self.authn.authenticate_token(token).user
+
     def authorize(self, request: web.Request, user: UserInfo) -> None:
         """Ask the authorizer chain about ``request`` as ``user``: upstream's 403 when
         nobody allows it."""
@@ -183,6 +207,8 @@ class APIApp:
             await _expect_continue(request)
         start = perf_counter()
         try:
+            if request.path.startswith("/ui"):  # the dashboard: public shell, own authn
+                return await self.dashboard.handle(request)
             user = self.authenticate(request)
             if IMPERSONATE in ",".join(request.headers).lower():  # else nothing to apply
                 user = identity.impersonated(user, request.headers, self.authorizer)

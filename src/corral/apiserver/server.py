@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 import sys
 from collections.abc import Awaitable, Mapping, Sequence
 from pathlib import Path
@@ -249,6 +250,7 @@ class Server:
         self.cache = WatchCache(history, watch_backlog_bytes)  # slow watchers: 410 past it
         self.registry: Registry | None = None
         self.runner: web.ServerRunner | None = None
+        self.api: APIApp | None = None
         self.token = ""
         self.kubeconfig = self.data_dir / "kubeconfig"
         self._tasks: list[asyncio.Task[Any]] = []
@@ -296,6 +298,17 @@ class Server:
         if ":" in host:
             host = f"[{host}]"
         return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
+
+    def face_urls(self) -> dict[str, str]:
+        """The Mesos master, Marathon and Chronos this server starts, by name -> base
+        URL (plain HTTP, bound like the API server): the dashboard's proxy targets."""
+        if not (self.scheduler and self.mesos_port):
+            return {}
+        host = "127.0.0.1" if self.bind in ("0.0.0.0", "::", "") else self.bind
+        host = f"[{host}]" if ":" in host else host
+        ports = {"mesos": self.mesos_port, "marathon": self.marathon_port,
+                 "chronos": self.chronos_port}  # fmt: skip
+        return {name: f"http://{host}:{port}" for name, port in ports.items() if port}
 
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -405,7 +418,12 @@ class Server:
                           **(token_file or {})}  # fmt: skip
 
         discovery = Discovery(registry.resources, f"{self.bind}:{self.port}")
-        api = APIApp(registry, discovery, OpenAPIDocs(registry.resources), {self.token}, token_file)
+        api = APIApp(registry, discovery, OpenAPIDocs(registry.resources), {self.token}, token_file,
+                     faces=self.face_urls())  # fmt: skip
+        self.api = api
+        # the dashboard's /ui/watch opens the page's watches against this server itself
+        client_ssl = ssl.create_default_context(cadata=ca_pem.decode()) if ca_pem else None
+        api.dashboard.watches.target(self.url, client_ssl)
         api.flowcontrol = FlowControl(*self.max_inflight, request_timeout=self.request_timeout,
                                       object_count=registry.object_count)  # fmt: skip
         if self.tls:  # logs/exec/...: HTTPS to agents, with the kubelet-client certificate
@@ -659,6 +677,8 @@ class Server:
                 await t
         if self.runner is not None:
             await self.runner.cleanup()
+        if self.api is not None:  # the dashboard's client to the faces
+            await self.api.close()
         await self.storage.close()
 
     async def serve_forever(self) -> None:

@@ -1,0 +1,383 @@
+"""The dashboard (``/ui``) in a real browser against a real ``corral up`` cluster.
+
+One module-scoped cluster, started with ``corral up`` on free ports (the Kubernetes API,
+the Mesos master, Marathon and Chronos), one headless Debian ``chromium`` driven by
+Playwright through ``executable_path`` (``make test`` installs it; Playwright never
+downloads a browser here), and a few tests that use the page as a person would:
+
+- log in by pasting the kubeconfig (``#login-kubeconfig``) and with its token
+  (``#login-token``); the nav shows and the Node row appears;
+- a Deployment's pods appear as ``[data-kind=Pod]``; scaled with kubectl, the new pods
+  appear without a reload (no second navigation entry, a window marker survives); scaled
+  through the page's scale action (dialog, confirm), kubectl sees ``spec.replicas``;
+- a pod's detail streams its log: ``pre[data-testid=logs]`` grows;
+- a Marathon app (created through Marathon's API) and two Chronos jobs, one the parent of
+  the other (Chronos' API), show in their views, the jobs as a DAG with the edge.
+
+Every view is checked with axe-core (``axe-playwright-python`` ships it; it runs inside
+the page, offline): no "serious" or "critical" violations. A screenshot of every view is
+written to ``$CORRAL_TEST_ARTIFACTS`` (default ``build/test-artifacts/dashboard/``).
+
+The DOM markers used are the dashboard's contract (``data-kind``, ``data-name``,
+``data-action``, ``data-confirm``, ``data-testid``; ``#login-*``, ``#live``), not its
+layout. Root only (``corral up``'s agent), and skipped with the reason when chromium or
+Playwright is missing. Teardown is ``test_up``'s: SIGINT, then ``corral agent --reset``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from conftest import Kubectl
+from corral.testing.process import free_ports
+from corral.testing.wait import eventually
+
+CHROMIUM = "/usr/bin/chromium"
+
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="corral up's agent needs root here"),
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(),
+        reason="Debian's chromium is not installed (scripts/test-deps.sh installs it as root)",
+    ),
+    pytest.mark.timeout(180),
+]
+
+playwright_sync = pytest.importorskip(
+    "playwright.sync_api", reason="playwright: pip install -e '.[test]'"
+)
+from playwright.sync_api import Browser, Page, expect  # noqa: E402
+
+IMAGE = "--image=corral.local/busybox:1.35"
+TICK = "trap 'exit 0' TERM; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.5; done"
+WAIT_MS = 30_000  # how long the page may take to show a change (a wait, not a measure)
+REPO = Path(__file__).resolve().parents[2]
+
+Obj = dict[str, Any]
+
+
+def _artifacts() -> Path:
+    d = Path(os.environ.get("CORRAL_TEST_ARTIFACTS") or REPO / "build/test-artifacts/dashboard")
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+@dataclass
+class Up:
+    """``corral up`` with every face on a free port (``test_up.Up``'s shape)."""
+
+    data: Path
+    port: int
+    mesos_port: int
+    marathon_port: int
+    chronos_port: int
+    proc: subprocess.Popen[str] | None = None
+
+    @property
+    def out(self) -> Path:
+        return self.data.parent / "up.out"
+
+    def start(self) -> None:
+        runtime = "oci" if shutil.which("runc") else "process"
+        argv = [sys.executable, "-m", "corral", "up", "--data-dir", str(self.data)]
+        argv += ["--port", str(self.port), "--mesos-port", str(self.mesos_port)]
+        argv += ["--marathon-port", str(self.marathon_port)]
+        argv += ["--chronos-port", str(self.chronos_port)]
+        argv += ["--runtime", runtime, "--log-level", "WARNING"]
+        out = open(self.out, "w")  # noqa: SIM115 - handed to the child
+        self.proc = proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, text=True)
+        out.close()
+        eventually(lambda: "Corral is up" in self.output() or proc.poll() is not None, 90)
+        if proc.poll() is not None and "not starting" in self.output():
+            # corral up admits one cluster per host (its agents' ports, bridges, rules)
+            pytest.skip(f"another cluster holds this host: {self.output().strip()}")
+        assert proc.poll() is None, self.output()
+
+    def output(self) -> str:
+        try:
+            return self.out.read_text()
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            self.proc.wait(30)
+        for agent_dir in (self.data / "agents").glob("*"):
+            subprocess.run(
+                [sys.executable, "-m", "corral", "agent", "--reset", "--data-dir", str(agent_dir),
+                 "--runtime", "oci" if (agent_dir / "oci").exists() else "process"],
+                capture_output=True, timeout=120,
+            )  # fmt: skip
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.data / "kubeconfig"
+
+    @property
+    def token(self) -> str:
+        cfg = yaml.safe_load(self.kubeconfig.read_text())
+        return str(cfg["users"][0]["user"]["token"])
+
+    @property
+    def ui(self) -> str:
+        return f"https://127.0.0.1:{self.port}/ui/"
+
+    def face(self, port: int, method: str, path: str, body: Obj) -> int:
+        """A JSON request to Marathon's or Chronos' API with the kubeconfig's token."""
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}{path}",
+            data=json.dumps(body).encode(),
+            method=method,
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return int(resp.status)
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
+    tmp = tmp_path_factory.mktemp("dashboard")
+    port, mesos, marathon, chronos = free_ports(4)
+    u = Up(tmp / "corral", port, mesos, marathon, chronos)
+    try:
+        u.start()
+        yield u
+    finally:
+        u.stop()
+
+
+@pytest.fixture(scope="module")
+def kubectl(up: Up, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
+    return Kubectl(up.kubeconfig, tmp_path_factory.mktemp("kubecache"))
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with playwright_sync.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        expect.set_options(timeout=WAIT_MS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser: Browser, up: Up) -> Iterator[Page]:
+    """The page the tests share, logged in with the kubeconfig's token."""
+    ctx = browser.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 900})
+    pg = ctx.new_page()
+    pg.set_default_timeout(WAIT_MS)
+    try:
+        pg.goto(up.ui)
+        pg.fill("#login-token", up.token)
+        pg.click("#login-submit")
+        expect(pg.locator('nav[aria-label="Sections"]')).to_be_visible()
+        yield pg
+    finally:
+        ctx.close()
+
+
+def _go(page: Page, route: str) -> None:
+    """Follow the nav link to ``route`` (a hash change: never a reload)."""
+    page.click(f'nav[aria-label="Sections"] a[href="{route}"]')
+    page.wait_for_function("r => location.hash.startsWith(r)", arg=route)
+
+
+def _shot(page: Page, name: str) -> None:
+    page.screenshot(path=str(_artifacts() / f"{name}.png"), full_page=True)
+
+
+def _axe(page: Page, view: str) -> None:
+    """No serious or critical axe-core violation on the page as it is now."""
+    from axe_playwright_python.sync_playwright import Axe  # type: ignore[import-untyped]
+
+    results = Axe().run(page)
+    bad = [v for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
+    report = "\n".join(
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
+        for v in bad
+    )
+    assert not bad, f"accessibility violations on {view}:\n{report}"
+
+
+def _no_reload_since_marker(page: Page) -> None:
+    assert page.evaluate("window.__corralMarker") == 1, "the page was reloaded"
+    assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
+
+
+class _Streams:
+    """The page's requests seen by Playwright: the ``/ui/watch`` answers still open, and
+    any watch made past the multiplexed stream (there should be none)."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.open: set[Any] = set()
+        self.direct: list[str] = []
+        page.on("request", self._request)
+        page.on("requestfinished", self._done)
+        page.on("requestfailed", self._done)
+
+    def _request(self, req: Any) -> None:
+        if "/ui/watch?" in req.url:
+            self.open.add(req)
+        elif "watch=1" in req.url or "watch=true" in req.url:
+            self.direct.append(req.url)
+
+    def _done(self, req: Any) -> None:
+        self.open.discard(req)
+
+    def one_open(self) -> bool:
+        self.page.wait_for_timeout(100)  # lets Playwright deliver the events
+        return len(self.open) == 1
+
+
+def _pods(page: Page, prefix: str) -> Any:
+    return page.locator(f'[data-kind="Pod"][data-ns="default"][data-name^="{prefix}-"]')
+
+
+def test_login_with_the_kubeconfig_and_the_token_shows_the_nodes(
+    browser: Browser, up: Up, page: Page
+) -> None:
+    ctx = browser.new_context(ignore_https_errors=True)
+    try:  # a second session: pasting the kubeconfig
+        other = ctx.new_page()
+        other.set_default_timeout(WAIT_MS)
+        other.goto(up.ui)
+        expect(other.locator("#login-kubeconfig")).to_be_visible()
+        _axe(other, "login")
+        _shot(other, "login")
+        other.fill("#login-kubeconfig", up.kubeconfig.read_text())
+        other.click("#login-submit")
+        expect(other.locator('nav[aria-label="Sections"]')).to_be_visible()
+        expect(other.locator('[data-kind="Node"]')).to_have_count(1)
+    finally:
+        ctx.close()
+
+    # the shared page logged in with the token (the fixture): every section is in the nav
+    nav = page.locator('nav[aria-label="Sections"]')
+    for route in ("#/nodes", "#/pool", "#/workloads", "#/pods", "#/events"):
+        expect(nav.locator(f'a[href="{route}"]')).to_have_count(1)
+    _go(page, "#/nodes")
+    expect(page.locator('[data-kind="Node"]')).to_have_count(1)
+    expect(page.locator("#live")).to_have_text("live")
+    _axe(page, "nodes")
+    _shot(page, "nodes")
+
+    # the keyboard reaches the nav from the top of the page
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    for _ in range(30):
+        page.keyboard.press("Tab")
+        if page.evaluate("!!document.activeElement?.closest('nav[aria-label=\"Sections\"]')"):
+            break
+    else:
+        raise AssertionError("Tab never reached the Sections nav")
+
+
+def test_pods_follow_kubectl_scale_live_and_the_scale_action(
+    up: Up, kubectl: Kubectl, page: Page
+) -> None:
+    kubectl("create", "deployment", "tick", IMAGE, "--replicas=1", "--", "sh", "-c", TICK)
+    _go(page, "#/pods")
+    page.evaluate("window.__corralMarker = 1")
+    expect(_pods(page, "tick")).to_have_count(1)
+
+    kubectl("scale", "deployment", "tick", "--replicas=3")
+    expect(_pods(page, "tick")).to_have_count(3)
+    _no_reload_since_marker(page)
+    _axe(page, "pods")
+    _shot(page, "pods")
+
+    _go(page, "#/workloads")
+    row = page.locator('[data-kind="Deployment"][data-ns="default"][data-name="tick"]')
+    row.locator('button[data-action="scale"]').click()
+    dialog = page.locator("dialog[open]")
+    dialog.locator('input[name="replicas"]').fill("2")
+    _shot(page, "workloads-scale-dialog")
+    dialog.locator("button[data-confirm]").click()
+    eventually(
+        lambda: kubectl("get", "deploy", "tick", "-o", "jsonpath={.spec.replicas}").stdout == "2",
+        timeout=30,
+        what="spec.replicas 2 after the scale action",
+    )
+    _go(page, "#/pods")
+    expect(_pods(page, "tick")).to_have_count(2)
+    _no_reload_since_marker(page)
+    streams = _Streams(page)
+    _go(page, "#/workloads")
+    # its six lists (five kinds and the pods) are all watched, through the one /ui/watch
+    expect(page.locator('[data-kind="Deployment"][data-name="tick"]')).to_have_count(1)
+    expect(page.locator("#live")).to_have_text("live")
+    eventually(streams.one_open, timeout=30, what="one /ui/watch stream open")
+    assert not streams.direct, f"watches past /ui/watch: {streams.direct}"
+    _axe(page, "workloads")
+    _shot(page, "workloads")
+
+
+def test_a_pods_detail_streams_its_log(up: Up, kubectl: Kubectl, page: Page) -> None:
+    kubectl("create", "deployment", "talk", IMAGE, "--", "sh", "-c", TICK)
+    kubectl("rollout", "status", "deployment/talk", "--timeout=60s", timeout=90)
+    pods = json.loads(kubectl("get", "pods", "-l", "app=talk", "-o", "json").stdout)["items"]
+    name = pods[0]["metadata"]["name"]
+    _go(page, "#/pods")
+    page.locator(f'a[href="#/pods/default/{name}"]').first.click()
+    logs = page.locator('pre[data-testid="logs"]')
+    expect(logs).to_contain_text("tick 1")
+    seen = len(logs.text_content() or "")
+    # streamed: more lines arrive while the page stays as it is
+    page.wait_for_function(
+        "n => document.querySelector('pre[data-testid=\"logs\"]').textContent.length > n",
+        arg=seen,
+    )
+    expect(logs).to_contain_text("tick 4")
+    _axe(page, "pod detail")
+    _shot(page, "pod-detail")
+    _go(page, "#/events")
+    expect(page.locator('[data-kind="Event"]').first).to_be_visible()
+    _axe(page, "events")
+    _shot(page, "events")
+
+
+def test_marathon_apps_and_the_chronos_dag(up: Up, page: Page) -> None:
+    app = {"id": "/sleeper", "cmd": "sleep 600", "cpus": 0.05, "mem": 16, "instances": 1}
+    assert up.face(up.marathon_port, "POST", "/v2/apps", app) == 201
+    job = {"owner": "me@example.com", "cpus": 0.05, "mem": 16, "disabled": False}
+    parent = {**job, "name": "extract", "command": "echo extract"}
+    parent["schedule"] = "R/2030-01-01T00:00:00Z/P1D"
+    child = {**job, "name": "load", "command": "echo load", "parents": ["extract"]}
+    assert up.face(up.chronos_port, "POST", "/v1/scheduler/iso8601", parent) == 204
+    assert up.face(up.chronos_port, "POST", "/v1/scheduler/dependency", child) == 204
+
+    _go(page, "#/frameworks")
+    expect(page.locator('[data-kind="MarathonApp"][data-name="/sleeper"]')).to_be_visible()
+    expect(page.locator('[data-kind="Framework"]').first).to_be_visible()
+    _axe(page, "frameworks")
+    _shot(page, "frameworks")
+
+    _go(page, "#/chronos")
+    dag = page.locator('svg[data-testid="chronos-dag"]')
+    for name in ("extract", "load"):
+        expect(dag.locator(f'g[data-kind="ChronosJob"][data-name="{name}"]')).to_have_count(1)
+    expect(dag.locator('path[data-edge="extract->load"]')).to_have_count(1)
+    _axe(page, "chronos")
+    _shot(page, "chronos")
+
+    _go(page, "#/pool")
+    expect(page.locator('svg[data-testid="drf-plot"]')).to_be_visible()
+    expect(page.locator('[data-kind="Namespace"][data-name="default"]').first).to_be_visible()
+    _axe(page, "pool")
+    _shot(page, "pool")
