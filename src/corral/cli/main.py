@@ -388,6 +388,7 @@ async def _run(
         print(f"Corral is up: {server.url}", flush=True)
         print(f"  export KUBECONFIG={server.kubeconfig}", flush=True)
         print("  kubectl get namespaces", flush=True)
+        print(f"  dashboard: {server.url}/ui/ (sign in with the kubeconfig's token)", flush=True)
     else:
         print(f"serving on {server.url}; kubeconfig {server.kubeconfig}", flush=True)
     try:
