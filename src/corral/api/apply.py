@@ -190,6 +190,9 @@ def _strip(paths: Iterable[Path], subresource: str) -> PathSet:
 
 
 _RANK = {"f": 0, "k": 1, "v": 2, "i": 3}
+#: heads whose FieldsV1 order is their string order (ranks 0-2 are in letter order, and
+#: the rest of an element sorts as a string after its two-character head)
+_STRING_ORDERED = frozenset({"f:", "k:", "v:"})
 
 
 def _pe_sort_key(pe: str) -> tuple[int, str]:
@@ -197,6 +200,17 @@ def _pe_sort_key(pe: str) -> tuple[int, str]:
     if head == "i":
         return 3, pe[2:].rjust(12, "0")
     return _RANK.get(head, 4), pe[2:]
+
+
+def _sorted_pes(pes: Iterable[str]) -> list[str]:
+    """``sorted(pes, key=_pe_sort_key)``: the plain string sort where that is the same
+    (only ``f:``, ``k:`` and ``v:`` elements, no two of which tie), without a key call
+    per element."""
+    out = sorted(pes)
+    for pe in out:
+        if pe[:2] not in _STRING_ORDERED:
+            return sorted(out, key=_pe_sort_key)
+    return out
 
 
 def encode_fields(paths: Iterable[Path]) -> dict[str, Any]:
@@ -219,8 +233,9 @@ def _order(tree: dict[str, Any], members: set[int], root: bool = False) -> dict[
     out: dict[str, Any] = {}
     if not root and tree and id(tree) in members:
         out["."] = {}
-    for pe in sorted(tree, key=_pe_sort_key) if len(tree) > 1 else tree:
-        out[pe] = _order(tree[pe], members)
+    for pe in _sorted_pes(tree) if len(tree) > 1 else tree:
+        sub = tree[pe]
+        out[pe] = _order(sub, members) if sub else {}  # a leaf is ``{}`` either way
     return out
 
 
@@ -296,6 +311,26 @@ def _canonical_children(node: dict[str, Any]) -> dict[str, Any] | None:
     return {pe: out[pe] for pe in keys}
 
 
+def _canonical_as_is(node: dict[str, Any], inner: bool) -> bool:
+    """Whether ``_canonical`` gives ``node`` back as it is (the same keys in the same
+    order all through), checked without building anything. ``inner``: a node under the
+    root, which may start with ``"."`` and must hold more than that."""
+    last: str | None = None  # the last element before ``pe``
+    for pe, sub in node.items():
+        if type(sub) is not dict:
+            return False  # dropped or turned into ``{}``
+        if pe == ".":
+            if not inner or last is not None or sub:
+                return False
+            continue
+        if sub and not _canonical_as_is(sub, True):
+            return False
+        if last is not None and not (last[:2] == pe[:2] and pe[:1] != "i" and last < pe):
+            return False
+        last = pe
+    return last is not None or not inner
+
+
 def fields_of(obj: Any, node: SchemaNode | None, subresource: str = "") -> dict[str, Any]:
     """The FieldsV1 an applier of ``obj`` owns (identity and reset fields left out)."""
     paths: PathSet = set()
@@ -344,6 +379,13 @@ def _one_sided(value: Any, node: SchemaNode | None, path: Path, into: PathSet) -
         return
     if _marks_self(shape, path):
         into.add(path)
+    if shape in ("struct", "map"):  # the children of ``_children``, without building them
+        for key, child_value in value.items():
+            if isinstance(child_value, dict | list):
+                _one_sided(child_value, _child(node, key)[0], (*path, "f:" + key), into)
+            else:  # a scalar is a leaf whatever its schema
+                into.add((*path, "f:" + key))
+        return
     for pe, child_value, child_node, _named in _children(value, node, shape):
         _one_sided(child_value, child_node, (*path, pe), into)
 
@@ -374,6 +416,11 @@ def _compare(old: Any, new: Any, node: SchemaNode | None, path: Path, cmp: _Comp
         for key, value in new.items():
             was = old.get(key, _ABSENT)
             if was is not value:
+                kind = type(value)
+                if kind is type(was) and kind in _PLAIN:  # two leaves: ``_equal`` is ``==``
+                    if was != value:
+                        cmp.modified.add((*path, "f:" + key))
+                    continue
                 _compare(was, value, _child(node, key)[0], (*path, "f:" + key), cmp)
         for key, was in old.items():
             if key not in new:
@@ -450,8 +497,19 @@ class _Manager:
 
     def discard(self, paths: PathSet) -> None:
         """Give up ``paths`` (a stored set holding none of them stays undecoded)."""
-        if paths and (self._fields is not None or any(_owns(self.source, p) for p in paths)):
-            self.fields -= paths
+        if not paths:
+            return
+        if self._fields is None:
+            source = self.source
+            if not isinstance(source, dict):
+                return  # owns nothing
+            # most writes change fields under one or two top-level elements, which the
+            # other managers (a status writer's spec owner) often have none of
+            if {p[0] for p in paths if p}.isdisjoint(source):
+                return
+            if not any(_owns(source, p) for p in paths):
+                return
+        self.fields -= paths
 
     def include(self, paths: PathSet) -> None:
         """Take ``paths`` (a stored set holding all of them stays undecoded)."""
@@ -459,9 +517,13 @@ class _Manager:
             self.fields |= paths
 
     def fields_v1(self) -> dict[str, Any]:
-        """``encode_fields(self.fields)``; straight from ``source`` while undecoded."""
+        """``encode_fields(self.fields)``; straight from ``source`` while undecoded: the
+        stored tree itself when it is canonical already (as the server writes them)."""
         if self._fields is None:
-            tree = _canonical(self.source)
+            source = self.source
+            if isinstance(source, dict) and _canonical_as_is(source, False):
+                return source
+            tree = _canonical(source)
             if tree is not None:
                 return tree
         return encode_fields(self.fields)

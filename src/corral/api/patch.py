@@ -6,10 +6,12 @@ plain-dict object): :func:`json_patch` (RFC 6902, ``application/json-patch+json`
 :func:`strategic_merge_patch` (``application/strategic-merge-patch+json``, the format
 ``kubectl apply``/``edit``/``patch``/``set`` send).
 
-All three are pure: they never mutate their inputs and return a new document, except that
-a caller whose ``doc`` is its own fresh copy (the API server's: a fresh decode of the
-stored object) passes ``owned=True`` to skip copying it: the merge patches then build on
-it (the strategic one in place). Failures raise
+All three are pure: they never mutate their inputs and return a new document. A caller
+that will not change ``doc`` or the result's untouched parts (the API server's: a decode
+of the stored object) passes ``owned=True`` to skip copying ``doc``: the two merge patches
+then build copy-on-write, sharing the values the patch leaves alone with ``doc`` and
+copying only the maps on the way to a change, so ``doc`` stays as it was (the store then
+uses one decode as both the stored object and the patch's base). Failures raise
 :class:`~corral.api.errors.StatusError` with the code, reason and wording the real apiserver
 uses (``k8s.io/apiserver/pkg/endpoints/handlers/patch.go``):
 
@@ -102,7 +104,7 @@ def _go_repr(value: Any) -> str:
 def json_patch(doc: dict[str, Any], ops: Any) -> dict[str, Any]:
     """Apply an RFC 6902 JSON patch (already decoded from JSON) to a copy of ``doc``."""
     if ops is None:  # Go decodes ``null`` into an empty patch
-        copied: dict[str, Any] = _clone(doc)
+        copied: dict[str, Any] = clone(doc)
         return copied
     if not isinstance(ops, list):
         raise bad_request(
@@ -125,13 +127,13 @@ def json_patch(doc: dict[str, Any], ops: Any) -> dict[str, Any]:
 # --- RFC 7386 ---------------------------------------------------------------------------
 
 
-def _clone(value: Any) -> Any:
+def clone(value: Any) -> Any:
     """A deep copy of decoded JSON: ``copy.deepcopy`` without its memo (JSON has no
     shared references to keep), several times faster."""
     if isinstance(value, dict):
-        return {k: _clone(v) for k, v in value.items()}
+        return {k: clone(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_clone(v) for v in value]
+        return [clone(v) for v in value]
     return value
 
 
@@ -139,7 +141,7 @@ def _merge_patch_value(target: Any, patch: Any) -> Any:
     """``target`` merged with ``patch``; ``target`` is not changed (touched maps are
     copied), its untouched values are shared."""
     if not isinstance(patch, dict):
-        return _clone(patch)
+        return clone(patch)
     out: dict[str, Any] = dict(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if value is None:
@@ -156,7 +158,7 @@ def merge_patch(doc: dict[str, Any], patch: Any, *, owned: bool = False) -> dict
     the patch leaves alone instead of copies of them; ``doc`` itself is not changed."""
     if not isinstance(patch, dict):
         raise StatusError(400, BAD_REQUEST, INVALID_JSON_PATCH)
-    result: dict[str, Any] = _merge_patch_value(doc if owned else _clone(doc), patch)
+    result: dict[str, Any] = _merge_patch_value(doc if owned else clone(doc), patch)
     return result
 
 
@@ -234,7 +236,9 @@ def _fresh(patch_value: Any, node: SchemaNode | None, strategy: str, merge_key: 
 def _merge_map(
     original: dict[str, Any], patch: dict[str, Any], node: SchemaNode | None
 ) -> dict[str, Any]:
-    """Merge ``patch`` into ``original``; both are private copies and may be mutated."""
+    """``original`` merged with ``patch`` (a private copy, which may be mutated) as a new
+    map; ``original`` and what it holds are not changed (copy-on-write: the result
+    shares the values the patch leaves alone)."""
     if DIRECTIVE in patch:
         directive = patch[DIRECTIVE]
         if directive == REPLACE:
@@ -242,6 +246,7 @@ def _merge_map(
         if directive == DELETE:
             return {}
         raise _not_a_status(f"unknown patch type: {_go_repr(directive)} in map: {_go_repr(patch)}")
+    original = dict(original)  # same keys in the same order: edits below keep that order
 
     if RETAIN_KEYS in patch:
         retain = patch.pop(RETAIN_KEYS)
@@ -456,13 +461,15 @@ def strategic_merge_patch(
     """Apply a strategic merge patch to a copy of ``doc`` using ``node`` (the kind's schema).
 
     ``patch`` is the decoded request body. ``None`` (a JSON ``null`` body) changes nothing.
-    With ``owned`` (``doc`` is the caller's own copy) ``doc`` is patched in place.
+    With ``owned`` (``doc`` is the caller's own copy) ``doc`` is not copied first: the
+    result shares the values the patch leaves alone (``doc`` itself is not changed, and is
+    the result for a ``null`` body).
     """
     if patch is None:
-        same: dict[str, Any] = doc if owned else _clone(doc)
+        same: dict[str, Any] = doc if owned else clone(doc)
         return same
     if not isinstance(patch, dict):
         raise bad_request(
             f"json: cannot unmarshal {_go_type(patch)} into Go value of type map[string]interface {{}}"
         )
-    return _merge_map(doc if owned else _clone(doc), _clone(patch), node)
+    return _merge_map(doc if owned else clone(doc), clone(patch), node)

@@ -30,7 +30,7 @@ import orjson
 
 from corral.api import errors
 from corral.api.apply import record_update, server_side_apply
-from corral.api.patch import json_patch, merge_patch, strategic_merge_patch
+from corral.api.patch import clone, json_patch, merge_patch, strategic_merge_patch
 from corral.api.schema import (
     BadTime,
     SchemaNode,
@@ -577,8 +577,10 @@ class Registry:
                 "the namespace of the provided object does not match the namespace sent on the request"
             )
         precondition = meta.get("resourceVersion") or None
+        # The transform ignores the stored object and returns the body, which shares
+        # nothing with it: one decode serves (``copying``).
         res = await self._guaranteed_update(
-            info, namespace, name, lambda _cur: obj, opts, subresource, precondition
+            info, namespace, name, lambda _cur: obj, opts, subresource, precondition, copying=True
         )
         res.warnings = warnings + res.warnings
         return res
@@ -597,13 +599,18 @@ class Registry:
     ) -> Result:
         """Read, ``transform``, prepare, admit, validate, record field ownership and
         write, again from the top when another write came first. ``transform`` gets a
-        fresh decode of the stored object and may mutate it. With ``copying`` (only for a
-        subresource whose transform validates, ``TRANSFORM_VALIDATED``: no strategy hook
-        runs on it) it promises to leave its argument alone and to return a new object
-        with its own top level, metadata and status, the only parts the steps below write
-        into (other parts may be shared): then one decode serves as both its argument and
-        the old object. The binding's transform does so."""
-        assert not copying or subresource in TRANSFORM_VALIDATED
+        fresh decode of the stored object and may mutate it.
+
+        With ``copying`` it promises to leave its argument alone and to return a new
+        object owning every container the steps below may write into, sharing the rest
+        with its argument: then one decode serves as both its argument and the old
+        object. Those steps write into the top level and metadata (its own keys, never
+        the values under them); on a ``/status`` write into the status too (the strategy's
+        status hook, ``_fill_status``), on a ``TRANSFORM_VALIDATED`` one (no strategy hook)
+        into the status only through ``_fill_status``; a main-resource write's defaulting
+        may write anywhere. So: a PUT's body (shares nothing), the binding's transform
+        (own top level, metadata and status) and a status merge patch's
+        (``_own_for_status``) do so."""
         key = self.key(info, namespace, name)
         for _ in range(_MAX_RETRIES):
             entry = self.rcache(info).entries.get(key)
@@ -781,10 +788,16 @@ class Registry:
             return await self.apply(info, namespace, name, body, opts, subresource)
         warnings: list[str] = []
         node = self.schema(info)
+        merging = patch_type in (MERGE_PATCH, STRATEGIC_PATCH) and info.converter is None
+        # A status patch (JSON or strategic merge) of a typed kind (decoding it writes
+        # nothing in place, unlike a custom resource's pruning) takes the stored object
+        # as its base and as the old object both: one decode (``copying``);
+        # ``_own_for_status`` unshares what the status steps write into.
+        copying = merging and subresource == "status" and info.strategy.typed
 
         def transform(cur: Obj) -> Obj:
             # ``cur`` is a fresh decode (``_guaranteed_update``): patched without a copy.
-            # A merge patch leaves ``cur`` whole and shares what it does not touch, which
+            # The merge patches leave ``cur`` whole and share what they do not touch, which
             # the typed decoding then need not walk again (``check_types``' ``stored``).
             cur_rv = (cur.get("metadata") or {}).get("resourceVersion")
             new = apply_patch(patch_type, cur, body, node, owned=True)
@@ -792,11 +805,14 @@ class Registry:
             rv = (new.get("metadata") or {}).get("resourceVersion")
             if rv and rv != cur_rv:
                 raise errors.conflict(info.plural, info.group, name)
-            shared = cur if patch_type == MERGE_PATCH and info.converter is None else None
-            warnings.extend(self._validate_fields(info, new, opts, shared))
+            warnings.extend(self._validate_fields(info, new, opts, cur if merging else None))
+            if copying:
+                _own_for_status(new, cur, body if patch_type == MERGE_PATCH else None)
             return new
 
-        res = await self._guaranteed_update(info, namespace, name, transform, opts, subresource)
+        res = await self._guaranteed_update(
+            info, namespace, name, transform, opts, subresource, copying=copying
+        )
         res.warnings = warnings + res.warnings
         return res
 
@@ -1039,6 +1055,93 @@ def apply_patch(
     raise errors.unsupported_media_type(patch_type)
 
 
+def _own_for_status(new: Obj, old: Obj, merged: Obj | None) -> None:
+    """Make ``new`` (``old`` patched copy-on-write, then decoded) own what a status
+    write's steps write into: its metadata map (its keys only: the values under them are
+    never written) and every container of its status, which may still be ``old``'s where
+    the patch left them alone (only those are copied, ``clone``). ``merged``: the JSON
+    merge patch, which tells them apart; without it (a strategic merge patch) they are
+    found by identity."""
+    meta = new.get("metadata")
+    if isinstance(meta, dict):
+        new["metadata"] = dict(meta)
+    status = new.get("status")
+    if not isinstance(status, dict | list):
+        return
+    if merged is not None:
+        new["status"] = _unshared(status, old.get("status"), merged.get("status"))
+    else:
+        new["status"] = _unshared_keyed(status, old.get("status"))
+
+
+def _unshared(value: Any, was: Any, patch: Any) -> Any:
+    """``value`` (at some place of a merge-patched object) with no container of ``was``
+    (the old object's at that place) left in it; ``patch``: the merge patch's value
+    there, if a map. What the patch brought is new all through; the maps on the way to
+    it are new and walked; anything else is the old value (copied) or, where the typed
+    decoding dropped a null, decoded again from it (walked beside it, place by place)."""
+    if value is was:
+        return clone(value)
+    if isinstance(value, dict):
+        old = was if isinstance(was, dict) else {}
+        given = patch if isinstance(patch, dict) else {}
+        for key, child in value.items():
+            if not isinstance(child, dict | list):
+                continue
+            sub = given.get(key)
+            if sub is not None and not isinstance(sub, dict):
+                continue  # the patch's value, copied by the patch: new
+            new_child = _unshared(child, old.get(key), sub)
+            if new_child is not child:
+                value[key] = new_child
+    elif isinstance(value, list) and isinstance(was, list):
+        for i, item in enumerate(value[: len(was)]):
+            if isinstance(item, dict | list):
+                new_item = _unshared(item, was[i], None)
+                if new_item is not item:
+                    value[i] = new_item
+    return value
+
+
+def _unshared_keyed(value: Any, was: Any) -> Any:
+    """``_unshared`` after a strategic merge patch, whose merged lists may keep the old
+    lists' items where the patch does not name them: each item of a list that is, or
+    holds, one of the old list's containers is copied whole."""
+    if value is was:
+        return clone(value)
+    if isinstance(value, dict):
+        old = was if isinstance(was, dict) else {}
+        for key, child in value.items():
+            if isinstance(child, dict | list):
+                new_child = _unshared_keyed(child, old.get(key))
+                if new_child is not child:
+                    value[key] = new_child
+    elif isinstance(value, list) and isinstance(was, list) and was:
+        theirs = _containers(was, set())
+        for i, item in enumerate(value):
+            if isinstance(item, dict | list) and _holds_any(item, theirs):
+                value[i] = clone(item)
+    return value
+
+
+def _containers(value: Any, into: set[int]) -> set[int]:
+    """The ids of every map and list in ``value``, itself included."""
+    into.add(id(value))
+    for child in value.values() if isinstance(value, dict) else value:
+        if isinstance(child, dict | list):
+            _containers(child, into)
+    return into
+
+
+def _holds_any(value: Any, ids: set[int]) -> bool:
+    if id(value) in ids:
+        return True
+    return any(
+        isinstance(child, dict | list) and _holds_any(child, ids)
+        for child in (value.values() if isinstance(value, dict) else value)
+    )
+
+
 def has_finalizers(info: ResourceInfo, obj: Obj) -> bool:
     """Finalizers hold an object being deleted; a namespace also has ``spec.finalizers``."""
     if (obj.get("metadata") or {}).get("finalizers"):
@@ -1056,20 +1159,27 @@ def _gone_when_written(info: ResourceInfo, obj: Obj) -> bool:
     return not (info.strategy.graceful_delete and meta.get("deletionGracePeriodSeconds"))
 
 
-def _strip(obj: Obj) -> Obj:
+def _compared_meta(obj: Obj) -> Obj:
+    """``obj``'s metadata as no-op detection sees it: no resourceVersion, no times in
+    managedFields."""
     meta = dict(obj.get("metadata") or {})
     meta.pop("resourceVersion", None)
     mf = meta.pop("managedFields", None)
     if mf:
         meta["managedFields"] = [{k: v for k, v in m.items() if k != "time"} for m in mf]
-    out = dict(obj)
-    out["metadata"] = meta
-    return out
+    return meta
 
 
 def _same(new: Obj, old: Obj) -> bool:
-    """No-op detection: an update that changes nothing writes nothing (and keeps the RV)."""
-    return _strip(new) == _strip(old)
+    """No-op detection: an update that changes nothing writes nothing (and keeps the RV).
+    The parts besides metadata are compared first, in place (a status write's status
+    differs: no copies are made to find that out)."""
+    if new.keys() - {"metadata"} != old.keys() - {"metadata"}:
+        return False
+    for key, value in new.items():
+        if key != "metadata" and value != old[key]:
+            return False
+    return _compared_meta(new) == _compared_meta(old)
 
 
 def _stale(storage: object, key: str) -> bool:

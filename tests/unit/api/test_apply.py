@@ -504,7 +504,7 @@ _CREATED = [
     ("group", "version", "kind", "obj"), _CREATED, ids=["pod", "deployment", "empty-data", "bare"]
 )
 def test_create_fast_path_matches_comparison(
-    group: str, version: str, kind: str, obj: dict
+    group: str, version: str, kind: str, obj: dict[str, Any]
 ) -> None:
     from corral.api.apply import _comparison, encode_fields
     from corral.api.schema import for_kind
@@ -551,6 +551,46 @@ def test_stored_fields_read_without_decoding_match_decoding() -> None:
             probes |= {p, (*p, "f:a"), p[:-1]}
         for p in probes - {()}:
             assert _owns(tree, p) == (p in paths), (tree, p)
+
+
+def test_canonical_tree_is_taken_as_it_is_and_order_is_fieldsv1_order() -> None:
+    """``_canonical_as_is`` says yes only when ``_canonical`` gives the same tree back
+    (same JSON: order counts; it may say no to some of those, which then take the long
+    way), and then the stored tree is reused; ``_sorted_pes`` (a plain string sort when
+    that is FieldsV1 order) sorts as ``_pe_sort_key`` does."""
+    import random
+
+    from corral.api.apply import (
+        _canonical,
+        _canonical_as_is,
+        _Manager,
+        _pe_sort_key,
+        _sorted_pes,
+        decode_fields,
+        encode_fields,
+    )
+
+    rng = random.Random(21)
+    reused = 0
+    for _ in range(3000):
+        tree = _random_fields(rng, 4)
+        if not isinstance(tree, dict):
+            continue
+        if rng.random() < 0.5 and _canonical(tree) is not None:
+            tree = _canonical(tree)  # canonical trees are the common case: test them too
+        canonical = _canonical(tree)
+        as_is = canonical is not None and json.dumps(canonical) == json.dumps(tree)
+        if _canonical_as_is(tree, False):
+            assert as_is, tree
+        m = _Manager("m", "Update", "v1", "", None, None, tree)
+        out = m.fields_v1()
+        assert json.dumps(out) == json.dumps(encode_fields(decode_fields(tree)))
+        if out is tree:
+            assert as_is, tree
+            reused += 1
+        pes = rng.sample(_PES, rng.randint(0, len(_PES)))
+        assert _sorted_pes(pes) == sorted(pes, key=_pe_sort_key)
+    assert reused > 100
 
 
 def test_rewrite_of_own_fields_keeps_other_entries_and_bumps_time() -> None:

@@ -367,6 +367,24 @@ def test_strategic_merge_patch(patch: Any, check: Any) -> None:
     assert patch == patch_before
 
 
+@pytest.mark.parametrize(
+    ("patch", "check"), [c[1:] for c in SMP_CASES], ids=[c[0] for c in SMP_CASES]
+)
+def test_strategic_merge_patch_owned_is_copy_on_write(patch: Any, check: Any) -> None:
+    """``owned``: ``doc`` is not copied, yet not changed either (the API server uses one
+    decode as the patch's base and the old object); the result is the copying one's,
+    key order included, and shares what the patch left alone."""
+    doc = _deployment()
+    before = copy.deepcopy(doc)
+    copied = strategic_merge_patch(copy.deepcopy(doc), copy.deepcopy(patch), _deployment_schema())
+    result = strategic_merge_patch(doc, copy.deepcopy(patch), _deployment_schema(), owned=True)
+    assert check(result), result
+    assert doc == before
+    assert repr(result) == repr(copied)
+    if patch is not None and "metadata" not in patch:
+        assert result["metadata"] is doc["metadata"]
+
+
 def test_strategic_without_schema_is_merge_patch() -> None:
     doc = {"spec": {"items": [1, 2], "m": {"a": 1, "b": 2}}}
     patch = {"spec": {"items": [3], "m": {"a": None, "c": 3}}}
