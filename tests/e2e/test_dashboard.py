@@ -12,7 +12,18 @@ downloads a browser here), and a few tests that use the page as a person would:
   through the page's scale action (dialog, confirm), kubectl sees ``spec.replicas``;
 - a pod's detail streams its log: ``pre[data-testid=logs]`` grows;
 - a Marathon app (created through Marathon's API) and two Chronos jobs, one the parent of
-  the other (Chronos' API), show in their views, the jobs as a DAG with the edge.
+  the other (Chronos' API), show in their views, the jobs as a DAG with the edge;
+- every safe action, confirmed in its <dialog> (Cancel and Escape first act on nothing):
+  restart a rollout (kubectl sees ``restartedAt``; new pod names replace the old in the
+  Pods view without a reload), delete a pod from its detail page (kubectl no longer has
+  it), run a Chronos job now (Chronos counts a success; the DAG's box shows it), scale a
+  Marathon app with the keyboard alone (Tab to the button, Enter, type, Tab to confirm,
+  Enter; Marathon reports the new ``instances``);
+- a pod asking for more CPU than the node has is pending demand on ``#/pool`` with the
+  scheduler's answer ("Insufficient cpu");
+- the Nodes view's "used" figure comes from ``metrics.k8s.io`` (the cluster's metrics
+  server scrapes every second here: a node's usage is a rate between two scrapes, so at
+  the default 15 s the first figure would come 15-30 s after start, past this budget).
 
 Every view is checked with axe-core (``axe-playwright-python`` ships it; it runs inside
 the page, offline): no "serious" or "critical" violations. A screenshot of every view is
@@ -28,6 +39,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -96,6 +108,9 @@ class Up:
         argv += ["--port", str(self.port), "--mesos-port", str(self.mesos_port)]
         argv += ["--marathon-port", str(self.marathon_port)]
         argv += ["--chronos-port", str(self.chronos_port)]
+        # the metrics server scrapes every second (15 s by default): a node's usage is a rate
+        # between two scrapes, so the first "used" figure comes ~2 s after the first scrape
+        argv += ["--metric-resolution", "1s"]
         argv += ["--runtime", runtime, "--log-level", "WARNING"]
         out = open(self.out, "w")  # noqa: SIM115 - handed to the child
         self.proc = proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, text=True)
@@ -146,6 +161,14 @@ class Up:
         )
         with urllib.request.urlopen(req, timeout=30) as resp:
             return int(resp.status)
+
+    def face_json(self, port: int, path: str) -> Any:
+        """A GET of Marathon's or Chronos' API with the kubeconfig's token, as JSON."""
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}{path}", headers={"Authorization": f"Bearer {self.token}"}
+        )
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return json.loads(resp.read())
 
 
 @pytest.fixture(scope="module")
@@ -250,6 +273,20 @@ def _pods(page: Page, prefix: str) -> Any:
     return page.locator(f'[data-kind="Pod"][data-ns="default"][data-name^="{prefix}-"]')
 
 
+def _tab_to(page: Page, selector: str, limit: int = 200) -> None:
+    """Press Tab until the focused element matches ``selector`` (the keyboard alone)."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        if page.evaluate("s => !!document.activeElement?.matches(s)", selector):
+            return
+    raise AssertionError(f"Tab never reached {selector}")
+
+
+def _poll(kubectl: Kubectl, pred: Any, what: str) -> Any:
+    """``eventually`` for conditions read with kubectl (a process each: not too often)."""
+    return eventually(pred, timeout=WAIT_MS / 1000, interval=0.3, what=what)
+
+
 def test_login_with_the_kubeconfig_and_the_token_shows_the_nodes(
     browser: Browser, up: Up, page: Page
 ) -> None:
@@ -328,6 +365,41 @@ def test_pods_follow_kubectl_scale_live_and_the_scale_action(
     _shot(page, "workloads")
 
 
+RESTARTED_AT = r"jsonpath={.spec.template.metadata.annotations.kubectl\.kubernetes\.io/restartedAt}"
+
+
+def test_restart_a_rollout_replaces_its_pods(kubectl: Kubectl, page: Page) -> None:
+    def restarted_at() -> str:
+        return str(kubectl("get", "deploy", "tick", "-o", RESTARTED_AT).stdout)
+
+    old = kubectl("get", "pods", "-l", "app=tick", "-o", "jsonpath={.items[*].metadata.name}")
+    _go(page, "#/workloads")
+    row = page.locator('[data-kind="Deployment"][data-ns="default"][data-name="tick"]')
+    dialog = page.locator("dialog[open]")
+    # Escape closes the confirmation and restarts nothing
+    row.locator('button[data-action="restart"]').click()
+    expect(dialog).to_have_count(1)
+    page.keyboard.press("Escape")
+    expect(dialog).to_have_count(0)
+    assert restarted_at() == ""
+
+    row.locator('button[data-action="restart"]').click()
+    _shot(page, "workloads-restart-dialog")
+    dialog.locator("button[data-confirm]").click()
+    _poll(kubectl, restarted_at, "the restartedAt annotation after the restart action")
+    # the Deployment's pods are replaced, and the Pods view follows without a reload
+    _go(page, "#/pods")
+    page.wait_for_function(
+        """old => {
+          const names = [...document.querySelectorAll(
+            '[data-kind="Pod"][data-ns="default"][data-name^="tick-"]')].map(e => e.dataset.name);
+          return names.length === 2 && names.every(n => !old.includes(n));
+        }""",
+        arg=old.stdout.split(),
+    )
+    _no_reload_since_marker(page)
+
+
 def test_a_pods_detail_streams_its_log(up: Up, kubectl: Kubectl, page: Page) -> None:
     kubectl("create", "deployment", "talk", IMAGE, "--", "sh", "-c", TICK)
     kubectl("rollout", "status", "deployment/talk", "--timeout=60s", timeout=90)
@@ -350,6 +422,38 @@ def test_a_pods_detail_streams_its_log(up: Up, kubectl: Kubectl, page: Page) -> 
     expect(page.locator('[data-kind="Event"]').first).to_be_visible()
     _axe(page, "events")
     _shot(page, "events")
+
+
+def test_delete_a_pod_from_its_detail_page(kubectl: Kubectl, page: Page) -> None:
+    def deleting() -> str:
+        r = kubectl("get", "pod", "doomed", "-o", "jsonpath={.metadata.deletionTimestamp}")
+        return str(r.stdout)
+
+    kubectl("run", "doomed", IMAGE, "--", "sh", "-c", TICK)
+    _go(page, "#/pods")
+    page.locator('a[href="#/pods/default/doomed"]').first.click()
+    delete = page.locator('button[data-action="delete"]')
+    expect(delete).to_be_enabled()
+    dialog = page.locator("dialog[open]")
+    # Cancel, then Escape: the pod is left alone
+    delete.click()
+    expect(dialog.locator("button[data-confirm]")).to_be_visible()
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_have_count(0)
+    delete.click()
+    expect(dialog).to_have_count(1)
+    page.keyboard.press("Escape")
+    expect(dialog).to_have_count(0)
+    assert deleting() == "", "the pod was deleted without a confirmation"
+
+    delete.click()
+    dialog.locator("button[data-confirm]").click()
+    _poll(
+        kubectl,
+        lambda: kubectl("get", "pod", "doomed", "--ignore-not-found", "-o", "name").stdout == "",
+        "pod doomed gone after the delete action",
+    )
+    expect(page.locator("main")).to_contain_text("does not exist")
 
 
 def test_marathon_apps_and_the_chronos_dag(up: Up, page: Page) -> None:
@@ -381,3 +485,98 @@ def test_marathon_apps_and_the_chronos_dag(up: Up, page: Page) -> None:
     expect(page.locator('[data-kind="Namespace"][data-name="default"]').first).to_be_visible()
     _axe(page, "pool")
     _shot(page, "pool")
+
+
+def test_scale_a_marathon_app_with_the_keyboard(up: Up, page: Page) -> None:
+    _go(page, "#/frameworks")
+    row = page.locator('tr[data-kind="MarathonApp"][data-name="/sleeper"]')
+    scale = 'tr[data-kind="MarathonApp"][data-name="/sleeper"] button[data-action="scale"]'
+    expect(page.locator(scale)).to_be_visible()
+    dialog = page.locator("dialog[open]")
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    _tab_to(page, scale)
+    # Enter opens the dialog with its field focused; Escape closes it
+    page.keyboard.press("Enter")
+    expect(dialog.locator('input[name="replicas"]')).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(dialog).to_have_count(0)
+    if not page.evaluate("s => !!document.activeElement?.matches(s)", scale):
+        _tab_to(page, scale)
+    # opened, filled and confirmed with Tab and Enter
+    page.keyboard.press("Enter")
+    expect(dialog.locator('input[name="replicas"]')).to_be_focused()
+    page.keyboard.type("2")  # the field's text is selected: typing replaces it
+    _tab_to(page, "dialog[open] button[data-confirm]", limit=5)
+    page.keyboard.press("Enter")
+    expect(dialog).to_have_count(0)
+    eventually(
+        lambda: up.face_json(up.marathon_port, "/v2/apps/sleeper")["app"]["instances"] == 2,
+        timeout=WAIT_MS / 1000,
+        interval=0.2,
+        what="Marathon's app /sleeper at 2 instances after the scale dialog",
+    )
+    expect(row).to_contain_text("/2")
+
+
+def test_run_a_chronos_job_now(up: Up, page: Page) -> None:
+    def successes() -> int:
+        job = up.face_json(up.chronos_port, "/v1/scheduler/job/extract")
+        return int(job.get("successCount") or 0)
+
+    assert successes() == 0
+    _go(page, "#/chronos")
+    box = page.locator(
+        'svg[data-testid="chronos-dag"] g[data-kind="ChronosJob"][data-name="extract"]'
+    )
+    last = box.locator('text[data-time="success"]')
+    expect(last).to_have_text("last success: never")
+    page.locator(
+        'tr[data-kind="ChronosJob"][data-name="extract"] button[data-action="run"]'
+    ).click()
+    page.locator("dialog[open] button[data-confirm]").click()
+    eventually(successes, timeout=WAIT_MS / 1000, interval=0.2, what="a success of extract")
+    # the graph's box shows it without a reload
+    expect(last).not_to_have_text("last success: never")
+    expect(last).to_contain_text("ago")
+    expect(box).to_have_attribute("data-current", "idle")  # not "running" any more
+    _shot(page, "chronos-after-run")
+
+
+HUGE = """
+apiVersion: v1
+kind: Pod
+metadata: {name: huge, namespace: default}
+spec:
+  containers:
+  - name: c
+    image: corral.local/busybox:1.35
+    command: [sleep, "600"]
+    resources: {requests: {cpu: "64"}}
+"""
+
+
+def test_pending_demand_shows_the_schedulers_why(kubectl: Kubectl, page: Page) -> None:
+    kubectl("apply", "-f", "-", input=HUGE)
+    _go(page, "#/pool")
+    row = page.locator(
+        'tr[data-section="pending"][data-kind="Pod"][data-ns="default"][data-name="huge"]'
+    )
+    expect(row).to_contain_text("Insufficient cpu")
+    _axe(page, "pool with pending demand")
+    _shot(page, "pool-pending")
+    kubectl("delete", "pod", "huge", "--wait=false")
+    expect(row).to_have_count(0)
+
+
+def test_the_nodes_used_figure_comes_from_the_metrics_api(kubectl: Kubectl, page: Page) -> None:
+    def usage() -> Any:
+        r = kubectl("get", "--raw", "/apis/metrics.k8s.io/v1beta1/nodes", check=False)
+        items = json.loads(r.stdout).get("items") if r.returncode == 0 else None
+        return items[0]["usage"] if items else None
+
+    assert "cpu" in _poll(kubectl, usage, "a node in metrics.k8s.io")
+    _go(page, "#/nodes")
+    cpu = page.locator('tr[data-kind="Node"] [role="img"]').first
+    expect(cpu).to_have_attribute("aria-label", re.compile(r"used: \d"))
+    expect(page.locator("main")).to_contain_text("from metrics.k8s.io")
+    _shot(page, "nodes-used")

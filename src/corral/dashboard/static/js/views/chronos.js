@@ -4,7 +4,8 @@
 // The jobs are the live ChronosJob objects (chronos.corral.dev/v1, namespace chronos:
 // spec.job the Chronos job, with `schedule` or `parents`; status the counters, lastSuccess
 // / lastError as ISO 8601 text or unix seconds, openRuns the claimed runs); Chronos'
-// /v1/scheduler/jobs/summary (polled every 5 s through the face) adds the current state
+// /v1/scheduler/jobs/summary (polled every 5 s through the face, and again as soon as a
+// job's object changes) adds the current state
 // (idle, queued, running). The graph is an <svg data-testid="chronos-dag">: a
 // <g data-kind="ChronosJob" data-name=NAME> box per job and a <path data-edge="P->C"> per
 // dependency, laid out here in layers (a job's layer is the longest path to it from a
@@ -421,7 +422,18 @@ export function mount(root, ctx) {
     schedule();
   }
 
-  const unsub = lv.subscribe(schedule);
+  // a job's object changed (a run was claimed or ended): ask Chronos for the states again
+  // at once, so a box does not say "running" for up to a poll after its run succeeded
+  let soon = null;
+  const unsub = lv.subscribe(() => {
+    schedule();
+    if (!soon && !stopped) {
+      soon = setTimeout(() => {
+        soon = null;
+        if (!stopped) poll();
+      }, 250);
+    }
+  });
   render();
   poll();
   const ticker = setInterval(poll, 5000);
@@ -429,6 +441,7 @@ export function mount(root, ctx) {
   return () => {
     stopped = true;
     clearInterval(ticker);
+    if (soon) clearTimeout(soon);
     if (timer) clearTimeout(timer);
     unsub();
     lv.release();
