@@ -30,7 +30,7 @@ up: install ## start a local cluster (kubeconfig in DATA/kubeconfig)
 test: install ## install everything the tests need and run the whole suite
 	bash scripts/test-deps.sh
 	bash scripts/pymesos-deps.sh $(BIN)/python
-	$(BIN)/pytest -q -m "not slow" tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+	$(BIN)/pytest -q -m "not slow" --durations=40 tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
 .PHONY: test-slow
 test-slow: install ## the long scenarios the suite leaves out (Marathon end to end, Chronos exactly-once, HPA on real pods, Mesos timers)
