@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
 
@@ -181,6 +180,8 @@ def _reset_prefixes(subresource: str) -> tuple[Path, ...]:
 
 def _strip(paths: Iterable[Path], subresource: str) -> PathSet:
     # the reset prefixes are one element long: a path is reset when it starts with one
+    if not paths:
+        return set()
     resets = {r[0] for r in _reset_prefixes(subresource)}
     return {
         p
@@ -341,11 +342,15 @@ def fields_of(obj: Any, node: SchemaNode | None, subresource: str = "") -> dict[
 # --- comparison --------------------------------------------------------------------------
 
 
-@dataclass
 class _Comparison:
-    added: PathSet = field(default_factory=set)
-    modified: PathSet = field(default_factory=set)
-    removed: PathSet = field(default_factory=set)
+    """The paths added, modified and removed from one object to the next."""
+
+    __slots__ = ("added", "modified", "removed")
+
+    def __init__(self) -> None:
+        self.added: PathSet = set()
+        self.modified: PathSet = set()
+        self.removed: PathSet = set()
 
     def changed(self) -> PathSet:
         return self.added | self.modified
@@ -412,19 +417,8 @@ def _compare(old: Any, new: Any, node: SchemaNode | None, path: Path, cmp: _Comp
     # it, ``_equal`` rules out what ``==`` does not tell apart (1, 1.0 and true).
     if old == new and _equal(old, new):
         return
-    if old_shape in ("struct", "map"):  # the children of ``_children``, without building them
-        for key, value in new.items():
-            was = old.get(key, _ABSENT)
-            if was is not value:
-                kind = type(value)
-                if kind is type(was) and kind in _PLAIN:  # two leaves: ``_equal`` is ``==``
-                    if was != value:
-                        cmp.modified.add((*path, "f:" + key))
-                    continue
-                _compare(was, value, _child(node, key)[0], (*path, "f:" + key), cmp)
-        for key, was in old.items():
-            if key not in new:
-                _compare(was, _ABSENT, _child(node, key)[0], (*path, "f:" + key), cmp)
+    if old_shape in ("struct", "map"):
+        _compare_fields(old, new, node, path, cmp)
         return
     old_children = {pe: (v, n) for pe, v, n, _f in _children(old, node, old_shape)}
     new_children = {pe: (v, n) for pe, v, n, _f in _children(new, node, new_shape)}
@@ -434,6 +428,38 @@ def _compare(old: Any, new: Any, node: SchemaNode | None, path: Path, cmp: _Comp
     for pe, (value, child_node) in old_children.items():
         if pe not in new_children:
             _compare(value, _ABSENT, child_node, (*path, pe), cmp)
+
+
+def _compare_fields(
+    old: dict[str, Any],
+    new: dict[str, Any],
+    node: SchemaNode | None,
+    path: Path,
+    cmp: _Comparison,
+    skip: str = "",
+) -> None:
+    """``_compare`` of two struct or map values, child by child (the children of
+    ``_children``, without building them), leaving out the key ``skip``."""
+    for key, value in new.items():
+        if key == skip:
+            continue
+        was = old.get(key, _ABSENT)
+        if was is not value:
+            kind = type(value)
+            if kind is type(was) and kind in _PLAIN:  # two leaves: ``_equal`` is ``==``
+                if was != value:
+                    cmp.modified.add((*path, "f:" + key))
+                continue
+            _compare(was, value, _child(node, key)[0], (*path, "f:" + key), cmp)
+    for key, was in old.items():
+        if key not in new and key != skip:
+            _compare(was, _ABSENT, _child(node, key)[0], (*path, "f:" + key), cmp)
+
+
+def _unmanaged_meta(meta: Any) -> Any:
+    if isinstance(meta, dict) and "managedFields" in meta:
+        return {k: v for k, v in meta.items() if k != "managedFields"}
+    return meta
 
 
 def _without_managed(obj: dict[str, Any] | None) -> dict[str, Any]:
@@ -449,8 +475,29 @@ def _without_managed(obj: dict[str, Any] | None) -> dict[str, Any]:
 def _comparison(
     old: dict[str, Any] | None, new: dict[str, Any], node: SchemaNode | None, subresource: str
 ) -> _Comparison:
+    """What changed from ``old`` to ``new``, managedFields left out: ``_compare`` of the
+    two without their managedFields, walked in place rather than over copies (a
+    Lease renewal or a status write compares a few fields of a small object, where the
+    copies and the whole-metadata equality check cost as much as the walk)."""
     cmp = _Comparison()
-    _compare(_without_managed(old), _without_managed(new), node, (), cmp)
+    before = {} if old is None else old
+    if _shape(new, node) in ("struct", "map"):  # an object of a kind: always
+        _compare_fields(before, new, node, (), cmp, "metadata")
+        was, meta = before.get("metadata", _ABSENT), new.get("metadata", _ABSENT)
+        if was is not meta:
+            meta_node = _child(node, "metadata")[0]
+            if (
+                isinstance(was, dict)
+                and isinstance(meta, dict)
+                and _shape(meta, meta_node) in ("struct", "map")
+            ):
+                _compare_fields(was, meta, meta_node, ("f:metadata",), cmp, "managedFields")
+            else:
+                _compare(
+                    _unmanaged_meta(was), _unmanaged_meta(meta), meta_node, ("f:metadata",), cmp
+                )
+    else:
+        _compare(_without_managed(old), _without_managed(new), node, (), cmp)
     cmp.added = _strip(cmp.added, subresource)
     cmp.modified = _strip(cmp.modified, subresource)
     cmp.removed = _strip(cmp.removed, subresource)

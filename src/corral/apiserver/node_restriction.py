@@ -108,6 +108,9 @@ def _go_quote(s: str) -> str:
 class NodeRestriction:
     """The admission plugin: ``plugin(req)`` raises 403 (or 404 for a missing pod/node)."""
 
+    #: it only reads the objects it admits (``Registry._admission_reads_only``)
+    mutating = False
+
     def __init__(self, pods: ResourceCache, nodes: ResourceCache) -> None:
         self.pods = pods
         self.nodes = nodes

@@ -337,16 +337,20 @@ class Registry:
         kind: str | None = None,
         unknown: list[str] | None = None,
         stored: Obj | None = None,
+        stored_null_free: bool = False,
     ) -> None:
         """Check every value's JSON type as Go's typed decoding does (400 if wrong), and
         drop nulls the way a Go struct has no nil fields; with ``unknown``, also drop the
         fields the schema does not know and list their paths. Rewrites ``obj`` in place.
-        ``stored``: the fresh decode ``obj`` was merge-patched from (``check_types``)."""
+        ``stored``: the fresh decode ``obj`` was merge-patched from, and
+        ``stored_null_free`` whether it holds no null (``check_types``)."""
         node = self.schema(info, kind)
         if node is None:
             return
         try:
-            typed = check_types(obj, node, unknown=unknown, stored=stored)
+            typed = check_types(
+                obj, node, unknown=unknown, stored=stored, stored_null_free=stored_null_free
+            )
         except (TypeMismatch, BadTime) as e:
             k = kind or info.kind
             raise errors.bad_request(
@@ -373,13 +377,21 @@ class Registry:
         return unknown
 
     def _validate_fields(
-        self, info: ResourceInfo, obj: Obj, opts: WriteOptions, stored: Obj | None = None
+        self,
+        info: ResourceInfo,
+        obj: Obj,
+        opts: WriteOptions,
+        stored: Obj | None = None,
+        stored_null_free: bool = False,
     ) -> list[str]:
         """Drop unknown fields (Strict refuses them, Warn returns warnings), then
-        decode the rest by type. ``stored``: as for ``_decode_typed``."""
+        decode the rest by type. ``stored``, ``stored_null_free``: as for
+        ``_decode_typed``."""
         if info.strategy.typed:
             unknown: list[str] = []
-            self._decode_typed(info, obj, unknown=unknown, stored=stored)
+            self._decode_typed(
+                info, obj, unknown=unknown, stored=stored, stored_null_free=stored_null_free
+            )
         else:
             unknown = self._decode_metadata(info, obj) + info.strategy.prune(obj)
         problems = [f'unknown field "{p}"' for p in unknown]
@@ -488,6 +500,15 @@ class Registry:
                     await done()
             return result
         raise AssertionError("unreachable")
+
+    def _admission_reads_only(self, info: ResourceInfo) -> bool:
+        """Whether no admission plugin of ``info``'s resource changes the object it
+        admits: each says so with a ``mutating`` attribute of False (NodeRestriction);
+        a plain callable may mutate (``admission_chain.py``)."""
+        return all(
+            getattr(plugin, "mutating", True) is False
+            for plugin in self.admission.get((info.group, info.plural), ())
+        )
 
     def admit(
         self,
@@ -608,9 +629,11 @@ class Registry:
         the values under them); on a ``/status`` write into the status too (the strategy's
         status hook, ``_fill_status``), on a ``TRANSFORM_VALIDATED`` one (no strategy hook)
         into the status only through ``_fill_status``; a main-resource write's defaulting
-        may write anywhere. So: a PUT's body (shares nothing), the binding's transform
-        (own top level, metadata and status) and a status merge patch's
-        (``_own_for_status``) do so."""
+        and admission may write anywhere, except where the strategy's are shallow
+        (``Strategy.shallow_update_prepare``) and no admission plugin mutates
+        (``_admission_reads_only``). So: a PUT's body (shares nothing), the binding's
+        transform (own top level, metadata and status) and a merge patch's of the status,
+        or of such a kind's main resource (``_own_written``), do so."""
         key = self.key(info, namespace, name)
         for _ in range(_MAX_RETRIES):
             entry = self.rcache(info).entries.get(key)
@@ -789,25 +812,48 @@ class Registry:
         warnings: list[str] = []
         node = self.schema(info)
         merging = patch_type in (MERGE_PATCH, STRATEGIC_PATCH) and info.converter is None
-        # A status patch (JSON or strategic merge) of a typed kind (decoding it writes
-        # nothing in place, unlike a custom resource's pruning) takes the stored object
-        # as its base and as the old object both: one decode (``copying``);
-        # ``_own_for_status`` unshares what the status steps write into.
-        copying = merging and subresource == "status" and info.strategy.typed
+        # A merge patch (JSON or strategic) of a typed kind (decoding it writes nothing in
+        # place, unlike a custom resource's pruning) takes the stored object as its base
+        # and as the old object both, one decode (``copying``), when what the steps after
+        # it write into can be unshared: a status patch's metadata and status; a main
+        # resource's too when its strategy prepares an update shallowly and no admission
+        # plugin mutates it (a node's Lease renewal). ``_own_written`` unshares them.
+        strategy = info.strategy
+        copying = (
+            merging
+            and strategy.typed
+            and (
+                subresource == "status"
+                or (
+                    subresource == ""
+                    and strategy.shallow_update_prepare
+                    and self._admission_reads_only(info)
+                )
+            )
+        )
+        rc = self.rcache(info)
+        key = self.key(info, namespace, name)
 
         def transform(cur: Obj) -> Obj:
             # ``cur`` is a fresh decode (``_guaranteed_update``): patched without a copy.
             # The merge patches leave ``cur`` whole and share what they do not touch, which
-            # the typed decoding then need not walk again (``check_types``' ``stored``).
+            # the typed decoding then need not walk again (``check_types``' ``stored``);
+            # it need not look for nulls in what they share when the stored JSON has none
+            # (``entry``: the one ``cur`` was just decoded from, nothing awaited since).
             cur_rv = (cur.get("metadata") or {}).get("resourceVersion")
             new = apply_patch(patch_type, cur, body, node, owned=True)
             self.check_type(info, new)
             rv = (new.get("metadata") or {}).get("resourceVersion")
             if rv and rv != cur_rv:
                 raise errors.conflict(info.plural, info.group, name)
-            warnings.extend(self._validate_fields(info, new, opts, cur if merging else None))
+            if merging:
+                entry = rc.entries.get(key)
+                null_free = entry is not None and b"null" not in entry.raw
+                warnings.extend(self._validate_fields(info, new, opts, cur, null_free))
+            else:
+                warnings.extend(self._validate_fields(info, new, opts))
             if copying:
-                _own_for_status(new, cur, body if patch_type == MERGE_PATCH else None)
+                _own_written(new, cur, body if patch_type == MERGE_PATCH else None)
             return new
 
         res = await self._guaranteed_update(
@@ -1055,13 +1101,13 @@ def apply_patch(
     raise errors.unsupported_media_type(patch_type)
 
 
-def _own_for_status(new: Obj, old: Obj, merged: Obj | None) -> None:
-    """Make ``new`` (``old`` patched copy-on-write, then decoded) own what a status
-    write's steps write into: its metadata map (its keys only: the values under them are
-    never written) and every container of its status, which may still be ``old``'s where
-    the patch left them alone (only those are copied, ``clone``). ``merged``: the JSON
-    merge patch, which tells them apart; without it (a strategic merge patch) they are
-    found by identity."""
+def _own_written(new: Obj, old: Obj, merged: Obj | None) -> None:
+    """Make ``new`` (``old`` patched copy-on-write, then decoded) own what the update
+    steps write into (``Registry._guaranteed_update``'s ``copying``): its metadata map
+    (its keys only: the values under them are never written) and every container of its
+    status, which may still be ``old``'s where the patch left them alone (only those are
+    copied, ``clone``). ``merged``: the JSON merge patch, which tells them apart; without
+    it (a strategic merge patch) they are found by identity."""
     meta = new.get("metadata")
     if isinstance(meta, dict):
         new["metadata"] = dict(meta)

@@ -500,7 +500,10 @@ class WatchCache:
         if prev is not None:
             if prev.uid and (entry is None or entry.uid != prev.uid):
                 self.by_uid.pop(prev.uid, None)
-            for o in prev.owners:
+            # an update that keeps its owners (a Lease renewal, a status write) takes no
+            # pair out: the same ones go back in just below
+            kept = entry is not None and entry.owners == prev.owners and entry.key == prev.key
+            for o in () if kept else prev.owners:
                 deps = self.dependents.get(o)
                 if deps is not None:
                     deps.discard((rc, prev.key))

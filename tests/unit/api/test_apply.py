@@ -625,3 +625,74 @@ def test_int_to_float_of_same_value_is_a_change() -> None:
     new["spec"]["replicas"] = 2.0
     record_update(new, old, "scaler", "apps/v1", T1, DEPLOY)
     assert _entry(new, "scaler", "Update")["fieldsV1"] == {"f:spec": {"f:replicas": {}}}
+
+
+# --- the comparison walked in place ---------------------------------------------------------
+
+_META_VALUES: list[Any] = [
+    {"name": "a", "labels": {"x": "1"}},
+    {"name": "a", "labels": {"x": 1}},
+    {"name": "a", "labels": {"x": True}, "managedFields": [{"manager": "m"}]},
+    {"name": "b", "managedFields": [{"manager": "n"}], "ownerReferences": [{"uid": "u"}]},
+    {"managedFields": []},
+    {},
+    "not a map",
+    None,
+]
+_SPEC_VALUES: list[Any] = [
+    {"renewTime": "t1", "holderIdentity": "h"},
+    {"renewTime": "t2", "holderIdentity": "h", "leaseTransitions": 1},
+    {"renewTime": "t2", "leaseTransitions": 1.0},
+    {"containers": [{"name": "c", "image": "i"}]},
+    [],
+    None,
+]
+
+
+def _random_object(rng: Any) -> dict[str, Any]:
+    obj: dict[str, Any] = {"apiVersion": "v1"}
+    if rng.random() < 0.8:
+        obj["metadata"] = copy.deepcopy(rng.choice(_META_VALUES))
+    if rng.random() < 0.8:
+        obj["spec"] = copy.deepcopy(rng.choice(_SPEC_VALUES))
+    if rng.random() < 0.3:
+        obj["status"] = {"phase": rng.choice(["A", "B"])}
+    if rng.random() < 0.2:
+        obj["kind"] = rng.choice(["Lease", "Pod", 1])
+    return obj
+
+
+def test_comparison_in_place_is_the_comparison_of_copies_without_managed_fields() -> None:
+    """``_comparison`` walks the two objects in place, leaving managedFields out as it
+    goes: the same paths as ``_compare`` over copies without managedFields, for shared
+    and separate metadata, absent or odd metadata, objects of a kind or of no schema."""
+    import random
+
+    from corral.api.apply import (
+        _compare,
+        _Comparison,
+        _comparison,
+        _strip,
+        _without_managed,
+    )
+
+    rng = random.Random(21)
+    nodes = [
+        for_kind("coordination.k8s.io", "v1", "Lease"),
+        for_kind("", "v1", "Pod"),
+        for_kind("", "v1", "ConfigMap"),
+        None,
+    ]
+    for _ in range(4000):
+        new = _random_object(rng)
+        old: dict[str, Any] | None = _random_object(rng) if rng.random() < 0.9 else None
+        if old is not None and rng.random() < 0.3 and "metadata" in new:
+            old["metadata"] = new["metadata"]  # one value shared, as a one-decode write has
+        node = rng.choice(nodes)
+        for sub in ("", "status"):
+            want = _Comparison()
+            _compare(_without_managed(old), _without_managed(new), node, (), want)
+            got = _comparison(old, new, node, sub)
+            assert got.added == _strip(want.added, sub), (old, new)
+            assert got.modified == _strip(want.modified, sub), (old, new)
+            assert got.removed == _strip(want.removed, sub), (old, new)

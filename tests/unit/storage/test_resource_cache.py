@@ -88,3 +88,43 @@ def test_a_watch_from_a_version_ahead_of_the_cache_skips_changes_up_to_it() -> N
         _put(rc, f"p{rev}", rev, 1)
     got = [w.queue.get_nowait() for _ in range(w.queue.qsize())]
     assert [ev.entry.revision for ev in got if ev is not None] == [6]
+
+
+def test_the_owner_and_uid_indexes_follow_updates() -> None:
+    """``WatchCache``'s garbage-collector indexes through creates, updates that keep
+    their owners (a Lease renewal: nothing taken out, the same pairs go back), updates
+    that change them, a uid change and a delete."""
+    from corral.storage.base import DELETE, KV, PUT, Event
+    from corral.storage.cache import WatchCache
+
+    wc = WatchCache()
+    rc = wc.register("/registry/coordination.k8s.io/leases/", {})
+    key = f"{rc.prefix}kube-node-lease/n1"
+    other = f"{rc.prefix}kube-node-lease/n2"
+
+    def put(k: str, rev: int, uid: str, owners: list[str]) -> None:
+        meta = {"name": k.rsplit("/", 1)[1], "namespace": "kube-node-lease", "uid": uid}
+        meta["ownerReferences"] = [{"uid": o} for o in owners]  # type: ignore[assignment]
+        obj = {"metadata": meta}
+        wc.apply(Event(PUT, KV(k, obj, orjson.dumps(obj), rev, 1), None, rev))
+
+    def dependents() -> dict[str, set[str]]:
+        return {o: {k for _, k in deps} for o, deps in wc.dependents.items()}
+
+    put(key, 1, "u1", ["a"])
+    put(other, 2, "u2", ["a"])
+    assert dependents() == {"a": {key, other}}
+    for rev in (3, 4):  # renewals
+        put(key, rev, "u1", ["a"])
+        assert dependents() == {"a": {key, other}}
+        assert wc.by_uid["u1"] == (rc, key)
+    put(key, 5, "u1", ["b", "a"])
+    assert dependents() == {"a": {key, other}, "b": {key}}
+    put(key, 6, "u1", ["b"])
+    assert dependents() == {"a": {other}, "b": {key}}
+    put(key, 7, "u3", ["b"])
+    assert "u1" not in wc.by_uid and wc.by_uid["u3"] == (rc, key)
+    last = rc.entries[key]
+    wc.apply(Event(DELETE, KV(key, {}, last.raw, 8, 1), None, 8))
+    assert dependents() == {"a": {other}}
+    assert "u3" not in wc.by_uid

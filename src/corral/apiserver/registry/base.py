@@ -64,6 +64,12 @@ class Strategy:
     #: unknown fields pruned by ``definitions`` or the 1.32 schemas). False for custom
     #: resources, whose strategy prunes (``prune``) and whose schema validates types (422).
     typed: ClassVar[bool] = True
+    #: ``default`` and ``prepare_for_update`` write into an updated object nothing but
+    #: keys of its top level and of its metadata (the values under those keys are never
+    #: written into). Then a merge patch of the main resource decodes the stored object
+    #: once, unless an admission plugin may mutate it (``Registry.patch``). False unless
+    #: a strategy promises it.
+    shallow_update_prepare: ClassVar[bool] = False
 
     def prune(self, obj: Obj) -> list[str]:
         """Drop the fields the schema does not know, in place; their paths (``spec.foo``).

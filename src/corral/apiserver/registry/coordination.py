@@ -15,6 +15,9 @@ from corral.apiserver.registry.base import Obj, Strategy
 
 class LeaseStrategy(Strategy):
     spec_fields = ()
+    # no defaults, no status, no generation: preparing an update writes nothing, so a
+    # renewal (a merge patch of ``spec``) decodes the stored Lease once
+    shallow_update_prepare = True
 
     def validate(self, obj: Obj) -> list[FieldError]:
         spec = obj.get("spec") or {}
