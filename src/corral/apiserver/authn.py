@@ -66,6 +66,8 @@ TokenAuthenticator = Callable[[str], UserInfo | None]
 API_AUDIENCES: tuple[str, ...] = ("https://kubernetes.default.svc.cluster.local",)
 CACHE_TTL = 10.0
 CACHE_MAX = 4096
+#: client-certificate subjects whose user is remembered before the memo starts over
+SUBJECTS_MAX = 4096
 INVALID_BEARER_TOKEN = "invalid bearer token"
 
 _requested: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(
@@ -193,13 +195,34 @@ class Authenticator:
         self.token_authenticators: list[TokenAuthenticator] = []
         self._clock = clock
         self._cache: dict[tuple[bytes, tuple[str, ...]], tuple[float, TokenResult]] = {}
+        #: a verified certificate's ``subject`` (as ``getpeercert`` gives it, a tuple of
+        #: RDNs) -> its user: the user depends on the subject alone, and the components
+        #: send every request with one of a few certificates
+        self._subjects: dict[object, UserInfo | None] = {}
+
+    def _cert_user(self, peercert: Obj | None) -> UserInfo | None:
+        """``user_from_peercert``, remembered by subject."""
+        if not peercert:
+            return None
+        subject = peercert.get("subject")
+        try:
+            return self._subjects[subject]
+        except KeyError:
+            pass
+        except TypeError:  # not hashable: not getpeercert's shape, never remembered
+            return user_from_peercert(peercert)
+        user = user_from_peercert(peercert)
+        if len(self._subjects) >= SUBJECTS_MAX:
+            self._subjects.clear()
+        self._subjects[subject] = user
+        return user
 
     def authenticate(self, request: web.Request) -> UserInfo:
         """Who sent ``request`` (before impersonation); 401 for a bearer token nobody
         accepts."""
         transport = request.transport
         if transport is not None:
-            user = user_from_peercert(transport.get_extra_info("peercert"))
+            user = self._cert_user(transport.get_extra_info("peercert"))
             if user is not None:
                 return user
         auth = request.headers.get("Authorization")

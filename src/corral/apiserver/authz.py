@@ -36,6 +36,8 @@ NO_OPINION = rbac.Decision(False)
 ALLOWED = rbac.Decision(True)
 #: compiled-rule sets kept before the cache starts afresh (a bound on memory)
 MAX_COMPILED = 65_536
+#: request shapes (kind of request, verb) whose candidate rules one set remembers
+MAX_SHAPES = 64
 _RBAC_PLURALS = ("roles", "clusterroles", "rolebindings", "clusterrolebindings")
 
 
@@ -123,8 +125,48 @@ class _Rule:
         return not self.names or a.name in self.names
 
 
-#: compiled: the rules (or, as strings, the errors met) in upstream's visiting order
-_Compiled = tuple["_Rule | str", ...]
+class _Compiled:
+    """The rules that apply to one (user, groups, namespace), in upstream's visiting
+    order, and the answer when none allows: no opinion, with the errors met on the way.
+
+    ``candidates`` narrows the walk for one request shape: the rules that list its verb
+    (or ``*``) and can match its kind of request (resource rules for a resource request,
+    ``nonResourceURLs`` rules otherwise), still in visiting order, so the first that
+    allows is the one the full walk would find. Built on first use per shape; the whole
+    object is dropped with the compiled-rule cache when any RBAC object changes."""
+
+    __slots__ = ("_by_shape", "denial", "rules")
+
+    def __init__(self, visited: Iterable[_Rule | str]) -> None:
+        rules: list[_Rule] = []
+        errs: list[str] = []
+        for r in visited:
+            if isinstance(r, str):
+                errs.append(r)
+            else:
+                rules.append(r)
+        self.rules = tuple(rules)
+        if not errs:
+            self.denial = NO_OPINION
+        else:
+            distinct = list(dict.fromkeys(errs))
+            joined = distinct[0] if len(distinct) == 1 else "[" + ", ".join(distinct) + "]"
+            self.denial = rbac.Decision(False, f"RBAC: {joined}")
+        self._by_shape: dict[tuple[bool, str], tuple[_Rule, ...]] = {}
+
+    def candidates(self, resource_request: bool, verb: str) -> tuple[_Rule, ...]:
+        key = (resource_request, verb)
+        found = self._by_shape.get(key)
+        if found is None:
+            found = tuple(
+                r
+                for r in self.rules
+                if (r.all_verbs or verb in r.verbs)
+                and ((r.all_resources or bool(r.resources)) if resource_request else bool(r.urls))
+            )
+            if len(self._by_shape) < MAX_SHAPES:  # verbs are few; a bound all the same
+                self._by_shape[key] = found
+        return found
 
 
 class CachePolicy:
@@ -189,10 +231,10 @@ class RBACAuthorizer:
         key = (user, groups, namespace)
         compiled = self._compiled.get(key)
         if compiled is None:
-            out: list[_Rule | str] = []
-            for source, rule, error in rbac.visit(self.policy, user, groups, namespace):
-                out.append(error if rule is None else _Rule(rule, source))
-            compiled = tuple(out)
+            compiled = _Compiled(
+                error if rule is None else _Rule(rule, source)
+                for source, rule, error in rbac.visit(self.policy, user, groups, namespace)
+            )
             if len(self._compiled) >= MAX_COMPILED:
                 self._compiled.clear()
             self._compiled[key] = compiled
@@ -200,18 +242,14 @@ class RBACAuthorizer:
 
     def authorize(self, attrs: rbac.Attributes) -> rbac.Decision:
         """``rbac.authorize``: the first rule that allows, with its reason; otherwise no
-        opinion, the reason listing the errors met (a binding to a missing role)."""
-        errs: list[str] = []
-        for r in self._rules(attrs.user, attrs.groups, attrs.namespace):
-            if isinstance(r, str):
-                errs.append(r)
-            elif r.allows(attrs):
+        opinion, the reason listing the errors met (a binding to a missing role). Only
+        the rules that could allow a request of this verb and kind are tried
+        (``_Compiled.candidates``), in the same order."""
+        compiled = self._rules(attrs.user, attrs.groups, attrs.namespace)
+        for r in compiled.candidates(attrs.resource_request, attrs.verb):
+            if r.allows(attrs):
                 return rbac.Decision(True, f"RBAC: allowed by {r.source}")
-        if not errs:
-            return NO_OPINION
-        distinct = list(dict.fromkeys(errs))
-        joined = distinct[0] if len(distinct) == 1 else "[" + ", ".join(distinct) + "]"
-        return rbac.Decision(False, f"RBAC: {joined}")
+        return compiled.denial
 
     def rules(
         self, user: str, groups: tuple[str, ...], namespace: str

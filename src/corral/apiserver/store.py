@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import os
-import secrets
+import random
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -66,6 +66,8 @@ AsyncWriteHook = Callable[[Obj, str], Awaitable[AsyncRelease | None]]
 IMMORTAL_NAMESPACES = ("default", "kube-system", "kube-public")
 
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
+#: the generator of generated names (seeded from os.urandom when the module loads)
+_name_random = random.Random()
 _MAX_RETRIES = 16
 
 JSON_PATCH = "application/json-patch+json"
@@ -121,7 +123,10 @@ def new_uid() -> str:
 
 
 def generate_name(prefix: str) -> str:
-    return prefix + "".join(secrets.choice(_NAME_CHARS) for _ in range(5))
+    """``prefix`` and 5 random characters, as upstream's ``utilrand.String(5)``: a plain
+    (non-cryptographic) generator, seeded from the OS, as upstream's math/rand; a name is
+    no secret, and a pod create makes one per service-account volume."""
+    return prefix + "".join(_name_random.choices(_NAME_CHARS, k=5))
 
 
 OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"

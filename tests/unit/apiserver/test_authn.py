@@ -169,3 +169,41 @@ def test_token_review_answers() -> None:
         400,
         "token is required for TokenReview in authentication",
     )
+
+
+class _Tls:
+    """A transport as aiohttp hands it over TLS: the peer certificate's dict, cached per
+    connection by the event loop."""
+
+    def __init__(self, peercert: dict[str, Any] | None) -> None:
+        self.peercert = peercert
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.peercert if name == "peercert" else default
+
+    def is_closing(self) -> bool:
+        return False
+
+
+def test_certificate_users_follow_each_requests_subject() -> None:
+    from aiohttp.test_utils import make_mocked_request
+
+    a = Authenticator(["admin-token"])
+
+    def who(peer: dict[str, Any] | None, headers: dict[str, str] | None = None) -> UserInfo:
+        req = make_mocked_request("GET", "/api/v1/pods", headers=headers, transport=_Tls(peer))
+        return a.authenticate(req)
+
+    sched = _peer(("commonName", "system:kube-scheduler"))
+    node = _peer(("organizationName", "system:nodes"), ("commonName", "system:node:n1"))
+    no_cn = _peer(("organizationName", "system:nodes"))
+    for _ in range(2):  # the second round answers from what the first remembered
+        assert who(sched) == UserInfo("system:kube-scheduler", (AUTH,))
+        assert who(node) == UserInfo("system:node:n1", ("system:nodes", AUTH))
+        assert who(no_cn) == authn.ANONYMOUS_USER
+        assert who(no_cn, {"Authorization": "Bearer admin-token"}) == ADMIN
+        assert who(None, {"Authorization": "Bearer admin-token"}) == ADMIN
+        assert who({}) == authn.ANONYMOUS_USER
+    with pytest.raises(errors.StatusError) as e:
+        who(no_cn, {"Authorization": "Bearer wrong"})
+    assert e.value.code == 401

@@ -128,6 +128,38 @@ async def test_compiled_rules_answer_as_the_evaluator(registry: Registry) -> Non
     ]  # fmt: skip
 
 
+async def test_narrowed_rules_answer_as_the_evaluator_in_any_order(registry: Registry) -> None:
+    # the rules tried per (kind of request, verb) are remembered: asking in another
+    # order, twice over, with a binding to a missing role (the reason names it), and after
+    # a change of a role, still gives the evaluator's answers
+    role = {"kind": "ClusterRole", "metadata": {"name": "mixed"}, "rules": RULES}
+    crb = {
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": "mixed"},
+        "roleRef": {"apiGroup": G, "kind": "ClusterRole", "name": "mixed"},
+        "subjects": [{"kind": "User", "name": "u", "apiGroup": G}],
+    }
+    missing = {
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": "a-missing"},
+        "roleRef": {"apiGroup": G, "kind": "ClusterRole", "name": "gone"},
+        "subjects": [{"kind": "User", "name": "u", "apiGroup": G}],
+    }
+    for plural, obj in (("clusterroles", role), ("clusterrolebindings", crb),
+                        ("clusterrolebindings", missing)):  # fmt: skip
+        await put(registry, plural, dict(obj))
+    authz = RBACAuthorizer(registry)
+    policy = rbac.StaticPolicy([role, crb, missing])
+    questions = [*reversed(QUESTIONS), *QUESTIONS]
+    answers = [authz.authorize(q) for q in questions]
+    assert answers == [rbac.authorize(q, policy) for q in questions]
+    assert any(not a.allowed and "gone" in a.reason for a in answers)
+    narrowed = {**role, "rules": RULES[1:]}
+    await put(registry, "clusterroles", dict(narrowed))
+    policy = rbac.StaticPolicy([narrowed, crb, missing])
+    assert [authz.authorize(q) for q in questions] == [rbac.authorize(q, policy) for q in questions]
+
+
 class Fixed:
     def __init__(self, d: rbac.Decision) -> None:
         self.d = d
