@@ -32,7 +32,8 @@ written to ``$CORRAL_TEST_ARTIFACTS`` (default ``build/test-artifacts/dashboard/
 The DOM markers used are the dashboard's contract (``data-kind``, ``data-name``,
 ``data-action``, ``data-confirm``, ``data-testid``; ``#login-*``, ``#live``), not its
 layout. Root only (``corral up``'s agent), and skipped with the reason when chromium or
-Playwright is missing. Teardown is ``test_up``'s: SIGINT, then ``corral agent --reset``.
+Playwright is missing. The cluster is ``upkit.Up`` (``test_up``'s too): its teardown is
+SIGINT, then ``corral agent --reset``.
 """
 
 from __future__ import annotations
@@ -40,18 +41,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import signal
-import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+import upkit
 
 from conftest import Kubectl
 from corral.testing.process import free_ports
@@ -87,69 +83,22 @@ def _artifacts() -> Path:
     return d
 
 
-@dataclass
-class Up:
-    """``corral up`` with every face on a free port (``test_up.Up``'s shape)."""
+class Up(upkit.Up):
+    """``corral up`` (``upkit.Up``) with every face on a free port, and the faces' APIs as
+    the tests call them."""
 
-    data: Path
-    port: int
-    mesos_port: int
-    marathon_port: int
-    chronos_port: int
-    proc: subprocess.Popen[str] | None = None
-
-    @property
-    def out(self) -> Path:
-        return self.data.parent / "up.out"
-
-    def start(self) -> None:
-        runtime = "oci" if shutil.which("runc") else "process"
-        argv = [sys.executable, "-m", "corral", "up", "--data-dir", str(self.data)]
-        argv += ["--port", str(self.port), "--mesos-port", str(self.mesos_port)]
-        argv += ["--marathon-port", str(self.marathon_port)]
-        argv += ["--chronos-port", str(self.chronos_port)]
+    def __init__(
+        self, data: Path, port: int, mesos_port: int, marathon_port: int, chronos_port: int
+    ) -> None:
+        self.mesos_port = mesos_port
+        self.marathon_port = marathon_port
+        self.chronos_port = chronos_port
+        faces = ["--mesos-port", str(mesos_port), "--marathon-port", str(marathon_port)]
+        faces += ["--chronos-port", str(chronos_port)]
         # the metrics server scrapes every second (15 s by default): a node's usage is a rate
         # between two scrapes, so the first "used" figure comes ~2 s after the first scrape
-        argv += ["--metric-resolution", "1s"]
-        argv += ["--runtime", runtime, "--log-level", "WARNING"]
-        out = open(self.out, "w")  # noqa: SIM115 - handed to the child
-        self.proc = proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, text=True)
-        out.close()
-        eventually(lambda: "Corral is up" in self.output() or proc.poll() is not None, 90)
-        if proc.poll() is not None and "not starting" in self.output():
-            # corral up admits one cluster per host (its agents' ports, bridges, rules)
-            pytest.skip(f"another cluster holds this host: {self.output().strip()}")
-        assert proc.poll() is None, self.output()
-
-    def output(self) -> str:
-        try:
-            return self.out.read_text()
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            self.proc.wait(30)
-        for agent_dir in (self.data / "agents").glob("*"):
-            subprocess.run(
-                [sys.executable, "-m", "corral", "agent", "--reset", "--data-dir", str(agent_dir),
-                 "--runtime", "oci" if (agent_dir / "oci").exists() else "process"],
-                capture_output=True, timeout=120,
-            )  # fmt: skip
-
-    @property
-    def kubeconfig(self) -> Path:
-        return self.data / "kubeconfig"
-
-    @property
-    def token(self) -> str:
-        cfg = yaml.safe_load(self.kubeconfig.read_text())
-        return str(cfg["users"][0]["user"]["token"])
-
-    @property
-    def ui(self) -> str:
-        return f"https://127.0.0.1:{self.port}/ui/"
+        faces += ["--metric-resolution", "1s"]
+        super().__init__(data, port, faces)
 
     def face(self, port: int, method: str, path: str, body: Obj) -> int:
         """A JSON request to Marathon's or Chronos' API with the kubeconfig's token."""
@@ -364,6 +313,18 @@ def test_pods_follow_kubectl_scale_live_and_the_scale_action(
     _axe(page, "workloads")
     _shot(page, "workloads")
 
+    # a row shows the pods it owns; a link to the Deployment opens with its row highlighted
+    # and its pods shown
+    rows = 'tr[data-kind="Deployment"][data-ns="default"][data-name="tick"]'
+    owned = page.locator('tr[data-key="pods:Deployment/default/tick"] [data-kind="Pod"]')
+    toggle = page.locator(f'{rows} button[data-action="pods"]')
+    toggle.click()
+    expect(toggle).to_have_attribute("aria-expanded", "true")
+    expect(owned.first).to_be_visible()
+    page.evaluate("location.hash = '#/workloads/Deployment/default/tick'")
+    expect(page.locator(f"{rows}.highlight")).to_have_count(1)
+    expect(owned.first).to_be_visible()
+
 
 RESTARTED_AT = r"jsonpath={.spec.template.metadata.annotations.kubectl\.kubernetes\.io/restartedAt}"
 
@@ -471,6 +432,16 @@ def test_marathon_apps_and_the_chronos_dag(up: Up, page: Page) -> None:
     expect(page.locator('[data-kind="Framework"]').first).to_be_visible()
     _axe(page, "frameworks")
     _shot(page, "frameworks")
+    # a link to the app opens its row highlighted, with its task pod shown
+    page.evaluate("location.hash = '#/frameworks/app/sleeper'")
+    app_row = 'tr[data-kind="MarathonApp"][data-name="/sleeper"]'
+    expect(page.locator(f"{app_row}.highlight")).to_have_count(1)
+    expect(page.locator(f'{app_row} button[data-action="pods"]')).to_have_attribute(
+        "aria-expanded", "true"
+    )
+    expect(
+        page.locator('tr[data-key="pods:MarathonApp//sleeper"] [data-kind="Pod"]')
+    ).to_have_count(1)
 
     _go(page, "#/chronos")
     dag = page.locator('svg[data-testid="chronos-dag"]')

@@ -12,14 +12,13 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from upkit import Up, children_of
 
 from conftest import Kubectl
 from corral.testing.agent import simulate_reboot
@@ -29,56 +28,11 @@ from corral.testing.wait import eventually
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="corral up's agents need root here")
 
 
-class Up:
-    def __init__(self, data: Path, port: int) -> None:
-        self.data, self.port = data, port
-        self.proc: subprocess.Popen[str] | None = None
-        self.out = data.parent / "up.out"
-
-    def start(self) -> str:
-        runtime = "oci" if shutil.which("runc") else "process"
-        argv = [sys.executable, "-m", "corral", "up", "--data-dir", str(self.data)]
-        argv += ["--port", str(self.port), "--runtime", runtime, "--log-level", "WARNING"]
-        out = open(self.out, "w")  # noqa: SIM115 - handed to the child
-        self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, text=True)
-        out.close()
-        eventually(lambda: "Corral is up" in self.output(), timeout=60)
-        return self.output()
-
-    def output(self) -> str:
-        try:
-            return self.out.read_text()
-        except OSError:
-            return ""
-
-    def kill(self) -> None:
-        """SIGKILL: the children see their stdin close and exit too."""
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait()
-        eventually(lambda: not _children_of(self.data), timeout=30)
-
-
-def _children_of(data: Path) -> list[str]:
-    res = subprocess.run(
-        ["pgrep", "-f", f"kubeconfig {data}/kubeconfig"], capture_output=True, text=True
-    )
-    return res.stdout.split()
-
-
 @pytest.fixture
 def up(tmp_path: Path) -> Iterator[Up]:
     u = Up(tmp_path / "corral", free_port())
     yield u
-    if u.proc is not None and u.proc.poll() is None:
-        u.proc.send_signal(signal.SIGINT)
-        u.proc.wait(30)
-    for agent_dir in (u.data / "agents").glob("*"):
-        subprocess.run(
-            [sys.executable, "-m", "corral", "agent", "--reset", "--data-dir", str(agent_dir),
-             "--runtime", "oci" if (agent_dir / "oci").exists() else "process"],
-            capture_output=True, timeout=120,
-        )  # fmt: skip
+    u.stop()
 
 
 def _check_service(k: Kubectl) -> None:
@@ -162,4 +116,4 @@ def test_up_runs_the_demo_image_resumes_after_a_reboot_and_stops_on_ctrl_c(up: U
     assert up.proc is not None
     up.proc.send_signal(signal.SIGINT)
     assert up.proc.wait(30) == 0
-    eventually(lambda: not _children_of(up.data), timeout=30)
+    eventually(lambda: not children_of(up.data), timeout=30)

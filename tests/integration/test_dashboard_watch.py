@@ -125,6 +125,20 @@ class Mux:
         raise AssertionError(f"no wanted line in {limit}: {seen}")
 
 
+def refusal(srv: RunningServer, watches: list[str], token: str | None) -> tuple[int, str]:
+    """Open ``/ui/watch`` and read a refusal: (HTTP status, the Status body's reason);
+    an answer that is no refusal is (its status, "") and its stream is left unread."""
+    mux = Mux(srv, watches, token)
+    try:
+        if mux.resp.status < 400:
+            return mux.resp.status, ""
+        doc = json.loads(mux.resp.read())
+        assert doc["kind"] == "Status", doc
+        return mux.resp.status, str(doc["reason"])
+    finally:
+        mux.close()
+
+
 def event_named(rest: str, kind_type: str, name: str) -> bool:
     if rest.startswith("END "):
         return False
@@ -227,24 +241,12 @@ def test_an_upstream_that_ends_says_end_200_and_the_answer_ends(
          "encoded-dots", "other-host", "space", "too-many"],
 )  # fmt: skip
 def test_refused_watch_paths_are_400_status(mux_server: RunningServer, watches: list[str]) -> None:
-    mux = Mux(mux_server, watches, mux_server.token)
-    try:
-        assert mux.resp.status == 400
-        doc = json.loads(mux.resp.read())
-        assert doc["kind"] == "Status" and doc["reason"] == "BadRequest", doc
-    finally:
-        mux.close()
+    assert refusal(mux_server, watches, mux_server.token) == (400, "BadRequest")
 
 
 @pytest.mark.parametrize("token", [None, "not-a-token"], ids=["anonymous", "bad-token"])
 def test_needs_an_authenticated_user(mux_server: RunningServer, token: str | None) -> None:
-    mux = Mux(mux_server, ["/api/v1/pods?watch=1"], token)
-    try:
-        assert mux.resp.status == 401
-        doc = json.loads(mux.resp.read())
-        assert doc["kind"] == "Status" and doc["reason"] == "Unauthorized", doc
-    finally:
-        mux.close()
+    assert refusal(mux_server, ["/api/v1/pods?watch=1"], token) == (401, "Unauthorized")
 
 
 # ---- in process: the heartbeat, and a page that goes away closes every upstream ----------

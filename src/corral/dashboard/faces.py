@@ -43,6 +43,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from corral.api import errors
+from corral.util.leadership import HOP_BY_HOP
 
 log = logging.getLogger("corral.dashboard.faces")
 
@@ -61,20 +62,8 @@ FORWARDED = (
     "If-Modified-Since",
     "Last-Event-ID",
 )
-#: RFC 9110's hop-by-hop headers, and answers a browser must not see from a face
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    }
-)
+#: the answer's headers not passed back: RFC 9110's hop-by-hop ones (the leader proxy's
+#: list; its ``host`` is never in an answer), and what a browser must not see from a face
 DROPPED = HOP_BY_HOP | {"content-length", "www-authenticate", "set-cookie", "server", "date"}
 ANSWER_HEADERS = {
     "X-Content-Type-Options": "nosniff",

@@ -2,8 +2,8 @@
 //
 // Callers: app.js and every module in js/views/. Views build their DOM with h() (text is
 // always a text node, never innerHTML, so object names and messages cannot inject markup),
-// show numbers with bar()/fmtCPU()/fmtBytes()/age(), ask before acting with confirm()/ask()
-// (a modal <dialog>), link objects with objLink(), and keep live tables calm with
+// show numbers with bar()/fmtCPU()/fmtBytes()/age(), ask before acting with confirm()/ask()/
+// askScale() (a modal <dialog>), link objects with objLink(), and keep live tables calm with
 // patchChildren() (unchanged rows keep their nodes, so focus and selection survive updates).
 
 const SVG_NS = "http://www.w3.org/2000/svg";
@@ -383,6 +383,30 @@ export function ask(text, opts = {}) {
     input.focus();
     input.select();
   });
+}
+
+/**
+ * A scale action's question: ask() for a whole number >= 0 in input[name="replicas"] (now:
+ * the current count; label, title: the dialog's; noun: "replicas" or "instances"). The
+ * number, or null when cancelled or not such a number (a toast then says so).
+ */
+export async function askScale(text, { now, label, title, noun }) {
+  const answer = await ask(text, {
+    name: "replicas",
+    type: "number",
+    min: 0,
+    value: now,
+    label,
+    title,
+    confirmLabel: "Scale",
+  });
+  if (answer === null) return null;
+  const n = Number(answer);
+  if (!Number.isInteger(n) || n < 0) {
+    toast(`Not a number of ${noun}: ${answer}`, "error");
+    return null;
+  }
+  return n;
 }
 
 /** A short notice, read by screen readers (aria-live polite), gone after a few seconds. */

@@ -15,6 +15,8 @@
 // confirmed first). Colours in the SVG are presentation attributes (the page's CSP
 // forbids inline style sheets), and the state is always written out too.
 
+import { coalesced, keepFocus } from "../rows.js";
+
 export const route = "#/chronos";
 export const title = "Chronos";
 
@@ -32,22 +34,6 @@ const PALETTE = {
   running: ["#e8f0fe", "#1f5fa8", "#174ea6"],
   disabled: ["#f1f3f4", "#9aa0a6", "#3c4043"],
 };
-
-/** Run fn (which may replace table rows) and put keyboard focus back on the same action
- *  button of the same row (data-key + data-action) when its old node was replaced. */
-function keepFocus(root, fn) {
-  const el = document.activeElement;
-  const tr = el && root.contains(el) ? el.closest("tr[data-key]") : null;
-  const key = tr ? tr.getAttribute("data-key") : null;
-  const action = el && el.getAttribute ? el.getAttribute("data-action") : null;
-  fn();
-  if (key && action && !el.isConnected) {
-    const again = root.querySelector(
-      `tr[data-key="${CSS.escape(key)}"] [data-action="${CSS.escape(action)}"]`,
-    );
-    if (again) again.focus();
-  }
-}
 
 function instant(v) {
   if (v === null || v === undefined || v === "") return null;
@@ -142,7 +128,6 @@ export function mount(root, ctx) {
   let summary = new Map(); // name -> {status, state} from Chronos
   let note = "";
   let stopped = false;
-  let timer = null;
   let lastGraph = "";
   const focus = params && params.length ? decodeURIComponent(params[0]) : null;
 
@@ -398,13 +383,7 @@ export function mount(root, ctx) {
     keepFocus(root, () => ui.updateTable(tbl, rows(all), "No Chronos job."));
   }
 
-  function schedule() {
-    if (timer || stopped) return;
-    timer = setTimeout(() => {
-      timer = null;
-      render();
-    }, 150);
-  }
+  const schedule = coalesced(render, 150);
 
   async function poll() {
     try {
@@ -424,15 +403,10 @@ export function mount(root, ctx) {
 
   // a job's object changed (a run was claimed or ended): ask Chronos for the states again
   // at once, so a box does not say "running" for up to a poll after its run succeeded
-  let soon = null;
+  const pollSoon = coalesced(poll, 250);
   const unsub = lv.subscribe(() => {
     schedule();
-    if (!soon && !stopped) {
-      soon = setTimeout(() => {
-        soon = null;
-        if (!stopped) poll();
-      }, 250);
-    }
+    pollSoon();
   });
   render();
   poll();
@@ -441,8 +415,8 @@ export function mount(root, ctx) {
   return () => {
     stopped = true;
     clearInterval(ticker);
-    if (soon) clearTimeout(soon);
-    if (timer) clearTimeout(timer);
+    pollSoon.cancel();
+    schedule.cancel();
     unsub();
     lv.release();
   };

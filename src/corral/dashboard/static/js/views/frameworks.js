@@ -15,50 +15,20 @@
 // The pods of either are the task pods in namespace `mesos`: label
 // mesos.corral.dev/framework-id for a framework, marathon.corral.dev/app for an app.
 
+import { coalesced, follow, highlightRow, keepFocus, podList, podsRow, podsToggle } from "../rows.js";
+import {
+  appLabel,
+  FRAMEWORK_ID_LABEL,
+  LABEL_OK,
+  MARATHON_APP_ID_KEY,
+  MARATHON_APP_LABEL,
+  taskLabels,
+} from "../tasks.js";
+
 export const route = "#/frameworks";
 export const title = "Frameworks";
 
-const FRAMEWORK_ID_LABEL = "mesos.corral.dev/framework-id";
-const MARATHON_APP_LABEL = "marathon.corral.dev/app";
-const MARATHON_APP_ID_KEY = "marathon.corral.dev/app-id";
-const TASK_INFO = "mesos.corral.dev/task-info";
-const LABEL_OK = /^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$/;
 const ACTIVE_STATES = ["TASK_STAGING", "TASK_STARTING", "TASK_RUNNING", "TASK_KILLING"];
-
-/** Run fn (which may replace table rows) and put keyboard focus back on the same action
- *  button of the same row (data-key + data-action) when its old node was replaced. */
-function keepFocus(root, fn) {
-  const el = document.activeElement;
-  const tr = el && root.contains(el) ? el.closest("tr[data-key]") : null;
-  const key = tr ? tr.getAttribute("data-key") : null;
-  const action = el && el.getAttribute ? el.getAttribute("data-action") : null;
-  fn();
-  if (key && action && !el.isConnected) {
-    const again = root.querySelector(
-      `tr[data-key="${CSS.escape(key)}"] [data-action="${CSS.escape(action)}"]`,
-    );
-    if (again) again.focus();
-  }
-}
-
-function appLabel(appId) {
-  const v = String(appId)
-    .split("/")
-    .filter(Boolean)
-    .join("_");
-  return LABEL_OK.test(v) ? v : null;
-}
-
-function taskLabel(pod, key) {
-  const raw = ((pod.metadata || {}).annotations || {})[TASK_INFO];
-  if (!raw) return undefined;
-  try {
-    for (const l of (JSON.parse(raw).labels || {}).labels || []) if (l.key === key) return l.value;
-  } catch {
-    /* not JSON: no labels */
-  }
-  return undefined;
-}
 
 function res(r) {
   return r || { cpus: 0, mem: 0 };
@@ -88,7 +58,6 @@ export function mount(root, ctx) {
     open.add(focusKey);
   }
   let stopped = false;
-  let timer = null;
 
   const fwNote = h("p", { class: "note" });
   const fwTable = ui.table(
@@ -136,61 +105,12 @@ export function mount(root, ctx) {
       }
       const al = labels[MARATHON_APP_LABEL];
       if (al !== undefined) {
-        const k = LABEL_OK.test(al) ? al : taskLabel(p, MARATHON_APP_ID_KEY) || al;
+        const k = LABEL_OK.test(al) ? al : taskLabels(p)[MARATHON_APP_ID_KEY] || al;
         if (!byApp.has(k)) byApp.set(k, []);
         byApp.get(k).push(p);
       }
     }
     return { byFw, byApp };
-  }
-
-  function podList(pods) {
-    if (!pods.length) return h("p", { class: "muted" }, "No pods.");
-    return h(
-      "ul",
-      { class: "pod-list" },
-      pods
-        .slice()
-        .sort((a, b) => a.metadata.name.localeCompare(b.metadata.name))
-        .map((p) => {
-          const m = p.metadata;
-          const st = p.status || {};
-          return h(
-            "li",
-            { "data-kind": "Pod", "data-ns": m.namespace, "data-name": m.name },
-            ui.objLink("Pod", m.namespace, m.name),
-            ` ${m.deletionTimestamp ? "Terminating" : st.phase || "Pending"}`,
-            (p.spec || {}).nodeName ? [", on ", ui.objLink("Node", null, p.spec.nodeName)] : "",
-          );
-        }),
-    );
-  }
-
-  function toggleButton(key, count) {
-    const shown = open.has(key);
-    return h(
-      "button",
-      {
-        type: "button",
-        class: "btn small",
-        "aria-expanded": shown ? "true" : "false",
-        "data-action": "pods",
-        onClick: () => {
-          if (open.has(key)) open.delete(key);
-          else open.add(key);
-          render();
-        },
-      },
-      `${shown ? "Hide" : "Show"} pods (${count})`,
-    );
-  }
-
-  function detailRow(key, colspan, pods) {
-    return h(
-      "tr",
-      { class: "detail", "data-key": `pods:${key}` },
-      h("td", { colspan }, podList(pods)),
-    );
   }
 
   // ---- frameworks ----
@@ -244,10 +164,10 @@ export function mount(root, ctx) {
           fmt(used),
           fmt(offered),
           st.registeredTime ? `${ui.age(st.registeredTime)} ago` : "",
-          toggleButton(key, pods.length),
+          podsToggle(open, key, pods.length, render),
         ],
       });
-      if (open.has(key)) rows.push(detailRow(key, fwTable.columnCount, pods));
+      if (open.has(key)) rows.push(podsRow(key, fwTable.columnCount, podList(pods)));
     }
     return rows;
   }
@@ -258,21 +178,13 @@ export function mount(root, ctx) {
     const obj = [...lv.apps.items.values()].find((o) => ((o.spec || {}).app || {}).id === id);
     if (!obj) return;
     const now = ((obj.spec || {}).app || {}).instances ?? 0;
-    const text = await ui.ask(`Scale Marathon app ${id} (now ${now} instances) to:`, {
-      name: "replicas",
-      type: "number",
-      min: 0,
-      value: now,
+    const n = await ui.askScale(`Scale Marathon app ${id} (now ${now} instances) to:`, {
+      now,
       label: "Instances",
       title: `Scale ${id}`,
-      confirmLabel: "Scale",
+      noun: "instances",
     });
-    if (text === null) return;
-    const n = Number(text);
-    if (!Number.isInteger(n) || n < 0) {
-      ui.toast(`Not a number of instances: ${text}`, "error");
-      return;
-    }
+    if (n === null) return;
     const path = `v2/apps/${id
       .split("/")
       .filter(Boolean)
@@ -349,11 +261,11 @@ export function mount(root, ctx) {
               "Scale…",
             ),
             " ",
-            toggleButton(key, pods.length),
+            podsToggle(open, key, pods.length, render),
           ),
         ],
       });
-      if (open.has(key)) rows.push(detailRow(key, appTable.columnCount, pods));
+      if (open.has(key)) rows.push(podsRow(key, appTable.columnCount, podList(pods)));
     }
     return rows;
   }
@@ -372,22 +284,11 @@ export function mount(root, ctx) {
     if (focusKey) {
       const [kind, ...rest] = focusKey.split("/");
       const name = kind === "MarathonApp" ? `/${rest.slice(1).join("/")}` : rest.join("/");
-      const tr = root.querySelector(`tr[data-kind="${kind}"][data-name="${CSS.escape(name)}"]`);
-      if (tr) {
-        tr.scrollIntoView({ block: "center" });
-        tr.classList.add("highlight");
-        focusKey = null;
-      }
+      if (highlightRow(root, { "data-kind": kind, "data-name": name })) focusKey = null;
     }
   }
 
-  function schedule() {
-    if (timer || stopped) return;
-    timer = setTimeout(() => {
-      timer = null;
-      render();
-    }, 150);
-  }
+  const schedule = coalesced(render, 150);
 
   async function pollMaster() {
     try {
@@ -411,7 +312,7 @@ export function mount(root, ctx) {
     schedule();
   }
 
-  const unsubs = Object.values(lv).map((l) => l.subscribe(schedule));
+  const unfollow = follow(Object.values(lv), schedule);
   render();
   pollMaster();
   pollMarathon();
@@ -420,8 +321,7 @@ export function mount(root, ctx) {
   return () => {
     stopped = true;
     for (const t of timers) clearInterval(t);
-    if (timer) clearTimeout(timer);
-    for (const u of unsubs) u();
-    for (const l of Object.values(lv)) l.release();
+    schedule.cancel();
+    unfollow();
   };
 }

@@ -15,25 +15,11 @@
 // after RETRY_MS when the scheduler had not reported on the pod yet), on demand for the
 // rest (the "why?" button). Each answer is cached per row key until the row goes.
 
+import { keepFocus } from "../rows.js";
+
 const AUTO_WHY = 20;
 const WHY_TTL_MS = 20000;
 const RETRY_MS = 2000;
-
-/** Run fn (which may replace table rows) and put keyboard focus back on the same action
- *  button of the same row (data-key + data-action) when its old node was replaced. */
-function keepFocus(root, fn) {
-  const el = document.activeElement;
-  const tr = el && root.contains(el) ? el.closest("tr[data-key]") : null;
-  const key = tr ? tr.getAttribute("data-key") : null;
-  const action = el && el.getAttribute ? el.getAttribute("data-action") : null;
-  fn();
-  if (key && action && !el.isConnected) {
-    const again = root.querySelector(
-      `tr[data-key="${CSS.escape(key)}"] [data-action="${CSS.escape(action)}"]`,
-    );
-    if (again) again.focus();
-  }
-}
 
 function faceWhyPath(parts) {
   return `corral/why/${parts.filter(Boolean).map(encodeURIComponent).join("/")}`;

@@ -15,6 +15,15 @@
 // can be in both).
 
 import { drfPlot, record, SAMPLE_MS } from "../plot.js";
+import { coalesced, follow } from "../rows.js";
+import {
+  appLabel,
+  CHRONOS_JOB_LABEL,
+  MARATHON_APP_ID_KEY,
+  MARATHON_APP_LABEL,
+  TASK_ID,
+  taskLabels,
+} from "../tasks.js";
 import { pendingDemand } from "./pending.js";
 
 export const route = "#/pool";
@@ -22,40 +31,12 @@ export const title = "Pool";
 
 const POLL_MS = SAMPLE_MS;
 const MIB = 2 ** 20;
-const MARATHON_APP_LABEL = "marathon.corral.dev/app";
-const MARATHON_APP_ID_KEY = "marathon.corral.dev/app-id";
-const CHRONOS_JOB_LABEL = "chronos.corral.dev/job";
-const TASK_INFO = "mesos.corral.dev/task-info";
-const TASK_ID = "mesos.corral.dev/task-id";
-const LABEL_OK = /^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$/;
 
 // ---- data helpers -----------------------------------------------------------------------
 
 function num(ui, q) {
   const n = ui.parseQuantity(q);
   return Number.isFinite(n) ? n : 0;
-}
-
-function taskLabels(pod) {
-  const raw = ((pod.metadata || {}).annotations || {})[TASK_INFO];
-  if (!raw) return {};
-  try {
-    const info = JSON.parse(raw);
-    const out = {};
-    for (const l of (info.labels || {}).labels || []) out[l.key] = l.value;
-    return out;
-  } catch {
-    return {};
-  }
-}
-
-/** The label value Marathon puts on an app's pods, when it is the id itself (not a hash). */
-function appLabel(appId) {
-  const v = String(appId)
-    .split("/")
-    .filter(Boolean)
-    .join("_");
-  return LABEL_OK.test(v) ? v : null;
 }
 
 /** The Marathon app id of a task pod (null: not Marathon's), given label -> id. */
@@ -98,7 +79,6 @@ export function mount(root, ctx) {
   let top = null; // the master's /corral/top, or null
   let topNote = "loading the Mesos master's figures…";
   let stopped = false;
-  let timer = null;
 
   const totalsText = h("p", { class: "summary" });
   const splitTable = ui.table(
@@ -108,6 +88,7 @@ export function mount(root, ctx) {
   );
   const topNoteEl = h("p", { class: "note" });
   const plot = drfPlot(ui);
+  const schedule = coalesced(render, 200);
   const pending = pendingDemand({ api, ui, pods: lv.pods, onChange: schedule });
 
   root.replaceChildren(
@@ -342,14 +323,6 @@ export function mount(root, ctx) {
     pending.update(f, top);
   }
 
-  function schedule() {
-    if (timer || stopped) return;
-    timer = setTimeout(() => {
-      timer = null;
-      render();
-    }, 200);
-  }
-
   async function list(path) {
     try {
       const body = await api.getJSON(path);
@@ -382,7 +355,7 @@ export function mount(root, ctx) {
     render();
   }
 
-  const unsubs = Object.values(lv).map((l) => l.subscribe(schedule));
+  const unfollow = follow(Object.values(lv), schedule);
   tick();
   plot.draw();
   render();
@@ -392,8 +365,7 @@ export function mount(root, ctx) {
     stopped = true;
     pending.stop();
     clearInterval(poll);
-    if (timer) clearTimeout(timer);
-    for (const u of unsubs) u();
-    for (const l of Object.values(lv)) l.release();
+    schedule.cancel();
+    unfollow();
   };
 }

@@ -13,6 +13,17 @@
 // Click handlers read the object afresh from the live list, since ui.updateTable keeps
 // unchanged rows (and their handlers) across updates.
 
+import {
+  byNsName,
+  coalesced,
+  follow,
+  highlightRow,
+  keepFocus,
+  podList,
+  podsRow,
+  podsToggle,
+} from "../rows.js";
+
 export const route = "#/workloads";
 export const title = "Workloads";
 
@@ -25,22 +36,6 @@ const KINDS = [
 ];
 const GROUP_PATH = { Deployment: "/apis/apps/v1", StatefulSet: "/apis/apps/v1" };
 
-/** Run fn (which may replace table rows) and put keyboard focus back on the same action
- *  button of the same row (data-key + data-action) when its old node was replaced. */
-function keepFocus(root, fn) {
-  const el = document.activeElement;
-  const tr = el && root.contains(el) ? el.closest("tr[data-key]") : null;
-  const key = tr ? tr.getAttribute("data-key") : null;
-  const action = el && el.getAttribute ? el.getAttribute("data-action") : null;
-  fn();
-  if (key && action && !el.isConnected) {
-    const again = root.querySelector(
-      `tr[data-key="${CSS.escape(key)}"] [data-action="${CSS.escape(action)}"]`,
-    );
-    if (again) again.focus();
-  }
-}
-
 function cond(obj, type) {
   return ((obj.status || {}).conditions || []).find((c) => c.type === type) || null;
 }
@@ -51,12 +46,6 @@ function fmtDuration(sec) {
   const m = Math.floor(sec / 60);
   if (m < 120) return `${m}m${Math.round(sec % 60)}s`;
   return `${Math.floor(m / 60)}h${m % 60}m`;
-}
-
-function byNsName(a, b) {
-  const ma = a.metadata || {};
-  const mb = b.metadata || {};
-  return (ma.namespace || "").localeCompare(mb.namespace || "") || ma.name.localeCompare(mb.name);
 }
 
 export function mount(root, ctx) {
@@ -72,7 +61,6 @@ export function mount(root, ctx) {
     open.add(focusKey);
   }
   let stopped = false;
-  let timer = null;
 
   const tables = {};
   const sections = KINDS.map((k) => {
@@ -137,32 +125,6 @@ export function mount(root, ctx) {
     return owned.pods.get(m.uid) || [];
   }
 
-  function podList(pods) {
-    if (!pods.length) return h("p", { class: "muted" }, "No pods.");
-    return h(
-      "ul",
-      { class: "pod-list" },
-      pods
-        .slice()
-        .sort(byNsName)
-        .map((p) => {
-          const m = p.metadata || {};
-          const st = p.status || {};
-          const cs = st.containerStatuses || [];
-          const ready = cs.filter((c) => c.ready).length;
-          const restarts = cs.reduce((n, c) => n + (c.restartCount || 0), 0);
-          return h(
-            "li",
-            { "data-kind": "Pod", "data-ns": m.namespace, "data-name": m.name },
-            ui.objLink("Pod", m.namespace, m.name),
-            ` ${m.deletionTimestamp ? "Terminating" : st.phase || "Pending"}, ready ${ready}/${(p.spec.containers || []).length}` +
-              `, ${restarts} restart(s)`,
-            (p.spec || {}).nodeName ? [", on ", ui.objLink("Node", null, p.spec.nodeName)] : ", not scheduled",
-          );
-        }),
-    );
-  }
-
   // ---- actions ----
 
   function current(kind, ns, name) {
@@ -173,21 +135,13 @@ export function mount(root, ctx) {
     const obj = current(kind, ns, name);
     if (!obj) return;
     const now = (obj.spec || {}).replicas ?? 1;
-    const text = await ui.ask(`Scale ${kind} ${ns}/${name} (now ${now} replicas) to:`, {
-      name: "replicas",
-      type: "number",
-      min: 0,
-      value: now,
+    const n = await ui.askScale(`Scale ${kind} ${ns}/${name} (now ${now} replicas) to:`, {
+      now,
       label: "Replicas",
       title: `Scale ${name}`,
-      confirmLabel: "Scale",
+      noun: "replicas",
     });
-    if (text === null) return;
-    const n = Number(text);
-    if (!Number.isInteger(n) || n < 0) {
-      ui.toast(`Not a number of replicas: ${text}`, "error");
-      return;
-    }
+    if (n === null) return;
     const plural = kind === "Deployment" ? "deployments" : "statefulsets";
     const path =
       `${GROUP_PATH[kind]}/namespaces/${encodeURIComponent(ns)}/${plural}/` +
@@ -220,29 +174,9 @@ export function mount(root, ctx) {
     }
   }
 
-  function toggle(key) {
-    if (open.has(key)) open.delete(key);
-    else open.add(key);
-    render();
-  }
-
   function actions(kind, ns, name, podCount) {
     const key = `${kind}/${ns}/${name}`;
-    const shown = open.has(key);
-    const out = [
-      h(
-        "button",
-        {
-          type: "button",
-          class: "btn small",
-          "aria-expanded": shown ? "true" : "false",
-          "aria-controls": `pods-${key}`,
-          "data-action": "pods",
-          onClick: () => toggle(key),
-        },
-        `${shown ? "Hide" : "Show"} pods (${podCount})`,
-      ),
-    ];
+    const out = [podsToggle(open, key, podCount, render)];
     if (kind === "Deployment" || kind === "StatefulSet") {
       out.push(
         " ",
@@ -353,15 +287,7 @@ export function mount(root, ctx) {
           actions(kind, m.namespace, m.name, pods.length),
         ],
       });
-      if (open.has(key)) {
-        out.push(
-          h(
-            "tr",
-            { class: "detail", "data-key": `pods:${key}`, id: `pods-${key}` },
-            h("td", { colspan: tables[kind].columnCount }, podList(pods)),
-          ),
-        );
-      }
+      if (open.has(key)) out.push(podsRow(key, tables[kind].columnCount, podList(pods, { counts: true })));
     }
     return out;
   }
@@ -374,26 +300,14 @@ export function mount(root, ctx) {
     });
     if (focusKey) {
       const [kind, ns, name] = focusKey.split("/");
-      const tr = root.querySelector(
-        `tr[data-kind="${CSS.escape(kind)}"][data-ns="${CSS.escape(ns)}"][data-name="${CSS.escape(name)}"]`,
-      );
-      if (tr) {
-        tr.scrollIntoView({ block: "center" });
-        tr.classList.add("highlight");
-        focusKey = null;
-      }
+      const row = { "data-kind": kind, "data-ns": ns, "data-name": name };
+      if (highlightRow(root, row)) focusKey = null;
     }
   }
 
-  function schedule() {
-    if (timer || stopped) return;
-    timer = setTimeout(() => {
-      timer = null;
-      render();
-    }, 150);
-  }
+  const schedule = coalesced(render, 150);
 
-  const unsubs = Object.values(lv).map((l) => l.subscribe(schedule));
+  const unfollow = follow(Object.values(lv), schedule);
   render();
   // durations and ages move on even when nothing changes
   const ticker = setInterval(schedule, 5000);
@@ -401,8 +315,7 @@ export function mount(root, ctx) {
   return () => {
     stopped = true;
     clearInterval(ticker);
-    if (timer) clearTimeout(timer);
-    for (const u of unsubs) u();
-    for (const l of Object.values(lv)) l.release();
+    schedule.cancel();
+    unfollow();
   };
 }
