@@ -72,6 +72,50 @@ from playwright.sync_api import Browser, Page, expect  # noqa: E402
 IMAGE = "--image=corral.local/busybox:1.35"
 TICK = "trap 'exit 0' TERM; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.5; done"
 WAIT_MS = 30_000  # how long the page may take to show a change (a wait, not a measure)
+KINDS = """
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: ds-sleep}
+spec:
+  selector: {matchLabels: {app: ds-sleep}}
+  template:
+    metadata: {labels: {app: ds-sleep}}
+    spec:
+      containers: [{name: c, image: corral.local/busybox:1.35, command: [sleep, "600"]}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: st-sleep}
+spec:
+  serviceName: st-sleep
+  replicas: 1
+  selector: {matchLabels: {app: st-sleep}}
+  template:
+    metadata: {labels: {app: st-sleep}}
+    spec:
+      containers: [{name: c, image: corral.local/busybox:1.35, command: [sleep, "600"]}]
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: once}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: c, image: corral.local/busybox:1.35, command: [echo, done]}]
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: nightly}
+spec:
+  schedule: "0 3 * * *"
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: Never
+          containers: [{name: c, image: corral.local/busybox:1.35, command: [echo, hi]}]
+"""
 REPO = Path(__file__).resolve().parents[2]
 
 Obj = dict[str, Any]
@@ -524,6 +568,52 @@ spec:
     command: [sleep, "600"]
     resources: {requests: {cpu: "64"}}
 """
+
+
+def test_the_pool_names_each_user_and_workloads_show_each_kind(
+    up: Up, kubectl: Kubectl, page: Page
+) -> None:
+    """The split names the Kubernetes namespaces, the Mesos roles and frameworks, the
+    Marathon app and the Chronos jobs (made by the test above); the Workloads view shows a
+    DaemonSet, a StatefulSet, a Job (run to completion) and a CronJob as kubectl made them."""
+    _go(page, "#/pool")
+    split = 'tr[data-section="split"]'
+    for kind, name in [("Namespace", "default"), ("Role", "kubernetes"),
+                       ("Framework", "marathon"), ("Framework", "chronos"),
+                       ("MarathonApp", "/sleeper"), ("ChronosJob", "extract"),
+                       ("ChronosJob", "load")]:  # fmt: skip
+        expect(page.locator(f'{split}[data-kind="{kind}"][data-name="{name}"]')).to_have_count(1)
+
+    kubectl("apply", "-f", "-", input=KINDS)
+    _go(page, "#/workloads")
+    for kind, name in [("DaemonSet", "ds-sleep"), ("StatefulSet", "st-sleep"),
+                       ("Job", "once"), ("CronJob", "nightly")]:  # fmt: skip
+        row = page.locator(f'[data-kind="{kind}"][data-ns="default"][data-name="{name}"]')
+        expect(row).to_have_count(1)
+    expect(page.locator('[data-kind="Job"][data-name="once"]')).to_contain_text("Complete")
+    expect(page.locator('[data-kind="CronJob"][data-name="nightly"]')).to_contain_text("0 3 * * *")
+    _axe(page, "workloads of every kind")
+    _shot(page, "workloads-kinds")
+    kubectl("delete", "daemonset/ds-sleep", "statefulset/st-sleep", "job/once",
+            "cronjob/nightly", "--wait=false")  # fmt: skip
+
+
+def test_nodes_mark_cordoned_and_tainted(kubectl: Kubectl, page: Page) -> None:
+    node = kubectl("get", "nodes", "-o", "jsonpath={.items[0].metadata.name}").stdout
+    _go(page, "#/nodes")
+    row = page.locator(f'tr[data-kind="Node"][data-name="{node}"]')
+    expect(row).to_contain_text("Ready")
+    kubectl("cordon", node)
+    kubectl("taint", "nodes", node, "corral.test/dashboard=yes:PreferNoSchedule")
+    try:
+        expect(row.locator(".badge", has_text="cordoned")).to_have_count(1)
+        expect(row).to_contain_text("corral.test/dashboard")
+        expect(page.locator("main")).to_contain_text("1 cordoned")
+        _shot(page, "nodes-cordoned-tainted")
+    finally:
+        kubectl("taint", "nodes", node, "corral.test/dashboard=yes:PreferNoSchedule-")
+        kubectl("uncordon", node)
+    expect(row.locator(".badge", has_text="cordoned")).to_have_count(0)
 
 
 def test_pending_demand_shows_the_schedulers_why(kubectl: Kubectl, page: Page) -> None:
