@@ -109,7 +109,8 @@ QUESTIONS = [
 ]
 
 
-async def test_compiled_rules_answer_as_the_evaluator(registry: Registry) -> None:
+def _mixed() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ClusterRole holding RULES and its binding to user u."""
     role = {"kind": "ClusterRole", "metadata": {"name": "mixed"}, "rules": RULES}
     crb = {
         "kind": "ClusterRoleBinding",
@@ -117,6 +118,11 @@ async def test_compiled_rules_answer_as_the_evaluator(registry: Registry) -> Non
         "roleRef": {"apiGroup": G, "kind": "ClusterRole", "name": "mixed"},
         "subjects": [{"kind": "User", "name": "u", "apiGroup": G}],
     }
+    return role, crb
+
+
+async def test_compiled_rules_answer_as_the_evaluator(registry: Registry) -> None:
+    role, crb = _mixed()
     await put(registry, "clusterroles", dict(role))
     await put(registry, "clusterrolebindings", dict(crb))
     authz = RBACAuthorizer(registry)
@@ -132,13 +138,7 @@ async def test_narrowed_rules_answer_as_the_evaluator_in_any_order(registry: Reg
     # the rules tried per (kind of request, verb) are remembered: asking in another
     # order, twice over, with a binding to a missing role (the reason names it), and after
     # a change of a role, still gives the evaluator's answers
-    role = {"kind": "ClusterRole", "metadata": {"name": "mixed"}, "rules": RULES}
-    crb = {
-        "kind": "ClusterRoleBinding",
-        "metadata": {"name": "mixed"},
-        "roleRef": {"apiGroup": G, "kind": "ClusterRole", "name": "mixed"},
-        "subjects": [{"kind": "User", "name": "u", "apiGroup": G}],
-    }
+    role, crb = _mixed()
     missing = {
         "kind": "ClusterRoleBinding",
         "metadata": {"name": "a-missing"},
