@@ -21,7 +21,8 @@ A standby answers as Mesos' ``Master::Http::redirect`` does, after authenticatio
 endpoint but ``/version``, ``/health`` and ``/metrics/snapshot`` (answered locally:
 ``master/elected`` 0) is a ``307`` to ``//leader-host:port`` plus the request's path and
 query (pymesos and ``framework_client`` take the netloc), or ``503 No leader elected``
-while no one holds the Lease; ``/redirect`` is a ``307`` to the leader's base URL. A
+while no one holds the Lease (or the Lease still names this listener, left by its
+previous run); ``/redirect`` is a ``307`` to the leader's base URL. A
 master that has just taken the Lease answers those endpoints ``503 Master has not
 finished recovery`` until it has recovered its frameworks and tasks (``Master.ready``).
 """
@@ -176,7 +177,9 @@ async def redirect(request: web.Request) -> web.Response:
 
 def _to_leader(request: web.Request, *, with_path: bool = True) -> web.Response:
     leader = lead.leader_of(request.app, "mesos")
-    if leader is None:
+    # a Lease still held by this listener's previous run names no live leader: a 307 to
+    # ourselves would only loop (pymesos follows it at once, without a pause)
+    if leader is None or leader == lead.own_address(request, "mesos"):
         log.warning("not the leading master, and no leader known: %s refused", request.path)
         return _text(NO_LEADER, 503)
     return _temporary_redirect(f"//{leader}{request.raw_path if with_path else ''}")

@@ -51,3 +51,39 @@ async def test_a_new_leader_refuses_until_it_has_recovered() -> None:
             assert resp.status == 200 and (await resp.json())["frameworks"] == []
     finally:
         await client.close()
+
+
+class Left:
+    """A restarted standby: the Lease is still held by this listener's previous run
+    (same advertised address, another identity) or, later, by another master."""
+
+    def __init__(self, advertise: dict[str, str], holder: str) -> None:
+        self.advertise = advertise
+        self.holder = holder
+
+    @property
+    def is_leader(self) -> bool:
+        return False
+
+    def leader_advertise(self) -> dict[str, str] | None:
+        return {"mesos": self.holder}
+
+
+async def test_a_standby_named_by_its_own_old_lease_says_no_leader_instead_of_looping() -> None:
+    clock = FakeClock()
+    client = Client(KubeConfig("https://127.0.0.1:1", "token", None))
+    sched = Scheduler(client, clock=clock)
+    master = Master(client, sched, Allocator(sched.table, clock), clock=clock)
+    app = build_app(master)
+    elector = Left({"mesos": "127.0.0.1:5050"}, holder="127.0.0.1:5050")
+    app[leadership.LEADERSHIP] = elector
+    try:
+        async with TestClient(TestServer(app, host="127.0.0.1")) as http:
+            resp = await http.post("/api/v1/scheduler", json={}, allow_redirects=False)
+            assert (resp.status, await resp.text()) == (503, "No leader elected")
+            elector.holder = "127.0.0.1:5051"  # another master took the Lease
+            resp = await http.post("/api/v1/scheduler", json={}, allow_redirects=False)
+            assert resp.status == 307
+            assert resp.headers["Location"] == "//127.0.0.1:5051/api/v1/scheduler"
+    finally:
+        await client.close()

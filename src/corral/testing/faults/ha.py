@@ -16,8 +16,8 @@ leases), hollow nodes in one ``corral agent`` given every server URL. Under it:
 - every pod of the cluster followed: ``pods_bound_twice`` (a ``nodeName`` that changes);
 - a pymesos framework (``failover_framework``, its own process, pointed at server 0's
   master: killed and restarted, that one redirects it to the new leader) with running
-  tasks: after the kills they are RUNNING with the same task ids on the same pods
-  (``framework_tasks_lost``);
+  tasks: after the kills (within ``FRAMEWORK_LIMIT``, 45 s: pymesos' own back-off) they
+  are RUNNING with the same task ids on the same pods (``framework_tasks_lost``);
 - ``kills`` leader kills (``ha_kills.kill_leader``): the holder of the scheduler's or the
   controller manager's Lease SIGKILLed and restarted; ``takeover_s`` (kill to a new
   holder) and ``pod_bound_s`` (kill to a pod bound by the new scheduler), each within
@@ -66,6 +66,11 @@ Obj = dict[str, Any]
 NAMESPACE = "ha"
 TASKS = 2
 ROLLOUT_LIMIT = 60.0
+#: how long after the last kill the framework may take to subscribe again: pymesos
+#: retries the master it last used (a killed one, until it is restarted) with a
+#: back-off of up to 15 s, then follows that master's redirect; two kills in a row can
+#: chain two such waits
+FRAMEWORK_LIMIT = 45.0
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,16 @@ def _task_pods(cluster: HACluster, fid: str) -> dict[str, str]:
             if (meta.get("labels") or {}).get(names.FRAMEWORK_ID) == names.label_safe(fid):
                 out[meta["annotations"][names.TASK_ID]] = meta["uid"]
     return out
+
+
+def _pymesos_said(log: Path, lines: int = 12) -> list[str]:
+    """The last lines pymesos logged (its connects, redirects, a thread abort), without
+    the tracebacks."""
+    with contextlib.suppress(OSError):
+        said = [line[:200] for line in log.read_text(errors="replace").splitlines()
+                if line[:4].isdigit()]  # fmt: skip
+        return said[-lines:]
+    return []
 
 
 def _framework_state(cluster: HACluster, fid: str) -> tuple[bool, dict[str, str]]:
@@ -261,7 +276,7 @@ def run(work: Path, *, long: bool = False) -> dict[str, object]:
                 for r in results
             )  # fmt: skip
             # the framework: re-subscribed where the leader is now, its tasks kept
-            wait_for(lambda: _framework_state(cluster, fid)[0], RESUME_LIMIT)
+            wait_for(lambda: _framework_state(cluster, fid)[0], FRAMEWORK_LIMIT)
             connected, states = _framework_state(cluster, fid)
             after = _task_pods(cluster, fid)
             lost = [t for t in tasks_before
@@ -272,7 +287,8 @@ def run(work: Path, *, long: bool = False) -> dict[str, object]:
             )
             if not connected or lost:
                 violations.append(f"framework {fid}: connected={connected}, tasks lost or "
-                                  f"restarted {lost}: {tasks_before} -> {after}, {states}")  # fmt: skip
+                                  f"restarted {lost}: {tasks_before} -> {after}, {states}; "
+                                  f"pymesos said: {_pymesos_said(work / 'fw.log')}")  # fmt: skip
             mark("framework_checked")
             # the load: stopped, settled, checked as the crash scenario checks it
             ledger.done.set()
