@@ -6,7 +6,7 @@ authenticates it (``authn.py``), applies the
 (``flowcontrol.py``: API Priority and Fairness, 429 when full), authorizes it
 (``authz.py``: upstream's 403 when no authorizer allows it; ``system:masters`` skips
 the question), keeps the resulting user as ``request["user"]`` for the handlers and
-admission, and turns any
+admission, and gzips a big answer (``compression.py``), turns any
 ``StatusError`` into its Status body, and any unexpected exception into a 500 Status
 that is logged (no client request can stop the server); it also times every resource
 request the handlers serve for ``apiserver_request_duration_seconds``
@@ -40,7 +40,7 @@ from aiohttp.web_protocol import RequestHandler
 
 from corral.api import errors
 from corral.api.rbac import PRIVILEGED_GROUP
-from corral.apiserver import identity
+from corral.apiserver import compression, identity
 from corral.apiserver.aggregator import Aggregator
 from corral.apiserver.authn import Authenticator
 from corral.apiserver.authz import Authorizer, default_chain, forbidden
@@ -217,6 +217,7 @@ class APIApp:
                 if PRIVILEGED_GROUP not in user.groups:  # system:masters: allowed, no question
                     self.authorize(request, user)
                 resp = await self.route(request)
+                compression.compress(request, resp)  # over 128 KiB, when gzip is welcome
                 if seat:  # sent while the seat is held
                     await self.flowcontrol.send(request, resp)
                 return resp
