@@ -28,6 +28,30 @@ from corral.testing.process import ServerProcess
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "one_runtime(name): the scenario tests the agent's own logic, not the container "
+        "runtime: under the e2e ``cluster`` fixture's other runtimes it is marked slow",
+    )
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m "not slow"`` deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """``@pytest.mark.one_runtime("process")``: a long e2e scenario whose subject is the
+    node agent's logic (the kubelet's back-off, say), not the container runtime, runs
+    under that one runtime in ``make test``; its runs under the other runtimes of the
+    ``cluster`` fixture (``[oci]``) are marked ``slow`` and stay in ``make test-slow``.
+    It keeps the suite under its time budget without running the same logic twice."""
+    for item in items:
+        marker = item.get_closest_marker("one_runtime")
+        callspec = getattr(item, "callspec", None)
+        if marker is None or callspec is None or "cluster" not in callspec.params:
+            continue
+        if callspec.params["cluster"] != marker.args[0]:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _leave_no_cgroup_parents() -> Iterator[None]:
     """The pods' parent cgroup ``corral`` that the suite's agents made (runc and the

@@ -279,11 +279,14 @@ def cluster(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Cluster]:
     """A cluster per runtime (skipped where it cannot run) for the test module; its
-    namespaces and agent are named after the module (``test_pods``: ``pods-*``)."""
+    namespaces and agent are named after the module (``test_pods``: ``pods-*``). A
+    module's ``AGENT_ARGS`` (a list) are added to the agent's command line."""
     runtime: str = request.param
     require(runtime)
     prefix = request.module.__name__.removeprefix("test_").replace("_", "-")
-    with running_cluster(tmp_path_factory.mktemp(f"{prefix}-{runtime}"), runtime, prefix) as c:
+    base = tmp_path_factory.mktemp(f"{prefix}-{runtime}")
+    agent_args = list(getattr(request.module, "AGENT_ARGS", ()))
+    with running_cluster(base, runtime, prefix, agent_args=agent_args) as c:
         yield c
 
 

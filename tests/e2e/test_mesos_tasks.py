@@ -179,6 +179,9 @@ def test_tasks_run_as_mesos_runs_them(mesos: tuple[Cluster, str], files: str) ->
                 o,
                 "healthy",
                 command={"value": "touch ok; sleep 600"},
+                # its kill below is not the subject: 1 s of grace, not the default 3 s
+                # (``sh`` as an oci container's PID 1 ignores SIGTERM)
+                kill_policy={"grace_period": {"nanoseconds": 1_000_000_000}},
                 health_check={
                     "type": "COMMAND",
                     "command": {"value": "test -f ok"},

@@ -135,6 +135,7 @@ def test_failing_liveness_probe_restarts_the_container(cluster: Cluster) -> None
     assert pod["status"]["containerStatuses"][0]["lastState"]["terminated"]
 
 
+@pytest.mark.one_runtime("process")  # the back-off is the agent's, ~10 s a runtime
 def test_crash_loop_backs_off_with_growing_delays(cluster: Cluster) -> None:
     ns = cluster.ns()
     cluster.apply(ns, pod_manifest("crash", cluster.image, ["sh", "-c", "echo boom; exit 1"]))

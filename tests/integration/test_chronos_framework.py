@@ -433,6 +433,8 @@ async def test_a_master_restart_is_survived_without_help(tmp_path: Path) -> None
             assert [e["type"] for e in events.events].count("SUBSCRIBED") == 2
             got = await until(lambda: reconciled(events, mark), "the reconciliation answered")
             assert got[0]["state"] == "TASK_RUNNING"
+            assert got[0].get("task_id") == {"value": "survivor"}, got[0]
+            assert got[0].get("agent_id"), got[0]
             # offers keep coming on the new stream
             n = len(events.of("OFFERS"))
             await until(lambda: len(events.of("OFFERS")) > n, "more offers after the restart")
@@ -441,6 +443,9 @@ async def test_a_master_restart_is_survived_without_help(tmp_path: Path) -> None
             assert state["frameworks"][0]["connected"]
 
 
+# the same restart as the test above, which checks these words of the answer too (~6 s):
+# `make test-slow`
+@pytest.mark.slow
 async def test_reconciliation_after_a_master_restart_names_the_task(tmp_path: Path) -> None:
     holder: list[SchedulerClient] = []
     events = Events(launcher(lambda: holder[0], ["survivor"]))

@@ -53,7 +53,7 @@ from .mesos_executor import MesosExecutors
 from .mesos_task import orphan_sandboxes, sandboxes_dir
 from .node import LEASE_DURATION, LeaseRenewer, NodeSpec, node_status, register_node
 from .objects import ClientLookup
-from .pods import NodeContext, PodWorker
+from .pods import VOLUME_REFRESH, NodeContext, PodWorker
 from .resource_metrics import ContainerUsage, Sample, node_usage
 from .sa_token import TokenManager, client_fetch
 from .server import AgentServer
@@ -119,6 +119,7 @@ class NodeAgent:
         pod_cidr: str = "",
         seccomp_default: bool = False,
         node_lease_duration: int = LEASE_DURATION,
+        volume_refresh: float = VOLUME_REFRESH,
     ) -> None:
         self.client = client
         self.node_lease_duration = node_lease_duration
@@ -159,6 +160,7 @@ class NodeAgent:
             seccomp_root=data_dir / "seccomp",  # Localhost profiles (the kubelet's too)
             seccomp_default=seccomp_default,
             tokens=TokenManager(client_fetch(client), self.clock),
+            volume_refresh=volume_refresh,
         )
         self.capacity = capacity
         self.services = Informer(client, SERVICES)

@@ -50,7 +50,7 @@ from typing import Any
 from corral.api.errors import StatusError
 from corral.api.quantity import parse_quantity
 from corral.client.events import EventRecorder
-from corral.client.rest import PODS, Client
+from corral.client.rest import PODS, STRATEGIC_MERGE, Client
 from corral.util.clock import Clock
 
 from . import securitycontext
@@ -152,6 +152,8 @@ class NodeContext:
     seccomp_default: bool = False
     #: the pods' service-account tokens (None: projected token sources are skipped)
     tokens: TokenManager | None = None
+    #: how often configMap, secret and projected volumes are re-read (seconds)
+    volume_refresh: float = VOLUME_REFRESH
 
 
 def host_ports(pod: Obj) -> tuple[tuple[int, int, str, str], ...]:
@@ -383,7 +385,7 @@ class PodWorker:
                 return False
             try:
                 self.paths = await self.volumes.setup(pod)
-                self._refresh_at = now + VOLUME_REFRESH
+                self._refresh_at = now + self.ctx.volume_refresh
             except ConfigError as e:
                 if isinstance(e, VolumeError):
                     msg = e.event_message
@@ -397,7 +399,7 @@ class PodWorker:
                     self._volume_retry = now + self._volume_delay
                 return False
         elif now >= self._refresh_at:
-            self._refresh_at = now + VOLUME_REFRESH
+            self._refresh_at = now + self.ctx.volume_refresh
             try:
                 await self.volumes.refresh(pod)
             except ConfigError as e:
@@ -868,9 +870,13 @@ class PodWorker:
             return
         meta = self.pod["metadata"]
         try:
+            # strategic, as the kubelet's status manager patches: conditions merge by
+            # type, so one another component added since our copy of the pod was last
+            # refreshed (the DisruptionTarget of a taint eviction) is kept
             await self.ctx.client.patch(
-                PODS, meta["name"], {"status": status}, meta.get("namespace"), sub="status"
-            )
+                PODS, meta["name"], {"status": status}, meta.get("namespace"), sub="status",
+                patch_type=STRATEGIC_MERGE,
+            )  # fmt: skip
             self._written = status
         except StatusError as e:
             if e.code != 404:

@@ -168,6 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
         "kubelet's nodeLeaseDurationSeconds, default 40)",
     )
     p.add_argument(
+        "--volume-refresh-seconds",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="how often the running pods' configMap, secret and projected volumes are "
+        "re-read, so that they follow updates (default 10)",
+    )
+    p.add_argument(
         "--reset",
         action="store_true",
         help="stop and remove every container and sandbox this data dir holds, then exit",
@@ -381,6 +389,8 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.node_lease_duration_seconds <= 0:  # as the kubelet's validation
         parser.error("--node-lease-duration-seconds must be greater than 0")
+    if args.volume_refresh_seconds <= 0:
+        parser.error("--volume-refresh-seconds must be greater than 0")
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -465,6 +475,7 @@ def main(argv: list[str]) -> int:
         pod_cidr=published_cidr,
         seccomp_default=args.seccomp_default,
         node_lease_duration=args.node_lease_duration_seconds,
+        volume_refresh=args.volume_refresh_seconds,
     )
 
     proxier = _proxier(client, args, data_dir) if args.proxy != "off" else None

@@ -93,7 +93,8 @@ class Informer:
 
     def by_index(self, name: str, value: str) -> list[Obj]:
         keys = self._indexes[name][1].get(value, ())
-        return [self.store[k] for k in keys if k in self.store]
+        get = self.store.get
+        return [o for k in keys if (o := get(k)) is not None]
 
     def get(self, key: str) -> Obj | None:
         return self.store.get(key)
@@ -134,16 +135,19 @@ class Informer:
         if self.transform is not None:
             obj = self.transform(obj)
         key = key_of(obj)
-        old = self.store.get(key)
+        store = self.store
+        old = store.get(key)
         if type_ == "DELETED":
             if old is None:
                 return
-            del self.store[key]
-            self._index_update(key, None, old)
+            del store[key]
+            if self._indexes:
+                self._index_update(key, None, old)
             self._emit("DELETED", obj, old)
             return
-        self.store[key] = obj
-        self._index_update(key, obj, old)
+        store[key] = obj
+        if self._indexes:
+            self._index_update(key, obj, old)
         self._emit("MODIFIED" if old is not None else "ADDED", obj, old)
 
     def _replace(self, items: list[Obj]) -> None:

@@ -46,6 +46,8 @@ log = logging.getLogger("corral.client")
 #: the kubeconfig cluster extension listing every API server of the cluster:
 #: ``extensions: [{name: corral.dev/servers, extension: {servers: [URL, ...]}}]``
 SERVERS_EXTENSION = "corral.dev/servers"
+#: ``Client.patch``'s ``patch_type`` for a strategic merge patch (lists merge by their key)
+STRATEGIC_MERGE = "application/strategic-merge-patch+json"
 
 
 def parse_servers(value: str | Sequence[str]) -> list[str]:
@@ -92,15 +94,22 @@ class Resource:
     plural: str
     namespaced: bool = True
 
+    @functools.cached_property
+    def _collection(self) -> str:
+        """The cluster-wide collection's path (``/api/v1/pods``), made once."""
+        root = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        return f"{root}/{self.plural}"
+
     def path(self, namespace: str | None = None, name: str = "", sub: str = "") -> str:
-        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
         if self.namespaced and namespace:
-            base += f"/namespaces/{namespace}"
-        base += f"/{self.plural}"
+            root = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+            base = f"{root}/namespaces/{namespace}/{self.plural}"
+        else:
+            base = self._collection
         if name:
-            base += f"/{name}"
-        if sub:
-            base += f"/{sub}"
+            base = f"{base}/{name}/{sub}" if sub else f"{base}/{name}"
+        elif sub:
+            base = f"{base}/{sub}"
         return base
 
 

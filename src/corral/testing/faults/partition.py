@@ -5,8 +5,9 @@ Two test hosts (``corral.testing.hosts``: network namespaces on a bridge, one re
 fresh namespace, workloads that prefer the host to be cut: a Deployment (may run twice:
 it is replaced), a one-replica StatefulSet, an Indexed Job with ``podReplacementPolicy:
 Failed`` (and a podFailurePolicy that ignores DisruptionTarget: evicted pods are replaced
-without back-off, but only once Failed), and a command task of a pymesos framework that
-is not partition-aware (``partition_mesos.py``). Then the host is cut off:
+without back-off, but only once Failed, and are never counted as failures), and a command
+task of a pymesos framework that is not partition-aware (``partition_mesos.py``). Then
+the host is cut off:
 
 ``link``     the bridge-side end of its veth pair set down (nothing in or out);
 ``oneway``   inside that host's network namespace only, ``iptables -I OUTPUT -d <server>
@@ -205,6 +206,12 @@ def one_cut(
                 90,
                 show,
             )
+            # the podFailurePolicy ignores them: the evicted pods keep their
+            # DisruptionTarget condition (the agent's status patch merges conditions by
+            # type) and are never counted as failures
+            failed = api.get(job_path).get("status", {}).get("failed") or 0
+            if failed:
+                violations.append(f"{ns}: the Job counted {failed} evicted pod(s) as failed")
         except TimeoutError as e:
             violations.append(str(e))
     twice = sampler.twice()
