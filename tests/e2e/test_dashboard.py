@@ -41,7 +41,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -614,6 +616,29 @@ def test_nodes_mark_cordoned_and_tainted(kubectl: Kubectl, page: Page) -> None:
         kubectl("taint", "nodes", node, "corral.test/dashboard=yes:PreferNoSchedule-")
         kubectl("uncordon", node)
     expect(row.locator(".badge", has_text="cordoned")).to_have_count(0)
+
+
+def test_nodes_mark_a_node_whose_kubelet_says_not_ready(kubectl: Kubectl, page: Page) -> None:
+    ghost = f"ghost-{uuid.uuid4().hex[:6]}"  # a Node no agent runs: its status is ours to set
+    kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "Node",
+                                                  "metadata": {"name": ghost}}))  # fmt: skip
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    cond = {"type": "Ready", "status": "False", "reason": "KubeletNotReady",
+            "message": "container runtime is down", "lastHeartbeatTime": now,
+            "lastTransitionTime": now}  # fmt: skip
+    _go(page, "#/nodes")
+    try:
+        kubectl("patch", "node", ghost, "--subresource=status", "--type=merge",
+                "-p", json.dumps({"status": {"conditions": [cond]}}))  # fmt: skip
+        row = page.locator(f'tr[data-kind="Node"][data-name="{ghost}"]')
+        expect(row).to_contain_text("NotReady")
+        expect(page.locator("main .counts")).to_contain_text("1 NotReady")
+        _axe(page, "nodes with one NotReady")
+        _shot(page, "nodes-not-ready")
+    finally:
+        kubectl("delete", "node", ghost, "--wait=false")
+    expect(page.locator(f'tr[data-kind="Node"][data-name="{ghost}"]')).to_have_count(0)
+    expect(page.locator("main .counts")).to_contain_text("0 NotReady")
 
 
 def test_pending_demand_shows_the_schedulers_why(kubectl: Kubectl, page: Page) -> None:
