@@ -609,7 +609,7 @@ def test_nodes_mark_cordoned_and_tainted(kubectl: Kubectl, page: Page) -> None:
     kubectl("taint", "nodes", node, "corral.test/dashboard=yes:PreferNoSchedule")
     try:
         expect(row.locator(".badge", has_text="cordoned")).to_have_count(1)
-        expect(row).to_contain_text("corral.test/dashboard")
+        expect(row).to_contain_text("corral.test/dashboard=yes:PreferNoSchedule")
         expect(page.locator("main")).to_contain_text("1 cordoned")
         _shot(page, "nodes-cordoned-tainted")
     finally:

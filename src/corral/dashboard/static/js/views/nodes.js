@@ -185,7 +185,7 @@ export function mount(root, ctx) {
           h("span", { class: ["badge", st === "Ready" ? "ok" : "bad"] }, st),
           spec.unschedulable ? h("span", { class: "badge warn" }, "cordoned") : h("span", { class: "muted" }, "no"),
           taints.length
-            ? [h("span", { class: "badge info" }, String(taints.length)), " ", h("span", { class: "mono" }, taints.map((t) => t.key).join(", "))]
+            ? [h("span", { class: "badge info" }, String(taints.length)), " ", h("span", { class: "mono" }, taints.map(taintText).join(", "))]
             : h("span", { class: "muted" }, "0"),
           b.cpu,
           b.memory,
