@@ -13,6 +13,7 @@ the only way other modules look at the schemas.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 from datetime import datetime
 from typing import Any
@@ -28,10 +29,11 @@ _INT_OR_STRING = "io.k8s.apimachinery.pkg.util.intstr.IntOrString"
 @functools.cache
 def definitions() -> dict[str, Any]:
     """All ``$defs`` of the 1.32 schema set, keyed by OpenAPI definition name."""
-    import kubernetes_validate
-
+    # Only the package's data file: finding it does not import the package (jsonschema, ~30 ms).
+    spec = importlib.util.find_spec("kubernetes_validate")
+    assert spec is not None and spec.origin is not None, "kubernetes_validate is a dependency"
     path = os.path.join(
-        os.path.dirname(kubernetes_validate.__file__),
+        os.path.dirname(spec.origin),
         "kubernetes-json-schema",
         f"{KUBE_VERSION}-local",
         "_definitions.json",

@@ -45,6 +45,7 @@ from corral.apiserver.certs import (
 from corral.apiserver.children import Child, Children, Loop
 from corral.apiserver.client_certs import (
     ensure_identities_in_child,
+    ensure_pki_with_identities_in_child,
     identity_checked,
     kubeconfig_path,
     pair_paths,
@@ -121,10 +122,13 @@ class CertRenewal:
     aggregator: ProxyClientUser | None = None
 
     # --- issued at start (blocking: the server calls these in a thread) ------------------
-    def pki(self, hosts: Sequence[str]) -> Pki:
-        """``ensure_pki_in_child`` for ``hosts``, remembered for the renewals."""
+    def pki(self, hosts: Sequence[str], idents: Sequence[Identity] = ()) -> Pki:
+        """``ensure_pki_in_child`` for ``hosts``, remembered for the renewals; ``idents``
+        (those ``issue_identities`` and ``kubelet_client_context`` are about to want) are
+        issued in the same child when the PKI needs one
+        (``ensure_pki_with_identities_in_child``), so a first start runs one child."""
         self.server_hosts = list(hosts)
-        return ensure_pki_in_child(self.data_dir, self.server_hosts)
+        return ensure_pki_with_identities_in_child(self.data_dir, self.server_hosts, idents)
 
     def issue_identities(self, idents: Sequence[Identity], server_url: str) -> None:
         """``ensure_identities_in_child``; kubeconfigs renewed later point at ``server_url``."""

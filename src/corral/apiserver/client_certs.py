@@ -26,6 +26,7 @@ import json
 import socket
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -38,6 +39,9 @@ from corral.util.pki import (
     write_atomic,
     write_pair,
 )
+
+if TYPE_CHECKING:
+    from corral.apiserver.certs import Pki
 
 CHECKED = "checked.json"
 
@@ -155,6 +159,33 @@ def ensure_identities_in_child(data_dir: Path, idents: Sequence[Identity]) -> No
         "[Identity(n, u, tuple(g), c) for n, u, c, *g in json.loads(sys.argv[2])])"
     )
     run_in_child([str(data_dir), spec], "the components' client certificates", code)
+
+
+def ensure_pki_with_identities_in_child(
+    data_dir: Path, hosts: Sequence[str], idents: Sequence[Identity]
+) -> Pki:
+    """``ensure_pki_in_child``; when the PKI needs its child (a first start, new SANs,
+    near expiry), ``ensure_identities`` for ``idents`` runs in that same child after it,
+    so a first start pays one ``cryptography`` child, not one per step (~0.2 s each).
+    Otherwise the identities are left to ``ensure_identities_in_child``, as before; when
+    they were issued here, its records hold and it starts no child."""
+    from corral.apiserver.certs import Pki, ensure_pki_in_child, pki_checked
+
+    pki = Pki.at(data_dir)
+    if not idents or (pki.dir.is_dir() and pki_checked(data_dir, hosts, dt.datetime.now(dt.UTC))):
+        return ensure_pki_in_child(data_dir, hosts)
+    spec = json.dumps([[i.name, i.user, i.ca, *i.groups] for i in idents])
+    code = (
+        "import sys, json; from pathlib import Path; "
+        "from corral.apiserver.certs import ensure_pki; "
+        "from corral.apiserver.client_certs import ensure_identities; "
+        "from corral.apiserver.component_identities import Identity; "
+        "d = Path(sys.argv[1]); ensure_pki(d, json.loads(sys.argv[2])); "
+        "ensure_identities(d, "
+        "[Identity(n, u, tuple(g), c) for n, u, c, *g in json.loads(sys.argv[3])])"
+    )
+    run_in_child([str(data_dir), json.dumps(list(hosts)), spec], f"the PKI in {pki.dir}", code)
+    return pki
 
 
 def client_kubeconfig(

@@ -38,7 +38,7 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from corral.apiserver.encryption_config import (
     EncryptionConfig,
@@ -48,8 +48,10 @@ from corral.apiserver.encryption_config import (
     parse_group_resource,
     read,
 )
-from corral.storage.datastore import AnyStorage
 from corral.storage.transform import TransformError
+
+if TYPE_CHECKING:
+    from corral.storage.datastore import AnyStorage
 
 log = logging.getLogger("corral.encryption")
 

@@ -17,7 +17,7 @@ import ssl
 import sys
 from collections.abc import Awaitable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -49,6 +49,8 @@ from corral.apiserver.component_identities import (
     COMMAND_IDENTITIES,
     FRONT_PROXY_CLIENT,
     IDENTITIES,
+    KUBELET_CLIENT,
+    Identity,
 )
 from corral.apiserver.component_identities import reconcile as reconcile_component_policy
 from corral.apiserver.crds import CustomResources
@@ -94,9 +96,12 @@ from corral.client.leaderelection import LeaderElector, new_identity
 from corral.client.rest import Client, KubeConfig
 from corral.storage.base import StorageCorrupt
 from corral.storage.cache import MAX_BACKLOG_BYTES, WatchCache
-from corral.storage.datastore import EtcdTLS, is_etcd, open_store
+from corral.storage.datastore import is_etcd, open_store
 from corral.util.clock import Clock, SystemClock
 from corral.util.gc_tuning import settle_heap
+
+if TYPE_CHECKING:
+    from corral.storage.datastore import EtcdTLS
 
 log = logging.getLogger("corral.server")
 
@@ -405,7 +410,10 @@ class Server:
         if self.tls:
             hosts = [self.bind] if self.bind not in ("0.0.0.0", "") else []
             hosts += [self.advertise_address, self.kubernetes_ip]  # what pods dial
-            pki = await asyncio.to_thread(self.cert_renewal.pki, hosts)
+            # what _issue_identities and kubelet_client_context issue next rides along
+            # in the PKI's child on a first start (one cryptography child, not three)
+            early = [*self._identities()[1], KUBELET_CLIENT]
+            pki = await asyncio.to_thread(self.cert_renewal.pki, hosts, early)
             ssl_ctx = self.cert_renewal.server_context = pki.ssl_context()
             ca_pem = pki.ca_pem
         write_kubeconfig(self.kubeconfig, self.url, ca_pem, self.token, servers=self.peer_urls)
@@ -586,17 +594,22 @@ class Server:
     async def _issue_identities(self) -> None:
         """Client certificates (issued in a child when due) and kubeconfigs for the
         components this server may start and the local agents (``--name``)."""
-        idents = {i.name: i for i in IDENTITIES}
-        for argv in self.agents:
-            ident = agent_identity(argv)
-            idents[ident.name] = ident
-        # the aggregator's front-proxy client certificate (files only, from its own CA)
-        issued = [*idents.values(), FRONT_PROXY_CLIENT]
+        idents, issued = self._identities()
         self.cert_renewal.peer_urls = self.peer_urls
         await asyncio.to_thread(self.cert_renewal.issue_identities, issued, self.url)
         for ident in idents.values():
             path = write_component_kubeconfig(self.data_dir, ident, self.url, self.peer_urls)
             self.component_kubeconfigs[ident.name] = path
+
+    def _identities(self) -> tuple[dict[str, Identity], list[Identity]]:
+        """The components' and local agents' identities by name (each gets a kubeconfig),
+        and all that are issued: those plus the aggregator's front-proxy client
+        certificate (files only, from its own CA)."""
+        idents = {i.name: i for i in IDENTITIES}
+        for argv in self.agents:
+            ident = agent_identity(argv)
+            idents[ident.name] = ident
+        return idents, [*idents.values(), FRONT_PROXY_CLIENT]
 
     def _kubeconfig_for(self, command: str, extra: Sequence[str]) -> Path:
         """``corral COMMAND``'s own kubeconfig, or the admin's (no TLS, or no identity)."""

@@ -19,10 +19,12 @@ import os
 import socket
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from corral.agent.images import ImagePullError, ImageStore, RegistryHosts
 from corral.util.paths import absolute_path
+
+if TYPE_CHECKING:  # the image store loads when a command uses it, not with the parser
+    from corral.agent.images import ImageStore
 
 
 def default_agent_dir() -> Path:
@@ -75,6 +77,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _store(args: argparse.Namespace) -> ImageStore:
+    from corral.agent.images import ImageStore, RegistryHosts
+
     hosts = RegistryHosts.from_flags(
         args.registry_mirror, args.insecure_registry, args.data_dir / "certs.d"
     )
@@ -119,6 +123,8 @@ async def _run(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run one ``corral image`` subcommand; 0 on success, 1 on failure (message on stderr)."""
+    from corral.agent.images import ImagePullError
+
     try:
         return asyncio.run(_run(args))
     except ImagePullError as e:

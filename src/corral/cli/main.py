@@ -18,7 +18,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from corral.util.durations import duration_text
 from corral.util.paths import absolute_path
@@ -255,7 +255,7 @@ def _port_range(text: str) -> tuple[int, int]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="corral", description="A lightweight cluster manager.")
-    parser.add_argument("--version", action="version", version=f"corral {_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", required=True)
     _server_args(sub.add_parser("server", help="run the API server"), data_required=True)
     up = sub.add_parser("up", help="start a local cluster")
@@ -415,6 +415,15 @@ def main(argv: list[str] | None = None) -> int:
     errors.one_line_usage_errors()
     command = argv[0] if argv and not argv[0].startswith("-") else ""
     return errors.guarded(command, lambda: _main(argv))
+
+
+class _VersionAction(argparse._VersionAction):
+    """``--version``: the installed version is read (``importlib.metadata``, ~15 ms) only
+    when asked, not on every command's start."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> None:
+        self.version = f"corral {_version()}"
+        super().__call__(*args, **kwargs)
 
 
 def _version() -> str:

@@ -124,7 +124,7 @@ async def serve_scheduler(
 
 def allocator_config(args: argparse.Namespace) -> Any:
     """The allocator's settings from the Mesos flags (``add_mesos_flags``)."""
-    from corral.offers.allocator import AllocatorConfig
+    from corral.offers.model import AllocatorConfig  # not allocator.py: numpy waits
 
     roles: dict[str, str] = {}
     for item in args.namespace_role or []:

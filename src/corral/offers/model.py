@@ -9,14 +9,15 @@ ERROR for the ACCEPT that named them. Frozen dataclasses: instructions compare b
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, Any
 
 from corral.api import mesos
 
-Vector = npt.NDArray[np.int64]
+if TYPE_CHECKING:  # numpy loads with the allocator, not with ``AllocatorConfig`` (cli)
+    import numpy as np
+    import numpy.typing as npt
+
+    Vector = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True, eq=False)

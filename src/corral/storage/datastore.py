@@ -7,16 +7,33 @@ store here, so both backends are chosen in one place.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from corral.storage.etcd import EtcdStorage
-from corral.storage.etcd_conn import EtcdTLS, parse_endpoints
 from corral.storage.sqlite import SQLiteStorage
+
+if TYPE_CHECKING:
+    from corral.storage.etcd import EtcdStorage
+    from corral.storage.etcd_conn import EtcdTLS
+
+    #: what ``open_store`` returns: the Storage protocol plus what the server uses of it
+    #: (``listeners``/``attach_listener``, ``transformer``, ``history``, ``sync``, ...)
+    AnyStorage = SQLiteStorage | EtcdStorage
 
 __all__ = ["AnyStorage", "EtcdTLS", "is_etcd", "open_store", "sqlite_path"]
 
-#: what ``open_store`` returns: the Storage protocol plus what the server uses of it
-#: (``listeners``/``attach_listener``, ``transformer``, ``history``, ``sync``, ...)
-AnyStorage = SQLiteStorage | EtcdStorage
+
+def __getattr__(name: str) -> Any:
+    """``EtcdTLS`` and ``AnyStorage`` at run time: the etcd client (grpc, aetcd, ~40 ms)
+    loads when an etcd store is named, not with every SQLite server."""
+    if name == "EtcdTLS":
+        from corral.storage.etcd_conn import EtcdTLS
+
+        return EtcdTLS
+    if name == "AnyStorage":
+        from corral.storage.etcd import EtcdStorage
+
+        return SQLiteStorage | EtcdStorage
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def is_etcd(url: str | None) -> bool:
@@ -43,6 +60,9 @@ def open_store(
     """The store ``url`` names (not started: the caller awaits ``start()``)."""
     if is_etcd(url):
         assert url is not None
+        from corral.storage.etcd import EtcdStorage
+        from corral.storage.etcd_conn import parse_endpoints
+
         return EtcdStorage(parse_endpoints(url), tls=tls, min_history=min_history)
     if tls is not None:
         raise ValueError("--datastore-cafile/certfile/keyfile apply to an etcd datastore only")
