@@ -53,6 +53,7 @@ fmt: install ## format the code
 .PHONY: bench
 bench: install ## run the benchmarks, write bench/results/*.json
 	$(BIN)/python -m bench.run --out bench/results/report.json
+	$(BIN)/python -m bench.server_start --out bench/results/server-start.json
 	$(BIN)/python -m bench.scheduler_perf --mode registered --out bench/results/scheduler.json
 	$(BIN)/python -m bench.scheduler_perf --mode shape --out bench/results/scheduler-shape.json
 	$(BIN)/python -m bench.stack_floor --shape-report bench/results/scheduler-shape.json --out bench/results/stack-floor.json
