@@ -28,7 +28,11 @@ the main resource nor ``spec`` through ``/status``, as the real server's reset f
 Cost: the hot writes (a kubelet status write, a Lease renewal) change values, not who owns
 them. Comparing old and new skips equal subtrees, and a stored entry the write neither adds
 to nor takes from is re-emitted from its FieldsV1 in one walk, never decoded into paths.
-The bytes are those a full decode and re-encode would give (``_canonical``).
+The bytes are those a full decode and re-encode would give (``_canonical``); a tree found
+canonical is remembered by its JSON (bounded), so the walk is mostly a lookup. A create's
+FieldsV1 is built straight from the object in order (``_update_tree``), a path set's from
+its paths sorted once (``encode_fields``), and a comparison skips the field the
+subresource resets and filters only the identity fields (``_comparison``).
 
 Deliberate simplification: struct-typed nodes never get ``".": {}`` (the real server marks
 pointer structs that a write creates, e.g. ``f:rollingUpdate``); it cannot tell Go pointer
@@ -38,7 +42,7 @@ structs from value structs from the OpenAPI schema. Maps and list items do get i
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from itertools import pairwise
 from typing import Any
 
@@ -123,12 +127,16 @@ def _shape(value: Any, node: SchemaNode | None) -> str:
 _KEY_DEFAULTS = {"protocol": "TCP"}
 
 
-def _item_pe(item: Any, index: int, node: SchemaNode, shape: str) -> str:
+def _item_pe(
+    item: Any, index: int, node: SchemaNode, shape: str, names: list[str] | None = None
+) -> str:
+    """The path element of a list item; ``names``: ``sorted(node.list_map_keys)``, when
+    the caller sorted them once for the whole list."""
     if shape == "set":
         return "v:" + _json(item)
     if isinstance(item, dict):
         keys = {}
-        for k in sorted(node.list_map_keys):
+        for k in sorted(node.list_map_keys) if names is None else names:
             if k in item:
                 keys[k] = item[k]
             elif k in _KEY_DEFAULTS:
@@ -148,8 +156,9 @@ def _children(value: Any, node: SchemaNode | None, shape: str) -> list[tuple[str
     elif shape in ("listmap", "set"):
         assert node is not None
         item_node = node.items()
+        names = sorted(node.list_map_keys)
         for i, item in enumerate(value):
-            out.append((_item_pe(item, i, node, shape), item, item_node, False))
+            out.append((_item_pe(item, i, node, shape, names), item, item_node, False))
     return out
 
 
@@ -215,7 +224,37 @@ def _sorted_pes(pes: Iterable[str]) -> list[str]:
 
 
 def encode_fields(paths: Iterable[Path]) -> dict[str, Any]:
-    """Serialise a field set as FieldsV1 (``"."`` first, then elements in path order)."""
+    """Serialise a field set as FieldsV1 (``"."`` first, then elements in path order).
+
+    Where every element is ``f:``, ``k:`` or ``v:``, FieldsV1 order is the plain tuple
+    sort (a path before its extensions, siblings in string order): nodes are created in
+    their final order, a member with children (the next path extends it) with its
+    ``"."`` first, and nothing is sorted or copied afterwards."""
+    ordered = sorted(paths if isinstance(paths, set | frozenset) else set(paths))
+    count = len(ordered)
+    tree: dict[str, Any] = {}
+    for i, path in enumerate(ordered):
+        if not path:
+            continue
+        cursor = tree
+        for pe in path[:-1]:
+            child = cursor.get(pe)
+            if child is None:
+                if pe[:2] not in _STRING_ORDERED:
+                    return _encode_any(ordered)
+                child = cursor[pe] = {}
+            cursor = child
+        last = path[-1]
+        if last not in cursor:
+            if last[:2] not in _STRING_ORDERED:
+                return _encode_any(ordered)
+            size = len(path)
+            after = ordered[i + 1] if i + 1 < count else ()
+            cursor[last] = {".": {}} if len(after) > size and after[:size] == path else {}
+    return tree
+
+
+def _encode_any(paths: Iterable[Path]) -> dict[str, Any]:
     tree: dict[str, Any] = {}
     members: set[int] = set()  # ids of the tree nodes that are members themselves
     for path in paths:
@@ -332,6 +371,29 @@ def _canonical_as_is(node: dict[str, Any], inner: bool) -> bool:
     return last is not None or not inner
 
 
+#: stored FieldsV1 found canonical, by their JSON (the same JSON, the same answer): a
+#: manager's tree comes back unchanged on most writes of an object, and objects of one
+#: shape share theirs; bounded, emptied when full
+_CANONICAL_SEEN: dict[bytes, None] = {}
+_CANONICAL_SEEN_MAX = 8192
+
+
+def _is_canonical(source: dict[str, Any]) -> bool:
+    """``_canonical_as_is(source, False)``, remembered for the trees that are."""
+    try:
+        key = orjson.dumps(source)
+    except TypeError:
+        return _canonical_as_is(source, False)
+    if key in _CANONICAL_SEEN:
+        return True
+    if not _canonical_as_is(source, False):
+        return False
+    if len(_CANONICAL_SEEN) >= _CANONICAL_SEEN_MAX:
+        _CANONICAL_SEEN.clear()
+    _CANONICAL_SEEN[key] = None
+    return True
+
+
 def fields_of(obj: Any, node: SchemaNode | None, subresource: str = "") -> dict[str, Any]:
     """The FieldsV1 an applier of ``obj`` owns (identity and reset fields left out)."""
     paths: PathSet = set()
@@ -391,8 +453,14 @@ def _one_sided(value: Any, node: SchemaNode | None, path: Path, into: PathSet) -
             else:  # a scalar is a leaf whatever its schema
                 into.add((*path, "f:" + key))
         return
-    for pe, child_value, child_node, _named in _children(value, node, shape):
-        _one_sided(child_value, child_node, (*path, pe), into)
+    assert node is not None  # a listmap or a set has a schema
+    item_node = node.items()
+    names = sorted(node.list_map_keys)
+    for i, item in enumerate(value):
+        item_path = (*path, _item_pe(item, i, node, shape, names))
+        into.add(item_path)  # a list item marks itself (``_marks_self``)
+        if isinstance(item, dict | list):
+            _one_sided(item, item_node, item_path, into)
 
 
 def _compare(old: Any, new: Any, node: SchemaNode | None, path: Path, cmp: _Comparison) -> None:
@@ -436,12 +504,12 @@ def _compare_fields(
     node: SchemaNode | None,
     path: Path,
     cmp: _Comparison,
-    skip: str = "",
+    skip: Container[str] = (),
 ) -> None:
     """``_compare`` of two struct or map values, child by child (the children of
-    ``_children``, without building them), leaving out the key ``skip``."""
+    ``_children``, without building them), leaving out the keys ``skip``."""
     for key, value in new.items():
-        if key == skip:
+        if key in skip:
             continue
         was = old.get(key, _ABSENT)
         if was is not value:
@@ -452,8 +520,18 @@ def _compare_fields(
                 continue
             _compare(was, value, _child(node, key)[0], (*path, "f:" + key), cmp)
     for key, was in old.items():
-        if key not in new and key != skip:
+        if key not in new and key not in skip:
             _compare(was, _ABSENT, _child(node, key)[0], (*path, "f:" + key), cmp)
+
+
+#: the top-level keys ``_comparison`` walks apart (``_IDENTITY``) or not at all (the
+#: field a subresource resets), by subresource
+_IDENTITY = frozenset({"apiVersion", "kind", "metadata"})
+_SKIPPED = {
+    "": _IDENTITY | {"status"},
+    "status": _IDENTITY | {"spec"},
+}
+_MANAGED = ("managedFields",)
 
 
 def _unmanaged_meta(meta: Any) -> Any:
@@ -478,11 +556,21 @@ def _comparison(
     """What changed from ``old`` to ``new``, managedFields left out: ``_compare`` of the
     two without their managedFields, walked in place rather than over copies (a
     Lease renewal or a status write compares a few fields of a small object, where the
-    copies and the whole-metadata equality check cost as much as the walk)."""
+    copies and the whole-metadata equality check cost as much as the walk).
+
+    Of an object, the top-level field a subresource resets is not walked (all of it is
+    stripped), and only the paths under ``apiVersion``, ``kind`` and ``metadata`` can be
+    in ``_STRIPPED``: those are compared apart and stripped, the rest need no filter."""
     cmp = _Comparison()
     before = {} if old is None else old
     if _shape(new, node) in ("struct", "map"):  # an object of a kind: always
-        _compare_fields(before, new, node, (), cmp, "metadata")
+        _compare_fields(before, new, node, (), cmp, _SKIPPED.get(subresource, _IDENTITY))
+        ident = _Comparison()  # what may hold stripped paths
+        for key in ("apiVersion", "kind"):
+            was, now = before.get(key, _ABSENT), new.get(key, _ABSENT)
+            if was is now or (type(was) is str and type(now) is str and was == now):
+                continue  # the usual: the same apiVersion and kind
+            _compare(was, now, _child(node, key)[0], ("f:" + key,), ident)
         was, meta = before.get("metadata", _ABSENT), new.get("metadata", _ABSENT)
         if was is not meta:
             meta_node = _child(node, "metadata")[0]
@@ -491,13 +579,19 @@ def _comparison(
                 and isinstance(meta, dict)
                 and _shape(meta, meta_node) in ("struct", "map")
             ):
-                _compare_fields(was, meta, meta_node, ("f:metadata",), cmp, "managedFields")
+                _compare_fields(was, meta, meta_node, ("f:metadata",), ident, _MANAGED)
             else:
                 _compare(
-                    _unmanaged_meta(was), _unmanaged_meta(meta), meta_node, ("f:metadata",), cmp
+                    _unmanaged_meta(was), _unmanaged_meta(meta), meta_node, ("f:metadata",), ident
                 )
-    else:
-        _compare(_without_managed(old), _without_managed(new), node, (), cmp)
+        if ident.added:
+            cmp.added |= _strip(ident.added, subresource)
+        if ident.modified:
+            cmp.modified |= _strip(ident.modified, subresource)
+        if ident.removed:
+            cmp.removed |= _strip(ident.removed, subresource)
+        return cmp
+    _compare(_without_managed(old), _without_managed(new), node, (), cmp)
     cmp.added = _strip(cmp.added, subresource)
     cmp.modified = _strip(cmp.modified, subresource)
     cmp.removed = _strip(cmp.removed, subresource)
@@ -568,7 +662,7 @@ class _Manager:
         stored tree itself when it is canonical already (as the server writes them)."""
         if self._fields is None:
             source = self.source
-            if isinstance(source, dict) and _canonical_as_is(source, False):
+            if isinstance(source, dict) and _is_canonical(source):
                 return source
             tree = _canonical(source)
             if tree is not None:
@@ -732,7 +826,7 @@ def record_update(
             previous.time = now
             previous.api_version = api_version
     elif changed:
-        me.fields = set(changed)
+        me.fields = changed  # a fresh set (``changed()``), not used after
         managers[me.identity] = me
     _store(live_new, managers.values())
 
@@ -740,6 +834,24 @@ def record_update(
 def _update_tree(value: Any, node: SchemaNode | None, shape: str) -> dict[str, Any]:
     """FieldsV1 of everything under a container, with the updater's membership rules
     (leaves, map nodes and list items are members; structs only through their fields)."""
+    if shape in ("struct", "map"):  # ``"f:" + key`` sort as their keys: build in order
+        out: dict[str, Any] = {}
+        for key in sorted(value):
+            child_value = value[key]
+            if not isinstance(child_value, dict | list):  # a scalar is a leaf
+                out["f:" + key] = {}
+                continue
+            child_node = _child(node, key)[0]
+            child_shape = _shape(child_value, child_node)
+            if child_shape == "leaf":
+                out["f:" + key] = {}
+                continue
+            sub = _update_tree(child_value, child_node, child_shape)
+            if child_shape == "map":
+                out["f:" + key] = {".": {}, **sub} if sub else {}
+            elif sub:
+                out["f:" + key] = sub
+        return out
     items: list[tuple[str, dict[str, Any]]] = []
     for pe, child_value, child_node, _named in _children(value, node, shape):
         child_shape = _shape(child_value, child_node)
