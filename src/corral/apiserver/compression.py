@@ -15,27 +15,12 @@ from __future__ import annotations
 from aiohttp import web
 from isal import igzip
 
+from corral.util.accept_encoding import accepts_gzip
+
 #: kube-apiserver's ``defaultGzipThresholdBytes``
 THRESHOLD = 128 * 1024
 #: igzip's levels are 0-3; 1 is its fastest that still finds repeats across items
 LEVEL = 1
-
-
-def accepts_gzip(accept_encoding: str) -> bool:
-    """Whether an ``Accept-Encoding`` value allows gzip (RFC 9110: ``gzip`` or ``*``,
-    unless its weight is ``q=0``)."""
-    for item in accept_encoding.split(","):
-        coding, _, params = item.partition(";")
-        if coding.strip().lower() not in ("gzip", "x-gzip", "*"):
-            continue
-        q = params.strip().lower()
-        if q.startswith("q="):
-            try:
-                return float(q[2:]) > 0
-            except ValueError:
-                return False
-        return True
-    return False
 
 
 def compress(request: web.BaseRequest, resp: web.StreamResponse) -> None:

@@ -30,6 +30,7 @@ from pathlib import Path
 from aiohttp import web
 
 from corral.api import errors
+from corral.util.accept_encoding import accepts_gzip
 
 #: the files of the page (``index.html``, ``app.css``, ``js/...``), shipped in the wheel
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -96,22 +97,6 @@ def resolve(root: Path, rel: str) -> Path | None:
     if not path.is_relative_to(base) or not path.is_file():
         return None
     return path
-
-
-def accepts_gzip(accept_encoding: str) -> bool:
-    """Whether an ``Accept-Encoding`` value allows gzip (listed, or ``*``, not ``q=0``)."""
-    for item in accept_encoding.lower().split(","):
-        coding, _, params = item.strip().partition(";")
-        if coding.strip() not in ("gzip", "*"):
-            continue
-        q = params.strip()
-        if q.startswith("q="):
-            try:
-                return float(q[2:]) > 0
-            except ValueError:
-                return False
-        return True
-    return False
 
 
 def etag_matches(if_none_match: str, etag: str) -> bool:

@@ -1,5 +1,5 @@
 """``dashboard/static_files.py``: which paths reach the disk (none that leave the root or
-name a hidden file), content types, gzip negotiation, ETags and the in-memory cache."""
+name a hidden file), content types, ETags and the in-memory cache."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from corral.dashboard import STATIC_DIR
 from corral.dashboard.static_files import (
     GZIP_MIN,
     StaticFiles,
-    accepts_gzip,
     content_type,
     etag_matches,
     resolve,
@@ -93,23 +92,6 @@ def test_safe_parts_index() -> None:
 )
 def test_content_type(name: str, ctype: str) -> None:
     assert content_type(name) == ctype
-
-
-@pytest.mark.parametrize(
-    ("header", "ok"),
-    [
-        ("gzip, deflate, br", True),
-        ("br;q=1.0, GZIP;q=0.5", True),
-        ("*", True),
-        ("gzip;q=0", False),
-        ("deflate", False),
-        ("", False),
-        ("gzip;q=x", False),
-    ],
-    ids=["listed", "weighted", "star", "refused", "other", "none", "bad-q"],
-)
-def test_accepts_gzip(header: str, ok: bool) -> None:
-    assert accepts_gzip(header) is ok
 
 
 @pytest.mark.parametrize(

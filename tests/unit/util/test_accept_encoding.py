@@ -1,11 +1,11 @@
-"""``Accept-Encoding`` as kube-apiserver's response compression reads it: gzip (or
-``*``) unless its weight is zero."""
+"""``Accept-Encoding`` as the API server's response compression and the dashboard's
+static files read it: gzip (or ``*``) unless its weight is zero."""
 
 from __future__ import annotations
 
 import pytest
 
-from corral.apiserver.compression import accepts_gzip
+from corral.util.accept_encoding import accepts_gzip
 
 
 @pytest.mark.parametrize(
@@ -14,6 +14,7 @@ from corral.apiserver.compression import accepts_gzip
         ("gzip", True),
         ("gzip, deflate, br", True),  # aiohttp's client, browsers
         ("deflate, GZIP;q=0.5", True),
+        ("br;q=1.0, GZIP;q=0.5", True),
         ("*", True),
         ("x-gzip", True),
         ("", False),
