@@ -5,6 +5,7 @@ itself (``/health``, ``/redirect``, ``/version``) stays open."""
 
 from __future__ import annotations
 
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from corral.client.rest import Client, KubeConfig
@@ -27,12 +28,17 @@ class Held:
         return {"mesos": "127.0.0.1:1"}
 
 
-async def test_a_new_leader_refuses_until_it_has_recovered() -> None:
+def master_app() -> tuple[Client, Master, web.Application]:
+    """A master (never run: nothing reaches its API server) and its HTTP app."""
     clock = FakeClock()
     client = Client(KubeConfig("https://127.0.0.1:1", "token", None))
     sched = Scheduler(client, clock=clock)
     master = Master(client, sched, Allocator(sched.table, clock), clock=clock)
-    app = build_app(master)
+    return client, master, build_app(master)
+
+
+async def test_a_new_leader_refuses_until_it_has_recovered() -> None:
+    client, master, app = master_app()
     app[leadership.LEADERSHIP] = Held()
     try:
         async with TestClient(TestServer(app, host="127.0.0.1")) as http:
@@ -70,11 +76,7 @@ class Left:
 
 
 async def test_a_standby_named_by_its_own_old_lease_says_no_leader_instead_of_looping() -> None:
-    clock = FakeClock()
-    client = Client(KubeConfig("https://127.0.0.1:1", "token", None))
-    sched = Scheduler(client, clock=clock)
-    master = Master(client, sched, Allocator(sched.table, clock), clock=clock)
-    app = build_app(master)
+    client, _, app = master_app()
     elector = Left({"mesos": "127.0.0.1:5050"}, holder="127.0.0.1:5050")
     app[leadership.LEADERSHIP] = elector
     try:
