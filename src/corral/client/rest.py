@@ -95,15 +95,18 @@ class Resource:
     namespaced: bool = True
 
     @functools.cached_property
+    def _root(self) -> str:
+        """The group-version's path (``/api/v1``, ``/apis/apps/v1``), made once."""
+        return f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+
+    @functools.cached_property
     def _collection(self) -> str:
         """The cluster-wide collection's path (``/api/v1/pods``), made once."""
-        root = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
-        return f"{root}/{self.plural}"
+        return f"{self._root}/{self.plural}"
 
     def path(self, namespace: str | None = None, name: str = "", sub: str = "") -> str:
         if self.namespaced and namespace:
-            root = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
-            base = f"{root}/namespaces/{namespace}/{self.plural}"
+            base = f"{self._root}/namespaces/{namespace}/{self.plural}"
         else:
             base = self._collection
         if name:
