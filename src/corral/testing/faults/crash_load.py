@@ -28,6 +28,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from corral.testing.faults.https import connection
+
 NS = "default"
 PREFIX = "crash-"
 KINDS = {"configmaps": "ConfigMap", "secrets": "Secret"}
@@ -76,9 +78,7 @@ class Endpoint:
     ctx: ssl.SSLContext
 
     def connect(self, timeout: float = 30.0) -> http.client.HTTPSConnection:
-        return http.client.HTTPSConnection(
-            "127.0.0.1", self.port, context=self.ctx, timeout=timeout
-        )
+        return connection(self.port, self.ctx, timeout)
 
     def call(
         self, conn: http.client.HTTPSConnection, method: str, path: str, data: bytes | None = None

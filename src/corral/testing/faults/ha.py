@@ -58,6 +58,7 @@ from corral.testing.faults.ha_kills import (
     kill_etcd_member,
     kill_leader,
 )
+from corral.testing.faults.https import connection
 from corral.testing.ha import HACluster
 from corral.testing.wait import wait_for
 
@@ -85,7 +86,7 @@ class FailoverEndpoint(Endpoint):
         at = self.turn[0]
         self.turn[0] = at + 1
         port = self.ports[at % len(self.ports)]
-        return http.client.HTTPSConnection("127.0.0.1", port, context=self.ctx, timeout=timeout)
+        return connection(port, self.ctx, timeout)
 
 
 def endpoint(cluster: HACluster, start: int = 0) -> FailoverEndpoint:
