@@ -14,7 +14,9 @@ phase) and RSS of every process, and whether any node ended over its allocatable
 the final pod list), and the server's own latency of writes (POST, PUT, PATCH, DELETE,
 APPLY) over the span: p50/p99 interpolated as Prometheus' ``histogram_quantile`` does
 from the difference of two scrapes of its ``apiserver_request_duration_seconds``
-(upstream's buckets: 5, 25, 50, 100, 200 ms...). ``--profile DIR`` also runs ``py-spy record`` (raw collapsed stacks)
+(upstream's buckets: 5, 25, 50, 100, 200 ms...), and its write mix (write requests per
+resource, ``writes_in_span``) from the same two scrapes: the bench adds no watch of its
+own beyond the bound-watch, so what it measures carries no load of its own making. ``--profile DIR`` also runs ``py-spy record`` (raw collapsed stacks)
 on the server, the scheduler, the controller manager and the hollow agent for the
 create+bind phase; ``bench/scheduler_profile.py``
 summarises them. The figures of a profiled run are distorted by the sampler.
@@ -48,10 +50,11 @@ from typing import Any
 
 import aiohttp
 import orjson
+import uvloop
 
 from bench.report import write_report
 from bench.server import BenchServer
-from corral.testing.metrics import write_latency
+from corral.testing.metrics import write_counts, write_latency
 
 NODE_CPU = "4"
 NODE_MEMORY = "32Gi"
@@ -146,19 +149,6 @@ class BoundWatch:
                     name = ev["object"]["metadata"]["name"]
                     if ev["type"] != "DELETED" and name not in self.bound:
                         self.bound[name] = now
-
-
-class EventCount:
-    """Counts the events of one watch (lines, no decoding): the server's write mix."""
-
-    def __init__(self) -> None:
-        self.events = 0
-
-    async def run(self, s: aiohttp.ClientSession, path: str) -> None:
-        rv = (await _get_json(s, path + "?limit=1"))["metadata"]["resourceVersion"]
-        async with s.get(path, params={"watch": "true", "resourceVersion": rv}) as r:
-            async for chunk in r.content.iter_any():
-                self.events += chunk.count(b"\n")
 
 
 def _proc_stat(pid: int) -> tuple[float, float]:
@@ -405,15 +395,6 @@ async def run_shape(
                         out = profile / f"{name}-n{nodes}-p{pods}.txt"
                         spies.append(_py_spy(pids[name], out, rate))
                 await asyncio.sleep(1)  # let the samplers attach
-            counts = {
-                "leases": "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases",
-                "nodes": "/api/v1/nodes",
-                "pods": "/api/v1/pods",
-            }
-            counters = {k: EventCount() for k in counts}
-            count_tasks = [asyncio.create_task(counters[k].run(s, p)) for k, p in counts.items()]
-            await asyncio.sleep(0.5)
-            before = {k: c.events for k, c in counters.items()}
             metrics0 = await _metrics(s)
             cpu0 = _cpu_all(pids)
             sent: dict[str, float] = {}
@@ -428,9 +409,6 @@ async def run_shape(
             for spy in spies:
                 spy.send_signal(signal.SIGINT)
             cpu1 = _cpu_all(pids)
-            writes = {k: c.events - before[k] for k, c in counters.items()}
-            for t in count_tasks:
-                t.cancel()
             for spy in spies:
                 spy.wait(60)
             watch_task.cancel()
@@ -457,7 +435,7 @@ async def run_shape(
                 "create_to_bound_p99_ms": _pct(to_bound, 0.99),
                 "server_write_latency": write_latency(metrics0, metrics_text),
                 "cpu_s": cpu,
-                "watch_events_in_span": writes,
+                "writes_in_span": write_counts(metrics0, metrics_text),
                 "cpu_share_of_span": {k: round(v / span, 2) for k, v in cpu.items()},
                 "idle_cpu_s_per_s": idle_cpu,
                 "cpu_s_total_corral": round(
@@ -543,7 +521,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out = args.out or (
         "bench/results/scheduler-shape.json" if shape else "bench/results/scheduler.json"
     )
-    report = asyncio.run(shape_async(args) if shape else main_async(args))
+    # the load generator on uvloop (as bench.run): on 2 cores, what it spends is taken
+    # from what it measures
+    report = uvloop.run(shape_async(args) if shape else main_async(args))
     write_report(args.out, report)
     return 0
 

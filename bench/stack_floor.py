@@ -70,11 +70,11 @@ from corral.storage.sqlite import _CHECKPOINT_PAGES, _SCHEMA, _WAL_LIMIT
 ROOT = Path(__file__).resolve().parents[1]
 
 #: watchers of pods in the shape that see a pod before it is bound: the scheduler, the
-#: controller manager (one shared pod informer), the bench's bound-watch and its event
-#: counter (``bench/scheduler_perf.py``: ``BoundWatch``, ``EventCount``)
-WATCHERS_UNBOUND = 4
-#: ... and once it is bound: those four plus the hollow agent (``spec.nodeName!=``)
-WATCHERS_BOUND = 5
+#: controller manager (one shared pod informer) and the bench's bound-watch
+#: (``bench/scheduler_perf.py``: ``BoundWatch``)
+WATCHERS_UNBOUND = 3
+#: ... and once it is bound: those three plus the hollow agent (``spec.nodeName!=``)
+WATCHERS_BOUND = 4
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,8 @@ def counts_from_shape(run: Mapping[str, Any]) -> tuple[Counts, dict[str, str]]:
     Lease renewals and node status writes in the span are the idle load, which
     ``idle_cpu_s_per_s`` already charges; they are taken out of the per-pod counts."""
     pods = int(run["pods"])
-    events = run["watch_events_in_span"]
+    # the server's write requests per resource (an older report: watch events counted)
+    events = run.get("writes_in_span") or run["watch_events_in_span"]
     idle_writes = int(events.get("leases", 0)) + int(events.get("nodes", 0))
     requests = int(run["server_write_latency"]["requests"])
     per_pod_writes = max(0, requests - idle_writes) / pods
@@ -160,12 +161,12 @@ def counts_from_shape(run: Mapping[str, Any]) -> tuple[Counts, dict[str, str]]:
         idle_cores=idle,
     )
     sources = {
-        "requests_per_pod": "(server_write_latency.requests - watch_events_in_span.leases"
+        "requests_per_pod": "(server_write_latency.requests - writes_in_span.leases"
         " - .nodes) / pods: write requests only (the metric counts write verbs)",
         "writes_per_pod": "= requests_per_pod: each write request is one store write",
-        "deliveries_per_pod": f"watch_events_in_span.pods / pods events per pod: the first"
+        "deliveries_per_pod": f"writes_in_span.pods / pods events per pod (a pod write is a pod event): the first"
         f" to {WATCHERS_UNBOUND} pod watchers (scheduler, controller manager, bench"
-        f" bound-watch, bench counter), the rest to {WATCHERS_BOUND} (+ hollow agent)",
+        f" bound-watch), the rest to {WATCHERS_BOUND} (+ hollow agent)",
         "idle_cores": "sum of idle_cpu_s_per_s over every process",
     }
     return counts, sources

@@ -2,7 +2,8 @@
 
 Benchmarks (``bench/scheduler_perf.py``) scrape ``/metrics`` before and after a span
 and quote the server's write latency over it, as Kubernetes' API call SLO reads the
-same histogram: Prometheus' ``histogram_quantile`` over the difference of the buckets.
+same histogram: Prometheus' ``histogram_quantile`` over the difference of the buckets;
+and its write mix (requests per resource) from the difference of the counts.
 """
 
 from __future__ import annotations
@@ -12,6 +13,11 @@ from typing import Any
 
 #: the verbs of ``apiserver_request_duration_seconds`` that write
 WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE", "APPLY")
+_DURATION_COUNT = re.compile(
+    r'^apiserver_request_duration_seconds_count\{(?=[^}]*verb="(\w+)")(?=(?:[^}]*,)?resource="([^"]*)")'
+    r"[^}]*\} (\S+)$",
+    re.MULTILINE,
+)
 _DURATION_BUCKET = re.compile(
     r'^apiserver_request_duration_seconds_bucket\{(?=[^}]*verb="(\w+)")[^}]*le="([^"]+)"\} (\S+)$',
     re.MULTILINE,
@@ -27,6 +33,17 @@ def write_buckets(metrics_text: str) -> dict[float, float]:
             bound = float("inf") if le == "+Inf" else float(le)
             out[bound] = out.get(bound, 0.0) + float(count)
     return out
+
+
+def write_counts(before: str, after: str) -> dict[str, int]:
+    """Write requests per resource (subresources included) between two ``/metrics``
+    texts: what the server was asked to write, read without a watch of its own."""
+    out: dict[str, int] = {}
+    for sign, text in ((-1, before), (1, after)):
+        for verb, resource, count in _DURATION_COUNT.findall(text):
+            if verb in WRITE_VERBS:
+                out[resource] = out.get(resource, 0) + sign * int(float(count))
+    return {k: v for k, v in sorted(out.items()) if v}
 
 
 def histogram_quantile(q: float, buckets: dict[float, float]) -> float:

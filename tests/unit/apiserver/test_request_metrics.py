@@ -20,7 +20,7 @@ from corral.apiserver.openapi import OpenAPIDocs
 from corral.apiserver.request import parse_path
 from corral.apiserver.request_metrics import BUCKETS, RequestDurations
 from corral.apiserver.store import Registry
-from corral.testing.metrics import histogram_quantile, write_latency
+from corral.testing.metrics import histogram_quantile, write_counts, write_latency
 
 from .test_app_http import APITestServer
 
@@ -186,11 +186,15 @@ def test_the_benchmark_reads_write_p99_from_two_scrapes() -> None:
     d.observe(patch, 0.3)
     for _ in range(1000):
         d.observe(get, 30.0)  # reads: not counted
+    lease = ("PATCH", "", "coordination.k8s.io", "v1", "leases", "", "resource")
+    d.observe(lease, 0.002)
     span = write_latency(before, d.metrics())
-    assert span["requests"] == 100
-    # rank 99 of 100 falls at the top of the first bucket (0, 5 ms]
+    assert span["requests"] == 101
+    # the write mix: per resource, subresources in it, reads and the time before left out
+    assert write_counts(before, d.metrics()) == {"leases": 1, "pods": 100}
+    # rank 99.99 of 101 falls at the top of the first bucket (0, 5 ms]
     assert span["p99_ms"] == 5.0
-    assert span["p50_ms"] == pytest.approx(5 * 50 / 99, abs=0.1)
+    assert span["p50_ms"] == pytest.approx(5 * 50.5 / 100, abs=0.1)
     # rank 99.5: half way into (5 ms, 400 ms]
     assert histogram_quantile(0.995, {0.005: 99, 0.4: 100, float("inf"): 100}) == pytest.approx(
         0.005 + 0.395 * 0.5

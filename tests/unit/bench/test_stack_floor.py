@@ -60,7 +60,7 @@ def test_counts_are_read_from_a_shape_report(sf: ModuleType) -> None:
         "pods": 10000,
         "pods_per_s": 461.1,
         "server_write_latency": {"requests": 37260, "p50_ms": 64.1},
-        "watch_events_in_span": {"leases": 9525, "nodes": 0, "pods": 27533},
+        "writes_in_span": {"leases": 9525, "pods": 27533},
         "idle_cpu_s_per_s": {"server": 0.219, "hollow-agent": 0.103, "controller-manager": 0.022},
         "cpu_s": {"server": 19.4},
     }
@@ -68,8 +68,8 @@ def test_counts_are_read_from_a_shape_report(sf: ModuleType) -> None:
     # lease renewals are the idle load, not per-pod work
     assert counts.requests_per_pod == pytest.approx((37260 - 9525) / 10000)
     assert counts.writes_per_pod == counts.requests_per_pod
-    # each pod's first event reaches 4 watchers, its later ones 5 (the hollow agent too)
-    assert counts.deliveries_per_pod == pytest.approx((10000 * 4 + 17533 * 5) / 10000)
+    # each pod's first event reaches 3 watchers, its later ones 4 (the hollow agent too)
+    assert counts.deliveries_per_pod == pytest.approx((10000 * 3 + 17533 * 4) / 10000)
     assert counts.idle_cores == pytest.approx(0.344)
     assert set(sources) == {
         "requests_per_pod",
