@@ -49,15 +49,17 @@ from corral.apiserver.flowschemas import (
 from corral.apiserver.identity import UserInfo
 from corral.apiserver.request_info import RequestInfo, resolve
 
-#: Corral's defaults (upstream: 400 and 200), 150 seats in all. Handlers mostly run
-#: without awaiting, so seats do not buy parallelism in one Python process on 2 cores;
-#: what they bound is how many requests of a level are let in ahead of the others: the
-#: flood of one user (global-default: 13 seats) delays a Lease update (node-high: 25)
-#: by at most 13 of its requests, not by all it has sent. Writes do await (the store
-#: commits them in groups, one fsync each), so the levels that write keep enough seats
-#: to fill a group commit.
-DEFAULT_MAX_INFLIGHT = 100
-DEFAULT_MAX_MUTATING_INFLIGHT = 50
+#: upstream's defaults, 600 seats in all. Handlers mostly run without awaiting, so seats
+#: do not buy parallelism in one Python process; what they bound is how many requests
+#: of a level are let in ahead of the others (a flood of one user, global-default: 49
+#: seats, delays a Lease update, node-high: 98, by at most 49 of its requests, not by
+#: all it has sent). But a write holds its seat while it awaits the group commit (one
+#: fsync), so a level's seats over a write's latency bound its write rate: with 100 +
+#: 50 the scheduler's bindings (workload-high: 25 seats at ~60 ms under load) stopped
+#: near 450 a second at 5,000 hollow nodes, with the server's loop not saturated;
+#: upstream's 98 seats hold its 64 bindings in flight (``bench/scheduler_perf.py``).
+DEFAULT_MAX_INFLIGHT = 400
+DEFAULT_MAX_MUTATING_INFLIGHT = 200
 #: how long a request may wait in a queue: upstream's quarter of ``--request-timeout``
 DEFAULT_REQUEST_TIMEOUT = 60.0
 #: what a rejected request is told (upstream's value)
