@@ -19,6 +19,7 @@ from corral.agent.hollow import (
     exited_status,
     host_ip,
     image_id,
+    lease_workers,
     main,
     node_block,
     node_names,
@@ -354,3 +355,11 @@ def test_main_refuses_other_runtimes(capsys: pytest.CaptureFixture[str]) -> None
         main(["--kubeconfig", "k", "--name", "n", "--runtime", "oci"])
     assert e.value.code == 2
     assert "only the hollow runtime" in capsys.readouterr().err
+
+
+def test_lease_workers_keep_the_renewal_rate_at_a_quarter_second_each() -> None:
+    # 5,000 nodes every 10 s: 500 renewals/s, each may take 250 ms
+    assert lease_workers(5000, 10.0) == 125
+    assert lease_workers(50_000, 10.0) == 1250
+    assert lease_workers(100, 10.0) == 32  # a small agent keeps its floor
+    assert lease_workers(100, 10.0, floor=4) == 4
