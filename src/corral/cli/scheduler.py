@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from corral.api.errors import StatusError
 from corral.client import election
 from corral.client.rest import EVENTS, PODS, Client, add_server_flag
-from corral.scheduler import DEFAULT_SCHEDULER, FAILED_SCHEDULING
+from corral.scheduler import DEFAULT_SCHEDULER, FAILED_SCHEDULING, MAX_IN_FLIGHT
 from corral.util.gc_tuning import settling
 from corral.util.stopping import run_until_stopped
 
@@ -32,6 +32,9 @@ Obj = dict[str, Any]
 log = logging.getLogger("corral.scheduler")
 
 #: the Mesos master's authentication realms (``mesos/auth.py``): flag suffix, what
+#: the scheduler's connections beyond its bindings: its watches (pods, nodes, priority
+#: and storage classes, claims, volumes), its Events and its leader election
+WATCH_CONNECTIONS = 16
 AUTH_REALMS = (
     ("frameworks", "the scheduler API (/api/v1/scheduler)"),
     ("readwrite", "the operator API (/api/v1)"),
@@ -55,7 +58,7 @@ def add_parsers(sub: Any) -> None:
     add_server_flag(p)
     p.add_argument("--config", default=None, help="KubeSchedulerConfiguration file")
     p.add_argument("--scheduler-name", default=DEFAULT_SCHEDULER, help="pods it places")
-    p.add_argument("--max-in-flight", type=int, default=64, help="concurrent bindings")
+    p.add_argument("--max-in-flight", type=int, default=MAX_IN_FLIGHT, help="concurrent bindings")
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--exit-on-stdin-eof", action="store_true", help=argparse.SUPPRESS)
     p.add_argument(
@@ -80,7 +83,7 @@ def add_parsers(sub: Any) -> None:
     m.add_argument("--bind", default="127.0.0.1", help="address to listen on")
     m.add_argument("--config", default=None, help="KubeSchedulerConfiguration file")
     m.add_argument("--scheduler-name", default=DEFAULT_SCHEDULER, help=argparse.SUPPRESS)
-    m.add_argument("--max-in-flight", type=int, default=64, help=argparse.SUPPRESS)
+    m.add_argument("--max-in-flight", type=int, default=MAX_IN_FLIGHT, help=argparse.SUPPRESS)
     m.add_argument("--log-level", default="INFO")
     m.add_argument("--exit-on-stdin-eof", action="store_true", help=argparse.SUPPRESS)
     add_mesos_flags(m)
@@ -110,6 +113,7 @@ async def serve_scheduler(
         args.kubeconfig or default_kubeconfig(),
         servers=getattr(args, "server", ""),
         user_agent="corral-scheduler",
+        connections=args.max_in_flight + WATCH_CONNECTIONS,
     )
     try:
         from corral.scheduler.scheduler import Scheduler

@@ -41,7 +41,7 @@ from typing import Any
 from corral.api.errors import StatusError
 from corral.client.informer import Informer, key_of, strip_managed_fields
 from corral.client.rest import EVENTS, NODES, PODS, PRIORITY_CLASSES, Client
-from corral.scheduler import DEFAULT_SCHEDULER, FAILED_SCHEDULING
+from corral.scheduler import DEFAULT_SCHEDULER, FAILED_SCHEDULING, MAX_IN_FLIGHT
 from corral.scheduler.decide import Decision, build_plugins, decide
 from corral.scheduler.events import ScheduledEvents
 from corral.scheduler.framework import PodInfo, Profile
@@ -96,7 +96,7 @@ class Scheduler:
         name: str = DEFAULT_SCHEDULER,
         profile: Profile | None = None,
         clock: Clock | None = None,
-        max_in_flight: int = 64,
+        max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
         self.client = client
         self.name = name
