@@ -56,8 +56,9 @@ from corral.apiserver.request_info import RequestInfo, resolve
 #: all it has sent). But a write holds its seat while it awaits the group commit (one
 #: fsync), so a level's seats over a write's latency bound its write rate: with 100 +
 #: 50 the scheduler's bindings (workload-high: 25 seats at ~60 ms under load) stopped
-#: near 450 a second at 5,000 hollow nodes, with the server's loop not saturated;
-#: upstream's 98 seats hold its 64 bindings in flight (``bench/scheduler_perf.py``).
+#: near 450 a second at 5,000 hollow nodes, with the server's loop not saturated
+#: (``bench/scheduler_perf.py``). The price: more of a flood's wide lists interleave on
+#: the loop (README, Reliability: the ``flood`` rows).
 DEFAULT_MAX_INFLIGHT = 400
 DEFAULT_MAX_MUTATING_INFLIGHT = 200
 #: how long a request may wait in a queue: upstream's quarter of ``--request-timeout``

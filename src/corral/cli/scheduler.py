@@ -31,10 +31,10 @@ if TYPE_CHECKING:
 Obj = dict[str, Any]
 log = logging.getLogger("corral.scheduler")
 
-#: the Mesos master's authentication realms (``mesos/auth.py``): flag suffix, what
 #: the scheduler's connections beyond its bindings: its watches (pods, nodes, priority
 #: and storage classes, claims, volumes), its Events and its leader election
 WATCH_CONNECTIONS = 16
+#: the Mesos master's authentication realms (``mesos/auth.py``): flag suffix, what
 AUTH_REALMS = (
     ("frameworks", "the scheduler API (/api/v1/scheduler)"),
     ("readwrite", "the operator API (/api/v1)"),
