@@ -142,6 +142,20 @@ def ensure_identities(data_dir: Path, idents: Iterable[Identity]) -> None:
         ensure_identity(data_dir, ident)
 
 
+#: what a child issuing identities imports, and how it reads ``_identities_spec``'s
+#: JSON from its argument number ``arg``
+_IDENTITIES_IMPORTS = (
+    "from corral.apiserver.client_certs import ensure_identities; "
+    "from corral.apiserver.component_identities import Identity"
+)
+_IDENTITIES_FROM = "[Identity(n, u, tuple(g), c) for n, u, c, *g in json.loads(sys.argv[{arg}])]"
+
+
+def _identities_spec(idents: Iterable[Identity]) -> str:
+    """``idents`` as the JSON argument ``_IDENTITIES_FROM`` reads back in a child."""
+    return json.dumps([[i.name, i.user, i.ca, *i.groups] for i in idents])
+
+
 def ensure_identities_in_child(data_dir: Path, idents: Sequence[Identity]) -> None:
     """``ensure_identity`` for each of ``idents``, in a short-lived child unless every
     record still holds (the serving process never loads ``cryptography``). Raises
@@ -150,15 +164,14 @@ def ensure_identities_in_child(data_dir: Path, idents: Sequence[Identity]) -> No
     stale = [i for i in idents if not _still_checked(data_dir, i, now)]
     if not stale:
         return
-    spec = json.dumps([[i.name, i.user, i.ca, *i.groups] for i in stale])
     code = (
         "import sys, json; from pathlib import Path; "
-        "from corral.apiserver.client_certs import ensure_identities; "
-        "from corral.apiserver.component_identities import Identity; "
-        "ensure_identities(Path(sys.argv[1]), "
-        "[Identity(n, u, tuple(g), c) for n, u, c, *g in json.loads(sys.argv[2])])"
+        f"{_IDENTITIES_IMPORTS}; "
+        f"ensure_identities(Path(sys.argv[1]), {_IDENTITIES_FROM.format(arg=2)})"
     )
-    run_in_child([str(data_dir), spec], "the components' client certificates", code)
+    run_in_child(
+        [str(data_dir), _identities_spec(stale)], "the components' client certificates", code
+    )
 
 
 def ensure_pki_with_identities_in_child(
@@ -174,17 +187,14 @@ def ensure_pki_with_identities_in_child(
     pki = Pki.at(data_dir)
     if not idents or (pki.dir.is_dir() and pki_checked(data_dir, hosts, dt.datetime.now(dt.UTC))):
         return ensure_pki_in_child(data_dir, hosts)
-    spec = json.dumps([[i.name, i.user, i.ca, *i.groups] for i in idents])
     code = (
         "import sys, json; from pathlib import Path; "
-        "from corral.apiserver.certs import ensure_pki; "
-        "from corral.apiserver.client_certs import ensure_identities; "
-        "from corral.apiserver.component_identities import Identity; "
+        f"from corral.apiserver.certs import ensure_pki; {_IDENTITIES_IMPORTS}; "
         "d = Path(sys.argv[1]); ensure_pki(d, json.loads(sys.argv[2])); "
-        "ensure_identities(d, "
-        "[Identity(n, u, tuple(g), c) for n, u, c, *g in json.loads(sys.argv[3])])"
+        f"ensure_identities(d, {_IDENTITIES_FROM.format(arg=3)})"
     )
-    run_in_child([str(data_dir), json.dumps(list(hosts)), spec], f"the PKI in {pki.dir}", code)
+    argv = [str(data_dir), json.dumps(list(hosts)), _identities_spec(idents)]
+    run_in_child(argv, f"the PKI in {pki.dir}", code)
     return pki
 
 
