@@ -10,7 +10,9 @@ posted, bound pods taken to Running), 1,000 pods placed first, then ``--pods`` p
 (``100m``/``100Mi``) created by 64 concurrent clients over HTTPS. Reported: pods/s from
 the first create to the last pod seen bound on a watch, the create phase's pods/s and
 its per-request p50/p99, CPU seconds (from ``/proc/PID/stat``, over the create+bind
-phase) and RSS of every process, and whether any node ended over its allocatable (from
+phase) and RSS of every process, the shares of that phase the server's two busiest
+threads (its event loop's, then the store writer's) spent running and runnable but
+waiting for a CPU (``server_threads``, from ``/proc/PID/task/TID/schedstat``), and whether any node ended over its allocatable (from
 the final pod list), and the server's own latency of writes (POST, PUT, PATCH, DELETE,
 APPLY) over the span: p50/p99 interpolated as Prometheus' ``histogram_quantile`` does
 from the difference of two scrapes of its ``apiserver_request_duration_seconds``
@@ -266,6 +268,35 @@ def _cpu_all(pids: dict[str, int]) -> dict[str, float]:
     return out
 
 
+def _thread_sched(pid: int) -> dict[str, tuple[float, float]]:
+    """Per thread of ``pid``: (seconds on a CPU, seconds runnable but waiting for one),
+    from ``/proc/PID/task/TID/schedstat`` (nanoseconds)."""
+    out: dict[str, tuple[float, float]] = {}
+    for t in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            run_ns, wait_ns = t.joinpath("schedstat").read_text().split()[:2]
+        except (OSError, ValueError):
+            continue
+        out[t.name] = (int(run_ns) / 1e9, int(wait_ns) / 1e9)
+    return out
+
+
+def _threads_share(
+    before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]], span: float
+) -> list[dict[str, float]]:
+    """The server's busiest threads over ``span`` (its event loop first, then the store's
+    writer): the share of the span each ran and waited runnable for a CPU. A loop thread
+    whose two shares add up to ~1 always had work: it is the bottleneck, and its waiting
+    share is what the other processes on the same cores took from it."""
+    rows = []
+    for tid, (run, wait) in after.items():
+        run0, wait0 = before.get(tid, (0.0, 0.0))
+        rows.append(
+            {"running": round((run - run0) / span, 3), "waiting": round((wait - wait0) / span, 3)}
+        )
+    return sorted(rows, key=lambda r: -r["running"])[:2]
+
+
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -397,6 +428,7 @@ async def run_shape(
                 await asyncio.sleep(1)  # let the samplers attach
             metrics0 = await _metrics(s)
             cpu0 = _cpu_all(pids)
+            sched0 = _thread_sched(srv.pid)
             sent: dict[str, float] = {}
             took: list[float] = []
             bodies = [pod(f"p-{i}", "100m", "100Mi") for i in range(pods)]
@@ -409,6 +441,7 @@ async def run_shape(
             for spy in spies:
                 spy.send_signal(signal.SIGINT)
             cpu1 = _cpu_all(pids)
+            sched1, sched_span = _thread_sched(srv.pid), time.monotonic() - t0
             for spy in spies:
                 spy.wait(60)
             watch_task.cancel()
@@ -437,6 +470,7 @@ async def run_shape(
                 "cpu_s": cpu,
                 "writes_in_span": write_counts(metrics0, metrics_text),
                 "cpu_share_of_span": {k: round(v / span, 2) for k, v in cpu.items()},
+                "server_threads": _threads_share(sched0, sched1, sched_span),
                 "idle_cpu_s_per_s": idle_cpu,
                 "cpu_s_total_corral": round(
                     sum(v for k, v in cpu.items() if k != "bench-client"), 2

@@ -73,6 +73,58 @@ async def test_group_commit_shares_one_transaction(store: SQLiteStorage) -> None
     assert commits < 50, commits  # 200 concurrent writes, far fewer fsyncs
 
 
+async def test_one_batch_over_several_statements_keeps_submission_order(
+    tmp_path: Path,
+) -> None:
+    """A batch bigger than one multi-row INSERT, with a key created, deleted and created
+    again and another updated twice (unconditionally) in it: the file ends as the writes
+    say, in revision order, and a restart reads the same."""
+    path = tmp_path / "b.db"
+    s = SQLiteStorage(path)
+    await s.start()
+    n = 3 * sqlite_module._ROWS_PER_INSERT + 5
+    try:
+        kept = await s.create("/registry/x/kept", obj("kept", "0"))
+        writes = [s.create(f"/registry/x/n{i}", obj(f"n{i}", str(i))) for i in range(n)]
+        writes[10:10] = [
+            s.create("/registry/x/again", obj("again", "first")),
+            s.update("/registry/x/kept", obj("kept", "1"), -1),
+        ]
+        writes[100:100] = [
+            s.delete("/registry/x/again", -1),
+            s.update("/registry/x/kept", obj("kept", "2"), -1),
+        ]
+        writes.append(s.create("/registry/x/again", obj("again", "second")))
+        before = s.commits
+        done = await asyncio.gather(*writes)  # submitted in one turn: one batch
+        assert s.commits - before == 1
+        revs = [kv.mod_revision for kv in done]
+        assert revs == list(range(kept.mod_revision + 1, kept.mod_revision + 1 + len(writes)))
+        top = s.revision
+    finally:
+        await s.close()
+    s = SQLiteStorage(path)
+    await s.start()
+    try:
+        assert s.revision == top
+        kvs, _ = await s.list("/registry/x/")
+        assert len(kvs) == n + 2
+        again = await s.get("/registry/x/again")
+        assert again is not None and again.obj["data"]["p"] == "second"
+        assert again.create_revision == again.mod_revision == top
+        latest = await s.get("/registry/x/kept")
+        assert latest is not None and latest.obj["data"]["p"] == "2"
+        assert latest.create_revision == kept.mod_revision
+        history = await s.history("/registry/x/again", 0)
+        assert [(e.type, e.kv.obj["data"]["p"]) for e in history] == [
+            (PUT, "first"),
+            (DELETE, "first"),
+            (PUT, "second"),
+        ]
+    finally:
+        await s.close()
+
+
 async def test_restart_keeps_revision(tmp_path: Path) -> None:
     s = SQLiteStorage(tmp_path / "r.db")
     await s.start()

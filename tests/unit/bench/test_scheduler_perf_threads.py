@@ -1,0 +1,47 @@
+"""``bench/scheduler_perf.py``'s per-thread report: the server threads' running and
+waiting shares, read from ``/proc/PID/task/TID/schedstat``.
+
+The figures depend on the machine and are never asserted; what is tested is the
+arithmetic (deltas over the span, busiest first) and that this process's own threads
+are read. ``bench`` is not an installed package, so the repository root is put on
+``sys.path`` to import it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="module")
+def sp() -> ModuleType:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(ROOT))
+        return importlib.import_module("bench.scheduler_perf")
+
+
+def test_shares_are_deltas_over_the_span_busiest_first(sp: ModuleType) -> None:
+    before = {"1": (10.0, 1.0), "2": (3.0, 0.5), "3": (0.0, 0.0)}
+    after = {"1": (18.5, 2.4), "2": (3.7, 1.9), "3": (0.1, 0.0), "4": (0.05, 0.0)}
+    rows = sp._threads_share(before, after, 10.0)
+    assert rows == [{"running": 0.85, "waiting": 0.14}, {"running": 0.07, "waiting": 0.14}]
+
+
+def test_reads_every_thread_of_a_process(sp: ModuleType) -> None:
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait)
+    t.start()
+    try:
+        got = sp._thread_sched(os.getpid())
+    finally:
+        stop.set()
+        t.join()
+    assert str(os.getpid()) in got and str(t.native_id) in got
+    assert all(run >= 0 and wait >= 0 for run, wait in got.values())
