@@ -3,28 +3,23 @@ waiting shares, read from ``/proc/PID/task/TID/schedstat``.
 
 The figures depend on the machine and are never asserted; what is tested is the
 arithmetic (deltas over the span, busiest first) and that this process's own threads
-are read. ``bench`` is not an installed package, so the repository root is put on
-``sys.path`` to import it.
+are read. ``bench`` is not an installed package: ``import_bench`` (``conftest.py``)
+imports it.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import threading
-from pathlib import Path
+from collections.abc import Callable
 from types import ModuleType
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
-
 
 @pytest.fixture(scope="module")
-def sp() -> ModuleType:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.syspath_prepend(str(ROOT))
-        return importlib.import_module("bench.scheduler_perf")
+def sp(import_bench: Callable[[str], ModuleType]) -> ModuleType:
+    return import_bench("scheduler_perf")
 
 
 def test_shares_are_deltas_over_the_span_busiest_first(sp: ModuleType) -> None:

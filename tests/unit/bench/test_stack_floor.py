@@ -3,25 +3,20 @@
 The timings themselves are never asserted (they depend on the machine); what is tested is
 the pure part the report's conclusion rests on: the combination of counts and costs, and
 how the counts are read from a ``scheduler_perf --mode shape`` report. ``bench`` is not an
-installed package, so the repository root is put on ``sys.path`` to import it.
+installed package: ``import_bench`` (``conftest.py``) imports it.
 """
 
 from __future__ import annotations
 
-import importlib
-from pathlib import Path
+from collections.abc import Callable
 from types import ModuleType
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
-
 
 @pytest.fixture(scope="module")
-def sf() -> ModuleType:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.syspath_prepend(str(ROOT))
-        return importlib.import_module("bench.stack_floor")
+def sf(import_bench: Callable[[str], ModuleType]) -> ModuleType:
+    return import_bench("stack_floor")
 
 
 def test_counts_times_costs_give_the_floor_and_the_ceiling(sf: ModuleType) -> None:
