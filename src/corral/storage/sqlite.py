@@ -24,12 +24,13 @@ growth, compaction that never finishes and constant disk writes on an idle clust
 - **Few GIL hand-offs per commit.** The writer thread lets go of the GIL in every SQLite
   statement (and in every compression call), and taking it back from a busy event loop
   waits until the loop's thread lets go: up to a switch interval (5 ms) each time. Under
-  load (issue 19's shape), with a statement and a compression per row on the writer
-  thread, commits of ~30 rows took 7 ms at the median and 93 ms at p99, where the same
-  commit of 100 rows takes ~2 ms alone.
-  So values are compressed (and sealed) on the loop while the batch is numbered, and a
-  batch is written with a few multi-row INSERTs (``_insert_rows``): BEGIN, the upserts,
-  the log rows and COMMIT, whatever the batch's size.
+  load (issue 19's shape) a commit of ~30 rows took 7 ms at the median and up to ~90 ms,
+  where the same commit of 100 rows takes ~2 ms alone. So values are compressed (and
+  sealed) on the loop while the batch is numbered, and a batch is written with a few
+  multi-row INSERTs (``_insert_rows``): BEGIN, the upserts, the log rows and COMMIT,
+  whatever the batch's size, not two statements and a compression per row. (Most of a
+  commit's time under load is still the loop's: the hops to and from the thread wait
+  behind everything else ready on it.)
 """
 
 from __future__ import annotations
