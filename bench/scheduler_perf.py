@@ -12,7 +12,9 @@ the first create to the last pod seen bound on a watch, the create phase's pods/
 its per-request p50/p99, CPU seconds (from ``/proc/PID/stat``, over the create+bind
 phase) and RSS of every process, the shares of that phase the server's two busiest
 threads (its event loop's, then the store writer's) spent running and runnable but
-waiting for a CPU (``server_threads``, from ``/proc/PID/task/TID/schedstat``), and whether any node ended over its allocatable (from
+waiting for a CPU (``server_threads``, from ``/proc/PID/task/TID/schedstat``; with
+``--pin-server`` the server runs alone on CPU 0 and every other process on the rest, to
+measure what their contention costs: an experiment, not how Corral runs), and whether any node ended over its allocatable (from
 the final pod list), and the server's own latency of writes (POST, PUT, PATCH, DELETE,
 APPLY) over the span: p50/p99 interpolated as Prometheus' ``histogram_quantile`` does
 from the difference of two scrapes of its ``apiserver_request_duration_seconds``
@@ -40,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import statistics
@@ -47,6 +50,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -297,6 +301,26 @@ def _threads_share(
     return sorted(rows, key=lambda r: -r["running"])[:2]
 
 
+def _set_affinity(pid: int, cpus: set[int]) -> None:
+    """Every thread of ``pid`` on ``cpus`` (threads it starts later inherit it)."""
+    for t in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(ProcessLookupError, FileNotFoundError):
+            os.sched_setaffinity(int(t.name), cpus)
+
+
+def pin(server: int, others: list[int]) -> Callable[[], None]:
+    """``server`` alone on CPU 0; ``others`` and this process on the other CPUs. Returns
+    what puts this process back (the others end with the run)."""
+    mine = os.sched_getaffinity(0)
+    rest = mine - {0}
+    if 0 not in mine or not rest:
+        raise SystemExit("--pin-server needs CPU 0 and at least one more CPU")
+    _set_affinity(server, {0})
+    for pid in [*others, os.getpid()]:
+        _set_affinity(pid, rest)
+    return lambda: _set_affinity(os.getpid(), mine)
+
+
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -385,9 +409,13 @@ async def run_shape(
     profile: Path | None,
     rate: int,
     idle: float = 10.0,
+    pin_server: bool = False,
 ) -> dict[str, Any]:
-    """One run of the issue's shape (module docstring); ``work`` is a fresh directory."""
+    """One run of the issue's shape (module docstring); ``work`` is a fresh directory.
+    ``pin_server``: the server on CPU 0 alone, every other process (this one included)
+    on the other CPUs, from before the idle measurement to the end (``pin``)."""
     srv = BenchServer.start(work / "server", extra=["--loops", loops])
+    unpin: Callable[[], None] | None = None
     agent: subprocess.Popen[bytes] | None = None
     spies: list[subprocess.Popen[bytes]] = []
     try:
@@ -414,6 +442,8 @@ async def run_shape(
             while len(watch.bound) < warm and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
             pids = {"server": srv.pid, **_children(srv.pid), "hollow-agent": agent.pid}
+            if pin_server:
+                unpin = pin(srv.pid, [p for k, p in pids.items() if k != "server"])
             await asyncio.sleep(3)  # the warm pods' status writes settle first
             idle0 = _cpu_all(pids)  # the steady cost of N nodes: Leases, status, no pods
             await asyncio.sleep(idle)
@@ -479,8 +509,11 @@ async def run_shape(
                 "nodes_ready_s": round(ready_s, 1),
                 "overcommitted_nodes": over,
                 "profiled": profile is not None,
+                "server_pinned": pin_server,
             }
     finally:
+        if unpin is not None:
+            unpin()
         for spy in spies:
             if spy.poll() is None:
                 spy.kill()
@@ -503,8 +536,9 @@ async def shape_async(args: argparse.Namespace) -> dict[str, Any]:
                     work = Path(tmp) / f"n{n}-p{p}-{r}"
                     work.mkdir()
                     one = await run_shape(
-                        n, p, args.warm, work, args.loops, profile, args.rate, args.idle
-                    )
+                        n, p, args.warm, work, args.loops, profile, args.rate, args.idle,
+                        args.pin_server,
+                    )  # fmt: skip
                     report["runs"].append(one)
                     print(orjson.dumps(one).decode(), flush=True)
     return report
@@ -547,6 +581,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--idle", type=float, default=10.0, help="shape: seconds of CPU measured with no pods"
+    )
+    p.add_argument(
+        "--pin-server",
+        action="store_true",
+        help="shape: the server alone on CPU 0, the other processes on the rest (what "
+        "contention for the cores costs; an experiment, not how Corral runs)",
     )
     args = p.parse_args(argv)
     shape = args.mode == "shape"

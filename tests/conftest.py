@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import ssl
@@ -11,9 +12,10 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -203,3 +205,16 @@ class Raw:
 @pytest.fixture(scope="session")
 def raw(server: RunningServer) -> Raw:
     return Raw(server)
+
+
+@pytest.fixture(scope="session")
+def import_bench() -> Callable[[str], ModuleType]:
+    """``import_bench(name)`` is the module ``bench.<name>``: ``bench`` is not an installed
+    package, so the repository root is put on ``sys.path`` for the import only."""
+
+    def load(name: str) -> ModuleType:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.syspath_prepend(str(Path(__file__).resolve().parents[1]))
+            return importlib.import_module(f"bench.{name}")
+
+    return load

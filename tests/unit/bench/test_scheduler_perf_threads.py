@@ -3,13 +3,14 @@ waiting shares, read from ``/proc/PID/task/TID/schedstat``.
 
 The figures depend on the machine and are never asserted; what is tested is the
 arithmetic (deltas over the span, busiest first) and that this process's own threads
-are read. ``bench`` is not an installed package: ``import_bench`` (``conftest.py``)
+are read. ``bench`` is not an installed package: ``import_bench`` (``tests/conftest.py``)
 imports it.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import threading
 from collections.abc import Callable
 from types import ModuleType
@@ -40,3 +41,24 @@ def test_reads_every_thread_of_a_process(sp: ModuleType) -> None:
         t.join()
     assert str(os.getpid()) in got and str(t.native_id) in got
     assert all(run >= 0 and wait >= 0 for run, wait in got.values())
+
+
+def test_pin_puts_the_server_alone_on_cpu_0_and_undoes_this_process(sp: ModuleType) -> None:
+    mine = os.sched_getaffinity(0)
+    if 0 not in mine or len(mine) < 2:
+        pytest.skip("needs CPU 0 and one more")
+    server = subprocess.Popen(["sleep", "30"])
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        unpin = sp.pin(server.pid, [other.pid])
+        try:
+            assert os.sched_getaffinity(server.pid) == {0}
+            assert os.sched_getaffinity(other.pid) == mine - {0}
+            assert os.sched_getaffinity(0) == mine - {0}
+        finally:
+            unpin()
+        assert os.sched_getaffinity(0) == mine
+    finally:
+        for p in (server, other):
+            p.kill()
+            p.wait()

@@ -3,7 +3,7 @@
 The timings themselves are never asserted (they depend on the machine); what is tested is
 the pure part the report's conclusion rests on: the combination of counts and costs, and
 how the counts are read from a ``scheduler_perf --mode shape`` report. ``bench`` is not an
-installed package: ``import_bench`` (``conftest.py``) imports it.
+installed package: ``import_bench`` (``tests/conftest.py``) imports it.
 """
 
 from __future__ import annotations
