@@ -14,8 +14,8 @@ phase) and RSS of every process, the shares of that phase the server's two busie
 threads (its event loop's, then the store writer's) spent running and runnable but
 waiting for a CPU (``server_threads``, from ``/proc/PID/task/TID/schedstat``; with
 ``--pin-server`` the server runs alone on CPU 0 and every other process on the rest, to
-measure what their contention costs: an experiment, not how Corral runs), and whether any node ended over its allocatable (from
-the final pod list), and the server's own latency of writes (POST, PUT, PATCH, DELETE,
+measure what their contention costs: an experiment, not how Corral runs), and whether
+any node ended over its allocatable (from the final pod list), and the server's own latency of writes (POST, PUT, PATCH, DELETE,
 APPLY) over the span: p50/p99 interpolated as Prometheus' ``histogram_quantile`` does
 from the difference of two scrapes of its ``apiserver_request_duration_seconds``
 (upstream's buckets: 5, 25, 50, 100, 200 ms...), and its write mix (write requests per
@@ -536,9 +536,16 @@ async def shape_async(args: argparse.Namespace) -> dict[str, Any]:
                     work = Path(tmp) / f"n{n}-p{p}-{r}"
                     work.mkdir()
                     one = await run_shape(
-                        n, p, args.warm, work, args.loops, profile, args.rate, args.idle,
+                        n,
+                        p,
+                        args.warm,
+                        work,
+                        args.loops,
+                        profile,
+                        args.rate,
+                        args.idle,
                         args.pin_server,
-                    )  # fmt: skip
+                    )
                     report["runs"].append(one)
                     print(orjson.dumps(one).decode(), flush=True)
     return report
