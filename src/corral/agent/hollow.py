@@ -45,6 +45,7 @@ from corral.api.errors import StatusError
 from corral.api.nodes import AGENT_SCHEME
 from corral.client.informer import Informer, WorkQueue, key_of
 from corral.client.rest import NODES, PODS, Client, KubeConfig, add_server_flag
+from corral.util import eventloop
 from corral.util.bearer import bearer_matches, node_token
 from corral.util.clock import Clock, SystemClock, parse_rfc3339, rfc3339
 from corral.util.durations import parse_go_duration
@@ -61,7 +62,6 @@ from .node import (
     parse_labels,
     register_node,
     register_nodes,
-    run_loop,
     serve_until_signalled,
 )
 from .resource_metrics import hollow_sample, render
@@ -831,5 +831,5 @@ def main(argv: list[str]) -> int:
     agent = HollowAgent(client, names, labels, lease_duration=lease, renew_interval=lease / 4)
     # a process of its own: the collector is set up once the nodes are in and pods synced
     work = settling(agent.run, agent.ready)
-    run_loop(lambda: serve_until_signalled(work, client, args.exit_on_stdin_eof))
+    eventloop.run(lambda: serve_until_signalled(work, client, args.exit_on_stdin_eof))
     return 0

@@ -27,7 +27,7 @@ import random
 import signal
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -417,13 +417,3 @@ async def serve_until_signalled(
         pass
     finally:
         await client.close()
-
-
-def run_loop(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """Run ``main()`` to the end on uvloop when it is installed, else on asyncio's loop."""
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(main())
-    else:
-        uvloop.run(main())

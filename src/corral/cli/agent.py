@@ -27,8 +27,9 @@ from corral.agent.drivers.base import Driver
 from corral.agent.images import RegistryHosts
 from corral.agent.images.store import ImageStore
 from corral.agent.kubelet import NodeAgent
-from corral.agent.node import parse_labels, run_loop, serve_until_signalled
+from corral.agent.node import parse_labels, serve_until_signalled
 from corral.client.rest import NODES, Client, KubeConfig, add_server_flag
+from corral.util import eventloop
 from corral.util.gc_tuning import settling
 from corral.util.paths import absolute_path
 
@@ -524,7 +525,7 @@ def main(argv: list[str]) -> int:
 
     refused: list[BaseException] = []
     try:
-        run_loop(lambda: serve_until_signalled(run, client, args.exit_on_stdin_eof))
+        eventloop.run(lambda: serve_until_signalled(run, client, args.exit_on_stdin_eof))
     except* BridgeConflict as group:  # the pod network is another cluster's: refuse
         refused.extend(group.exceptions)
     for conflict in refused:

@@ -7,7 +7,6 @@ process's start-up (logging, uvloop, one clear line for a port in use), and the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import sys
@@ -16,6 +15,7 @@ import urllib.request
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from corral.util import eventloop
 from corral.util.stopping import run_until_stopped
 
 log = logging.getLogger("corral.cli")
@@ -131,10 +131,7 @@ def run(command: str, log_level: str, main: Callable[[], Coroutine[Any, Any, Non
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        uvloop.install()
+    eventloop.install()
     from corral.client.leaderelection import EXIT_LEADERSHIP_LOST, LeadershipLost
 
     try:

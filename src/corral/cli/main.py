@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from corral.util import eventloop
 from corral.util.durations import duration_text
 from corral.util.paths import absolute_path
 
@@ -590,12 +591,7 @@ def _main(argv: list[str]) -> int:
         if busy:
             print(f"corral up: not starting: {'; '.join(busy)}", file=sys.stderr)
             return 1
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
+    eventloop.install()
     if args.command == "up":  # D/up.pid: what ``corral down`` stops
         from corral.cli import down as down_cli
 

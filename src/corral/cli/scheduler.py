@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
 import sys
@@ -22,6 +21,7 @@ from corral.api.errors import StatusError
 from corral.client import election
 from corral.client.rest import EVENTS, PODS, Client, add_server_flag
 from corral.scheduler import DEFAULT_SCHEDULER, FAILED_SCHEDULING, MAX_IN_FLIGHT
+from corral.util import eventloop
 from corral.util.gc_tuning import settling
 from corral.util.stopping import run_until_stopped
 
@@ -306,10 +306,7 @@ def run_scheduler(args: argparse.Namespace) -> int:
     if bad:
         print(f"corral {args.command}: {bad}", file=sys.stderr)
         return 2
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        uvloop.install()
+    eventloop.install()
     from corral.client.leaderelection import EXIT_LEADERSHIP_LOST, LeadershipLost
 
     try:

@@ -71,6 +71,7 @@ from corral.controllers.servicelb import Pool, ServiceLBController
 from corral.controllers.statefulset import StatefulSetController
 from corral.controllers.taint_eviction import TaintEvictionController
 from corral.controllers.volumeprotection import PVCProtectionController, PVProtectionController
+from corral.util import eventloop
 from corral.util.clock import Clock
 from corral.util.gc_tuning import settling
 from corral.util.stopping import run_until_stopped
@@ -331,7 +332,7 @@ def main(argv: list[str]) -> int:
         return 2
     elected = election.elector(client, args, "controller-manager")
     try:
-        asyncio.run(_serve(client, names, args.exit_on_stdin_eof, options, elected))
+        eventloop.run(lambda: _serve(client, names, args.exit_on_stdin_eof, options, elected))
     except LeadershipLost as e:  # as kube-controller-manager: exit, to start afresh
         log.error("%s", e)
         return EXIT_LEADERSHIP_LOST

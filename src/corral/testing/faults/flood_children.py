@@ -33,8 +33,9 @@ import aiohttp
 import orjson
 
 from corral.agent.hollow import HollowAgent
-from corral.agent.node import LeaseRenewer, run_loop
+from corral.agent.node import LeaseRenewer
 from corral.client.rest import Client
+from corral.util import eventloop
 
 #: what ``kubectl get pods -A`` sends (kubectl 1.32)
 KUBECTL_ACCEPT = (
@@ -151,7 +152,7 @@ def main(argv: list[str]) -> int:
     f.add_argument("--seconds", type=float, required=True)
     args = p.parse_args(argv)
     if args.cmd == "agent":
-        run_loop(lambda: _agent(args))
+        eventloop.run(lambda: _agent(args))
     else:
         asyncio.run(_flood(args))
     return 0
