@@ -1,6 +1,7 @@
 # Corral: `make help` lists the targets.
 SHELL := /bin/bash
-PY ?= python3
+# PY=... picks the interpreter .venv is made from; by default scripts/python.sh does
+PY ?=
 VENV := .venv
 BIN := $(VENV)/bin
 DATA ?= $(HOME)/.corral
@@ -13,7 +14,7 @@ help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
 
 $(BIN)/corral: pyproject.toml
-	$(PY) -m venv $(VENV)
+	py="$(PY)"; py="$${py:-$$(bash scripts/python.sh)}"; echo "making $(VENV) with $$py"; "$$py" -m venv --clear $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test,dev]'
 	@touch $@

@@ -33,7 +33,7 @@ import os
 import posixpath
 import shutil
 import stat
-import tarfile
+import tarfile as _stdlib_tarfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -41,6 +41,14 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+# The extraction filters (PEP 706) came in CPython 3.11.4; Debian 12's python3.11 (3.11.2)
+# has not got them: the backport of the module has.
+if hasattr(_stdlib_tarfile, "data_filter"):
+    tarfile = _stdlib_tarfile
+else:  # pragma: no cover - depends on the interpreter
+    from backports import tarfile  # type: ignore[no-redef,import-untyped]
+
 
 #: a download that receives nothing for this long fails (Mesos' --fetcher_stall_timeout)
 STALL_TIMEOUT = 60.0
