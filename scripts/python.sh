@@ -3,7 +3,7 @@
 #
 # Debian's python3.11 is built with profile-guided and link-time optimisation and a static
 # libpython; pyenv's default build (what `python3` is on these machines) has neither, and
-# Corral's processes spend 7-11% more CPU on it (README, Performance). So: Debian's
+# Corral's processes spend ~5% more CPU on it (README, Performance). So: Debian's
 # python3.11 when it is there and has its venv module (as root, Debian's python3.11-venv
 # is installed when it is missing), else `python3`.
 set -euo pipefail
