@@ -15,15 +15,16 @@ threads (its event loop's, then the store writer's) spent running and runnable b
 waiting for a CPU (``server_threads``, from ``/proc/PID/task/TID/schedstat``; with
 ``--pin-server`` the server runs alone on CPU 0 and every other process on the rest, to
 measure what their contention costs: an experiment, not how Corral runs), and whether
-any node ended over its allocatable (from the final pod list), and the server's own latency of writes (POST, PUT, PATCH, DELETE,
-APPLY) over the span: p50/p99 interpolated as Prometheus' ``histogram_quantile`` does
-from the difference of two scrapes of its ``apiserver_request_duration_seconds``
-(upstream's buckets: 5, 25, 50, 100, 200 ms...), and its write mix (write requests per
-resource, ``writes_in_span``) from the same two scrapes: the bench adds no watch of its
-own beyond the bound-watch, so what it measures carries no load of its own making. ``--profile DIR`` also runs ``py-spy record`` (raw collapsed stacks)
-on the server, the scheduler, the controller manager and the hollow agent for the
-create+bind phase; ``bench/scheduler_profile.py``
-summarises them. The figures of a profiled run are distorted by the sampler.
+any node ended over its allocatable (from the final pod list), and the server's own
+latency of writes (POST, PUT, PATCH, DELETE, APPLY) over the span: p50/p99 interpolated
+as Prometheus' ``histogram_quantile`` does from the difference of two scrapes of its
+``apiserver_request_duration_seconds`` (upstream's buckets: 5, 25, 50, 100, 200 ms...),
+and its write mix (write requests per resource, ``writes_in_span``) from the same two
+scrapes: the bench adds no watch of its own beyond the bound-watch, so what it measures
+carries no load of its own making. ``--profile DIR`` also runs ``py-spy record`` (raw
+collapsed stacks) on the server, the scheduler, the controller manager and the hollow
+agent for the create+bind phase; ``bench/scheduler_profile.py`` summarises them. The
+figures of a profiled run are distorted by the sampler.
 
 ``--mode registered`` (the first version): for each node count: a fresh ``corral server --no-scheduler``; the nodes are registered
 through the API (hollow: Node objects with 4 cpu, 32 Gi, 110 pods allocatable, nothing

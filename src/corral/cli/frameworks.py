@@ -131,11 +131,10 @@ def run(command: str, log_level: str, main: Callable[[], Coroutine[Any, Any, Non
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    eventloop.install()
     from corral.client.leaderelection import EXIT_LEADERSHIP_LOST, LeadershipLost
 
     try:
-        asyncio.run(main())
+        eventloop.run(main)
     except OSError as e:
         print(f"corral {command}: {e}", file=sys.stderr)
         return 1

@@ -591,14 +591,13 @@ def _main(argv: list[str]) -> int:
         if busy:
             print(f"corral up: not starting: {'; '.join(busy)}", file=sys.stderr)
             return 1
-    eventloop.install()
     if args.command == "up":  # D/up.pid: what ``corral down`` stops
         from corral.cli import down as down_cli
 
         with down_cli.pid_file(args.data_dir):
-            asyncio.run(_run(server, True, nodes, ha))
+            eventloop.run(lambda: _run(server, True, nodes, ha))
         return 0
-    asyncio.run(_run(server, False, nodes))
+    eventloop.run(lambda: _run(server, False, nodes))
     return 0
 
 

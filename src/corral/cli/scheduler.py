@@ -306,11 +306,10 @@ def run_scheduler(args: argparse.Namespace) -> int:
     if bad:
         print(f"corral {args.command}: {bad}", file=sys.stderr)
         return 2
-    eventloop.install()
     from corral.client.leaderelection import EXIT_LEADERSHIP_LOST, LeadershipLost
 
     try:
-        asyncio.run(_run_scheduler(args, profile))
+        eventloop.run(lambda: _run_scheduler(args, profile))
     except LeadershipLost as e:  # as kube-scheduler: exit, to start afresh as a standby
         log.error("%s", e)
         return EXIT_LEADERSHIP_LOST

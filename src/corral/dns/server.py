@@ -50,6 +50,7 @@ import dns.rdataclass
 from corral.client.informer import Informer
 from corral.client.rest import ENDPOINTSLICES, SERVICES, Client, add_server_flag
 from corral.dns.records import DEFAULT_TTL, ClusterZone, service_key_of_slice
+from corral.util import eventloop
 from corral.util.stopping import stdin_eof
 
 log = logging.getLogger("corral.dns")
@@ -467,7 +468,7 @@ def main(argv: list[str]) -> int:
         print(f"corral dns: cannot read {args.kubeconfig}: {e}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(serve(client, args, upstreams, listen))
+        eventloop.run(lambda: serve(client, args, upstreams, listen))
     except OSError as e:
         print(f"corral dns: cannot listen on {args.listen}: {e}", file=sys.stderr)
         return 1

@@ -8,12 +8,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 
 from corral.client.rest import Client, add_server_flag
 from corral.metrics.server import DEFAULT_PORT, DEFAULT_RESOLUTION, MetricsServer
+from corral.util import eventloop
 from corral.util.durations import duration
 from corral.util.stopping import run_until_stopped
 
@@ -111,7 +111,7 @@ def main(argv: list[str]) -> int:
     except (OSError, ValueError) as e:
         print(f"corral metrics-server: {e}", file=sys.stderr)
         return 2
-    asyncio.run(_serve(server, args.exit_on_stdin_eof))
+    eventloop.run(lambda: _serve(server, args.exit_on_stdin_eof))
     return 0
 
 

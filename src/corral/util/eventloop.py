@@ -2,25 +2,16 @@
 
 uvloop's loop, transports and TLS are compiled; on asyncio's own selector loop the same
 work costs more of the process's CPU (issue 19: the controller manager, which spends
-most of its time reading watch streams, ran on asyncio's loop while every other
-component ran on uvloop). ``install`` makes it the loop of every later ``asyncio.run``;
-``run`` runs one coroutine to its end on it.
+most of its time reading watch streams, took ~6% more CPU on asyncio's loop). ``run``
+runs one coroutine to its end on it, without touching the process's event-loop policy,
+so an in-process caller (a test) keeps its own loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Coroutine
 from typing import Any
-
-
-def install() -> None:
-    """Make uvloop the policy's loop when it is installed; else leave asyncio's."""
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        uvloop.install()
 
 
 def run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
