@@ -1,6 +1,7 @@
 """A custom executor (pymesos' ``MesosExecutorDriver``, unmodified) launched by a pymesos
 framework on a real agent: its task states reach the framework, and framework messages
-go both ways."""
+go both ways, in order, also once the executor's task has ended (it says goodbye when it
+is shut down)."""
 
 from __future__ import annotations
 
@@ -44,10 +45,17 @@ class Echo(Executor):
         driver.stop()
 
     def shutdown(self, driver):
+        driver.sendFrameworkMessage(encode_data(b"bye"))
         driver.stop()
 
 MesosExecutorDriver(Echo(), use_addict=True).run()
 """
+
+
+def completed(state: dict[str, Any]) -> bool:
+    return any(
+        t["id"] == "echo-1" for f in state["frameworks"] for t in f.get("completed_tasks", [])
+    )
 
 
 def test_a_custom_executor_exchanges_framework_messages(tmp_path: Path) -> None:
@@ -89,17 +97,20 @@ def test_a_custom_executor_exchanges_framework_messages(tmp_path: Path) -> None:
             assert running["source"] == "SOURCE_EXECUTOR"
             assert running.get("message") == "echoing"
             agent = launched[0]
-            for word in (b"ping", b"finish"):
+            words = [b"ping%d" % i for i in range(8)] + [b"finish"]
+            for word in words:
                 fw.driver.sendFrameworkMessage(
                     {"value": "echo-executor"},
                     {"value": agent},
                     base64.b64encode(word).decode(),
                 )
-            wait(lambda: len(fw.recorder.messages) >= 2, "two messages back", 30)
-            got = [base64.b64decode(d) for _, _, d in fw.recorder.messages]
-            assert got == [b"pong:ping", b"pong:finish"]
-            assert {(e, a) for e, a, _ in fw.recorder.messages} == {("echo-executor", agent)}
             wait(lambda: "TASK_FINISHED" in fw.recorder.states("echo-1"), "TASK_FINISHED", 30)
+            # its task done, the executor is shut down, and what it says then still arrives
+            wait(lambda: len(fw.recorder.messages) > len(words), "every answer and a goodbye", 30)
+            got = [base64.b64decode(d) for _, _, d in fw.recorder.messages]
+            assert got == [b"pong:" + w for w in words] + [b"bye"]
+            assert {(e, a) for e, a, _ in fw.recorder.messages} == {("echo-executor", agent)}
+            assert completed(c.get("/state"))
         finally:
             fw.stop()
         wait(lambda: not c.task_pods(), "the executor's pod gone after TEARDOWN", 60)

@@ -20,6 +20,7 @@ ACCEPT, the one call with real work::
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -509,10 +510,30 @@ def message(m: Master, fw: FrameworkState, body: Obj) -> None:
         raise CallError(
             400, "Expecting 'message.agent_id', 'message.executor_id' and 'message.data'"
         )
-    m.spawn(relay_to_executor(m, fw, agent, eid, data))
+    outbox = m.outboxes.get(agent)
+    if outbox is None:
+        outbox = m.outboxes[agent] = collections.deque()
+        m.spawn(relay_outbox(m, agent, outbox), "mesos-messages")
+    outbox.append((fw.id, eid, data))
 
 
-async def relay_to_executor(m: Master, fw: FrameworkState, agent: str, eid: str, data: str) -> None:
+async def relay_outbox(
+    m: Master, agent: str, outbox: collections.deque[tuple[str, str, str]]
+) -> None:
+    """An agent's framework messages go one at a time, in the order they were sent (as
+    over Mesos' one connection from master to agent): "ping" then "finish" must not
+    reach the executor the other way round."""
+    try:
+        while outbox:
+            fid, eid, data = outbox[0]
+            await relay_to_executor(m, fid, agent, eid, data)
+            outbox.popleft()
+    finally:
+        if m.outboxes.get(agent) is outbox:
+            del m.outboxes[agent]
+
+
+async def relay_to_executor(m: Master, fid: str, agent: str, eid: str, data: str) -> None:
     """A framework message goes straight to the executor's agent (its logs/exec
     server, as the API server reaches it for ``kubectl exec``), at most once."""
     node = m.scheduler.nodes.get(agent)
@@ -527,7 +548,7 @@ async def relay_to_executor(m: Master, fw: FrameworkState, agent: str, eid: str,
     scheme = agent_scheme(node)
     tls = (m.client.config.ssl_context() or True) if scheme == "https" else False
     url = f"{scheme}://{target}/mesos/executor-message"
-    body = {"framework_id": fw.id, "executor_id": eid, "data": data}
+    body = {"framework_id": fid, "executor_id": eid, "data": data}
     headers = m.client.config.headers
     if scheme != "https" and headers:  # plain HTTP is the node's word: a node-bound token
         headers = {"Authorization": f"Bearer {node_token(m.client.config.token, agent)}"}
@@ -557,16 +578,29 @@ def on_event(m: Master, type_: str, ev: Obj, old: Obj | None) -> None:
     framework's stream, then delete the Event (at least once, like Mesos)."""
     if type_ == "DELETED" or ev.get("reason") != EXECUTOR_MESSAGE:
         return
-    obj = ev.get("involvedObject") or {}
-    ref = m.by_pod.get(f"{obj.get('namespace')}/{obj.get('name')}")
-    t = m.tasks.get(ref) if ref else None
-    if t is not None:
-        ex = t.info.get("executor") or {}
-        executor_message(
-            m, t.framework_id, t.agent, value(ex.get("executor_id")), str(ev.get("message") or "")
-        )
+    sender = executor_of(m, ev.get("involvedObject") or {})
+    if sender is not None:
+        executor_message(m, *sender, str(ev.get("message") or ""))
     meta = ev.get("metadata") or {}
     m.spawn(delete_event(m, meta.get("namespace", names.NAMESPACE), meta.get("name", "")))
+
+
+def executor_of(m: Master, obj: Obj) -> tuple[str, str, str] | None:
+    """(framework, agent, executor) of the executor pod an Event is about. Its task may
+    have ended and left the active set while the executor still talks (Mesos relays an
+    executor's message whatever its tasks' state): say, a goodbye on SHUTDOWN, by which
+    time its pod is gone too, so the completed tasks say (newest first)."""
+    key = f"{obj.get('namespace')}/{obj.get('name')}"
+    ref = m.by_pod.get(key)
+    t = m.tasks.get(ref) if ref else None
+    if t is None:
+        t = next(
+            (c for done in m.completed.values() for c in reversed(done) if c.pod_key == key),
+            None,
+        )
+    if t is None:
+        return None
+    return t.framework_id, t.agent, value((t.info.get("executor") or {}).get("executor_id"))
 
 
 async def delete_event(m: Master, ns: str, name: str) -> None:

@@ -35,6 +35,7 @@ Task status updates (one outstanding per task, as the agent's status update mana
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import logging
@@ -142,6 +143,8 @@ class Master:
         self.ready = asyncio.Event()
         self._accepted_at: dict[str, float] = {}  # pod key -> monotonic ACCEPT time
         self._subscribing: dict[str, asyncio.Lock] = {}
+        #: agent -> framework messages (framework, executor, data) not yet relayed to it
+        self.outboxes: dict[str, collections.deque[tuple[str, str, str]]] = {}
         #: pod key -> acknowledged state not yet written on the pod (``record_ack``)
         self._acks: dict[str, str] = {}
         self._acks_writing: set[str] = set()
