@@ -33,6 +33,10 @@ each pays a loop iteration, a read and a send alone) and one event per write; th
 lies between the two. Figures are reported, never asserted; another load on the machine
 inflates them (``loadavg`` is recorded).
 
+``--transport tcp`` (plain HTTP on loopback TCP) or ``unix`` (plain HTTP on a Unix
+socket) measures a and b without TLS, or without TCP either: what each layer costs a
+request and an event, against the default ``tls`` (the shape's own transport).
+
 The module is also its own helper processes: ``--role server`` and ``--role client`` are
 what the measuring process starts (``sys.executable -m bench.stack_floor``); both end
 when the measurement does, and the temporary directory (PKI, database) is removed.
@@ -218,7 +222,22 @@ BLOB_BYTES = 1536
 EVENT_LINE = orjson.dumps({"type": "MODIFIED", "object": _pod("p-event", POD_BYTES)}) + b"\n"
 
 
+def _settle_malloc() -> None:
+    """Put glibc's malloc where a long-running process's is: one large block freed.
+
+    TLS reads ask for 256 KiB at a time (the SSL protocol's read size; the bytes are cut
+    to what arrived). In a fresh process that is above malloc's initial 128 KiB mmap
+    threshold: every read maps, shrinks (``mremap``) and unmaps memory, a fifth of a TLS
+    server's CPU in page faults and TLB flushes here. Freeing a mapped block raises the
+    threshold past its size, after which such reads come from the heap. Corral's
+    processes get there by themselves (a 10 s ``perf stat`` of each process in the shape
+    counted 4-16 ``mmap``/``munmap`` calls and no ``mremap``), so the roles do too."""
+    block = bytearray(4 << 20)
+    del block
+
+
 def _run_uvloop(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    _settle_malloc()
     try:
         import uvloop
     except ImportError:  # the measurement then says so: "uvloop": false
@@ -231,7 +250,11 @@ def _run_uvloop(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
 # --- role: server ----------------------------------------------------------------------
 
 
-async def _serve(data_dir: Path) -> None:
+def _socket(data_dir: Path) -> Path:
+    return data_dir / "stack-floor.sock"
+
+
+async def _serve(data_dir: Path, transport: str) -> None:
     answer = orjson.dumps(_pod("p-answer", POD_BYTES))
 
     async def handle(request: web.BaseRequest) -> web.StreamResponse:
@@ -254,11 +277,16 @@ async def _serve(data_dir: Path) -> None:
 
     runner = web.ServerRunner(web.Server(handle), shutdown_timeout=1.0)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=Pki.at(data_dir).ssl_context())
+    site: web.BaseSite
+    if transport == "unix":
+        site = web.UnixSite(runner, str(_socket(data_dir)))
+    else:
+        tls = Pki.at(data_dir).ssl_context() if transport == "tls" else None
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls)
     await site.start()
     stop = asyncio.Event()  # set by SIGTERM from the measuring process
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    print(f"PORT {runner.addresses[0][1]}", flush=True)
+    print(f"PORT {0 if transport == 'unix' else runner.addresses[0][1]}", flush=True)
     try:
         await stop.wait()
     finally:
@@ -314,10 +342,18 @@ async def _measure(
 
 
 async def _client(args: argparse.Namespace, out: dict[str, Any]) -> None:
-    ctx = ssl.create_default_context(cafile=str(Pki.at(Path(args.data_dir)).ca_cert))
-    conn = aiohttp.TCPConnector(limit=args.concurrency, ssl=ctx)
+    data_dir = Path(args.data_dir)
+    conn: aiohttp.BaseConnector
+    if args.transport == "unix":
+        conn = aiohttp.UnixConnector(path=str(_socket(data_dir)), limit=args.concurrency)
+    elif args.transport == "tcp":
+        conn = aiohttp.TCPConnector(limit=args.concurrency, ssl=False)
+    else:
+        ctx = ssl.create_default_context(cafile=str(Pki.at(data_dir).ca_cert))
+        conn = aiohttp.TCPConnector(limit=args.concurrency, ssl=ctx)
+    scheme = "https" if args.transport == "tls" else "http"
     async with aiohttp.ClientSession(
-        base_url=f"https://127.0.0.1:{args.port}",
+        base_url=f"{scheme}://127.0.0.1:{args.port or 80}",
         connector=conn,
         cookie_jar=aiohttp.DummyCookieJar(),
     ) as s:
@@ -361,7 +397,7 @@ def _role(*argv: str) -> list[str]:
 def measure_http(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
     """Start the server and the client processes; the client's JSON result."""
     server = subprocess.Popen(
-        _role("--role", "server", "--data-dir", str(data_dir)),
+        _role("--role", "server", "--data-dir", str(data_dir), "--transport", args.transport),
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
@@ -372,6 +408,7 @@ def measure_http(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
         if not line.startswith("PORT "):
             raise RuntimeError(f"server did not start: {line!r}")
         plan = ["--reps", str(args.reps), "--requests", str(args.requests)]
+        plan += ["--transport", args.transport]
         plan += ["--events", str(args.events), "--concurrency", str(args.concurrency)]
         plan += ["--low-concurrency", str(args.low_concurrency)]
         run = subprocess.run(
@@ -530,6 +567,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         "plan": {
             "reps": args.reps,
+            "transport": args.transport,
             "requests_per_rep": args.requests,
             "concurrency": args.concurrency,
             "low_concurrency": args.low_concurrency,
@@ -614,13 +652,20 @@ def main(argv: list[str] | None = None) -> int:
         help="also measure requests this many at a time (0: not): the unamortised bound",
     )
     p.add_argument("--cores", type=float, default=0.0, help="default: os.cpu_count()")
+    p.add_argument(
+        "--transport",
+        choices=["tls", "tcp", "unix"],
+        default="tls",
+        help="requests and watches over HTTPS (as in the shape), plain HTTP over TCP, or "
+        "plain HTTP over a Unix socket: what TLS and TCP cost per unit",
+    )
     p.add_argument("--role", choices=["measure", "server", "client"], default="measure")
     p.add_argument("--data-dir", default="", help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.role == "server":
         data_dir = Path(args.data_dir)
-        _run_uvloop(lambda: _serve(data_dir))
+        _run_uvloop(lambda: _serve(data_dir, args.transport))
         return 0
     if args.role == "client":
         _client_role(args)

@@ -8,7 +8,9 @@ installed package: ``import_bench`` (``tests/conftest.py``) imports it.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -73,3 +75,25 @@ def test_counts_are_read_from_a_shape_report(sf: ModuleType) -> None:
         "idle_cores",
     }
     assert sf.shape_run(run) is run  # a bare run is read as is
+
+
+@pytest.mark.parametrize("transport", ["tls", "tcp", "unix"])
+def test_each_transport_serves_the_requests_and_the_watch(
+    sf: ModuleType, transport: str, tmp_path: Path
+) -> None:
+    """The server and client roles speak over each transport; a small run measures
+    something for every unit (the figures themselves are not asserted)."""
+    data_dir = tmp_path / "data"
+    sf.ensure_pki(data_dir, [])
+    plan = argparse.Namespace(
+        transport=transport,
+        reps=1,
+        requests=64,
+        events=64,
+        concurrency=4,
+        low_concurrency=0,
+    )
+    got = sf.measure_http(plan, data_dir)
+    for unit in ("request", "event_1", "event_16"):
+        [(server_s, client_s)] = got[unit]
+        assert server_s > 0 and client_s > 0
