@@ -81,8 +81,9 @@ def test_counts_are_read_from_a_shape_report(sf: ModuleType) -> None:
 def test_each_transport_serves_the_requests_and_the_watch(
     sf: ModuleType, transport: str, tmp_path: Path
 ) -> None:
-    """The server and client roles speak over each transport; a small run measures
-    something for every unit (the figures themselves are not asserted)."""
+    """The server and client roles speak over each transport: every request is answered
+    200 and every event arrives (the roles raise otherwise); the figures themselves are
+    not asserted."""
     data_dir = tmp_path / "data"
     sf.ensure_pki(data_dir, [])
     plan = argparse.Namespace(
@@ -96,4 +97,4 @@ def test_each_transport_serves_the_requests_and_the_watch(
     got = sf.measure_http(plan, data_dir)
     for unit in ("request", "event_1", "event_16"):
         [(server_s, client_s)] = got[unit]
-        assert server_s > 0 and client_s > 0
+        assert server_s >= 0 and client_s >= 0
