@@ -70,6 +70,7 @@ from aiohttp import web
 from bench.report import write_report
 from corral.apiserver.certs import Pki, ensure_pki
 from corral.storage.sqlite import _CHECKPOINT_PAGES, _SCHEMA, _WAL_LIMIT
+from corral.util import eventloop
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -237,14 +238,10 @@ def _settle_malloc() -> None:
 
 
 def _run_uvloop(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """A role's work on the loop Corral's commands run on (``util/eventloop.py``: uvloop
+    when installed; the measurement says which, ``"uvloop"``), its malloc settled first."""
     _settle_malloc()
-    try:
-        import uvloop
-    except ImportError:  # the measurement then says so: "uvloop": false
-        asyncio.run(main())
-        return
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(main())
+    eventloop.run(main)
 
 
 # --- role: server ----------------------------------------------------------------------
