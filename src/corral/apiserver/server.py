@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import ssl
 import sys
 from collections.abc import Awaitable, Mapping, Sequence
@@ -99,6 +98,7 @@ from corral.storage.cache import MAX_BACKLOG_BYTES, WatchCache
 from corral.storage.datastore import is_etcd, open_store
 from corral.util.clock import Clock, SystemClock
 from corral.util.gc_tuning import settle_heap
+from corral.util.ports import free_port
 
 if TYPE_CHECKING:
     from corral.storage.datastore import EtcdTLS
@@ -401,7 +401,7 @@ class Server:
         for workload in WORKLOADS:
             registry.admission[workload].append(pod_security.admit_workload)
         if self.port == 0:  # before the ``kubernetes`` Service names it as its targetPort
-            self.port = _free_port(self.bind)
+            self.port = free_port(self.bind)
         self.advertise_address = self.advertise_address or advertise_address_for(self.bind)
         await self._bootstrap(registry)
         self.token = ensure_admin_token(self.data_dir)
@@ -719,10 +719,3 @@ def corrupt_message(e: StorageCorrupt, data_dir: Path) -> str:
         f"the database {e.key} is corrupt ({detail}); not starting. Recover from a backup: "
         f"corral restore --data-dir {data_dir} BACKUP (README: Backup and restore)"
     )
-
-
-def _free_port(bind: str) -> int:
-    with socket.socket(socket.AF_INET6 if ":" in bind else socket.AF_INET) as s:
-        s.bind((bind, 0))
-        port: int = s.getsockname()[1]
-        return port

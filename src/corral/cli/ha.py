@@ -37,6 +37,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from corral.util.ports import free_ports
+
 if TYPE_CHECKING:
     from corral.apiserver.server import Server
     from corral.util.etcd_process import EtcdCluster
@@ -105,12 +107,6 @@ def local_cluster(args: argparse.Namespace) -> LocalHA | None:
     return LocalHA(args, servers)
 
 
-def _free_port(host: str) -> int:
-    from corral.util.etcd_process import free_port
-
-    return free_port(host)
-
-
 class LocalHA:
     """The etcd cluster and servers 1..N-1 of ``corral up --servers N``."""
 
@@ -139,7 +135,8 @@ class LocalHA:
             return 0 if value == 0 else value + i
 
         # --port 0: free ports picked now, so every server's URL is known up front
-        api = [_free_port(host) for _ in range(servers)] if args.port == 0 else None
+        etcd_ports = {p for m in self.etcd.members for p in (m.client_port, m.peer_port)}
+        api = free_ports(servers, host, avoid=etcd_ports) if args.port == 0 else None
         if api is not None:
             args.port = api[0]
         self.ports = [

@@ -17,23 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
+from corral.util.ports import free_port, free_ports
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    return free_ports(1)[0]
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct TCP ports on 127.0.0.1 that nothing listens on right now (held
-    together while chosen: two calls of ``free_port`` may return the same port)."""
-    socks = [socket.socket() for _ in range(count)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+__all__ = ["ServerProcess", "free_port", "free_ports"]
 
 
 @dataclass

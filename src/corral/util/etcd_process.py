@@ -25,7 +25,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import time
@@ -37,6 +36,7 @@ from types import TracebackType
 from typing import IO
 
 from corral.util.etcd_pki import EtcdPki, ensure_etcd_pki
+from corral.util.ports import free_ports
 
 #: how long ``start``/``restart``/``recover`` wait for a member to say it is healthy
 START_TIMEOUT = 60.0
@@ -59,12 +59,6 @@ def etcd_binary() -> str:
             "etcd-server) or name its executable in $CORRAL_ETCD"
         )
     return found
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -98,7 +92,10 @@ class EtcdCluster:
         self.host = host
         self.token = token
         self.extra_args = list(extra_args or [])
-        pairs = ports or [(free_port(host), free_port(host)) for _ in range(members)]
+        if ports is None:  # all picked at once: no two members may share a port
+            picked = free_ports(2 * members, host)
+            ports = list(zip(picked[::2], picked[1::2], strict=True))
+        pairs = ports
         self.members = [_Member(f"m{i}", c, p) for i, (c, p) in enumerate(pairs)]
         #: members dropped by ``recover`` (no longer in the cluster; never started again)
         self.removed: set[int] = set()

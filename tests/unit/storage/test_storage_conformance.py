@@ -540,7 +540,7 @@ async def test_fail_fast_stops_retrying_an_unreachable_etcd() -> None:
     kept ``corral server`` from exiting on SIGTERM while its etcd was down."""
     from aetcd.rpc import RangeRequest
 
-    from corral.util.etcd_process import free_port
+    from corral.util.ports import free_port
 
     st = EtcdStorage([f"127.0.0.1:{free_port()}"], retry_for=1.0)  # nothing listens there
     try:
