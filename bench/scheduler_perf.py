@@ -21,7 +21,10 @@ as Prometheus' ``histogram_quantile`` does from the difference of two scrapes of
 ``apiserver_request_duration_seconds`` (upstream's buckets: 5, 25, 50, 100, 200 ms...),
 and its write mix (write requests per resource, ``writes_in_span``) from the same two
 scrapes: the bench adds no watch of its own beyond the bound-watch, so what it measures
-carries no load of its own making. ``--profile DIR`` also runs ``py-spy record`` (raw
+carries no load of its own making. ``calibration_cpu_ms`` (``bench/calibrate.py``) is
+the CPU time of a fixed piece of Python just before the create phase and just after the
+span: these machines' speed drifts by up to ~1.7x from minute to minute, so two runs
+compare only at a like speed. ``--profile DIR`` also runs ``py-spy record`` (raw
 collapsed stacks) on the server, the scheduler, the controller manager and the hollow
 agent for the create+bind phase; ``bench/scheduler_profile.py`` summarises them. The
 figures of a profiled run are distorted by the sampler.
@@ -59,6 +62,7 @@ import aiohttp
 import orjson
 import uvloop
 
+from bench import calibrate
 from bench.report import write_report
 from bench.server import BenchServer
 from corral.testing.metrics import write_counts, write_latency
@@ -457,6 +461,7 @@ async def run_shape(
                         out = profile / f"{name}-n{nodes}-p{pods}.txt"
                         spies.append(_py_spy(pids[name], out, rate))
                 await asyncio.sleep(1)  # let the samplers attach
+            speed0 = calibrate.cpu_ms()  # before cpu0: not charged to the bench client
             metrics0 = await _metrics(s)
             cpu0 = _cpu_all(pids)
             sched0 = _thread_sched(srv.pid)
@@ -473,6 +478,7 @@ async def run_shape(
                 spy.send_signal(signal.SIGINT)
             cpu1 = _cpu_all(pids)
             sched1, sched_span = _thread_sched(srv.pid), time.monotonic() - t0
+            speed1 = calibrate.cpu_ms()
             for spy in spies:
                 spy.wait(60)
             watch_task.cancel()
@@ -508,6 +514,7 @@ async def run_shape(
                 ),
                 "rss_mb": {k: _rss_mb(p) for k, p in pids.items()},
                 "nodes_ready_s": round(ready_s, 1),
+                "calibration_cpu_ms": {"before": speed0, "after": speed1},
                 "overcommitted_nodes": over,
                 "profiled": profile is not None,
                 "server_pinned": pin_server,
