@@ -137,9 +137,10 @@ def job(name: str, script: str, **spec: Any) -> Obj:
 def test_jobs_complete_and_fail_after_backoff_limit(cluster: Cluster) -> None:
     ns = cluster.ns()
     k = cluster.kubectl
-    # the failing Job first: its second pod waits out the 10 s pod-failure back-off
-    # while the other Job runs
-    cluster.apply(ns, job("fails", "exit 1", backoffLimit=1))
+    # backoffLimit 0: its one failed pod fails the Job at once (a second pod would first
+    # wait out the 10 s pod-failure back-off: tests/unit/controllers/test_job.py's
+    # test_failed_pods_back_off_then_backoff_limit and tests/integration/test_jobs.py)
+    cluster.apply(ns, job("fails", "exit 1", backoffLimit=0))
     cluster.apply(ns, job("ok", "echo done", completions=3, parallelism=2))
     k("wait", "--for=condition=complete", "job/ok", "-n", ns, "--timeout=60s", timeout=70)
     ok = cluster.get(ns, "job/ok")
@@ -155,7 +156,7 @@ def test_jobs_complete_and_fail_after_backoff_limit(cluster: Cluster) -> None:
     conds = {c["type"]: c for c in failed["status"]["conditions"]}
     assert conds["Failed"]["status"] == "True"
     assert conds["Failed"]["reason"] == "BackoffLimitExceeded"
-    assert failed["status"]["failed"] == 2
+    assert failed["status"]["failed"] == 1
     assert all(p["status"]["phase"] == "Failed" for p in cluster.pods(ns, "job-name=fails"))
 
 

@@ -168,7 +168,17 @@ def test_tasks_run_as_mesos_runs_them(mesos: tuple[Cluster, str], files: str) ->
         assert up["state"] == "TASK_FAILED"
         assert "status 3" in up.get("message", ""), up
         # a kill: TASK_KILLED
-        launcher.add(fw.driver, lambda o: _task(o, "long", command={"value": "sleep 600"}))
+        # (1 s of grace, not the default 3 s: ``sleep`` as an oci container's PID 1
+        # ignores SIGTERM, and the grace is not the subject here)
+        launcher.add(
+            fw.driver,
+            lambda o: _task(
+                o,
+                "long",
+                command={"value": "sleep 600"},
+                kill_policy={"grace_period": {"nanoseconds": 1_000_000_000}},
+            ),
+        )
         wait(lambda: "TASK_RUNNING" in fw.recorder.states("long"), "long running", 60)
         fw.driver.killTask({"value": "long"})
         assert _final(fw, "long")["state"] == "TASK_KILLED"

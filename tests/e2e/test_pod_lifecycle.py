@@ -120,6 +120,9 @@ def test_readiness_http_probe_gates_ready_until_the_file_is_served(cluster: Clus
         shutil.rmtree(www, ignore_errors=True)
 
 
+# the probe and the restart are the agent's; an oci pod's own address is dialled by the
+# readiness probe above, an oci liveness restart in test_pods.py's liveness test
+@pytest.mark.one_runtime("process")
 def test_tcp_liveness_probe_restarts_when_the_port_closes(cluster: Cluster) -> None:
     ns = cluster.ns()
     port = free_port()
@@ -181,6 +184,9 @@ def _startup_failures(cluster: Cluster, ns: str) -> int:
 # --- restart policies, back-off, logs --------------------------------------------------------
 
 
+# restart policies, phases and the previous run's log are the agent's; an oci container
+# restarted in test_pods.py's liveness test, its exit codes in test_pods.py's oci runs
+@pytest.mark.one_runtime("process")
 def test_restart_policies_phases_and_previous_logs(cluster: Cluster, tmp_path: Path) -> None:
     ns = cluster.ns()
     count = tmp_path / "count"
@@ -227,6 +233,9 @@ def test_restart_policies_phases_and_previous_logs(cluster: Cluster, tmp_path: P
     assert backoff["message"].startswith("Back-off restarting failed container main")
 
 
+# the agent serves the logs (each driver's CRI log file: test_harness.py, both runtimes'
+# output in kubectl logs: test_pods.py's first test)
+@pytest.mark.one_runtime("process")
 def test_logs_follow_ends_with_the_container_and_tail(cluster: Cluster) -> None:
     ns = cluster.ns()
     script = "echo line-1; echo line-2; sleep 2; echo line-3"
@@ -246,6 +255,8 @@ def test_logs_follow_ends_with_the_container_and_tail(cluster: Cluster) -> None:
 # --- init containers ------------------------------------------------------------------------
 
 
+# the init containers' gating is the agent's; an oci init container runs in test_pods.py
+@pytest.mark.one_runtime("process")
 def test_failed_init_container_fails_the_pod_with_never(cluster: Cluster) -> None:
     ns = cluster.ns()
     manifest = pod_manifest("initfail", cluster.image, ["sleep", "3600"], restartPolicy="Never")
@@ -357,6 +368,9 @@ def test_empty_dir_is_shared_by_the_containers_of_a_pod(cluster: Cluster) -> Non
 # --- termination ----------------------------------------------------------------------------
 
 
+# the grace is timed by the agent; each driver's SIGKILL after a grace is in
+# test_harness.py::test_stop_kills_after_grace, an oci SIGTERM on delete in test_pods.py
+@pytest.mark.one_runtime("process")
 def test_container_ignoring_sigterm_is_killed_after_the_grace_period(
     cluster: Cluster, tmp_path: Path
 ) -> None:

@@ -68,7 +68,7 @@ class Child:
     proc: subprocess.Popen[bytes] | None = None
     started: float = 0.0
     restarts: int = 0
-    backoff: float = BACKOFF_FIRST
+    backoff: float = field(default_factory=lambda: BACKOFF_FIRST)  # read at start
     due: float | None = None  # when to start it again after an exit
     restarting: bool = False  # ``Children.restart`` stops and starts it: not an exit
 
@@ -98,7 +98,7 @@ class Loop:
     task: asyncio.Task[None] | None = None
     started: float = 0.0
     restarts: int = 0
-    backoff: float = BACKOFF_FIRST
+    backoff: float = field(default_factory=lambda: BACKOFF_FIRST)  # read at start
     due: float | None = None
     restarting: bool = False
 
