@@ -7,7 +7,7 @@ subscribes (``--id FID``: as that framework again), launches ``--tasks N`` comma
 one per offer unless it is failing over, asks for an implicit reconciliation once
 subscribed, and appends one JSON line per callback to ``FILE``:
 ``{"registered": FID}``, ``{"update": {"task_id": ..., "state": ..., "reason": ...}}``,
-``{"error": MESSAGE}``. It runs until killed; SIGTERM, or an ERROR event, stops the
+``{"error": MESSAGE}``, ``{"call_failed": CALL, "why": ...}`` (``Launcher.call``). It runs until killed; SIGTERM, or an ERROR event, stops the
 driver with TEARDOWN (the framework and its tasks go), as a framework that is done would.
 """
 
@@ -17,6 +17,7 @@ import argparse
 import json
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -41,13 +42,25 @@ class Launcher(pymesos.Scheduler):  # type: ignore[misc]
         with self.lock, self.out.open("a") as f:
             f.write(json.dumps(record) + "\n")
 
+    def call(self, name: str, method: Callable[..., Any], *args: Any) -> None:
+        """A driver call from a callback, as libmesos' driver makes it: never raising to
+        the scheduler. A master that has just lost its leadership refuses calls (503 "No
+        leader elected"), as a Mesos master does in that state; libmesos drops such a
+        call and the failover redoes its work (offers rescinded, tasks reconciled), but
+        pymesos raises it from inside its event thread, which then dies and never
+        reconnects. So a failed call is recorded here, and dropped."""
+        try:
+            method(*args)
+        except (RuntimeError, OSError) as e:
+            self.emit({"call_failed": name, "why": str(e).splitlines()[0]})
+
     def registered(self, driver: Any, framework_id: Any, master_info: Any) -> None:
         self.emit({"registered": framework_id["value"]})
-        driver.reconcileTasks([])
+        self.call("RECONCILE", driver.reconcileTasks, [])
 
     def reregistered(self, driver: Any, master_info: Any) -> None:
         self.emit({"registered": driver.framework_id})
-        driver.reconcileTasks([])
+        self.call("RECONCILE", driver.reconcileTasks, [])
 
     def resourceOffers(self, driver: Any, offers: list[Any]) -> None:
         for offer in offers:
@@ -56,10 +69,10 @@ class Launcher(pymesos.Scheduler):  # type: ignore[misc]
                 name = f"{self.prefix}-{self.launched}"
                 self.launched += int(want)
             if not want:
-                driver.declineOffer(offer.id, {"refuse_seconds": 1})
+                self.call("DECLINE", driver.declineOffer, offer.id, {"refuse_seconds": 1})
                 continue
             task = command_task(offer, name, "sleep 3600", 0.1, 32)
-            driver.launchTasks(offer.id, [task], {"refuse_seconds": 0})
+            self.call("ACCEPT", driver.launchTasks, offer.id, [task], {"refuse_seconds": 0})
 
     def statusUpdate(self, driver: Any, update: Any) -> None:
         keep = {"task_id": update["task_id"]["value"], "state": update["state"]}

@@ -286,6 +286,10 @@ def run(work: Path, *, long: bool = False) -> dict[str, object]:
             out["framework_subscriptions"] = sum(
                 1 for r in framework.records() if "registered" in r
             )
+            # calls a master refused while it lost its leadership (dropped, as libmesos does)
+            out["framework_calls_dropped"] = sum(
+                1 for r in framework.records() if "call_failed" in r
+            )
             if not connected or lost:
                 violations.append(f"framework {fid}: connected={connected}, tasks lost or "
                                   f"restarted {lost}: {tasks_before} -> {after}, {states}; "
