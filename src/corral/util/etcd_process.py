@@ -95,8 +95,7 @@ class EtcdCluster:
         if ports is None:  # all picked at once: no two members may share a port
             picked = free_ports(2 * members, host)
             ports = list(zip(picked[::2], picked[1::2], strict=True))
-        pairs = ports
-        self.members = [_Member(f"m{i}", c, p) for i, (c, p) in enumerate(pairs)]
+        self.members = [_Member(f"m{i}", c, p) for i, (c, p) in enumerate(ports)]
         #: members dropped by ``recover`` (no longer in the cluster; never started again)
         self.removed: set[int] = set()
         self.tls = tls

@@ -7,8 +7,9 @@ subscribes (``--id FID``: as that framework again), launches ``--tasks N`` comma
 one per offer unless it is failing over, asks for an implicit reconciliation once
 subscribed, and appends one JSON line per callback to ``FILE``:
 ``{"registered": FID}``, ``{"update": {"task_id": ..., "state": ..., "reason": ...}}``,
-``{"error": MESSAGE}``, ``{"call_failed": CALL, "why": ...}`` (``Launcher.call``). It runs until killed; SIGTERM, or an ERROR event, stops the
-driver with TEARDOWN (the framework and its tasks go), as a framework that is done would.
+``{"error": MESSAGE}``, ``{"call_failed": CALL, "why": ...}`` (``Launcher.call``). It
+runs until killed; SIGTERM, or an ERROR event, stops the driver with TEARDOWN (the
+framework and its tasks go), as a framework that is done would.
 """
 
 from __future__ import annotations
