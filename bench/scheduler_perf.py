@@ -22,8 +22,8 @@ as Prometheus' ``histogram_quantile`` does from the difference of two scrapes of
 and its write mix (write requests per resource, ``writes_in_span``) from the same two
 scrapes: the bench adds no watch of its own beyond the bound-watch, so what it measures
 carries no load of its own making. ``calibration_cpu_ms`` (``bench/calibrate.py``) is
-the CPU time of a fixed piece of Python just before the create phase and just after the
-span: these machines' speed drifts by up to ~1.7x from minute to minute, so two runs
+the CPU time of a fixed piece of Python before the idle measurement (so its CPU falls in
+neither measured window) and just after the span: these machines' speed drifts by up to ~1.7x from minute to minute, so two runs
 compare only at a like speed. ``--profile DIR`` also runs ``py-spy record`` (raw
 collapsed stacks) on the server, the scheduler, the controller manager and the hollow
 agent for the create+bind phase; ``bench/scheduler_profile.py`` summarises them. The
@@ -449,6 +449,8 @@ async def run_shape(
             pids = {"server": srv.pid, **_children(srv.pid), "hollow-agent": agent.pid}
             if pin_server:
                 unpin = pin(srv.pid, [p for k, p in pids.items() if k != "server"])
+            # the machine's speed, ahead of both measured windows (its CPU in neither)
+            speed0 = calibrate.cpu_ms()
             await asyncio.sleep(3)  # the warm pods' status writes settle first
             idle0 = _cpu_all(pids)  # the steady cost of N nodes: Leases, status, no pods
             await asyncio.sleep(idle)
@@ -461,7 +463,6 @@ async def run_shape(
                         out = profile / f"{name}-n{nodes}-p{pods}.txt"
                         spies.append(_py_spy(pids[name], out, rate))
                 await asyncio.sleep(1)  # let the samplers attach
-            speed0 = calibrate.cpu_ms()  # before cpu0: not charged to the bench client
             metrics0 = await _metrics(s)
             cpu0 = _cpu_all(pids)
             sched0 = _thread_sched(srv.pid)
