@@ -30,6 +30,11 @@ pytestmark = [
 SCRIPT = b"#!/bin/sh\necho fetched script ran in $(pwd)\necho sandbox=$MESOS_SANDBOX\n"
 
 
+#: the kills here are not the subject: 1 s of grace, not the default 3 s (``sleep`` or
+#: ``sh`` as an oci container's PID 1 ignores SIGTERM, so a kill waits out the grace)
+QUICK_KILL = {"grace_period": {"nanoseconds": 1_000_000_000}}
+
+
 def _tarball() -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
@@ -168,16 +173,9 @@ def test_tasks_run_as_mesos_runs_them(mesos: tuple[Cluster, str], files: str) ->
         assert up["state"] == "TASK_FAILED"
         assert "status 3" in up.get("message", ""), up
         # a kill: TASK_KILLED
-        # (1 s of grace, not the default 3 s: ``sleep`` as an oci container's PID 1
-        # ignores SIGTERM, and the grace is not the subject here)
         launcher.add(
             fw.driver,
-            lambda o: _task(
-                o,
-                "long",
-                command={"value": "sleep 600"},
-                kill_policy={"grace_period": {"nanoseconds": 1_000_000_000}},
-            ),
+            lambda o: _task(o, "long", command={"value": "sleep 600"}, kill_policy=QUICK_KILL),
         )
         wait(lambda: "TASK_RUNNING" in fw.recorder.states("long"), "long running", 60)
         fw.driver.killTask({"value": "long"})
@@ -189,9 +187,7 @@ def test_tasks_run_as_mesos_runs_them(mesos: tuple[Cluster, str], files: str) ->
                 o,
                 "healthy",
                 command={"value": "touch ok; sleep 600"},
-                # its kill below is not the subject: 1 s of grace, not the default 3 s
-                # (``sh`` as an oci container's PID 1 ignores SIGTERM)
-                kill_policy={"grace_period": {"nanoseconds": 1_000_000_000}},
+                kill_policy=QUICK_KILL,
                 health_check={
                     "type": "COMMAND",
                     "command": {"value": "test -f ok"},
