@@ -12,6 +12,7 @@ server is left out (``--no-metrics-server``) unless a benchmark asks for it with
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
@@ -33,11 +34,12 @@ class BenchServer(ServerProcess):
         extra: list[str] | None = None,
         log_level: str = "WARNING",
         timeout: float = 60.0,
+        env: Mapping[str, str] | None = None,
     ) -> Self:
         args = list(extra or [])
         if "--metric-resolution" not in args and "--no-metrics-server" not in args:
             args.append("--no-metrics-server")
-        return super().start(data_dir, port, args, log_level, timeout)
+        return super().start(data_dir, port, args, log_level, timeout, env)
 
     def session(self, limit: int) -> aiohttp.ClientSession:
         """A keep-alive session with at most ``limit`` connections (call inside a loop)."""

@@ -189,11 +189,18 @@ def lease_object(node: str, now: float, node_uid: str = "", duration: int = LEAS
         "apiVersion": "coordination.k8s.io/v1",
         "kind": "Lease",
         "metadata": meta,
+        **renewal_patch(node, now, duration),
+    }
+
+
+def renewal_patch(node: str, now: float, duration: int = LEASE_DURATION) -> Obj:
+    """The merge patch of a Lease renewal (``spec``: holder, duration, ``renewTime``)."""
+    return {
         "spec": {
             "holderIdentity": node,
             "leaseDurationSeconds": duration,
             "renewTime": rfc3339_micro(now),
-        },
+        }
     }
 
 
@@ -296,13 +303,7 @@ class LeaseRenewer:
     async def renew(self, node: str) -> None:
         now = self.clock.now()
         if node in self._exists:
-            patch = {
-                "spec": {
-                    "holderIdentity": node,
-                    "leaseDurationSeconds": self.duration,
-                    "renewTime": rfc3339_micro(now),
-                }
-            }
+            patch = renewal_patch(node, now, self.duration)
             try:  # the renewed Lease is not decoded: nothing here reads it
                 await self.client.request(
                     "PATCH",

@@ -1,6 +1,7 @@
 """Where a Node's agent answers: the one lookup of the API server's node proxy (logs,
 exec, ``nodes/proxy``; ``apiserver/proxy.py``) and of the metrics server's scrapes
-(``metrics/server.py``)."""
+(``metrics/server.py``); and the Binding that assigns a pod to a node (the scheduler's,
+the Mesos master's)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,17 @@ from corral.api import errors
 #: hollow nodes); every Corral agent sets it, a Node without it (made by hand, as tests
 #: do) is taken as ``http``, as before agents had certificates
 AGENT_SCHEME = "agent.corral.dev/scheme"
+
+
+def binding(name: str, namespace: str, uid: str, node: str) -> dict[str, Any]:
+    """The ``pods/binding`` body that assigns pod ``namespace/name`` (of ``uid``) to
+    ``node``: what a scheduler posts."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Binding",
+        "metadata": {"name": name, "namespace": namespace, "uid": uid},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+    }
 
 
 def agent_scheme(node: dict[str, Any]) -> str:

@@ -31,7 +31,7 @@ import numpy as np
 
 from corral.api import mesos as names
 from corral.api.errors import StatusError
-from corral.api.nodes import agent_scheme
+from corral.api.nodes import agent_scheme, binding
 from corral.client.informer import key_of
 from corral.client.rest import EVENTS, PODS
 from corral.mesos import tasks as taskmod
@@ -285,16 +285,7 @@ async def launch(m: Master, fw: FrameworkState, t: TaskState, pod: Obj) -> None:
             PODS,
             name,
             "binding",
-            {
-                "apiVersion": "v1",
-                "kind": "Binding",
-                "metadata": {
-                    "name": name,
-                    "namespace": names.NAMESPACE,
-                    "uid": made["metadata"]["uid"],
-                },
-                "target": {"apiVersion": "v1", "kind": "Node", "name": t.agent},
-            },
+            binding(name, names.NAMESPACE, made["metadata"]["uid"], t.agent),
             names.NAMESPACE,
         )
     except asyncio.CancelledError:

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from corral.api.errors import StatusError
+from corral.api.nodes import binding
 from corral.client.informer import Informer, key_of, strip_managed_fields
 from corral.client.rest import EVENTS, NODES, PODS, PRIORITY_CLASSES, Client
 from corral.scheduler import DEFAULT_SCHEDULER, FAILED_SCHEDULING, MAX_IN_FLIGHT
@@ -366,12 +367,7 @@ class Scheduler:
                 self._wake.set()
                 await self._event(pod.obj, FAILED_SCHEDULING, failed, "Warning", pod.uid)
                 return
-        body = {
-            "apiVersion": "v1",
-            "kind": "Binding",
-            "metadata": {"name": meta["name"], "namespace": pod.namespace, "uid": pod.uid},
-            "target": {"apiVersion": "v1", "kind": "Node", "name": node},
-        }
+        body = binding(meta["name"], pod.namespace, pod.uid, node)
         try:  # the answer (a Status) is not decoded: the pod informer sees the binding
             path = PODS.path(pod.namespace, meta["name"], "binding")
             await self.client.request("POST", path, body=body, decode=False)

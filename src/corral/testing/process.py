@@ -13,6 +13,7 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
@@ -41,7 +42,9 @@ class ServerProcess:
         extra: list[str] | None = None,
         log_level: str = "WARNING",
         timeout: float = 60.0,
+        env: Mapping[str, str] | None = None,
     ) -> Self:
+        """``env``: the server's environment (default: this process's)."""
         port = port or free_port()
         data_dir.mkdir(parents=True, exist_ok=True)
         log = data_dir.parent / f"{data_dir.name}-server-{port}.log"
@@ -50,7 +53,7 @@ class ServerProcess:
             "--port", str(port), "--log-level", log_level, *(extra or []),
         ]  # fmt: skip
         with open(log, "ab") as out:
-            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
         srv = cls(proc, data_dir, port, log, argv)
         try:
             srv._wait_ready(timeout)
