@@ -350,6 +350,9 @@ class NodeUsage:
         held = self.reserved.setdefault(node, [0, 0, 0, 0])
         for i, r in enumerate(req):
             held[i] += r
+        uid = (pod.get("metadata") or {}).get("uid")
+        if uid:  # the cache listener counts the bound pod with these, not a decode of it
+            self._requests[key] = (str(uid), req)
         done = False
 
         def release() -> None:
