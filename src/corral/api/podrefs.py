@@ -10,7 +10,7 @@ name any. Pure, no I/O; empty names are yielded as upstream visits them.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 Obj = dict[str, Any]
 
@@ -29,73 +29,83 @@ def sub(o: Any, key: str) -> Obj:
     return v if isinstance(v, dict) else {}
 
 
-def _all_containers(spec: Obj) -> Iterator[Obj]:
-    for key in ("initContainers", "containers", "ephemeralContainers"):
-        yield from dicts(spec.get(key))
-
+#: the lists of containers a pod has, in upstream's visiting order
+_CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
 
 #: volume sources naming a secret in ``secretRef.name`` (``VisitPodSecretNames``)
 _SECRET_REF_VOLUMES = ("cephfs", "cinder", "flexVolume", "rbd", "scaleIO", "iscsi", "storageos")
+
+
+class PodNames(NamedTuple):
+    """What a pod names, by kind, each list in upstream's visiting order."""
+
+    secrets: list[str]
+    configmaps: list[str]
+    claims: list[str]
+    resource_claims: list[str]
+
+
+def pod_names(pod: Obj) -> PodNames:
+    """Every Secret, ConfigMap, PersistentVolumeClaim and ResourceClaim a pod names, in
+        one walk of its containers and one of its volumes (the Node authorizer reads them
+        all for each pod bound; the claims are named ones, and ``POD-VOLUME`` for each generic
+    ephemeral volume); the functions below each read one list of it."""
+    secrets: list[str] = []
+    configmaps: list[str] = []
+    claims: list[str] = []
+    spec = sub(pod, "spec")
+    for ref in dicts(spec.get("imagePullSecrets")):
+        secrets.append(str(ref.get("name") or ""))
+    for key in _CONTAINER_LISTS:
+        for c in dicts(spec.get(key)):
+            for ef in dicts(c.get("envFrom")):
+                if "secretRef" in ef:
+                    secrets.append(str(sub(ef, "secretRef").get("name") or ""))
+                if "configMapRef" in ef:
+                    configmaps.append(str(sub(ef, "configMapRef").get("name") or ""))
+            for env in dicts(c.get("env")):
+                vf = env.get("valueFrom")
+                if not isinstance(vf, dict):
+                    continue
+                if "secretKeyRef" in vf:
+                    secrets.append(str(sub(vf, "secretKeyRef").get("name") or ""))
+                if "configMapKeyRef" in vf:
+                    configmaps.append(str(sub(vf, "configMapKeyRef").get("name") or ""))
+    pod_name = str(sub(pod, "metadata").get("name") or "")
+    for v in dicts(spec.get("volumes")):
+        if "secret" in v:
+            secrets.append(str(sub(v, "secret").get("secretName") or ""))
+        if "azureFile" in v:
+            secrets.append(str(sub(v, "azureFile").get("secretName") or ""))
+        if "csi" in v:
+            secrets.append(str(sub(sub(v, "csi"), "nodePublishSecretRef").get("name") or ""))
+        for kind in _SECRET_REF_VOLUMES:
+            if kind in v:
+                secrets.append(str(sub(sub(v, kind), "secretRef").get("name") or ""))
+        if "configMap" in v:
+            configmaps.append(str(sub(v, "configMap").get("name") or ""))
+        for src in dicts(sub(v, "projected").get("sources")):
+            if "secret" in src:
+                secrets.append(str(sub(src, "secret").get("name") or ""))
+            if "configMap" in src:
+                configmaps.append(str(sub(src, "configMap").get("name") or ""))
+        if "persistentVolumeClaim" in v:
+            claims.append(str(sub(v, "persistentVolumeClaim").get("claimName") or ""))
+        elif "ephemeral" in v:
+            claims.append(f"{pod_name}-{v.get('name', '')}")
+    return PodNames(secrets, configmaps, claims, list(pod_resource_claim_names(pod)))
 
 
 def pod_secret_names(pod: Obj) -> Iterator[str]:
     """Every Secret a pod names, as upstream's ``VisitPodSecretNames`` (all containers):
     imagePullSecrets, env/envFrom of every container, secret, projected and the
     plugins' secret references of its volumes."""
-    spec = sub(pod, "spec")
-    for ref in dicts(spec.get("imagePullSecrets")):
-        yield str(ref.get("name") or "")
-    for c in _all_containers(spec):
-        for ef in dicts(c.get("envFrom")):
-            if "secretRef" in ef:
-                yield str(sub(ef, "secretRef").get("name") or "")
-        for env in dicts(c.get("env")):
-            vf = sub(env, "valueFrom")
-            if "secretKeyRef" in vf:
-                yield str(sub(vf, "secretKeyRef").get("name") or "")
-    for v in dicts(spec.get("volumes")):
-        if "secret" in v:
-            yield str(sub(v, "secret").get("secretName") or "")
-        if "azureFile" in v:
-            yield str(sub(v, "azureFile").get("secretName") or "")
-        if "csi" in v:
-            yield str(sub(sub(v, "csi"), "nodePublishSecretRef").get("name") or "")
-        for kind in _SECRET_REF_VOLUMES:
-            if kind in v:
-                yield str(sub(sub(v, kind), "secretRef").get("name") or "")
-        for src in dicts(sub(v, "projected").get("sources")):
-            if "secret" in src:
-                yield str(sub(src, "secret").get("name") or "")
+    return iter(pod_names(pod).secrets)
 
 
 def pod_configmap_names(pod: Obj) -> Iterator[str]:
     """Every ConfigMap a pod names (``VisitPodConfigmapNames``, all containers)."""
-    spec = sub(pod, "spec")
-    for c in _all_containers(spec):
-        for ef in dicts(c.get("envFrom")):
-            if "configMapRef" in ef:
-                yield str(sub(ef, "configMapRef").get("name") or "")
-        for env in dicts(c.get("env")):
-            vf = sub(env, "valueFrom")
-            if "configMapKeyRef" in vf:
-                yield str(sub(vf, "configMapKeyRef").get("name") or "")
-    for v in dicts(spec.get("volumes")):
-        if "configMap" in v:
-            yield str(sub(v, "configMap").get("name") or "")
-        for src in dicts(sub(v, "projected").get("sources")):
-            if "configMap" in src:
-                yield str(sub(src, "configMap").get("name") or "")
-
-
-def pod_claim_names(pod: Obj) -> Iterator[str]:
-    """The PersistentVolumeClaims a pod uses: named ones, and ``POD-VOLUME`` for each
-    generic ephemeral volume."""
-    pod_name = str(sub(pod, "metadata").get("name") or "")
-    for v in dicts(sub(pod, "spec").get("volumes")):
-        if "persistentVolumeClaim" in v:
-            yield str(sub(v, "persistentVolumeClaim").get("claimName") or "")
-        elif "ephemeral" in v:
-            yield f"{pod_name}-{v.get('name', '')}"
+    return iter(pod_names(pod).configmaps)
 
 
 def pod_resource_claim_names(pod: Obj) -> Iterator[str]:

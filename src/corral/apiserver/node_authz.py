@@ -39,10 +39,7 @@ import orjson
 
 from corral.api.podrefs import (
     dicts,
-    pod_claim_names,
-    pod_configmap_names,
-    pod_resource_claim_names,
-    pod_secret_names,
+    pod_names,
     pv_secret_refs,
     sub,
 )
@@ -93,11 +90,12 @@ def pod_references(pod: Obj) -> tuple[Vertex, ...]:
     sa = sub(pod, "spec").get("serviceAccountName")
     if sa:
         refs[(SERVICE_ACCOUNT, ns, str(sa))] = None
+    named = pod_names(pod)
     for kind, names in (
-        (SECRET, pod_secret_names(pod)),
-        (CONFIGMAP, pod_configmap_names(pod)),
-        (PVC, pod_claim_names(pod)),
-        (RESOURCE_CLAIM, pod_resource_claim_names(pod)),
+        (SECRET, named.secrets),
+        (CONFIGMAP, named.configmaps),
+        (PVC, named.claims),
+        (RESOURCE_CLAIM, named.resource_claims),
     ):
         for name in names:
             if name:
