@@ -1,10 +1,11 @@
 """Which other objects a Pod or PersistentVolume names: Secrets, ConfigMaps, claims.
 
 Upstream's ``VisitPodSecretNames`` / ``VisitPodConfigmapNames`` (all containers: init,
-regular, ephemeral) and ``VisitPVSecretNames`` (the references the kubelet reads), over
-JSON objects. The Node authorizer's graph (``apiserver/node_authz.py``) is built from
-them, and NodeRestriction (``apiserver/node_restriction.py``) refuses mirror pods that
-name any. Pure, no I/O; empty names are yielded as upstream visits them.
+regular, ephemeral; ``pod_names``) and ``VisitPVSecretNames`` (the references the
+kubelet reads), over JSON objects. The Node authorizer's graph
+(``apiserver/node_authz.py``) is built from them, and NodeRestriction
+(``apiserver/node_restriction.py``) refuses mirror pods that name any. Pure, no I/O;
+empty names are kept as upstream visits them.
 """
 
 from __future__ import annotations
@@ -47,9 +48,11 @@ class PodNames(NamedTuple):
 
 def pod_names(pod: Obj) -> PodNames:
     """Every Secret, ConfigMap, PersistentVolumeClaim and ResourceClaim a pod names, in
-        one walk of its containers and one of its volumes (the Node authorizer reads them
-        all for each pod bound; the claims are named ones, and ``POD-VOLUME`` for each generic
-    ephemeral volume); the functions below each read one list of it."""
+    one walk of its containers and one of its volumes: the secrets as upstream's
+    ``VisitPodSecretNames`` (imagePullSecrets, env/envFrom of every container, secret,
+    projected and the plugins' secret references of its volumes), the ConfigMaps as
+    ``VisitPodConfigmapNames`` (all containers), the claims named ones and ``POD-VOLUME``
+    for each generic ephemeral volume, the ResourceClaims as ``_resource_claim_names``."""
     secrets: list[str] = []
     configmaps: list[str] = []
     claims: list[str] = []
@@ -93,22 +96,10 @@ def pod_names(pod: Obj) -> PodNames:
             claims.append(str(sub(v, "persistentVolumeClaim").get("claimName") or ""))
         elif "ephemeral" in v:
             claims.append(f"{pod_name}-{v.get('name', '')}")
-    return PodNames(secrets, configmaps, claims, list(pod_resource_claim_names(pod)))
+    return PodNames(secrets, configmaps, claims, list(_resource_claim_names(pod)))
 
 
-def pod_secret_names(pod: Obj) -> Iterator[str]:
-    """Every Secret a pod names, as upstream's ``VisitPodSecretNames`` (all containers):
-    imagePullSecrets, env/envFrom of every container, secret, projected and the
-    plugins' secret references of its volumes."""
-    return iter(pod_names(pod).secrets)
-
-
-def pod_configmap_names(pod: Obj) -> Iterator[str]:
-    """Every ConfigMap a pod names (``VisitPodConfigmapNames``, all containers)."""
-    return iter(pod_names(pod).configmaps)
-
-
-def pod_resource_claim_names(pod: Obj) -> Iterator[str]:
+def _resource_claim_names(pod: Obj) -> Iterator[str]:
     """ResourceClaims a pod uses: ``resourceClaimName``, or for a template the name
     recorded in ``status.resourceClaimStatuses`` (none yet: nothing)."""
     statuses = {

@@ -30,7 +30,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from corral.api import errors
-from corral.api.podrefs import pod_configmap_names, pod_secret_names, sub
+from corral.api.podrefs import pod_names, sub
 from corral.apiserver.admission_chain import CREATE, DELETE, UPDATE, AdmissionRequest
 from corral.apiserver.node_authz import MIRROR_POD_ANNOTATION, NODE_LEASE_NAMESPACE, node_identity
 from corral.storage.cache import ResourceCache
@@ -252,9 +252,10 @@ class NodeRestriction:
             raise self._forbidden(
                 req, f"node {q} can not create pods that reference a service account"
             )
-        if any(True for _ in pod_secret_names(pod)):
+        named = pod_names(pod)
+        if named.secrets:
             raise self._forbidden(req, f"node {q} can not create pods that reference secrets")
-        if any(True for _ in pod_configmap_names(pod)):
+        if named.configmaps:
             raise self._forbidden(req, f"node {q} can not create pods that reference configmaps")
         volumes = [v for v in spec.get("volumes") or () if isinstance(v, dict)]
         for v in volumes:

@@ -7,13 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from corral.api.podrefs import (
-    PodNames,
-    pod_configmap_names,
-    pod_names,
-    pod_resource_claim_names,
-    pod_secret_names,
-)
+from corral.api.podrefs import PodNames, pod_names
 
 Obj = dict[str, Any]
 
@@ -80,9 +74,6 @@ def test_one_walk_names_every_kind_in_upstreams_order() -> None:
         claims=["data", "web-scratch"],
         resource_claims=["gpu-claim", "web-tmpl-x"],
     )  # fmt: skip
-    assert list(pod_secret_names(POD)) == pod_names(POD).secrets
-    assert list(pod_configmap_names(POD)) == pod_names(POD).configmaps
-    assert list(pod_resource_claim_names(POD)) == ["gpu-claim", "web-tmpl-x"]
 
 
 def test_a_pod_naming_nothing_and_malformed_parts_name_nothing() -> None:
