@@ -14,7 +14,12 @@ monitors, a ``SOCK_SEQPACKET`` unix socket at ``BUNDLE/attach`` (conmon's
   it was started with ``--stdin``; a client's ``shutdown(SHUT_WR)`` (or its going away)
   closes that stdin unless conmon was told ``--leave-stdin-open`` (``stdinOnce: false``);
 - a terminal is resized by writing ``"1 HEIGHT WIDTH\\n"`` (``WIN_RESIZE_EVENT``) to the
-  ``BUNDLE/ctl`` FIFO.
+  ``BUNDLE/ctl`` FIFO; conmon passes it on as ``"HEIGHT WIDTH\\n"`` through its own
+  ``BUNDLE/winsz`` FIFO. conmon 2.1.6 (Debian's) parses only the first line of what one
+  read of either FIFO returns, once per line it holds: two sizes read together set the
+  first one. kubectl sends two back to back (its size plus one, then its size, so that a
+  reattached program redraws), so each size is written only once conmon has read the
+  ones before it (``FIONREAD`` of both FIFOs is 0).
 
 The socket is connected through ``/proc/self/fd/N/attach`` with an ``O_PATH`` descriptor
 of the bundle, since the bundle's path may be longer than a unix socket address allows.
@@ -22,10 +27,13 @@ of the bundle, since the bundle's path may be longer than a unix socket address 
 
 from __future__ import annotations
 
+import array
 import asyncio
 import contextlib
+import fcntl
 import os
 import socket
+import termios
 from pathlib import Path
 
 STDOUT_PIPE, STDERR_PIPE = 2, 3
@@ -34,6 +42,9 @@ WIN_RESIZE_EVENT = 1
 MAX_PACKET = 8192
 #: conmon sends at most STDIO_BUF_SIZE (8 KiB) + 1 bytes a packet
 RECV_SIZE = 65536
+#: how long a resize waits for conmon to read the sizes before it, and how often it looks
+RESIZE_DRAIN_TIMEOUT = 1.0
+RESIZE_POLL = 0.002
 
 
 class AttachError(Exception):
@@ -48,6 +59,7 @@ class ConmonAttach:
         self.sock = sock
         self.bundle = bundle
         self._stdin_closed = False
+        self._resizing = asyncio.Lock()
 
     @classmethod
     async def open(cls, bundle: Path) -> ConmonAttach:
@@ -99,14 +111,42 @@ class ConmonAttach:
                 self.sock.shutdown(socket.SHUT_WR)
 
     async def resize(self, width: int, height: int) -> None:
-        """Resize the container's pty (a no-op for a container without one)."""
-        await asyncio.to_thread(_write_ctl, self.bundle / "ctl", height, width)
+        """Resize the container's pty (a no-op for a container without one), in the order
+        asked, each size once conmon has read the ones before it (see the module's
+        docstring); after ``RESIZE_DRAIN_TIMEOUT`` it is written anyway."""
+        async with self._resizing:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + RESIZE_DRAIN_TIMEOUT
+            fifos = (self.bundle / "ctl", self.bundle / "winsz")
+            while any(_unread(f) for f in fifos) and loop.time() < deadline:
+                await asyncio.sleep(RESIZE_POLL)
+            _write_ctl(fifos[0], height, width)
 
     def close(self) -> None:
         self.sock.close()
 
 
+def _unread(fifo: Path) -> int:
+    """How many bytes wait in a FIFO that conmon reads (0 when it cannot be opened: no
+    such FIFO, or no reader any more). Opening it to write, without writing, never
+    blocks."""
+    try:
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return 0
+    try:
+        count = array.array("i", [0])
+        fcntl.ioctl(fd, termios.FIONREAD, count)
+        return count[0]
+    except OSError:
+        return 0
+    finally:
+        os.close(fd)
+
+
 def _write_ctl(path: Path, height: int, width: int) -> None:
+    """One resize line to conmon's control FIFO (non-blocking; dropped when conmon is
+    gone)."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
