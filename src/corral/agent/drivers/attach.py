@@ -113,47 +113,45 @@ class ConmonAttach:
     async def resize(self, width: int, height: int) -> None:
         """Resize the container's pty (a no-op for a container without one), in the order
         asked, each size once conmon has read the ones before it (see the module's
-        docstring); after ``RESIZE_DRAIN_TIMEOUT`` it is written anyway."""
+        docstring); after ``RESIZE_DRAIN_TIMEOUT`` it is written anyway. Dropped when
+        conmon is gone (no reader of its ``ctl`` FIFO)."""
         async with self._resizing:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + RESIZE_DRAIN_TIMEOUT
-            fifos = (self.bundle / "ctl", self.bundle / "winsz")
-            while any(_unread(f) for f in fifos) and loop.time() < deadline:
-                await asyncio.sleep(RESIZE_POLL)
-            _write_ctl(fifos[0], height, width)
+            ctl = _open_writer(self.bundle / "ctl")
+            if ctl is None:
+                return
+            winsz = _open_writer(self.bundle / "winsz")
+            try:
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + RESIZE_DRAIN_TIMEOUT
+                while (_unread(ctl) or (winsz is not None and _unread(winsz))) and (
+                    loop.time() < deadline
+                ):
+                    await asyncio.sleep(RESIZE_POLL)
+                with contextlib.suppress(OSError):
+                    os.write(ctl, f"{WIN_RESIZE_EVENT} {height} {width}\n".encode())
+            finally:
+                os.close(ctl)
+                if winsz is not None:
+                    os.close(winsz)
 
     def close(self) -> None:
         self.sock.close()
 
 
-def _unread(fifo: Path) -> int:
-    """How many bytes wait in a FIFO that conmon reads (0 when it cannot be opened: no
-    such FIFO, or no reader any more). Opening it to write, without writing, never
-    blocks."""
+def _open_writer(fifo: Path) -> int | None:
+    """A non-blocking write end of a FIFO conmon reads; None when there is no such FIFO
+    or no reader any more. Opening it never blocks, and writes nothing."""
     try:
-        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
-        return 0
+        return None
+
+
+def _unread(fd: int) -> int:
+    """How many bytes wait in the FIFO of ``fd``, not yet read by conmon."""
+    count = array.array("i", [0])
     try:
-        count = array.array("i", [0])
         fcntl.ioctl(fd, termios.FIONREAD, count)
-        return count[0]
     except OSError:
         return 0
-    finally:
-        os.close(fd)
-
-
-def _write_ctl(path: Path, height: int, width: int) -> None:
-    """One resize line to conmon's control FIFO (non-blocking; dropped when conmon is
-    gone)."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return  # conmon is gone (or never made the FIFO)
-    try:
-        os.write(fd, f"{WIN_RESIZE_EVENT} {height} {width}\n".encode())
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    return count[0]
