@@ -50,10 +50,7 @@ import orjson
 
 from corral.api.errors import CONFLICT, StatusError, bad_request
 from corral.api.schema import SchemaNode
-
-#: isinstance() tuples for the per-node walks: an ``X | Y`` union is built anew on
-#: every call (3-4x the cost of the check itself)
-_NESTED = (dict, list)
+from corral.util.jsontypes import NESTED
 
 Path = tuple[str, ...]
 PathSet = set[Path]
@@ -452,7 +449,7 @@ def _one_sided(value: Any, node: SchemaNode | None, path: Path, into: PathSet) -
         into.add(path)
     if shape in ("struct", "map"):  # the children of ``_children``, without building them
         for key, child_value in value.items():
-            if isinstance(child_value, _NESTED):
+            if isinstance(child_value, NESTED):
                 _one_sided(child_value, _child(node, key)[0], (*path, "f:" + key), into)
             else:  # a scalar is a leaf whatever its schema
                 into.add((*path, "f:" + key))
@@ -463,7 +460,7 @@ def _one_sided(value: Any, node: SchemaNode | None, path: Path, into: PathSet) -
     for i, item in enumerate(value):
         item_path = (*path, _item_pe(item, i, node, shape, names))
         into.add(item_path)  # a list item marks itself (``_marks_self``)
-        if isinstance(item, _NESTED):
+        if isinstance(item, NESTED):
             _one_sided(item, item_node, item_path, into)
 
 
@@ -842,7 +839,7 @@ def _update_tree(value: Any, node: SchemaNode | None, shape: str) -> dict[str, A
         out: dict[str, Any] = {}
         for key in sorted(value):
             child_value = value[key]
-            if not isinstance(child_value, _NESTED):  # a scalar is a leaf
+            if not isinstance(child_value, NESTED):  # a scalar is a leaf
                 out["f:" + key] = {}
                 continue
             child_node = _child(node, key)[0]

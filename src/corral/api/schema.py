@@ -20,11 +20,7 @@ from typing import Any
 
 import orjson
 
-#: isinstance() tuples for the per-node walks: an ``X | Y`` union is built anew on
-#: every call (3-4x the cost of the check itself)
-_NESTED = (dict, list)
-_NUMBER = (int, float)
-_STR_OR_NUMBER = (str, int, float)
+from corral.util.jsontypes import NESTED, NUMBER, STR_OR_NUMBER
 
 KUBE_VERSION = "v1.32.0"
 _REF_PREFIX = "#/$defs/"
@@ -305,7 +301,7 @@ def fill_required(obj: Any, node: SchemaNode | None) -> None:
                         if zero is not None:
                             obj[name] = zero
         for key, val in obj.items():
-            if isinstance(val, _NESTED):
+            if isinstance(val, NESTED):
                 fill_required(val, node.field(key))
     elif isinstance(obj, list) and node.is_list:
         inode = node.items()
@@ -345,7 +341,7 @@ def _go_type(node: SchemaNode) -> str:
 def _json_kind(value: Any) -> str:
     if isinstance(value, bool):
         return "bool"
-    if isinstance(value, _NUMBER):
+    if isinstance(value, NUMBER):
         return f"number {value}"
     if isinstance(value, str):
         return "string"
@@ -367,7 +363,7 @@ def _value_ok(value: Any, node: SchemaNode) -> tuple[bool, Any]:
     if node.name == _QUANTITY:
         from corral.api.quantity import is_valid_quantity
 
-        if isinstance(value, bool) or not isinstance(value, _STR_OR_NUMBER):
+        if isinstance(value, bool) or not isinstance(value, STR_OR_NUMBER):
             return False, value
         return is_valid_quantity(value), value
     if node.name == _INT_OR_STRING:
@@ -384,7 +380,7 @@ def _value_ok(value: Any, node: SchemaNode) -> tuple[bool, Any]:
             return True, int(value)
         return isinstance(value, int) and not isinstance(value, bool), value
     if "number" in types:
-        return isinstance(value, _NUMBER) and not isinstance(value, bool), value
+        return isinstance(value, NUMBER) and not isinstance(value, bool), value
     if "boolean" in types:
         return isinstance(value, bool), value
     if "string" in types:
@@ -559,7 +555,7 @@ def _decode(obj: Any, node: SchemaNode | None, listing: bool) -> Any:
         return {
             k: _decode(v, vnode, listing) if v is not None else _zero(vnode) for k, v in obj.items()
         }
-    if isinstance(obj, _NESTED):
+    if isinstance(obj, NESTED):
         raise _Refused
     if how == _SCALAR_STRING:
         if isinstance(obj, str):
@@ -646,7 +642,7 @@ def _check_types_reporting(
             else _zero(inode)
             for i, v in enumerate(obj)
         ]
-    if isinstance(obj, _NESTED):
+    if isinstance(obj, NESTED):
         raise TypeMismatch(_json_kind(obj), parent, path, _go_type(node))
     ok, value = _value_ok(obj, node)
     if not ok:

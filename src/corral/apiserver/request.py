@@ -17,11 +17,7 @@ import yaml
 
 from corral.api import errors
 from corral.api.protobuf import PROTOBUF_CONTENT_TYPE, decode_k8s_protobuf
-
-#: isinstance() tuples for the per-node walks: an ``X | Y`` union is built anew on
-#: every call (3-4x the cost of the check itself)
-_NESTED = (dict, list)
-_SCALAR = (str, int, float, bool)
+from corral.util.jsontypes import NESTED, SCALAR
 
 MAX_BODY = 3 * 1024 * 1024
 
@@ -199,9 +195,9 @@ def _shallow(value: Any, prefix: str) -> Any:
         if depth > MAX_DEPTH:
             raise errors.bad_request(prefix + _TOO_DEEP)
         if isinstance(v, dict):
-            stack.extend((x, depth + 1) for x in v.values() if isinstance(x, _NESTED))
+            stack.extend((x, depth + 1) for x in v.values() if isinstance(x, NESTED))
         elif isinstance(v, list):
-            stack.extend((x, depth + 1) for x in v if isinstance(x, _NESTED))
+            stack.extend((x, depth + 1) for x in v if isinstance(x, NESTED))
     return value
 
 
@@ -279,6 +275,6 @@ def _json_safe(v: Any) -> Any:
         return {str(k): _json_safe(x) for k, x in v.items()}
     if isinstance(v, list):
         return [_json_safe(x) for x in v]
-    if isinstance(v, _SCALAR) or v is None:
+    if isinstance(v, SCALAR) or v is None:
         return v
     return str(v)

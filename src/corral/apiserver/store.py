@@ -53,10 +53,7 @@ from corral.apiserver.registry.base import ResourceInfo
 from corral.storage.base import KV, KeyExists, KeyNotFound, RevisionMismatch, Storage
 from corral.storage.cache import Entry, ResourceCache, WatchCache
 from corral.util.clock import Clock, rfc3339
-
-#: isinstance() tuples for the per-node walks: an ``X | Y`` union is built anew on
-#: every call (3-4x the cost of the check itself)
-_NESTED = (dict, list)
+from corral.util.jsontypes import NESTED
 
 Obj = dict[str, Any]
 #: (object about to be written, its key) -> release of what it reserved, or None
@@ -1121,7 +1118,7 @@ def _own_written(new: Obj, old: Obj, merged: Obj | None) -> None:
     if isinstance(meta, dict):
         new["metadata"] = dict(meta)
     status = new.get("status")
-    if not isinstance(status, _NESTED):
+    if not isinstance(status, NESTED):
         return
     if merged is not None:
         new["status"] = _unshared(status, old.get("status"), merged.get("status"))
@@ -1141,7 +1138,7 @@ def _unshared(value: Any, was: Any, patch: Any) -> Any:
         old = was if isinstance(was, dict) else {}
         given = patch if isinstance(patch, dict) else {}
         for key, child in value.items():
-            if not isinstance(child, _NESTED):
+            if not isinstance(child, NESTED):
                 continue
             sub = given.get(key)
             if sub is not None and not isinstance(sub, dict):
@@ -1151,7 +1148,7 @@ def _unshared(value: Any, was: Any, patch: Any) -> Any:
                 value[key] = new_child
     elif isinstance(value, list) and isinstance(was, list):
         for i, item in enumerate(value[: len(was)]):
-            if isinstance(item, _NESTED):
+            if isinstance(item, NESTED):
                 new_item = _unshared(item, was[i], None)
                 if new_item is not item:
                     value[i] = new_item
@@ -1167,14 +1164,14 @@ def _unshared_keyed(value: Any, was: Any) -> Any:
     if isinstance(value, dict):
         old = was if isinstance(was, dict) else {}
         for key, child in value.items():
-            if isinstance(child, _NESTED):
+            if isinstance(child, NESTED):
                 new_child = _unshared_keyed(child, old.get(key))
                 if new_child is not child:
                     value[key] = new_child
     elif isinstance(value, list) and isinstance(was, list) and was:
         theirs = _containers(was, set())
         for i, item in enumerate(value):
-            if isinstance(item, _NESTED) and _holds_any(item, theirs):
+            if isinstance(item, NESTED) and _holds_any(item, theirs):
                 value[i] = clone(item)
     return value
 
@@ -1183,7 +1180,7 @@ def _containers(value: Any, into: set[int]) -> set[int]:
     """The ids of every map and list in ``value``, itself included."""
     into.add(id(value))
     for child in value.values() if isinstance(value, dict) else value:
-        if isinstance(child, _NESTED):
+        if isinstance(child, NESTED):
             _containers(child, into)
     return into
 
@@ -1192,7 +1189,7 @@ def _holds_any(value: Any, ids: set[int]) -> bool:
     if id(value) in ids:
         return True
     return any(
-        isinstance(child, _NESTED) and _holds_any(child, ids)
+        isinstance(child, NESTED) and _holds_any(child, ids)
         for child in (value.values() if isinstance(value, dict) else value)
     )
 
