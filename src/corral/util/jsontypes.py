@@ -1,7 +1,7 @@
 """``isinstance`` tuples for walking decoded JSON.
 
 A union written in the call (``isinstance(v, dict | list)``) builds a new
-``types.UnionType`` every time it runs, which costs 3-4 times the check itself, and the
+``types.UnionType`` every time it runs, which costs 2-4 times the check itself, and the
 per-node walks of every write (the schema's type check, managedFields, the body's depth
 check, status ownership) make that check once per node. These tuples are built once.
 """
