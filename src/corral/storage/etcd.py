@@ -324,19 +324,58 @@ class EtcdStorage:
     async def delete(self, key: str, expected_revision: int) -> KV:
         kb = key.encode()
         op = rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=kb, prev_kv=True))
-        resp = await self._txn(key, self._expect(kb, expected_revision), [op], [_get(kb)])
-        if not resp.succeeded:
+        resp, retried = await self._write_txn(
+            key, self._expect(kb, expected_revision), [op], [_get(kb)]
+        )
+        if resp.succeeded:
+            prevs = resp.responses[0].response_delete_range.prev_kvs
+            if not prevs:  # gone between the compare and the delete: cannot happen in a txn
+                raise KeyNotFound(key)
+            rev, prev = int(resp.header.revision), prevs[0]
+        elif (
+            retried
+            and expected_revision > 0
+            and not resp.responses[0].response_range.kvs
+            and (own := await self._deleted(kb, expected_revision, int(resp.header.revision)))
+        ):
+            rev, prev = int(own.kv.mod_revision), own.prev_kv
+        else:
             raise await self._failed(key, resp)
-        prevs = resp.responses[0].response_delete_range.prev_kvs
-        if not prevs:  # gone between the compare and the delete: cannot happen in a txn
-            raise KeyNotFound(key)
-        rev = int(resp.header.revision)
-        last = self._decode(key, prevs[0].value)
+        last = self._decode(key, prev.value)
         self._tags.pop(key, None)
         self.commits += 1
-        kv = KV(key, last, stamp(last, rev), rev, int(prevs[0].create_revision))
+        kv = KV(key, last, stamp(last, rev), rev, int(prev.create_revision))
         await self._wait_dispatched(rev, key)
         return kv
+
+    async def _deleted(self, kb: bytes, expected: int, upto: int) -> Any:
+        """After a retried delete found the key gone: the delete event of exactly the
+        version it targeted (``expected``), read from the key's history up to ``upto``
+        (the first attempt applied, its answer was lost), else None (someone changed the
+        key first, or etcd compacted that history: its own delete cannot be told)."""
+        generation = self.conn.generation
+        call = self.conn.watch.Watch(metadata=REQUIRE_LEADER)
+        try:
+            create = rpc.WatchCreateRequest(key=kb, start_revision=expected + 1, prev_kv=True)
+            await call.write(rpc.WatchRequest(create_request=create))
+            async with asyncio.timeout(self.conn.rpc_timeout):
+                while True:
+                    resp = await call.read()
+                    if resp is grpc.aio.EOF or resp.canceled or resp.compact_revision:
+                        return None
+                    for pb in resp.events:  # the key's first change after the version
+                        if int(pb.kv.mod_revision) > upto:
+                            return None
+                        ours = pb.type == _DELETE_EVENT and pb.HasField("prev_kv")
+                        return pb if ours and pb.prev_kv.mod_revision == expected else None
+        except (grpc.aio.AioRpcError, TimeoutError):
+            return None
+        except asyncio.CancelledError:
+            if not self._switched(generation):
+                raise
+            return None
+        finally:
+            call.cancel()
 
     async def guaranteed_update(
         self, key: str, update: Callable[[Obj], Obj | None], current: KV | None = None

@@ -460,6 +460,40 @@ async def test_a_create_whose_answer_is_lost_is_not_duplicated(etcd: EtcdCluster
         await relay.close()
 
 
+async def test_a_delete_whose_answer_is_lost_succeeds(etcd: EtcdCluster) -> None:
+    """The delete txn reaches etcd, its answer does not; the retry finds the key gone:
+    the key's history shows the delete of exactly the version it targeted, so it is the
+    delete that did happen (upstream's client answers 5xx here), not a NotFound."""
+    prefix = f"/registry/conformance/t{next(_ids)}/"
+    relay = Relay(etcd.endpoints[0])
+    await relay.mend()
+    a = EtcdStorage([relay.endpoint])
+    b = EtcdStorage(etcd.endpoints)
+    try:
+        for st in (a, b):
+            await st.start()
+            _, rev = await st.list(prefix)
+            st.attach_listener(lambda ev: None, rev)
+        made = await b.create(prefix + "x", {"metadata": {"uid": "u-1"}, "n": 1})
+        relay.muted = True
+        task = asyncio.create_task(a.delete(prefix + "x", made.mod_revision))
+        async with asyncio.timeout(10):
+            while await b.get(prefix + "x") is not None:
+                await asyncio.sleep(0.01)
+        relay.muted = False
+        relay.reset()
+        async with asyncio.timeout(30):
+            kv = await task
+        assert kv.obj["n"] == 1 and kv.create_revision == made.mod_revision
+        assert kv.mod_revision > made.mod_revision
+        with pytest.raises(KeyNotFound):  # a second delete still finds nothing
+            await a.delete(prefix + "x", made.mod_revision)
+    finally:
+        await a.close()
+        await b.close()
+        await relay.close()
+
+
 async def test_watch_and_history_survive_a_switch_of_endpoint(etcd: EtcdCluster) -> None:
     """Another call moving the connection to the next endpoint closes the old channel,
     and grpc.aio cancels the streams on it: a per-request watch and a history read
