@@ -438,14 +438,15 @@ class EtcdStorage:
 
     async def put_meta(self, key: str, value: bytes, *, create_only: bool) -> bool:
         """Write a key of Corral's own; with ``create_only`` only if it does not exist
-        (False then: someone else made it first)."""
+        (False then: someone else made it first; a retry that finds its own bytes there
+        is the first attempt's write, whose answer was lost)."""
         kb = key.encode()
         if not create_only:
             await self.conn.unary("kv", "Put", rpc.PutRequest(key=kb, value=value), key)
             return True
         cmp = rpc.Compare(key=kb, target=_CREATE, result=_EQUAL, create_revision=0)
-        resp = await self._txn(key, cmp, [_put(kb, value)], [])
-        return bool(resp.succeeded)
+        resp, retried = await self._write_txn(key, cmp, [_put(kb, value)], [_get(kb)])
+        return bool(resp.succeeded) or self._own_write(resp, retried, value) is not None
 
     # --- the dispatcher ---------------------------------------------------------------
     async def _wait_dispatched(self, rev: int, key: str) -> None:

@@ -494,6 +494,36 @@ async def test_a_delete_whose_answer_is_lost_succeeds(etcd: EtcdCluster) -> None
         await relay.close()
 
 
+async def test_a_create_only_meta_put_whose_answer_is_lost_is_its_own(
+    etcd: EtcdCluster,
+) -> None:
+    """``put_meta(create_only=True)`` (the bootstrap record: of two first servers one
+    wins): a retry that finds its own bytes is the write that did happen, not a loss."""
+    key = f"/corral/conformance/t{next(_ids)}"
+    relay = Relay(etcd.endpoints[0])
+    await relay.mend()
+    a = EtcdStorage([relay.endpoint])
+    b = EtcdStorage(etcd.endpoints)
+    try:
+        await a.start()
+        await b.start()
+        relay.muted = True
+        task = asyncio.create_task(a.put_meta(key, b"mine", create_only=True))
+        async with asyncio.timeout(10):
+            while await b.get_meta(key) is None:
+                await asyncio.sleep(0.01)
+        relay.muted = False
+        relay.reset()
+        async with asyncio.timeout(30):
+            assert await task
+        assert not await a.put_meta(key, b"other", create_only=True)
+        assert await b.get_meta(key) == b"mine"
+    finally:
+        await a.close()
+        await b.close()
+        await relay.close()
+
+
 async def test_watch_and_history_survive_a_switch_of_endpoint(etcd: EtcdCluster) -> None:
     """Another call moving the connection to the next endpoint closes the old channel,
     and grpc.aio cancels the streams on it: a per-request watch and a history read
