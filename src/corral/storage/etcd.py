@@ -314,6 +314,14 @@ class EtcdStorage:
             create_rev = int(prev.create_revision) or rev
         elif (own := self._own_write(resp, retried, value)) is not None:
             rev, create_rev = int(own.mod_revision), int(own.create_revision)
+        elif (
+            retried
+            and expected_revision > 0
+            and (change := await self._next_change(kb, expected_revision, resp))
+            and change.type != _DELETE_EVENT
+            and change.kv.value == value
+        ):  # it applied, and someone changed the key again before the retry
+            rev, create_rev = int(change.kv.mod_revision), int(change.kv.create_revision)
         else:
             raise await self._failed(key, resp)
         self.commits += 1
@@ -335,10 +343,12 @@ class EtcdStorage:
         elif (
             retried
             and expected_revision > 0
-            and not resp.responses[0].response_range.kvs
-            and (own := await self._deleted(kb, expected_revision, int(resp.header.revision)))
-        ):
-            rev, prev = int(own.kv.mod_revision), own.prev_kv
+            and (change := await self._next_change(kb, expected_revision, resp))
+            and change.type == _DELETE_EVENT
+            and change.HasField("prev_kv")
+            and change.prev_kv.mod_revision == expected_revision
+        ):  # it applied: the key's next change deleted exactly that version
+            rev, prev = int(change.kv.mod_revision), change.prev_kv
         else:
             raise await self._failed(key, resp)
         last = self._decode(key, prev.value)
@@ -348,11 +358,13 @@ class EtcdStorage:
         await self._wait_dispatched(rev, key)
         return kv
 
-    async def _deleted(self, kb: bytes, expected: int, upto: int) -> Any:
-        """After a retried delete found the key gone: the delete event of exactly the
-        version it targeted (``expected``), read from the key's history up to ``upto``
-        (the first attempt applied, its answer was lost), else None (someone changed the
-        key first, or etcd compacted that history: its own delete cannot be told)."""
+    async def _next_change(self, kb: bytes, expected: int, failed: Any) -> Any:
+        """After a retried write guarded by ``mod_revision == expected`` failed its
+        compare: the key's first change after ``expected`` (a watch event with
+        ``prev_kv``, read from the key's history up to the failed txn's revision), or
+        None. A first attempt that applied, its answer lost, is exactly that change (the
+        compare let nothing in before it); None when the history is compacted."""
+        upto = int(failed.header.revision)
         generation = self.conn.generation
         call = self.conn.watch.Watch(metadata=REQUIRE_LEADER)
         try:
@@ -363,11 +375,8 @@ class EtcdStorage:
                     resp = await call.read()
                     if resp is grpc.aio.EOF or resp.canceled or resp.compact_revision:
                         return None
-                    for pb in resp.events:  # the key's first change after the version
-                        if int(pb.kv.mod_revision) > upto:
-                            return None
-                        ours = pb.type == _DELETE_EVENT and pb.HasField("prev_kv")
-                        return pb if ours and pb.prev_kv.mod_revision == expected else None
+                    for pb in resp.events:
+                        return pb if int(pb.kv.mod_revision) <= upto else None
         except (grpc.aio.AioRpcError, TimeoutError):
             return None
         except asyncio.CancelledError:

@@ -460,6 +460,49 @@ async def test_a_create_whose_answer_is_lost_is_not_duplicated(etcd: EtcdCluster
         await relay.close()
 
 
+async def test_an_update_whose_answer_is_lost_succeeds_after_a_later_change(
+    etcd: EtcdCluster,
+) -> None:
+    """The update txn reaches etcd, its answer does not, and another server changes the
+    key before the retry: the key no longer holds this write's bytes, but its history
+    shows them as the first change after the version the update expected, so the
+    update did happen (not a Conflict, whose retry would apply it twice)."""
+    prefix = f"/registry/conformance/t{next(_ids)}/"
+    relay = Relay(etcd.endpoints[0])
+    await relay.mend()
+    a = EtcdStorage([relay.endpoint])
+    b = EtcdStorage(etcd.endpoints)
+    try:
+        for st in (a, b):
+            await st.start()
+            _, rev = await st.list(prefix)
+            st.attach_listener(lambda ev: None, rev)
+        made = await b.create(prefix + "x", {"metadata": {"uid": "u-1"}, "n": 1})
+        relay.muted = True
+        task = asyncio.create_task(
+            a.update(prefix + "x", {"metadata": {"uid": "u-1"}, "n": 2}, made.mod_revision)
+        )
+        async with asyncio.timeout(10):
+            while (there := await b.get(prefix + "x")) is None or there.obj["n"] != 2:
+                await asyncio.sleep(0.01)
+        later = await b.update(
+            prefix + "x", {"metadata": {"uid": "u-1"}, "n": 3}, there.mod_revision
+        )
+        relay.muted = False
+        relay.reset()
+        async with asyncio.timeout(30):
+            kv = await task
+        assert kv.mod_revision == there.mod_revision and kv.obj["n"] == 2
+        assert kv.create_revision == made.mod_revision
+        assert later.mod_revision > kv.mod_revision
+        with pytest.raises(RevisionMismatch):  # a stale update is still a conflict
+            await a.update(prefix + "x", {"n": 4}, made.mod_revision)
+    finally:
+        await a.close()
+        await b.close()
+        await relay.close()
+
+
 async def test_a_delete_whose_answer_is_lost_succeeds(etcd: EtcdCluster) -> None:
     """The delete txn reaches etcd, its answer does not; the retry finds the key gone:
     the key's history shows the delete of exactly the version it targeted, so it is the
