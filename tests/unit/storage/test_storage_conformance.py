@@ -9,11 +9,13 @@ and compares revisions relative to what it wrote (etcd's revisions are global).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
@@ -21,6 +23,7 @@ from corral.apiserver.encryption import EncryptionTransformer
 from corral.apiserver.encryption_config import EncryptionConfig, Key, Provider, ResourceEntry
 from corral.storage.base import (
     DELETE,
+    KV,
     PUT,
     Compacted,
     Event,
@@ -35,6 +38,7 @@ from corral.storage.etcd import EtcdStorage
 from corral.util.etcd_process import EtcdCluster
 
 _ids = itertools.count()
+T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -428,11 +432,10 @@ async def test_watch_past_compaction_relists_the_cache_and_expires_watchers(
         await relay.close()
 
 
-async def test_a_create_whose_answer_is_lost_is_not_duplicated(etcd: EtcdCluster) -> None:
-    """The txn reaches etcd, its answer does not (the connection resets); the store
-    retries it: the compare fails, and the store recognises its own value (bytes with
-    the object's uid) as the create that did happen, instead of a KeyExists."""
-    prefix = f"/registry/conformance/t{next(_ids)}/"
+@contextlib.asynccontextmanager
+async def _relayed(etcd: EtcdCluster) -> AsyncIterator[tuple[Relay, EtcdStorage, EtcdStorage]]:
+    """``a`` speaks to etcd through a relay, ``b`` directly; both started and following
+    etcd from its current revision, all closed afterwards."""
     relay = Relay(etcd.endpoints[0])
     await relay.mend()
     a = EtcdStorage([relay.endpoint])
@@ -440,24 +443,52 @@ async def test_a_create_whose_answer_is_lost_is_not_duplicated(etcd: EtcdCluster
     try:
         for st in (a, b):
             await st.start()
-            _, rev = await st.list(prefix)
-            st.attach_listener(lambda ev: None, rev)
-        relay.muted = True
-        task = asyncio.create_task(a.create(prefix + "x", {"metadata": {"uid": "u-1"}}))
-        async with asyncio.timeout(10):
-            while (there := await b.get(prefix + "x")) is None:
-                await asyncio.sleep(0.01)
-        relay.muted = False
-        relay.reset()
-        async with asyncio.timeout(30):
-            kv = await task
-        assert kv.mod_revision == there.mod_revision and kv.create_revision == there.mod_revision
-        with pytest.raises(KeyExists):  # a second create of the key still fails
-            await a.create(prefix + "x", {"metadata": {"uid": "u-2"}})
+            st.attach_listener(lambda ev: None, await st.current_revision())
+        yield relay, a, b
     finally:
         await a.close()
         await b.close()
         await relay.close()
+
+
+async def _answer_lost(
+    relay: Relay,
+    write: Coroutine[Any, Any, T],
+    applied: Callable[[], Awaitable[bool]],
+    meanwhile: Callable[[], Awaitable[object]] | None = None,
+) -> T:
+    """``write`` with etcd's answers swallowed until ``applied()`` (read through the
+    other store) shows it took effect; then ``meanwhile()`` (another server's write),
+    then the connection reset: the store retries the write, and this is its result."""
+    relay.muted = True
+    task = asyncio.create_task(write)
+    async with asyncio.timeout(10):
+        while not await applied():
+            await asyncio.sleep(0.01)
+    if meanwhile is not None:
+        await meanwhile()
+    relay.muted = False
+    relay.reset()
+    async with asyncio.timeout(30):
+        return await task
+
+
+async def test_a_create_whose_answer_is_lost_is_not_duplicated(etcd: EtcdCluster) -> None:
+    """The txn reaches etcd, its answer does not (the connection resets); the store
+    retries it: the compare fails, and the store recognises its own value (bytes with
+    the object's uid) as the create that did happen, instead of a KeyExists."""
+    key = f"/registry/conformance/t{next(_ids)}/x"
+    async with _relayed(etcd) as (relay, a, b):
+        kv = await _answer_lost(
+            relay,
+            a.create(key, {"metadata": {"uid": "u-1"}}),
+            lambda: _exists(b, key),
+        )
+        there = await b.get(key)
+        assert there is not None
+        assert kv.mod_revision == there.mod_revision and kv.create_revision == there.mod_revision
+        with pytest.raises(KeyExists):  # a second create of the key still fails
+            await a.create(key, {"metadata": {"uid": "u-2"}})
 
 
 async def test_an_update_whose_answer_is_lost_succeeds_after_a_later_change(
@@ -467,74 +498,47 @@ async def test_an_update_whose_answer_is_lost_succeeds_after_a_later_change(
     key before the retry: the key no longer holds this write's bytes, but its history
     shows them as the first change after the version the update expected, so the
     update did happen (not a Conflict, whose retry would apply it twice)."""
-    prefix = f"/registry/conformance/t{next(_ids)}/"
-    relay = Relay(etcd.endpoints[0])
-    await relay.mend()
-    a = EtcdStorage([relay.endpoint])
-    b = EtcdStorage(etcd.endpoints)
-    try:
-        for st in (a, b):
-            await st.start()
-            _, rev = await st.list(prefix)
-            st.attach_listener(lambda ev: None, rev)
-        made = await b.create(prefix + "x", {"metadata": {"uid": "u-1"}, "n": 1})
-        relay.muted = True
-        task = asyncio.create_task(
-            a.update(prefix + "x", {"metadata": {"uid": "u-1"}, "n": 2}, made.mod_revision)
+    key = f"/registry/conformance/t{next(_ids)}/x"
+    async with _relayed(etcd) as (relay, a, b):
+        made = await b.create(key, {"metadata": {"uid": "u-1"}, "n": 1})
+        seen: list[KV] = []
+
+        async def updated() -> bool:
+            there = await b.get(key)
+            if there is not None and there.obj["n"] == 2:
+                seen.append(there)
+            return bool(seen)
+
+        kv = await _answer_lost(
+            relay,
+            a.update(key, {"metadata": {"uid": "u-1"}, "n": 2}, made.mod_revision),
+            updated,
+            lambda: b.update(key, {"metadata": {"uid": "u-1"}, "n": 3}, seen[0].mod_revision),
         )
-        async with asyncio.timeout(10):
-            while (there := await b.get(prefix + "x")) is None or there.obj["n"] != 2:
-                await asyncio.sleep(0.01)
-        later = await b.update(
-            prefix + "x", {"metadata": {"uid": "u-1"}, "n": 3}, there.mod_revision
-        )
-        relay.muted = False
-        relay.reset()
-        async with asyncio.timeout(30):
-            kv = await task
-        assert kv.mod_revision == there.mod_revision and kv.obj["n"] == 2
+        assert kv.mod_revision == seen[0].mod_revision and kv.obj["n"] == 2
         assert kv.create_revision == made.mod_revision
-        assert later.mod_revision > kv.mod_revision
+        later = await b.get(key)
+        assert later is not None and later.obj["n"] == 3 and later.mod_revision > kv.mod_revision
         with pytest.raises(RevisionMismatch):  # a stale update is still a conflict
-            await a.update(prefix + "x", {"n": 4}, made.mod_revision)
-    finally:
-        await a.close()
-        await b.close()
-        await relay.close()
+            await a.update(key, {"n": 4}, made.mod_revision)
 
 
 async def test_a_delete_whose_answer_is_lost_succeeds(etcd: EtcdCluster) -> None:
     """The delete txn reaches etcd, its answer does not; the retry finds the key gone:
     the key's history shows the delete of exactly the version it targeted, so it is the
     delete that did happen (upstream's client answers 5xx here), not a NotFound."""
-    prefix = f"/registry/conformance/t{next(_ids)}/"
-    relay = Relay(etcd.endpoints[0])
-    await relay.mend()
-    a = EtcdStorage([relay.endpoint])
-    b = EtcdStorage(etcd.endpoints)
-    try:
-        for st in (a, b):
-            await st.start()
-            _, rev = await st.list(prefix)
-            st.attach_listener(lambda ev: None, rev)
-        made = await b.create(prefix + "x", {"metadata": {"uid": "u-1"}, "n": 1})
-        relay.muted = True
-        task = asyncio.create_task(a.delete(prefix + "x", made.mod_revision))
-        async with asyncio.timeout(10):
-            while await b.get(prefix + "x") is not None:
-                await asyncio.sleep(0.01)
-        relay.muted = False
-        relay.reset()
-        async with asyncio.timeout(30):
-            kv = await task
+    key = f"/registry/conformance/t{next(_ids)}/x"
+    async with _relayed(etcd) as (relay, a, b):
+        made = await b.create(key, {"metadata": {"uid": "u-1"}, "n": 1})
+
+        async def gone() -> bool:
+            return not await _exists(b, key)
+
+        kv = await _answer_lost(relay, a.delete(key, made.mod_revision), gone)
         assert kv.obj["n"] == 1 and kv.create_revision == made.mod_revision
         assert kv.mod_revision > made.mod_revision
         with pytest.raises(KeyNotFound):  # a second delete still finds nothing
-            await a.delete(prefix + "x", made.mod_revision)
-    finally:
-        await a.close()
-        await b.close()
-        await relay.close()
+            await a.delete(key, made.mod_revision)
 
 
 async def test_a_create_only_meta_put_whose_answer_is_lost_is_its_own(
@@ -543,28 +547,18 @@ async def test_a_create_only_meta_put_whose_answer_is_lost_is_its_own(
     """``put_meta(create_only=True)`` (the bootstrap record: of two first servers one
     wins): a retry that finds its own bytes is the write that did happen, not a loss."""
     key = f"/corral/conformance/t{next(_ids)}"
-    relay = Relay(etcd.endpoints[0])
-    await relay.mend()
-    a = EtcdStorage([relay.endpoint])
-    b = EtcdStorage(etcd.endpoints)
-    try:
-        await a.start()
-        await b.start()
-        relay.muted = True
-        task = asyncio.create_task(a.put_meta(key, b"mine", create_only=True))
-        async with asyncio.timeout(10):
-            while await b.get_meta(key) is None:
-                await asyncio.sleep(0.01)
-        relay.muted = False
-        relay.reset()
-        async with asyncio.timeout(30):
-            assert await task
+    async with _relayed(etcd) as (relay, a, b):
+
+        async def written() -> bool:
+            return await b.get_meta(key) is not None
+
+        assert await _answer_lost(relay, a.put_meta(key, b"mine", create_only=True), written)
         assert not await a.put_meta(key, b"other", create_only=True)
         assert await b.get_meta(key) == b"mine"
-    finally:
-        await a.close()
-        await b.close()
-        await relay.close()
+
+
+async def _exists(st: EtcdStorage, key: str) -> bool:
+    return await st.get(key) is not None
 
 
 async def test_watch_and_history_survive_a_switch_of_endpoint(etcd: EtcdCluster) -> None:
