@@ -210,8 +210,9 @@ def test_kubectl_watch_sees_update(kc: Kubectl, srv: ServerProcess, crontabs: Pa
             proc.stdout.close()
 
 
-def test_python_dynamic_client(api: client.ApiClient, crontabs: Path) -> None:
-    dyn = dynamic.DynamicClient(api)
+def test_python_dynamic_client(api: client.ApiClient, crontabs: Path, tmp_path: Path) -> None:
+    # its discovery cache in the test's directory, not the client's default in /tmp
+    dyn = dynamic.DynamicClient(api, cache_file=str(tmp_path / "discovery.json"))
     res = dyn.resources.get(api_version=f"{GROUP}/v1", kind="CronTab")
     made = res.create(body=crontab("dyn", replicas=2), namespace="default")
     assert made.spec.replicas == 2 and made.metadata.generation == 1
