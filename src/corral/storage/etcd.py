@@ -246,10 +246,6 @@ class EtcdStorage:
         return 0
 
     # --- writes ------------------------------------------------------------------------
-    async def _txn(self, key: str, compare: Any, success: list[Any], failure: list[Any]) -> Any:
-        req = rpc.TxnRequest(compare=[compare], success=success, failure=failure)
-        return await self.conn.unary("kv", "Txn", req, key)
-
     async def _write_txn(
         self, key: str, compare: Any, success: list[Any], failure: list[Any]
     ) -> tuple[Any, bool]:
@@ -706,7 +702,9 @@ class EtcdStorage:
             self._compacted = max(self._compacted, done)
             return
         cmp = rpc.Compare(key=kb, target=_VERSION, result=_EQUAL, version=version)
-        txn = await self._txn(COMPACT_KEY, cmp, [_put(kb, str(revision).encode())], [_get(kb)])
+        txn, _ = await self._write_txn(
+            COMPACT_KEY, cmp, [_put(kb, str(revision).encode())], [_get(kb)]
+        )
         if not txn.succeeded:  # another server compacted in between
             kvs = txn.responses[0].response_range.kvs
             self._compacted = max(self._compacted, int(kvs[0].value or b"0") if kvs else 0)
