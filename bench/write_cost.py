@@ -23,7 +23,9 @@ With ``--base DIR`` (a checkout, e.g. ``git worktree add /tmp/base HEAD~1``) a s
 server runs ``DIR/src`` and both get the same requests, interleaved in chunks of
 ``--chunk`` (which server goes first alternates), so the machine's drift falls on both
 alike; ``ratio`` is this checkout's CPU per write over the base's. Figures are reported,
-never asserted.
+never asserted. ``--profile DIR`` also runs ``py-spy record`` (raw stacks) on this
+checkout's server for each kind, into ``DIR/server-KIND.txt`` (read them with
+``bench/scheduler_profile.py``; the sampler inflates that run's figures).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -46,7 +49,7 @@ import uvloop
 
 from bench import calibrate
 from bench.report import write_report
-from bench.scheduler_perf import _thread_sched, node, pod
+from bench.scheduler_perf import _py_spy, _thread_sched, node, pod
 from bench.server import BenchServer
 from corral.agent.hollow import running_status
 from corral.agent.node import LEASE_NAMESPACE, lease_object, renewal_patch
@@ -188,11 +191,19 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         speed0 = calibrate.cpu_ms()
         for kind in args.kinds:
             cpu = dict.fromkeys(sides, 0.0)
+            spy = None
+            if args.profile:
+                out = Path(args.profile) / f"server-{kind}.txt"
+                out.parent.mkdir(parents=True, exist_ok=True)
+                spy = _py_spy(servers["head"].pid, out, args.rate)
             for n, (lo, hi) in enumerate(chunks(args.writes, args.chunk)):
                 for side in sides if n % 2 == 0 else sides[::-1]:
                     before = _cpu_s(servers[side].pid)
                     await send_all(sessions[side], kinds[kind], lo, hi, args.clients)
                     cpu[side] += _cpu_s(servers[side].pid) - before
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(timeout=60)
             results[kind] = summary(cpu, args.writes)
             print(kind, results[kind], file=sys.stderr, flush=True)
         speed1 = calibrate.cpu_ms()
@@ -240,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--watchers", type=int, default=3, help="watches of all pods")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--kinds", default=",".join(writes(0.0)), help="comma list, in order")
+    p.add_argument("--profile", default="", metavar="DIR", help="py-spy of the head server")
+    p.add_argument("--rate", type=int, default=200, help="py-spy samples/s (see scheduler_perf)")
     args = p.parse_args(argv)
     args.kinds = [k for k in args.kinds.split(",") if k]
     unknown = set(args.kinds) - set(writes(0.0))
