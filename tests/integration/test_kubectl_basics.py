@@ -279,3 +279,40 @@ def test_quota_limitrange_pdb_are_served(kubectl, ns) -> None:
         check=False,
     )
     assert bad.returncode != 0
+
+
+def test_run_records_what_the_request_wrote(kubectl, ns) -> None:
+    """A create's Update entry holds what the request wrote, defaulted, as upstream's field
+    manager records it before the strategy and mutating admission: the service account's
+    token volume, the default tolerations and the priority are nobody's fields, and an
+    empty struct (``resources: {}``, ``securityContext: {}``) is a field of its own."""
+    kubectl("run", "mf", "-n", ns, "--image=busybox", "--restart=Never")
+    out = kubectl("get", "pod", "mf", "-n", ns, "-o", "json", "--show-managed-fields").stdout
+    obj = json.loads(out)
+    (entry,) = [m for m in obj["metadata"]["managedFields"] if m["manager"] == "kubectl-run"]
+    assert entry["operation"] == "Update"
+    assert entry["fieldsV1"] == {
+        "f:metadata": {"f:labels": {".": {}, "f:run": {}}},
+        "f:spec": {
+            "f:containers": {
+                'k:{"name":"mf"}': {
+                    ".": {},
+                    "f:image": {},
+                    "f:imagePullPolicy": {},
+                    "f:name": {},
+                    "f:resources": {},
+                    "f:terminationMessagePath": {},
+                    "f:terminationMessagePolicy": {},
+                }
+            },
+            "f:dnsPolicy": {},
+            "f:enableServiceLinks": {},
+            "f:restartPolicy": {},
+            "f:schedulerName": {},
+            "f:securityContext": {},
+            "f:terminationGracePeriodSeconds": {},
+        },
+    }
+    spec = obj["spec"]  # what admission added is there all the same
+    assert spec["volumes"][0]["name"].startswith("kube-api-access-")
+    assert spec["tolerations"] and spec["priority"] == 0

@@ -445,7 +445,10 @@ def _one_sided(value: Any, node: SchemaNode | None, path: Path, into: PathSet) -
         if path:
             into.add(path)
         return
-    if _marks_self(shape, path):
+    # A map marks itself; so does an empty struct or list, which structured-merge-diff's
+    # comparison takes for a leaf when the other side is empty or absent too (a create's
+    # ``securityContext: {}`` is its updater's ``f:securityContext``).
+    if _marks_self(shape, path) or (path and not value):
         into.add(path)
     if shape in ("struct", "map"):  # the children of ``_children``, without building them
         for key, child_value in value.items():
@@ -850,7 +853,7 @@ def _update_tree(value: Any, node: SchemaNode | None, shape: str) -> dict[str, A
             sub = _update_tree(child_value, child_node, child_shape)
             if child_shape == "map":
                 out["f:" + key] = {".": {}, **sub} if sub else {}
-            elif sub:
+            elif sub or not child_value:  # an empty struct or list is a leaf (_one_sided)
                 out["f:" + key] = sub
         return out
     items: list[tuple[str, dict[str, Any]]] = []

@@ -482,6 +482,20 @@ class Registry:
             for k in ("deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
                 meta.pop(k, None)
             info.strategy.default(obj)
+            if managed_fields is None and attempt == 0:
+                # As upstream's create handler: the field manager records what the request
+                # wrote (decoded and defaulted) before the strategy prepares the object and
+                # before mutating admission, so a field only a plugin sets (a service
+                # account's token volume, the default tolerations, the priority) is no
+                # manager's. A retry with a new generated name keeps this record.
+                record_update(
+                    obj,
+                    None,
+                    opts.field_manager or "unknown",
+                    info.group_version,
+                    self.now(),
+                    self.schema(info),
+                )
             info.strategy.prepare_for_create(obj)
             self._fill_status(info, obj)
             # no name yet is the validation's to refuse (below), after admission as upstream
@@ -564,17 +578,8 @@ class Registry:
         warnings: list[str],
     ) -> Result:
         meta = obj["metadata"]
-        if managed_fields is not None:
+        if managed_fields is not None:  # an apply's; an Update's is recorded in ``create``
             meta["managedFields"] = managed_fields
-        else:
-            record_update(
-                obj,
-                None,
-                opts.field_manager or "unknown",
-                info.group_version,
-                self.now(),
-                self.schema(info),
-            )
         if opts.dry_run:
             if self.rcache(info).entries.get(key) is not None:
                 raise errors.already_exists(info.plural, info.group, meta["name"])

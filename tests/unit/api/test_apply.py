@@ -258,6 +258,22 @@ def test_record_update_status_subresource() -> None:
     ]
 
 
+def test_record_update_empty_struct_and_list_are_leaves() -> None:
+    """structured-merge-diff takes an empty struct or list, empty or absent on the other
+    side too, for a leaf: a create's and an update's ``securityContext: {}`` is a field."""
+    created = _deployment()
+    created["spec"]["template"]["spec"]["securityContext"] = {}
+    record_update(created, None, "kubectl-create", "apps/v1", T0, DEPLOY)
+    tree = _entry(created, "kubectl-create", "Update")["fieldsV1"]
+    assert tree["f:spec"]["f:template"]["f:spec"]["f:securityContext"] == {}
+    new = copy.deepcopy(created)
+    new["spec"]["template"]["spec"]["tolerations"] = []
+    record_update(new, created, "b", "apps/v1", T1, DEPLOY)
+    assert _entry(new, "b", "Update")["fieldsV1"] == {
+        "f:spec": {"f:template": {"f:spec": {"f:tolerations": {}}}}
+    }
+
+
 # --- server-side apply ----------------------------------------------------------------------
 
 
