@@ -59,6 +59,7 @@ bench: install ## run the benchmarks, write bench/results/*.json
 	$(BIN)/python -m bench.scheduler_perf --mode shape --out bench/results/scheduler-shape.json
 	$(BIN)/python -m bench.stack_floor --shape-report bench/results/scheduler-shape.json --out bench/results/stack-floor.json
 	$(BIN)/python -m bench.write_cost --out bench/results/write-cost.json
+	$(BIN)/python -m bench.client_cost --out bench/results/client-cost.json
 	$(BIN)/python -m bench.controllers_perf --out bench/results/controllers.json
 	$(BIN)/python -m bench.cronjob_perf --out bench/results/cronjobs.json
 	$(BIN)/python -m bench.pod_startup --out bench/results/pod_startup.json

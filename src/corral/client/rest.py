@@ -2,8 +2,9 @@
 
 Every loop in Corral (scheduler, controllers, agents) is an ordinary API client, so it can
 run in the server's process or on another machine. ``Client`` reads a kubeconfig (server
-URL, CA, bearer token or client certificate), keeps one aiohttp session, and offers the
-verbs by resource: ``get``, ``list``, ``watch``, ``create``, ``update``, ``patch``,
+URL, CA, bearer token or client certificate), sends plain requests through lean
+keep-alive pools (``corral.client.http1``) and watches through one aiohttp session, and
+offers the verbs by resource: ``get``, ``list``, ``watch``, ``create``, ``update``, ``patch``,
 ``delete`` and subresource calls. Errors come back as ``corral.api.errors.StatusError`` rebuilt from the
 server's Status body, so callers handle 404/409 the same way the server raised them.
 
@@ -25,6 +26,7 @@ import logging
 import re
 import ssl
 import tempfile
+import urllib.parse
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +39,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from corral.api.errors import StatusError
+from corral.client import http1
 from corral.client.failover import UNAVAILABLE, ServerRing, may_resend, server_trouble
 
 Obj = dict[str, Any]
@@ -302,14 +305,21 @@ class Client:
         connections: int = 64,
         user_agent: str = "corral",
         connect_timeout: float = 10,
+        lean: bool = True,
     ) -> None:
+        """``lean``: plain requests go through the lean keep-alive pool
+        (``corral.client.http1``); False sends everything through aiohttp."""
         self.config = config
+        self._lean = lean
         self._connections = connections
         self._user_agent = user_agent
         self._connect_timeout = connect_timeout
         self._session: aiohttp.ClientSession | None = None
         self._ring = ServerRing()
         self._bases: dict[str, URL | None] = {}  # server -> its URL, for plain paths
+        #: server -> its lean keep-alive pool (``http1``; None: aiohttp sends there)
+        self._pools: dict[str, http1.Pool | None] = {}
+        self._ssl: ssl.SSLContext | bool | None = None
         #: headers added to every mutating request (a leader election fence: see
         #: corral.client.leaderelection)
         self.write_headers: dict[str, str] = {}
@@ -330,10 +340,39 @@ class Client:
     def _servers(self) -> list[str]:
         return self.config.servers or [self.config.server]
 
+    def _ssl_context(self) -> ssl.SSLContext | bool:
+        """The kubeconfig's TLS settings, made once for aiohttp and the lean pools."""
+        if self._ssl is None:
+            self._ssl = self.config.ssl_context()
+        return self._ssl
+
+    def _pool(self, server: str) -> http1.Pool | None:
+        """The lean pool of ``server`` for the running loop; None when aiohttp sends."""
+        try:
+            pool = self._pools[server]
+        except KeyError:
+            pool = None
+        else:
+            if pool is None or pool.usable():
+                return pool
+            pool.close()  # made on another event loop: start over on this one
+        headers = [*self.config.headers.items(), ("User-Agent", self._user_agent)]
+        pool = http1.pool_for(
+            server,
+            self._ssl_context(),
+            headers,
+            limit=self._connections,
+            connect_timeout=self._connect_timeout,
+        )
+        if pool is not None and not pool.usable():  # pragma: no cover - a fresh pool is
+            pool = None
+        self._pools[server] = pool
+        return pool
+
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            conn = aiohttp.TCPConnector(limit=self._connections, ssl=self.config.ssl_context())
+            conn = aiohttp.TCPConnector(limit=self._connections, ssl=self._ssl_context())
             self._session = aiohttp.ClientSession(
                 connector=conn,
                 headers={**self.config.headers, "User-Agent": self._user_agent},
@@ -357,6 +396,10 @@ class Client:
         return server + path
 
     async def close(self) -> None:
+        for pool in self._pools.values():
+            if pool is not None:
+                pool.close()
+        self._pools.clear()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -381,6 +424,11 @@ class Client:
             headers.update(self.write_headers)
         elif data is not None:
             headers = _body_headers(content_type)
+        # a plain path goes through the lean pool as sent (module ``http1``); any other
+        # is left to aiohttp, which quotes and normalises it
+        target = path if _PLAIN_PATH.fullmatch(path) else ""
+        if target and params:
+            target += "?" + urllib.parse.urlencode(params, quote_via=urllib.parse.quote)
         servers = self._servers()
         server = ""
         try:
@@ -388,19 +436,15 @@ class Client:
                 for attempt in range(1, len(servers) + 1):
                     server = self._ring.pick(servers)
                     try:
-                        async with self.session.request(
-                            method,
-                            self._url(server, path),
-                            params=params,
-                            data=data,
-                            headers=headers,
-                        ) as r:
-                            transport = _transport(r)
-                            try:
-                                status, raw = r.status, await r.read()
-                            except BaseException:  # cut short (timeout, cancelled, broken)
-                                _abort(r, transport)
-                                raise
+                        pool = self._pool(server) if target and self._lean else None
+                        if pool is not None:
+                            status, raw = await pool.request(
+                                method, target, data, list(headers.items()) if headers else ()
+                            )
+                        else:
+                            status, raw = await self._send(
+                                method, server, path, params, data, headers
+                            )
                     except Exception as e:
                         if not server_trouble(e):
                             raise
@@ -420,6 +464,26 @@ class Client:
                 self._ring.failed(servers, server, "no answer within the timeout")
             raise
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _send(
+        self,
+        method: str,
+        server: str,
+        path: str,
+        params: dict[str, str] | None,
+        data: bytes | None,
+        headers: CIMultiDictProxy[str] | dict[str, str] | None,
+    ) -> tuple[int, bytes]:
+        """One request through aiohttp: (status, body)."""
+        async with self.session.request(
+            method, self._url(server, path), params=params, data=data, headers=headers
+        ) as r:
+            transport = _transport(r)
+            try:
+                return r.status, await r.read()
+            except BaseException:  # cut short (timeout, cancelled, broken)
+                _abort(r, transport)
+                raise
 
     # --- verbs -------------------------------------------------------------------------
     async def get(self, res: Resource, name: str, namespace: str | None = None) -> Obj:
