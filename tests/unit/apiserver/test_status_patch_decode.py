@@ -22,6 +22,7 @@ import pytest
 
 from corral.api.errors import StatusError
 from corral.apiserver import store
+from corral.apiserver.registry import certificates
 from corral.apiserver.registry.table import RESOURCES
 from corral.apiserver.store import (
     MERGE_PATCH,
@@ -54,6 +55,13 @@ async def _registry(path: Path, two_decodes: bool) -> tuple[Registry, SQLiteStor
     ns = reg.by_gvr[("", "v1", "namespaces")]
     await reg.create(ns, "", {"metadata": {"name": "default"}}, WriteOptions())
     return reg, storage
+
+
+@pytest.fixture(autouse=True)
+def _fixed_wall_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CSR strategy stamps its conditions with the wall clock (``_now``): the two
+    registries' runs must not straddle a second."""
+    monkeypatch.setattr(certificates, "_now", lambda: "2024-02-02T00:00:00Z")
 
 
 @pytest.fixture

@@ -54,7 +54,14 @@ def test_each_kind_is_the_components_own_write(wc: ModuleType) -> None:
 
 def test_a_short_run_sends_every_kind(wc: ModuleType, tmp_path: Path) -> None:
     args = argparse.Namespace(
-        base="", writes=6, chunk=4, clients=3, watchers=1, kinds=list(wc.writes(0.0))
+        base="",
+        writes=6,
+        chunk=4,
+        clients=3,
+        watchers=1,
+        kinds=list(wc.writes(0.0)),
+        profile="",
+        rate=200,
     )
     report = uvloop.run(wc.run(args, tmp_path))
     assert set(report["us_cpu_per_write"]) == set(args.kinds)
