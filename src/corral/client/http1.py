@@ -299,7 +299,8 @@ class Pool:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def usable(self) -> bool:
-        """Whether this pool may serve the running loop (its connections live on one)."""
+        """Whether this pool may serve the running loop: its connections live on one,
+        the loop of its first call."""
         loop = asyncio.get_running_loop()
         if self._loop is None:
             self._loop = loop

@@ -364,8 +364,8 @@ class Client:
             limit=self._connections,
             connect_timeout=self._connect_timeout,
         )
-        if pool is not None and not pool.usable():  # pragma: no cover - a fresh pool is
-            pool = None
+        if pool is not None:
+            pool.usable()  # binds it to this loop
         self._pools[server] = pool
         return pool
 
