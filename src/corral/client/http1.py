@@ -15,9 +15,10 @@ answers, gzip answers (it asks for them, as aiohttp and Go's transport do), ``Co
 close``. A connection is reused only after a whole answer; one left mid-way (a timeout,
 a cancellation, a broken answer) is aborted. One idle for ``IDLE_LIMIT`` seconds (15,
 as aiohttp's pool) is closed rather than reused, well inside the API server's keep-alive
-timeout (aiohttp's 75 s), so a request does not race the server closing it. A request on a reused
-connection that the server closed before answering is sent once more on a new one when
-its method is idempotent, as aiohttp does.
+timeout (aiohttp's 75 s), so a request does not race the server closing it; one idle
+for a moment is checked with one ``poll`` first (``_peer_spoke``). A request on a
+reused connection that the server closed before answering is sent once more on a new
+one when its method is idempotent, as aiohttp does.
 
 Its failures are aiohttp's exception types, so ``corral.client.failover`` and every
 caller tell them apart as before: no connection (``ClientConnectorError``, its TLS
@@ -281,11 +282,15 @@ class Pool:
     ) -> None:
         assert url.host is not None and url.port is not None
         self.host, self.port = url.host, url.port
-        self.is_ssl = url.scheme == "https"
+        is_ssl = url.scheme == "https"
         self._ssl: ssl.SSLContext | None = None
-        if self.is_ssl:
-            self._ssl = ssl_context if isinstance(ssl_context, ssl.SSLContext) else _default_tls()
-        self._key = ConnectionKey(self.host, self.port, self.is_ssl, ssl_context, None, None, None)
+        if is_ssl:  # the kubeconfig's context; the system's CAs when it gave none
+            self._ssl = (
+                ssl_context
+                if isinstance(ssl_context, ssl.SSLContext)
+                else ssl.create_default_context()
+            )
+        self._key = ConnectionKey(self.host, self.port, is_ssl, ssl_context, None, None, None)
         self._connect_timeout = connect_timeout
         host_header = url.raw_host or self.host
         if ":" in host_header:  # an IPv6 literal
@@ -424,7 +429,3 @@ def _peer_spoke(transport: asyncio.Transport) -> bool:
     p = select.poll()
     p.register(sock.fileno(), select.POLLIN | select.POLLRDHUP)
     return bool(p.poll(0))
-
-
-def _default_tls() -> ssl.SSLContext:
-    return ssl.create_default_context()
