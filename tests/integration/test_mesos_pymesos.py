@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from mesoskit import Framework, Recorder, command_task, mesos_cluster, pymesos, scalar, wait
 
+from corral.testing.faults.failover import FrameworkProcess
+
 # pymesos 0.3.15 drops sockets without closing them (its call connection after errors,
 # its stream connection on failover): their ResourceWarning is not ours to fail on
 pytestmark = [
@@ -555,6 +557,36 @@ def test_a_lost_agent_gives_unreachable_or_lost(tmp_path: Path, partition_aware:
                 wait(lambda: not c.task_pods(), "the lost task's pod removed", 60)
         finally:
             fw.stop()
+
+
+def test_the_fault_kits_framework_replaces_a_task_lost_before_it_ran(tmp_path: Path) -> None:
+    """The fault scenarios' framework (``corral.testing.faults.failover_framework``)
+    replaces a task that ended before it ran, as Marathon replaces a lost instance.
+    ``test_fault_ha`` failed in CI with its two tasks TASK_LOST and never replaced: the
+    Mesos master lost its leadership between the ACCEPT and the pods' binding, and the
+    new master ended the created, never bound pods (a launch that never reached its agent
+    is lost on a Mesos master failover too); the framework had launched once, then
+    declined every offer. Here a task ends TASK_LOST before it runs (launched onto a node
+    whose agent is stopped, then the node NotReady); once the agent is back, a task of a
+    new id runs in its place."""
+    with mesos_cluster(tmp_path, runtimes=("process",)) as c:
+        agent = c.agents[0]
+        agent.stop()  # its node stays Ready (and offered) until marked otherwise
+        fw = FrameworkProcess.start(c.master, tmp_path / "fw.jsonl", "r", tasks=1, timeout=60)
+        try:
+            wait(lambda: any(p["spec"].get("nodeName") for p in c.task_pods()), "bound", 60)
+            _mark_node_unknown(c, agent.name)
+            wait(lambda: fw.states().get("r-0") == "TASK_LOST", "r-0 TASK_LOST", 30)
+            assert not fw.running(1)
+            agent.launch()
+            wait(lambda: fw.running(1), "a task RUNNING in r-0's place", 60)
+            assert fw.states() == {"r-0": "TASK_LOST", "r-1": "TASK_RUNNING"}
+            r0 = [
+                u["state"] for r in fw.records() if (u := r.get("update")) and u["task_id"] == "r-0"
+            ]
+            assert "TASK_RUNNING" not in r0
+        finally:
+            fw.kill()
 
 
 def test_launch_group_tasks_live_and_die_together(tmp_path: Path) -> None:

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from corral.mesos.taskstatus import is_terminal_state
 from corral.testing.faults.failover_rollout import SCHEDULER, child_pid, run_rollouts
 from corral.testing.wait import wait_for
 
@@ -80,6 +81,20 @@ class FrameworkProcess:
         """Each task's latest state."""
         return {r["update"]["task_id"]: r["update"]["state"]
                 for r in self.records() if "update" in r}  # fmt: skip
+
+    def running(self, n: int) -> bool:
+        """Whether ``n`` tasks (or more: an ACCEPT whose answer was lost may have been
+        applied) are RUNNING and none is still on its way; a launch that did not happen
+        was replaced by the framework (``Launcher.resourceOffers``)."""
+        states = list(self.states().values())
+        return states.count("TASK_RUNNING") >= n and all(
+            s == "TASK_RUNNING" or is_terminal_state(s) for s in states
+        )
+
+    def said(self) -> dict[str, str]:
+        """Each task's latest state and reason, for a failure's message."""
+        return {u["task_id"]: f"{u['state']} {u['reason']}".strip()
+                for r in self.records() if (u := r.get("update"))}  # fmt: skip
 
     def reconciled(self) -> dict[str, str]:
         """Each task's state in the answers to the implicit reconciliation."""
@@ -159,8 +174,8 @@ def fail_over_within_timeout(
     )
     back: FrameworkProcess | None = None
     try:
-        if not _wait(lambda: list(first.states().values()) == ["TASK_RUNNING"] * TASKS):
-            violations.append(f"framework kept-{n}: its tasks never ran: {first.states()}")
+        if not _wait(lambda: first.running(TASKS)):
+            violations.append(f"framework kept-{n}: its tasks never ran: {first.said()}")
             return TASKS
         fid = first.framework_id()
         before = _task_pods(cluster, fid)
@@ -204,8 +219,8 @@ def stay_away(cluster: Any, work: Path, n: int, violations: list[str]) -> tuple[
         cluster.master, work / f"lost-{n}.jsonl", f"lost-{n}", tasks=TASKS, timeout=LOST_TIMEOUT
     )
     try:
-        if not _wait(lambda: list(fw.states().values()) == ["TASK_RUNNING"] * TASKS):
-            violations.append(f"framework lost-{n}: its tasks never ran: {fw.states()}")
+        if not _wait(lambda: fw.running(TASKS)):
+            violations.append(f"framework lost-{n}: its tasks never ran: {fw.said()}")
             return 0, 0.0
         fid = fw.framework_id()
         fw.kill()

@@ -3,8 +3,9 @@
 printed, as an operator's supervisor would restart a crashed framework scheduler.
 
 ``python -m corral.testing.faults.failover_framework --master HOST:PORT --out FILE``
-subscribes (``--id FID``: as that framework again), launches ``--tasks N`` command tasks
-one per offer unless it is failing over, asks for an implicit reconciliation once
+subscribes (``--id FID``: as that framework again), keeps ``--tasks N`` command tasks
+launched, one per offer, unless it is failing over (a launch that did not happen is
+replaced: ``Launcher.resourceOffers``), asks for an implicit reconciliation once
 subscribed, and appends one JSON line per callback to ``FILE``:
 ``{"registered": FID}``, ``{"update": {"task_id": ..., "state": ..., "reason": ...}}``,
 ``{"error": MESSAGE}``, ``{"call_failed": CALL, "why": ...}`` (``Launcher.call``). It
@@ -25,6 +26,7 @@ from typing import Any
 
 import pymesos
 
+from corral.mesos.taskstatus import is_terminal_state
 from corral.testing.mesos import command_task, scalar
 
 
@@ -36,14 +38,16 @@ class Launcher(pymesos.Scheduler):  # type: ignore[misc]
         self.out = out
         self.prefix = prefix
         self.wanted = tasks
-        self.launched = 0
+        self.launched = 0  # task ids used: PREFIX-0, PREFIX-1, ...
+        self.live: set[str] = set()  # launched, not ended before it ran
+        self.ran: set[str] = set()
         self.lock = threading.Lock()
 
     def emit(self, record: dict[str, Any]) -> None:
         with self.lock, self.out.open("a") as f:
             f.write(json.dumps(record) + "\n")
 
-    def call(self, name: str, method: Callable[..., Any], *args: Any) -> None:
+    def call(self, name: str, method: Callable[..., Any], *args: Any) -> bool:
         """A driver call from a callback, as libmesos' driver makes it: never raising to
         the scheduler. A master that has just lost its leadership refuses calls (503 "No
         leader elected"), as a Mesos master does in that state; libmesos drops such a
@@ -54,6 +58,8 @@ class Launcher(pymesos.Scheduler):  # type: ignore[misc]
             method(*args)
         except (RuntimeError, OSError) as e:
             self.emit({"call_failed": name, "why": str(e).splitlines()[0]})
+            return False
+        return True
 
     def registered(self, driver: Any, framework_id: Any, master_info: Any) -> None:
         self.emit({"registered": framework_id["value"]})
@@ -64,21 +70,34 @@ class Launcher(pymesos.Scheduler):  # type: ignore[misc]
         self.call("RECONCILE", driver.reconcileTasks, [])
 
     def resourceOffers(self, driver: Any, offers: list[Any]) -> None:
+        """One task per offer while fewer than ``wanted`` are live. A launch that did not
+        happen (its ACCEPT refused, or the task ended before it ran: e.g. TASK_LOST when
+        the master failed over between the ACCEPT and the task reaching its agent, as in
+        Mesos) is replaced by a task of a new id, as Marathon replaces a lost instance."""
         for offer in offers:
             with self.lock:
-                want = self.launched < self.wanted and scalar(offer.resources, "cpus") >= 0.1
+                want = len(self.live) < self.wanted and scalar(offer.resources, "cpus") >= 0.1
                 name = f"{self.prefix}-{self.launched}"
-                self.launched += int(want)
+                if want:
+                    self.launched += 1
+                    self.live.add(name)
             if not want:
                 self.call("DECLINE", driver.declineOffer, offer.id, {"refuse_seconds": 1})
                 continue
             task = command_task(offer, name, "sleep 3600", 0.1, 32)
-            self.call("ACCEPT", driver.launchTasks, offer.id, [task], {"refuse_seconds": 0})
+            if not self.call("ACCEPT", driver.launchTasks, offer.id, [task], {"refuse_seconds": 0}):
+                with self.lock:
+                    self.live.discard(name)
 
     def statusUpdate(self, driver: Any, update: Any) -> None:
         keep = {"task_id": update["task_id"]["value"], "state": update["state"]}
         keep["reason"] = update.get("reason") or ""
         self.emit({"update": keep})
+        with self.lock:
+            if keep["state"] == "TASK_RUNNING":
+                self.ran.add(keep["task_id"])
+            elif is_terminal_state(keep["state"]) and keep["task_id"] not in self.ran:
+                self.live.discard(keep["task_id"])
 
     def error(self, driver: Any, message: str) -> None:
         """An ERROR event (e.g. the framework was removed): the driver must abort, as

@@ -259,9 +259,8 @@ def run(work: Path, *, long: bool = False) -> dict[str, object]:
             ledger, pool, watchers = _load(cluster, writers)
             cluster.wait_hollow(nodes)
             mark("hollow_ready")
-            if not wait_for(lambda: list(framework.states().values()) == ["TASK_RUNNING"] * TASKS,
-                         60):  # fmt: skip
-                violations.append(f"the framework's tasks never ran: {framework.states()}")
+            if not wait_for(lambda: framework.running(TASKS), 60):
+                violations.append(f"the framework's tasks never ran: {framework.said()}")
             fid = framework.framework_id()
             tasks_before = _task_pods(cluster, fid)
             mark("framework_running")
