@@ -196,14 +196,16 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 out = Path(args.profile) / f"server-{kind}.txt"
                 out.parent.mkdir(parents=True, exist_ok=True)
                 spy = _py_spy(servers["head"].pid, out, args.rate)
-            for n, (lo, hi) in enumerate(chunks(args.writes, args.chunk)):
-                for side in sides if n % 2 == 0 else sides[::-1]:
-                    before = _cpu_s(servers[side].pid)
-                    await send_all(sessions[side], kinds[kind], lo, hi, args.clients)
-                    cpu[side] += _cpu_s(servers[side].pid) - before
-            if spy is not None:
-                spy.send_signal(signal.SIGINT)
-                spy.wait(timeout=60)
+            try:
+                for n, (lo, hi) in enumerate(chunks(args.writes, args.chunk)):
+                    for side in sides if n % 2 == 0 else sides[::-1]:
+                        before = _cpu_s(servers[side].pid)
+                        await send_all(sessions[side], kinds[kind], lo, hi, args.clients)
+                        cpu[side] += _cpu_s(servers[side].pid) - before
+            finally:
+                if spy is not None:  # ended (its stacks written) even when a write failed
+                    spy.send_signal(signal.SIGINT)
+                    spy.wait(timeout=60)
             results[kind] = summary(cpu, args.writes)
             print(kind, results[kind], file=sys.stderr, flush=True)
         speed1 = calibrate.cpu_ms()
