@@ -178,7 +178,11 @@ def fail_over_within_timeout(
             violations.append(f"framework kept-{n}: its tasks never ran: {first.said()}")
             return TASKS
         fid = first.framework_id()
-        before = _task_pods(cluster, fid)
+        # the RUNNING tasks' pods (not a replaced launch's, which may still be going)
+        states = first.states()
+        before = {
+            t: v for t, v in _task_pods(cluster, fid).items() if states.get(t) == "TASK_RUNNING"
+        }
         first.kill()
         if not _wait(lambda: _connected(cluster, fid) is False):
             violations.append(f"the master did not see framework {fid} disconnect")

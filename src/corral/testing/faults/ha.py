@@ -262,7 +262,10 @@ def run(work: Path, *, long: bool = False) -> dict[str, object]:
             if not wait_for(lambda: framework.running(TASKS), 60):
                 violations.append(f"the framework's tasks never ran: {framework.said()}")
             fid = framework.framework_id()
-            tasks_before = _task_pods(cluster, fid)
+            # the RUNNING tasks' pods (not a replaced launch's, which may still be going)
+            ran = framework.states()
+            tasks_before = {t: uid for t, uid in _task_pods(cluster, fid).items()
+                            if ran.get(t) == "TASK_RUNNING"}  # fmt: skip
             mark("framework_running")
             results = asyncio.run(_rollout_and_kills(cluster, ledger, kills, replicas, out, long))
             out["leader_kills"] = len(results)
