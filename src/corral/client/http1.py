@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import select
+import socket
 import ssl
 import time
 import zlib
@@ -51,6 +52,7 @@ IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 #: the longest status line and headers accepted
 MAX_HEAD = 64 * 1024
 _NO_BODY = frozenset({204, 304})
+_HEX = b"0123456789abcdefABCDEF"
 
 
 class _Answer:
@@ -145,8 +147,17 @@ class _Connection(asyncio.Protocol):
 
     def abort(self) -> None:
         self.closed = True
-        if self.transport is not None:
+        if self.transport is None:
+            return
+        try:
             self.transport.abort()
+        except RuntimeError:
+            # its loop has closed (a Client used again under a new ``asyncio.run``): the
+            # server is told at once; the descriptor goes with the transport (collected)
+            sock = self.transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
 
     def _fail(self, err: Exception) -> None:
         waiter = self._waiter
@@ -191,7 +202,7 @@ class _Connection(asyncio.Protocol):
                 return
             self._head = True
             if self._head_request or answer.status in _NO_BODY:
-                answer.length = 0
+                answer.length, answer.chunked = 0, False  # no body, whatever the headers say
         if answer.chunked:
             self._parse_chunks(answer)
         elif answer.length is not None and len(buf) >= answer.length:
@@ -215,7 +226,7 @@ class _Connection(asyncio.Protocol):
             name = name.strip().lower()
             value = value.strip()
             if name == b"content-length":
-                if not value.isdigit():
+                if not value.isdigit() or len(value) > 18:
                     raise aiohttp.ClientPayloadError(f"a bad Content-Length: {value[:40]!r}")
                 answer.length = int(value)
             elif name == b"transfer-encoding":
@@ -231,17 +242,14 @@ class _Connection(asyncio.Protocol):
     def _parse_chunks(self, answer: _Answer) -> None:
         buf = self._buf
         while True:
-            if self._chunk_left < 0:  # at a chunk's size line
+            if self._chunk_left == -1:  # at a chunk's size line
                 end = buf.find(b"\r\n")
                 if end < 0:
                     return
                 size_text = bytes(buf[:end]).split(b";", 1)[0].strip()
-                try:
-                    size = int(size_text, 16)
-                except ValueError:
-                    raise aiohttp.ClientPayloadError(
-                        f"a bad chunk size: {size_text[:40]!r}"
-                    ) from None
+                if not size_text or size_text.strip(_HEX) or len(size_text) > 16:
+                    raise aiohttp.ClientPayloadError(f"a bad chunk size: {size_text[:40]!r}")
+                size = int(size_text, 16)
                 del buf[: end + 2]
                 if size == 0:  # the last chunk: trailers (ignored) up to a blank line
                     self._chunk_left = -2
@@ -299,9 +307,10 @@ class Pool:
             host_header = f"{host_header}:{url.port}"
         common = [("Host", host_header), *headers, ("Accept", "*/*"), ("Accept-Encoding", "gzip")]
         self._common = "".join(f"{k}: {v}\r\n" for k, v in common).encode("latin-1")
-        self._idle: list[_Connection] = []
+        self._idle: list[_Connection] = []  # the most recently used last
         self._slots = asyncio.Semaphore(limit)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
 
     def usable(self) -> bool:
         """Whether this pool may serve the running loop: its connections live on one,
@@ -332,7 +341,7 @@ class Pool:
         request = b"".join(head)
         async with self._slots:
             for attempt in (1, 2):
-                conn, reused = await self._acquire()
+                conn, reused = await self._acquire(fresh=attempt == 2)
                 try:
                     answer = await conn.send(request, method == "HEAD")
                 except aiohttp.ServerDisconnectedError:
@@ -343,14 +352,20 @@ class Pool:
                 except BaseException:  # cancelled, timed out, broken: never reused
                     conn.abort()
                     raise
-                if not conn.closed:
+                if self._closed:  # closed meanwhile: its connections close as they end
+                    conn.abort()
+                elif not conn.closed:
                     self._idle.append(conn)
                 return answer
         raise AssertionError("unreachable: the second attempt returns or raises")
 
-    async def _acquire(self) -> tuple[_Connection, bool]:
+    async def _acquire(self, fresh: bool = False) -> tuple[_Connection, bool]:
         now = time.monotonic()
-        while self._idle:
+        # the least recently used, idle past the limit, close now (not when next picked:
+        # the most recent is picked first, so they might never be)
+        while self._idle and now - self._idle[0].idle_since > IDLE_LIMIT:
+            self._idle.pop(0).abort()
+        while self._idle and not fresh:
             conn = self._idle.pop()  # the most recently used: its TLS state is warm
             transport = conn.transport
             if conn.closed or transport is None or transport.is_closing():
@@ -388,6 +403,7 @@ class Pool:
 
     def close(self) -> None:
         """Close the idle connections (those in use close when their request ends)."""
+        self._closed = True
         while self._idle:
             self._idle.pop().abort()
 

@@ -6,11 +6,15 @@ ends with the connection, a close in the middle of an answer, a malformed head).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import gzip
 import json
 import socket
 import ssl
 import threading
+import time
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -346,6 +350,9 @@ async def test_a_request_cut_short_leaves_its_connection() -> None:
         b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x5\r\nhello\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 3\r\n\r\nabc",
     ],
 )
@@ -367,3 +374,151 @@ def test_only_a_plain_server_url_gets_a_pool() -> None:
     for url in ("https://h:1/prefix", "unix:///x", "https://u:p@h:1", "https://h:1?q=1"):
         assert http1.pool_for(url, False, [], limit=1, connect_timeout=1) is None
     assert URL("https://h").port == 443  # a default port is named in no Host header
+
+
+# --- found in review (2026-12-07) ---------------------------------------------------------
+
+
+async def _paced(w: asyncio.StreamWriter, *parts: bytes) -> None:
+    """``parts`` written apart, so each arrives in a read of its own."""
+    for part in parts:
+        w.write(part)
+        await w.drain()
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("end", [b"\r\n", b"X-Trailer: 1\r\n\r\n"], ids=["plain", "trailer"])
+async def test_a_chunked_answer_whose_end_comes_in_a_read_of_its_own(end: bytes) -> None:
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, n: int) -> bool:
+        head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        await _paced(w, head + b"5\r\nhello\r\n0\r\n", end)
+        return True
+
+    async with Raw(handler) as srv:
+        pool = _pool(srv.port)
+        assert await pool.request("GET", "/x", None) == (200, b"hello")
+        assert await pool.request("GET", "/x", None) == (200, b"hello")
+        assert srv.connections == 1
+        pool.close()
+
+
+@pytest.mark.parametrize("method,status", [("HEAD", 200), ("GET", 204), ("GET", 304)])
+async def test_an_answer_without_a_body_even_if_its_headers_say_chunked(
+    method: str, status: int
+) -> None:
+    """RFC 9112 6.3: a HEAD's answer, a 204 and a 304 end with their head."""
+
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, n: int) -> bool:
+        _answer(w, b"HTTP/1.1 %d X\r\nTransfer-Encoding: chunked\r\n\r\n" % status)
+        return True
+
+    async with Raw(handler) as srv:
+        pool = _pool(srv.port)
+        async with asyncio.timeout(5):
+            assert await pool.request(method, "/x", None) == (status, b"")
+            assert await pool.request(method, "/x", None) == (status, b"")
+        assert srv.connections == 1
+        pool.close()
+
+
+async def test_the_resend_goes_on_a_new_connection() -> None:
+    """The server drops each connection's second request unanswered. With two idle
+    connections, an idempotent request resent after the first drop must not go on the
+    other reused one (dropped too) but on a new connection."""
+    seen: dict[int, int] = {}
+
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, n: int) -> bool:
+        k = id(w)
+        seen[k] = seen.get(k, 0) + 1
+        if seen[k] == 2:
+            return False
+        await asyncio.sleep(0.05)  # the first two requests overlap: two connections
+        _answer(w, b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1")
+        return True
+
+    async with Raw(handler) as srv:
+        pool = _pool(srv.port)
+        both = [pool.request("GET", "/x", None) for _ in range(2)]
+        assert await asyncio.gather(*both) == [(200, b"1")] * 2
+        assert len(pool._idle) == 2
+        assert await pool.request("GET", "/x", None) == (200, b"1")
+        assert srv.connections == 3
+        pool.close()
+
+
+async def test_connections_idle_past_the_limit_close_though_never_picked(
+    server: Web, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The most recently used connection is picked first, so an older idle one may never
+    be picked again: it is closed once past the limit all the same (aiohttp's pool closes
+    its idle connections on a timer)."""
+    pool = _pool(server.port)
+    try:
+        await asyncio.gather(*(pool.request("GET", "/x", None) for _ in range(2)))
+        old = pool._idle[0]
+        monkeypatch.setattr(http1, "IDLE_LIMIT", 0.2)
+        for _ in range(6):  # the newer one, in use every 0.06 s, stays
+            await asyncio.sleep(0.06)
+            await pool.request("GET", "/x", None)
+        assert old.closed and old not in pool._idle
+        assert len(pool._idle) == 1
+    finally:
+        pool.close()
+
+
+async def test_a_request_ending_after_the_pool_closed_closes_its_connection() -> None:
+    release = asyncio.Event()
+
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, n: int) -> bool:
+        await release.wait()
+        _answer(w, b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1")
+        return True
+
+    async with Raw(handler) as srv:
+        pool = _pool(srv.port)
+        pending = asyncio.create_task(pool.request("GET", "/x", None))
+        await asyncio.sleep(0.05)
+        pool.close()
+        release.set()
+        assert await pending == (200, b"1")
+        assert pool._idle == []  # closed, not kept for a pool no one uses
+
+
+def test_a_client_used_again_under_a_new_loop() -> None:
+    """A ``Client`` whose lean pool kept an idle connection on a loop that has since
+    closed (one ``asyncio.run`` after another): the next request starts a new pool, and
+    the old connection is ended (the server sees it close) without an error."""
+    from corral.client.rest import Client, KubeConfig
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    ended: list[int] = []
+
+    def one(conn: socket.socket, n: int) -> None:
+        with conn:
+            while conn.recv(65536):
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1")
+        ended.append(n)
+
+    def accept() -> None:
+        n = 0
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = listener.accept()
+                threading.Thread(target=one, args=(conn, n), daemon=True).start()
+                n += 1
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        client = Client(KubeConfig(f"http://127.0.0.1:{listener.getsockname()[1]}", "t", None))
+        for _ in range(3):
+            assert asyncio.run(client.request("GET", "/x")) == 1
+        asyncio.run(client.close())
+        deadline = time.monotonic() + 5
+        while len(ended) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sorted(ended) == [0, 1, 2]  # each connection ended, the old ones too
+    finally:
+        listener.close()
+        with warnings.catch_warnings():  # the old loops' transports, their sockets shut
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
