@@ -14,7 +14,10 @@ import pytest
 from corral.testing.faults import partition
 
 
+# pymesos 0.3.15 drops sockets without closing them (its call connection after errors,
+# its stream connection on failover): their ResourceWarning is not ours to fail on
 @pytest.mark.timeout(240)
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
 def test_partition_replaces_pods_and_runs_nothing_twice(tmp_path: Path) -> None:
     if reason := partition.skip_reason():
         pytest.skip(reason)

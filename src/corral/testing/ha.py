@@ -292,9 +292,12 @@ class HACluster:
         timeout: float = 10.0,
     ) -> tuple[int, Any]:  # fmt: skip
         """``(status, decoded body)`` from server ``server``, or the first live one that
-        answers; OSError when none does."""
+        answers (a GET answered 429 or 5xx, say by a server whose etcd member is away,
+        is asked of the next, as a client with several servers does); OSError when none
+        does."""
         order = [self.members[server]] if server is not None else self.live()
         last: OSError = OSError("no live server")
+        answer: tuple[int, Any] | None = None
         for srv in order:
             req = urllib.request.Request(
                 f"{srv.url}{path}",
@@ -310,9 +313,13 @@ class HACluster:
                     return r.status, json.loads(r.read() or b"null")
             except urllib.error.HTTPError as e:
                 raw = e.read()
-                return e.code, json.loads(raw) if raw.startswith(b"{") else raw
+                answer = e.code, json.loads(raw) if raw.startswith(b"{") else raw
+                if method != "GET" or not (e.code == 429 or e.code >= 500):
+                    return answer
             except OSError as e:
                 last = e
+        if answer is not None:
+            return answer
         raise last
 
     def get(self, path: str, *, server: int | None = None) -> Any:

@@ -74,8 +74,13 @@ def _pod(name: str, probed: bool) -> dict[str, Any]:
     }
     if probed:
         # fails every other run: a blip the default failureThreshold (3) absorbs, so the
-        # pod is Ready throughout, unless a restarted agent forgets that it was Ready
-        c["readinessProbe"] = {"exec": {"command": ["sh", "-c", FLAKY]}, "periodSeconds": 1}
+        # pod is Ready throughout, unless a restarted agent forgets that it was Ready; a
+        # generous timeout, so a slow ``runc exec`` on a loaded machine is not a failure
+        c["readinessProbe"] = {
+            "exec": {"command": ["sh", "-c", FLAKY]},
+            "periodSeconds": 1,
+            "timeoutSeconds": 10,
+        }
     return {
         "metadata": {"name": name, "labels": {"app": name}},
         "spec": {"containers": [c], "terminationGracePeriodSeconds": 1},

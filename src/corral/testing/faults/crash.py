@@ -29,6 +29,7 @@ authenticated request.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import signal
@@ -56,6 +57,7 @@ from corral.testing.faults.crash_load import (
 )
 from corral.testing.process import ServerProcess, free_port
 from corral.testing.up import UpProcess
+from corral.testing.wait import wait_for
 
 
 # --- the processes killed -----------------------------------------------------------------
@@ -158,6 +160,11 @@ def _list(ep: Endpoint, resource: str) -> tuple[int, dict[str, dict[str, Any]]]:
     return int(got["metadata"]["resourceVersion"]), items
 
 
+def _resumed(watchers: dict[str, Watcher], streams: dict[str, int]) -> bool:
+    """Whether every watcher opened a stream since it had ``streams[resource]``."""
+    return all(w.streams > streams[r] for r, w in watchers.items())
+
+
 def _phase(target: Target, ops: int, kills: int, writers: int, seed: int) -> dict[str, Any]:
     rng = random.Random(seed)
     ledger = Ledger(ops)
@@ -181,6 +188,7 @@ def _phase(target: Target, ops: int, kills: int, writers: int, seed: int) -> dic
             while ledger.acked < at and time.monotonic() < deadline:
                 time.sleep(0.005)
             time.sleep(rng.uniform(0, 0.05))
+            streams = {r: w.streams for r, w in watchers.items()}
             target.kill()
             done_kills += 1
             restarts.append(target.start())
@@ -191,6 +199,9 @@ def _phase(target: Target, ops: int, kills: int, writers: int, seed: int) -> dic
                     ledger.violation(
                         "rv_regressions", f"list {r} after restart at {list_rv} < acked {highest}"
                     )
+            # each watcher resumed before the next kill (``watch_streams`` counts them; on
+            # a slow machine two close kills could otherwise fold two resumptions in one)
+            wait_for(functools.partial(_resumed, watchers, streams), 30)
         if not ledger.done.wait(300):
             ledger.violation("", f"the load stalled at {ledger.acked} of {ops} writes")
             ledger.done.set()
@@ -223,13 +234,30 @@ def _drain(ep: Endpoint, ledger: Ledger, watchers: dict[str, Watcher]) -> None:
     """Write a fence object per resource and wait until its watcher has seen it: every
     earlier event has then been delivered."""
     for r, w in watchers.items():
-        ans = ep.once("POST", f"/api/v1/namespaces/{NS}/{r}", body(r, "fence", "fence"))
-        fence = rv_of(json.loads(ans[1])) if ans and ans[0] == 201 else 0
+        fence = _fence(ep, r)
         deadline = time.monotonic() + 60
         while w.last_rv < fence and w.is_alive() and time.monotonic() < deadline:
             time.sleep(0.01)
         if not fence or w.last_rv < fence:
             ledger.violation("", f"watch {r} did not reach the fence {fence} ({w.last_rv})")
+
+
+def _fence(ep: Endpoint, r: str, limit: float = 30.0) -> int:
+    """The resourceVersion of a fence object of resource ``r`` written now (0: none). A
+    create that got no answer, or a 429/5xx, is tried again; a 409 says an earlier try
+    made it, and a GET gives its version."""
+    coll = f"/api/v1/namespaces/{NS}/{r}"
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        ans = ep.once("POST", coll, body(r, "fence", "fence"))
+        if ans is not None and ans[0] == 409:
+            ans = ep.once("GET", f"{coll}/fence")
+        if ans is not None and ans[0] in (200, 201):
+            return rv_of(json.loads(ans[1]))
+        if ans is not None and ans[0] < 500 and ans[0] != 429:
+            return 0
+        time.sleep(0.2)
+    return 0
 
 
 def _check(ep: Endpoint, ledger: Ledger, watchers: dict[str, Watcher]) -> None:

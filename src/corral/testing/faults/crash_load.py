@@ -162,13 +162,21 @@ class Writer(threading.Thread):
         try:
             if self.conn is None:
                 self.conn = self.ep.connect()
-            return self.ep.call(self.conn, method, path, data)
+            ans = self.ep.call(self.conn, method, path, data)
         except (OSError, http.client.HTTPException):
             if self.conn is not None:
                 self.conn.close()
             self.conn = None
             time.sleep(0.02)
             return None
+        if ans[0] >= 500 or ans[0] == 429:
+            # this server cannot serve now (its etcd member away, say): as a client with
+            # several servers, the next request goes on a new connection (to the next
+            # server, ``ha.FailoverEndpoint``) after a pause, not again at once
+            self.conn.close()
+            self.conn = None
+            time.sleep(0.05)
+        return ans
 
     def run(self) -> None:
         seq = 0

@@ -262,10 +262,19 @@ def run(work: Path, *, long: bool = False) -> dict[str, object]:
             if not wait_for(lambda: framework.running(TASKS), 60):
                 violations.append(f"the framework's tasks never ran: {framework.said()}")
             fid = framework.framework_id()
-            # the RUNNING tasks' pods (not a replaced launch's, which may still be going)
-            ran = framework.states()
-            tasks_before = {t: uid for t, uid in _task_pods(cluster, fid).items()
-                            if ran.get(t) == "TASK_RUNNING"}  # fmt: skip
+            # the RUNNING tasks' pods (not a replaced launch's, which may still be going);
+            # read until each has its pod (one read may meet a server in a bad moment)
+            tasks_before: dict[str, str] = {}
+
+            def running_pods() -> bool:
+                ran = framework.states()
+                tasks_before.clear()
+                tasks_before.update({t: uid for t, uid in _task_pods(cluster, fid).items()
+                                     if ran.get(t) == "TASK_RUNNING"})  # fmt: skip
+                return len(tasks_before) >= TASKS
+
+            if not wait_for(running_pods, 30):
+                violations.append(f"the framework's running tasks lack pods: {tasks_before}")
             mark("framework_running")
             results = asyncio.run(_rollout_and_kills(cluster, ledger, kills, replicas, out, long))
             out["leader_kills"] = len(results)
@@ -278,12 +287,23 @@ def run(work: Path, *, long: bool = False) -> dict[str, object]:
                 + (1 if "kube-scheduler" in r.leases and r.bound_s is None else 0)
                 for r in results
             )  # fmt: skip
-            # the framework: re-subscribed where the leader is now, its tasks kept
-            wait_for(lambda: _framework_state(cluster, fid)[0], FRAMEWORK_LIMIT)
-            connected, states = _framework_state(cluster, fid)
-            after = _task_pods(cluster, fid)
-            lost = [t for t in tasks_before
-                    if states.get(t) != "TASK_RUNNING" or after.get(t) != tasks_before[t]]  # fmt: skip
+            # the framework: re-subscribed where the leader is now, its tasks kept. Read
+            # until so (or the limit): one read may meet a master that has just handed
+            # its Lease on, or a server in a bad moment; a task lost stays lost.
+            seen: dict[str, Any] = {}
+
+            def kept() -> bool:
+                connected, states = _framework_state(cluster, fid)
+                after = _task_pods(cluster, fid)
+                lost = [t for t in tasks_before
+                        if states.get(t) != "TASK_RUNNING" or after.get(t) != tasks_before[t]]  # fmt: skip
+                seen.update(connected=connected, states=states, after=after, lost=lost)
+                return connected and not lost
+
+            wait_for(kept, FRAMEWORK_LIMIT)
+            connected, states, after, lost = (
+                seen["connected"], seen["states"], seen["after"], seen["lost"]
+            )  # fmt: skip
             out["framework_tasks_lost"] = len(lost) if tasks_before else TASKS
             out["framework_subscriptions"] = sum(
                 1 for r in framework.records() if "registered" in r

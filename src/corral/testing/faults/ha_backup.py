@@ -15,6 +15,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from corral.testing.faults.crash_load import KINDS, NS, PREFIX, Endpoint, payload_of
@@ -24,11 +25,19 @@ from corral.testing.process import ServerProcess
 State = dict[tuple[str, str], str]
 
 
-def objects(ep: Endpoint) -> State:
-    """The load's objects as one server lists them: (resource, name) -> payload."""
+def objects(ep: Endpoint, limit: float = 30.0) -> State:
+    """The load's objects as one server lists them: (resource, name) -> payload. A list
+    is asked again (for up to ``limit`` s) while it gets no answer or a 429/5xx: a server
+    just started, or one whose cluster is busy, may be slow to answer once."""
     out: State = {}
     for r in KINDS:
-        ans = ep.once("GET", f"/api/v1/namespaces/{NS}/{r}")
+        deadline = time.monotonic() + limit
+        while True:
+            ans = ep.once("GET", f"/api/v1/namespaces/{NS}/{r}")
+            retry = ans is None or ans[0] == 429 or ans[0] >= 500
+            if not retry or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         if ans is None or ans[0] != 200:
             raise RuntimeError(f"list {r}: {ans}")
         for obj in json.loads(ans[1])["items"]:

@@ -82,10 +82,18 @@ class MesosProbe:
                 )
                 if w is not None:
                     self.wanted.remove(w)
-            if w is None:
-                driver.declineOffer(offer["id"], {"refuse_seconds": 0.5})
-            else:
-                driver.launchTasks(offer["id"], [self._task(offer, w)])
+            # a call a master refuses (503 while it loses its leadership) is dropped, as
+            # libmesos' driver drops it, not raised in pymesos' event thread (which would
+            # die); a launch so dropped is wanted again
+            try:
+                if w is None:
+                    driver.declineOffer(offer["id"], {"refuse_seconds": 0.5})
+                else:
+                    driver.launchTasks(offer["id"], [self._task(offer, w)])
+            except (RuntimeError, OSError):
+                if w is not None:
+                    with self.lock:
+                        self.wanted.append(w)
 
     def launch(self, task_id: str, marker: str, host: str | None, avoid: str | None = None) -> None:
         with self.lock:
