@@ -225,6 +225,16 @@ def _answer(writer: asyncio.StreamWriter, data: bytes) -> None:
     writer.write(data)
 
 
+async def _asked_twice(port: int, method: str, want: tuple[int, bytes]) -> None:
+    """``method /x`` twice on a new pool, each answered ``want``."""
+    pool = _pool(port)
+    try:
+        for _ in range(2):
+            assert await pool.request(method, "/x", None) == want
+    finally:
+        pool.close()
+
+
 async def test_an_interim_answer_then_the_real_one() -> None:
     async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, n: int) -> bool:
         _answer(
@@ -247,11 +257,8 @@ async def test_a_body_that_ends_with_the_connection() -> None:
         return False
 
     async with Raw(handler) as srv:
-        pool = _pool(srv.port)
-        assert await pool.request("GET", "/x", None) == (200, b"all of it")
-        assert await pool.request("GET", "/x", None) == (200, b"all of it")
+        await _asked_twice(srv.port, "GET", (200, b"all of it"))
         assert srv.connections == 2
-        pool.close()
 
 
 async def test_a_reused_connection_closed_unanswered() -> None:
@@ -395,11 +402,8 @@ async def test_a_chunked_answer_whose_end_comes_in_a_read_of_its_own(end: bytes)
         return True
 
     async with Raw(handler) as srv:
-        pool = _pool(srv.port)
-        assert await pool.request("GET", "/x", None) == (200, b"hello")
-        assert await pool.request("GET", "/x", None) == (200, b"hello")
+        await _asked_twice(srv.port, "GET", (200, b"hello"))
         assert srv.connections == 1
-        pool.close()
 
 
 @pytest.mark.parametrize("method,status", [("HEAD", 200), ("GET", 204), ("GET", 304)])
@@ -413,12 +417,9 @@ async def test_an_answer_without_a_body_even_if_its_headers_say_chunked(
         return True
 
     async with Raw(handler) as srv:
-        pool = _pool(srv.port)
         async with asyncio.timeout(5):
-            assert await pool.request(method, "/x", None) == (status, b"")
-            assert await pool.request(method, "/x", None) == (status, b"")
+            await _asked_twice(srv.port, method, (status, b""))
         assert srv.connections == 1
-        pool.close()
 
 
 async def test_the_resend_goes_on_a_new_connection() -> None:
