@@ -91,6 +91,10 @@ class FrameworkProcess:
             s == "TASK_RUNNING" or is_terminal_state(s) for s in states
         )
 
+    def running_ids(self) -> set[str]:
+        """The tasks whose latest state is RUNNING (not a replaced launch's)."""
+        return {t for t, s in self.states().items() if s == "TASK_RUNNING"}
+
     def said(self) -> dict[str, str]:
         """Each task's latest state and reason, for a failure's message."""
         return {u["task_id"]: f"{u['state']} {u['reason']}".strip()
@@ -178,11 +182,8 @@ def fail_over_within_timeout(
             violations.append(f"framework kept-{n}: its tasks never ran: {first.said()}")
             return TASKS
         fid = first.framework_id()
-        # the RUNNING tasks' pods (not a replaced launch's, which may still be going)
-        states = first.states()
-        before = {
-            t: v for t, v in _task_pods(cluster, fid).items() if states.get(t) == "TASK_RUNNING"
-        }
+        ran = first.running_ids()  # their pods (a replaced launch's may still be going)
+        before = {t: v for t, v in _task_pods(cluster, fid).items() if t in ran}
         first.kill()
         if not _wait(lambda: _connected(cluster, fid) is False):
             violations.append(f"the master did not see framework {fid} disconnect")

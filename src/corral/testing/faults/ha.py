@@ -267,10 +267,9 @@ def run(work: Path, *, long: bool = False) -> dict[str, object]:
             tasks_before: dict[str, str] = {}
 
             def running_pods() -> bool:
-                ran = framework.states()
+                ran = framework.running_ids()
                 tasks_before.clear()
-                tasks_before.update({t: uid for t, uid in _task_pods(cluster, fid).items()
-                                     if ran.get(t) == "TASK_RUNNING"})  # fmt: skip
+                tasks_before.update({t: u for t, u in _task_pods(cluster, fid).items() if t in ran})
                 return len(tasks_before) >= TASKS
 
             if not wait_for(running_pods, 30):
