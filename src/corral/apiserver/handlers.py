@@ -433,7 +433,7 @@ class ResourceHandler:
                     if wait <= 0:
                         break
                 try:
-                    ev = await asyncio.wait_for(w.queue.get(), timeout=wait)
+                    ev = await w.queue.get_within(wait)
                 except TimeoutError:
                     if bookmarks and (deadline is None or deadline > time.monotonic()):
                         await resp.write(self._bookmark(info, self.registry.cache.revision, False))
