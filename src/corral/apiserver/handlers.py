@@ -527,7 +527,7 @@ class ResourceHandler:
         ct = request.headers.get("Content-Type", JSON_CT)
         body = decode_body(raw, ct)
         if opts is not None and opts.field_validation != "Ignore" and "json" in ct.lower():
-            opts.duplicates = duplicate_fields(raw)
+            opts.duplicates = duplicate_fields(raw, body)
         return body
 
     async def create(self, request: web.Request, info: ResourceInfo, ns: str) -> web.Response:

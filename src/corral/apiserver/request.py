@@ -8,6 +8,7 @@ JSON or YAML (a missing Content-Type is read as JSON, as kubectl relies on).
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -232,16 +233,27 @@ _NO_DUPLICATES = json.JSONDecoder(object_pairs_hook=_no_duplicates)
 _NAMING_DUPLICATES = json.JSONDecoder(object_pairs_hook=_pairs)
 
 
-def duplicate_fields(raw: bytes) -> list[str]:
+def duplicate_fields(raw: bytes, decoded: Any = None) -> list[str]:
     """Paths (``spec.replicas``) of keys a JSON body repeats; Go's strict decoder names
     them (``fieldValidation``), orjson keeps the last silently. Called for every create
     and update not asking ``fieldValidation=Ignore``: a body without duplicates (nearly
     all) is told apart by the C decoder with a hook that only compares sizes, and only
     one with duplicates is decoded again to name them. The two decoders are made once:
     ``json.loads`` with a hook builds a new one per call, which cost as much as the
-    decode of a small body."""
+    decode of a small body.
+
+    ``decoded``: orjson's decoding of ``raw``, when the caller has it. A body that is
+    exactly orjson's encoding of it (compact, as Corral's components and any orjson
+    client send) holds no key twice, since the decoded maps cannot: that is one encode
+    and a compare: ~2 µs for the hollow agent's status patch where the hooked decode took
+    ~11 (1 against 3.6 for the shape's pod). Any other body
+    (whitespace, other escapes or number forms, a repeated key) takes the check above."""
     if b'"' not in raw:
         return []
+    if isinstance(decoded, dict | list):
+        with contextlib.suppress(TypeError, orjson.JSONEncodeError):
+            if orjson.dumps(decoded) == raw:
+                return []
     try:
         text = raw.decode("utf-8", "surrogatepass")  # (what ``json.loads`` does to UTF-8)
         _NO_DUPLICATES.decode(text)

@@ -3,6 +3,7 @@ names them, and nothing for a body without any (or one that is not JSON)."""
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from corral.apiserver.request import duplicate_fields
@@ -26,3 +27,25 @@ from corral.apiserver.request import duplicate_fields
 )
 def test_duplicate_paths(raw: bytes, paths: list[str]) -> None:
     assert duplicate_fields(raw) == paths
+    try:
+        decoded = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return
+    # the server passes its orjson decoding along: the same answer, whatever the body
+    assert duplicate_fields(raw, decoded) == paths
+
+
+def test_a_body_that_is_its_decodings_encoding_has_no_duplicate() -> None:
+    body = {"metadata": {"name": "p"}, "status": {"conditions": [{"type": "Ready"}]}}
+    raw = orjson.dumps(body)
+    assert duplicate_fields(raw, body) == []
+    assert duplicate_fields(raw, {"other": 1}) == []  # another encoding: the full check
+
+
+def test_a_repeated_key_is_named_though_its_decoding_is_given() -> None:
+    raw = b'{"metadata":{"name":"p"},"metadata":{"name":"q"}}'
+    assert duplicate_fields(raw, orjson.loads(raw)) == ["metadata"]
+    spaced = b'{"a": 1, "b": {"c": 2}}'  # not orjson's form: the hooked decoder decides
+    assert duplicate_fields(spaced, orjson.loads(spaced)) == []
+    big = b'{"n":18446744073709551616,"n":1}'  # orjson cannot encode that: no shortcut
+    assert duplicate_fields(big, {"n": 18446744073709551616}) == ["n"]
