@@ -139,14 +139,13 @@ _JSON_HEADERS = (("Content-Type", "application/json"),)
 
 
 async def _post_all(
-    post: Post | aiohttp.ClientSession,
+    send: Post,
     path: str,
     bodies: list[dict[str, Any]],
     clients: int,
     sent: dict[str, float] | None = None,
     took: list[float] | None = None,
 ) -> None:
-    send = aiohttp_post(post) if isinstance(post, aiohttp.ClientSession) else post
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     for b in bodies:
         queue.put_nowait(b)
@@ -208,7 +207,7 @@ async def one_run(nodes: int, pods: int, warm: int, work: Path) -> dict[str, Any
     sched: subprocess.Popen[bytes] | None = None
     try:
         async with srv.session(64) as s:
-            await _post_all(s, "/api/v1/nodes", [node(i) for i in range(nodes)], 64)
+            await _post_all(aiohttp_post(s), "/api/v1/nodes", [node(i) for i in range(nodes)], 64)
             sched = subprocess.Popen(
                 [
                     sys.executable,
@@ -228,8 +227,9 @@ async def one_run(nodes: int, pods: int, warm: int, work: Path) -> dict[str, Any
             watch = BoundWatch()
             watch_task = asyncio.create_task(watch.run(s, rv))
             await watch.ready.wait()
+            post = aiohttp_post(s)
             await _post_all(
-                s, "/api/v1/namespaces/default/pods", [pod(f"warm-{i}") for i in range(warm)], 32
+                post, "/api/v1/namespaces/default/pods", [pod(f"warm-{i}") for i in range(warm)], 32
             )
             deadline = time.monotonic() + 120
             while len(watch.bound) < warm and time.monotonic() < deadline:
@@ -237,7 +237,11 @@ async def one_run(nodes: int, pods: int, warm: int, work: Path) -> dict[str, Any
             sent: dict[str, float] = {}
             t0 = time.monotonic()
             await _post_all(
-                s, "/api/v1/namespaces/default/pods", [pod(f"p-{i}") for i in range(pods)], 64, sent
+                post,
+                "/api/v1/namespaces/default/pods",
+                [pod(f"p-{i}") for i in range(pods)],
+                64,
+                sent,
             )
             created_s = time.monotonic() - t0
             deadline = time.monotonic() + 300

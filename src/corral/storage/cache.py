@@ -167,11 +167,6 @@ class WatchQueue:
                 self.budget.queued -= size
         return item
 
-    async def get(self) -> WatchEvent | None:
-        while not self._items:
-            await self._wait(None)
-        return self.get_nowait()
-
     async def get_within(self, timeout: float) -> WatchEvent | None:
         """The next item, waiting at most ``timeout`` seconds (then ``TimeoutError``)."""
         if not self._items:
@@ -180,18 +175,17 @@ class WatchQueue:
                 raise TimeoutError
         return self.get_nowait()
 
-    async def _wait(self, timeout: float | None) -> None:
+    async def _wait(self, timeout: float) -> None:
         if self._waiter is not None:
             raise RuntimeError("a WatchQueue has one consumer")
         loop = asyncio.get_running_loop()
         waiter = self._waiter = loop.create_future()
-        timer = None if timeout is None else loop.call_later(timeout, _wake, waiter)
+        timer = loop.call_later(timeout, _wake, waiter)
         try:
             await waiter
         finally:
             self._waiter = None
-            if timer is not None:
-                timer.cancel()
+            timer.cancel()
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:

@@ -75,7 +75,7 @@ async def test_an_aiohttp_session_posts_every_body_once(
 ) -> None:
     url, got = server
     async with aiohttp.ClientSession(base_url=url) as s:
-        await sp._post_all(s, "/pods", _bodies(20), 4)
+        await sp._post_all(sp.aiohttp_post(s), "/pods", _bodies(20), 4)
     assert len(got) == 20
 
 

@@ -49,7 +49,7 @@ async def test_get_within_wakes_on_a_put_and_times_out_without_one() -> None:
     with pytest.raises(TimeoutError):
         await q.get_within(0.05)
     q.put_nowait(None)  # the end of the stream is an item like any other
-    assert await q.get() is None
+    assert await q.get_within(1) is None
 
 
 async def test_a_cancelled_wait_leaves_the_queue_usable() -> None:
@@ -61,12 +61,12 @@ async def test_a_cancelled_wait_leaves_the_queue_usable() -> None:
         await waiting
     e = _event()
     q.put_nowait(e)
-    assert await q.get() is e
+    assert await q.get_within(1) is e
 
 
 async def test_it_has_one_consumer() -> None:
     q = WatchQueue()
-    first = asyncio.create_task(q.get())
+    first = asyncio.create_task(q.get_within(30))
     await asyncio.sleep(0.01)
     with pytest.raises(RuntimeError, match="one consumer"):
         await q.get_within(1)
