@@ -66,6 +66,52 @@ async def test_revisions_and_optimistic_concurrency(store: SQLiteStorage) -> Non
     assert got is not None and got.obj["metadata"]["name"] == "b"
 
 
+async def test_a_value_encoded_at_submission_is_stored_as_written_when_numbered(
+    store: SQLiteStorage,
+) -> None:
+    """A PUT is encoded when submitted (its revision a placeholder) and numbered in the
+    batch: the stored bytes, the event's bytes and the object all carry the revision and
+    the object's latest content, and a write that fails gives the object back its own
+    resourceVersion, or none."""
+    seen: list[bytes] = []
+    store.listeners.append(lambda ev: seen.append(ev.kv.raw))
+    a = obj("a", "one")
+    a["metadata"]["resourceVersion"] = "1"  # a client's: replaced
+    kv = await store.create("/registry/x/a", a)
+    rv = str(kv.mod_revision)
+    assert a["metadata"]["resourceVersion"] == rv
+    assert orjson.loads(kv.raw) == a == orjson.loads(seen[-1])
+    assert kv.raw == orjson.dumps(a)  # no placeholder left, no other change
+    got = await store.get("/registry/x/a")
+    assert got is not None and got.raw == kv.raw
+    # failures: the object is as its caller left it
+    dup = obj("a", "dup")
+    dup["metadata"]["resourceVersion"] = "7"
+    with pytest.raises(KeyExists):
+        await store.create("/registry/x/a", dup)
+    assert dup["metadata"]["resourceVersion"] == "7"
+    stale = obj("a", "stale")
+    with pytest.raises(RevisionMismatch):
+        await store.update("/registry/x/a", stale, kv.mod_revision + 100)
+    assert "resourceVersion" not in stale["metadata"]
+    missing = obj("m")
+    with pytest.raises(KeyNotFound):
+        await store.update("/registry/x/m", missing, -1)
+    assert "resourceVersion" not in missing["metadata"]
+    # a cancelled write
+    gone = obj("g")
+    task = asyncio.ensure_future(store.create("/registry/x/g", gone))
+    await asyncio.sleep(0)  # submitted
+    assert gone["metadata"]["resourceVersion"] != rv
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await store.create("/registry/x/other", obj("other"))  # the next batch skips it
+    assert "resourceVersion" not in gone["metadata"]
+    assert await store.get("/registry/x/g") is None
+    assert all(sqlite_module._PENDING_RV.encode() not in raw for raw in seen)
+
+
 async def test_group_commit_shares_one_transaction(store: SQLiteStorage) -> None:
     before = store.commits
     await asyncio.gather(*(store.create(f"/registry/x/g{i}", obj(f"g{i}")) for i in range(200)))
