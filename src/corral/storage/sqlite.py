@@ -34,7 +34,7 @@ growth, compaction that never finishes and constant disk writes on an idle clust
 - **Serialised when submitted.** A PUT's value is encoded when the write is submitted,
   while the object its request just built is still in the CPU's caches, with a
   placeholder for its revision (``_PENDING_RV``); the batch splices the revision in
-  (``_numbered``). Encoded in the batch, after the dozens of other requests that ran in
+  (``_Op.numbered``). Encoded in the batch, after the dozens of other requests that ran in
   between, the same ``orjson.dumps`` took ~17 µs of CPU instead of ~4-7 (issue 19's
   writes, ``bench/write_cost.py``).
 """
@@ -146,7 +146,7 @@ def _unpack(value: bytes) -> bytes:
 
 
 #: the resourceVersion a PUT's value is encoded with before its revision is known:
-#: random per process, so no value a client sends can hold it (``_numbered``)
+#: random per process, so no value a client sends can hold it (``_Op.numbered``)
 _PENDING_RV = "corral-pending-" + secrets.token_hex(16)
 _PENDING_RV_JSON = orjson.dumps(_PENDING_RV)
 #: ``_Op.old_rv`` of an object that had no resourceVersion
