@@ -172,7 +172,7 @@ class _Op:
         meta = self.obj["metadata"]
         if meta.get("resourceVersion") != _PENDING_RV:
             return
-        if self.old_rv is _NO_RV:
+        if self.old_rv is _NO_RV or self.old_rv == _PENDING_RV:  # (one dict sent twice)
             del meta["resourceVersion"]
         else:
             meta["resourceVersion"] = self.old_rv

@@ -94,6 +94,11 @@ async def test_a_value_encoded_at_submission_is_stored_as_written_when_numbered(
     with pytest.raises(RevisionMismatch):
         await store.update("/registry/x/a", stale, kv.mod_revision + 100)
     assert "resourceVersion" not in stale["metadata"]
+    twice = obj("a", "twice")  # one dict sent twice at once, both refused
+    both = [store.create("/registry/x/a", twice), store.create("/registry/x/a", twice)]
+    refused = await asyncio.gather(*both, return_exceptions=True)
+    assert all(isinstance(r, KeyExists) for r in refused)
+    assert "resourceVersion" not in twice["metadata"]
     missing = obj("m")
     with pytest.raises(KeyNotFound):
         await store.update("/registry/x/m", missing, -1)
