@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -69,6 +70,6 @@ async def test_kubeadm_weights_for_scheduler_and_controller_manager(
 
 
 def test_a_child_that_already_exited_is_left_alone() -> None:
-    proc = children_mod.subprocess.Popen([sys.executable, "-c", "pass"])
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     children_mod._lower_weight(proc.pid, 4)  # reaped: no such process, no error
