@@ -20,7 +20,9 @@ $(BIN)/corral: pyproject.toml
 	@touch $@
 
 .PHONY: install
-install: $(BIN)/corral ## create .venv with corral and the test and dev tools
+install: $(BIN)/corral ## create .venv with corral and the test and dev tools; compile the hot modules
+	bash scripts/build-deps.sh $(BIN)/python
+	$(BIN)/python scripts/compile.py
 
 .PHONY: up
 up: install ## start a local cluster (kubeconfig in DATA/kubeconfig)
@@ -40,14 +42,14 @@ test-slow: install ## the long scenarios the suite leaves out (Marathon end to e
 	$(BIN)/pytest -q -m slow tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
 .PHONY: check
-check: install ## ruff format, ruff, mypy, import-linter
+check: $(BIN)/corral ## ruff format, ruff, mypy, import-linter
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 .PHONY: fmt
-fmt: install ## format the code
+fmt: $(BIN)/corral ## format the code
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
 

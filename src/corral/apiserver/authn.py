@@ -273,7 +273,7 @@ class Authenticator:
                 accepted = _accepted.get()
             except InvalidToken as e:
                 errs.append(str(e))
-                continue
+                user, accepted = None, None  # the next authenticator (below)
             finally:
                 _accepted.reset(acc_token)
                 _requested.reset(req_token)

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from corral.storage.cache import BacklogBudget, Entry, WatchEvent, WatchQueue
+from corral.storage.cache import BacklogBudget, Entry, WatchEvent
+from corral.storage.watch_queue import WatchQueue
 
 
 def _event(raw: bytes = b'{"a":1}', *, initial: bool = False) -> WatchEvent:

@@ -22,12 +22,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
 
+from mypy_extensions import mypyc_attr
+
 from corral.api.errors import FieldError
 from corral.api.validation import validate_object_meta
 
 Obj = dict[str, Any]
 
 
+# subclassed at run time: CRD strategies (``custom.strategy_for``), interpreted modules
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Strategy:
     """Defaults shared by all kinds; subclasses override what differs."""
 

@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 import orjson
+from mypy_extensions import mypyc_attr
 
 from corral.api import errors
 from corral.api.errors import FieldError
@@ -184,6 +185,7 @@ def definition_name(group: str, version: str, kind: str) -> str:
     return ".".join([*reversed(group.split(".")), version, kind])
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # one subclass per CRD version (strategy_for)
 class CustomResourceStrategy(Strategy):
     """One served version of one CRD; ``strategy_for`` makes a subclass per version so
     the class-level facts (status subresource, definitions, field selectors) are set."""
