@@ -67,6 +67,7 @@ from yarl import URL
 from bench import calibrate
 from bench.report import write_report
 from bench.server import BenchServer
+from corral import native
 from corral.client.http1 import Pool
 from corral.testing.metrics import write_counts, write_latency
 
@@ -581,6 +582,8 @@ async def run_shape(
                 "profiled": profile is not None,
                 "server_pinned": pin_server,
                 "load_client": client,
+                # the compiled modules (corral/native.py) ran, by the guard's verdict
+                "compiled": not native.disabled,
             }
     finally:
         if unpin is not None:

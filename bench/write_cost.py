@@ -161,12 +161,15 @@ def _cpu_s(pid: int) -> float:
 
 
 def _source(env: dict[str, str]) -> str:
-    """Where ``corral`` is imported from under ``env`` (the check that --base took)."""
+    """Where ``corral`` is imported from under ``env`` (the check that --base took), and
+    whether its compiled modules run there (``corral/native.py``)."""
+    probe = "import corral, corral.native as n; print(corral.__file__); print(n.disabled)"
     out = subprocess.run(
-        [sys.executable, "-c", "import corral; print(corral.__file__)"],
-        env=env, capture_output=True, text=True, check=True,
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True,
     )  # fmt: skip
-    return str(Path(out.stdout.strip()).parent)
+    path, disabled = out.stdout.strip().splitlines()
+    compiled = "compiled" if disabled == "[]" else f"interpreted: {disabled}"
+    return f"{Path(path).parent} ({compiled})"
 
 
 async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:

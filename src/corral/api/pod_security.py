@@ -136,7 +136,7 @@ def policy_to_evaluate(
         modes["warn"][0] = modes["enforce"][0]
         if WARN_VERSION_LABEL not in labels:
             modes["warn"][1] = modes["enforce"][1]
-    policy = Policy(*(LevelVersion(*modes[m]) for m in ("enforce", "audit", "warn")))
+    policy = Policy(*[LevelVersion(*modes[m]) for m in ("enforce", "audit", "warn")])
     return policy, errs
 
 

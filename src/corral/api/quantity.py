@@ -166,7 +166,10 @@ def _parse(raw: str) -> _Parsed:
     return _Parsed(value_f, fmt, cached)
 
 
-def _coerce(v: str | int | float) -> str:
+def _coerce(v: object) -> str:
+    """A quantity's text; ``ValueError`` for what is no quantity at all (``None``, a
+    bool, a list...): callers pass decoded JSON, whatever its type (typed, compiled
+    code would raise ``TypeError`` on a narrower parameter)."""
     if isinstance(v, bool):
         raise ValueError(REGEX_ERROR)
     if isinstance(v, int):
@@ -175,10 +178,12 @@ def _coerce(v: str | int | float) -> str:
         if not math.isfinite(v):
             raise ValueError(REGEX_ERROR)
         return repr(v)
+    if not isinstance(v, str):
+        raise ValueError(REGEX_ERROR)
     return v
 
 
-def parse_quantity(v: str | int | float) -> Fraction:
+def parse_quantity(v: object) -> Fraction:
     """The exact value of a quantity; ``ValueError`` with the upstream message if invalid.
 
     JSON numbers (``int``/``float``) are read from their decimal text, as the Go decoder
@@ -187,13 +192,13 @@ def parse_quantity(v: str | int | float) -> Fraction:
     return _parse(_coerce(v)).value
 
 
-def parse_quantity_format(v: str | int | float) -> tuple[Fraction, str]:
+def parse_quantity_format(v: object) -> tuple[Fraction, str]:
     """The value and the format (``DecimalSI``, ``BinarySI``, ``DecimalExponent``)."""
     p = _parse(_coerce(v))
     return p.value, p.fmt
 
 
-def is_valid_quantity(s: str | int | float) -> bool:
+def is_valid_quantity(s: object) -> bool:
     try:
         _parse(_coerce(s))
     except ValueError:

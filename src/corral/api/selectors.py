@@ -621,7 +621,7 @@ def selector_from_map(d: Mapping[str, str] | None) -> LabelSelector:
     """
     if not d:
         return EVERYTHING
-    return LabelSelector.of(Requirement(k, EQUALS, (v,)) for k, v in d.items())
+    return LabelSelector.of([Requirement(k, EQUALS, (v,)) for k, v in d.items()])
 
 
 def format_labels(d: Mapping[str, str] | None) -> str:

@@ -184,7 +184,7 @@ class CachePolicy:
         rc = self._cache(plural)
         if rc is None:
             return []
-        entries: Iterable[Entry] = (rc.entries[k] for k in rc.sorted_keys())
+        entries = [rc.entries[k] for k in rc.sorted_keys()]
         return [e.obj() for e in entries if namespace is None or e.namespace == namespace]
 
     def _one(self, plural: str, namespace: str, name: str) -> Obj | None:
@@ -232,8 +232,10 @@ class RBACAuthorizer:
         compiled = self._compiled.get(key)
         if compiled is None:
             compiled = _Compiled(
-                error if rule is None else _Rule(rule, source)
-                for source, rule, error in rbac.visit(self.policy, user, groups, namespace)
+                [
+                    error if rule is None else _Rule(rule, source)
+                    for source, rule, error in rbac.visit(self.policy, user, groups, namespace)
+                ]
             )
             if len(self._compiled) >= MAX_COMPILED:
                 self._compiled.clear()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import bisect
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -405,7 +405,7 @@ class ResourceCache:
             )
             ranked = sorted((self.position(e), e) for e in pool)
             i = bisect.bisect_right([r[0] for r in ranked], start_after) if start_after else 0
-            candidates: Iterator[Entry] = (e for _, e in ranked[i:])
+            candidates: Iterable[Entry] = [e for _, e in ranked[i:]]
         else:
             candidates = self._in_key_order(namespace, start_after)
         for e in candidates:

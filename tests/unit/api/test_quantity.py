@@ -72,6 +72,16 @@ def test_invalid(text: str, message: str) -> None:
     assert not is_valid_quantity(text)
 
 
+@pytest.mark.parametrize("value", [None, True, [], {}, float("nan")], ids=repr)
+def test_what_is_no_quantity_is_invalid_not_a_type_error(value: object) -> None:
+    """Decoded JSON of any type (the compiled module checks a parameter's type): a
+    PersistentVolumeClaim's update with no size compares ``None``."""
+    with pytest.raises(ValueError) as info:
+        parse_quantity(value)
+    assert str(info.value) == REGEX_ERROR
+    assert not is_valid_quantity(value)
+
+
 def test_regex_message_is_upstream() -> None:
     assert REGEX_ERROR == (
         "quantities must match the regular expression "
