@@ -212,11 +212,8 @@ class ResourceHandler:
             rv = request.query.get("resourceVersion", "")
             if not rv:
                 await self._consistent()
-            elif rv != "0":
-                want = _parse_rv(rv)
-                fresh = await self._fresh(want)
-                if want > fresh:
-                    raise _too_large(want, self.registry.cache.revision)
+            elif rv != "0" and (want := _parse_rv(rv)) > await self._fresh(want):
+                raise _too_large(want, self.registry.cache.revision)
             return self.get(request, info, ns, p.name)
         if method == "PUT":
             return await self.update(request, info, ns, p.name, "")

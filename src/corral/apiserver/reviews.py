@@ -142,8 +142,11 @@ def validate_local(spec: Obj, meta: Obj) -> list[FieldError]:
 
 
 def _meta_empty(meta: Obj, ignore: tuple[str, ...] = ()) -> bool:
-    skip = ("managedFields", *ignore)
-    return not {k: v for k, v in meta.items() if k not in skip and v not in (None, "", {}, [])}
+    return not {
+        k: v
+        for k, v in meta.items()
+        if k not in ("managedFields", *ignore) and v not in (None, "", {}, [])
+    }
 
 
 def attributes_from(spec: Obj, user: UserInfo) -> rbac.Attributes:

@@ -506,21 +506,18 @@ class Registry:
             key = self.key(info, namespace, meta["name"])
             releases = self._run_hooks(info, obj, key)
             held: list[AsyncRelease] = []
-            retry = False
             try:
                 await self._run_async_hooks(info, obj, key, held)
                 result = await self._store_created(info, obj, key, opts, managed_fields, warnings)
             except KeyExists:
-                if not (generated and attempt < 7):
-                    raise errors.already_exists(info.plural, info.group, meta["name"]) from None
-                retry = True
+                if generated and attempt < 7:
+                    continue
+                raise errors.already_exists(info.plural, info.group, meta["name"]) from None
             finally:
                 for release in releases:
                     release()
                 for done in held:
                     await done()
-            if retry:
-                continue
             return result
         raise AssertionError("unreachable")
 
