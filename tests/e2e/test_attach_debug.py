@@ -171,7 +171,10 @@ def test_attach_it_types_into_tty(cluster: Cluster) -> None:
                 break
             time.sleep(0.5)
         else:
-            raise AssertionError("the pty never got kubectl's size, 30 rows and 100 columns")
+            raise AssertionError(
+                f"the pty never got kubectl's size, 30 rows and 100 columns: it says "
+                f"{child.after!r}\nagent log:\n{cluster.agent.log_tail(30)}"
+            )
         child.sendline("exit 4")
         _expect(cluster, child, pexpect.EOF)
     finally:

@@ -13,13 +13,18 @@ monitors, a ``SOCK_SEQPACKET`` unix socket at ``BUNDLE/attach`` (conmon's
 - what the client sends goes to the container's stdin (the pipe or the pty master) when
   it was started with ``--stdin``; a client's ``shutdown(SHUT_WR)`` (or its going away)
   closes that stdin unless conmon was told ``--leave-stdin-open`` (``stdinOnce: false``);
-- a terminal is resized by writing ``"1 HEIGHT WIDTH\\n"`` (``WIN_RESIZE_EVENT``) to the
-  ``BUNDLE/ctl`` FIFO; conmon passes it on as ``"HEIGHT WIDTH\\n"`` through its own
-  ``BUNDLE/winsz`` FIFO. conmon 2.1.6 (Debian's) parses only the first line of what one
-  read of either FIFO returns, once per line it holds: two sizes read together set the
-  first one. kubectl sends two back to back (its size plus one, then its size, so that a
-  reattached program redraws), so each size is written only once conmon has read the
-  ones before it (``FIONREAD`` of both FIFOs is 0).
+- a terminal is resized through two FIFOs: a client writes ``"1 HEIGHT WIDTH\\n"``
+  (``WIN_RESIZE_EVENT``) to ``BUNDLE/ctl``; conmon passes it on as ``"HEIGHT WIDTH\\n"``
+  through its own ``BUNDLE/winsz`` FIFO, whose reader sets the pty's size
+  (``TIOCSWINSZ``). conmon 2.1.6 (Debian's) parses only the first line of what one read
+  of either FIFO returns: two sizes read together set the first one. kubectl sends two
+  back to back (its size plus one, then its size, so that a reattached program redraws).
+  Through ``ctl`` no wait makes that safe: between conmon's read of ``ctl`` and its write
+  to ``winsz`` both FIFOs look empty, and a size written then reaches ``winsz`` behind
+  the one before it (under load, the attach test's pty once never got kubectl's size).
+  So a size is written as conmon's own line straight to ``winsz``, once conmon has read
+  what that FIFO held (``FIONREAD`` is 0): each read holds one line, and a size asked
+  while another waits replaces it, so the last size asked is the last one set.
 
 The socket is connected through ``/proc/self/fd/N/attach`` with an ``O_PATH`` descriptor
 of the bundle, since the bundle's path may be longer than a unix socket address allows.
@@ -37,13 +42,12 @@ import termios
 from pathlib import Path
 
 STDOUT_PIPE, STDERR_PIPE = 2, 3
-WIN_RESIZE_EVENT = 1
 #: conmon reads one packet of at most CONN_SOCK_BUF_SIZE (32 KiB) bytes; stay below it
 MAX_PACKET = 8192
 #: conmon sends at most STDIO_BUF_SIZE (8 KiB) + 1 bytes a packet
 RECV_SIZE = 65536
 #: how long a resize waits for conmon to read the sizes before it, and how often it looks
-RESIZE_DRAIN_TIMEOUT = 1.0
+RESIZE_DRAIN_TIMEOUT = 5.0
 RESIZE_POLL = 0.002
 
 
@@ -60,6 +64,7 @@ class ConmonAttach:
         self.bundle = bundle
         self._stdin_closed = False
         self._resizing = asyncio.Lock()
+        self._wanted: tuple[int, int] | None = None
 
     @classmethod
     async def open(cls, bundle: Path) -> ConmonAttach:
@@ -111,28 +116,27 @@ class ConmonAttach:
                 self.sock.shutdown(socket.SHUT_WR)
 
     async def resize(self, width: int, height: int) -> None:
-        """Resize the container's pty (a no-op for a container without one), in the order
-        asked, each size once conmon has read the ones before it (see the module's
-        docstring); after ``RESIZE_DRAIN_TIMEOUT`` it is written anyway. Dropped when
-        conmon is gone (no reader of its ``ctl`` FIFO)."""
+        """Resize the container's pty (a no-op for a container without one): written once
+        conmon has read the size before it (see the module's docstring), or after
+        ``RESIZE_DRAIN_TIMEOUT`` anyway. Of sizes asked while one waits, only the last is
+        written. Dropped when conmon is gone (no reader of its ``winsz`` FIFO)."""
+        self._wanted = (height, width)
         async with self._resizing:
-            ctl = _open_writer(self.bundle / "ctl")
-            if ctl is None:
-                return
+            if self._wanted is None:
+                return  # a later call's size, already written by the call before it
+            (height, width), self._wanted = self._wanted, None
             winsz = _open_writer(self.bundle / "winsz")
+            if winsz is None:
+                return
             try:
                 loop = asyncio.get_running_loop()
                 deadline = loop.time() + RESIZE_DRAIN_TIMEOUT
-                while (_unread(ctl) or (winsz is not None and _unread(winsz))) and (
-                    loop.time() < deadline
-                ):
+                while _unread(winsz) and loop.time() < deadline:
                     await asyncio.sleep(RESIZE_POLL)
                 with contextlib.suppress(OSError):
-                    os.write(ctl, f"{WIN_RESIZE_EVENT} {height} {width}\n".encode())
+                    os.write(winsz, f"{height} {width}\n".encode())
             finally:
-                os.close(ctl)
-                if winsz is not None:
-                    os.close(winsz)
+                os.close(winsz)
 
     def close(self) -> None:
         self.sock.close()

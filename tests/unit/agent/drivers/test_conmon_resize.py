@@ -1,6 +1,7 @@
 """``ConmonAttach.resize`` on real FIFOs read the way conmon reads them: each size is a
-line of its own read, in the order asked (conmon 2.1.6 sets only the first of several
-lines one read returns, and kubectl sends two sizes back to back)."""
+line of its own read of ``winsz``, in the order asked, the last asked last (conmon 2.1.6
+sets only the first of several lines one read returns, and kubectl sends two sizes back
+to back)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from corral.agent.drivers.attach import ConmonAttach
 
 
 class SlowReader:
-    """conmon's side of ``BUNDLE/ctl``: the FIFO held open to read (and by a dummy
+    """conmon's side of one of its FIFOs: the FIFO held open to read (and by a dummy
     writer), one ``read`` every ``pause`` seconds, each read's bytes kept (and, in
     ``order``, which reader read them, for readers sharing one list)."""
 
@@ -66,46 +67,61 @@ def attach(bundle: Path) -> Iterator[ConmonAttach]:
     theirs.close()
 
 
+async def _read_until(reader: SlowReader, size: int) -> None:
+    deadline = time.monotonic() + 5
+    while sum(len(r) for r in reader.reads) < size:
+        assert time.monotonic() < deadline, reader.reads
+        await asyncio.sleep(0.01)
+
+
 async def test_two_sizes_back_to_back_are_read_one_at_a_time_in_order(
     bundle: Path, attach: ConmonAttach
 ) -> None:
-    ctl, winsz = SlowReader(bundle / "ctl", 0.05), SlowReader(bundle / "winsz", 0.05)
+    """kubectl's two sizes: each is its own read of ``winsz``, kubectl's own size last;
+    nothing goes through ``ctl`` (whose hop to ``winsz`` could put them together)."""
+    ctl, winsz = SlowReader(bundle / "ctl", 0.01), SlowReader(bundle / "winsz", 0.05)
     try:
         await asyncio.gather(attach.resize(101, 31), attach.resize(100, 30))
-        deadline = time.monotonic() + 5
-        while sum(len(r) for r in ctl.reads) < len(b"1 31 101\n1 30 100\n"):
-            assert time.monotonic() < deadline, ctl.reads
-            await asyncio.sleep(0.01)
+        await _read_until(winsz, len(b"31 101\n30 100\n"))
     finally:
         ctl.close()
         winsz.close()
-    assert ctl.reads == [b"1 31 101\n", b"1 30 100\n"]
+    assert winsz.reads == [b"31 101\n", b"30 100\n"]
+    assert ctl.reads == []
 
 
-async def test_a_size_waits_for_conmon_s_own_winsz_fifo_too(
+async def test_of_sizes_asked_while_one_waits_the_last_is_written(
     bundle: Path, attach: ConmonAttach
 ) -> None:
-    """A size still unread in ``winsz`` (conmon passed one on and has not applied it)
-    holds the next one back until it is read: ``ctl``, read often, gets it only after
-    ``winsz``, read seldom, was read."""
-    order: list[str] = []
-    ctl = SlowReader(bundle / "ctl", 0.01, order)
-    winsz = SlowReader(bundle / "winsz", 0.2, order)
+    """While a size waits for conmon to read what ``winsz`` holds, two more are asked:
+    the first of them is replaced by the second, so the pty ends with the last size."""
+    winsz = SlowReader(bundle / "winsz", 0.1)
+    try:
+        os.write(winsz.dummy, b"29 99\n")
+        await asyncio.gather(attach.resize(101, 31), attach.resize(102, 32), attach.resize(100, 30))
+        await _read_until(winsz, len(b"29 99\n31 101\n30 100\n"))
+        await asyncio.sleep(0.3)  # (nothing more comes)
+    finally:
+        winsz.close()
+    assert winsz.reads == [b"29 99\n", b"31 101\n", b"30 100\n"]
+
+
+async def test_a_size_waits_until_conmon_read_what_winsz_held(
+    bundle: Path, attach: ConmonAttach
+) -> None:
+    """A size still unread in ``winsz`` holds the next one back until conmon read it:
+    two reads, one line each."""
+    winsz = SlowReader(bundle / "winsz", 0.2)
     try:
         os.write(winsz.dummy, b"31 101\n")
         await attach.resize(100, 30)
-        deadline = time.monotonic() + 5
-        while not ctl.reads:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.01)
+        await _read_until(winsz, len(b"31 101\n30 100\n"))
     finally:
-        ctl.close()
         winsz.close()
-    assert (winsz.reads, ctl.reads) == ([b"31 101\n"], [b"1 30 100\n"])
-    assert order == ["winsz", "ctl"]
+    assert winsz.reads == [b"31 101\n", b"30 100\n"]
 
 
 async def test_without_conmon_a_resize_is_dropped(bundle: Path, attach: ConmonAttach) -> None:
-    """No reader on the FIFOs (conmon is gone): nothing to wait for, nothing written,
+    """No reader on the FIFO (conmon is gone): nothing to wait for, nothing written,
     no error (the bound only catches a hang)."""
     await asyncio.wait_for(attach.resize(100, 30), 5)
