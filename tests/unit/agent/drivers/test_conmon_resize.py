@@ -95,7 +95,7 @@ async def test_of_sizes_asked_while_one_waits_the_last_is_written(
 ) -> None:
     """While a size waits for conmon to read what ``winsz`` holds, two more are asked:
     the first of them is replaced by the second, so the pty ends with the last size."""
-    winsz = SlowReader(bundle / "winsz", 0.1)
+    winsz = SlowReader(bundle / "winsz", 0.3)  # (its first read comes after all three ask)
     try:
         os.write(winsz.dummy, b"29 99\n")
         await asyncio.gather(attach.resize(101, 31), attach.resize(102, 32), attach.resize(100, 30))
