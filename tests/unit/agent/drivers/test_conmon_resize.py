@@ -20,16 +20,13 @@ from corral.agent.drivers.attach import ConmonAttach
 
 class SlowReader:
     """conmon's side of one of its FIFOs: the FIFO held open to read (and by a dummy
-    writer), one ``read`` every ``pause`` seconds, each read's bytes kept (and, in
-    ``order``, which reader read them, for readers sharing one list)."""
+    writer), one ``read`` every ``pause`` seconds, each read's bytes kept."""
 
-    def __init__(self, fifo: Path, pause: float, order: list[str] | None = None) -> None:
-        self.name = fifo.name
+    def __init__(self, fifo: Path, pause: float) -> None:
         self.fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
         self.dummy = os.open(fifo, os.O_WRONLY)
         self.pause = pause
         self.reads: list[bytes] = []
-        self.order = order if order is not None else []
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -42,7 +39,6 @@ class SlowReader:
                 continue
             if data:
                 self.reads.append(data)
-                self.order.append(self.name)
 
     def close(self) -> None:
         self.stop.set()
