@@ -184,8 +184,12 @@ class CachePolicy:
         rc = self._cache(plural)
         if rc is None:
             return []
-        entries = [rc.entries[k] for k in rc.sorted_keys()]
-        return [e.obj() for e in entries if namespace is None or e.namespace == namespace]
+        out = []
+        for key in rc.sorted_keys():
+            entry = rc.entries[key]
+            if namespace is None or entry.namespace == namespace:
+                out.append(entry.obj())
+        return out
 
     def _one(self, plural: str, namespace: str, name: str) -> Obj | None:
         info = self.registry.by_gvr.get((rbac.RBAC_GROUP, "v1", plural))
